@@ -1,0 +1,1 @@
+//! Mount trees: mountinfo parsing, mount namespace dump and restore, external mounts.

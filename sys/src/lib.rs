@@ -1,0 +1,4 @@
+//! The small raw-syscall layer. Every `unsafe` block outside the tracee engine lives here, each
+//! behind a safe function with a `// SAFETY:` note.
+
+pub mod cpuid;
