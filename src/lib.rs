@@ -1,9 +1,10 @@
 //! `criu`: checkpoint/restore in userspace, a CRIU-compatible rewrite in Rust.
 
+pub mod app;
 pub mod cli;
+pub mod commands;
+pub mod dispatch;
+pub mod log;
+pub mod pidfile;
 
-/// Runs one invocation of `criu` and returns the process exit code.
-pub fn run(args: Vec<std::ffi::OsString>) -> i32 {
-    let _ = args;
-    0
-}
+pub use app::run;

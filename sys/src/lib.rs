@@ -2,3 +2,4 @@
 //! behind a safe function with a `// SAFETY:` note.
 
 pub mod cpuid;
+pub mod signals;

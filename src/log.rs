@@ -1,0 +1,104 @@
+//! Logging with CRIU's levels and layout: `-v0` messages only, 1 errors, 2 warnings (default),
+//! 3 information with `(SS.micros)` timestamps, 4 debug. Output goes to the log file when one is
+//! given (errors are copied to stderr so a failure is seen), otherwise to stderr.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// CRIU's numeric level of a tracing level.
+fn criu_level(level: &Level) -> i64 {
+    match *level {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        Level::TRACE => 5,
+    }
+}
+
+struct CriuLayer {
+    level: i64,
+    start: Instant,
+    file: Option<Mutex<File>>,
+}
+
+#[derive(Default)]
+struct MessageVisitor {
+    text: String,
+}
+
+impl Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.text, "{value:?}");
+        } else {
+            let _ = write!(self.text, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for CriuLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let level = criu_level(meta.level());
+        if level > self.level {
+            return;
+        }
+        let mut visitor = MessageVisitor::default();
+        event.record(&mut visitor);
+        let mut line = String::new();
+        if self.level >= 3 {
+            let t = self.start.elapsed();
+            let _ = write!(line, "({:02}.{:06}) ", t.as_secs(), t.subsec_micros());
+        }
+        match level {
+            1 => line.push_str("Error: "),
+            2 => line.push_str("Warn: "),
+            _ => {}
+        }
+        line.push_str(&visitor.text);
+        line.push('\n');
+        match &self.file {
+            Some(file) => {
+                if let Ok(mut f) = file.lock() {
+                    let _ = f.write_all(line.as_bytes());
+                }
+                if level == 1 {
+                    let _ = std::io::stderr().write_all(line.as_bytes());
+                }
+            }
+            None => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
+    }
+}
+
+/// Opens (creating and truncating) the log file CRIU would.
+pub fn open_log_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
+/// Installs the global logger. `file` is `None` for stderr. A second call is ignored.
+pub fn init(level: i64, file: Option<File>) {
+    let layer = CriuLayer { level, start: Instant::now(), file: file.map(Mutex::new) };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// CRIU's `pr_msg`: user-facing output on stdout, shown at every level.
+#[macro_export]
+macro_rules! msg {
+    ($($arg:tt)*) => {{
+        println!($($arg)*);
+    }};
+}
