@@ -1,0 +1,112 @@
+//! The `criu` command line as tools and CRIU's test suite call it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn criu(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("CRIU_CONFIG_FILE")
+        .output()
+        .expect("run criu")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn no_arguments_prints_usage_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(&[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("Usage:"));
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(&["-h"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("cpuinfo check"));
+    assert!(text(&out.stdout).contains("--leave-running"));
+    let out = criu(&["-V"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("Version: "));
+}
+
+#[test]
+fn unknown_option_and_command_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(&["--no-such-option", "check"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unrecognized option '--no-such-option'"));
+    let out = criu(&["--no-default-config", "frobnicate"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unknown command: frobnicate"));
+}
+
+#[test]
+fn log_file_exists_after_an_early_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("img");
+    std::fs::create_dir(&images).unwrap();
+    let out = criu(
+        &["dump", "--no-default-config", "-D", "img", "-o", "dump.log", "-t", "999999999", "-v4"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let log = std::fs::read_to_string(images.join("dump.log")).expect("log file in the images dir");
+    assert!(log.contains("Error"), "log: {log}");
+    // Level 4 has timestamps.
+    assert!(log.starts_with("(00."), "log: {log}");
+    // Errors also reach stderr.
+    assert!(text(&out.stderr).contains("Error"));
+}
+
+#[test]
+fn work_dir_holds_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("img")).unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    let _ = criu(
+        &["restore", "--no-default-config", "-D", "img", "-W", "work", "-o", "r.log"],
+        dir.path(),
+    );
+    assert!(dir.path().join("work/r.log").exists());
+    assert!(!dir.path().join("img/r.log").exists());
+}
+
+#[test]
+fn default_level_has_no_timestamps_and_no_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let _ = criu(&["dump", "--no-default-config", "-o", "d.log", "-t", "999999999"], dir.path());
+    let log = std::fs::read_to_string(dir.path().join("d.log")).unwrap();
+    assert!(log.starts_with("Error: "), "log: {log}");
+    assert!(!log.contains("criu-rs"), "info line at level 2: {log}");
+}
+
+#[test]
+fn config_file_from_environment_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("env.conf");
+    std::fs::write(&conf, "log-file from-env.log\nverbosity=4\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args(["dump", "--no-default-config", "-t", "999999999"])
+        .current_dir(dir.path())
+        .env("CRIU_CONFIG_FILE", &conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(dir.path().join("from-env.log").exists());
+}
+
+#[test]
+fn single_dash_verbosity_parses_as_level_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(&["dump", "-verbosity=0", "--no-default-config", "-o", "l.log", "-t", "999999999"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    // Level 0 logs no errors at all.
+    assert_eq!(std::fs::read_to_string(dir.path().join("l.log")).unwrap(), "");
+}
