@@ -3,6 +3,7 @@
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod cpu;
 pub mod dispatch;
 pub mod log;
 pub mod pidfile;
