@@ -7,5 +7,6 @@ pub mod cpu;
 pub mod dispatch;
 pub mod log;
 pub mod pidfile;
+pub mod scripts;
 
 pub use app::run;
