@@ -1,1 +1,3 @@
 //! One module per criu command.
+pub mod check;
+pub mod cpuinfo;

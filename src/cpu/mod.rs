@@ -2,4 +2,5 @@
 //! `--cpu-cap` comparison (`validate`).
 
 pub mod detect;
+pub mod image;
 pub mod validate;

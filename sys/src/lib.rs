@@ -3,3 +3,4 @@
 
 pub mod cpuid;
 pub mod signals;
+pub mod probe;

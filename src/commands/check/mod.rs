@@ -1,0 +1,123 @@
+//! `criu check`: probes this kernel for what checkpoint/restore needs.
+//!
+//! Without `--feature`, the base checks run first and the first failure ends the check with
+//! "Does not look good." (exit 1). `--extra` and `--experimental` add checks whose failures
+//! only turn the verdict into "Looks good but some kernel features are missing ..." (exit 1).
+//! `--feature NAME` runs one named check: "NAME is supported" and exit 0, or exit 1.
+
+mod table;
+mod userspace;
+
+#[cfg(test)]
+mod tests;
+
+use criu_sys::probe::ProbeError;
+use table::{Check, Level};
+
+pub const LOOKS_GOOD: &str = "Looks good.";
+pub const LOOKS_MAYBE: &str = "Looks good but some kernel features are missing\n\
+which, depending on your process tree, may cause\n\
+dump or restore failure.";
+pub const LOOKS_BAD: &str = "Does not look good.";
+
+/// What `criu check` was asked to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckRequest {
+    /// `--feature NAME` values; when any is given only those are checked.
+    pub features: Vec<String>,
+    /// `--extra` (or `--all`).
+    pub extra: bool,
+    /// `--experimental` (or `--all`).
+    pub experimental: bool,
+}
+
+/// Every name `--feature` accepts, in the order `--feature list` prints them.
+pub fn feature_names() -> Vec<&'static str> {
+    table::FEATURES.iter().map(|f| f.name).collect()
+}
+
+pub fn is_known_feature(name: &str) -> bool {
+    table::feature(name).is_some()
+}
+
+/// Runs the check; prints the verdict on stdout and returns the exit code.
+pub fn run(req: &CheckRequest) -> i32 {
+    if !req.features.is_empty() {
+        return run_features(&req.features);
+    }
+    for (name, check) in table::BASE {
+        if let Err(e) = check() {
+            tracing::error!("{name}: {e}");
+            tracing::warn!("{LOOKS_BAD}");
+            return 1;
+        }
+    }
+    let mut all_ok = true;
+    if req.extra {
+        for name in table::EXTRA {
+            all_ok &= run_named(name);
+        }
+        if userspace::apparmor_active() {
+            all_ok &= run_named("apparmor_stacking");
+        }
+    }
+    if req.experimental {
+        for name in table::EXPERIMENTAL {
+            all_ok &= run_named(name);
+        }
+    }
+    // Optional: only reported, never part of the verdict.
+    if let Err(e) = criu_sys::probe::ptrace::hw_breakpoints() {
+        tracing::warn!("Hardware breakpoints don't seem to work: {e}");
+    }
+    if all_ok {
+        println!("{LOOKS_GOOD}");
+        0
+    } else {
+        println!("{LOOKS_MAYBE}");
+        1
+    }
+}
+
+fn run_features(names: &[String]) -> i32 {
+    for name in names {
+        let Some(feature) = table::feature(name) else {
+            tracing::error!("Unknown feature {name}");
+            return 1;
+        };
+        if let Err(e) = (feature.check)() {
+            report(name, feature.level, &e);
+            return 1;
+        }
+        println!("{name} is supported");
+    }
+    0
+}
+
+/// Runs one `--extra`/`--experimental` check by name; false if it failed.
+fn run_named(name: &str) -> bool {
+    let (check, level): (Check, Level) = match table::feature(name) {
+        Some(f) => (f.check, f.level),
+        None => match table::EXTRA_ONLY.iter().find(|(n, _, _)| *n == name) {
+            Some((_, check, level)) => (*check, *level),
+            None => {
+                tracing::error!("BUG: no check named {name}");
+                return false;
+            }
+        },
+    };
+    match check() {
+        Ok(()) => true,
+        Err(e) => {
+            report(name, level, &e);
+            false
+        }
+    }
+}
+
+fn report(name: &str, level: Level, e: &ProbeError) {
+    match level {
+        Level::Error => tracing::error!("{name}: {e}"),
+        Level::Warn => tracing::warn!("{name}: {e}"),
+    }
+}

@@ -1,0 +1,200 @@
+//! Tests of the verdict logic and of the checks that live here (not in criu-sys). The kernel
+//! facts are found another way: /proc/config.gz, $PATH, securityfs.
+
+use super::*;
+
+/// CONFIG_NAME is y or m in /proc/config.gz.
+fn enabled(name: &str) -> bool {
+    let out = std::process::Command::new("zcat")
+        .arg("/proc/config.gz")
+        .output()
+        .expect("zcat /proc/config.gz");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = format!("CONFIG_{name}=");
+    matches!(
+        text.lines().find_map(|l| l.strip_prefix(key.as_str())),
+        Some("y") | Some("m")
+    )
+}
+
+fn feature(name: &str) -> i32 {
+    run(&CheckRequest {
+        features: vec![name.to_string()],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn feature_names_are_criu_names_in_criu_order() {
+    let want = [
+        "mnt_id",
+        "mem_dirty_track",
+        "aio_remap",
+        "timerfd",
+        "tun",
+        "tun_ns",
+        "userns",
+        "fdinfo_lock",
+        "seccomp_suspend",
+        "seccomp_filters",
+        "loginuid",
+        "cgroupns",
+        "autofs",
+        "tcp_half_closed",
+        "compat_cr",
+        "uffd",
+        "uffd-noncoop",
+        "can_map_vdso",
+        "sk_ns",
+        "sk_unix_file",
+        "net_diag_raw",
+        "nsid",
+        "link_nsid",
+        "kcmp_epoll",
+        "timens",
+        "external_net_ns",
+        "clone3_set_tid",
+        "newifindex",
+        "nftables",
+        "has_ipt_legacy",
+        "pidfd_store",
+        "ns_pid",
+        "apparmor_stacking",
+        "network_lock_nftables",
+        "sockopt_buf_lock",
+        "memfd_hugetlb",
+        "move_mount_set_group",
+        "openat2",
+        "get_rseq_conf",
+        "ipv6_freebind",
+        "pagemap_scan",
+        "timer_cr_ids",
+        "overlayfs_maps",
+        "breakpoints",
+        "pagemap_scan_guard_pages",
+    ];
+    assert_eq!(feature_names(), want);
+    assert!(want.iter().all(|n| is_known_feature(n)));
+    assert!(!is_known_feature("list"));
+    assert!(!is_known_feature("no_such_feature"));
+}
+
+#[test]
+fn extra_and_experimental_lists_name_real_checks() {
+    for name in table::EXTRA.iter().chain(table::EXPERIMENTAL) {
+        let known =
+            table::feature(name).is_some() || table::EXTRA_ONLY.iter().any(|(n, _, _)| n == name);
+        assert!(known, "{name} has no check");
+    }
+}
+
+#[test]
+fn unknown_feature_fails() {
+    assert_eq!(feature("no_such_feature"), 1);
+    // The first unknown name stops the run even after a known one.
+    let req = CheckRequest {
+        features: vec!["external_net_ns".into(), "bogus".into()],
+        ..Default::default()
+    };
+    assert_eq!(run(&req), 1);
+}
+
+#[test]
+fn external_net_ns_is_always_supported() {
+    assert_eq!(feature("external_net_ns"), 0);
+}
+
+#[test]
+fn soft_dirty_exit_code_follows_kernel_config() {
+    let want = if enabled("MEM_SOFT_DIRTY") { 0 } else { 1 };
+    assert_eq!(feature("mem_dirty_track"), want);
+}
+
+#[test]
+fn raw_diag_exit_code_follows_kernel_config() {
+    let want = if enabled("INET_RAW_DIAG") { 0 } else { 1 };
+    assert_eq!(feature("net_diag_raw"), want);
+}
+
+#[test]
+fn timens_and_mnt_id_follow_kernel_config() {
+    assert_eq!(feature("timens"), if enabled("TIME_NS") { 0 } else { 1 });
+    assert_eq!(feature("mnt_id"), if enabled("PROC_FS") { 0 } else { 1 });
+}
+
+#[test]
+fn compat_cr_is_not_supported_by_this_build() {
+    assert_eq!(feature("compat_cr"), 1);
+}
+
+/// The other route: ask the shell for the binaries and their backend.
+#[test]
+fn has_ipt_legacy_matches_shell_lookup() {
+    let legacy = |names: &str| {
+        let script = format!(
+            "for b in {names}; do p=$(command -v $b) || continue; $p -V 2>/dev/null | grep -q nf_tables || exit 0; done; exit 1"
+        );
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let v4 = legacy("iptables-save iptables-legacy-save");
+    let v6 = !std::path::Path::new("/proc/sys/net/ipv6").exists()
+        || legacy("ip6tables-save ip6tables-legacy-save");
+    assert_eq!(userspace::has_ipt_legacy().is_ok(), v4 && v6);
+    assert_eq!(feature("has_ipt_legacy"), if v4 && v6 { 0 } else { 1 });
+}
+
+#[test]
+fn apparmor_stacking_needs_apparmor_securityfs() {
+    let stack = std::fs::read_to_string("/sys/kernel/security/apparmor/features/domain/stack")
+        .unwrap_or_default();
+    if stack.trim() != "yes" {
+        assert_eq!(feature("apparmor_stacking"), 1);
+    }
+    assert_eq!(
+        userspace::apparmor_active(),
+        std::path::Path::new("/sys/kernel/security/apparmor").is_dir()
+    );
+}
+
+#[test]
+fn tun_in_extra_tolerates_a_missing_device() {
+    let present = std::path::Path::new("/dev/net/tun").exists();
+    assert_eq!(
+        userspace::tun_if_present().is_ok(),
+        !present || enabled("TUN")
+    );
+}
+
+#[test]
+fn base_check_passes_and_extra_reports_missing_soft_dirty() {
+    // Every base check is present on a kernel with C/R support; the sys tests check each.
+    let base = run(&CheckRequest::default());
+    assert_eq!(base, if enabled("CHECKPOINT_RESTORE") { 0 } else { 1 });
+    if base == 0 && !enabled("MEM_SOFT_DIRTY") {
+        let all = CheckRequest {
+            extra: true,
+            experimental: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(&all),
+            1,
+            "soft-dirty is missing, so --all must say 'Looks good but ...'"
+        );
+    }
+}
+
+#[test]
+fn verdict_texts_are_criu_texts() {
+    assert_eq!(LOOKS_GOOD, "Looks good.");
+    assert_eq!(LOOKS_BAD, "Does not look good.");
+    assert_eq!(
+        LOOKS_MAYBE,
+        "Looks good but some kernel features are missing\nwhich, depending on your process tree, may cause\ndump or restore failure."
+    );
+}
