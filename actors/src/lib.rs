@@ -1,2 +1,8 @@
 //! The orchestrator: a supervisor that owns the phases of one dump or restore and per-task
-//! actors, each pinned to one OS thread because ptrace is bound to the thread that seized.
+//! actors, each pinned to one tracer thread because ptrace is bound to the thread that seized.
+//!
+//! * [`pool`]: the tracer threads (actix arbiters) that host task actors.
+//! * [`dump`]: the dump supervisor and its task actor.
+//! * [`restore`]: the restore supervisor and its task actor.
+
+pub mod pool;

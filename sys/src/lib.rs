@@ -1,6 +1,7 @@
 //! The small raw-syscall layer. Every `unsafe` block outside the tracee engine lives here, each
 //! behind a safe function with a `// SAFETY:` note.
 
+pub mod clone;
 pub mod cpuid;
 pub mod signals;
 pub mod probe;

@@ -1,0 +1,4 @@
+//! Memory: VMAs, the pagemap and page images. `dump` reads a stopped task's present pages into
+//! `pagemap-*.img`/`pages-*.img`; `restore` maps the VMAs back and fills them.
+pub mod vma;
+pub mod restore;

@@ -1,0 +1,281 @@
+//! Restore half of memory: how each dumped VMA is mapped again in the stub, and the pages
+//! written back from the page images.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use criu_proto::images::{PagemapEntry, PagemapHead, VmaEntry};
+use criu_proto::{ImageKind, ImageReader};
+
+use crate::vma::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreMemError {
+    #[error(transparent)]
+    Image(#[from] criu_proto::Error),
+    #[error("{path}: pagemap image has no head entry")]
+    NoHead { path: String },
+    #[error("{path}: at byte {offset}: page run {vaddr:#x}+{pages} pages ends past the image")]
+    ShortPages { path: String, offset: u64, vaddr: u64, pages: u64 },
+    #[error("pid {pid}: cannot write {len} bytes at {addr:#x} through /proc/{pid}/mem: {source}")]
+    Write { pid: i32, addr: u64, len: usize, source: std::io::Error },
+    #[error("pid {pid}: cannot open /proc/{pid}/mem: {source}")]
+    OpenMem { pid: i32, source: std::io::Error },
+    #[error("vma {start:#x}-{end:#x}: {what}")]
+    Vma { start: u64, end: u64, what: String },
+}
+
+/// How one VMA is created in the stub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapPlan {
+    /// mmap at a fixed address; `file_id` names the reg-files entry to map, if any.
+    Mmap { addr: u64, len: u64, prot: u64, flags: u64, file_id: Option<u32>, offset: u64 },
+    /// Part of the vDSO set, recreated as a whole by `arch_prctl(ARCH_MAP_VDSO_64)`.
+    Vdso,
+    /// `[vsyscall]`: fixed by the kernel, nothing to do.
+    Skip,
+}
+
+/// Decides how to map `vma`.
+pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
+    let bad = |what: &str| RestoreMemError::Vma { start: vma.start, end: vma.end, what: what.into() };
+    let s = vma.status;
+    if s & VMA_AREA_VSYSCALL != 0 {
+        return Ok(MapPlan::Skip);
+    }
+    if s & (VMA_AREA_VDSO | VMA_AREA_VVAR) != 0 {
+        return Ok(MapPlan::Vdso);
+    }
+    if vma.end <= vma.start || vma.start % PAGE_SIZE != 0 || vma.end % PAGE_SIZE != 0 {
+        return Err(bad("bad bounds"));
+    }
+    if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_AREA_MEMFD | VMA_UNSUPP) != 0 {
+        return Err(bad("this kind of mapping is not restored yet"));
+    }
+    let mut flags = u64::from(vma.flags) | libc::MAP_FIXED as u64;
+    let file_id = if s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+        flags &= !(libc::MAP_ANONYMOUS as u64);
+        Some(u32::try_from(vma.shmid).map_err(|_| bad("file id out of range"))?)
+    } else {
+        flags |= libc::MAP_ANONYMOUS as u64;
+        None
+    };
+    Ok(MapPlan::Mmap {
+        addr: vma.start,
+        len: vma.end - vma.start,
+        prot: u64::from(vma.prot),
+        flags,
+        file_id,
+        offset: if file_id.is_some() { vma.pgoff } else { 0 },
+    })
+}
+
+/// The madvise(2) advice values to apply for `vma.madv` (a bit per advice number).
+pub fn advice(vma: &VmaEntry) -> Vec<i32> {
+    let madv = vma.madv.unwrap_or(0);
+    (0..64).filter(|b| madv & (1u64 << b) != 0).map(|b| b as i32).collect()
+}
+
+/// One run of dumped pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRun {
+    pub vaddr: u64,
+    pub pages: u64,
+    /// Offset of the run's first byte in the pages image.
+    pub offset: u64,
+}
+
+/// Reads `pagemap-<pid>.img`: the pages image id and the runs stored in it, in image order.
+pub fn read_pagemap(dir: &Path, pid: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
+    let mut img = ImageReader::open(dir, &ImageKind::PAGEMAP, Some(pid))?;
+    let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead { path: img.path().into() })?;
+    let mut runs = Vec::new();
+    let mut offset = 0;
+    while let Some(e) = img.read::<PagemapEntry>()? {
+        let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+        let flags = e.flags.unwrap_or(PE_PRESENT);
+        if flags & PE_PRESENT == 0 || e.in_parent == Some(true) || flags & PE_PARENT != 0 {
+            continue;
+        }
+        runs.push(PageRun { vaddr: e.vaddr, pages, offset });
+        offset += pages * PAGE_SIZE;
+    }
+    Ok((head.pages_id, runs))
+}
+
+/// Copies every run from `pages-<id>.img` into the task through `/proc/<pid>/mem`, which also
+/// writes read-only private mappings. Large images are split over two threads.
+pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64, RestoreMemError> {
+    let kind = ImageKind::PAGES;
+    let path = dir.join(kind.file_name(Some(u64::from(pages_id))));
+    let shown = path.display().to_string();
+    let pages = File::open(&path).map_err(|e| criu_proto::Error::Io { path: shown.clone(), source: e })?;
+    let size = pages.metadata().map_err(|e| criu_proto::Error::Io { path: shown.clone(), source: e })?.len();
+    for r in runs {
+        if r.offset + r.pages * PAGE_SIZE > size {
+            return Err(RestoreMemError::ShortPages { path: shown, offset: r.offset, vaddr: r.vaddr, pages: r.pages });
+        }
+    }
+    let mem_path = format!("/proc/{pid}/mem");
+    let open_mem = || {
+        OpenOptions::new().read(true).write(true).open(&mem_path).map_err(|source| RestoreMemError::OpenMem { pid, source })
+    };
+    let total: u64 = runs.iter().map(|r| r.pages * PAGE_SIZE).sum();
+    let (first, second) = split_by_bytes(runs, total / 2);
+    if second.is_empty() || total < (64 << 20) {
+        copy_runs(pid, &pages, &open_mem()?, runs)?;
+    } else {
+        let (mem_a, mem_b) = (open_mem()?, open_mem()?);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| copy_runs(pid, &pages, &mem_b, second));
+            let mine = copy_runs(pid, &pages, &mem_a, first);
+            let theirs = other.join().unwrap_or_else(|_| {
+                Err(RestoreMemError::OpenMem { pid, source: std::io::Error::other("copy thread panicked") })
+            });
+            mine.and(theirs)
+        })?;
+    }
+    Ok(total)
+}
+
+fn split_by_bytes(runs: &[PageRun], half: u64) -> (&[PageRun], &[PageRun]) {
+    let mut acc = 0;
+    for (i, r) in runs.iter().enumerate() {
+        if acc >= half {
+            return runs.split_at(i);
+        }
+        acc += r.pages * PAGE_SIZE;
+    }
+    (runs, &[])
+}
+
+const CHUNK: usize = 4 << 20;
+
+fn copy_runs(pid: i32, pages: &File, mem: &File, runs: &[PageRun]) -> Result<(), RestoreMemError> {
+    let mut buf = vec![0u8; CHUNK];
+    for r in runs {
+        let len = r.pages * PAGE_SIZE;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64) as usize;
+            let chunk = &mut buf[..n];
+            pages.read_exact_at(chunk, r.offset + done).map_err(|source| RestoreMemError::Write {
+                pid,
+                addr: r.vaddr + done,
+                len: n,
+                source,
+            })?;
+            let addr = r.vaddr + done;
+            mem.write_all_at(chunk, addr).map_err(|source| RestoreMemError::Write { pid, addr, len: n, source })?;
+            done += n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a raw pages image whole (for small images and tests).
+pub fn read_pages_image(dir: &Path, pages_id: u32) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    File::open(dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id)))))?.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64, prot: i32, flags: i32, status: u32) -> VmaEntry {
+        VmaEntry {
+            start,
+            end,
+            pgoff: 0x2000,
+            shmid: 7,
+            prot: prot as u32,
+            flags: flags as u32,
+            status,
+            fd: -1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn anonymous_private_mapping() {
+        let v = vma(0x1000, 0x3000, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, VMA_AREA_REGULAR | VMA_ANON_PRIVATE);
+        assert_eq!(
+            plan(&v).unwrap(),
+            MapPlan::Mmap {
+                addr: 0x1000,
+                len: 0x2000,
+                prot: 3,
+                flags: (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as u64,
+                file_id: None,
+                offset: 0
+            }
+        );
+    }
+
+    #[test]
+    fn file_mapping_keeps_offset_and_file() {
+        let v = vma(0x1000, 0x2000, libc::PROT_READ, libc::MAP_PRIVATE, VMA_AREA_REGULAR | VMA_FILE_PRIVATE);
+        match plan(&v).unwrap() {
+            MapPlan::Mmap { file_id, offset, flags, .. } => {
+                assert_eq!(file_id, Some(7));
+                assert_eq!(offset, 0x2000);
+                assert_eq!(flags & libc::MAP_ANONYMOUS as u64, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn vdso_and_vsyscall_and_bad_areas() {
+        assert_eq!(plan(&vma(0x1000, 0x2000, 5, 2, VMA_AREA_REGULAR | VMA_AREA_VDSO)).unwrap(), MapPlan::Vdso);
+        assert_eq!(plan(&vma(0x1000, 0x2000, 1, 2, VMA_AREA_REGULAR | VMA_AREA_VVAR)).unwrap(), MapPlan::Vdso);
+        assert_eq!(plan(&vma(0x1000, 0x2000, 5, 2, VMA_AREA_VSYSCALL)).unwrap(), MapPlan::Skip);
+        assert!(plan(&vma(0x2000, 0x1000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
+        assert!(plan(&vma(0x1001, 0x2000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
+        assert!(plan(&vma(0x1000, 0x2000, 3, 0x22, VMA_AREA_REGULAR | VMA_AREA_SYSVIPC)).is_err());
+    }
+
+    #[test]
+    fn madvise_bits() {
+        let mut v = vma(0x1000, 0x2000, 3, 0x22, VMA_AREA_REGULAR);
+        v.madv = Some((1 << libc::MADV_DONTFORK) | (1 << libc::MADV_HUGEPAGE));
+        assert_eq!(advice(&v), vec![libc::MADV_DONTFORK, libc::MADV_HUGEPAGE]);
+    }
+
+    #[test]
+    fn runs_split_near_the_middle() {
+        let runs: Vec<PageRun> =
+            (0..4).map(|i| PageRun { vaddr: i * 0x10000, pages: 16, offset: i * 16 * PAGE_SIZE }).collect();
+        let (a, b) = split_by_bytes(&runs, 2 * 16 * PAGE_SIZE);
+        assert_eq!((a.len(), b.len()), (2, 2));
+    }
+
+    #[test]
+    fn fill_writes_pages_into_a_live_process_and_checks_image_size() {
+        use criu_proto::images::{PagemapEntry, PagemapHead};
+        use criu_proto::ImageWriter;
+        // Our own memory stands in for a task: /proc/self/mem accepts writes.
+        let mut target = vec![0u8; 3 * PAGE_SIZE as usize + PAGE_SIZE as usize];
+        let base = (target.as_mut_ptr() as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let dir = tempfile::tempdir().unwrap();
+        let mut pm = ImageWriter::create(dir.path(), &ImageKind::PAGEMAP, Some(1)).unwrap();
+        pm.write(&PagemapHead { pages_id: 5 }).unwrap();
+        pm.write(&PagemapEntry { vaddr: base, compat_nr_pages: 2, flags: Some(PE_PRESENT), nr_pages: Some(2), ..Default::default() }).unwrap();
+        pm.finish().unwrap();
+        let data: Vec<u8> = (0..2 * PAGE_SIZE as usize).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("pages-5.img"), &data).unwrap();
+        let (id, runs) = read_pagemap(dir.path(), 1).unwrap();
+        assert_eq!(id, 5);
+        let n = fill(std::process::id() as i32, dir.path(), id, &runs).unwrap();
+        assert_eq!(n, 2 * PAGE_SIZE);
+        let off = (base - target.as_ptr() as u64) as usize;
+        assert_eq!(&target[off..off + data.len()], &data[..]);
+        // A pages image shorter than the pagemap claims is refused before any write.
+        std::fs::write(dir.path().join("pages-5.img"), &data[..100]).unwrap();
+        assert!(matches!(fill(std::process::id() as i32, dir.path(), id, &runs), Err(RestoreMemError::ShortPages { .. })));
+    }
+}
