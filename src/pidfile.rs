@@ -1,4 +1,5 @@
-//! `--pidfile`: created exclusively, holding one pid and a newline, as CRIU writes it.
+//! `--pidfile`: created exclusively (mode 0600), holding the pid in decimal without a newline,
+//! as CRIU writes it.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -12,7 +13,7 @@ pub fn write(path: &Path, pid: i32) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("cannot create pidfile {}: {e}", path.display()))?;
-    f.write_all(format!("{pid}\n").as_bytes())
+    f.write_all(pid.to_string().as_bytes())
         .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))
 }
 
@@ -23,7 +24,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pid");
         super::write(&p, 1234).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "1234\n");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "1234");
         assert!(super::write(&p, 5).is_err());
     }
 }

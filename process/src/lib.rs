@@ -1,3 +1,4 @@
 //! A task's own state besides memory and files: registers and XSAVE, signals (actions, mask,
 //! pending), credentials and capabilities, limits, timers, scheduling, rseq, seccomp. Each
 //! piece has a dump half and a restore half side by side.
+pub mod regs;
