@@ -8,6 +8,7 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
     let o = &inv.options;
     match &inv.command {
         Command::Check => check(o),
+        Command::Restore { .. } => commands::restore::run(&inv.command, o, dirs),
         Command::CpuinfoDump => commands::cpuinfo::dump(&dirs.images),
         Command::CpuinfoCheck => commands::cpuinfo::check(&dirs.images, o.cpu_cap),
         Command::Show => {

@@ -6,3 +6,5 @@
 //! * [`restore`]: the restore supervisor and its task actor.
 
 pub mod pool;
+pub mod restore;
+pub mod dump;

@@ -2,3 +2,5 @@
 //! `pagemap-*.img`/`pages-*.img`; `restore` maps the VMAs back and fills them.
 pub mod vma;
 pub mod restore;
+pub mod dump_pages;
+pub mod dump_vmas;

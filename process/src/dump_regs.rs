@@ -2,7 +2,7 @@
 //! XSAVE area, each extended XSAVE component CRIU keeps, and the three GDT TLS slots.
 
 use criu_proto::images::{
-    user_x86_regs_entry::UserX86RegsMode, ThreadInfoX86, UserDescT, UserX86FpregsEntry, UserX86RegsEntry,
+    ThreadInfoX86, UserX86RegsMode, UserDescT, UserX86FpregsEntry, UserX86RegsEntry,
     UserX86XsaveEntry,
 };
 use criu_tracee::{Regs, Xsave};

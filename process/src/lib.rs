@@ -2,3 +2,6 @@
 //! pending), credentials and capabilities, limits, timers, scheduling, rseq, seccomp. Each
 //! piece has a dump half and a restore half side by side.
 pub mod regs;
+pub mod dump_regs;
+pub mod dump_task;
+pub mod dump_thread;

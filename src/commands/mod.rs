@@ -1,3 +1,5 @@
 //! One module per criu command.
 pub mod check;
 pub mod cpuinfo;
+pub mod exec;
+pub mod restore;

@@ -1,6 +1,7 @@
-//! Creating the stub of a restored task: a child with an exact pid (clone3 `set_tid`) that only
-//! stops itself. The child runs raw syscalls only, never Rust or libc code that could take a
-//! lock another thread of criu held at fork time.
+//! Creating the stub of a restored task: a child with an exact pid (clone3 `set_tid`) that
+//! blocks every signal and sleeps in pause(2) until it is seized. It is not group-stopped, so
+//! detaching it later does not leave it stopped. The child runs raw syscalls only, never Rust
+//! or libc code that could take a lock another thread of criu held at fork time.
 
 use nix::errno::Errno;
 
@@ -22,10 +23,11 @@ struct CloneArgs {
 }
 
 /// Creates a child whose pid is `pid` in criu's pid namespace, with extra clone `flags`
-/// (namespaces), that stops itself with SIGSTOP and dies with SIGKILL if criu's creating
-/// thread goes away before it is taken over. Returns the child's pid.
+/// (namespaces), that sleeps with every signal blocked and dies with SIGKILL if criu's
+/// creating thread goes away before it is taken over. Returns the child's pid.
 pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     let set_tid = [pid];
+    let all_signals: u64 = !0;
     let args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
@@ -44,10 +46,10 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     if ret == 0 {
         // SAFETY: raw syscalls in the child; nothing here allocates or locks.
         unsafe {
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all_signals as *const u64, 0usize, 8usize);
             libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            let me = libc::syscall(libc::SYS_getpid);
             loop {
-                libc::syscall(libc::SYS_kill, me, libc::SIGSTOP);
+                libc::syscall(libc::SYS_pause);
             }
         }
     }
@@ -67,7 +69,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn child_gets_the_requested_pid_and_stops() {
+    fn child_gets_the_requested_pid_and_sleeps_with_signals_blocked() {
         // Find a free pid well above the current ones.
         let mut pid = 0;
         for candidate in (300_000..400_000).step_by(977) {
@@ -83,12 +85,20 @@ mod tests {
         }
         let got = clone_stopped_child(pid, 0).expect("clone3 with set_tid (needs root)");
         assert_eq!(got, pid);
-        let status = nix::sys::wait::waitpid(
-            nix::unistd::Pid::from_raw(pid),
-            Some(nix::sys::wait::WaitPidFlag::WUNTRACED),
-        )
-        .unwrap();
-        assert!(matches!(status, nix::sys::wait::WaitStatus::Stopped(_, nix::sys::signal::Signal::SIGSTOP)), "{status:?}");
+        // Wait until it sleeps in pause() with everything blocked.
+        let mut status = String::new();
+        for _ in 0..1000 {
+            status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            if status.contains("SigBlk:\tfffffffffffffff") && status.contains("State:\tS") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(status.contains("State:\tS"), "{status}");
+        assert!(status.contains("SigBlk:\tfffffffffffffff"), "{status}");
+        // A blockable signal does nothing; SIGKILL still works.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(!reap_nohang(pid));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
         nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
     }

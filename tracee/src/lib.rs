@@ -1,2 +1,32 @@
-//! The tracee engine: the one safe API over ptrace. A tracee handle is bound to the OS thread
-//! that seized it, because the kernel answers ptrace requests only from that thread.
+//! The tracee engine: the one safe API over ptrace (a compel analogue).
+//!
+//! * [`Tracee`]: one seized thread; `!Send`, because the kernel answers ptrace requests only
+//!   from the thread that seized the task. Registers ([`Regs`]), XSAVE ([`Xsave`]), sigmask,
+//!   queued signals, rseq, seccomp, syscall-restart state.
+//! * [`SeizedTree`] / [`SeizedProcess`]: a whole tree or one process stopped, every thread,
+//!   repeated until nothing new appears; optionally frozen through a cgroup first.
+//! * [`Injector`]: remote syscalls with a scratch area; the task is left as it was.
+//! * [`TracerThread`]: an OS thread that owns tracees and takes jobs from anywhere.
+//! * [`guard`]: robust release on errors, fatal signals and panics.
+//! * [`exec`]: `criu exec`.
+
+pub mod error;
+pub mod exec;
+pub mod guard;
+pub mod inject;
+pub mod raw;
+pub mod regs;
+pub mod signals;
+pub mod syscall_table;
+pub mod thread;
+pub mod tracee;
+pub mod tree;
+
+pub use error::{Result, TraceeError};
+pub use inject::Injector;
+pub use raw::RseqConfiguration;
+pub use regs::{Regs, SyscallRestart, Xsave};
+pub use signals::{SeccompFilter, SigInfo};
+pub use thread::TracerThread;
+pub use tracee::{Stop, Tracee, WaitOutcome};
+pub use tree::{SeizeOptions, SeizedProcess, SeizedTree};

@@ -20,7 +20,7 @@ pub fn b64_decode(text: &str) -> Result<Vec<u8>, String> {
     // Python stops at the first complete padded quantum; trailing garbage after it is ignored.
     let clean = match clean.find('=') {
         Some(pos) => {
-            let end = (pos + 3) / 4 * 4;
+            let end = pos.div_ceil(4) * 4;
             clean[..end.min(clean.len())].to_string()
         }
         None => clean,

@@ -1,0 +1,238 @@
+//! `criu dump`: a supervisor that runs the phases of one dump, and per-task actors (one per
+//! process, each on a tracer thread) that seize and dump their process.
+//!
+//! Phases: seize the tree level by level (each task lists its children once all its threads
+//! are stopped); collect every task in parallel (each writes its own core, mm, pagemap,
+//! pages, fs, ids and fdinfo images); write the global images (files, pstree, inventory
+//! last); then release every task as asked. On any error every task is detached and runs on,
+//! and `inventory.img` is removed so that the directory does not claim a complete dump.
+
+pub mod files;
+pub mod ids;
+pub mod images;
+pub mod task;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use criu_proto::images::DumpStatsEntry;
+
+use crate::pool::TracerPool;
+use task::{Collect, DumpShared, Finish, Seized, TaskActor, TaskDone, TaskError};
+
+pub use task::Release;
+
+/// Runs after the images are complete and before the tasks are released (post-dump
+/// scripts); an error makes the dump fail and the tasks run on.
+pub type PostDumpHook = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
+pub struct DumpRequest {
+    pub pid: i32,
+    pub dir: PathBuf,
+    pub release: Release,
+    /// Bound on stopping each thread.
+    pub timeout: Duration,
+    pub post_dump: Option<PostDumpHook>,
+    /// Inventory values that restore must see again.
+    pub network_lock_method: u32,
+    pub tcp_close: bool,
+}
+
+#[derive(Debug)]
+pub struct DumpReport {
+    /// Tasks in pstree order.
+    pub tasks: Vec<TaskDone>,
+    pub stats: DumpStatsEntry,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("process {0} does not exist")]
+    NoProcess(i32),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error("task actor of pid {0} is gone")]
+    ActorGone(i32),
+    #[error("writing images: {0}")]
+    Image(#[from] criu_proto::Error),
+    #[error("cannot prepare {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+    #[error("post-dump: {0}")]
+    PostDump(String),
+    #[error("cannot start the dump: {0}")]
+    Start(String),
+}
+
+/// Dumps the tree rooted at `req.pid`. Needs no actix system of its own: it runs one.
+pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
+    if !std::path::Path::new(&format!("/proc/{}", req.pid)).exists() || req.pid <= 0 {
+        return Err(DumpError::NoProcess(req.pid));
+    }
+    let inventory = req.dir.join(criu_proto::ImageKind::INVENTORY.file_name(None));
+    // A stale inventory from an earlier dump must not make a failed one look complete.
+    match std::fs::remove_file(&inventory) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(DumpError::Dir { path: inventory.display().to_string(), source }),
+    }
+    let system = actix::System::new();
+    let result = system.block_on(supervise(req));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&inventory);
+    }
+    result
+}
+
+struct Tree {
+    /// Every started actor by pid (failed seizes included, to be finished too).
+    actors: BTreeMap<i32, Addr<TaskActor>>,
+    /// Parent of each task (0 for the root) and its children in found order.
+    parent: BTreeMap<i32, i32>,
+    children: BTreeMap<i32, Vec<i32>>,
+}
+
+impl Tree {
+    /// Depth-first, parents before children: CRIU's pstree order.
+    fn order(&self, root: i32) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(pid) = stack.pop() {
+            out.push(pid);
+            if let Some(c) = self.children.get(&pid) {
+                stack.extend(c.iter().rev());
+            }
+        }
+        out
+    }
+}
+
+async fn supervise(req: DumpRequest) -> Result<DumpReport, DumpError> {
+    let mut pool = TracerPool::for_this_machine();
+    let mut tree = Tree { actors: BTreeMap::new(), parent: BTreeMap::new(), children: BTreeMap::new() };
+    let t_freeze = Instant::now();
+    let result = dump_phases(&req, &mut pool, &mut tree, t_freeze).await;
+    let release = match (&result, req.release) {
+        (Ok(_), r) => r,
+        (Err(_), _) => Release::Run,
+    };
+    let mut result = match result {
+        Ok(phases) => run_post_dump(req.post_dump, phases),
+        Err(e) => Err(e),
+    };
+    let release = if result.is_err() { Release::Run } else { release };
+    // Release everything, also on error: every request is queued before any is awaited.
+    let pending: Vec<_> = tree.actors.iter().map(|(&pid, a)| (pid, a.send(Finish(release)))).collect();
+    for (pid, p) in pending {
+        match p.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("releasing {pid}: {e}"),
+            Err(_) => tracing::warn!("releasing {pid}: its actor is gone"),
+        }
+    }
+    drop(pool);
+    if let Ok(report) = &mut result {
+        report.stats.frozen_time = t_freeze.elapsed().as_micros() as u32;
+        images::write_stats(&req.dir, &report.stats)?;
+    }
+    result
+}
+
+fn run_post_dump(hook: Option<PostDumpHook>, report: DumpReport) -> Result<DumpReport, DumpError> {
+    match hook {
+        Some(h) => h().map(|()| report).map_err(DumpError::PostDump),
+        None => Ok(report),
+    }
+}
+
+async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, t_freeze: Instant) -> Result<DumpReport, DumpError> {
+    // 1. Seize, level by level.
+    let mut level = vec![(req.pid, 0)];
+    while !level.is_empty() {
+        let mut asked = Vec::with_capacity(level.len());
+        for &(pid, ppid) in &level {
+            let timeout = req.timeout;
+            let addr = pool.start(move |_| TaskActor::seize(pid, timeout));
+            tree.parent.insert(pid, ppid);
+            if ppid != 0 {
+                tree.children.entry(ppid).or_default().push(pid);
+            }
+            asked.push((pid, addr.send(Seized)));
+            tree.actors.insert(pid, addr);
+        }
+        let mut next = Vec::new();
+        let mut first_error = None;
+        for (pid, request) in asked {
+            match request.await {
+                Ok(Ok(children)) => next.extend(children.into_iter().filter(|c| !tree.parent.contains_key(c)).map(|c| (c, pid))),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(DumpError::Task(e));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(DumpError::ActorGone(pid));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        level = next;
+    }
+    let freezing_time = t_freeze.elapsed().as_micros() as u32;
+    let order = tree.order(req.pid);
+    tracing::info!("seized {} task(s) in {} us", order.len(), freezing_time);
+
+    // 2. Ids, then every task in parallel.
+    let mut alloc = ids::IdAllocator::new();
+    let me = std::process::id() as i32;
+    let root_ids = alloc
+        .task(me)
+        .map_err(|source| TaskError::Proc { pid: me, what: "namespaces", source })?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let shared = Arc::new(DumpShared {
+        dir: req.dir.clone(),
+        files: Mutex::new(files::FileTable::new()),
+        zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
+        copy_threads: (threads / order.len().max(1)).max(1),
+    });
+    let mut asked = Vec::with_capacity(order.len());
+    for (i, &pid) in order.iter().enumerate() {
+        let ids = alloc.task(pid).map_err(|source| TaskError::Proc { pid, what: "namespaces", source })?;
+        let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
+        asked.push((pid, addr.send(Collect { shared: shared.clone(), ids, pages_id: i as u32 + 1 })));
+    }
+    let mut done = Vec::with_capacity(order.len());
+    let mut first_error = None;
+    for (pid, request) in asked {
+        match request.await {
+            Ok(Ok(d)) => done.push(d),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(DumpError::Task(e));
+            }
+            Err(_) => {
+                first_error.get_or_insert(DumpError::ActorGone(pid));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+
+    // 3. Global images, the inventory last.
+    let table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
+    images::write_files(&req.dir, table.entries())?;
+    drop(table);
+    images::write_pstree(&req.dir, &done, &tree.parent)?;
+    images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;
+
+    let mut stats = DumpStatsEntry { freezing_time, ..Default::default() };
+    for d in &done {
+        stats.pages_scanned += d.pages.scanned;
+        stats.pages_written += d.pages.written;
+        stats.memdump_time += d.pages.scan_us as u32;
+        stats.memwrite_time += d.pages.write_us as u32;
+    }
+    Ok(DumpReport { tasks: done, stats })
+}

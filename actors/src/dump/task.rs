@@ -1,0 +1,291 @@
+//! The per-task actor of a dump: it seizes one process (every thread) on its tracer thread
+//! and does all the work that needs ptrace there; it writes the task's own images.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, Message};
+use criu_memory::dump_pages::{self, PageCounts};
+use criu_memory::dump_vmas;
+use criu_process::{dump_task, dump_thread};
+use criu_proto::images::{core_entry::March, CoreEntry, FsEntry, MmEntry, TaskCoreEntry, TaskKobjIdsEntry};
+use criu_proto::{ImageKind, ImageWriter};
+use criu_tracee::SeizedProcess;
+
+use super::files::{self, FileStat, FileTable};
+
+/// `task_state` values of CRIU's core image.
+pub const TASK_ALIVE: u32 = 1;
+pub const TASK_STOPPED: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("pid {pid}: cannot seize: {source}")]
+    Seize { pid: i32, source: criu_tracee::TraceeError },
+    #[error("pid {pid}: not seized")]
+    NotSeized { pid: i32 },
+    #[error("pid {pid}: cannot read {what}: {source}")]
+    Proc { pid: i32, what: &'static str, source: criu_procfs::ProcError },
+    #[error(transparent)]
+    Thread(#[from] dump_thread::ThreadDumpError),
+    #[error(transparent)]
+    Vmas(#[from] dump_vmas::VmaDumpError),
+    #[error(transparent)]
+    Pages(#[from] dump_pages::PagesDumpError),
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
+    #[error("pid {pid}: writing images: {source}")]
+    Image { pid: i32, source: criu_proto::Error },
+    #[error("pid {pid}: {what}")]
+    Other { pid: i32, what: String },
+}
+
+/// What every task needs from the dump as a whole.
+pub struct DumpShared {
+    pub dir: PathBuf,
+    pub files: Mutex<FileTable>,
+    pub zero_pfn: Option<u64>,
+    pub copy_threads: usize,
+}
+
+/// The result of dumping one task, for the supervisor's global images.
+#[derive(Debug, Clone)]
+pub struct TaskDone {
+    pub pid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub threads: Vec<i32>,
+    pub pages: PageCounts,
+}
+
+pub struct TaskActor {
+    pid: i32,
+    process: Option<SeizedProcess>,
+    seize_error: Option<criu_tracee::TraceeError>,
+    /// /proc state letter before seizing ('T' for a stopped task).
+    state_before: char,
+}
+
+impl TaskActor {
+    /// Seizes `pid` on the calling (tracer) thread.
+    pub fn seize(pid: i32, timeout: Duration) -> TaskActor {
+        let state_before = criu_procfs::read_stat(pid).map(|s| s.state).unwrap_or('?');
+        match SeizedProcess::seize(pid, timeout) {
+            Ok(p) => TaskActor { pid, process: Some(p), seize_error: None, state_before },
+            Err(e) => TaskActor { pid, process: None, seize_error: Some(e), state_before },
+        }
+    }
+}
+
+impl Actor for TaskActor {
+    type Context = Context<Self>;
+}
+
+/// Whether the seize worked; on success, the children of every thread.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<i32>, TaskError>")]
+pub struct Seized;
+
+impl Handler<Seized> for TaskActor {
+    type Result = Result<Vec<i32>, TaskError>;
+
+    fn handle(&mut self, _: Seized, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.pid;
+        if let Some(source) = self.seize_error.take() {
+            return Err(TaskError::Seize { pid, source });
+        }
+        let p = self.process.as_ref().ok_or(TaskError::NotSeized { pid })?;
+        let mut children = Vec::new();
+        for &tid in p.threads.keys() {
+            let list = criu_tracee::tree::list_children(pid, tid).map_err(|source| TaskError::Seize { pid, source })?;
+            children.extend(list);
+        }
+        children.sort_unstable();
+        children.dedup();
+        Ok(children)
+    }
+}
+
+/// Dump the task: write its images, return what the global images need.
+#[derive(Message)]
+#[rtype(result = "Result<TaskDone, TaskError>")]
+pub struct Collect {
+    pub shared: Arc<DumpShared>,
+    pub ids: TaskKobjIdsEntry,
+    pub pages_id: u32,
+}
+
+impl Handler<Collect> for TaskActor {
+    type Result = Result<TaskDone, TaskError>;
+
+    fn handle(&mut self, msg: Collect, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.pid;
+        let state_before = self.state_before;
+        let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
+        collect(pid, state_before, process, &msg)
+    }
+}
+
+/// How to let go of the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    Kill,
+    Run,
+    Stop,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), TaskError>")]
+pub struct Finish(pub Release);
+
+impl Handler<Finish> for TaskActor {
+    type Result = Result<(), TaskError>;
+
+    fn handle(&mut self, msg: Finish, ctx: &mut Context<Self>) -> Self::Result {
+        use actix::ActorContext;
+        let pid = self.pid;
+        let result = match self.process.take() {
+            None => Ok(()),
+            Some(p) => {
+                let sig = match msg.0 {
+                    Release::Kill => Some(nix::sys::signal::Signal::SIGKILL),
+                    Release::Stop => Some(nix::sys::signal::Signal::SIGSTOP),
+                    Release::Run => None,
+                };
+                let sent = match sig {
+                    Some(sig) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+                        .map_err(|e| TaskError::Other { pid, what: format!("cannot send {sig}: {e}") }),
+                    None => Ok(()),
+                };
+                let released = p.release().map_err(|source| TaskError::Seize { pid, source });
+                sent.and(released)
+            }
+        };
+        ctx.stop();
+        result
+    }
+}
+
+fn img(pid: i32) -> impl Fn(criu_proto::Error) -> TaskError {
+    move |source| TaskError::Image { pid, source }
+}
+
+/// Writes an image of one entry, named by `id`.
+macro_rules! write_one {
+    ($dir:expr, $kind:expr, $id:expr, $msg:expr) => {{
+        let id: i32 = $id;
+        let mut w = ImageWriter::create($dir, $kind, Some(id as u64)).map_err(img(id))?;
+        w.write($msg).map_err(img(id))?;
+        w.finish().map_err(img(id))?;
+    }};
+}
+
+fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Collect) -> Result<TaskDone, TaskError> {
+    let shared = &msg.shared;
+    let dir = shared.dir.as_path();
+    let proc_err = |what| move |source| TaskError::Proc { pid, what, source };
+    let stat = criu_procfs::read_stat(pid).map_err(proc_err("stat"))?;
+
+    // Memory map; file mappings get the file's id.
+    let mut vmas = dump_vmas::collect_vmas(pid)?;
+    for v in vmas.iter_mut() {
+        if let Some(f) = &v.file {
+            let st = FileStat { dev: f.dev, ino: f.ino, mode: f.mode, size: f.size };
+            v.entry.shmid = u64::from(shared.files.lock().unwrap_or_else(|e| e.into_inner()).special(&f.path, st));
+        }
+    }
+
+    let fdinfo = files::dump_fds(pid, &shared.files)?;
+
+    // Threads: leader first, as CRIU lists them.
+    let mut tids: Vec<i32> = process.threads.keys().copied().collect();
+    tids.sort_by_key(|&t| (t != pid, t));
+    let mut threads = Vec::with_capacity(tids.len());
+    for &tid in &tids {
+        let t = process.thread_mut(tid).ok_or(TaskError::NotSeized { pid: tid })?;
+        threads.push(dump_thread::dump_thread(pid, t)?);
+    }
+    let leader = process.thread_mut(pid).ok_or(TaskError::Other { pid, what: "the thread group leader is gone".into() })?;
+    let signals_s = dump_thread::shared_signals(leader)?;
+    let misc = dump_task::dump_task_misc(pid, leader)?;
+    let rlimits = dump_task::dump_rlimits(pid).map_err(proc_err("limits"))?;
+
+    let pages = dump_pages::dump_pages(dir, pid, msg.pages_id, &vmas, shared.zero_pfn, shared.copy_threads)?;
+
+    // Core images: the leader's carries the task-wide part.
+    let stopped = state_before == 'T';
+    let tc = TaskCoreEntry {
+        task_state: if stopped { TASK_STOPPED } else { TASK_ALIVE },
+        exit_code: 0,
+        personality: criu_procfs::read_personality(pid).map_err(proc_err("personality"))?,
+        flags: stat.flags,
+        blk_sigset: threads[0].core.blk_sigset.unwrap_or(0),
+        comm: stat.comm.clone(),
+        timers: Some(misc.timers.clone()),
+        rlimits: Some(rlimits),
+        signals_s: Some(signals_s),
+        loginuid: criu_procfs::read_loginuid(pid).ok(),
+        oom_score_adj: criu_procfs::read_oom_score_adj(pid).ok(),
+        sigactions: misc.sigactions.clone(),
+        child_subreaper: Some(misc.child_subreaper),
+        stop_signo: stopped.then_some(libc::SIGSTOP as u32),
+        membarrier_registration_mask: misc.membarrier_mask,
+        ..Default::default()
+    };
+    for (i, t) in threads.iter().enumerate() {
+        let core = CoreEntry {
+            mtype: March::X8664 as i32,
+            thread_info: Some(t.info.clone()),
+            tc: (i == 0).then(|| tc.clone()),
+            thread_core: Some(t.core.clone()),
+            ..Default::default()
+        };
+        write_one!(dir, &ImageKind::CORE, t.tid, &core);
+    }
+
+    // mm: fields from stat, brk from the task, auxv, exe.
+    let (exe_path, exe_meta) = files::proc_link_meta(pid, "exe")?;
+    let exe_file_id = shared.files.lock().unwrap_or_else(|e| e.into_inner()).special(&exe_path, FileStat::of(&exe_meta));
+    let auxv = criu_procfs::read_auxv(pid).map_err(proc_err("auxv"))?;
+    let mm = MmEntry {
+        mm_start_code: stat.start_code,
+        mm_end_code: stat.end_code,
+        mm_start_data: stat.start_data,
+        mm_end_data: stat.end_data,
+        mm_start_stack: stat.start_stack,
+        mm_start_brk: stat.start_brk,
+        mm_brk: misc.brk,
+        mm_arg_start: stat.arg_start,
+        mm_arg_end: stat.arg_end,
+        mm_env_start: stat.env_start,
+        mm_env_end: stat.env_end,
+        exe_file_id,
+        mm_saved_auxv: auxv.iter().flat_map(|&(k, v)| [k, v]).chain([0, 0]).collect(),
+        vmas: vmas.iter().map(|v| v.entry.clone()).collect(),
+        dumpable: Some(misc.dumpable),
+        aios: Vec::new(),
+        thp_disabled: Some(misc.thp_disabled),
+    };
+    write_one!(dir, &ImageKind::MM, pid, &mm);
+
+    // fs: cwd and root are files too.
+    let (cwd_path, cwd_meta) = files::proc_link_meta(pid, "cwd")?;
+    let (root_path, root_meta) = files::proc_link_meta(pid, "root")?;
+    let (cwd_id, root_id) = {
+        let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
+        (table.special(&cwd_path, FileStat::of(&cwd_meta)), table.special(&root_path, FileStat::of(&root_meta)))
+    };
+    write_one!(dir, &ImageKind::FS, pid, &FsEntry { cwd_id, root_id, umask: Some(misc.umask) });
+
+    // fdinfo is per files_id.
+    let mut w = ImageWriter::create(dir, &ImageKind::FDINFO, Some(u64::from(msg.ids.files_id))).map_err(img(pid))?;
+    for e in &fdinfo {
+        w.write(e).map_err(img(pid))?;
+    }
+    w.finish().map_err(img(pid))?;
+
+    write_one!(dir, &ImageKind::IDS, pid, &msg.ids);
+
+    Ok(TaskDone { pid, pgid: stat.pgrp, sid: stat.session, threads: tids, pages })
+}

@@ -1,0 +1,242 @@
+//! Private memory of a stopped task into `pagemap-N.img` + `pages-ID.img`: the pagemap says
+//! which pages are present (zero-page mappings and untouched file pages are left out, as in
+//! CRIU); their content is read through `/proc/PID/mem` (works on PROT_NONE and read-only
+//! areas) by a few threads at once, each writing its share at its final offset.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use criu_proto::images::{PagemapEntry, PagemapHead};
+use criu_proto::{ImageKind, ImageWriter};
+
+use crate::dump_vmas::DumpVma;
+use crate::vma::{PAGE_SIZE, PE_PRESENT, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PagesDumpError {
+    #[error("pid {pid}: cannot read {path} at {addr:#x}: {source}")]
+    Read { pid: i32, path: String, addr: u64, source: std::io::Error },
+    #[error("pid {pid}: cannot write {path}: {source}")]
+    Write { pid: i32, path: String, source: std::io::Error },
+    #[error("pid {pid}: {source}")]
+    Image { pid: i32, source: criu_proto::Error },
+}
+
+const PME_PRESENT: u64 = 1 << 63;
+const PME_SWAP: u64 = 1 << 62;
+const PME_FILE: u64 = 1 << 61;
+const PME_GUARD_REGION: u64 = 1 << 58;
+const PME_PFRAME_MASK: u64 = (1 << 55) - 1;
+
+/// Counts for the stats image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageCounts {
+    pub scanned: u64,
+    pub written: u64,
+    /// Microseconds spent reading the pagemap and the memory, and writing it.
+    pub scan_us: u64,
+    pub write_us: u64,
+}
+
+/// One run of pages to copy: address, page count, and byte offset in the pages image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub vaddr: u64,
+    pub pages: u64,
+    pub offset: u64,
+}
+
+/// The PFN of the shared zero page, found by read-faulting a fresh anonymous page of our own.
+/// `None` if it cannot be told (then zero pages are copied like any other).
+pub fn zero_page_pfn() -> Option<u64> {
+    // A fresh large calloc comes from mmap and is not written: reading faults in the zero page.
+    let buf = vec![0u8; 4 << 20];
+    let addr = buf.as_ptr() as u64;
+    let page = (addr + 2 * PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    let idx = (page - addr) as usize;
+    let _ = std::hint::black_box(std::hint::black_box(&buf)[idx]);
+    let pm = File::open("/proc/self/pagemap").ok()?;
+    let mut word = [0u8; 8];
+    pm.read_exact_at(&mut word, page / PAGE_SIZE * 8).ok()?;
+    let pme = u64::from_le_bytes(word);
+    drop(buf);
+    (pme & PME_PRESENT != 0 && pme & PME_PFRAME_MASK != 0).then_some(pme & PME_PFRAME_MASK)
+}
+
+fn wants_page(pme: u64, vma: &DumpVma, zero_pfn: Option<u64>) -> bool {
+    if pme & PME_GUARD_REGION != 0 {
+        return false;
+    }
+    if vma.entry.status & VMA_FILE_PRIVATE != 0 && pme & PME_FILE != 0 {
+        return false; // not COW-ed yet: the file has it
+    }
+    let present = pme & (PME_PRESENT | PME_SWAP) != 0;
+    let zero = pme & PME_PRESENT != 0 && zero_pfn == Some(pme & PME_PFRAME_MASK);
+    present && !zero
+}
+
+/// Finds the runs of pages to dump in the private VMAs; a run never crosses a VMA.
+pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<(Vec<Run>, u64), PagesDumpError> {
+    let path = format!("/proc/{pid}/pagemap");
+    let pm = File::open(&path).map_err(|source| PagesDumpError::Read { pid, path: path.clone(), addr: 0, source })?;
+    let mut runs = Vec::new();
+    let mut scanned = 0u64;
+    let mut offset = 0u64;
+    let mut buf = Vec::new();
+    const CHUNK: u64 = 1 << 16; // pages per pagemap read
+    for vma in vmas.iter().filter(|v| v.is_private()) {
+        let e = &vma.entry;
+        let npages = (e.end - e.start) / PAGE_SIZE;
+        scanned += npages;
+        let whole = e.status & VMA_AREA_VDSO != 0;
+        let mut first = 0;
+        while first < npages {
+            let n = CHUNK.min(npages - first);
+            buf.resize(n as usize * 8, 0);
+            let at = (e.start / PAGE_SIZE + first) * 8;
+            pm.read_exact_at(&mut buf, at).map_err(|source| PagesDumpError::Read {
+                pid,
+                path: path.clone(),
+                addr: e.start + first * PAGE_SIZE,
+                source,
+            })?;
+            for (i, w) in buf.chunks_exact(8).enumerate() {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(w);
+                let pme = u64::from_le_bytes(word);
+                if !(whole || wants_page(pme, vma, zero_pfn)) {
+                    continue;
+                }
+                let vaddr = e.start + (first + i as u64) * PAGE_SIZE;
+                match runs.last_mut() {
+                    Some(Run { vaddr: v, pages, .. }) if *v + *pages * PAGE_SIZE == vaddr && vaddr != e.start => *pages += 1,
+                    _ => runs.push(Run { vaddr, pages: 1, offset }),
+                }
+                offset += PAGE_SIZE;
+            }
+            first += n;
+        }
+    }
+    Ok((runs, scanned))
+}
+
+/// A piece of work for one copying thread: up to `PIECE` bytes of one run.
+struct Piece {
+    vaddr: u64,
+    len: u64,
+    offset: u64,
+}
+
+const PIECE: u64 = 4 << 20;
+
+fn pieces(runs: &[Run]) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for r in runs {
+        let mut done = 0;
+        let total = r.pages * PAGE_SIZE;
+        while done < total {
+            let len = PIECE.min(total - done);
+            out.push(Piece { vaddr: r.vaddr + done, len, offset: r.offset + done });
+            done += len;
+        }
+    }
+    out
+}
+
+/// Copies the runs from the task's memory into `pages` with `threads` threads.
+pub fn copy_runs(pid: i32, runs: &[Run], pages: &File, pages_path: &str, threads: usize) -> Result<(), PagesDumpError> {
+    let mem_path = format!("/proc/{pid}/mem");
+    let mem = File::open(&mem_path).map_err(|source| PagesDumpError::Read { pid, path: mem_path.clone(), addr: 0, source })?;
+    let work = pieces(runs);
+    let next = AtomicUsize::new(0);
+    let worker = || -> Result<(), PagesDumpError> {
+        let mut buf = vec![0u8; PIECE as usize];
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(p) = work.get(i) else { return Ok(()) };
+            let b = &mut buf[..p.len as usize];
+            mem.read_exact_at(b, p.vaddr).map_err(|source| PagesDumpError::Read {
+                pid,
+                path: mem_path.clone(),
+                addr: p.vaddr,
+                source,
+            })?;
+            pages
+                .write_all_at(b, p.offset)
+                .map_err(|source| PagesDumpError::Write { pid, path: pages_path.to_string(), source })?;
+        }
+    };
+    let threads = threads.clamp(1, work.len().max(1));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
+        let mut result = worker();
+        for h in handles {
+            let r = h.join().unwrap_or(Ok(()));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
+}
+
+/// Writes `pagemap-PID.img` (head with `pages_id`, then one entry per run).
+pub fn write_pagemap(dir: &Path, pid: i32, pages_id: u32, runs: &[Run]) -> Result<(), PagesDumpError> {
+    let img = |source| PagesDumpError::Image { pid, source };
+    let mut w = ImageWriter::create(dir, &ImageKind::PAGEMAP, Some(pid as u64)).map_err(img)?;
+    w.write(&PagemapHead { pages_id }).map_err(img)?;
+    for r in runs {
+        w.write(&PagemapEntry {
+            vaddr: r.vaddr,
+            compat_nr_pages: 0,
+            in_parent: None,
+            flags: Some(PE_PRESENT),
+            nr_pages: Some(r.pages),
+        })
+        .map_err(img)?;
+    }
+    w.finish().map_err(img)?;
+    Ok(())
+}
+
+/// Dumps the private memory of a stopped task: pagemap-PID.img and pages-PAGES_ID.img.
+pub fn dump_pages(dir: &Path, pid: i32, pages_id: u32, vmas: &[DumpVma], zero_pfn: Option<u64>, threads: usize) -> Result<PageCounts, PagesDumpError> {
+    let t0 = std::time::Instant::now();
+    let (runs, scanned) = scan(pid, vmas, zero_pfn)?;
+    let scan_us = t0.elapsed().as_micros() as u64;
+    let t1 = std::time::Instant::now();
+    let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
+    let shown = pages_path.display().to_string();
+    let pages = File::create(&pages_path).map_err(|source| PagesDumpError::Write { pid, path: shown.clone(), source })?;
+    let written: u64 = runs.iter().map(|r| r.pages).sum();
+    pages
+        .set_len(written * PAGE_SIZE)
+        .map_err(|source| PagesDumpError::Write { pid, path: shown.clone(), source })?;
+    copy_runs(pid, &runs, &pages, &shown, threads)?;
+    write_pagemap(dir, pid, pages_id, &runs)?;
+    Ok(PageCounts { scanned, written, scan_us, write_us: t1.elapsed().as_micros() as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_split_runs_at_the_piece_size() {
+        let runs = [Run { vaddr: 0x1000, pages: 2048, offset: 0 }, Run { vaddr: 0x10_0000_0000, pages: 1, offset: 2048 * 4096 }];
+        let p = pieces(&runs);
+        assert_eq!(p.len(), 3);
+        assert_eq!((p[1].vaddr, p[1].offset, p[1].len), (0x1000 + PIECE, PIECE, PIECE));
+        assert_eq!(p[2].offset, 2048 * 4096);
+    }
+
+    #[test]
+    fn zero_page_pfn_is_found_for_root() {
+        // Only root sees PFNs; others get None and copy zero pages.
+        if nix::unistd::geteuid().is_root() {
+            assert!(zero_page_pfn().is_some());
+        }
+    }
+}

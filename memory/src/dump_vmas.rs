@@ -1,0 +1,234 @@
+//! The VMA list of a stopped task as CRIU records it in `mm-N.img`: protection, mmap flags
+//! from the smaps VmFlags, madvise bits, CRIU's status bits, the file behind file mappings,
+//! the hidden stack guard page, and the vvar areas merged into one.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use criu_procfs::{SmapsEntry, VmFlags, VmaName};
+use criu_proto::images::VmaEntry;
+
+use crate::vma::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmaDumpError {
+    #[error("pid {pid}: cannot read smaps: {source}")]
+    Smaps { pid: i32, source: criu_procfs::ProcError },
+    #[error("pid {pid}: cannot stat {path}: {source}")]
+    MapFile { pid: i32, path: String, source: std::io::Error },
+    #[error("pid {pid}: mapping {start:#x}-{end:#x} ({what}) is not supported by this dump")]
+    Unsupported { pid: i32, start: u64, end: u64, what: String },
+}
+
+/// The file behind a file mapping, as `stat` and the map_files link show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedFile {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub size: u64,
+}
+
+/// One VMA to dump; `file` is set for file mappings, whose `entry.shmid` must be set to the
+/// file's id once the dump has one for it.
+#[derive(Debug, Clone)]
+pub struct DumpVma {
+    pub entry: VmaEntry,
+    pub file: Option<MappedFile>,
+}
+
+impl DumpVma {
+    /// Private memory whose pages go to the pages image (CRIU's `vma_area_is_private`, minus
+    /// vvar, whose content the kernel provides).
+    pub fn is_private(&self) -> bool {
+        let s = self.entry.status;
+        s & VMA_AREA_REGULAR != 0
+            && s & (VMA_ANON_PRIVATE | VMA_FILE_PRIVATE) != 0
+            && s & VMA_AREA_VVAR == 0
+            && self.entry.end <= TASK_SIZE
+    }
+}
+
+/// Top of user space with 4-level paging.
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+
+const MAP_SHARED: u32 = 0x01;
+const MAP_PRIVATE: u32 = 0x02;
+const MAP_DROPPABLE: u32 = 0x08;
+const MAP_ANONYMOUS: u32 = 0x20;
+const MAP_GROWSDOWN: u32 = 0x100;
+const MAP_LOCKED: u32 = 0x2000;
+const MAP_NORESERVE: u32 = 0x4000;
+const MAP_HUGETLB: u32 = 0x40000;
+
+/// mmap flags and madvise bits from VmFlags, as CRIU derives them.
+fn flags_and_madv(f: VmFlags) -> (u32, u64) {
+    let mut flags = 0;
+    for (bit, flag) in [
+        (VmFlags::GROWSDOWN, MAP_GROWSDOWN),
+        (VmFlags::LOCKED, MAP_LOCKED),
+        (VmFlags::NORESERVE, MAP_NORESERVE),
+        (VmFlags::HUGETLB, MAP_HUGETLB),
+        (VmFlags::DROPPABLE, MAP_DROPPABLE),
+    ] {
+        if f.contains(bit) {
+            flags |= flag;
+        }
+    }
+    let mut madv = 0u64;
+    for (bit, advice) in [
+        (VmFlags::SEQ_READ, libc::MADV_SEQUENTIAL),
+        (VmFlags::RAND_READ, libc::MADV_RANDOM),
+        (VmFlags::DONTCOPY, libc::MADV_DONTFORK),
+        (VmFlags::DONTDUMP, libc::MADV_DONTDUMP),
+        (VmFlags::MERGEABLE, libc::MADV_MERGEABLE),
+        (VmFlags::HUGEPAGE, libc::MADV_HUGEPAGE),
+        (VmFlags::NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+        (VmFlags::WIPEONFORK, libc::MADV_WIPEONFORK),
+    ] {
+        if f.contains(bit) {
+            madv |= 1u64 << advice;
+        }
+    }
+    (flags, madv)
+}
+
+/// Reads and classifies the VMAs of a stopped task.
+pub fn collect_vmas(pid: i32) -> Result<Vec<DumpVma>, VmaDumpError> {
+    let smaps = criu_procfs::read_smaps(pid).map_err(|source| VmaDumpError::Smaps { pid, source })?;
+    classify(pid, &smaps, &|start, end| map_file(pid, start, end))
+}
+
+/// What the map_files link of an area says: absent (anonymous), or the link's mode and the
+/// file's stat.
+pub struct MapFileInfo {
+    pub link_mode: u32,
+    pub target: PathBuf,
+    pub meta: Option<std::fs::Metadata>,
+}
+
+fn map_file(pid: i32, start: u64, end: u64) -> Result<Option<MapFileInfo>, VmaDumpError> {
+    let link = criu_procfs::maps::map_file_path(pid, start, end);
+    let shown = link.display().to_string();
+    let lmeta = match std::fs::symlink_metadata(&link) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(VmaDumpError::MapFile { pid, path: shown, source }),
+    };
+    let target = std::fs::read_link(&link).map_err(|source| VmaDumpError::MapFile { pid, path: shown.clone(), source })?;
+    // Sockets and AIO rings cannot be opened; their stat is still of interest.
+    let meta = std::fs::metadata(&link).ok();
+    Ok(Some(MapFileInfo { link_mode: lmeta.mode(), target, meta }))
+}
+
+fn strip_deleted(p: PathBuf) -> PathBuf {
+    match p.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(s) => PathBuf::from(s),
+        None => p,
+    }
+}
+
+/// Classification proper, with the map_files lookup passed in (tests give fake ones).
+pub fn classify(
+    pid: i32,
+    smaps: &[SmapsEntry],
+    lookup: &dyn Fn(u64, u64) -> Result<Option<MapFileInfo>, VmaDumpError>,
+) -> Result<Vec<DumpVma>, VmaDumpError> {
+    let mut out: Vec<DumpVma> = Vec::with_capacity(smaps.len());
+    let mut prev_end = 0u64;
+    for s in smaps {
+        let v = &s.vma;
+        let unsupported = |what: &str| VmaDumpError::Unsupported { pid, start: v.start, end: v.end, what: what.to_string() };
+        let (mut flags, madv) = flags_and_madv(s.vm_flags);
+        flags |= if v.perms.shared { MAP_SHARED } else { MAP_PRIVATE };
+        if flags & MAP_DROPPABLE != 0 {
+            flags &= !MAP_PRIVATE;
+        }
+        let mut e = VmaEntry {
+            start: v.start,
+            end: v.end,
+            pgoff: v.offset,
+            shmid: 0,
+            prot: v.perms.prot() as u32,
+            flags,
+            status: 0,
+            fd: -1,
+            madv: (madv != 0).then_some(madv),
+            fdflags: None,
+        };
+        let mut file = None;
+        match &v.name {
+            VmaName::Vsyscall => e.status |= VMA_AREA_VSYSCALL,
+            VmaName::Vdso => e.status |= VMA_AREA_REGULAR | VMA_AREA_VDSO,
+            VmaName::Vvar | VmaName::VvarVclock => e.status |= VMA_AREA_REGULAR | VMA_AREA_VVAR,
+            VmaName::Heap => e.status |= VMA_AREA_REGULAR | VMA_AREA_HEAP,
+            VmaName::Uprobes => return Err(unsupported("uprobes area")),
+            _ => e.status |= VMA_AREA_REGULAR,
+        }
+        let io = s.vm_flags.contains(VmFlags::IO) || s.vm_flags.contains(VmFlags::PFNMAP);
+        if s.vm_flags.contains(VmFlags::SHADOW_STACK) {
+            return Err(unsupported("shadow stack"));
+        }
+        match lookup(v.start, v.end)? {
+            Some(info) => {
+                e.fdflags = Some(match info.link_mode & 0o600 {
+                    0o200 => libc::O_WRONLY as u32,
+                    0o600 => libc::O_RDWR as u32,
+                    _ => libc::O_RDONLY as u32,
+                });
+                let Some(meta) = info.meta else { return Err(unsupported("socket, AIO ring or unopenable file")) };
+                let ft = meta.file_type();
+                let is_devzero = std::os::unix::fs::FileTypeExt::is_char_device(&ft) && meta.rdev() == libc::makedev(1, 5);
+                if !(ft.is_file() || is_devzero) {
+                    return Err(unsupported(&format!("mapping of a non-regular file {}", info.target.display())));
+                }
+                match &v.name {
+                    VmaName::SysvShm { .. } => return Err(unsupported("System V shared memory")),
+                    VmaName::Memfd { .. } => return Err(unsupported("memfd mapping")),
+                    _ => {}
+                }
+                // Shared anonymous memory is a shmem file the kernel names "/dev/zero (deleted)".
+                if meta.nlink() == 0 && v.perms.shared && v.dev_major == 0 {
+                    return Err(unsupported("shared anonymous memory"));
+                }
+                e.status |= if v.perms.shared { VMA_FILE_SHARED } else { VMA_FILE_PRIVATE };
+                file = Some(MappedFile {
+                    path: strip_deleted(info.target),
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    mode: meta.mode(),
+                    size: meta.size(),
+                });
+            }
+            None => {
+                if v.perms.shared {
+                    return Err(unsupported("shared anonymous memory"));
+                }
+                e.status |= VMA_ANON_PRIVATE;
+                e.flags |= MAP_ANONYMOUS;
+            }
+        }
+        let is_vvar = e.status & VMA_AREA_VVAR != 0;
+        if io && !is_vvar && e.status & VMA_FILE_SHARED == 0 {
+            return Err(unsupported("VM_IO/VM_PFNMAP area"));
+        }
+        // Consecutive vvar areas ([vvar], [vvar_vclock]) are kept as one, as CRIU does.
+        if is_vvar {
+            if let Some(prev) = out.last_mut() {
+                if prev.entry.status & VMA_AREA_VVAR != 0 && prev.entry.end == e.start {
+                    prev.entry.end = e.end;
+                    prev_end = e.end;
+                    continue;
+                }
+            }
+        }
+        // The kernel hides the guard page below a grows-down area; CRIU includes it.
+        if e.flags & MAP_GROWSDOWN != 0 && prev_end < e.start {
+            e.start -= PAGE_SIZE;
+        }
+        prev_end = e.end;
+        out.push(DumpVma { entry: e, file });
+    }
+    Ok(out)
+}

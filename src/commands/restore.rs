@@ -1,0 +1,86 @@
+//! `criu restore`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use criu_actors::restore::{RestoreRequest, RestoreError};
+
+use crate::app::Dirs;
+use crate::cli::table::{long_name, Opt};
+use crate::cli::{Command, Options};
+use crate::scripts::{Action, ActionScripts};
+
+/// Options that change what a restore does and that this criu cannot honour yet.
+const NOT_YET: &[Opt] = &[
+    Opt::ShellJob,
+    Opt::RestoreSibling,
+    Opt::InheritFd,
+    Opt::LazyPages,
+    Opt::Stream,
+    Opt::Root,
+    Opt::JoinNs,
+    Opt::VethPair,
+    Opt::ExtMountMap,
+    Opt::CgroupRoot,
+    Opt::CgroupYard,
+    Opt::LsmProfile,
+    Opt::LsmMountContext,
+    Opt::TcpEstablished,
+    Opt::TcpClose,
+    Opt::ExtUnixSk,
+    Opt::AutoDedup,
+    Opt::EmptyNs,
+    Opt::FileLocks,
+    Opt::PageServer,
+];
+
+pub fn run(cmd: &Command, o: &Options, dirs: &Dirs) -> i32 {
+    match restore(cmd, o, dirs) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            1
+        }
+    }
+}
+
+fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
+    if let Some(opt) = NOT_YET.iter().find(|opt| o.seen.contains(opt)) {
+        return Err(format!("restore: option --{} is not supported yet", long_name(*opt)));
+    }
+    if matches!(cmd, Command::Restore { exec_cmd } if !exec_cmd.is_empty()) {
+        return Err("restore: option --exec-cmd is not supported yet".into());
+    }
+    let scripts = ActionScripts::new(&o.action_scripts, &dirs.images).map_err(|e| e.to_string())?;
+    scripts.run(Action::PreRestore, None).map_err(|e| e.to_string())?;
+    let req = RestoreRequest { images_dir: dirs.images.clone(), timeout: Duration::from_secs(u64::from(o.timeout.max(1))) };
+    let root = criu_actors::restore::run(&req, |root| {
+        if let Some(pidfile) = &o.pidfile {
+            crate::pidfile::write(Path::new(pidfile), root)?;
+        }
+        scripts.run(Action::PostRestore, Some(root)).map_err(|e| e.to_string())
+    })
+    .map_err(|e| match e {
+        RestoreError::Task(m) => m,
+        other => other.to_string(),
+    })?;
+    tracing::info!("Restore finished successfully. Tasks resumed.");
+    if o.restore_detached {
+        return Ok(0);
+    }
+    wait_for(root)
+}
+
+/// Without `-d`, criu waits for the restored root and exits with its status.
+fn wait_for(pid: i32) -> Result<i32, String> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("restore: cannot wait for pid {pid}: {e}")),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Robust release: a tracer (tracee_hold, standing in for criu) is killed or panics half-way,
+//! with the target seized, with an injection set up, and with an injected syscall running.
+//! The target must come out untraced, with the same memory map, and its blocked read must
+//! still complete normally.
+
+#[path = "workloads/src/harness.rs"]
+mod harness;
+
+use harness::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn kill_holder_midway(mode: &str, signal: Option<Signal>) {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut target = Workload::start("tw_blocker", &["read"]);
+    target.expect("READY", LONG);
+    wait_in_syscall(target.pid, target.pid, libc::SYS_read);
+    let maps_before = maps(target.pid);
+
+    let mut holder = Workload::start("tracee_hold", &[mode, &target.pid.to_string()]);
+    holder.expect("HOLDING", LONG);
+    let by = tracer(target.pid, target.pid);
+    assert!(threads(holder.pid).contains(&by), "{mode}: target traced by {by}, not by the holder");
+    if mode.ends_with("running") || mode.ends_with("thread") {
+        // The injected nanosleep is running in the target.
+        wait_in_syscall(target.pid, target.pid, libc::SYS_nanosleep);
+    } else {
+        assert_eq!(state(target.pid, target.pid), Some('t'));
+    }
+    if let Some(sig) = signal {
+        kill(Pid::from_raw(holder.pid), sig).unwrap();
+    }
+    let code = holder.wait_exit(LONG);
+    if signal.is_some() {
+        assert_eq!(code, None, "{mode}: the holder must die of the signal");
+    } else {
+        assert_eq!(code, Some(101), "{mode}: the holder must end with a panic");
+    }
+    assert!(wait_until(LONG, || tracer(target.pid, target.pid) == 0), "{mode}: target still traced");
+    assert_eq!(maps(target.pid), maps_before, "{mode}: target's memory map changed");
+    // Blocked in its read again (restarted), and the read completes normally.
+    wait_in_syscall(target.pid, target.pid, libc::SYS_read);
+    target.send("hello\n");
+    assert_eq!(target.expect("READ", LONG), vec!["6", "hello"], "{mode}");
+    assert_eq!(target.wait_exit(LONG), Some(0));
+}
+
+#[test]
+fn sigterm_with_tree_seized() {
+    kill_holder_midway("seize", Some(Signal::SIGTERM));
+}
+
+#[test]
+fn sigint_with_injection_set_up() {
+    kill_holder_midway("inject-idle", Some(Signal::SIGINT));
+}
+
+#[test]
+fn sigterm_while_injected_syscall_runs() {
+    kill_holder_midway("inject-running", Some(Signal::SIGTERM));
+}
+
+#[test]
+fn sigterm_while_injected_syscall_runs_on_another_thread() {
+    kill_holder_midway("inject-thread", Some(Signal::SIGTERM));
+}
+
+#[test]
+fn panic_with_injection_set_up() {
+    kill_holder_midway("panic", None);
+}

@@ -1,0 +1,187 @@
+//! Test-side helpers for the tracee integration tests (included with `#[path]` by
+//! tests/tracee_*.rs): build and start workload binaries, read their lines, look at /proc,
+//! and kill and reap every process a test started.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Directory of the workload binaries, built once per test process with their own target dir
+/// (so the build never waits on the lock of the cargo that runs the tests).
+fn bin_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        // <target>/<profile>/deps/<test> -> <target>
+        let target = exe.ancestors().nth(3).expect("target dir").to_path_buf();
+        let dir = target.join("tracee-workloads");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "--offline", "-p", "criu-test-workloads", "--bins", "--target-dir"])
+            .arg(&dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("run cargo build for the workloads");
+        assert!(status.success(), "building criu-test-workloads failed");
+        dir.join("debug")
+    })
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A started workload; dropping it kills its whole tree and reaps it.
+pub struct Workload {
+    pub child: Child,
+    pub pid: i32,
+    lines: Receiver<String>,
+}
+
+impl Workload {
+    pub fn start(name: &str, args: &[&str]) -> Workload {
+        let mut child = Command::new(bin(name))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let pid = child.id() as i32;
+        Workload { child, pid, lines: rx }
+    }
+
+    /// The next line on the workload's stdout, within `timeout`.
+    pub fn line(&self, timeout: Duration) -> String {
+        self.lines.recv_timeout(timeout).unwrap_or_else(|e| panic!("pid {}: no line within {timeout:?}: {e}", self.pid))
+    }
+
+    /// Waits for a line starting with `prefix` and returns the words after it.
+    pub fn expect(&self, prefix: &str, timeout: Duration) -> Vec<String> {
+        let line = self.line(timeout);
+        let rest = line.strip_prefix(prefix).unwrap_or_else(|| panic!("pid {}: expected {prefix:?}, got {line:?}", self.pid));
+        rest.split_whitespace().map(str::to_string).collect()
+    }
+
+    pub fn send(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        stdin.write_all(text.as_bytes()).expect("write to workload");
+        stdin.flush().expect("flush workload stdin");
+    }
+
+    /// Waits for the workload to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        kill_tree(self.pid);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every process in the tree under `pid`, `pid` first.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        for tid in threads(p) {
+            let text = std::fs::read_to_string(format!("/proc/{p}/task/{tid}/children")).unwrap_or_default();
+            out.extend(text.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// SIGKILLs every process under `pid` (children first), `pid` included.
+pub fn kill_tree(pid: i32) {
+    for p in descendants(pid).into_iter().rev() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+pub fn threads(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+}
+
+/// One-letter state of a thread ('t' = traced and stopped), None if gone.
+pub fn state(pid: i32, tid: i32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    text.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// TracerPid of a thread (0 when not traced).
+pub fn tracer(pid: i32, tid: i32) -> i32 {
+    status_field(pid, tid, "TracerPid:").unwrap_or(0)
+}
+
+pub fn status_field(pid: i32, tid: i32, field: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until thread `tid` is blocked in syscall `nr` (per /proc/PID/task/TID/syscall).
+pub fn wait_in_syscall(pid: i32, tid: i32, nr: i64) {
+    let ok = wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).unwrap_or_default();
+        text.split_whitespace().next().and_then(|w| w.parse::<i64>().ok()) == Some(nr)
+    });
+    assert!(ok, "tid {tid} never blocked in syscall {nr}");
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// /proc/PID/maps as text.
+pub fn maps(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default()
+}
+
+/// Where /proc/PID/fd/FD points, if open.
+pub fn fd_target(pid: i32, fd: i64) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()
+}
+
+pub const LONG: Duration = Duration::from_secs(20);

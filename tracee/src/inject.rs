@@ -1,0 +1,266 @@
+//! Remote syscalls: run any syscall inside a stopped thread and get its result, with a scratch
+//! area mapped in the task for arguments and results. The task is left exactly as it was
+//! afterwards: registers, sigmask, memory (the scratch area is unmapped again).
+//!
+//! How: save the registers; block every signal but SIGTRAP; write `syscall; int3` over the
+//! code at rip through /proc/PID/mem, run an `mmap` of the scratch area there, put the code
+//! back; copy `syscall; int3` to the start of the scratch area; from then on each syscall sets
+//! rip to it and waits for the SIGTRAP of the int3. `orig_rax = -1` while injecting keeps the
+//! kernel from "restarting" the syscall the thread was stopped in; the saved registers, put
+//! back at the end, still carry that state, and the kernel restarts the syscall normally when
+//! the thread resumes from its signal stop.
+
+use crate::error::{ptrace_err, Result, TraceeError};
+use crate::guard::{self, Record, F_REGS, F_SCRATCH, F_SIGMASK, SYSCALL_INT3};
+use crate::raw;
+use crate::regs::Regs;
+use crate::tracee::Tracee;
+use nix::errno::Errno;
+
+/// Size of the code at the start of the scratch area; data follows it.
+const CODE_SIZE: u64 = 64;
+
+/// An injection session on one stopped thread. Borrowing the `Tracee` mutably keeps anyone
+/// else from changing its registers meanwhile.
+pub struct Injector<'t> {
+    tracee: &'t mut Tracee,
+    saved_regs: Regs,
+    saved_sigmask: u64,
+    scratch: u64,
+    scratch_len: u64,
+    deferred: u64,
+    record: Record,
+    finished: bool,
+}
+
+/// Every signal blocked but SIGTRAP (blocking it would make the kernel reset its handler when
+/// the int3 forces it).
+const BLOCK_ALL_BUT_TRAP: u64 = !(1u64 << (libc::SIGTRAP - 1));
+
+impl<'t> Injector<'t> {
+    /// Starts injecting into a stopped thread, with `data_len` bytes of scratch for arguments.
+    pub fn new(tracee: &'t mut Tracee, data_len: usize) -> Result<Injector<'t>> {
+        let tid = tracee.tid();
+        if !tracee.is_stopped() {
+            return Err(TraceeError::Unexpected { tid, what: "cannot inject into a running thread".into() });
+        }
+        let saved_regs = tracee.regs()?;
+        let saved_sigmask = tracee.sigmask()?;
+        let record = Record::claim(tid)
+            .ok_or_else(|| TraceeError::Unexpected { tid, what: "too many injections in flight".into() })?;
+        record.save_regs(&saved_regs);
+        record.save_sigmask(saved_sigmask);
+        let page = 4096u64;
+        let scratch_len = (CODE_SIZE + data_len as u64).div_ceil(page) * page;
+        let mut inj = Injector {
+            tracee,
+            saved_regs,
+            saved_sigmask,
+            scratch: 0,
+            scratch_len,
+            deferred: 0,
+            record,
+            finished: false,
+        };
+        inj.tracee.set_sigmask(BLOCK_ALL_BUT_TRAP)?;
+        inj.tracee.set_stopped(libc::SIGTRAP);
+        let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let args = [0, scratch_len, prot, flags, u64::MAX, 0];
+        let addr = guard::syscall_at_ip(tid, &inj.saved_regs, libc::SYS_mmap, &args, Some(&inj.record), &mut inj.deferred)
+            .map_err(ptrace_err(tid, "injecting mmap of the scratch area at rip"))?;
+        if (-4095..0).contains(&addr) {
+            return Err(TraceeError::Injected { tid, name: "mmap", errno: Errno::from_raw(-addr as i32) });
+        }
+        inj.scratch = addr as u64;
+        inj.record.save_scratch(inj.scratch, scratch_len);
+        inj.tracee.write_mem(inj.scratch, &SYSCALL_INT3)?;
+        Ok(inj)
+    }
+
+    pub fn tracee(&self) -> &Tracee {
+        self.tracee
+    }
+
+    /// The registers the thread had before injection (they come back at the end).
+    pub fn original_regs(&self) -> &Regs {
+        &self.saved_regs
+    }
+
+    pub fn original_sigmask(&self) -> u64 {
+        self.saved_sigmask
+    }
+
+    /// Address of the scratch data area in the task.
+    pub fn data_addr(&self) -> u64 {
+        self.scratch + CODE_SIZE
+    }
+
+    pub fn data_len(&self) -> usize {
+        (self.scratch_len - CODE_SIZE) as usize
+    }
+
+    /// The whole scratch mapping (address, length), code page included.
+    pub fn scratch_mapping(&self) -> (u64, u64) {
+        (self.scratch, self.scratch_len)
+    }
+
+    /// Copies `data` into the scratch area at `offset`; returns its address in the task.
+    pub fn write_data(&mut self, offset: usize, data: &[u8]) -> Result<u64> {
+        self.check_bounds(offset, data.len())?;
+        let addr = self.data_addr() + offset as u64;
+        self.tracee.write_mem(addr, data)?;
+        Ok(addr)
+    }
+
+    pub fn read_data(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check_bounds(offset, buf.len())?;
+        self.tracee.read_mem(self.data_addr() + offset as u64, buf)
+    }
+
+    fn check_bounds(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.data_len() => Ok(()),
+            _ => Err(TraceeError::Unexpected {
+                tid: self.tracee.tid(),
+                what: format!("{len} bytes at offset {offset} do not fit the {}-byte scratch area", self.data_len()),
+            }),
+        }
+    }
+
+    /// Runs syscall `nr` with up to six arguments in the task; returns the raw result
+    /// (`-errno` on failure, as the kernel returns it).
+    pub fn syscall(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
+        let tid = self.tracee.tid();
+        if self.record.released() {
+            return Err(TraceeError::Gone { tid, how: "released by the emergency path".into() });
+        }
+        let mut all = [0u64; 6];
+        for (a, v) in all.iter_mut().zip(args) {
+            *a = *v;
+        }
+        let mut regs = self.saved_regs;
+        regs.raw.rip = self.scratch;
+        regs.set_syscall(nr, &all);
+        let trap = self.scratch + SYSCALL_INT3.len() as u64;
+        guard::run_to_trap(tid, &regs, trap, Some(&self.record), &mut self.deferred)
+            .map_err(ptrace_err(tid, "running an injected syscall"))
+    }
+
+    /// Like `syscall`, but a negative result becomes an error naming the syscall.
+    pub fn syscall_ok(&mut self, name: &'static str, nr: i64, args: &[u64]) -> Result<i64> {
+        let r = self.syscall(nr, args)?;
+        if (-4095..0).contains(&r) {
+            return Err(TraceeError::Injected { tid: self.tracee.tid(), name, errno: Errno::from_raw(-r as i32) });
+        }
+        Ok(r)
+    }
+
+    /// Unmaps the scratch area and puts registers and sigmask back: the thread is as it was.
+    pub fn finish(mut self) -> Result<()> {
+        self.finish_inner()
+    }
+
+    /// Ends the session of a task rebuilt by injection, whose original code and registers are
+    /// gone: unmaps the scratch area from its own code (stepping over the syscall with
+    /// PTRACE_SYSCALL, since the int3 after it is unmapped too), puts back the sigmask, and
+    /// leaves the thread stopped at that syscall-exit stop with registers `regs`. The kernel
+    /// does no syscall-restart fix when resuming from there: pass registers with it applied
+    /// (`Regs::with_restart_applied`).
+    pub fn finish_restored(mut self, regs: &Regs) -> Result<()> {
+        self.finished = true;
+        let tid = self.tracee.tid();
+        if self.record.released() {
+            self.tracee.forget();
+            return Err(TraceeError::Gone { tid, how: "released by the emergency path".into() });
+        }
+        let mut call = self.saved_regs;
+        call.raw.rip = self.scratch;
+        call.set_syscall(libc::SYS_munmap, &[self.scratch, self.scratch_len, 0, 0, 0, 0]);
+        self.tracee.set_regs(&call)?;
+        // Syscall entry, then exit.
+        for stage in ["entry", "exit"] {
+            raw::cont_syscall(tid, 0).map_err(ptrace_err(tid, "PTRACE_SYSCALL"))?;
+            loop {
+                let (_, status) = raw::wait_raw(tid, 0).map_err(ptrace_err(tid, "waitpid"))?;
+                if !libc::WIFSTOPPED(status) {
+                    return Err(TraceeError::Gone { tid, how: format!("died before the munmap {stage} stop") });
+                }
+                let sig = libc::WSTOPSIG(status);
+                if status >> 16 == 0 && sig == libc::SIGTRAP {
+                    break;
+                }
+                if status >> 16 == 0 {
+                    self.deferred |= 1u64 << (sig - 1);
+                }
+                raw::cont_syscall(tid, 0).map_err(ptrace_err(tid, "PTRACE_SYSCALL"))?;
+            }
+        }
+        let after = self.tracee.regs()?;
+        if after.raw.rax != 0 {
+            return Err(TraceeError::Injected { tid, name: "munmap", errno: Errno::from_raw(-(after.raw.rax as i64) as i32) });
+        }
+        self.record.clear(F_SCRATCH);
+        self.tracee.set_sigmask(self.saved_sigmask)?;
+        self.record.clear(F_SIGMASK);
+        self.tracee.set_regs(regs)?;
+        self.record.clear(F_REGS);
+        self.resend_deferred();
+        Ok(())
+    }
+
+    fn resend_deferred(&self) {
+        for sig in 1..=64 {
+            if self.deferred & (1u64 << (sig - 1)) != 0 {
+                let _ = raw::tgkill(self.tracee.tgid(), self.tracee.tid(), sig);
+            }
+        }
+    }
+
+    fn finish_inner(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let tid = self.tracee.tid();
+        if self.record.released() {
+            self.tracee.forget();
+            return Err(TraceeError::Gone { tid, how: "released by the emergency path".into() });
+        }
+        let mut first_error = None;
+        if self.scratch != 0 {
+            let args = [self.scratch, self.scratch_len, 0, 0, 0, 0];
+            match guard::syscall_at_ip(tid, &self.saved_regs, libc::SYS_munmap, &args, Some(&self.record), &mut self.deferred) {
+                Ok(0) => self.record.clear(F_SCRATCH),
+                Ok(r) => first_error = Some(TraceeError::Injected { tid, name: "munmap", errno: Errno::from_raw(-r as i32) }),
+                Err(e) => first_error = Some(ptrace_err(tid, "injecting munmap of the scratch area")(e)),
+            }
+        }
+        match raw::set_regs(tid, &self.saved_regs.raw) {
+            Ok(()) => self.record.clear(F_REGS),
+            Err(e) => {
+                first_error.get_or_insert(ptrace_err(tid, "PTRACE_SETREGS (restore)")(e));
+            }
+        }
+        match raw::set_sigmask(tid, self.saved_sigmask) {
+            Ok(()) => self.record.clear(F_SIGMASK),
+            Err(e) => {
+                first_error.get_or_insert(ptrace_err(tid, "PTRACE_SETSIGMASK (restore)")(e));
+            }
+        }
+        // Signals that arrived and could not be blocked (SIGSTOP and friends) go back in.
+        self.resend_deferred();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Injector<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.finish_inner() {
+            tracing::warn!("{e}");
+        }
+    }
+}
