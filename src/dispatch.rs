@@ -8,6 +8,14 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
     let o = &inv.options;
     match &inv.command {
         Command::Check => check(o),
+        Command::Exec { syscall } => match o.tree {
+            Some(pid) => commands::exec::run(pid, syscall),
+            None => {
+                tracing::error!("exec: pid not specified (-t PID)");
+                1
+            }
+        },
+        Command::Dump => commands::dump::run(o, &dirs.images),
         Command::Restore { .. } => commands::restore::run(&inv.command, o, dirs),
         Command::CpuinfoDump => commands::cpuinfo::dump(&dirs.images),
         Command::CpuinfoCheck => commands::cpuinfo::check(&dirs.images, o.cpu_cap),

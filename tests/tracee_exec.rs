@@ -71,7 +71,6 @@ fn execute_returns_the_raw_result() {
 }
 
 #[test]
-#[ignore = "needs app.rs to dispatch `criu exec -t PID` to commands::exec::run"]
 fn manual_examples_through_the_binary() {
     let w = Workload::start("tw_blocker", &["read"]);
     w.expect("READY", LONG);

@@ -32,6 +32,9 @@ pub enum RestoreMemError {
 pub enum MapPlan {
     /// mmap at a fixed address; `file_id` names the reg-files entry to map, if any.
     Mmap { addr: u64, len: u64, prot: u64, flags: u64, file_id: Option<u32>, offset: u64 },
+    /// Shared memory whose pages live in `pagemap-shmem-<shmid>.img`: an anonymous shared
+    /// mapping (`memfd_file` is `None`) or a memfd mapping (the files.img id of the memfd).
+    Shared { addr: u64, len: u64, prot: u64, flags: u64, memfd_file: Option<u32>, shmid: u64, offset: u64 },
     /// Part of the vDSO set, recreated as a whole by `arch_prctl(ARCH_MAP_VDSO_64)`.
     Vdso,
     /// `[vsyscall]`: fixed by the kernel, nothing to do.
@@ -51,8 +54,32 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
     if vma.end <= vma.start || vma.start % PAGE_SIZE != 0 || vma.end % PAGE_SIZE != 0 {
         return Err(bad("bad bounds"));
     }
-    if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_AREA_MEMFD | VMA_UNSUPP) != 0 {
+    if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_UNSUPP) != 0 {
         return Err(bad("this kind of mapping is not restored yet"));
+    }
+    let shared_flags = (u64::from(vma.flags) & !(libc::MAP_ANONYMOUS as u64)) | libc::MAP_FIXED as u64;
+    if s & VMA_AREA_MEMFD != 0 {
+        let file = u32::try_from(vma.shmid).map_err(|_| bad("memfd file id out of range"))?;
+        return Ok(MapPlan::Shared {
+            addr: vma.start,
+            len: vma.end - vma.start,
+            prot: u64::from(vma.prot),
+            flags: shared_flags,
+            memfd_file: Some(file),
+            shmid: 0,
+            offset: vma.pgoff,
+        });
+    }
+    if s & VMA_ANON_SHARED != 0 {
+        return Ok(MapPlan::Shared {
+            addr: vma.start,
+            len: vma.end - vma.start,
+            prot: u64::from(vma.prot),
+            flags: shared_flags | libc::MAP_ANONYMOUS as u64,
+            memfd_file: None,
+            shmid: vma.shmid,
+            offset: vma.pgoff,
+        });
     }
     let mut flags = u64::from(vma.flags) | libc::MAP_FIXED as u64;
     let file_id = if s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
@@ -89,7 +116,32 @@ pub struct PageRun {
 
 /// Reads `pagemap-<pid>.img`: the pages image id and the runs stored in it, in image order.
 pub fn read_pagemap(dir: &Path, pid: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
-    let mut img = ImageReader::open(dir, &ImageKind::PAGEMAP, Some(pid))?;
+    read_pagemap_of(dir, &ImageKind::PAGEMAP, pid)
+}
+
+/// Reads `pagemap-shmem-<shmid>.img`; run addresses are offsets in the shared object.
+pub fn read_shmem_pagemap(dir: &Path, shmid: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
+    read_pagemap_of(dir, &ImageKind::SHMEM_PAGEMAP, shmid)
+}
+
+/// The runs of a shared object's pages that fall into a mapping of it at `addr` (`len` bytes
+/// from `offset` of the object), moved to the mapping's addresses.
+pub fn runs_in_mapping(runs: &[PageRun], addr: u64, len: u64, offset: u64) -> Vec<PageRun> {
+    let end = offset + len;
+    runs.iter()
+        .filter_map(|r| {
+            let (start, stop) = (r.vaddr.max(offset), (r.vaddr + r.pages * PAGE_SIZE).min(end));
+            (start < stop).then(|| PageRun {
+                vaddr: addr + (start - offset),
+                pages: (stop - start) / PAGE_SIZE,
+                offset: r.offset + (start - r.vaddr),
+            })
+        })
+        .collect()
+}
+
+fn read_pagemap_of(dir: &Path, kind: &ImageKind, id: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
+    let mut img = ImageReader::open(dir, kind, Some(id))?;
     let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead { path: img.path().into() })?;
     let mut runs = Vec::new();
     let mut offset = 0;
@@ -237,6 +289,32 @@ mod tests {
         assert!(plan(&vma(0x2000, 0x1000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
         assert!(plan(&vma(0x1001, 0x2000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
         assert!(plan(&vma(0x1000, 0x2000, 3, 0x22, VMA_AREA_REGULAR | VMA_AREA_SYSVIPC)).is_err());
+    }
+
+    #[test]
+    fn shared_mappings() {
+        let mut v = vma(0x1000, 0x3000, 3, libc::MAP_SHARED | libc::MAP_ANONYMOUS, VMA_AREA_REGULAR | VMA_ANON_SHARED);
+        v.shmid = 2037;
+        match plan(&v).unwrap() {
+            MapPlan::Shared { memfd_file: None, shmid: 2037, flags, .. } => {
+                assert_ne!(flags & libc::MAP_ANONYMOUS as u64, 0);
+                assert_ne!(flags & libc::MAP_SHARED as u64, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        let v = vma(0x1000, 0x3000, 3, libc::MAP_SHARED, VMA_AREA_REGULAR | VMA_FILE_SHARED | VMA_AREA_MEMFD);
+        assert!(matches!(plan(&v).unwrap(), MapPlan::Shared { memfd_file: Some(7), .. }));
+    }
+
+    #[test]
+    fn shared_runs_are_clipped_and_moved_into_the_mapping() {
+        let runs = [
+            PageRun { vaddr: 0, pages: 2, offset: 0 },
+            PageRun { vaddr: 4 * PAGE_SIZE, pages: 4, offset: 2 * PAGE_SIZE },
+        ];
+        // Mapping of 3 pages starting at object page 3.
+        let got = runs_in_mapping(&runs, 0x10000, 3 * PAGE_SIZE, 3 * PAGE_SIZE);
+        assert_eq!(got, vec![PageRun { vaddr: 0x10000 + PAGE_SIZE, pages: 2, offset: 2 * PAGE_SIZE }]);
     }
 
     #[test]

@@ -134,6 +134,11 @@ pub fn user_desc_from_bytes(b: &[u8; 16]) -> UserDescT {
     }
 }
 
+/// A TLS slot never set, as `get_thread_area` reports it.
+pub fn empty_tls_slot(entry_number: u32) -> UserDescT {
+    UserDescT { entry_number, read_exec_only: true, seg_not_present: true, ..Default::default() }
+}
+
 pub fn thread_info(regs: &Regs, xsave: &Xsave, clear_tid_addr: u64, tls: Vec<UserDescT>) -> ThreadInfoX86 {
     ThreadInfoX86 { clear_tid_addr, gpregs: gpregs(regs), fpregs: fpregs(xsave), tls }
 }

@@ -149,7 +149,15 @@ pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
         let mut desc = [0u8; 16];
         desc[0..4].copy_from_slice(&(GDT_ENTRY_TLS_MIN + i).to_le_bytes());
         inj.write_data(OFF_DESC, &desc).map_err(terr)?;
-        call(&mut inj, tid, "get_thread_area", libc::SYS_get_thread_area, &[base + OFF_DESC as u64])?;
+        let r = inj.syscall(libc::SYS_get_thread_area, &[base + OFF_DESC as u64]).map_err(terr)?;
+        if r == -i64::from(libc::ENOSYS) {
+            // Without 32-bit emulation no task can have set a slot: it is empty.
+            tls.push(dump_regs::empty_tls_slot(GDT_ENTRY_TLS_MIN + i));
+            continue;
+        }
+        if r < 0 {
+            return Err(ThreadDumpError::Injected { tid, name: "get_thread_area", errno: -r });
+        }
         inj.read_data(OFF_DESC, &mut desc).map_err(terr)?;
         tls.push(dump_regs::user_desc_from_bytes(&desc));
     }

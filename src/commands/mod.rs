@@ -3,3 +3,4 @@ pub mod check;
 pub mod cpuinfo;
 pub mod exec;
 pub mod restore;
+pub mod dump;

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use criu_proto::images::{CoreEntry, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MmEntry, PstreeEntry, TaskKobjIdsEntry};
+use criu_proto::images::{
+    CoreEntry, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MemfdInodeEntry, MmEntry, PstreeEntry, TaskKobjIdsEntry,
+};
 use criu_proto::{ImageKind, ImageReader};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +46,19 @@ pub struct DumpImages {
     pub tasks: Vec<TaskImages>,
     /// files.img entries by id.
     pub files: BTreeMap<u32, FileEntry>,
+    /// memfd.img entries by inode id.
+    pub memfd_inodes: BTreeMap<u64, MemfdInodeEntry>,
 }
 
 impl DumpImages {
     pub fn root(&self) -> &TaskImages {
         &self.tasks[0]
+    }
+
+    /// The memfd inode behind a files.img memfd entry.
+    pub fn memfd_inode(&self, file_id: u32) -> Option<&MemfdInodeEntry> {
+        let memfd = self.files.get(&file_id)?.memfd.as_ref()?;
+        self.memfd_inodes.get(&u64::from(memfd.inode_id))
     }
 
     /// Path of a regular file entry, for opening it again.
@@ -76,6 +86,12 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
             files.insert(f.id, f);
         }
     }
+    let mut memfd_inodes = BTreeMap::new();
+    if let Some(mut img) = ImageReader::open_if_exists(dir, &ImageKind::MEMFD_INODE, None)? {
+        for m in img.read_all::<MemfdInodeEntry>()? {
+            memfd_inodes.insert(m.inode_id, m);
+        }
+    }
     let mut tasks = Vec::with_capacity(pstree.len());
     for p in pstree {
         let pid = u64::from(p.pid);
@@ -99,5 +115,5 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         }
         tasks.push(TaskImages { pstree: p, cores, ids, mm, fs, fds });
     }
-    Ok(DumpImages { dir: dir.to_path_buf(), inventory, tasks, files })
+    Ok(DumpImages { dir: dir.to_path_buf(), inventory, tasks, files, memfd_inodes })
 }

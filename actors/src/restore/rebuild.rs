@@ -84,10 +84,23 @@ pub fn set_mm(r: &mut Remote, all: &DumpImages, mm: &MmEntry, pid: i32) -> Resul
     Ok(())
 }
 
-/// Maps every dumped VMA at its address (pages are filled afterwards from outside).
-pub fn map_vmas(r: &mut Remote, all: &DumpImages, t: &TaskImages) -> Result<(), RebuildError> {
+/// A shared mapping whose pages come from `pagemap-shmem-<shmid>.img`.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedFill {
+    pub addr: u64,
+    pub len: u64,
+    pub offset: u64,
+    pub shmid: u64,
+    /// Protection to set once filled, when it was mapped writable just for the fill.
+    pub final_prot: Option<u64>,
+}
+
+/// Maps every dumped VMA at its address (pages are filled afterwards from outside). Returns
+/// the shared mappings to fill from shared-memory page images.
+pub fn map_vmas(r: &mut Remote, all: &DumpImages, t: &TaskImages) -> Result<Vec<SharedFill>, RebuildError> {
     let pid = t.pid();
     let mut vdso_start = None;
+    let mut shared = Vec::new();
     for vma in &t.mm.vmas {
         match plan(vma)? {
             MapPlan::Skip => {}
@@ -118,10 +131,51 @@ pub fn map_vmas(r: &mut Remote, all: &DumpImages, t: &TaskImages) -> Result<(), 
                     r.call("madvise", libc::SYS_madvise, &[addr, len, adv as u64])?;
                 }
             }
+            MapPlan::Shared { addr, len, prot, flags, memfd_file, shmid, offset } => {
+                let writable = prot | (libc::PROT_READ | libc::PROT_WRITE) as u64;
+                let final_prot = (writable != prot).then_some(prot);
+                let (fd, shmid, flags) = match memfd_file {
+                    None => (u64::MAX, shmid, flags),
+                    Some(id) => {
+                        let inode = all
+                            .memfd_inode(id)
+                            .ok_or_else(|| task_err(pid, format!("vma {addr:#x}: memfd file {id} not in files.img/memfd.img")))?;
+                        // CRIU images anonymous shared memory as a memfd named /dev/zero.
+                        if inode.name == "/dev/zero" {
+                            (u64::MAX, u64::from(inode.shmid), flags | libc::MAP_ANONYMOUS as u64)
+                        } else {
+                            let name = inode.name.strip_prefix("memfd:").unwrap_or(&inode.name).to_string();
+                            let at = r.path(&name)?;
+                            let fd = r.call("memfd_create", libc::SYS_memfd_create, &[at, libc::MFD_CLOEXEC as u64])? as u64;
+                            r.call("ftruncate", libc::SYS_ftruncate, &[fd, inode.size])?;
+                            (fd, u64::from(inode.shmid), flags)
+                        }
+                    }
+                };
+                let map_offset = if fd == u64::MAX { 0 } else { offset };
+                let got = r.call("mmap(shared)", libc::SYS_mmap, &[addr, len, writable, flags, fd, map_offset])?;
+                if fd != u64::MAX {
+                    r.close(fd)?;
+                }
+                if got as u64 != addr {
+                    return Err(task_err(pid, format!("shared mmap at {addr:#x} landed at {got:#x}")));
+                }
+                shared.push(SharedFill { addr, len, offset, shmid, final_prot });
+            }
         }
     }
     if let Some(start) = vdso_start {
         r.call("arch_prctl(ARCH_MAP_VDSO_64)", libc::SYS_arch_prctl, &[ARCH_MAP_VDSO_64, start])?;
+    }
+    Ok(shared)
+}
+
+/// Puts back the protection of shared mappings that were mapped writable for their fill.
+pub fn protect_shared(r: &mut Remote, shared: &[SharedFill]) -> Result<(), RebuildError> {
+    for s in shared {
+        if let Some(prot) = s.final_prot {
+            r.call("mprotect", libc::SYS_mprotect, &[s.addr, s.len, prot])?;
+        }
     }
     Ok(())
 }

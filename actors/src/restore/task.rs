@@ -79,9 +79,15 @@ impl RestoreTask {
             rebuild::clear_stub(&mut r, t, rseq)?;
             rebuild::restore_session(&mut r, t)?;
             rebuild::set_mm(&mut r, &all, &t.mm, pid)?;
-            rebuild::map_vmas(&mut r, &all, t)?;
+            let shared = rebuild::map_vmas(&mut r, &all, t)?;
             let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
-            let bytes = mem::fill(pid, &all.dir, pages_id, &runs)?;
+            let mut bytes = mem::fill(pid, &all.dir, pages_id, &runs)?;
+            for s in &shared {
+                let (pages_id, runs) = mem::read_shmem_pagemap(&all.dir, s.shmid)?;
+                let runs = mem::runs_in_mapping(&runs, s.addr, s.len, s.offset);
+                bytes += mem::fill(pid, &all.dir, pages_id, &runs)?;
+            }
+            rebuild::protect_shared(&mut r, &shared)?;
             tracing::debug!("pid {pid}: {bytes} bytes of memory restored");
             rebuild::restore_fds(&mut r, &all, t)?;
             rebuild::restore_fs(&mut r, &all, t)?;

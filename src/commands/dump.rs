@@ -1,0 +1,87 @@
+//! `criu dump`: checkpoint a process tree into the images dir.
+
+use std::path::Path;
+use std::time::Duration;
+
+use criu_actors::dump::{self, DumpRequest, Release};
+
+use crate::cli::options::{FinalState, NetworkLock};
+use crate::cli::values::cpu_cap;
+use crate::cli::Options;
+use crate::scripts::{Action, ActionScripts};
+
+/// CRIU's network lock method numbers in the inventory.
+fn lock_method(o: &Options) -> u32 {
+    match o.network_lock {
+        None | Some(NetworkLock::Iptables) => 1,
+        Some(NetworkLock::Nftables) => 2,
+        Some(NetworkLock::Skip) => 3,
+    }
+}
+
+/// Reports an error in the log and, when the log goes to a file, on stderr too.
+fn fail(o: &Options, message: &str) -> i32 {
+    tracing::error!("{message}");
+    if o.log_file.as_deref().is_some_and(|f| f != "-") {
+        eprintln!("Error: {message}");
+    }
+    tracing::error!("Dumping FAILED.");
+    1
+}
+
+pub fn run(o: &Options, images: &Path) -> i32 {
+    let Some(pid) = o.tree else {
+        return fail(o, "Tree id is not specified (use -t PID)");
+    };
+    if let Some(cg) = &o.freeze_cgroup {
+        return fail(o, &format!("--freeze-cgroup {cg} is not supported by this dump yet"));
+    }
+    let scripts = match ActionScripts::new(&o.action_scripts, images) {
+        Ok(s) => s,
+        Err(e) => return fail(o, &e.to_string()),
+    };
+    if let Err(e) = scripts.run(Action::PreDump, Some(pid)) {
+        return fail(o, &format!("Pre dump script failed: {e}"));
+    }
+    if o.cpu_cap & cpu_cap::IMAGE != 0 && crate::commands::cpuinfo::dump(images) != 0 {
+        return fail(o, "cannot write the cpuinfo image");
+    }
+    let release = match o.final_state {
+        FinalState::Dead => Release::Kill,
+        FinalState::Running => Release::Run,
+        FinalState::Stopped => Release::Stop,
+    };
+    let req = DumpRequest {
+        pid,
+        dir: images.to_path_buf(),
+        release,
+        timeout: Duration::from_secs(u64::from(o.timeout.max(1))),
+        post_dump: Some(Box::new(move || scripts.run(Action::PostDump, Some(pid)).map_err(|e| e.to_string()))),
+        network_lock_method: lock_method(o),
+        tcp_close: o.tcp_close,
+    };
+    match dump::run(req) {
+        Ok(report) => {
+            let s = &report.stats;
+            tracing::info!(
+                "Dumped {} task(s): {} pages written of {} scanned; frozen {} us",
+                report.tasks.len(),
+                s.pages_written,
+                s.pages_scanned,
+                s.frozen_time
+            );
+            if o.display_stats {
+                println!("Displaying dump stats:");
+                println!("Freezing time: {} us", s.freezing_time);
+                println!("Frozen time: {} us", s.frozen_time);
+                println!("Memory dump time: {} us", s.memdump_time);
+                println!("Memory write time: {} us", s.memwrite_time);
+                println!("Memory pages scanned: {} (0x{:x})", s.pages_scanned, s.pages_scanned);
+                println!("Memory pages written: {} (0x{:x})", s.pages_written, s.pages_written);
+            }
+            tracing::info!("Dumping finished successfully");
+            0
+        }
+        Err(e) => fail(o, &e.to_string()),
+    }
+}
