@@ -5,3 +5,5 @@ pub mod regs;
 pub mod dump_regs;
 pub mod dump_task;
 pub mod dump_thread;
+pub mod restore_creds;
+pub mod restore_signals;

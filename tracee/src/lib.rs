@@ -16,6 +16,7 @@ pub mod guard;
 pub mod inject;
 pub mod raw;
 pub mod regs;
+pub mod remote;
 pub mod signals;
 pub mod syscall_table;
 pub mod thread;
@@ -24,6 +25,7 @@ pub mod tree;
 
 pub use error::{Result, TraceeError};
 pub use inject::Injector;
+pub use remote::Remote;
 pub use raw::RseqConfiguration;
 pub use regs::{Regs, SyscallRestart, Xsave};
 pub use signals::{SeccompFilter, SigInfo};

@@ -4,7 +4,6 @@
 
 pub mod images;
 pub mod rebuild;
-pub mod remote;
 pub mod task;
 
 use std::path::PathBuf;

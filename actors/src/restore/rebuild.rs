@@ -7,7 +7,7 @@ use criu_proto::images::{CoreEntry, FdTypes, MmEntry};
 use criu_tracee::{RseqConfiguration, TraceeError};
 
 use super::images::{DumpImages, TaskImages};
-use super::remote::{words, Remote};
+use criu_tracee::remote::{words, Remote};
 
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const ARCH_MAP_VDSO_64: u64 = 0x2003;
@@ -288,6 +288,28 @@ pub fn restore_session(r: &mut Remote, t: &TaskImages) -> Result<(), RebuildErro
         r.call("setsid", libc::SYS_setsid, &[])?;
     } else if t.pstree.pgid == pid {
         r.call("setpgid", libc::SYS_setpgid, &[0, 0])?;
+    }
+    Ok(())
+}
+
+/// Registers the thread's rseq area again, as dumped.
+pub fn restore_rseq(r: &mut Remote, core: &CoreEntry) -> Result<(), RebuildError> {
+    if let Some(rs) = core.thread_core.as_ref().and_then(|c| c.rseq_entry.as_ref()) {
+        if rs.rseq_abi_pointer != 0 {
+            r.call("rseq", libc::SYS_rseq, &[rs.rseq_abi_pointer, u64::from(rs.rseq_abi_size), 0, u64::from(rs.signature)])?;
+        }
+    }
+    Ok(())
+}
+
+/// Process attributes kept in the mm and task core that are set from outside or by prctl.
+pub fn restore_attributes(r: &mut Remote, pid: i32, mm: &MmEntry, core: &CoreEntry) -> Result<(), RebuildError> {
+    if let Some(dumpable) = mm.dumpable {
+        r.call("prctl(PR_SET_DUMPABLE)", libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, dumpable as u64, 0, 0, 0])?;
+    }
+    if let Some(adj) = core.tc.as_ref().and_then(|tc| tc.oom_score_adj) {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| task_err(pid, format!("cannot set oom_score_adj {adj}: {e}")))?;
     }
     Ok(())
 }

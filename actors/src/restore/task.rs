@@ -7,12 +7,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use criu_memory::restore as mem;
 use criu_process::regs::{entry_to_gpregs, entry_to_xsave};
+use criu_process::{restore_creds, restore_signals};
 use criu_tracee::regs::xsave_size;
 use criu_tracee::{Injector, Tracee};
 
 use super::images::DumpImages;
 use super::rebuild::{self, RebuildError};
-use super::remote::{Remote, DATA_LEN};
+use criu_tracee::remote::{Remote, DATA_LEN};
 
 pub struct RestoreTask {
     images: Arc<DumpImages>,
@@ -93,6 +94,17 @@ impl RestoreTask {
             rebuild::restore_fs(&mut r, &all, t)?;
             rebuild::restore_task_core(&mut r, leader)?;
             rebuild::restore_thread_core(&mut r, leader)?;
+            rebuild::restore_rseq(&mut r, leader)?;
+            rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
+            if let Some(q) = leader.tc.as_ref().and_then(|tc| tc.signals_s.as_ref()) {
+                restore_signals::queue_shared(&mut r, pid, q)?;
+            }
+            if let Some(q) = leader.thread_core.as_ref().and_then(|c| c.signals_p.as_ref()) {
+                restore_signals::queue_private(&mut r, pid, pid, q)?;
+            }
+            if let Some(creds) = leader.thread_core.as_ref().and_then(|c| c.creds.as_ref()) {
+                restore_creds::restore_creds(&mut r, creds)?;
+            }
             rebuild::restore_pdeath_sig(&mut r, leader)?;
             let regs = entry_to_gpregs(&info.gpregs).with_restart_applied(false);
             inj.finish_restored(&regs)?;

@@ -38,6 +38,9 @@ fn gettid() -> i32 {
 }
 
 fn main() {
+    // Only stdio belongs to the test: fds inherited from whoever ran it would be dumped too.
+    // SAFETY: closing descriptors this program does not use.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let args: Vec<String> = std::env::args().collect();
     let ready = args.get(1).expect("READY_FILE").clone();
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -78,11 +81,6 @@ fn main() {
             it_value: libc::timeval { tv_sec: 1000, tv_usec: 0 },
         };
         assert_eq!(libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()), 0);
-        // Block SIGUSR2 in the main thread only.
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGUSR2);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 
     let (tx, rx) = std::sync::mpsc::channel();
@@ -94,6 +92,14 @@ fn main() {
         });
     }
     let mut tids: Vec<i32> = (0..threads).map(|_| rx.recv().expect("thread tid")).collect();
+    // Block SIGUSR2 in the main thread only (threads started above keep their mask).
+    // SAFETY: plain libc calls on a local signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
     tids.sort_unstable();
 
     let mut line = format!("{:#x} {len}", addr as u64);

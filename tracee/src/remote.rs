@@ -1,7 +1,7 @@
-//! Small conveniences over an injection session: syscalls by name, arguments placed in the
-//! scratch data area.
+//! Small conveniences over an injection session for rebuilding a task: syscalls by name,
+//! paths and argument blocks placed in the scratch data area.
 
-use criu_tracee::{Injector, TraceeError};
+use crate::{Injector, TraceeError};
 
 /// Where arguments go in the scratch data area.
 pub const PATH_AT: usize = 0;
