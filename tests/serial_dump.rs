@@ -336,8 +336,7 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     assert_eq!(r.rc, 1);
     assert!(r.stderr.contains(&format!("pid {pid}: fd 1: pipe")), "stderr: {}", r.stderr);
     assert!(!d.join("inventory.img").exists());
-    assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0));
-    assert_eq!(state(pid), Some('S'));
+    assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0 && state(pid) == Some('S')));
     assert_eq!(harness::maps(pid), maps_before);
     let log = std::fs::read_to_string(d.join("dump.log")).unwrap();
     assert!(log.contains("pipe"), "log: {log}");
@@ -419,4 +418,31 @@ fn upstream_crit_decodes_every_image() {
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} images");
+}
+
+#[test]
+fn failing_post_dump_script_leaves_the_task_running_as_before() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = d.join("fail-post-dump.sh");
+    std::fs::write(&script, "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] && exit 1\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (p, _, _, tids) = start_state(d, 1, 2);
+    harness::wait_in_syscall(p.pid, tids[0], libc::SYS_pause);
+    let maps_before = harness::maps(p.pid);
+    let syscall_before = std::fs::read_to_string(format!("/proc/{}/syscall", p.pid)).unwrap();
+    let r = criu_dump(p.pid, d, &["--action-script", script.to_str().unwrap()]);
+    assert_eq!(r.rc, 1, "the post-dump script fails the dump");
+    assert!(!d.join("inventory.img").exists(), "a failed dump must not look complete");
+    for t in [p.pid, tids[0]] {
+        assert!(wait_until(Duration::from_secs(2), || harness::tracer(p.pid, t) == 0 && harness::state(p.pid, t) == Some('S')));
+    }
+    // Same mappings (no scratch area left), still in the same pause() with the same registers.
+    assert_eq!(harness::maps(p.pid), maps_before);
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/syscall", p.pid)).unwrap(), syscall_before);
 }

@@ -20,6 +20,19 @@ use nix::errno::Errno;
 /// Size of the code at the start of the scratch area; data follows it.
 const CODE_SIZE: u64 = 64;
 
+/// Where `clone_child` puts its code in the scratch area.
+const FORK_CODE_AT: u64 = 16;
+/// `syscall; test rax,rax; jnz int3; child: mov eax,SYS_pause; syscall; jmp child; int3`.
+const FORK_CODE: [u8; 17] = [
+    0x0f, 0x05, // syscall
+    0x48, 0x85, 0xc0, // test rax, rax
+    0x75, 0x09, // jnz +9 (the int3)
+    0xb8, 0x22, 0x00, 0x00, 0x00, // mov eax, 34 (pause)
+    0x0f, 0x05, // syscall
+    0xeb, 0xf7, // jmp -9 (mov eax)
+    0xcc, // int3
+];
+
 /// An injection session on one stopped thread. Borrowing the `Tracee` mutably keeps anyone
 /// else from changing its registers meanwhile.
 pub struct Injector<'t> {
@@ -145,6 +158,22 @@ impl<'t> Injector<'t> {
         let trap = self.scratch + SYSCALL_INT3.len() as u64;
         guard::run_to_trap(tid, &regs, trap, Some(&self.record), &mut self.deferred)
             .map_err(ptrace_err(tid, "running an injected syscall"))
+    }
+
+    /// Runs `clone3(args, size)` in the task so that the new child (or thread) does not run
+    /// into our int3: it blocks in a `pause()` loop with the signal mask of the session (all
+    /// blocked but SIGTRAP), untraced, until another tracer seizes it. Returns the raw result
+    /// (the child's pid, or `-errno`).
+    pub fn clone_child(&mut self, args_addr: u64, args_size: u64) -> Result<i64> {
+        let tid = self.tracee.tid();
+        let code = self.scratch + FORK_CODE_AT;
+        self.tracee.write_mem(code, &FORK_CODE)?;
+        let mut regs = self.saved_regs;
+        regs.raw.rip = code;
+        regs.set_syscall(libc::SYS_clone3, &[args_addr, args_size, 0, 0, 0, 0]);
+        let trap = code + FORK_CODE.len() as u64;
+        guard::run_to_trap(tid, &regs, trap, Some(&self.record), &mut self.deferred)
+            .map_err(ptrace_err(tid, "running an injected clone3"))
     }
 
     /// Like `syscall`, but a negative result becomes an error naming the syscall.

@@ -3,6 +3,7 @@
 //! far is killed: nothing half-restored is left.
 
 pub mod images;
+pub mod plan;
 pub mod rebuild;
 pub mod task;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pool::TracerPool;
-use task::{Kill, Rebuild, Release, RestoreTask};
+use task::{Adopt, CreateRoot, Fork, Kill, Rebuild, Release, RestoreTask};
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
@@ -37,15 +38,7 @@ pub fn run(
     before_release: impl FnOnce(i32) -> Result<(), String>,
 ) -> Result<i32, RestoreError> {
     let images = Arc::new(images::read(&req.images_dir)?);
-    if images.tasks.len() != 1 {
-        return Err(RestoreError::Unsupported(format!(
-            "the dump holds {} processes; restoring process trees is not supported yet",
-            images.tasks.len()
-        )));
-    }
-    if images.root().cores.len() != 1 {
-        return Err(RestoreError::Unsupported("multi-threaded processes are not restored yet".into()));
-    }
+    let order = plan::creation_order(&images).map_err(RestoreError::Unsupported)?;
     let timeout = req.timeout;
     let system = actix::System::new();
     system.block_on(async move {
@@ -56,37 +49,49 @@ pub fn run(
                 pool.start(move |_| RestoreTask::new(images, i, timeout))
             })
             .collect();
-        let mut failure = None;
-        let mut root = 0;
-        for (i, a) in actors.iter().enumerate() {
-            match a.send(Rebuild).await {
-                Ok(Ok(pid)) if i == 0 => root = pid,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => failure = Some(e),
-                Err(e) => failure = Some(format!("restore: task actor is gone: {e}")),
+        let root = images.root().pid();
+        let result = async {
+            // Tasks come to life in tree order, each made by its parent.
+            ask(&actors[0], CreateRoot).await?;
+            for step in &order {
+                ask(&actors[step.parent], Fork { pid: step.pid }).await?;
+                ask(&actors[step.child], Adopt).await?;
             }
-            if failure.is_some() {
-                break;
+            // Then every task rebuilds itself, all at once: `send` queues the message at
+            // once, so all actors work while the answers are collected in order.
+            let rebuilds: Vec<_> = actors.iter().map(|a| a.send(Rebuild)).collect();
+            let mut first_error = None;
+            for r in rebuilds {
+                if let Err(e) = r.await.map_err(|e| format!("restore: task actor is gone: {e}")).and_then(|r| r) {
+                    first_error.get_or_insert(e);
+                }
             }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            before_release(root)
         }
-        if failure.is_none() {
-            if let Err(e) = before_release(root) {
-                failure = Some(e);
-            }
-        }
-        if let Some(e) = failure {
-            for a in &actors {
+        .await;
+        if let Err(e) = result {
+            for a in actors.iter().rev() {
                 let _ = a.send(Kill).await;
             }
             return Err(RestoreError::Task(e));
         }
         for a in &actors {
-            match a.send(Release).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("restore: {e}"),
-                Err(e) => tracing::error!("restore: task actor is gone: {e}"),
+            if let Err(e) = ask(a, Release).await {
+                tracing::error!("{e}");
             }
         }
         Ok(root)
     })
+}
+
+/// Sends a message to a task actor; a dead actor is an error too.
+async fn ask<M>(actor: &actix::Addr<RestoreTask>, msg: M) -> Result<(), String>
+where
+    M: actix::Message<Result = Result<(), String>> + Send + 'static,
+    RestoreTask: actix::Handler<M>,
+{
+    actor.send(msg).await.map_err(|e| format!("restore: task actor is gone: {e}"))?
 }

@@ -1,5 +1,6 @@
-//! The per-task restore actor. It lives on one tracer thread: it creates the task's stub there,
-//! seizes it, rebuilds it, and holds it stopped until the supervisor releases everything.
+//! The per-task restore actor. It lives on one tracer thread and owns its task from creation
+//! to release: the root is created by criu (clone3 with the dumped pid), every other task by
+//! its real parent (clone3 injected into the parent), threads by their leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,26 +9,41 @@ use actix::prelude::*;
 use criu_memory::restore as mem;
 use criu_process::regs::{entry_to_gpregs, entry_to_xsave};
 use criu_process::{restore_creds, restore_signals};
+use criu_proto::images::CoreEntry;
 use criu_tracee::regs::xsave_size;
+use criu_tracee::remote::{words, Remote, DATA_LEN};
 use criu_tracee::{Injector, Tracee};
 
-use super::images::DumpImages;
+use super::images::{DumpImages, TaskImages};
 use super::rebuild::{self, RebuildError};
-use criu_tracee::remote::{Remote, DATA_LEN};
+
+/// clone3 flags of a thread.
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
 
 pub struct RestoreTask {
     images: Arc<DumpImages>,
     index: usize,
     timeout: Duration,
-    /// The rebuilt task, stopped, until `Release` or `Kill`.
+    /// The task's leader, stopped, until `Release` or `Kill`.
     tracee: Option<Tracee>,
-    /// The pid we created, even if seizing it failed (to kill it).
-    created: Option<i32>,
+    /// Its other threads, rebuilt and stopped.
+    threads: Vec<Tracee>,
+    /// Whether this actor's task exists (to kill it on failure).
+    created: bool,
 }
 
 impl RestoreTask {
     pub fn new(images: Arc<DumpImages>, index: usize, timeout: Duration) -> Self {
-        RestoreTask { images, index, timeout, tracee: None, created: None }
+        RestoreTask { images, index, timeout, tracee: None, threads: Vec::new(), created: false }
+    }
+
+    fn task(&self) -> &TaskImages {
+        &self.images.tasks[self.index]
     }
 }
 
@@ -35,9 +51,26 @@ impl Actor for RestoreTask {
     type Context = Context<Self>;
 }
 
-/// Create and rebuild the task; it stays stopped. Answers its pid.
+/// Create the root task as criu's child and take it over.
 #[derive(Message)]
-#[rtype(result = "Result<i32, String>")]
+#[rtype(result = "Result<(), String>")]
+pub struct CreateRoot;
+
+/// Take over a task its parent created (it waits in a pause loop).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Adopt;
+
+/// Create child `pid` of this task, by injecting clone3 into it.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Fork {
+    pub pid: i32,
+}
+
+/// Rebuild the task and its threads; they stay stopped.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
 pub struct Rebuild;
 
 /// Let the rebuilt task run.
@@ -50,27 +83,86 @@ pub struct Release;
 #[rtype(result = "()")]
 pub struct Kill;
 
+fn with_pid<T>(pid: i32, r: Result<T, RebuildError>) -> Result<T, String> {
+    r.map_err(|e| format!("restore: pid {pid}: {e}"))
+}
+
+impl Handler<CreateRoot> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, _: CreateRoot, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.task().pid();
+        with_pid(pid, self.create_root())
+    }
+}
+
+impl Handler<Adopt> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, _: Adopt, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.task().pid();
+        self.created = true;
+        with_pid(pid, self.adopt())
+    }
+}
+
+impl Handler<Fork> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Fork, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.task().pid();
+        with_pid(pid, self.fork(msg.pid))
+    }
+}
+
 impl Handler<Rebuild> for RestoreTask {
-    type Result = Result<i32, String>;
+    type Result = Result<(), String>;
 
     fn handle(&mut self, _: Rebuild, _: &mut Context<Self>) -> Self::Result {
-        let pid = self.images.tasks[self.index].pid();
-        self.rebuild().map_err(|e| format!("restore: pid {pid}: {e}"))
+        let pid = self.task().pid();
+        with_pid(pid, self.rebuild())
     }
 }
 
 impl RestoreTask {
-    fn rebuild(&mut self) -> Result<i32, RebuildError> {
-        let all = self.images.clone();
-        let t = &all.tasks[self.index];
-        let pid = t.pid();
+    fn create_root(&mut self) -> Result<(), RebuildError> {
+        let pid = self.task().pid();
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return Err(RebuildError::Task { pid, what: "pid is in use by another process".into() });
         }
-        let created = criu_sys::clone::clone_stopped_child(pid, 0)
+        criu_sys::clone::clone_stopped_child(pid, 0)
             .map_err(|e| RebuildError::Task { pid, what: format!("clone3 with set_tid: {e}") })?;
-        self.created = Some(created);
+        self.created = true;
+        self.adopt()
+    }
+
+    /// Seizes the task and gives it its session and process group, before it has children.
+    fn adopt(&mut self) -> Result<(), RebuildError> {
+        let pid = self.task().pid();
         let mut tracee = Tracee::seize_stopped(pid, pid, self.timeout)?;
+        {
+            let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
+            rebuild::restore_session(&mut Remote::new(&mut inj), self.task())?;
+            inj.finish()?;
+        }
+        self.tracee = Some(tracee);
+        Ok(())
+    }
+
+    fn fork(&mut self, child: i32) -> Result<(), RebuildError> {
+        let pid = self.task().pid();
+        let tracee = self.tracee.as_mut().ok_or_else(|| RebuildError::Task { pid, what: "not created".into() })?;
+        let mut inj = Injector::new(tracee, DATA_LEN)?;
+        clone_in(&mut inj, child, 0, libc::SIGCHLD as u64)?;
+        inj.finish()?;
+        Ok(())
+    }
+
+    fn rebuild(&mut self) -> Result<(), RebuildError> {
+        let all = self.images.clone();
+        let t = &all.tasks[self.index];
+        let pid = t.pid();
+        let mut tracee = self.tracee.take().ok_or_else(|| RebuildError::Task { pid, what: "not created".into() })?;
         let rseq = tracee.rseq()?;
         let leader = &t.cores[0];
         let info = leader.thread_info.as_ref().ok_or_else(|| RebuildError::Task { pid, what: "no thread info".into() })?;
@@ -78,7 +170,6 @@ impl RestoreTask {
             let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
             let mut r = Remote::new(&mut inj);
             rebuild::clear_stub(&mut r, t, rseq)?;
-            rebuild::restore_session(&mut r, t)?;
             rebuild::set_mm(&mut r, &all, &t.mm, pid)?;
             let shared = rebuild::map_vmas(&mut r, &all, t)?;
             let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
@@ -93,43 +184,108 @@ impl RestoreTask {
             rebuild::restore_fds(&mut r, &all, t)?;
             rebuild::restore_fs(&mut r, &all, t)?;
             rebuild::restore_task_core(&mut r, leader)?;
-            rebuild::restore_thread_core(&mut r, leader)?;
-            rebuild::restore_rseq(&mut r, leader)?;
             rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
             if let Some(q) = leader.tc.as_ref().and_then(|tc| tc.signals_s.as_ref()) {
                 restore_signals::queue_shared(&mut r, pid, q)?;
             }
-            if let Some(q) = leader.thread_core.as_ref().and_then(|c| c.signals_p.as_ref()) {
-                restore_signals::queue_private(&mut r, pid, pid, q)?;
+            // Threads are cloned while the leader still has criu's privileges (set_tid needs
+            // them) and before its scratch page, which their pause loop runs from, goes away.
+            for (tid, core) in t.pstree.threads.iter().zip(&t.cores).skip(1) {
+                clone_in(r.inj, *tid as i32, THREAD_FLAGS, 0)?;
+                self.threads.push(rebuild_thread(pid, *tid as i32, core, self.timeout)?);
             }
-            if let Some(creds) = leader.thread_core.as_ref().and_then(|c| c.creds.as_ref()) {
-                restore_creds::restore_creds(&mut r, creds)?;
-            }
-            rebuild::restore_pdeath_sig(&mut r, leader)?;
+            restore_thread_state(&mut r, pid, pid, leader)?;
             let regs = entry_to_gpregs(&info.gpregs).with_restart_applied(false);
             inj.finish_restored(&regs)?;
         }
-        tracee.set_xsave(&entry_to_xsave(&info.fpregs, xsave_size()))?;
-        let sigmask = leader
-            .thread_core
-            .as_ref()
-            .and_then(|c| c.blk_sigset)
-            .or(leader.tc.as_ref().map(|tc| tc.blk_sigset))
-            .unwrap_or(0);
-        tracee.set_sigmask(sigmask)?;
+        finish_thread(&mut tracee, leader)?;
         self.tracee = Some(tracee);
-        Ok(pid)
+        Ok(())
     }
+}
+
+/// Injects clone3 with `set_tid = [tid]`; the new task waits in a pause loop.
+fn clone_in(inj: &mut Injector, tid: i32, flags: u64, exit_signal: u64) -> Result<(), RebuildError> {
+    let data = inj.data_addr();
+    // struct clone_args (88 bytes), then the set_tid array.
+    let set_tid_at = data + 88;
+    let mut args = words(&[flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid_at, 1, 0]);
+    args.extend_from_slice(&tid.to_le_bytes());
+    inj.write_data(0, &args)?;
+    let got = inj.clone_child(data, 88)?;
+    if got != i64::from(tid) {
+        let what = if got < 0 {
+            format!("clone3 with set_tid {tid}: errno {}", -got)
+        } else {
+            format!("clone3 asked for {tid}, got {got}")
+        };
+        return Err(RebuildError::Task { pid: tid, what });
+    }
+    Ok(())
+}
+
+/// Per-thread state: signal stack, rseq, private signals, clear_tid address, credentials, and
+/// last the parent-death signal.
+fn restore_thread_state(r: &mut Remote, tgid: i32, tid: i32, core: &CoreEntry) -> Result<(), RebuildError> {
+    rebuild::restore_thread_core(r, core)?;
+    rebuild::restore_rseq(r, core)?;
+    if let Some(q) = core.thread_core.as_ref().and_then(|c| c.signals_p.as_ref()) {
+        restore_signals::queue_private(r, tgid, tid, q)?;
+    }
+    if let Some(addr) = core.thread_info.as_ref().map(|i| i.clear_tid_addr).filter(|a| *a != 0) {
+        r.call("set_tid_address", libc::SYS_set_tid_address, &[addr])?;
+    }
+    if let Some(creds) = core.thread_core.as_ref().and_then(|c| c.creds.as_ref()) {
+        restore_creds::restore_creds(r, creds)?;
+    }
+    rebuild::restore_pdeath_sig(r, core)?;
+    Ok(())
+}
+
+/// Takes over a freshly cloned thread and gives it its state and registers.
+fn rebuild_thread(tgid: i32, tid: i32, core: &CoreEntry, timeout: Duration) -> Result<Tracee, RebuildError> {
+    let info = core.thread_info.as_ref().ok_or_else(|| RebuildError::Task { pid: tid, what: "no thread info".into() })?;
+    let mut thread = Tracee::seize_stopped(tgid, tid, timeout)?;
+    {
+        let mut inj = Injector::new(&mut thread, DATA_LEN)?;
+        restore_thread_state(&mut Remote::new(&mut inj), tgid, tid, core)?;
+        let regs = entry_to_gpregs(&info.gpregs).with_restart_applied(false);
+        inj.finish_restored(&regs)?;
+    }
+    finish_thread(&mut thread, core)?;
+    Ok(thread)
+}
+
+/// FPU state and signal mask, set once the registers are in place.
+fn finish_thread(t: &mut Tracee, core: &CoreEntry) -> Result<(), RebuildError> {
+    if let Some(info) = &core.thread_info {
+        t.set_xsave(&entry_to_xsave(&info.fpregs, xsave_size()))?;
+    }
+    let sigmask = core
+        .thread_core
+        .as_ref()
+        .and_then(|c| c.blk_sigset)
+        .or(core.tc.as_ref().map(|tc| tc.blk_sigset))
+        .unwrap_or(0);
+    t.set_sigmask(sigmask)?;
+    Ok(())
 }
 
 impl Handler<Release> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, _: Release, _: &mut Context<Self>) -> Self::Result {
-        match self.tracee.take() {
-            Some(t) => t.detach().map_err(|e| e.to_string()),
-            None => Err("release: task was not rebuilt".into()),
+        let mut first = None;
+        for t in self.threads.drain(..) {
+            if let Err(e) = t.detach() {
+                first.get_or_insert(e.to_string());
+            }
         }
+        match self.tracee.take() {
+            Some(t) => t.detach().map_err(|e| e.to_string())?,
+            None => return Err("release: task was not rebuilt".into()),
+        }
+        first.map_or(Ok(()), Err)
     }
 }
 
@@ -137,11 +293,14 @@ impl Handler<Kill> for RestoreTask {
     type Result = ();
 
     fn handle(&mut self, _: Kill, _: &mut Context<Self>) {
-        if let Some(pid) = self.created.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            // Dropping the tracee detaches what is left; then reap the corpse.
-            self.tracee = None;
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        if !std::mem::take(&mut self.created) {
+            return;
         }
+        let pid = self.task().pid();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        // Dropping the tracees detaches what is left; the root is criu's child: reap it.
+        self.threads.clear();
+        self.tracee = None;
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::__WALL));
     }
 }

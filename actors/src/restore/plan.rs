@@ -1,0 +1,36 @@
+//! The order in which restored tasks come to life: every task is created by its real parent,
+//! parents before children, in pstree.img order.
+
+use std::collections::BTreeMap;
+
+use super::images::DumpImages;
+
+/// One creation: actor `parent` clones task `pid`, then actor `child` adopts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkStep {
+    pub parent: usize,
+    pub child: usize,
+    pub pid: i32,
+}
+
+/// The fork steps after the root, or why the tree cannot be restored yet.
+pub fn creation_order(images: &DumpImages) -> Result<Vec<ForkStep>, String> {
+    let index: BTreeMap<u32, usize> = images.tasks.iter().enumerate().map(|(i, t)| (t.pstree.pid, i)).collect();
+    let mut steps = Vec::new();
+    for (i, t) in images.tasks.iter().enumerate().skip(1) {
+        let parent = *index.get(&t.pstree.ppid).ok_or_else(|| {
+            format!("pid {}: parent {} is not in the dump (orphans are not restored yet)", t.pstree.pid, t.pstree.ppid)
+        })?;
+        if parent >= i {
+            return Err(format!("pid {}: listed before its parent {}", t.pstree.pid, t.pstree.ppid));
+        }
+        if t.cores.first().and_then(|c| c.tc.as_ref()).is_some_and(|tc| tc.task_state != TASK_ALIVE) {
+            return Err(format!("pid {}: dead or stopped tasks are not restored yet", t.pstree.pid));
+        }
+        steps.push(ForkStep { parent, child: i, pid: t.pstree.pid as i32 });
+    }
+    Ok(steps)
+}
+
+/// `task_core_entry.task_state` of a running task.
+const TASK_ALIVE: u32 = 1;
