@@ -5,6 +5,7 @@
 pub mod images;
 pub mod plan;
 pub mod rebuild;
+pub mod shared;
 pub mod task;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub enum RestoreError {
     Task(String),
     #[error("restore: {0}")]
     Unsupported(String),
+    #[error("restore: {0}")]
+    Shared(#[from] shared::SharedError),
 }
 
 /// Restores the tree in `req.images_dir`. `before_release` runs (with the root pid) when every
@@ -39,14 +42,15 @@ pub fn run(
 ) -> Result<i32, RestoreError> {
     let images = Arc::new(images::read(&req.images_dir)?);
     let order = plan::creation_order(&images).map_err(RestoreError::Unsupported)?;
+    let shared = Arc::new(shared::SharedFiles::create(&images)?);
     let timeout = req.timeout;
     let system = actix::System::new();
     system.block_on(async move {
         let mut pool = TracerPool::for_this_machine();
         let actors: Vec<_> = (0..images.tasks.len())
             .map(|i| {
-                let images = images.clone();
-                pool.start(move |_| RestoreTask::new(images, i, timeout))
+                let (images, shared) = (images.clone(), shared.clone());
+                pool.start(move |_| RestoreTask::new(images, shared, i, timeout))
             })
             .collect();
         let root = images.root().pid();

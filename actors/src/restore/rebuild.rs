@@ -7,6 +7,7 @@ use criu_proto::images::{CoreEntry, FdTypes, MmEntry};
 use criu_tracee::{RseqConfiguration, TraceeError};
 
 use super::images::{DumpImages, TaskImages};
+use super::shared::SharedFiles;
 use criu_tracee::remote::{words, Remote};
 
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
@@ -180,29 +181,63 @@ pub fn protect_shared(r: &mut Remote, shared: &[SharedFill]) -> Result<(), Rebui
     Ok(())
 }
 
-/// Reopens the task's files at their numbers: regular files by path, at their offset.
-pub fn restore_fds(r: &mut Remote, all: &DumpImages, t: &TaskImages) -> Result<(), RebuildError> {
+/// Reopens the task's files at their numbers: regular files by path at their offset; pipes
+/// and other shared objects are taken from criu with pidfd_getfd.
+pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &TaskImages) -> Result<(), RebuildError> {
     let pid = t.pid();
+    let mut criu_pidfd = None;
     for fd in &t.fds {
         let file = all.files.get(&fd.id).ok_or_else(|| task_err(pid, format!("fd {}: file id {} not in files.img", fd.fd, fd.id)))?;
-        if fd.r#type != FdTypes::Reg as i32 {
-            return Err(task_err(pid, format!("fd {}: files of type {} are not restored yet", fd.fd, fd.r#type)));
-        }
-        let reg = file.reg.as_ref().ok_or_else(|| task_err(pid, format!("fd {}: no reg entry", fd.fd)))?;
-        let flags = (reg.flags as i32) & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
-        let opened = r.open(&reg.name, flags)?;
+        let (opened, status_flags) = match FdTypes::try_from(fd.r#type) {
+            Ok(FdTypes::Reg) => {
+                let reg = file.reg.as_ref().ok_or_else(|| task_err(pid, format!("fd {}: no reg entry", fd.fd)))?;
+                let flags = (reg.flags as i32) & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+                let opened = r.open(&reg.name, flags)?;
+                if reg.pos != 0 && reg.flags & libc::O_PATH as u32 == 0 {
+                    r.call("lseek", libc::SYS_lseek, &[opened, reg.pos, libc::SEEK_SET as u64])?;
+                }
+                (opened, None)
+            }
+            Ok(FdTypes::Pipe) => {
+                let p = file.pipe.as_ref().ok_or_else(|| task_err(pid, format!("fd {}: no pipe entry", fd.fd)))?;
+                let end = shared
+                    .pipe_end(p.pipe_id, p.flags)
+                    .ok_or_else(|| task_err(pid, format!("fd {}: pipe {} was not created", fd.fd, p.pipe_id)))?;
+                let pidfd = match criu_pidfd {
+                    Some(p) => p,
+                    None => *criu_pidfd.insert(open_criu_pidfd(r, t)?),
+                };
+                let got = r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[pidfd, end as u64, 0])? as u64;
+                (got, Some(p.flags))
+            }
+            _ => return Err(task_err(pid, format!("fd {}: files of type {} are not restored yet", fd.fd, fd.r#type))),
+        };
         let cloexec = if fd.flags & libc::FD_CLOEXEC as u32 != 0 { libc::O_CLOEXEC as u64 } else { 0 };
         if opened != u64::from(fd.fd) {
             r.call("dup3", libc::SYS_dup3, &[opened, u64::from(fd.fd), cloexec])?;
             r.close(opened)?;
-        } else if cloexec == 0 {
-            r.call("fcntl(F_SETFD)", libc::SYS_fcntl, &[opened, libc::F_SETFD as u64, 0])?;
+        } else {
+            r.call("fcntl(F_SETFD)", libc::SYS_fcntl, &[opened, libc::F_SETFD as u64, u64::from(fd.flags)])?;
         }
-        if reg.pos != 0 && reg.flags & libc::O_PATH as u32 == 0 {
-            r.call("lseek", libc::SYS_lseek, &[u64::from(fd.fd), reg.pos, libc::SEEK_SET as u64])?;
+        if let Some(flags) = status_flags {
+            let settable = flags & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC | libc::O_DIRECT) as u32;
+            r.call("fcntl(F_SETFL)", libc::SYS_fcntl, &[u64::from(fd.fd), libc::F_SETFL as u64, u64::from(settable)])?;
         }
     }
+    if let Some(p) = criu_pidfd {
+        r.close(p)?;
+    }
     Ok(())
+}
+
+/// A pidfd of criu inside the task, above every fd number the task will use, so that no
+/// restored fd lands on it.
+fn open_criu_pidfd(r: &mut Remote, t: &TaskImages) -> Result<u64, RebuildError> {
+    let above = t.fds.iter().map(|fd| u64::from(fd.fd) + 1).max().unwrap_or(0);
+    let p = r.call("pidfd_open", libc::SYS_pidfd_open, &[std::process::id() as u64, 0])? as u64;
+    let high = r.call("fcntl(F_DUPFD_CLOEXEC)", libc::SYS_fcntl, &[p, libc::F_DUPFD_CLOEXEC as u64, above])? as u64;
+    r.close(p)?;
+    Ok(high)
 }
 
 /// cwd and root.
@@ -310,6 +345,20 @@ pub fn restore_attributes(r: &mut Remote, pid: i32, mm: &MmEntry, core: &CoreEnt
     if let Some(adj) = core.tc.as_ref().and_then(|tc| tc.oom_score_adj) {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| task_err(pid, format!("cannot set oom_score_adj {adj}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Scheduling policy, priority and nice value of the calling (injected) thread.
+pub fn restore_sched(r: &mut Remote, core: &CoreEntry) -> Result<(), RebuildError> {
+    let Some(tc) = &core.thread_core else { return Ok(()) };
+    if let Some(policy) = tc.sched_policy {
+        let prio = tc.sched_prio.unwrap_or(0);
+        let at = r.arg(&prio.to_le_bytes())?;
+        r.call("sched_setscheduler", libc::SYS_sched_setscheduler, &[0, u64::from(policy), at])?;
+    }
+    if let Some(nice) = tc.sched_nice {
+        r.call("setpriority", libc::SYS_setpriority, &[libc::PRIO_PROCESS as u64, 0, nice as i64 as u64])?;
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ use criu_tracee::{Injector, Tracee};
 
 use super::images::{DumpImages, TaskImages};
 use super::rebuild::{self, RebuildError};
+use super::shared::SharedFiles;
 
 /// clone3 flags of a thread.
 const THREAD_FLAGS: u64 = (libc::CLONE_VM
@@ -27,6 +28,7 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
 
 pub struct RestoreTask {
     images: Arc<DumpImages>,
+    shared: Arc<SharedFiles>,
     index: usize,
     timeout: Duration,
     /// The task's leader, stopped, until `Release` or `Kill`.
@@ -38,8 +40,8 @@ pub struct RestoreTask {
 }
 
 impl RestoreTask {
-    pub fn new(images: Arc<DumpImages>, index: usize, timeout: Duration) -> Self {
-        RestoreTask { images, index, timeout, tracee: None, threads: Vec::new(), created: false }
+    pub fn new(images: Arc<DumpImages>, shared: Arc<SharedFiles>, index: usize, timeout: Duration) -> Self {
+        RestoreTask { images, shared, index, timeout, tracee: None, threads: Vec::new(), created: false }
     }
 
     fn task(&self) -> &TaskImages {
@@ -181,7 +183,7 @@ impl RestoreTask {
             }
             rebuild::protect_shared(&mut r, &shared)?;
             tracing::debug!("pid {pid}: {bytes} bytes of memory restored");
-            rebuild::restore_fds(&mut r, &all, t)?;
+            rebuild::restore_fds(&mut r, &all, &self.shared, t)?;
             rebuild::restore_fs(&mut r, &all, t)?;
             rebuild::restore_task_core(&mut r, leader)?;
             rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
@@ -229,6 +231,7 @@ fn clone_in(inj: &mut Injector, tid: i32, flags: u64, exit_signal: u64) -> Resul
 fn restore_thread_state(r: &mut Remote, tgid: i32, tid: i32, core: &CoreEntry) -> Result<(), RebuildError> {
     rebuild::restore_thread_core(r, core)?;
     rebuild::restore_rseq(r, core)?;
+    rebuild::restore_sched(r, core)?;
     if let Some(q) = core.thread_core.as_ref().and_then(|c| c.signals_p.as_ref()) {
         restore_signals::queue_private(r, tgid, tid, q)?;
     }
