@@ -232,3 +232,61 @@ pub fn classify(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0c0000000-55d0c0002000 r--p 00000000 08:01 1234 /usr/bin/prog
+Rss: 8 kB
+VmFlags: rd mr mw me dw
+55d0c1000000-55d0c1021000 rw-p 00000000 00:00 0 [heap]
+VmFlags: rd wr mr mw me ac
+7f0000000000-7f0000004000 r--p 00000000 00:00 0 [vvar]
+VmFlags: rd mr pf io de dd
+7f0000004000-7f0000006000 r--p 00000000 00:00 0 [vvar_vclock]
+VmFlags: rd mr pf io de dd
+7f0000006000-7f0000008000 r-xp 00000000 00:00 0 [vdso]
+VmFlags: rd ex mr mw me de
+7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0 [stack]
+VmFlags: rd wr mr mw me gd ac hg
+";
+
+    fn lookup(start: u64, _end: u64) -> Result<Option<MapFileInfo>, VmaDumpError> {
+        if start != 0x55d0_c000_0000 {
+            return Ok(None);
+        }
+        // Any regular file's stat will do for the classification.
+        let meta = std::fs::metadata("/proc/self/exe").ok();
+        Ok(Some(MapFileInfo { link_mode: 0o400 | libc::S_IFLNK, target: "/usr/bin/prog".into(), meta }))
+    }
+
+    #[test]
+    fn areas_get_criu_status_flags_and_guard_page() {
+        let smaps = criu_procfs::smaps::parse_smaps(SMAPS).unwrap();
+        let v = classify(1, &smaps, &lookup).unwrap();
+        assert_eq!(v.len(), 5, "the two vvar areas are merged");
+        assert_eq!(v[0].entry.status, VMA_AREA_REGULAR | VMA_FILE_PRIVATE);
+        assert_eq!(v[0].entry.fdflags, Some(libc::O_RDONLY as u32));
+        assert_eq!(v[0].file.as_ref().map(|f| f.path.clone()), Some(PathBuf::from("/usr/bin/prog")));
+        assert_eq!(v[1].entry.status, VMA_AREA_REGULAR | VMA_AREA_HEAP | VMA_ANON_PRIVATE);
+        assert_eq!(v[1].entry.flags, MAP_PRIVATE | MAP_ANONYMOUS);
+        assert_eq!((v[2].entry.start, v[2].entry.end), (0x7f00_0000_0000, 0x7f00_0000_6000));
+        assert_eq!(v[2].entry.status, VMA_AREA_REGULAR | VMA_AREA_VVAR | VMA_ANON_PRIVATE);
+        assert!(!v[2].is_private(), "vvar content is the kernel's");
+        assert_eq!(v[3].entry.status, VMA_AREA_REGULAR | VMA_AREA_VDSO | VMA_ANON_PRIVATE);
+        assert_eq!(v[4].entry.start, 0x7ffc_0000_0000 - PAGE_SIZE, "stack guard page");
+        assert_eq!(v[4].entry.flags, MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN);
+        assert_eq!(v[4].entry.madv, Some(1 << libc::MADV_HUGEPAGE));
+        assert!(v[4].is_private());
+    }
+
+    #[test]
+    fn shared_anonymous_memory_is_refused_with_its_address() {
+        let text = "7f1000000000-7f1000001000 rw-s 00000000 00:01 77 /dev/zero (deleted)\nVmFlags: rd wr sh mr mw me ms\n";
+        let smaps = criu_procfs::smaps::parse_smaps(text).unwrap();
+        let err = classify(42, &smaps, &|_, _| Ok(None)).unwrap_err().to_string();
+        assert!(err.contains("pid 42") && err.contains("7f1000000000") && err.contains("shared anonymous"), "{err}");
+    }
+}

@@ -262,7 +262,7 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
         mm_env_end: stat.env_end,
         exe_file_id,
         mm_saved_auxv: auxv.iter().flat_map(|&(k, v)| [k, v]).chain([0, 0]).collect(),
-        vmas: vmas.iter().map(|v| v.entry.clone()).collect(),
+        vmas: vmas.iter().map(|v| v.entry).collect(),
         dumpable: Some(misc.dumpable),
         aios: Vec::new(),
         thp_disabled: Some(misc.thp_disabled),

@@ -188,7 +188,7 @@ pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &T
     let mut criu_pidfd = None;
     for fd in &t.fds {
         let file = all.files.get(&fd.id).ok_or_else(|| task_err(pid, format!("fd {}: file id {} not in files.img", fd.fd, fd.id)))?;
-        let (opened, status_flags) = match FdTypes::try_from(fd.r#type) {
+        let opened = match FdTypes::try_from(fd.r#type) {
             Ok(FdTypes::Reg) => {
                 let reg = file.reg.as_ref().ok_or_else(|| task_err(pid, format!("fd {}: no reg entry", fd.fd)))?;
                 let flags = (reg.flags as i32) & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
@@ -196,19 +196,17 @@ pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &T
                 if reg.pos != 0 && reg.flags & libc::O_PATH as u32 == 0 {
                     r.call("lseek", libc::SYS_lseek, &[opened, reg.pos, libc::SEEK_SET as u64])?;
                 }
-                (opened, None)
+                opened
             }
             Ok(FdTypes::Pipe) => {
-                let p = file.pipe.as_ref().ok_or_else(|| task_err(pid, format!("fd {}: no pipe entry", fd.fd)))?;
                 let end = shared
-                    .pipe_end(p.pipe_id, p.flags)
-                    .ok_or_else(|| task_err(pid, format!("fd {}: pipe {} was not created", fd.fd, p.pipe_id)))?;
+                    .description(fd.id)
+                    .ok_or_else(|| task_err(pid, format!("fd {}: pipe description {} was not created", fd.fd, fd.id)))?;
                 let pidfd = match criu_pidfd {
                     Some(p) => p,
                     None => *criu_pidfd.insert(open_criu_pidfd(r, t)?),
                 };
-                let got = r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[pidfd, end as u64, 0])? as u64;
-                (got, Some(p.flags))
+                r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[pidfd, end as u64, 0])? as u64
             }
             _ => return Err(task_err(pid, format!("fd {}: files of type {} are not restored yet", fd.fd, fd.r#type))),
         };
@@ -218,10 +216,6 @@ pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &T
             r.close(opened)?;
         } else {
             r.call("fcntl(F_SETFD)", libc::SYS_fcntl, &[opened, libc::F_SETFD as u64, u64::from(fd.flags)])?;
-        }
-        if let Some(flags) = status_flags {
-            let settable = flags & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC | libc::O_DIRECT) as u32;
-            r.call("fcntl(F_SETFL)", libc::SYS_fcntl, &[u64::from(fd.fd), libc::F_SETFL as u64, u64::from(settable)])?;
         }
     }
     if let Some(p) = criu_pidfd {

@@ -27,6 +27,9 @@ pub enum SharedError {
 pub struct SharedFiles {
     /// Pipes by pipe inode id: (read end, write end).
     pipes: BTreeMap<u32, (OwnedFd, OwnedFd)>,
+    /// Open file descriptions by files.img id, with their status flags set: every task that
+    /// holds one gets a copy of the same description.
+    descriptions: BTreeMap<u32, OwnedFd>,
 }
 
 impl SharedFiles {
@@ -45,6 +48,7 @@ impl SharedFiles {
                 .map_err(|errno| SharedError::Pipe { pipe_id: p.pipe_id, what: "pipe2", errno })?;
             shared.pipes.insert(p.pipe_id, ends);
         }
+        shared.open_pipe_descriptions(images)?;
         if let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::PIPES_DATA, None)? {
             while let Some(entry) = img.read::<PipeDataEntry>()? {
                 let data = img.read_payload(u64::from(entry.bytes))?;
@@ -65,10 +69,34 @@ impl SharedFiles {
         Ok(shared)
     }
 
-    /// criu's fd for the end of pipe `pipe_id` opened with `flags`.
-    pub fn pipe_end(&self, pipe_id: u32, flags: u32) -> Option<i32> {
-        let (r, w) = self.pipes.get(&pipe_id)?;
-        let write = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
-        Some(if write { w.as_raw_fd() } else { r.as_raw_fd() })
+    /// One description per pipe entry: the first entry of each end takes the end pipe2 made,
+    /// later ones (the same end opened again through /proc) get a new description of it.
+    fn open_pipe_descriptions(&mut self, images: &DumpImages) -> Result<(), SharedError> {
+        let mut used = std::collections::BTreeSet::new();
+        for f in images.files.values() {
+            let Some(p) = f.pipe.as_ref().filter(|_| f.r#type == FdTypes::Pipe as i32) else { continue };
+            let write = p.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
+            let (r, w) = &self.pipes[&p.pipe_id];
+            let end = if write { w } else { r };
+            let fd = if used.insert((p.pipe_id, write)) {
+                end.try_clone()
+            } else {
+                let path = format!("/proc/self/fd/{}", end.as_raw_fd());
+                let access = if write { libc::O_WRONLY } else { libc::O_RDONLY };
+                nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::from_bits_retain(access | libc::O_CLOEXEC), nix::sys::stat::Mode::empty())
+                    .map_err(std::io::Error::from)
+            }
+            .map_err(|source| SharedError::PipeData { pipe_id: p.pipe_id, len: 0, source })?;
+            let settable = p.flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC | libc::O_DIRECT);
+            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::from_bits_retain(settable)))
+                .map_err(|errno| SharedError::Pipe { pipe_id: p.pipe_id, what: "F_SETFL", errno })?;
+            self.descriptions.insert(f.id, fd);
+        }
+        Ok(())
+    }
+
+    /// criu's fd of the open file description with files.img id `id`.
+    pub fn description(&self, id: u32) -> Option<i32> {
+        self.descriptions.get(&id).map(|fd| fd.as_raw_fd())
     }
 }
