@@ -192,6 +192,35 @@ pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64
     Ok(total)
 }
 
+/// Writes runs of a shared object's pages (run addresses are offsets in the object) into the
+/// object's file.
+pub fn fill_file(file: &File, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64, RestoreMemError> {
+    let path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
+    let shown = path.display().to_string();
+    let pages = File::open(&path).map_err(|e| criu_proto::Error::Io { path: shown.clone(), source: e })?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0;
+    for r in runs {
+        let len = r.pages * PAGE_SIZE;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64) as usize;
+            let chunk = &mut buf[..n];
+            pages.read_exact_at(chunk, r.offset + done).map_err(|_| RestoreMemError::ShortPages {
+                path: shown.clone(),
+                offset: r.offset + done,
+                vaddr: r.vaddr,
+                pages: r.pages,
+            })?;
+            file.write_all_at(chunk, r.vaddr + done)
+                .map_err(|source| RestoreMemError::Write { pid: 0, addr: r.vaddr + done, len: n, source })?;
+            done += n as u64;
+        }
+        total += len;
+    }
+    Ok(total)
+}
+
 fn split_by_bytes(runs: &[PageRun], half: u64) -> (&[PageRun], &[PageRun]) {
     let mut acc = 0;
     for (i, r) in runs.iter().enumerate() {

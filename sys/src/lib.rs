@@ -3,5 +3,6 @@
 
 pub mod clone;
 pub mod cpuid;
+pub mod shmem;
 pub mod signals;
 pub mod probe;

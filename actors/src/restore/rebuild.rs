@@ -85,23 +85,11 @@ pub fn set_mm(r: &mut Remote, all: &DumpImages, mm: &MmEntry, pid: i32) -> Resul
     Ok(())
 }
 
-/// A shared mapping whose pages come from `pagemap-shmem-<shmid>.img`.
-#[derive(Debug, Clone, Copy)]
-pub struct SharedFill {
-    pub addr: u64,
-    pub len: u64,
-    pub offset: u64,
-    pub shmid: u64,
-    /// Protection to set once filled, when it was mapped writable just for the fill.
-    pub final_prot: Option<u64>,
-}
-
-/// Maps every dumped VMA at its address (pages are filled afterwards from outside). Returns
-/// the shared mappings to fill from shared-memory page images.
-pub fn map_vmas(r: &mut Remote, all: &DumpImages, t: &TaskImages) -> Result<Vec<SharedFill>, RebuildError> {
+/// Maps every dumped VMA at its address (private pages are filled afterwards from outside;
+/// shared memory comes already filled from criu through `criu_pidfd`).
+pub fn map_vmas(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &TaskImages, criu_pidfd: u64) -> Result<(), RebuildError> {
     let pid = t.pid();
     let mut vdso_start = None;
-    let mut shared = Vec::new();
     for vma in &t.mm.vmas {
         match plan(vma)? {
             MapPlan::Skip => {}
@@ -133,59 +121,35 @@ pub fn map_vmas(r: &mut Remote, all: &DumpImages, t: &TaskImages) -> Result<Vec<
                 }
             }
             MapPlan::Shared { addr, len, prot, flags, memfd_file, shmid, offset } => {
-                let writable = prot | (libc::PROT_READ | libc::PROT_WRITE) as u64;
-                let final_prot = (writable != prot).then_some(prot);
-                let (fd, shmid, flags) = match memfd_file {
-                    None => (u64::MAX, shmid, flags),
-                    Some(id) => {
-                        let inode = all
-                            .memfd_inode(id)
-                            .ok_or_else(|| task_err(pid, format!("vma {addr:#x}: memfd file {id} not in files.img/memfd.img")))?;
-                        // CRIU images anonymous shared memory as a memfd named /dev/zero.
-                        if inode.name == "/dev/zero" {
-                            (u64::MAX, u64::from(inode.shmid), flags | libc::MAP_ANONYMOUS as u64)
-                        } else {
-                            let name = inode.name.strip_prefix("memfd:").unwrap_or(&inode.name).to_string();
-                            let at = r.path(&name)?;
-                            let fd = r.call("memfd_create", libc::SYS_memfd_create, &[at, libc::MFD_CLOEXEC as u64])? as u64;
-                            r.call("ftruncate", libc::SYS_ftruncate, &[fd, inode.size])?;
-                            (fd, u64::from(inode.shmid), flags)
-                        }
-                    }
+                let shmid = match memfd_file {
+                    None => shmid,
+                    Some(id) => u64::from(
+                        all.memfd_inode(id)
+                            .ok_or_else(|| task_err(pid, format!("vma {addr:#x}: memfd file {id} not in files.img/memfd.img")))?
+                            .shmid,
+                    ),
                 };
-                let map_offset = if fd == u64::MAX { 0 } else { offset };
-                let got = r.call("mmap(shared)", libc::SYS_mmap, &[addr, len, writable, flags, fd, map_offset])?;
-                if fd != u64::MAX {
-                    r.close(fd)?;
-                }
+                let object = shared.shmem(shmid).ok_or_else(|| task_err(pid, format!("vma {addr:#x}: shared memory {shmid} was not created")))?;
+                let fd = r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[criu_pidfd, object as u64, 0])? as u64;
+                let flags = flags & !(libc::MAP_ANONYMOUS as u64);
+                let got = r.call("mmap(shared)", libc::SYS_mmap, &[addr, len, prot, flags, fd, offset])?;
+                r.close(fd)?;
                 if got as u64 != addr {
                     return Err(task_err(pid, format!("shared mmap at {addr:#x} landed at {got:#x}")));
                 }
-                shared.push(SharedFill { addr, len, offset, shmid, final_prot });
             }
         }
     }
     if let Some(start) = vdso_start {
         r.call("arch_prctl(ARCH_MAP_VDSO_64)", libc::SYS_arch_prctl, &[ARCH_MAP_VDSO_64, start])?;
     }
-    Ok(shared)
-}
-
-/// Puts back the protection of shared mappings that were mapped writable for their fill.
-pub fn protect_shared(r: &mut Remote, shared: &[SharedFill]) -> Result<(), RebuildError> {
-    for s in shared {
-        if let Some(prot) = s.final_prot {
-            r.call("mprotect", libc::SYS_mprotect, &[s.addr, s.len, prot])?;
-        }
-    }
     Ok(())
 }
 
 /// Reopens the task's files at their numbers: regular files by path at their offset; pipes
 /// and other shared objects are taken from criu with pidfd_getfd.
-pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &TaskImages) -> Result<(), RebuildError> {
+pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &TaskImages, criu_pidfd: u64) -> Result<(), RebuildError> {
     let pid = t.pid();
-    let mut criu_pidfd = None;
     for fd in &t.fds {
         let file = all.files.get(&fd.id).ok_or_else(|| task_err(pid, format!("fd {}: file id {} not in files.img", fd.fd, fd.id)))?;
         let opened = match FdTypes::try_from(fd.r#type) {
@@ -202,11 +166,7 @@ pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &T
                 let end = shared
                     .description(fd.id)
                     .ok_or_else(|| task_err(pid, format!("fd {}: pipe description {} was not created", fd.fd, fd.id)))?;
-                let pidfd = match criu_pidfd {
-                    Some(p) => p,
-                    None => *criu_pidfd.insert(open_criu_pidfd(r, t)?),
-                };
-                r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[pidfd, end as u64, 0])? as u64
+                r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[criu_pidfd, end as u64, 0])? as u64
             }
             _ => return Err(task_err(pid, format!("fd {}: files of type {} are not restored yet", fd.fd, fd.r#type))),
         };
@@ -218,15 +178,12 @@ pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &T
             r.call("fcntl(F_SETFD)", libc::SYS_fcntl, &[opened, libc::F_SETFD as u64, u64::from(fd.flags)])?;
         }
     }
-    if let Some(p) = criu_pidfd {
-        r.close(p)?;
-    }
     Ok(())
 }
 
 /// A pidfd of criu inside the task, above every fd number the task will use, so that no
-/// restored fd lands on it.
-fn open_criu_pidfd(r: &mut Remote, t: &TaskImages) -> Result<u64, RebuildError> {
+/// restored fd lands on it. Through it the task takes the objects criu made for it.
+pub fn open_criu_pidfd(r: &mut Remote, t: &TaskImages) -> Result<u64, RebuildError> {
     let above = t.fds.iter().map(|fd| u64::from(fd.fd) + 1).max().unwrap_or(0);
     let p = r.call("pidfd_open", libc::SYS_pidfd_open, &[std::process::id() as u64, 0])? as u64;
     let high = r.call("fcntl(F_DUPFD_CLOEXEC)", libc::SYS_fcntl, &[p, libc::F_DUPFD_CLOEXEC as u64, above])? as u64;

@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use criu_proto::images::{FdTypes, PipeDataEntry};
 use criu_proto::{ImageKind, ImageReader};
 
+use criu_memory::restore::{plan, MapPlan};
+
 use super::images::DumpImages;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,10 @@ pub enum SharedError {
     PipeData { pipe_id: u32, len: usize, source: std::io::Error },
     #[error("pipes-data.img: pipe {0} holds data but no task has it open")]
     UnknownPipe(u32),
+    #[error("shared memory {shmid}: {what}: {source}")]
+    Shmem { shmid: u64, what: String, source: std::io::Error },
+    #[error(transparent)]
+    Memory(#[from] criu_memory::restore::RestoreMemError),
 }
 
 /// The shared objects of one restore.
@@ -30,6 +36,15 @@ pub struct SharedFiles {
     /// Open file descriptions by files.img id, with their status flags set: every task that
     /// holds one gets a copy of the same description.
     descriptions: BTreeMap<u32, OwnedFd>,
+    /// Shared memory objects by shmid, already filled: every task maps the same one.
+    shmem: BTreeMap<u64, OwnedFd>,
+}
+
+/// A shared memory object as the dump describes it.
+struct ShmemObject {
+    /// `None` for anonymous shared memory, else the memfd's name.
+    memfd_name: Option<String>,
+    size: u64,
 }
 
 impl SharedFiles {
@@ -49,6 +64,7 @@ impl SharedFiles {
             shared.pipes.insert(p.pipe_id, ends);
         }
         shared.open_pipe_descriptions(images)?;
+        shared.create_shmem(images)?;
         if let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::PIPES_DATA, None)? {
             while let Some(entry) = img.read::<PipeDataEntry>()? {
                 let data = img.read_payload(u64::from(entry.bytes))?;
@@ -93,6 +109,44 @@ impl SharedFiles {
             self.descriptions.insert(f.id, fd);
         }
         Ok(())
+    }
+
+    /// Creates each shared memory object once, in criu, and fills it from its page image.
+    fn create_shmem(&mut self, images: &DumpImages) -> Result<(), SharedError> {
+        let mut objects: BTreeMap<u64, ShmemObject> = BTreeMap::new();
+        for t in &images.tasks {
+            for vma in &t.mm.vmas {
+                let Ok(MapPlan::Shared { len, memfd_file, shmid, offset, .. }) = plan(vma) else { continue };
+                let (shmid, name, size) = match memfd_file.and_then(|id| images.memfd_inode(id)) {
+                    Some(inode) if inode.name != "/dev/zero" => (u64::from(inode.shmid), Some(inode.name.clone()), inode.size),
+                    Some(inode) => (u64::from(inode.shmid), None, inode.size.max(offset + len)),
+                    None => (shmid, None, offset + len),
+                };
+                let obj = objects.entry(shmid).or_insert(ShmemObject { memfd_name: name, size: 0 });
+                obj.size = obj.size.max(size);
+            }
+        }
+        for (shmid, obj) in objects {
+            let err = |what: &str| {
+                let what = what.to_string();
+                move |source| SharedError::Shmem { shmid, what, source }
+            };
+            let file = match &obj.memfd_name {
+                Some(name) => criu_sys::shmem::memfd(name.strip_prefix("memfd:").unwrap_or(name)).map_err(err("memfd_create"))?,
+                None => criu_sys::shmem::anonymous_shared(obj.size).map_err(err("anonymous shared memory"))?,
+            };
+            let file = std::fs::File::from(file);
+            file.set_len(obj.size).map_err(err("set size"))?;
+            let (pages_id, runs) = criu_memory::restore::read_shmem_pagemap(&images.dir, shmid)?;
+            criu_memory::restore::fill_file(&file, &images.dir, pages_id, &runs)?;
+            self.shmem.insert(shmid, OwnedFd::from(file));
+        }
+        Ok(())
+    }
+
+    /// criu's fd of the shared memory object `shmid`.
+    pub fn shmem(&self, shmid: u64) -> Option<i32> {
+        self.shmem.get(&shmid).map(|fd| fd.as_raw_fd())
     }
 
     /// criu's fd of the open file description with files.img id `id`.

@@ -172,18 +172,14 @@ impl RestoreTask {
             let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
             let mut r = Remote::new(&mut inj);
             rebuild::clear_stub(&mut r, t, rseq)?;
+            let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
             rebuild::set_mm(&mut r, &all, &t.mm, pid)?;
-            let shared = rebuild::map_vmas(&mut r, &all, t)?;
+            rebuild::map_vmas(&mut r, &all, &self.shared, t, criu_pidfd)?;
             let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
-            let mut bytes = mem::fill(pid, &all.dir, pages_id, &runs)?;
-            for s in &shared {
-                let (pages_id, runs) = mem::read_shmem_pagemap(&all.dir, s.shmid)?;
-                let runs = mem::runs_in_mapping(&runs, s.addr, s.len, s.offset);
-                bytes += mem::fill(pid, &all.dir, pages_id, &runs)?;
-            }
-            rebuild::protect_shared(&mut r, &shared)?;
-            tracing::debug!("pid {pid}: {bytes} bytes of memory restored");
-            rebuild::restore_fds(&mut r, &all, &self.shared, t)?;
+            let bytes = mem::fill(pid, &all.dir, pages_id, &runs)?;
+            tracing::debug!("pid {pid}: {bytes} bytes of private memory restored");
+            rebuild::restore_fds(&mut r, &all, &self.shared, t, criu_pidfd)?;
+            r.close(criu_pidfd)?;
             rebuild::restore_fs(&mut r, &all, t)?;
             rebuild::restore_task_core(&mut r, leader)?;
             rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
