@@ -1,15 +1,175 @@
-//! `criu restore` of real processes. Runs in the nextest `serial` group (see
-//! .config/nextest.toml): restores claim exact pids.
+//! `criu restore` of real processes, dumped by our own `criu dump`. A self-checking workload
+//! (tests/workloads/src/bin/rs_state.rs) sets up state, is dumped and restored, then checks
+//! itself; the harness compares pid, /proc/PID/maps, fds and creds before and after. Runs in
+//! the nextest `serial` group (see .config/nextest.toml): restores claim exact pids.
 
-use std::process::{Command, Output};
+#[path = "workloads/src/harness.rs"]
+mod harness;
 
-fn criu(args: &[&str], dir: &std::path::Path) -> Output {
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use harness::{bin, is_root, wait_until};
+
+fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
         .arg("--no-default-config")
         .args(args)
         .current_dir(dir)
         .output()
         .expect("run criu")
+}
+
+/// The workload, killed and reaped (or, once restored, killed by pid) when dropped.
+struct StateTask {
+    child: Option<Child>,
+    pid: i32,
+    result: std::path::PathBuf,
+}
+
+impl StateTask {
+    fn start(dir: &Path) -> StateTask {
+        let work = dir.join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let result = dir.join("result");
+        let child = Command::new(bin("rs_state"))
+            .arg(&result)
+            .arg(&work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rs_state");
+        let pid = child.id() as i32;
+        let task = StateTask { child: Some(child), pid, result };
+        assert!(
+            wait_until(Duration::from_secs(10), || task.result_text() == "READY\n"),
+            "rs_state never got ready"
+        );
+        task
+    }
+
+    fn result_text(&self) -> String {
+        std::fs::read_to_string(&self.result).unwrap_or_default()
+    }
+
+    /// Reaps the original after a dump killed it, so its pid is free again.
+    fn reap(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// Tells the (restored) task to check itself; returns its verdict.
+    fn verdict(&self) -> String {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGUSR1).unwrap();
+        wait_until(Duration::from_secs(10), || self.result_text() != "READY\n");
+        self.result_text()
+    }
+}
+
+impl Drop for StateTask {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
+        self.reap();
+    }
+}
+
+/// What the harness compares before and after.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    maps: String,
+    fds: Vec<(String, String)>,
+    ids: Vec<String>,
+}
+
+fn snapshot(pid: i32) -> Snapshot {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read_link(e.path()).unwrap().display().to_string())
+        })
+        .collect();
+    fds.sort();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = status
+        .lines()
+        .filter(|l| ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Umask:"].iter().any(|k| l.starts_with(k)))
+        .map(str::to_string)
+        .collect();
+    Snapshot { maps, fds, ids }
+}
+
+#[test]
+fn restored_process_has_its_state_back() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let mut task = StateTask::start(dir.path());
+    let before = snapshot(task.pid);
+    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log", "-v4"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "dump failed: {}", std::fs::read_to_string(images.join("dump.log")).unwrap_or_default());
+    task.reap();
+    let pidfile = dir.path().join("restored.pid");
+    let out = criu(
+        &["restore", "-D", "images", "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "restore failed: {}", std::fs::read_to_string(images.join("restore.log")).unwrap_or_default());
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), task.pid.to_string());
+    let after = snapshot(task.pid);
+    assert_eq!(before.maps, after.maps);
+    assert_eq!(before.fds, after.fds);
+    assert_eq!(before.ids, after.ids);
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn dump_leave_running_then_restore_the_copy() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    let mut task = StateTask::start(dir.path());
+    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log", "-R"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The original runs on; it is retired, and the copy takes its place.
+    assert!(Path::new(&format!("/proc/{}", task.pid)).exists());
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(task.pid), nix::sys::signal::Signal::SIGKILL);
+    task.reap();
+    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn restore_over_a_pid_in_use_fails_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    let task = StateTask::start(dir.path());
+    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log", "-R"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", task.pid)).unwrap();
+    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d", "--pidfile", "p"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    assert!(!dir.path().join("images/p").exists());
+    // The running original is untouched.
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", task.pid)).unwrap(), maps);
+    assert_eq!(task.verdict(), "PASS\n");
 }
 
 #[test]
@@ -19,4 +179,26 @@ fn restore_from_an_empty_dir_fails_and_leaves_no_pidfile() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(dir.path().join("restore.log").exists());
     assert!(!dir.path().join("pid").exists());
+}
+
+#[test]
+fn truncated_image_fails_before_any_process_is_made() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    let mut task = StateTask::start(dir.path());
+    let pid = task.pid;
+    let out = criu(&["dump", "-t", &pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    task.reap();
+    let core = dir.path().join(format!("images/mm-{pid}.img"));
+    let bytes = std::fs::read(&core).unwrap();
+    std::fs::write(&core, &bytes[..bytes.len() / 2]).unwrap();
+    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("mm-{pid}.img")), "{out:?}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "a half-restored task is left");
 }

@@ -168,11 +168,11 @@ impl ImageKind {
     pub const APPARMOR: Self = kind("APPARMOR", "apparmor.img", 0x5942_3047, "apparmor_entry");
     pub const PIDFD: Self = kind("PIDFD", "pidfd.img", 0x5443_5556, "pidfd_entry");
     pub const STATS_DUMP: Self =
-        ImageKind { service: true, ..kind("STATS", "stats-dump.img", 0x5709_3306, "stats_entry") };
+        ImageKind { service: true, ..kind("STATS", "stats-dump", 0x5709_3306, "stats_entry") };
     pub const STATS_RESTORE: Self =
-        ImageKind { service: true, ..kind("STATS", "stats-restore.img", 0x5709_3306, "stats_entry") };
+        ImageKind { service: true, ..kind("STATS", "stats-restore", 0x5709_3306, "stats_entry") };
     pub const IRMAP_CACHE: Self =
-        ImageKind { service: true, ..kind("IRMAP_CACHE", "irmap-cache.img", 0x5700_4059, "irmap_cache_entry") };
+        ImageKind { service: true, ..kind("IRMAP_CACHE", "irmap-cache", 0x5700_4059, "irmap_cache_entry") };
 
     /// Every kind, in CRIU's order.
     pub const ALL: &'static [ImageKind] = &[
