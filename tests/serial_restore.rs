@@ -84,8 +84,25 @@ struct Snapshot {
     ids: Vec<String>,
 }
 
-fn snapshot(pid: i32) -> Snapshot {
+/// /proc/PID/maps, with the inode of shared anonymous memory blanked: a restore makes a new
+/// shmem object, as CRIU does.
+fn maps_of(pid: i32) -> String {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .map(|l| {
+            if l.ends_with("/dev/zero (deleted)") {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                format!("{} {} {} {} - /dev/zero (deleted)", f[0], f[1], f[2], f[3])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn snapshot(pid: i32) -> Snapshot {
+    let maps = maps_of(pid);
     let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .map(|e| {

@@ -31,11 +31,20 @@ pub struct MappedFile {
 }
 
 /// One VMA to dump; `file` is set for file mappings, whose `entry.shmid` must be set to the
-/// file's id once the dump has one for it.
+/// file's id once the dump has one for it; `shmem` is set for shared anonymous memory, whose
+/// pages are dumped once per object (`entry.shmid` is its inode).
 #[derive(Debug, Clone)]
 pub struct DumpVma {
     pub entry: VmaEntry,
     pub file: Option<MappedFile>,
+    pub shmem: Option<SharedObject>,
+}
+
+/// A shared anonymous memory object: its inode and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedObject {
+    pub ino: u64,
+    pub size: u64,
 }
 
 impl DumpVma {
@@ -158,6 +167,7 @@ pub fn classify(
             fdflags: None,
         };
         let mut file = None;
+        let mut shmem = None;
         match &v.name {
             VmaName::Vsyscall => e.status |= VMA_AREA_VSYSCALL,
             VmaName::Vdso => e.status |= VMA_AREA_REGULAR | VMA_AREA_VDSO,
@@ -190,27 +200,31 @@ pub fn classify(
                 }
                 // Shared anonymous memory is a shmem file the kernel names "/dev/zero (deleted)".
                 if meta.nlink() == 0 && v.perms.shared && v.dev_major == 0 {
-                    return Err(unsupported("shared anonymous memory"));
+                    e.status |= VMA_ANON_SHARED;
+                    e.flags |= MAP_ANONYMOUS;
+                    e.shmid = meta.ino();
+                    shmem = Some(SharedObject { ino: meta.ino(), size: meta.size() });
+                } else {
+                    e.status |= if v.perms.shared { VMA_FILE_SHARED } else { VMA_FILE_PRIVATE };
+                    file = Some(MappedFile {
+                        path: strip_deleted(info.target),
+                        dev: meta.dev(),
+                        ino: meta.ino(),
+                        mode: meta.mode(),
+                        size: meta.size(),
+                    });
                 }
-                e.status |= if v.perms.shared { VMA_FILE_SHARED } else { VMA_FILE_PRIVATE };
-                file = Some(MappedFile {
-                    path: strip_deleted(info.target),
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                    mode: meta.mode(),
-                    size: meta.size(),
-                });
             }
             None => {
                 if v.perms.shared {
-                    return Err(unsupported("shared anonymous memory"));
+                    return Err(unsupported("shared memory without a file behind it"));
                 }
                 e.status |= VMA_ANON_PRIVATE;
                 e.flags |= MAP_ANONYMOUS;
             }
         }
         let is_vvar = e.status & VMA_AREA_VVAR != 0;
-        if io && !is_vvar && e.status & VMA_FILE_SHARED == 0 {
+        if io && !is_vvar && e.status & (VMA_FILE_SHARED | VMA_ANON_SHARED) == 0 {
             return Err(unsupported("VM_IO/VM_PFNMAP area"));
         }
         // Consecutive vvar areas ([vvar], [vvar_vclock]) are kept as one, as CRIU does.
@@ -228,7 +242,7 @@ pub fn classify(
             e.start -= PAGE_SIZE;
         }
         prev_end = e.end;
-        out.push(DumpVma { entry: e, file });
+        out.push(DumpVma { entry: e, file, shmem });
     }
     Ok(out)
 }
@@ -283,10 +297,10 @@ VmFlags: rd wr mr mw me gd ac hg
     }
 
     #[test]
-    fn shared_anonymous_memory_is_refused_with_its_address() {
+    fn shared_memory_without_a_file_is_refused_with_its_address() {
         let text = "7f1000000000-7f1000001000 rw-s 00000000 00:01 77 /dev/zero (deleted)\nVmFlags: rd wr sh mr mw me ms\n";
         let smaps = criu_procfs::smaps::parse_smaps(text).unwrap();
         let err = classify(42, &smaps, &|_, _| Ok(None)).unwrap_err().to_string();
-        assert!(err.contains("pid 42") && err.contains("7f1000000000") && err.contains("shared anonymous"), "{err}");
+        assert!(err.contains("pid 42") && err.contains("7f1000000000") && err.contains("shared memory"), "{err}");
     }
 }

@@ -4,3 +4,4 @@ pub mod vma;
 pub mod restore;
 pub mod dump_pages;
 pub mod dump_vmas;
+pub mod dump_shmem;

@@ -82,6 +82,13 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
         });
     }
     let mut flags = u64::from(vma.flags) | libc::MAP_FIXED as u64;
+    // A grows-down area is imaged with the guard page the kernel keeps below it (CRIU's
+    // convention); the mapping itself starts one page higher.
+    let start = if vma.flags & libc::MAP_GROWSDOWN as u32 != 0 && vma.end - vma.start > PAGE_SIZE {
+        vma.start + PAGE_SIZE
+    } else {
+        vma.start
+    };
     let file_id = if s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
         flags &= !(libc::MAP_ANONYMOUS as u64);
         Some(u32::try_from(vma.shmid).map_err(|_| bad("file id out of range"))?)
@@ -90,8 +97,8 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
         None
     };
     Ok(MapPlan::Mmap {
-        addr: vma.start,
-        len: vma.end - vma.start,
+        addr: start,
+        len: vma.end - start,
         prot: u64::from(vma.prot),
         flags,
         file_id,
@@ -344,6 +351,15 @@ mod tests {
         // Mapping of 3 pages starting at object page 3.
         let got = runs_in_mapping(&runs, 0x10000, 3 * PAGE_SIZE, 3 * PAGE_SIZE);
         assert_eq!(got, vec![PageRun { vaddr: 0x10000 + PAGE_SIZE, pages: 2, offset: 2 * PAGE_SIZE }]);
+    }
+
+    #[test]
+    fn grows_down_areas_start_above_their_guard_page() {
+        let v = vma(0x10000, 0x20000, 3, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN, VMA_AREA_REGULAR | VMA_ANON_PRIVATE);
+        match plan(&v).unwrap() {
+            MapPlan::Mmap { addr, len, .. } => assert_eq!((addr, len), (0x11000, 0xf000)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

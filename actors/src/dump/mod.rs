@@ -194,6 +194,7 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),
         files: Mutex::new(files::FileTable::new()),
+        shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),
     });
@@ -220,14 +221,23 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
         return Err(e);
     }
 
-    // 3. Global images, the inventory last.
+    // 3. Shared memory, once per object.
+    let mut shpages = 0u64;
+    let objects = std::mem::take(&mut *shared.shmem.lock().unwrap_or_else(|e| e.into_inner()));
+    for (k, (ino, (file, size))) in objects.into_iter().enumerate() {
+        let pages_id = (order.len() + 1 + k) as u32;
+        shpages += criu_memory::dump_shmem::dump_shmem(&req.dir, ino, pages_id, &file, size)
+            .map_err(|e| DumpError::Task(TaskError::Other { pid: req.pid, what: e.to_string() }))?;
+    }
+
+    // 4. Global images, the inventory last.
     let table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
     images::write_files(&req.dir, table.entries())?;
     drop(table);
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;
 
-    let mut stats = DumpStatsEntry { freezing_time, ..Default::default() };
+    let mut stats = DumpStatsEntry { freezing_time, shpages_written: Some(shpages), ..Default::default() };
     for d in &done {
         stats.pages_scanned += d.pages.scanned;
         stats.pages_written += d.pages.written;

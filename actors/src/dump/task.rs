@@ -45,6 +45,9 @@ pub enum TaskError {
 pub struct DumpShared {
     pub dir: PathBuf,
     pub files: Mutex<FileTable>,
+    /// Shared anonymous memory objects by inode, each opened through one of its mappings;
+    /// their pages are dumped once, after every task.
+    pub shmem: Mutex<std::collections::BTreeMap<u64, (std::fs::File, u64)>>,
     pub zero_pfn: Option<u64>,
     pub copy_threads: usize,
 }
@@ -193,6 +196,19 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
         if let Some(f) = &v.file {
             let st = FileStat { dev: f.dev, ino: f.ino, mode: f.mode, size: f.size };
             v.entry.shmid = u64::from(shared.files.lock().unwrap_or_else(|e| e.into_inner()).special(&f.path, st));
+        }
+    }
+
+    for v in vmas.iter().filter(|v| v.shmem.is_some()) {
+        let Some(obj) = v.shmem else { continue };
+        let mut table = shared.shmem.lock().unwrap_or_else(|e| e.into_inner());
+        if !table.contains_key(&obj.ino) {
+            let path = criu_procfs::maps::map_file_path(pid, v.entry.start, v.entry.end);
+            let file = std::fs::File::open(&path).map_err(|e| TaskError::Other {
+                pid,
+                what: format!("cannot open shared memory at {:#x} through {}: {e}", v.entry.start, path.display()),
+            })?;
+            table.insert(obj.ino, (file, obj.size));
         }
     }
 

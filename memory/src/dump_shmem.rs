@@ -1,0 +1,93 @@
+//! Dump half of shared anonymous memory: each object once, whoever maps it, read through the
+//! shmem file behind one of its mappings (holes skipped with SEEK_DATA), into
+//! `pagemap-shmem-<inode>.img` with run addresses as offsets in the object.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use criu_proto::images::{PagemapEntry, PagemapHead};
+use criu_proto::{ImageKind, ImageWriter};
+use nix::unistd::{lseek, Whence};
+
+use crate::vma::{PAGE_SIZE, PE_PRESENT};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShmemDumpError {
+    #[error(transparent)]
+    Image(#[from] criu_proto::Error),
+    #[error("shared memory {shmid}: {what}: {source}")]
+    Io { shmid: u64, what: String, source: std::io::Error },
+}
+
+/// Writes the pages of object `shmid` (of `size` bytes, readable through `file`) to
+/// `pages-<pages_id>.img` and its pagemap. Returns the number of pages written.
+pub fn dump_shmem(dir: &Path, shmid: u64, pages_id: u32, file: &File, size: u64) -> Result<u64, ShmemDumpError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| ShmemDumpError::Io { shmid, what, source }
+    };
+    let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
+    let mut pages = File::create(&pages_path).map_err(io("create pages image"))?;
+    let mut pagemap = ImageWriter::create(dir, &ImageKind::SHMEM_PAGEMAP, Some(shmid))?;
+    pagemap.write(&PagemapHead { pages_id })?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    let mut at = 0u64;
+    while at < size {
+        let Some(start) = seek(file, at, Whence::SeekData).map_err(io("SEEK_DATA"))? else { break };
+        let end = seek(file, start, Whence::SeekHole).map_err(io("SEEK_HOLE"))?.unwrap_or(size).min(size);
+        let (start, end) = (start / PAGE_SIZE * PAGE_SIZE, end.div_ceil(PAGE_SIZE) * PAGE_SIZE);
+        let mut off = start;
+        while off < end {
+            let n = ((end - off) as usize).min(buf.len());
+            file.read_exact_at(&mut buf[..n], off).map_err(io("read"))?;
+            pages.write_all(&buf[..n]).map_err(io("write pages image"))?;
+            off += n as u64;
+        }
+        let nr = (end - start) / PAGE_SIZE;
+        pagemap.write(&PagemapEntry { vaddr: start, compat_nr_pages: 0, flags: Some(PE_PRESENT), nr_pages: Some(nr), ..Default::default() })?;
+        written += nr;
+        at = end;
+    }
+    pagemap.finish()?;
+    Ok(written)
+}
+
+/// lseek with SEEK_DATA/SEEK_HOLE; `None` when there is no more data (ENXIO).
+fn seek(file: &File, at: u64, whence: Whence) -> std::io::Result<Option<u64>> {
+    match lseek(file.as_fd(), at as i64, whence) {
+        Ok(pos) => Ok(Some(pos as u64)),
+        Err(nix::errno::Errno::ENXIO) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_written_pages_are_dumped_at_their_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let obj = tempfile::tempfile().unwrap();
+        obj.set_len(64 * PAGE_SIZE).unwrap();
+        obj.write_all_at(b"first", 0).unwrap();
+        obj.write_all_at(b"later", 40 * PAGE_SIZE + 10).unwrap();
+        let n = dump_shmem(dir.path(), 99, 7, &obj, 64 * PAGE_SIZE).unwrap();
+        // Sparse files on this filesystem keep the holes: two pages, not 64.
+        assert!(n >= 2 && n < 64, "{n} pages");
+        let (id, runs) = crate::restore::read_shmem_pagemap(dir.path(), 99).unwrap();
+        assert_eq!(id, 7);
+        let pages = crate::restore::read_pages_image(dir.path(), 7).unwrap();
+        let find = |off: u64| {
+            let r = runs.iter().find(|r| r.vaddr <= off && off < r.vaddr + r.pages * PAGE_SIZE).expect("run");
+            (r.offset + off - r.vaddr) as usize
+        };
+        assert_eq!(&pages[find(0)..find(0) + 5], b"first");
+        let at = find(40 * PAGE_SIZE + 10);
+        assert_eq!(&pages[at..at + 5], b"later");
+    }
+}
