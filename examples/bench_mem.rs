@@ -1,5 +1,6 @@
 //! Memory workload for the dump/restore benchmark:
-//! `bench_mem hold MIB` dirties MIB MiB of private anonymous memory, then waits;
+//! `bench_mem hold MIB READY_FILE` dirties MIB MiB of private anonymous memory, writes
+//! READY_FILE, then waits;
 //! `bench_mem touch MIB` prints how long first-touching MIB MiB of fresh memory takes (the
 //! floor a restore is compared with).
 
@@ -19,9 +20,18 @@ fn main() {
     let mib: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1024);
     match args.get(1).map(String::as_str) {
         Some("hold") => {
+            // Its own session, and no fds inherited from whoever started it.
             let _ = nix::unistd::setsid();
+            let inherited: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| *fd > 2).collect())
+                .unwrap_or_default();
+            for fd in inherited {
+                let _ = nix::unistd::close(fd);
+            }
             let mem = dirty(mib);
-            println!("ready {}", mem.len());
+            if let Some(ready) = args.get(3) {
+                let _ = std::fs::write(ready, "ready");
+            }
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 std::hint::black_box(&mem);
@@ -35,7 +45,7 @@ fn main() {
             println!("{secs:.3}");
         }
         _ => {
-            eprintln!("usage: bench_mem hold|touch MIB");
+            eprintln!("usage: bench_mem hold MIB READY_FILE | bench_mem touch MIB");
             std::process::exit(2);
         }
     }

@@ -11,7 +11,8 @@ cargo build --release --bins --examples -q
 criu=$PWD/target/release/criu
 bench=$PWD/target/release/examples/bench_mem
 dir=${BENCH_DIR:-$(mktemp -d)}
-trap 'rm -rf "$dir"/img "$dir"/floor' EXIT
+pid=
+trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$dir"/img "$dir"/floor' EXIT
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 : > "$dir/dump.txt"; : > "$dir/write.txt"; : > "$dir/restore.txt"; : > "$dir/touch.txt"
@@ -21,9 +22,10 @@ for r in $(seq "$rounds"); do
     t0=$(now); dd if=/dev/zero of="$dir/floor" bs=4M count=$((mib / 4)) status=none; t1=$(now)
     echo "$t1 - $t0" | bc -l >> "$dir/write.txt"
     rm -f "$dir/floor"
-    coproc HOLD { exec "$bench" hold "$mib"; }
-    read -r _ <&"${HOLD[0]}"
-    pid=$HOLD_PID
+    rm -f "$dir/ready"
+    "$bench" hold "$mib" "$dir/ready" </dev/null >/dev/null 2>&1 &
+    pid=$!
+    while [ ! -e "$dir/ready" ]; do sleep 0.05; done
     t0=$(now); "$criu" dump --no-default-config -t "$pid" -D "$dir/img" -o dump.log; t1=$(now)
     wait "$pid" 2>/dev/null || true
     echo "$t1 - $t0" | bc -l >> "$dir/dump.txt"

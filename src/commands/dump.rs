@@ -19,32 +19,29 @@ fn lock_method(o: &Options) -> u32 {
     }
 }
 
-/// Reports an error in the log and, when the log goes to a file, on stderr too.
-fn fail(o: &Options, message: &str) -> i32 {
+/// Reports an error (the logger copies errors to stderr when the log is a file).
+fn fail(message: &str) -> i32 {
     tracing::error!("{message}");
-    if o.log_file.as_deref().is_some_and(|f| f != "-") {
-        eprintln!("Error: {message}");
-    }
     tracing::error!("Dumping FAILED.");
     1
 }
 
 pub fn run(o: &Options, images: &Path) -> i32 {
     let Some(pid) = o.tree else {
-        return fail(o, "Tree id is not specified (use -t PID)");
+        return fail("Tree id is not specified (use -t PID)");
     };
     if let Some(cg) = &o.freeze_cgroup {
-        return fail(o, &format!("--freeze-cgroup {cg} is not supported by this dump yet"));
+        return fail(&format!("--freeze-cgroup {cg} is not supported by this dump yet"));
     }
     let scripts = match ActionScripts::new(&o.action_scripts, images) {
         Ok(s) => s,
-        Err(e) => return fail(o, &e.to_string()),
+        Err(e) => return fail(&e.to_string()),
     };
     if let Err(e) = scripts.run(Action::PreDump, Some(pid)) {
-        return fail(o, &format!("Pre dump script failed: {e}"));
+        return fail(&format!("Pre dump script failed: {e}"));
     }
     if o.cpu_cap & cpu_cap::IMAGE != 0 && crate::commands::cpuinfo::dump(images) != 0 {
-        return fail(o, "cannot write the cpuinfo image");
+        return fail("cannot write the cpuinfo image");
     }
     let release = match o.final_state {
         FinalState::Dead => Release::Kill,
@@ -82,6 +79,6 @@ pub fn run(o: &Options, images: &Path) -> i32 {
             tracing::info!("Dumping finished successfully");
             0
         }
-        Err(e) => fail(o, &e.to_string()),
+        Err(e) => fail(&e.to_string()),
     }
 }
