@@ -51,6 +51,7 @@ fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
     if matches!(cmd, Command::Restore { exec_cmd } if !exec_cmd.is_empty()) {
         return Err("restore: option --exec-cmd is not supported yet".into());
     }
+    let started = std::time::Instant::now();
     let scripts = ActionScripts::new(&o.action_scripts, &dirs.images).map_err(|e| e.to_string())?;
     scripts.run(Action::PreRestore, None).map_err(|e| e.to_string())?;
     let req = RestoreRequest { images_dir: dirs.images.clone(), timeout: Duration::from_secs(u64::from(o.timeout.max(1))) };
@@ -65,6 +66,7 @@ fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
         other => other.to_string(),
     })?;
     tracing::info!("Restore finished successfully. Tasks resumed.");
+    write_stats(&dirs.images, started.elapsed());
     if o.restore_detached {
         return Ok(0);
     }
@@ -82,5 +84,19 @@ fn wait_for(pid: i32) -> Result<i32, String> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("restore: cannot wait for pid {pid}: {e}")),
         }
+    }
+}
+
+/// `stats-restore`, as CRIU writes it after a restore. A failure to write it is only logged.
+fn write_stats(images: &Path, took: std::time::Duration) {
+    use criu_proto::images::{RestoreStatsEntry, StatsEntry};
+    let entry = StatsEntry {
+        dump: None,
+        restore: Some(RestoreStatsEntry { restore_time: took.as_micros() as u32, ..Default::default() }),
+    };
+    let written = criu_proto::ImageWriter::create(images, &criu_proto::ImageKind::STATS_RESTORE, None)
+        .and_then(|mut w| w.write(&entry).and_then(|_| w.finish().map(drop)));
+    if let Err(e) = written {
+        tracing::warn!("cannot write stats-restore: {e}");
     }
 }

@@ -313,3 +313,38 @@ pub fn restore_sched(r: &mut Remote, core: &CoreEntry) -> Result<(), RebuildErro
     }
     Ok(())
 }
+
+const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+
+/// POSIX timers with their dumped ids (the kernel takes the requested id while
+/// PR_TIMER_CREATE_RESTORE_IDS is on), signal, clock and remaining time. Run after the threads
+/// exist, since a timer may signal one of them.
+pub fn restore_posix_timers(r: &mut Remote, pid: i32, core: &CoreEntry) -> Result<(), RebuildError> {
+    let Some(timers) = core.tc.as_ref().and_then(|tc| tc.timers.as_ref()).filter(|t| !t.posix.is_empty()) else {
+        return Ok(());
+    };
+    r.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, on)", libc::SYS_prctl, &[PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0])
+        .map_err(|e| task_err(pid, format!("this kernel cannot recreate POSIX timers with their ids: {e}")))?;
+    for t in &timers.posix {
+        // struct sigevent (64 bytes: value, signo, notify, thread id), then the timer id.
+        let mut block = vec![0u8; 68];
+        block[..8].copy_from_slice(&t.sival_ptr.to_le_bytes());
+        block[8..12].copy_from_slice(&t.si_signo.to_le_bytes());
+        block[12..16].copy_from_slice(&t.it_sigev_notify.to_le_bytes());
+        block[16..20].copy_from_slice(&t.notify_thread_id.unwrap_or(0).to_le_bytes());
+        block[64..68].copy_from_slice(&t.it_id.to_le_bytes());
+        let at = r.arg(&block)?;
+        r.call("timer_create", libc::SYS_timer_create, &[u64::from(t.clock_id), at, at + 64])?;
+        let mut id = [0u8; 4];
+        r.inj.read_data(criu_tracee::remote::ARG_AT + 64, &mut id)?;
+        if u32::from_le_bytes(id) != t.it_id {
+            return Err(task_err(pid, format!("timer_create gave id {} instead of {}", u32::from_le_bytes(id), t.it_id)));
+        }
+        if t.vsec != 0 || t.vnsec != 0 {
+            let its = r.arg(&words(&[t.isec, t.insec, t.vsec, t.vnsec]))?;
+            r.call("timer_settime", libc::SYS_timer_settime, &[u64::from(t.it_id), 0, its, 0])?;
+        }
+    }
+    r.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", libc::SYS_prctl, &[PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0])?;
+    Ok(())
+}

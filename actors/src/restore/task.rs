@@ -192,6 +192,7 @@ impl RestoreTask {
                 clone_in(r.inj, *tid as i32, THREAD_FLAGS, 0)?;
                 self.threads.push(rebuild_thread(pid, *tid as i32, core, self.timeout)?);
             }
+            rebuild::restore_posix_timers(&mut r, pid, leader)?;
             restore_thread_state(&mut r, pid, pid, leader)?;
             let regs = entry_to_gpregs(&info.gpregs).with_restart_applied(false);
             inj.finish_restored(&regs)?;

@@ -144,6 +144,22 @@ fn main() {
         };
         libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut());
     }
+    // A POSIX timer that never fires (SIGEV_NONE), created second so its id is not 0.
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: creating and arming timers of our own process.
+    unsafe {
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_NONE;
+        let mut first: libc::timer_t = std::ptr::null_mut();
+        libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut first);
+        libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer);
+        libc::timer_delete(first);
+        let its = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 500, tv_nsec: 0 },
+            it_value: libc::timespec { tv_sec: 500, tv_nsec: 0 },
+        };
+        libc::timer_settime(timer, 0, &its, std::ptr::null_mut());
+    }
 
     std::fs::write(&result, "READY\n").expect("write READY");
     let (gp, xmm) = wait_with_known_registers();
@@ -200,6 +216,9 @@ fn main() {
         let mut it: libc::itimerval = std::mem::zeroed();
         libc::getitimer(libc::ITIMER_REAL, &mut it);
         check(it.it_interval.tv_sec == 1000 && it.it_value.tv_sec > 900, "ITIMER_REAL");
+        let mut its: libc::itimerspec = std::mem::zeroed();
+        check(libc::timer_gettime(timer, &mut its) == 0, "POSIX timer is gone");
+        check(its.it_interval.tv_sec == 500 && its.it_value.tv_sec > 400, "POSIX timer times");
         let mut comm = [0u8; 16];
         libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr());
         check(comm.starts_with(b"rs-state\0"), "comm");
