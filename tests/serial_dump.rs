@@ -14,7 +14,7 @@ use criu_proto::images::*;
 use criu_proto::{ImageKind, ImageReader};
 use harness::{bin, is_root, wait_until};
 
-/// A workload started with /dev/null as stdio (the dump does not take pipes yet).
+/// A workload started with /dev/null as stdio.
 struct Proc {
     child: Child,
     pid: i32,
@@ -327,19 +327,21 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     let d = dir.path();
     // A stale inventory must not survive a failed dump either.
     std::fs::write(d.join("inventory.img"), b"old").unwrap();
-    // A pipe on stdout: not supported yet, the dump must fail cleanly.
-    let mut child = Command::new("sleep").arg("100").stdin(Stdio::null()).stdout(Stdio::piped()).spawn().unwrap();
+    // A socket on stdout: not supported yet, the dump must fail cleanly.
+    let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let stdout = Stdio::from(std::os::fd::OwnedFd::from(sock));
+    let mut child = Command::new("sleep").arg("100").stdin(Stdio::null()).stdout(stdout).spawn().unwrap();
     let pid = child.id() as i32;
     assert!(wait_until(Duration::from_secs(5), || state(pid) == Some('S')));
     let maps_before = harness::maps(pid);
     let r = criu_dump(pid, d, &[]);
     assert_eq!(r.rc, 1);
-    assert!(r.stderr.contains(&format!("pid {pid}: fd 1: pipe")), "stderr: {}", r.stderr);
+    assert!(r.stderr.contains(&format!("pid {pid}: fd 1: socket")), "stderr: {}", r.stderr);
     assert!(!d.join("inventory.img").exists());
     assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0 && state(pid) == Some('S')));
     assert_eq!(harness::maps(pid), maps_before);
     let log = std::fs::read_to_string(d.join("dump.log")).unwrap();
-    assert!(log.contains("pipe"), "log: {log}");
+    assert!(log.contains("socket"), "log: {log}");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -389,6 +391,69 @@ fn tree_dump_has_every_process_with_its_parent_and_group() {
     for pid in [p.pid, a, b, g] {
         assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0 && state(pid) == Some('S')));
     }
+}
+
+/// The fdinfo entries of a dumped task, by fd.
+fn dumped_fds(d: &Path, pid: i32) -> std::collections::BTreeMap<u32, FdinfoEntry> {
+    let ids = one!(d, &ImageKind::IDS, Some(pid as u64), TaskKobjIdsEntry);
+    read_all!(d, &ImageKind::FDINFO, Some(u64::from(ids.files_id)), FdinfoEntry).into_iter().map(|e| (e.fd, e)).collect()
+}
+
+#[test]
+fn pipe_shared_by_a_tree_is_one_description_with_its_bytes() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // sh holds the read end as fd 0 and its dup as fd 3; its child sleep inherits it as fd 0.
+    let mut child = Command::new("sh")
+        .args(["-c", "exec 3<&0; sleep 100 <&3 & wait"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut writer = child.stdin.take().unwrap();
+    writer.write_all(b"hello").unwrap();
+    let p = Proc { pid: child.id() as i32, child };
+    let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let mut kid = 0;
+    assert!(wait_until(Duration::from_secs(5), || {
+        kid = harness::descendants(p.pid).get(1).copied().unwrap_or(0);
+        kid != 0 && comm(kid).trim() == "sleep" && state(kid) == Some('S') && state(p.pid) == Some('S')
+    }));
+    let r = criu_dump(p.pid, d, &[]);
+    assert_eq!(r.rc, 0, "dump failed: {}", r.stderr);
+
+    let ino = {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/self/fd/{}", writer.as_raw_fd())).unwrap().ino() as u32
+    };
+    let files = read_all!(d, &ImageKind::FILES, None, FileEntry);
+    let pipes: Vec<&FileEntry> = files.iter().filter(|f| f.pipe.as_ref().is_some_and(|p| p.pipe_id == ino)).collect();
+    assert_eq!(pipes.len(), 1, "one read-end description: {pipes:?}");
+    assert_eq!(pipes[0].r#type, FdTypes::Pipe as i32);
+    let pipe = pipes[0].pipe.as_ref().unwrap();
+    assert_eq!(pipe.flags & libc::O_ACCMODE as u32, libc::O_RDONLY as u32);
+    let (sh, sleep) = (dumped_fds(d, p.pid), dumped_fds(d, kid));
+    for e in [&sh[&0], &sh[&3], &sleep[&0]] {
+        assert_eq!((e.r#type, e.id), (FdTypes::Pipe as i32, pipe.id));
+    }
+
+    let mut img = ImageReader::open(d, &ImageKind::PIPES_DATA, None).unwrap();
+    let mut ours = Vec::new();
+    while let Some(data) = img.read::<PipeDataEntry>().unwrap() {
+        let bytes = img.read_payload(u64::from(data.bytes)).unwrap();
+        if data.pipe_id == ino {
+            ours.push(bytes);
+        }
+    }
+    assert_eq!(ours, [b"hello"]);
+    drop(writer);
 }
 
 #[test]

@@ -164,32 +164,36 @@ fn read_pagemap_of(dir: &Path, kind: &ImageKind, id: u64) -> Result<(u32, Vec<Pa
     Ok((head.pages_id, runs))
 }
 
-/// Copies every run from `pages-<id>.img` into the task through `/proc/<pid>/mem`, which also
-/// writes read-only private mappings. Large images are split over two threads.
+/// Copies every run from `pages-<id>.img` into the task: straight from a mapping of the image
+/// with process_vm_writev (one copy), falling back to `/proc/<pid>/mem` for areas that
+/// process_vm_writev refuses (read-only ones; that path writes them too). Large images are
+/// split over two threads.
 pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64, RestoreMemError> {
     let kind = ImageKind::PAGES;
     let path = dir.join(kind.file_name(Some(u64::from(pages_id))));
     let shown = path.display().to_string();
-    let pages = File::open(&path).map_err(|e| criu_proto::Error::Io { path: shown.clone(), source: e })?;
-    let size = pages.metadata().map_err(|e| criu_proto::Error::Io { path: shown.clone(), source: e })?.len();
+    let io = |e| criu_proto::Error::Io { path: shown.clone(), source: e };
+    let pages = File::open(&path).map_err(io)?;
+    let image = criu_sys::mapping::FileMapping::new(&pages).map_err(io)?;
+    let size = image.bytes().len() as u64;
     for r in runs {
         if r.offset + r.pages * PAGE_SIZE > size {
             return Err(RestoreMemError::ShortPages { path: shown, offset: r.offset, vaddr: r.vaddr, pages: r.pages });
         }
     }
-    let mem_path = format!("/proc/{pid}/mem");
-    let open_mem = || {
-        OpenOptions::new().read(true).write(true).open(&mem_path).map_err(|source| RestoreMemError::OpenMem { pid, source })
-    };
+    let mem = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .map_err(|source| RestoreMemError::OpenMem { pid, source })?;
     let total: u64 = runs.iter().map(|r| r.pages * PAGE_SIZE).sum();
     let (first, second) = split_by_bytes(runs, total / 2);
     if second.is_empty() || total < (64 << 20) {
-        copy_runs(pid, &pages, &open_mem()?, runs)?;
+        copy_runs(pid, image.bytes(), &mem, runs)?;
     } else {
-        let (mem_a, mem_b) = (open_mem()?, open_mem()?);
         std::thread::scope(|s| {
-            let other = s.spawn(|| copy_runs(pid, &pages, &mem_b, second));
-            let mine = copy_runs(pid, &pages, &mem_a, first);
+            let other = s.spawn(|| copy_runs(pid, image.bytes(), &mem, second));
+            let mine = copy_runs(pid, image.bytes(), &mem, first);
             let theirs = other.join().unwrap_or_else(|_| {
                 Err(RestoreMemError::OpenMem { pid, source: std::io::Error::other("copy thread panicked") })
             });
@@ -197,6 +201,31 @@ pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64
         })?;
     }
     Ok(total)
+}
+
+fn copy_runs(pid: i32, image: &[u8], mem: &File, runs: &[PageRun]) -> Result<(), RestoreMemError> {
+    use nix::sys::uio::{process_vm_writev, RemoteIoVec};
+    let target = nix::unistd::Pid::from_raw(pid);
+    for r in runs {
+        let src = &image[r.offset as usize..(r.offset + r.pages * PAGE_SIZE) as usize];
+        let mut done = 0usize;
+        while done < src.len() {
+            let chunk = &src[done..];
+            let addr = r.vaddr + done as u64;
+            let remote = [RemoteIoVec { base: addr as usize, len: chunk.len() }];
+            match process_vm_writev(target, &[std::io::IoSlice::new(chunk)], &remote) {
+                Ok(n) if n > 0 => done += n,
+                // Refused (a read-only area) or cut short at one: /proc/PID/mem writes it.
+                Ok(_) | Err(nix::errno::Errno::EFAULT) => {
+                    let page = &chunk[..(PAGE_SIZE as usize).min(chunk.len())];
+                    mem.write_all_at(page, addr).map_err(|source| RestoreMemError::Write { pid, addr, len: page.len(), source })?;
+                    done += page.len();
+                }
+                Err(e) => return Err(RestoreMemError::Write { pid, addr, len: chunk.len(), source: e.into() }),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes runs of a shared object's pages (run addresses are offsets in the object) into the
@@ -241,27 +270,6 @@ fn split_by_bytes(runs: &[PageRun], half: u64) -> (&[PageRun], &[PageRun]) {
 
 const CHUNK: usize = 4 << 20;
 
-fn copy_runs(pid: i32, pages: &File, mem: &File, runs: &[PageRun]) -> Result<(), RestoreMemError> {
-    let mut buf = vec![0u8; CHUNK];
-    for r in runs {
-        let len = r.pages * PAGE_SIZE;
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            let chunk = &mut buf[..n];
-            pages.read_exact_at(chunk, r.offset + done).map_err(|source| RestoreMemError::Write {
-                pid,
-                addr: r.vaddr + done,
-                len: n,
-                source,
-            })?;
-            let addr = r.vaddr + done;
-            mem.write_all_at(chunk, addr).map_err(|source| RestoreMemError::Write { pid, addr, len: n, source })?;
-            done += n as u64;
-        }
-    }
-    Ok(())
-}
 
 /// Reads a raw pages image whole (for small images and tests).
 pub fn read_pages_image(dir: &Path, pages_id: u32) -> std::io::Result<Vec<u8>> {

@@ -56,6 +56,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         post_dump: Some(Box::new(move || scripts.run(Action::PostDump, Some(pid)).map_err(|e| e.to_string()))),
         network_lock_method: lock_method(o),
         tcp_close: o.tcp_close,
+        shell_job: o.shell_job,
     };
     match dump::run(req) {
         Ok(report) => {

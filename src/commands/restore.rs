@@ -12,8 +12,6 @@ use crate::scripts::{Action, ActionScripts};
 
 /// Options that change what a restore does and that this criu cannot honour yet.
 const NOT_YET: &[Opt] = &[
-    Opt::ShellJob,
-    Opt::RestoreSibling,
     Opt::InheritFd,
     Opt::LazyPages,
     Opt::Stream,
@@ -48,13 +46,21 @@ fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
     if let Some(opt) = NOT_YET.iter().find(|opt| o.seen.contains(opt)) {
         return Err(format!("restore: option --{} is not supported yet", long_name(*opt)));
     }
+    if o.restore_sibling && !o.restore_detached {
+        return Err("--restore-sibling only makes sense with --restore-detached".into());
+    }
     if matches!(cmd, Command::Restore { exec_cmd } if !exec_cmd.is_empty()) {
         return Err("restore: option --exec-cmd is not supported yet".into());
     }
     let started = std::time::Instant::now();
     let scripts = ActionScripts::new(&o.action_scripts, &dirs.images).map_err(|e| e.to_string())?;
     scripts.run(Action::PreRestore, None).map_err(|e| e.to_string())?;
-    let req = RestoreRequest { images_dir: dirs.images.clone(), timeout: Duration::from_secs(u64::from(o.timeout.max(1))) };
+    let req = RestoreRequest {
+        images_dir: dirs.images.clone(),
+        timeout: Duration::from_secs(u64::from(o.timeout.max(1))),
+        shell_job: o.shell_job,
+        sibling: o.restore_sibling,
+    };
     let root = criu_actors::restore::run(&req, |root| {
         if let Some(pidfile) = &o.pidfile {
             crate::pidfile::write(Path::new(pidfile), root)?;

@@ -30,7 +30,8 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     let all_signals: u64 = !0;
     let args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the child gets criu's own exit signal; clone3 wants 0 here.
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 { 0 } else { libc::SIGCHLD as u64 },
         set_tid: set_tid.as_ptr() as u64,
         set_tid_size: 1,
         ..CloneArgs::default()

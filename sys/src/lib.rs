@@ -3,6 +3,9 @@
 
 pub mod clone;
 pub mod cpuid;
+pub mod kcmp;
 pub mod shmem;
 pub mod signals;
+pub mod mapping;
 pub mod probe;
+pub mod tty;

@@ -1,6 +1,8 @@
 //! Open files of a dump: one table of file ids shared by every task (CRIU numbers all files
 //! from one counter), regular files, `/dev/null` and other memory char devices as regular
 //! files, and the "special" files (exe, cwd, root, mapped files), which share an id per inode.
+//! fds that share one open file description (dup, or inherited across fork) share one id,
+//! found with kcmp as CRIU does; pipes are in `pipes`.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use criu_procfs::FdTarget;
 use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, FownEntry, RegFileEntry};
+
+use super::pipes::{self, PipeData};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -19,10 +23,17 @@ pub enum FilesError {
     Unsupported { pid: i32, fd: i32, kind: String },
     #[error("pid {pid}: {what} {path} is a deleted file, which this dump does not support")]
     Deleted { pid: i32, what: String, path: String },
+    #[error(transparent)]
+    Pipe(#[from] super::pipes::PipeError),
+    #[error(transparent)]
+    Tty(#[from] super::tty::TtyError),
 }
 
 /// Char device major of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom.
 const MEM_MAJOR: u32 = 1;
+
+/// An fd already given an id: (pid, fd, id).
+type SeenFd = (i32, i32, u32);
 
 /// Every file description of the dump, numbered as CRIU does (from 1).
 #[derive(Debug, Default)]
@@ -30,6 +41,12 @@ pub struct FileTable {
     next_id: u32,
     special: HashMap<(u64, u64), u32>,
     entries: Vec<FileEntry>,
+    /// fds seen so far by (dev, ino) of their file: (pid, fd, id), to find shared descriptions.
+    seen: HashMap<(u64, u64), Vec<SeenFd>>,
+    /// Pipes whose bytes are already taken, and those bytes.
+    pipe_data: Vec<PipeData>,
+    /// Terminals (see `tty`).
+    pub ttys: super::tty::Terminals,
 }
 
 impl FileTable {
@@ -55,16 +72,76 @@ impl FileTable {
         id
     }
 
-    /// A regular file (or memory char device) open on an fd: a new description.
-    pub fn regular(&mut self, path: &Path, flags: u32, pos: u64, mnt_id: i32, st: FileStat) -> u32 {
+    /// The id of the description behind `pid`'s `fd` if an fd seen before shares it.
+    fn known_description(&self, key: (u64, u64), pid: i32, fd: i32) -> Option<u32> {
+        let seen = self.seen.get(&key)?;
+        seen.iter()
+            .find(|&&(p, f, _)| criu_sys::kcmp::same_file(pid, fd, p, f) == Ok(true))
+            .map(|&(_, _, id)| id)
+    }
+
+    /// The id of `pid`'s `fd`, and whether it is a description not seen before.
+    fn description(&mut self, pid: i32, fd: i32, st: FileStat) -> (u32, bool) {
+        let key = (st.dev, st.ino);
+        if let Some(id) = self.known_description(key, pid, fd) {
+            return (id, false);
+        }
         let id = self.take_id();
-        self.entries.push(reg_entry(id, path, flags, pos, Some(mnt_id), st));
+        self.seen.entry(key).or_default().push((pid, fd, id));
+        (id, true)
+    }
+
+    /// A regular file (or memory char device) open on `pid`'s `fd`.
+    pub fn regular(&mut self, pid: i32, fd: i32, path: &Path, open: OpenState, st: FileStat) -> u32 {
+        let (id, new) = self.description(pid, fd, st);
+        if new {
+            self.entries.push(reg_entry(id, path, open.flags, open.pos, Some(open.mnt_id), st));
+        }
         id
+    }
+
+    /// A pipe end open on `pid`'s `fd`; `flags` without O_CLOEXEC.
+    pub fn pipe(&mut self, pid: i32, fd: i32, flags: u32, st: FileStat) -> u32 {
+        let (id, new) = self.description(pid, fd, st);
+        if new {
+            self.entries.push(pipes::pipe_entry(id, st.ino, flags));
+        }
+        id
+    }
+
+    /// Whether the bytes of pipe `ino` are still to be taken.
+    pub fn pipe_data_missing(&self, ino: u64) -> bool {
+        !self.pipe_data.iter().any(|d| d.pipe_id == ino as u32)
+    }
+
+    pub fn add_pipe_data(&mut self, data: PipeData) {
+        if self.pipe_data_missing(u64::from(data.pipe_id)) {
+            self.pipe_data.push(data);
+        }
     }
 
     pub fn entries(&self) -> &[FileEntry] {
         &self.entries
     }
+
+    /// A new entry of another module's kind, built from its new id.
+    pub fn add(&mut self, make: impl FnOnce(u32) -> FileEntry) -> u32 {
+        let id = self.take_id();
+        self.entries.push(make(id));
+        id
+    }
+
+    pub fn pipe_data(&self) -> &[PipeData] {
+        &self.pipe_data
+    }
+}
+
+/// Where a description stands: its status flags (no O_CLOEXEC), offset and mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenState {
+    pub flags: u32,
+    pub pos: u64,
+    pub mnt_id: i32,
 }
 
 /// The parts of `stat` a file entry keeps.
@@ -114,51 +191,87 @@ pub fn dump_fds(pid: i32, table: &std::sync::Mutex<FileTable>) -> Result<Vec<Fdi
     let fds = criu_procfs::read_fds(pid).map_err(|source| FilesError::Proc { pid, what: "fd list".into(), source })?;
     let mut out = Vec::with_capacity(fds.len());
     for (fd, target) in fds {
-        let path = match target {
+        let entry = match target {
             FdTarget::Path { deleted: true, path } => {
                 return Err(FilesError::Deleted { pid, what: format!("fd {fd}"), path: path.display().to_string() })
             }
-            FdTarget::Path { path, .. } => path,
-            FdTarget::Pipe(ino) => return Err(FilesError::Unsupported { pid, fd, kind: format!("pipe:[{ino}]") }),
+            FdTarget::Path { path, .. } => dump_path_fd(pid, fd, &path, table)?,
+            FdTarget::Pipe(ino) => dump_pipe_fd(pid, fd, ino, table)?,
             FdTarget::Socket(ino) => return Err(FilesError::Unsupported { pid, fd, kind: format!("socket:[{ino}]") }),
             FdTarget::AnonInode(name) => return Err(FilesError::Unsupported { pid, fd, kind: format!("anon_inode:{name}") }),
             FdTarget::Typed { kind, ino } => return Err(FilesError::Unsupported { pid, fd, kind: format!("{kind}:[{ino}]") }),
             FdTarget::Other(s) => return Err(FilesError::Unsupported { pid, fd, kind: s }),
         };
-        let link = format!("/proc/{pid}/fd/{fd}");
-        let meta = std::fs::metadata(&link).map_err(|source| FilesError::Stat { pid, path: link.clone(), source })?;
-        let ft = meta.file_type();
-        let is_mem_chr = std::os::unix::fs::FileTypeExt::is_char_device(&ft) && libc::major(meta.rdev()) == MEM_MAJOR;
-        if !(ft.is_file() || ft.is_dir() || is_mem_chr) {
-            let kind = if std::os::unix::fs::FileTypeExt::is_char_device(&ft) {
-                format!("character device {} ({}:{})", path.display(), libc::major(meta.rdev()), libc::minor(meta.rdev()))
-            } else {
-                format!("special file {}", path.display())
-            };
-            return Err(FilesError::Unsupported { pid, fd, kind });
-        }
-        let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc { pid, what: format!("fdinfo of fd {fd}"), source })?;
-        let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
-        let flags = info.flags & !(libc::O_CLOEXEC as u32);
-        let id = table
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .regular(&path, flags, info.pos.max(0) as u64, info.mnt_id, FileStat::of(&meta));
-        out.push(FdinfoEntry {
-            id,
-            flags: u32::from(cloexec), // FD_CLOEXEC
-            r#type: FdTypes::Reg as i32,
-            fd: fd as u32,
-            xattr_security_selinux: None,
-        });
+        out.push(entry);
     }
     out.sort_by_key(|e| e.fd);
     Ok(out)
 }
 
+fn fd_meta(pid: i32, fd: i32) -> Result<std::fs::Metadata, FilesError> {
+    let link = format!("/proc/{pid}/fd/{fd}");
+    std::fs::metadata(&link).map_err(|source| FilesError::Stat { pid, path: link, source })
+}
+
+/// fdinfo flags split into (status flags, FD_CLOEXEC for the fdinfo entry).
+fn split_cloexec(info: &criu_procfs::FdInfo) -> (u32, u32) {
+    let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+    (info.flags & !(libc::O_CLOEXEC as u32), u32::from(cloexec))
+}
+
+fn read_fdinfo(pid: i32, fd: i32) -> Result<criu_procfs::FdInfo, FilesError> {
+    criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc { pid, what: format!("fdinfo of fd {fd}"), source })
+}
+
+fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTable> {
+    table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn dump_path_fd(pid: i32, fd: i32, path: &Path, table: &std::sync::Mutex<FileTable>) -> Result<FdinfoEntry, FilesError> {
+    let meta = fd_meta(pid, fd)?;
+    if super::tty::is_terminal(&meta) {
+        let info = read_fdinfo(pid, fd)?;
+        let (flags, fd_flags) = split_cloexec(&info);
+        return Ok(super::tty::dump_tty_fd(pid, fd, path, &meta, (flags, fd_flags, info.mnt_id), &mut lock(table))?);
+    }
+    let ft = meta.file_type();
+    let is_mem_chr = std::os::unix::fs::FileTypeExt::is_char_device(&ft) && libc::major(meta.rdev()) == MEM_MAJOR;
+    if !(ft.is_file() || ft.is_dir() || is_mem_chr) {
+        let kind = if std::os::unix::fs::FileTypeExt::is_char_device(&ft) {
+            format!("character device {} ({}:{})", path.display(), libc::major(meta.rdev()), libc::minor(meta.rdev()))
+        } else {
+            format!("special file {}", path.display())
+        };
+        return Err(FilesError::Unsupported { pid, fd, kind });
+    }
+    let info = read_fdinfo(pid, fd)?;
+    let (flags, fd_flags) = split_cloexec(&info);
+    let open = OpenState { flags, pos: info.pos.max(0) as u64, mnt_id: info.mnt_id };
+    let id = lock(table).regular(pid, fd, path, open, FileStat::of(&meta));
+    Ok(FdinfoEntry { id, flags: fd_flags, r#type: FdTypes::Reg as i32, fd: fd as u32, xattr_security_selinux: None })
+}
+
+fn dump_pipe_fd(pid: i32, fd: i32, ino: u64, table: &std::sync::Mutex<FileTable>) -> Result<FdinfoEntry, FilesError> {
+    let meta = fd_meta(pid, fd)?;
+    let info = read_fdinfo(pid, fd)?;
+    let (flags, fd_flags) = split_cloexec(&info);
+    if flags & libc::O_DIRECT as u32 != 0 {
+        return Err(FilesError::Unsupported { pid, fd, kind: format!("packet-mode (O_DIRECT) pipe:[{ino}]") });
+    }
+    let mut t = lock(table);
+    let id = t.pipe(pid, fd, flags, FileStat::of(&meta));
+    // As CRIU does, the bytes are taken through the first read end seen.
+    if pipes::is_read_end(flags) && t.pipe_data_missing(ino) {
+        let data = pipes::read_pipe_data(pid, fd, ino)?;
+        t.add_pipe_data(data);
+    }
+    Ok(FdinfoEntry { id, flags: fd_flags, r#type: FdTypes::Pipe as i32, fd: fd as u32, xattr_security_selinux: None })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn special_files_share_one_id_per_inode() {
@@ -169,10 +282,59 @@ mod tests {
         let mut t = FileTable::new();
         let id1 = t.special(&a, meta);
         let id2 = t.special(&a, meta);
-        let id3 = t.regular(&a, 2, 1, 5, meta);
+        let me = std::process::id() as i32;
+        let f = std::fs::File::open(&a).unwrap();
+        let id3 = t.regular(me, f.as_raw_fd(), &a, OpenState { flags: 2, pos: 1, mnt_id: 5 }, meta);
         assert_eq!((id1, id2, id3), (1, 1, 2));
         assert_eq!(t.entries().len(), 2);
         let reg = t.entries()[1].reg.as_ref().unwrap();
         assert_eq!((reg.flags, reg.pos, reg.mnt_id, reg.size), (2, 1, Some(5), Some(1)));
+    }
+
+    #[test]
+    fn fds_of_one_description_share_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"xy").unwrap();
+        let meta = FileStat::of(&std::fs::metadata(&a).unwrap());
+        let me = std::process::id() as i32;
+        let f = std::fs::File::open(&a).unwrap();
+        let dup = f.try_clone().unwrap();
+        let again = std::fs::File::open(&a).unwrap();
+        let open = OpenState { flags: 0, pos: 0, mnt_id: 1 };
+        let mut t = FileTable::new();
+        let id1 = t.regular(me, f.as_raw_fd(), &a, open, meta);
+        let id2 = t.regular(me, dup.as_raw_fd(), &a, open, meta);
+        let id3 = t.regular(me, again.as_raw_fd(), &a, open, meta);
+        assert_eq!(id1, id2);
+        assert_ne!(id1, id3);
+        assert_eq!(t.entries().len(), 2);
+    }
+
+    #[test]
+    fn pipes_are_dumped_with_their_bytes_once() {
+        use std::io::Write;
+        let (r, w) = nix::unistd::pipe().unwrap();
+        std::fs::File::from(w.try_clone().unwrap()).write_all(b"abc").unwrap();
+        let r2 = r.try_clone().unwrap();
+        let me = std::process::id() as i32;
+        let table = std::sync::Mutex::new(FileTable::new());
+        let er = dump_pipe_fd(me, r.as_raw_fd(), ino_of(&r), &table).unwrap();
+        let ew = dump_pipe_fd(me, w.as_raw_fd(), ino_of(&w), &table).unwrap();
+        let er2 = dump_pipe_fd(me, r2.as_raw_fd(), ino_of(&r2), &table).unwrap();
+        assert_eq!(er.r#type, FdTypes::Pipe as i32);
+        assert_eq!(er.id, er2.id);
+        assert_ne!(er.id, ew.id);
+        let t = table.into_inner().unwrap();
+        assert_eq!(t.entries().len(), 2);
+        let flags: Vec<u32> = t.entries().iter().map(|e| e.pipe.as_ref().unwrap().flags & libc::O_ACCMODE as u32).collect();
+        assert_eq!(flags, [libc::O_RDONLY as u32, libc::O_WRONLY as u32]);
+        assert_eq!(t.pipe_data().len(), 1);
+        assert_eq!(t.pipe_data()[0].bytes, b"abc");
+        assert_eq!(u64::from(t.pipe_data()[0].pipe_id), ino_of(&r) & 0xffff_ffff);
+    }
+
+    fn ino_of(fd: &impl AsRawFd) -> u64 {
+        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino()
     }
 }

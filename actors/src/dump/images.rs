@@ -46,6 +46,17 @@ pub fn write_files(dir: &Path, entries: &[FileEntry]) -> Result<()> {
     write_all(dir, &ImageKind::FILES, entries)
 }
 
+/// Each pipe's bytes after its entry; written even when empty, as CRIU does.
+pub fn write_pipes_data(dir: &Path, pipes: &[super::pipes::PipeData]) -> Result<()> {
+    let mut w = ImageWriter::create(dir, &ImageKind::PIPES_DATA, None)?;
+    for p in pipes {
+        w.write(&p.entry())?;
+        w.write_payload(&p.bytes)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
 /// One entry per process in pstree order; the root's parent is written as 0.
 pub fn write_pstree(dir: &Path, tasks: &[TaskDone], parent: &BTreeMap<i32, i32>) -> Result<()> {
     let entries: Vec<PstreeEntry> = tasks

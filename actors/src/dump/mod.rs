@@ -10,7 +10,9 @@
 pub mod files;
 pub mod ids;
 pub mod images;
+pub mod pipes;
 pub mod task;
+pub mod tty;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ pub struct DumpRequest {
     /// Inventory values that restore must see again.
     pub network_lock_method: u32,
     pub tcp_close: bool,
+    /// `--shell-job`: terminal fds are recorded, to be given criu's terminal at restore.
+    pub shell_job: bool,
 }
 
 #[derive(Debug)]
@@ -92,6 +96,8 @@ struct Tree {
     /// Parent of each task (0 for the root) and its children in found order.
     parent: BTreeMap<i32, i32>,
     children: BTreeMap<i32, Vec<i32>>,
+    /// Dead tasks not yet reaped: dumped from /proc only.
+    zombies: std::collections::BTreeSet<i32>,
 }
 
 impl Tree {
@@ -111,7 +117,7 @@ impl Tree {
 
 async fn supervise(req: DumpRequest) -> Result<DumpReport, DumpError> {
     let mut pool = TracerPool::for_this_machine();
-    let mut tree = Tree { actors: BTreeMap::new(), parent: BTreeMap::new(), children: BTreeMap::new() };
+    let mut tree = Tree { actors: BTreeMap::new(), parent: BTreeMap::new(), children: BTreeMap::new(), zombies: Default::default() };
     let t_freeze = Instant::now();
     let result = dump_phases(&req, &mut pool, &mut tree, t_freeze).await;
     let release = match (&result, req.release) {
@@ -166,7 +172,12 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
         let mut first_error = None;
         for (pid, request) in asked {
             match request.await {
-                Ok(Ok(children)) => next.extend(children.into_iter().filter(|c| !tree.parent.contains_key(c)).map(|c| (c, pid))),
+                Ok(Ok(outcome)) => {
+                    if outcome.zombie {
+                        tree.zombies.insert(pid);
+                    }
+                    next.extend(outcome.children.into_iter().filter(|c| !tree.parent.contains_key(c)).map(|c| (c, pid)))
+                }
                 Ok(Err(e)) => {
                     first_error.get_or_insert(DumpError::Task(e));
                 }
@@ -193,14 +204,18 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),
-        files: Mutex::new(files::FileTable::new()),
+        files: Mutex::new(tty::file_table(req.shell_job)),
         shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),
     });
     let mut asked = Vec::with_capacity(order.len());
     for (i, &pid) in order.iter().enumerate() {
-        let ids = alloc.task(pid).map_err(|source| TaskError::Proc { pid, what: "namespaces", source })?;
+        let ids = if tree.zombies.contains(&pid) {
+            Default::default()
+        } else {
+            alloc.task(pid).map_err(|source| TaskError::Proc { pid, what: "namespaces", source })?
+        };
         let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
         asked.push((pid, addr.send(Collect { shared: shared.clone(), ids, pages_id: i as u32 + 1 })));
     }
@@ -233,6 +248,8 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
     // 4. Global images, the inventory last.
     let table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
     images::write_files(&req.dir, table.entries())?;
+    tty::write_tty_info(&req.dir, &table.ttys)?;
+    images::write_pipes_data(&req.dir, table.pipe_data())?;
     drop(table);
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;

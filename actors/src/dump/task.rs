@@ -17,6 +17,7 @@ use super::files::{self, FileStat, FileTable};
 
 /// `task_state` values of CRIU's core image.
 pub const TASK_ALIVE: u32 = 1;
+pub const TASK_DEAD: u32 = 2;
 pub const TASK_STOPPED: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,17 +69,35 @@ pub struct TaskActor {
     seize_error: Option<criu_tracee::TraceeError>,
     /// /proc state letter before seizing ('T' for a stopped task).
     state_before: char,
+    /// A zombie is not seized: it has only its exit status to dump.
+    zombie: Option<criu_procfs::Stat>,
 }
 
 impl TaskActor {
     /// Seizes `pid` on the calling (tracer) thread.
     pub fn seize(pid: i32, timeout: Duration) -> TaskActor {
         let state_before = criu_procfs::read_stat(pid).map(|s| s.state).unwrap_or('?');
+        let actor = |process, seize_error, zombie| TaskActor { pid, process, seize_error, state_before, zombie };
+        if let Some(stat) = zombie_stat(pid) {
+            return actor(None, None, Some(stat));
+        }
         match SeizedProcess::seize(pid, timeout) {
-            Ok(p) => TaskActor { pid, process: Some(p), seize_error: None, state_before },
-            Err(e) => TaskActor { pid, process: None, seize_error: Some(e), state_before },
+            Ok(p) => actor(Some(p), None, None),
+            // It may have died while being seized: then it is a zombie now.
+            Err(e) => match zombie_stat(pid) {
+                Some(stat) => actor(None, None, Some(stat)),
+                None => actor(None, Some(e), None),
+            },
         }
     }
+}
+
+/// The stat of `pid` if it is a zombie: dead, with no thread left running (a group leader
+/// that exited before its threads shows 'Z' too, but is not one).
+fn zombie_stat(pid: i32) -> Option<criu_procfs::Stat> {
+    let stat = criu_procfs::read_stat(pid).ok().filter(|s| s.state == 'Z')?;
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count();
+    (threads <= 1).then_some(stat)
 }
 
 impl Actor for TaskActor {
@@ -87,16 +106,26 @@ impl Actor for TaskActor {
 
 /// Whether the seize worked; on success, the children of every thread.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<i32>, TaskError>")]
+#[rtype(result = "Result<SeizeOutcome, TaskError>")]
 pub struct Seized;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeizeOutcome {
+    pub children: Vec<i32>,
+    /// A zombie has no children, namespaces or memory left: only its core image.
+    pub zombie: bool,
+}
+
 impl Handler<Seized> for TaskActor {
-    type Result = Result<Vec<i32>, TaskError>;
+    type Result = Result<SeizeOutcome, TaskError>;
 
     fn handle(&mut self, _: Seized, _: &mut Context<Self>) -> Self::Result {
         let pid = self.pid;
         if let Some(source) = self.seize_error.take() {
             return Err(TaskError::Seize { pid, source });
+        }
+        if self.zombie.is_some() {
+            return Ok(SeizeOutcome { children: Vec::new(), zombie: true });
         }
         let p = self.process.as_ref().ok_or(TaskError::NotSeized { pid })?;
         let mut children = Vec::new();
@@ -106,7 +135,7 @@ impl Handler<Seized> for TaskActor {
         }
         children.sort_unstable();
         children.dedup();
-        Ok(children)
+        Ok(SeizeOutcome { children, zombie: false })
     }
 }
 
@@ -125,6 +154,9 @@ impl Handler<Collect> for TaskActor {
     fn handle(&mut self, msg: Collect, _: &mut Context<Self>) -> Self::Result {
         let pid = self.pid;
         let state_before = self.state_before;
+        if let Some(stat) = &self.zombie {
+            return dump_zombie(pid, stat, &msg.shared.dir);
+        }
         let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
         collect(pid, state_before, process, &msg)
     }
@@ -184,6 +216,19 @@ macro_rules! write_one {
     }};
 }
 
+/// A zombie's core image: its state, exit status and name, nothing else (as CRIU writes it).
+fn dump_zombie(pid: i32, stat: &criu_procfs::Stat, dir: &std::path::Path) -> Result<TaskDone, TaskError> {
+    let core = CoreEntry { mtype: March::X8664 as i32, tc: Some(zombie_core(stat)), ..Default::default() };
+    write_one!(dir, &ImageKind::CORE, pid, &core);
+    Ok(TaskDone { pid, pgid: stat.pgrp, sid: stat.session, threads: vec![pid], pages: PageCounts::default() })
+}
+
+/// `exit_code` is the raw wait status the parent would get, as /proc/PID/stat shows it; the
+/// other fields stay zero, as in CRIU's images (a dead task's flags mean nothing on restore).
+fn zombie_core(stat: &criu_procfs::Stat) -> TaskCoreEntry {
+    TaskCoreEntry { task_state: TASK_DEAD, exit_code: stat.exit_code as u32, comm: stat.comm.clone(), ..Default::default() }
+}
+
 fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Collect) -> Result<TaskDone, TaskError> {
     let shared = &msg.shared;
     let dir = shared.dir.as_path();
@@ -202,13 +247,13 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
     for v in vmas.iter().filter(|v| v.shmem.is_some()) {
         let Some(obj) = v.shmem else { continue };
         let mut table = shared.shmem.lock().unwrap_or_else(|e| e.into_inner());
-        if !table.contains_key(&obj.ino) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = table.entry(obj.ino) {
             let path = criu_procfs::maps::map_file_path(pid, v.entry.start, v.entry.end);
             let file = std::fs::File::open(&path).map_err(|e| TaskError::Other {
                 pid,
                 what: format!("cannot open shared memory at {:#x} through {}: {e}", v.entry.start, path.display()),
             })?;
-            table.insert(obj.ino, (file, obj.size));
+            slot.insert((file, obj.size));
         }
     }
 
@@ -304,4 +349,52 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
     write_one!(dir, &ImageKind::IDS, pid, &msg.ids);
 
     Ok(TaskDone { pid, pgid: stat.pgrp, sid: stat.session, threads: tids, pages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that exited and is not reaped yet (the caller reaps it).
+    #[allow(clippy::zombie_processes)]
+    fn zombie_child() -> std::process::Child {
+        let child = std::process::Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let pid = child.id() as i32;
+        for _ in 0..500 {
+            if criu_procfs::read_stat(pid).map(|s| s.state == 'Z').unwrap_or(false) {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("child {pid} did not become a zombie");
+    }
+
+    #[test]
+    fn a_zombie_is_found_and_keeps_its_exit_status() {
+        let mut child = zombie_child();
+        let pid = child.id() as i32;
+        let stat = zombie_stat(pid).expect("a zombie");
+        let tc = zombie_core(&stat);
+        assert_eq!(tc.task_state, TASK_DEAD);
+        assert_eq!(tc.exit_code, 3 << 8);
+        assert_eq!(tc.comm, "sh");
+        assert!(zombie_stat(std::process::id() as i32).is_none());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_zombie_gets_only_a_core_image() {
+        let mut child = zombie_child();
+        let pid = child.id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let stat = zombie_stat(pid).unwrap();
+        let done = dump_zombie(pid, &stat, dir.path()).unwrap();
+        assert_eq!(done.threads, [pid]);
+        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(names, [format!("core-{pid}.img")]);
+        let mut r = criu_proto::ImageReader::open(dir.path(), &ImageKind::CORE, Some(pid as u64)).unwrap();
+        let core: CoreEntry = r.read().unwrap().unwrap();
+        assert_eq!(core.tc.unwrap().task_state, TASK_DEAD);
+        child.wait().unwrap();
+    }
 }

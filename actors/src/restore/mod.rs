@@ -7,6 +7,7 @@ pub mod plan;
 pub mod rebuild;
 pub mod shared;
 pub mod task;
+pub mod tty;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +20,10 @@ use task::{Adopt, CreateRoot, Fork, Kill, Rebuild, Release, RestoreTask};
 pub struct RestoreRequest {
     pub images_dir: PathBuf,
     pub timeout: Duration,
+    /// `--shell-job`: the tree joins criu's session and terminal.
+    pub shell_job: bool,
+    /// `--restore-sibling`: the root becomes criu's sibling.
+    pub sibling: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +36,8 @@ pub enum RestoreError {
     Unsupported(String),
     #[error("restore: {0}")]
     Shared(#[from] shared::SharedError),
+    #[error("restore: {0}")]
+    Tty(#[from] tty::TtyError),
 }
 
 /// Restores the tree in `req.images_dir`. `before_release` runs (with the root pid) when every
@@ -40,9 +47,16 @@ pub fn run(
     req: &RestoreRequest,
     before_release: impl FnOnce(i32) -> Result<(), String>,
 ) -> Result<i32, RestoreError> {
-    let images = Arc::new(images::read(&req.images_dir)?);
+    let mut images = images::read(&req.images_dir)?;
+    let shell_job = tty::prepare(&mut images, req.shell_job)?;
+    let images = Arc::new(images);
     let order = plan::creation_order(&images).map_err(RestoreError::Unsupported)?;
-    let shared = Arc::new(shared::SharedFiles::create(&images)?);
+    let mut shared = shared::SharedFiles::create(&images)?;
+    if let Some(job) = &shell_job {
+        job.hand_out(&mut shared)?;
+    }
+    let shared = Arc::new(shared);
+    let sibling = req.sibling;
     let timeout = req.timeout;
     let system = actix::System::new();
     system.block_on(async move {
@@ -56,7 +70,7 @@ pub fn run(
         let root = images.root().pid();
         let result = async {
             // Tasks come to life in tree order, each made by its parent.
-            ask(&actors[0], CreateRoot).await?;
+            ask(&actors[0], CreateRoot { sibling }).await?;
             for step in &order {
                 ask(&actors[step.parent], Fork { pid: step.pid }).await?;
                 ask(&actors[step.child], Adopt).await?;
@@ -72,6 +86,9 @@ pub fn run(
             }
             if let Some(e) = first_error {
                 return Err(e);
+            }
+            if let Some(job) = &shell_job {
+                job.settle_terminal(root).map_err(|e| format!("restore: {e}"))?;
             }
             before_release(root)
         }

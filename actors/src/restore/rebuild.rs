@@ -162,10 +162,10 @@ pub fn restore_fds(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &T
                 }
                 opened
             }
-            Ok(FdTypes::Pipe) => {
+            Ok(FdTypes::Pipe | FdTypes::Tty) => {
                 let end = shared
                     .description(fd.id)
-                    .ok_or_else(|| task_err(pid, format!("fd {}: pipe description {} was not created", fd.fd, fd.id)))?;
+                    .ok_or_else(|| task_err(pid, format!("fd {}: description {} (type {}) was not created", fd.fd, fd.id, fd.r#type)))?;
                 r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[criu_pidfd, end as u64, 0])? as u64
             }
             _ => return Err(task_err(pid, format!("fd {}: files of type {} are not restored yet", fd.fd, fd.r#type))),

@@ -153,4 +153,9 @@ impl SharedFiles {
     pub fn description(&self, id: u32) -> Option<i32> {
         self.descriptions.get(&id).map(|fd| fd.as_raw_fd())
     }
+
+    /// Gives files.img id `id` an open file description made elsewhere (a terminal).
+    pub fn add_description(&mut self, id: u32, fd: OwnedFd) {
+        self.descriptions.insert(id, fd);
+    }
 }

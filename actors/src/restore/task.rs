@@ -56,7 +56,10 @@ impl Actor for RestoreTask {
 /// Create the root task as criu's child and take it over.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct CreateRoot;
+pub struct CreateRoot {
+    /// `--restore-sibling`: the root becomes criu's sibling (CLONE_PARENT).
+    pub sibling: bool,
+}
 
 /// Take over a task its parent created (it waits in a pause loop).
 #[derive(Message)]
@@ -92,9 +95,9 @@ fn with_pid<T>(pid: i32, r: Result<T, RebuildError>) -> Result<T, String> {
 impl Handler<CreateRoot> for RestoreTask {
     type Result = Result<(), String>;
 
-    fn handle(&mut self, _: CreateRoot, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: CreateRoot, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
-        with_pid(pid, self.create_root())
+        with_pid(pid, self.create_root(msg.sibling))
     }
 }
 
@@ -127,12 +130,13 @@ impl Handler<Rebuild> for RestoreTask {
 }
 
 impl RestoreTask {
-    fn create_root(&mut self) -> Result<(), RebuildError> {
+    fn create_root(&mut self, sibling: bool) -> Result<(), RebuildError> {
         let pid = self.task().pid();
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return Err(RebuildError::Task { pid, what: "pid is in use by another process".into() });
         }
-        criu_sys::clone::clone_stopped_child(pid, 0)
+        let flags = if sibling { libc::CLONE_PARENT as u64 } else { 0 };
+        criu_sys::clone::clone_stopped_child(pid, flags)
             .map_err(|e| RebuildError::Task { pid, what: format!("clone3 with set_tid: {e}") })?;
         self.created = true;
         self.adopt()

@@ -1,0 +1,66 @@
+//! A read-only view of a whole file mapped into criu's memory (page images), so that their
+//! bytes go to a task in one copy instead of a read() and a write.
+
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+
+pub struct FileMapping {
+    addr: NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: the mapping is private and read-only; sharing `&[u8]` views across threads is sound.
+unsafe impl Send for FileMapping {}
+// SAFETY: as above: nothing writes through the mapping.
+unsafe impl Sync for FileMapping {}
+
+impl FileMapping {
+    /// Maps all of `file` read-only. An empty file gives an empty mapping.
+    pub fn new(file: &File) -> std::io::Result<FileMapping> {
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let Some(nz) = NonZeroUsize::new(len) else {
+            return Ok(FileMapping { addr: NonNull::dangling(), len: 0 });
+        };
+        // SAFETY: a fresh private read-only mapping of a file we hold open; the kernel picks
+        // the address; the view handed out never outlives `self`, which unmaps it.
+        let addr = unsafe {
+            nix::sys::mman::mmap(None, nz, nix::sys::mman::ProtFlags::PROT_READ, nix::sys::mman::MapFlags::MAP_PRIVATE, file, 0)
+        }
+        .map_err(std::io::Error::from)?;
+        Ok(FileMapping { addr, len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `addr` maps `len` readable bytes for as long as `self` lives. A file that
+        // shrinks under us would fault on access; page images are not truncated while read.
+        unsafe { std::slice::from_raw_parts(self.addr.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: unmapping exactly what `new` mapped; no view outlives `self`.
+            let _ = unsafe { nix::sys::mman::munmap(self.addr, self.len) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    #[test]
+    fn maps_the_file_bytes() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"page image").unwrap();
+        let m = super::FileMapping::new(&f).unwrap();
+        assert_eq!(m.bytes(), b"page image");
+        let empty = tempfile::tempfile().unwrap();
+        assert!(super::FileMapping::new(&empty).unwrap().bytes().is_empty());
+    }
+}
