@@ -48,9 +48,6 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     // SIGPIPE would kill us on a closed log pipe or socket; we handle write errors instead.
     let _ = criu_sys::signals::ignore_sigpipe();
-    for fd in &inv.close_fds {
-        let _ = nix::unistd::close(*fd);
-    }
     let dirs = match setup(&inv) {
         Ok(dirs) => dirs,
         Err(message) => {
@@ -86,6 +83,10 @@ fn setup(inv: &Invocation) -> Result<Dirs, String> {
     };
     crate::log::init(o.log_level, log_file);
     tracing::info!("criu-rs {} ({})", env!("CARGO_PKG_VERSION"), inv.command.name());
+    for fd in &inv.close_fds {
+        tracing::info!("Closing fd {fd}");
+        let _ = nix::unistd::close(*fd);
+    }
     let needs_images = !matches!(
         inv.command,
         cli::Command::Service | cli::Command::Swrk { .. } | cli::Command::Check | cli::Command::Exec { .. }

@@ -138,8 +138,9 @@ pub fn xsave_to_entry(x: &Xsave) -> UserX86FpregsEntry {
         mxcsr_mask: le_u32(&b, 28),
         st_space: u32s(&b, 32, 32),
         xmm_space: u32s(&b, 160, 64),
-        padding: u32s(&b, 416, 12),
-        xsave: (x.bytes.len() > 512).then_some(xsave),
+        // CRIU leaves the reserved tail of the legacy area out.
+        padding: Vec::new(),
+        xsave: Some(xsave),
     }
 }
 
@@ -203,9 +204,9 @@ mod tests {
     fn xsave_round_trip_keeps_every_stored_byte() {
         let size = criu_tracee::regs::xsave_size();
         let mut bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-        // Bytes CRIU does not store: the sw-reserved tail of the legacy area and the header
+        // Bytes CRIU does not store: the reserved tail of the legacy area and the header
         // beyond XSTATE_BV.
-        bytes[464..512].fill(0);
+        bytes[416..512].fill(0);
         bytes[520..576].fill(0);
         let x = Xsave { bytes };
         let back = entry_to_xsave(&xsave_to_entry(&x), size);
