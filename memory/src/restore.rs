@@ -51,7 +51,7 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
     if s & (VMA_AREA_VDSO | VMA_AREA_VVAR) != 0 {
         return Ok(MapPlan::Vdso);
     }
-    if vma.end <= vma.start || vma.start % PAGE_SIZE != 0 || vma.end % PAGE_SIZE != 0 {
+    if vma.end <= vma.start || !vma.start.is_multiple_of(PAGE_SIZE) || !vma.end.is_multiple_of(PAGE_SIZE) {
         return Err(bad("bad bounds"));
     }
     if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_UNSUPP) != 0 {
@@ -109,7 +109,7 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
 /// The madvise(2) advice values to apply for `vma.madv` (a bit per advice number).
 pub fn advice(vma: &VmaEntry) -> Vec<i32> {
     let madv = vma.madv.unwrap_or(0);
-    (0..64).filter(|b| madv & (1u64 << b) != 0).map(|b| b as i32).collect()
+    (0..64i32).filter(|b| madv & (1u64 << b) != 0).map(|b: i32| b).collect()
 }
 
 /// One run of dumped pages.

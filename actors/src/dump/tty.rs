@@ -181,9 +181,8 @@ pub fn dump_tty_fd(
             _ => table.ttys.inherited_pty = Some((info_id, shown.clone())),
         }
     }
-    if !table.ttys.infos.contains_key(&info_id) {
-        let info = tty_info(pid, fd, path, meta, driver, index, info_id)?;
-        table.ttys.infos.insert(info_id, info);
+    if let std::collections::btree_map::Entry::Vacant(slot) = table.ttys.infos.entry(info_id) {
+        slot.insert(tty_info(pid, fd, path, meta, driver, index, info_id)?);
     }
 
     let reg = RegFileEntry {

@@ -100,7 +100,7 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         for tid in &threads {
             cores.push(read_one::<CoreEntry>(dir, &ImageKind::CORE, Some(u64::from(*tid)))?);
         }
-        let ids = match cores[0].ids.clone() {
+        let ids = match cores[0].ids {
             Some(ids) => ids,
             None => read_one(dir, &ImageKind::IDS, Some(pid))?,
         };
