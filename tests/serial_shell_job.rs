@@ -64,6 +64,26 @@ macro_rules! read_all {
     }};
 }
 
+/// CRIU's own crit (when installed) reads every image, terminals included.
+fn upstream_crit_decodes(images: &Path) {
+    let crit = Path::new("/usr/bin/crit");
+    if !crit.exists() {
+        eprintln!("/usr/bin/crit is not installed: images not checked with it");
+        return;
+    }
+    for e in std::fs::read_dir(images).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "img") || path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pages-")) {
+            continue;
+        }
+        let out = Command::new(crit).args(["decode", "-i"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "crit decode {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        if path.ends_with("tty-info.img") {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("\"PTY\""), "{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+}
+
 /// A pty whose master this test holds, with everything written to it collected.
 struct Pty {
     master: OwnedFd,
@@ -249,6 +269,8 @@ fn shell_job_is_dumped_and_restored_onto_criu_terminal() {
     let std_fds: Vec<(u32, i32, u32)> = fdinfo.iter().filter(|e| e.fd < 3).map(|e| (e.fd, e.r#type, e.id)).collect();
     let tty_type = FdTypes::Tty as i32;
     assert_eq!(std_fds, vec![(0, tty_type, tty.id), (1, tty_type, tty.id), (2, tty_type, tty.id)]);
+
+    upstream_crit_decodes(&images);
 
     // Someone uses the terminal meanwhile.
     let mut t = get_termios(pty.slave.as_fd()).unwrap();

@@ -185,6 +185,13 @@ impl<'t> Injector<'t> {
         Ok(r)
     }
 
+    /// Ends the session of a task that exited on purpose during it (an injected exit or
+    /// fatal signal): there is nothing left to put back.
+    pub fn finish_exited(mut self) {
+        self.finished = true;
+        self.tracee.forget();
+    }
+
     /// Unmaps the scratch area and puts registers and sigmask back: the thread is as it was.
     pub fn finish(mut self) -> Result<()> {
         self.finish_inner()

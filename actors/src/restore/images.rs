@@ -30,6 +30,9 @@ pub struct TaskImages {
     pub mm: MmEntry,
     pub fs: FsEntry,
     pub fds: Vec<FdinfoEntry>,
+    /// A zombie (dead, not yet reaped by its parent): its raw wait status. Zombies have only
+    /// a core image.
+    pub zombie: Option<u32>,
 }
 
 impl TaskImages {
@@ -67,6 +70,9 @@ impl DumpImages {
     }
 }
 
+/// `task_core_entry.task_state` of a zombie.
+const TASK_DEAD: u32 = 2;
+
 fn read_one<M: prost::Message + Default + prost::Name>(dir: &Path, kind: &ImageKind, id: Option<u64>) -> Result<M, ImagesError> {
     let mut img = ImageReader::open(dir, kind, id)?;
     let path = img.path().to_string();
@@ -95,6 +101,21 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
     let mut tasks = Vec::with_capacity(pstree.len());
     for p in pstree {
         let pid = u64::from(p.pid);
+        // A zombie's core is named by its pid (its thread list may be anything).
+        let first: CoreEntry = read_one(dir, &ImageKind::CORE, Some(pid))?;
+        if let Some(tc) = first.tc.as_ref().filter(|tc| tc.task_state == TASK_DEAD) {
+            let zombie = Some(tc.exit_code);
+            tasks.push(TaskImages {
+                pstree: PstreeEntry { threads: vec![p.pid], ..p },
+                cores: vec![first],
+                ids: TaskKobjIdsEntry::default(),
+                mm: MmEntry::default(),
+                fs: FsEntry::default(),
+                fds: Vec::new(),
+                zombie,
+            });
+            continue;
+        }
         let threads: Vec<u32> = if p.threads.is_empty() { vec![p.pid] } else { p.threads.clone() };
         let mut cores = Vec::with_capacity(threads.len());
         for tid in &threads {
@@ -113,7 +134,7 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         if cores[0].thread_info.is_none() {
             return Err(ImagesError::Task { pid: p.pid, what: "core image has no x86 thread info".into() });
         }
-        tasks.push(TaskImages { pstree: p, cores, ids, mm, fs, fds });
+        tasks.push(TaskImages { pstree: p, cores, ids, mm, fs, fds, zombie: None });
     }
     Ok(DumpImages { dir: dir.to_path_buf(), inventory, tasks, files, memfd_inodes })
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pool::TracerPool;
-use task::{Adopt, CreateRoot, Fork, Kill, Rebuild, Release, RestoreTask};
+use task::{Adopt, CreateRoot, Die, Fork, Kill, Rebuild, Release, RestoreTask};
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
@@ -74,10 +74,14 @@ pub fn run(
             for step in &order {
                 ask(&actors[step.parent], Fork { pid: step.pid }).await?;
                 ask(&actors[step.child], Adopt).await?;
+                if images.tasks[step.child].zombie.is_some() {
+                    ask(&actors[step.child], Die).await?;
+                }
             }
-            // Then every task rebuilds itself, all at once: `send` queues the message at
+            // Then every live task rebuilds itself, all at once: `send` queues the message at
             // once, so all actors work while the answers are collected in order.
-            let rebuilds: Vec<_> = actors.iter().map(|a| a.send(Rebuild)).collect();
+            let live = actors.iter().zip(&images.tasks).filter(|(_, t)| t.zombie.is_none());
+            let rebuilds: Vec<_> = live.map(|(a, _)| a.send(Rebuild)).collect();
             let mut first_error = None;
             for r in rebuilds {
                 if let Err(e) = r.await.map_err(|e| format!("restore: task actor is gone: {e}")).and_then(|r| r) {
@@ -99,7 +103,7 @@ pub fn run(
             }
             return Err(RestoreError::Task(e));
         }
-        for a in &actors {
+        for (a, _) in actors.iter().zip(&images.tasks).filter(|(_, t)| t.zombie.is_none()) {
             if let Err(e) = ask(a, Release).await {
                 tracing::error!("{e}");
             }

@@ -21,11 +21,15 @@ pub fn creation_order(images: &DumpImages) -> Result<Vec<ForkStep>, String> {
         let parent = *index.get(&t.pstree.ppid).ok_or_else(|| {
             format!("pid {}: parent {} is not in the dump (orphans are not restored yet)", t.pstree.pid, t.pstree.ppid)
         })?;
+        if images.tasks[parent].zombie.is_some() {
+            return Err(format!("pid {}: its parent {} is a zombie", t.pstree.pid, t.pstree.ppid));
+        }
         if parent >= i {
             return Err(format!("pid {}: listed before its parent {}", t.pstree.pid, t.pstree.ppid));
         }
-        if t.cores.first().and_then(|c| c.tc.as_ref()).is_some_and(|tc| tc.task_state != TASK_ALIVE) {
-            return Err(format!("pid {}: dead or stopped tasks are not restored yet", t.pstree.pid));
+        let state = t.cores.first().and_then(|c| c.tc.as_ref()).map_or(TASK_ALIVE, |tc| tc.task_state);
+        if t.zombie.is_none() && state != TASK_ALIVE {
+            return Err(format!("pid {}: tasks in state {state} (stopped) are not restored yet", t.pstree.pid));
         }
         steps.push(ForkStep { parent, child: i, pid: t.pstree.pid as i32 });
     }

@@ -78,6 +78,12 @@ pub struct Fork {
 #[rtype(result = "Result<(), String>")]
 pub struct Rebuild;
 
+/// End a zombie-to-be the way it ended: exit with its code or die of its signal. Its parent,
+/// still stopped, will find it dead when it runs again.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Die;
+
 /// Let the rebuilt task run.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
@@ -126,6 +132,41 @@ impl Handler<Rebuild> for RestoreTask {
     fn handle(&mut self, _: Rebuild, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
         with_pid(pid, self.rebuild())
+    }
+}
+
+impl Handler<Die> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, _: Die, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.task().pid();
+        with_pid(pid, self.die())
+    }
+}
+
+impl RestoreTask {
+    fn die(&mut self) -> Result<(), RebuildError> {
+        let pid = self.task().pid();
+        let status = self.task().zombie.unwrap_or(0);
+        let mut tracee = self.tracee.take().ok_or_else(|| RebuildError::Task { pid, what: "not created".into() })?;
+        let (sig, code) = (status & 0x7f, (status >> 8) & 0xff);
+        let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
+        if sig == 0 {
+            // Never returns: the task exits inside the injected call.
+            let _ = inj.syscall(libc::SYS_exit_group, &[u64::from(code)]);
+        } else {
+            if sig != libc::SIGKILL as u32 {
+                let dfl = words(&[libc::SIG_DFL as u64, 0, 0, 0]);
+                let at = inj.write_data(0, &dfl)?;
+                inj.syscall_ok("rt_sigaction", libc::SYS_rt_sigaction, &[u64::from(sig), at, 0, 8])?;
+                let unblock = words(&[1u64 << (sig - 1)]);
+                let at = inj.write_data(64, &unblock)?;
+                inj.syscall_ok("rt_sigprocmask", libc::SYS_rt_sigprocmask, &[libc::SIG_UNBLOCK as u64, at, 0, 8])?;
+            }
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(sig as i32).ok());
+        }
+        inj.finish_exited();
+        wait_gone(pid).map_err(|e| RebuildError::Task { pid, what: format!("zombie did not die: {e}") })
     }
 }
 
@@ -306,5 +347,24 @@ impl Handler<Kill> for RestoreTask {
         self.threads.clear();
         self.tracee = None;
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::__WALL));
+    }
+}
+
+/// Lets a traced task that is on its way out finish dying, so that its real parent can reap it:
+/// stops are continued (with their signal) until the kernel reports the exit to us.
+fn wait_gone(pid: i32) -> Result<(), nix::errno::Errno> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let target = nix::unistd::Pid::from_raw(pid);
+    // It may sit in a stop we already saw (after the last injection): let it go on first.
+    let _ = nix::sys::ptrace::cont(target, None);
+    loop {
+        match waitpid(target, Some(WaitPidFlag::__WALL)) {
+            // Already reported (an injected exit is collected by the injection itself).
+            Err(nix::errno::Errno::ECHILD) => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok(()),
+            Ok(WaitStatus::Stopped(_, sig)) => nix::sys::ptrace::cont(target, Some(sig))?,
+            Ok(_) => nix::sys::ptrace::cont(target, None)?,
+        }
     }
 }
