@@ -131,22 +131,6 @@ pub fn read_shmem_pagemap(dir: &Path, shmid: u64) -> Result<(u32, Vec<PageRun>),
     read_pagemap_of(dir, &ImageKind::SHMEM_PAGEMAP, shmid)
 }
 
-/// The runs of a shared object's pages that fall into a mapping of it at `addr` (`len` bytes
-/// from `offset` of the object), moved to the mapping's addresses.
-pub fn runs_in_mapping(runs: &[PageRun], addr: u64, len: u64, offset: u64) -> Vec<PageRun> {
-    let end = offset + len;
-    runs.iter()
-        .filter_map(|r| {
-            let (start, stop) = (r.vaddr.max(offset), (r.vaddr + r.pages * PAGE_SIZE).min(end));
-            (start < stop).then(|| PageRun {
-                vaddr: addr + (start - offset),
-                pages: (stop - start) / PAGE_SIZE,
-                offset: r.offset + (start - r.vaddr),
-            })
-        })
-        .collect()
-}
-
 fn read_pagemap_of(dir: &Path, kind: &ImageKind, id: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
     let mut img = ImageReader::open(dir, kind, Some(id))?;
     let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead { path: img.path().into() })?;
@@ -348,17 +332,6 @@ mod tests {
         }
         let v = vma(0x1000, 0x3000, 3, libc::MAP_SHARED, VMA_AREA_REGULAR | VMA_FILE_SHARED | VMA_AREA_MEMFD);
         assert!(matches!(plan(&v).unwrap(), MapPlan::Shared { memfd_file: Some(7), .. }));
-    }
-
-    #[test]
-    fn shared_runs_are_clipped_and_moved_into_the_mapping() {
-        let runs = [
-            PageRun { vaddr: 0, pages: 2, offset: 0 },
-            PageRun { vaddr: 4 * PAGE_SIZE, pages: 4, offset: 2 * PAGE_SIZE },
-        ];
-        // Mapping of 3 pages starting at object page 3.
-        let got = runs_in_mapping(&runs, 0x10000, 3 * PAGE_SIZE, 3 * PAGE_SIZE);
-        assert_eq!(got, vec![PageRun { vaddr: 0x10000 + PAGE_SIZE, pages: 2, offset: 2 * PAGE_SIZE }]);
     }
 
     #[test]
