@@ -7,7 +7,7 @@ use crate::commands;
 pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
     let o = &inv.options;
     match &inv.command {
-        Command::Check => check(o),
+        Command::Check => commands::check::run_options(o),
         Command::Exec { syscall } => match o.tree {
             Some(pid) => commands::exec::run(pid, syscall),
             None => {
@@ -29,33 +29,4 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
             1
         }
     }
-}
-
-fn check(o: &crate::cli::Options) -> i32 {
-    if o.features.iter().any(|f| f == "list") {
-        print_feature_list();
-        return 0;
-    }
-    let req = commands::check::CheckRequest {
-        features: o.features.clone(),
-        extra: o.check_extra,
-        experimental: o.check_experimental,
-    };
-    commands::check::run(&req)
-}
-
-/// `--feature list`: every feature name, wrapped at 80 columns.
-fn print_feature_list() {
-    let mut line = String::new();
-    for name in commands::check::feature_names() {
-        if !line.is_empty() && line.len() + 1 + name.len() > 80 {
-            println!("{line}");
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(name);
-    }
-    println!("{line}");
 }

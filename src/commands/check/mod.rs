@@ -121,3 +121,33 @@ fn report(name: &str, level: Level, e: &ProbeError) {
         Level::Warn => tracing::warn!("{name}: {e}"),
     }
 }
+
+/// `criu check` as the command line asks for it; `--feature list` prints the names.
+pub fn run_options(o: &crate::cli::Options) -> i32 {
+    if o.features.iter().any(|f| f == "list") {
+        print_feature_list();
+        return 0;
+    }
+    let req = CheckRequest {
+        features: o.features.clone(),
+        extra: o.check_extra,
+        experimental: o.check_experimental,
+    };
+    run(&req)
+}
+
+/// `--feature list`: every feature name, wrapped at 80 columns.
+fn print_feature_list() {
+    let mut line = String::new();
+    for name in feature_names() {
+        if !line.is_empty() && line.len() + 1 + name.len() > 80 {
+            println!("{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(name);
+    }
+    println!("{line}");
+}
