@@ -153,6 +153,26 @@ fn read_pagemap_of(dir: &Path, kind: &ImageKind, id: u64) -> Result<(u32, Vec<Pa
 /// process_vm_writev refuses (read-only ones; that path writes them too). Large images are
 /// split over two threads.
 pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64, RestoreMemError> {
+    fill_with(pid, dir, pages_id, runs, None)
+}
+
+/// Anonymous areas watched by a userfaultfd of the task: runs inside them are put in place
+/// with UFFDIO_COPY (no zeroing, no fault per page).
+pub struct UffdAreas<'a> {
+    pub uffd: &'a criu_sys::uffd::Userfault,
+    /// (start, end) of each registered area.
+    pub areas: &'a [(u64, u64)],
+}
+
+impl UffdAreas<'_> {
+    fn covers(&self, r: &PageRun) -> bool {
+        let end = r.vaddr + r.pages * PAGE_SIZE;
+        self.areas.iter().any(|(s, e)| *s <= r.vaddr && end <= *e)
+    }
+}
+
+/// `fill`, with the runs inside `uffd`'s areas copied through it.
+pub fn fill_with(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun], uffd: Option<&UffdAreas>) -> Result<u64, RestoreMemError> {
     let kind = ImageKind::PAGES;
     let path = dir.join(kind.file_name(Some(u64::from(pages_id))));
     let shown = path.display().to_string();
@@ -173,11 +193,11 @@ pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64
     let total: u64 = runs.iter().map(|r| r.pages * PAGE_SIZE).sum();
     let (first, second) = split_by_bytes(runs, total / 2);
     if second.is_empty() || total < (64 << 20) {
-        copy_runs(pid, image.bytes(), &mem, runs)?;
+        copy_runs(pid, image.bytes(), &mem, runs, uffd)?;
     } else {
         std::thread::scope(|s| {
-            let other = s.spawn(|| copy_runs(pid, image.bytes(), &mem, second));
-            let mine = copy_runs(pid, image.bytes(), &mem, first);
+            let other = s.spawn(|| copy_runs(pid, image.bytes(), &mem, second, uffd));
+            let mine = copy_runs(pid, image.bytes(), &mem, first, uffd);
             let theirs = other.join().unwrap_or_else(|_| {
                 Err(RestoreMemError::OpenMem { pid, source: std::io::Error::other("copy thread panicked") })
             });
@@ -187,11 +207,18 @@ pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64
     Ok(total)
 }
 
-fn copy_runs(pid: i32, image: &[u8], mem: &File, runs: &[PageRun]) -> Result<(), RestoreMemError> {
+fn copy_runs(pid: i32, image: &[u8], mem: &File, runs: &[PageRun], uffd: Option<&UffdAreas>) -> Result<(), RestoreMemError> {
     use nix::sys::uio::{process_vm_writev, RemoteIoVec};
     let target = nix::unistd::Pid::from_raw(pid);
     for r in runs {
         let src = &image[r.offset as usize..(r.offset + r.pages * PAGE_SIZE) as usize];
+        if let Some(u) = uffd.filter(|u| u.covers(r)) {
+            match u.uffd.copy(r.vaddr, src) {
+                Ok(()) => continue,
+                // Pages already there (or a refused area): the plain path below writes them.
+                Err(e) => tracing::debug!("pid {pid}: UFFDIO_COPY at {:#x}: {e}; writing it instead", r.vaddr),
+            }
+        }
         let mut done = 0usize;
         while done < src.len() {
             let chunk = &src[done..];

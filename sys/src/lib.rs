@@ -7,5 +7,7 @@ pub mod kcmp;
 pub mod shmem;
 pub mod signals;
 pub mod mapping;
+pub mod pidfd;
 pub mod probe;
 pub mod tty;
+pub mod uffd;

@@ -1,7 +1,7 @@
 //! Terminal ioctls for shell jobs: the kernel's own `struct termios` (TCGETS/TCSETS use it,
 //! not libc's larger one), locked termios, window size, and the flag queries.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 use nix::errno::Errno;
 
@@ -98,25 +98,8 @@ pub fn get_flag(fd: impl AsFd, flag: TtyFlag) -> Result<bool, Errno> {
     Ok(v != 0)
 }
 
-/// A copy (same open file description) of `pid`'s fd `fd`, through a pidfd. Needs ptrace
-/// access to `pid`.
-pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes only integers.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
-    if pidfd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
-    // SAFETY: pidfd_getfd takes only integers.
-    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd() as libc::c_long, fd as libc::c_long, 0 as libc::c_long) };
-    if got < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd (close-on-exec, as pidfd_getfd makes them) that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(got as i32) })
-}
+pub use crate::pidfd::take_fd;
+
 
 #[cfg(test)]
 mod tests {

@@ -348,3 +348,24 @@ pub fn restore_posix_timers(r: &mut Remote, pid: i32, core: &CoreEntry) -> Resul
     r.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, off)", libc::SYS_prctl, &[PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0])?;
     Ok(())
 }
+
+/// A userfaultfd of the task, held by criu, watching the task's private anonymous areas so that
+/// their pages can be put in place with UFFDIO_COPY. `None` when the kernel refuses one (the
+/// fill then writes every page the plain way).
+pub fn watch_anonymous_memory(r: &mut Remote, t: &TaskImages) -> Option<(criu_sys::uffd::Userfault, Vec<(u64, u64)>)> {
+    let pid = t.pid();
+    let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
+    let fd = r.try_call(libc::SYS_userfaultfd, &[flags]).ok().filter(|fd| *fd >= 0)?;
+    let taken = criu_sys::pidfd::take_fd(pid, fd as i32);
+    let _ = r.close(fd as u64);
+    let uffd = criu_sys::uffd::Userfault::new(taken.ok()?).ok()?;
+    let mut areas = Vec::new();
+    for vma in &t.mm.vmas {
+        if let Ok(MapPlan::Mmap { addr, len, file_id: None, .. }) = plan(vma) {
+            if uffd.register(addr, len).is_ok() {
+                areas.push((addr, addr + len));
+            }
+        }
+    }
+    Some((uffd, areas))
+}

@@ -221,7 +221,14 @@ impl RestoreTask {
             rebuild::set_mm(&mut r, &all, &t.mm, pid)?;
             rebuild::map_vmas(&mut r, &all, &self.shared, t, criu_pidfd)?;
             let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
-            let bytes = mem::fill(pid, &all.dir, pages_id, &runs)?;
+            let watched = rebuild::watch_anonymous_memory(&mut r, t);
+            let uffd = watched.as_ref().map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
+            let bytes = mem::fill_with(pid, &all.dir, pages_id, &runs, uffd.as_ref())?;
+            if let Some((uffd, areas)) = &watched {
+                for (start, end) in areas {
+                    let _ = uffd.unregister(*start, end - start);
+                }
+            }
             tracing::debug!("pid {pid}: {bytes} bytes of private memory restored");
             rebuild::restore_fds(&mut r, &all, &self.shared, t, criu_pidfd)?;
             r.close(criu_pidfd)?;

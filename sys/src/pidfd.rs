@@ -1,0 +1,25 @@
+//! Taking a copy of another process's fd through a pidfd (pidfd_open + pidfd_getfd).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+
+/// A copy (same open file description) of `pid`'s fd `fd`, through a pidfd. Needs ptrace
+/// access to `pid`.
+pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes only integers.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
+    if pidfd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: pidfd_getfd takes only integers.
+    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd() as libc::c_long, fd as libc::c_long, 0 as libc::c_long) };
+    if got < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new fd (close-on-exec, as pidfd_getfd makes them) that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(got as i32) })
+}
