@@ -192,6 +192,7 @@ pub fn fill_with(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun], uffd: Op
         .map_err(|source| RestoreMemError::OpenMem { pid, source })?;
     let total: u64 = runs.iter().map(|r| r.pages * PAGE_SIZE).sum();
     let (first, second) = split_by_bytes(runs, total / 2);
+    let (first, second) = (first.as_slice(), second.as_slice());
     if second.is_empty() || total < (64 << 20) {
         copy_runs(pid, image.bytes(), &mem, runs, uffd)?;
     } else {
@@ -268,15 +269,27 @@ pub fn fill_file(file: &File, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Re
     Ok(total)
 }
 
-fn split_by_bytes(runs: &[PageRun], half: u64) -> (&[PageRun], &[PageRun]) {
+/// Splits the runs into two halves of about `half` bytes, cutting a run in two if needed.
+fn split_by_bytes(runs: &[PageRun], half: u64) -> (Vec<PageRun>, Vec<PageRun>) {
+    let (mut first, mut second) = (Vec::new(), Vec::new());
     let mut acc = 0;
-    for (i, r) in runs.iter().enumerate() {
+    for r in runs {
+        let len = r.pages * PAGE_SIZE;
         if acc >= half {
-            return runs.split_at(i);
+            second.push(*r);
+        } else if acc + len <= half {
+            first.push(*r);
+        } else {
+            let head = (half - acc) / PAGE_SIZE;
+            if head > 0 {
+                first.push(PageRun { pages: head, ..*r });
+            }
+            let cut = head * PAGE_SIZE;
+            second.push(PageRun { vaddr: r.vaddr + cut, pages: r.pages - head, offset: r.offset + cut });
         }
-        acc += r.pages * PAGE_SIZE;
+        acc += len;
     }
-    (runs, &[])
+    (first, second)
 }
 
 const CHUNK: usize = 4 << 20;
@@ -383,6 +396,11 @@ mod tests {
             (0..4).map(|i| PageRun { vaddr: i * 0x10000, pages: 16, offset: i * 16 * PAGE_SIZE }).collect();
         let (a, b) = split_by_bytes(&runs, 2 * 16 * PAGE_SIZE);
         assert_eq!((a.len(), b.len()), (2, 2));
+        // One big run is cut in the middle, keeping addresses and image offsets in step.
+        let one = [PageRun { vaddr: 0x100000, pages: 10, offset: 0x3000 }];
+        let (a, b) = split_by_bytes(&one, 4 * PAGE_SIZE);
+        assert_eq!(a, vec![PageRun { vaddr: 0x100000, pages: 4, offset: 0x3000 }]);
+        assert_eq!(b, vec![PageRun { vaddr: 0x100000 + 4 * PAGE_SIZE, pages: 6, offset: 0x3000 + 4 * PAGE_SIZE }]);
     }
 
     #[test]
