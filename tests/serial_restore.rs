@@ -219,3 +219,30 @@ fn truncated_image_fails_before_any_process_is_made() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("mm-{pid}.img")), "{out:?}");
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "a half-restored task is left");
 }
+
+#[test]
+fn restore_without_detach_waits_and_exits_with_the_root_status() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    let mut task = StateTask::start(dir.path());
+    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    task.reap();
+    let pidfile = dir.path().join("restored.pid");
+    let mut restore = Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args(["--no-default-config", "restore", "-D", "images", "-o", "restore.log", "--pidfile"])
+        .arg(&pidfile)
+        .current_dir(dir.path())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || pidfile.exists()), "no pidfile");
+    // criu is still there, waiting for its restored child.
+    assert!(restore.try_wait().unwrap().is_none());
+    assert_eq!(task.verdict(), "PASS\n");
+    let status = restore.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "criu exits with the root's status");
+}
