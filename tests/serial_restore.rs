@@ -246,3 +246,30 @@ fn restore_without_detach_waits_and_exits_with_the_root_status() {
     let status = restore.wait().unwrap();
     assert_eq!(status.code(), Some(0), "criu exits with the root's status");
 }
+
+#[test]
+fn stopped_task_is_restored_stopped() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    let mut task = StateTask::start(dir.path());
+    let pid = nix::unistd::Pid::from_raw(task.pid);
+    let state = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()))
+    };
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || state(task.pid) == Some('T')));
+    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    task.reap();
+    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(wait_until(Duration::from_secs(5), || state(task.pid) == Some('T')), "not stopped: {:?}", state(task.pid));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(task.verdict(), "PASS\n");
+}

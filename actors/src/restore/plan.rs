@@ -16,6 +16,12 @@ pub struct ForkStep {
 /// The fork steps after the root, or why the tree cannot be restored yet.
 pub fn creation_order(images: &DumpImages) -> Result<Vec<ForkStep>, String> {
     let index: BTreeMap<u32, usize> = images.tasks.iter().enumerate().map(|(i, t)| (t.pstree.pid, i)).collect();
+    for t in &images.tasks {
+        let state = t.cores.first().and_then(|c| c.tc.as_ref()).map_or(TASK_ALIVE, |tc| tc.task_state);
+        if t.zombie.is_none() && state != TASK_ALIVE && state != TASK_STOPPED {
+            return Err(format!("pid {}: tasks in state {state} are not restored yet", t.pstree.pid));
+        }
+    }
     let mut steps = Vec::new();
     for (i, t) in images.tasks.iter().enumerate().skip(1) {
         let parent = *index.get(&t.pstree.ppid).ok_or_else(|| {
@@ -27,10 +33,6 @@ pub fn creation_order(images: &DumpImages) -> Result<Vec<ForkStep>, String> {
         if parent >= i {
             return Err(format!("pid {}: listed before its parent {}", t.pstree.pid, t.pstree.ppid));
         }
-        let state = t.cores.first().and_then(|c| c.tc.as_ref()).map_or(TASK_ALIVE, |tc| tc.task_state);
-        if t.zombie.is_none() && state != TASK_ALIVE {
-            return Err(format!("pid {}: tasks in state {state} (stopped) are not restored yet", t.pstree.pid));
-        }
         steps.push(ForkStep { parent, child: i, pid: t.pstree.pid as i32 });
     }
     Ok(steps)
@@ -38,3 +40,5 @@ pub fn creation_order(images: &DumpImages) -> Result<Vec<ForkStep>, String> {
 
 /// `task_core_entry.task_state` of a running task.
 const TASK_ALIVE: u32 = 1;
+/// ... and of a task stopped by a signal: restored stopped.
+pub const TASK_STOPPED: u32 = 3;

@@ -333,6 +333,14 @@ impl Handler<Release> for RestoreTask {
                 first.get_or_insert(e.to_string());
             }
         }
+        // A task dumped stopped gets its stop signal while still held: it takes it as soon as
+        // it is let go, before running any of its own code.
+        let tc = self.task().cores.first().and_then(|c| c.tc.as_ref());
+        if let Some(tc) = tc.filter(|tc| tc.task_state == super::plan::TASK_STOPPED) {
+            let sig = tc.stop_signo.and_then(|s| nix::sys::signal::Signal::try_from(s as i32).ok());
+            let sig = sig.unwrap_or(nix::sys::signal::Signal::SIGSTOP);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.task().pid()), sig);
+        }
         match self.tracee.take() {
             Some(t) => t.detach().map_err(|e| e.to_string())?,
             None => return Err("release: task was not rebuilt".into()),
