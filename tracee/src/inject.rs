@@ -200,9 +200,10 @@ impl<'t> Injector<'t> {
     /// Ends the session of a task rebuilt by injection, whose original code and registers are
     /// gone: unmaps the scratch area from its own code (stepping over the syscall with
     /// PTRACE_SYSCALL, since the int3 after it is unmapped too), puts back the sigmask, and
-    /// leaves the thread stopped at that syscall-exit stop with registers `regs`. The kernel
-    /// does no syscall-restart fix when resuming from there: pass registers with it applied
-    /// (`Regs::with_restart_applied`).
+    /// leaves the thread stopped at that syscall-exit stop with registers `regs`. Resumed with
+    /// PTRACE_CONT, the kernel does no syscall-restart fix from there: pass registers with it
+    /// applied (`Regs::with_restart_applied`); detached, it does: pass
+    /// `Regs::for_detach_at_syscall_exit`.
     pub fn finish_restored(mut self, regs: &Regs) -> Result<()> {
         self.finished = true;
         let tid = self.tracee.tid();

@@ -65,6 +65,24 @@ impl Regs {
     /// kernel's signal path makes. `restart_block_kept` says whether the task still has the
     /// restart block of an `ERESTART_RESTARTBLOCK` syscall (false for a restored task: such a
     /// syscall then fails with EINTR).
+    /// Registers for a restored thread that will be detached from a syscall-exit stop. An
+    /// interrupted syscall is left for the kernel's own exit path to restart, which also gives
+    /// -EINTR instead when a signal handler runs first (re-executing it from user space would
+    /// lose that handler's wake-up); a restart block does not survive a dump, so that case
+    /// becomes -EINTR here.
+    pub fn for_detach_at_syscall_exit(&self) -> Regs {
+        let mut r = *self;
+        match self.syscall_restart() {
+            SyscallRestart::Restart { .. } => {}
+            SyscallRestart::RestartBlock { .. } => {
+                r.raw.rax = (-(libc::EINTR as i64)) as u64;
+                r.raw.orig_rax = u64::MAX;
+            }
+            _ => {}
+        }
+        r
+    }
+
     pub fn with_restart_applied(&self, restart_block_kept: bool) -> Regs {
         let mut r = *self;
         match self.syscall_restart() {

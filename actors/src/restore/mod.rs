@@ -5,6 +5,8 @@
 pub mod images;
 pub mod plan;
 pub mod rebuild;
+pub mod rebuild_files;
+pub mod rebuild_memory;
 pub mod shared;
 pub mod task;
 pub mod tty;

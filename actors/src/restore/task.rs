@@ -246,7 +246,7 @@ impl RestoreTask {
             }
             rebuild::restore_posix_timers(&mut r, pid, leader)?;
             restore_thread_state(&mut r, pid, pid, leader)?;
-            let regs = entry_to_gpregs(&info.gpregs).with_restart_applied(false);
+            let regs = entry_to_gpregs(&info.gpregs).for_detach_at_syscall_exit();
             inj.finish_restored(&regs)?;
         }
         finish_thread(&mut tracee, leader)?;
@@ -301,7 +301,7 @@ fn rebuild_thread(tgid: i32, tid: i32, core: &CoreEntry, timeout: Duration) -> R
     {
         let mut inj = Injector::new(&mut thread, DATA_LEN)?;
         restore_thread_state(&mut Remote::new(&mut inj), tgid, tid, core)?;
-        let regs = entry_to_gpregs(&info.gpregs).with_restart_applied(false);
+        let regs = entry_to_gpregs(&info.gpregs).for_detach_at_syscall_exit();
         inj.finish_restored(&regs)?;
     }
     finish_thread(&mut thread, core)?;
