@@ -23,3 +23,17 @@ pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: a new fd (close-on-exec, as pidfd_getfd makes them) that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(got as i32) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_fd_is_the_same_description() {
+        let me = std::process::id() as i32;
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        let copy = take_fd(me, f.as_raw_fd()).unwrap();
+        assert_eq!(crate::kcmp::same_file(me, f.as_raw_fd(), me, copy.as_raw_fd()), Ok(true));
+        assert_eq!(take_fd(me, 100_000).unwrap_err(), Errno::EBADF);
+    }
+}

@@ -98,8 +98,6 @@ pub fn get_flag(fd: impl AsFd, flag: TtyFlag) -> Result<bool, Errno> {
     Ok(v != 0)
 }
 
-pub use crate::pidfd::take_fd;
-
 
 #[cfg(test)]
 mod tests {
@@ -121,14 +119,5 @@ mod tests {
         assert_eq!(get_termios(&pty.slave).unwrap(), t);
         assert!(!get_flag(&pty.slave, TtyFlag::Exclusive).unwrap());
         assert!(!get_flag(&pty.master, TtyFlag::PtyLocked).unwrap());
-    }
-
-    #[test]
-    fn a_taken_fd_is_the_same_description() {
-        let me = std::process::id() as i32;
-        let f = std::fs::File::open("/proc/self/status").unwrap();
-        let copy = take_fd(me, f.as_raw_fd()).unwrap();
-        assert_eq!(crate::kcmp::same_file(me, f.as_raw_fd(), me, copy.as_raw_fd()), Ok(true));
-        assert_eq!(take_fd(me, 100_000).unwrap_err(), Errno::EBADF);
     }
 }

@@ -213,7 +213,7 @@ fn tty_info(
     info_id: u32,
 ) -> Result<TtyInfoEntry, TtyError> {
     let io = |what: &'static str| move |errno: Errno| TtyError::Io { pid, fd, path: path.display().to_string(), what, errno };
-    let copy: OwnedFd = sys::take_fd(pid, fd).map_err(io("cannot take a copy with pidfd_getfd"))?;
+    let copy: OwnedFd = criu_sys::pidfd::take_fd(pid, fd).map_err(io("cannot take a copy with pidfd_getfd"))?;
     // The session and foreground group it serves: only a task's controlling terminal has
     // them for that task (what TIOCGSID/TIOCGPGRP in the task would say).
     let stat = criu_procfs::read_stat(pid).map_err(|source| TtyError::Proc { pid, fd, path: path.display().to_string(), source })?;
