@@ -5,12 +5,15 @@
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use harness::{bin, is_root, wait_until};
+use harness::{is_root, wait_until};
+use state_task::StateTask;
 
 fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -19,61 +22,6 @@ fn criu(args: &[&str], dir: &Path) -> Output {
         .current_dir(dir)
         .output()
         .expect("run criu")
-}
-
-/// The workload, killed and reaped (or, once restored, killed by pid) when dropped.
-struct StateTask {
-    child: Option<Child>,
-    pid: i32,
-    result: std::path::PathBuf,
-}
-
-impl StateTask {
-    fn start(dir: &Path) -> StateTask {
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        let result = dir.join("result");
-        let child = Command::new(bin("rs_state"))
-            .arg(&result)
-            .arg(&work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rs_state");
-        let pid = child.id() as i32;
-        let task = StateTask { child: Some(child), pid, result };
-        assert!(
-            wait_until(Duration::from_secs(10), || task.result_text() == "READY\n"),
-            "rs_state never got ready"
-        );
-        task
-    }
-
-    fn result_text(&self) -> String {
-        std::fs::read_to_string(&self.result).unwrap_or_default()
-    }
-
-    /// Reaps the original after a dump killed it, so its pid is free again.
-    fn reap(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-
-    /// Tells the (restored) task to check itself; returns its verdict.
-    fn verdict(&self) -> String {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGUSR1).unwrap();
-        wait_until(Duration::from_secs(10), || self.result_text() != "READY\n");
-        self.result_text()
-    }
-}
-
-impl Drop for StateTask {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
-        self.reap();
-    }
 }
 
 /// What the harness compares before and after.

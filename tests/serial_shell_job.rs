@@ -7,6 +7,8 @@
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,6 +23,7 @@ use criu_proto::images::*;
 use criu_proto::{ImageKind, ImageReader};
 use criu_sys::tty::{get_termios, get_winsize, set_termios, set_winsize, Winsize};
 use harness::{bin, is_root, wait_until};
+use state_task::StateTask;
 
 fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -305,52 +308,6 @@ fn shell_job_is_dumped_and_restored_onto_criu_terminal() {
     pty.ping(&format!("pong {job} {sid} {criu_pid} {}", pty.path));
 }
 
-/// rs_state (tests/workloads/src/bin/rs_state.rs) leads its own session: no -j needed.
-struct StateTask {
-    child: Option<Child>,
-    pid: i32,
-    result: PathBuf,
-}
-
-impl StateTask {
-    fn start(dir: &Path) -> StateTask {
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        let result = dir.join("result");
-        let child = Command::new(bin("rs_state"))
-            .arg(&result)
-            .arg(&work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rs_state");
-        let pid = child.id() as i32;
-        let task = StateTask { child: Some(child), pid, result };
-        assert!(wait_until(Duration::from_secs(10), || task.result_text() == "READY\n"), "rs_state never got ready");
-        task
-    }
-
-    fn result_text(&self) -> String {
-        std::fs::read_to_string(&self.result).unwrap_or_default()
-    }
-
-    fn verdict(&self) -> String {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGUSR1).unwrap();
-        wait_until(Duration::from_secs(10), || self.result_text() != "READY\n");
-        self.result_text()
-    }
-}
-
-impl Drop for StateTask {
-    fn drop(&mut self) {
-        kill(self.pid);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-}
-
 #[test]
 fn restore_sibling_makes_the_root_a_child_of_criu_parent() {
     if !is_root() {
@@ -363,9 +320,7 @@ fn restore_sibling_makes_the_root_a_child_of_criu_parent() {
     let pid = task.pid;
     let out = criu(&["dump", "-t", &pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    if let Some(mut c) = task.child.take() {
-        let _ = c.wait();
-    }
+    task.reap();
 
     // As in CRIU, -S needs -d.
     let out = criu(&["restore", "-S", "-D", "images", "-o", "restore.log"], dir.path());
