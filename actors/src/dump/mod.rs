@@ -169,25 +169,11 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
             tree.actors.insert(pid, addr);
         }
         let mut next = Vec::new();
-        let mut first_error = None;
-        for (pid, request) in asked {
-            match request.await {
-                Ok(Ok(outcome)) => {
-                    if outcome.zombie {
-                        tree.zombies.insert(pid);
-                    }
-                    next.extend(outcome.children.into_iter().filter(|c| !tree.parent.contains_key(c)).map(|c| (c, pid)))
-                }
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(DumpError::Task(e));
-                }
-                Err(_) => {
-                    first_error.get_or_insert(DumpError::ActorGone(pid));
-                }
+        for (pid, outcome) in answers(asked).await? {
+            if outcome.zombie {
+                tree.zombies.insert(pid);
             }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
+            next.extend(outcome.children.into_iter().filter(|c| !tree.parent.contains_key(c)).map(|c| (c, pid)));
         }
         level = next;
     }
@@ -219,22 +205,7 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
         let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
         asked.push((pid, addr.send(Collect { shared: shared.clone(), ids, pages_id: i as u32 + 1 })));
     }
-    let mut done = Vec::with_capacity(order.len());
-    let mut first_error = None;
-    for (pid, request) in asked {
-        match request.await {
-            Ok(Ok(d)) => done.push(d),
-            Ok(Err(e)) => {
-                first_error.get_or_insert(DumpError::Task(e));
-            }
-            Err(_) => {
-                first_error.get_or_insert(DumpError::ActorGone(pid));
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
+    let done: Vec<TaskDone> = answers(asked).await?.into_iter().map(|(_, d)| d).collect();
 
     // 3. Shared memory, once per object.
     let mut shpages = 0u64;
@@ -262,4 +233,26 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
         stats.memwrite_time += d.pages.write_us as u32;
     }
     Ok(DumpReport { tasks: done, stats })
+}
+
+/// Collects the answers of requests already sent to task actors (they work meanwhile), in
+/// order; the first failure is the result once every answer is in.
+async fn answers<T, R>(asked: Vec<(i32, R)>) -> Result<Vec<(i32, T)>, DumpError>
+where
+    R: std::future::Future<Output = Result<Result<T, TaskError>, actix::MailboxError>>,
+{
+    let mut out = Vec::with_capacity(asked.len());
+    let mut first_error = None;
+    for (pid, request) in asked {
+        match request.await {
+            Ok(Ok(v)) => out.push((pid, v)),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(DumpError::Task(e));
+            }
+            Err(_) => {
+                first_error.get_or_insert(DumpError::ActorGone(pid));
+            }
+        }
+    }
+    first_error.map_or(Ok(out), Err)
 }
