@@ -4,6 +4,9 @@
 //! `bench_mem touch MIB` prints how long first-touching MIB MiB of fresh memory takes (the
 //! floor a restore is compared with).
 
+#[path = "common/detach.rs"]
+mod detach;
+
 use std::time::Instant;
 
 fn dirty(mib: usize) -> Vec<u8> {
@@ -20,14 +23,7 @@ fn main() {
     let mib: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1024);
     match args.get(1).map(String::as_str) {
         Some("hold") => {
-            // Its own session, and no fds inherited from whoever started it.
-            let _ = nix::unistd::setsid();
-            let inherited: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-                .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|fd| *fd > 2).collect())
-                .unwrap_or_default();
-            for fd in inherited {
-                let _ = nix::unistd::close(fd);
-            }
+            detach::detach();
             let mem = dirty(mib);
             if let Some(ready) = args.get(3) {
                 let _ = std::fs::write(ready, "ready");
