@@ -148,14 +148,6 @@ fn read_pagemap_of(dir: &Path, kind: &ImageKind, id: u64) -> Result<(u32, Vec<Pa
     Ok((head.pages_id, runs))
 }
 
-/// Copies every run from `pages-<id>.img` into the task: straight from a mapping of the image
-/// with process_vm_writev (one copy), falling back to `/proc/<pid>/mem` for areas that
-/// process_vm_writev refuses (read-only ones; that path writes them too). Large images are
-/// split over two threads.
-pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64, RestoreMemError> {
-    fill_with(pid, dir, pages_id, runs, None)
-}
-
 /// Anonymous areas watched by a userfaultfd of the task: runs inside them are put in place
 /// with UFFDIO_COPY (no zeroing, no fault per page).
 pub struct UffdAreas<'a> {
@@ -171,8 +163,11 @@ impl UffdAreas<'_> {
     }
 }
 
-/// `fill`, with the runs inside `uffd`'s areas copied through it.
-pub fn fill_with(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun], uffd: Option<&UffdAreas>) -> Result<u64, RestoreMemError> {
+/// Copies every run from `pages-<id>.img` into the task: straight from a mapping of the image
+/// with process_vm_writev (one copy), falling back to `/proc/<pid>/mem` for areas that
+/// process_vm_writev refuses (read-only ones; that path writes them too). Large images are
+/// split over two threads. Runs inside `uffd`'s areas go through UFFDIO_COPY instead.
+pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun], uffd: Option<&UffdAreas>) -> Result<u64, RestoreMemError> {
     let kind = ImageKind::PAGES;
     let path = dir.join(kind.file_name(Some(u64::from(pages_id))));
     let shown = path.display().to_string();
@@ -227,11 +222,11 @@ fn copy_runs(pid: i32, image: &[u8], mem: &File, runs: &[PageRun], uffd: Option<
             let remote = [RemoteIoVec { base: addr as usize, len: chunk.len() }];
             match process_vm_writev(target, &[std::io::IoSlice::new(chunk)], &remote) {
                 Ok(n) if n > 0 => done += n,
-                // Refused (a read-only area) or cut short at one: /proc/PID/mem writes it.
+                // Refused: a run lies in one area, so the rest of it is read-only; /proc/PID/mem
+                // writes those too, in one go.
                 Ok(_) | Err(nix::errno::Errno::EFAULT) => {
-                    let page = &chunk[..(PAGE_SIZE as usize).min(chunk.len())];
-                    mem.write_all_at(page, addr).map_err(|source| RestoreMemError::Write { pid, addr, len: page.len(), source })?;
-                    done += page.len();
+                    mem.write_all_at(chunk, addr).map_err(|source| RestoreMemError::Write { pid, addr, len: chunk.len(), source })?;
+                    done += chunk.len();
                 }
                 Err(e) => return Err(RestoreMemError::Write { pid, addr, len: chunk.len(), source: e.into() }),
             }
@@ -419,12 +414,12 @@ mod tests {
         std::fs::write(dir.path().join("pages-5.img"), &data).unwrap();
         let (id, runs) = read_pagemap(dir.path(), 1).unwrap();
         assert_eq!(id, 5);
-        let n = fill(std::process::id() as i32, dir.path(), id, &runs).unwrap();
+        let n = fill(std::process::id() as i32, dir.path(), id, &runs, None).unwrap();
         assert_eq!(n, 2 * PAGE_SIZE);
         let off = (base - target.as_ptr() as u64) as usize;
         assert_eq!(&target[off..off + data.len()], &data[..]);
         // A pages image shorter than the pagemap claims is refused before any write.
         std::fs::write(dir.path().join("pages-5.img"), &data[..100]).unwrap();
-        assert!(matches!(fill(std::process::id() as i32, dir.path(), id, &runs), Err(RestoreMemError::ShortPages { .. })));
+        assert!(matches!(fill(std::process::id() as i32, dir.path(), id, &runs, None), Err(RestoreMemError::ShortPages { .. })));
     }
 }

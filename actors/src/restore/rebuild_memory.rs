@@ -1,5 +1,5 @@
 //! The memory steps of a rebuild: the stub's own memory goes, the mm fields and every dumped
-//! area come back (pages follow from outside, see criu_memory::restore::fill_with).
+//! area come back (pages follow from outside, see criu_memory::restore::fill).
 
 use criu_memory::restore::{advice, plan, MapPlan};
 use criu_proto::images::MmEntry;

@@ -223,7 +223,7 @@ impl RestoreTask {
             let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
             let watched = rebuild::watch_anonymous_memory(&mut r, t);
             let uffd = watched.as_ref().map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
-            let bytes = mem::fill_with(pid, &all.dir, pages_id, &runs, uffd.as_ref())?;
+            let bytes = mem::fill(pid, &all.dir, pages_id, &runs, uffd.as_ref())?;
             if let Some((uffd, areas)) = &watched {
                 for (start, end) in areas {
                     let _ = uffd.unregister(*start, end - start);
