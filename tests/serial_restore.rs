@@ -24,6 +24,16 @@ fn criu(args: &[&str], dir: &Path) -> Output {
         .expect("run criu")
 }
 
+/// Dumps the task into `dir/images` with `extra` options; the dump must succeed.
+fn dump(task: &StateTask, dir: &Path, extra: &[&str]) {
+    let pid = task.pid.to_string();
+    let mut args = vec!["dump", "-t", &pid, "-D", "images", "-o", "dump.log", "-v4"];
+    args.extend_from_slice(extra);
+    let out = criu(&args, dir);
+    let log = std::fs::read_to_string(dir.join("images/dump.log")).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "dump failed: {out:?}\n{log}");
+}
+
 /// What the harness compares before and after.
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
@@ -79,8 +89,7 @@ fn restored_process_has_its_state_back() {
     std::fs::create_dir(&images).unwrap();
     let mut task = StateTask::start(dir.path());
     let before = snapshot(task.pid);
-    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log", "-v4"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "dump failed: {}", std::fs::read_to_string(images.join("dump.log")).unwrap_or_default());
+    dump(&task, dir.path(), &[]);
     task.reap();
     let pidfile = dir.path().join("restored.pid");
     let out = criu(
@@ -105,8 +114,7 @@ fn dump_leave_running_then_restore_the_copy() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());
-    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log", "-R"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    dump(&task, dir.path(), &["-R"]);
     // The original runs on; it is retired, and the copy takes its place.
     assert!(Path::new(&format!("/proc/{}", task.pid)).exists());
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(task.pid), nix::sys::signal::Signal::SIGKILL);
@@ -125,8 +133,7 @@ fn restore_over_a_pid_in_use_fails_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let task = StateTask::start(dir.path());
-    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log", "-R"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    dump(&task, dir.path(), &["-R"]);
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", task.pid)).unwrap();
     let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d", "--pidfile", "p"], dir.path());
     assert_eq!(out.status.code(), Some(1));
@@ -156,8 +163,7 @@ fn truncated_image_fails_before_any_process_is_made() {
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());
     let pid = task.pid;
-    let out = criu(&["dump", "-t", &pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    dump(&task, dir.path(), &[]);
     task.reap();
     let core = dir.path().join(format!("images/mm-{pid}.img"));
     let bytes = std::fs::read(&core).unwrap();
@@ -177,8 +183,7 @@ fn restore_without_detach_waits_and_exits_with_the_root_status() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());
-    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    dump(&task, dir.path(), &[]);
     task.reap();
     let pidfile = dir.path().join("restored.pid");
     let mut restore = Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -212,8 +217,7 @@ fn stopped_task_is_restored_stopped() {
     };
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     assert!(wait_until(Duration::from_secs(5), || state(task.pid) == Some('T')));
-    let out = criu(&["dump", "-t", &task.pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    dump(&task, dir.path(), &[]);
     task.reap();
     let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
