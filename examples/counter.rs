@@ -11,7 +11,11 @@ fn main() {
     detach::detach();
     let mut n: u64 = 0;
     loop {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
             let _ = writeln!(f, "{n}");
         }
         n += 1;

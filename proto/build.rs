@@ -20,10 +20,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // prost-types drops custom options, so the embedded set is encoded by protox itself.
-    std::fs::write(out_dir.join("criu_descriptor.bin"), compiler.encode_file_descriptor_set())?;
+    std::fs::write(
+        out_dir.join("criu_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
 
     let mut fds = compiler.file_descriptor_set();
-    fds.file.retain(|file| file.package() == "criu" || file.package() == "criu.rpc");
+    fds.file
+        .retain(|file| file.package() == "criu" || file.package() == "criu.rpc");
     prost_build::Config::new()
         .enable_type_names()
         .compile_fds(fds)?;

@@ -63,33 +63,50 @@ pub fn run(args: Vec<OsString>) -> i32 {
 fn setup(inv: &Invocation) -> Result<Dirs, String> {
     let o = &inv.options;
     let images = absolute(Path::new(o.images_dir.as_deref().unwrap_or(".")));
-    let work = o.work_dir.as_deref().map_or_else(|| images.clone(), |w| absolute(Path::new(w)));
+    let work = o
+        .work_dir
+        .as_deref()
+        .map_or_else(|| images.clone(), |w| absolute(Path::new(w)));
     if let Err(e) = std::env::set_current_dir(&work) {
         crate::log::init(o.log_level, None);
         return Err(format!("Can't change directory to {}: {e}", work.display()));
     }
     let log_file = match &o.log_file {
         Some(name) if name != "-" => {
-            let name = if o.log_pid { format!("{name}.{}", std::process::id()) } else { name.clone() };
+            let name = if o.log_pid {
+                format!("{name}.{}", std::process::id())
+            } else {
+                name.clone()
+            };
             match crate::log::open_log_file(Path::new(&name)) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     crate::log::init(o.log_level, None);
-                    return Err(format!("Can't create log file {}: {e}", work.join(&name).display()));
+                    return Err(format!(
+                        "Can't create log file {}: {e}",
+                        work.join(&name).display()
+                    ));
                 }
             }
         }
         _ => None,
     };
     crate::log::init(o.log_level, log_file);
-    tracing::info!("criu-rs {} ({})", env!("CARGO_PKG_VERSION"), inv.command.name());
+    tracing::info!(
+        "criu-rs {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        inv.command.name()
+    );
     for fd in &inv.close_fds {
         tracing::info!("Closing fd {fd}");
         let _ = nix::unistd::close(*fd);
     }
     let needs_images = !matches!(
         inv.command,
-        cli::Command::Service | cli::Command::Swrk { .. } | cli::Command::Check | cli::Command::Exec { .. }
+        cli::Command::Service
+            | cli::Command::Swrk { .. }
+            | cli::Command::Check
+            | cli::Command::Exec { .. }
     );
     if needs_images && !images.is_dir() {
         return Err(format!("Couldn't open image dir {}", images.display()));

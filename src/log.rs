@@ -86,12 +86,21 @@ impl<S: Subscriber> Layer<S> for CriuLayer {
 
 /// Opens (creating and truncating) the log file CRIU would.
 pub fn open_log_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// Installs the global logger. `file` is `None` for stderr. A second call is ignored.
 pub fn init(level: i64, file: Option<File>) {
-    let layer = CriuLayer { level, start: Instant::now(), file: file.map(Mutex::new) };
+    let layer = CriuLayer {
+        level,
+        start: Instant::now(),
+        file: file.map(Mutex::new),
+    };
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 

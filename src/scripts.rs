@@ -44,11 +44,22 @@ impl Action {
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     #[error("action script {path} ({action}): cannot run: {reason}")]
-    Spawn { path: String, action: &'static str, reason: std::io::Error },
+    Spawn {
+        path: String,
+        action: &'static str,
+        reason: std::io::Error,
+    },
     #[error("action script {path} ({action}) exited with {status}")]
-    Failed { path: String, action: &'static str, status: std::process::ExitStatus },
+    Failed {
+        path: String,
+        action: &'static str,
+        status: std::process::ExitStatus,
+    },
     #[error("cannot open images dir {path} for action scripts: {reason}")]
-    ImagesDir { path: String, reason: std::io::Error },
+    ImagesDir {
+        path: String,
+        reason: std::io::Error,
+    },
 }
 
 /// The configured scripts and the images dir they see as `/proc/CRIU/fd/N`.
@@ -69,13 +80,18 @@ impl ActionScripts {
             })?;
             Some(OwnedFd::from(dir))
         };
-        Ok(ActionScripts { paths: paths.to_vec(), images_dir })
+        Ok(ActionScripts {
+            paths: paths.to_vec(),
+            images_dir,
+        })
     }
 
     /// Runs every script for `action`. CRIU keeps scripts in a list it pushes to the front
     /// of, so the last one given runs first; all run even if one fails.
     pub fn run(&self, action: Action, root_pid: Option<i32>) -> Result<(), ScriptError> {
-        let Some(dir) = &self.images_dir else { return Ok(()) };
+        let Some(dir) = &self.images_dir else {
+            return Ok(());
+        };
         tracing::debug!("Running {} scripts", action.name());
         let image_dir = format!("/proc/{}/fd/{}", std::process::id(), dir.as_raw_fd());
         let mut first_error = None;
@@ -88,10 +104,16 @@ impl ActionScripts {
                 cmd.env("CRTOOLS_INIT_PID", pid.to_string());
             }
             let result = match cmd.status() {
-                Err(reason) => Err(ScriptError::Spawn { path: path.clone(), action: action.name(), reason }),
-                Ok(status) if !status.success() => {
-                    Err(ScriptError::Failed { path: path.clone(), action: action.name(), status })
-                }
+                Err(reason) => Err(ScriptError::Spawn {
+                    path: path.clone(),
+                    action: action.name(),
+                    reason,
+                }),
+                Ok(status) if !status.success() => Err(ScriptError::Failed {
+                    path: path.clone(),
+                    action: action.name(),
+                    status,
+                }),
                 Ok(_) => Ok(()),
             };
             if let Err(e) = result {
@@ -121,7 +143,11 @@ mod tests {
         let out = dir.path().join("out");
         let o = out.display();
         let a = script(dir.path(), "a", &format!("echo \"a $CRTOOLS_SCRIPT_ACTION $CRTOOLS_INIT_PID\" >> {o}; ls $CRTOOLS_IMAGE_DIR/ >> {o}"));
-        let b = script(dir.path(), "b", &format!("echo \"b $CRTOOLS_SCRIPT_ACTION\" >> {o}"));
+        let b = script(
+            dir.path(),
+            "b",
+            &format!("echo \"b $CRTOOLS_SCRIPT_ACTION\" >> {o}"),
+        );
         std::fs::write(dir.path().join("marker.img"), "").unwrap();
         let scripts = ActionScripts::new(&[a, b], dir.path()).unwrap();
         scripts.run(Action::PostRestore, Some(4242)).unwrap();
@@ -129,7 +155,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "b post-restore");
         assert_eq!(lines[1], "a post-restore 4242");
-        assert!(lines.contains(&"marker.img"), "images dir not visible: {text}");
+        assert!(
+            lines.contains(&"marker.img"),
+            "images dir not visible: {text}"
+        );
     }
 
     #[test]
@@ -147,8 +176,14 @@ mod tests {
     #[test]
     fn no_scripts_is_a_no_op_and_missing_script_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        ActionScripts::new(&[], Path::new("/nonexistent")).unwrap().run(Action::PreDump, None).unwrap();
+        ActionScripts::new(&[], Path::new("/nonexistent"))
+            .unwrap()
+            .run(Action::PreDump, None)
+            .unwrap();
         let s = ActionScripts::new(&["/nonexistent/script".into()], dir.path()).unwrap();
-        assert!(matches!(s.run(Action::PreDump, None), Err(ScriptError::Spawn { .. })));
+        assert!(matches!(
+            s.run(Action::PreDump, None),
+            Err(ScriptError::Spawn { .. })
+        ));
     }
 }

@@ -20,9 +20,21 @@ fn feature_list_names_every_feature_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = criu(&["check", "--feature", "list"], dir.path());
     assert_eq!(out.status.code(), Some(0));
-    let names: Vec<String> = stdout(&out).split_whitespace().map(str::to_string).collect();
-    for expected in ["mnt_id", "mem_dirty_track", "clone3_set_tid", "pagemap_scan", "timens"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    let names: Vec<String> = stdout(&out)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    for expected in [
+        "mnt_id",
+        "mem_dirty_track",
+        "clone3_set_tid",
+        "pagemap_scan",
+        "timens",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
     let mut sorted = names.clone();
     sorted.sort();
@@ -64,7 +76,13 @@ fn cpuinfo_dump_then_check_on_the_same_cpu() {
     let img = std::fs::read(dir.path().join("cpuinfo.img")).unwrap();
     // CRIU's common magic, then the cpuinfo magic.
     assert_eq!(&img[..8], &[0x19, 0x43, 0x56, 0x54, 0x13, 0x40, 0x40, 0x61]);
-    for caps in ["--cpu-cap=all", "--cpu-cap=cpu", "--cpu-cap=ins", "--cpu-cap=fpu", "--cpu-cap=none"] {
+    for caps in [
+        "--cpu-cap=all",
+        "--cpu-cap=cpu",
+        "--cpu-cap=ins",
+        "--cpu-cap=fpu",
+        "--cpu-cap=none",
+    ] {
         let out = criu(&["cpuinfo", "check", "-D", ".", caps], dir.path());
         assert_eq!(out.status.code(), Some(0), "{caps}: {out:?}");
     }
@@ -75,7 +93,10 @@ fn cpuinfo_check_without_image_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let out = criu(&["cpuinfo", "check", "-D", "."], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cpuinfo.img"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cpuinfo.img"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -85,10 +106,19 @@ fn cpuinfo_check_fails_on_an_image_from_a_richer_cpu() {
     let mut rich = criu::cpu::detect::detect().unwrap();
     rich.capability[9] = u32::MAX;
     criu::cpu::image::write(dir.path(), &rich).unwrap();
-    let out = criu(&["cpuinfo", "check", "-D", ".", "--cpu-cap=ins"], dir.path());
+    let out = criu(
+        &["cpuinfo", "check", "-D", ".", "--cpu-cap=ins"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("instruction capabilities"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("instruction capabilities"),
+        "{out:?}"
+    );
     // Checking only the FPU accepts it. Values add to the default (fpu,ins), so clear first.
-    let out = criu(&["cpuinfo", "check", "-D", ".", "--cpu-cap=none,fpu"], dir.path());
+    let out = criu(
+        &["cpuinfo", "check", "-D", ".", "--cpu-cap=none,fpu"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }

@@ -53,7 +53,17 @@ fn log_file_exists_after_an_early_failure() {
     let images = dir.path().join("img");
     std::fs::create_dir(&images).unwrap();
     let out = criu(
-        &["dump", "--no-default-config", "-D", "img", "-o", "dump.log", "-t", "999999999", "-v4"],
+        &[
+            "dump",
+            "--no-default-config",
+            "-D",
+            "img",
+            "-o",
+            "dump.log",
+            "-t",
+            "999999999",
+            "-v4",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(1));
@@ -71,7 +81,16 @@ fn work_dir_holds_the_log() {
     std::fs::create_dir(dir.path().join("img")).unwrap();
     std::fs::create_dir(dir.path().join("work")).unwrap();
     let _ = criu(
-        &["restore", "--no-default-config", "-D", "img", "-W", "work", "-o", "r.log"],
+        &[
+            "restore",
+            "--no-default-config",
+            "-D",
+            "img",
+            "-W",
+            "work",
+            "-o",
+            "r.log",
+        ],
         dir.path(),
     );
     assert!(dir.path().join("work/r.log").exists());
@@ -81,7 +100,17 @@ fn work_dir_holds_the_log() {
 #[test]
 fn default_level_has_no_timestamps_and_no_info() {
     let dir = tempfile::tempdir().unwrap();
-    let _ = criu(&["dump", "--no-default-config", "-o", "d.log", "-t", "999999999"], dir.path());
+    let _ = criu(
+        &[
+            "dump",
+            "--no-default-config",
+            "-o",
+            "d.log",
+            "-t",
+            "999999999",
+        ],
+        dir.path(),
+    );
     let log = std::fs::read_to_string(dir.path().join("d.log")).unwrap();
     assert!(log.starts_with("Error: "), "log: {log}");
     assert!(!log.contains("criu-rs"), "info line at level 2: {log}");
@@ -105,8 +134,22 @@ fn config_file_from_environment_is_read() {
 #[test]
 fn single_dash_verbosity_parses_as_level_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let out = criu(&["dump", "-verbosity=0", "--no-default-config", "-o", "l.log", "-t", "999999999"], dir.path());
+    let out = criu(
+        &[
+            "dump",
+            "-verbosity=0",
+            "--no-default-config",
+            "-o",
+            "l.log",
+            "-t",
+            "999999999",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     // Level 0 logs no errors at all.
-    assert_eq!(std::fs::read_to_string(dir.path().join("l.log")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("l.log")).unwrap(),
+        ""
+    );
 }

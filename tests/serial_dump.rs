@@ -29,15 +29,28 @@ impl Drop for Proc {
 }
 
 fn spawn(cmd: &mut Command) -> Proc {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn workload");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn workload");
     let pid = child.id() as i32;
     Proc { child, pid }
 }
 
 /// Waits for a workload's ready file and returns its words.
 fn ready(path: &Path) -> Vec<String> {
-    assert!(wait_until(Duration::from_secs(10), || path.exists()), "no ready file {}", path.display());
-    std::fs::read_to_string(path).unwrap().split_whitespace().map(str::to_string).collect()
+    assert!(
+        wait_until(Duration::from_secs(10), || path.exists()),
+        "no ready file {}",
+        path.display()
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 struct Dumped {
@@ -53,7 +66,10 @@ fn criu_dump(pid: i32, dir: &Path, extra: &[&str]) -> Dumped {
         .args(extra)
         .output()
         .expect("run criu");
-    Dumped { rc: out.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    Dumped {
+        rc: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// Every entry of an image, decoded as `$t`.
@@ -71,7 +87,13 @@ macro_rules! read_all {
 macro_rules! one {
     ($dir:expr, $kind:expr, $id:expr, $t:ty) => {{
         let mut all = read_all!($dir, $kind, $id, $t);
-        assert_eq!(all.len(), 1, "{} entries in {}", all.len(), $kind.file_name($id));
+        assert_eq!(
+            all.len(),
+            1,
+            "{} entries in {}",
+            all.len(),
+            $kind.file_name($id)
+        );
         all.remove(0)
     }};
 }
@@ -93,7 +115,11 @@ fn proc_vmas(pid: i32) -> Vec<(u64, u64, String)> {
             let range = w.next().unwrap();
             let (s, e) = range.split_once('-').unwrap();
             let name = l.split_whitespace().nth(5).unwrap_or("").to_string();
-            (u64::from_str_radix(s, 16).unwrap(), u64::from_str_radix(e, 16).unwrap(), name)
+            (
+                u64::from_str_radix(s, 16).unwrap(),
+                u64::from_str_radix(e, 16).unwrap(),
+                name,
+            )
         })
         .collect()
 }
@@ -113,7 +139,11 @@ fn dumped_pages(dir: &Path, pid: i32) -> std::collections::BTreeMap<u64, Vec<u8>
             off += 4096;
         }
     }
-    assert_eq!(off, pages.len(), "pages image holds exactly the pagemap's pages");
+    assert_eq!(
+        off,
+        pages.len(),
+        "pages image holds exactly the pagemap's pages"
+    );
     out
 }
 
@@ -129,7 +159,11 @@ fn pages_files_size(dir: &Path) -> u64 {
 fn check_stats(dir: &Path) -> DumpStatsEntry {
     let stats = one!(dir, &ImageKind::STATS_DUMP, None, StatsEntry);
     let d = stats.dump.expect("dump stats");
-    assert_eq!(d.pages_written * 4096, pages_files_size(dir), "pages_written vs pages-*.img size");
+    assert_eq!(
+        d.pages_written * 4096,
+        pages_files_size(dir),
+        "pages_written vs pages-*.img size"
+    );
     assert!(d.pages_scanned >= d.pages_written);
     assert!(d.frozen_time >= d.freezing_time);
     d
@@ -141,7 +175,12 @@ fn sig_bit(sig: i32) -> u64 {
 
 fn start_state(dir: &Path, threads: usize, mib: usize) -> (Proc, u64, u64, Vec<i32>) {
     let ready_file = dir.join("ready");
-    let p = spawn(Command::new(bin("dump_state")).arg(&ready_file).arg(threads.to_string()).arg(mib.to_string()));
+    let p = spawn(
+        Command::new(bin("dump_state"))
+            .arg(&ready_file)
+            .arg(threads.to_string())
+            .arg(mib.to_string()),
+    );
     let words = ready(&ready_file);
     std::fs::remove_file(&ready_file).unwrap();
     let addr = u64::from_str_radix(words[0].trim_start_matches("0x"), 16).unwrap();
@@ -164,11 +203,22 @@ fn single_threaded_dump_matches_proc_and_leaves_it_running() {
     let maps_before = harness::maps(pid);
     let vmas_before = proc_vmas(pid);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let (pgid, sid): (u32, u32) = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
 
     let r = criu_dump(pid, d, &["-R"]);
-    assert_eq!(r.rc, 0, "dump failed: {}\n{}", r.stderr, std::fs::read_to_string(d.join("dump.log")).unwrap_or_default());
+    assert_eq!(
+        r.rc,
+        0,
+        "dump failed: {}\n{}",
+        r.stderr,
+        std::fs::read_to_string(d.join("dump.log")).unwrap_or_default()
+    );
 
     // Left running, untraced, unchanged.
     assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0));
@@ -177,27 +227,46 @@ fn single_threaded_dump_matches_proc_and_leaves_it_running() {
 
     assert!(d.join("inventory.img").exists());
     let inv = one!(d, &ImageKind::INVENTORY, None, InventoryEntry);
-    assert_eq!((inv.img_version, inv.fdinfo_per_id, inv.ns_per_id), (2, Some(true), Some(true)));
+    assert_eq!(
+        (inv.img_version, inv.fdinfo_per_id, inv.ns_per_id),
+        (2, Some(true), Some(true))
+    );
 
     let pstree = read_all!(d, &ImageKind::PSTREE, None, PstreeEntry);
     assert_eq!(pstree.len(), 1);
-    assert_eq!((pstree[0].pid, pstree[0].ppid, pstree[0].pgid, pstree[0].sid), (pid as u32, 0, pgid, sid));
+    assert_eq!(
+        (pstree[0].pid, pstree[0].ppid, pstree[0].pgid, pstree[0].sid),
+        (pid as u32, 0, pgid, sid)
+    );
     assert_eq!(pstree[0].threads, vec![pid as u32]);
 
     let core = one!(d, &ImageKind::CORE, Some(pid as u64), CoreEntry);
     let ti = core.thread_info.expect("thread_info");
     let g = &ti.gpregs;
-    assert_eq!((g.r12, g.r13, g.r14, g.r15), (0x1200, 0x1300, 0x1400, 0x1500));
+    assert_eq!(
+        (g.r12, g.r13, g.r14, g.r15),
+        (0x1200, 0x1300, 0x1400, 0x1500)
+    );
     assert_eq!(g.orig_ax, libc::SYS_pause as u64);
     assert_eq!(ti.fpregs.xmm_space.len(), 64);
     assert_eq!(ti.tls.len(), 3);
     let tc = core.tc.expect("task core");
     assert_eq!(tc.task_state, 1);
     assert_eq!(tc.comm, "dump_state");
-    assert_ne!(tc.blk_sigset & sig_bit(libc::SIGUSR2), 0, "SIGUSR2 blocked in the main thread");
+    assert_ne!(
+        tc.blk_sigset & sig_bit(libc::SIGUSR2),
+        0,
+        "SIGUSR2 blocked in the main thread"
+    );
     let rl = &tc.rlimits.as_ref().unwrap().rlimits;
     assert_eq!(rl.len(), 16);
-    assert_eq!((rl[libc::RLIMIT_NOFILE as usize].cur, rl[libc::RLIMIT_NOFILE as usize].max), (777, 4096));
+    assert_eq!(
+        (
+            rl[libc::RLIMIT_NOFILE as usize].cur,
+            rl[libc::RLIMIT_NOFILE as usize].max
+        ),
+        (777, 4096)
+    );
     assert_eq!(tc.sigactions.len(), 62);
     // Entries skip SIGKILL (9) and SIGSTOP (19): SIGUSR1 (10) is at index 8.
     let usr1 = &tc.sigactions[8];
@@ -207,12 +276,20 @@ fn single_threaded_dump_matches_proc_and_leaves_it_running() {
     assert_eq!(tc.sigactions[0].sigaction, 0, "SIGHUP left default");
     let timers = tc.timers.as_ref().unwrap();
     assert_eq!((timers.real.isec, timers.real.iusec), (500, 0));
-    assert!(timers.real.vsec > 900 && timers.real.vsec <= 1000, "itimer value {}", timers.real.vsec);
+    assert!(
+        timers.real.vsec > 900 && timers.real.vsec <= 1000,
+        "itimer value {}",
+        timers.real.vsec
+    );
     let th = core.thread_core.expect("thread core");
     let creds = th.creds.expect("creds");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    let uids: Vec<u32> = uid_line.split_whitespace().skip(1).map(|w| w.parse().unwrap()).collect();
+    let uids: Vec<u32> = uid_line
+        .split_whitespace()
+        .skip(1)
+        .map(|w| w.parse().unwrap())
+        .collect();
     assert_eq!(vec![creds.uid, creds.euid, creds.suid, creds.fsuid], uids);
     assert_eq!(creds.cap_eff.len(), 2);
 
@@ -238,22 +315,44 @@ fn single_threaded_dump_matches_proc_and_leaves_it_running() {
     // Page contents of the pattern area, page for page.
     let pages = dumped_pages(d, pid);
     for i in 0..len / 4096 {
-        let page = pages.get(&(addr + i * 4096)).unwrap_or_else(|| panic!("page {i} of the pattern not dumped"));
+        let page = pages
+            .get(&(addr + i * 4096))
+            .unwrap_or_else(|| panic!("page {i} of the pattern not dumped"));
         assert_eq!(&page[..8], &i.to_le_bytes());
-        assert!(page[8..].iter().all(|&b| b == ((i * 7 + 1) % 251) as u8), "page {i} content");
+        assert!(
+            page[8..].iter().all(|&b| b == ((i * 7 + 1) % 251) as u8),
+            "page {i} content"
+        );
     }
     check_stats(d);
 
     // Files: fd 5 is /etc/hostname at offset 3; 0-2 are /dev/null; fs has the umask.
     let ids = one!(d, &ImageKind::IDS, Some(pid as u64), TaskKobjIdsEntry);
-    let fds = read_all!(d, &ImageKind::FDINFO, Some(u64::from(ids.files_id)), FdinfoEntry);
-    assert_eq!(fds.iter().map(|f| f.fd).collect::<Vec<_>>(), vec![0, 1, 2, 5]);
+    let fds = read_all!(
+        d,
+        &ImageKind::FDINFO,
+        Some(u64::from(ids.files_id)),
+        FdinfoEntry
+    );
+    assert_eq!(
+        fds.iter().map(|f| f.fd).collect::<Vec<_>>(),
+        vec![0, 1, 2, 5]
+    );
     let files = read_all!(d, &ImageKind::FILES, None, FileEntry);
-    let reg = |id: u32| files.iter().find(|f| f.id == id).and_then(|f| f.reg.clone()).expect("file entry");
+    let reg = |id: u32| {
+        files
+            .iter()
+            .find(|f| f.id == id)
+            .and_then(|f| f.reg.clone())
+            .expect("file entry")
+    };
     let f5 = reg(fds[3].id);
     assert_eq!((f5.name.as_str(), f5.pos), ("/etc/hostname", 3));
     assert_eq!(reg(fds[0].id).name, "/dev/null");
-    assert_eq!(reg(mm.exe_file_id).name, bin("dump_state").canonicalize().unwrap().to_string_lossy());
+    assert_eq!(
+        reg(mm.exe_file_id).name,
+        bin("dump_state").canonicalize().unwrap().to_string_lossy()
+    );
     let fs = one!(d, &ImageKind::FS, Some(pid as u64), FsEntry);
     assert_eq!(fs.umask, Some(0o027));
     assert_eq!(reg(fs.root_id).name, "/");
@@ -274,15 +373,25 @@ fn multithreaded_dump_has_every_thread() {
     let r = criu_dump(p.pid, d, &["-R"]);
     assert_eq!(r.rc, 0, "dump failed: {}", r.stderr);
     let pstree = one!(d, &ImageKind::PSTREE, None, PstreeEntry);
-    let mut want: Vec<u32> = std::iter::once(p.pid).chain(tids.iter().copied()).map(|t| t as u32).collect();
+    let mut want: Vec<u32> = std::iter::once(p.pid)
+        .chain(tids.iter().copied())
+        .map(|t| t as u32)
+        .collect();
     want.sort_unstable();
     assert_eq!(pstree.threads, want, "leader first, then the others by tid");
     let mut seen = BTreeSet::new();
     for &t in &want {
         let core = one!(d, &ImageKind::CORE, Some(u64::from(t)), CoreEntry);
-        assert_eq!(core.tc.is_some(), t == p.pid as u32, "only the leader has the task core");
+        assert_eq!(
+            core.tc.is_some(),
+            t == p.pid as u32,
+            "only the leader has the task core"
+        );
         let g = core.thread_info.unwrap().gpregs;
-        assert_eq!((g.r13, g.r14, g.r15), (g.r12 + 0x100, g.r12 + 0x200, g.r12 + 0x300));
+        assert_eq!(
+            (g.r13, g.r14, g.r15),
+            (g.r12 + 0x100, g.r12 + 0x200, g.r12 + 0x300)
+        );
         seen.insert(g.r12);
         let th = core.thread_core.unwrap();
         let blocked = th.blk_sigset.unwrap() & sig_bit(libc::SIGUSR2) != 0;
@@ -314,7 +423,9 @@ fn dump_kills_by_default_and_leave_stopped_stops() {
     let (p, _, _, _) = start_state(dir.path(), 0, 1);
     let r = criu_dump(p.pid, dir.path(), &["-s"]);
     assert_eq!(r.rc, 0, "dump failed: {}", r.stderr);
-    assert!(wait_until(Duration::from_secs(2), || state(p.pid) == Some('T') && tracer_pid(p.pid) == 0));
+    assert!(wait_until(Duration::from_secs(2), || state(p.pid)
+        == Some('T')
+        && tracer_pid(p.pid) == 0));
 }
 
 #[test]
@@ -330,15 +441,25 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     // A socket on stdout: not supported yet, the dump must fail cleanly.
     let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
     let stdout = Stdio::from(std::os::fd::OwnedFd::from(sock));
-    let mut child = Command::new("sleep").arg("100").stdin(Stdio::null()).stdout(stdout).spawn().unwrap();
+    let mut child = Command::new("sleep")
+        .arg("100")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .spawn()
+        .unwrap();
     let pid = child.id() as i32;
     assert!(wait_until(Duration::from_secs(5), || state(pid) == Some('S')));
     let maps_before = harness::maps(pid);
     let r = criu_dump(pid, d, &[]);
     assert_eq!(r.rc, 1);
-    assert!(r.stderr.contains(&format!("pid {pid}: fd 1: socket")), "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("pid {pid}: fd 1: socket")),
+        "stderr: {}",
+        r.stderr
+    );
     assert!(!d.join("inventory.img").exists());
-    assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0 && state(pid) == Some('S')));
+    assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0
+        && state(pid) == Some('S')));
     assert_eq!(harness::maps(pid), maps_before);
     let log = std::fs::read_to_string(d.join("dump.log")).unwrap();
     assert!(log.contains("socket"), "log: {log}");
@@ -351,7 +472,11 @@ fn dump_of_a_missing_pid_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let r = criu_dump(999_999_999, dir.path(), &[]);
     assert_eq!(r.rc, 1);
-    assert!(r.stderr.contains("process 999999999 does not exist"), "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains("process 999999999 does not exist"),
+        "stderr: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -364,7 +489,10 @@ fn tree_dump_has_every_process_with_its_parent_and_group() {
     let d = dir.path();
     let ready_file = d.join("ready");
     let p = spawn(Command::new(bin("dump_tree")).arg(&ready_file));
-    let w: Vec<i32> = ready(&ready_file).iter().map(|s| s.parse().unwrap()).collect();
+    let w: Vec<i32> = ready(&ready_file)
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
     std::fs::remove_file(&ready_file).unwrap();
     let _ = std::fs::remove_file(d.join("ready.g"));
     let (a, b, g) = (w[0], w[1], w[2]);
@@ -377,7 +505,15 @@ fn tree_dump_has_every_process_with_its_parent_and_group() {
     let got: Vec<(u32, u32, u32)> = pstree.iter().map(|e| (e.pid, e.ppid, e.pgid)).collect();
     let root = p.pid as u32;
     let root_pgid = pstree[0].pgid;
-    assert_eq!(got, vec![(root, 0, root_pgid), (a as u32, root, a as u32), (g as u32, a as u32, a as u32), (b as u32, root, root_pgid)]);
+    assert_eq!(
+        got,
+        vec![
+            (root, 0, root_pgid),
+            (a as u32, root, a as u32),
+            (g as u32, a as u32, a as u32),
+            (b as u32, root, root_pgid)
+        ]
+    );
     for e in &pstree {
         let core = one!(d, &ImageKind::CORE, Some(u64::from(e.pid)), CoreEntry);
         assert_eq!(core.tc.unwrap().comm, "dump_tree");
@@ -389,14 +525,23 @@ fn tree_dump_has_every_process_with_its_parent_and_group() {
     }
     check_stats(d);
     for pid in [p.pid, a, b, g] {
-        assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0 && state(pid) == Some('S')));
+        assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0
+            && state(pid) == Some('S')));
     }
 }
 
 /// The fdinfo entries of a dumped task, by fd.
 fn dumped_fds(d: &Path, pid: i32) -> std::collections::BTreeMap<u32, FdinfoEntry> {
     let ids = one!(d, &ImageKind::IDS, Some(pid as u64), TaskKobjIdsEntry);
-    read_all!(d, &ImageKind::FDINFO, Some(u64::from(ids.files_id)), FdinfoEntry).into_iter().map(|e| (e.fd, e)).collect()
+    read_all!(
+        d,
+        &ImageKind::FDINFO,
+        Some(u64::from(ids.files_id)),
+        FdinfoEntry
+    )
+    .into_iter()
+    .map(|e| (e.fd, e))
+    .collect()
 }
 
 #[test]
@@ -418,12 +563,18 @@ fn pipe_shared_by_a_tree_is_one_description_with_its_bytes() {
         .unwrap();
     let mut writer = child.stdin.take().unwrap();
     writer.write_all(b"hello").unwrap();
-    let p = Proc { pid: child.id() as i32, child };
+    let p = Proc {
+        pid: child.id() as i32,
+        child,
+    };
     let comm = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     let mut kid = 0;
     assert!(wait_until(Duration::from_secs(5), || {
         kid = harness::descendants(p.pid).get(1).copied().unwrap_or(0);
-        kid != 0 && comm(kid).trim() == "sleep" && state(kid) == Some('S') && state(p.pid) == Some('S')
+        kid != 0
+            && comm(kid).trim() == "sleep"
+            && state(kid) == Some('S')
+            && state(p.pid) == Some('S')
     }));
     let r = criu_dump(p.pid, d, &[]);
     assert_eq!(r.rc, 0, "dump failed: {}", r.stderr);
@@ -431,10 +582,15 @@ fn pipe_shared_by_a_tree_is_one_description_with_its_bytes() {
     let ino = {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/proc/self/fd/{}", writer.as_raw_fd())).unwrap().ino() as u32
+        std::fs::metadata(format!("/proc/self/fd/{}", writer.as_raw_fd()))
+            .unwrap()
+            .ino() as u32
     };
     let files = read_all!(d, &ImageKind::FILES, None, FileEntry);
-    let pipes: Vec<&FileEntry> = files.iter().filter(|f| f.pipe.as_ref().is_some_and(|p| p.pipe_id == ino)).collect();
+    let pipes: Vec<&FileEntry> = files
+        .iter()
+        .filter(|f| f.pipe.as_ref().is_some_and(|p| p.pipe_id == ino))
+        .collect();
     assert_eq!(pipes.len(), 1, "one read-end description: {pipes:?}");
     assert_eq!(pipes[0].r#type, FdTypes::Pipe as i32);
     let pipe = pipes[0].pipe.as_ref().unwrap();
@@ -479,8 +635,16 @@ fn upstream_crit_decodes_every_image() {
         if !is_image || name.starts_with("pages-") {
             continue;
         }
-        let out = Command::new(&crit).args(["decode", "-i"]).arg(d.join(&name)).output().unwrap();
-        assert!(out.status.success(), "crit decode {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&crit)
+            .args(["decode", "-i"])
+            .arg(d.join(&name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "crit decode {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} images");
@@ -495,7 +659,11 @@ fn failing_post_dump_script_leaves_the_task_running_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let script = d.join("fail-post-dump.sh");
-    std::fs::write(&script, "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] && exit 1\nexit 0\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] && exit 1\nexit 0\n",
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (p, _, _, tids) = start_state(d, 1, 2);
@@ -504,11 +672,20 @@ fn failing_post_dump_script_leaves_the_task_running_as_before() {
     let syscall_before = std::fs::read_to_string(format!("/proc/{}/syscall", p.pid)).unwrap();
     let r = criu_dump(p.pid, d, &["--action-script", script.to_str().unwrap()]);
     assert_eq!(r.rc, 1, "the post-dump script fails the dump");
-    assert!(!d.join("inventory.img").exists(), "a failed dump must not look complete");
+    assert!(
+        !d.join("inventory.img").exists(),
+        "a failed dump must not look complete"
+    );
     for t in [p.pid, tids[0]] {
-        assert!(wait_until(Duration::from_secs(2), || harness::tracer(p.pid, t) == 0 && harness::state(p.pid, t) == Some('S')));
+        assert!(wait_until(Duration::from_secs(2), || harness::tracer(
+            p.pid, t
+        ) == 0
+            && harness::state(p.pid, t) == Some('S')));
     }
     // Same mappings (no scratch area left), still in the same pause() with the same registers.
     assert_eq!(harness::maps(p.pid), maps_before);
-    assert_eq!(std::fs::read_to_string(format!("/proc/{}/syscall", p.pid)).unwrap(), syscall_before);
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/syscall", p.pid)).unwrap(),
+        syscall_before
+    );
 }

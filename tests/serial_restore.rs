@@ -65,14 +65,32 @@ fn snapshot(pid: i32) -> Snapshot {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read_link(e.path()).unwrap().display().to_string())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_link(e.path()).unwrap().display().to_string(),
+            )
         })
         .collect();
     fds.sort();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let ids = status
         .lines()
-        .filter(|l| ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Umask:"].iter().any(|k| l.starts_with(k)))
+        .filter(|l| {
+            [
+                "Uid:",
+                "Gid:",
+                "Groups:",
+                "CapInh:",
+                "CapPrm:",
+                "CapEff:",
+                "CapBnd:",
+                "CapAmb:",
+                "NoNewPrivs:",
+                "Umask:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
         .map(str::to_string)
         .collect();
     Snapshot { maps, fds, ids }
@@ -93,11 +111,29 @@ fn restored_process_has_its_state_back() {
     task.reap();
     let pidfile = dir.path().join("restored.pid");
     let out = criu(
-        &["restore", "-D", "images", "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile.to_str().unwrap()],
+        &[
+            "restore",
+            "-D",
+            "images",
+            "-o",
+            "restore.log",
+            "-v4",
+            "-d",
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(0), "restore failed: {}", std::fs::read_to_string(images.join("restore.log")).unwrap_or_default());
-    assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), task.pid.to_string());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "restore failed: {}",
+        std::fs::read_to_string(images.join("restore.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap(),
+        task.pid.to_string()
+    );
     let after = snapshot(task.pid);
     assert_eq!(before.maps, after.maps);
     assert_eq!(before.fds, after.fds);
@@ -117,9 +153,15 @@ fn dump_leave_running_then_restore_the_copy() {
     dump(&task, dir.path(), &["-R"]);
     // The original runs on; it is retired, and the copy takes its place.
     assert!(Path::new(&format!("/proc/{}", task.pid)).exists());
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(task.pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(task.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     task.reap();
-    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d"], dir.path());
+    let out = criu(
+        &["restore", "-D", "images", "-o", "restore.log", "-d"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(task.verdict(), "PASS\n");
 }
@@ -135,19 +177,49 @@ fn restore_over_a_pid_in_use_fails_and_leaves_nothing() {
     let task = StateTask::start(dir.path());
     dump(&task, dir.path(), &["-R"]);
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", task.pid)).unwrap();
-    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d", "--pidfile", "p"], dir.path());
+    let out = criu(
+        &[
+            "restore",
+            "-D",
+            "images",
+            "-o",
+            "restore.log",
+            "-d",
+            "--pidfile",
+            "p",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{out:?}"
+    );
     assert!(!dir.path().join("images/p").exists());
     // The running original is untouched.
-    assert_eq!(std::fs::read_to_string(format!("/proc/{}/maps", task.pid)).unwrap(), maps);
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{}/maps", task.pid)).unwrap(),
+        maps
+    );
     assert_eq!(task.verdict(), "PASS\n");
 }
 
 #[test]
 fn restore_from_an_empty_dir_fails_and_leaves_no_pidfile() {
     let dir = tempfile::tempdir().unwrap();
-    let out = criu(&["restore", "-D", ".", "-o", "restore.log", "--pidfile", "pid", "-d"], dir.path());
+    let out = criu(
+        &[
+            "restore",
+            "-D",
+            ".",
+            "-o",
+            "restore.log",
+            "--pidfile",
+            "pid",
+            "-d",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(dir.path().join("restore.log").exists());
     assert!(!dir.path().join("pid").exists());
@@ -168,10 +240,19 @@ fn truncated_image_fails_before_any_process_is_made() {
     let core = dir.path().join(format!("images/mm-{pid}.img"));
     let bytes = std::fs::read(&core).unwrap();
     std::fs::write(&core, &bytes[..bytes.len() / 2]).unwrap();
-    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d"], dir.path());
+    let out = criu(
+        &["restore", "-D", "images", "-o", "restore.log", "-d"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("mm-{pid}.img")), "{out:?}");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "a half-restored task is left");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("mm-{pid}.img")),
+        "{out:?}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "a half-restored task is left"
+    );
 }
 
 #[test]
@@ -187,12 +268,23 @@ fn restore_without_detach_waits_and_exits_with_the_root_status() {
     task.reap();
     let pidfile = dir.path().join("restored.pid");
     let mut restore = Command::new(env!("CARGO_BIN_EXE_criu"))
-        .args(["--no-default-config", "restore", "-D", "images", "-o", "restore.log", "--pidfile"])
+        .args([
+            "--no-default-config",
+            "restore",
+            "-D",
+            "images",
+            "-o",
+            "restore.log",
+            "--pidfile",
+        ])
         .arg(&pidfile)
         .current_dir(dir.path())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || pidfile.exists()), "no pidfile");
+    assert!(
+        wait_until(Duration::from_secs(10), || pidfile.exists()),
+        "no pidfile"
+    );
     // criu is still there, waiting for its restored child.
     assert!(restore.try_wait().unwrap().is_none());
     assert_eq!(task.verdict(), "PASS\n");
@@ -219,9 +311,16 @@ fn stopped_task_is_restored_stopped() {
     assert!(wait_until(Duration::from_secs(5), || state(task.pid) == Some('T')));
     dump(&task, dir.path(), &[]);
     task.reap();
-    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-d"], dir.path());
+    let out = criu(
+        &["restore", "-D", "images", "-o", "restore.log", "-d"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(wait_until(Duration::from_secs(5), || state(task.pid) == Some('T')), "not stopped: {:?}", state(task.pid));
+    assert!(
+        wait_until(Duration::from_secs(5), || state(task.pid) == Some('T')),
+        "not stopped: {:?}",
+        state(task.pid)
+    );
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     assert_eq!(task.verdict(), "PASS\n");
 }

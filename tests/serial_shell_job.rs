@@ -11,8 +11,8 @@ mod harness;
 mod state_task;
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +36,10 @@ fn criu(args: &[&str], dir: &Path) -> Output {
 }
 
 fn kill(pid: i32) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 fn alive(pid: i32) -> bool {
@@ -47,13 +50,29 @@ fn alive(pid: i32) -> bool {
 /// (ppid, pgrp, session) from /proc/PID/stat.
 fn stat_ids(pid: i32) -> (i32, i32, i32) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<i32> = text.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(3).map(|w| w.parse().unwrap()).collect();
+    let f: Vec<i32> = text
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|w| w.parse().unwrap())
+        .collect();
     (f[0], f[1], f[2])
 }
 
 fn read_words(path: &Path) -> Vec<i32> {
-    assert!(wait_until(Duration::from_secs(10), || path.exists()), "{} never appeared", path.display());
-    std::fs::read_to_string(path).unwrap().split_whitespace().map(|w| w.parse().unwrap()).collect()
+    assert!(
+        wait_until(Duration::from_secs(10), || path.exists()),
+        "{} never appeared",
+        path.display()
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect()
 }
 
 /// Every entry of an image, decoded as `$t`.
@@ -76,13 +95,30 @@ fn upstream_crit_decodes(images: &Path) {
     }
     for e in std::fs::read_dir(images).unwrap() {
         let path = e.unwrap().path();
-        if path.extension().is_none_or(|x| x != "img") || path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pages-")) {
+        if path.extension().is_none_or(|x| x != "img")
+            || path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("pages-"))
+        {
             continue;
         }
-        let out = Command::new(crit).args(["decode", "-i"]).arg(&path).output().unwrap();
-        assert!(out.status.success(), "crit decode {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(crit)
+            .args(["decode", "-i"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "crit decode {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         if path.ends_with("tty-info.img") {
-            assert!(String::from_utf8_lossy(&out.stdout).contains("\"PTY\""), "{}", String::from_utf8_lossy(&out.stdout));
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("\"PTY\""),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
 }
@@ -102,7 +138,8 @@ impl Pty {
         // Close-on-exec from the start: no process this test (or a test beside it) starts
         // may inherit the pty.
         use nix::fcntl::OFlag;
-        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).expect("posix_openpt");
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .expect("posix_openpt");
         nix::pty::grantpt(&master).expect("grantpt");
         nix::pty::unlockpt(&master).expect("unlockpt");
         let path = nix::pty::ptsname_r(&master).expect("ptsname");
@@ -113,7 +150,16 @@ impl Pty {
             .open(&path)
             .expect("open the pty slave")
             .into();
-        set_winsize(slave.as_fd(), &Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 }).unwrap();
+        set_winsize(
+            slave.as_fd(),
+            &Winsize {
+                ws_row: 24,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        )
+        .unwrap();
         let master: OwnedFd = master.into();
         let output = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -128,7 +174,13 @@ impl Pty {
                 }
             }
         });
-        Pty { master, slave, path, output, stop }
+        Pty {
+            master,
+            slave,
+            path,
+            output,
+            stop,
+        }
     }
 
     fn text(&self) -> String {
@@ -178,9 +230,18 @@ impl Shell {
             .stderr(Stdio::null())
             .spawn()
             .expect("start sj_shell");
-        let shell = Shell { child, ctl: ctl.to_path_buf(), next: 0, others: Vec::new() };
+        let shell = Shell {
+            child,
+            ctl: ctl.to_path_buf(),
+            next: 0,
+            others: Vec::new(),
+        };
         let ids = read_words(&ctl.join("shell"));
-        assert_eq!((ids[0], ids[1], ids[2]), (shell.child.id() as i32, ids[0], ids[0]), "sj_shell must lead its session and group");
+        assert_eq!(
+            (ids[0], ids[1], ids[2]),
+            (shell.child.id() as i32, ids[0], ids[0]),
+            "sj_shell must lead its session and group"
+        );
         (shell, ids[0])
     }
 
@@ -224,7 +285,10 @@ fn shell_job_is_dumped_and_restored_onto_criu_terminal() {
     let pty = Pty::open();
     let (mut shell, sid) = Shell::start(&pty, &dir.path().join("ctl"));
     let ready = dir.path().join("ready");
-    let (_, job) = shell.run("bg", &[bin("sj_job").to_str().unwrap(), ready.to_str().unwrap()]);
+    let (_, job) = shell.run(
+        "bg",
+        &[bin("sj_job").to_str().unwrap(), ready.to_str().unwrap()],
+    );
     // A job of a non-interactive shell: in the shell's session and group, leading neither.
     assert_eq!(read_words(&ready), vec![job, sid, sid]);
     pty.ping(&format!("pong {job} {sid} {sid} {}", pty.path));
@@ -233,45 +297,118 @@ fn shell_job_is_dumped_and_restored_onto_criu_terminal() {
     let mut t = get_termios(pty.slave.as_fd()).unwrap();
     t.c_lflag &= !libc::ECHO;
     set_termios(pty.slave.as_fd(), &t).unwrap();
-    let dumped_ws = Winsize { ws_row: 33, ws_col: 101, ws_xpixel: 0, ws_ypixel: 0 };
+    let dumped_ws = Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     set_winsize(pty.slave.as_fd(), &dumped_ws).unwrap();
 
     // Without -j the dump refuses, and the job runs on untouched.
-    let out = criu(&["dump", "-t", &job.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
+    let out = criu(
+        &[
+            "dump",
+            "-t",
+            &job.to_string(),
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+        ],
+        dir.path(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stderr.contains("--shell-job") && stderr.contains(&pty.path), "{stderr}");
+    assert!(
+        stderr.contains("--shell-job") && stderr.contains(&pty.path),
+        "{stderr}"
+    );
     assert!(!images.join("inventory.img").exists());
     assert_eq!(harness::tracer(job, job), 0);
     pty.ping(&format!("pong {job} {sid} {sid}"));
 
-    let out = criu(&["dump", "-j", "-t", &job.to_string(), "-D", "images", "-o", "dump.log", "-v4"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "dump -j failed: {out:?}\n{}", std::fs::read_to_string(images.join("dump.log")).unwrap_or_default());
-    assert!(wait_until(Duration::from_secs(10), || !alive(job)), "the dump left the job alive");
+    let out = criu(
+        &[
+            "dump",
+            "-j",
+            "-t",
+            &job.to_string(),
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+            "-v4",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "dump -j failed: {out:?}\n{}",
+        std::fs::read_to_string(images.join("dump.log")).unwrap_or_default()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !alive(job)),
+        "the dump left the job alive"
+    );
 
     // The images say what CRIU's would.
     let pstree = read_all!(&images, &ImageKind::PSTREE, None, PstreeEntry);
-    assert_eq!((pstree[0].pid, pstree[0].sid, pstree[0].pgid), (job as u32, sid as u32, sid as u32));
+    assert_eq!(
+        (pstree[0].pid, pstree[0].sid, pstree[0].pgid),
+        (job as u32, sid as u32, sid as u32)
+    );
     let files = read_all!(&images, &ImageKind::FILES, None, FileEntry);
     let ttys: Vec<&TtyFileEntry> = files.iter().filter_map(|f| f.tty.as_ref()).collect();
     assert_eq!(ttys.len(), 1, "fds 0-2 share one description: {files:?}");
     let tty = ttys[0];
-    let reg = files.iter().find(|f| Some(f.id) == tty.regf_id).and_then(|f| f.reg.as_ref()).expect("the tty's regular-file entry");
+    let reg = files
+        .iter()
+        .find(|f| Some(f.id) == tty.regf_id)
+        .and_then(|f| f.reg.as_ref())
+        .expect("the tty's regular-file entry");
     assert_eq!(reg.name, pty.path);
     let index: u32 = pty.path.rsplit('/').next().unwrap().parse().unwrap();
     assert_eq!(tty.tty_info_id, index << 1);
     let infos = read_all!(&images, &ImageKind::TTY_INFO, None, TtyInfoEntry);
     assert_eq!(infos.len(), 1);
     let info = &infos[0];
-    assert_eq!((info.id, info.r#type, info.pty.map(|p| p.index)), (index << 1, TtyType::Pty as i32, Some(index)));
-    assert_eq!((info.sid, info.pgrp), (sid as u32, sid as u32), "the job's terminal served the shell's session");
-    assert_eq!(info.winsize.as_ref().map(|w| (w.ws_row, w.ws_col)), Some((33, 101)));
+    assert_eq!(
+        (info.id, info.r#type, info.pty.map(|p| p.index)),
+        (index << 1, TtyType::Pty as i32, Some(index))
+    );
+    assert_eq!(
+        (info.sid, info.pgrp),
+        (sid as u32, sid as u32),
+        "the job's terminal served the shell's session"
+    );
+    assert_eq!(
+        info.winsize.as_ref().map(|w| (w.ws_row, w.ws_col)),
+        Some((33, 101))
+    );
     assert_eq!(info.termios.as_ref().unwrap().c_lflag & libc::ECHO, 0);
     let ids = read_all!(&images, &ImageKind::IDS, Some(job as u64), TaskKobjIdsEntry);
-    let fdinfo = read_all!(&images, &ImageKind::FDINFO, Some(u64::from(ids[0].files_id)), FdinfoEntry);
-    let std_fds: Vec<(u32, i32, u32)> = fdinfo.iter().filter(|e| e.fd < 3).map(|e| (e.fd, e.r#type, e.id)).collect();
+    let fdinfo = read_all!(
+        &images,
+        &ImageKind::FDINFO,
+        Some(u64::from(ids[0].files_id)),
+        FdinfoEntry
+    );
+    let std_fds: Vec<(u32, i32, u32)> = fdinfo
+        .iter()
+        .filter(|e| e.fd < 3)
+        .map(|e| (e.fd, e.r#type, e.id))
+        .collect();
     let tty_type = FdTypes::Tty as i32;
-    assert_eq!(std_fds, vec![(0, tty_type, tty.id), (1, tty_type, tty.id), (2, tty_type, tty.id)]);
+    assert_eq!(
+        std_fds,
+        vec![
+            (0, tty_type, tty.id),
+            (1, tty_type, tty.id),
+            (2, tty_type, tty.id)
+        ]
+    );
 
     upstream_crit_decodes(&images);
 
@@ -279,32 +416,84 @@ fn shell_job_is_dumped_and_restored_onto_criu_terminal() {
     let mut t = get_termios(pty.slave.as_fd()).unwrap();
     t.c_lflag |= libc::ECHO;
     set_termios(pty.slave.as_fd(), &t).unwrap();
-    set_winsize(pty.slave.as_fd(), &Winsize { ws_row: 10, ws_col: 20, ws_xpixel: 0, ws_ypixel: 0 }).unwrap();
+    set_winsize(
+        pty.slave.as_fd(),
+        &Winsize {
+            ws_row: 10,
+            ws_col: 20,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
 
     // Without -j (and without a terminal) restore refuses before making any process.
-    let out = criu(&["restore", "-D", "images", "-o", "restore-nj.log", "-d"], dir.path());
+    let out = criu(
+        &["restore", "-D", "images", "-o", "restore-nj.log", "-d"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--shell-job"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--shell-job"),
+        "{out:?}"
+    );
     assert!(!alive(job));
 
     // criu restore -j, run by the shell on the terminal, in a process group of its own.
     let pidfile = dir.path().join("restored.pid");
     let criu_bin = env!("CARGO_BIN_EXE_criu");
     let images_arg = images.to_str().unwrap();
-    let argv = [criu_bin, "restore", "--no-default-config", "-j", "-d", "-D", images_arg, "-o", "restore.log", "-v4", "--pidfile", pidfile.to_str().unwrap()];
+    let argv = [
+        criu_bin,
+        "restore",
+        "--no-default-config",
+        "-j",
+        "-d",
+        "-D",
+        images_arg,
+        "-o",
+        "restore.log",
+        "-v4",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ];
     let (n, criu_pid) = shell.run("fg-group", &argv);
-    assert_eq!(shell.rc(n), 0, "restore -j failed: {}\nterminal: {}", std::fs::read_to_string(images.join("restore.log")).unwrap_or_default(), pty.text());
+    assert_eq!(
+        shell.rc(n),
+        0,
+        "restore -j failed: {}\nterminal: {}",
+        std::fs::read_to_string(images.join("restore.log")).unwrap_or_default(),
+        pty.text()
+    );
     shell.others.push(job);
-    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), job.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        job.to_string()
+    );
 
     let (_, pgrp, session) = stat_ids(job);
-    assert_eq!((session, pgrp), (sid, criu_pid), "the restored job is in criu's session and group");
+    assert_eq!(
+        (session, pgrp),
+        (sid, criu_pid),
+        "the restored job is in criu's session and group"
+    );
     for fd in 0..3 {
-        assert_eq!(harness::fd_target(job, fd).unwrap().display().to_string(), pty.path, "fd {fd}");
+        assert_eq!(
+            harness::fd_target(job, fd).unwrap().display().to_string(),
+            pty.path,
+            "fd {fd}"
+        );
     }
-    assert_eq!(nix::unistd::tcgetpgrp(pty.master.as_fd()).unwrap().as_raw(), criu_pid, "the job's group is the terminal's foreground");
+    assert_eq!(
+        nix::unistd::tcgetpgrp(pty.master.as_fd()).unwrap().as_raw(),
+        criu_pid,
+        "the job's group is the terminal's foreground"
+    );
     assert_eq!(get_winsize(pty.slave.as_fd()).unwrap(), dumped_ws);
-    assert_eq!(get_termios(pty.slave.as_fd()).unwrap().c_lflag & libc::ECHO, 0);
+    assert_eq!(
+        get_termios(pty.slave.as_fd()).unwrap().c_lflag & libc::ECHO,
+        0
+    );
     pty.ping(&format!("pong {job} {sid} {criu_pid} {}", pty.path));
 }
 
@@ -318,23 +507,62 @@ fn restore_sibling_makes_the_root_a_child_of_criu_parent() {
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());
     let pid = task.pid;
-    let out = criu(&["dump", "-t", &pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
+    let out = criu(
+        &[
+            "dump",
+            "-t",
+            &pid.to_string(),
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     task.reap();
 
     // As in CRIU, -S needs -d.
-    let out = criu(&["restore", "-S", "-D", "images", "-o", "restore.log"], dir.path());
+    let out = criu(
+        &["restore", "-S", "-D", "images", "-o", "restore.log"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--restore-detached"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--restore-detached"),
+        "{out:?}"
+    );
     assert!(!alive(pid));
 
-    let out = criu(&["restore", "-S", "-d", "-D", "images", "-o", "restore.log", "-v4"], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", std::fs::read_to_string(dir.path().join("images/restore.log")).unwrap_or_default());
+    let out = criu(
+        &[
+            "restore",
+            "-S",
+            "-d",
+            "-D",
+            "images",
+            "-o",
+            "restore.log",
+            "-v4",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{out:?}\n{}",
+        std::fs::read_to_string(dir.path().join("images/restore.log")).unwrap_or_default()
+    );
     let me = std::process::id() as i32;
-    assert_eq!(stat_ids(pid).0, me, "the restored root's parent is criu's parent");
+    assert_eq!(
+        stat_ids(pid).0,
+        me,
+        "the restored root's parent is criu's parent"
+    );
     assert_eq!(task.verdict(), "PASS\n");
     // It is this process's child: it can be waited for (it exits after its verdict).
     kill(pid);
-    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).expect("wait for the restored root");
+    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
+        .expect("wait for the restored root");
     assert_eq!(status.pid().map(|p| p.as_raw()), Some(pid), "{status:?}");
 }

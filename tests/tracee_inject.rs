@@ -14,7 +14,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Injects getpid, mmap, open (and cleans up with close and munmap) into the leader of `w`.
 fn inject_and_check(w: &Workload) {
     let pid = w.pid;
-    let path = std::env::temp_dir().join(format!("criu-tracee-inject-{}-{pid}", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("criu-tracee-inject-{}-{pid}", std::process::id()));
     std::fs::write(&path, b"x").unwrap();
     let maps_before = maps(pid);
     let mut p = SeizedProcess::seize(pid, TIMEOUT).unwrap();
@@ -28,17 +29,27 @@ fn inject_and_check(w: &Workload) {
 
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-        let addr = inj.syscall_ok("mmap", libc::SYS_mmap, &[0, 8192, prot, flags, u64::MAX, 0]).unwrap() as u64;
+        let addr = inj
+            .syscall_ok("mmap", libc::SYS_mmap, &[0, 8192, prot, flags, u64::MAX, 0])
+            .unwrap() as u64;
         let line = format!("{addr:x}-{:x} rw-p", addr + 8192);
-        assert!(maps(pid).contains(&line), "mapping {line} not in the task's maps");
+        assert!(
+            maps(pid).contains(&line),
+            "mapping {line} not in the task's maps"
+        );
 
         let mut cpath = path.as_os_str().as_encoded_bytes().to_vec();
         cpath.push(0);
         let ptr = inj.write_data(0, &cpath).unwrap();
-        let fd = inj.syscall_ok("open", libc::SYS_open, &[ptr, libc::O_RDONLY as u64]).unwrap();
+        let fd = inj
+            .syscall_ok("open", libc::SYS_open, &[ptr, libc::O_RDONLY as u64])
+            .unwrap();
         assert_eq!(fd_target(pid, fd), Some(path.clone()));
         // A failing call reports -errno.
-        assert_eq!(inj.syscall(libc::SYS_close, &[9999]).unwrap(), -(libc::EBADF as i64));
+        assert_eq!(
+            inj.syscall(libc::SYS_close, &[9999]).unwrap(),
+            -(libc::EBADF as i64)
+        );
 
         assert_eq!(inj.syscall(libc::SYS_close, &[fd as u64]).unwrap(), 0);
         assert_eq!(inj.syscall(libc::SYS_munmap, &[addr, 8192]).unwrap(), 0);
@@ -79,7 +90,10 @@ fn inject_into_task_blocked_in_nanosleep() {
     wait_in_syscall(w.pid, w.pid, libc::SYS_nanosleep);
     inject_and_check(&w);
     let slept = w.expect("SLEPT", LONG);
-    assert_eq!(slept[0], "0", "nanosleep must complete with 0 (restarted, not EINTR)");
+    assert_eq!(
+        slept[0], "0",
+        "nanosleep must complete with 0 (restarted, not EINTR)"
+    );
     let ms: u64 = slept[1].parse().unwrap();
     assert!(ms >= 1500, "slept only {ms} ms");
     assert_eq!(w.wait_exit(LONG), Some(0));
@@ -97,7 +111,10 @@ fn inject_into_task_blocked_in_futex() {
     inject_and_check(&w);
     // A wake sent before the interrupted wait is restarted would be missed (EAGAIN, as after any
     // stop): wake it once it waits again.
-    assert!(wait_until(LONG, || state(w.pid, w.pid) == Some('S')), "futex wait not restarted");
+    assert!(
+        wait_until(LONG, || state(w.pid, w.pid) == Some('S')),
+        "futex wait not restarted"
+    );
     wait_in_syscall(w.pid, w.pid, libc::SYS_futex);
     w.send("wake\n");
     assert_eq!(w.expect("WOKE", LONG), vec!["0", "1"]);
@@ -115,17 +132,25 @@ fn injection_round_trips_from_a_tracer_thread() {
     wait_in_syscall(w.pid, w.pid, libc::SYS_read);
     let pid = w.pid;
     // The process is seized on the tracer thread and stays there; only closures cross.
-    let tracer = criu_tracee::TracerThread::spawn("tracer", move || SeizedProcess::seize(pid, TIMEOUT).unwrap()).unwrap();
+    let tracer = criu_tracee::TracerThread::spawn("tracer", move || {
+        SeizedProcess::seize(pid, TIMEOUT).unwrap()
+    })
+    .unwrap();
     let results = tracer
         .call(move |p| {
             let t = p.thread_mut(pid).unwrap();
             let mut inj = Injector::new(t, 64).unwrap();
-            let r: Vec<i64> = (0..100).map(|_| inj.syscall(libc::SYS_getppid, &[]).unwrap()).collect();
+            let r: Vec<i64> = (0..100)
+                .map(|_| inj.syscall(libc::SYS_getppid, &[]).unwrap())
+                .collect();
             inj.finish().unwrap();
             r
         })
         .unwrap();
-    assert!(results.iter().all(|&r| r == std::process::id() as i64), "getppid in the workload is the test");
+    assert!(
+        results.iter().all(|&r| r == std::process::id() as i64),
+        "getppid in the workload is the test"
+    );
     drop(tracer);
     assert!(wait_until(LONG, || tracer_of(pid) == 0));
     w.send("bye\n");

@@ -14,7 +14,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// The YMM pattern tw_regs loads: byte j of YMMn is (n * 32 + j) mod 256.
 fn expected_ymm(n: usize) -> ([u8; 16], [u8; 16]) {
     let byte = |j: usize| ((n * 32 + j) % 256) as u8;
-    (std::array::from_fn(byte), std::array::from_fn(|j| byte(j + 16)))
+    (
+        std::array::from_fn(byte),
+        std::array::from_fn(|j| byte(j + 16)),
+    )
 }
 
 #[test]
@@ -31,7 +34,14 @@ fn gp_registers_and_xsave_read_back_the_workloads_values() {
     let r = &regs.raw;
     assert_eq!(
         [r.r8, r.r9, r.r12, r.r13, r.r14, r.r15],
-        [0x0808080808080808, 0x0909090909090909, 0x1212121212121212, 0x1313131313131313, 0x1414141414141414, 0x1515151515151515]
+        [
+            0x0808080808080808,
+            0x0909090909090909,
+            0x1212121212121212,
+            0x1313131313131313,
+            0x1414141414141414,
+            0x1515151515151515
+        ]
     );
     // Stopped in pause() (-ERESTARTNOHAND) or, rarely, on the loop's jump.
     match regs.syscall_restart() {
@@ -40,7 +50,11 @@ fn gp_registers_and_xsave_read_back_the_workloads_values() {
         other => panic!("unexpected syscall state {other:?}"),
     }
     let xsave = t.xsave().unwrap();
-    assert!(xsave.xstate_bv() & 0b110 == 0b110, "SSE and AVX state present: {:?}", xsave);
+    assert!(
+        xsave.xstate_bv() & 0b110 == 0b110,
+        "SSE and AVX state present: {:?}",
+        xsave
+    );
     for n in 0..16 {
         let (low, high) = expected_ymm(n);
         assert_eq!(xsave.xmm(n), Some(low), "xmm{n}");
@@ -88,7 +102,10 @@ fn sigmask_pending_signals_seccomp_and_rseq() {
 
     let mask = t.sigmask().unwrap();
     let bit = |s: i32| 1u64 << (s - 1);
-    assert_eq!(mask & (bit(libc::SIGUSR1) | bit(libc::SIGUSR2)), bit(libc::SIGUSR1) | bit(libc::SIGUSR2));
+    assert_eq!(
+        mask & (bit(libc::SIGUSR1) | bit(libc::SIGUSR2)),
+        bit(libc::SIGUSR1) | bit(libc::SIGUSR2)
+    );
 
     let private = t.pending_signals(false).unwrap();
     assert_eq!(private.len(), 1, "{private:?}");
@@ -123,13 +140,19 @@ fn restart_state_of_threads_stopped_in_syscalls() {
     read.expect("READY", LONG);
     wait_in_syscall(read.pid, read.pid, 0);
     let p = SeizedProcess::seize(read.pid, TIMEOUT).unwrap();
-    assert_eq!(p.thread(read.pid).unwrap().syscall_restart().unwrap(), SyscallRestart::Restart { nr: 0 });
+    assert_eq!(
+        p.thread(read.pid).unwrap().syscall_restart().unwrap(),
+        SyscallRestart::Restart { nr: 0 }
+    );
     p.release().unwrap();
 
     let sleep = Workload::start("tw_blocker", &["nanosleep", "5000"]);
     sleep.expect("READY", LONG);
     wait_in_syscall(sleep.pid, sleep.pid, 35);
     let p = SeizedProcess::seize(sleep.pid, TIMEOUT).unwrap();
-    assert_eq!(p.thread(sleep.pid).unwrap().syscall_restart().unwrap(), SyscallRestart::RestartBlock { nr: 35 });
+    assert_eq!(
+        p.thread(sleep.pid).unwrap().syscall_restart().unwrap(),
+        SyscallRestart::RestartBlock { nr: 35 }
+    );
     p.release().unwrap();
 }

@@ -23,7 +23,10 @@ fn kill_holder_midway(mode: &str, signal: Option<Signal>) {
     let mut holder = Workload::start("tracee_hold", &[mode, &target.pid.to_string()]);
     holder.expect("HOLDING", LONG);
     let by = tracer(target.pid, target.pid);
-    assert!(threads(holder.pid).contains(&by), "{mode}: target traced by {by}, not by the holder");
+    assert!(
+        threads(holder.pid).contains(&by),
+        "{mode}: target traced by {by}, not by the holder"
+    );
     if mode.ends_with("running") || mode.ends_with("thread") {
         // The injected nanosleep is running in the target.
         wait_in_syscall(target.pid, target.pid, libc::SYS_nanosleep);
@@ -39,8 +42,15 @@ fn kill_holder_midway(mode: &str, signal: Option<Signal>) {
     } else {
         assert_eq!(code, Some(101), "{mode}: the holder must end with a panic");
     }
-    assert!(wait_until(LONG, || tracer(target.pid, target.pid) == 0), "{mode}: target still traced");
-    assert_eq!(maps(target.pid), maps_before, "{mode}: target's memory map changed");
+    assert!(
+        wait_until(LONG, || tracer(target.pid, target.pid) == 0),
+        "{mode}: target still traced"
+    );
+    assert_eq!(
+        maps(target.pid),
+        maps_before,
+        "{mode}: target's memory map changed"
+    );
     // Blocked in its read again (restarted), and the read completes normally.
     wait_in_syscall(target.pid, target.pid, libc::SYS_read);
     target.send("hello\n");

@@ -22,14 +22,25 @@ fn assert_complete(tree: &SeizedTree) {
             if matches!(state(pid, tid), Some('Z') | Some('X') | None) {
                 continue;
             }
-            assert!(p.threads.contains_key(&tid), "pid {pid}: thread {tid} not seized");
+            assert!(
+                p.threads.contains_key(&tid),
+                "pid {pid}: thread {tid} not seized"
+            );
         }
         for (&tid, t) in &p.threads {
             assert!(t.is_stopped(), "tid {tid} not stopped");
             assert_eq!(state(pid, tid), Some('t'), "tid {tid} state");
-            assert!(ours(tracer(pid, tid)), "tid {tid} traced by {}", tracer(pid, tid));
-            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).unwrap_or_default();
-            for kid in kids.split_whitespace().filter_map(|w| w.parse::<i32>().ok()) {
+            assert!(
+                ours(tracer(pid, tid)),
+                "tid {tid} traced by {}",
+                tracer(pid, tid)
+            );
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+                .unwrap_or_default();
+            for kid in kids
+                .split_whitespace()
+                .filter_map(|w| w.parse::<i32>().ok())
+            {
                 assert!(
                     tree.processes.contains_key(&kid) || tree.zombies.contains(&kid),
                     "child {kid} of {pid}/{tid} not in the tree"
@@ -72,18 +83,34 @@ fn busy_tree_is_seized_whole_while_it_forks_and_spawns() {
     for round in 0..5 {
         let tree = SeizedTree::seize(w.pid, &SeizeOptions::default()).unwrap();
         // Root, 2 children, 4 grandchildren are long-lived; short-lived ones come and go.
-        assert!(tree.processes.len() >= 7, "round {round}: only {} processes", tree.processes.len());
+        assert!(
+            tree.processes.len() >= 7,
+            "round {round}: only {} processes",
+            tree.processes.len()
+        );
         assert_complete(&tree);
-        let seized: Vec<(i32, i32)> =
-            tree.processes.iter().flat_map(|(&p, proc_)| proc_.threads.keys().map(move |&t| (p, t))).collect();
+        let seized: Vec<(i32, i32)> = tree
+            .processes
+            .iter()
+            .flat_map(|(&p, proc_)| proc_.threads.keys().map(move |&t| (p, t)))
+            .collect();
         tree.release().unwrap();
         for (pid, tid) in seized {
-            assert_eq!(tracer(pid, tid), 0, "round {round}: {pid}/{tid} still traced");
+            assert_eq!(
+                tracer(pid, tid),
+                0,
+                "round {round}: {pid}/{tid} still traced"
+            );
         }
     }
     // Still forking: new processes keep appearing under the root.
     let before = descendants(w.pid);
-    assert!(wait_until(LONG, || descendants(w.pid).iter().any(|p| !before.contains(p))), "tree stopped forking");
+    assert!(
+        wait_until(LONG, || descendants(w.pid)
+            .iter()
+            .any(|p| !before.contains(p))),
+        "tree stopped forking"
+    );
     assert_eq!(w.wait_exit(Duration::from_millis(1)), None, "root died");
 }
 
@@ -96,7 +123,9 @@ fn a_thread_id_is_not_a_tree_root() {
     let w = Workload::start("tw_spin", &["2"]);
     w.expect("READY", LONG);
     let tid = threads(w.pid).into_iter().find(|&t| t != w.pid).unwrap();
-    let err = SeizedTree::seize(tid, &SeizeOptions::default()).err().expect("seizing a thread id must fail");
+    let err = SeizedTree::seize(tid, &SeizeOptions::default())
+        .err()
+        .expect("seizing a thread id must fail");
     assert!(err.to_string().contains("not a process"), "{err}");
     assert_eq!(tracer(w.pid, w.pid), 0);
 }
@@ -126,10 +155,15 @@ impl Drop for TestCgroup {
         let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
         let _ = std::fs::write(self.dir.join("cgroup.freeze"), "0");
         let procs = std::fs::read_to_string(self.dir.join(self.procs_file)).unwrap_or_default();
-        for p in procs.split_whitespace().filter_map(|w| w.parse::<i32>().ok()) {
+        for p in procs
+            .split_whitespace()
+            .filter_map(|w| w.parse::<i32>().ok())
+        {
             kill_tree(p);
         }
-        wait_until(Duration::from_secs(5), || std::fs::remove_dir(&self.dir).is_ok());
+        wait_until(Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.dir).is_ok()
+        });
     }
 }
 
@@ -140,7 +174,11 @@ fn seize_through_freezer(base: &str, procs_file: &str, tag: &str) {
     }
     let mut w = Workload::start("tw_spin", &["4"]);
     w.expect("READY", LONG);
-    let procs_file: &'static str = if procs_file == "cgroup.procs" { "cgroup.procs" } else { "tasks" };
+    let procs_file: &'static str = if procs_file == "cgroup.procs" {
+        "cgroup.procs"
+    } else {
+        "tasks"
+    };
     let Some(cg) = TestCgroup::create(base, procs_file, w.pid, tag) else {
         eprintln!("skipped: cannot make a cgroup under {base}");
         return;
@@ -149,12 +187,18 @@ fn seize_through_freezer(base: &str, procs_file: &str, tag: &str) {
     for tid in threads(w.pid) {
         let _ = std::fs::write(cg.dir.join(procs_file), tid.to_string());
     }
-    let opts = SeizeOptions { freeze_cgroup: Some(cg.dir.clone()), timeout: Duration::from_secs(10) };
+    let opts = SeizeOptions {
+        freeze_cgroup: Some(cg.dir.clone()),
+        timeout: Duration::from_secs(10),
+    };
     let tree = SeizedTree::seize(w.pid, &opts).unwrap();
     assert_eq!(tree.thread_count(), 5);
     assert_complete(&tree);
     let freezer = criu_cgroups::freezer::Freezer::open(&cg.dir).unwrap();
-    assert!(!freezer.is_frozen().unwrap(), "cgroup left frozen after the seize");
+    assert!(
+        !freezer.is_frozen().unwrap(),
+        "cgroup left frozen after the seize"
+    );
     tree.release().unwrap();
     w.send("check\n");
     assert_eq!(w.expect("ALIVE", LONG), vec!["4"]);

@@ -5,6 +5,6 @@
 //! * [`dump`]: the dump supervisor and its task actor.
 //! * [`restore`]: the restore supervisor and its task actor.
 
+pub mod dump;
 pub mod pool;
 pub mod restore;
-pub mod dump;

@@ -9,9 +9,17 @@ pub enum FreezerError {
     #[error("{path}: not a freezer cgroup (no freezer.state or cgroup.freeze)")]
     NotAFreezer { path: PathBuf },
     #[error("{path}: {what}: {source}")]
-    Io { path: PathBuf, what: &'static str, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("{path}: not frozen after {secs:.1}s (state {state:?})")]
-    Timeout { path: PathBuf, secs: f64, state: String },
+    Timeout {
+        path: PathBuf,
+        secs: f64,
+        state: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, FreezerError>;
@@ -38,9 +46,14 @@ impl Freezer {
         } else if dir.join("freezer.state").exists() {
             FreezerVersion::V1
         } else {
-            return Err(FreezerError::NotAFreezer { path: dir.to_path_buf() });
+            return Err(FreezerError::NotAFreezer {
+                path: dir.to_path_buf(),
+            });
         };
-        Ok(Freezer { dir: dir.to_path_buf(), version })
+        Ok(Freezer {
+            dir: dir.to_path_buf(),
+            version,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -86,12 +99,18 @@ impl Freezer {
             FreezerVersion::V1 => (self.dir.join("freezer.state"), "cannot read freezer.state"),
             FreezerVersion::V2 => (self.dir.join("cgroup.events"), "cannot read cgroup.events"),
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| FreezerError::Io { path, what, source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| FreezerError::Io {
+            path,
+            what,
+            source,
+        })?;
         Ok(match self.version {
             FreezerVersion::V1 => text.trim().to_string(),
-            FreezerVersion::V2 => {
-                text.lines().find(|l| l.starts_with("frozen ")).unwrap_or("frozen ?").to_string()
-            }
+            FreezerVersion::V2 => text
+                .lines()
+                .find(|l| l.starts_with("frozen "))
+                .unwrap_or("frozen ?")
+                .to_string(),
         })
     }
 
@@ -116,7 +135,11 @@ impl Freezer {
             if start.elapsed() >= timeout {
                 let state = self.state().unwrap_or_default();
                 let _ = self.thaw();
-                return Err(FreezerError::Timeout { path: self.dir.clone(), secs: timeout.as_secs_f64(), state });
+                return Err(FreezerError::Timeout {
+                    path: self.dir.clone(),
+                    secs: timeout.as_secs_f64(),
+                    state,
+                });
             }
             // v1 can stay FREEZING while a task forks; asking again moves it on.
             if self.version == FreezerVersion::V1 {
@@ -137,8 +160,11 @@ impl Freezer {
             FreezerVersion::V1 => self.dir.join("tasks"),
             FreezerVersion::V2 => self.dir.join("cgroup.threads"),
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| FreezerError::Io { path: path.clone(), what: "cannot read task list", source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| FreezerError::Io {
+            path: path.clone(),
+            what: "cannot read task list",
+            source,
+        })?;
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 }
@@ -149,7 +175,8 @@ mod tests {
 
     /// A fresh directory standing in for a cgroup (plain files behave like the control files).
     fn fake_cgroup(name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("criu-freezer-test-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("criu-freezer-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         for (file, text) in files {
@@ -166,14 +193,23 @@ mod tests {
         assert_eq!(f.control_file(), v1.join("freezer.state"));
         assert!(!f.is_frozen().unwrap());
 
-        let v2 = fake_cgroup("v2", &[("cgroup.freeze", "0\n"), ("cgroup.events", "populated 1\nfrozen 1\n")]);
+        let v2 = fake_cgroup(
+            "v2",
+            &[
+                ("cgroup.freeze", "0\n"),
+                ("cgroup.events", "populated 1\nfrozen 1\n"),
+            ],
+        );
         let f = Freezer::open(&v2).unwrap();
         assert_eq!(f.version(), FreezerVersion::V2);
         assert!(f.is_frozen().unwrap());
         assert_eq!(f.thaw_value(), b"0");
 
         let none = fake_cgroup("none", &[]);
-        assert!(matches!(Freezer::open(&none), Err(FreezerError::NotAFreezer { .. })));
+        assert!(matches!(
+            Freezer::open(&none),
+            Err(FreezerError::NotAFreezer { .. })
+        ));
         for d in [v1, v2, none] {
             std::fs::remove_dir_all(d).unwrap();
         }
@@ -182,11 +218,17 @@ mod tests {
     #[test]
     fn freeze_times_out_and_thaws_when_never_frozen() {
         // cgroup.events never says "frozen 1", like a cgroup whose tasks cannot freeze.
-        let v2 = fake_cgroup("stuck", &[("cgroup.freeze", "0\n"), ("cgroup.events", "frozen 0\n")]);
+        let v2 = fake_cgroup(
+            "stuck",
+            &[("cgroup.freeze", "0\n"), ("cgroup.events", "frozen 0\n")],
+        );
         let f = Freezer::open(&v2).unwrap();
         let err = f.freeze(Duration::from_millis(30)).unwrap_err();
         assert!(matches!(err, FreezerError::Timeout { .. }), "{err}");
-        assert_eq!(std::fs::read_to_string(v2.join("cgroup.freeze")).unwrap(), "0");
+        assert_eq!(
+            std::fs::read_to_string(v2.join("cgroup.freeze")).unwrap(),
+            "0"
+        );
         std::fs::remove_dir_all(v2).unwrap();
     }
 }

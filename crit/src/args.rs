@@ -12,14 +12,29 @@ pub const USAGE: &str = "usage: crit [-h] [--version] {decode,encode,info,x,show
 pub enum Command {
     Help,
     Version,
-    Decode { input: Option<String>, output: Option<String>, pretty: bool, no_payload: bool },
-    Encode { input: Option<String>, output: Option<String> },
-    Info { input: String },
-    Explore { dir: String, what: String },
+    Decode {
+        input: Option<String>,
+        output: Option<String>,
+        pretty: bool,
+        no_payload: bool,
+    },
+    Encode {
+        input: Option<String>,
+        output: Option<String>,
+    },
+    Info {
+        input: String,
+    },
+    Explore {
+        dir: String,
+        what: String,
+    },
 }
 
 pub fn parse(argv: &[String]) -> Result<Command, String> {
-    let Some((sub, rest)) = argv.split_first() else { return Err("too few arguments".into()) };
+    let Some((sub, rest)) = argv.split_first() else {
+        return Err("too few arguments".into());
+    };
     let mut input = None;
     let mut output = None;
     let mut pretty = false;
@@ -27,11 +42,19 @@ pub fn parse(argv: &[String]) -> Result<Command, String> {
     let mut positional = Vec::new();
     let mut iter = rest.iter();
     while let Some(arg) = iter.next() {
-        let mut value = |name: &str| iter.next().cloned().ok_or_else(|| format!("argument {name}: expected one argument"));
+        let mut value = |name: &str| {
+            iter.next()
+                .cloned()
+                .ok_or_else(|| format!("argument {name}: expected one argument"))
+        };
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
-            "-i" | "--in" if matches!(sub.as_str(), "decode" | "encode") => input = Some(value(arg)?),
-            "-o" | "--out" if matches!(sub.as_str(), "decode" | "encode") => output = Some(value(arg)?),
+            "-i" | "--in" if matches!(sub.as_str(), "decode" | "encode") => {
+                input = Some(value(arg)?)
+            }
+            "-o" | "--out" if matches!(sub.as_str(), "decode" | "encode") => {
+                output = Some(value(arg)?)
+            }
             "--pretty" if sub == "decode" => pretty = true,
             "--nopl" if sub == "show" => no_payload = true,
             other if other.starts_with('-') && other.len() > 1 => {
@@ -46,17 +69,32 @@ pub fn parse(argv: &[String]) -> Result<Command, String> {
         "decode" | "encode" if !positional.is_empty() => {
             return Err(format!("unrecognized arguments: {}", positional.join(" ")))
         }
-        "decode" => Command::Decode { input, output, pretty, no_payload: false },
+        "decode" => Command::Decode {
+            input,
+            output,
+            pretty,
+            no_payload: false,
+        },
         "encode" => Command::Encode { input, output },
         "show" | "info" => {
             if positional.len() > 1 {
-                return Err(format!("unrecognized arguments: {}", positional[1..].join(" ")));
+                return Err(format!(
+                    "unrecognized arguments: {}",
+                    positional[1..].join(" ")
+                ));
             }
-            let input = positional.pop().ok_or("the following arguments are required: in")?;
+            let input = positional
+                .pop()
+                .ok_or("the following arguments are required: in")?;
             if sub == "info" {
                 Command::Info { input }
             } else {
-                Command::Decode { input: Some(input), output: None, pretty: true, no_payload }
+                Command::Decode {
+                    input: Some(input),
+                    output: None,
+                    pretty: true,
+                    no_payload,
+                }
             }
         }
         "x" => {
@@ -67,7 +105,10 @@ pub fn parse(argv: &[String]) -> Result<Command, String> {
             if !matches!(what.as_str(), "ps" | "fds" | "mems" | "rss") {
                 return Err(format!("argument what: invalid choice: '{what}' (choose from 'ps', 'fds', 'mems', 'rss')"));
             }
-            Command::Explore { dir: positional.pop().unwrap_or_default(), what }
+            Command::Explore {
+                dir: positional.pop().unwrap_or_default(),
+                what,
+            }
         }
         other => return Err(format!("invalid choice: '{other}'")),
     };
@@ -86,18 +127,42 @@ mod tests {
     fn parses_crit_commands() {
         assert_eq!(
             p(&["decode", "-i", "a.img", "--pretty"]).unwrap(),
-            Command::Decode { input: Some("a.img".into()), output: None, pretty: true, no_payload: false }
+            Command::Decode {
+                input: Some("a.img".into()),
+                output: None,
+                pretty: true,
+                no_payload: false
+            }
         );
         assert_eq!(
             p(&["encode", "--in", "a.json", "-o", "b.img"]).unwrap(),
-            Command::Encode { input: Some("a.json".into()), output: Some("b.img".into()) }
+            Command::Encode {
+                input: Some("a.json".into()),
+                output: Some("b.img".into())
+            }
         );
         assert_eq!(
             p(&["show", "x.img", "--nopl"]).unwrap(),
-            Command::Decode { input: Some("x.img".into()), output: None, pretty: true, no_payload: true }
+            Command::Decode {
+                input: Some("x.img".into()),
+                output: None,
+                pretty: true,
+                no_payload: true
+            }
         );
-        assert_eq!(p(&["info", "x.img"]).unwrap(), Command::Info { input: "x.img".into() });
-        assert_eq!(p(&["x", "/d", "ps"]).unwrap(), Command::Explore { dir: "/d".into(), what: "ps".into() });
+        assert_eq!(
+            p(&["info", "x.img"]).unwrap(),
+            Command::Info {
+                input: "x.img".into()
+            }
+        );
+        assert_eq!(
+            p(&["x", "/d", "ps"]).unwrap(),
+            Command::Explore {
+                dir: "/d".into(),
+                what: "ps".into()
+            }
+        );
         assert!(p(&["x", "/d", "nope"]).is_err());
         assert!(p(&["decode", "-i"]).is_err());
         assert!(p(&[]).is_err());

@@ -10,7 +10,12 @@ use serde_json::Value;
 type Res<T> = Result<T, String>;
 
 pub fn explore(dir: &Path, what: &str) -> Res<String> {
-    let mut x = Explorer { dir, files: None, images: HashMap::new(), cache: HashMap::new() };
+    let mut x = Explorer {
+        dir,
+        files: None,
+        images: HashMap::new(),
+        cache: HashMap::new(),
+    };
     match what {
         "ps" => x.ps(),
         "fds" => x.fds(),
@@ -30,14 +35,20 @@ struct Explorer<'a> {
 }
 
 fn int(v: &Value, key: &str) -> i64 {
-    v.get(key).and_then(|x| x.as_i64().or_else(|| x.as_u64().map(|u| u as i64))).unwrap_or(0)
+    v.get(key)
+        .and_then(|x| x.as_i64().or_else(|| x.as_u64().map(|u| u as i64)))
+        .unwrap_or(0)
 }
 
 /// crit's get_task_id: the plain field, else the first of the ns_ list.
 fn task_id(p: &Value, key: &str) -> i64 {
     match p.get(key) {
         Some(v) => v.as_i64().unwrap_or(0),
-        None => p.get(format!("ns_{key}")).and_then(|l| l.get(0)).and_then(Value::as_i64).unwrap_or(0),
+        None => p
+            .get(format!("ns_{key}"))
+            .and_then(|l| l.get(0))
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
     }
 }
 
@@ -46,12 +57,16 @@ impl Explorer<'_> {
         let path = self.dir.join(name);
         let shown = path.display().to_string();
         let data = std::fs::read(&path).map_err(|e| format!("{shown}: {e}"))?;
-        let image = decode_image(&shown, &data, DecodeOptions::default()).map_err(|e| e.to_string())?;
+        let image =
+            decode_image(&shown, &data, DecodeOptions::default()).map_err(|e| e.to_string())?;
         Ok(image["entries"].as_array().cloned().unwrap_or_default())
     }
 
     fn first(&self, name: &str) -> Res<Value> {
-        self.load(name)?.into_iter().next().ok_or_else(|| format!("{name}: no entries"))
+        self.load(name)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{name}: no entries"))
     }
 
     fn pstree(&self) -> Res<Vec<Value>> {
@@ -73,7 +88,14 @@ impl Explorer<'_> {
             let core = self.first(&format!("core-{pid}.img"))?;
             let comm = core["tc"]["comm"].as_str().unwrap_or("").to_string();
             let (ppid, pgid, sid) = (int(&p, "ppid"), task_id(&p, "pgid"), task_id(&p, "sid"));
-            tasks.push(Task { pid, ppid, pgid, sid, comm, kids: Vec::new() });
+            tasks.push(Task {
+                pid,
+                ppid,
+                pgid,
+                sid,
+                comm,
+                kids: Vec::new(),
+            });
         }
         let mut root = None;
         for i in 0..tasks.len() {
@@ -81,15 +103,29 @@ impl Explorer<'_> {
                 root = Some(i);
                 continue;
             }
-            let parent = tasks.iter().position(|t| t.pid == tasks[i].ppid).ok_or_else(|| {
-                format!("task {} has parent {} that is not in pstree.img", tasks[i].pid, tasks[i].ppid)
-            })?;
+            let parent = tasks
+                .iter()
+                .position(|t| t.pid == tasks[i].ppid)
+                .ok_or_else(|| {
+                    format!(
+                        "task {} has parent {} that is not in pstree.img",
+                        tasks[i].pid, tasks[i].ppid
+                    )
+                })?;
             tasks[parent].kids.push(i);
         }
         let mut out = format!("{:>7}{:>7}{:>7}   {}\n", "PID", "PGID", "SID", "COMM");
         fn show(tasks: &[Task], i: usize, depth: usize, out: &mut String) {
             let t = &tasks[i];
-            let _ = writeln!(out, "{:>7}{:>7}{:>7}   {}{}", t.pid, t.pgid, t.sid, " ".repeat(4 * depth), t.comm);
+            let _ = writeln!(
+                out,
+                "{:>7}{:>7}{:>7}   {}{}",
+                t.pid,
+                t.pgid,
+                t.sid,
+                " ".repeat(4 * depth),
+                t.comm
+            );
             for &kid in &t.kids {
                 show(tasks, kid, depth + 1, out);
             }
@@ -115,7 +151,11 @@ impl Explorer<'_> {
             let loaded = self.load(image).unwrap_or_default();
             self.images.insert(image, loaded);
         }
-        self.images.get(image)?.iter().find(|f| int(f, "id") as u64 == id).cloned()
+        self.images
+            .get(image)?
+            .iter()
+            .find(|f| int(f, "id") as u64 == id)
+            .cloned()
     }
 
     fn file_str(&mut self, ftype: &str, id: u64) -> String {
@@ -136,7 +176,11 @@ impl Explorer<'_> {
             "UNIXSK" => match self.find_file("usk", "unixsk.img", id) {
                 Some(ux) => {
                     let name = ux.get("name").and_then(Value::as_str).unwrap_or("");
-                    let name = if name.is_empty() { String::new() } else { format!(" {name}") };
+                    let name = if name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {name}")
+                    };
                     format!("unix[{} ({}){}]", int(&ux, "ino"), int(&ux, "peer"), name)
                 }
                 None => "unix[?]".to_string(),
@@ -229,7 +273,10 @@ impl Explorer<'_> {
         let mut out = String::new();
         for p in self.pstree()? {
             let pid = task_id(&p, "pid");
-            let vmas = self.first(&format!("mm-{pid}.img"))?["vmas"].as_array().cloned().unwrap_or_default();
+            let vmas = self.first(&format!("mm-{pid}.img"))?["vmas"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let pms = self.load(&format!("pagemap-{pid}.img"))?;
             let _ = writeln!(out, "{pid}");
             let mut vmi: i64 = 0;
@@ -242,14 +289,18 @@ impl Explorer<'_> {
             let field = |i: i64, key: &str| vma_at(i).map(|v| int(v, key));
             for pm in pms.iter().skip(1) {
                 let vaddr = int(pm, "vaddr");
-                let nr_pages = pm.get("nr_pages").map_or_else(|| int(pm, "compat_nr_pages"), |_| int(pm, "nr_pages"));
+                let nr_pages = pm
+                    .get("nr_pages")
+                    .map_or_else(|| int(pm, "compat_nr_pages"), |_| int(pm, "nr_pages"));
                 let pstr = format!("\t{vaddr:x} / {nr_pages:<8}");
                 while vmi < vmas.len() as i64 && field(vmi, "end").is_some_and(|end| end <= vaddr) {
                     vmi += 1;
                 }
                 let pme = vaddr + (nr_pages << 12);
                 let mut vstr = String::new();
-                while vmi < vmas.len() as i64 && field(vmi, "start").is_some_and(|start| start < pme) {
+                while vmi < vmas.len() as i64
+                    && field(vmi, "start").is_some_and(|start| start < pme)
+                {
                     let Some(vma) = vma_at(vmi) else { break };
                     if vmi == pvmi {
                         vstr += " ~";

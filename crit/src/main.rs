@@ -38,9 +38,15 @@ fn run(command: Command) -> Result<(), String> {
             println!("{}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Decode { input, output, pretty, no_payload } => {
+        Command::Decode {
+            input,
+            output,
+            pretty,
+            no_payload,
+        } => {
             let (name, data) = read_input(input.as_deref())?;
-            let image = decode_image(&name, &data, DecodeOptions { pretty, no_payload }).map_err(|e| e.to_string())?;
+            let image = decode_image(&name, &data, DecodeOptions { pretty, no_payload })
+                .map_err(|e| e.to_string())?;
             let mut text = to_python_json(&image, pretty.then_some(4));
             // crit ends the JSON with a newline only on stdout.
             if output.is_none() {
@@ -50,8 +56,8 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Encode { input, output } => {
             let (name, data) = read_input(input.as_deref())?;
-            let image: serde_json::Value =
-                serde_json::from_slice(&data).map_err(|e| format!("{name}: cannot read JSON: {e}"))?;
+            let image: serde_json::Value = serde_json::from_slice(&data)
+                .map_err(|e| format!("{name}: cannot read JSON: {e}"))?;
             let bytes = encode_image(&name, &image).map_err(|e| e.to_string())?;
             write_output(output.as_deref(), &bytes)
         }
@@ -62,7 +68,8 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Explore { dir, what } => {
-            let text = explore::explore(std::path::Path::new(&dir), &what).map_err(|e| e.to_string())?;
+            let text =
+                explore::explore(std::path::Path::new(&dir), &what).map_err(|e| e.to_string())?;
             print!("{text}");
             Ok(())
         }
@@ -71,10 +78,14 @@ fn run(command: Command) -> Result<(), String> {
 
 fn read_input(path: Option<&str>) -> Result<(String, Vec<u8>), String> {
     match path {
-        Some(path) => std::fs::read(path).map(|d| (path.to_string(), d)).map_err(|e| format!("{path}: {e}")),
+        Some(path) => std::fs::read(path)
+            .map(|d| (path.to_string(), d))
+            .map_err(|e| format!("{path}: {e}")),
         None => {
             let mut data = Vec::new();
-            std::io::stdin().read_to_end(&mut data).map_err(|e| format!("stdin: {e}"))?;
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .map_err(|e| format!("stdin: {e}"))?;
             Ok(("<stdin>".to_string(), data))
         }
     }
@@ -85,7 +96,9 @@ fn write_output(path: Option<&str>, bytes: &[u8]) -> Result<(), String> {
         Some(path) => std::fs::write(path, bytes).map_err(|e| format!("{path}: {e}")),
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))
+            out.write_all(bytes)
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("stdout: {e}"))
         }
     }
 }

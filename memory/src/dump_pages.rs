@@ -17,9 +17,18 @@ use crate::vma::{PAGE_SIZE, PE_PRESENT, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
 #[derive(Debug, thiserror::Error)]
 pub enum PagesDumpError {
     #[error("pid {pid}: cannot read {path} at {addr:#x}: {source}")]
-    Read { pid: i32, path: String, addr: u64, source: std::io::Error },
+    Read {
+        pid: i32,
+        path: String,
+        addr: u64,
+        source: std::io::Error,
+    },
     #[error("pid {pid}: cannot write {path}: {source}")]
-    Write { pid: i32, path: String, source: std::io::Error },
+    Write {
+        pid: i32,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("pid {pid}: {source}")]
     Image { pid: i32, source: criu_proto::Error },
 }
@@ -78,9 +87,18 @@ fn wants_page(pme: u64, vma: &DumpVma, zero_pfn: Option<u64>) -> bool {
 }
 
 /// Finds the runs of pages to dump in the private VMAs; a run never crosses a VMA.
-pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<(Vec<Run>, u64), PagesDumpError> {
+pub fn scan(
+    pid: i32,
+    vmas: &[DumpVma],
+    zero_pfn: Option<u64>,
+) -> Result<(Vec<Run>, u64), PagesDumpError> {
     let path = format!("/proc/{pid}/pagemap");
-    let pm = File::open(&path).map_err(|source| PagesDumpError::Read { pid, path: path.clone(), addr: 0, source })?;
+    let pm = File::open(&path).map_err(|source| PagesDumpError::Read {
+        pid,
+        path: path.clone(),
+        addr: 0,
+        source,
+    })?;
     let mut runs = Vec::new();
     let mut scanned = 0u64;
     let mut offset = 0u64;
@@ -96,12 +114,13 @@ pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<(Vec<Ru
             let n = CHUNK.min(npages - first);
             buf.resize(n as usize * 8, 0);
             let at = (e.start / PAGE_SIZE + first) * 8;
-            pm.read_exact_at(&mut buf, at).map_err(|source| PagesDumpError::Read {
-                pid,
-                path: path.clone(),
-                addr: e.start + first * PAGE_SIZE,
-                source,
-            })?;
+            pm.read_exact_at(&mut buf, at)
+                .map_err(|source| PagesDumpError::Read {
+                    pid,
+                    path: path.clone(),
+                    addr: e.start + first * PAGE_SIZE,
+                    source,
+                })?;
             for (i, w) in buf.chunks_exact(8).enumerate() {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(w);
@@ -111,8 +130,14 @@ pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<(Vec<Ru
                 }
                 let vaddr = e.start + (first + i as u64) * PAGE_SIZE;
                 match runs.last_mut() {
-                    Some(Run { vaddr: v, pages, .. }) if *v + *pages * PAGE_SIZE == vaddr && vaddr != e.start => *pages += 1,
-                    _ => runs.push(Run { vaddr, pages: 1, offset }),
+                    Some(Run {
+                        vaddr: v, pages, ..
+                    }) if *v + *pages * PAGE_SIZE == vaddr && vaddr != e.start => *pages += 1,
+                    _ => runs.push(Run {
+                        vaddr,
+                        pages: 1,
+                        offset,
+                    }),
                 }
                 offset += PAGE_SIZE;
             }
@@ -138,7 +163,11 @@ fn pieces(runs: &[Run]) -> Vec<Piece> {
         let total = r.pages * PAGE_SIZE;
         while done < total {
             let len = PIECE.min(total - done);
-            out.push(Piece { vaddr: r.vaddr + done, len, offset: r.offset + done });
+            out.push(Piece {
+                vaddr: r.vaddr + done,
+                len,
+                offset: r.offset + done,
+            });
             done += len;
         }
     }
@@ -146,9 +175,20 @@ fn pieces(runs: &[Run]) -> Vec<Piece> {
 }
 
 /// Copies the runs from the task's memory into `pages` with `threads` threads.
-pub fn copy_runs(pid: i32, runs: &[Run], pages: &File, pages_path: &str, threads: usize) -> Result<(), PagesDumpError> {
+pub fn copy_runs(
+    pid: i32,
+    runs: &[Run],
+    pages: &File,
+    pages_path: &str,
+    threads: usize,
+) -> Result<(), PagesDumpError> {
     let mem_path = format!("/proc/{pid}/mem");
-    let mem = File::open(&mem_path).map_err(|source| PagesDumpError::Read { pid, path: mem_path.clone(), addr: 0, source })?;
+    let mem = File::open(&mem_path).map_err(|source| PagesDumpError::Read {
+        pid,
+        path: mem_path.clone(),
+        addr: 0,
+        source,
+    })?;
     let work = pieces(runs);
     let next = AtomicUsize::new(0);
     let worker = || -> Result<(), PagesDumpError> {
@@ -157,15 +197,20 @@ pub fn copy_runs(pid: i32, runs: &[Run], pages: &File, pages_path: &str, threads
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(p) = work.get(i) else { return Ok(()) };
             let b = &mut buf[..p.len as usize];
-            mem.read_exact_at(b, p.vaddr).map_err(|source| PagesDumpError::Read {
-                pid,
-                path: mem_path.clone(),
-                addr: p.vaddr,
-                source,
-            })?;
+            mem.read_exact_at(b, p.vaddr)
+                .map_err(|source| PagesDumpError::Read {
+                    pid,
+                    path: mem_path.clone(),
+                    addr: p.vaddr,
+                    source,
+                })?;
             pages
                 .write_all_at(b, p.offset)
-                .map_err(|source| PagesDumpError::Write { pid, path: pages_path.to_string(), source })?;
+                .map_err(|source| PagesDumpError::Write {
+                    pid,
+                    path: pages_path.to_string(),
+                    source,
+                })?;
         }
     };
     let threads = threads.clamp(1, work.len().max(1));
@@ -183,7 +228,12 @@ pub fn copy_runs(pid: i32, runs: &[Run], pages: &File, pages_path: &str, threads
 }
 
 /// Writes `pagemap-PID.img` (head with `pages_id`, then one entry per run).
-pub fn write_pagemap(dir: &Path, pid: i32, pages_id: u32, runs: &[Run]) -> Result<(), PagesDumpError> {
+pub fn write_pagemap(
+    dir: &Path,
+    pid: i32,
+    pages_id: u32,
+    runs: &[Run],
+) -> Result<(), PagesDumpError> {
     let img = |source| PagesDumpError::Image { pid, source };
     let mut w = ImageWriter::create(dir, &ImageKind::PAGEMAP, Some(pid as u64)).map_err(img)?;
     w.write(&PagemapHead { pages_id }).map_err(img)?;
@@ -202,21 +252,41 @@ pub fn write_pagemap(dir: &Path, pid: i32, pages_id: u32, runs: &[Run]) -> Resul
 }
 
 /// Dumps the private memory of a stopped task: pagemap-PID.img and pages-PAGES_ID.img.
-pub fn dump_pages(dir: &Path, pid: i32, pages_id: u32, vmas: &[DumpVma], zero_pfn: Option<u64>, threads: usize) -> Result<PageCounts, PagesDumpError> {
+pub fn dump_pages(
+    dir: &Path,
+    pid: i32,
+    pages_id: u32,
+    vmas: &[DumpVma],
+    zero_pfn: Option<u64>,
+    threads: usize,
+) -> Result<PageCounts, PagesDumpError> {
     let t0 = std::time::Instant::now();
     let (runs, scanned) = scan(pid, vmas, zero_pfn)?;
     let scan_us = t0.elapsed().as_micros() as u64;
     let t1 = std::time::Instant::now();
     let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
     let shown = pages_path.display().to_string();
-    let pages = File::create(&pages_path).map_err(|source| PagesDumpError::Write { pid, path: shown.clone(), source })?;
+    let pages = File::create(&pages_path).map_err(|source| PagesDumpError::Write {
+        pid,
+        path: shown.clone(),
+        source,
+    })?;
     let written: u64 = runs.iter().map(|r| r.pages).sum();
     pages
         .set_len(written * PAGE_SIZE)
-        .map_err(|source| PagesDumpError::Write { pid, path: shown.clone(), source })?;
+        .map_err(|source| PagesDumpError::Write {
+            pid,
+            path: shown.clone(),
+            source,
+        })?;
     copy_runs(pid, &runs, &pages, &shown, threads)?;
     write_pagemap(dir, pid, pages_id, &runs)?;
-    Ok(PageCounts { scanned, written, scan_us, write_us: t1.elapsed().as_micros() as u64 })
+    Ok(PageCounts {
+        scanned,
+        written,
+        scan_us,
+        write_us: t1.elapsed().as_micros() as u64,
+    })
 }
 
 #[cfg(test)]
@@ -225,10 +295,24 @@ mod tests {
 
     #[test]
     fn pieces_split_runs_at_the_piece_size() {
-        let runs = [Run { vaddr: 0x1000, pages: 2048, offset: 0 }, Run { vaddr: 0x10_0000_0000, pages: 1, offset: 2048 * 4096 }];
+        let runs = [
+            Run {
+                vaddr: 0x1000,
+                pages: 2048,
+                offset: 0,
+            },
+            Run {
+                vaddr: 0x10_0000_0000,
+                pages: 1,
+                offset: 2048 * 4096,
+            },
+        ];
         let p = pieces(&runs);
         assert_eq!(p.len(), 3);
-        assert_eq!((p[1].vaddr, p[1].offset, p[1].len), (0x1000 + PIECE, PIECE, PIECE));
+        assert_eq!(
+            (p[1].vaddr, p[1].offset, p[1].len),
+            (0x1000 + PIECE, PIECE, PIECE)
+        );
         assert_eq!(p[2].offset, 2048 * 4096);
     }
 

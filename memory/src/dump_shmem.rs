@@ -19,15 +19,29 @@ pub enum ShmemDumpError {
     #[error(transparent)]
     Image(#[from] criu_proto::Error),
     #[error("shared memory {shmid}: {what}: {source}")]
-    Io { shmid: u64, what: String, source: std::io::Error },
+    Io {
+        shmid: u64,
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 /// Writes the pages of object `shmid` (of `size` bytes, readable through `file`) to
 /// `pages-<pages_id>.img` and its pagemap. Returns the number of pages written.
-pub fn dump_shmem(dir: &Path, shmid: u64, pages_id: u32, file: &File, size: u64) -> Result<u64, ShmemDumpError> {
+pub fn dump_shmem(
+    dir: &Path,
+    shmid: u64,
+    pages_id: u32,
+    file: &File,
+    size: u64,
+) -> Result<u64, ShmemDumpError> {
     let io = |what: &str| {
         let what = what.to_string();
-        move |source| ShmemDumpError::Io { shmid, what, source }
+        move |source| ShmemDumpError::Io {
+            shmid,
+            what,
+            source,
+        }
     };
     let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
     let mut pages = File::create(&pages_path).map_err(io("create pages image"))?;
@@ -37,18 +51,34 @@ pub fn dump_shmem(dir: &Path, shmid: u64, pages_id: u32, file: &File, size: u64)
     let mut written = 0u64;
     let mut at = 0u64;
     while at < size {
-        let Some(start) = seek(file, at, Whence::SeekData).map_err(io("SEEK_DATA"))? else { break };
-        let end = seek(file, start, Whence::SeekHole).map_err(io("SEEK_HOLE"))?.unwrap_or(size).min(size);
-        let (start, end) = (start / PAGE_SIZE * PAGE_SIZE, end.div_ceil(PAGE_SIZE) * PAGE_SIZE);
+        let Some(start) = seek(file, at, Whence::SeekData).map_err(io("SEEK_DATA"))? else {
+            break;
+        };
+        let end = seek(file, start, Whence::SeekHole)
+            .map_err(io("SEEK_HOLE"))?
+            .unwrap_or(size)
+            .min(size);
+        let (start, end) = (
+            start / PAGE_SIZE * PAGE_SIZE,
+            end.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+        );
         let mut off = start;
         while off < end {
             let n = ((end - off) as usize).min(buf.len());
             file.read_exact_at(&mut buf[..n], off).map_err(io("read"))?;
-            pages.write_all(&buf[..n]).map_err(io("write pages image"))?;
+            pages
+                .write_all(&buf[..n])
+                .map_err(io("write pages image"))?;
             off += n as u64;
         }
         let nr = (end - start) / PAGE_SIZE;
-        pagemap.write(&PagemapEntry { vaddr: start, compat_nr_pages: 0, flags: Some(PE_PRESENT), nr_pages: Some(nr), ..Default::default() })?;
+        pagemap.write(&PagemapEntry {
+            vaddr: start,
+            compat_nr_pages: 0,
+            flags: Some(PE_PRESENT),
+            nr_pages: Some(nr),
+            ..Default::default()
+        })?;
         written += nr;
         at = end;
     }
@@ -83,7 +113,10 @@ mod tests {
         assert_eq!(id, 7);
         let pages = crate::restore::read_pages_image(dir.path(), 7).unwrap();
         let find = |off: u64| {
-            let r = runs.iter().find(|r| r.vaddr <= off && off < r.vaddr + r.pages * PAGE_SIZE).expect("run");
+            let r = runs
+                .iter()
+                .find(|r| r.vaddr <= off && off < r.vaddr + r.pages * PAGE_SIZE)
+                .expect("run");
             (r.offset + off - r.vaddr) as usize
         };
         assert_eq!(&pages[find(0)..find(0) + 5], b"first");

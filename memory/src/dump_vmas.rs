@@ -13,11 +13,23 @@ use crate::vma::*;
 #[derive(Debug, thiserror::Error)]
 pub enum VmaDumpError {
     #[error("pid {pid}: cannot read smaps: {source}")]
-    Smaps { pid: i32, source: criu_procfs::ProcError },
+    Smaps {
+        pid: i32,
+        source: criu_procfs::ProcError,
+    },
     #[error("pid {pid}: cannot stat {path}: {source}")]
-    MapFile { pid: i32, path: String, source: std::io::Error },
+    MapFile {
+        pid: i32,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("pid {pid}: mapping {start:#x}-{end:#x} ({what}) is not supported by this dump")]
-    Unsupported { pid: i32, start: u64, end: u64, what: String },
+    Unsupported {
+        pid: i32,
+        start: u64,
+        end: u64,
+        what: String,
+    },
 }
 
 /// The file behind a file mapping, as `stat` and the map_files link show it.
@@ -105,7 +117,8 @@ fn flags_and_madv(f: VmFlags) -> (u32, u64) {
 
 /// Reads and classifies the VMAs of a stopped task.
 pub fn collect_vmas(pid: i32) -> Result<Vec<DumpVma>, VmaDumpError> {
-    let smaps = criu_procfs::read_smaps(pid).map_err(|source| VmaDumpError::Smaps { pid, source })?;
+    let smaps =
+        criu_procfs::read_smaps(pid).map_err(|source| VmaDumpError::Smaps { pid, source })?;
     classify(pid, &smaps, &|start, end| map_file(pid, start, end))
 }
 
@@ -123,12 +136,26 @@ fn map_file(pid: i32, start: u64, end: u64) -> Result<Option<MapFileInfo>, VmaDu
     let lmeta = match std::fs::symlink_metadata(&link) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(VmaDumpError::MapFile { pid, path: shown, source }),
+        Err(source) => {
+            return Err(VmaDumpError::MapFile {
+                pid,
+                path: shown,
+                source,
+            })
+        }
     };
-    let target = std::fs::read_link(&link).map_err(|source| VmaDumpError::MapFile { pid, path: shown.clone(), source })?;
+    let target = std::fs::read_link(&link).map_err(|source| VmaDumpError::MapFile {
+        pid,
+        path: shown.clone(),
+        source,
+    })?;
     // Sockets and AIO rings cannot be opened; their stat is still of interest.
     let meta = std::fs::metadata(&link).ok();
-    Ok(Some(MapFileInfo { link_mode: lmeta.mode(), target, meta }))
+    Ok(Some(MapFileInfo {
+        link_mode: lmeta.mode(),
+        target,
+        meta,
+    }))
 }
 
 fn strip_deleted(p: PathBuf) -> PathBuf {
@@ -148,9 +175,18 @@ pub fn classify(
     let mut prev_end = 0u64;
     for s in smaps {
         let v = &s.vma;
-        let unsupported = |what: &str| VmaDumpError::Unsupported { pid, start: v.start, end: v.end, what: what.to_string() };
+        let unsupported = |what: &str| VmaDumpError::Unsupported {
+            pid,
+            start: v.start,
+            end: v.end,
+            what: what.to_string(),
+        };
         let (mut flags, madv) = flags_and_madv(s.vm_flags);
-        flags |= if v.perms.shared { MAP_SHARED } else { MAP_PRIVATE };
+        flags |= if v.perms.shared {
+            MAP_SHARED
+        } else {
+            MAP_PRIVATE
+        };
         if flags & MAP_DROPPABLE != 0 {
             flags &= !MAP_PRIVATE;
         }
@@ -187,11 +223,17 @@ pub fn classify(
                     0o600 => libc::O_RDWR as u32,
                     _ => libc::O_RDONLY as u32,
                 });
-                let Some(meta) = info.meta else { return Err(unsupported("socket, AIO ring or unopenable file")) };
+                let Some(meta) = info.meta else {
+                    return Err(unsupported("socket, AIO ring or unopenable file"));
+                };
                 let ft = meta.file_type();
-                let is_devzero = std::os::unix::fs::FileTypeExt::is_char_device(&ft) && meta.rdev() == libc::makedev(1, 5);
+                let is_devzero = std::os::unix::fs::FileTypeExt::is_char_device(&ft)
+                    && meta.rdev() == libc::makedev(1, 5);
                 if !(ft.is_file() || is_devzero) {
-                    return Err(unsupported(&format!("mapping of a non-regular file {}", info.target.display())));
+                    return Err(unsupported(&format!(
+                        "mapping of a non-regular file {}",
+                        info.target.display()
+                    )));
                 }
                 match &v.name {
                     VmaName::SysvShm { .. } => return Err(unsupported("System V shared memory")),
@@ -203,9 +245,16 @@ pub fn classify(
                     e.status |= VMA_ANON_SHARED;
                     e.flags |= MAP_ANONYMOUS;
                     e.shmid = meta.ino();
-                    shmem = Some(SharedObject { ino: meta.ino(), size: meta.size() });
+                    shmem = Some(SharedObject {
+                        ino: meta.ino(),
+                        size: meta.size(),
+                    });
                 } else {
-                    e.status |= if v.perms.shared { VMA_FILE_SHARED } else { VMA_FILE_PRIVATE };
+                    e.status |= if v.perms.shared {
+                        VMA_FILE_SHARED
+                    } else {
+                        VMA_FILE_PRIVATE
+                    };
                     file = Some(MappedFile {
                         path: strip_deleted(info.target),
                         dev: meta.dev(),
@@ -242,7 +291,11 @@ pub fn classify(
             e.start -= PAGE_SIZE;
         }
         prev_end = e.end;
-        out.push(DumpVma { entry: e, file, shmem });
+        out.push(DumpVma {
+            entry: e,
+            file,
+            shmem,
+        });
     }
     Ok(out)
 }
@@ -273,7 +326,11 @@ VmFlags: rd wr mr mw me gd ac hg
         }
         // Any regular file's stat will do for the classification.
         let meta = std::fs::metadata("/proc/self/exe").ok();
-        Ok(Some(MapFileInfo { link_mode: 0o400 | libc::S_IFLNK, target: "/usr/bin/prog".into(), meta }))
+        Ok(Some(MapFileInfo {
+            link_mode: 0o400 | libc::S_IFLNK,
+            target: "/usr/bin/prog".into(),
+            meta,
+        }))
     }
 
     #[test]
@@ -283,15 +340,37 @@ VmFlags: rd wr mr mw me gd ac hg
         assert_eq!(v.len(), 5, "the two vvar areas are merged");
         assert_eq!(v[0].entry.status, VMA_AREA_REGULAR | VMA_FILE_PRIVATE);
         assert_eq!(v[0].entry.fdflags, Some(libc::O_RDONLY as u32));
-        assert_eq!(v[0].file.as_ref().map(|f| f.path.clone()), Some(PathBuf::from("/usr/bin/prog")));
-        assert_eq!(v[1].entry.status, VMA_AREA_REGULAR | VMA_AREA_HEAP | VMA_ANON_PRIVATE);
+        assert_eq!(
+            v[0].file.as_ref().map(|f| f.path.clone()),
+            Some(PathBuf::from("/usr/bin/prog"))
+        );
+        assert_eq!(
+            v[1].entry.status,
+            VMA_AREA_REGULAR | VMA_AREA_HEAP | VMA_ANON_PRIVATE
+        );
         assert_eq!(v[1].entry.flags, MAP_PRIVATE | MAP_ANONYMOUS);
-        assert_eq!((v[2].entry.start, v[2].entry.end), (0x7f00_0000_0000, 0x7f00_0000_6000));
-        assert_eq!(v[2].entry.status, VMA_AREA_REGULAR | VMA_AREA_VVAR | VMA_ANON_PRIVATE);
+        assert_eq!(
+            (v[2].entry.start, v[2].entry.end),
+            (0x7f00_0000_0000, 0x7f00_0000_6000)
+        );
+        assert_eq!(
+            v[2].entry.status,
+            VMA_AREA_REGULAR | VMA_AREA_VVAR | VMA_ANON_PRIVATE
+        );
         assert!(!v[2].is_private(), "vvar content is the kernel's");
-        assert_eq!(v[3].entry.status, VMA_AREA_REGULAR | VMA_AREA_VDSO | VMA_ANON_PRIVATE);
-        assert_eq!(v[4].entry.start, 0x7ffc_0000_0000 - PAGE_SIZE, "stack guard page");
-        assert_eq!(v[4].entry.flags, MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN);
+        assert_eq!(
+            v[3].entry.status,
+            VMA_AREA_REGULAR | VMA_AREA_VDSO | VMA_ANON_PRIVATE
+        );
+        assert_eq!(
+            v[4].entry.start,
+            0x7ffc_0000_0000 - PAGE_SIZE,
+            "stack guard page"
+        );
+        assert_eq!(
+            v[4].entry.flags,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN
+        );
         assert_eq!(v[4].entry.madv, Some(1 << libc::MADV_HUGEPAGE));
         assert!(v[4].is_private());
     }
@@ -300,7 +379,12 @@ VmFlags: rd wr mr mw me gd ac hg
     fn shared_memory_without_a_file_is_refused_with_its_address() {
         let text = "7f1000000000-7f1000001000 rw-s 00000000 00:01 77 /dev/zero (deleted)\nVmFlags: rd wr sh mr mw me ms\n";
         let smaps = criu_procfs::smaps::parse_smaps(text).unwrap();
-        let err = classify(42, &smaps, &|_, _| Ok(None)).unwrap_err().to_string();
-        assert!(err.contains("pid 42") && err.contains("7f1000000000") && err.contains("shared memory"), "{err}");
+        let err = classify(42, &smaps, &|_, _| Ok(None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pid 42") && err.contains("7f1000000000") && err.contains("shared memory"),
+            "{err}"
+        );
     }
 }

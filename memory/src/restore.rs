@@ -18,9 +18,19 @@ pub enum RestoreMemError {
     #[error("{path}: pagemap image has no head entry")]
     NoHead { path: String },
     #[error("{path}: at byte {offset}: page run {vaddr:#x}+{pages} pages ends past the image")]
-    ShortPages { path: String, offset: u64, vaddr: u64, pages: u64 },
+    ShortPages {
+        path: String,
+        offset: u64,
+        vaddr: u64,
+        pages: u64,
+    },
     #[error("pid {pid}: cannot write {len} bytes at {addr:#x} through /proc/{pid}/mem: {source}")]
-    Write { pid: i32, addr: u64, len: usize, source: std::io::Error },
+    Write {
+        pid: i32,
+        addr: u64,
+        len: usize,
+        source: std::io::Error,
+    },
     #[error("pid {pid}: cannot open /proc/{pid}/mem: {source}")]
     OpenMem { pid: i32, source: std::io::Error },
     #[error("vma {start:#x}-{end:#x}: {what}")]
@@ -31,10 +41,25 @@ pub enum RestoreMemError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapPlan {
     /// mmap at a fixed address; `file_id` names the reg-files entry to map, if any.
-    Mmap { addr: u64, len: u64, prot: u64, flags: u64, file_id: Option<u32>, offset: u64 },
+    Mmap {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        file_id: Option<u32>,
+        offset: u64,
+    },
     /// Shared memory whose pages live in `pagemap-shmem-<shmid>.img`: an anonymous shared
     /// mapping (`memfd_file` is `None`) or a memfd mapping (the files.img id of the memfd).
-    Shared { addr: u64, len: u64, prot: u64, flags: u64, memfd_file: Option<u32>, shmid: u64, offset: u64 },
+    Shared {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        memfd_file: Option<u32>,
+        shmid: u64,
+        offset: u64,
+    },
     /// Part of the vDSO set, recreated as a whole by `arch_prctl(ARCH_MAP_VDSO_64)`.
     Vdso,
     /// `[vsyscall]`: fixed by the kernel, nothing to do.
@@ -43,7 +68,11 @@ pub enum MapPlan {
 
 /// Decides how to map `vma`.
 pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
-    let bad = |what: &str| RestoreMemError::Vma { start: vma.start, end: vma.end, what: what.into() };
+    let bad = |what: &str| RestoreMemError::Vma {
+        start: vma.start,
+        end: vma.end,
+        what: what.into(),
+    };
     let s = vma.status;
     if s & VMA_AREA_VSYSCALL != 0 {
         return Ok(MapPlan::Skip);
@@ -51,13 +80,17 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
     if s & (VMA_AREA_VDSO | VMA_AREA_VVAR) != 0 {
         return Ok(MapPlan::Vdso);
     }
-    if vma.end <= vma.start || !vma.start.is_multiple_of(PAGE_SIZE) || !vma.end.is_multiple_of(PAGE_SIZE) {
+    if vma.end <= vma.start
+        || !vma.start.is_multiple_of(PAGE_SIZE)
+        || !vma.end.is_multiple_of(PAGE_SIZE)
+    {
         return Err(bad("bad bounds"));
     }
     if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_UNSUPP) != 0 {
         return Err(bad("this kind of mapping is not restored yet"));
     }
-    let shared_flags = (u64::from(vma.flags) & !(libc::MAP_ANONYMOUS as u64)) | libc::MAP_FIXED as u64;
+    let shared_flags =
+        (u64::from(vma.flags) & !(libc::MAP_ANONYMOUS as u64)) | libc::MAP_FIXED as u64;
     if s & VMA_AREA_MEMFD != 0 {
         let file = u32::try_from(vma.shmid).map_err(|_| bad("memfd file id out of range"))?;
         return Ok(MapPlan::Shared {
@@ -109,7 +142,10 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
 /// The madvise(2) advice values to apply for `vma.madv` (a bit per advice number).
 pub fn advice(vma: &VmaEntry) -> Vec<i32> {
     let madv = vma.madv.unwrap_or(0);
-    (0..64i32).filter(|b| madv & (1u64 << b) != 0).map(|b: i32| b).collect()
+    (0..64i32)
+        .filter(|b| madv & (1u64 << b) != 0)
+        .map(|b: i32| b)
+        .collect()
 }
 
 /// One run of dumped pages.
@@ -131,9 +167,15 @@ pub fn read_shmem_pagemap(dir: &Path, shmid: u64) -> Result<(u32, Vec<PageRun>),
     read_pagemap_of(dir, &ImageKind::SHMEM_PAGEMAP, shmid)
 }
 
-fn read_pagemap_of(dir: &Path, kind: &ImageKind, id: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
+fn read_pagemap_of(
+    dir: &Path,
+    kind: &ImageKind,
+    id: u64,
+) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
     let mut img = ImageReader::open(dir, kind, Some(id))?;
-    let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead { path: img.path().into() })?;
+    let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead {
+        path: img.path().into(),
+    })?;
     let mut runs = Vec::new();
     let mut offset = 0;
     while let Some(e) = img.read::<PagemapEntry>()? {
@@ -142,7 +184,11 @@ fn read_pagemap_of(dir: &Path, kind: &ImageKind, id: u64) -> Result<(u32, Vec<Pa
         if flags & PE_PRESENT == 0 || e.in_parent == Some(true) || flags & PE_PARENT != 0 {
             continue;
         }
-        runs.push(PageRun { vaddr: e.vaddr, pages, offset });
+        runs.push(PageRun {
+            vaddr: e.vaddr,
+            pages,
+            offset,
+        });
         offset += pages * PAGE_SIZE;
     }
     Ok((head.pages_id, runs))
@@ -167,17 +213,31 @@ impl UffdAreas<'_> {
 /// with process_vm_writev (one copy), falling back to `/proc/<pid>/mem` for areas that
 /// process_vm_writev refuses (read-only ones; that path writes them too). Large images are
 /// split over two threads. Runs inside `uffd`'s areas go through UFFDIO_COPY instead.
-pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun], uffd: Option<&UffdAreas>) -> Result<u64, RestoreMemError> {
+pub fn fill(
+    pid: i32,
+    dir: &Path,
+    pages_id: u32,
+    runs: &[PageRun],
+    uffd: Option<&UffdAreas>,
+) -> Result<u64, RestoreMemError> {
     let kind = ImageKind::PAGES;
     let path = dir.join(kind.file_name(Some(u64::from(pages_id))));
     let shown = path.display().to_string();
-    let io = |e| criu_proto::Error::Io { path: shown.clone(), source: e };
+    let io = |e| criu_proto::Error::Io {
+        path: shown.clone(),
+        source: e,
+    };
     let pages = File::open(&path).map_err(io)?;
     let image = criu_sys::mapping::FileMapping::new(&pages).map_err(io)?;
     let size = image.bytes().len() as u64;
     for r in runs {
         if r.offset + r.pages * PAGE_SIZE > size {
-            return Err(RestoreMemError::ShortPages { path: shown, offset: r.offset, vaddr: r.vaddr, pages: r.pages });
+            return Err(RestoreMemError::ShortPages {
+                path: shown,
+                offset: r.offset,
+                vaddr: r.vaddr,
+                pages: r.pages,
+            });
         }
     }
     let mem = OpenOptions::new()
@@ -195,7 +255,10 @@ pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun], uffd: Option<
             let other = s.spawn(|| copy_runs(pid, image.bytes(), &mem, second, uffd));
             let mine = copy_runs(pid, image.bytes(), &mem, first, uffd);
             let theirs = other.join().unwrap_or_else(|_| {
-                Err(RestoreMemError::OpenMem { pid, source: std::io::Error::other("copy thread panicked") })
+                Err(RestoreMemError::OpenMem {
+                    pid,
+                    source: std::io::Error::other("copy thread panicked"),
+                })
             });
             mine.and(theirs)
         })?;
@@ -203,7 +266,13 @@ pub fn fill(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun], uffd: Option<
     Ok(total)
 }
 
-fn copy_runs(pid: i32, image: &[u8], mem: &File, runs: &[PageRun], uffd: Option<&UffdAreas>) -> Result<(), RestoreMemError> {
+fn copy_runs(
+    pid: i32,
+    image: &[u8],
+    mem: &File,
+    runs: &[PageRun],
+    uffd: Option<&UffdAreas>,
+) -> Result<(), RestoreMemError> {
     use nix::sys::uio::{process_vm_writev, RemoteIoVec};
     let target = nix::unistd::Pid::from_raw(pid);
     for r in runs {
@@ -212,23 +281,42 @@ fn copy_runs(pid: i32, image: &[u8], mem: &File, runs: &[PageRun], uffd: Option<
             match u.uffd.copy(r.vaddr, src) {
                 Ok(()) => continue,
                 // Pages already there (or a refused area): the plain path below writes them.
-                Err(e) => tracing::debug!("pid {pid}: UFFDIO_COPY at {:#x}: {e}; writing it instead", r.vaddr),
+                Err(e) => tracing::debug!(
+                    "pid {pid}: UFFDIO_COPY at {:#x}: {e}; writing it instead",
+                    r.vaddr
+                ),
             }
         }
         let mut done = 0usize;
         while done < src.len() {
             let chunk = &src[done..];
             let addr = r.vaddr + done as u64;
-            let remote = [RemoteIoVec { base: addr as usize, len: chunk.len() }];
+            let remote = [RemoteIoVec {
+                base: addr as usize,
+                len: chunk.len(),
+            }];
             match process_vm_writev(target, &[std::io::IoSlice::new(chunk)], &remote) {
                 Ok(n) if n > 0 => done += n,
                 // Refused: a run lies in one area, so the rest of it is read-only; /proc/PID/mem
                 // writes those too, in one go.
                 Ok(_) | Err(nix::errno::Errno::EFAULT) => {
-                    mem.write_all_at(chunk, addr).map_err(|source| RestoreMemError::Write { pid, addr, len: chunk.len(), source })?;
+                    mem.write_all_at(chunk, addr)
+                        .map_err(|source| RestoreMemError::Write {
+                            pid,
+                            addr,
+                            len: chunk.len(),
+                            source,
+                        })?;
                     done += chunk.len();
                 }
-                Err(e) => return Err(RestoreMemError::Write { pid, addr, len: chunk.len(), source: e.into() }),
+                Err(e) => {
+                    return Err(RestoreMemError::Write {
+                        pid,
+                        addr,
+                        len: chunk.len(),
+                        source: e.into(),
+                    })
+                }
             }
         }
     }
@@ -237,10 +325,18 @@ fn copy_runs(pid: i32, image: &[u8], mem: &File, runs: &[PageRun], uffd: Option<
 
 /// Writes runs of a shared object's pages (run addresses are offsets in the object) into the
 /// object's file.
-pub fn fill_file(file: &File, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<u64, RestoreMemError> {
+pub fn fill_file(
+    file: &File,
+    dir: &Path,
+    pages_id: u32,
+    runs: &[PageRun],
+) -> Result<u64, RestoreMemError> {
     let path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
     let shown = path.display().to_string();
-    let pages = File::open(&path).map_err(|e| criu_proto::Error::Io { path: shown.clone(), source: e })?;
+    let pages = File::open(&path).map_err(|e| criu_proto::Error::Io {
+        path: shown.clone(),
+        source: e,
+    })?;
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0;
     for r in runs {
@@ -249,14 +345,21 @@ pub fn fill_file(file: &File, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Re
         while done < len {
             let n = (len - done).min(CHUNK as u64) as usize;
             let chunk = &mut buf[..n];
-            pages.read_exact_at(chunk, r.offset + done).map_err(|_| RestoreMemError::ShortPages {
-                path: shown.clone(),
-                offset: r.offset + done,
-                vaddr: r.vaddr,
-                pages: r.pages,
+            pages.read_exact_at(chunk, r.offset + done).map_err(|_| {
+                RestoreMemError::ShortPages {
+                    path: shown.clone(),
+                    offset: r.offset + done,
+                    vaddr: r.vaddr,
+                    pages: r.pages,
+                }
             })?;
             file.write_all_at(chunk, r.vaddr + done)
-                .map_err(|source| RestoreMemError::Write { pid: 0, addr: r.vaddr + done, len: n, source })?;
+                .map_err(|source| RestoreMemError::Write {
+                    pid: 0,
+                    addr: r.vaddr + done,
+                    len: n,
+                    source,
+                })?;
             done += n as u64;
         }
         total += len;
@@ -280,7 +383,11 @@ fn split_by_bytes(runs: &[PageRun], half: u64) -> (Vec<PageRun>, Vec<PageRun>) {
                 first.push(PageRun { pages: head, ..*r });
             }
             let cut = head * PAGE_SIZE;
-            second.push(PageRun { vaddr: r.vaddr + cut, pages: r.pages - head, offset: r.offset + cut });
+            second.push(PageRun {
+                vaddr: r.vaddr + cut,
+                pages: r.pages - head,
+                offset: r.offset + cut,
+            });
         }
         acc += len;
     }
@@ -289,11 +396,11 @@ fn split_by_bytes(runs: &[PageRun], half: u64) -> (Vec<PageRun>, Vec<PageRun>) {
 
 const CHUNK: usize = 4 << 20;
 
-
 /// Reads a raw pages image whole (for small images and tests).
 pub fn read_pages_image(dir: &Path, pages_id: u32) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    File::open(dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id)))))?.read_to_end(&mut buf)?;
+    File::open(dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id)))))?
+        .read_to_end(&mut buf)?;
     Ok(buf)
 }
 
@@ -317,7 +424,13 @@ mod tests {
 
     #[test]
     fn anonymous_private_mapping() {
-        let v = vma(0x1000, 0x3000, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, VMA_AREA_REGULAR | VMA_ANON_PRIVATE);
+        let v = vma(
+            0x1000,
+            0x3000,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
+        );
         assert_eq!(
             plan(&v).unwrap(),
             MapPlan::Mmap {
@@ -333,9 +446,20 @@ mod tests {
 
     #[test]
     fn file_mapping_keeps_offset_and_file() {
-        let v = vma(0x1000, 0x2000, libc::PROT_READ, libc::MAP_PRIVATE, VMA_AREA_REGULAR | VMA_FILE_PRIVATE);
+        let v = vma(
+            0x1000,
+            0x2000,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            VMA_AREA_REGULAR | VMA_FILE_PRIVATE,
+        );
         match plan(&v).unwrap() {
-            MapPlan::Mmap { file_id, offset, flags, .. } => {
+            MapPlan::Mmap {
+                file_id,
+                offset,
+                flags,
+                ..
+            } => {
                 assert_eq!(file_id, Some(7));
                 assert_eq!(offset, 0x2000);
                 assert_eq!(flags & libc::MAP_ANONYMOUS as u64, 0);
@@ -346,32 +470,77 @@ mod tests {
 
     #[test]
     fn vdso_and_vsyscall_and_bad_areas() {
-        assert_eq!(plan(&vma(0x1000, 0x2000, 5, 2, VMA_AREA_REGULAR | VMA_AREA_VDSO)).unwrap(), MapPlan::Vdso);
-        assert_eq!(plan(&vma(0x1000, 0x2000, 1, 2, VMA_AREA_REGULAR | VMA_AREA_VVAR)).unwrap(), MapPlan::Vdso);
-        assert_eq!(plan(&vma(0x1000, 0x2000, 5, 2, VMA_AREA_VSYSCALL)).unwrap(), MapPlan::Skip);
+        assert_eq!(
+            plan(&vma(0x1000, 0x2000, 5, 2, VMA_AREA_REGULAR | VMA_AREA_VDSO)).unwrap(),
+            MapPlan::Vdso
+        );
+        assert_eq!(
+            plan(&vma(0x1000, 0x2000, 1, 2, VMA_AREA_REGULAR | VMA_AREA_VVAR)).unwrap(),
+            MapPlan::Vdso
+        );
+        assert_eq!(
+            plan(&vma(0x1000, 0x2000, 5, 2, VMA_AREA_VSYSCALL)).unwrap(),
+            MapPlan::Skip
+        );
         assert!(plan(&vma(0x2000, 0x1000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
         assert!(plan(&vma(0x1001, 0x2000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
-        assert!(plan(&vma(0x1000, 0x2000, 3, 0x22, VMA_AREA_REGULAR | VMA_AREA_SYSVIPC)).is_err());
+        assert!(plan(&vma(
+            0x1000,
+            0x2000,
+            3,
+            0x22,
+            VMA_AREA_REGULAR | VMA_AREA_SYSVIPC
+        ))
+        .is_err());
     }
 
     #[test]
     fn shared_mappings() {
-        let mut v = vma(0x1000, 0x3000, 3, libc::MAP_SHARED | libc::MAP_ANONYMOUS, VMA_AREA_REGULAR | VMA_ANON_SHARED);
+        let mut v = vma(
+            0x1000,
+            0x3000,
+            3,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            VMA_AREA_REGULAR | VMA_ANON_SHARED,
+        );
         v.shmid = 2037;
         match plan(&v).unwrap() {
-            MapPlan::Shared { memfd_file: None, shmid: 2037, flags, .. } => {
+            MapPlan::Shared {
+                memfd_file: None,
+                shmid: 2037,
+                flags,
+                ..
+            } => {
                 assert_ne!(flags & libc::MAP_ANONYMOUS as u64, 0);
                 assert_ne!(flags & libc::MAP_SHARED as u64, 0);
             }
             other => panic!("{other:?}"),
         }
-        let v = vma(0x1000, 0x3000, 3, libc::MAP_SHARED, VMA_AREA_REGULAR | VMA_FILE_SHARED | VMA_AREA_MEMFD);
-        assert!(matches!(plan(&v).unwrap(), MapPlan::Shared { memfd_file: Some(7), .. }));
+        let v = vma(
+            0x1000,
+            0x3000,
+            3,
+            libc::MAP_SHARED,
+            VMA_AREA_REGULAR | VMA_FILE_SHARED | VMA_AREA_MEMFD,
+        );
+        assert!(matches!(
+            plan(&v).unwrap(),
+            MapPlan::Shared {
+                memfd_file: Some(7),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn grows_down_areas_start_above_their_guard_page() {
-        let v = vma(0x10000, 0x20000, 3, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN, VMA_AREA_REGULAR | VMA_ANON_PRIVATE);
+        let v = vma(
+            0x10000,
+            0x20000,
+            3,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN,
+            VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
+        );
         match plan(&v).unwrap() {
             MapPlan::Mmap { addr, len, .. } => assert_eq!((addr, len), (0x11000, 0xf000)),
             other => panic!("{other:?}"),
@@ -387,15 +556,38 @@ mod tests {
 
     #[test]
     fn runs_split_near_the_middle() {
-        let runs: Vec<PageRun> =
-            (0..4).map(|i| PageRun { vaddr: i * 0x10000, pages: 16, offset: i * 16 * PAGE_SIZE }).collect();
+        let runs: Vec<PageRun> = (0..4)
+            .map(|i| PageRun {
+                vaddr: i * 0x10000,
+                pages: 16,
+                offset: i * 16 * PAGE_SIZE,
+            })
+            .collect();
         let (a, b) = split_by_bytes(&runs, 2 * 16 * PAGE_SIZE);
         assert_eq!((a.len(), b.len()), (2, 2));
         // One big run is cut in the middle, keeping addresses and image offsets in step.
-        let one = [PageRun { vaddr: 0x100000, pages: 10, offset: 0x3000 }];
+        let one = [PageRun {
+            vaddr: 0x100000,
+            pages: 10,
+            offset: 0x3000,
+        }];
         let (a, b) = split_by_bytes(&one, 4 * PAGE_SIZE);
-        assert_eq!(a, vec![PageRun { vaddr: 0x100000, pages: 4, offset: 0x3000 }]);
-        assert_eq!(b, vec![PageRun { vaddr: 0x100000 + 4 * PAGE_SIZE, pages: 6, offset: 0x3000 + 4 * PAGE_SIZE }]);
+        assert_eq!(
+            a,
+            vec![PageRun {
+                vaddr: 0x100000,
+                pages: 4,
+                offset: 0x3000
+            }]
+        );
+        assert_eq!(
+            b,
+            vec![PageRun {
+                vaddr: 0x100000 + 4 * PAGE_SIZE,
+                pages: 6,
+                offset: 0x3000 + 4 * PAGE_SIZE
+            }]
+        );
     }
 
     #[test]
@@ -408,9 +600,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut pm = ImageWriter::create(dir.path(), &ImageKind::PAGEMAP, Some(1)).unwrap();
         pm.write(&PagemapHead { pages_id: 5 }).unwrap();
-        pm.write(&PagemapEntry { vaddr: base, compat_nr_pages: 2, flags: Some(PE_PRESENT), nr_pages: Some(2), ..Default::default() }).unwrap();
+        pm.write(&PagemapEntry {
+            vaddr: base,
+            compat_nr_pages: 2,
+            flags: Some(PE_PRESENT),
+            nr_pages: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
         pm.finish().unwrap();
-        let data: Vec<u8> = (0..2 * PAGE_SIZE as usize).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..2 * PAGE_SIZE as usize)
+            .map(|i| (i % 251) as u8)
+            .collect();
         std::fs::write(dir.path().join("pages-5.img"), &data).unwrap();
         let (id, runs) = read_pagemap(dir.path(), 1).unwrap();
         assert_eq!(id, 5);
@@ -420,6 +621,9 @@ mod tests {
         assert_eq!(&target[off..off + data.len()], &data[..]);
         // A pages image shorter than the pagemap claims is refused before any write.
         std::fs::write(dir.path().join("pages-5.img"), &data[..100]).unwrap();
-        assert!(matches!(fill(std::process::id() as i32, dir.path(), id, &runs, None), Err(RestoreMemError::ShortPages { .. })));
+        assert!(matches!(
+            fill(std::process::id() as i32, dir.path(), id, &runs, None),
+            Err(RestoreMemError::ShortPages { .. })
+        ));
     }
 }

@@ -11,7 +11,8 @@ pub const GDT_ENTRY_TLS_MIN: u32 = 12;
 pub const GDT_ENTRY_TLS_NUM: u32 = 3;
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(off..off + 4)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// A `struct user_desc` as `get_thread_area` fills it (16 bytes).
@@ -34,11 +35,26 @@ pub fn user_desc_from_bytes(b: &[u8; 16]) -> UserDescT {
 
 /// A TLS slot never set, as `get_thread_area` reports it.
 pub fn empty_tls_slot(entry_number: u32) -> UserDescT {
-    UserDescT { entry_number, read_exec_only: true, seg_not_present: true, ..Default::default() }
+    UserDescT {
+        entry_number,
+        read_exec_only: true,
+        seg_not_present: true,
+        ..Default::default()
+    }
 }
 
-pub fn thread_info(regs: &Regs, xsave: &Xsave, clear_tid_addr: u64, tls: Vec<UserDescT>) -> ThreadInfoX86 {
-    ThreadInfoX86 { clear_tid_addr, gpregs: gpregs_to_entry(regs), fpregs: xsave_to_entry(xsave), tls }
+pub fn thread_info(
+    regs: &Regs,
+    xsave: &Xsave,
+    clear_tid_addr: u64,
+    tls: Vec<UserDescT>,
+) -> ThreadInfoX86 {
+    ThreadInfoX86 {
+        clear_tid_addr,
+        gpregs: gpregs_to_entry(regs),
+        fpregs: xsave_to_entry(xsave),
+        tls,
+    }
 }
 
 #[cfg(test)]

@@ -48,8 +48,13 @@ fn itimer(inj: &Injector<'_>, tid: i32) -> Result<ItimerEntry> {
 /// Collects the process-wide state of process `pid` through its stopped leader.
 pub fn dump_task_misc(pid: i32, leader: &mut Tracee) -> Result<TaskMisc> {
     let tid = leader.tid();
-    let posix = criu_procfs::read_timers(pid).map_err(|source| ThreadDumpError::Proc { tid, what: "timers", source })?;
-    let mut inj = Injector::new(leader, SCRATCH).map_err(|source| ThreadDumpError::Tracee { tid, source })?;
+    let posix = criu_procfs::read_timers(pid).map_err(|source| ThreadDumpError::Proc {
+        tid,
+        what: "timers",
+        source,
+    })?;
+    let mut inj =
+        Injector::new(leader, SCRATCH).map_err(|source| ThreadDumpError::Tracee { tid, source })?;
     let terr = |source| ThreadDumpError::Tracee { tid, source };
     let base = inj.data_addr();
     let mut misc = TaskMisc::default();
@@ -58,7 +63,13 @@ pub fn dump_task_misc(pid: i32, leader: &mut Tracee) -> Result<TaskMisc> {
         if sig == libc::SIGKILL as u32 || sig == libc::SIGSTOP as u32 {
             continue;
         }
-        call(&mut inj, tid, "rt_sigaction", libc::SYS_rt_sigaction, &[u64::from(sig), 0, base + OFF_SA as u64, 8])?;
+        call(
+            &mut inj,
+            tid,
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            &[u64::from(sig), 0, base + OFF_SA as u64, 8],
+        )?;
         misc.sigactions.push(SaEntry {
             sigaction: read_u64(&inj, OFF_SA).map_err(terr)?,
             flags: read_u64(&inj, OFF_SA + 8).map_err(terr)?,
@@ -69,16 +80,43 @@ pub fn dump_task_misc(pid: i32, leader: &mut Tracee) -> Result<TaskMisc> {
         });
     }
 
-    let mut it = [ItimerEntry::default(), ItimerEntry::default(), ItimerEntry::default()];
+    let mut it = [
+        ItimerEntry::default(),
+        ItimerEntry::default(),
+        ItimerEntry::default(),
+    ];
     for (which, slot) in it.iter_mut().enumerate() {
-        call(&mut inj, tid, "getitimer", libc::SYS_getitimer, &[which as u64, base + OFF_TIMER as u64])?;
+        call(
+            &mut inj,
+            tid,
+            "getitimer",
+            libc::SYS_getitimer,
+            &[which as u64, base + OFF_TIMER as u64],
+        )?;
         *slot = itimer(&inj, tid)?;
     }
     let [real, virt, prof] = it;
-    let mut timers = TaskTimersEntry { real, virt, prof, posix: Vec::new() };
+    let mut timers = TaskTimersEntry {
+        real,
+        virt,
+        prof,
+        posix: Vec::new(),
+    };
     for t in &posix {
-        call(&mut inj, tid, "timer_gettime", libc::SYS_timer_gettime, &[t.id as u64, base + OFF_TIMER as u64])?;
-        let overrun = call(&mut inj, tid, "timer_getoverrun", libc::SYS_timer_getoverrun, &[t.id as u64])?;
+        call(
+            &mut inj,
+            tid,
+            "timer_gettime",
+            libc::SYS_timer_gettime,
+            &[t.id as u64, base + OFF_TIMER as u64],
+        )?;
+        let overrun = call(
+            &mut inj,
+            tid,
+            "timer_getoverrun",
+            libc::SYS_timer_getoverrun,
+            &[t.id as u64],
+        )?;
         let v = itimer(&inj, tid)?;
         const SIGEV_THREAD_ID: i32 = 4;
         timers.posix.push(PosixTimerEntry {
@@ -100,13 +138,36 @@ pub fn dump_task_misc(pid: i32, leader: &mut Tracee) -> Result<TaskMisc> {
     let old = call(&mut inj, tid, "umask", libc::SYS_umask, &[0])?;
     call(&mut inj, tid, "umask", libc::SYS_umask, &[old as u64])?;
     misc.umask = old as u32;
-    misc.dumpable = call(&mut inj, tid, "prctl(PR_GET_DUMPABLE)", libc::SYS_prctl, &[PR_GET_DUMPABLE])? as i32;
-    misc.thp_disabled = call(&mut inj, tid, "prctl(PR_GET_THP_DISABLE)", libc::SYS_prctl, &[PR_GET_THP_DISABLE])? != 0;
-    call(&mut inj, tid, "prctl(PR_GET_CHILD_SUBREAPER)", libc::SYS_prctl, &[PR_GET_CHILD_SUBREAPER, base + OFF_INT as u64])?;
+    misc.dumpable = call(
+        &mut inj,
+        tid,
+        "prctl(PR_GET_DUMPABLE)",
+        libc::SYS_prctl,
+        &[PR_GET_DUMPABLE],
+    )? as i32;
+    misc.thp_disabled = call(
+        &mut inj,
+        tid,
+        "prctl(PR_GET_THP_DISABLE)",
+        libc::SYS_prctl,
+        &[PR_GET_THP_DISABLE],
+    )? != 0;
+    call(
+        &mut inj,
+        tid,
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+        libc::SYS_prctl,
+        &[PR_GET_CHILD_SUBREAPER, base + OFF_INT as u64],
+    )?;
     misc.child_subreaper = read_u32(&inj, OFF_INT).map_err(terr)? != 0;
     misc.brk = call(&mut inj, tid, "brk", libc::SYS_brk, &[0])? as u64;
     // Older kernels do not know the query: no registrations to keep then.
-    let mask = inj.syscall(libc::SYS_membarrier, &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0]).map_err(terr)?;
+    let mask = inj
+        .syscall(
+            libc::SYS_membarrier,
+            &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0],
+        )
+        .map_err(terr)?;
     misc.membarrier_mask = (mask > 0).then_some(mask as u32);
     inj.finish().map_err(terr)?;
     Ok(misc)
@@ -116,10 +177,19 @@ pub fn dump_task_misc(pid: i32, leader: &mut Tracee) -> Result<TaskMisc> {
 /// in RLIMIT_* order, unlimited as all ones, as CRIU stores them.
 pub fn dump_rlimits(pid: i32) -> std::result::Result<TaskRlimitsEntry, criu_procfs::ProcError> {
     let rows = criu_procfs::read_limits(pid)?;
-    let mut rlimits = vec![RlimitEntry { cur: u64::MAX, max: u64::MAX }; RLIM_NLIMITS as usize];
+    let mut rlimits = vec![
+        RlimitEntry {
+            cur: u64::MAX,
+            max: u64::MAX
+        };
+        RLIM_NLIMITS as usize
+    ];
     for r in rows {
         if let Some(slot) = rlimits.get_mut(r.resource as usize) {
-            *slot = RlimitEntry { cur: r.soft, max: r.hard };
+            *slot = RlimitEntry {
+                cur: r.soft,
+                max: r.hard,
+            };
         }
     }
     Ok(TaskRlimitsEntry { rlimits })

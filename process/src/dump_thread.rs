@@ -3,7 +3,8 @@
 //! asked with injected syscalls (a compel-style parasite is not used).
 
 use criu_proto::images::{
-    CredsEntry, RseqEntry, SignalQueueEntry, SiginfoEntry, ThreadCoreEntry, ThreadInfoX86, ThreadSasEntry,
+    CredsEntry, RseqEntry, SiginfoEntry, SignalQueueEntry, ThreadCoreEntry, ThreadInfoX86,
+    ThreadSasEntry,
 };
 use criu_tracee::{Injector, Tracee, TraceeError};
 
@@ -14,9 +15,17 @@ pub enum ThreadDumpError {
     #[error("thread {tid}: {source}")]
     Tracee { tid: i32, source: TraceeError },
     #[error("thread {tid}: cannot read {what}: {source}")]
-    Proc { tid: i32, what: &'static str, source: criu_procfs::ProcError },
+    Proc {
+        tid: i32,
+        what: &'static str,
+        source: criu_procfs::ProcError,
+    },
     #[error("thread {tid}: injected {name} failed with errno {errno}")]
-    Injected { tid: i32, name: &'static str, errno: i64 },
+    Injected {
+        tid: i32,
+        name: &'static str,
+        errno: i64,
+    },
     #[error("thread {tid}: seccomp mode {mode} is not supported by this dump yet")]
     Seccomp { tid: i32, mode: u32 },
 }
@@ -60,21 +69,44 @@ pub(crate) fn read_u32(inj: &Injector<'_>, off: usize) -> std::result::Result<u3
 }
 
 /// Runs an injected syscall that must succeed.
-pub(crate) fn call(inj: &mut Injector<'_>, tid: i32, name: &'static str, nr: i64, args: &[u64]) -> Result<i64> {
-    let r = inj.syscall(nr, args).map_err(|source| ThreadDumpError::Tracee { tid, source })?;
+pub(crate) fn call(
+    inj: &mut Injector<'_>,
+    tid: i32,
+    name: &'static str,
+    nr: i64,
+    args: &[u64],
+) -> Result<i64> {
+    let r = inj
+        .syscall(nr, args)
+        .map_err(|source| ThreadDumpError::Tracee { tid, source })?;
     if (-4095..0).contains(&r) {
-        return Err(ThreadDumpError::Injected { tid, name, errno: -r });
+        return Err(ThreadDumpError::Injected {
+            tid,
+            name,
+            errno: -r,
+        });
     }
     Ok(r)
 }
 
 fn signal_queue(list: Vec<criu_tracee::SigInfo>) -> SignalQueueEntry {
-    SignalQueueEntry { signals: list.into_iter().map(|s| SiginfoEntry { siginfo: s.bytes.to_vec() }).collect() }
+    SignalQueueEntry {
+        signals: list
+            .into_iter()
+            .map(|s| SiginfoEntry {
+                siginfo: s.bytes.to_vec(),
+            })
+            .collect(),
+    }
 }
 
 /// Reads creds of a thread from `/proc/PID/task/TID/status`; secure bits come from the thread.
 fn creds(pid: i32, tid: i32, secbits: u32) -> Result<CredsEntry> {
-    let st = criu_procfs::read_thread_status(pid, tid).map_err(|source| ThreadDumpError::Proc { tid, what: "status", source })?;
+    let st = criu_procfs::read_thread_status(pid, tid).map_err(|source| ThreadDumpError::Proc {
+        tid,
+        what: "status",
+        source,
+    })?;
     let split = |v: u64| vec![v as u32, (v >> 32) as u32];
     Ok(CredsEntry {
         uid: st.uid[0],
@@ -110,53 +142,112 @@ pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
     let sigmask = tracee.sigmask().map_err(terr)?;
     let pending = tracee.pending_signals(false).map_err(terr)?;
     let rseq = tracee.rseq().map_err(terr)?;
-    let comm = criu_procfs::values::read_thread_comm(pid, tid)
-        .map_err(|source| ThreadDumpError::Proc { tid, what: "comm", source })?;
+    let comm = criu_procfs::values::read_thread_comm(pid, tid).map_err(|source| {
+        ThreadDumpError::Proc {
+            tid,
+            what: "comm",
+            source,
+        }
+    })?;
 
     let mut inj = Injector::new(tracee, THREAD_SCRATCH).map_err(terr)?;
     let base = inj.data_addr();
     let terr = |source| ThreadDumpError::Tracee { tid, source };
 
-    call(&mut inj, tid, "get_robust_list", libc::SYS_get_robust_list, &[0, base + OFF_ROBUST as u64, base + OFF_ROBUST as u64 + 8])?;
+    call(
+        &mut inj,
+        tid,
+        "get_robust_list",
+        libc::SYS_get_robust_list,
+        &[0, base + OFF_ROBUST as u64, base + OFF_ROBUST as u64 + 8],
+    )?;
     let futex_rla = read_u64(&inj, OFF_ROBUST).map_err(terr)?;
     let futex_rla_len = read_u64(&inj, OFF_ROBUST + 8).map_err(terr)? as u32;
 
-    let policy = call(&mut inj, tid, "sched_getscheduler", libc::SYS_sched_getscheduler, &[0])?;
+    let policy = call(
+        &mut inj,
+        tid,
+        "sched_getscheduler",
+        libc::SYS_sched_getscheduler,
+        &[0],
+    )?;
     let mut sched_prio = None;
     if matches!(policy & !SCHED_RESET_ON_FORK, SCHED_FIFO | SCHED_RR) {
-        call(&mut inj, tid, "sched_getparam", libc::SYS_sched_getparam, &[0, base + OFF_PARAM as u64])?;
+        call(
+            &mut inj,
+            tid,
+            "sched_getparam",
+            libc::SYS_sched_getparam,
+            &[0, base + OFF_PARAM as u64],
+        )?;
         sched_prio = Some(read_u32(&inj, OFF_PARAM).map_err(terr)?);
     }
     // The raw syscall answers 20 - nice (never negative).
-    let prio = call(&mut inj, tid, "getpriority", libc::SYS_getpriority, &[libc::PRIO_PROCESS as u64, 0])?;
+    let prio = call(
+        &mut inj,
+        tid,
+        "getpriority",
+        libc::SYS_getpriority,
+        &[libc::PRIO_PROCESS as u64, 0],
+    )?;
     let sched_nice = 20 - prio as i32;
 
-    call(&mut inj, tid, "sigaltstack", libc::SYS_sigaltstack, &[0, base + OFF_SAS as u64])?;
+    call(
+        &mut inj,
+        tid,
+        "sigaltstack",
+        libc::SYS_sigaltstack,
+        &[0, base + OFF_SAS as u64],
+    )?;
     let sas = ThreadSasEntry {
         ss_sp: read_u64(&inj, OFF_SAS).map_err(terr)?,
         ss_flags: read_u32(&inj, OFF_SAS + 8).map_err(terr)?,
         ss_size: read_u64(&inj, OFF_SAS + 16).map_err(terr)?,
     };
 
-    call(&mut inj, tid, "prctl(PR_GET_PDEATHSIG)", libc::SYS_prctl, &[PR_GET_PDEATHSIG, base + OFF_INT as u64])?;
+    call(
+        &mut inj,
+        tid,
+        "prctl(PR_GET_PDEATHSIG)",
+        libc::SYS_prctl,
+        &[PR_GET_PDEATHSIG, base + OFF_INT as u64],
+    )?;
     let pdeath_sig = read_u32(&inj, OFF_INT).map_err(terr)?;
-    call(&mut inj, tid, "prctl(PR_GET_TID_ADDRESS)", libc::SYS_prctl, &[PR_GET_TID_ADDRESS, base + OFF_TIDADDR as u64])?;
+    call(
+        &mut inj,
+        tid,
+        "prctl(PR_GET_TID_ADDRESS)",
+        libc::SYS_prctl,
+        &[PR_GET_TID_ADDRESS, base + OFF_TIDADDR as u64],
+    )?;
     let clear_tid_addr = read_u64(&inj, OFF_TIDADDR).map_err(terr)?;
-    let secbits = call(&mut inj, tid, "prctl(PR_GET_SECUREBITS)", libc::SYS_prctl, &[PR_GET_SECUREBITS])? as u32;
+    let secbits = call(
+        &mut inj,
+        tid,
+        "prctl(PR_GET_SECUREBITS)",
+        libc::SYS_prctl,
+        &[PR_GET_SECUREBITS],
+    )? as u32;
 
     let mut tls = Vec::with_capacity(GDT_ENTRY_TLS_NUM as usize);
     for i in 0..GDT_ENTRY_TLS_NUM {
         let mut desc = [0u8; 16];
         desc[0..4].copy_from_slice(&(GDT_ENTRY_TLS_MIN + i).to_le_bytes());
         inj.write_data(OFF_DESC, &desc).map_err(terr)?;
-        let r = inj.syscall(libc::SYS_get_thread_area, &[base + OFF_DESC as u64]).map_err(terr)?;
+        let r = inj
+            .syscall(libc::SYS_get_thread_area, &[base + OFF_DESC as u64])
+            .map_err(terr)?;
         if r == -i64::from(libc::ENOSYS) {
             // Without 32-bit emulation no task can have set a slot: it is empty.
             tls.push(dump_regs::empty_tls_slot(GDT_ENTRY_TLS_MIN + i));
             continue;
         }
         if r < 0 {
-            return Err(ThreadDumpError::Injected { tid, name: "get_thread_area", errno: -r });
+            return Err(ThreadDumpError::Injected {
+                tid,
+                name: "get_thread_area",
+                errno: -r,
+            });
         }
         inj.read_data(OFF_DESC, &mut desc).map_err(terr)?;
         tls.push(dump_regs::user_desc_from_bytes(&desc));
@@ -185,12 +276,18 @@ pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
         rseq_entry,
         ..Default::default()
     };
-    Ok(ThreadDump { tid, info: dump_regs::thread_info(&regs, &xsave, clear_tid_addr, tls), core })
+    Ok(ThreadDump {
+        tid,
+        info: dump_regs::thread_info(&regs, &xsave, clear_tid_addr, tls),
+        core,
+    })
 }
 
 /// Shared (process-wide) pending signals, asked through any thread.
 pub fn shared_signals(tracee: &Tracee) -> Result<SignalQueueEntry> {
     let tid = tracee.tid();
-    let list = tracee.pending_signals(true).map_err(|source| ThreadDumpError::Tracee { tid, source })?;
+    let list = tracee
+        .pending_signals(true)
+        .map_err(|source| ThreadDumpError::Tracee { tid, source })?;
     Ok(signal_queue(list))
 }

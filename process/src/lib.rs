@@ -1,9 +1,9 @@
 //! A task's own state besides memory and files: registers and XSAVE, signals (actions, mask,
 //! pending), credentials and capabilities, limits, timers, scheduling, rseq, seccomp. Each
 //! piece has a dump half and a restore half side by side.
-pub mod regs;
 pub mod dump_regs;
 pub mod dump_task;
 pub mod dump_thread;
+pub mod regs;
 pub mod restore_creds;
 pub mod restore_signals;

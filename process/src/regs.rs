@@ -75,7 +75,15 @@ pub fn entry_to_gpregs(e: &UserX86RegsEntry) -> Regs {
 }
 
 /// Extended XSAVE components CRIU stores, with their size in bytes.
-const COMPONENTS: [(u32, usize); 7] = [(2, 256), (3, 64), (4, 64), (5, 64), (6, 512), (7, 1024), (9, 8)];
+const COMPONENTS: [(u32, usize); 7] = [
+    (2, 256),
+    (3, 64),
+    (4, 64),
+    (5, 64),
+    (6, 512),
+    (7, 1024),
+    (9, 8),
+];
 
 /// Components this CPU implements (CPUID 0xD.0 EAX:EDX).
 fn cpu_components() -> u64 {
@@ -111,10 +119,14 @@ pub fn xsave_to_entry(x: &Xsave) -> UserX86FpregsEntry {
     if b.len() < LEGACY_AND_HEADER {
         b.resize(LEGACY_AND_HEADER, 0);
     }
-    let mut xsave = UserX86XsaveEntry { xstate_bv: le_u64(&b, 512), ..Default::default() };
+    let mut xsave = UserX86XsaveEntry {
+        xstate_bv: le_u64(&b, 512),
+        ..Default::default()
+    };
     let cpu = cpu_components();
     for (n, size) in COMPONENTS {
-        let Some(off) = component_offset(n).filter(|o| cpu & (1 << n) != 0 && o + size <= b.len()) else {
+        let Some(off) = component_offset(n).filter(|o| cpu & (1 << n) != 0 && o + size <= b.len())
+        else {
             continue;
         };
         match n {
@@ -194,7 +206,8 @@ mod tests {
 
     #[test]
     fn gp_registers_round_trip() {
-        let words: [u64; criu_tracee::regs::REGS_WORDS] = std::array::from_fn(|i| 0x1000 + i as u64 * 0x11);
+        let words: [u64; criu_tracee::regs::REGS_WORDS] =
+            std::array::from_fn(|i| 0x1000 + i as u64 * 0x11);
         let regs = Regs::from_words(words);
         let back = entry_to_gpregs(&gpregs_to_entry(&regs));
         assert_eq!(back.to_words(), words);
@@ -216,7 +229,11 @@ mod tests {
         for (n, len) in COMPONENTS {
             if let Some(off) = component_offset(n).filter(|_| cpu & (1 << n) != 0) {
                 if off + len <= size {
-                    assert_eq!(&back.bytes[off..off + len], &x.bytes[off..off + len], "component {n}");
+                    assert_eq!(
+                        &back.bytes[off..off + len],
+                        &x.bytes[off..off + len],
+                        "component {n}"
+                    );
                 }
             }
         }
@@ -224,7 +241,10 @@ mod tests {
 
     #[test]
     fn fxsave_only_entry_marks_x87_and_sse() {
-        let e = UserX86FpregsEntry { mxcsr: 0x1f80, ..Default::default() };
+        let e = UserX86FpregsEntry {
+            mxcsr: 0x1f80,
+            ..Default::default()
+        };
         let x = entry_to_xsave(&e, 1024);
         assert_eq!(x.xstate_bv(), 3);
         assert_eq!(le_u32(&x.bytes, 24), 0x1f80);

@@ -20,24 +20,63 @@ fn has_cap(v: &[u32], cap: u32) -> bool {
 
 /// The highest capability number this kernel knows.
 fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
 }
 
 pub fn restore_creds(r: &mut Remote, c: &CredsEntry) -> Result<(), TraceeError> {
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let at = r.arg(&groups)?;
-    r.call("setgroups", libc::SYS_setgroups, &[c.groups.len() as u64, at])?;
-    r.call("prctl(PR_SET_SECUREBITS)", libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, SECBIT_NO_SETUID_FIXUP, 0, 0, 0])?;
-    r.call("setresgid", libc::SYS_setresgid, &[u64::from(c.gid), u64::from(c.egid), u64::from(c.sgid)])?;
+    r.call(
+        "setgroups",
+        libc::SYS_setgroups,
+        &[c.groups.len() as u64, at],
+    )?;
+    r.call(
+        "prctl(PR_SET_SECUREBITS)",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_SECUREBITS as u64,
+            SECBIT_NO_SETUID_FIXUP,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    r.call(
+        "setresgid",
+        libc::SYS_setresgid,
+        &[u64::from(c.gid), u64::from(c.egid), u64::from(c.sgid)],
+    )?;
     r.call("setfsgid", libc::SYS_setfsgid, &[u64::from(c.fsgid)])?;
-    r.call("setresuid", libc::SYS_setresuid, &[u64::from(c.uid), u64::from(c.euid), u64::from(c.suid)])?;
+    r.call(
+        "setresuid",
+        libc::SYS_setresuid,
+        &[u64::from(c.uid), u64::from(c.euid), u64::from(c.suid)],
+    )?;
     r.call("setfsuid", libc::SYS_setfsuid, &[u64::from(c.fsuid)])?;
     for cap in 0..=last_cap() {
         if !has_cap(&c.cap_bnd, cap) {
-            r.call("prctl(PR_CAPBSET_DROP)", libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, u64::from(cap), 0, 0, 0])?;
+            r.call(
+                "prctl(PR_CAPBSET_DROP)",
+                libc::SYS_prctl,
+                &[libc::PR_CAPBSET_DROP as u64, u64::from(cap), 0, 0, 0],
+            )?;
         }
     }
-    r.call("prctl(PR_SET_SECUREBITS)", libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, u64::from(c.secbits), 0, 0, 0])?;
+    r.call(
+        "prctl(PR_SET_SECUREBITS)",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_SECUREBITS as u64,
+            u64::from(c.secbits),
+            0,
+            0,
+            0,
+        ],
+    )?;
     // struct __user_cap_header_struct, then two __user_cap_data_struct {eff, prm, inh}.
     let mut block = Vec::with_capacity(8 + 24);
     block.extend_from_slice(&LINUX_CAPABILITY_VERSION_3.to_le_bytes());
@@ -51,12 +90,22 @@ pub fn restore_creds(r: &mut Remote, c: &CredsEntry) -> Result<(), TraceeError> 
     r.call("capset", libc::SYS_capset, &[at, at + 8])?;
     for cap in 0..=last_cap() {
         if has_cap(&c.cap_amb, cap) {
-            let args = [libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, u64::from(cap), 0, 0];
+            let args = [
+                libc::PR_CAP_AMBIENT as u64,
+                libc::PR_CAP_AMBIENT_RAISE as u64,
+                u64::from(cap),
+                0,
+                0,
+            ];
             r.call("prctl(PR_CAP_AMBIENT_RAISE)", libc::SYS_prctl, &args)?;
         }
     }
     if c.no_new_privs.unwrap_or(0) != 0 {
-        r.call("prctl(PR_SET_NO_NEW_PRIVS)", libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0])?;
+        r.call(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            libc::SYS_prctl,
+            &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

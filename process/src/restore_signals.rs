@@ -13,25 +13,42 @@ fn signo(info: &[u8]) -> u64 {
 }
 
 /// Queues the process-wide signals of `queue` again.
-pub fn queue_shared(r: &mut Remote, tgid: i32, queue: &SignalQueueEntry) -> Result<(), TraceeError> {
+pub fn queue_shared(
+    r: &mut Remote,
+    tgid: i32,
+    queue: &SignalQueueEntry,
+) -> Result<(), TraceeError> {
     for s in &queue.signals {
         if s.siginfo.len() < SIGINFO_SIZE {
             continue;
         }
         let at = r.arg(&s.siginfo[..SIGINFO_SIZE])?;
-        r.call("rt_sigqueueinfo", libc::SYS_rt_sigqueueinfo, &[tgid as u64, signo(&s.siginfo), at])?;
+        r.call(
+            "rt_sigqueueinfo",
+            libc::SYS_rt_sigqueueinfo,
+            &[tgid as u64, signo(&s.siginfo), at],
+        )?;
     }
     Ok(())
 }
 
 /// Queues the thread-private signals of `queue` again.
-pub fn queue_private(r: &mut Remote, tgid: i32, tid: i32, queue: &SignalQueueEntry) -> Result<(), TraceeError> {
+pub fn queue_private(
+    r: &mut Remote,
+    tgid: i32,
+    tid: i32,
+    queue: &SignalQueueEntry,
+) -> Result<(), TraceeError> {
     for s in &queue.signals {
         if s.siginfo.len() < SIGINFO_SIZE {
             continue;
         }
         let at = r.arg(&s.siginfo[..SIGINFO_SIZE])?;
-        r.call("rt_tgsigqueueinfo", libc::SYS_rt_tgsigqueueinfo, &[tgid as u64, tid as u64, signo(&s.siginfo), at])?;
+        r.call(
+            "rt_tgsigqueueinfo",
+            libc::SYS_rt_tgsigqueueinfo,
+            &[tgid as u64, tid as u64, signo(&s.siginfo), at],
+        )?;
     }
     Ok(())
 }

@@ -18,6 +18,12 @@ pub fn pool() -> &'static DescriptorPool {
 
 /// The descriptor of a message by its name, with or without the `criu.` package prefix.
 pub fn message_descriptor(name: &str) -> Result<MessageDescriptor, Error> {
-    let full = if name.contains('.') { name.to_string() } else { format!("criu.{name}") };
-    pool().get_message_by_name(&full).ok_or(Error::UnknownMessage(full))
+    let full = if name.contains('.') {
+        name.to_string()
+    } else {
+        format!("criu.{name}")
+    };
+    pool()
+        .get_message_by_name(&full)
+        .ok_or(Error::UnknownMessage(full))
 }

@@ -11,7 +11,11 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{path}: at byte {offset}: {what}")]
-    Format { path: String, offset: u64, what: String },
+    Format {
+        path: String,
+        offset: u64,
+        what: String,
+    },
     #[error("{path}: at byte {offset}: cannot decode {message}: {source}")]
     Decode {
         path: String,
@@ -21,9 +25,18 @@ pub enum Error {
         source: prost::DecodeError,
     },
     #[error("{path}: at byte {offset}: {message} lacks required field {field}")]
-    MissingRequired { path: String, offset: u64, message: String, field: String },
+    MissingRequired {
+        path: String,
+        offset: u64,
+        message: String,
+        field: String,
+    },
     #[error("{path}: cannot encode {message}: {what}")]
-    Encode { path: String, message: String, what: String },
+    Encode {
+        path: String,
+        message: String,
+        what: String,
+    },
     #[error("{path}: {what}")]
     Json { path: String, what: String },
     #[error("no image kind {0}")]
@@ -34,14 +47,24 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: &str, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_string(), source }
+        Error::Io {
+            path: path.to_string(),
+            source,
+        }
     }
 
     pub(crate) fn format(path: &str, offset: u64, what: impl Into<String>) -> Self {
-        Error::Format { path: path.to_string(), offset, what: what.into() }
+        Error::Format {
+            path: path.to_string(),
+            offset,
+            what: what.into(),
+        }
     }
 
     pub(crate) fn json(path: &str, what: impl Into<String>) -> Self {
-        Error::Json { path: path.to_string(), what: what.into() }
+        Error::Json {
+            path: path.to_string(),
+            what: what.into(),
+        }
     }
 }

@@ -42,7 +42,12 @@ impl ImageReader<BufReader<File>> {
 impl<R: Read> ImageReader<R> {
     /// Wraps any reader; `path` is only used in error messages. Checks the head magic(s).
     pub fn new(path: impl Into<String>, kind: &ImageKind, input: R) -> Result<Self> {
-        let mut reader = ImageReader { path: path.into(), kind: *kind, input, offset: 0 };
+        let mut reader = ImageReader {
+            path: path.into(),
+            kind: *kind,
+            input,
+            offset: 0,
+        };
         for expected in kind.head() {
             let at = reader.offset;
             let found = reader.read_u32()?.ok_or_else(|| {
@@ -52,7 +57,10 @@ impl<R: Read> ImageReader<R> {
                 return Err(Error::format(
                     &reader.path,
                     at,
-                    format!("bad magic {found:#010x}, expected {expected:#010x} ({})", kind.name),
+                    format!(
+                        "bad magic {found:#010x}, expected {expected:#010x} ({})",
+                        kind.name
+                    ),
                 ));
             }
         }
@@ -61,7 +69,12 @@ impl<R: Read> ImageReader<R> {
 
     /// Wraps a reader whose head magic(s) were already consumed at `offset`.
     pub fn after_head(path: impl Into<String>, kind: &ImageKind, input: R, offset: u64) -> Self {
-        ImageReader { path: path.into(), kind: *kind, input, offset }
+        ImageReader {
+            path: path.into(),
+            kind: *kind,
+            input,
+            offset,
+        }
     }
 
     /// The file name used in errors.
@@ -81,7 +94,9 @@ impl<R: Read> ImageReader<R> {
 
     /// The next entry, decoded as `M` with its required fields checked; `None` at end of file.
     pub fn read<M: Message + Default + Name>(&mut self) -> Result<Option<M>> {
-        let Some((at, bytes)) = self.read_entry_bytes()? else { return Ok(None) };
+        let Some((at, bytes)) = self.read_entry_bytes()? else {
+            return Ok(None);
+        };
         decode_checked::<M>(&self.path, at, &bytes).map(Some)
     }
 
@@ -98,7 +113,9 @@ impl<R: Read> ImageReader<R> {
     /// clean end of file.
     pub fn read_entry_bytes(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
         let at = self.offset;
-        let Some(len) = self.read_u32()? else { return Ok(None) };
+        let Some(len) = self.read_u32()? else {
+            return Ok(None);
+        };
         if len > MAX_ENTRY_SIZE {
             return Err(Error::format(
                 &self.path,
@@ -112,15 +129,18 @@ impl<R: Read> ImageReader<R> {
 
     /// `len` bytes of raw payload that follow an entry.
     pub fn read_payload(&mut self, len: u64) -> Result<Vec<u8>> {
-        let len = usize::try_from(len)
-            .map_err(|_| Error::format(&self.path, self.offset, format!("payload of {len} bytes")))?;
+        let len = usize::try_from(len).map_err(|_| {
+            Error::format(&self.path, self.offset, format!("payload of {len} bytes"))
+        })?;
         self.read_exact_vec(len, "payload")
     }
 
     /// Everything left in the file.
     pub fn read_to_end(&mut self) -> Result<Vec<u8>> {
         let mut rest = Vec::new();
-        self.input.read_to_end(&mut rest).map_err(|e| Error::io(&self.path, e))?;
+        self.input
+            .read_to_end(&mut rest)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.offset += rest.len() as u64;
         Ok(rest)
     }
@@ -167,13 +187,27 @@ impl<R: Read> ImageReader<R> {
 }
 
 /// Decodes one entry as `M` and checks proto2 required fields.
-pub(crate) fn decode_checked<M: Message + Default + Name>(path: &str, at: u64, bytes: &[u8]) -> Result<M> {
+pub(crate) fn decode_checked<M: Message + Default + Name>(
+    path: &str,
+    at: u64,
+    bytes: &[u8],
+) -> Result<M> {
     let name = M::full_name();
     let descriptor = message_descriptor(&name)?;
     if let Err(field) = check_required(&descriptor, bytes) {
-        return Err(Error::MissingRequired { path: path.to_string(), offset: at, message: name, field });
+        return Err(Error::MissingRequired {
+            path: path.to_string(),
+            offset: at,
+            message: name,
+            field,
+        });
     }
-    M::decode(bytes).map_err(|source| Error::Decode { path: path.to_string(), offset: at, message: name, source })
+    M::decode(bytes).map_err(|source| Error::Decode {
+        path: path.to_string(),
+        offset: at,
+        message: name,
+        source,
+    })
 }
 
 fn read_fully(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -208,7 +242,10 @@ impl ImageWriter<BufWriter<File>> {
 impl<W: Write> ImageWriter<W> {
     /// Wraps any writer and writes the head magic(s); `path` is only used in errors.
     pub fn new(path: impl Into<String>, kind: &ImageKind, output: W) -> Result<Self> {
-        let mut writer = ImageWriter { path: path.into(), output };
+        let mut writer = ImageWriter {
+            path: path.into(),
+            output,
+        };
         for magic in kind.head() {
             writer.write_payload(&magic.to_le_bytes())?;
         }
@@ -225,14 +262,22 @@ impl<W: Write> ImageWriter<W> {
         let len = u32::try_from(bytes.len())
             .ok()
             .filter(|len| *len <= MAX_ENTRY_SIZE)
-            .ok_or_else(|| Error::format(&self.path, 0, format!("entry of {} bytes is too big", bytes.len())))?;
+            .ok_or_else(|| {
+                Error::format(
+                    &self.path,
+                    0,
+                    format!("entry of {} bytes is too big", bytes.len()),
+                )
+            })?;
         self.write_payload(&len.to_le_bytes())?;
         self.write_payload(bytes)
     }
 
     /// Writes raw bytes (the payload that follows some entries).
     pub fn write_payload(&mut self, bytes: &[u8]) -> Result<()> {
-        self.output.write_all(bytes).map_err(|e| Error::io(&self.path, e))
+        self.output
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.path, e))
     }
 
     /// Flushes and gives back the underlying writer.

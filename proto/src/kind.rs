@@ -47,8 +47,20 @@ pub struct ImageKind {
     pub payload: Payload,
 }
 
-const fn kind(name: &'static str, pattern: &'static str, magic: u32, message: &'static str) -> ImageKind {
-    ImageKind { name, pattern, magic: Some(magic), service: false, message, payload: Payload::None }
+const fn kind(
+    name: &'static str,
+    pattern: &'static str,
+    magic: u32,
+    message: &'static str,
+) -> ImageKind {
+    ImageKind {
+        name,
+        pattern,
+        magic: Some(magic),
+        service: false,
+        message,
+        payload: Payload::None,
+    }
 }
 
 const fn with_payload(k: ImageKind, payload: Payload) -> ImageKind {
@@ -56,74 +68,175 @@ const fn with_payload(k: ImageKind, payload: Payload) -> ImageKind {
 }
 
 const fn raw(name: &'static str, pattern: &'static str) -> ImageKind {
-    ImageKind { name, pattern, magic: None, service: false, message: "", payload: Payload::Raw }
+    ImageKind {
+        name,
+        pattern,
+        magic: None,
+        service: false,
+        message: "",
+        payload: Payload::Raw,
+    }
 }
 
 impl ImageKind {
     pub const INVENTORY: Self = kind("INVENTORY", "inventory.img", 0x5831_3116, "inventory_entry");
     pub const FDINFO: Self = kind("FDINFO", "fdinfo-%u.img", 0x5621_3732, "fdinfo_entry");
-    pub const PAGEMAP: Self =
-        with_payload(kind("PAGEMAP", "pagemap-%u.img", 0x5608_4025, "pagemap_entry"), Payload::Pagemap);
+    pub const PAGEMAP: Self = with_payload(
+        kind("PAGEMAP", "pagemap-%u.img", 0x5608_4025, "pagemap_entry"),
+        Payload::Pagemap,
+    );
     pub const SHMEM_PAGEMAP: Self = with_payload(
-        kind("PAGEMAP", "pagemap-shmem-%u.img", 0x5608_4025, "pagemap_entry"),
+        kind(
+            "PAGEMAP",
+            "pagemap-shmem-%u.img",
+            0x5608_4025,
+            "pagemap_entry",
+        ),
         Payload::Pagemap,
     );
     pub const PAGES: Self = raw("PAGES", "pages-%u.img");
     pub const REG_FILES: Self = kind("REG_FILES", "reg-files.img", 0x5036_3636, "reg_file_entry");
     pub const EXT_FILES: Self = kind("EXT_FILES", "ext-files.img", 0x5925_5641, "ext_file_entry");
     pub const NS_FILES: Self = kind("NS_FILES", "ns-files.img", 0x6139_4011, "ns_file_entry");
-    pub const EVENTFD_FILE: Self = kind("EVENTFD_FILE", "eventfd.img", 0x4452_3722, "eventfd_file_entry");
-    pub const EVENTPOLL_FILE: Self =
-        kind("EVENTPOLL_FILE", "eventpoll.img", 0x4502_3858, "eventpoll_file_entry");
-    pub const EVENTPOLL_TFD: Self =
-        kind("EVENTPOLL_TFD", "eventpoll-tfd.img", 0x4443_3746, "eventpoll_tfd_entry");
+    pub const EVENTFD_FILE: Self = kind(
+        "EVENTFD_FILE",
+        "eventfd.img",
+        0x4452_3722,
+        "eventfd_file_entry",
+    );
+    pub const EVENTPOLL_FILE: Self = kind(
+        "EVENTPOLL_FILE",
+        "eventpoll.img",
+        0x4502_3858,
+        "eventpoll_file_entry",
+    );
+    pub const EVENTPOLL_TFD: Self = kind(
+        "EVENTPOLL_TFD",
+        "eventpoll-tfd.img",
+        0x4443_3746,
+        "eventpoll_tfd_entry",
+    );
     pub const SIGNALFD: Self = kind("SIGNALFD", "signalfd.img", 0x5732_3820, "signalfd_entry");
-    pub const INOTIFY_FILE: Self = kind("INOTIFY_FILE", "inotify.img", 0x4842_4431, "inotify_file_entry");
-    pub const INOTIFY_WD: Self = kind("INOTIFY_WD", "inotify-wd.img", 0x5456_2009, "inotify_wd_entry");
-    pub const FANOTIFY_FILE: Self =
-        kind("FANOTIFY_FILE", "fanotify.img", 0x5509_6122, "fanotify_file_entry");
-    pub const FANOTIFY_MARK: Self =
-        kind("FANOTIFY_MARK", "fanotify-mark.img", 0x5650_6035, "fanotify_mark_entry");
+    pub const INOTIFY_FILE: Self = kind(
+        "INOTIFY_FILE",
+        "inotify.img",
+        0x4842_4431,
+        "inotify_file_entry",
+    );
+    pub const INOTIFY_WD: Self = kind(
+        "INOTIFY_WD",
+        "inotify-wd.img",
+        0x5456_2009,
+        "inotify_wd_entry",
+    );
+    pub const FANOTIFY_FILE: Self = kind(
+        "FANOTIFY_FILE",
+        "fanotify.img",
+        0x5509_6122,
+        "fanotify_file_entry",
+    );
+    pub const FANOTIFY_MARK: Self = kind(
+        "FANOTIFY_MARK",
+        "fanotify-mark.img",
+        0x5650_6035,
+        "fanotify_mark_entry",
+    );
     pub const CORE: Self = kind("CORE", "core-%u.img", 0x5505_3847, "core_entry");
     pub const IDS: Self = kind("IDS", "ids-%u.img", 0x5443_2030, "task_kobj_ids_entry");
     pub const MM: Self = kind("MM", "mm-%u.img", 0x5749_2820, "mm_entry");
     pub const VMAS: Self = kind("VMAS", "vmas-%u.img", 0x5412_3737, "vma_entry");
     pub const PIPES: Self = kind("PIPES", "pipes.img", 0x5651_3555, "pipe_entry");
-    pub const PIPES_DATA: Self =
-        with_payload(kind("PIPES_DATA", "pipes-data.img", 0x5645_3709, "pipe_data_entry"), Payload::PipeData);
+    pub const PIPES_DATA: Self = with_payload(
+        kind(
+            "PIPES_DATA",
+            "pipes-data.img",
+            0x5645_3709,
+            "pipe_data_entry",
+        ),
+        Payload::PipeData,
+    );
     pub const FIFO: Self = kind("FIFO", "fifo.img", 0x5836_4939, "fifo_entry");
-    pub const FIFO_DATA: Self =
-        with_payload(kind("FIFO_DATA", "fifo-data.img", 0x5933_3054, "pipe_data_entry"), Payload::PipeData);
+    pub const FIFO_DATA: Self = with_payload(
+        kind("FIFO_DATA", "fifo-data.img", 0x5933_3054, "pipe_data_entry"),
+        Payload::PipeData,
+    );
     pub const PSTREE: Self = kind("PSTREE", "pstree.img", 0x5027_3030, "pstree_entry");
     pub const SIGACT: Self = kind("SIGACT", "sigacts-%u.img", 0x5534_4201, "sa_entry");
     pub const UNIXSK: Self = kind("UNIXSK", "unixsk.img", 0x5437_3943, "unix_sk_entry");
     pub const INETSK: Self = kind("INETSK", "inetsk.img", 0x5644_3851, "inet_sk_entry");
     pub const PACKETSK: Self = kind("PACKETSK", "packetsk.img", 0x6045_4618, "packet_sock_entry");
-    pub const NETLINK_SK: Self = kind("NETLINK_SK", "netlinksk.img", 0x5800_5614, "netlink_sk_entry");
-    pub const SK_QUEUES: Self =
-        with_payload(kind("SK_QUEUES", "sk-queues.img", 0x5626_4026, "sk_packet_entry"), Payload::SkQueue);
+    pub const NETLINK_SK: Self = kind(
+        "NETLINK_SK",
+        "netlinksk.img",
+        0x5800_5614,
+        "netlink_sk_entry",
+    );
+    pub const SK_QUEUES: Self = with_payload(
+        kind("SK_QUEUES", "sk-queues.img", 0x5626_4026, "sk_packet_entry"),
+        Payload::SkQueue,
+    );
     pub const ITIMERS: Self = kind("ITIMERS", "itimers-%u.img", 0x5746_4056, "itimer_entry");
-    pub const POSIX_TIMERS: Self =
-        kind("POSIX_TIMERS", "posix-timers-%u.img", 0x5260_3957, "posix_timer_entry");
+    pub const POSIX_TIMERS: Self = kind(
+        "POSIX_TIMERS",
+        "posix-timers-%u.img",
+        0x5260_3957,
+        "posix_timer_entry",
+    );
     pub const CREDS: Self = kind("CREDS", "creds-%u.img", 0x5402_3547, "creds_entry");
     pub const UTSNS: Self = kind("UTSNS", "utsns-%u.img", 0x5447_3203, "utsns_entry");
     pub const IPC_VAR: Self = kind("IPC_VAR", "ipcns-var-%u.img", 0x5311_5007, "ipc_var_entry");
-    pub const IPCNS_SHM: Self =
-        with_payload(kind("IPCNS_SHM", "ipcns-shm-%u.img", 0x4628_3044, "ipc_shm_entry"), Payload::IpcShm);
-    pub const IPCNS_MSG: Self =
-        with_payload(kind("IPCNS_MSG", "ipcns-msg-%u.img", 0x5545_3737, "ipc_msg_entry"), Payload::IpcMsg);
-    pub const IPCNS_SEM: Self =
-        with_payload(kind("IPCNS_SEM", "ipcns-sem-%u.img", 0x5957_3019, "ipc_sem_entry"), Payload::IpcSem);
+    pub const IPCNS_SHM: Self = with_payload(
+        kind(
+            "IPCNS_SHM",
+            "ipcns-shm-%u.img",
+            0x4628_3044,
+            "ipc_shm_entry",
+        ),
+        Payload::IpcShm,
+    );
+    pub const IPCNS_MSG: Self = with_payload(
+        kind(
+            "IPCNS_MSG",
+            "ipcns-msg-%u.img",
+            0x5545_3737,
+            "ipc_msg_entry",
+        ),
+        Payload::IpcMsg,
+    );
+    pub const IPCNS_SEM: Self = with_payload(
+        kind(
+            "IPCNS_SEM",
+            "ipcns-sem-%u.img",
+            0x5957_3019,
+            "ipc_sem_entry",
+        ),
+        Payload::IpcSem,
+    );
     pub const FS: Self = kind("FS", "fs-%u.img", 0x5140_3912, "fs_entry");
-    pub const REMAP_FPATH: Self =
-        kind("REMAP_FPATH", "remap-fpath.img", 0x5913_3954, "remap_file_path_entry");
+    pub const REMAP_FPATH: Self = kind(
+        "REMAP_FPATH",
+        "remap-fpath.img",
+        0x5913_3954,
+        "remap_file_path_entry",
+    );
     pub const GHOST_FILE: Self = with_payload(
-        kind("GHOST_FILE", "ghost-file-%x.img", 0x5258_3605, "ghost_file_entry"),
+        kind(
+            "GHOST_FILE",
+            "ghost-file-%x.img",
+            0x5258_3605,
+            "ghost_file_entry",
+        ),
         Payload::GhostFile,
     );
-    pub const MEMFD_INODE: Self = kind("MEMFD_INODE", "memfd.img", 0x4845_3499, "memfd_inode_entry");
+    pub const MEMFD_INODE: Self =
+        kind("MEMFD_INODE", "memfd.img", 0x4845_3499, "memfd_inode_entry");
     pub const TCP_STREAM: Self = with_payload(
-        kind("TCP_STREAM", "tcp-stream-%x.img", 0x5146_5506, "tcp_stream_entry"),
+        kind(
+            "TCP_STREAM",
+            "tcp-stream-%x.img",
+            0x5146_5506,
+            "tcp_stream_entry",
+        ),
         Payload::TcpStream,
     );
     pub const MNTS: Self = kind("MNTS", "mountpoints-%u.img", 0x5556_3928, "mnt_entry");
@@ -141,13 +254,27 @@ impl ImageKind {
     pub const TMPFS_IMG: Self = raw("TMPFS_IMG", "tmpfs-%u.tar.gz.img");
     pub const TMPFS_DEV: Self = raw("TMPFS_DEV", "tmpfs-dev-%u.tar.gz.img");
     pub const AUTOFS: Self = kind("AUTOFS", "autofs-%u.img", 0x4935_3943, "autofs_entry");
-    pub const BINFMT_MISC_OLD: Self =
-        kind("BINFMT_MISC", "binfmt-misc-%u.img", 0x6734_3323, "binfmt_misc_entry");
-    pub const BINFMT_MISC: Self = kind("BINFMT_MISC", "binfmt-misc.img", 0x6734_3323, "binfmt_misc_entry");
+    pub const BINFMT_MISC_OLD: Self = kind(
+        "BINFMT_MISC",
+        "binfmt-misc-%u.img",
+        0x6734_3323,
+        "binfmt_misc_entry",
+    );
+    pub const BINFMT_MISC: Self = kind(
+        "BINFMT_MISC",
+        "binfmt-misc.img",
+        0x6734_3323,
+        "binfmt_misc_entry",
+    );
     pub const TTY_FILES: Self = kind("TTY_FILES", "tty.img", 0x5943_3025, "tty_file_entry");
     pub const TTY_INFO: Self = kind("TTY_INFO", "tty-info.img", 0x5945_3036, "tty_info_entry");
     pub const TTY_DATA: Self = kind("TTY_DATA", "tty-data.img", 0x5941_3026, "tty_data_entry");
-    pub const FILE_LOCKS: Self = kind("FILE_LOCKS", "filelocks.img", 0x5432_3616, "file_lock_entry");
+    pub const FILE_LOCKS: Self = kind(
+        "FILE_LOCKS",
+        "filelocks.img",
+        0x5432_3616,
+        "file_lock_entry",
+    );
     pub const RLIMIT: Self = kind("RLIMIT", "rlimit-%u.img", 0x5711_3925, "rlimit_entry");
     pub const SIGNAL: Self = kind("SIGNAL", "signal-s-%u.img", 0x5925_5647, "siginfo_entry");
     pub const PSIGNAL: Self = kind("SIGNAL", "signal-p-%u.img", 0x5925_5647, "siginfo_entry");
@@ -160,39 +287,127 @@ impl ImageKind {
     pub const FILES: Self = kind("FILES", "files.img", 0x5630_3138, "file_entry");
     pub const TIMENS: Self = kind("TIMENS", "timens-%u.img", 0x4311_4433, "timens_entry");
     pub const PIDNS: Self = kind("PIDNS", "pidns-%u.img", 0x6115_7326, "pidns_entry");
-    pub const BPFMAP_FILE: Self = kind("BPFMAP_FILE", "bpfmap-file.img", 0x5750_6142, "bpfmap_file_entry");
+    pub const BPFMAP_FILE: Self = kind(
+        "BPFMAP_FILE",
+        "bpfmap-file.img",
+        0x5750_6142,
+        "bpfmap_file_entry",
+    );
     pub const BPFMAP_DATA: Self = with_payload(
-        kind("BPFMAP_DATA", "bpfmap-data.img", 0x6432_4033, "bpfmap_data_entry"),
+        kind(
+            "BPFMAP_DATA",
+            "bpfmap-data.img",
+            0x6432_4033,
+            "bpfmap_data_entry",
+        ),
         Payload::BpfMapData,
     );
     pub const APPARMOR: Self = kind("APPARMOR", "apparmor.img", 0x5942_3047, "apparmor_entry");
     pub const PIDFD: Self = kind("PIDFD", "pidfd.img", 0x5443_5556, "pidfd_entry");
-    pub const STATS_DUMP: Self =
-        ImageKind { service: true, ..kind("STATS", "stats-dump", 0x5709_3306, "stats_entry") };
-    pub const STATS_RESTORE: Self =
-        ImageKind { service: true, ..kind("STATS", "stats-restore", 0x5709_3306, "stats_entry") };
-    pub const IRMAP_CACHE: Self =
-        ImageKind { service: true, ..kind("IRMAP_CACHE", "irmap-cache", 0x5700_4059, "irmap_cache_entry") };
+    pub const STATS_DUMP: Self = ImageKind {
+        service: true,
+        ..kind("STATS", "stats-dump", 0x5709_3306, "stats_entry")
+    };
+    pub const STATS_RESTORE: Self = ImageKind {
+        service: true,
+        ..kind("STATS", "stats-restore", 0x5709_3306, "stats_entry")
+    };
+    pub const IRMAP_CACHE: Self = ImageKind {
+        service: true,
+        ..kind(
+            "IRMAP_CACHE",
+            "irmap-cache",
+            0x5700_4059,
+            "irmap_cache_entry",
+        )
+    };
 
     /// Every kind, in CRIU's order.
     pub const ALL: &'static [ImageKind] = &[
-        Self::INVENTORY, Self::FDINFO, Self::PAGEMAP, Self::SHMEM_PAGEMAP, Self::REG_FILES,
-        Self::EXT_FILES, Self::NS_FILES, Self::EVENTFD_FILE, Self::EVENTPOLL_FILE,
-        Self::EVENTPOLL_TFD, Self::SIGNALFD, Self::INOTIFY_FILE, Self::INOTIFY_WD,
-        Self::FANOTIFY_FILE, Self::FANOTIFY_MARK, Self::CORE, Self::IDS, Self::MM, Self::VMAS,
-        Self::PIPES, Self::PIPES_DATA, Self::FIFO, Self::FIFO_DATA, Self::PSTREE, Self::SIGACT,
-        Self::UNIXSK, Self::INETSK, Self::PACKETSK, Self::NETLINK_SK, Self::SK_QUEUES,
-        Self::ITIMERS, Self::POSIX_TIMERS, Self::CREDS, Self::UTSNS, Self::IPC_VAR,
-        Self::IPCNS_SHM, Self::IPCNS_MSG, Self::IPCNS_SEM, Self::FS, Self::REMAP_FPATH,
-        Self::GHOST_FILE, Self::MEMFD_INODE, Self::TCP_STREAM, Self::MNTS, Self::NETDEV,
-        Self::NETNS, Self::IFADDR, Self::ROUTE, Self::ROUTE6, Self::RULE, Self::IPTABLES,
-        Self::IP6TABLES, Self::NFTABLES, Self::TMPFS_IMG, Self::TMPFS_DEV, Self::AUTOFS,
-        Self::BINFMT_MISC_OLD, Self::BINFMT_MISC, Self::TTY_FILES, Self::TTY_INFO,
-        Self::TTY_DATA, Self::FILE_LOCKS, Self::RLIMIT, Self::PAGES, Self::SIGNAL, Self::PSIGNAL,
-        Self::TUNFILE, Self::CGROUP, Self::TIMERFD, Self::CPUINFO, Self::SECCOMP, Self::USERNS,
-        Self::NETNF_CT, Self::NETNF_EXP, Self::FILES, Self::TIMENS, Self::PIDNS,
-        Self::BPFMAP_FILE, Self::BPFMAP_DATA, Self::APPARMOR, Self::PIDFD, Self::STATS_DUMP,
-        Self::STATS_RESTORE, Self::IRMAP_CACHE,
+        Self::INVENTORY,
+        Self::FDINFO,
+        Self::PAGEMAP,
+        Self::SHMEM_PAGEMAP,
+        Self::REG_FILES,
+        Self::EXT_FILES,
+        Self::NS_FILES,
+        Self::EVENTFD_FILE,
+        Self::EVENTPOLL_FILE,
+        Self::EVENTPOLL_TFD,
+        Self::SIGNALFD,
+        Self::INOTIFY_FILE,
+        Self::INOTIFY_WD,
+        Self::FANOTIFY_FILE,
+        Self::FANOTIFY_MARK,
+        Self::CORE,
+        Self::IDS,
+        Self::MM,
+        Self::VMAS,
+        Self::PIPES,
+        Self::PIPES_DATA,
+        Self::FIFO,
+        Self::FIFO_DATA,
+        Self::PSTREE,
+        Self::SIGACT,
+        Self::UNIXSK,
+        Self::INETSK,
+        Self::PACKETSK,
+        Self::NETLINK_SK,
+        Self::SK_QUEUES,
+        Self::ITIMERS,
+        Self::POSIX_TIMERS,
+        Self::CREDS,
+        Self::UTSNS,
+        Self::IPC_VAR,
+        Self::IPCNS_SHM,
+        Self::IPCNS_MSG,
+        Self::IPCNS_SEM,
+        Self::FS,
+        Self::REMAP_FPATH,
+        Self::GHOST_FILE,
+        Self::MEMFD_INODE,
+        Self::TCP_STREAM,
+        Self::MNTS,
+        Self::NETDEV,
+        Self::NETNS,
+        Self::IFADDR,
+        Self::ROUTE,
+        Self::ROUTE6,
+        Self::RULE,
+        Self::IPTABLES,
+        Self::IP6TABLES,
+        Self::NFTABLES,
+        Self::TMPFS_IMG,
+        Self::TMPFS_DEV,
+        Self::AUTOFS,
+        Self::BINFMT_MISC_OLD,
+        Self::BINFMT_MISC,
+        Self::TTY_FILES,
+        Self::TTY_INFO,
+        Self::TTY_DATA,
+        Self::FILE_LOCKS,
+        Self::RLIMIT,
+        Self::PAGES,
+        Self::SIGNAL,
+        Self::PSIGNAL,
+        Self::TUNFILE,
+        Self::CGROUP,
+        Self::TIMERFD,
+        Self::CPUINFO,
+        Self::SECCOMP,
+        Self::USERNS,
+        Self::NETNF_CT,
+        Self::NETNF_EXP,
+        Self::FILES,
+        Self::TIMENS,
+        Self::PIDNS,
+        Self::BPFMAP_FILE,
+        Self::BPFMAP_DATA,
+        Self::APPARMOR,
+        Self::PIDFD,
+        Self::STATS_DUMP,
+        Self::STATS_RESTORE,
+        Self::IRMAP_CACHE,
     ];
 
     /// The u32 values at the start of the file: none for raw images, only the kind's magic
@@ -209,7 +424,9 @@ impl ImageKind {
     /// The file name for an id (ignored by kinds without one in their name).
     pub fn file_name(&self, id: Option<u64>) -> String {
         let id = id.unwrap_or(0);
-        self.pattern.replace("%u", &id.to_string()).replace("%x", &format!("{id:x}"))
+        self.pattern
+            .replace("%u", &id.to_string())
+            .replace("%x", &format!("{id:x}"))
     }
 
     /// Whether the file name needs an id.

@@ -83,10 +83,16 @@ pub const MAGICS: &[(&str, u32)] = &[
 
 /// crit's name of a magic value.
 pub fn magic_name(value: u32) -> Option<&'static str> {
-    MAGICS.iter().find(|(_, v)| *v == value).map(|(name, _)| *name)
+    MAGICS
+        .iter()
+        .find(|(_, v)| *v == value)
+        .map(|(name, _)| *name)
 }
 
 /// The magic value crit gives a name.
 pub fn magic_by_name(name: &str) -> Option<u32> {
-    MAGICS.iter().find(|(n, _)| *n == name).map(|(_, value)| *value)
+    MAGICS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| *value)
 }

@@ -17,7 +17,9 @@ fn check(desc: &MessageDescriptor, mut buf: &[u8], depth: u32) -> Result<(), Str
     }
     let mut seen: Vec<u32> = Vec::new();
     while buf.has_remaining() {
-        let Ok((number, wire)) = decode_key(&mut buf) else { return Ok(()) };
+        let Ok((number, wire)) = decode_key(&mut buf) else {
+            return Ok(());
+        };
         seen.push(number);
         let field = desc.get_field(number);
         match wire {
@@ -34,16 +36,21 @@ fn check(desc: &MessageDescriptor, mut buf: &[u8], depth: u32) -> Result<(), Str
                 buf.advance(size);
             }
             WireType::LengthDelimited => {
-                let Ok(len) = decode_varint(&mut buf) else { return Ok(()) };
-                let Ok(len) = usize::try_from(len) else { return Ok(()) };
+                let Ok(len) = decode_varint(&mut buf) else {
+                    return Ok(());
+                };
+                let Ok(len) = usize::try_from(len) else {
+                    return Ok(());
+                };
                 if buf.remaining() < len {
                     return Ok(());
                 }
                 let (inner, rest) = buf.split_at(len);
                 buf = rest;
                 if let Some(Kind::Message(sub)) = field.as_ref().map(|f| f.kind()) {
-                    check(&sub, inner, depth + 1)
-                        .map_err(|missing| format!("{}.{missing}", field.as_ref().map_or("", |f| f.name())))?;
+                    check(&sub, inner, depth + 1).map_err(|missing| {
+                        format!("{}.{missing}", field.as_ref().map_or("", |f| f.name()))
+                    })?;
                 }
             }
             WireType::StartGroup | WireType::EndGroup => return Ok(()),

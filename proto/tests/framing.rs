@@ -7,7 +7,13 @@ use criu_proto::{Error, ImageKind, ImageReader, ImageWriter, IMG_COMMON_MAGIC, I
 use prost::Message;
 
 fn pstree(pid: u32) -> PstreeEntry {
-    PstreeEntry { pid, ppid: 0, pgid: pid, sid: pid, threads: vec![pid, pid + 1] }
+    PstreeEntry {
+        pid,
+        ppid: 0,
+        pgid: pid,
+        sid: pid,
+        threads: vec![pid, pid + 1],
+    }
 }
 
 fn pstree_image(count: u32) -> Vec<u8> {
@@ -32,11 +38,20 @@ fn writes_head_magics_and_length_prefixed_entries() {
     assert_eq!(&bytes[12..], &body[..]);
     assert_eq!(read_all(&bytes).unwrap(), vec![pstree(1)]);
 
-    let inventory = ImageWriter::new("i", &ImageKind::INVENTORY, Vec::new()).unwrap().finish().unwrap();
+    let inventory = ImageWriter::new("i", &ImageKind::INVENTORY, Vec::new())
+        .unwrap()
+        .finish()
+        .unwrap();
     assert_eq!(inventory, 0x5831_3116u32.to_le_bytes());
-    let stats = ImageWriter::new("s", &ImageKind::STATS_DUMP, Vec::new()).unwrap().finish().unwrap();
+    let stats = ImageWriter::new("s", &ImageKind::STATS_DUMP, Vec::new())
+        .unwrap()
+        .finish()
+        .unwrap();
     assert_eq!(&stats[..4], &IMG_SERVICE_MAGIC.to_le_bytes());
-    let pages = ImageWriter::new("p", &ImageKind::PAGES, Vec::new()).unwrap().finish().unwrap();
+    let pages = ImageWriter::new("p", &ImageKind::PAGES, Vec::new())
+        .unwrap()
+        .finish()
+        .unwrap();
     assert!(pages.is_empty());
 }
 
@@ -46,7 +61,11 @@ fn files_on_disk() {
     let mut w = ImageWriter::create(dir.path(), &ImageKind::CORE, Some(42)).unwrap();
     let core = CoreEntry {
         mtype: 1,
-        tc: Some(TaskCoreEntry { comm: "sleep".into(), task_state: 1, ..Default::default() }),
+        tc: Some(TaskCoreEntry {
+            comm: "sleep".into(),
+            task_state: 1,
+            ..Default::default()
+        }),
         ..Default::default()
     };
     w.write(&core).unwrap();
@@ -55,10 +74,20 @@ fn files_on_disk() {
     let mut r = ImageReader::open(dir.path(), &ImageKind::CORE, Some(42)).unwrap();
     assert_eq!(r.read::<CoreEntry>().unwrap(), Some(core));
     assert_eq!(r.read::<CoreEntry>().unwrap(), None);
-    assert!(ImageReader::open_if_exists(dir.path(), &ImageKind::CORE, Some(7)).unwrap().is_none());
-    let missing = ImageReader::open(dir.path(), &ImageKind::MM, Some(7)).err().unwrap().to_string();
+    assert!(
+        ImageReader::open_if_exists(dir.path(), &ImageKind::CORE, Some(7))
+            .unwrap()
+            .is_none()
+    );
+    let missing = ImageReader::open(dir.path(), &ImageKind::MM, Some(7))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(missing.contains("mm-7.img"), "{missing}");
-    assert_eq!(ImageKind::GHOST_FILE.file_name(Some(255)), "ghost-file-ff.img");
+    assert_eq!(
+        ImageKind::GHOST_FILE.file_name(Some(255)),
+        "ghost-file-ff.img"
+    );
 }
 
 #[test]
@@ -66,10 +95,18 @@ fn garbage_magic_is_an_error_at_offset() {
     let mut bytes = pstree_image(1);
     bytes[4] ^= 0xff;
     let err = read_all(&bytes).unwrap_err().to_string();
-    assert!(err.contains("pstree.img") && err.contains("at byte 4") && err.contains("bad magic"), "{err}");
+    assert!(
+        err.contains("pstree.img") && err.contains("at byte 4") && err.contains("bad magic"),
+        "{err}"
+    );
     let err = read_all(&[]).unwrap_err().to_string();
     assert!(err.contains("empty file"), "{err}");
-    let err = decode_image("junk.img", b"\x01\x02\x03\x04\x05\x06\x07\x08", DecodeOptions::default()).unwrap_err();
+    let err = decode_image(
+        "junk.img",
+        b"\x01\x02\x03\x04\x05\x06\x07\x08",
+        DecodeOptions::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("unknown magic 0x4030201"), "{err}");
 }
 
@@ -90,7 +127,10 @@ fn truncated_images_are_errors_not_panics() {
         let _ = decode_image("pstree.img", &bytes[..cut], DecodeOptions::default());
     }
     let err = read_all(&bytes[..bytes.len() - 1]).unwrap_err().to_string();
-    assert!(err.contains(&format!("at byte {}", first_end + 4)) && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains(&format!("at byte {}", first_end + 4)) && err.contains("truncated"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -98,7 +138,10 @@ fn oversized_length_is_rejected() {
     let mut bytes = pstree_image(0);
     bytes.extend_from_slice(&(65u32 << 20).to_le_bytes());
     let err = read_all(&bytes).unwrap_err().to_string();
-    assert!(err.contains("at byte 8") && err.contains("over the"), "{err}");
+    assert!(
+        err.contains("at byte 8") && err.contains("over the"),
+        "{err}"
+    );
     // Claims less than the limit but more than the file has.
     let mut bytes = pstree_image(0);
     bytes.extend_from_slice(&1000u32.to_le_bytes());
@@ -115,12 +158,21 @@ fn missing_required_field_is_an_error() {
     bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&body);
     let err = read_all(&bytes).unwrap_err().to_string();
-    assert!(err.contains("lacks required field pgid") && err.contains("at byte 8"), "{err}");
-    let json = decode_image("pstree.img", &bytes, DecodeOptions::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("lacks required field pgid") && err.contains("at byte 8"),
+        "{err}"
+    );
+    let json = decode_image("pstree.img", &bytes, DecodeOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(json.contains("pgid"), "{json}");
 
     // Nested: a core entry whose tc lacks comm.
-    let core = CoreEntry { mtype: 1, tc: Some(TaskCoreEntry::default()), ..Default::default() };
+    let core = CoreEntry {
+        mtype: 1,
+        tc: Some(TaskCoreEntry::default()),
+        ..Default::default()
+    };
     let mut nested = core.encode_to_vec();
     // Drop the comm field (tag 6, empty string: bytes 0x32 0x00) from the nested tc.
     let pos = nested.windows(2).position(|w| w == [0x32, 0x00]).unwrap();
@@ -151,7 +203,8 @@ fn every_kind_has_a_known_message_and_magic() {
     for kind in ImageKind::ALL {
         assert!(kind.magic_is_named(), "{}", kind.name);
         if !kind.message.is_empty() {
-            criu_proto::message_descriptor(kind.message).unwrap_or_else(|e| panic!("{}: {e}", kind.name));
+            criu_proto::message_descriptor(kind.message)
+                .unwrap_or_else(|e| panic!("{}: {e}", kind.name));
         }
     }
 }

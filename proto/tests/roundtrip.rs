@@ -10,14 +10,28 @@ use prost::Message;
 
 fn round_trip(name: &str, bytes: &[u8]) {
     for pretty in [false, true] {
-        let json = decode_image(name, bytes, DecodeOptions { pretty, no_payload: false })
-            .unwrap_or_else(|e| panic!("{name}: decode: {e}"));
+        let json = decode_image(
+            name,
+            bytes,
+            DecodeOptions {
+                pretty,
+                no_payload: false,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: decode: {e}"));
         let again = encode_image(name, &json).unwrap_or_else(|e| panic!("{name}: encode: {e}"));
-        assert_eq!(again, bytes, "{name}: decode then encode (pretty={pretty}) changed the bytes");
+        assert_eq!(
+            again, bytes,
+            "{name}: decode then encode (pretty={pretty}) changed the bytes"
+        );
         // Through the text, as `crit decode | crit encode` does.
         let text = to_python_json(&json, pretty.then_some(4));
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(encode_image(name, &parsed).unwrap(), bytes, "{name}: text round trip (pretty={pretty})");
+        assert_eq!(
+            encode_image(name, &parsed).unwrap(),
+            bytes,
+            "{name}: text round trip (pretty={pretty})"
+        );
     }
 }
 
@@ -34,25 +48,60 @@ fn every_kind_round_trips_byte_identical() {
 #[test]
 fn json_shape_is_crits() {
     let bytes = sample_image(&ImageKind::MM);
-    let pretty = decode_image("mm", &bytes, DecodeOptions { pretty: true, no_payload: false }).unwrap();
+    let pretty = decode_image(
+        "mm",
+        &bytes,
+        DecodeOptions {
+            pretty: true,
+            no_payload: false,
+        },
+    )
+    .unwrap();
     assert_eq!(pretty["magic"], "MM");
     let vma = &pretty["entries"][0]["vmas"][0];
     assert!(vma["start"].as_str().unwrap().starts_with("0x"), "{vma}");
     assert_eq!(vma["prot"], "PROT_READ | PROT_WRITE | 0x100020");
-    assert_eq!(vma["flags"], "MAP_SHARED | MAP_PRIVATE | MAP_ANON | 0x100000");
+    assert_eq!(
+        vma["flags"],
+        "MAP_SHARED | MAP_PRIVATE | MAP_ANON | 0x100000"
+    );
     let plain = decode_image("mm", &bytes, DecodeOptions::default()).unwrap();
     assert!(plain["entries"][0]["vmas"][0]["start"].is_u64());
 
-    let inet = decode_image("inetsk", &sample_image(&ImageKind::INETSK), DecodeOptions { pretty: true, no_payload: false }).unwrap();
+    let inet = decode_image(
+        "inetsk",
+        &sample_image(&ImageKind::INETSK),
+        DecodeOptions {
+            pretty: true,
+            no_payload: false,
+        },
+    )
+    .unwrap();
     let sk = &inet["entries"][0];
     assert_eq!(sk["family"], "INET6");
     assert_eq!(sk["proto"], "TCP");
     assert_eq!(sk["src_addr"], serde_json::json!(["10.0.1.1"]));
     assert_eq!(sk["dst_addr"], serde_json::json!(["fe80::1:1"]));
 
-    let pipes = decode_image("pipes-data", &sample_image(&ImageKind::PIPES_DATA), DecodeOptions::default()).unwrap();
-    assert!(pipes["entries"][0]["extra"].as_str().unwrap().ends_with('\n'));
-    let nopl = decode_image("pipes-data", &sample_image(&ImageKind::PIPES_DATA), DecodeOptions { pretty: true, no_payload: true }).unwrap();
+    let pipes = decode_image(
+        "pipes-data",
+        &sample_image(&ImageKind::PIPES_DATA),
+        DecodeOptions::default(),
+    )
+    .unwrap();
+    assert!(pipes["entries"][0]["extra"]
+        .as_str()
+        .unwrap()
+        .ends_with('\n'));
+    let nopl = decode_image(
+        "pipes-data",
+        &sample_image(&ImageKind::PIPES_DATA),
+        DecodeOptions {
+            pretty: true,
+            no_payload: true,
+        },
+    )
+    .unwrap();
     assert_eq!(nopl["entries"][0]["extra"], "... <51B>");
 
     let pagemap = image_info("pagemap", &sample_image(&ImageKind::PAGEMAP)).unwrap();
@@ -109,7 +158,9 @@ fn empty_submessage_and_false_are_kept() {
 /// With CRIU_SAMPLE_DIR set, writes every sample image there (for upstream crit checks).
 #[test]
 fn write_samples_for_upstream_crit() {
-    let Ok(dir) = std::env::var("CRIU_SAMPLE_DIR") else { return };
+    let Ok(dir) = std::env::var("CRIU_SAMPLE_DIR") else {
+        return;
+    };
     let dir = std::path::Path::new(&dir);
     std::fs::create_dir_all(dir).unwrap();
     for kind in framed_kinds() {

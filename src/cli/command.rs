@@ -14,12 +14,16 @@ pub enum Command {
     PageServer,
     Service,
     /// `criu swrk FD`: serve RPC over an inherited socket.
-    Swrk { fd: i32 },
+    Swrk {
+        fd: i32,
+    },
     Dedup,
     CpuinfoDump,
     CpuinfoCheck,
     /// `criu exec -t PID SYSCALL ARGS...`.
-    Exec { syscall: Vec<String> },
+    Exec {
+        syscall: Vec<String>,
+    },
     /// Upstream removed `show` in favour of crit; kept to say so.
     Show,
 }
@@ -68,9 +72,13 @@ pub fn parse(words: &[String], exec_cmd: bool) -> Result<Command, String> {
             if rest.is_empty() {
                 return Err("--exec-cmd requires a command".into());
             }
-            Ok(Command::Restore { exec_cmd: rest.to_vec() })
+            Ok(Command::Restore {
+                exec_cmd: rest.to_vec(),
+            })
         }
-        "restore" => no_more(Command::Restore { exec_cmd: Vec::new() }),
+        "restore" => no_more(Command::Restore {
+            exec_cmd: Vec::new(),
+        }),
         "lazy-pages" => no_more(Command::LazyPages),
         "check" => no_more(Command::Check),
         "page-server" => no_more(Command::PageServer),
@@ -78,24 +86,24 @@ pub fn parse(words: &[String], exec_cmd: bool) -> Result<Command, String> {
         "dedup" => no_more(Command::Dedup),
         "show" => Ok(Command::Show),
         "swrk" => match rest {
-            [fd] => Ok(Command::Swrk { fd: super::values::atoi(fd) as i32 }),
+            [fd] => Ok(Command::Swrk {
+                fd: super::values::atoi(fd) as i32,
+            }),
             _ => Err("Usage: criu swrk <fd>".into()),
         },
         "cpuinfo" => match rest.first().map(String::as_str) {
             None => Err("cpuinfo requires an action: dump or check".into()),
-            Some("dump") => {
-                no_more_after(rest, "cpuinfo dump").map(|_| Command::CpuinfoDump)
-            }
-            Some("check") => {
-                no_more_after(rest, "cpuinfo check").map(|_| Command::CpuinfoCheck)
-            }
+            Some("dump") => no_more_after(rest, "cpuinfo dump").map(|_| Command::CpuinfoDump),
+            Some("check") => no_more_after(rest, "cpuinfo check").map(|_| Command::CpuinfoCheck),
             Some(other) => Err(format!("unknown cpuinfo sub-command: {other}")),
         },
         "exec" => {
             if rest.is_empty() {
                 return Err("exec requires a syscall name".into());
             }
-            Ok(Command::Exec { syscall: rest.to_vec() })
+            Ok(Command::Exec {
+                syscall: rest.to_vec(),
+            })
         }
         other => Err(format!("unknown command: {other}")),
     }
@@ -114,7 +122,10 @@ mod tests {
     use super::*;
 
     fn p(words: &[&str]) -> Result<Command, String> {
-        parse(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>(), false)
+        parse(
+            &words.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+            false,
+        )
     }
 
     #[test]
@@ -132,7 +143,9 @@ mod tests {
         assert_eq!(p(&["cpuinfo", "check"]), Ok(Command::CpuinfoCheck));
         assert_eq!(
             p(&["exec", "open", "&/foo", "2"]),
-            Ok(Command::Exec { syscall: vec!["open".into(), "&/foo".into(), "2".into()] })
+            Ok(Command::Exec {
+                syscall: vec!["open".into(), "&/foo".into(), "2".into()]
+            })
         );
     }
 
@@ -140,8 +153,12 @@ mod tests {
     fn bad_command_lines() {
         assert!(p(&[]).unwrap_err().contains("required"));
         assert!(p(&["frobnicate"]).unwrap_err().contains("unknown command"));
-        assert!(p(&["dump", "x"]).unwrap_err().contains("excessive parameter for"));
-        assert!(p(&["dump", "x", "y"]).unwrap_err().contains("excessive parameters"));
+        assert!(p(&["dump", "x"])
+            .unwrap_err()
+            .contains("excessive parameter for"));
+        assert!(p(&["dump", "x", "y"])
+            .unwrap_err()
+            .contains("excessive parameters"));
         assert!(p(&["cpuinfo"]).is_err());
         assert!(p(&["cpuinfo", "frob"]).is_err());
         assert!(p(&["swrk"]).is_err());
@@ -150,10 +167,15 @@ mod tests {
 
     #[test]
     fn exec_cmd_only_with_restore() {
-        let words: Vec<String> = ["restore", "sh", "-c", "true"].iter().map(|s| s.to_string()).collect();
+        let words: Vec<String> = ["restore", "sh", "-c", "true"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(
             parse(&words, true),
-            Ok(Command::Restore { exec_cmd: vec!["sh".into(), "-c".into(), "true".into()] })
+            Ok(Command::Restore {
+                exec_cmd: vec!["sh".into(), "-c".into(), "true".into()]
+            })
         );
         assert!(parse(&["dump".to_string()], true).is_err());
         assert!(parse(&["restore".to_string()], true).is_err());

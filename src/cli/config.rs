@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("config {path}: line {line}: unsupported configuration file format: {text}")]
-    Format { path: String, line: usize, text: String },
+    Format {
+        path: String,
+        line: usize,
+        text: String,
+    },
     #[error("config {path}: cannot read: {reason}")]
     Read { path: String, reason: String },
 }
@@ -21,7 +25,11 @@ pub fn words_of(text: &str, path: &str) -> Result<Vec<String>, ConfigError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bad = || ConfigError::Format { path: path.to_string(), line: n + 1, text: raw.to_string() };
+        let bad = || ConfigError::Format {
+            path: path.to_string(),
+            line: n + 1,
+            text: raw.to_string(),
+        };
         let (name, rest) = match line.find(char::is_whitespace) {
             Some(at) => (&line[..at], line[at..].trim_start()),
             None => (line, ""),
@@ -87,7 +95,10 @@ pub fn read(path: &Path, must_exist: bool) -> Result<Vec<String>, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => words_of(&text, &path.display().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok(Vec::new()),
-        Err(e) => Err(ConfigError::Read { path: path.display().to_string(), reason: e.to_string() }),
+        Err(e) => Err(ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -126,23 +137,39 @@ mod tests {
 
     #[test]
     fn extra_words_are_rejected() {
-        assert!(matches!(words_of("log-file a b", "t"), Err(ConfigError::Format { line: 1, .. })));
-        assert!(matches!(words_of("root \"open", "t"), Err(ConfigError::Format { .. })));
-        assert!(matches!(words_of("root \"a\" b", "t"), Err(ConfigError::Format { .. })));
+        assert!(matches!(
+            words_of("log-file a b", "t"),
+            Err(ConfigError::Format { line: 1, .. })
+        ));
+        assert!(matches!(
+            words_of("root \"open", "t"),
+            Err(ConfigError::Format { .. })
+        ));
+        assert!(matches!(
+            words_of("root \"a\" b", "t"),
+            Err(ConfigError::Format { .. })
+        ));
     }
 
     #[test]
     fn explicit_config_replaces_default_files() {
         let with_default = sources(false, None);
-        assert!(with_default.iter().any(|p| p == Path::new("/etc/criu/default.conf")));
+        assert!(with_default
+            .iter()
+            .any(|p| p == Path::new("/etc/criu/default.conf")));
         let explicit = sources(true, Some("/tmp/x.conf"));
-        assert!(!explicit.iter().any(|p| p == Path::new("/etc/criu/default.conf")));
+        assert!(!explicit
+            .iter()
+            .any(|p| p == Path::new("/etc/criu/default.conf")));
         assert_eq!(explicit.last().unwrap(), Path::new("/tmp/x.conf"));
     }
 
     #[test]
     fn missing_default_file_is_fine_missing_explicit_is_not() {
-        assert_eq!(read(Path::new("/nonexistent/criu.conf"), false).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            read(Path::new("/nonexistent/criu.conf"), false).unwrap(),
+            Vec::<String>::new()
+        );
         assert!(read(Path::new("/nonexistent/criu.conf"), true).is_err());
     }
 }

@@ -46,9 +46,17 @@ struct LongName {
 fn long_names() -> Vec<LongName> {
     let mut names = Vec::with_capacity(OPTIONS.len() * 2);
     for spec in OPTIONS {
-        names.push(LongName { name: spec.long.to_string(), spec, negated: false });
+        names.push(LongName {
+            name: spec.long.to_string(),
+            spec,
+            negated: false,
+        });
         if spec.negatable {
-            names.push(LongName { name: format!("no-{}", spec.long), spec, negated: true });
+            names.push(LongName {
+                name: format!("no-{}", spec.long),
+                spec,
+                negated: true,
+            });
         }
     }
     names
@@ -65,7 +73,10 @@ fn find_long(typed: &str) -> Result<(&'static OptSpec, bool), GetoptError> {
     match matches.as_slice() {
         [] => Err(GetoptError::UnknownLong(typed.to_string())),
         [first, rest @ ..] => {
-            if rest.iter().all(|n| n.spec.id == first.spec.id && n.negated == first.negated) {
+            if rest
+                .iter()
+                .all(|n| n.spec.id == first.spec.id && n.negated == first.negated)
+            {
                 Ok((first.spec, first.negated))
             } else {
                 let all: Vec<String> = matches.iter().map(|n| format!("'--{}'", n.name)).collect();
@@ -106,7 +117,11 @@ pub fn scan(args: &[String]) -> Result<Scan, GetoptError> {
                     Some(v.clone())
                 }
             };
-            out.options.push(Occurrence { id: spec.id, value, negated });
+            out.options.push(Occurrence {
+                id: spec.id,
+                value,
+                negated,
+            });
             continue;
         }
         if arg.len() > 1 && arg.starts_with('-') {
@@ -128,7 +143,11 @@ pub fn scan(args: &[String]) -> Result<Scan, GetoptError> {
                     }
                 };
                 let takes_rest = value.is_some();
-                out.options.push(Occurrence { id: spec.id, value, negated: false });
+                out.options.push(Occurrence {
+                    id: spec.id,
+                    value,
+                    negated: false,
+                });
                 if takes_rest {
                     break;
                 }
@@ -149,7 +168,11 @@ mod tests {
     }
 
     fn occ(id: Opt, value: Option<&str>) -> Occurrence {
-        Occurrence { id, value: value.map(str::to_string), negated: false }
+        Occurrence {
+            id,
+            value: value.map(str::to_string),
+            negated: false,
+        }
     }
 
     #[test]
@@ -169,7 +192,13 @@ mod tests {
     #[test]
     fn long_with_equals_or_separate_word() {
         let r = s(&["--images-dir=/a", "--log-file", "x.log"]).unwrap();
-        assert_eq!(r.options, vec![occ(Opt::ImagesDir, Some("/a")), occ(Opt::LogFile, Some("x.log"))]);
+        assert_eq!(
+            r.options,
+            vec![
+                occ(Opt::ImagesDir, Some("/a")),
+                occ(Opt::LogFile, Some("x.log"))
+            ]
+        );
     }
 
     #[test]
@@ -181,19 +210,34 @@ mod tests {
     #[test]
     fn combined_short_options() {
         let r = s(&["-jd", "restore"]).unwrap();
-        assert_eq!(r.options, vec![occ(Opt::ShellJob, None), occ(Opt::RestoreDetached, None)]);
+        assert_eq!(
+            r.options,
+            vec![occ(Opt::ShellJob, None), occ(Opt::RestoreDetached, None)]
+        );
         let r = s(&["-Dimg"]).unwrap();
         assert_eq!(r.options, vec![occ(Opt::ImagesDir, Some("img"))]);
         let r = s(&["-jt", "5"]).unwrap();
-        assert_eq!(r.options, vec![occ(Opt::ShellJob, None), occ(Opt::Tree, Some("5"))]);
+        assert_eq!(
+            r.options,
+            vec![occ(Opt::ShellJob, None), occ(Opt::Tree, Some("5"))]
+        );
     }
 
     #[test]
     fn verbosity_forms() {
         assert_eq!(s(&["-v"]).unwrap().options, vec![occ(Opt::Verbosity, None)]);
-        assert_eq!(s(&["-v4"]).unwrap().options, vec![occ(Opt::Verbosity, Some("4"))]);
-        assert_eq!(s(&["-vvv"]).unwrap().options, vec![occ(Opt::Verbosity, Some("vv"))]);
-        assert_eq!(s(&["--verbosity=3"]).unwrap().options, vec![occ(Opt::Verbosity, Some("3"))]);
+        assert_eq!(
+            s(&["-v4"]).unwrap().options,
+            vec![occ(Opt::Verbosity, Some("4"))]
+        );
+        assert_eq!(
+            s(&["-vvv"]).unwrap().options,
+            vec![occ(Opt::Verbosity, Some("vv"))]
+        );
+        assert_eq!(
+            s(&["--verbosity=3"]).unwrap().options,
+            vec![occ(Opt::Verbosity, Some("3"))]
+        );
         // An optional argument is never taken from the next word.
         let r = s(&["--verbosity", "3"]).unwrap();
         assert_eq!(r.options, vec![occ(Opt::Verbosity, None)]);
@@ -207,11 +251,23 @@ mod tests {
 
     #[test]
     fn optional_arguments() {
-        assert_eq!(s(&["--cpu-cap"]).unwrap().options, vec![occ(Opt::CpuCap, None)]);
-        assert_eq!(s(&["--cpu-cap=^fpu"]).unwrap().options, vec![occ(Opt::CpuCap, Some("^fpu"))]);
-        assert_eq!(s(&["--manage-cgroups"]).unwrap().options, vec![occ(Opt::ManageCgroups, None)]);
+        assert_eq!(
+            s(&["--cpu-cap"]).unwrap().options,
+            vec![occ(Opt::CpuCap, None)]
+        );
+        assert_eq!(
+            s(&["--cpu-cap=^fpu"]).unwrap().options,
+            vec![occ(Opt::CpuCap, Some("^fpu"))]
+        );
+        assert_eq!(
+            s(&["--manage-cgroups"]).unwrap().options,
+            vec![occ(Opt::ManageCgroups, None)]
+        );
         assert_eq!(s(&["-x"]).unwrap().options, vec![occ(Opt::ExtUnixSk, None)]);
-        assert_eq!(s(&["-x123"]).unwrap().options, vec![occ(Opt::ExtUnixSk, Some("123"))]);
+        assert_eq!(
+            s(&["-x123"]).unwrap().options,
+            vec![occ(Opt::ExtUnixSk, Some("123"))]
+        );
     }
 
     #[test]
@@ -220,7 +276,11 @@ mod tests {
         assert_eq!(
             r.options,
             vec![
-                Occurrence { id: Opt::DisplayStats, value: None, negated: true },
+                Occurrence {
+                    id: Opt::DisplayStats,
+                    value: None,
+                    negated: true
+                },
                 occ(Opt::LeaveRunning, None)
             ]
         );
@@ -237,10 +297,16 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(s(&["--bogus"]), Err(GetoptError::UnknownLong("bogus".into())));
+        assert_eq!(
+            s(&["--bogus"]),
+            Err(GetoptError::UnknownLong("bogus".into()))
+        );
         assert_eq!(s(&["-q"]), Err(GetoptError::UnknownShort('q')));
         assert_eq!(s(&["-t"]), Err(GetoptError::ShortNeedsArgument('t')));
-        assert_eq!(s(&["--tree"]), Err(GetoptError::LongNeedsArgument("tree".into())));
+        assert_eq!(
+            s(&["--tree"]),
+            Err(GetoptError::LongNeedsArgument("tree".into()))
+        );
         assert_eq!(
             s(&["--leave-running=1"]),
             Err(GetoptError::UnexpectedArgument("leave-running".into()))
@@ -251,6 +317,14 @@ mod tests {
     fn repeated_options_are_all_kept() {
         let r = s(&["-M", "a:b", "--external", "x", "-M", "c:d", "--external=y"]).unwrap();
         let ids: Vec<Opt> = r.options.iter().map(|o| o.id).collect();
-        assert_eq!(ids, vec![Opt::ExtMountMap, Opt::External, Opt::ExtMountMap, Opt::External]);
+        assert_eq!(
+            ids,
+            vec![
+                Opt::ExtMountMap,
+                Opt::External,
+                Opt::ExtMountMap,
+                Opt::External
+            ]
+        );
     }
 }

@@ -47,7 +47,11 @@ struct PreScan {
 }
 
 fn pre_scan(args: &[String]) -> PreScan {
-    let mut out = PreScan { help: false, no_default_config: false, config: None };
+    let mut out = PreScan {
+        help: false,
+        no_default_config: false,
+        config: None,
+    };
     for (i, arg) in args.iter().enumerate() {
         match arg.as_str() {
             "--" => break,
@@ -82,7 +86,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, CliError> {
     let explicit = pre.config.as_deref();
     for path in config::sources(pre.no_default_config, explicit) {
         let must_exist = explicit.is_some_and(|e| path.as_os_str() == e);
-        let words = config::read(&path, must_exist).map_err(|e| CliError::Invalid(e.to_string()))?;
+        let words =
+            config::read(&path, must_exist).map_err(|e| CliError::Invalid(e.to_string()))?;
         let scan = getopt::scan(&words).map_err(|e| CliError::Usage(e.to_string()))?;
         apply_all(&mut options, &scan.options, &mut close_fds)?;
         if scan.positionals.iter().any(|_| true) {
@@ -107,7 +112,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, CliError> {
             ));
         }
     }
-    Ok(Parsed::Run(Box::new(Invocation { command, options, close_fds })))
+    Ok(Parsed::Run(Box::new(Invocation {
+        command,
+        options,
+        close_fds,
+    })))
 }
 
 /// Applies occurrences in order; returns early on `-h` or `-V` as getopt would stop there.
@@ -117,7 +126,10 @@ fn apply_all(
     close_fds: &mut Vec<i32>,
 ) -> Result<Option<Parsed>, CliError> {
     for occ in occurrences {
-        match options.apply(occ).map_err(|e| CliError::Invalid(e.to_string()))? {
+        match options
+            .apply(occ)
+            .map_err(|e| CliError::Invalid(e.to_string()))?
+        {
             options::Immediate::None => {}
             options::Immediate::Close(fd) => close_fds.push(fd),
             options::Immediate::Help => return Ok(Some(Parsed::Help)),
@@ -149,9 +161,25 @@ mod tests {
     #[test]
     fn zdtm_dump_line() {
         let inv = run(&[
-            "dump", "--no-default-config", "-v4", "-D", "/img", "-o", "dump.log", "--tree", "42",
-            "--pidfile", "/tmp/p", "--timeout", "10", "--pre-dump-mode", "splice",
-            "--root", "/r", "--external", "mnt[]:s",
+            "dump",
+            "--no-default-config",
+            "-v4",
+            "-D",
+            "/img",
+            "-o",
+            "dump.log",
+            "--tree",
+            "42",
+            "--pidfile",
+            "/tmp/p",
+            "--timeout",
+            "10",
+            "--pre-dump-mode",
+            "splice",
+            "--root",
+            "/r",
+            "--external",
+            "mnt[]:s",
         ]);
         assert_eq!(inv.command, Command::Dump);
         let o = &inv.options;
@@ -168,19 +196,55 @@ mod tests {
     #[test]
     fn verbosity_levels() {
         assert_eq!(run(&["check", "--no-default-config"]).options.log_level, 2);
-        assert_eq!(run(&["check", "--no-default-config", "-v"]).options.log_level, 3);
-        assert_eq!(run(&["check", "--no-default-config", "-vvv"]).options.log_level, 5);
-        assert_eq!(run(&["check", "--no-default-config", "-v", "-v"]).options.log_level, 4);
-        assert_eq!(run(&["check", "--no-default-config", "-v0"]).options.log_level, 0);
-        assert_eq!(run(&["check", "--no-default-config", "--verbosity=1"]).options.log_level, 1);
-        assert_eq!(run(&["check", "--no-default-config", "-verbosity=0"]).options.log_level, 0);
+        assert_eq!(
+            run(&["check", "--no-default-config", "-v"])
+                .options
+                .log_level,
+            3
+        );
+        assert_eq!(
+            run(&["check", "--no-default-config", "-vvv"])
+                .options
+                .log_level,
+            5
+        );
+        assert_eq!(
+            run(&["check", "--no-default-config", "-v", "-v"])
+                .options
+                .log_level,
+            4
+        );
+        assert_eq!(
+            run(&["check", "--no-default-config", "-v0"])
+                .options
+                .log_level,
+            0
+        );
+        assert_eq!(
+            run(&["check", "--no-default-config", "--verbosity=1"])
+                .options
+                .log_level,
+            1
+        );
+        assert_eq!(
+            run(&["check", "--no-default-config", "-verbosity=0"])
+                .options
+                .log_level,
+            0
+        );
     }
 
     #[test]
     fn later_options_override_and_negate() {
         let o = run(&["dump", "--no-default-config", "-t", "1", "-R", "-s"]).options;
         assert_eq!(o.final_state, FinalState::Stopped);
-        let o = run(&["restore", "--no-default-config", "-d", "--no-restore-detached"]).options;
+        let o = run(&[
+            "restore",
+            "--no-default-config",
+            "-d",
+            "--no-restore-detached",
+        ])
+        .options;
         assert!(!o.restore_detached);
         assert!(!o.seen.contains(&Opt::RestoreDetached));
     }
@@ -188,12 +252,28 @@ mod tests {
     #[test]
     fn repeated_options_accumulate() {
         let o = run(&[
-            "restore", "--no-default-config", "--veth-pair", "a=b", "--veth-pair", "c=d",
-            "--inherit-fd", "fd[3]:pipe:[123]", "--action-script", "/x", "--action-script", "/y",
-            "-M", "a:b", "-M", "auto",
+            "restore",
+            "--no-default-config",
+            "--veth-pair",
+            "a=b",
+            "--veth-pair",
+            "c=d",
+            "--inherit-fd",
+            "fd[3]:pipe:[123]",
+            "--action-script",
+            "/x",
+            "--action-script",
+            "/y",
+            "-M",
+            "a:b",
+            "-M",
+            "auto",
         ])
         .options;
-        assert_eq!(o.veth_pairs, vec![("a".into(), "b".into()), ("c".into(), "d".into())]);
+        assert_eq!(
+            o.veth_pairs,
+            vec![("a".into(), "b".into()), ("c".into(), "d".into())]
+        );
         assert_eq!(o.inherit_fds, vec!["fd[3]:pipe:[123]"]);
         assert_eq!(o.action_scripts, vec!["/x", "/y"]);
         assert_eq!(o.ext_mount_map, vec![("a".into(), "b".into())]);
@@ -202,7 +282,15 @@ mod tests {
 
     #[test]
     fn optional_value_options() {
-        let o = run(&["dump", "--no-default-config", "-t1", "--cpu-cap", "--manage-cgroups=full", "-x"]).options;
+        let o = run(&[
+            "dump",
+            "--no-default-config",
+            "-t1",
+            "--cpu-cap",
+            "--manage-cgroups=full",
+            "-x",
+        ])
+        .options;
         assert_eq!(o.cpu_cap, values::cpu_cap::ALL | values::cpu_cap::IMAGE);
         assert_eq!(o.manage_cgroups, Some(values::CgroupMode::Full));
         assert!(o.ext_unix_sk);
@@ -212,14 +300,30 @@ mod tests {
     fn help_version_and_errors() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(matches!(parse(&args(&["-h"])), Ok(Parsed::Help)));
-        assert!(matches!(parse(&args(&["dump", "--help", "--bogus"])), Ok(Parsed::Help)));
+        assert!(matches!(
+            parse(&args(&["dump", "--help", "--bogus"])),
+            Ok(Parsed::Help)
+        ));
         assert!(matches!(parse(&args(&["-V"])), Ok(Parsed::Version)));
         assert!(matches!(err(&["--bogus", "dump"]), CliError::Usage(_)));
-        assert!(matches!(err(&["--no-default-config"]), CliError::Usage(m) if m.contains("required")));
-        assert!(matches!(err(&["--no-default-config", "dump", "-t", "0"]), CliError::Invalid(m) if m.contains("--tree")));
-        assert!(matches!(err(&["--no-default-config", "dump", "-t", "abc"]), CliError::Invalid(_)));
-        assert!(matches!(err(&["--no-default-config", "check", "--ghost-limit", "x"]), CliError::Invalid(_)));
-        assert!(matches!(err(&["--no-default-config", "frob"]), CliError::Usage(_)));
+        assert!(
+            matches!(err(&["--no-default-config"]), CliError::Usage(m) if m.contains("required"))
+        );
+        assert!(
+            matches!(err(&["--no-default-config", "dump", "-t", "0"]), CliError::Invalid(m) if m.contains("--tree"))
+        );
+        assert!(matches!(
+            err(&["--no-default-config", "dump", "-t", "abc"]),
+            CliError::Invalid(_)
+        ));
+        assert!(matches!(
+            err(&["--no-default-config", "check", "--ghost-limit", "x"]),
+            CliError::Invalid(_)
+        ));
+        assert!(matches!(
+            err(&["--no-default-config", "frob"]),
+            CliError::Usage(_)
+        ));
         assert!(matches!(err(&[]), CliError::Usage(_)));
     }
 
@@ -243,9 +347,18 @@ mod tests {
         let path = dir.path().join("bad.conf");
         std::fs::write(&path, "log-file a b\n").unwrap();
         let cfg = format!("--config={}", path.display());
-        assert!(matches!(err(&["dump", &cfg, "-t", "1"]), CliError::Invalid(_)));
-        assert!(matches!(err(&["dump", "--config=/nonexistent.conf", "-t", "1"]), CliError::Invalid(_)));
+        assert!(matches!(
+            err(&["dump", &cfg, "-t", "1"]),
+            CliError::Invalid(_)
+        ));
+        assert!(matches!(
+            err(&["dump", "--config=/nonexistent.conf", "-t", "1"]),
+            CliError::Invalid(_)
+        ));
         std::fs::write(&path, "no-such-option\n").unwrap();
-        assert!(matches!(err(&["dump", &cfg, "-t", "1"]), CliError::Usage(_)));
+        assert!(matches!(
+            err(&["dump", &cfg, "-t", "1"]),
+            CliError::Usage(_)
+        ));
     }
 }

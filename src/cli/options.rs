@@ -221,14 +221,19 @@ pub enum Immediate {
 }
 
 fn split_pair(value: &str, sep: char) -> Option<(String, String)> {
-    value.split_once(sep).map(|(a, b)| (a.to_string(), b.to_string()))
+    value
+        .split_once(sep)
+        .map(|(a, b)| (a.to_string(), b.to_string()))
 }
 
 impl Options {
     /// Applies one occurrence.
     pub fn apply(&mut self, occ: &Occurrence) -> Result<Immediate, OptionError> {
         let name = long_name(occ.id);
-        let bad = || OptionError::BadArgument { name, value: occ.value.clone().unwrap_or_default() };
+        let bad = || OptionError::BadArgument {
+            name,
+            value: occ.value.clone().unwrap_or_default(),
+        };
         let on = !occ.negated;
         let value = occ.value.clone();
         let text = || value.clone().ok_or_else(bad);
@@ -299,7 +304,9 @@ impl Options {
             Opt::IrmapScanPath => self.irmap_scan_paths.push(text()?),
             Opt::GhostLimit => self.ghost_limit = values::size(&text()?).ok_or_else(bad)?,
             Opt::GhostFiemap => self.ghost_fiemap = on,
-            Opt::VethPair => self.veth_pairs.push(split_pair(&text()?, '=').ok_or_else(bad)?),
+            Opt::VethPair => self
+                .veth_pairs
+                .push(split_pair(&text()?, '=').ok_or_else(bad)?),
             Opt::ActionScript => self.action_scripts.push(text()?),
             Opt::External => self.external.push(text()?),
             Opt::ExtMountMap => {
@@ -307,7 +314,8 @@ impl Options {
                 if v == "auto" {
                     self.ext_mount_auto = true;
                 } else {
-                    self.ext_mount_map.push(split_pair(&v, ':').ok_or_else(bad)?);
+                    self.ext_mount_map
+                        .push(split_pair(&v, ':').ok_or_else(bad)?);
                 }
             }
             Opt::InheritFd => {
@@ -324,7 +332,9 @@ impl Options {
             Opt::EmptyNs => {
                 let v = text()?;
                 if v != "net" {
-                    return Err(OptionError::Message(format!("Unsupported empty namespace: {v}")));
+                    return Err(OptionError::Message(format!(
+                        "Unsupported empty namespace: {v}"
+                    )));
                 }
                 self.empty_ns_net = true;
             }
@@ -357,7 +367,12 @@ impl Options {
             Opt::Address => self.address = Some(text()?),
             Opt::Port => {
                 let port = values::atoi(&text()?);
-                self.port = Some(u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(bad)?);
+                self.port = Some(
+                    u16::try_from(port)
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(bad)?,
+                );
             }
             Opt::PsSocket => self.ps_socket = Some(values::atoi(&text()?) as i32),
             Opt::StatusFd => {

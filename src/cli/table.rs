@@ -112,15 +112,33 @@ pub struct OptSpec {
 }
 
 const fn spec(long: &'static str, short: Option<char>, has_arg: HasArg, id: Opt) -> OptSpec {
-    OptSpec { long, short, has_arg, id, negatable: false }
+    OptSpec {
+        long,
+        short,
+        has_arg,
+        id,
+        negatable: false,
+    }
 }
 
 const fn flag(long: &'static str, id: Opt) -> OptSpec {
-    OptSpec { long, short: None, has_arg: HasArg::No, id, negatable: true }
+    OptSpec {
+        long,
+        short: None,
+        has_arg: HasArg::No,
+        id,
+        negatable: true,
+    }
 }
 
 const fn flag_short(long: &'static str, short: char, id: Opt) -> OptSpec {
-    OptSpec { long, short: Some(short), has_arg: HasArg::No, id, negatable: true }
+    OptSpec {
+        long,
+        short: Some(short),
+        has_arg: HasArg::No,
+        id,
+        negatable: true,
+    }
 }
 
 use HasArg::{No, Optional as Opt_, Required as Req};
@@ -169,8 +187,18 @@ pub const OPTIONS: &[OptSpec] = &[
     spec("feature", None, Req, Opt::Feature),
     spec("skip-mnt", None, Req, Opt::SkipMnt),
     spec("enable-fs", None, Req, Opt::EnableFs),
-    spec("enable-external-sharing", None, No, Opt::EnableExternalSharing),
-    spec("enable-external-masters", None, No, Opt::EnableExternalMasters),
+    spec(
+        "enable-external-sharing",
+        None,
+        No,
+        Opt::EnableExternalSharing,
+    ),
+    spec(
+        "enable-external-masters",
+        None,
+        No,
+        Opt::EnableExternalMasters,
+    ),
     spec("freeze-cgroup", None, Req, Opt::FreezeCgroup),
     spec("ghost-limit", None, Req, Opt::GhostLimit),
     spec("irmap-scan-path", None, Req, Opt::IrmapScanPath),
@@ -184,7 +212,12 @@ pub const OPTIONS: &[OptSpec] = &[
     spec("all", None, No, Opt::All),
     spec("cgroup-props", None, Req, Opt::CgroupProps),
     spec("cgroup-props-file", None, Req, Opt::CgroupPropsFile),
-    spec("cgroup-dump-controller", None, Req, Opt::CgroupDumpController),
+    spec(
+        "cgroup-dump-controller",
+        None,
+        Req,
+        Opt::CgroupDumpController,
+    ),
     flag("skip-in-flight", Opt::SkipInFlight),
     flag("deprecated", Opt::Deprecated),
     flag("display-stats", Opt::DisplayStats),

@@ -4,7 +4,10 @@
 pub const CRIU_COMPAT_VERSION: &str = "4.2";
 
 pub fn version() -> String {
-    format!("Version: {CRIU_COMPAT_VERSION}\nGitID: criu-rs-{}\n", env!("CARGO_PKG_VERSION"))
+    format!(
+        "Version: {CRIU_COMPAT_VERSION}\nGitID: criu-rs-{}\n",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 pub const SHORT: &str = "

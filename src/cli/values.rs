@@ -26,19 +26,24 @@ pub fn strtol(text: &str) -> Option<i64> {
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
-    let (radix, digits) = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        (16, hex)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
+    let (radix, digits) =
+        if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, hex)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
     if digits.is_empty() {
         return None;
     }
     // Values up to u64::MAX are accepted and wrap, as strtoul-style syscall arguments do.
     let magnitude = u64::from_str_radix(digits, radix).ok()? as i64;
-    Some(if neg { magnitude.wrapping_neg() } else { magnitude })
+    Some(if neg {
+        magnitude.wrapping_neg()
+    } else {
+        magnitude
+    })
 }
 
 /// `--ghost-limit`: a number with an optional K, M or G suffix.
@@ -83,8 +88,12 @@ pub fn cpu_cap(current: u32, value: Option<&str>) -> Result<u32, String> {
             rest = r;
             continue;
         }
-        let words: [(&str, u32); 4] =
-            [("fpu", cpu_cap::FPU), ("all", cpu_cap::ALL), ("cpu", cpu_cap::CPU), ("ins", cpu_cap::INS)];
+        let words: [(&str, u32); 4] = [
+            ("fpu", cpu_cap::FPU),
+            ("all", cpu_cap::ALL),
+            ("cpu", cpu_cap::CPU),
+            ("ins", cpu_cap::INS),
+        ];
         if let Some(r) = rest.strip_prefix("none") {
             caps = if inverse { cpu_cap::ALL } else { cpu_cap::NONE };
             rest = r;

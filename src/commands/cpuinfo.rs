@@ -22,11 +22,17 @@ pub fn dump(images: &Path) -> i32 {
 /// Compares the image in `images` with this CPU. With `--cpu-cap=none` (or no check at all)
 /// everything is compared, as CRIU does.
 pub fn check(images: &Path, caps: u32) -> i32 {
-    let caps = if caps == cpu_cap::NONE { cpu_cap::ALL } else { caps };
-    let result = detect::detect().map_err(|e| e.to_string()).and_then(|host| {
-        let img = image::read(images, &host).map_err(|e| e.to_string())?;
-        validate::validate(&img, &host, caps).map_err(|e| e.to_string())
-    });
+    let caps = if caps == cpu_cap::NONE {
+        cpu_cap::ALL
+    } else {
+        caps
+    };
+    let result = detect::detect()
+        .map_err(|e| e.to_string())
+        .and_then(|host| {
+            let img = image::read(images, &host).map_err(|e| e.to_string())?;
+            validate::validate(&img, &host, caps).map_err(|e| e.to_string())
+        });
     match result {
         Ok(()) => 0,
         Err(e) => {

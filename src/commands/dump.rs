@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use criu_actors::dump::files::DumpFileOptions;
 use criu_actors::dump::{self, DumpRequest, Release};
 
 use crate::cli::options::{FinalState, NetworkLock};
@@ -31,7 +32,9 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         return fail("Tree id is not specified (use -t PID)");
     };
     if let Some(cg) = &o.freeze_cgroup {
-        return fail(&format!("--freeze-cgroup {cg} is not supported by this dump yet"));
+        return fail(&format!(
+            "--freeze-cgroup {cg} is not supported by this dump yet"
+        ));
     }
     let scripts = match ActionScripts::new(&o.action_scripts, images) {
         Ok(s) => s,
@@ -53,10 +56,22 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         dir: images.to_path_buf(),
         release,
         timeout: Duration::from_secs(u64::from(o.timeout.max(1))),
-        post_dump: Some(Box::new(move || scripts.run(Action::PostDump, Some(pid)).map_err(|e| e.to_string()))),
+        post_dump: Some(Box::new(move || {
+            scripts
+                .run(Action::PostDump, Some(pid))
+                .map_err(|e| e.to_string())
+        })),
         network_lock_method: lock_method(o),
         tcp_close: o.tcp_close,
         shell_job: o.shell_job,
+        files: DumpFileOptions {
+            ghost_limit: o.ghost_limit,
+            link_remap: o.link_remap,
+            ext_unix_sk: o.ext_unix_sk.then(|| o.ext_unix_sk_inodes.clone()),
+            file_locks: o.file_locks,
+            evasive_devices: o.evasive_devices,
+            force_irmap: o.force_irmap,
+        },
     };
     match dump::run(req) {
         Ok(report) => {
@@ -74,8 +89,14 @@ pub fn run(o: &Options, images: &Path) -> i32 {
                 println!("Frozen time: {} us", s.frozen_time);
                 println!("Memory dump time: {} us", s.memdump_time);
                 println!("Memory write time: {} us", s.memwrite_time);
-                println!("Memory pages scanned: {} (0x{:x})", s.pages_scanned, s.pages_scanned);
-                println!("Memory pages written: {} (0x{:x})", s.pages_written, s.pages_written);
+                println!(
+                    "Memory pages scanned: {} (0x{:x})",
+                    s.pages_scanned, s.pages_scanned
+                );
+                println!(
+                    "Memory pages written: {} (0x{:x})",
+                    s.pages_written, s.pages_written
+                );
             }
             tracing::info!("Dumping finished successfully");
             0

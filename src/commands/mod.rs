@@ -1,6 +1,6 @@
 //! One module per criu command.
 pub mod check;
 pub mod cpuinfo;
+pub mod dump;
 pub mod exec;
 pub mod restore;
-pub mod dump;

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use criu_actors::restore::{RestoreRequest, RestoreError};
+use criu_actors::restore::shared::RestoreFileOptions;
+use criu_actors::restore::{RestoreError, RestoreRequest};
 
 use crate::app::Dirs;
 use crate::cli::table::{long_name, Opt};
@@ -44,7 +45,10 @@ pub fn run(cmd: &Command, o: &Options, dirs: &Dirs) -> i32 {
 
 fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
     if let Some(opt) = NOT_YET.iter().find(|opt| o.seen.contains(opt)) {
-        return Err(format!("restore: option --{} is not supported yet", long_name(*opt)));
+        return Err(format!(
+            "restore: option --{} is not supported yet",
+            long_name(*opt)
+        ));
     }
     if o.restore_sibling && !o.restore_detached {
         return Err("--restore-sibling only makes sense with --restore-detached".into());
@@ -54,18 +58,31 @@ fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
     }
     let started = std::time::Instant::now();
     let scripts = ActionScripts::new(&o.action_scripts, &dirs.images).map_err(|e| e.to_string())?;
-    scripts.run(Action::PreRestore, None).map_err(|e| e.to_string())?;
+    scripts
+        .run(Action::PreRestore, None)
+        .map_err(|e| e.to_string())?;
     let req = RestoreRequest {
         images_dir: dirs.images.clone(),
         timeout: Duration::from_secs(u64::from(o.timeout.max(1))),
         shell_job: o.shell_job,
         sibling: o.restore_sibling,
+        files: RestoreFileOptions {
+            inherit_fds: o
+                .inherit_fds
+                .iter()
+                .map(|s| parse_inherit_fd(s))
+                .collect::<Result<_, _>>()?,
+            ext_unix_sk: o.ext_unix_sk,
+            file_locks: o.file_locks,
+        },
     };
     let root = criu_actors::restore::run(&req, |root| {
         if let Some(pidfile) = &o.pidfile {
             crate::pidfile::write(Path::new(pidfile), root)?;
         }
-        scripts.run(Action::PostRestore, Some(root)).map_err(|e| e.to_string())
+        scripts
+            .run(Action::PostRestore, Some(root))
+            .map_err(|e| e.to_string())
     })
     .map_err(|e| match e {
         RestoreError::Task(m) => m,
@@ -98,11 +115,51 @@ fn write_stats(images: &Path, took: std::time::Duration) {
     use criu_proto::images::{RestoreStatsEntry, StatsEntry};
     let entry = StatsEntry {
         dump: None,
-        restore: Some(RestoreStatsEntry { restore_time: took.as_micros() as u32, ..Default::default() }),
+        restore: Some(RestoreStatsEntry {
+            restore_time: took.as_micros() as u32,
+            ..Default::default()
+        }),
     };
-    let written = criu_proto::ImageWriter::create(images, &criu_proto::ImageKind::STATS_RESTORE, None)
-        .and_then(|mut w| w.write(&entry).and_then(|_| w.finish().map(drop)));
+    let written =
+        criu_proto::ImageWriter::create(images, &criu_proto::ImageKind::STATS_RESTORE, None)
+            .and_then(|mut w| w.write(&entry).and_then(|_| w.finish().map(drop)));
     if let Err(e) = written {
         tracing::warn!("cannot write stats-restore: {e}");
+    }
+}
+
+/// `fd[N]:RESOURCE`, as --inherit-fd takes it.
+fn parse_inherit_fd(arg: &str) -> Result<(i32, String), String> {
+    let bad = || format!("--inherit-fd {arg}: expected fd[N]:RESOURCE");
+    let rest = arg.strip_prefix("fd[").ok_or_else(bad)?;
+    let (n, resource) = rest.split_once("]:").ok_or_else(bad)?;
+    let fd = n
+        .parse::<i32>()
+        .ok()
+        .filter(|&fd| fd >= 0)
+        .ok_or_else(bad)?;
+    if resource.is_empty() {
+        return Err(bad());
+    }
+    Ok((fd, resource.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_inherit_fd;
+
+    #[test]
+    fn inherit_fd_takes_fd_number_and_resource() {
+        assert_eq!(
+            parse_inherit_fd("fd[3]:pipe:[12345]"),
+            Ok((3, "pipe:[12345]".to_string()))
+        );
+        assert_eq!(
+            parse_inherit_fd("fd[10]:tmp/log:x"),
+            Ok((10, "tmp/log:x".to_string()))
+        );
+        for bad in ["3:pipe:[1]", "fd[x]:a", "fd[-1]:a", "fd[3]:", "fd[3]a"] {
+            assert!(parse_inherit_fd(bad).is_err(), "{bad}");
+        }
     }
 }

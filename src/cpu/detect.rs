@@ -71,7 +71,9 @@ pub struct CpuInfo {
 
 impl CpuInfo {
     pub fn has(&self, bit: usize) -> bool {
-        self.capability.get(bit / 32).is_some_and(|w| w & (1 << (bit % 32)) != 0)
+        self.capability
+            .get(bit / 32)
+            .is_some_and(|w| w & (1 << (bit % 32)) != 0)
     }
 
     fn set(&mut self, bit: usize, on: bool) {
@@ -188,7 +190,9 @@ pub fn detect() -> Result<CpuInfo, DetectError> {
             }
         }
         let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-        c.model_id = String::from_utf8_lossy(&raw[..end]).trim_start_matches(' ').to_string();
+        c.model_id = String::from_utf8_lossy(&raw[..end])
+            .trim_start_matches(' ')
+            .to_string();
     }
     if max_ext >= 0x8000_0007 {
         c.capability[word::CPUID_8000_0007_EBX] = cpuid(0x8000_0007, 0).ebx;

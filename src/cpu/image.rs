@@ -21,7 +21,11 @@ pub enum CpuImageError {
     #[error("{path}: Image carries unknown vendor {vendor}")]
     Vendor { path: String, vendor: i32 },
     #[error("{path}: Image carries {got} words while {expected} expected")]
-    Words { path: String, got: usize, expected: usize },
+    Words {
+        path: String,
+        got: usize,
+        expected: usize,
+    },
     #[error("{path}: Image carries unknown capability version {0}", .version)]
     Version { path: String, version: u32 },
 }
@@ -42,27 +46,51 @@ pub fn to_entry(c: &CpuInfo) -> CpuinfoEntry {
         xsave_size: Some(c.xsave_size),
         xsave_size_max: Some(c.xsave_size_max),
     };
-    CpuinfoEntry { x86_entry: vec![x86], ..Default::default() }
+    CpuinfoEntry {
+        x86_entry: vec![x86],
+        ..Default::default()
+    }
 }
 
 /// Turns the image's entry into CPU facts; what an old image lacks is taken from `host`,
 /// as CRIU does, so that only what the image states is compared.
-pub fn from_entry(path: &str, entry: &CpuinfoEntry, host: &CpuInfo) -> Result<CpuInfo, CpuImageError> {
+pub fn from_entry(
+    path: &str,
+    entry: &CpuinfoEntry,
+    host: &CpuInfo,
+) -> Result<CpuInfo, CpuImageError> {
     let [x86] = entry.x86_entry.as_slice() else {
-        return Err(CpuImageError::NotOneX86Entry { path: path.into(), count: entry.x86_entry.len() });
+        return Err(CpuImageError::NotOneX86Entry {
+            path: path.into(),
+            count: entry.x86_entry.len(),
+        });
     };
     let vendor = match ImgVendor::try_from(x86.vendor_id) {
         Ok(ImgVendor::Intel) => Vendor::Intel,
         Ok(ImgVendor::Amd) => Vendor::Amd,
-        _ => return Err(CpuImageError::Vendor { path: path.into(), vendor: x86.vendor_id }),
+        _ => {
+            return Err(CpuImageError::Vendor {
+                path: path.into(),
+                vendor: x86.vendor_id,
+            })
+        }
     };
     let expected = match x86.capability_ver {
         1 => NCAPINTS_V1,
         2 => NCAPINTS,
-        version => return Err(CpuImageError::Version { path: path.into(), version }),
+        version => {
+            return Err(CpuImageError::Version {
+                path: path.into(),
+                version,
+            })
+        }
     };
     if x86.capability.len() != expected {
-        return Err(CpuImageError::Words { path: path.into(), got: x86.capability.len(), expected });
+        return Err(CpuImageError::Words {
+            path: path.into(),
+            got: x86.capability.len(),
+            expected,
+        });
     }
     let mut capability = host.capability;
     capability[..expected].copy_from_slice(&x86.capability);
@@ -89,7 +117,9 @@ pub fn write(dir: &Path, c: &CpuInfo) -> Result<(), CpuImageError> {
 pub fn read(dir: &Path, host: &CpuInfo) -> Result<CpuInfo, CpuImageError> {
     let mut img = ImageReader::open(dir, &ImageKind::CPUINFO, None)?;
     let path = img.path().to_string();
-    let entry: CpuinfoEntry = img.read()?.ok_or_else(|| CpuImageError::Empty(path.clone()))?;
+    let entry: CpuinfoEntry = img
+        .read()?
+        .ok_or_else(|| CpuImageError::Empty(path.clone()))?;
     from_entry(&path, &entry, host)
 }
 
@@ -123,15 +153,27 @@ mod tests {
         let host = detect().unwrap();
         let mut entry = to_entry(&host);
         entry.x86_entry[0].capability.pop();
-        assert!(matches!(from_entry("t", &entry, &host), Err(CpuImageError::Words { .. })));
+        assert!(matches!(
+            from_entry("t", &entry, &host),
+            Err(CpuImageError::Words { .. })
+        ));
         let mut entry = to_entry(&host);
         entry.x86_entry[0].vendor_id = 0;
-        assert!(matches!(from_entry("t", &entry, &host), Err(CpuImageError::Vendor { .. })));
+        assert!(matches!(
+            from_entry("t", &entry, &host),
+            Err(CpuImageError::Vendor { .. })
+        ));
         let mut entry = to_entry(&host);
         entry.x86_entry[0].capability_ver = 7;
-        assert!(matches!(from_entry("t", &entry, &host), Err(CpuImageError::Version { .. })));
+        assert!(matches!(
+            from_entry("t", &entry, &host),
+            Err(CpuImageError::Version { .. })
+        ));
         let entry = CpuinfoEntry::default();
-        assert!(matches!(from_entry("t", &entry, &host), Err(CpuImageError::NotOneX86Entry { .. })));
+        assert!(matches!(
+            from_entry("t", &entry, &host),
+            Err(CpuImageError::NotOneX86Entry { .. })
+        ));
     }
 
     #[test]

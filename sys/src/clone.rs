@@ -31,7 +31,11 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     let args = CloneArgs {
         flags,
         // With CLONE_PARENT the child gets criu's own exit signal; clone3 wants 0 here.
-        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 { 0 } else { libc::SIGCHLD as u64 },
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         set_tid: set_tid.as_ptr() as u64,
         set_tid_size: 1,
         ..CloneArgs::default()
@@ -39,7 +43,11 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     // SAFETY: clone3 without CLONE_VM gives the child a copy of our memory; `args` and
     // `set_tid` outlive the call. The child branch below issues raw syscalls only.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     if ret < 0 {
         return Err(Errno::last());
@@ -47,8 +55,21 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     if ret == 0 {
         // SAFETY: raw syscalls in the child; nothing here allocates or locks.
         unsafe {
-            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all_signals as *const u64, 0usize, 8usize);
-            libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &all_signals as *const u64,
+                0usize,
+                8usize,
+            );
+            libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL,
+                0,
+                0,
+                0,
+            );
             loop {
                 libc::syscall(libc::SYS_pause);
             }
@@ -79,7 +100,11 @@ mod tests {
                 break;
             }
         }
-        let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+        let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         if pid == 0 || pid >= max {
             eprintln!("no free pid below pid_max={max}; skipping");
             return;
@@ -98,9 +123,17 @@ mod tests {
         assert!(status.contains("State:\tS"), "{status}");
         assert!(status.contains("SigBlk:\tfffffffffffffff"), "{status}");
         // A blockable signal does nothing; SIGKILL still works.
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         assert!(!reap_nohang(pid));
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
     }
 

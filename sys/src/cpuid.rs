@@ -15,5 +15,10 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidRegs {
     // SAFETY: CPUID is available on every x86_64 CPU and has no side effects.
     #[allow(unused_unsafe)]
     let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
-    CpuidRegs { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+    CpuidRegs {
+        eax: r.eax,
+        ebx: r.ebx,
+        ecx: r.ecx,
+        edx: r.edx,
+    }
 }

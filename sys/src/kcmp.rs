@@ -37,7 +37,10 @@ mod tests {
         let dup = f.try_clone().unwrap();
         let other = std::fs::File::open("/proc/self/status").unwrap();
         assert_eq!(same_file(me, f.as_raw_fd(), me, dup.as_raw_fd()), Ok(true));
-        assert_eq!(same_file(me, f.as_raw_fd(), me, other.as_raw_fd()), Ok(false));
+        assert_eq!(
+            same_file(me, f.as_raw_fd(), me, other.as_raw_fd()),
+            Ok(false)
+        );
         assert_eq!(same_file(me, f.as_raw_fd(), me, 100_000), Err(Errno::EBADF));
     }
 }

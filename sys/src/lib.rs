@@ -4,10 +4,10 @@
 pub mod clone;
 pub mod cpuid;
 pub mod kcmp;
-pub mod shmem;
-pub mod signals;
 pub mod mapping;
 pub mod pidfd;
 pub mod probe;
+pub mod shmem;
+pub mod signals;
 pub mod tty;
 pub mod uffd;

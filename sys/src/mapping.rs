@@ -18,14 +18,25 @@ unsafe impl Sync for FileMapping {}
 impl FileMapping {
     /// Maps all of `file` read-only. An empty file gives an empty mapping.
     pub fn new(file: &File) -> std::io::Result<FileMapping> {
-        let len = usize::try_from(file.metadata()?.len()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| std::io::ErrorKind::InvalidInput)?;
         let Some(nz) = NonZeroUsize::new(len) else {
-            return Ok(FileMapping { addr: NonNull::dangling(), len: 0 });
+            return Ok(FileMapping {
+                addr: NonNull::dangling(),
+                len: 0,
+            });
         };
         // SAFETY: a fresh private read-only mapping of a file we hold open; the kernel picks
         // the address; the view handed out never outlives `self`, which unmaps it.
         let addr = unsafe {
-            nix::sys::mman::mmap(None, nz, nix::sys::mman::ProtFlags::PROT_READ, nix::sys::mman::MapFlags::MAP_PRIVATE, file, 0)
+            nix::sys::mman::mmap(
+                None,
+                nz,
+                nix::sys::mman::ProtFlags::PROT_READ,
+                nix::sys::mman::MapFlags::MAP_PRIVATE,
+                file,
+                0,
+            )
         }
         .map_err(std::io::Error::from)?;
         Ok(FileMapping { addr, len })

@@ -9,14 +9,22 @@ use nix::errno::Errno;
 pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
     use std::os::fd::FromRawFd;
     // SAFETY: pidfd_open takes only integers.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
+    let pidfd =
+        unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
     if pidfd < 0 {
         return Err(Errno::last());
     }
     // SAFETY: a new fd that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
     // SAFETY: pidfd_getfd takes only integers.
-    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd() as libc::c_long, fd as libc::c_long, 0 as libc::c_long) };
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_getfd,
+            pidfd.as_raw_fd() as libc::c_long,
+            fd as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
     if got < 0 {
         return Err(Errno::last());
     }
@@ -33,7 +41,10 @@ mod tests {
         let me = std::process::id() as i32;
         let f = std::fs::File::open("/proc/self/status").unwrap();
         let copy = take_fd(me, f.as_raw_fd()).unwrap();
-        assert_eq!(crate::kcmp::same_file(me, f.as_raw_fd(), me, copy.as_raw_fd()), Ok(true));
+        assert_eq!(
+            crate::kcmp::same_file(me, f.as_raw_fd(), me, copy.as_raw_fd()),
+            Ok(true)
+        );
         assert_eq!(take_fd(me, 100_000).unwrap_err(), Errno::EBADF);
     }
 }

@@ -4,15 +4,19 @@ use std::os::fd::OwnedFd;
 
 /// A new memfd named `name`, close-on-exec, sealable.
 pub fn memfd(name: &str) -> std::io::Result<OwnedFd> {
-    nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING)
-        .map_err(std::io::Error::from)
+    nix::sys::memfd::memfd_create(
+        name,
+        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Anonymous shared memory of `size` bytes (what `mmap(MAP_SHARED|MAP_ANONYMOUS)` creates,
 /// shown as `/dev/zero (deleted)`), as an fd: mapped once here, opened through
 /// /proc/self/map_files, then unmapped.
 pub fn anonymous_shared(size: u64) -> std::io::Result<OwnedFd> {
-    let len = std::num::NonZeroUsize::new(size.max(4096) as usize).ok_or(std::io::ErrorKind::InvalidInput)?;
+    let len = std::num::NonZeroUsize::new(size.max(4096) as usize)
+        .ok_or(std::io::ErrorKind::InvalidInput)?;
     // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; nothing else
     // refers to it and it is unmapped below.
     let addr = unsafe {
@@ -26,7 +30,10 @@ pub fn anonymous_shared(size: u64) -> std::io::Result<OwnedFd> {
     .map_err(std::io::Error::from)?;
     let start = addr.as_ptr() as usize;
     let path = format!("/proc/self/map_files/{:x}-{:x}", start, start + len.get());
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path);
     // SAFETY: the mapping made above, of `len` bytes, used by nobody.
     let unmapped = unsafe { nix::sys::mman::munmap(addr, len.get()) };
     let file = file?;
@@ -47,14 +54,25 @@ mod tests {
         let mut buf = [0u8; 5];
         f.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"hello");
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f))).unwrap();
+        let link = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&f)
+        ))
+        .unwrap();
         assert!(link.to_string_lossy().starts_with("/dev/zero"), "{link:?}");
     }
 
     #[test]
     fn memfd_has_its_name() {
         let fd = super::memfd("criu-test").unwrap();
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).unwrap();
-        assert!(link.to_string_lossy().contains("memfd:criu-test"), "{link:?}");
+        let link = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .unwrap();
+        assert!(
+            link.to_string_lossy().contains("memfd:criu-test"),
+            "{link:?}"
+        );
     }
 }

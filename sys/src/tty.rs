@@ -98,18 +98,47 @@ pub fn get_flag(fd: impl AsFd, flag: TtyFlag) -> Result<bool, Errno> {
     Ok(v != 0)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn termios_and_window_size_round_trip_on_a_pty() {
-        let ws = nix::pty::Winsize { ws_row: 33, ws_col: 101, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         let pty = nix::pty::openpty(Some(&ws), None).unwrap();
-        assert_eq!(get_winsize(&pty.slave).unwrap(), Winsize { ws_row: 33, ws_col: 101, ws_xpixel: 0, ws_ypixel: 0 });
-        set_winsize(&pty.master, &Winsize { ws_row: 7, ws_col: 9, ws_xpixel: 1, ws_ypixel: 2 }).unwrap();
-        assert_eq!(get_winsize(&pty.slave).unwrap(), Winsize { ws_row: 7, ws_col: 9, ws_xpixel: 1, ws_ypixel: 2 });
+        assert_eq!(
+            get_winsize(&pty.slave).unwrap(),
+            Winsize {
+                ws_row: 33,
+                ws_col: 101,
+                ws_xpixel: 0,
+                ws_ypixel: 0
+            }
+        );
+        set_winsize(
+            &pty.master,
+            &Winsize {
+                ws_row: 7,
+                ws_col: 9,
+                ws_xpixel: 1,
+                ws_ypixel: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            get_winsize(&pty.slave).unwrap(),
+            Winsize {
+                ws_row: 7,
+                ws_col: 9,
+                ws_xpixel: 1,
+                ws_ypixel: 2
+            }
+        );
 
         let mut t = get_termios(&pty.slave).unwrap();
         let libc_view = nix::sys::termios::tcgetattr(&pty.slave).unwrap();

@@ -54,7 +54,13 @@ impl Userfault {
         let mut done = 0usize;
         while done < src.len() {
             let rest = &src[done..];
-            let mut args = [dst + done as u64, rest.as_ptr() as u64, rest.len() as u64, 0, 0];
+            let mut args = [
+                dst + done as u64,
+                rest.as_ptr() as u64,
+                rest.len() as u64,
+                0,
+                0,
+            ];
             let r = ioctl(&self.fd, UFFDIO_COPY, &mut args);
             // The last word reports bytes copied, or -errno.
             let copied = args[4] as i64;
@@ -87,7 +93,14 @@ mod tests {
         // A fresh anonymous mapping to fill.
         // SAFETY: a new private anonymous mapping at a kernel-chosen address.
         let dst = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         } as u64;
         assert_ne!(dst as *mut libc::c_void, libc::MAP_FAILED);
         uffd.register(dst, len as u64).unwrap();

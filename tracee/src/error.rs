@@ -5,9 +5,17 @@ use nix::errno::Errno;
 #[derive(Debug, thiserror::Error)]
 pub enum TraceeError {
     #[error("tid {tid}: {what}: {errno}")]
-    Ptrace { tid: i32, what: &'static str, errno: Errno },
+    Ptrace {
+        tid: i32,
+        what: &'static str,
+        errno: Errno,
+    },
     #[error("tid {tid}: {what}: {source}")]
-    Io { tid: i32, what: String, source: std::io::Error },
+    Io {
+        tid: i32,
+        what: String,
+        source: std::io::Error,
+    },
     #[error("tid {tid}: task is gone ({how})")]
     Gone { tid: i32, how: String },
     #[error("tid {tid}: {what}")]
@@ -15,7 +23,11 @@ pub enum TraceeError {
     #[error("tid {tid}: did not stop within {secs:.1}s")]
     Timeout { tid: i32, secs: f64 },
     #[error("tid {tid}: injected {name} failed: {errno}")]
-    Injected { tid: i32, name: &'static str, errno: Errno },
+    Injected {
+        tid: i32,
+        name: &'static str,
+        errno: Errno,
+    },
     #[error("cgroup freezer: {0}")]
     Freezer(#[from] criu_cgroups::freezer::FreezerError),
 }
@@ -27,7 +39,10 @@ pub(crate) fn ptrace_err(tid: i32, what: &'static str) -> impl FnOnce(Errno) -> 
     move |errno| TraceeError::Ptrace { tid, what, errno }
 }
 
-pub(crate) fn io_err(tid: i32, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TraceeError {
+pub(crate) fn io_err(
+    tid: i32,
+    what: impl Into<String>,
+) -> impl FnOnce(std::io::Error) -> TraceeError {
     let what = what.into();
     move |source| TraceeError::Io { tid, what, source }
 }

@@ -18,7 +18,11 @@ pub enum ExecError {
     #[error("too many arguments for {name}: {count} (at most 6)")]
     TooManyArgs { name: String, count: usize },
     #[error("argument {index} {text:?}: {why}")]
-    BadNumber { index: usize, text: String, why: &'static str },
+    BadNumber {
+        index: usize,
+        text: String,
+        why: &'static str,
+    },
     #[error("pid {pid}: {source}")]
     Tracee { pid: i32, source: TraceeError },
 }
@@ -43,7 +47,10 @@ pub fn parse(words: &[String]) -> Result<Call, ExecError> {
     let (name, rest) = words.split_first().ok_or(ExecError::NoSyscall)?;
     let nr = syscall_table::number(name).ok_or_else(|| ExecError::UnknownSyscall(name.clone()))?;
     if rest.len() > 6 {
-        return Err(ExecError::TooManyArgs { name: name.clone(), count: rest.len() });
+        return Err(ExecError::TooManyArgs {
+            name: name.clone(),
+            count: rest.len(),
+        });
     }
     let mut args = Vec::with_capacity(rest.len());
     for (i, word) in rest.iter().enumerate() {
@@ -61,7 +68,11 @@ pub fn parse(words: &[String]) -> Result<Call, ExecError> {
         };
         args.push(arg);
     }
-    Ok(Call { name: name.clone(), nr, args })
+    Ok(Call {
+        name: name.clone(),
+        nr,
+        args,
+    })
 }
 
 /// A number as strtol(s, &end, 0) reads it, but the whole word must be the number.
@@ -99,11 +110,18 @@ pub fn parse_number(text: &str) -> Result<i64, &'static str> {
 pub fn execute(pid: i32, call: &Call, timeout: Duration) -> Result<i64, ExecError> {
     let err = |source| ExecError::Tracee { pid, source };
     let mut process = SeizedProcess::seize(pid, timeout).map_err(err)?;
-    let mem_len: usize = call.args.iter().map(|a| if let Arg::Memory(m) = a { m.len() } else { 0 }).sum();
+    let mem_len: usize = call
+        .args
+        .iter()
+        .map(|a| if let Arg::Memory(m) = a { m.len() } else { 0 })
+        .sum();
     let result = {
-        let leader = process
-            .thread_mut(pid)
-            .ok_or_else(|| err(TraceeError::Gone { tid: pid, how: "leader thread is not running".into() }))?;
+        let leader = process.thread_mut(pid).ok_or_else(|| {
+            err(TraceeError::Gone {
+                tid: pid,
+                how: "leader thread is not running".into(),
+            })
+        })?;
         let mut inj = Injector::new(leader, mem_len.max(1)).map_err(err)?;
         let mut values = [0u64; 6];
         let mut offset = 0;
@@ -117,7 +135,9 @@ pub fn execute(pid: i32, call: &Call, timeout: Duration) -> Result<i64, ExecErro
                 }
             };
         }
-        let ret = inj.syscall(call.nr, &values[..call.args.len()]).map_err(err)?;
+        let ret = inj
+            .syscall(call.nr, &values[..call.args.len()])
+            .map_err(err)?;
         inj.finish().map_err(err)?;
         ret
     };
@@ -159,7 +179,10 @@ mod tests {
         assert_eq!((c.nr, c.args.clone()), (3, vec![Arg::Number(1)]));
         let c = parse(&words(&["open", "&/foo/bar", "2"])).unwrap();
         assert_eq!(c.nr, 2);
-        assert_eq!(c.args, vec![Arg::Memory(b"/foo/bar\0".to_vec()), Arg::Number(2)]);
+        assert_eq!(
+            c.args,
+            vec![Arg::Memory(b"/foo/bar\0".to_vec()), Arg::Number(2)]
+        );
         let c = parse(&words(&["lseek", "3", "-1", "0"])).unwrap();
         assert_eq!(c.args[1], Arg::Number(u64::MAX));
     }
@@ -167,9 +190,18 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert!(matches!(parse(&[]), Err(ExecError::NoSyscall)));
-        assert!(matches!(parse(&words(&["frobnicate"])), Err(ExecError::UnknownSyscall(_))));
-        assert!(matches!(parse(&words(&["close", "x"])), Err(ExecError::BadNumber { index: 1, .. })));
+        assert!(matches!(
+            parse(&words(&["frobnicate"])),
+            Err(ExecError::UnknownSyscall(_))
+        ));
+        assert!(matches!(
+            parse(&words(&["close", "x"])),
+            Err(ExecError::BadNumber { index: 1, .. })
+        ));
         let seven = words(&["read", "1", "2", "3", "4", "5", "6", "7"]);
-        assert!(matches!(parse(&seven), Err(ExecError::TooManyArgs { count: 7, .. })));
+        assert!(matches!(
+            parse(&seven),
+            Err(ExecError::TooManyArgs { count: 7, .. })
+        ));
     }
 }

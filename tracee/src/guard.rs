@@ -14,7 +14,9 @@
 use crate::raw;
 use crate::regs::{Regs, REGS_WORDS};
 use nix::errno::Errno;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst,
+};
 use std::sync::Once;
 
 const SLOTS: usize = 256;
@@ -68,7 +70,8 @@ static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 
 const FREEZERS: usize = 8;
 static FREEZER_FD: [AtomicI32; FREEZERS] = [const { AtomicI32::new(-1) }; FREEZERS];
-static FREEZER_THAW: [AtomicPtr<u8>; FREEZERS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; FREEZERS];
+static FREEZER_THAW: [AtomicPtr<u8>; FREEZERS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; FREEZERS];
 static FREEZER_THAW_LEN: [AtomicUsize; FREEZERS] = [const { AtomicUsize::new(0) }; FREEZERS];
 
 static DYING: AtomicBool = AtomicBool::new(false);
@@ -115,7 +118,10 @@ impl Record {
 
     pub(crate) fn save_code(&self, addr: u64, bytes: [u8; 3]) {
         self.slot.code_addr.store(addr, SeqCst);
-        self.slot.code_bytes.store(u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0])), SeqCst);
+        self.slot.code_bytes.store(
+            u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], 0])),
+            SeqCst,
+        );
         self.set(F_CODE);
     }
 
@@ -189,7 +195,11 @@ pub fn install() {
         for sig in FATAL {
             install_handler(sig, on_fatal as extern "C" fn(i32) as usize, true);
         }
-        install_handler(release_signal(), on_release as extern "C" fn(i32) as usize, false);
+        install_handler(
+            release_signal(),
+            on_release as extern "C" fn(i32) as usize,
+            false,
+        );
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             // Undo this thread's injections before anything else: the unwind may not reach the
@@ -287,7 +297,9 @@ fn release_others(wait: bool) {
     for _ in 0..2000 {
         let pending = TABLE.iter().any(|s| {
             let owner = s.owner.load(SeqCst);
-            s.tid.load(SeqCst) > 0 && asked[..n].contains(&owner) && s.flags.load(SeqCst) & F_RELEASED == 0
+            s.tid.load(SeqCst) > 0
+                && asked[..n].contains(&owner)
+                && s.flags.load(SeqCst) & F_RELEASED == 0
         });
         if !pending {
             return;
@@ -330,7 +342,14 @@ fn undo(slot: &Slot, tid: i32) {
         let regs = slot.regs();
         let _ = raw::set_regs(tid, &regs.raw);
         if flags & F_SCRATCH != 0 {
-            let args = [slot.scratch_addr.load(SeqCst), slot.scratch_len.load(SeqCst), 0, 0, 0, 0];
+            let args = [
+                slot.scratch_addr.load(SeqCst),
+                slot.scratch_len.load(SeqCst),
+                0,
+                0,
+                0,
+                0,
+            ];
             let mut deferred = 0;
             let _ = syscall_at_ip(tid, &regs, libc::SYS_munmap, &args, None, &mut deferred);
             let _ = raw::set_regs(tid, &regs.raw);
@@ -343,7 +362,10 @@ fn undo(slot: &Slot, tid: i32) {
 }
 
 fn sleep_us(us: u64) {
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: (us * 1000) as i64 };
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: (us * 1000) as i64,
+    };
     // SAFETY: nanosleep reads ts and may write the remainder to a null pointer (ignored).
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }

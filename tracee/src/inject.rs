@@ -55,12 +55,17 @@ impl<'t> Injector<'t> {
     pub fn new(tracee: &'t mut Tracee, data_len: usize) -> Result<Injector<'t>> {
         let tid = tracee.tid();
         if !tracee.is_stopped() {
-            return Err(TraceeError::Unexpected { tid, what: "cannot inject into a running thread".into() });
+            return Err(TraceeError::Unexpected {
+                tid,
+                what: "cannot inject into a running thread".into(),
+            });
         }
         let saved_regs = tracee.regs()?;
         let saved_sigmask = tracee.sigmask()?;
-        let record = Record::claim(tid)
-            .ok_or_else(|| TraceeError::Unexpected { tid, what: "too many injections in flight".into() })?;
+        let record = Record::claim(tid).ok_or_else(|| TraceeError::Unexpected {
+            tid,
+            what: "too many injections in flight".into(),
+        })?;
         record.save_regs(&saved_regs);
         record.save_sigmask(saved_sigmask);
         let page = 4096u64;
@@ -80,10 +85,21 @@ impl<'t> Injector<'t> {
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
         let args = [0, scratch_len, prot, flags, u64::MAX, 0];
-        let addr = guard::syscall_at_ip(tid, &inj.saved_regs, libc::SYS_mmap, &args, Some(&inj.record), &mut inj.deferred)
-            .map_err(ptrace_err(tid, "injecting mmap of the scratch area at rip"))?;
+        let addr = guard::syscall_at_ip(
+            tid,
+            &inj.saved_regs,
+            libc::SYS_mmap,
+            &args,
+            Some(&inj.record),
+            &mut inj.deferred,
+        )
+        .map_err(ptrace_err(tid, "injecting mmap of the scratch area at rip"))?;
         if (-4095..0).contains(&addr) {
-            return Err(TraceeError::Injected { tid, name: "mmap", errno: Errno::from_raw(-addr as i32) });
+            return Err(TraceeError::Injected {
+                tid,
+                name: "mmap",
+                errno: Errno::from_raw(-addr as i32),
+            });
         }
         inj.scratch = addr as u64;
         inj.record.save_scratch(inj.scratch, scratch_len);
@@ -136,7 +152,10 @@ impl<'t> Injector<'t> {
             Some(end) if end <= self.data_len() => Ok(()),
             _ => Err(TraceeError::Unexpected {
                 tid: self.tracee.tid(),
-                what: format!("{len} bytes at offset {offset} do not fit the {}-byte scratch area", self.data_len()),
+                what: format!(
+                    "{len} bytes at offset {offset} do not fit the {}-byte scratch area",
+                    self.data_len()
+                ),
             }),
         }
     }
@@ -146,7 +165,10 @@ impl<'t> Injector<'t> {
     pub fn syscall(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
         let tid = self.tracee.tid();
         if self.record.released() {
-            return Err(TraceeError::Gone { tid, how: "released by the emergency path".into() });
+            return Err(TraceeError::Gone {
+                tid,
+                how: "released by the emergency path".into(),
+            });
         }
         let mut all = [0u64; 6];
         for (a, v) in all.iter_mut().zip(args) {
@@ -180,7 +202,11 @@ impl<'t> Injector<'t> {
     pub fn syscall_ok(&mut self, name: &'static str, nr: i64, args: &[u64]) -> Result<i64> {
         let r = self.syscall(nr, args)?;
         if (-4095..0).contains(&r) {
-            return Err(TraceeError::Injected { tid: self.tracee.tid(), name, errno: Errno::from_raw(-r as i32) });
+            return Err(TraceeError::Injected {
+                tid: self.tracee.tid(),
+                name,
+                errno: Errno::from_raw(-r as i32),
+            });
         }
         Ok(r)
     }
@@ -209,11 +235,17 @@ impl<'t> Injector<'t> {
         let tid = self.tracee.tid();
         if self.record.released() {
             self.tracee.forget();
-            return Err(TraceeError::Gone { tid, how: "released by the emergency path".into() });
+            return Err(TraceeError::Gone {
+                tid,
+                how: "released by the emergency path".into(),
+            });
         }
         let mut call = self.saved_regs;
         call.raw.rip = self.scratch;
-        call.set_syscall(libc::SYS_munmap, &[self.scratch, self.scratch_len, 0, 0, 0, 0]);
+        call.set_syscall(
+            libc::SYS_munmap,
+            &[self.scratch, self.scratch_len, 0, 0, 0, 0],
+        );
         self.tracee.set_regs(&call)?;
         // Syscall entry, then exit.
         for stage in ["entry", "exit"] {
@@ -221,7 +253,10 @@ impl<'t> Injector<'t> {
             loop {
                 let (_, status) = raw::wait_raw(tid, 0).map_err(ptrace_err(tid, "waitpid"))?;
                 if !libc::WIFSTOPPED(status) {
-                    return Err(TraceeError::Gone { tid, how: format!("died before the munmap {stage} stop") });
+                    return Err(TraceeError::Gone {
+                        tid,
+                        how: format!("died before the munmap {stage} stop"),
+                    });
                 }
                 let sig = libc::WSTOPSIG(status);
                 if status >> 16 == 0 && sig == libc::SIGTRAP {
@@ -235,7 +270,11 @@ impl<'t> Injector<'t> {
         }
         let after = self.tracee.regs()?;
         if after.raw.rax != 0 {
-            return Err(TraceeError::Injected { tid, name: "munmap", errno: Errno::from_raw(-(after.raw.rax as i64) as i32) });
+            return Err(TraceeError::Injected {
+                tid,
+                name: "munmap",
+                errno: Errno::from_raw(-(after.raw.rax as i64) as i32),
+            });
         }
         self.record.clear(F_SCRATCH);
         self.tracee.set_sigmask(self.saved_sigmask)?;
@@ -262,15 +301,33 @@ impl<'t> Injector<'t> {
         let tid = self.tracee.tid();
         if self.record.released() {
             self.tracee.forget();
-            return Err(TraceeError::Gone { tid, how: "released by the emergency path".into() });
+            return Err(TraceeError::Gone {
+                tid,
+                how: "released by the emergency path".into(),
+            });
         }
         let mut first_error = None;
         if self.scratch != 0 {
             let args = [self.scratch, self.scratch_len, 0, 0, 0, 0];
-            match guard::syscall_at_ip(tid, &self.saved_regs, libc::SYS_munmap, &args, Some(&self.record), &mut self.deferred) {
+            match guard::syscall_at_ip(
+                tid,
+                &self.saved_regs,
+                libc::SYS_munmap,
+                &args,
+                Some(&self.record),
+                &mut self.deferred,
+            ) {
                 Ok(0) => self.record.clear(F_SCRATCH),
-                Ok(r) => first_error = Some(TraceeError::Injected { tid, name: "munmap", errno: Errno::from_raw(-r as i32) }),
-                Err(e) => first_error = Some(ptrace_err(tid, "injecting munmap of the scratch area")(e)),
+                Ok(r) => {
+                    first_error = Some(TraceeError::Injected {
+                        tid,
+                        name: "munmap",
+                        errno: Errno::from_raw(-r as i32),
+                    })
+                }
+                Err(e) => {
+                    first_error = Some(ptrace_err(tid, "injecting munmap of the scratch area")(e))
+                }
             }
         }
         match raw::set_regs(tid, &self.saved_regs.raw) {

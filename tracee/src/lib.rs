@@ -25,9 +25,9 @@ pub mod tree;
 
 pub use error::{Result, TraceeError};
 pub use inject::Injector;
-pub use remote::Remote;
 pub use raw::RseqConfiguration;
 pub use regs::{Regs, SyscallRestart, Xsave};
+pub use remote::Remote;
 pub use signals::{SeccompFilter, SigInfo};
 pub use thread::TracerThread;
 pub use tracee::{Stop, Tracee, WaitOutcome};

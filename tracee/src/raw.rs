@@ -51,7 +51,12 @@ struct PeekSiginfoArgs {
 /// # Safety
 /// `addr` and `data` must be what `request` expects: null, a plain number, or a pointer to
 /// memory valid for the reads or writes the request does.
-unsafe fn request(request: u32, tid: pid_t, addr: *mut c_void, data: *mut c_void) -> Result<c_long, Errno> {
+unsafe fn request(
+    request: u32,
+    tid: pid_t,
+    addr: *mut c_void,
+    data: *mut c_void,
+) -> Result<c_long, Errno> {
     // SAFETY: the caller vouches for addr and data; ptrace itself touches nothing else.
     let r = unsafe { libc::ptrace(request, tid, addr, data) };
     if r < 0 {
@@ -63,69 +68,158 @@ unsafe fn request(request: u32, tid: pid_t, addr: *mut c_void, data: *mut c_void
 
 pub fn seize(tid: pid_t, options: u32) -> Result<(), Errno> {
     // SAFETY: SEIZE takes no pointer; options are passed by value in data.
-    unsafe { request(PTRACE_SEIZE, tid, std::ptr::null_mut(), options as usize as *mut c_void) }.map(drop)
+    unsafe {
+        request(
+            PTRACE_SEIZE,
+            tid,
+            std::ptr::null_mut(),
+            options as usize as *mut c_void,
+        )
+    }
+    .map(drop)
 }
 
 pub fn interrupt(tid: pid_t) -> Result<(), Errno> {
     // SAFETY: INTERRUPT takes no arguments.
-    unsafe { request(PTRACE_INTERRUPT, tid, std::ptr::null_mut(), std::ptr::null_mut()) }.map(drop)
+    unsafe {
+        request(
+            PTRACE_INTERRUPT,
+            tid,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    }
+    .map(drop)
 }
 
 pub fn cont(tid: pid_t, sig: i32) -> Result<(), Errno> {
     // SAFETY: CONT takes the signal number by value.
-    unsafe { request(libc::PTRACE_CONT, tid, std::ptr::null_mut(), sig as usize as *mut c_void) }.map(drop)
+    unsafe {
+        request(
+            libc::PTRACE_CONT,
+            tid,
+            std::ptr::null_mut(),
+            sig as usize as *mut c_void,
+        )
+    }
+    .map(drop)
 }
 
 /// PTRACE_SYSCALL: resume until the next syscall entry or exit.
 pub fn cont_syscall(tid: pid_t, sig: i32) -> Result<(), Errno> {
     // SAFETY: PTRACE_SYSCALL takes the signal number by value.
-    unsafe { request(libc::PTRACE_SYSCALL, tid, std::ptr::null_mut(), sig as usize as *mut c_void) }.map(drop)
+    unsafe {
+        request(
+            libc::PTRACE_SYSCALL,
+            tid,
+            std::ptr::null_mut(),
+            sig as usize as *mut c_void,
+        )
+    }
+    .map(drop)
 }
 
 pub fn detach(tid: pid_t, sig: i32) -> Result<(), Errno> {
     // SAFETY: DETACH takes the signal number by value.
-    unsafe { request(libc::PTRACE_DETACH, tid, std::ptr::null_mut(), sig as usize as *mut c_void) }.map(drop)
+    unsafe {
+        request(
+            libc::PTRACE_DETACH,
+            tid,
+            std::ptr::null_mut(),
+            sig as usize as *mut c_void,
+        )
+    }
+    .map(drop)
 }
 
 pub fn get_regs(tid: pid_t) -> Result<user_regs_struct, Errno> {
     // SAFETY: user_regs_struct is plain integers; all-zero is a valid value.
     let mut regs: user_regs_struct = unsafe { std::mem::zeroed() };
     // SAFETY: GETREGS writes exactly one user_regs_struct to data.
-    unsafe { request(libc::PTRACE_GETREGS, tid, std::ptr::null_mut(), (&mut regs as *mut user_regs_struct).cast()) }?;
+    unsafe {
+        request(
+            libc::PTRACE_GETREGS,
+            tid,
+            std::ptr::null_mut(),
+            (&mut regs as *mut user_regs_struct).cast(),
+        )
+    }?;
     Ok(regs)
 }
 
 pub fn set_regs(tid: pid_t, regs: &user_regs_struct) -> Result<(), Errno> {
     // SAFETY: SETREGS reads exactly one user_regs_struct from data.
-    unsafe { request(libc::PTRACE_SETREGS, tid, std::ptr::null_mut(), (regs as *const user_regs_struct).cast_mut().cast()) }
-        .map(drop)
+    unsafe {
+        request(
+            libc::PTRACE_SETREGS,
+            tid,
+            std::ptr::null_mut(),
+            (regs as *const user_regs_struct).cast_mut().cast(),
+        )
+    }
+    .map(drop)
 }
 
 pub fn get_sigmask(tid: pid_t) -> Result<u64, Errno> {
     let mut mask = 0u64;
     // SAFETY: GETSIGMASK writes addr (= 8) bytes to data, which points at a u64.
-    unsafe { request(PTRACE_GETSIGMASK, tid, 8 as *mut c_void, (&mut mask as *mut u64).cast()) }?;
+    unsafe {
+        request(
+            PTRACE_GETSIGMASK,
+            tid,
+            8 as *mut c_void,
+            (&mut mask as *mut u64).cast(),
+        )
+    }?;
     Ok(mask)
 }
 
 pub fn set_sigmask(tid: pid_t, mask: u64) -> Result<(), Errno> {
     // SAFETY: SETSIGMASK reads addr (= 8) bytes from data, which points at a u64.
-    unsafe { request(PTRACE_SETSIGMASK, tid, 8 as *mut c_void, (&mask as *const u64).cast_mut().cast()) }.map(drop)
+    unsafe {
+        request(
+            PTRACE_SETSIGMASK,
+            tid,
+            8 as *mut c_void,
+            (&mask as *const u64).cast_mut().cast(),
+        )
+    }
+    .map(drop)
 }
 
 /// Reads the XSAVE area into `buf`; returns how many bytes the kernel filled.
 pub fn get_xstate(tid: pid_t, buf: &mut [u8]) -> Result<usize, Errno> {
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: GETREGSET writes at most iov_len bytes to iov_base (our buffer) and updates iov_len.
-    unsafe { request(PTRACE_GETREGSET, tid, NT_X86_XSTATE as *mut c_void, (&mut iov as *mut libc::iovec).cast()) }?;
+    unsafe {
+        request(
+            PTRACE_GETREGSET,
+            tid,
+            NT_X86_XSTATE as *mut c_void,
+            (&mut iov as *mut libc::iovec).cast(),
+        )
+    }?;
     Ok(iov.iov_len)
 }
 
 pub fn set_xstate(tid: pid_t, buf: &[u8]) -> Result<(), Errno> {
-    let mut iov = libc::iovec { iov_base: buf.as_ptr().cast_mut().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: SETREGSET only reads iov_len bytes from iov_base (our buffer).
-    unsafe { request(PTRACE_SETREGSET, tid, NT_X86_XSTATE as *mut c_void, (&mut iov as *mut libc::iovec).cast()) }
-        .map(drop)
+    unsafe {
+        request(
+            PTRACE_SETREGSET,
+            tid,
+            NT_X86_XSTATE as *mut c_void,
+            (&mut iov as *mut libc::iovec).cast(),
+        )
+    }
+    .map(drop)
 }
 
 /// Copies up to `buf.len() / SIGINFO_SIZE` queued siginfos starting at `off`; returns the count.
@@ -136,7 +230,14 @@ pub fn peek_siginfo(tid: pid_t, off: u64, shared: bool, buf: &mut [u8]) -> Resul
         nr: (buf.len() / SIGINFO_SIZE) as i32,
     };
     // SAFETY: PEEKSIGINFO reads the args struct and writes at most nr siginfos into buf.
-    let n = unsafe { request(PTRACE_PEEKSIGINFO, tid, (&mut args as *mut PeekSiginfoArgs).cast(), buf.as_mut_ptr().cast()) }?;
+    let n = unsafe {
+        request(
+            PTRACE_PEEKSIGINFO,
+            tid,
+            (&mut args as *mut PeekSiginfoArgs).cast(),
+            buf.as_mut_ptr().cast(),
+        )
+    }?;
     Ok(n as usize)
 }
 
@@ -144,13 +245,24 @@ pub fn rseq_configuration(tid: pid_t) -> Result<RseqConfiguration, Errno> {
     let mut conf = RseqConfiguration::default();
     let size = std::mem::size_of::<RseqConfiguration>();
     // SAFETY: the request writes at most addr (= size of the struct) bytes to data.
-    unsafe { request(PTRACE_GET_RSEQ_CONFIGURATION, tid, size as *mut c_void, (&mut conf as *mut RseqConfiguration).cast()) }?;
+    unsafe {
+        request(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid,
+            size as *mut c_void,
+            (&mut conf as *mut RseqConfiguration).cast(),
+        )
+    }?;
     Ok(conf)
 }
 
 /// Instruction count of seccomp filter `index` (0 = most recently installed), and copies it into
 /// `buf` when given (8 bytes per instruction, `struct sock_filter`).
-pub fn seccomp_filter(tid: pid_t, index: usize, buf: Option<&mut [libc::sock_filter]>) -> Result<usize, Errno> {
+pub fn seccomp_filter(
+    tid: pid_t,
+    index: usize,
+    buf: Option<&mut [libc::sock_filter]>,
+) -> Result<usize, Errno> {
     let data = match buf {
         Some(b) => b.as_mut_ptr().cast(),
         None => std::ptr::null_mut(),
@@ -162,10 +274,20 @@ pub fn seccomp_filter(tid: pid_t, index: usize, buf: Option<&mut [libc::sock_fil
 }
 
 pub fn seccomp_flags(tid: pid_t, index: usize) -> Result<u64, Errno> {
-    let mut meta = SeccompMetadata { filter_off: index as u64, flags: 0 };
+    let mut meta = SeccompMetadata {
+        filter_off: index as u64,
+        flags: 0,
+    };
     let size = std::mem::size_of::<SeccompMetadata>();
     // SAFETY: the request reads and writes one seccomp_metadata of `size` bytes at data.
-    unsafe { request(PTRACE_SECCOMP_GET_METADATA, tid, size as *mut c_void, (&mut meta as *mut SeccompMetadata).cast()) }?;
+    unsafe {
+        request(
+            PTRACE_SECCOMP_GET_METADATA,
+            tid,
+            size as *mut c_void,
+            (&mut meta as *mut SeccompMetadata).cast(),
+        )
+    }?;
     Ok(meta.flags)
 }
 

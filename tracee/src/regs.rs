@@ -17,7 +17,9 @@ impl Regs {
         const _: () = assert!(std::mem::size_of::<user_regs_struct>() == REGS_WORDS * 8);
         // SAFETY: user_regs_struct is repr(C) of exactly REGS_WORDS u64 fields (checked above),
         // so every bit pattern of the array is a valid value.
-        Regs { raw: unsafe { std::mem::transmute::<[u64; REGS_WORDS], user_regs_struct>(words) } }
+        Regs {
+            raw: unsafe { std::mem::transmute::<[u64; REGS_WORDS], user_regs_struct>(words) },
+        }
     }
 
     pub fn to_words(&self) -> [u64; REGS_WORDS] {
@@ -56,7 +58,10 @@ impl Regs {
         match self.raw.rax as i64 {
             ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => SyscallRestart::Restart { nr },
             ERESTART_RESTARTBLOCK => SyscallRestart::RestartBlock { nr },
-            _ => SyscallRestart::Finished { nr, ret: self.raw.rax as i64 },
+            _ => SyscallRestart::Finished {
+                nr,
+                ret: self.raw.rax as i64,
+            },
         }
     }
 
@@ -165,7 +170,8 @@ const XSTATE_BV_OFFSET: usize = 512;
 impl Xsave {
     /// XMM register `i` (0..16).
     pub fn xmm(&self, i: usize) -> Option<[u8; 16]> {
-        self.slice(XMM_OFFSET + 16 * i, 16).map(|s| s.try_into().unwrap_or([0; 16]))
+        self.slice(XMM_OFFSET + 16 * i, 16)
+            .map(|s| s.try_into().unwrap_or([0; 16]))
     }
 
     pub fn set_xmm(&mut self, i: usize, value: [u8; 16]) -> bool {
@@ -175,7 +181,8 @@ impl Xsave {
     /// The upper 128 bits of YMM register `i` (AVX state component 2), if present.
     pub fn ymm_high(&self, i: usize) -> Option<[u8; 16]> {
         let off = component_offset(2)?;
-        self.slice(off + 16 * i, 16).map(|s| s.try_into().unwrap_or([0; 16]))
+        self.slice(off + 16 * i, 16)
+            .map(|s| s.try_into().unwrap_or([0; 16]))
     }
 
     pub fn set_ymm_high(&mut self, i: usize, value: [u8; 16]) -> bool {
@@ -187,7 +194,9 @@ impl Xsave {
 
     /// Which state components the area holds (XSTATE_BV).
     pub fn xstate_bv(&self) -> u64 {
-        self.slice(XSTATE_BV_OFFSET, 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]))).unwrap_or(0)
+        self.slice(XSTATE_BV_OFFSET, 8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+            .unwrap_or(0)
     }
 
     pub fn set_xstate_bv(&mut self, bv: u64) -> bool {
@@ -211,7 +220,12 @@ impl Xsave {
 
 impl std::fmt::Debug for Xsave {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Xsave({} bytes, xstate_bv {:#x})", self.bytes.len(), self.xstate_bv())
+        write!(
+            f,
+            "Xsave({} bytes, xstate_bv {:#x})",
+            self.bytes.len(),
+            self.xstate_bv()
+        )
     }
 }
 
@@ -243,25 +257,45 @@ mod tests {
 
     #[test]
     fn restart_states() {
-        assert_eq!(regs_in_syscall(0, ERESTARTSYS).syscall_restart(), SyscallRestart::Restart { nr: 0 });
-        assert_eq!(regs_in_syscall(35, ERESTART_RESTARTBLOCK).syscall_restart(), SyscallRestart::RestartBlock { nr: 35 });
-        assert_eq!(regs_in_syscall(-1, 5).syscall_restart(), SyscallRestart::NotInSyscall);
-        assert_eq!(regs_in_syscall(39, 77).syscall_restart(), SyscallRestart::Finished { nr: 39, ret: 77 });
+        assert_eq!(
+            regs_in_syscall(0, ERESTARTSYS).syscall_restart(),
+            SyscallRestart::Restart { nr: 0 }
+        );
+        assert_eq!(
+            regs_in_syscall(35, ERESTART_RESTARTBLOCK).syscall_restart(),
+            SyscallRestart::RestartBlock { nr: 35 }
+        );
+        assert_eq!(
+            regs_in_syscall(-1, 5).syscall_restart(),
+            SyscallRestart::NotInSyscall
+        );
+        assert_eq!(
+            regs_in_syscall(39, 77).syscall_restart(),
+            SyscallRestart::Finished { nr: 39, ret: 77 }
+        );
     }
 
     #[test]
     fn restart_fix_matches_the_kernel() {
         let r = regs_in_syscall(0, ERESTARTSYS).with_restart_applied(true);
-        assert_eq!((r.raw.rax, r.raw.rip, r.raw.orig_rax as i64), (0, 0xffe, -1));
+        assert_eq!(
+            (r.raw.rax, r.raw.rip, r.raw.orig_rax as i64),
+            (0, 0xffe, -1)
+        );
         let r = regs_in_syscall(35, ERESTART_RESTARTBLOCK).with_restart_applied(true);
         assert_eq!((r.raw.rax, r.raw.rip), (219, 0xffe));
         let r = regs_in_syscall(35, ERESTART_RESTARTBLOCK).with_restart_applied(false);
-        assert_eq!((r.raw.rax as i64, r.raw.rip), (-(libc::EINTR as i64), 0x1000));
+        assert_eq!(
+            (r.raw.rax as i64, r.raw.rip),
+            (-(libc::EINTR as i64), 0x1000)
+        );
     }
 
     #[test]
     fn xsave_accessors_stay_in_bounds() {
-        let mut x = Xsave { bytes: vec![0; 576] };
+        let mut x = Xsave {
+            bytes: vec![0; 576],
+        };
         assert!(x.set_xmm(3, [7; 16]));
         assert_eq!(x.xmm(3), Some([7; 16]));
         assert_eq!(x.bytes[160 + 48], 7);

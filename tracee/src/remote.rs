@@ -35,7 +35,10 @@ impl<'a, 't> Remote<'a, 't> {
         let mut bytes = path.as_bytes().to_vec();
         bytes.push(0);
         if bytes.len() > PATH_MAX {
-            return Err(TraceeError::Unexpected { tid: self.inj.tracee().tid(), what: format!("path too long: {path}") });
+            return Err(TraceeError::Unexpected {
+                tid: self.inj.tracee().tid(),
+                what: format!("path too long: {path}"),
+            });
         }
         self.inj.write_data(PATH_AT, &bytes)
     }
@@ -48,7 +51,11 @@ impl<'a, 't> Remote<'a, 't> {
     /// Opens `path` in the task with `flags`; returns the new fd.
     pub fn open(&mut self, path: &str, flags: i32) -> Result<u64, TraceeError> {
         let at = self.path(path)?;
-        let fd = self.call("openat", libc::SYS_openat, &[libc::AT_FDCWD as u64, at, flags as u64, 0])?;
+        let fd = self.call(
+            "openat",
+            libc::SYS_openat,
+            &[libc::AT_FDCWD as u64, at, flags as u64, 0],
+        )?;
         Ok(fd as u64)
     }
 

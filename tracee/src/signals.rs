@@ -14,7 +14,12 @@ impl SigInfo {
     }
 
     fn i32_at(&self, off: usize) -> i32 {
-        i32::from_ne_bytes([self.bytes[off], self.bytes[off + 1], self.bytes[off + 2], self.bytes[off + 3]])
+        i32::from_ne_bytes([
+            self.bytes[off],
+            self.bytes[off + 1],
+            self.bytes[off + 2],
+            self.bytes[off + 3],
+        ])
     }
 
     pub fn signo(&self) -> i32 {
@@ -47,7 +52,13 @@ impl SigInfo {
 
 impl std::fmt::Debug for SigInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigInfo(signo {}, code {}, pid {})", self.signo(), self.code(), self.pid())
+        write!(
+            f,
+            "SigInfo(signo {}, code {}, pid {})",
+            self.signo(),
+            self.code(),
+            self.pid()
+        )
     }
 }
 

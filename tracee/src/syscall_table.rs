@@ -393,7 +393,10 @@ pub fn number(name: &str) -> Option<i64> {
 
 /// The name of system call `nr`, if x86_64 has one.
 pub fn name(nr: i64) -> Option<&'static str> {
-    SYSCALLS.iter().find(|&&(_, n)| n == nr).map(|&(name, _)| name)
+    SYSCALLS
+        .iter()
+        .find(|&&(_, n)| n == nr)
+        .map(|&(name, _)| name)
 }
 
 #[cfg(test)]

@@ -21,21 +21,37 @@ pub struct ThreadGone(pub String);
 impl<S: 'static> TracerThread<S> {
     /// Starts thread `name`, builds its state with `init` there, then serves jobs in order.
     /// When the handle is dropped the thread drops its state (detaching its tracees) and ends.
-    pub fn spawn(name: &str, init: impl FnOnce() -> S + Send + 'static) -> std::io::Result<TracerThread<S>> {
+    pub fn spawn(
+        name: &str,
+        init: impl FnOnce() -> S + Send + 'static,
+    ) -> std::io::Result<TracerThread<S>> {
         let (tx, rx) = mpsc::channel::<Job<S>>();
-        let handle = std::thread::Builder::new().name(name.to_string()).spawn(move || {
-            let mut state = init();
-            while let Ok(job) = rx.recv() {
-                job(&mut state);
-            }
-        })?;
-        Ok(TracerThread { jobs: Some(tx), handle: Some(handle) })
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut state = init();
+                while let Ok(job) = rx.recv() {
+                    job(&mut state);
+                }
+            })?;
+        Ok(TracerThread {
+            jobs: Some(tx),
+            handle: Some(handle),
+        })
     }
 
     /// Runs `job` on the tracer thread and waits for its result.
-    pub fn call<R: Send + 'static>(&self, job: impl FnOnce(&mut S) -> R + Send + 'static) -> Result<R, ThreadGone> {
+    pub fn call<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut S) -> R + Send + 'static,
+    ) -> Result<R, ThreadGone> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let name = || self.handle.as_ref().and_then(|h| h.thread().name().map(str::to_string)).unwrap_or_default();
+        let name = || {
+            self.handle
+                .as_ref()
+                .and_then(|h| h.thread().name().map(str::to_string))
+                .unwrap_or_default()
+        };
         let sender = self.jobs.as_ref().ok_or_else(|| ThreadGone(name()))?;
         sender
             .send(Box::new(move |s: &mut S| {

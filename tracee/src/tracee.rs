@@ -47,7 +47,13 @@ impl Tracee {
     pub fn seize(tgid: i32, tid: i32) -> Result<Tracee> {
         crate::guard::install();
         raw::seize(tid, 0).map_err(ptrace_err(tid, "PTRACE_SEIZE"))?;
-        Ok(Tracee { tid, tgid, stop: Stop::Running, detached: false, _owner_thread: PhantomData })
+        Ok(Tracee {
+            tid,
+            tgid,
+            stop: Stop::Running,
+            detached: false,
+            _owner_thread: PhantomData,
+        })
     }
 
     /// Seizes, interrupts and waits for thread `tid` to stop.
@@ -56,8 +62,14 @@ impl Tracee {
         t.interrupt()?;
         match t.wait_stop(Some(Instant::now() + timeout))? {
             WaitOutcome::Stopped => Ok(t),
-            WaitOutcome::Gone => Err(TraceeError::Gone { tid, how: "exited while being seized".into() }),
-            WaitOutcome::NotYet => Err(TraceeError::Timeout { tid, secs: timeout.as_secs_f64() }),
+            WaitOutcome::Gone => Err(TraceeError::Gone {
+                tid,
+                how: "exited while being seized".into(),
+            }),
+            WaitOutcome::NotYet => Err(TraceeError::Timeout {
+                tid,
+                secs: timeout.as_secs_f64(),
+            }),
         }
     }
 
@@ -185,7 +197,9 @@ impl Tracee {
     }
 
     pub fn regs(&self) -> Result<Regs> {
-        raw::get_regs(self.tid).map(|raw| Regs { raw }).map_err(ptrace_err(self.tid, "PTRACE_GETREGS"))
+        raw::get_regs(self.tid)
+            .map(|raw| Regs { raw })
+            .map_err(ptrace_err(self.tid, "PTRACE_GETREGS"))
     }
 
     pub fn set_regs(&mut self, regs: &Regs) -> Result<()> {
@@ -195,13 +209,15 @@ impl Tracee {
     /// The full XSAVE area (NT_X86_XSTATE).
     pub fn xsave(&self) -> Result<Xsave> {
         let mut bytes = vec![0u8; xsave_size()];
-        let n = raw::get_xstate(self.tid, &mut bytes).map_err(ptrace_err(self.tid, "PTRACE_GETREGSET NT_X86_XSTATE"))?;
+        let n = raw::get_xstate(self.tid, &mut bytes)
+            .map_err(ptrace_err(self.tid, "PTRACE_GETREGSET NT_X86_XSTATE"))?;
         bytes.truncate(n);
         Ok(Xsave { bytes })
     }
 
     pub fn set_xsave(&mut self, xsave: &Xsave) -> Result<()> {
-        raw::set_xstate(self.tid, &xsave.bytes).map_err(ptrace_err(self.tid, "PTRACE_SETREGSET NT_X86_XSTATE"))
+        raw::set_xstate(self.tid, &xsave.bytes)
+            .map_err(ptrace_err(self.tid, "PTRACE_SETREGSET NT_X86_XSTATE"))
     }
 
     /// Blocked signals (bit n-1 for signal n).
@@ -232,17 +248,22 @@ impl Tracee {
 
     /// The thread's rseq registration (pointer 0 when none).
     pub fn rseq(&self) -> Result<raw::RseqConfiguration> {
-        raw::rseq_configuration(self.tid).map_err(ptrace_err(self.tid, "PTRACE_GET_RSEQ_CONFIGURATION"))
+        raw::rseq_configuration(self.tid)
+            .map_err(ptrace_err(self.tid, "PTRACE_GET_RSEQ_CONFIGURATION"))
     }
 
     /// Seccomp mode: 0 off, 1 strict, 2 filter (from /proc/TID/status).
     pub fn seccomp_mode(&self) -> Result<u32> {
         let path = format!("/proc/{}/task/{}/status", self.tgid, self.tid);
-        let text = std::fs::read_to_string(&path).map_err(io_err(self.tid, format!("cannot read {path}")))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(io_err(self.tid, format!("cannot read {path}")))?;
         text.lines()
             .find_map(|l| l.strip_prefix("Seccomp:"))
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| TraceeError::Unexpected { tid: self.tid, what: format!("{path}: no Seccomp: line") })
+            .ok_or_else(|| TraceeError::Unexpected {
+                tid: self.tid,
+                what: format!("{path}: no Seccomp: line"),
+            })
     }
 
     /// The thread's seccomp filters, most recently installed first.
@@ -257,12 +278,24 @@ impl Tracee {
                 Err(nix::errno::Errno::ENOENT) => break,
                 Err(e) => return Err(ptrace_err(self.tid, "PTRACE_SECCOMP_GET_FILTER")(e)),
             };
-            let mut insns = vec![libc::sock_filter { code: 0, jt: 0, jf: 0, k: 0 }; count];
+            let mut insns = vec![
+                libc::sock_filter {
+                    code: 0,
+                    jt: 0,
+                    jf: 0,
+                    k: 0
+                };
+                count
+            ];
             raw::seccomp_filter(self.tid, index, Some(&mut insns))
                 .map_err(ptrace_err(self.tid, "PTRACE_SECCOMP_GET_FILTER"))?;
-            let flags = raw::seccomp_flags(self.tid, index).map_err(ptrace_err(self.tid, "PTRACE_SECCOMP_GET_METADATA"))?;
+            let flags = raw::seccomp_flags(self.tid, index)
+                .map_err(ptrace_err(self.tid, "PTRACE_SECCOMP_GET_METADATA"))?;
             let instructions = insns.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
-            out.push(crate::signals::SeccompFilter { instructions, flags });
+            out.push(crate::signals::SeccompFilter {
+                instructions,
+                flags,
+            });
         }
         Ok(out)
     }
@@ -274,15 +307,21 @@ impl Tracee {
 
     /// Reads the thread's memory (through /proc/TID/mem: works on any readable-by-force area).
     pub fn read_mem(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        raw::proc_mem(self.tid, addr, buf, false)
-            .map_err(|e| TraceeError::Ptrace { tid: self.tid, what: "read /proc/TID/mem", errno: e })
+        raw::proc_mem(self.tid, addr, buf, false).map_err(|e| TraceeError::Ptrace {
+            tid: self.tid,
+            what: "read /proc/TID/mem",
+            errno: e,
+        })
     }
 
     /// Writes the thread's memory (through /proc/TID/mem: forced, works on read-only code).
     pub fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<()> {
         let mut copy = data.to_vec();
-        raw::proc_mem(self.tid, addr, &mut copy, true)
-            .map_err(|e| TraceeError::Ptrace { tid: self.tid, what: "write /proc/TID/mem", errno: e })
+        raw::proc_mem(self.tid, addr, &mut copy, true).map_err(|e| TraceeError::Ptrace {
+            tid: self.tid,
+            what: "write /proc/TID/mem",
+            errno: e,
+        })
     }
 }
 

@@ -25,7 +25,10 @@ pub struct SeizeOptions {
 
 impl Default for SeizeOptions {
     fn default() -> SeizeOptions {
-        SeizeOptions { freeze_cgroup: None, timeout: Duration::from_secs(10) }
+        SeizeOptions {
+            freeze_cgroup: None,
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -79,16 +82,25 @@ impl SeizedTree {
         };
         let tgid = read_tgid(root)?;
         if tgid != root {
-            return Err(TraceeError::Unexpected { tid: root, what: format!("is a thread of process {tgid}, not a process") });
+            return Err(TraceeError::Unexpected {
+                tid: root,
+                what: format!("is a thread of process {tgid}, not a process"),
+            });
         }
-        let mut seizer = Seizer { skip: BTreeSet::new(), unwaited: Vec::new() };
+        let mut seizer = Seizer {
+            skip: BTreeSet::new(),
+            unwaited: Vec::new(),
+        };
         if let Some(dir) = &opts.freeze_cgroup {
             let freezer = Freezer::open(dir)?;
             freezer.freeze(opts.timeout)?;
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(freezer.control_file())
-                .map_err(io_err(root, format!("cannot open {}", freezer.control_file().display())))?;
+                .map_err(io_err(
+                    root,
+                    format!("cannot open {}", freezer.control_file().display()),
+                ))?;
             let thaw_guard = FrozenCgroup::register(file, freezer.thaw_value());
             let seized = seizer.seize_frozen(&mut tree);
             let thawed = freezer.thaw();
@@ -139,7 +151,10 @@ impl Seizer {
             Ok(mut t) => {
                 match t.interrupt() {
                     Ok(()) => {}
-                    Err(TraceeError::Ptrace { errno: Errno::ESRCH, .. }) => {
+                    Err(TraceeError::Ptrace {
+                        errno: Errno::ESRCH,
+                        ..
+                    }) => {
                         t.forget();
                         self.skip.insert(tid);
                         return Ok(false);
@@ -152,11 +167,17 @@ impl Seizer {
             }
             // ESRCH: gone; EPERM: exiting or a zombie (a live task we may not trace would also
             // give EPERM: tell them apart by its state).
-            Err(TraceeError::Ptrace { errno: Errno::ESRCH, .. }) => {
+            Err(TraceeError::Ptrace {
+                errno: Errno::ESRCH,
+                ..
+            }) => {
                 self.skip.insert(tid);
                 Ok(false)
             }
-            Err(TraceeError::Ptrace { errno: Errno::EPERM, .. }) if is_dead(proc_.pid, tid) => {
+            Err(TraceeError::Ptrace {
+                errno: Errno::EPERM,
+                ..
+            }) if is_dead(proc_.pid, tid) => {
                 self.skip.insert(tid);
                 Ok(false)
             }
@@ -167,7 +188,10 @@ impl Seizer {
     /// Seizes every thread of `pid` not seized yet; returns how many were new.
     fn seize_threads(&mut self, tree: &mut SeizedTree, pid: i32) -> Result<usize> {
         let tids = list_threads(pid)?;
-        let proc_ = tree.processes.entry(pid).or_insert_with(|| SeizedProcess { pid, threads: BTreeMap::new() });
+        let proc_ = tree.processes.entry(pid).or_insert_with(|| SeizedProcess {
+            pid,
+            threads: BTreeMap::new(),
+        });
         let mut new = 0;
         for tid in tids {
             if proc_.threads.contains_key(&tid) || self.skip.contains(&tid) {
@@ -189,7 +213,11 @@ impl Seizer {
             let mut progressed = false;
             let mut still = Vec::with_capacity(pending.len());
             for (pid, tid) in pending {
-                let Some(t) = tree.processes.get_mut(&pid).and_then(|p| p.threads.get_mut(&tid)) else {
+                let Some(t) = tree
+                    .processes
+                    .get_mut(&pid)
+                    .and_then(|p| p.threads.get_mut(&tid))
+                else {
                     continue;
                 };
                 match t.poll_stop()? {
@@ -210,7 +238,10 @@ impl Seizer {
             }
             if Instant::now() >= deadline {
                 let tid = pending[0].1;
-                return Err(TraceeError::Timeout { tid, secs: timeout.as_secs_f64() });
+                return Err(TraceeError::Timeout {
+                    tid,
+                    secs: timeout.as_secs_f64(),
+                });
             }
             if progressed {
                 pause = Duration::from_micros(10);
@@ -225,10 +256,15 @@ impl Seizer {
     /// Children of every thread of `pid` that are not in the tree yet.
     fn new_children(&self, tree: &SeizedTree, pid: i32) -> Result<Vec<i32>> {
         let mut out = Vec::new();
-        let Some(p) = tree.processes.get(&pid) else { return Ok(out) };
+        let Some(p) = tree.processes.get(&pid) else {
+            return Ok(out);
+        };
         for &tid in p.threads.keys() {
             for child in list_children(pid, tid)? {
-                if !tree.processes.contains_key(&child) && !tree.zombies.contains(&child) && !out.contains(&child) {
+                if !tree.processes.contains_key(&child)
+                    && !tree.zombies.contains(&child)
+                    && !out.contains(&child)
+                {
                     out.push(child);
                 }
             }
@@ -242,7 +278,13 @@ impl Seizer {
         if process_is_zombie(pid) {
             tree.zombies.insert(pid);
         } else {
-            tree.processes.insert(pid, SeizedProcess { pid, threads: BTreeMap::new() });
+            tree.processes.insert(
+                pid,
+                SeizedProcess {
+                    pid,
+                    threads: BTreeMap::new(),
+                },
+            );
         }
     }
 
@@ -250,7 +292,13 @@ impl Seizer {
     /// after the thaw).
     fn seize_frozen(&mut self, tree: &mut SeizedTree) -> Result<()> {
         let mut queue = vec![tree.root];
-        tree.processes.insert(tree.root, SeizedProcess { pid: tree.root, threads: BTreeMap::new() });
+        tree.processes.insert(
+            tree.root,
+            SeizedProcess {
+                pid: tree.root,
+                threads: BTreeMap::new(),
+            },
+        );
         while let Some(pid) = queue.pop() {
             self.seize_threads(tree, pid)?;
             for child in self.new_children(tree, pid)? {
@@ -266,7 +314,12 @@ impl Seizer {
     /// Repeats: seize new threads of every known process, wait for them, add new children,
     /// until one pass changes nothing.
     fn fixpoint(&mut self, tree: &mut SeizedTree, timeout: Duration) -> Result<()> {
-        tree.processes.entry(tree.root).or_insert_with(|| SeizedProcess { pid: tree.root, threads: BTreeMap::new() });
+        tree.processes
+            .entry(tree.root)
+            .or_insert_with(|| SeizedProcess {
+                pid: tree.root,
+                threads: BTreeMap::new(),
+            });
         loop {
             let mut changed = !self.unwaited.is_empty();
             let pids: Vec<i32> = tree.processes.keys().copied().collect();
@@ -274,7 +327,10 @@ impl Seizer {
                 match self.seize_threads(tree, pid) {
                     Ok(n) => changed |= n > 0,
                     // The whole process is gone (not the root): drop it.
-                    Err(TraceeError::Io { .. }) if pid != tree.root && !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                    Err(TraceeError::Io { .. })
+                        if pid != tree.root
+                            && !std::path::Path::new(&format!("/proc/{pid}")).exists() =>
+                    {
                         tree.processes.remove(&pid);
                     }
                     Err(e) => return Err(e),
@@ -282,8 +338,12 @@ impl Seizer {
             }
             self.wait_all(tree, timeout)?;
             // Processes whose every thread vanished: dead by now (zombies are kept as such).
-            let empty: Vec<i32> =
-                tree.processes.iter().filter(|(&pid, p)| pid != tree.root && p.threads.is_empty()).map(|(&pid, _)| pid).collect();
+            let empty: Vec<i32> = tree
+                .processes
+                .iter()
+                .filter(|(&pid, p)| pid != tree.root && p.threads.is_empty())
+                .map(|(&pid, _)| pid)
+                .collect();
             for pid in empty {
                 tree.processes.remove(&pid);
                 if process_is_zombie(pid) {
@@ -299,8 +359,15 @@ impl Seizer {
                     changed = true;
                 }
             }
-            if tree.processes.get(&tree.root).is_none_or(|p| p.threads.is_empty()) {
-                return Err(TraceeError::Gone { tid: tree.root, how: "the root exited while being seized".into() });
+            if tree
+                .processes
+                .get(&tree.root)
+                .is_none_or(|p| p.threads.is_empty())
+            {
+                return Err(TraceeError::Gone {
+                    tid: tree.root,
+                    how: "the root exited while being seized".into(),
+                });
             }
             if !changed {
                 return Ok(());
@@ -318,18 +385,24 @@ impl Drop for SeizedTree {
 
 fn read_tgid(pid: i32) -> Result<i32> {
     let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).map_err(io_err(pid, format!("cannot read {path}")))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(io_err(pid, format!("cannot read {path}")))?;
     text.lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| TraceeError::Unexpected { tid: pid, what: format!("{path}: no Tgid: line") })
+        .ok_or_else(|| TraceeError::Unexpected {
+            tid: pid,
+            what: format!("{path}: no Tgid: line"),
+        })
 }
 
 /// Thread ids of process `pid`.
 pub fn list_threads(pid: i32) -> Result<Vec<i32>> {
     let path = format!("/proc/{pid}/task");
     let dir = std::fs::read_dir(&path).map_err(io_err(pid, format!("cannot list {path}")))?;
-    let mut out: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    let mut out: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
     out.sort_unstable();
     Ok(out)
 }
@@ -338,8 +411,16 @@ pub fn list_threads(pid: i32) -> Result<Vec<i32>> {
 pub fn list_children(pid: i32, tid: i32) -> Result<Vec<i32>> {
     let path = format!("/proc/{pid}/task/{tid}/children");
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(text.split_whitespace().filter_map(|w| w.parse().ok()).collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => Ok(Vec::new()),
+        Ok(text) => Ok(text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            Ok(Vec::new())
+        }
         Err(e) => Err(io_err(tid, format!("cannot read {path}"))(e)),
     }
 }
@@ -356,7 +437,8 @@ fn is_dead(pid: i32, tid: i32) -> bool {
 }
 
 fn process_is_zombie(pid: i32) -> bool {
-    matches!(task_state(pid, pid), Some('Z') | Some('X')) && list_threads(pid).map(|t| t.len() <= 1).unwrap_or(true)
+    matches!(task_state(pid, pid), Some('Z') | Some('X'))
+        && list_threads(pid).map(|t| t.len() <= 1).unwrap_or(true)
 }
 
 impl SeizedProcess {
@@ -365,10 +447,21 @@ impl SeizedProcess {
     pub fn seize(pid: i32, timeout: Duration) -> Result<SeizedProcess> {
         let tgid = read_tgid(pid)?;
         if tgid != pid {
-            return Err(TraceeError::Unexpected { tid: pid, what: format!("is a thread of process {tgid}, not a process") });
+            return Err(TraceeError::Unexpected {
+                tid: pid,
+                what: format!("is a thread of process {tgid}, not a process"),
+            });
         }
-        let mut tree = SeizedTree { root: pid, processes: BTreeMap::new(), parents: BTreeMap::new(), zombies: BTreeSet::new() };
-        let mut seizer = Seizer { skip: BTreeSet::new(), unwaited: Vec::new() };
+        let mut tree = SeizedTree {
+            root: pid,
+            processes: BTreeMap::new(),
+            parents: BTreeMap::new(),
+            zombies: BTreeSet::new(),
+        };
+        let mut seizer = Seizer {
+            skip: BTreeSet::new(),
+            unwaited: Vec::new(),
+        };
         loop {
             let new = seizer.seize_threads(&mut tree, pid)?;
             seizer.wait_all(&mut tree, timeout)?;
@@ -376,7 +469,13 @@ impl SeizedProcess {
                 break;
             }
         }
-        let proc_ = tree.processes.remove(&pid).filter(|p| !p.threads.is_empty());
-        proc_.ok_or_else(|| TraceeError::Gone { tid: pid, how: "exited while being seized".into() })
+        let proc_ = tree
+            .processes
+            .remove(&pid)
+            .filter(|p| !p.threads.is_empty());
+        proc_.ok_or_else(|| TraceeError::Gone {
+            tid: pid,
+            how: "exited while being seized".into(),
+        })
     }
 }

@@ -16,13 +16,25 @@ use super::pipes::{self, PipeData};
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
     #[error("pid {pid}: cannot read {what}: {source}")]
-    Proc { pid: i32, what: String, source: criu_procfs::ProcError },
+    Proc {
+        pid: i32,
+        what: String,
+        source: criu_procfs::ProcError,
+    },
     #[error("pid {pid}: cannot stat {path}: {source}")]
-    Stat { pid: i32, path: String, source: std::io::Error },
+    Stat {
+        pid: i32,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("pid {pid}: fd {fd}: {kind} is not supported by this dump")]
     Unsupported { pid: i32, fd: i32, kind: String },
     #[error("pid {pid}: {what} {path} is a deleted file, which this dump does not support")]
-    Deleted { pid: i32, what: String, path: String },
+    Deleted {
+        pid: i32,
+        what: String,
+        path: String,
+    },
     #[error(transparent)]
     Pipe(#[from] super::pipes::PipeError),
     #[error(transparent)]
@@ -47,11 +59,47 @@ pub struct FileTable {
     pipe_data: Vec<PipeData>,
     /// Terminals (see `tty`).
     pub ttys: super::tty::Terminals,
+    /// What the command line says about files.
+    pub opts: DumpFileOptions,
+}
+
+/// The file options of `criu dump`.
+#[derive(Debug, Clone)]
+pub struct DumpFileOptions {
+    /// `--ghost-limit`: the largest unlinked file carried in the images, in bytes.
+    pub ghost_limit: u64,
+    /// `--link-remap`: unlinked files are linked back instead of copied.
+    pub link_remap: bool,
+    /// `--ext-unix-sk` (with inode list; empty = any).
+    pub ext_unix_sk: Option<Vec<u64>>,
+    /// `-l/--file-locks`.
+    pub file_locks: bool,
+    /// `--evasive-devices`.
+    pub evasive_devices: bool,
+    /// `--force-irmap`.
+    pub force_irmap: bool,
+}
+
+impl Default for DumpFileOptions {
+    fn default() -> Self {
+        DumpFileOptions {
+            ghost_limit: 1 << 20,
+            link_remap: false,
+            ext_unix_sk: None,
+            file_locks: false,
+            evasive_devices: false,
+            force_irmap: false,
+        }
+    }
 }
 
 impl FileTable {
-    pub fn new() -> FileTable {
-        FileTable { next_id: 1, ..Default::default() }
+    pub fn new(opts: DumpFileOptions) -> FileTable {
+        FileTable {
+            next_id: 1,
+            opts,
+            ..Default::default()
+        }
     }
 
     fn take_id(&mut self) -> u32 {
@@ -92,10 +140,24 @@ impl FileTable {
     }
 
     /// A regular file (or memory char device) open on `pid`'s `fd`.
-    pub fn regular(&mut self, pid: i32, fd: i32, path: &Path, open: OpenState, st: FileStat) -> u32 {
+    pub fn regular(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        path: &Path,
+        open: OpenState,
+        st: FileStat,
+    ) -> u32 {
         let (id, new) = self.description(pid, fd, st);
         if new {
-            self.entries.push(reg_entry(id, path, open.flags, open.pos, Some(open.mnt_id), st));
+            self.entries.push(reg_entry(
+                id,
+                path,
+                open.flags,
+                open.pos,
+                Some(open.mnt_id),
+                st,
+            ));
         }
         id
     }
@@ -155,11 +217,23 @@ pub struct FileStat {
 
 impl FileStat {
     pub fn of(meta: &std::fs::Metadata) -> FileStat {
-        FileStat { dev: meta.dev(), ino: meta.ino(), mode: meta.mode(), size: meta.size() }
+        FileStat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            size: meta.size(),
+        }
     }
 }
 
-fn reg_entry(id: u32, path: &Path, flags: u32, pos: u64, mnt_id: Option<i32>, st: FileStat) -> FileEntry {
+fn reg_entry(
+    id: u32,
+    path: &Path,
+    flags: u32,
+    pos: u64,
+    mnt_id: Option<i32>,
+    st: FileStat,
+) -> FileEntry {
     let reg = RegFileEntry {
         id,
         flags,
@@ -171,35 +245,84 @@ fn reg_entry(id: u32, path: &Path, flags: u32, pos: u64, mnt_id: Option<i32>, st
         mode: Some(st.mode),
         ..Default::default()
     };
-    FileEntry { r#type: FdTypes::Reg as i32, id, reg: Some(reg), ..Default::default() }
+    FileEntry {
+        r#type: FdTypes::Reg as i32,
+        id,
+        reg: Some(reg),
+        ..Default::default()
+    }
 }
 
 /// Stat of what `/proc/PID/<name>` (a magic link) points at.
 pub fn proc_link_meta(pid: i32, name: &str) -> Result<(PathBuf, std::fs::Metadata), FilesError> {
     let link = PathBuf::from(format!("/proc/{pid}/{name}"));
     let shown = link.display().to_string();
-    let target = std::fs::read_link(&link).map_err(|source| FilesError::Stat { pid, path: shown.clone(), source })?;
+    let target = std::fs::read_link(&link).map_err(|source| FilesError::Stat {
+        pid,
+        path: shown.clone(),
+        source,
+    })?;
     if let Some(p) = target.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-        return Err(FilesError::Deleted { pid, what: name.to_string(), path: p.to_string() });
+        return Err(FilesError::Deleted {
+            pid,
+            what: name.to_string(),
+            path: p.to_string(),
+        });
     }
-    let meta = std::fs::metadata(&link).map_err(|source| FilesError::Stat { pid, path: shown, source })?;
+    let meta = std::fs::metadata(&link).map_err(|source| FilesError::Stat {
+        pid,
+        path: shown,
+        source,
+    })?;
     Ok((target, meta))
 }
 
 /// What a task's fd table becomes: `fdinfo` entries referring to ids in the table.
-pub fn dump_fds(pid: i32, table: &std::sync::Mutex<FileTable>) -> Result<Vec<FdinfoEntry>, FilesError> {
-    let fds = criu_procfs::read_fds(pid).map_err(|source| FilesError::Proc { pid, what: "fd list".into(), source })?;
+pub fn dump_fds(
+    pid: i32,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<Vec<FdinfoEntry>, FilesError> {
+    let fds = criu_procfs::read_fds(pid).map_err(|source| FilesError::Proc {
+        pid,
+        what: "fd list".into(),
+        source,
+    })?;
     let mut out = Vec::with_capacity(fds.len());
     for (fd, target) in fds {
         let entry = match target {
-            FdTarget::Path { deleted: true, path } => {
-                return Err(FilesError::Deleted { pid, what: format!("fd {fd}"), path: path.display().to_string() })
+            FdTarget::Path {
+                deleted: true,
+                path,
+            } => {
+                return Err(FilesError::Deleted {
+                    pid,
+                    what: format!("fd {fd}"),
+                    path: path.display().to_string(),
+                })
             }
             FdTarget::Path { path, .. } => dump_path_fd(pid, fd, &path, table)?,
             FdTarget::Pipe(ino) => dump_pipe_fd(pid, fd, ino, table)?,
-            FdTarget::Socket(ino) => return Err(FilesError::Unsupported { pid, fd, kind: format!("socket:[{ino}]") }),
-            FdTarget::AnonInode(name) => return Err(FilesError::Unsupported { pid, fd, kind: format!("anon_inode:{name}") }),
-            FdTarget::Typed { kind, ino } => return Err(FilesError::Unsupported { pid, fd, kind: format!("{kind}:[{ino}]") }),
+            FdTarget::Socket(ino) => {
+                return Err(FilesError::Unsupported {
+                    pid,
+                    fd,
+                    kind: format!("socket:[{ino}]"),
+                })
+            }
+            FdTarget::AnonInode(name) => {
+                return Err(FilesError::Unsupported {
+                    pid,
+                    fd,
+                    kind: format!("anon_inode:{name}"),
+                })
+            }
+            FdTarget::Typed { kind, ino } => {
+                return Err(FilesError::Unsupported {
+                    pid,
+                    fd,
+                    kind: format!("{kind}:[{ino}]"),
+                })
+            }
             FdTarget::Other(s) => return Err(FilesError::Unsupported { pid, fd, kind: s }),
         };
         out.push(entry);
@@ -210,7 +333,11 @@ pub fn dump_fds(pid: i32, table: &std::sync::Mutex<FileTable>) -> Result<Vec<Fdi
 
 fn fd_meta(pid: i32, fd: i32) -> Result<std::fs::Metadata, FilesError> {
     let link = format!("/proc/{pid}/fd/{fd}");
-    std::fs::metadata(&link).map_err(|source| FilesError::Stat { pid, path: link, source })
+    std::fs::metadata(&link).map_err(|source| FilesError::Stat {
+        pid,
+        path: link,
+        source,
+    })
 }
 
 /// fdinfo flags split into (status flags, FD_CLOEXEC for the fdinfo entry).
@@ -220,25 +347,47 @@ fn split_cloexec(info: &criu_procfs::FdInfo) -> (u32, u32) {
 }
 
 fn read_fdinfo(pid: i32, fd: i32) -> Result<criu_procfs::FdInfo, FilesError> {
-    criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc { pid, what: format!("fdinfo of fd {fd}"), source })
+    criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc {
+        pid,
+        what: format!("fdinfo of fd {fd}"),
+        source,
+    })
 }
 
 fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTable> {
     table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn dump_path_fd(pid: i32, fd: i32, path: &Path, table: &std::sync::Mutex<FileTable>) -> Result<FdinfoEntry, FilesError> {
+fn dump_path_fd(
+    pid: i32,
+    fd: i32,
+    path: &Path,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<FdinfoEntry, FilesError> {
     let meta = fd_meta(pid, fd)?;
     if super::tty::is_terminal(&meta) {
         let info = read_fdinfo(pid, fd)?;
         let (flags, fd_flags) = split_cloexec(&info);
-        return Ok(super::tty::dump_tty_fd(pid, fd, path, &meta, (flags, fd_flags, info.mnt_id), &mut lock(table))?);
+        return Ok(super::tty::dump_tty_fd(
+            pid,
+            fd,
+            path,
+            &meta,
+            (flags, fd_flags, info.mnt_id),
+            &mut lock(table),
+        )?);
     }
     let ft = meta.file_type();
-    let is_mem_chr = std::os::unix::fs::FileTypeExt::is_char_device(&ft) && libc::major(meta.rdev()) == MEM_MAJOR;
+    let is_mem_chr = std::os::unix::fs::FileTypeExt::is_char_device(&ft)
+        && libc::major(meta.rdev()) == MEM_MAJOR;
     if !(ft.is_file() || ft.is_dir() || is_mem_chr) {
         let kind = if std::os::unix::fs::FileTypeExt::is_char_device(&ft) {
-            format!("character device {} ({}:{})", path.display(), libc::major(meta.rdev()), libc::minor(meta.rdev()))
+            format!(
+                "character device {} ({}:{})",
+                path.display(),
+                libc::major(meta.rdev()),
+                libc::minor(meta.rdev())
+            )
         } else {
             format!("special file {}", path.display())
         };
@@ -246,17 +395,36 @@ fn dump_path_fd(pid: i32, fd: i32, path: &Path, table: &std::sync::Mutex<FileTab
     }
     let info = read_fdinfo(pid, fd)?;
     let (flags, fd_flags) = split_cloexec(&info);
-    let open = OpenState { flags, pos: info.pos.max(0) as u64, mnt_id: info.mnt_id };
+    let open = OpenState {
+        flags,
+        pos: info.pos.max(0) as u64,
+        mnt_id: info.mnt_id,
+    };
     let id = lock(table).regular(pid, fd, path, open, FileStat::of(&meta));
-    Ok(FdinfoEntry { id, flags: fd_flags, r#type: FdTypes::Reg as i32, fd: fd as u32, xattr_security_selinux: None })
+    Ok(FdinfoEntry {
+        id,
+        flags: fd_flags,
+        r#type: FdTypes::Reg as i32,
+        fd: fd as u32,
+        xattr_security_selinux: None,
+    })
 }
 
-fn dump_pipe_fd(pid: i32, fd: i32, ino: u64, table: &std::sync::Mutex<FileTable>) -> Result<FdinfoEntry, FilesError> {
+fn dump_pipe_fd(
+    pid: i32,
+    fd: i32,
+    ino: u64,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<FdinfoEntry, FilesError> {
     let meta = fd_meta(pid, fd)?;
     let info = read_fdinfo(pid, fd)?;
     let (flags, fd_flags) = split_cloexec(&info);
     if flags & libc::O_DIRECT as u32 != 0 {
-        return Err(FilesError::Unsupported { pid, fd, kind: format!("packet-mode (O_DIRECT) pipe:[{ino}]") });
+        return Err(FilesError::Unsupported {
+            pid,
+            fd,
+            kind: format!("packet-mode (O_DIRECT) pipe:[{ino}]"),
+        });
     }
     let mut t = lock(table);
     let id = t.pipe(pid, fd, flags, FileStat::of(&meta));
@@ -265,7 +433,13 @@ fn dump_pipe_fd(pid: i32, fd: i32, ino: u64, table: &std::sync::Mutex<FileTable>
         let data = pipes::read_pipe_data(pid, fd, ino)?;
         t.add_pipe_data(data);
     }
-    Ok(FdinfoEntry { id, flags: fd_flags, r#type: FdTypes::Pipe as i32, fd: fd as u32, xattr_security_selinux: None })
+    Ok(FdinfoEntry {
+        id,
+        flags: fd_flags,
+        r#type: FdTypes::Pipe as i32,
+        fd: fd as u32,
+        xattr_security_selinux: None,
+    })
 }
 
 #[cfg(test)]
@@ -279,16 +453,29 @@ mod tests {
         let a = dir.path().join("a");
         std::fs::write(&a, b"x").unwrap();
         let meta = FileStat::of(&std::fs::metadata(&a).unwrap());
-        let mut t = FileTable::new();
+        let mut t = FileTable::new(Default::default());
         let id1 = t.special(&a, meta);
         let id2 = t.special(&a, meta);
         let me = std::process::id() as i32;
         let f = std::fs::File::open(&a).unwrap();
-        let id3 = t.regular(me, f.as_raw_fd(), &a, OpenState { flags: 2, pos: 1, mnt_id: 5 }, meta);
+        let id3 = t.regular(
+            me,
+            f.as_raw_fd(),
+            &a,
+            OpenState {
+                flags: 2,
+                pos: 1,
+                mnt_id: 5,
+            },
+            meta,
+        );
         assert_eq!((id1, id2, id3), (1, 1, 2));
         assert_eq!(t.entries().len(), 2);
         let reg = t.entries()[1].reg.as_ref().unwrap();
-        assert_eq!((reg.flags, reg.pos, reg.mnt_id, reg.size), (2, 1, Some(5), Some(1)));
+        assert_eq!(
+            (reg.flags, reg.pos, reg.mnt_id, reg.size),
+            (2, 1, Some(5), Some(1))
+        );
     }
 
     #[test]
@@ -301,8 +488,12 @@ mod tests {
         let f = std::fs::File::open(&a).unwrap();
         let dup = f.try_clone().unwrap();
         let again = std::fs::File::open(&a).unwrap();
-        let open = OpenState { flags: 0, pos: 0, mnt_id: 1 };
-        let mut t = FileTable::new();
+        let open = OpenState {
+            flags: 0,
+            pos: 0,
+            mnt_id: 1,
+        };
+        let mut t = FileTable::new(Default::default());
         let id1 = t.regular(me, f.as_raw_fd(), &a, open, meta);
         let id2 = t.regular(me, dup.as_raw_fd(), &a, open, meta);
         let id3 = t.regular(me, again.as_raw_fd(), &a, open, meta);
@@ -315,10 +506,12 @@ mod tests {
     fn pipes_are_dumped_with_their_bytes_once() {
         use std::io::Write;
         let (r, w) = nix::unistd::pipe().unwrap();
-        std::fs::File::from(w.try_clone().unwrap()).write_all(b"abc").unwrap();
+        std::fs::File::from(w.try_clone().unwrap())
+            .write_all(b"abc")
+            .unwrap();
         let r2 = r.try_clone().unwrap();
         let me = std::process::id() as i32;
-        let table = std::sync::Mutex::new(FileTable::new());
+        let table = std::sync::Mutex::new(FileTable::new(Default::default()));
         let er = dump_pipe_fd(me, r.as_raw_fd(), ino_of(&r), &table).unwrap();
         let ew = dump_pipe_fd(me, w.as_raw_fd(), ino_of(&w), &table).unwrap();
         let er2 = dump_pipe_fd(me, r2.as_raw_fd(), ino_of(&r2), &table).unwrap();
@@ -327,14 +520,23 @@ mod tests {
         assert_ne!(er.id, ew.id);
         let t = table.into_inner().unwrap();
         assert_eq!(t.entries().len(), 2);
-        let flags: Vec<u32> = t.entries().iter().map(|e| e.pipe.as_ref().unwrap().flags & libc::O_ACCMODE as u32).collect();
+        let flags: Vec<u32> = t
+            .entries()
+            .iter()
+            .map(|e| e.pipe.as_ref().unwrap().flags & libc::O_ACCMODE as u32)
+            .collect();
         assert_eq!(flags, [libc::O_RDONLY as u32, libc::O_WRONLY as u32]);
         assert_eq!(t.pipe_data().len(), 1);
         assert_eq!(t.pipe_data()[0].bytes, b"abc");
-        assert_eq!(u64::from(t.pipe_data()[0].pipe_id), ino_of(&r) & 0xffff_ffff);
+        assert_eq!(
+            u64::from(t.pipe_data()[0].pipe_id),
+            ino_of(&r) & 0xffff_ffff
+        );
     }
 
     fn ino_of(fd: &impl AsRawFd) -> u64 {
-        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino()
+        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap()
+            .ino()
     }
 }

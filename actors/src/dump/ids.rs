@@ -9,8 +9,16 @@ use criu_procfs::NsKind;
 use criu_proto::images::TaskKobjIdsEntry;
 
 /// CRIU's order when it numbers the namespaces of a task.
-const NS_ORDER: [NsKind; 8] =
-    [NsKind::Pid, NsKind::Net, NsKind::Ipc, NsKind::Uts, NsKind::Time, NsKind::Mnt, NsKind::User, NsKind::Cgroup];
+const NS_ORDER: [NsKind; 8] = [
+    NsKind::Pid,
+    NsKind::Net,
+    NsKind::Ipc,
+    NsKind::Uts,
+    NsKind::Time,
+    NsKind::Mnt,
+    NsKind::User,
+    NsKind::Cgroup,
+];
 
 #[derive(Debug, Default)]
 pub struct IdAllocator {
@@ -21,7 +29,11 @@ pub struct IdAllocator {
 
 impl IdAllocator {
     pub fn new() -> IdAllocator {
-        IdAllocator { next_kobj: 1, next_ns: 1, ns: HashMap::new() }
+        IdAllocator {
+            next_kobj: 1,
+            next_ns: 1,
+            ns: HashMap::new(),
+        }
     }
 
     /// Ids of process `pid` (criu's own pid first). A namespace /proc cannot show (time or
@@ -29,11 +41,19 @@ impl IdAllocator {
     pub fn task(&mut self, pid: i32) -> Result<TaskKobjIdsEntry, criu_procfs::ProcError> {
         let k = self.next_kobj;
         self.next_kobj += 1;
-        let mut ids = TaskKobjIdsEntry { vm_id: k, files_id: k, fs_id: k, sighand_id: k, ..Default::default() };
+        let mut ids = TaskKobjIdsEntry {
+            vm_id: k,
+            files_id: k,
+            fs_id: k,
+            sighand_id: k,
+            ..Default::default()
+        };
         for kind in NS_ORDER {
             let link = match criu_procfs::read_ns(pid, kind) {
                 Ok(l) => l,
-                Err(e) if matches!(kind, NsKind::Time | NsKind::Cgroup) && e.is_not_found() => continue,
+                Err(e) if matches!(kind, NsKind::Time | NsKind::Cgroup) && e.is_not_found() => {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             let next = &mut self.next_ns;

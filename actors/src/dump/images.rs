@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use criu_proto::images::{DumpStatsEntry, FileEntry, InventoryEntry, Lsmtype, PstreeEntry, StatsEntry, TaskKobjIdsEntry};
+use criu_proto::images::{
+    DumpStatsEntry, FileEntry, InventoryEntry, Lsmtype, PstreeEntry, StatsEntry, TaskKobjIdsEntry,
+};
 use criu_proto::{ImageKind, ImageWriter, Result};
 
 use super::task::TaskDone;
@@ -74,7 +76,11 @@ pub fn write_pstree(dir: &Path, tasks: &[TaskDone], parent: &BTreeMap<i32, i32>)
 
 /// The LSM CRIU would record for this host.
 fn host_lsm() -> Lsmtype {
-    let enabled = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().starts_with('Y') || s.trim() == "1").unwrap_or(false);
+    let enabled = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().starts_with('Y') || s.trim() == "1")
+            .unwrap_or(false)
+    };
     if enabled("/sys/module/apparmor/parameters/enabled") {
         Lsmtype::Apparmor
     } else if enabled("/sys/fs/selinux/enforce") || Path::new("/sys/fs/selinux/policy").exists() {
@@ -84,7 +90,12 @@ fn host_lsm() -> Lsmtype {
     }
 }
 
-pub fn write_inventory(dir: &Path, root_ids: TaskKobjIdsEntry, network_lock_method: u32, tcp_close: bool) -> Result<()> {
+pub fn write_inventory(
+    dir: &Path,
+    root_ids: TaskKobjIdsEntry,
+    network_lock_method: u32,
+    tcp_close: bool,
+) -> Result<()> {
     let e = InventoryEntry {
         img_version: IMAGES_V1_1,
         fdinfo_per_id: Some(true),
@@ -100,5 +111,12 @@ pub fn write_inventory(dir: &Path, root_ids: TaskKobjIdsEntry, network_lock_meth
 }
 
 pub fn write_stats(dir: &Path, stats: &DumpStatsEntry) -> Result<()> {
-    write_all(dir, &ImageKind::STATS_DUMP, &[StatsEntry { dump: Some(*stats), restore: None }])
+    write_all(
+        dir,
+        &ImageKind::STATS_DUMP,
+        &[StatsEntry {
+            dump: Some(*stats),
+            restore: None,
+        }],
+    )
 }

@@ -43,6 +43,7 @@ pub struct DumpRequest {
     pub tcp_close: bool,
     /// `--shell-job`: terminal fds are recorded, to be given criu's terminal at restore.
     pub shell_job: bool,
+    pub files: files::DumpFileOptions,
 }
 
 #[derive(Debug)]
@@ -63,7 +64,10 @@ pub enum DumpError {
     #[error("writing images: {0}")]
     Image(#[from] criu_proto::Error),
     #[error("cannot prepare {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("post-dump: {0}")]
     PostDump(String),
     #[error("cannot start the dump: {0}")]
@@ -75,12 +79,19 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
     if !std::path::Path::new(&format!("/proc/{}", req.pid)).exists() || req.pid <= 0 {
         return Err(DumpError::NoProcess(req.pid));
     }
-    let inventory = req.dir.join(criu_proto::ImageKind::INVENTORY.file_name(None));
+    let inventory = req
+        .dir
+        .join(criu_proto::ImageKind::INVENTORY.file_name(None));
     // A stale inventory from an earlier dump must not make a failed one look complete.
     match std::fs::remove_file(&inventory) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(DumpError::Dir { path: inventory.display().to_string(), source }),
+        Err(source) => {
+            return Err(DumpError::Dir {
+                path: inventory.display().to_string(),
+                source,
+            })
+        }
     }
     let system = actix::System::new();
     let result = system.block_on(supervise(req));
@@ -117,7 +128,12 @@ impl Tree {
 
 async fn supervise(req: DumpRequest) -> Result<DumpReport, DumpError> {
     let mut pool = TracerPool::for_this_machine();
-    let mut tree = Tree { actors: BTreeMap::new(), parent: BTreeMap::new(), children: BTreeMap::new(), zombies: Default::default() };
+    let mut tree = Tree {
+        actors: BTreeMap::new(),
+        parent: BTreeMap::new(),
+        children: BTreeMap::new(),
+        zombies: Default::default(),
+    };
     let t_freeze = Instant::now();
     let result = dump_phases(&req, &mut pool, &mut tree, t_freeze).await;
     let release = match (&result, req.release) {
@@ -128,9 +144,17 @@ async fn supervise(req: DumpRequest) -> Result<DumpReport, DumpError> {
         Ok(phases) => run_post_dump(req.post_dump, phases),
         Err(e) => Err(e),
     };
-    let release = if result.is_err() { Release::Run } else { release };
+    let release = if result.is_err() {
+        Release::Run
+    } else {
+        release
+    };
     // Release everything, also on error: every request is queued before any is awaited.
-    let pending: Vec<_> = tree.actors.iter().map(|(&pid, a)| (pid, a.send(Finish(release)))).collect();
+    let pending: Vec<_> = tree
+        .actors
+        .iter()
+        .map(|(&pid, a)| (pid, a.send(Finish(release))))
+        .collect();
     for (pid, p) in pending {
         match p.await {
             Ok(Ok(())) => {}
@@ -153,7 +177,12 @@ fn run_post_dump(hook: Option<PostDumpHook>, report: DumpReport) -> Result<DumpR
     }
 }
 
-async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, t_freeze: Instant) -> Result<DumpReport, DumpError> {
+async fn dump_phases(
+    req: &DumpRequest,
+    pool: &mut TracerPool,
+    tree: &mut Tree,
+    t_freeze: Instant,
+) -> Result<DumpReport, DumpError> {
     // 1. Seize, level by level.
     let mut level = vec![(req.pid, 0)];
     while !level.is_empty() {
@@ -173,7 +202,13 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
             if outcome.zombie {
                 tree.zombies.insert(pid);
             }
-            next.extend(outcome.children.into_iter().filter(|c| !tree.parent.contains_key(c)).map(|c| (c, pid)));
+            next.extend(
+                outcome
+                    .children
+                    .into_iter()
+                    .filter(|c| !tree.parent.contains_key(c))
+                    .map(|c| (c, pid)),
+            );
         }
         level = next;
     }
@@ -184,13 +219,15 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
     // 2. Ids, then every task in parallel.
     let mut alloc = ids::IdAllocator::new();
     let me = std::process::id() as i32;
-    let root_ids = alloc
-        .task(me)
-        .map_err(|source| TaskError::Proc { pid: me, what: "namespaces", source })?;
+    let root_ids = alloc.task(me).map_err(|source| TaskError::Proc {
+        pid: me,
+        what: "namespaces",
+        source,
+    })?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),
-        files: Mutex::new(tty::file_table(req.shell_job)),
+        files: Mutex::new(tty::file_table(req.shell_job, req.files.clone())),
         shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),
@@ -200,10 +237,21 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
         let ids = if tree.zombies.contains(&pid) {
             Default::default()
         } else {
-            alloc.task(pid).map_err(|source| TaskError::Proc { pid, what: "namespaces", source })?
+            alloc.task(pid).map_err(|source| TaskError::Proc {
+                pid,
+                what: "namespaces",
+                source,
+            })?
         };
         let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
-        asked.push((pid, addr.send(Collect { shared: shared.clone(), ids, pages_id: i as u32 + 1 })));
+        asked.push((
+            pid,
+            addr.send(Collect {
+                shared: shared.clone(),
+                ids,
+                pages_id: i as u32 + 1,
+            }),
+        ));
     }
     let done: Vec<TaskDone> = answers(asked).await?.into_iter().map(|(_, d)| d).collect();
 
@@ -213,7 +261,12 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
     for (k, (ino, (file, size))) in objects.into_iter().enumerate() {
         let pages_id = (order.len() + 1 + k) as u32;
         shpages += criu_memory::dump_shmem::dump_shmem(&req.dir, ino, pages_id, &file, size)
-            .map_err(|e| DumpError::Task(TaskError::Other { pid: req.pid, what: e.to_string() }))?;
+            .map_err(|e| {
+                DumpError::Task(TaskError::Other {
+                    pid: req.pid,
+                    what: e.to_string(),
+                })
+            })?;
     }
 
     // 4. Global images, the inventory last.
@@ -225,7 +278,11 @@ async fn dump_phases(req: &DumpRequest, pool: &mut TracerPool, tree: &mut Tree, 
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;
 
-    let mut stats = DumpStatsEntry { freezing_time, shpages_written: Some(shpages), ..Default::default() };
+    let mut stats = DumpStatsEntry {
+        freezing_time,
+        shpages_written: Some(shpages),
+        ..Default::default()
+    };
     for d in &done {
         stats.pages_scanned += d.pages.scanned;
         stats.pages_written += d.pages.written;

@@ -9,7 +9,9 @@ use actix::{Actor, Context, Handler, Message};
 use criu_memory::dump_pages::{self, PageCounts};
 use criu_memory::dump_vmas;
 use criu_process::{dump_task, dump_thread};
-use criu_proto::images::{core_entry::March, CoreEntry, FsEntry, MmEntry, TaskCoreEntry, TaskKobjIdsEntry};
+use criu_proto::images::{
+    core_entry::March, CoreEntry, FsEntry, MmEntry, TaskCoreEntry, TaskKobjIdsEntry,
+};
 use criu_proto::{ImageKind, ImageWriter};
 use criu_tracee::SeizedProcess;
 
@@ -23,11 +25,18 @@ pub const TASK_STOPPED: u32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error("pid {pid}: cannot seize: {source}")]
-    Seize { pid: i32, source: criu_tracee::TraceeError },
+    Seize {
+        pid: i32,
+        source: criu_tracee::TraceeError,
+    },
     #[error("pid {pid}: not seized")]
     NotSeized { pid: i32 },
     #[error("pid {pid}: cannot read {what}: {source}")]
-    Proc { pid: i32, what: &'static str, source: criu_procfs::ProcError },
+    Proc {
+        pid: i32,
+        what: &'static str,
+        source: criu_procfs::ProcError,
+    },
     #[error(transparent)]
     Thread(#[from] dump_thread::ThreadDumpError),
     #[error(transparent)]
@@ -77,7 +86,13 @@ impl TaskActor {
     /// Seizes `pid` on the calling (tracer) thread.
     pub fn seize(pid: i32, timeout: Duration) -> TaskActor {
         let state_before = criu_procfs::read_stat(pid).map(|s| s.state).unwrap_or('?');
-        let actor = |process, seize_error, zombie| TaskActor { pid, process, seize_error, state_before, zombie };
+        let actor = |process, seize_error, zombie| TaskActor {
+            pid,
+            process,
+            seize_error,
+            state_before,
+            zombie,
+        };
         if let Some(stat) = zombie_stat(pid) {
             return actor(None, None, Some(stat));
         }
@@ -95,7 +110,9 @@ impl TaskActor {
 /// The stat of `pid` if it is a zombie: dead, with no thread left running (a group leader
 /// that exited before its threads shows 'Z' too, but is not one).
 fn zombie_stat(pid: i32) -> Option<criu_procfs::Stat> {
-    let stat = criu_procfs::read_stat(pid).ok().filter(|s| s.state == 'Z')?;
+    let stat = criu_procfs::read_stat(pid)
+        .ok()
+        .filter(|s| s.state == 'Z')?;
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count();
     (threads <= 1).then_some(stat)
 }
@@ -125,17 +142,24 @@ impl Handler<Seized> for TaskActor {
             return Err(TaskError::Seize { pid, source });
         }
         if self.zombie.is_some() {
-            return Ok(SeizeOutcome { children: Vec::new(), zombie: true });
+            return Ok(SeizeOutcome {
+                children: Vec::new(),
+                zombie: true,
+            });
         }
         let p = self.process.as_ref().ok_or(TaskError::NotSeized { pid })?;
         let mut children = Vec::new();
         for &tid in p.threads.keys() {
-            let list = criu_tracee::tree::list_children(pid, tid).map_err(|source| TaskError::Seize { pid, source })?;
+            let list = criu_tracee::tree::list_children(pid, tid)
+                .map_err(|source| TaskError::Seize { pid, source })?;
             children.extend(list);
         }
         children.sort_unstable();
         children.dedup();
-        Ok(SeizeOutcome { children, zombie: false })
+        Ok(SeizeOutcome {
+            children,
+            zombie: false,
+        })
     }
 }
 
@@ -190,10 +214,15 @@ impl Handler<Finish> for TaskActor {
                 };
                 let sent = match sig {
                     Some(sig) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-                        .map_err(|e| TaskError::Other { pid, what: format!("cannot send {sig}: {e}") }),
+                        .map_err(|e| TaskError::Other {
+                            pid,
+                            what: format!("cannot send {sig}: {e}"),
+                        }),
                     None => Ok(()),
                 };
-                let released = p.release().map_err(|source| TaskError::Seize { pid, source });
+                let released = p
+                    .release()
+                    .map_err(|source| TaskError::Seize { pid, source });
                 sent.and(released)
             }
         };
@@ -217,19 +246,43 @@ macro_rules! write_one {
 }
 
 /// A zombie's core image: its state, exit status and name, nothing else (as CRIU writes it).
-fn dump_zombie(pid: i32, stat: &criu_procfs::Stat, dir: &std::path::Path) -> Result<TaskDone, TaskError> {
-    let core = CoreEntry { mtype: March::X8664 as i32, tc: Some(zombie_core(stat)), ..Default::default() };
+fn dump_zombie(
+    pid: i32,
+    stat: &criu_procfs::Stat,
+    dir: &std::path::Path,
+) -> Result<TaskDone, TaskError> {
+    let core = CoreEntry {
+        mtype: March::X8664 as i32,
+        tc: Some(zombie_core(stat)),
+        ..Default::default()
+    };
     write_one!(dir, &ImageKind::CORE, pid, &core);
-    Ok(TaskDone { pid, pgid: stat.pgrp, sid: stat.session, threads: vec![pid], pages: PageCounts::default() })
+    Ok(TaskDone {
+        pid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        threads: vec![pid],
+        pages: PageCounts::default(),
+    })
 }
 
 /// `exit_code` is the raw wait status the parent would get, as /proc/PID/stat shows it; the
 /// other fields stay zero, as in CRIU's images (a dead task's flags mean nothing on restore).
 fn zombie_core(stat: &criu_procfs::Stat) -> TaskCoreEntry {
-    TaskCoreEntry { task_state: TASK_DEAD, exit_code: stat.exit_code as u32, comm: stat.comm.clone(), ..Default::default() }
+    TaskCoreEntry {
+        task_state: TASK_DEAD,
+        exit_code: stat.exit_code as u32,
+        comm: stat.comm.clone(),
+        ..Default::default()
+    }
 }
 
-fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Collect) -> Result<TaskDone, TaskError> {
+fn collect(
+    pid: i32,
+    state_before: char,
+    process: &mut SeizedProcess,
+    msg: &Collect,
+) -> Result<TaskDone, TaskError> {
     let shared = &msg.shared;
     let dir = shared.dir.as_path();
     let proc_err = |what| move |source| TaskError::Proc { pid, what, source };
@@ -239,8 +292,19 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
     let mut vmas = dump_vmas::collect_vmas(pid)?;
     for v in vmas.iter_mut() {
         if let Some(f) = &v.file {
-            let st = FileStat { dev: f.dev, ino: f.ino, mode: f.mode, size: f.size };
-            v.entry.shmid = u64::from(shared.files.lock().unwrap_or_else(|e| e.into_inner()).special(&f.path, st));
+            let st = FileStat {
+                dev: f.dev,
+                ino: f.ino,
+                mode: f.mode,
+                size: f.size,
+            };
+            v.entry.shmid = u64::from(
+                shared
+                    .files
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .special(&f.path, st),
+            );
         }
     }
 
@@ -251,7 +315,11 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
             let path = criu_procfs::maps::map_file_path(pid, v.entry.start, v.entry.end);
             let file = std::fs::File::open(&path).map_err(|e| TaskError::Other {
                 pid,
-                what: format!("cannot open shared memory at {:#x} through {}: {e}", v.entry.start, path.display()),
+                what: format!(
+                    "cannot open shared memory at {:#x} through {}: {e}",
+                    v.entry.start,
+                    path.display()
+                ),
             })?;
             slot.insert((file, obj.size));
         }
@@ -264,15 +332,27 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
     tids.sort_by_key(|&t| (t != pid, t));
     let mut threads = Vec::with_capacity(tids.len());
     for &tid in &tids {
-        let t = process.thread_mut(tid).ok_or(TaskError::NotSeized { pid: tid })?;
+        let t = process
+            .thread_mut(tid)
+            .ok_or(TaskError::NotSeized { pid: tid })?;
         threads.push(dump_thread::dump_thread(pid, t)?);
     }
-    let leader = process.thread_mut(pid).ok_or(TaskError::Other { pid, what: "the thread group leader is gone".into() })?;
+    let leader = process.thread_mut(pid).ok_or(TaskError::Other {
+        pid,
+        what: "the thread group leader is gone".into(),
+    })?;
     let signals_s = dump_thread::shared_signals(leader)?;
     let misc = dump_task::dump_task_misc(pid, leader)?;
     let rlimits = dump_task::dump_rlimits(pid).map_err(proc_err("limits"))?;
 
-    let pages = dump_pages::dump_pages(dir, pid, msg.pages_id, &vmas, shared.zero_pfn, shared.copy_threads)?;
+    let pages = dump_pages::dump_pages(
+        dir,
+        pid,
+        msg.pages_id,
+        &vmas,
+        shared.zero_pfn,
+        shared.copy_threads,
+    )?;
 
     // Core images: the leader's carries the task-wide part.
     let stopped = state_before == 'T';
@@ -307,7 +387,11 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
 
     // mm: fields from stat, brk from the task, auxv, exe.
     let (exe_path, exe_meta) = files::proc_link_meta(pid, "exe")?;
-    let exe_file_id = shared.files.lock().unwrap_or_else(|e| e.into_inner()).special(&exe_path, FileStat::of(&exe_meta));
+    let exe_file_id = shared
+        .files
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .special(&exe_path, FileStat::of(&exe_meta));
     let auxv = criu_procfs::read_auxv(pid).map_err(proc_err("auxv"))?;
     let mm = MmEntry {
         mm_start_code: stat.start_code,
@@ -322,7 +406,11 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
         mm_env_start: stat.env_start,
         mm_env_end: stat.env_end,
         exe_file_id,
-        mm_saved_auxv: auxv.iter().flat_map(|&(k, v)| [k, v]).chain([0, 0]).collect(),
+        mm_saved_auxv: auxv
+            .iter()
+            .flat_map(|&(k, v)| [k, v])
+            .chain([0, 0])
+            .collect(),
         vmas: vmas.iter().map(|v| v.entry).collect(),
         dumpable: Some(misc.dumpable),
         aios: Vec::new(),
@@ -335,12 +423,25 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
     let (root_path, root_meta) = files::proc_link_meta(pid, "root")?;
     let (cwd_id, root_id) = {
         let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
-        (table.special(&cwd_path, FileStat::of(&cwd_meta)), table.special(&root_path, FileStat::of(&root_meta)))
+        (
+            table.special(&cwd_path, FileStat::of(&cwd_meta)),
+            table.special(&root_path, FileStat::of(&root_meta)),
+        )
     };
-    write_one!(dir, &ImageKind::FS, pid, &FsEntry { cwd_id, root_id, umask: Some(misc.umask) });
+    write_one!(
+        dir,
+        &ImageKind::FS,
+        pid,
+        &FsEntry {
+            cwd_id,
+            root_id,
+            umask: Some(misc.umask)
+        }
+    );
 
     // fdinfo is per files_id.
-    let mut w = ImageWriter::create(dir, &ImageKind::FDINFO, Some(u64::from(msg.ids.files_id))).map_err(img(pid))?;
+    let mut w = ImageWriter::create(dir, &ImageKind::FDINFO, Some(u64::from(msg.ids.files_id)))
+        .map_err(img(pid))?;
     for e in &fdinfo {
         w.write(e).map_err(img(pid))?;
     }
@@ -348,7 +449,13 @@ fn collect(pid: i32, state_before: char, process: &mut SeizedProcess, msg: &Coll
 
     write_one!(dir, &ImageKind::IDS, pid, &msg.ids);
 
-    Ok(TaskDone { pid, pgid: stat.pgrp, sid: stat.session, threads: tids, pages })
+    Ok(TaskDone {
+        pid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        threads: tids,
+        pages,
+    })
 }
 
 #[cfg(test)]
@@ -358,10 +465,16 @@ mod tests {
     /// A child that exited and is not reaped yet (the caller reaps it).
     #[allow(clippy::zombie_processes)]
     fn zombie_child() -> std::process::Child {
-        let child = std::process::Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
         let pid = child.id() as i32;
         for _ in 0..500 {
-            if criu_procfs::read_stat(pid).map(|s| s.state == 'Z').unwrap_or(false) {
+            if criu_procfs::read_stat(pid)
+                .map(|s| s.state == 'Z')
+                .unwrap_or(false)
+            {
                 return child;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -390,9 +503,13 @@ mod tests {
         let stat = zombie_stat(pid).unwrap();
         let done = dump_zombie(pid, &stat, dir.path()).unwrap();
         assert_eq!(done.threads, [pid]);
-        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         assert_eq!(names, [format!("core-{pid}.img")]);
-        let mut r = criu_proto::ImageReader::open(dir.path(), &ImageKind::CORE, Some(pid as u64)).unwrap();
+        let mut r =
+            criu_proto::ImageReader::open(dir.path(), &ImageKind::CORE, Some(pid as u64)).unwrap();
         let core: CoreEntry = r.read().unwrap().unwrap();
         assert_eq!(core.tc.unwrap().task_state, TASK_DEAD);
         child.wait().unwrap();

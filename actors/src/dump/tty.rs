@@ -11,8 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FileEntry, FownEntry, RegFileEntry, TermiosEntry, TtyFileEntry, TtyInfoEntry, TtyPtyEntry, TtyType,
-    WinsizeEntry,
+    FdTypes, FdinfoEntry, FileEntry, FownEntry, RegFileEntry, TermiosEntry, TtyFileEntry,
+    TtyInfoEntry, TtyPtyEntry, TtyType, WinsizeEntry,
 };
 use criu_sys::tty::{self as sys, KernelTermios, TtyFlag};
 use nix::errno::Errno;
@@ -24,13 +24,34 @@ pub enum TtyError {
     #[error("pid {pid}: fd {fd}: {path} is a terminal: the task is attached to a shell's terminal; dump it with --shell-job")]
     NeedsShellJob { pid: i32, fd: i32, path: String },
     #[error("pid {pid}: fd {fd}: {path}: {what} is not supported by this dump")]
-    Unsupported { pid: i32, fd: i32, path: String, what: String },
+    Unsupported {
+        pid: i32,
+        fd: i32,
+        path: String,
+        what: String,
+    },
     #[error("pid {pid}: fd {fd}: {path}: {what}: {errno}")]
-    Io { pid: i32, fd: i32, path: String, what: &'static str, errno: Errno },
+    Io {
+        pid: i32,
+        fd: i32,
+        path: String,
+        what: &'static str,
+        errno: Errno,
+    },
     #[error("pid {pid}: fd {fd}: {path}: {source}")]
-    Proc { pid: i32, fd: i32, path: String, source: criu_procfs::ProcError },
+    Proc {
+        pid: i32,
+        fd: i32,
+        path: String,
+        source: criu_procfs::ProcError,
+    },
     #[error("pid {pid}: fd {fd}: only one pty of a shell job can be given back at restore, and {first} is one already ({path} is another)")]
-    SecondPty { pid: i32, fd: i32, path: String, first: String },
+    SecondPty {
+        pid: i32,
+        fd: i32,
+        path: String,
+        first: String,
+    },
 }
 
 /// Index numbers CRIU gives terminals that are not ptys; a tty-info id is `index << 1`, plus
@@ -112,15 +133,16 @@ impl Terminals {
 }
 
 /// A new file table of a dump, with or without `--shell-job`.
-pub fn file_table(shell_job: bool) -> FileTable {
-    let mut table = FileTable::new();
+pub fn file_table(shell_job: bool, opts: super::files::DumpFileOptions) -> FileTable {
+    let mut table = FileTable::new(opts);
     table.ttys.shell_job = shell_job;
     table
 }
 
 /// Whether the device `meta` is a terminal this module handles.
 pub fn is_terminal(meta: &std::fs::Metadata) -> bool {
-    std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()) && Driver::of(meta.rdev()).is_some()
+    std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type())
+        && Driver::of(meta.rdev()).is_some()
 }
 
 /// The pty index of a /dev/pts/N path.
@@ -148,18 +170,34 @@ pub fn dump_tty_fd(
         what: "this kind of terminal".into(),
     })?;
     if !table.ttys.shell_job {
-        return Err(TtyError::NeedsShellJob { pid, fd, path: shown });
+        return Err(TtyError::NeedsShellJob {
+            pid,
+            fd,
+            path: shown,
+        });
     }
-    let unsupported = |what: &str| TtyError::Unsupported { pid, fd, path: shown.clone(), what: what.into() };
+    let unsupported = |what: &str| TtyError::Unsupported {
+        pid,
+        fd,
+        path: shown.clone(),
+        what: what.into(),
+    };
     let index = match driver {
         Driver::PtyMaster => return Err(unsupported("a pty master")),
-        Driver::PtySlave => pty_index(path, meta.rdev()).ok_or_else(|| unsupported("a pty slave outside /dev/pts or above index 1000"))?,
+        Driver::PtySlave => pty_index(path, meta.rdev())
+            .ok_or_else(|| unsupported("a pty slave outside /dev/pts or above index 1000"))?,
         Driver::Console => CONSOLE_INDEX,
         Driver::Ctty => CTTY_INDEX,
         Driver::Vt => VT_INDEX,
         Driver::Serial => SERIAL_INDEX,
     };
-    let fdinfo = |id| FdinfoEntry { id, flags: fd_flags, r#type: FdTypes::Tty as i32, fd: fd as u32, xattr_security_selinux: None };
+    let fdinfo = |id| FdinfoEntry {
+        id,
+        flags: fd_flags,
+        r#type: FdTypes::Tty as i32,
+        fd: fd as u32,
+        xattr_security_selinux: None,
+    };
 
     // fds that share one open file description share one entry.
     let known = table
@@ -176,7 +214,12 @@ pub fn dump_tty_fd(
     if driver == Driver::PtySlave {
         match &table.ttys.inherited_pty {
             Some((other, first)) if *other != info_id => {
-                return Err(TtyError::SecondPty { pid, fd, path: shown, first: first.clone() });
+                return Err(TtyError::SecondPty {
+                    pid,
+                    fd,
+                    path: shown,
+                    first: first.clone(),
+                });
             }
             _ => table.ttys.inherited_pty = Some((info_id, shown.clone())),
         }
@@ -195,9 +238,25 @@ pub fn dump_tty_fd(
         mode: Some(meta.mode()),
         ..Default::default()
     };
-    let regf_id = table.add(|id| FileEntry { r#type: FdTypes::Reg as i32, id, reg: Some(RegFileEntry { id, ..reg }), ..Default::default() });
-    let tty = TtyFileEntry { id: 0, tty_info_id: info_id, flags, fown: FownEntry::default(), regf_id: Some(regf_id) };
-    let id = table.add(|id| FileEntry { r#type: FdTypes::Tty as i32, id, tty: Some(TtyFileEntry { id, ..tty }), ..Default::default() });
+    let regf_id = table.add(|id| FileEntry {
+        r#type: FdTypes::Reg as i32,
+        id,
+        reg: Some(RegFileEntry { id, ..reg }),
+        ..Default::default()
+    });
+    let tty = TtyFileEntry {
+        id: 0,
+        tty_info_id: info_id,
+        flags,
+        fown: FownEntry::default(),
+        regf_id: Some(regf_id),
+    };
+    let id = table.add(|id| FileEntry {
+        r#type: FdTypes::Tty as i32,
+        id,
+        tty: Some(TtyFileEntry { id, ..tty }),
+        ..Default::default()
+    });
     table.ttys.seen.push((pid, fd, id));
     Ok(fdinfo(id))
 }
@@ -212,12 +271,30 @@ fn tty_info(
     index: u32,
     info_id: u32,
 ) -> Result<TtyInfoEntry, TtyError> {
-    let io = |what: &'static str| move |errno: Errno| TtyError::Io { pid, fd, path: path.display().to_string(), what, errno };
-    let copy: OwnedFd = criu_sys::pidfd::take_fd(pid, fd).map_err(io("cannot take a copy with pidfd_getfd"))?;
+    let io = |what: &'static str| {
+        move |errno: Errno| TtyError::Io {
+            pid,
+            fd,
+            path: path.display().to_string(),
+            what,
+            errno,
+        }
+    };
+    let copy: OwnedFd =
+        criu_sys::pidfd::take_fd(pid, fd).map_err(io("cannot take a copy with pidfd_getfd"))?;
     // The session and foreground group it serves: only a task's controlling terminal has
     // them for that task (what TIOCGSID/TIOCGPGRP in the task would say).
-    let stat = criu_procfs::read_stat(pid).map_err(|source| TtyError::Proc { pid, fd, path: path.display().to_string(), source })?;
-    let (sid, pgrp) = if stat.tty_nr as u32 == meta.rdev() as u32 { (stat.session, stat.tpgid.max(0)) } else { (0, 0) };
+    let stat = criu_procfs::read_stat(pid).map_err(|source| TtyError::Proc {
+        pid,
+        fd,
+        path: path.display().to_string(),
+        source,
+    })?;
+    let (sid, pgrp) = if stat.tty_nr as u32 == meta.rdev() as u32 {
+        (stat.session, stat.tpgid.max(0))
+    } else {
+        (0, 0)
+    };
     let hung_up = |e: Errno| match e {
         Errno::EIO => TtyError::Unsupported {
             pid,
@@ -233,7 +310,11 @@ fn tty_info(
     };
     let is_pty = driver == Driver::PtySlave;
     let exclusive = flag(TtyFlag::Exclusive)?;
-    let (packet_mode, locked) = if is_pty { (flag(TtyFlag::PacketMode)?, flag(TtyFlag::PtyLocked)?) } else { (false, false) };
+    let (packet_mode, locked) = if is_pty {
+        (flag(TtyFlag::PacketMode)?, flag(TtyFlag::PtyLocked)?)
+    } else {
+        (false, false)
+    };
     let termios = sys::get_termios(&copy).map_err(hung_up)?;
     let termios_locked = sys::get_locked_termios(&copy).map_err(hung_up)?;
     let w = sys::get_winsize(&copy).map_err(hung_up)?;
@@ -318,16 +399,24 @@ mod tests {
     #[test]
     fn a_pty_fd_is_recorded_with_its_termios_and_a_dup_shares_its_entry() {
         use std::os::fd::AsRawFd;
-        let ws = nix::pty::Winsize { ws_row: 21, ws_col: 77, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = nix::pty::Winsize {
+            ws_row: 21,
+            ws_col: 77,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         let pty = nix::pty::openpty(Some(&ws), None).unwrap();
         let me = std::process::id() as i32;
         let fd = pty.slave.as_raw_fd();
         let dup = pty.slave.try_clone().unwrap();
         let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
-        let mut table = FileTable::new();
+        let mut table = FileTable::new(Default::default());
         let refused = dump_tty_fd(me, fd, &path, &meta, (2, 0, 1), &mut table).unwrap_err();
-        assert!(matches!(refused, TtyError::NeedsShellJob { .. }), "{refused}");
+        assert!(
+            matches!(refused, TtyError::NeedsShellJob { .. }),
+            "{refused}"
+        );
         table.ttys.shell_job = true;
         let a = dump_tty_fd(me, fd, &path, &meta, (2, 0, 1), &mut table).unwrap();
         let b = dump_tty_fd(me, dup.as_raw_fd(), &path, &meta, (2, 1, 1), &mut table).unwrap();
@@ -339,13 +428,22 @@ mod tests {
         assert_eq!(reg.name, path.display().to_string());
         let tty = entries[1].tty.as_ref().unwrap();
         let index = libc::minor(meta.rdev());
-        assert_eq!((tty.id, tty.tty_info_id, tty.regf_id), (a.id, index << 1, Some(reg.id)));
+        assert_eq!(
+            (tty.id, tty.tty_info_id, tty.regf_id),
+            (a.id, index << 1, Some(reg.id))
+        );
         let infos: Vec<_> = table.ttys.infos().cloned().collect();
         assert_eq!(infos.len(), 1);
         assert_eq!(infos[0].r#type, TtyType::Pty as i32);
         assert_eq!(infos[0].pty, Some(TtyPtyEntry { index }));
-        assert_eq!(infos[0].winsize.as_ref().map(|w| (w.ws_row, w.ws_col)), Some((21, 77)));
-        assert_eq!(infos[0].termios.as_ref().unwrap().c_cc.len(), criu_sys::tty::KERNEL_NCCS);
+        assert_eq!(
+            infos[0].winsize.as_ref().map(|w| (w.ws_row, w.ws_col)),
+            Some((21, 77))
+        );
+        assert_eq!(
+            infos[0].termios.as_ref().unwrap().c_cc.len(),
+            criu_sys::tty::KERNEL_NCCS
+        );
         // Not our controlling terminal: no session or group.
         assert_eq!((infos[0].sid, infos[0].pgrp), (0, 0));
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use criu_proto::images::{
-    CoreEntry, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MemfdInodeEntry, MmEntry, PstreeEntry, TaskKobjIdsEntry,
+    CoreEntry, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MemfdInodeEntry, MmEntry,
+    PstreeEntry, TaskKobjIdsEntry,
 };
 use criu_proto::{ImageKind, ImageReader};
 
@@ -64,16 +65,36 @@ impl DumpImages {
         self.memfd_inodes.get(&u64::from(memfd.inode_id))
     }
 
+    /// files.img ids that some task's fd of type `kind` names, each once.
+    pub fn fd_ids_of_type(
+        &self,
+        kind: criu_proto::images::FdTypes,
+    ) -> std::collections::BTreeSet<u32> {
+        self.tasks
+            .iter()
+            .flat_map(|t| &t.fds)
+            .filter(|fd| fd.r#type == kind as i32)
+            .map(|fd| fd.id)
+            .collect()
+    }
+
     /// Path of a regular file entry, for opening it again.
     pub fn reg_path(&self, id: u32) -> Option<&str> {
-        self.files.get(&id).and_then(|f| f.reg.as_ref()).map(|r| r.name.as_str())
+        self.files
+            .get(&id)
+            .and_then(|f| f.reg.as_ref())
+            .map(|r| r.name.as_str())
     }
 }
 
 /// `task_core_entry.task_state` of a zombie.
 const TASK_DEAD: u32 = 2;
 
-fn read_one<M: prost::Message + Default + prost::Name>(dir: &Path, kind: &ImageKind, id: Option<u64>) -> Result<M, ImagesError> {
+fn read_one<M: prost::Message + Default + prost::Name>(
+    dir: &Path,
+    kind: &ImageKind,
+    id: Option<u64>,
+) -> Result<M, ImagesError> {
     let mut img = ImageReader::open(dir, kind, id)?;
     let path = img.path().to_string();
     img.read()?.ok_or(ImagesError::Empty(path))
@@ -106,7 +127,10 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         if let Some(tc) = first.tc.as_ref().filter(|tc| tc.task_state == TASK_DEAD) {
             let zombie = Some(tc.exit_code);
             tasks.push(TaskImages {
-                pstree: PstreeEntry { threads: vec![p.pid], ..p },
+                pstree: PstreeEntry {
+                    threads: vec![p.pid],
+                    ..p
+                },
                 cores: vec![first],
                 ids: TaskKobjIdsEntry::default(),
                 mm: MmEntry::default(),
@@ -116,10 +140,18 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
             });
             continue;
         }
-        let threads: Vec<u32> = if p.threads.is_empty() { vec![p.pid] } else { p.threads.clone() };
+        let threads: Vec<u32> = if p.threads.is_empty() {
+            vec![p.pid]
+        } else {
+            p.threads.clone()
+        };
         let mut cores = Vec::with_capacity(threads.len());
         for tid in &threads {
-            cores.push(read_one::<CoreEntry>(dir, &ImageKind::CORE, Some(u64::from(*tid)))?);
+            cores.push(read_one::<CoreEntry>(
+                dir,
+                &ImageKind::CORE,
+                Some(u64::from(*tid)),
+            )?);
         }
         let ids = match cores[0].ids {
             Some(ids) => ids,
@@ -127,14 +159,35 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         };
         let mm: MmEntry = read_one(dir, &ImageKind::MM, Some(pid))?;
         let fs: FsEntry = read_one(dir, &ImageKind::FS, Some(pid))?;
-        let fds = match ImageReader::open_if_exists(dir, &ImageKind::FDINFO, Some(u64::from(ids.files_id)))? {
+        let fds = match ImageReader::open_if_exists(
+            dir,
+            &ImageKind::FDINFO,
+            Some(u64::from(ids.files_id)),
+        )? {
             Some(mut img) => img.read_all::<FdinfoEntry>()?,
             None => Vec::new(),
         };
         if cores[0].thread_info.is_none() {
-            return Err(ImagesError::Task { pid: p.pid, what: "core image has no x86 thread info".into() });
+            return Err(ImagesError::Task {
+                pid: p.pid,
+                what: "core image has no x86 thread info".into(),
+            });
         }
-        tasks.push(TaskImages { pstree: p, cores, ids, mm, fs, fds, zombie: None });
+        tasks.push(TaskImages {
+            pstree: p,
+            cores,
+            ids,
+            mm,
+            fs,
+            fds,
+            zombie: None,
+        });
     }
-    Ok(DumpImages { dir: dir.to_path_buf(), inventory, tasks, files, memfd_inodes })
+    Ok(DumpImages {
+        dir: dir.to_path_buf(),
+        inventory,
+        tasks,
+        files,
+        memfd_inodes,
+    })
 }

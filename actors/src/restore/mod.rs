@@ -7,6 +7,7 @@ pub mod plan;
 pub mod rebuild;
 pub mod rebuild_files;
 pub mod rebuild_memory;
+pub mod regular;
 pub mod shared;
 pub mod task;
 pub mod tty;
@@ -26,6 +27,7 @@ pub struct RestoreRequest {
     pub shell_job: bool,
     /// `--restore-sibling`: the root becomes criu's sibling.
     pub sibling: bool,
+    pub files: shared::RestoreFileOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,7 @@ pub fn run(
     let shell_job = tty::prepare(&mut images, req.shell_job)?;
     let images = Arc::new(images);
     let order = plan::creation_order(&images).map_err(RestoreError::Unsupported)?;
-    let mut shared = shared::SharedFiles::create(&images)?;
+    let mut shared = shared::SharedFiles::create(&images, &req.files)?;
     if let Some(job) = &shell_job {
         job.hand_out(&mut shared)?;
     }
@@ -82,11 +84,18 @@ pub fn run(
             }
             // Then every live task rebuilds itself, all at once: `send` queues the message at
             // once, so all actors work while the answers are collected in order.
-            let live = actors.iter().zip(&images.tasks).filter(|(_, t)| t.zombie.is_none());
+            let live = actors
+                .iter()
+                .zip(&images.tasks)
+                .filter(|(_, t)| t.zombie.is_none());
             let rebuilds: Vec<_> = live.map(|(a, _)| a.send(Rebuild)).collect();
             let mut first_error = None;
             for r in rebuilds {
-                if let Err(e) = r.await.map_err(|e| format!("restore: task actor is gone: {e}")).and_then(|r| r) {
+                if let Err(e) = r
+                    .await
+                    .map_err(|e| format!("restore: task actor is gone: {e}"))
+                    .and_then(|r| r)
+                {
                     first_error.get_or_insert(e);
                 }
             }
@@ -94,7 +103,8 @@ pub fn run(
                 return Err(e);
             }
             if let Some(job) = &shell_job {
-                job.settle_terminal(root).map_err(|e| format!("restore: {e}"))?;
+                job.settle_terminal(root)
+                    .map_err(|e| format!("restore: {e}"))?;
             }
             before_release(root)
         }
@@ -105,7 +115,11 @@ pub fn run(
             }
             return Err(RestoreError::Task(e));
         }
-        for (a, _) in actors.iter().zip(&images.tasks).filter(|(_, t)| t.zombie.is_none()) {
+        for (a, _) in actors
+            .iter()
+            .zip(&images.tasks)
+            .filter(|(_, t)| t.zombie.is_none())
+        {
             if let Err(e) = ask(a, Release).await {
                 tracing::error!("{e}");
             }
@@ -120,5 +134,8 @@ where
     M: actix::Message<Result = Result<(), String>> + Send + 'static,
     RestoreTask: actix::Handler<M>,
 {
-    actor.send(msg).await.map_err(|e| format!("restore: task actor is gone: {e}"))?
+    actor
+        .send(msg)
+        .await
+        .map_err(|e| format!("restore: task actor is gone: {e}"))?
 }

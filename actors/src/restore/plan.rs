@@ -15,25 +15,50 @@ pub struct ForkStep {
 
 /// The fork steps after the root, or why the tree cannot be restored yet.
 pub fn creation_order(images: &DumpImages) -> Result<Vec<ForkStep>, String> {
-    let index: BTreeMap<u32, usize> = images.tasks.iter().enumerate().map(|(i, t)| (t.pstree.pid, i)).collect();
+    let index: BTreeMap<u32, usize> = images
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.pstree.pid, i))
+        .collect();
     for t in &images.tasks {
-        let state = t.cores.first().and_then(|c| c.tc.as_ref()).map_or(TASK_ALIVE, |tc| tc.task_state);
+        let state = t
+            .cores
+            .first()
+            .and_then(|c| c.tc.as_ref())
+            .map_or(TASK_ALIVE, |tc| tc.task_state);
         if t.zombie.is_none() && state != TASK_ALIVE && state != TASK_STOPPED {
-            return Err(format!("pid {}: tasks in state {state} are not restored yet", t.pstree.pid));
+            return Err(format!(
+                "pid {}: tasks in state {state} are not restored yet",
+                t.pstree.pid
+            ));
         }
     }
     let mut steps = Vec::new();
     for (i, t) in images.tasks.iter().enumerate().skip(1) {
         let parent = *index.get(&t.pstree.ppid).ok_or_else(|| {
-            format!("pid {}: parent {} is not in the dump (orphans are not restored yet)", t.pstree.pid, t.pstree.ppid)
+            format!(
+                "pid {}: parent {} is not in the dump (orphans are not restored yet)",
+                t.pstree.pid, t.pstree.ppid
+            )
         })?;
         if images.tasks[parent].zombie.is_some() {
-            return Err(format!("pid {}: its parent {} is a zombie", t.pstree.pid, t.pstree.ppid));
+            return Err(format!(
+                "pid {}: its parent {} is a zombie",
+                t.pstree.pid, t.pstree.ppid
+            ));
         }
         if parent >= i {
-            return Err(format!("pid {}: listed before its parent {}", t.pstree.pid, t.pstree.ppid));
+            return Err(format!(
+                "pid {}: listed before its parent {}",
+                t.pstree.pid, t.pstree.ppid
+            ));
         }
-        steps.push(ForkStep { parent, child: i, pid: t.pstree.pid as i32 });
+        steps.push(ForkStep {
+            parent,
+            child: i,
+            pid: t.pstree.pid as i32,
+        });
     }
     Ok(steps)
 }

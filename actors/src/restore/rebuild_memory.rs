@@ -17,30 +17,67 @@ const PR_SET_MM: u64 = 35;
 const PR_SET_MM_MAP: u64 = 14;
 
 /// Drops what the stub inherited from criu: its rseq registration, fds and mappings.
-pub fn clear_stub(r: &mut Remote, t: &TaskImages, rseq: RseqConfiguration) -> Result<(), RebuildError> {
+pub fn clear_stub(
+    r: &mut Remote,
+    t: &TaskImages,
+    rseq: RseqConfiguration,
+) -> Result<(), RebuildError> {
     let pid = t.pid();
     if rseq.rseq_abi_pointer != 0 {
         r.call(
             "rseq(unregister)",
             libc::SYS_rseq,
-            &[rseq.rseq_abi_pointer, u64::from(rseq.rseq_abi_size), RSEQ_FLAG_UNREGISTER, u64::from(rseq.signature)],
+            &[
+                rseq.rseq_abi_pointer,
+                u64::from(rseq.rseq_abi_size),
+                RSEQ_FLAG_UNREGISTER,
+                u64::from(rseq.signature),
+            ],
         )?;
     }
-    r.call("close_range", libc::SYS_close_range, &[0, u64::from(u32::MAX), 0])?;
+    r.call(
+        "close_range",
+        libc::SYS_close_range,
+        &[0, u64::from(u32::MAX), 0],
+    )?;
     let (scratch, len) = r.inj.scratch_mapping();
-    if let Some(v) = t.mm.vmas.iter().find(|v| v.start < scratch + len && scratch < v.end) {
-        return Err(task_err(pid, format!("scratch area {scratch:#x} overlaps dumped area {:#x}-{:#x}", v.start, v.end)));
+    if let Some(v) =
+        t.mm.vmas
+            .iter()
+            .find(|v| v.start < scratch + len && scratch < v.end)
+    {
+        return Err(task_err(
+            pid,
+            format!(
+                "scratch area {scratch:#x} overlaps dumped area {:#x}-{:#x}",
+                v.start, v.end
+            ),
+        ));
     }
     r.call("munmap(below scratch)", libc::SYS_munmap, &[0, scratch])?;
-    r.call("munmap(above scratch)", libc::SYS_munmap, &[scratch + len, TASK_SIZE - (scratch + len)])?;
+    r.call(
+        "munmap(above scratch)",
+        libc::SYS_munmap,
+        &[scratch + len, TASK_SIZE - (scratch + len)],
+    )?;
     Ok(())
 }
 
 /// Sets the mm fields (code/data/brk/stack/args/env, auxv, exe file) with PR_SET_MM_MAP.
-pub fn set_mm(r: &mut Remote, all: &DumpImages, mm: &MmEntry, pid: i32) -> Result<(), RebuildError> {
+pub fn set_mm(
+    r: &mut Remote,
+    all: &DumpImages,
+    mm: &MmEntry,
+    pid: i32,
+) -> Result<(), RebuildError> {
     let exe = all
         .reg_path(mm.exe_file_id)
-        .ok_or_else(|| task_err(pid, format!("exe file id {} not in files.img", mm.exe_file_id)))?
+        .ok_or_else(|| {
+            task_err(
+                pid,
+                format!("exe file id {} not in files.img", mm.exe_file_id),
+            )
+        })?
         .to_string();
     let exe_fd = r.open(&exe, libc::O_RDONLY | libc::O_CLOEXEC)?;
     let auxv = words(&mm.mm_saved_auxv);
@@ -65,14 +102,24 @@ pub fn set_mm(r: &mut Remote, all: &DumpImages, mm: &MmEntry, pid: i32) -> Resul
     block.extend_from_slice(&(exe_fd as u32).to_le_bytes());
     block.extend_from_slice(&auxv);
     let at = r.arg(&block)?;
-    r.call("prctl(PR_SET_MM_MAP)", libc::SYS_prctl, &[PR_SET_MM, PR_SET_MM_MAP, at, head_len as u64, 0])?;
+    r.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        &[PR_SET_MM, PR_SET_MM_MAP, at, head_len as u64, 0],
+    )?;
     r.close(exe_fd)?;
     Ok(())
 }
 
 /// Maps every dumped VMA at its address (private pages are filled afterwards from outside;
 /// shared memory comes already filled from criu through `criu_pidfd`).
-pub fn map_vmas(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &TaskImages, criu_pidfd: u64) -> Result<(), RebuildError> {
+pub fn map_vmas(
+    r: &mut Remote,
+    all: &DumpImages,
+    shared: &SharedFiles,
+    t: &TaskImages,
+    criu_pidfd: u64,
+) -> Result<(), RebuildError> {
     let pid = t.pid();
     let mut vdso_start = None;
     for vma in &t.mm.vmas {
@@ -81,52 +128,111 @@ pub fn map_vmas(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &Task
             MapPlan::Vdso => {
                 vdso_start.get_or_insert(vma.start);
             }
-            MapPlan::Mmap { addr, len, prot, flags, file_id, offset } => {
+            MapPlan::Mmap {
+                addr,
+                len,
+                prot,
+                flags,
+                file_id,
+                offset,
+            } => {
                 let fd = match file_id {
                     None => u64::MAX,
                     Some(id) => {
                         let path = all
                             .reg_path(id)
-                            .ok_or_else(|| task_err(pid, format!("vma {addr:#x}: file id {id} not in files.img")))?
+                            .ok_or_else(|| {
+                                task_err(
+                                    pid,
+                                    format!("vma {addr:#x}: file id {id} not in files.img"),
+                                )
+                            })?
                             .to_string();
-                        let shared_write = flags & libc::MAP_SHARED as u64 != 0 && prot & libc::PROT_WRITE as u64 != 0;
-                        let mode = if shared_write { libc::O_RDWR } else { libc::O_RDONLY };
+                        let shared_write = flags & libc::MAP_SHARED as u64 != 0
+                            && prot & libc::PROT_WRITE as u64 != 0;
+                        let mode = if shared_write {
+                            libc::O_RDWR
+                        } else {
+                            libc::O_RDONLY
+                        };
                         r.open(&path, mode | libc::O_CLOEXEC)?
                     }
                 };
-                let got = r.call("mmap", libc::SYS_mmap, &[addr, len, prot, flags, fd, offset])?;
+                let got = r.call(
+                    "mmap",
+                    libc::SYS_mmap,
+                    &[addr, len, prot, flags, fd, offset],
+                )?;
                 if file_id.is_some() {
                     r.close(fd)?;
                 }
                 if got as u64 != addr {
-                    return Err(task_err(pid, format!("mmap at {addr:#x} landed at {got:#x}")));
+                    return Err(task_err(
+                        pid,
+                        format!("mmap at {addr:#x} landed at {got:#x}"),
+                    ));
                 }
                 for adv in advice(vma) {
                     r.call("madvise", libc::SYS_madvise, &[addr, len, adv as u64])?;
                 }
             }
-            MapPlan::Shared { addr, len, prot, flags, memfd_file, shmid, offset } => {
+            MapPlan::Shared {
+                addr,
+                len,
+                prot,
+                flags,
+                memfd_file,
+                shmid,
+                offset,
+            } => {
                 let shmid = match memfd_file {
                     None => shmid,
                     Some(id) => u64::from(
                         all.memfd_inode(id)
-                            .ok_or_else(|| task_err(pid, format!("vma {addr:#x}: memfd file {id} not in files.img/memfd.img")))?
+                            .ok_or_else(|| {
+                                task_err(
+                                    pid,
+                                    format!(
+                                        "vma {addr:#x}: memfd file {id} not in files.img/memfd.img"
+                                    ),
+                                )
+                            })?
                             .shmid,
                     ),
                 };
-                let object = shared.shmem(shmid).ok_or_else(|| task_err(pid, format!("vma {addr:#x}: shared memory {shmid} was not created")))?;
-                let fd = r.call("pidfd_getfd", libc::SYS_pidfd_getfd, &[criu_pidfd, object as u64, 0])? as u64;
+                let object = shared.shmem(shmid).ok_or_else(|| {
+                    task_err(
+                        pid,
+                        format!("vma {addr:#x}: shared memory {shmid} was not created"),
+                    )
+                })?;
+                let fd = r.call(
+                    "pidfd_getfd",
+                    libc::SYS_pidfd_getfd,
+                    &[criu_pidfd, object as u64, 0],
+                )? as u64;
                 let flags = flags & !(libc::MAP_ANONYMOUS as u64);
-                let got = r.call("mmap(shared)", libc::SYS_mmap, &[addr, len, prot, flags, fd, offset])?;
+                let got = r.call(
+                    "mmap(shared)",
+                    libc::SYS_mmap,
+                    &[addr, len, prot, flags, fd, offset],
+                )?;
                 r.close(fd)?;
                 if got as u64 != addr {
-                    return Err(task_err(pid, format!("shared mmap at {addr:#x} landed at {got:#x}")));
+                    return Err(task_err(
+                        pid,
+                        format!("shared mmap at {addr:#x} landed at {got:#x}"),
+                    ));
                 }
             }
         }
     }
     if let Some(start) = vdso_start {
-        r.call("arch_prctl(ARCH_MAP_VDSO_64)", libc::SYS_arch_prctl, &[ARCH_MAP_VDSO_64, start])?;
+        r.call(
+            "arch_prctl(ARCH_MAP_VDSO_64)",
+            libc::SYS_arch_prctl,
+            &[ARCH_MAP_VDSO_64, start],
+        )?;
     }
     Ok(())
 }
@@ -134,16 +240,28 @@ pub fn map_vmas(r: &mut Remote, all: &DumpImages, shared: &SharedFiles, t: &Task
 /// A userfaultfd of the task, held by criu, watching the task's private anonymous areas so that
 /// their pages can be put in place with UFFDIO_COPY. `None` when the kernel refuses one (the
 /// fill then writes every page the plain way).
-pub fn watch_anonymous_memory(r: &mut Remote, t: &TaskImages) -> Option<(criu_sys::uffd::Userfault, Vec<(u64, u64)>)> {
+pub fn watch_anonymous_memory(
+    r: &mut Remote,
+    t: &TaskImages,
+) -> Option<(criu_sys::uffd::Userfault, Vec<(u64, u64)>)> {
     let pid = t.pid();
     let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
-    let fd = r.try_call(libc::SYS_userfaultfd, &[flags]).ok().filter(|fd| *fd >= 0)?;
+    let fd = r
+        .try_call(libc::SYS_userfaultfd, &[flags])
+        .ok()
+        .filter(|fd| *fd >= 0)?;
     let taken = criu_sys::pidfd::take_fd(pid, fd as i32);
     let _ = r.close(fd as u64);
     let uffd = criu_sys::uffd::Userfault::new(taken.ok()?).ok()?;
     let mut areas = Vec::new();
     for vma in &t.mm.vmas {
-        if let Ok(MapPlan::Mmap { addr, len, file_id: None, .. }) = plan(vma) {
+        if let Ok(MapPlan::Mmap {
+            addr,
+            len,
+            file_id: None,
+            ..
+        }) = plan(vma)
+        {
             if uffd.register(addr, len).is_ok() {
                 areas.push((addr, addr + len));
             }

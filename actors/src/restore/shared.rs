@@ -17,15 +17,47 @@ pub enum SharedError {
     #[error(transparent)]
     Image(#[from] criu_proto::Error),
     #[error("pipe {pipe_id}: {what}: {errno}")]
-    Pipe { pipe_id: u32, what: &'static str, errno: nix::errno::Errno },
+    Pipe {
+        pipe_id: u32,
+        what: &'static str,
+        errno: nix::errno::Errno,
+    },
     #[error("pipe {pipe_id}: cannot refill {len} bytes: {source}")]
-    PipeData { pipe_id: u32, len: usize, source: std::io::Error },
+    PipeData {
+        pipe_id: u32,
+        len: usize,
+        source: std::io::Error,
+    },
     #[error("pipes-data.img: pipe {0} holds data but no task has it open")]
     UnknownPipe(u32),
     #[error("shared memory {shmid}: {what}: {source}")]
-    Shmem { shmid: u64, what: String, source: std::io::Error },
+    Shmem {
+        shmid: u64,
+        what: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Memory(#[from] criu_memory::restore::RestoreMemError),
+    #[error("files.img: file {id} has no {kind} entry")]
+    Missing { id: u32, kind: &'static str },
+    #[error("file {id} ({path}): {what}: {errno}")]
+    File {
+        id: u32,
+        path: String,
+        what: &'static str,
+        errno: nix::errno::Errno,
+    },
+}
+
+/// What the command line says about files on restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreFileOptions {
+    /// `--inherit-fd fd[N]:RESOURCE`: criu's fd N stands for the dumped RESOURCE.
+    pub inherit_fds: Vec<(i32, String)>,
+    /// `--ext-unix-sk`.
+    pub ext_unix_sk: bool,
+    /// `-l/--file-locks`.
+    pub file_locks: bool,
 }
 
 /// The shared objects of one restore.
@@ -48,9 +80,23 @@ struct ShmemObject {
 }
 
 impl SharedFiles {
-    /// Creates every pipe the dump names and puts back the bytes it held.
-    pub fn create(images: &DumpImages) -> Result<SharedFiles, SharedError> {
+    /// Opens every description the tasks' fds name, each kind by its own module, and creates
+    /// the shared memory objects.
+    pub fn create(
+        images: &DumpImages,
+        opts: &RestoreFileOptions,
+    ) -> Result<SharedFiles, SharedError> {
+        let _ = opts;
         let mut shared = SharedFiles::default();
+        super::regular::open_all(images, &mut shared)?;
+        shared.create_pipes(images)?;
+        shared.create_shmem(images)?;
+        Ok(shared)
+    }
+
+    /// Creates every pipe the dump names and puts back the bytes it held.
+    fn create_pipes(&mut self, images: &DumpImages) -> Result<(), SharedError> {
+        let shared = self;
         for f in images.files.values() {
             if f.r#type != FdTypes::Pipe as i32 {
                 continue;
@@ -59,19 +105,33 @@ impl SharedFiles {
             if shared.pipes.contains_key(&p.pipe_id) {
                 continue;
             }
-            let ends = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|errno| SharedError::Pipe { pipe_id: p.pipe_id, what: "pipe2", errno })?;
+            let ends = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| {
+                SharedError::Pipe {
+                    pipe_id: p.pipe_id,
+                    what: "pipe2",
+                    errno,
+                }
+            })?;
             shared.pipes.insert(p.pipe_id, ends);
         }
         shared.open_pipe_descriptions(images)?;
-        shared.create_shmem(images)?;
-        if let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::PIPES_DATA, None)? {
+        if let Some(mut img) =
+            ImageReader::open_if_exists(&images.dir, &ImageKind::PIPES_DATA, None)?
+        {
             while let Some(entry) = img.read::<PipeDataEntry>()? {
                 let data = img.read_payload(u64::from(entry.bytes))?;
-                let (_, w) = shared.pipes.get(&entry.pipe_id).ok_or(SharedError::UnknownPipe(entry.pipe_id))?;
+                let (_, w) = shared
+                    .pipes
+                    .get(&entry.pipe_id)
+                    .ok_or(SharedError::UnknownPipe(entry.pipe_id))?;
                 if let Some(size) = entry.size {
-                    nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size as i32))
-                        .map_err(|errno| SharedError::Pipe { pipe_id: entry.pipe_id, what: "F_SETPIPE_SZ", errno })?;
+                    nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size as i32)).map_err(
+                        |errno| SharedError::Pipe {
+                            pipe_id: entry.pipe_id,
+                            what: "F_SETPIPE_SZ",
+                            errno,
+                        },
+                    )?;
                 }
                 std::fs::File::from(w.try_clone().map_err(|source| SharedError::PipeData {
                     pipe_id: entry.pipe_id,
@@ -79,10 +139,14 @@ impl SharedFiles {
                     source,
                 })?)
                 .write_all(&data)
-                .map_err(|source| SharedError::PipeData { pipe_id: entry.pipe_id, len: data.len(), source })?;
+                .map_err(|source| SharedError::PipeData {
+                    pipe_id: entry.pipe_id,
+                    len: data.len(),
+                    source,
+                })?;
             }
         }
-        Ok(shared)
+        Ok(())
     }
 
     /// One description per pipe entry: the first entry of each end takes the end pipe2 made,
@@ -90,7 +154,9 @@ impl SharedFiles {
     fn open_pipe_descriptions(&mut self, images: &DumpImages) -> Result<(), SharedError> {
         let mut used = std::collections::BTreeSet::new();
         for f in images.files.values() {
-            let Some(p) = f.pipe.as_ref().filter(|_| f.r#type == FdTypes::Pipe as i32) else { continue };
+            let Some(p) = f.pipe.as_ref().filter(|_| f.r#type == FdTypes::Pipe as i32) else {
+                continue;
+            };
             let write = p.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
             let (r, w) = &self.pipes[&p.pipe_id];
             let end = if write { w } else { r };
@@ -98,14 +164,34 @@ impl SharedFiles {
                 end.try_clone()
             } else {
                 let path = format!("/proc/self/fd/{}", end.as_raw_fd());
-                let access = if write { libc::O_WRONLY } else { libc::O_RDONLY };
-                nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::from_bits_retain(access | libc::O_CLOEXEC), nix::sys::stat::Mode::empty())
-                    .map_err(std::io::Error::from)
+                let access = if write {
+                    libc::O_WRONLY
+                } else {
+                    libc::O_RDONLY
+                };
+                nix::fcntl::open(
+                    path.as_str(),
+                    nix::fcntl::OFlag::from_bits_retain(access | libc::O_CLOEXEC),
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(std::io::Error::from)
             }
-            .map_err(|source| SharedError::PipeData { pipe_id: p.pipe_id, len: 0, source })?;
-            let settable = p.flags as i32 & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC | libc::O_DIRECT);
-            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::from_bits_retain(settable)))
-                .map_err(|errno| SharedError::Pipe { pipe_id: p.pipe_id, what: "F_SETFL", errno })?;
+            .map_err(|source| SharedError::PipeData {
+                pipe_id: p.pipe_id,
+                len: 0,
+                source,
+            })?;
+            let settable = p.flags as i32
+                & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC | libc::O_DIRECT);
+            nix::fcntl::fcntl(
+                &fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::from_bits_retain(settable)),
+            )
+            .map_err(|errno| SharedError::Pipe {
+                pipe_id: p.pipe_id,
+                what: "F_SETFL",
+                errno,
+            })?;
             self.descriptions.insert(f.id, fd);
         }
         Ok(())
@@ -116,24 +202,44 @@ impl SharedFiles {
         let mut objects: BTreeMap<u64, ShmemObject> = BTreeMap::new();
         for t in &images.tasks {
             for vma in &t.mm.vmas {
-                let Ok(MapPlan::Shared { len, memfd_file, shmid, offset, .. }) = plan(vma) else { continue };
+                let Ok(MapPlan::Shared {
+                    len,
+                    memfd_file,
+                    shmid,
+                    offset,
+                    ..
+                }) = plan(vma)
+                else {
+                    continue;
+                };
                 let (shmid, name, size) = match memfd_file.and_then(|id| images.memfd_inode(id)) {
-                    Some(inode) if inode.name != "/dev/zero" => (u64::from(inode.shmid), Some(inode.name.clone()), inode.size),
+                    Some(inode) if inode.name != "/dev/zero" => {
+                        (u64::from(inode.shmid), Some(inode.name.clone()), inode.size)
+                    }
                     Some(inode) => (u64::from(inode.shmid), None, inode.size.max(offset + len)),
                     None => (shmid, None, offset + len),
                 };
-                let obj = objects.entry(shmid).or_insert(ShmemObject { memfd_name: name, size: 0 });
+                let obj = objects.entry(shmid).or_insert(ShmemObject {
+                    memfd_name: name,
+                    size: 0,
+                });
                 obj.size = obj.size.max(size);
             }
         }
         for (shmid, obj) in objects {
             let err = |what: &str| {
                 let what = what.to_string();
-                move |source| SharedError::Shmem { shmid, what, source }
+                move |source| SharedError::Shmem {
+                    shmid,
+                    what,
+                    source,
+                }
             };
             let file = match &obj.memfd_name {
-                Some(name) => criu_sys::shmem::memfd(name.strip_prefix("memfd:").unwrap_or(name)).map_err(err("memfd_create"))?,
-                None => criu_sys::shmem::anonymous_shared(obj.size).map_err(err("anonymous shared memory"))?,
+                Some(name) => criu_sys::shmem::memfd(name.strip_prefix("memfd:").unwrap_or(name))
+                    .map_err(err("memfd_create"))?,
+                None => criu_sys::shmem::anonymous_shared(obj.size)
+                    .map_err(err("anonymous shared memory"))?,
             };
             let file = std::fs::File::from(file);
             file.set_len(obj.size).map_err(err("set size"))?;

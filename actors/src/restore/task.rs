@@ -40,8 +40,21 @@ pub struct RestoreTask {
 }
 
 impl RestoreTask {
-    pub fn new(images: Arc<DumpImages>, shared: Arc<SharedFiles>, index: usize, timeout: Duration) -> Self {
-        RestoreTask { images, shared, index, timeout, tracee: None, threads: Vec::new(), created: false }
+    pub fn new(
+        images: Arc<DumpImages>,
+        shared: Arc<SharedFiles>,
+        index: usize,
+        timeout: Duration,
+    ) -> Self {
+        RestoreTask {
+            images,
+            shared,
+            index,
+            timeout,
+            tracee: None,
+            threads: Vec::new(),
+            created: false,
+        }
     }
 
     fn task(&self) -> &TaskImages {
@@ -148,7 +161,10 @@ impl RestoreTask {
     fn die(&mut self) -> Result<(), RebuildError> {
         let pid = self.task().pid();
         let status = self.task().zombie.unwrap_or(0);
-        let mut tracee = self.tracee.take().ok_or_else(|| RebuildError::Task { pid, what: "not created".into() })?;
+        let mut tracee = self.tracee.take().ok_or_else(|| RebuildError::Task {
+            pid,
+            what: "not created".into(),
+        })?;
         let (sig, code) = (status & 0x7f, (status >> 8) & 0xff);
         let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
         if sig == 0 {
@@ -158,15 +174,29 @@ impl RestoreTask {
             if sig != libc::SIGKILL as u32 {
                 let dfl = words(&[libc::SIG_DFL as u64, 0, 0, 0]);
                 let at = inj.write_data(0, &dfl)?;
-                inj.syscall_ok("rt_sigaction", libc::SYS_rt_sigaction, &[u64::from(sig), at, 0, 8])?;
+                inj.syscall_ok(
+                    "rt_sigaction",
+                    libc::SYS_rt_sigaction,
+                    &[u64::from(sig), at, 0, 8],
+                )?;
                 let unblock = words(&[1u64 << (sig - 1)]);
                 let at = inj.write_data(64, &unblock)?;
-                inj.syscall_ok("rt_sigprocmask", libc::SYS_rt_sigprocmask, &[libc::SIG_UNBLOCK as u64, at, 0, 8])?;
+                inj.syscall_ok(
+                    "rt_sigprocmask",
+                    libc::SYS_rt_sigprocmask,
+                    &[libc::SIG_UNBLOCK as u64, at, 0, 8],
+                )?;
             }
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(sig as i32).ok());
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(sig as i32).ok(),
+            );
         }
         inj.finish_exited();
-        wait_gone(pid).map_err(|e| RebuildError::Task { pid, what: format!("zombie did not die: {e}") })
+        wait_gone(pid).map_err(|e| RebuildError::Task {
+            pid,
+            what: format!("zombie did not die: {e}"),
+        })
     }
 }
 
@@ -174,11 +204,20 @@ impl RestoreTask {
     fn create_root(&mut self, sibling: bool) -> Result<(), RebuildError> {
         let pid = self.task().pid();
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(RebuildError::Task { pid, what: "pid is in use by another process".into() });
+            return Err(RebuildError::Task {
+                pid,
+                what: "pid is in use by another process".into(),
+            });
         }
-        let flags = if sibling { libc::CLONE_PARENT as u64 } else { 0 };
-        criu_sys::clone::clone_stopped_child(pid, flags)
-            .map_err(|e| RebuildError::Task { pid, what: format!("clone3 with set_tid: {e}") })?;
+        let flags = if sibling {
+            libc::CLONE_PARENT as u64
+        } else {
+            0
+        };
+        criu_sys::clone::clone_stopped_child(pid, flags).map_err(|e| RebuildError::Task {
+            pid,
+            what: format!("clone3 with set_tid: {e}"),
+        })?;
         self.created = true;
         self.adopt()
     }
@@ -198,7 +237,10 @@ impl RestoreTask {
 
     fn fork(&mut self, child: i32) -> Result<(), RebuildError> {
         let pid = self.task().pid();
-        let tracee = self.tracee.as_mut().ok_or_else(|| RebuildError::Task { pid, what: "not created".into() })?;
+        let tracee = self.tracee.as_mut().ok_or_else(|| RebuildError::Task {
+            pid,
+            what: "not created".into(),
+        })?;
         let mut inj = Injector::new(tracee, DATA_LEN)?;
         clone_in(&mut inj, child, 0, libc::SIGCHLD as u64)?;
         inj.finish()?;
@@ -209,10 +251,19 @@ impl RestoreTask {
         let all = self.images.clone();
         let t = &all.tasks[self.index];
         let pid = t.pid();
-        let mut tracee = self.tracee.take().ok_or_else(|| RebuildError::Task { pid, what: "not created".into() })?;
+        let mut tracee = self.tracee.take().ok_or_else(|| RebuildError::Task {
+            pid,
+            what: "not created".into(),
+        })?;
         let rseq = tracee.rseq()?;
         let leader = &t.cores[0];
-        let info = leader.thread_info.as_ref().ok_or_else(|| RebuildError::Task { pid, what: "no thread info".into() })?;
+        let info = leader
+            .thread_info
+            .as_ref()
+            .ok_or_else(|| RebuildError::Task {
+                pid,
+                what: "no thread info".into(),
+            })?;
         {
             let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
             let mut r = Remote::new(&mut inj);
@@ -222,7 +273,9 @@ impl RestoreTask {
             rebuild::map_vmas(&mut r, &all, &self.shared, t, criu_pidfd)?;
             let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
             let watched = rebuild::watch_anonymous_memory(&mut r, t);
-            let uffd = watched.as_ref().map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
+            let uffd = watched
+                .as_ref()
+                .map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
             let bytes = mem::fill(pid, &all.dir, pages_id, &runs, uffd.as_ref())?;
             if let Some((uffd, areas)) = &watched {
                 for (start, end) in areas {
@@ -230,7 +283,7 @@ impl RestoreTask {
                 }
             }
             tracing::debug!("pid {pid}: {bytes} bytes of private memory restored");
-            rebuild::restore_fds(&mut r, &all, &self.shared, t, criu_pidfd)?;
+            rebuild::restore_fds(&mut r, &self.shared, t, criu_pidfd)?;
             r.close(criu_pidfd)?;
             rebuild::restore_fs(&mut r, &all, t)?;
             rebuild::restore_task_core(&mut r, leader)?;
@@ -242,7 +295,8 @@ impl RestoreTask {
             // them) and before its scratch page, which their pause loop runs from, goes away.
             for (tid, core) in t.pstree.threads.iter().zip(&t.cores).skip(1) {
                 clone_in(r.inj, *tid as i32, THREAD_FLAGS, 0)?;
-                self.threads.push(rebuild_thread(pid, *tid as i32, core, self.timeout)?);
+                self.threads
+                    .push(rebuild_thread(pid, *tid as i32, core, self.timeout)?);
             }
             rebuild::restore_posix_timers(&mut r, pid, leader)?;
             restore_thread_state(&mut r, pid, pid, leader)?;
@@ -256,7 +310,12 @@ impl RestoreTask {
 }
 
 /// Injects clone3 with `set_tid = [tid]`; the new task waits in a pause loop.
-fn clone_in(inj: &mut Injector, tid: i32, flags: u64, exit_signal: u64) -> Result<(), RebuildError> {
+fn clone_in(
+    inj: &mut Injector,
+    tid: i32,
+    flags: u64,
+    exit_signal: u64,
+) -> Result<(), RebuildError> {
     let data = inj.data_addr();
     // struct clone_args (88 bytes), then the set_tid array.
     let set_tid_at = data + 88;
@@ -277,14 +336,24 @@ fn clone_in(inj: &mut Injector, tid: i32, flags: u64, exit_signal: u64) -> Resul
 
 /// Per-thread state: signal stack, rseq, private signals, clear_tid address, credentials, and
 /// last the parent-death signal.
-fn restore_thread_state(r: &mut Remote, tgid: i32, tid: i32, core: &CoreEntry) -> Result<(), RebuildError> {
+fn restore_thread_state(
+    r: &mut Remote,
+    tgid: i32,
+    tid: i32,
+    core: &CoreEntry,
+) -> Result<(), RebuildError> {
     rebuild::restore_thread_core(r, core)?;
     rebuild::restore_rseq(r, core)?;
     rebuild::restore_sched(r, core)?;
     if let Some(q) = core.thread_core.as_ref().and_then(|c| c.signals_p.as_ref()) {
         restore_signals::queue_private(r, tgid, tid, q)?;
     }
-    if let Some(addr) = core.thread_info.as_ref().map(|i| i.clear_tid_addr).filter(|a| *a != 0) {
+    if let Some(addr) = core
+        .thread_info
+        .as_ref()
+        .map(|i| i.clear_tid_addr)
+        .filter(|a| *a != 0)
+    {
         r.call("set_tid_address", libc::SYS_set_tid_address, &[addr])?;
     }
     if let Some(creds) = core.thread_core.as_ref().and_then(|c| c.creds.as_ref()) {
@@ -295,8 +364,19 @@ fn restore_thread_state(r: &mut Remote, tgid: i32, tid: i32, core: &CoreEntry) -
 }
 
 /// Takes over a freshly cloned thread and gives it its state and registers.
-fn rebuild_thread(tgid: i32, tid: i32, core: &CoreEntry, timeout: Duration) -> Result<Tracee, RebuildError> {
-    let info = core.thread_info.as_ref().ok_or_else(|| RebuildError::Task { pid: tid, what: "no thread info".into() })?;
+fn rebuild_thread(
+    tgid: i32,
+    tid: i32,
+    core: &CoreEntry,
+    timeout: Duration,
+) -> Result<Tracee, RebuildError> {
+    let info = core
+        .thread_info
+        .as_ref()
+        .ok_or_else(|| RebuildError::Task {
+            pid: tid,
+            what: "no thread info".into(),
+        })?;
     let mut thread = Tracee::seize_stopped(tgid, tid, timeout)?;
     {
         let mut inj = Injector::new(&mut thread, DATA_LEN)?;
@@ -337,7 +417,9 @@ impl Handler<Release> for RestoreTask {
         // it is let go, before running any of its own code.
         let tc = self.task().cores.first().and_then(|c| c.tc.as_ref());
         if let Some(tc) = tc.filter(|tc| tc.task_state == super::plan::TASK_STOPPED) {
-            let sig = tc.stop_signo.and_then(|s| nix::sys::signal::Signal::try_from(s as i32).ok());
+            let sig = tc
+                .stop_signo
+                .and_then(|s| nix::sys::signal::Signal::try_from(s as i32).ok());
             let sig = sig.unwrap_or(nix::sys::signal::Signal::SIGSTOP);
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.task().pid()), sig);
         }
@@ -357,11 +439,17 @@ impl Handler<Kill> for RestoreTask {
             return;
         }
         let pid = self.task().pid();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         // Dropping the tracees detaches what is left; the root is criu's child: reap it.
         self.threads.clear();
         self.tracee = None;
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::__WALL));
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::__WALL),
+        );
     }
 }
 

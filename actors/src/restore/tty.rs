@@ -65,30 +65,55 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
     let mut infos = BTreeMap::new();
     for t in &images.tasks {
         for fd in t.fds.iter().filter(|fd| fd.r#type == FdTypes::Tty as i32) {
-            let err = |what: String| TtyError::Fd { pid: t.pid(), fd: fd.fd, what };
+            let err = |what: String| TtyError::Fd {
+                pid: t.pid(),
+                fd: fd.fd,
+                what,
+            };
             let tty = images
                 .files
                 .get(&fd.id)
                 .and_then(|f| f.tty.as_ref())
                 .ok_or_else(|| err(format!("terminal file {} not in files.img", fd.id)))?;
-            let path = tty.regf_id.and_then(|id| images.reg_path(id)).unwrap_or("a terminal").to_string();
+            let path = tty
+                .regf_id
+                .and_then(|id| images.reg_path(id))
+                .unwrap_or("a terminal")
+                .to_string();
             if !shell_job {
-                return Err(err(format!("{path} was the shell's terminal: restore it with --shell-job")));
+                return Err(err(format!(
+                    "{path} was the shell's terminal: restore it with --shell-job"
+                )));
             }
-            let info = all_infos
-                .get(&tty.tty_info_id)
-                .ok_or_else(|| err(format!("{path}: tty-info {} not in tty-info.img", tty.tty_info_id)))?;
+            let info = all_infos.get(&tty.tty_info_id).ok_or_else(|| {
+                err(format!(
+                    "{path}: tty-info {} not in tty-info.img",
+                    tty.tty_info_id
+                ))
+            })?;
             let way = match TtyType::try_from(info.r#type) {
-                Ok(TtyType::Pty) if tty.tty_info_id & 1 == 1 => return Err(err(format!("{path}: pty masters are not restored yet"))),
+                Ok(TtyType::Pty) if tty.tty_info_id & 1 == 1 => {
+                    return Err(err(format!("{path}: pty masters are not restored yet")))
+                }
                 Ok(TtyType::Pty | TtyType::Vt | TtyType::Serial) => {
                     if info.termios.is_none() {
-                        return Err(err(format!("{path}: hung-up terminals are not restored yet")));
+                        return Err(err(format!(
+                            "{path}: hung-up terminals are not restored yet"
+                        )));
                     }
                     infos.insert(info.id, info.clone());
                     Way::Inherit { info_id: info.id }
                 }
-                Ok(TtyType::Ctty | TtyType::Console) if tty.regf_id.is_some() => Way::Reopen { path, flags: tty.flags },
-                _ => return Err(err(format!("{path}: terminals of type {} are not restored yet", info.r#type))),
+                Ok(TtyType::Ctty | TtyType::Console) if tty.regf_id.is_some() => Way::Reopen {
+                    path,
+                    flags: tty.flags,
+                },
+                _ => {
+                    return Err(err(format!(
+                        "{path}: terminals of type {} are not restored yet",
+                        info.r#type
+                    )))
+                }
             };
             files.insert(fd.id, way);
         }
@@ -96,10 +121,23 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
     if !shell_job {
         return Ok(None);
     }
-    join_criu_session(images, nix::unistd::getsid(None).map_err(session_err)?.as_raw(), nix::unistd::getpgrp().as_raw())?;
-    let terminal = if infos.is_empty() { None } else { Some(criu_terminal()?) };
+    join_criu_session(
+        images,
+        nix::unistd::getsid(None).map_err(session_err)?.as_raw(),
+        nix::unistd::getpgrp().as_raw(),
+    )?;
+    let terminal = if infos.is_empty() {
+        None
+    } else {
+        Some(criu_terminal()?)
+    };
     let root = &images.root().pstree;
-    Ok(Some(ShellJob { files, infos, terminal, root_leads_session: root.sid == root.pid }))
+    Ok(Some(ShellJob {
+        files,
+        infos,
+        terminal,
+        root_leads_session: root.sid == root.pid,
+    }))
 }
 
 fn session_err(e: Errno) -> TtyError {
@@ -113,8 +151,10 @@ fn criu_terminal() -> Result<OwnedFd, TtyError> {
     let fd = streams.into_iter().find(|fd| nix::unistd::isatty(fd).unwrap_or(false)).ok_or_else(|| {
         TtyError::Session("none of criu's fds 0-2 is a terminal to give the job: run criu restore from its terminal".into())
     })?;
-    fd.try_clone_to_owned()
-        .map_err(|e| TtyError::Terminal { what: "cannot duplicate it".into(), errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)) })
+    fd.try_clone_to_owned().map_err(|e| TtyError::Terminal {
+        what: "cannot duplicate it".into(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+    })
 }
 
 /// As CRIU does for a shell job whose root did not lead its session: the dumped session
@@ -132,19 +172,26 @@ pub fn join_criu_session(images: &mut DumpImages, sid: i32, pgid: i32) -> Result
 
 /// `join_criu_session` on the pstree entries, root first.
 fn join_entries(tree: &mut [PstreeEntry], sid: i32, pgid: i32) -> Result<(), TtyError> {
-    let Some(root) = tree.first().cloned() else { return Ok(()) };
+    let Some(root) = tree.first().cloned() else {
+        return Ok(());
+    };
     if root.sid == root.pid {
         return Ok(());
     }
     let (sid, pgid) = (sid as u32, pgid as u32);
-    let clash = |what: &str, id: u32, pid: u32| TtyError::Session(format!("criu's {what} {id} is also pid {pid} of the dump"));
+    let clash = |what: &str, id: u32, pid: u32| {
+        TtyError::Session(format!("criu's {what} {id} is also pid {pid} of the dump"))
+    };
     if root.sid != sid {
         for p in tree.iter() {
             if p.pid == sid {
                 return Err(clash("session", sid, p.pid));
             }
             if p.sid == sid || p.pgid == sid {
-                return Err(TtyError::Session(format!("criu's session {sid} is also a session or group of pid {} in the dump", p.pid)));
+                return Err(TtyError::Session(format!(
+                    "criu's session {sid} is also a session or group of pid {} in the dump",
+                    p.pid
+                )));
             }
         }
         for p in tree.iter_mut() {
@@ -165,7 +212,10 @@ fn join_entries(tree: &mut [PstreeEntry], sid: i32, pgid: i32) -> Result<(), Tty
             return Err(clash("process group", pgid, p.pid));
         }
         if pgid != sid && p.pgid == pgid {
-            return Err(TtyError::Session(format!("criu's process group {pgid} is also the group of pid {} in the dump", p.pid)));
+            return Err(TtyError::Session(format!(
+                "criu's process group {pgid} is also the group of pid {} in the dump",
+                p.pid
+            )));
         }
     }
     for p in tree.iter_mut() {
@@ -181,14 +231,28 @@ impl ShellJob {
     pub fn hand_out(&self, shared: &mut SharedFiles) -> Result<(), TtyError> {
         for (&id, way) in &self.files {
             let fd = match (way, &self.terminal) {
-                (Way::Inherit { .. }, Some(term)) => term
-                    .try_clone()
-                    .map_err(|e| TtyError::Terminal { what: "cannot duplicate it".into(), errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)) })?,
-                (Way::Inherit { .. }, None) => return Err(TtyError::Session("no terminal to give back".into())),
+                (Way::Inherit { .. }, Some(term)) => {
+                    term.try_clone().map_err(|e| TtyError::Terminal {
+                        what: "cannot duplicate it".into(),
+                        errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                    })?
+                }
+                (Way::Inherit { .. }, None) => {
+                    return Err(TtyError::Session("no terminal to give back".into()))
+                }
                 (Way::Reopen { path, flags }, _) => {
-                    let flags = (*flags as i32 & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC)) | libc::O_NOCTTY | libc::O_CLOEXEC;
-                    nix::fcntl::open(path.as_str(), nix::fcntl::OFlag::from_bits_retain(flags), nix::sys::stat::Mode::empty())
-                        .map_err(|errno| TtyError::Terminal { what: format!("cannot open {path}"), errno })?
+                    let flags = (*flags as i32 & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC))
+                        | libc::O_NOCTTY
+                        | libc::O_CLOEXEC;
+                    nix::fcntl::open(
+                        path.as_str(),
+                        nix::fcntl::OFlag::from_bits_retain(flags),
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .map_err(|errno| TtyError::Terminal {
+                        what: format!("cannot open {path}"),
+                        errno,
+                    })?
                 }
             };
             shared.add_description(id, fd);
@@ -199,14 +263,27 @@ impl ShellJob {
     /// Once every task is rebuilt (still stopped): the terminal gets its dumped termios and
     /// window size, and the root's process group becomes its foreground group.
     pub fn settle_terminal(&self, root: i32) -> Result<(), TtyError> {
-        let Some(term) = &self.terminal else { return Ok(()) };
+        let Some(term) = &self.terminal else {
+            return Ok(());
+        };
         // criu may be in a background group: changing the terminal would stop it with SIGTTOU.
         let ttou = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGTTOU);
         let mut old = nix::sys::signal::SigSet::empty();
-        nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old))
-            .map_err(|errno| TtyError::Terminal { what: "cannot block SIGTTOU".into(), errno })?;
+        nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&ttou),
+            Some(&mut old),
+        )
+        .map_err(|errno| TtyError::Terminal {
+            what: "cannot block SIGTTOU".into(),
+            errno,
+        })?;
         let result = self.settle_blocked(term, root);
-        let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&old), None);
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old),
+            None,
+        );
         result
     }
 
@@ -217,30 +294,45 @@ impl ShellJob {
         };
         for info in self.infos.values() {
             if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
-                nix::unistd::fchown(term, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-                    .map_err(fail("cannot give it its owner"))?;
+                nix::unistd::fchown(
+                    term,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                )
+                .map_err(fail("cannot give it its owner"))?;
             }
             if let Some(t) = &info.termios_locked {
                 let want = kernel_termios(t);
                 if let Err(e) = sys::set_locked_termios(term, &want) {
                     // Without the privilege, an already equal lock is fine (as CRIU does).
-                    if e != Errno::EPERM || sys::get_locked_termios(term).map_err(fail("TIOCGLCKTRMIOS"))? != want {
+                    if e != Errno::EPERM
+                        || sys::get_locked_termios(term).map_err(fail("TIOCGLCKTRMIOS"))? != want
+                    {
                         return Err(fail("cannot set its locked termios")(e));
                     }
                 }
             }
             if let Some(t) = &info.termios {
-                sys::set_termios(term, &kernel_termios(t)).map_err(fail("cannot set its termios"))?;
+                sys::set_termios(term, &kernel_termios(t))
+                    .map_err(fail("cannot set its termios"))?;
             }
             if let Some(w) = &info.winsize {
-                let w = Winsize { ws_row: w.ws_row as u16, ws_col: w.ws_col as u16, ws_xpixel: w.ws_xpixel as u16, ws_ypixel: w.ws_ypixel as u16 };
+                let w = Winsize {
+                    ws_row: w.ws_row as u16,
+                    ws_col: w.ws_col as u16,
+                    ws_xpixel: w.ws_xpixel as u16,
+                    ws_ypixel: w.ws_ypixel as u16,
+                };
                 sys::set_winsize(term, &w).map_err(fail("cannot set its window size"))?;
             }
         }
         if !self.root_leads_session {
-            let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(root)))
-                .map_err(fail(&format!("cannot read the process group of pid {root}")))?;
-            nix::unistd::tcsetpgrp(term, pgid).map_err(fail(&format!("cannot make process group {pgid} its foreground group")))?;
+            let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(root))).map_err(
+                fail(&format!("cannot read the process group of pid {root}")),
+            )?;
+            nix::unistd::tcsetpgrp(term, pgid).map_err(fail(&format!(
+                "cannot make process group {pgid} its foreground group"
+            )))?;
         }
         Ok(())
     }
@@ -252,7 +344,14 @@ fn kernel_termios(t: &TermiosEntry) -> KernelTermios {
     for (dst, src) in c_cc.iter_mut().zip(&t.c_cc) {
         *dst = *src as u8;
     }
-    KernelTermios { c_iflag: t.c_iflag, c_oflag: t.c_oflag, c_cflag: t.c_cflag, c_lflag: t.c_lflag, c_line: t.c_line as u8, c_cc }
+    KernelTermios {
+        c_iflag: t.c_iflag,
+        c_oflag: t.c_oflag,
+        c_cflag: t.c_cflag,
+        c_lflag: t.c_lflag,
+        c_line: t.c_line as u8,
+        c_cc,
+    }
 }
 
 #[cfg(test)]
@@ -260,7 +359,13 @@ mod tests {
     use super::*;
 
     fn task(pid: u32, ppid: u32, pgid: u32, sid: u32) -> PstreeEntry {
-        PstreeEntry { pid, ppid, pgid, sid, threads: vec![pid] }
+        PstreeEntry {
+            pid,
+            ppid,
+            pgid,
+            sid,
+            threads: vec![pid],
+        }
     }
 
     /// Applies `join_criu_session` to bare pstree entries.
@@ -279,8 +384,15 @@ mod tests {
 
     #[test]
     fn a_group_leader_keeps_its_group_and_moves_to_criu_session() {
-        let tree = [task(100, 50, 100, 50), task(101, 100, 100, 50), task(102, 100, 102, 50)];
-        assert_eq!(join(&tree, 7, 9).unwrap(), vec![(100, 7), (100, 7), (102, 7)]);
+        let tree = [
+            task(100, 50, 100, 50),
+            task(101, 100, 100, 50),
+            task(102, 100, 102, 50),
+        ];
+        assert_eq!(
+            join(&tree, 7, 9).unwrap(),
+            vec![(100, 7), (100, 7), (102, 7)]
+        );
     }
 
     #[test]
@@ -300,9 +412,21 @@ mod tests {
 
     #[test]
     fn termios_converts_to_the_kernel_layout() {
-        let t = TermiosEntry { c_iflag: 1, c_oflag: 2, c_cflag: 3, c_lflag: 4, c_line: 5, c_ispeed: 0, c_ospeed: 0, c_cc: (0..19).collect() };
+        let t = TermiosEntry {
+            c_iflag: 1,
+            c_oflag: 2,
+            c_cflag: 3,
+            c_lflag: 4,
+            c_line: 5,
+            c_ispeed: 0,
+            c_ospeed: 0,
+            c_cc: (0..19).collect(),
+        };
         let k = kernel_termios(&t);
-        assert_eq!((k.c_iflag, k.c_oflag, k.c_cflag, k.c_lflag, k.c_line), (1, 2, 3, 4, 5));
+        assert_eq!(
+            (k.c_iflag, k.c_oflag, k.c_cflag, k.c_lflag, k.c_line),
+            (1, 2, 3, 4, 5)
+        );
         assert_eq!(k.c_cc[18], 18);
     }
 }

@@ -15,27 +15,35 @@ pub fn json_to_message(desc: &MessageDescriptor, json: &Json) -> Result<DynamicM
     };
     let mut msg = DynamicMessage::new(desc.clone());
     for field in desc.fields() {
-        let Some(value) = map.get(field.name()) else { continue };
+        let Some(value) = map.get(field.name()) else {
+            continue;
+        };
         let converted = if field.is_list() {
             list_from_json(&field, value)
         } else {
             single_from_json(&field, value)
         };
         let converted = converted.map_err(|e| format!("{}: {e}", field.name()))?;
-        msg.try_set_field(&field, converted).map_err(|e| format!("{}: {e}", field.name()))?;
+        msg.try_set_field(&field, converted)
+            .map_err(|e| format!("{}: {e}", field.name()))?;
     }
     Ok(msg)
 }
 
 fn list_from_json(field: &FieldDescriptor, value: &Json) -> Result<Value, String> {
-    let Json::Array(items) = value else { return Err("expected a JSON list".into()) };
+    let Json::Array(items) = value else {
+        return Err("expected a JSON list".into());
+    };
     if field_opts(field).ipadd {
         if let Some(Json::String(text)) = items.first() {
             let words = render::ip_from_text(text)?;
             return Ok(Value::List(words.into_iter().map(Value::U32).collect()));
         }
     }
-    let values: Result<Vec<Value>, String> = items.iter().map(|item| single_from_json(field, item)).collect();
+    let values: Result<Vec<Value>, String> = items
+        .iter()
+        .map(|item| single_from_json(field, item))
+        .collect();
     Ok(Value::List(values?))
 }
 
@@ -44,8 +52,14 @@ fn single_from_json(field: &FieldDescriptor, value: &Json) -> Result<Value, Stri
     match field.kind() {
         Kind::Message(sub) => json_to_message(&sub, value).map(Value::Message),
         Kind::Bytes => {
-            let Json::String(text) = value else { return Err("expected a string".into()) };
-            let bytes = if opts.conv.as_deref() == Some("unix_name") { qp_decode(text) } else { b64_decode(text)? };
+            let Json::String(text) = value else {
+                return Err("expected a string".into());
+            };
+            let bytes = if opts.conv.as_deref() == Some("unix_name") {
+                qp_decode(text)
+            } else {
+                b64_decode(text)?
+            };
             Ok(Value::Bytes(bytes.into()))
         }
         Kind::String => match value {
@@ -60,11 +74,10 @@ fn single_from_json(field: &FieldDescriptor, value: &Json) -> Result<Value, Stri
             _ => return Err("expected a boolean".into()),
         })),
         Kind::Enum(e) => match value {
-            Json::String(name) => {
-                e.get_value_by_name(name).map(|v| Value::EnumNumber(v.number())).ok_or_else(|| {
-                    format!("{name:?} is not a value of enum {}", e.name())
-                })
-            }
+            Json::String(name) => e
+                .get_value_by_name(name)
+                .map(|v| Value::EnumNumber(v.number()))
+                .ok_or_else(|| format!("{name:?} is not a value of enum {}", e.name())),
             Json::Number(n) => n
                 .as_i64()
                 .and_then(|v| i32::try_from(v).ok())
@@ -72,8 +85,14 @@ fn single_from_json(field: &FieldDescriptor, value: &Json) -> Result<Value, Stri
                 .ok_or_else(|| format!("bad enum number {n}")),
             _ => Err("expected an enum name".into()),
         },
-        Kind::Double => value.as_f64().map(Value::F64).ok_or_else(|| "expected a number".into()),
-        Kind::Float => value.as_f64().map(|v| Value::F32(v as f32)).ok_or_else(|| "expected a number".into()),
+        Kind::Double => value
+            .as_f64()
+            .map(Value::F64)
+            .ok_or_else(|| "expected a number".into()),
+        Kind::Float => value
+            .as_f64()
+            .map(|v| Value::F32(v as f32))
+            .ok_or_else(|| "expected a number".into()),
         int_kind => {
             let v = int_from_json(field, value)?;
             int_value(&int_kind, v).ok_or_else(|| format!("{v} is out of range for {int_kind:?}"))
@@ -91,7 +110,9 @@ fn int_from_json(field: &FieldDescriptor, value: &Json) -> Result<i128, String> 
                 Ok(i128::from(v))
             } else {
                 // Python's int() of a float truncates toward zero.
-                n.as_f64().map(|f| f.trunc() as i128).ok_or_else(|| format!("bad number {n}"))
+                n.as_f64()
+                    .map(|f| f.trunc() as i128)
+                    .ok_or_else(|| format!("bad number {n}"))
             }
         }
         Json::Bool(b) => Ok(i128::from(*b)),

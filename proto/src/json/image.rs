@@ -8,8 +8,8 @@ use super::from_json::json_to_message;
 use super::text::{b64_decode, b64_encode};
 use super::to_json::{decode_to_json, message_to_json};
 use crate::{
-    check_required, magic_by_name, magic_name, message_descriptor, Error, ImageKind, ImageReader, Payload,
-    IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC,
+    check_required, magic_by_name, magic_name, message_descriptor, Error, ImageKind, ImageReader,
+    Payload, IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC,
 };
 
 /// How `decode_image` renders.
@@ -24,7 +24,10 @@ pub struct DecodeOptions {
 type Reader<'a> = ImageReader<&'a [u8]>;
 
 /// The crit name of the image and its kind, with a reader positioned after the magic(s).
-fn open<'a>(path: &str, data: &'a [u8]) -> Result<(&'static str, &'static ImageKind, Reader<'a>), Error> {
+fn open<'a>(
+    path: &str,
+    data: &'a [u8],
+) -> Result<(&'static str, &'static ImageKind, Reader<'a>), Error> {
     let word = |at: usize| -> Result<u32, Error> {
         data.get(at..at + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -37,11 +40,21 @@ fn open<'a>(path: &str, data: &'a [u8]) -> Result<(&'static str, &'static ImageK
         magic = word(4)?;
     }
     let name = magic_name(magic).ok_or_else(|| {
-        Error::format(path, at as u64, format!("unknown magic {magic:#x}; is this a raw image such as pages-N.img?"))
+        Error::format(
+            path,
+            at as u64,
+            format!("unknown magic {magic:#x}; is this a raw image such as pages-N.img?"),
+        )
     })?;
     let kind = ImageKind::by_name(name)
         .filter(|k| k.payload != Payload::Raw)
-        .ok_or_else(|| Error::format(path, at as u64, format!("no handler for images with magic {name}")))?;
+        .ok_or_else(|| {
+            Error::format(
+                path,
+                at as u64,
+                format!("no handler for images with magic {name}"),
+            )
+        })?;
     let reader = ImageReader::after_head(path, kind, &data[at + 4..], (at + 4) as u64);
     Ok((name, kind, reader))
 }
@@ -60,7 +73,14 @@ pub fn decode_image(path: &str, data: &[u8], opts: DecodeOptions) -> Result<Json
 /// crit's `info`: the kind's name and its number of entries.
 pub fn image_info(path: &str, data: &[u8]) -> Result<Json, Error> {
     let (name, kind, _) = open(path, data)?;
-    let decoded = decode_image(path, data, DecodeOptions { pretty: false, no_payload: true })?;
+    let decoded = decode_image(
+        path,
+        data,
+        DecodeOptions {
+            pretty: false,
+            no_payload: true,
+        },
+    )?;
     let mut count = decoded["entries"].as_array().map_or(0, Vec::len);
     if kind.payload == Payload::Pagemap {
         // The head is not counted.
@@ -69,13 +89,23 @@ pub fn image_info(path: &str, data: &[u8]) -> Result<Json, Error> {
     Ok(json!({ "magic": name, "count": count }))
 }
 
-fn read_message(reader: &mut Reader<'_>, desc: &MessageDescriptor, pretty: bool) -> Result<Option<(DynamicMessage, Json)>, Error> {
-    let Some((at, bytes)) = reader.read_entry_bytes()? else { return Ok(None) };
+fn read_message(
+    reader: &mut Reader<'_>,
+    desc: &MessageDescriptor,
+    pretty: bool,
+) -> Result<Option<(DynamicMessage, Json)>, Error> {
+    let Some((at, bytes)) = reader.read_entry_bytes()? else {
+        return Ok(None);
+    };
     let path = reader.path().to_string();
     decode_to_json(desc, &bytes, pretty, &path, at).map(Some)
 }
 
-fn decode_entries(reader: &mut Reader<'_>, kind: &ImageKind, opts: DecodeOptions) -> Result<Vec<Json>, Error> {
+fn decode_entries(
+    reader: &mut Reader<'_>,
+    kind: &ImageKind,
+    opts: DecodeOptions,
+) -> Result<Vec<Json>, Error> {
     let desc = message_descriptor(kind.message)?;
     let mut entries = Vec::new();
     while let Some((msg, mut entry)) = read_message(reader, &desc, opts.pretty)? {
@@ -93,7 +123,11 @@ fn decode_pagemap(reader: &mut Reader<'_>, opts: DecodeOptions) -> Result<Vec<Js
     let head = message_descriptor("pagemap_head")?;
     let entry = message_descriptor("pagemap_entry")?;
     let mut entries = Vec::new();
-    while let Some((_, json)) = read_message(reader, if entries.is_empty() { &head } else { &entry }, opts.pretty)? {
+    while let Some((_, json)) = read_message(
+        reader,
+        if entries.is_empty() { &head } else { &entry },
+        opts.pretty,
+    )? {
         entries.push(json);
     }
     Ok(entries)
@@ -150,23 +184,39 @@ fn human_size(size: u64) -> String {
     let mut num = size as f64;
     for unit in ["", "K", "M", "G", "T", "P", "E", "Z"] {
         if num < 1024.0 {
-            return if num.fract() == 0.0 { format!("{num:.0}{unit}B") } else { format!("{num:.1}{unit}B") };
+            return if num.fract() == 0.0 {
+                format!("{num:.0}{unit}B")
+            } else {
+                format!("{num:.1}{unit}B")
+            };
         }
         num /= 1024.0;
     }
     format!("{num:.1}YB")
 }
 
-fn read_extra(reader: &mut Reader<'_>, payload: Payload, msg: &DynamicMessage, no_payload: bool) -> Result<Option<Json>, Error> {
+fn read_extra(
+    reader: &mut Reader<'_>,
+    payload: Payload,
+    msg: &DynamicMessage,
+    no_payload: bool,
+) -> Result<Option<Json>, Error> {
     let blob = |reader: &mut Reader<'_>, len: u64| -> Result<Json, Error> {
         let data = reader.read_payload(len)?;
-        Ok(if no_payload { Json::String(format!("... <{}>", human_size(len))) } else { Json::String(b64_encode(&data)) })
+        Ok(if no_payload {
+            Json::String(format!("... <{}>", human_size(len)))
+        } else {
+            Json::String(b64_encode(&data))
+        })
     };
     Ok(Some(match payload {
         Payload::None | Payload::Raw | Payload::Pagemap | Payload::GhostFile => return Ok(None),
         Payload::PipeData => blob(reader, field_u64(msg, "bytes"))?,
         Payload::SkQueue => blob(reader, field_u64(msg, "length"))?,
-        Payload::BpfMapData => blob(reader, field_u64(msg, "keys_bytes") + field_u64(msg, "values_bytes"))?,
+        Payload::BpfMapData => blob(
+            reader,
+            field_u64(msg, "keys_bytes") + field_u64(msg, "values_bytes"),
+        )?,
         Payload::TcpStream => {
             let (inq_len, outq_len) = (field_u64(msg, "inq_len"), field_u64(msg, "outq_len"));
             let inq = reader.read_payload(inq_len)?;
@@ -197,7 +247,11 @@ fn read_extra(reader: &mut Reader<'_>, payload: Payload, msg: &DynamicMessage, n
             if no_payload {
                 Json::String(format!("... <{}>", human_size(size)))
             } else {
-                Json::Array(data.chunks(2).map(|c| Json::from(u16::from_ne_bytes([c[0], c[1]]))).collect())
+                Json::Array(
+                    data.chunks(2)
+                        .map(|c| Json::from(u16::from_ne_bytes([c[0], c[1]])))
+                        .collect(),
+                )
             }
         }
         Payload::IpcMsg => {
@@ -205,7 +259,9 @@ fn read_extra(reader: &mut Reader<'_>, payload: Payload, msg: &DynamicMessage, n
             let mut items = Vec::new();
             let mut total = 0u64;
             for _ in 0..field_u64(msg, "qnum") {
-                let Some((at, bytes)) = reader.read_entry_bytes()? else { break };
+                let Some((at, bytes)) = reader.read_entry_bytes()? else {
+                    break;
+                };
                 let path = reader.path().to_string();
                 let (one, rendered) = decode_to_json(&desc, &bytes, false, &path, at)?;
                 let msize = field_u64(&one, "msize");
@@ -226,8 +282,12 @@ fn read_extra(reader: &mut Reader<'_>, payload: Payload, msg: &DynamicMessage, n
 
 /// Builds the binary image from crit's JSON value.
 pub fn encode_image(path: &str, image: &Json) -> Result<Vec<u8>, Error> {
-    let name = image.get("magic").and_then(Json::as_str).ok_or_else(|| Error::json(path, "no \"magic\" string"))?;
-    let magic = magic_by_name(name).ok_or_else(|| Error::json(path, format!("unknown magic {name:?}")))?;
+    let name = image
+        .get("magic")
+        .and_then(Json::as_str)
+        .ok_or_else(|| Error::json(path, "no \"magic\" string"))?;
+    let magic =
+        magic_by_name(name).ok_or_else(|| Error::json(path, format!("unknown magic {name:?}")))?;
     let kind = ImageKind::by_name(name)
         .filter(|k| k.payload != Payload::Raw)
         .ok_or_else(|| Error::json(path, format!("no handler for images with magic {name}")))?;
@@ -238,7 +298,11 @@ pub fn encode_image(path: &str, image: &Json) -> Result<Vec<u8>, Error> {
     };
     let mut out = Vec::new();
     if name != "INVENTORY" {
-        let head = if matches!(name, "STATS" | "IRMAP_CACHE") { IMG_SERVICE_MAGIC } else { IMG_COMMON_MAGIC };
+        let head = if matches!(name, "STATS" | "IRMAP_CACHE") {
+            IMG_SERVICE_MAGIC
+        } else {
+            IMG_COMMON_MAGIC
+        };
         out.extend_from_slice(&head.to_le_bytes());
     }
     out.extend_from_slice(&magic.to_le_bytes());
@@ -246,7 +310,15 @@ pub fn encode_image(path: &str, image: &Json) -> Result<Vec<u8>, Error> {
     match kind.payload {
         Payload::Pagemap => {
             for (i, entry) in entries.iter().enumerate() {
-                enc.message(if i == 0 { "pagemap_head" } else { "pagemap_entry" }, entry, i)?;
+                enc.message(
+                    if i == 0 {
+                        "pagemap_head"
+                    } else {
+                        "pagemap_entry"
+                    },
+                    entry,
+                    i,
+                )?;
             }
         }
         Payload::GhostFile => enc.ghost(entries)?,
@@ -286,7 +358,12 @@ impl Encoder<'_> {
     }
 
     /// Encodes and frames one message; gives it back for its payload's lengths.
-    fn message(&mut self, message: &str, json: &Json, index: usize) -> Result<DynamicMessage, Error> {
+    fn message(
+        &mut self,
+        message: &str,
+        json: &Json,
+        index: usize,
+    ) -> Result<DynamicMessage, Error> {
         let desc = message_descriptor(message)?;
         let msg = json_to_message(&desc, json).map_err(|e| self.fail(index, e))?;
         let bytes = prost::Message::encode_to_vec(&msg);
@@ -297,13 +374,16 @@ impl Encoder<'_> {
                 what: format!("entry {index} lacks required field {field}"),
             });
         }
-        self.out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.out
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         self.out.extend_from_slice(&bytes);
         Ok(msg)
     }
 
     fn base64(&self, value: &Json, index: usize) -> Result<Vec<u8>, Error> {
-        let text = value.as_str().ok_or_else(|| self.fail(index, "extra is not a base64 string"))?;
+        let text = value
+            .as_str()
+            .ok_or_else(|| self.fail(index, "extra is not a base64 string"))?;
         b64_decode(text).map_err(|e| self.fail(index, e))
     }
 
@@ -312,7 +392,13 @@ impl Encoder<'_> {
         self.out.extend(std::iter::repeat_n(0u8, pad as usize));
     }
 
-    fn extra(&mut self, payload: Payload, msg: &DynamicMessage, extra: &Json, index: usize) -> Result<(), Error> {
+    fn extra(
+        &mut self,
+        payload: Payload,
+        msg: &DynamicMessage,
+        extra: &Json,
+        index: usize,
+    ) -> Result<(), Error> {
         match payload {
             Payload::PipeData | Payload::SkQueue | Payload::BpfMapData => {
                 let data = self.base64(extra, index)?;
@@ -320,7 +406,9 @@ impl Encoder<'_> {
             }
             Payload::TcpStream => {
                 for queue in ["inq", "outq"] {
-                    let part = extra.get(queue).ok_or_else(|| self.fail(index, format!("extra has no {queue}")))?;
+                    let part = extra
+                        .get(queue)
+                        .ok_or_else(|| self.fail(index, format!("extra has no {queue}")))?;
                     let data = self.base64(part, index)?;
                     self.out.extend_from_slice(&data);
                 }
@@ -334,7 +422,9 @@ impl Encoder<'_> {
             }
             Payload::IpcSem => {
                 let nsems = field_u64(msg, "nsems");
-                let values = extra.as_array().ok_or_else(|| self.fail(index, "extra is not a list"))?;
+                let values = extra
+                    .as_array()
+                    .ok_or_else(|| self.fail(index, "extra is not a list"))?;
                 if values.len() as u64 != nsems {
                     return Err(self.fail(index, "number of semaphores mismatch"));
                 }
@@ -348,7 +438,9 @@ impl Encoder<'_> {
                 self.pad_to(nsems * 2, 8);
             }
             Payload::IpcMsg => {
-                let items = extra.as_array().ok_or_else(|| self.fail(index, "extra is not a list"))?;
+                let items = extra
+                    .as_array()
+                    .ok_or_else(|| self.fail(index, "extra is not a list"))?;
                 for pair in items.chunks(2) {
                     let one = self.message("ipc_msg", &pair[0], index)?;
                     let msize = field_u64(&one, "msize");
@@ -367,17 +459,23 @@ impl Encoder<'_> {
     }
 
     fn ghost(&mut self, entries: &[Json]) -> Result<(), Error> {
-        let Some(first) = entries.first() else { return Err(self.fail(0, "a ghost file image needs an entry")) };
+        let Some(first) = entries.first() else {
+            return Err(self.fail(0, "a ghost file image needs an entry"));
+        };
         let msg = self.message("ghost_file_entry", first, 0)?;
         if field_u64(&msg, "chunks") != 0 {
             for (i, entry) in entries.iter().enumerate().skip(1) {
                 self.message("ghost_chunk_entry", entry, i)?;
-                let extra = entry.get("extra").ok_or_else(|| self.fail(i, "chunk without extra"))?;
+                let extra = entry
+                    .get("extra")
+                    .ok_or_else(|| self.fail(i, "chunk without extra"))?;
                 let data = self.base64(extra, i)?;
                 self.out.extend_from_slice(&data);
             }
         } else {
-            let extra = first.get("extra").ok_or_else(|| self.fail(0, "ghost file without extra"))?;
+            let extra = first
+                .get("extra")
+                .ok_or_else(|| self.fail(0, "ghost file without extra"))?;
             let data = self.base64(extra, 0)?;
             self.out.extend_from_slice(&data);
         }
@@ -388,12 +486,14 @@ impl Encoder<'_> {
 /// A typed message as crit's JSON object (handy for tests and tools).
 pub fn message_json<M: prost::Message + prost::Name>(msg: &M, pretty: bool) -> Result<Json, Error> {
     let desc = message_descriptor(&M::full_name())?;
-    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).map_err(|source| Error::Decode {
-        path: "<memory>".into(),
-        offset: 0,
-        message: M::full_name(),
-        source,
-    })?;
+    let dynamic =
+        DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).map_err(|source| {
+            Error::Decode {
+                path: "<memory>".into(),
+                offset: 0,
+                message: M::full_name(),
+                source,
+            }
+        })?;
     Ok(message_to_json(&dynamic, pretty, false))
 }
-

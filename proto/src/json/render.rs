@@ -64,7 +64,11 @@ const SEALS_FLAGS: &[(&str, u64)] = &[
     ("F_SEAL_FUTURE_WRITE", 0x10),
 ];
 
-const PMAP_FLAGS: &[(&str, u64)] = &[("PE_PARENT", 1 << 0), ("PE_LAZY", 1 << 1), ("PE_PRESENT", 1 << 2)];
+const PMAP_FLAGS: &[(&str, u64)] = &[
+    ("PE_PARENT", 1 << 0),
+    ("PE_LAZY", 1 << 1),
+    ("PE_PRESENT", 1 << 2),
+];
 
 fn flags_map(name: &str) -> Option<&'static [(&'static str, u64)]> {
     Some(match name {
@@ -82,8 +86,20 @@ fn flags_map(name: &str) -> Option<&'static [(&'static str, u64)]> {
 fn dict_map(dict: &str, field: &str) -> Option<&'static [(i64, &'static str)]> {
     Some(match (dict, field) {
         ("gen", "task_state") => &[(1, "Alive"), (3, "Zombie"), (6, "Stopped")],
-        ("sk", "family") => &[(1, "UNIX"), (2, "INET"), (10, "INET6"), (16, "NETLINK"), (17, "PACKET")],
-        ("sk", "type") => &[(1, "STREAM"), (2, "DGRAM"), (3, "RAW"), (5, "SEQPACKET"), (10, "PACKET")],
+        ("sk", "family") => &[
+            (1, "UNIX"),
+            (2, "INET"),
+            (10, "INET6"),
+            (16, "NETLINK"),
+            (17, "PACKET"),
+        ],
+        ("sk", "type") => &[
+            (1, "STREAM"),
+            (2, "DGRAM"),
+            (3, "RAW"),
+            (5, "SEQPACKET"),
+            (10, "PACKET"),
+        ],
         ("sk", "state") => &[
             (1, "ESTABLISHED"),
             (2, "SYN_SENT"),
@@ -114,8 +130,11 @@ pub fn hex(value: i128) -> String {
 /// not known (crit then shows hex).
 pub fn flags_to_text(map: &str, value: i128) -> Option<String> {
     let map = flags_map(map)?;
-    let mut parts: Vec<String> =
-        map.iter().filter(|(_, bit)| value & i128::from(*bit) != 0).map(|(name, _)| name.to_string()).collect();
+    let mut parts: Vec<String> = map
+        .iter()
+        .filter(|(_, bit)| value & i128::from(*bit) != 0)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let known: i128 = map.iter().map(|(_, bit)| i128::from(*bit)).sum();
     let rest = value & !known;
     if rest != 0 {
@@ -145,11 +164,17 @@ pub fn flags_from_text(map: &str, text: &str) -> Option<Result<i128, String>> {
 }
 
 pub fn dict_to_text(dict: &str, field: &str, value: i128) -> Option<&'static str> {
-    dict_map(dict, field)?.iter().find(|(v, _)| i128::from(*v) == value).map(|(_, name)| *name)
+    dict_map(dict, field)?
+        .iter()
+        .find(|(v, _)| i128::from(*v) == value)
+        .map(|(_, name)| *name)
 }
 
 pub fn dict_from_text(dict: &str, field: &str, text: &str) -> Option<i128> {
-    dict_map(dict, field)?.iter().find(|(_, name)| *name == text).map(|(v, _)| i128::from(*v))
+    dict_map(dict, field)?
+        .iter()
+        .find(|(_, name)| *name == text)
+        .map(|(v, _)| i128::from(*v))
 }
 
 /// "major:minor"; `old` is glibc's dev_t layout, otherwise the kernel's 20-bit-minor one.
@@ -165,7 +190,9 @@ pub fn dev_to_text(value: i128, old: bool) -> String {
 }
 
 pub fn dev_from_text(text: &str, old: bool) -> Result<i128, String> {
-    let mut parts = text.split(':').map(|p| parse_int(p).ok_or_else(|| format!("bad device number {text:?}")));
+    let mut parts = text
+        .split(':')
+        .map(|p| parse_int(p).ok_or_else(|| format!("bad device number {text:?}")));
     let (major, minor) = match (parts.next(), parts.next(), parts.next()) {
         (Some(major), Some(minor), None) => (major?, minor?),
         _ => return Err(format!("bad device number {text:?}, expected MAJOR:MINOR")),
@@ -183,9 +210,15 @@ pub fn dev_from_text(text: &str, old: bool) -> Result<i128, String> {
 pub fn ip_to_text(words: &[u32]) -> Option<String> {
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
     match words.len() {
-        1 => Some(format!("{}.{}.{}.{}", bytes[0], bytes[1], bytes[2], bytes[3])),
+        1 => Some(format!(
+            "{}.{}.{}.{}",
+            bytes[0], bytes[1], bytes[2], bytes[3]
+        )),
         n if n >= 4 => {
-            let groups: Vec<u16> = bytes[..16].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            let groups: Vec<u16> = bytes[..16]
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
             Some(ipv6_like_python(&groups))
         }
         _ => None,
@@ -211,9 +244,18 @@ fn ipv6_like_python(groups: &[u16]) -> String {
             i += 1;
         }
     }
-    let text = |gs: &[u16]| gs.iter().map(|g| format!("{g:x}")).collect::<Vec<_>>().join(":");
+    let text = |gs: &[u16]| {
+        gs.iter()
+            .map(|g| format!("{g:x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
     if best_len > 1 {
-        format!("{}::{}", text(&groups[..best_start]), text(&groups[best_start + best_len..]))
+        format!(
+            "{}::{}",
+            text(&groups[..best_start]),
+            text(&groups[best_start + best_len..])
+        )
     } else {
         text(groups)
     }
@@ -221,12 +263,16 @@ fn ipv6_like_python(groups: &[u16]) -> String {
 
 /// The words of an address written as text.
 pub fn ip_from_text(text: &str) -> Result<Vec<u32>, String> {
-    let addr: IpAddr = text.parse().map_err(|_| format!("bad IP address {text:?}"))?;
+    let addr: IpAddr = text
+        .parse()
+        .map_err(|_| format!("bad IP address {text:?}"))?;
     Ok(match addr {
         IpAddr::V4(v4) => vec![u32::from_ne_bytes(v4.octets())],
-        IpAddr::V6(v6) => {
-            v6.octets().chunks(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
-        }
+        IpAddr::V6(v6) => v6
+            .octets()
+            .chunks(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
     })
 }
 
@@ -236,10 +282,21 @@ mod tests {
 
     #[test]
     fn flags_both_ways() {
-        assert_eq!(flags_to_text("mmap.prot", 0x3).unwrap(), "PROT_READ | PROT_WRITE");
-        assert_eq!(flags_to_text("mmap.flags", 0x22 | 0x4000).unwrap(), "MAP_PRIVATE | MAP_ANON | 0x4000");
+        assert_eq!(
+            flags_to_text("mmap.prot", 0x3).unwrap(),
+            "PROT_READ | PROT_WRITE"
+        );
+        assert_eq!(
+            flags_to_text("mmap.flags", 0x22 | 0x4000).unwrap(),
+            "MAP_PRIVATE | MAP_ANON | 0x4000"
+        );
         assert_eq!(flags_to_text("mmap.status", 0).unwrap(), "");
-        assert_eq!(flags_from_text("mmap.flags", "MAP_PRIVATE | MAP_ANON | 0x4000").unwrap().unwrap(), 0x4022);
+        assert_eq!(
+            flags_from_text("mmap.flags", "MAP_PRIVATE | MAP_ANON | 0x4000")
+                .unwrap()
+                .unwrap(),
+            0x4022
+        );
         assert_eq!(flags_from_text("mmap.flags", "").unwrap().unwrap(), 0);
         assert!(flags_to_text("no.such", 1).is_none());
     }

@@ -16,7 +16,10 @@ pub fn b64_encode(data: &[u8]) -> String {
 
 /// `base64.decodebytes`: characters outside the alphabet (newlines) are skipped.
 pub fn b64_decode(text: &str) -> Result<Vec<u8>, String> {
-    let clean: String = text.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')).collect();
+    let clean: String = text
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+        .collect();
     // Python stops at the first complete padded quantum; trailing garbage after it is ignored.
     let clean = match clean.find('=') {
         Some(pos) => {
@@ -25,14 +28,19 @@ pub fn b64_decode(text: &str) -> Result<Vec<u8>, String> {
         }
         None => clean,
     };
-    STANDARD.decode(clean.as_bytes()).map_err(|e| format!("bad base64: {e}"))
+    STANDARD
+        .decode(clean.as_bytes())
+        .map_err(|e| format!("bad base64: {e}"))
 }
 
 const QP_LINE: usize = 76;
 
 /// `quopri.encodestring` (binascii.b2a_qp with quotetabs=False, istext=True, header=False).
 pub fn qp_encode(data: &[u8]) -> String {
-    let crlf = data.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && data[i - 1] == b'\r');
+    let crlf = data
+        .iter()
+        .position(|&b| b == b'\n')
+        .is_some_and(|i| i > 0 && data[i - 1] == b'\r');
     let mut out: Vec<u8> = Vec::new();
     let mut linelen = 0usize;
     let mut i = 0;
@@ -106,7 +114,10 @@ pub fn qp_decode(text: &str) -> Vec<u8> {
         } else if data[i] == b'=' {
             out.push(b'=');
             i += 1;
-        } else if i + 1 < data.len() && data[i].is_ascii_hexdigit() && data[i + 1].is_ascii_hexdigit() {
+        } else if i + 1 < data.len()
+            && data[i].is_ascii_hexdigit()
+            && data[i + 1].is_ascii_hexdigit()
+        {
             let hex = std::str::from_utf8(&data[i..i + 2]).unwrap_or("00");
             out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
             i += 2;
@@ -139,7 +150,11 @@ pub fn parse_int(text: &str) -> Option<i128> {
         }
         (10, lower.as_str())
     };
-    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
         return None;
     }
     let value = i128::from_str_radix(&digits.replace('_', ""), radix).ok()?;
@@ -169,7 +184,12 @@ mod tests {
         let long = vec![b'a'; 100];
         let enc = qp_encode(&long);
         assert_eq!(enc, format!("{}=\n{}", "a".repeat(75), "a".repeat(25)));
-        for sample in [&b"\x00abc =\t\n x "[..], &long, b"\xff\xfe.\n.", b"a\r\nb \r\n"] {
+        for sample in [
+            &b"\x00abc =\t\n x "[..],
+            &long,
+            b"\xff\xfe.\n.",
+            b"a\r\nb \r\n",
+        ] {
             assert_eq!(qp_decode(&qp_encode(sample)), sample);
         }
     }

@@ -1,6 +1,8 @@
 //! Protobuf message -> crit's JSON object (pycriu's pb2dict).
 
-use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value};
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
+};
 use serde_json::{Map, Number, Value as Json};
 
 use super::opts::field_opts;
@@ -61,7 +63,12 @@ fn list_to_json(field: &FieldDescriptor, items: &[Value], pretty: bool, hex: boo
             return Json::Array(vec![Json::String(text)]);
         }
     }
-    Json::Array(items.iter().map(|item| scalar_to_json(field, item, pretty, hex)).collect())
+    Json::Array(
+        items
+            .iter()
+            .map(|item| scalar_to_json(field, item, pretty, hex))
+            .collect(),
+    )
 }
 
 fn scalar_to_json(field: &FieldDescriptor, value: &Value, pretty: bool, hex: bool) -> Json {
@@ -86,7 +93,12 @@ fn scalar_to_json(field: &FieldDescriptor, value: &Value, pretty: bool, hex: boo
         Value::U64(v) => int_to_json(field, i128::from(*v), pretty, hex),
         Value::F32(v) => Number::from_f64(f64::from(*v)).map_or(Json::Null, Json::Number),
         Value::F64(v) => Number::from_f64(*v).map_or(Json::Null, Json::Number),
-        Value::List(items) => Json::Array(items.iter().map(|i| scalar_to_json(field, i, pretty, hex)).collect()),
+        Value::List(items) => Json::Array(
+            items
+                .iter()
+                .map(|i| scalar_to_json(field, i, pretty, hex))
+                .collect(),
+        ),
         Value::Map(_) => Json::Null,
     }
 }
@@ -101,7 +113,9 @@ fn int_to_json(field: &FieldDescriptor, value: i128, pretty: bool, hex: bool) ->
             return Json::String(render::dev_to_text(value, opts.odev));
         }
         if let Some(map) = &opts.flags {
-            return Json::String(render::flags_to_text(map, value).unwrap_or_else(|| render::hex(value)));
+            return Json::String(
+                render::flags_to_text(map, value).unwrap_or_else(|| render::hex(value)),
+            );
         }
         if let Some(dict) = &opts.dict {
             if let Some(name) = render::dict_to_text(dict, field.name(), value) {

@@ -31,15 +31,21 @@ fn field_value(field: &FieldDescriptor, seed: u32, depth: u32) -> Option<Value> 
             let words: Vec<u32> = if field.number() % 2 == 1 {
                 vec![u32::from_ne_bytes([10, 0, seed as u8, 1])]
             } else {
-                let v6: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, seed as u8];
-                v6.chunks(4).map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
+                let v6: [u8; 16] = [
+                    0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, seed as u8,
+                ];
+                v6.chunks(4)
+                    .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
             };
             return Some(Value::List(words.into_iter().map(Value::U32).collect()));
         }
         if matches!(field.kind(), Kind::Message(_)) && depth >= 3 {
             return None;
         }
-        let items: Vec<Value> = (0..2).filter_map(|i| single_value(field, seed + i, depth)).collect();
+        let items: Vec<Value> = (0..2)
+            .filter_map(|i| single_value(field, seed + i, depth))
+            .collect();
         return Some(Value::List(items));
     }
     single_value(field, seed, depth)
@@ -77,10 +83,19 @@ fn single_value(field: &FieldDescriptor, seed: u32, depth: u32) -> Option<Value>
         Kind::Bool => Value::Bool(field.number() % 2 == 1),
         Kind::String => Value::String(format!("{}-{seed} \"q\" \u{e9}", field.name())),
         Kind::Bytes if opts.conv.is_some() => Value::Bytes(b"\0abstract=name\t".to_vec().into()),
-        Kind::Bytes => Value::Bytes((0..70u8).map(|i| i.wrapping_mul(37).wrapping_add(seed as u8)).collect::<Vec<_>>().into()),
+        Kind::Bytes => Value::Bytes(
+            (0..70u8)
+                .map(|i| i.wrapping_mul(37).wrapping_add(seed as u8))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
         Kind::Enum(e) => Value::EnumNumber(e.values().last().map_or(0, |v| v.number())),
         Kind::Uint32 | Kind::Fixed32 => Value::U32(int as u32),
-        Kind::Uint64 | Kind::Fixed64 => Value::U64(if opts.hex { int | 0x7f00_0000_0000 } else { int }),
+        Kind::Uint64 | Kind::Fixed64 => Value::U64(if opts.hex {
+            int | 0x7f00_0000_0000
+        } else {
+            int
+        }),
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(-(int as i32)),
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(-(int as i64) * 1_000_000),
         Kind::Float => Value::F32(1.5),
@@ -93,7 +108,9 @@ fn set_u32(msg: &mut DynamicMessage, name: &str, value: u32) {
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Encodes a whole image of `kind` with two entries (and their payloads) into memory.
@@ -102,9 +119,11 @@ pub fn sample_image(kind: &ImageKind) -> Vec<u8> {
     match kind.payload {
         Payload::Raw => {}
         Payload::Pagemap => {
-            w.write_entry_bytes(&filled("pagemap_head", 1).encode_to_vec()).unwrap();
+            w.write_entry_bytes(&filled("pagemap_head", 1).encode_to_vec())
+                .unwrap();
             for seed in 1..3 {
-                w.write_entry_bytes(&filled("pagemap_entry", seed).encode_to_vec()).unwrap();
+                w.write_entry_bytes(&filled("pagemap_entry", seed).encode_to_vec())
+                    .unwrap();
             }
         }
         Payload::GhostFile => {
@@ -115,7 +134,8 @@ pub fn sample_image(kind: &ImageKind) -> Vec<u8> {
                 let mut chunk = filled("ghost_chunk_entry", seed);
                 chunk.set_field_by_name("len", Value::U64(100 + u64::from(seed)));
                 w.write_entry_bytes(&chunk.encode_to_vec()).unwrap();
-                w.write_payload(&data(100 + seed as usize, seed as u8)).unwrap();
+                w.write_payload(&data(100 + seed as usize, seed as u8))
+                    .unwrap();
             }
         }
         payload => {
@@ -171,7 +191,10 @@ fn payload_for(payload: Payload, msg: &mut DynamicMessage, seed: u32) -> Vec<u8>
         }
         Payload::IpcSem => {
             set_u32(msg, "nsems", 3);
-            let mut d: Vec<u8> = [7u16, 8, 65535].iter().flat_map(|v| v.to_ne_bytes()).collect();
+            let mut d: Vec<u8> = [7u16, 8, 65535]
+                .iter()
+                .flat_map(|v| v.to_ne_bytes())
+                .collect();
             d.resize(8, 0);
             d
         }

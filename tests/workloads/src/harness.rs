@@ -23,7 +23,15 @@ fn bin_dir() -> &'static PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "--offline", "-p", "criu-test-workloads", "--bins", "--target-dir"])
+            .args([
+                "build",
+                "--quiet",
+                "--offline",
+                "-p",
+                "criu-test-workloads",
+                "--bins",
+                "--target-dir",
+            ])
             .arg(&dir)
             .env_remove("CARGO_TARGET_DIR")
             .status()
@@ -67,18 +75,26 @@ impl Workload {
             }
         });
         let pid = child.id() as i32;
-        Workload { child, pid, lines: rx }
+        Workload {
+            child,
+            pid,
+            lines: rx,
+        }
     }
 
     /// The next line on the workload's stdout, within `timeout`.
     pub fn line(&self, timeout: Duration) -> String {
-        self.lines.recv_timeout(timeout).unwrap_or_else(|e| panic!("pid {}: no line within {timeout:?}: {e}", self.pid))
+        self.lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|e| panic!("pid {}: no line within {timeout:?}: {e}", self.pid))
     }
 
     /// Waits for a line starting with `prefix` and returns the words after it.
     pub fn expect(&self, prefix: &str, timeout: Duration) -> Vec<String> {
         let line = self.line(timeout);
-        let rest = line.strip_prefix(prefix).unwrap_or_else(|| panic!("pid {}: expected {prefix:?}, got {line:?}", self.pid));
+        let rest = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("pid {}: expected {prefix:?}, got {line:?}", self.pid));
         rest.split_whitespace().map(str::to_string).collect()
     }
 
@@ -116,8 +132,12 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     while i < out.len() {
         let p = out[i];
         for tid in threads(p) {
-            let text = std::fs::read_to_string(format!("/proc/{p}/task/{tid}/children")).unwrap_or_default();
-            out.extend(text.split_whitespace().filter_map(|w| w.parse::<i32>().ok()));
+            let text = std::fs::read_to_string(format!("/proc/{p}/task/{tid}/children"))
+                .unwrap_or_default();
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|w| w.parse::<i32>().ok()),
+            );
         }
         i += 1;
     }
@@ -127,13 +147,19 @@ pub fn descendants(pid: i32) -> Vec<i32> {
 /// SIGKILLs every process under `pid` (children first), `pid` included.
 pub fn kill_tree(pid: i32) {
     for p in descendants(pid).into_iter().rev() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
 pub fn threads(pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// One-letter state of a thread ('t' = traced and stopped), None if gone.
@@ -149,14 +175,20 @@ pub fn tracer(pid: i32, tid: i32) -> i32 {
 
 pub fn status_field(pid: i32, tid: i32, field: &str) -> Option<i32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Waits until thread `tid` is blocked in syscall `nr` (per /proc/PID/task/TID/syscall).
 pub fn wait_in_syscall(pid: i32, tid: i32, nr: i64) {
     let ok = wait_until(Duration::from_secs(10), || {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).unwrap_or_default();
-        text.split_whitespace().next().and_then(|w| w.parse::<i64>().ok()) == Some(nr)
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).unwrap_or_default();
+        text.split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<i64>().ok())
+            == Some(nr)
     });
     assert!(ok, "tid {tid} never blocked in syscall {nr}");
 }

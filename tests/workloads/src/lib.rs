@@ -28,7 +28,8 @@ pub fn read_stdin_line() -> Option<String> {
 pub fn raw_syscall(nr: i64, args: [u64; 6]) -> i64 {
     // SAFETY: the workloads pass arguments valid for each call they make (pointers to live
     // buffers they own); the call itself is the test's subject.
-    let r = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) as i64 };
+    let r =
+        unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]) as i64 };
     if r == -1 {
         -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64)
     } else {

@@ -30,7 +30,11 @@ impl StateTask {
             .spawn()
             .expect("start rs_state");
         let pid = child.id() as i32;
-        let task = StateTask { child: Some(child), pid, result };
+        let task = StateTask {
+            child: Some(child),
+            pid,
+            result,
+        };
         assert!(
             wait_until(Duration::from_secs(10), || task.result_text() == "READY\n"),
             "rs_state never got ready"
@@ -51,7 +55,11 @@ impl StateTask {
 
     /// Tells the (restored) task to check itself; returns its verdict.
     pub fn verdict(&self) -> String {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGUSR1).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .unwrap();
         wait_until(Duration::from_secs(10), || self.result_text() != "READY\n");
         self.result_text()
     }
@@ -59,8 +67,10 @@ impl StateTask {
 
 impl Drop for StateTask {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         self.reap();
     }
 }
-

@@ -49,7 +49,14 @@ fn main() {
     let len = mib << 20;
     // SAFETY: a fresh private anonymous mapping, checked below.
     let addr = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     assert_ne!(addr, libc::MAP_FAILED, "mmap");
     // SAFETY: the mapping is len bytes, readable and writable, and only used here.
@@ -68,7 +75,10 @@ fn main() {
         libc::sigaddset(&mut sa.sa_mask, libc::SIGUSR2);
         libc::sigaddset(&mut sa.sa_mask, libc::SIGHUP);
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
-        let rl = libc::rlimit { rlim_cur: 777, rlim_max: 4096 };
+        let rl = libc::rlimit {
+            rlim_cur: 777,
+            rlim_max: 4096,
+        };
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0);
         libc::umask(0o027);
         let fd = libc::open(c"/etc/hostname".as_ptr(), libc::O_RDONLY);
@@ -77,10 +87,19 @@ fn main() {
         libc::close(fd);
         assert_eq!(libc::lseek(5, 3, libc::SEEK_SET), 3);
         let it = libc::itimerval {
-            it_interval: libc::timeval { tv_sec: 500, tv_usec: 0 },
-            it_value: libc::timeval { tv_sec: 1000, tv_usec: 0 },
+            it_interval: libc::timeval {
+                tv_sec: 500,
+                tv_usec: 0,
+            },
+            it_value: libc::timeval {
+                tv_sec: 1000,
+                tv_usec: 0,
+            },
         };
-        assert_eq!(libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()),
+            0
+        );
     }
 
     let (tx, rx) = std::sync::mpsc::channel();
@@ -91,7 +110,9 @@ fn main() {
             pause_with_known_regs(k as u64);
         });
     }
-    let mut tids: Vec<i32> = (0..threads).map(|_| rx.recv().expect("thread tid")).collect();
+    let mut tids: Vec<i32> = (0..threads)
+        .map(|_| rx.recv().expect("thread tid"))
+        .collect();
     // Block SIGUSR2 in the main thread only (threads started above keep their mask).
     // SAFETY: plain libc calls on a local signal set.
     unsafe {

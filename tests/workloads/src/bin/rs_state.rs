@@ -89,17 +89,35 @@ fn main() {
     }
 
     // Memory: private pattern, a shared anonymous page, read-only and PROT_NONE pieces.
-    let private = map(PRIVATE_PAGES * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+    let private = map(
+        PRIVATE_PAGES * PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+    );
     for i in 0..PRIVATE_PAGES * PAGE {
         // SAFETY: within the mapping just made.
         unsafe { *private.add(i) = pattern(i) };
     }
     // SAFETY: the upper half of the mapping made above.
-    unsafe { libc::mprotect(private.add(PRIVATE_PAGES / 2 * PAGE).cast(), PRIVATE_PAGES / 2 * PAGE, libc::PROT_READ) };
-    let shared = map(PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS);
+    unsafe {
+        libc::mprotect(
+            private.add(PRIVATE_PAGES / 2 * PAGE).cast(),
+            PRIVATE_PAGES / 2 * PAGE,
+            libc::PROT_READ,
+        )
+    };
+    let shared = map(
+        PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+    );
     // SAFETY: within the shared page.
     unsafe { std::ptr::copy_nonoverlapping(b"shared!".as_ptr(), shared, 7) };
-    let _guard = map(PAGE, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+    let _guard = map(
+        PAGE,
+        libc::PROT_NONE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+    );
 
     // Files: cwd, a file open at an offset, /dev/null.
     std::env::set_current_dir(&work).expect("chdir WORK_DIR");
@@ -108,13 +126,19 @@ fn main() {
     use std::os::fd::AsRawFd;
     // SAFETY: seeking our own fd.
     unsafe { libc::lseek(file.as_raw_fd(), 4, libc::SEEK_SET) };
-    let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("/dev/null");
+    let devnull = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null");
 
     // Identity and limits.
     // SAFETY: plain syscalls on our own process.
     unsafe {
         libc::umask(0o027);
-        let lim = libc::rlimit { rlim_cur: 123, rlim_max: 456 };
+        let lim = libc::rlimit {
+            rlim_cur: 123,
+            rlim_max: 456,
+        };
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         libc::prctl(libc::PR_SET_NAME, c"rs-state".as_ptr());
         libc::setpriority(libc::PRIO_PROCESS, 0, 5);
@@ -135,12 +159,24 @@ fn main() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGUSR2);
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        libc::sigqueue(libc::getpid(), libc::SIGUSR2, libc::sigval { sival_ptr: 77 as *mut libc::c_void });
+        libc::sigqueue(
+            libc::getpid(),
+            libc::SIGUSR2,
+            libc::sigval {
+                sival_ptr: 77 as *mut libc::c_void,
+            },
+        );
         sa.sa_sigaction = libc::SIG_IGN;
         libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
         let it = libc::itimerval {
-            it_interval: libc::timeval { tv_sec: 1000, tv_usec: 0 },
-            it_value: libc::timeval { tv_sec: 1000, tv_usec: 0 },
+            it_interval: libc::timeval {
+                tv_sec: 1000,
+                tv_usec: 0,
+            },
+            it_value: libc::timeval {
+                tv_sec: 1000,
+                tv_usec: 0,
+            },
         };
         libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut());
     }
@@ -155,8 +191,14 @@ fn main() {
         libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer);
         libc::timer_delete(first);
         let its = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 500, tv_nsec: 0 },
-            it_value: libc::timespec { tv_sec: 500, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: 500,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: 500,
+                tv_nsec: 0,
+            },
         };
         libc::timer_settime(timer, 0, &its, std::ptr::null_mut());
     }
@@ -169,9 +211,17 @@ fn main() {
             fail(&result, what.to_string());
         }
     };
-    check(gp == [0xa12, 0xa13, 0xa14, 0xa15], &format!("r12..r15 are {gp:x?}"));
     check(
-        xmm == [0x1111_2222_3333_4444, 0x5555_6666_7777_8888, 0x9999_aaaa_bbbb_cccc, 0xdddd_eeee_ffff_0000],
+        gp == [0xa12, 0xa13, 0xa14, 0xa15],
+        &format!("r12..r15 are {gp:x?}"),
+    );
+    check(
+        xmm == [
+            0x1111_2222_3333_4444,
+            0x5555_6666_7777_8888,
+            0x9999_aaaa_bbbb_cccc,
+            0xdddd_eeee_ffff_0000,
+        ],
         &format!("xmm0..3 are {xmm:x?}"),
     );
     for i in 0..PRIVATE_PAGES * PAGE {
@@ -185,46 +235,92 @@ fn main() {
     // The read-only half must still be read-only.
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let ro_start = format!("{:x}-", private as usize + PRIVATE_PAGES / 2 * PAGE);
-    check(maps.lines().any(|l| l.starts_with(&ro_start) && l.contains(" r--p ")), "read-only half lost its protection");
+    check(
+        maps.lines()
+            .any(|l| l.starts_with(&ro_start) && l.contains(" r--p ")),
+        "read-only half lost its protection",
+    );
     // SAFETY: querying our own fds and process state.
     unsafe {
-        check(libc::lseek(file.as_raw_fd(), 0, libc::SEEK_CUR) == 4, "file offset");
+        check(
+            libc::lseek(file.as_raw_fd(), 0, libc::SEEK_CUR) == 4,
+            "file offset",
+        );
         let mut buf = [0u8; 6];
-        check(libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), 6) == 6 && &buf == b"456789", "file content");
-        check(libc::write(devnull.as_raw_fd(), b"x".as_ptr().cast(), 1) == 1, "/dev/null write");
+        check(
+            libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), 6) == 6 && &buf == b"456789",
+            "file content",
+        );
+        check(
+            libc::write(devnull.as_raw_fd(), b"x".as_ptr().cast(), 1) == 1,
+            "/dev/null write",
+        );
         let old = libc::umask(0);
         check(old == 0o027, &format!("umask is {old:o}"));
         let mut lim: libc::rlimit = std::mem::zeroed();
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        check(lim.rlim_cur == 123 && lim.rlim_max == 456, &format!("NOFILE limit is {}/{}", lim.rlim_cur, lim.rlim_max));
+        check(
+            lim.rlim_cur == 123 && lim.rlim_max == 456,
+            &format!("NOFILE limit is {}/{}", lim.rlim_cur, lim.rlim_max),
+        );
         *libc::__errno_location() = 0;
         check(libc::getpriority(libc::PRIO_PROCESS, 0) == 5, "nice value");
         let mut old_sa: libc::sigaction = std::mem::zeroed();
         libc::sigaction(libc::SIGUSR1, std::ptr::null(), &mut old_sa);
-        check(old_sa.sa_sigaction == on_usr1 as *const () as usize, "SIGUSR1 handler");
+        check(
+            old_sa.sa_sigaction == on_usr1 as *const () as usize,
+            "SIGUSR1 handler",
+        );
         check(old_sa.sa_flags & libc::SA_RESTART != 0, "SIGUSR1 flags");
-        check(libc::sigismember(&old_sa.sa_mask, libc::SIGHUP) == 1, "SIGUSR1 handler mask");
+        check(
+            libc::sigismember(&old_sa.sa_mask, libc::SIGHUP) == 1,
+            "SIGUSR1 handler mask",
+        );
         let mut pending: libc::sigset_t = std::mem::zeroed();
         libc::sigpending(&mut pending);
-        check(libc::sigismember(&pending, libc::SIGUSR2) == 1, "queued SIGUSR2 lost");
+        check(
+            libc::sigismember(&pending, libc::SIGUSR2) == 1,
+            "queued SIGUSR2 lost",
+        );
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGUSR2);
         let mut info: libc::siginfo_t = std::mem::zeroed();
-        check(libc::sigwaitinfo(&set, &mut info) == libc::SIGUSR2, "sigwaitinfo");
-        check(info.si_value().sival_ptr as usize == 77, "queued SIGUSR2 value");
+        check(
+            libc::sigwaitinfo(&set, &mut info) == libc::SIGUSR2,
+            "sigwaitinfo",
+        );
+        check(
+            info.si_value().sival_ptr as usize == 77,
+            "queued SIGUSR2 value",
+        );
         let mut it: libc::itimerval = std::mem::zeroed();
         libc::getitimer(libc::ITIMER_REAL, &mut it);
-        check(it.it_interval.tv_sec == 1000 && it.it_value.tv_sec > 900, "ITIMER_REAL");
+        check(
+            it.it_interval.tv_sec == 1000 && it.it_value.tv_sec > 900,
+            "ITIMER_REAL",
+        );
         let mut its: libc::itimerspec = std::mem::zeroed();
-        check(libc::timer_gettime(timer, &mut its) == 0, "POSIX timer is gone");
-        check(its.it_interval.tv_sec == 500 && its.it_value.tv_sec > 400, "POSIX timer times");
+        check(
+            libc::timer_gettime(timer, &mut its) == 0,
+            "POSIX timer is gone",
+        );
+        check(
+            its.it_interval.tv_sec == 500 && its.it_value.tv_sec > 400,
+            "POSIX timer times",
+        );
         let mut comm = [0u8; 16];
         libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr());
         check(comm.starts_with(b"rs-state\0"), "comm");
     }
-    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     check(cwd == work, &format!("cwd is {cwd}"));
-    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&result).expect("result file");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&result)
+        .expect("result file");
     let _ = f.write_all(b"PASS\n");
 }

@@ -17,7 +17,13 @@ fn main() {
         }
     }
     let pid = std::process::id();
-    let ids = || format!("{} {}", nix::unistd::getsid(None).expect("getsid"), nix::unistd::getpgrp());
+    let ids = || {
+        format!(
+            "{} {}",
+            nix::unistd::getsid(None).expect("getsid"),
+            nix::unistd::getpgrp()
+        )
+    };
     let tmp = format!("{ready}.tmp");
     std::fs::write(&tmp, format!("{pid} {}", ids())).expect("write ready file");
     std::fs::rename(&tmp, &ready).expect("rename ready file");
@@ -27,7 +33,9 @@ fn main() {
         let Ok(line) = line else { break };
         match line.trim() {
             "ping" => {
-                let tty = std::fs::read_link("/proc/self/fd/0").map(|p| p.display().to_string()).unwrap_or_default();
+                let tty = std::fs::read_link("/proc/self/fd/0")
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "pong {pid} {} {tty}", ids());
                 let _ = out.flush();

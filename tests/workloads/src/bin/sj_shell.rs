@@ -26,7 +26,11 @@ fn main() {
     let ctl = Path::new(args.get(2).expect("CTL_DIR")).to_path_buf();
 
     nix::unistd::setsid().expect("setsid");
-    let tty = std::fs::OpenOptions::new().read(true).write(true).open(pts).expect("open the pty slave");
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(pts)
+        .expect("open the pty slave");
     // SAFETY: TIOCSCTTY takes an int argument; `tty` is an open terminal fd.
     let r = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) };
     assert_eq!(r, 0, "TIOCSCTTY: {}", std::io::Error::last_os_error());
@@ -37,7 +41,10 @@ fn main() {
 
     let me = nix::unistd::getpid();
     let sid = nix::unistd::getsid(None).expect("getsid");
-    write_atomically(&ctl.join("shell"), &format!("{me} {sid} {}", nix::unistd::getpgrp()));
+    write_atomically(
+        &ctl.join("shell"),
+        &format!("{me} {sid} {}", nix::unistd::getpgrp()),
+    );
 
     let mut background: Vec<Child> = Vec::new();
     for n in 0.. {

@@ -17,7 +17,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn spawn(name: &str, args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
-    let exe = std::env::current_exe().expect("own path").with_file_name(name);
+    let exe = std::env::current_exe()
+        .expect("own path")
+        .with_file_name(name);
     let mut child = Command::new(&exe)
         .args(args)
         .stdin(Stdio::piped())
@@ -34,7 +36,12 @@ fn spawn(name: &str, args: &[&str]) -> (Child, BufReader<std::process::ChildStdo
 fn wait_in_syscall(pid: u32, nr: i64) {
     for _ in 0..1000 {
         let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-        if text.split_whitespace().next().and_then(|w| w.parse::<i64>().ok()) == Some(nr) {
+        if text
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<i64>().ok())
+            == Some(nr)
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -88,7 +95,10 @@ fn main() {
     let (setup, inject, finish) = {
         let t0 = Instant::now();
         let mut tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize blocker");
-        let leader = tree.process_mut(pid).and_then(|p| p.thread_mut(pid)).expect("leader");
+        let leader = tree
+            .process_mut(pid)
+            .and_then(|p| p.thread_mut(pid))
+            .expect("leader");
         let mut inj = Injector::new(leader, 64).expect("injector");
         let setup = t0.elapsed().as_secs_f64() * 1e6;
         let mut times = Vec::with_capacity(injections);
@@ -103,7 +113,12 @@ fn main() {
         tree.release().expect("release");
         (setup, median(times), t1.elapsed().as_secs_f64() * 1e6)
     };
-    blocker.stdin.take().expect("stdin").write_all(b"bye\n").expect("wake blocker");
+    blocker
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"bye\n")
+        .expect("wake blocker");
     let _ = blocker.wait();
 
     // Seize and release a big tree.
@@ -127,7 +142,10 @@ fn main() {
     let _ = tree_proc.kill();
     let _ = tree_proc.wait();
 
-    println!("local getpid (floor):              median {:.2} us", median(local));
+    println!(
+        "local getpid (floor):              median {:.2} us",
+        median(local)
+    );
     println!("pipe ping-pong between threads:    median {ping:.1} us");
     println!("injected getpid round trip:        median {inject:.1} us over {injections}");
     println!("injector setup (seize+mmap):       {setup:.0} us; finish+release {finish:.0} us");

@@ -21,17 +21,26 @@ fn hold_forever() -> ! {
 /// Seizes the tree, maps the scratch area and, if `block`, runs a blocking syscall in it.
 fn inject(pid: i32, block: bool, announce: bool) {
     let mut tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize");
-    let leader = tree.process_mut(pid).and_then(|p| p.thread_mut(pid)).expect("leader");
+    let leader = tree
+        .process_mut(pid)
+        .and_then(|p| p.thread_mut(pid))
+        .expect("leader");
     let mut inj = Injector::new(leader, 64).expect("injector");
     let getpid = inj.syscall(libc::SYS_getpid, &[]).expect("getpid");
     assert_eq!(getpid, pid as i64);
     if !block {
         hold_forever();
     }
-    let ts = libc::timespec { tv_sec: 1000, tv_nsec: 0 };
+    let ts = libc::timespec {
+        tv_sec: 1000,
+        tv_nsec: 0,
+    };
     // SAFETY: timespec is plain data; viewing it as bytes is sound.
     let bytes = unsafe {
-        std::slice::from_raw_parts((&ts as *const libc::timespec).cast::<u8>(), std::mem::size_of::<libc::timespec>())
+        std::slice::from_raw_parts(
+            (&ts as *const libc::timespec).cast::<u8>(),
+            std::mem::size_of::<libc::timespec>(),
+        )
     };
     let addr = inj.write_data(0, bytes).expect("write timespec");
     if announce {
@@ -43,7 +52,8 @@ fn inject(pid: i32, block: bool, announce: bool) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(mode), Some(pid)) = (args.get(1), args.get(2).and_then(|p| p.parse::<i32>().ok())) else {
+    let (Some(mode), Some(pid)) = (args.get(1), args.get(2).and_then(|p| p.parse::<i32>().ok()))
+    else {
         eprintln!("usage: tracee_hold seize|inject-idle|inject-running|inject-thread|panic PID");
         std::process::exit(2);
     };
@@ -68,7 +78,10 @@ fn main() {
         }
         "panic" => {
             let mut tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize");
-            let leader = tree.process_mut(pid).and_then(|p| p.thread_mut(pid)).expect("leader");
+            let leader = tree
+                .process_mut(pid)
+                .and_then(|p| p.thread_mut(pid))
+                .expect("leader");
             let _inj = Injector::new(leader, 64).expect("injector");
             criu_test_workloads::say("HOLDING");
             std::thread::sleep(Duration::from_millis(200));

@@ -19,16 +19,28 @@ fn main() {
         Some("read") => {
             let mut buf = [0u8; 64];
             criu_test_workloads::say(&format!("READY {pid}"));
-            let ret = criu_test_workloads::raw_syscall(libc::SYS_read, [0, buf.as_mut_ptr() as u64, 64, 0, 0, 0]);
+            let ret = criu_test_workloads::raw_syscall(
+                libc::SYS_read,
+                [0, buf.as_mut_ptr() as u64, 64, 0, 0, 0],
+            );
             let n = ret.max(0) as usize;
-            criu_test_workloads::say(&format!("READ {ret} {}", String::from_utf8_lossy(&buf[..n]).trim_end()));
+            criu_test_workloads::say(&format!(
+                "READ {ret} {}",
+                String::from_utf8_lossy(&buf[..n]).trim_end()
+            ));
         }
         Some("nanosleep") => {
             let ms: i64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
-            let ts = libc::timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 };
+            let ts = libc::timespec {
+                tv_sec: ms / 1000,
+                tv_nsec: (ms % 1000) * 1_000_000,
+            };
             criu_test_workloads::say(&format!("READY {pid}"));
             let start = Instant::now();
-            let ret = criu_test_workloads::raw_syscall(libc::SYS_nanosleep, [&ts as *const _ as u64, 0, 0, 0, 0, 0]);
+            let ret = criu_test_workloads::raw_syscall(
+                libc::SYS_nanosleep,
+                [&ts as *const _ as u64, 0, 0, 0, 0, 0],
+            );
             criu_test_workloads::say(&format!("SLEPT {ret} {}", start.elapsed().as_millis()));
         }
         Some("futex") => {

@@ -8,7 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn main() {
-    let depth: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2);
+    let depth: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2);
     criu_test_workloads::die_with_parent();
     let mut kids = Vec::new();
     if depth > 0 {
@@ -35,7 +38,10 @@ fn main() {
         // SAFETY: the child runs nanosleep and _exit only, both async-signal-safe.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let ts = libc::timespec { tv_sec: 0, tv_nsec: 2_000_000 };
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 2_000_000,
+            };
             // SAFETY: raw calls on a valid timespec, then exit without running any Rust code.
             unsafe {
                 libc::nanosleep(&ts, std::ptr::null_mut());

@@ -13,12 +13,22 @@ fn main() {
         libc::sigaddset(&mut set, libc::SIGUSR2);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1);
-        let value = libc::sigval { sival_ptr: 4242usize as *mut libc::c_void };
+        let value = libc::sigval {
+            sival_ptr: 4242usize as *mut libc::c_void,
+        };
         libc::sigqueue(pid, libc::SIGUSR2, value);
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         // One instruction: return SECCOMP_RET_ALLOW.
-        let mut insn = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }];
-        let prog = libc::sock_fprog { len: 1, filter: insn.as_mut_ptr() };
+        let mut insn = [libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000,
+        }];
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: insn.as_mut_ptr(),
+        };
         let r = libc::syscall(libc::SYS_seccomp, 1, 0, &prog as *const libc::sock_fprog);
         if r != 0 {
             eprintln!("seccomp: {}", std::io::Error::last_os_error());

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4);
     let counters: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     for i in 0..n {
         let c = counters.clone();
@@ -20,7 +23,11 @@ fn main() {
         if line == "check" {
             let before: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
             std::thread::sleep(Duration::from_millis(50));
-            let alive = counters.iter().zip(&before).filter(|(c, b)| c.load(Ordering::Relaxed) > **b).count();
+            let alive = counters
+                .iter()
+                .zip(&before)
+                .filter(|(c, b)| c.load(Ordering::Relaxed) > **b)
+                .count();
             criu_test_workloads::say(&format!("ALIVE {alive}"));
         }
     }
