@@ -3,5 +3,6 @@
 pub mod dump_pages;
 pub mod dump_shmem;
 pub mod dump_vmas;
+pub mod inherited;
 pub mod restore;
 pub mod vma;

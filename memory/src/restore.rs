@@ -31,6 +31,13 @@ pub enum RestoreMemError {
         len: usize,
         source: std::io::Error,
     },
+    #[error("pid {pid}: cannot read {len} bytes at {addr:#x} through /proc/{pid}/mem: {source}")]
+    Read {
+        pid: i32,
+        addr: u64,
+        len: usize,
+        source: std::io::Error,
+    },
     #[error("pid {pid}: cannot open /proc/{pid}/mem: {source}")]
     OpenMem { pid: i32, source: std::io::Error },
     #[error("vma {start:#x}-{end:#x}: {what}")]
@@ -266,7 +273,7 @@ pub fn fill(
     Ok(total)
 }
 
-fn copy_runs(
+pub(crate) fn copy_runs(
     pid: i32,
     image: &[u8],
     mem: &File,

@@ -285,6 +285,31 @@ impl<'t> Injector<'t> {
         Ok(())
     }
 
+    /// Ends the session of a task whose original code is gone but that is not done yet: keeps
+    /// the scratch area mapped and leaves the thread stopped with its registers but for rip,
+    /// which points at the scratch area's code, so that the next session can start there.
+    /// Returns the area, for that later session to unmap.
+    pub fn finish_parked(mut self) -> Result<(u64, u64)> {
+        self.finished = true;
+        let tid = self.tracee.tid();
+        if self.record.released() {
+            self.tracee.forget();
+            return Err(TraceeError::Gone {
+                tid,
+                how: "released by the emergency path".into(),
+            });
+        }
+        self.tracee.set_sigmask(self.saved_sigmask)?;
+        self.record.clear(F_SIGMASK);
+        let mut regs = self.saved_regs;
+        regs.raw.rip = self.scratch;
+        self.tracee.set_regs(&regs)?;
+        self.record.clear(F_REGS);
+        self.record.clear(F_SCRATCH);
+        self.resend_deferred();
+        Ok((self.scratch, self.scratch_len))
+    }
+
     fn resend_deferred(&self) {
         for sig in 1..=64 {
             if self.deferred & (1u64 << (sig - 1)) != 0 {
