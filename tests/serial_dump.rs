@@ -438,8 +438,8 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     let d = dir.path();
     // A stale inventory must not survive a failed dump either.
     std::fs::write(d.join("inventory.img"), b"old").unwrap();
-    // A socket on stdout: not supported yet, the dump must fail cleanly.
-    let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    // A UDP socket on stdout: not supported yet, the dump must fail cleanly.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let stdout = Stdio::from(std::os::fd::OwnedFd::from(sock));
     let mut child = Command::new("sleep")
         .arg("100")

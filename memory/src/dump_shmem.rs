@@ -65,7 +65,12 @@ pub fn dump_shmem(
         let mut off = start;
         while off < end {
             let n = ((end - off) as usize).min(buf.len());
-            file.read_exact_at(&mut buf[..n], off).map_err(io("read"))?;
+            // The last page of an object whose size is not a page multiple (a memfd) is
+            // read up to the size and padded with zeros.
+            let have = (size.saturating_sub(off) as usize).min(n);
+            file.read_exact_at(&mut buf[..have], off)
+                .map_err(io("read"))?;
+            buf[have..n].fill(0);
             pages
                 .write_all(&buf[..n])
                 .map_err(io("write pages image"))?;

@@ -36,6 +36,8 @@ pub enum VmaDumpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappedFile {
     pub path: PathBuf,
+    /// /proc showed the name with " (deleted)": the file was unlinked since it was mapped.
+    pub deleted: bool,
     pub dev: u64,
     pub ino: u64,
     pub mode: u32,
@@ -237,11 +239,16 @@ pub fn classify(
                 }
                 match &v.name {
                     VmaName::SysvShm { .. } => return Err(unsupported("System V shared memory")),
-                    VmaName::Memfd { .. } => return Err(unsupported("memfd mapping")),
+                    // The object is dumped with the memfd's inode (CRIU's form).
+                    VmaName::Memfd { .. } => e.status |= VMA_AREA_MEMFD,
                     _ => {}
                 }
                 // Shared anonymous memory is a shmem file the kernel names "/dev/zero (deleted)".
-                if meta.nlink() == 0 && v.perms.shared && v.dev_major == 0 {
+                let memfd = e.status & VMA_AREA_MEMFD != 0;
+                // (A deleted file of a tmpfs mapped shared is a file mapping, remapped as a
+                // ghost by the dump.)
+                let anon_name = info.target.to_string_lossy().starts_with("/dev/zero");
+                if !memfd && anon_name && meta.nlink() == 0 && v.perms.shared && v.dev_major == 0 {
                     e.status |= VMA_ANON_SHARED;
                     e.flags |= MAP_ANONYMOUS;
                     e.shmid = meta.ino();
@@ -255,7 +262,9 @@ pub fn classify(
                     } else {
                         VMA_FILE_PRIVATE
                     };
+                    let deleted = info.target.to_string_lossy().ends_with(" (deleted)");
                     file = Some(MappedFile {
+                        deleted,
                         path: strip_deleted(info.target),
                         dev: meta.dev(),
                         ino: meta.ino(),
@@ -373,6 +382,40 @@ VmFlags: rd wr mr mw me gd ac hg
         );
         assert_eq!(v[4].entry.madv, Some(1 << libc::MADV_HUGEPAGE));
         assert!(v[4].is_private());
+    }
+
+    #[test]
+    fn a_deleted_file_mapped_shared_is_a_file_mapping_not_anonymous_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, [1u8; 4096]).unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f));
+        let unlinked = || std::fs::metadata(&link).ok();
+        // Both are unlinked shmem-like files on a device of major 0; only the name differs.
+        let text = "7f1000000000-7f1000001000 rw-s 00000000 00:01 77 /dev/zero (deleted)\nVmFlags: rd wr sh mr mw me ms\n\
+                    7f2000000000-7f2000001000 rw-s 00000000 00:2a 78 /dev/shm/f (deleted)\nVmFlags: rd wr sh mr mw me ms\n";
+        let smaps = criu_procfs::smaps::parse_smaps(text).unwrap();
+        let v = classify(42, &smaps, &|start, _| {
+            let target = if start == 0x7f10_0000_0000 {
+                "/dev/zero (deleted)"
+            } else {
+                "/dev/shm/f (deleted)"
+            };
+            Ok(Some(MapFileInfo {
+                link_mode: 0o600 | libc::S_IFLNK,
+                target: target.into(),
+                meta: unlinked(),
+            }))
+        })
+        .unwrap();
+        assert_ne!(v[0].entry.status & VMA_ANON_SHARED, 0);
+        assert!(v[0].file.is_none());
+        assert_ne!(v[1].entry.status & VMA_FILE_SHARED, 0);
+        let file = v[1].file.as_ref().unwrap();
+        assert_eq!(file.path, PathBuf::from("/dev/shm/f"));
+        assert!(file.deleted);
     }
 
     #[test]

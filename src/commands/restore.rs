@@ -13,7 +13,6 @@ use crate::scripts::{Action, ActionScripts};
 
 /// Options that change what a restore does and that this criu cannot honour yet.
 const NOT_YET: &[Opt] = &[
-    Opt::InheritFd,
     Opt::LazyPages,
     Opt::Stream,
     Opt::Root,
@@ -26,10 +25,8 @@ const NOT_YET: &[Opt] = &[
     Opt::LsmMountContext,
     Opt::TcpEstablished,
     Opt::TcpClose,
-    Opt::ExtUnixSk,
     Opt::AutoDedup,
     Opt::EmptyNs,
-    Opt::FileLocks,
     Opt::PageServer,
 ];
 
@@ -74,6 +71,7 @@ fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
                 .collect::<Result<_, _>>()?,
             ext_unix_sk: o.ext_unix_sk,
             file_locks: o.file_locks,
+            skip_file_rwx_check: o.skip_file_rwx_check,
         },
     };
     let root = criu_actors::restore::run(&req, |root| {

@@ -3,7 +3,70 @@
 //! detaching it later does not leave it stopped. The child runs raw syscalls only, never Rust
 //! or libc code that could take a lock another thread of criu held at fork time.
 
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::sync::{Mutex, MutexGuard};
+
 use nix::errno::Errno;
+
+/// Set to 1 to give restored tasks their pids through /proc/sys/kernel/ns_last_pid instead of
+/// clone3's `set_tid` (the way for kernels without it; tests force it with this variable).
+pub const NS_LAST_PID_ENV: &str = "CRIU_RS_PID_BY_NS_LAST_PID";
+
+/// Whether pids are claimed through ns_last_pid (see `NS_LAST_PID_ENV`).
+pub fn pid_by_ns_last_pid() -> bool {
+    std::env::var(NS_LAST_PID_ENV).is_ok_and(|v| v == "1")
+}
+
+/// ns_last_pid held, with `pid - 1` written to it: the next task created in criu's pid
+/// namespace gets `pid`. Creations in criu take the process-wide lock, other programs that
+/// write ns_last_pid (another criu) the file lock. Dropping it puts the old value back when it
+/// was higher, so that programs forking meanwhile do not land on the next pids of the tree,
+/// and lets go of both locks.
+pub struct NextPid {
+    file: std::fs::File,
+    previous: i32,
+    pid: i32,
+    _guard: MutexGuard<'static, ()>,
+}
+
+impl Drop for NextPid {
+    fn drop(&mut self) {
+        if self.previous > self.pid {
+            use std::os::unix::fs::FileExt;
+            let _ = self.file.write_at(self.previous.to_string().as_bytes(), 0);
+        }
+    }
+}
+
+/// Makes `pid` the next pid of criu's pid namespace, until the returned guard is dropped. A
+/// program that forks meanwhile without the lock can still take it: the caller checks the pid
+/// it got.
+pub fn claim_next_pid(pid: i32) -> Result<NextPid, Errno> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/proc/sys/kernel/ns_last_pid")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    // SAFETY: flock on an fd we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } < 0 {
+        return Err(Errno::last());
+    }
+    let previous = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    file.write_all((pid - 1).to_string().as_bytes())
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    Ok(NextPid {
+        file,
+        previous,
+        pid,
+        _guard: guard,
+    })
+}
 
 /// `struct clone_args` of clone3(2), version 2 (with `set_tid` and `cgroup`).
 #[repr(C)]
@@ -26,8 +89,27 @@ struct CloneArgs {
 /// (namespaces), that sleeps with every signal blocked and dies with SIGKILL if criu's
 /// creating thread goes away before it is taken over. Returns the child's pid.
 pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
+    if !pid_by_ns_last_pid() {
+        return clone_once(pid, flags, false);
+    }
+    // Another program may fork between the ns_last_pid write and the clone: try again.
+    for _ in 0..20 {
+        match clone_once(pid, flags, true) {
+            Err(Errno::EAGAIN) => continue,
+            other => return other,
+        }
+    }
+    Err(Errno::EEXIST)
+}
+
+fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> {
     let set_tid = [pid];
     let all_signals: u64 = !0;
+    let next = if by_ns_last_pid {
+        Some(claim_next_pid(pid)?)
+    } else {
+        None
+    };
     let args = CloneArgs {
         flags,
         // With CLONE_PARENT the child gets criu's own exit signal; clone3 wants 0 here.
@@ -36,8 +118,8 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
         } else {
             libc::SIGCHLD as u64
         },
-        set_tid: set_tid.as_ptr() as u64,
-        set_tid_size: 1,
+        set_tid: if next.is_some() { 0 } else { set_tid.as_ptr() as u64 },
+        set_tid_size: if next.is_some() { 0 } else { 1 },
         ..CloneArgs::default()
     };
     // SAFETY: clone3 without CLONE_VM gives the child a copy of our memory; `args` and
@@ -74,6 +156,14 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
                 libc::syscall(libc::SYS_pause);
             }
         }
+    }
+    drop(next);
+    if ret != i64::from(pid) {
+        // Someone else forked between our ns_last_pid write and the clone.
+        let child = nix::unistd::Pid::from_raw(ret as i32);
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+        return Err(Errno::EAGAIN);
     }
     Ok(ret as i32)
 }
@@ -135,6 +225,38 @@ mod tests {
         )
         .unwrap();
         nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    }
+
+    #[test]
+    fn ns_last_pid_gives_the_next_pid() {
+        let mut pid = 0;
+        for candidate in (310_000..400_000).step_by(991) {
+            if !std::path::Path::new(&format!("/proc/{candidate}")).exists() {
+                pid = candidate;
+                break;
+            }
+        }
+        let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if pid == 0 || pid >= max {
+            eprintln!("no free pid below pid_max={max}; skipping");
+            return;
+        }
+        let got = {
+            let _next = claim_next_pid(pid).expect("write ns_last_pid (needs root)");
+            // SAFETY: the child exits at once with a raw syscall.
+            let ret = unsafe { libc::syscall(libc::SYS_fork) };
+            if ret == 0 {
+                // SAFETY: raw exit in the child.
+                unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+            }
+            ret as i32
+        };
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(got), None).unwrap();
+        assert_eq!(got, pid);
     }
 
     #[test]

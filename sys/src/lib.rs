@@ -1,10 +1,14 @@
 //! The small raw-syscall layer. Every `unsafe` block outside the tracee engine lives here, each
 //! behind a safe function with a `// SAFETY:` note.
 
+pub mod anon_fds;
 pub mod clone;
 pub mod cpuid;
+pub mod fork;
+pub mod fown;
 pub mod kcmp;
 pub mod mapping;
+pub mod notify;
 pub mod pidfd;
 pub mod probe;
 pub mod shmem;

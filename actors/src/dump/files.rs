@@ -29,16 +29,30 @@ pub enum FilesError {
     },
     #[error("pid {pid}: fd {fd}: {kind} is not supported by this dump")]
     Unsupported { pid: i32, fd: i32, kind: String },
-    #[error("pid {pid}: {what} {path} is a deleted file, which this dump does not support")]
-    Deleted {
-        pid: i32,
-        what: String,
-        path: String,
-    },
     #[error(transparent)]
     Pipe(#[from] super::pipes::PipeError),
     #[error(transparent)]
     Tty(#[from] super::tty::TtyError),
+    #[error(transparent)]
+    Epoll(#[from] super::epoll::EpollError),
+    #[error(transparent)]
+    Inotify(#[from] super::inotify::InotifyError),
+    #[error(transparent)]
+    Fanotify(#[from] super::fanotify::FanotifyError),
+    #[error(transparent)]
+    Unix(#[from] super::unix::UnixError),
+    #[error(transparent)]
+    Locks(#[from] super::locks::LockError),
+    #[error(transparent)]
+    AnonFd(#[from] super::eventfd::AnonFdError),
+    #[error(transparent)]
+    Memfd(#[from] super::memfd::MemfdError),
+    #[error(transparent)]
+    Fifo(#[from] super::fifo::FifoError),
+    #[error(transparent)]
+    Fown(#[from] super::fown::FownError),
+    #[error(transparent)]
+    Ghost(#[from] super::ghost::GhostError),
 }
 
 /// Char device major of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom.
@@ -59,8 +73,18 @@ pub struct FileTable {
     pipe_data: Vec<PipeData>,
     /// Terminals (see `tty`).
     pub ttys: super::tty::Terminals,
+    /// File locks (see `locks`).
+    pub locks: super::locks::Locks,
+    /// memfd inodes and their contents (see `memfd`).
+    pub memfds: super::memfd::MemfdInodes,
+    /// FIFO bytes (see `fifo`).
+    pub fifos: super::fifo::Fifos,
+    /// Unix sockets (see `unix`).
+    pub unix: super::unix::UnixSockets,
     /// What the command line says about files.
     pub opts: DumpFileOptions,
+    /// Files whose names no longer lead to them (see `ghost`).
+    pub remaps: super::ghost::Remaps,
 }
 
 /// The file options of `criu dump`.
@@ -116,8 +140,30 @@ impl FileTable {
         }
         let id = self.take_id();
         self.special.insert(key, id);
-        self.entries.push(reg_entry(id, path, 0, 0, None, st));
+        self.entries.push(reg_entry(id, path, 0, 0, None, Some(st)));
         id
+    }
+
+    /// The id of a file reached without an fd, found through the /proc link of `origin`
+    /// (which also opens it); one per inode. A file whose name no longer leads to it is
+    /// remapped (see `ghost`).
+    pub fn special_at(
+        &mut self,
+        path: &Path,
+        origin: &super::ghost::Origin,
+    ) -> Result<u32, FilesError> {
+        let meta = std::fs::metadata(&origin.link).map_err(|source| FilesError::Stat {
+            pid: origin.pid,
+            path: origin.link.display().to_string(),
+            source,
+        })?;
+        let st = FileStat::of(&meta);
+        if let Some(&id) = self.special.get(&(st.dev, st.ino)) {
+            return Ok(id);
+        }
+        let id = self.special(path, st);
+        super::ghost::check(self, id, path, origin, &meta)?;
+        Ok(id)
     }
 
     /// The id of the description behind `pid`'s `fd` if an fd seen before shares it.
@@ -156,10 +202,30 @@ impl FileTable {
                 open.flags,
                 open.pos,
                 Some(open.mnt_id),
-                st,
+                Some(st),
             ));
         }
         id
+    }
+
+    /// `regular` for `fd` of `origin.pid`; a new description whose name no longer leads to
+    /// its file is remapped (see `ghost`).
+    fn regular_checked(
+        &mut self,
+        fd: i32,
+        path: &Path,
+        open: OpenState,
+        origin: &super::ghost::Origin,
+        meta: &std::fs::Metadata,
+    ) -> Result<u32, FilesError> {
+        let st = FileStat::of(meta);
+        let (id, new) = self.description(origin.pid, fd, st);
+        if new {
+            let entry = reg_entry(id, path, open.flags, open.pos, Some(open.mnt_id), Some(st));
+            self.entries.push(entry);
+            super::ghost::check(self, id, path, origin, meta)?;
+        }
+        Ok(id)
     }
 
     /// A pipe end open on `pid`'s `fd`; `flags` without O_CLOEXEC.
@@ -191,6 +257,28 @@ impl FileTable {
         let id = self.take_id();
         self.entries.push(make(id));
         id
+    }
+
+    /// The id of `pid`'s `fd` for a kind of another module: the first fd of a description
+    /// gets a new id and `make` builds its entry; later fds sharing it (dup, fork) get the same id.
+    pub fn described<E>(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        st: FileStat,
+        make: impl FnOnce(u32) -> Result<FileEntry, E>,
+    ) -> Result<u32, E> {
+        let (id, new) = self.description(pid, fd, st);
+        if new {
+            let entry = make(id)?;
+            self.entries.push(entry);
+        }
+        Ok(id)
+    }
+
+    /// The entry with id `id`, to fill in later (newest entries are searched first).
+    pub fn entry_mut(&mut self, id: u32) -> Option<&mut FileEntry> {
+        self.entries.iter_mut().rev().find(|e| e.id == id)
     }
 
     pub fn pipe_data(&self) -> &[PipeData] {
@@ -226,14 +314,22 @@ impl FileStat {
     }
 }
 
-fn reg_entry(
+/// A regular file entry; `st` is absent for link remaps, which restore only opens by name.
+pub(super) fn reg_entry(
     id: u32,
     path: &Path,
     flags: u32,
     pos: u64,
     mnt_id: Option<i32>,
-    st: FileStat,
+    st: Option<FileStat>,
 ) -> FileEntry {
+    // As CRIU: the size of a regular file is checked at restore, except for files written
+    // only by appending (logs), which may grow meanwhile.
+    let append_only = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32
+        && flags & libc::O_APPEND as u32 != 0;
+    let size = st
+        .filter(|st| st.mode & libc::S_IFMT == libc::S_IFREG && !append_only)
+        .map(|st| st.size);
     let reg = RegFileEntry {
         id,
         flags,
@@ -241,8 +337,8 @@ fn reg_entry(
         fown: FownEntry::default(),
         name: path.to_string_lossy().into_owned(),
         mnt_id,
-        size: Some(st.size),
-        mode: Some(st.mode),
+        size,
+        mode: st.map(|st| st.mode),
         ..Default::default()
     };
     FileEntry {
@@ -253,28 +349,54 @@ fn reg_entry(
     }
 }
 
-/// Stat of what `/proc/PID/<name>` (a magic link) points at.
-pub fn proc_link_meta(pid: i32, name: &str) -> Result<(PathBuf, std::fs::Metadata), FilesError> {
+/// The id of what `/proc/PID/<name>` (exe, cwd, root) points at, remapped if its name no
+/// longer leads to it.
+pub fn proc_special(
+    pid: i32,
+    name: &str,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<u32, FilesError> {
     let link = PathBuf::from(format!("/proc/{pid}/{name}"));
-    let shown = link.display().to_string();
     let target = std::fs::read_link(&link).map_err(|source| FilesError::Stat {
         pid,
-        path: shown.clone(),
+        path: link.display().to_string(),
         source,
     })?;
-    if let Some(p) = target.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-        return Err(FilesError::Deleted {
-            pid,
-            what: name.to_string(),
-            path: p.to_string(),
-        });
-    }
-    let meta = std::fs::metadata(&link).map_err(|source| FilesError::Stat {
+    let (path, deleted) = strip_deleted(target);
+    let origin = super::ghost::Origin {
         pid,
-        path: shown,
-        source,
-    })?;
-    Ok((target, meta))
+        what: name.to_string(),
+        link,
+        deleted,
+    };
+    lock(table).special_at(&path, &origin)
+}
+
+/// The id of the file mapped at `start`-`end` of `pid` (its name as /proc shows it, without
+/// " (deleted)"), remapped if that name no longer leads to it.
+pub fn mapped_special(
+    pid: i32,
+    start: u64,
+    end: u64,
+    path: &Path,
+    deleted: bool,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<u32, FilesError> {
+    let origin = super::ghost::Origin {
+        pid,
+        what: format!("mapping at {start:#x}"),
+        link: criu_procfs::maps::map_file_path(pid, start, end),
+        deleted,
+    };
+    lock(table).special_at(path, &origin)
+}
+
+/// A /proc link target without its " (deleted)" mark, and whether it had one.
+fn strip_deleted(target: PathBuf) -> (PathBuf, bool) {
+    match target.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(s) => (PathBuf::from(s), true),
+        None => (target, false),
+    }
 }
 
 /// What a task's fd table becomes: `fdinfo` entries referring to ids in the table.
@@ -291,23 +413,31 @@ pub fn dump_fds(
     for (fd, target) in fds {
         let entry = match target {
             FdTarget::Path {
-                deleted: true,
                 path,
-            } => {
-                return Err(FilesError::Deleted {
-                    pid,
-                    what: format!("fd {fd}"),
-                    path: path.display().to_string(),
-                })
+                deleted: true,
+            } if super::memfd::is_memfd_path(&path) => {
+                super::memfd::dump_memfd_fd(pid, fd, &path, table)?
             }
-            FdTarget::Path { path, .. } => dump_path_fd(pid, fd, &path, table)?,
+            FdTarget::Path { path, deleted } => dump_path_fd(pid, fd, &path, deleted, table)?,
             FdTarget::Pipe(ino) => dump_pipe_fd(pid, fd, ino, table)?,
-            FdTarget::Socket(ino) => {
-                return Err(FilesError::Unsupported {
-                    pid,
-                    fd,
-                    kind: format!("socket:[{ino}]"),
-                })
+            FdTarget::Socket(ino) => super::unix::dump_socket_fd(pid, fd, ino, table)?,
+            FdTarget::AnonInode(name) if name == "[eventfd]" => {
+                super::eventfd::dump_eventfd_fd(pid, fd, table)?
+            }
+            FdTarget::AnonInode(name) if name == "[signalfd]" => {
+                super::signalfd::dump_signalfd_fd(pid, fd, table)?
+            }
+            FdTarget::AnonInode(name) if name == "[timerfd]" => {
+                super::timerfd::dump_timerfd_fd(pid, fd, table)?
+            }
+            FdTarget::AnonInode(name) if name == "[eventpoll]" => {
+                super::epoll::dump_epoll_fd(pid, fd, table)?
+            }
+            FdTarget::AnonInode(name) if name == "inotify" => {
+                super::inotify::dump_inotify_fd(pid, fd, table)?
+            }
+            FdTarget::AnonInode(name) if name == "[fanotify]" => {
+                super::fanotify::dump_fanotify_fd(pid, fd, table)?
             }
             FdTarget::AnonInode(name) => {
                 return Err(FilesError::Unsupported {
@@ -358,10 +488,11 @@ fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTa
     table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn dump_path_fd(
+pub(super) fn dump_path_fd(
     pid: i32,
     fd: i32,
     path: &Path,
+    deleted: bool,
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<FdinfoEntry, FilesError> {
     let meta = fd_meta(pid, fd)?;
@@ -378,6 +509,9 @@ fn dump_path_fd(
         )?);
     }
     let ft = meta.file_type();
+    if std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
+        return Ok(super::fifo::dump_fifo_fd(pid, fd, path, deleted, &meta, table)?);
+    }
     let is_mem_chr = std::os::unix::fs::FileTypeExt::is_char_device(&ft)
         && libc::major(meta.rdev()) == MEM_MAJOR;
     if !(ft.is_file() || ft.is_dir() || is_mem_chr) {
@@ -400,7 +534,21 @@ fn dump_path_fd(
         pos: info.pos.max(0) as u64,
         mnt_id: info.mnt_id,
     };
-    let id = lock(table).regular(pid, fd, path, open, FileStat::of(&meta));
+    let fown = super::fown::read(pid, fd, flags)?;
+    let origin = super::ghost::Origin {
+        pid,
+        what: format!("fd {fd}"),
+        link: PathBuf::from(format!("/proc/{pid}/fd/{fd}")),
+        deleted,
+    };
+    let id = lock(table).regular_checked(fd, path, open, &origin, &meta)?;
+    if let Some(e) = lock(table).entry_mut(id) {
+        super::fown::set_in(e, fown);
+    }
+    let mut t = lock(table);
+    let allowed = t.opts.file_locks;
+    t.locks.note(pid, fd, id, &info.locks, allowed)?;
+    drop(t);
     Ok(FdinfoEntry {
         id,
         flags: fd_flags,
@@ -410,7 +558,7 @@ fn dump_path_fd(
     })
 }
 
-fn dump_pipe_fd(
+pub(super) fn dump_pipe_fd(
     pid: i32,
     fd: i32,
     ino: u64,
@@ -426,8 +574,12 @@ fn dump_pipe_fd(
             kind: format!("packet-mode (O_DIRECT) pipe:[{ino}]"),
         });
     }
+    let fown = super::fown::read(pid, fd, flags)?;
     let mut t = lock(table);
     let id = t.pipe(pid, fd, flags, FileStat::of(&meta));
+    if let Some(e) = t.entry_mut(id) {
+        super::fown::set_in(e, fown);
+    }
     // As CRIU does, the bytes are taken through the first read end seen.
     if pipes::is_read_end(flags) && t.pipe_data_missing(ino) {
         let data = pipes::read_pipe_data(pid, fd, ino)?;

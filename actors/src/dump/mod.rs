@@ -7,12 +7,24 @@
 //! last); then release every task as asked. On any error every task is detached and runs on,
 //! and `inventory.img` is removed so that the directory does not claim a complete dump.
 
+pub mod epoll;
+pub mod eventfd;
+pub mod fanotify;
+pub mod fifo;
 pub mod files;
+pub mod fown;
+pub mod ghost;
 pub mod ids;
 pub mod images;
+pub mod inotify;
+pub mod locks;
+pub mod memfd;
 pub mod pipes;
+pub mod signalfd;
 pub mod task;
+pub mod timerfd;
 pub mod tty;
+pub mod unix;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -72,6 +84,10 @@ pub enum DumpError {
     PostDump(String),
     #[error("cannot start the dump: {0}")]
     Start(String),
+    #[error(transparent)]
+    Tty(#[from] tty::TtyError),
+    #[error(transparent)]
+    Ghost(#[from] ghost::GhostError),
 }
 
 /// Dumps the tree rooted at `req.pid`. Needs no actix system of its own: it runs one.
@@ -257,7 +273,9 @@ async fn dump_phases(
 
     // 3. Shared memory, once per object.
     let mut shpages = 0u64;
-    let objects = std::mem::take(&mut *shared.shmem.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut objects = std::mem::take(&mut *shared.shmem.lock().unwrap_or_else(|e| e.into_inner()));
+    let memfds = shared.files.lock().unwrap_or_else(|e| e.into_inner()).memfds.take_contents();
+    objects.extend(memfds);
     for (k, (ino, (file, size))) in objects.into_iter().enumerate() {
         let pages_id = (order.len() + 1 + k) as u32;
         shpages += criu_memory::dump_shmem::dump_shmem(&req.dir, ino, pages_id, &file, size)
@@ -270,10 +288,22 @@ async fn dump_phases(
     }
 
     // 4. Global images, the inventory last.
-    let table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
+    let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
+    unix::finish(&mut table, &req.dir).map_err(|e| {
+        DumpError::Task(TaskError::Other {
+            pid: req.pid,
+            what: e.to_string(),
+        })
+    })?;
+    tty::verify(&table.ttys)?;
     images::write_files(&req.dir, table.entries())?;
     tty::write_tty_info(&req.dir, &table.ttys)?;
+    tty::dump_queued_data(&req.dir, &table.ttys, req.release != Release::Kill)?;
+    locks::write_file_locks(&req.dir, &table.locks)?;
     images::write_pipes_data(&req.dir, table.pipe_data())?;
+    fifo::write_fifo_data(&req.dir, &table.fifos)?;
+    memfd::write_inodes(&req.dir, &table.memfds)?;
+    table.remaps.write(&req.dir)?;
     drop(table);
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;

@@ -15,7 +15,7 @@ use criu_proto::images::{
 use criu_proto::{ImageKind, ImageWriter};
 use criu_tracee::SeizedProcess;
 
-use super::files::{self, FileStat, FileTable};
+use super::files::{self, FileTable};
 
 /// `task_state` values of CRIU's core image.
 pub const TASK_ALIVE: u32 = 1;
@@ -291,20 +291,16 @@ fn collect(
     // Memory map; file mappings get the file's id.
     let mut vmas = dump_vmas::collect_vmas(pid)?;
     for v in vmas.iter_mut() {
-        if let Some(f) = &v.file {
-            let st = FileStat {
-                dev: f.dev,
-                ino: f.ino,
-                mode: f.mode,
-                size: f.size,
-            };
-            v.entry.shmid = u64::from(
-                shared
-                    .files
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .special(&f.path, st),
-            );
+        let memfd = v.entry.status & criu_memory::vma::VMA_AREA_MEMFD != 0;
+        if let Some(f) = v.file.as_ref().filter(|_| memfd) {
+            let (start, end) = (v.entry.start, v.entry.end);
+            let id = super::memfd::mapping_file_id(pid, start, end, &f.path, &shared.files)
+                .map_err(files::FilesError::from)?;
+            v.entry.shmid = u64::from(id);
+        } else if let Some(f) = &v.file {
+            let (start, end) = (v.entry.start, v.entry.end);
+            let id = files::mapped_special(pid, start, end, &f.path, f.deleted, &shared.files)?;
+            v.entry.shmid = u64::from(id);
         }
     }
 
@@ -386,12 +382,7 @@ fn collect(
     }
 
     // mm: fields from stat, brk from the task, auxv, exe.
-    let (exe_path, exe_meta) = files::proc_link_meta(pid, "exe")?;
-    let exe_file_id = shared
-        .files
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .special(&exe_path, FileStat::of(&exe_meta));
+    let exe_file_id = files::proc_special(pid, "exe", &shared.files)?;
     let auxv = criu_procfs::read_auxv(pid).map_err(proc_err("auxv"))?;
     let mm = MmEntry {
         mm_start_code: stat.start_code,
@@ -419,15 +410,8 @@ fn collect(
     write_one!(dir, &ImageKind::MM, pid, &mm);
 
     // fs: cwd and root are files too.
-    let (cwd_path, cwd_meta) = files::proc_link_meta(pid, "cwd")?;
-    let (root_path, root_meta) = files::proc_link_meta(pid, "root")?;
-    let (cwd_id, root_id) = {
-        let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            table.special(&cwd_path, FileStat::of(&cwd_meta)),
-            table.special(&root_path, FileStat::of(&root_meta)),
-        )
-    };
+    let cwd_id = files::proc_special(pid, "cwd", &shared.files)?;
+    let root_id = files::proc_special(pid, "root", &shared.files)?;
     write_one!(
         dir,
         &ImageKind::FS,

@@ -4,6 +4,11 @@
 //! pointing at it and at one `tty-info.img` entry per terminal (termios, window size, the
 //! session and foreground group it served), so that restore gives the fd criu's own terminal.
 //! Without `--shell-job` the dump refuses such fds.
+//!
+//! pty pairs the tree holds itself (a /dev/ptmx master and its /dev/pts/N slaves) are recorded
+//! the same way, the master with tty-info id `index << 1 | 1`, and restore makes a new pair
+//! with the same index. Whether a slave is the shell's terminal or half of a pair the tree
+//! holds is known only once every fd is seen: `verify` decides then.
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -11,8 +16,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FileEntry, FownEntry, RegFileEntry, TermiosEntry, TtyFileEntry,
-    TtyInfoEntry, TtyPtyEntry, TtyType, WinsizeEntry,
+    FdTypes, FdinfoEntry, FileEntry, FownEntry, RegFileEntry, TermiosEntry, TtyDataEntry,
+    TtyFileEntry, TtyInfoEntry, TtyPtyEntry, TtyType, WinsizeEntry,
 };
 use criu_sys::tty::{self as sys, KernelTermios, TtyFlag};
 use nix::errno::Errno;
@@ -45,6 +50,10 @@ pub enum TtyError {
         path: String,
         source: criu_procfs::ProcError,
     },
+    #[error("pty {index}: cannot take its queued bytes: {errno}")]
+    Queued { index: u32, errno: Errno },
+    #[error(transparent)]
+    Image(#[from] criu_proto::Error),
     #[error("pid {pid}: fd {fd}: only one pty of a shell job can be given back at restore, and {first} is one already ({path} is another)")]
     SecondPty {
         pid: i32,
@@ -121,8 +130,23 @@ pub struct Terminals {
     infos: BTreeMap<u32, TtyInfoEntry>,
     /// Descriptions already recorded: (pid, fd, file id), to find fds that share one.
     seen: Vec<(i32, i32, u32)>,
-    /// The pty slave given back at restore, by path.
-    inherited_pty: Option<(u32, String)>,
+    /// pty indexes seen: whether the tree holds the master, and the first slave fd seen.
+    ptys: BTreeMap<u32, PtySeen>,
+    /// /dev/tty fds: (pid, fd, path, pty index of the task's controlling terminal).
+    ctty_fds: Vec<(i32, i32, String, Option<u32>)>,
+}
+
+#[derive(Debug, Default)]
+struct PtySeen {
+    master: bool,
+    /// The slave is hung up (its master was closed): not the shell's terminal either.
+    hung: bool,
+    /// (pid, fd, path) of the first slave fd seen.
+    slave: Option<(i32, i32, String)>,
+    /// criu's copies of the first master and slave descriptions, with their file ids, to take
+    /// the bytes queued in the pair at the end of the dump.
+    master_end: Option<(u32, OwnedFd)>,
+    slave_end: Option<(u32, OwnedFd)>,
 }
 
 impl Terminals {
@@ -169,7 +193,10 @@ pub fn dump_tty_fd(
         path: shown.clone(),
         what: "this kind of terminal".into(),
     })?;
-    if !table.ttys.shell_job {
+    let is_pty = matches!(driver, Driver::PtyMaster | Driver::PtySlave);
+    // A pty slave may be half of a pair the tree holds, and /dev/tty may stand for one:
+    // `verify` decides at the end.
+    if !is_pty && driver != Driver::Ctty && !table.ttys.shell_job {
         return Err(TtyError::NeedsShellJob {
             pid,
             fd,
@@ -183,11 +210,17 @@ pub fn dump_tty_fd(
         what: what.into(),
     };
     let index = match driver {
-        Driver::PtyMaster => return Err(unsupported("a pty master")),
+        Driver::PtyMaster => master_index(pid, fd, &shown)?,
         Driver::PtySlave => pty_index(path, meta.rdev())
             .ok_or_else(|| unsupported("a pty slave outside /dev/pts or above index 1000"))?,
         Driver::Console => CONSOLE_INDEX,
-        Driver::Ctty => CTTY_INDEX,
+        Driver::Ctty => {
+            table
+                .ttys
+                .ctty_fds
+                .push((pid, fd, shown.clone(), ctty_index(pid)));
+            CTTY_INDEX
+        }
         Driver::Vt => VT_INDEX,
         Driver::Serial => SERIAL_INDEX,
     };
@@ -210,22 +243,20 @@ pub fn dump_tty_fd(
         return Ok(fdinfo(id));
     }
 
-    let info_id = index << 1;
-    if driver == Driver::PtySlave {
-        match &table.ttys.inherited_pty {
-            Some((other, first)) if *other != info_id => {
-                return Err(TtyError::SecondPty {
-                    pid,
-                    fd,
-                    path: shown,
-                    first: first.clone(),
-                });
-            }
-            _ => table.ttys.inherited_pty = Some((info_id, shown.clone())),
+    let info_id = (index << 1) | u32::from(driver == Driver::PtyMaster);
+    if is_pty {
+        let seen = table.ttys.ptys.entry(index).or_default();
+        if driver == Driver::PtyMaster {
+            seen.master = true;
+        } else if seen.slave.is_none() {
+            seen.slave = Some((pid, fd, shown.clone()));
         }
     }
     if let std::collections::btree_map::Entry::Vacant(slot) = table.ttys.infos.entry(info_id) {
-        slot.insert(tty_info(pid, fd, path, meta, driver, index, info_id)?);
+        let info = slot.insert(tty_info(pid, fd, path, meta, driver, index, info_id)?);
+        if driver == Driver::PtySlave && info.termios.is_none() {
+            table.ttys.ptys.entry(index).or_default().hung = true;
+        }
     }
 
     let reg = RegFileEntry {
@@ -258,6 +289,24 @@ pub fn dump_tty_fd(
         ..Default::default()
     });
     table.ttys.seen.push((pid, fd, id));
+    if is_pty {
+        let seen = table.ttys.ptys.entry(index).or_default();
+        let end = if driver == Driver::PtyMaster {
+            &mut seen.master_end
+        } else {
+            &mut seen.slave_end
+        };
+        if end.is_none() {
+            let copy = criu_sys::pidfd::take_fd(pid, fd).map_err(|errno| TtyError::Io {
+                pid,
+                fd,
+                path: path.display().to_string(),
+                what: "cannot take a copy with pidfd_getfd",
+                errno,
+            })?;
+            *end = Some((id, copy));
+        }
+    }
     Ok(fdinfo(id))
 }
 
@@ -304,16 +353,36 @@ fn tty_info(
         },
         e => io("terminal ioctl")(e),
     };
+    if driver == Driver::PtySlave && sys::get_termios(&copy) == Err(Errno::EIO) {
+        // Its master is gone: only the hung-up husk is left, which restore makes again from a
+        // new pair whose master it closes (as CRIU does).
+        return Ok(TtyInfoEntry {
+            id: info_id,
+            r#type: TtyType::Pty as i32,
+            rdev: meta.rdev() as u32,
+            pty: Some(TtyPtyEntry { index }),
+            dev: Some(meta.dev() as u32),
+            uid: Some(meta.uid()),
+            gid: Some(meta.gid()),
+            ..Default::default()
+        });
+    }
     let flag = |f| match sys::get_flag(&copy, f) {
         Err(Errno::ENOTTY | Errno::EINVAL) => Ok(false),
         other => other.map_err(hung_up),
     };
-    let is_pty = driver == Driver::PtySlave;
+    let is_pty = matches!(driver, Driver::PtySlave | Driver::PtyMaster);
     let exclusive = flag(TtyFlag::Exclusive)?;
     let (packet_mode, locked) = if is_pty {
         (flag(TtyFlag::PacketMode)?, flag(TtyFlag::PtyLocked)?)
     } else {
         (false, false)
+    };
+    // A master tells the session of its pair from anywhere.
+    let (sid, pgrp) = if driver == Driver::PtyMaster {
+        sys::session_of(&copy).map_err(hung_up)?.unwrap_or((0, 0))
+    } else {
+        (sid, pgrp)
     };
     let termios = sys::get_termios(&copy).map_err(hung_up)?;
     let termios_locked = sys::get_locked_termios(&copy).map_err(hung_up)?;
@@ -340,6 +409,123 @@ fn tty_info(
         uid: Some(meta.uid()),
         gid: Some(meta.gid()),
     })
+}
+
+/// The index of the pair of `pid`'s pty master fd `fd`, through a copy of it.
+fn master_index(pid: i32, fd: i32, path: &str) -> Result<u32, TtyError> {
+    let io = |what: &'static str| {
+        move |errno: Errno| TtyError::Io {
+            pid,
+            fd,
+            path: path.to_string(),
+            what,
+            errno,
+        }
+    };
+    let copy: OwnedFd =
+        criu_sys::pidfd::take_fd(pid, fd).map_err(io("cannot take a copy with pidfd_getfd"))?;
+    let index = sys::pty_number(&copy).map_err(io("TIOCGPTN"))?;
+    if index > MAX_PTY_INDEX {
+        return Err(TtyError::Unsupported {
+            pid,
+            fd,
+            path: path.to_string(),
+            what: format!("a pty master of index {index} (above {MAX_PTY_INDEX})"),
+        });
+    }
+    Ok(index)
+}
+
+/// The pty index of `pid`'s controlling terminal, if it is a pty slave.
+fn ctty_index(pid: i32) -> Option<u32> {
+    pty_index_of_tty_nr(criu_procfs::read_stat(pid).ok()?.tty_nr as u32)
+}
+
+/// The pty index of a `tty_nr` of /proc/PID/stat, if it names a pty slave.
+fn pty_index_of_tty_nr(tty_nr: u32) -> Option<u32> {
+    // The kernel's old encoding: major in bits 8-15, minor in 0-7 and 20-31.
+    let (major, minor) = (
+        (tty_nr >> 8) & 0xfff,
+        (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00),
+    );
+    // Slaves past index 255 take the next majors.
+    (PTY_SLAVE_MAJOR..PTY_SLAVE_MAJOR + 8)
+        .contains(&major)
+        .then(|| (major - PTY_SLAVE_MAJOR) * 256 + minor)
+}
+
+/// Once every fd is seen: a pty slave whose master the tree does not hold is the shell's
+/// terminal, which needs `--shell-job`, and only one such terminal can be given back. A
+/// /dev/tty fd needs `--shell-job` too unless it stands for a pair the tree holds.
+pub fn verify(ttys: &Terminals) -> Result<(), TtyError> {
+    if !ttys.shell_job {
+        for (pid, fd, path, index) in &ttys.ctty_fds {
+            if !index.is_some_and(|i| ttys.ptys.get(&i).is_some_and(|s| s.master)) {
+                return Err(TtyError::NeedsShellJob {
+                    pid: *pid,
+                    fd: *fd,
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    let mut inherited: Option<&(i32, i32, String)> = None;
+    for seen in ttys.ptys.values().filter(|s| !s.master && !s.hung) {
+        let Some(slave) = &seen.slave else { continue };
+        let (pid, fd, path) = slave.clone();
+        if !ttys.shell_job {
+            return Err(TtyError::NeedsShellJob { pid, fd, path });
+        }
+        if let Some((_, _, first)) = inherited {
+            return Err(TtyError::SecondPty {
+                pid,
+                fd,
+                path,
+                first: first.clone(),
+            });
+        }
+        inherited = Some(slave);
+    }
+    Ok(())
+}
+
+/// The most bytes kept per pty end (as CRIU).
+const QUEUED_LIMIT: usize = 16384;
+
+/// Takes the bytes queued in each pair the tree holds (both ends) into tty-data.img, by the
+/// file id of the end they are read from. Reading takes them out of the pair: with
+/// `write_back` (the tree runs on) they are put back.
+pub fn dump_queued_data(dir: &Path, ttys: &Terminals, write_back: bool) -> Result<(), TtyError> {
+    let mut entries = Vec::new();
+    for (&index, seen) in &ttys.ptys {
+        let (Some((mid, master)), Some((sid, slave))) = (&seen.master_end, &seen.slave_end) else {
+            continue;
+        };
+        let err = |errno| TtyError::Queued { index, errno };
+        let packet = ttys
+            .infos
+            .get(&((index << 1) | 1))
+            .is_some_and(|i| i.packet_mode);
+        let for_master = sys::drain(master, packet, QUEUED_LIMIT).map_err(err)?;
+        let for_slave = sys::drain(slave, false, QUEUED_LIMIT).map_err(err)?;
+        if write_back {
+            sys::refill(master, slave, &for_master, &for_slave).map_err(err)?;
+        }
+        for (id, data) in [(*mid, for_master), (*sid, for_slave)] {
+            if !data.is_empty() {
+                entries.push(TtyDataEntry { tty_id: id, data });
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut w = criu_proto::ImageWriter::create(dir, &criu_proto::ImageKind::TTY_DATA, None)?;
+    for e in &entries {
+        w.write(e)?;
+    }
+    w.finish()?;
+    Ok(())
 }
 
 /// The kernel's termios as the image keeps it (speeds stay 0: TCGETS has none).
@@ -389,6 +575,15 @@ mod tests {
     }
 
     #[test]
+    fn the_controlling_pty_index_is_decoded_from_tty_nr() {
+        // /dev/pts/3 is 136:3; /dev/pts/300 is 137:44; /dev/tty1 is 4:1.
+        assert_eq!(pty_index_of_tty_nr((136 << 8) | 3), Some(3));
+        assert_eq!(pty_index_of_tty_nr((137 << 8) | 44), Some(300));
+        assert_eq!(pty_index_of_tty_nr((4 << 8) | 1), None);
+        assert_eq!(pty_index_of_tty_nr(0), None);
+    }
+
+    #[test]
     fn pty_index_comes_from_the_path_and_must_match_the_device() {
         let rdev = libc::makedev(136, 7);
         assert_eq!(pty_index(Path::new("/dev/pts/7"), rdev), Some(7));
@@ -412,13 +607,15 @@ mod tests {
         let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         let mut table = FileTable::new(Default::default());
-        let refused = dump_tty_fd(me, fd, &path, &meta, (2, 0, 1), &mut table).unwrap_err();
+        let a = dump_tty_fd(me, fd, &path, &meta, (2, 0, 1), &mut table).unwrap();
+        // Without its master in the dump the slave is the shell's terminal.
+        let refused = verify(&table.ttys).unwrap_err();
         assert!(
             matches!(refused, TtyError::NeedsShellJob { .. }),
             "{refused}"
         );
         table.ttys.shell_job = true;
-        let a = dump_tty_fd(me, fd, &path, &meta, (2, 0, 1), &mut table).unwrap();
+        verify(&table.ttys).unwrap();
         let b = dump_tty_fd(me, dup.as_raw_fd(), &path, &meta, (2, 1, 1), &mut table).unwrap();
         assert_eq!(a.id, b.id);
         assert_eq!((a.r#type, b.flags), (FdTypes::Tty as i32, 1));
@@ -451,7 +648,37 @@ mod tests {
         let ofd = other.slave.as_raw_fd();
         let opath = std::fs::read_link(format!("/proc/self/fd/{ofd}")).unwrap();
         let ometa = std::fs::metadata(&opath).unwrap();
-        let second = dump_tty_fd(me, ofd, &opath, &ometa, (2, 0, 1), &mut table).unwrap_err();
+        dump_tty_fd(me, ofd, &opath, &ometa, (2, 0, 1), &mut table).unwrap();
+        let second = verify(&table.ttys).unwrap_err();
         assert!(matches!(second, TtyError::SecondPty { .. }), "{second}");
+    }
+
+    #[test]
+    fn a_pair_held_by_the_tree_needs_no_shell_job() {
+        use std::os::fd::AsRawFd;
+        let pty = nix::pty::openpty(None, None).unwrap();
+        criu_sys::tty::set_packet_mode(&pty.master, true).unwrap();
+        let me = std::process::id() as i32;
+        let mut table = FileTable::new(Default::default());
+        let mut dump = |fd: i32| {
+            let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+            let meta = std::fs::metadata(format!("/proc/self/fd/{fd}")).unwrap();
+            dump_tty_fd(me, fd, &path, &meta, (2, 0, 1), &mut table).unwrap()
+        };
+        let s = dump(pty.slave.as_raw_fd());
+        let m = dump(pty.master.as_raw_fd());
+        assert_ne!(s.id, m.id);
+        verify(&table.ttys).unwrap();
+        let index = criu_sys::tty::pty_number(&pty.master).unwrap();
+        let infos: Vec<_> = table.ttys.infos().cloned().collect();
+        let ids: Vec<u32> = infos.iter().map(|i| i.id).collect();
+        assert_eq!(ids, [index << 1, (index << 1) | 1]);
+        assert_eq!(infos[1].pty, Some(TtyPtyEntry { index }));
+        assert!(infos[1].packet_mode);
+        let master = table.entries().iter().find(|e| e.id == m.id).unwrap();
+        assert_eq!(master.tty.as_ref().unwrap().tty_info_id, (index << 1) | 1);
+        let reg_id = master.tty.as_ref().unwrap().regf_id.unwrap();
+        let reg = table.entries().iter().find(|e| e.id == reg_id).unwrap();
+        assert_eq!(reg.reg.as_ref().unwrap().name, "/dev/ptmx");
     }
 }

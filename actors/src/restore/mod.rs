@@ -2,22 +2,40 @@
 //! releases all tasks together once every one is ready. On any error, every task created so
 //! far is killed: nothing half-restored is left.
 
+pub mod epoll;
+pub mod fanotify;
+pub mod fifo;
+pub mod fown;
+pub mod ghost;
+pub mod eventfd;
+pub mod helpers;
 pub mod images;
+pub mod next_pid;
+pub mod inherit;
+pub mod inotify;
+pub mod locks;
+pub mod memfd;
 pub mod plan;
+pub mod pty;
 pub mod rebuild;
 pub mod rebuild_files;
 pub mod rebuild_memory;
 pub mod regular;
 pub mod shared;
+pub mod signalfd;
 pub mod task;
+pub mod timerfd;
 pub mod tty;
+pub mod unix;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pool::TracerPool;
-use task::{Adopt, CreateRoot, Die, Fork, Kill, Rebuild, Release, RestoreTask};
+use helpers::TreeOp;
+use plan::Step;
+use task::{Adopt, CreateRoot, Die, Fork, Kill, Rebuild, Release, RestoreMemory, RestoreTask};
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
@@ -42,6 +60,8 @@ pub enum RestoreError {
     Shared(#[from] shared::SharedError),
     #[error("restore: {0}")]
     Tty(#[from] tty::TtyError),
+    #[error("restore: {0}")]
+    Ghost(#[from] ghost::GhostError),
 }
 
 /// Restores the tree in `req.images_dir`. `before_release` runs (with the root pid) when every
@@ -53,8 +73,9 @@ pub fn run(
 ) -> Result<i32, RestoreError> {
     let mut images = images::read(&req.images_dir)?;
     let shell_job = tty::prepare(&mut images, req.shell_job)?;
+    let plan = plan::creation_plan(&mut images).map_err(RestoreError::Unsupported)?;
+    let mut remaps = ghost::prepare(&mut images)?;
     let images = Arc::new(images);
-    let order = plan::creation_order(&images).map_err(RestoreError::Unsupported)?;
     let mut shared = shared::SharedFiles::create(&images, &req.files)?;
     if let Some(job) = &shell_job {
         job.hand_out(&mut shared)?;
@@ -73,15 +94,48 @@ pub fn run(
             .collect();
         let root = images.root().pid();
         let result = async {
-            // Tasks come to life in tree order, each made by its parent.
-            ask(&actors[0], CreateRoot { sibling }).await?;
-            for step in &order {
-                ask(&actors[step.parent], Fork { pid: step.pid }).await?;
-                ask(&actors[step.child], Adopt).await?;
-                if images.tasks[step.child].zombie.is_some() {
-                    ask(&actors[step.child], Die).await?;
-                }
+            // Tasks come to life in tree order, each made by its parent once the parent's
+            // memory is back, so that pages they shared copy-on-write are shared again. Memory
+            // restores run while later tasks are created.
+            let mut memory = std::collections::BTreeMap::new();
+            let setsid = plan.root_setsid;
+            ask(&actors[0], CreateRoot { sibling, setsid }).await?;
+            memory.insert(0, actors[0].send(RestoreMemory));
+            // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
+            for step in &plan.steps {
+                let (actor, op) = match *step {
+                    Step::Fork {
+                        parent,
+                        child,
+                        pid,
+                        setsid,
+                    } => {
+                        if let Some(pending) = memory.remove(&parent) {
+                            answer(pending).await?;
+                        }
+                        ask(&actors[parent], Fork { pid }).await?;
+                        ask(&actors[child], Adopt { setsid }).await?;
+                        if images.tasks[child].zombie.is_none() {
+                            memory.insert(child, actors[child].send(RestoreMemory));
+                        }
+                        continue;
+                    }
+                    Step::Exit { task } => {
+                        ask(&actors[task], Die).await?;
+                        continue;
+                    }
+                    Step::Setsid { task } => (task, TreeOp::Setsid),
+                    Step::JoinGroup { task, pgid } => (task, TreeOp::JoinGroup(pgid)),
+                    Step::Reap { parent, pid } => (parent, TreeOp::Reap(pid)),
+                };
+                ask(&actors[actor], op).await?;
             }
+            for pending in memory.into_values() {
+                answer(pending).await?;
+            }
+            // File owners name tasks, which all exist now.
+            shared.set_owners().map_err(|e| format!("restore: {e}"))?;
+            memfd::add_late_seals(&images, &shared).map_err(|e| format!("restore: {e}"))?;
             // Then every live task rebuilds itself, all at once: `send` queues the message at
             // once, so all actors work while the answers are collected in order.
             let live = actors
@@ -102,6 +156,8 @@ pub fn run(
             if let Some(e) = first_error {
                 return Err(e);
             }
+            // Every task has its files: remapped files are unlinked again.
+            remaps.clean();
             if let Some(job) = &shell_job {
                 job.settle_terminal(root)
                     .map_err(|e| format!("restore: {e}"))?;
@@ -128,14 +184,20 @@ pub fn run(
     })
 }
 
+/// The answer to a request already sent to a task actor; a dead actor is an error too.
+async fn answer<M>(request: actix::dev::Request<RestoreTask, M>) -> Result<(), String>
+where
+    M: actix::Message<Result = Result<(), String>> + Send + 'static,
+    RestoreTask: actix::Handler<M>,
+{
+    request.await.map_err(|e| format!("restore: task actor is gone: {e}"))?
+}
+
 /// Sends a message to a task actor; a dead actor is an error too.
 async fn ask<M>(actor: &actix::Addr<RestoreTask>, msg: M) -> Result<(), String>
 where
     M: actix::Message<Result = Result<(), String>> + Send + 'static,
     RestoreTask: actix::Handler<M>,
 {
-    actor
-        .send(msg)
-        .await
-        .map_err(|e| format!("restore: task actor is gone: {e}"))?
+    answer(actor.send(msg)).await
 }

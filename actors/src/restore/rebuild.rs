@@ -112,14 +112,24 @@ pub fn restore_pdeath_sig(r: &mut Remote, core: &CoreEntry) -> Result<(), Rebuil
     Ok(())
 }
 
-/// Session and process group of the root: a session leader starts its session again, a group
-/// leader its group. Membership in outside sessions is a shell-job matter.
-pub fn restore_session(r: &mut Remote, t: &TaskImages) -> Result<(), RebuildError> {
+/// Session and process group of a newly created task, before it has children: with `setsid` it
+/// starts its session, else a group leader starts its group (later setsids and group joins are
+/// steps of the plan, see plan.rs). A child subreaper becomes one now, so that orphans of the
+/// helpers that exit during the restore come back to it.
+pub fn restore_session(r: &mut Remote, t: &TaskImages, setsid: bool) -> Result<(), RebuildError> {
     let pid = t.pstree.pid;
-    if t.pstree.sid == pid {
+    if setsid {
         r.call("setsid", libc::SYS_setsid, &[])?;
-    } else if t.pstree.pgid == pid {
+    } else if t.pstree.pgid == pid && t.pstree.sid != pid {
         r.call("setpgid", libc::SYS_setpgid, &[0, 0])?;
+    }
+    let subreaper = t.cores.first().and_then(|c| c.tc.as_ref());
+    if subreaper.and_then(|tc| tc.child_subreaper) == Some(true) {
+        r.call(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            libc::SYS_prctl,
+            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
+        )?;
     }
     Ok(())
 }

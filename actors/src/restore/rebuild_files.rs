@@ -46,6 +46,9 @@ pub fn restore_fds(
             )?;
         }
     }
+    super::locks::take_locks(r, shared.locks.of(pid), t)?;
+    super::pty::set_controlling(r, &shared.ctty, t)?;
+    super::epoll::register_targets(r, &shared.epolls, t)?;
     Ok(())
 }
 

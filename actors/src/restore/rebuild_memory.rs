@@ -16,11 +16,13 @@ const RSEQ_FLAG_UNREGISTER: u64 = 1;
 const PR_SET_MM: u64 = 35;
 const PR_SET_MM_MAP: u64 = 14;
 
-/// Drops what the stub inherited from criu: its rseq registration, fds and mappings.
+/// Drops what the stub inherited from criu or its parent: its rseq registration, fds and every
+/// mapping except the `inherited` areas (see criu_memory::inherited), which it keeps.
 pub fn clear_stub(
     r: &mut Remote,
     t: &TaskImages,
     rseq: RseqConfiguration,
+    inherited: &[(u64, u64)],
 ) -> Result<(), RebuildError> {
     let pid = t.pid();
     if rseq.rseq_abi_pointer != 0 {
@@ -54,21 +56,28 @@ pub fn clear_stub(
             ),
         ));
     }
-    r.call("munmap(below scratch)", libc::SYS_munmap, &[0, scratch])?;
-    r.call(
-        "munmap(above scratch)",
-        libc::SYS_munmap,
-        &[scratch + len, TASK_SIZE - (scratch + len)],
-    )?;
+    let mut keep: Vec<(u64, u64)> = inherited.to_vec();
+    keep.push((scratch, scratch + len));
+    keep.sort_unstable();
+    let mut from = 0;
+    for (start, end) in keep.into_iter().chain([(TASK_SIZE, TASK_SIZE)]) {
+        if start > from {
+            r.call("munmap", libc::SYS_munmap, &[from, start - from])?;
+        }
+        from = from.max(end);
+    }
     Ok(())
 }
 
-/// Sets the mm fields (code/data/brk/stack/args/env, auxv, exe file) with PR_SET_MM_MAP.
+/// Sets the mm fields (code/data/brk/stack/args/env, auxv, exe file) with PR_SET_MM_MAP. With
+/// `exe_inherited` the exe file is left as it is: the task got the right one from its parent,
+/// and the kernel refuses to replace an exe file that is still mapped.
 pub fn set_mm(
     r: &mut Remote,
     all: &DumpImages,
     mm: &MmEntry,
     pid: i32,
+    exe_inherited: bool,
 ) -> Result<(), RebuildError> {
     let exe = all
         .reg_path(mm.exe_file_id)
@@ -79,7 +88,11 @@ pub fn set_mm(
             )
         })?
         .to_string();
-    let exe_fd = r.open(&exe, libc::O_RDONLY | libc::O_CLOEXEC)?;
+    let exe_fd = if exe_inherited {
+        u64::from(u32::MAX)
+    } else {
+        r.open(&exe, libc::O_RDONLY | libc::O_CLOEXEC)?
+    };
     let auxv = words(&mm.mm_saved_auxv);
     let head_len = 13 * 8;
     let mut block = words(&[
@@ -107,18 +120,22 @@ pub fn set_mm(
         libc::SYS_prctl,
         &[PR_SET_MM, PR_SET_MM_MAP, at, head_len as u64, 0],
     )?;
-    r.close(exe_fd)?;
+    if !exe_inherited {
+        r.close(exe_fd)?;
+    }
     Ok(())
 }
 
-/// Maps every dumped VMA at its address (private pages are filled afterwards from outside;
-/// shared memory comes already filled from criu through `criu_pidfd`).
+/// Maps every dumped VMA at its address but the `inherited` ones, already there (private pages
+/// are filled afterwards from outside; shared memory comes already filled from criu through
+/// `criu_pidfd`).
 pub fn map_vmas(
     r: &mut Remote,
     all: &DumpImages,
     shared: &SharedFiles,
     t: &TaskImages,
     criu_pidfd: u64,
+    inherited: &[(u64, u64)],
 ) -> Result<(), RebuildError> {
     let pid = t.pid();
     let mut vdso_start = None;
@@ -128,6 +145,7 @@ pub fn map_vmas(
             MapPlan::Vdso => {
                 vdso_start.get_or_insert(vma.start);
             }
+            MapPlan::Mmap { addr, len, .. } if inherited.contains(&(addr, addr + len)) => {}
             MapPlan::Mmap {
                 addr,
                 len,
@@ -237,12 +255,14 @@ pub fn map_vmas(
     Ok(())
 }
 
-/// A userfaultfd of the task, held by criu, watching the task's private anonymous areas so that
-/// their pages can be put in place with UFFDIO_COPY. `None` when the kernel refuses one (the
-/// fill then writes every page the plain way).
+/// A userfaultfd of the task, held by criu, watching the task's private anonymous areas (but
+/// the `inherited` ones, already populated) so that their pages can be put in place with
+/// UFFDIO_COPY. `None` when the kernel refuses one (the fill then writes every page the plain
+/// way).
 pub fn watch_anonymous_memory(
     r: &mut Remote,
     t: &TaskImages,
+    inherited: &[(u64, u64)],
 ) -> Option<(criu_sys::uffd::Userfault, Vec<(u64, u64)>)> {
     let pid = t.pid();
     let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
@@ -262,7 +282,7 @@ pub fn watch_anonymous_memory(
             ..
         }) = plan(vma)
         {
-            if uffd.register(addr, len).is_ok() {
+            if !inherited.contains(&(addr, addr + len)) && uffd.register(addr, len).is_ok() {
                 areas.push((addr, addr + len));
             }
         }

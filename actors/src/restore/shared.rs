@@ -1,11 +1,11 @@
 //! Objects that several tasks may hold: created once by criu before the tasks are rebuilt, and
 //! handed to each task that has them (the task takes its copy with pidfd_getfd).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use criu_proto::images::{FdTypes, PipeDataEntry};
+use criu_proto::images::{FdTypes, FownEntry, PipeDataEntry};
 use criu_proto::{ImageKind, ImageReader};
 
 use criu_memory::restore::{plan, MapPlan};
@@ -38,8 +38,20 @@ pub enum SharedError {
     },
     #[error(transparent)]
     Memory(#[from] criu_memory::restore::RestoreMemError),
+    #[error(transparent)]
+    Unix(#[from] super::unix::UnixRestoreError),
     #[error("files.img: file {id} has no {kind} entry")]
     Missing { id: u32, kind: &'static str },
+    #[error(transparent)]
+    Inherit(#[from] super::inherit::InheritError),
+    #[error(transparent)]
+    Fown(#[from] super::fown::FownError),
+    #[error("file {id} ({kind}): {what}")]
+    Notify {
+        id: u32,
+        kind: String,
+        what: String,
+    },
     #[error("file {id} ({path}): {what}: {errno}")]
     File {
         id: u32,
@@ -47,6 +59,8 @@ pub enum SharedError {
         what: &'static str,
         errno: nix::errno::Errno,
     },
+    #[error("file {id} ({path}) changed since the dump: {what}")]
+    Changed { id: u32, path: String, what: String },
 }
 
 /// What the command line says about files on restore.
@@ -58,6 +72,8 @@ pub struct RestoreFileOptions {
     pub ext_unix_sk: bool,
     /// `-l/--file-locks`.
     pub file_locks: bool,
+    /// `--skip-file-rwx-check`: a regular file's permission bits may differ from the dump's.
+    pub skip_file_rwx_check: bool,
 }
 
 /// The shared objects of one restore.
@@ -70,6 +86,16 @@ pub struct SharedFiles {
     descriptions: BTreeMap<u32, OwnedFd>,
     /// Shared memory objects by shmid, already filled: every task maps the same one.
     shmem: BTreeMap<u64, OwnedFd>,
+    /// ids given criu's fds by --inherit-fd: no kind makes them again (see `inherit`).
+    inherited: BTreeSet<u32>,
+    /// Owners (F_SETOWN_EX) to set once every task exists (see `fown`).
+    owners: Vec<(u32, FownEntry)>,
+    /// File locks each task takes again once its fds are in place.
+    pub locks: super::locks::TaskLocks,
+    /// Controlling terminals the session leaders take again (see `pty`).
+    pub ctty: super::pty::Controlling,
+    /// epoll targets, registered inside a task once its fds are in place.
+    pub epolls: super::epoll::EpollTargets,
 }
 
 /// A shared memory object as the dump describes it.
@@ -88,21 +114,40 @@ impl SharedFiles {
     ) -> Result<SharedFiles, SharedError> {
         let _ = opts;
         let mut shared = SharedFiles::default();
-        super::regular::open_all(images, &mut shared)?;
+        super::inherit::take_all(images, opts, &mut shared)?;
+        super::regular::open_all(images, opts, &mut shared)?;
+        super::inotify::open_all(images, &mut shared)?;
+        super::fanotify::open_all(images, &mut shared)?;
+        super::epoll::open_all(images, &mut shared)?;
+        shared.locks = super::locks::TaskLocks::read(images, opts.file_locks)?;
         shared.create_pipes(images)?;
+        super::fifo::open_all(images, &mut shared)?;
         shared.create_shmem(images)?;
+        super::memfd::open_all(images, &mut shared)?;
+        super::eventfd::open_all(images, &mut shared)?;
+        super::signalfd::open_all(images, &mut shared)?;
+        super::timerfd::open_all(images, &mut shared)?;
+        // Last: queued messages may carry any of the files above.
+        super::unix::open_all(images, opts, &mut shared)?;
         Ok(shared)
     }
 
     /// Creates every pipe the dump names and puts back the bytes it held.
     fn create_pipes(&mut self, images: &DumpImages) -> Result<(), SharedError> {
         let shared = self;
+        // An inherited pipe is not made again, nor refilled (CRIU leaves its bytes as they are).
+        let inherited: BTreeSet<u32> = images
+            .files
+            .values()
+            .filter(|f| shared.inherited.contains(&f.id))
+            .filter_map(|f| f.pipe.as_ref().map(|p| p.pipe_id))
+            .collect();
         for f in images.files.values() {
             if f.r#type != FdTypes::Pipe as i32 {
                 continue;
             }
             let Some(p) = &f.pipe else { continue };
-            if shared.pipes.contains_key(&p.pipe_id) {
+            if shared.pipes.contains_key(&p.pipe_id) || inherited.contains(&p.pipe_id) {
                 continue;
             }
             let ends = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| {
@@ -114,12 +159,15 @@ impl SharedFiles {
             })?;
             shared.pipes.insert(p.pipe_id, ends);
         }
-        shared.open_pipe_descriptions(images)?;
+        shared.open_pipe_descriptions(images, &inherited)?;
         if let Some(mut img) =
             ImageReader::open_if_exists(&images.dir, &ImageKind::PIPES_DATA, None)?
         {
             while let Some(entry) = img.read::<PipeDataEntry>()? {
                 let data = img.read_payload(u64::from(entry.bytes))?;
+                if inherited.contains(&entry.pipe_id) {
+                    continue;
+                }
                 let (_, w) = shared
                     .pipes
                     .get(&entry.pipe_id)
@@ -151,12 +199,19 @@ impl SharedFiles {
 
     /// One description per pipe entry: the first entry of each end takes the end pipe2 made,
     /// later ones (the same end opened again through /proc) get a new description of it.
-    fn open_pipe_descriptions(&mut self, images: &DumpImages) -> Result<(), SharedError> {
+    fn open_pipe_descriptions(
+        &mut self,
+        images: &DumpImages,
+        inherited: &BTreeSet<u32>,
+    ) -> Result<(), SharedError> {
         let mut used = std::collections::BTreeSet::new();
         for f in images.files.values() {
             let Some(p) = f.pipe.as_ref().filter(|_| f.r#type == FdTypes::Pipe as i32) else {
                 continue;
             };
+            if inherited.contains(&p.pipe_id) {
+                continue;
+            }
             let write = p.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
             let (r, w) = &self.pipes[&p.pipe_id];
             let end = if write { w } else { r };
@@ -192,6 +247,7 @@ impl SharedFiles {
                 what: "F_SETFL",
                 errno,
             })?;
+            self.restore_fown(f.id, &fd, &p.fown)?;
             self.descriptions.insert(f.id, fd);
         }
         Ok(())
@@ -226,6 +282,15 @@ impl SharedFiles {
                 obj.size = obj.size.max(size);
             }
         }
+        // memfds that tasks hold as fds are objects too, mapped or not.
+        for inode in super::memfd::inodes_of_fds(images) {
+            objects
+                .entry(u64::from(inode.shmid))
+                .or_insert(ShmemObject {
+                    memfd_name: Some(inode.name.clone()),
+                    size: inode.size,
+                });
+        }
         for (shmid, obj) in objects {
             let err = |what: &str| {
                 let what = what.to_string();
@@ -245,6 +310,9 @@ impl SharedFiles {
             file.set_len(obj.size).map_err(err("set size"))?;
             let (pages_id, runs) = criu_memory::restore::read_shmem_pagemap(&images.dir, shmid)?;
             criu_memory::restore::fill_file(&file, &images.dir, pages_id, &runs)?;
+            if obj.memfd_name.is_some() {
+                super::memfd::finish_inode(&file, images, shmid)?;
+            }
             self.shmem.insert(shmid, OwnedFd::from(file));
         }
         Ok(())
@@ -255,13 +323,59 @@ impl SharedFiles {
         self.shmem.get(&shmid).map(|fd| fd.as_raw_fd())
     }
 
+    /// The shared memory object `shmid` itself (a memfd's description is handed to a task).
+    pub fn shmem_object(&self, shmid: u64) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.shmem
+            .get(&shmid)
+            .map(|fd| std::os::fd::AsFd::as_fd(fd))
+    }
+
     /// criu's fd of the open file description with files.img id `id`.
     pub fn description(&self, id: u32) -> Option<i32> {
         self.descriptions.get(&id).map(|fd| fd.as_raw_fd())
     }
 
-    /// Gives files.img id `id` an open file description made elsewhere (a terminal).
+    /// Gives files.img id `id` an open file description made elsewhere (a terminal). An id
+    /// taken from --inherit-fd keeps criu's inherited fd.
     pub fn add_description(&mut self, id: u32, fd: OwnedFd) {
+        if !self.inherited.contains(&id) {
+            self.descriptions.insert(id, fd);
+        }
+    }
+
+    /// Whether `id` is one of criu's inherited fds (kinds skip making those).
+    pub fn is_inherited(&self, id: u32) -> bool {
+        self.inherited.contains(&id)
+    }
+
+    /// Gives `id` a description taken from an --inherit-fd fd; it wins over any other kind.
+    pub fn add_inherited(&mut self, id: u32, fd: OwnedFd) {
+        self.inherited.insert(id);
         self.descriptions.insert(id, fd);
+    }
+
+    /// Puts back the owner of description `id`: its signal now, the owner itself in
+    /// `set_owners` once the owning task exists.
+    pub fn restore_fown(
+        &mut self,
+        id: u32,
+        fd: &OwnedFd,
+        fown: &FownEntry,
+    ) -> Result<(), SharedError> {
+        super::fown::set_signal(id, fd, fown)?;
+        if fown.pid != 0 {
+            self.owners.push((id, *fown));
+        }
+        Ok(())
+    }
+
+    /// Sets every owner noted by `restore_fown`; call once every task is made.
+    pub fn set_owners(&self) -> Result<(), SharedError> {
+        for (id, fown) in &self.owners {
+            if let Some(fd) = self.descriptions.get(id) {
+                super::fown::set_owner(*id, fd, fown)?;
+            }
+        }
+        Ok(())
     }
 }

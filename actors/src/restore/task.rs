@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use criu_memory::inherited;
 use criu_memory::restore as mem;
 use criu_process::regs::{entry_to_gpregs, entry_to_xsave};
 use criu_process::{restore_creds, restore_signals};
@@ -14,6 +15,7 @@ use criu_tracee::regs::xsave_size;
 use criu_tracee::remote::{words, Remote, DATA_LEN};
 use criu_tracee::{Injector, Tracee};
 
+use super::helpers::TreeOp;
 use super::images::{DumpImages, TaskImages};
 use super::rebuild::{self, RebuildError};
 use super::shared::SharedFiles;
@@ -37,6 +39,8 @@ pub struct RestoreTask {
     threads: Vec<Tracee>,
     /// Whether this actor's task exists (to kill it on failure).
     created: bool,
+    /// The scratch area the task waits in between its memory restore and its rebuild.
+    parked: Option<(u64, u64)>,
 }
 
 impl RestoreTask {
@@ -54,6 +58,7 @@ impl RestoreTask {
             tracee: None,
             threads: Vec::new(),
             created: false,
+            parked: None,
         }
     }
 
@@ -72,12 +77,17 @@ impl Actor for RestoreTask {
 pub struct CreateRoot {
     /// `--restore-sibling`: the root becomes criu's sibling (CLONE_PARENT).
     pub sibling: bool,
+    /// The root starts its session at once (see plan.rs).
+    pub setsid: bool,
 }
 
 /// Take over a task its parent created (it waits in a pause loop).
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct Adopt;
+pub struct Adopt {
+    /// The task starts its session at once (see plan.rs).
+    pub setsid: bool,
+}
 
 /// Create child `pid` of this task, by injecting clone3 into it.
 #[derive(Message)]
@@ -86,7 +96,12 @@ pub struct Fork {
     pub pid: i32,
 }
 
-/// Rebuild the task and its threads; they stay stopped.
+/// Restore the task's memory (before it forks its children).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct RestoreMemory;
+
+/// Rebuild the rest of the task and its threads; they stay stopped.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct Rebuild;
@@ -116,17 +131,17 @@ impl Handler<CreateRoot> for RestoreTask {
 
     fn handle(&mut self, msg: CreateRoot, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
-        with_pid(pid, self.create_root(msg.sibling))
+        with_pid(pid, self.create_root(msg.sibling, msg.setsid))
     }
 }
 
 impl Handler<Adopt> for RestoreTask {
     type Result = Result<(), String>;
 
-    fn handle(&mut self, _: Adopt, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
         self.created = true;
-        with_pid(pid, self.adopt())
+        with_pid(pid, self.adopt(msg.setsid))
     }
 }
 
@@ -145,6 +160,32 @@ impl Handler<Rebuild> for RestoreTask {
     fn handle(&mut self, _: Rebuild, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
         with_pid(pid, self.rebuild())
+    }
+}
+
+impl Handler<RestoreMemory> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, _: RestoreMemory, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.task().pid();
+        with_pid(pid, self.restore_memory())
+    }
+}
+
+impl Handler<TreeOp> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, op: TreeOp, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.task().pid();
+        let images = self.images.clone();
+        let tracee = self.tracee.as_mut().ok_or_else(|| format!("restore: pid {pid}: not created"))?;
+        let mut run = || -> Result<(), RebuildError> {
+            let mut inj = Injector::new(tracee, DATA_LEN)?;
+            super::helpers::run_tree_op(&mut Remote::new(&mut inj), &images, pid, op)?;
+            inj.finish()?;
+            Ok(())
+        };
+        with_pid(pid, run())
     }
 }
 
@@ -201,7 +242,7 @@ impl RestoreTask {
 }
 
 impl RestoreTask {
-    fn create_root(&mut self, sibling: bool) -> Result<(), RebuildError> {
+    fn create_root(&mut self, sibling: bool, setsid: bool) -> Result<(), RebuildError> {
         let pid = self.task().pid();
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return Err(RebuildError::Task {
@@ -219,16 +260,16 @@ impl RestoreTask {
             what: format!("clone3 with set_tid: {e}"),
         })?;
         self.created = true;
-        self.adopt()
+        self.adopt(setsid)
     }
 
     /// Seizes the task and gives it its session and process group, before it has children.
-    fn adopt(&mut self) -> Result<(), RebuildError> {
+    fn adopt(&mut self, setsid: bool) -> Result<(), RebuildError> {
         let pid = self.task().pid();
         let mut tracee = Tracee::seize_stopped(pid, pid, self.timeout)?;
         {
             let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
-            rebuild::restore_session(&mut Remote::new(&mut inj), self.task())?;
+            rebuild::restore_session(&mut Remote::new(&mut inj), self.task(), setsid)?;
             inj.finish()?;
         }
         self.tracee = Some(tracee);
@@ -247,6 +288,56 @@ impl RestoreTask {
         Ok(())
     }
 
+    /// The task's memory: what it inherited from its parent and keeps, then every other area
+    /// and the pages. Done before the task forks its children, so they inherit it in turn.
+    fn restore_memory(&mut self) -> Result<(), RebuildError> {
+        let all = self.images.clone();
+        let t = &all.tasks[self.index];
+        let pid = t.pid();
+        let tracee = self.tracee.as_mut().ok_or_else(|| RebuildError::Task {
+            pid,
+            what: "not created".into(),
+        })?;
+        let rseq = tracee.rseq()?;
+        let parent = all.tasks.iter().find(|p| p.pid() == t.pstree.ppid as i32 && p.zombie.is_none());
+        let inherited = match parent {
+            Some(p) if self.index != 0 => inherited::inherited_areas(&t.mm.vmas, &p.mm.vmas),
+            _ => Vec::new(),
+        };
+        let mut inj = Injector::new(tracee, DATA_LEN)?;
+        let mut r = Remote::new(&mut inj);
+        rebuild::clear_stub(&mut r, t, rseq, &inherited)?;
+        let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
+        let exe_inherited = !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
+        rebuild::set_mm(&mut r, &all, &t.mm, pid, exe_inherited)?;
+        rebuild::map_vmas(&mut r, &all, &self.shared, t, criu_pidfd, &inherited)?;
+        r.close(criu_pidfd)?;
+        let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
+        let (inside, outside) = inherited::split_runs(&runs, &inherited);
+        if let Some(p) = parent.filter(|_| !inherited.is_empty()) {
+            let (_, parent_runs) = mem::read_pagemap(&all.dir, p.pid() as u64)?;
+            for (start, end) in inherited::stale_ranges(&parent_runs, &runs, &inherited) {
+                r.call("madvise(MADV_DONTNEED)", libc::SYS_madvise, &[start, end - start, libc::MADV_DONTNEED as u64])?;
+            }
+        }
+        let watched = rebuild::watch_anonymous_memory(&mut r, t, &inherited);
+        let uffd = watched.as_ref().map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
+        let bytes = mem::fill(pid, &all.dir, pages_id, &outside, uffd.as_ref())?;
+        if let Some((uffd, areas)) = &watched {
+            for (start, end) in areas {
+                let _ = uffd.unregister(*start, end - start);
+            }
+        }
+        let same = inherited::fill_differing(pid, &all.dir, pages_id, &inside)?;
+        tracing::debug!(
+            "pid {pid}: private memory: {bytes} bytes written, {} inherited bytes rewritten, {} still shared with the parent",
+            same.written,
+            same.kept
+        );
+        self.parked = Some(inj.finish_parked()?);
+        Ok(())
+    }
+
     fn rebuild(&mut self) -> Result<(), RebuildError> {
         let all = self.images.clone();
         let t = &all.tasks[self.index];
@@ -255,7 +346,6 @@ impl RestoreTask {
             pid,
             what: "not created".into(),
         })?;
-        let rseq = tracee.rseq()?;
         let leader = &t.cores[0];
         let info = leader
             .thread_info
@@ -267,22 +357,10 @@ impl RestoreTask {
         {
             let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
             let mut r = Remote::new(&mut inj);
-            rebuild::clear_stub(&mut r, t, rseq)?;
-            let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
-            rebuild::set_mm(&mut r, &all, &t.mm, pid)?;
-            rebuild::map_vmas(&mut r, &all, &self.shared, t, criu_pidfd)?;
-            let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
-            let watched = rebuild::watch_anonymous_memory(&mut r, t);
-            let uffd = watched
-                .as_ref()
-                .map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
-            let bytes = mem::fill(pid, &all.dir, pages_id, &runs, uffd.as_ref())?;
-            if let Some((uffd, areas)) = &watched {
-                for (start, end) in areas {
-                    let _ = uffd.unregister(*start, end - start);
-                }
+            if let Some((at, len)) = self.parked.take() {
+                r.call("munmap(parked scratch)", libc::SYS_munmap, &[at, len])?;
             }
-            tracing::debug!("pid {pid}: {bytes} bytes of private memory restored");
+            let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
             rebuild::restore_fds(&mut r, &self.shared, t, criu_pidfd)?;
             r.close(criu_pidfd)?;
             rebuild::restore_fs(&mut r, &all, t)?;
@@ -319,6 +397,9 @@ fn clone_in(
     let data = inj.data_addr();
     // struct clone_args (88 bytes), then the set_tid array.
     let set_tid_at = data + 88;
+    if criu_sys::clone::pid_by_ns_last_pid() {
+        return super::next_pid::clone_via_ns_last_pid(inj, tid, flags, exit_signal);
+    }
     let mut args = words(&[flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid_at, 1, 0]);
     args.extend_from_slice(&tid.to_le_bytes());
     inj.write_data(0, &args)?;

@@ -5,6 +5,9 @@
 //! pidfd_getfd like a pipe. /dev/tty and /dev/console are opened again by path. Once every
 //! task is rebuilt, the terminal gets the dumped termios and window size back and the root's
 //! group becomes its foreground group, as CRIU does.
+//!
+//! pty pairs the tree held itself (the master among its fds) are made again whether or not
+//! this is a shell job: see `pty`.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -49,11 +52,14 @@ pub struct ShellJob {
     terminal: Option<OwnedFd>,
     /// Whether the root leads its session (then criu's terminal is not its own).
     root_leads_session: bool,
+    /// pty pairs the tree holds.
+    pairs: super::pty::Pairs,
 }
 
-/// Reads tty-info.img and checks every terminal fd of the dump. Without `--shell-job` a dump
-/// with terminals is refused; with it the tree's session and group are moved to criu's (see
-/// `join_criu_session`) and the terminal to give back is chosen.
+/// Reads tty-info.img and checks every terminal fd of the dump. pty pairs the tree holds are
+/// noted to be made again. Without `--shell-job` a dump with other terminals is refused; with
+/// it the tree's session and group are moved to criu's (see `join_criu_session`) and the
+/// terminal to give back is chosen. `None` when there is nothing to do.
 pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJob>, TtyError> {
     let mut all_infos = BTreeMap::new();
     if let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::TTY_INFO, None)? {
@@ -63,6 +69,17 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
     }
     let mut files = BTreeMap::new();
     let mut infos = BTreeMap::new();
+    let mut pairs = super::pty::Pairs::default();
+    // pty indexes whose master some task holds: their slaves are not the shell's terminal.
+    let paired: std::collections::BTreeSet<u32> = images
+        .tasks
+        .iter()
+        .flat_map(|t| &t.fds)
+        .filter(|fd| fd.r#type == FdTypes::Tty as i32)
+        .filter_map(|fd| images.files.get(&fd.id)?.tty.as_ref())
+        .filter(|tty| tty.tty_info_id & 1 == 1)
+        .map(|tty| tty.tty_info_id >> 1)
+        .collect();
     for t in &images.tasks {
         for fd in t.fds.iter().filter(|fd| fd.r#type == FdTypes::Tty as i32) {
             let err = |what: String| TtyError::Fd {
@@ -80,21 +97,44 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
                 .and_then(|id| images.reg_path(id))
                 .unwrap_or("a terminal")
                 .to_string();
-            if !shell_job {
-                return Err(err(format!(
-                    "{path} was the shell's terminal: restore it with --shell-job"
-                )));
-            }
             let info = all_infos.get(&tty.tty_info_id).ok_or_else(|| {
                 err(format!(
                     "{path}: tty-info {} not in tty-info.img",
                     tty.tty_info_id
                 ))
             })?;
-            let way = match TtyType::try_from(info.r#type) {
-                Ok(TtyType::Pty) if tty.tty_info_id & 1 == 1 => {
-                    return Err(err(format!("{path}: pty masters are not restored yet")))
+            let is_pty = TtyType::try_from(info.r#type) == Ok(TtyType::Pty);
+            let index = tty.tty_info_id >> 1;
+            if is_pty && !paired.contains(&index) && info.termios.is_none() {
+                // A slave hung up at dump: made again from a pair whose master is closed.
+                pairs.add_slave(index, fd.id, &path, tty.flags, info);
+                continue;
+            }
+            if is_pty && paired.contains(&index) {
+                if info.termios.is_none() {
+                    return Err(err(format!(
+                        "{path}: hung-up terminals are not restored yet"
+                    )));
                 }
+                if tty.tty_info_id & 1 == 1 {
+                    pairs.add_master(index, fd.id, &path, tty.flags, info);
+                } else {
+                    pairs.add_slave(index, fd.id, &path, tty.flags, info);
+                }
+                continue;
+            }
+            if !shell_job && TtyType::try_from(info.r#type) == Ok(TtyType::Ctty) {
+                // /dev/tty of a session whose terminal is a pair the tree holds (the dump
+                // checked that).
+                pairs.add_ctty_file(fd.id, tty.flags, t.pstree.sid as i32, t.pid());
+                continue;
+            }
+            if !shell_job {
+                return Err(err(format!(
+                    "{path} was the shell's terminal: restore it with --shell-job"
+                )));
+            }
+            let way = match TtyType::try_from(info.r#type) {
                 Ok(TtyType::Pty | TtyType::Vt | TtyType::Serial) => {
                     if info.termios.is_none() {
                         return Err(err(format!(
@@ -118,8 +158,29 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
             files.insert(fd.id, way);
         }
     }
+    if let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::TTY_DATA, None)? {
+        for e in img.read_all::<criu_proto::images::TtyDataEntry>()? {
+            if !pairs.add_queued(e.tty_id, &e.data) {
+                tracing::warn!(
+                    "tty-data.img: {} bytes of terminal file {}, which is no pty pair here",
+                    e.data.len(),
+                    e.tty_id
+                );
+            }
+        }
+    }
     if !shell_job {
-        return Ok(None);
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        let root = &images.root().pstree;
+        return Ok(Some(ShellJob {
+            files,
+            infos,
+            terminal: None,
+            root_leads_session: root.sid == root.pid,
+            pairs,
+        }));
     }
     join_criu_session(
         images,
@@ -137,6 +198,7 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
         infos,
         terminal,
         root_leads_session: root.sid == root.pid,
+        pairs,
     }))
 }
 
@@ -229,6 +291,7 @@ fn join_entries(tree: &mut [PstreeEntry], sid: i32, pgid: i32) -> Result<(), Tty
 impl ShellJob {
     /// Gives every terminal file of the dump its description in criu, for the tasks to take.
     pub fn hand_out(&self, shared: &mut SharedFiles) -> Result<(), TtyError> {
+        shared.ctty = self.pairs.open_all(shared)?;
         for (&id, way) in &self.files {
             let fd = match (way, &self.terminal) {
                 (Way::Inherit { .. }, Some(term)) => {
@@ -339,7 +402,7 @@ impl ShellJob {
 }
 
 /// The image's termios in the kernel's layout.
-fn kernel_termios(t: &TermiosEntry) -> KernelTermios {
+pub(super) fn kernel_termios(t: &TermiosEntry) -> KernelTermios {
     let mut c_cc = [0u8; KERNEL_NCCS];
     for (dst, src) in c_cc.iter_mut().zip(&t.c_cc) {
         *dst = *src as u8;

@@ -1,0 +1,147 @@
+//! epoll at restore: criu creates each epoll description (empty); its targets are registered
+//! later, inside one task that holds it, once that task's fds are all at their numbers, so the
+//! kernel records the task's own fd numbers (EPOLL_CTL_MOD/DEL by the program use them). The
+//! registering task is the first one (in pstree order) that holds the epoll and has every
+//! target number open; every other holder shares the description, registrations included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::OwnedFd;
+
+use criu_proto::images::{EventpollTfdEntry, FdTypes};
+use criu_tracee::remote::Remote;
+use nix::sys::epoll::{Epoll, EpollCreateFlags};
+
+use super::images::{DumpImages, TaskImages};
+use super::rebuild::{task_err, RebuildError};
+use super::shared::{SharedError, SharedFiles};
+
+/// Targets of every epoll to restore, with the task that registers them.
+#[derive(Debug, Default)]
+pub struct EpollTargets {
+    /// By files.img id: (registering pid, targets).
+    by_id: BTreeMap<u32, (i32, Vec<EventpollTfdEntry>)>,
+}
+
+pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
+    for id in images.fd_ids_of_type(FdTypes::Eventpoll) {
+        let e = images
+            .files
+            .get(&id)
+            .and_then(|f| f.epfd.as_ref())
+            .ok_or(SharedError::Missing { id, kind: "epfd" })?;
+        let err = |what: &'static str| {
+            move |errno| SharedError::File {
+                id,
+                path: "anon_inode:[eventpoll]".into(),
+                what,
+                errno,
+            }
+        };
+        let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(err("epoll_create1"))?;
+        let fd: OwnedFd = ep.0;
+        let nonblock = e.flags as i32 & libc::O_NONBLOCK;
+        if nonblock != 0 {
+            let fl = nix::fcntl::OFlag::from_bits_retain(nonblock);
+            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(fl)).map_err(err("F_SETFL"))?;
+        }
+        shared.add_description(id, fd);
+        // The first holder that has every target number open; if none has, the first holder
+        // (whose registration then fails naming the missing fd).
+        let holders: Vec<&TaskImages> = images
+            .tasks
+            .iter()
+            .filter(|t| t.fds.iter().any(|f| f.id == id))
+            .collect();
+        let has_all = |t: &&&TaskImages| {
+            e.tfd
+                .iter()
+                .all(|tfd| t.fds.iter().any(|f| f.fd == tfd.tfd))
+        };
+        let owner = holders
+            .iter()
+            .find(has_all)
+            .or(holders.first())
+            .map_or(0, |t| t.pid());
+        shared.epolls.by_id.insert(id, (owner, e.tfd.clone()));
+    }
+    Ok(())
+}
+
+/// struct epoll_event as x86_64 lays it out (packed): events, then data.
+fn epoll_event(events: u32, data: u64) -> Vec<u8> {
+    let mut b = events.to_le_bytes().to_vec();
+    b.extend_from_slice(&data.to_le_bytes());
+    b
+}
+
+/// Registers the targets of the epolls task `t` is the registering task of; its fds must all
+/// be at their numbers already.
+pub fn register_targets(
+    r: &mut Remote,
+    epolls: &EpollTargets,
+    t: &TaskImages,
+) -> Result<(), RebuildError> {
+    let pid = t.pid();
+    let numbers: BTreeSet<u32> = t.fds.iter().map(|f| f.fd).collect();
+    let mut done = BTreeSet::new();
+    for fd in t
+        .fds
+        .iter()
+        .filter(|f| f.r#type == FdTypes::Eventpoll as i32)
+    {
+        let Some((owner, targets)) = epolls.by_id.get(&fd.id) else {
+            continue;
+        };
+        if *owner != pid || !done.insert(fd.id) {
+            continue;
+        }
+        for tfd in targets {
+            if !numbers.contains(&tfd.tfd) {
+                return Err(task_err(
+                    pid,
+                    format!(
+                        "epoll fd {}: target fd {} is not open in the task, so it cannot be \
+                         registered again",
+                        fd.fd, tfd.tfd
+                    ),
+                ));
+            }
+            let ev = r.arg(&epoll_event(tfd.events, tfd.data))?;
+            let got = r.try_call(
+                libc::SYS_epoll_ctl,
+                &[
+                    u64::from(fd.fd),
+                    libc::EPOLL_CTL_ADD as u64,
+                    u64::from(tfd.tfd),
+                    ev,
+                ],
+            )?;
+            if got < 0 {
+                return Err(task_err(
+                    pid,
+                    format!(
+                        "epoll fd {}: epoll_ctl(ADD) of target fd {} (events {:#x}): {}",
+                        fd.fd,
+                        tfd.tfd,
+                        tfd.events,
+                        nix::errno::Errno::from_raw(-got as i32)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_laid_out_packed() {
+        let b = epoll_event(0x8000_0001, 0x1122_3344_5566_7788);
+        assert_eq!(b.len(), 12);
+        assert_eq!(&b[..4], &[1, 0, 0, 0x80]);
+        assert_eq!(b[4], 0x88);
+    }
+}
