@@ -209,6 +209,7 @@ fn tree_round_trip(scale: usize, env: &[(&str, &str)]) -> Result<(), String> {
     let (b, t, s, g, l) = (ready["b"], ready["t"], ready["s"], ready["g"], ready["l"]);
     assert_eq!(before[&b].ppid, tree.pid, "the orphan went to the subreaper root");
     assert_eq!(before[&t].state, 'T');
+    assert_eq!(before[&ready["t2"]].state, 'T');
     for gone in [s, g, l] {
         assert!(!before.contains_key(&gone), "{gone} should have exited");
     }

@@ -248,7 +248,14 @@ pub fn classify(
                 // (A deleted file of a tmpfs mapped shared is a file mapping, remapped as a
                 // ghost by the dump.)
                 let anon_name = info.target.to_string_lossy().starts_with("/dev/zero");
-                if !memfd && anon_name && meta.nlink() == 0 && v.perms.shared && v.dev_major == 0 {
+                let anon = !memfd && anon_name && meta.nlink() == 0 && v.dev_major == 0;
+                // A private mapping of shared anonymous memory (mapped through an fd or
+                // map_files) names the object in CRIU's memfd form, so that its pages not yet
+                // copied stay those of the shared object.
+                if anon && !v.perms.shared {
+                    e.status |= VMA_AREA_MEMFD;
+                }
+                if anon && v.perms.shared {
                     e.status |= VMA_ANON_SHARED;
                     e.flags |= MAP_ANONYMOUS;
                     e.shmid = meta.ino();

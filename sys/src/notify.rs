@@ -129,15 +129,18 @@ pub fn inotify_set_next_wd(fd: BorrowedFd<'_>, wd: i32) -> Result<(), Errno> {
     Ok(())
 }
 
-/// A new fanotify group; `flags` are fanotify_init's (FAN_CLOEXEC is added).
+/// A new fanotify group with exactly `flags` (the group shows them in fdinfo); criu's fd gets
+/// close-on-exec afterwards, which does not change them.
 pub fn fanotify_init(flags: u32, event_flags: u32) -> Result<OwnedFd, Errno> {
     // SAFETY: fanotify_init takes only integers.
-    let fd = unsafe { libc::fanotify_init(flags | libc::FAN_CLOEXEC, event_flags) };
+    let fd = unsafe { libc::fanotify_init(flags, event_flags) };
     if fd < 0 {
         return Err(Errno::last());
     }
     // SAFETY: the kernel just gave us this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    Ok(fd)
 }
 
 /// fanotify_mark on `path` (relative paths from the cwd).

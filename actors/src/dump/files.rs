@@ -415,7 +415,7 @@ pub fn dump_fds(
             FdTarget::Path {
                 path,
                 deleted: true,
-            } if super::memfd::is_memfd_path(&path) => {
+            } if super::memfd::is_memfd_fd(pid, fd, &path) => {
                 super::memfd::dump_memfd_fd(pid, fd, &path, table)?
             }
             FdTarget::Path { path, deleted } => dump_path_fd(pid, fd, &path, deleted, table)?,

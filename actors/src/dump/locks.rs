@@ -102,7 +102,7 @@ pub fn entry(pid: i32, fd: i32, l: &FileLock) -> Result<FileLockEntry, String> {
         LockKind::Lease => FL_LEASE,
         _ => return Err(format!("a lock of kind {}", describe(l))),
     };
-    let ty = match l.lock_type {
+    let mut ty = match l.lock_type {
         LockType::Read => libc::F_RDLCK as u32,
         LockType::Write => libc::F_WRLCK as u32,
         LockType::Unlock => libc::F_UNLCK as u32,
@@ -111,11 +111,8 @@ pub fn entry(pid: i32, fd: i32, l: &FileLock) -> Result<FileLockEntry, String> {
     match l.mode {
         LockMode::Advisory => {}
         LockMode::Active if flag == FL_LEASE => {}
-        LockMode::Breaking if flag == FL_LEASE => {
-            // The lease it is being broken to is only known through F_GETLEASE, and a
-            // break cannot be replayed faithfully yet.
-            return Err(format!("a lease being broken ({})", describe(l)));
-        }
+        // The type shown is the one the lease is being broken to.
+        LockMode::Breaking if flag == FL_LEASE => ty |= LEASE_BREAKING,
         _ => return Err(format!("a lock in mode {:?} ({})", l.mode, describe(l))),
     }
     let start = i64::try_from(l.start).map_err(|_| format!("a lock starting at {}", l.start))?;
@@ -172,7 +169,9 @@ mod tests {
         assert_eq!((e.flag, e.pid, e.start, e.len), (FL_OFD, 7, 5, 1));
         let e = entry(7, 4, &parse("1: LEASE ACTIVE WRITE 7 fe:00:12 0 EOF")).unwrap();
         assert_eq!((e.flag, e.r#type), (FL_LEASE, 1));
-        assert!(entry(7, 4, &parse("1: LEASE BREAKING READ 7 fe:00:12 0 EOF")).is_err());
+        let e = entry(7, 4, &parse("1: LEASE BREAKING UNLCK 7 fe:00:12 0 EOF")).unwrap();
+        assert_eq!((e.flag, e.r#type), (FL_LEASE, 2 | LEASE_BREAKING));
+        assert!(entry(7, 4, &parse("1: POSIX BREAKING READ 7 fe:00:12 0 EOF")).is_err());
     }
 
     #[test]

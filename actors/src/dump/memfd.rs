@@ -128,6 +128,31 @@ pub fn is_memfd_path(path: &Path) -> bool {
     path.to_str().is_some_and(|p| p.starts_with(PREFIX))
 }
 
+/// Whether `pid`'s `fd` (its path shown deleted) is a memfd or shared anonymous memory (opened
+/// through map_files): a file of the kernel's internal shmem mount, which CRIU dumps as a
+/// memfd (named `/dev/zero` for anonymous memory).
+pub fn is_memfd_fd(pid: i32, fd: i32, path: &Path) -> bool {
+    if is_memfd_path(path) {
+        return true;
+    }
+    if path != Path::new("/dev/zero") {
+        return false;
+    }
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"));
+    matches!((meta, shmem_dev()), (Ok(m), Some(dev)) if m.dev() == dev)
+}
+
+/// The device of the kernel's internal shmem mount (memfds, shared anonymous memory).
+fn shmem_dev() -> Option<u64> {
+    static DEV: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *DEV.get_or_init(|| {
+        let fd =
+            nix::sys::memfd::memfd_create("criu-shmem-dev", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .ok()?;
+        Some(File::from(fd).metadata().ok()?.dev())
+    })
+}
+
 /// The memfd's own name, without the `/memfd:` prefix and ` (deleted)` suffix.
 fn memfd_name(path: &Path) -> String {
     let p = path.to_string_lossy();

@@ -78,6 +78,8 @@ pub struct TaskActor {
     seize_error: Option<criu_tracee::TraceeError>,
     /// /proc state letter before seizing ('T' for a stopped task).
     state_before: char,
+    /// The signal that stopped a stopped task, as the seize found it.
+    stop_signo: Option<u32>,
     /// A zombie is not seized: it has only its exit status to dump.
     zombie: Option<criu_procfs::Stat>,
 }
@@ -91,13 +93,17 @@ impl TaskActor {
             process,
             seize_error,
             state_before,
+            stop_signo: None,
             zombie,
         };
         if let Some(stat) = zombie_stat(pid) {
             return actor(None, None, Some(stat));
         }
         match SeizedProcess::seize(pid, timeout) {
-            Ok(p) => actor(Some(p), None, None),
+            Ok(p) => TaskActor {
+                stop_signo: (state_before == 'T').then(|| stop_signal(pid)).flatten(),
+                ..actor(Some(p), None, None)
+            },
             // It may have died while being seized: then it is a zombie now.
             Err(e) => match zombie_stat(pid) {
                 Some(stat) => actor(None, None, Some(stat)),
@@ -105,6 +111,13 @@ impl TaskActor {
             },
         }
     }
+}
+
+/// The signal a just seized, stopped task was stopped by: its group-stop trap carries it.
+fn stop_signal(pid: i32) -> Option<u32> {
+    let info = nix::sys::ptrace::getsiginfo(nix::unistd::Pid::from_raw(pid)).ok()?;
+    let stop = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+    stop.contains(&info.si_signo).then_some(info.si_signo as u32)
 }
 
 /// The stat of `pid` if it is a zombie: dead, with no thread left running (a group leader
@@ -181,8 +194,9 @@ impl Handler<Collect> for TaskActor {
         if let Some(stat) = &self.zombie {
             return dump_zombie(pid, stat, &msg.shared.dir);
         }
+        let stop_signo = self.stop_signo;
         let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
-        collect(pid, state_before, process, &msg)
+        collect(pid, (state_before, stop_signo), process, &msg)
     }
 }
 
@@ -279,7 +293,7 @@ fn zombie_core(stat: &criu_procfs::Stat) -> TaskCoreEntry {
 
 fn collect(
     pid: i32,
-    state_before: char,
+    (state_before, stop_signo): (char, Option<u32>),
     process: &mut SeizedProcess,
     msg: &Collect,
 ) -> Result<TaskDone, TaskError> {
@@ -366,7 +380,7 @@ fn collect(
         oom_score_adj: criu_procfs::read_oom_score_adj(pid).ok(),
         sigactions: misc.sigactions.clone(),
         child_subreaper: Some(misc.child_subreaper),
-        stop_signo: stopped.then_some(libc::SIGSTOP as u32),
+        stop_signo: stopped.then(|| stop_signo.unwrap_or(libc::SIGSTOP as u32)),
         membarrier_registration_mask: misc.membarrier_mask,
         ..Default::default()
     };

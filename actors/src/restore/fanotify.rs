@@ -25,7 +25,7 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
             what,
         };
         // FAN_NONBLOCK is O_NONBLOCK; the fd's status flags carry it.
-        let mut flags = e.faflags & !(libc::FAN_CLOEXEC | libc::FAN_NONBLOCK);
+        let mut flags = e.faflags & !libc::FAN_NONBLOCK;
         if e.flags as i32 & libc::O_NONBLOCK != 0 {
             flags |= libc::FAN_NONBLOCK;
         }

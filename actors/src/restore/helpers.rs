@@ -3,12 +3,13 @@
 //! only join a process group that exists.
 //!
 //! - A task whose session is neither its own nor its parent's, and whose ancestors never led
-//!   that session, is an orphan of a session whose leader is gone from its ancestry. It is
-//!   created by a helper that is in that session: the leader itself when it is still in the
-//!   tree (the helper is its child), or else a helper with the old leader's pid that starts the
-//!   session again (a child of the orphan's parent). The helper exits once its children exist,
-//!   and the kernel hands them to the nearest child subreaper, which must be their dumped
-//!   parent.
+//!   that session, is in a session whose leader is gone from its ancestry (it was orphaned, or
+//!   made with CLONE_PARENT). It is created by a helper that is in that session. When the
+//!   leader is gone, the helper takes the old leader's pid, starts the session again as a
+//!   child of the task's parent, and makes the task with CLONE_PARENT, so that the task's
+//!   parent is the right one at once. When the leader still lives in the tree, the helper is
+//!   its child; once the helper exits, the kernel hands its children to the nearest child
+//!   subreaper, which must be their dumped parent.
 //! - A task whose process group leader is gone joins its group through a helper with the old
 //!   leader's pid, created by the first such task, that starts the group and exits once every
 //!   member has joined.
@@ -43,6 +44,8 @@ pub struct Augmented {
     /// The session each task must still be in when it forks the children born there (see the
     /// module comment); it calls setsid afterwards.
     pub born_sid: Vec<Option<i32>>,
+    /// Whether each one is made with CLONE_PARENT (by a helper, for the helper's parent).
+    pub clone_parent: Vec<bool>,
     /// How many of `procs` are dumped tasks; the others are helpers.
     pub tasks: usize,
 }
@@ -67,6 +70,7 @@ pub fn add_helpers(
         procs: tree.to_vec(),
         creator: (0..tree.len()).map(parent_of).collect(),
         born_sid: vec![None; tree.len()],
+        clone_parent: vec![false; tree.len()],
         tasks: tree.len(),
     };
     for (i, p) in tree.iter().enumerate().skip(1) {
@@ -114,6 +118,7 @@ pub fn add_helpers(
             }
         };
         out.creator[i] = Some(helper);
+        out.clone_parent[i] = out.creator[helper] == Some(parent);
     }
     // Process groups whose leader is gone.
     let root = &tree[0];
@@ -135,6 +140,7 @@ pub fn add_helpers(
         });
         out.creator.push(Some(i));
         out.born_sid.push(None);
+        out.clone_parent.push(false);
     }
     Ok(out)
 }
@@ -197,8 +203,20 @@ fn session_helper(
             (p, parent)
         }
     };
-    // When the helper exits, its children go to the nearest child subreaper above it.
-    let reaper = nearest_subreaper(tree, out, creator);
+    if out.procs[tree.len()..].iter().any(|p| p.pid == helper.pid) {
+        return Err(format!(
+            "pid {}: cannot restore session {sid}: its leader is gone, and its members have \
+             different parents",
+            orphan.pid
+        ));
+    }
+    // When a helper of a living leader exits, its children go to the nearest child
+    // subreaper above it.
+    let reaper = if creator == parent {
+        Some(parent)
+    } else {
+        nearest_subreaper(tree, out, creator)
+    };
     if reaper != Some(parent) {
         return Err(format!(
             "pid {}: cannot restore session {sid}: its leader is not its ancestor, and its \
@@ -209,6 +227,7 @@ fn session_helper(
     out.procs.push(helper);
     out.creator.push(Some(creator));
     out.born_sid.push(None);
+    out.clone_parent.push(false);
     Ok(out.procs.len() - 1)
 }
 
@@ -332,23 +351,30 @@ mod tests {
     }
 
     #[test]
-    fn dead_session_leader_gets_a_helper_with_its_pid_under_the_subreaper() {
-        let mut root = p(10, 1, 10, 10);
-        root.subreaper = true;
+    fn dead_session_leader_gets_a_helper_with_its_pid_that_clones_for_the_parent() {
+        let root = p(10, 1, 10, 10);
         // 20 led session 20 and group 20, then exited; 21 and 22 were reparented to 10.
         let tree = vec![root, p(21, 10, 20, 20), p(22, 10, 20, 22), p(23, 22, 20, 22)];
         let a = add_helpers(&tree, |_| true).unwrap();
         assert_eq!(a.procs.len(), 5);
         assert_eq!(a.procs[4], p(20, 10, 20, 20));
         assert_eq!(a.creator, vec![None, Some(4), Some(4), Some(2), Some(0)]);
+        assert_eq!(a.clone_parent, vec![false, true, true, false, false]);
         assert!(a.is_helper(4));
     }
 
     #[test]
-    fn orphan_without_subreaper_is_refused() {
-        let tree = vec![p(10, 1, 10, 10), p(21, 10, 20, 20)];
+    fn orphan_of_a_living_leader_without_subreaper_is_refused() {
+        let tree = vec![p(10, 1, 10, 10), p(11, 10, 11, 11), p(13, 10, 11, 11)];
         let e = add_helpers(&tree, |_| true).unwrap_err();
-        assert!(e.contains("pid 21"), "{e}");
+        assert!(e.contains("pid 13"), "{e}");
+    }
+
+    #[test]
+    fn dead_session_shared_by_children_of_two_parents_is_refused() {
+        let tree = vec![p(10, 1, 10, 10), p(11, 10, 10, 11), p(21, 10, 20, 20), p(22, 11, 20, 20)];
+        let e = add_helpers(&tree, |_| true).unwrap_err();
+        assert!(e.contains("pid 22"), "{e}");
     }
 
     #[test]

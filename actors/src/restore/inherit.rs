@@ -1,7 +1,7 @@
 //! `--inherit-fd fd[N]:RESOURCE`: a file the dump names as RESOURCE is not made again; criu's
 //! own fd N (inherited from whoever started criu) stands for it. Resource names are CRIU's:
-//! a regular file is its path without the leading '/' ("." for "/"), a pipe `pipe:[ID]`.
-//! A regular file takes fd N's description itself; a pipe end is opened again through fd N
+//! a regular file is its path without the leading '/' ("." for "/"), a pipe `pipe:[ID]`, a
+//! unix socket `socket:[INO]`. A file or socket takes fd N's description itself; a pipe end is opened again through fd N
 //! with the access mode the dump saw, and its bytes are left as the pipe holds them.
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -40,6 +40,9 @@ pub fn resource_name(entry: &FileEntry) -> Option<String> {
     }
     if entry.r#type == FdTypes::Pipe as i32 {
         return Some(format!("pipe:[{}]", entry.pipe.as_ref()?.pipe_id));
+    }
+    if entry.r#type == FdTypes::Unixsk as i32 {
+        return Some(format!("socket:[{}]", entry.usk.as_ref()?.ino));
     }
     None
 }
@@ -149,6 +152,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(resource_name(&pipe).as_deref(), Some("pipe:[4242]"));
+        let sk = FileEntry {
+            r#type: FdTypes::Unixsk as i32,
+            id: 3,
+            usk: Some(criu_proto::images::UnixSkEntry {
+                ino: 77,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(resource_name(&sk).as_deref(), Some("socket:[77]"));
         assert_eq!(resource_name(&FileEntry::default()), None);
     }
 

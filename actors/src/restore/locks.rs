@@ -85,6 +85,65 @@ fn describe(e: &FileLockEntry) -> String {
     )
 }
 
+/// `struct f_owner_ex` kinds and the fcntl that sets one.
+const F_SETOWN_EX: u64 = 15;
+const F_OWNER_PID: i32 = 1;
+
+fn set_owner(r: &mut Remote, fd: u64, pid: i32) -> Result<i64, RebuildError> {
+    let mut arg = F_OWNER_PID.to_le_bytes().to_vec();
+    arg.extend_from_slice(&pid.to_le_bytes());
+    let at = r.arg(&arg)?;
+    Ok(r.try_call(libc::SYS_fcntl, &[fd, F_SETOWN_EX, at])?)
+}
+
+/// A lease that was being broken: the task takes the lease it held before the break (read
+/// for a read-only description, write otherwise), then criu opens the file without waiting,
+/// which starts the break again (to unlock: opening for writing; to downgrade to read:
+/// opening for reading). The owner is cleared meanwhile so that the break signals no one
+/// twice, and is the task again after. Returns the first failing syscall's result.
+fn break_lease(r: &mut Remote, pid: i32, e: &FileLockEntry) -> Result<i64, RebuildError> {
+    let fd = e.fd as u64;
+    let flags = r.try_call(libc::SYS_fcntl, &[fd, libc::F_GETFL as u64])?;
+    if flags < 0 {
+        return Ok(flags);
+    }
+    let held = if flags as i32 & libc::O_ACCMODE == libc::O_RDONLY {
+        libc::F_RDLCK
+    } else {
+        libc::F_WRLCK
+    };
+    let ret = r.try_call(libc::SYS_fcntl, &[fd, libc::F_SETLEASE as u64, held as u64])?;
+    if ret < 0 {
+        return Ok(ret);
+    }
+    let ret = set_owner(r, fd, 0)?;
+    if ret < 0 {
+        return Ok(ret);
+    }
+    let target = (e.r#type & !LEASE_BREAKING) as i32;
+    let access = if target == libc::F_RDLCK {
+        libc::O_RDONLY
+    } else {
+        libc::O_WRONLY
+    };
+    let path = format!("/proc/{pid}/fd/{}", e.fd);
+    match nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::from_bits_retain(access | libc::O_NONBLOCK | libc::O_CLOEXEC),
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Err(nix::errno::Errno::EWOULDBLOCK) => {}
+        Ok(_) => {
+            return Err(task_err(
+                pid,
+                format!("pid {pid}: fd {}: opening its file broke no lease", e.fd),
+            ))
+        }
+        Err(errno) => return Ok(-(errno as i64)),
+    }
+    set_owner(r, fd, pid)
+}
+
 /// Takes the task's locks again, inside it, through its restored fds.
 pub fn take_locks(
     r: &mut Remote,
@@ -118,15 +177,7 @@ pub fn take_locks(
                 let at = r.arg(&flock_struct(e, owner))?;
                 r.try_call(libc::SYS_fcntl, &[fd, cmd as u64, at])?
             }
-            FL_LEASE if e.r#type & LEASE_BREAKING != 0 => {
-                return Err(task_err(
-                    pid,
-                    format!(
-                        "pid {pid}: fd {}: a lease being broken is not restored yet",
-                        e.fd
-                    ),
-                ))
-            }
+            FL_LEASE if e.r#type & LEASE_BREAKING != 0 => break_lease(r, pid, e)?,
             FL_LEASE => r.try_call(
                 libc::SYS_fcntl,
                 &[fd, libc::F_SETLEASE as u64, u64::from(e.r#type)],

@@ -109,11 +109,12 @@ pub fn run(
                         child,
                         pid,
                         setsid,
+                        clone_parent,
                     } => {
                         if let Some(pending) = memory.remove(&parent) {
                             answer(pending).await?;
                         }
-                        ask(&actors[parent], Fork { pid }).await?;
+                        ask(&actors[parent], Fork { pid, clone_parent }).await?;
                         ask(&actors[child], Adopt { setsid }).await?;
                         if images.tasks[child].zombie.is_none() {
                             memory.insert(child, actors[child].send(RestoreMemory));

@@ -11,13 +11,15 @@ use super::images::{DumpImages, TaskImages};
 /// One step of the creation, run in order. Indices are task (actor) indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Actor `parent` clones task `pid`, then actor `child` adopts it; with `setsid` the child
-    /// starts its own session at once, otherwise it leads its group if it should.
+    /// Actor `parent` clones task `pid` (with CLONE_PARENT: as a child of its own parent),
+    /// then actor `child` adopts it; with `setsid` the child starts its own session at once,
+    /// otherwise it leads its group if it should.
     Fork {
         parent: usize,
         child: usize,
         pid: i32,
         setsid: bool,
+        clone_parent: bool,
     },
     /// The task starts its session late: after forking the children born in its old one.
     Setsid { task: usize },
@@ -206,6 +208,7 @@ fn order(aug: &Augmented, zombies: &[bool]) -> Result<Plan, String> {
                     child,
                     pid: c.pid,
                     setsid,
+                    clone_parent: aug.clone_parent[child],
                 });
                 stack.push(Visit::Children(child));
             }
@@ -303,9 +306,9 @@ mod tests {
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false },
-                Step::Fork { parent: 1, child: 2, pid: 12, setsid: true },
-                Step::Fork { parent: 0, child: 3, pid: 13, setsid: false },
+                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false, clone_parent: false },
+                Step::Fork { parent: 1, child: 2, pid: 12, setsid: true, clone_parent: false },
+                Step::Fork { parent: 0, child: 3, pid: 13, setsid: false, clone_parent: false },
             ]
         );
     }
@@ -318,10 +321,10 @@ mod tests {
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false },
-                Step::Fork { parent: 1, child: 2, pid: 12, setsid: false },
+                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false, clone_parent: false },
+                Step::Fork { parent: 1, child: 2, pid: 12, setsid: false, clone_parent: false },
                 Step::Setsid { task: 1 },
-                Step::Fork { parent: 1, child: 3, pid: 13, setsid: false },
+                Step::Fork { parent: 1, child: 3, pid: 13, setsid: false, clone_parent: false },
             ]
         );
     }
@@ -344,12 +347,12 @@ mod tests {
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false },
-                Step::Fork { parent: 0, child: 2, pid: 14, setsid: false },
-                Step::Fork { parent: 0, child: 5, pid: 15, setsid: false },
-                Step::Fork { parent: 0, child: 6, pid: 20, setsid: true },
-                Step::Fork { parent: 6, child: 3, pid: 21, setsid: false },
-                Step::Fork { parent: 6, child: 4, pid: 22, setsid: false },
+                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false, clone_parent: false },
+                Step::Fork { parent: 0, child: 2, pid: 14, setsid: false, clone_parent: false },
+                Step::Fork { parent: 0, child: 5, pid: 15, setsid: false, clone_parent: false },
+                Step::Fork { parent: 0, child: 6, pid: 20, setsid: true, clone_parent: false },
+                Step::Fork { parent: 6, child: 3, pid: 21, setsid: false, clone_parent: true },
+                Step::Fork { parent: 6, child: 4, pid: 22, setsid: false, clone_parent: true },
                 Step::JoinGroup { task: 2, pgid: 11 },
                 Step::JoinGroup { task: 4, pgid: 21 },
                 Step::Exit { task: 6 },

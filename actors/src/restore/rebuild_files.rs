@@ -1,5 +1,6 @@
 //! The file steps of a rebuild: fds at their numbers, cwd and root.
 
+use criu_proto::images::FdinfoEntry;
 use criu_tracee::remote::Remote;
 
 use super::images::{DumpImages, TaskImages};
@@ -10,45 +11,63 @@ use super::shared::SharedFiles;
 /// description criu opened for its file (see `shared`).
 pub fn restore_fds(
     r: &mut Remote,
+    all: &DumpImages,
     shared: &SharedFiles,
     t: &TaskImages,
     criu_pidfd: u64,
 ) -> Result<(), RebuildError> {
     let pid = t.pid();
+    let mut own_proc_files = Vec::new();
     for fd in &t.fds {
-        let made = shared.description(fd.id).ok_or_else(|| {
-            task_err(
-                pid,
-                format!(
-                    "fd {}: file {} (type {}) was not restored",
-                    fd.fd, fd.id, fd.r#type
-                ),
-            )
-        })?;
+        let Some(made) = shared.description(fd.id) else {
+            match all.files.get(&fd.id).and_then(|f| f.reg.as_ref()) {
+                Some(reg) if super::regular::in_restored_proc(all, &reg.name) => {
+                    own_proc_files.push((fd, reg));
+                    continue;
+                }
+                _ => {
+                    return Err(task_err(
+                        pid,
+                        format!("fd {}: file {} (type {}) was not restored", fd.fd, fd.id, fd.r#type),
+                    ))
+                }
+            }
+        };
         let opened = r.call(
             "pidfd_getfd",
             libc::SYS_pidfd_getfd,
             &[criu_pidfd, made as u64, 0],
         )? as u64;
-        let cloexec = if fd.flags & libc::FD_CLOEXEC as u32 != 0 {
-            libc::O_CLOEXEC as u64
-        } else {
-            0
-        };
-        if opened != u64::from(fd.fd) {
-            r.call("dup3", libc::SYS_dup3, &[opened, u64::from(fd.fd), cloexec])?;
-            r.close(opened)?;
-        } else {
-            r.call(
-                "fcntl(F_SETFD)",
-                libc::SYS_fcntl,
-                &[opened, libc::F_SETFD as u64, u64::from(fd.flags)],
-            )?;
-        }
+        place_fd(r, opened, fd)?;
+    }
+    // Last, once the fds they may name are back.
+    for (fd, reg) in own_proc_files {
+        let opened = super::regular::open_in_task(r, reg)?;
+        place_fd(r, opened, fd)?;
     }
     super::locks::take_locks(r, shared.locks.of(pid), t)?;
     super::pty::set_controlling(r, &shared.ctty, t)?;
     super::epoll::register_targets(r, &shared.epolls, t)?;
+    Ok(())
+}
+
+/// Moves the task's new fd `opened` to its number, with its close-on-exec flag.
+fn place_fd(r: &mut Remote, opened: u64, fd: &FdinfoEntry) -> Result<(), RebuildError> {
+    let cloexec = if fd.flags & libc::FD_CLOEXEC as u32 != 0 {
+        libc::O_CLOEXEC as u64
+    } else {
+        0
+    };
+    if opened != u64::from(fd.fd) {
+        r.call("dup3", libc::SYS_dup3, &[opened, u64::from(fd.fd), cloexec])?;
+        r.close(opened)?;
+    } else {
+        r.call(
+            "fcntl(F_SETFD)",
+            libc::SYS_fcntl,
+            &[opened, libc::F_SETFD as u64, u64::from(fd.flags)],
+        )?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,9 @@ use criu_proto::images::{FdTypes, RegFileEntry};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use criu_tracee::remote::Remote;
+use criu_tracee::TraceeError;
+
 use super::images::DumpImages;
 use super::shared::{RestoreFileOptions, SharedError, SharedFiles};
 
@@ -31,6 +34,9 @@ pub fn open_all(
             .get(&id)
             .and_then(|f| f.reg.as_ref())
             .ok_or(SharedError::Missing { id, kind: "reg" })?;
+        if in_restored_proc(images, &reg.name) {
+            continue;
+        }
         let fd = open(reg)?;
         check_unchanged(reg, &fd, opts.skip_file_rwx_check)?;
         shared.restore_fown(id, &fd, &reg.fown)?;
@@ -70,6 +76,33 @@ fn check_specials(images: &DumpImages, opts: &RestoreFileOptions) -> Result<(), 
         check_unchanged(reg, &fd, opts.skip_file_rwx_check)?;
     }
     Ok(())
+}
+
+/// Whether `path` lies under /proc/PID of a task being restored: such a file cannot be opened
+/// before the task exists (nor, for fdinfo, before its fds are back), so the task opens it
+/// itself, after its other fds (see `open_in_task`).
+pub fn in_restored_proc(images: &DumpImages, path: &str) -> bool {
+    let Some(pid) = path
+        .strip_prefix("/proc/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    images
+        .tasks
+        .iter()
+        .any(|t| t.pstree.pid == pid || t.pstree.threads.contains(&pid))
+}
+
+/// Opens `reg` inside the task, at its offset; returns the task's new fd.
+pub fn open_in_task(r: &mut Remote, reg: &RegFileEntry) -> Result<u64, TraceeError> {
+    let flags = reg.flags as i32 & !(CREATION_FLAGS | TMPFILE_BIT) | libc::O_CLOEXEC;
+    let fd = r.open(&reg.name, flags)?;
+    if reg.pos != 0 && reg.flags & libc::O_PATH as u32 == 0 {
+        r.call("lseek", libc::SYS_lseek, &[fd, reg.pos, libc::SEEK_SET as u64])?;
+    }
+    Ok(fd)
 }
 
 /// Opens `reg` again with its flags and puts the offset back.

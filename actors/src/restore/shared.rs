@@ -284,12 +284,14 @@ impl SharedFiles {
         }
         // memfds that tasks hold as fds are objects too, mapped or not.
         for inode in super::memfd::inodes_of_fds(images) {
-            objects
+            let anonymous = inode.name == "/dev/zero";
+            let obj = objects
                 .entry(u64::from(inode.shmid))
                 .or_insert(ShmemObject {
-                    memfd_name: Some(inode.name.clone()),
-                    size: inode.size,
+                    memfd_name: (!anonymous).then(|| inode.name.clone()),
+                    size: 0,
                 });
+            obj.size = obj.size.max(inode.size);
         }
         for (shmid, obj) in objects {
             let err = |what: &str| {

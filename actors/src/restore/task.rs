@@ -94,6 +94,8 @@ pub struct Adopt {
 #[rtype(result = "Result<(), String>")]
 pub struct Fork {
     pub pid: i32,
+    /// The child becomes a child of this task's parent (see helpers.rs).
+    pub clone_parent: bool,
 }
 
 /// Restore the task's memory (before it forks its children).
@@ -150,7 +152,7 @@ impl Handler<Fork> for RestoreTask {
 
     fn handle(&mut self, msg: Fork, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
-        with_pid(pid, self.fork(msg.pid))
+        with_pid(pid, self.fork(msg.pid, msg.clone_parent))
     }
 }
 
@@ -276,14 +278,19 @@ impl RestoreTask {
         Ok(())
     }
 
-    fn fork(&mut self, child: i32) -> Result<(), RebuildError> {
+    fn fork(&mut self, child: i32, clone_parent: bool) -> Result<(), RebuildError> {
         let pid = self.task().pid();
         let tracee = self.tracee.as_mut().ok_or_else(|| RebuildError::Task {
             pid,
             what: "not created".into(),
         })?;
         let mut inj = Injector::new(tracee, DATA_LEN)?;
-        clone_in(&mut inj, child, 0, libc::SIGCHLD as u64)?;
+        if clone_parent {
+            // clone3 wants no exit signal with CLONE_PARENT: the child gets ours.
+            clone_in(&mut inj, child, libc::CLONE_PARENT as u64, 0)?;
+        } else {
+            clone_in(&mut inj, child, 0, libc::SIGCHLD as u64)?;
+        }
         inj.finish()?;
         Ok(())
     }
@@ -361,7 +368,7 @@ impl RestoreTask {
                 r.call("munmap(parked scratch)", libc::SYS_munmap, &[at, len])?;
             }
             let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
-            rebuild::restore_fds(&mut r, &self.shared, t, criu_pidfd)?;
+            rebuild::restore_fds(&mut r, &all, &self.shared, t, criu_pidfd)?;
             r.close(criu_pidfd)?;
             rebuild::restore_fs(&mut r, &all, t)?;
             rebuild::restore_task_core(&mut r, leader)?;

@@ -78,7 +78,7 @@ fn check(restored: bool) -> Result<(), String> {
     let index = ioctl_int(MASTER, libc::TIOCGPTN)?;
     let slave_path =
         std::fs::read_link(format!("/proc/self/fd/{SLAVE}")).map_err(|e| e.to_string())?;
-    if slave_path != std::path::PathBuf::from(format!("/dev/pts/{index}")) {
+    if slave_path.as_os_str() != format!("/dev/pts/{index}").as_str() {
         return Err(format!(
             "slave is {} but the master's index is {index}",
             slave_path.display()

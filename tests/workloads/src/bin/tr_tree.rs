@@ -8,7 +8,8 @@
 //! - the members of a session whose leader exited (a member in the dead leader's group, one
 //!   leading its own group, one that joined it), handed to the root;
 //! - the member of a group whose leader exited: one handed to the root, one whose parent lives;
-//! - a stopped task.
+//! - a task stopped by SIGSTOP, and one stopped by SIGTSTP in a group of its own (so that the
+//!   group is not orphaned and the signal stops it).
 //!
 //! Once all is set up it writes "READY b=B t=T s=S g=G l=L" (the orphan, the stopped task, the
 //! dead session leader, the dead group leaders) to RESULT_FILE and waits. On SIGUSR1 it checks
@@ -179,8 +180,8 @@ fn main() {
     }
     spawn(move || balanced(depth, 0));
     expected += (3usize.pow(depth as u32) - 1) / 2;
-    // The rest, but for the root, the hub and the 11 special processes below.
-    let fan_n = scale.saturating_sub(expected + 13).max(10);
+    // The rest, but for the root, the hub and the 12 special processes below.
+    let fan_n = scale.saturating_sub(expected + 14).max(10);
     spawn(|| fan(fan_n));
     expected += fan_n + 1;
 
@@ -253,6 +254,14 @@ fn main() {
         let _ = std::fs::write(&cont, "continued\n");
     });
     expected += 1;
+    let t2 = spawn(|| {
+        setpgid(0, 0);
+        report_ready();
+        // SAFETY: stopping ourselves.
+        unsafe { libc::raise(libc::SIGTSTP) };
+    });
+    setpgid(t2, t2);
+    expected += 1;
 
     // SAFETY: closing our own write end; the root's byte is not counted.
     unsafe { libc::close(fds[1]) };
@@ -276,15 +285,24 @@ fn main() {
     if waitpid(t, libc::WUNTRACED).0 != t {
         fail(&result, format!("{t} never stopped"));
     }
+    let (r, st) = waitpid(t2, libc::WUNTRACED);
+    if r != t2 || !libc::WIFSTOPPED(st) || libc::WSTOPSIG(st) != libc::SIGTSTP {
+        fail(&result, format!("{t2} was not stopped by SIGTSTP: {r} {st:#x}"));
+    }
     let _ = std::fs::write(
         &result,
-        format!("READY b={b} t={t} s={s} g={g} l={l}\n"),
+        format!("READY b={b} t={t} s={s} g={g} l={l} t2={t2}\n"),
     );
     while !GOT_USR1.load(Ordering::SeqCst) {
         // SAFETY: pause takes no arguments.
         unsafe { libc::pause() };
     }
     check(&result, b, t, &cont_file);
+    // The restored stop reports the signal that stopped it at dump time.
+    let (r, st) = waitpid(t2, libc::WUNTRACED | libc::WNOHANG);
+    if r != t2 || !libc::WIFSTOPPED(st) || libc::WSTOPSIG(st) != libc::SIGTSTP {
+        fail(&result, format!("{t2} is not stopped by SIGTSTP after restore: {r} {st:#x}"));
+    }
     let _ = std::fs::write(&result, "PASS\n");
     idle();
 }
