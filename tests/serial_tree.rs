@@ -85,7 +85,9 @@ impl Tree {
             result,
         };
         assert!(
-            wait_until(Duration::from_secs(120), || tree.result().starts_with("READY")),
+            wait_until(Duration::from_secs(120), || tree
+                .result()
+                .starts_with("READY")),
             "{name} never got ready: {}",
             tree.result()
         );
@@ -207,7 +209,10 @@ fn tree_round_trip(scale: usize, env: &[(&str, &str)]) -> Result<(), String> {
     );
     // The tree has what the test is about.
     let (b, t, s, g, l) = (ready["b"], ready["t"], ready["s"], ready["g"], ready["l"]);
-    assert_eq!(before[&b].ppid, tree.pid, "the orphan went to the subreaper root");
+    assert_eq!(
+        before[&b].ppid, tree.pid,
+        "the orphan went to the subreaper root"
+    );
     assert_eq!(before[&t].state, 'T');
     assert_eq!(before[&ready["t2"]].state, 'T');
     for gone in [s, g, l] {
@@ -218,10 +223,12 @@ fn tree_round_trip(scale: usize, env: &[(&str, &str)]) -> Result<(), String> {
     assert!(before.values().any(|i| i.pgid == l));
     let born_before_setsid = before.iter().any(|(pid, i)| {
         let parent = &before.get(&i.ppid);
-        parent.is_some_and(|p| p.sid == i.ppid && i.sid != i.ppid && i.sid != *pid)
-            && i.sid != s
+        parent.is_some_and(|p| p.sid == i.ppid && i.sid != i.ppid && i.sid != *pid) && i.sid != s
     });
-    assert!(born_before_setsid, "no child forked before its parent's setsid");
+    assert!(
+        born_before_setsid,
+        "no child forked before its parent's setsid"
+    );
     let pids: Vec<i32> = before.keys().copied().collect();
     dump(tree.pid, dir.path());
     tree.wait_gone(&pids);
@@ -265,8 +272,7 @@ fn thread_states(pid: i32) -> BTreeMap<i32, String> {
     threads(pid)
         .into_iter()
         .map(|tid| {
-            let status =
-                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
             let mut keep: Vec<&str> = status
                 .lines()
                 .filter(|l| {
@@ -292,13 +298,17 @@ fn threads_round_trip(n: usize, env: &[(&str, &str)]) -> Result<(), String> {
     let mut task = Tree::start("tr_threads", dir.path(), &n.to_string());
     let before = thread_states(task.pid);
     assert_eq!(before.len(), n);
-    let uids: Vec<&String> = before.values().filter(|s| s.contains("Uid:\t1000")).collect();
+    let uids: Vec<&String> = before
+        .values()
+        .filter(|s| s.contains("Uid:\t1000"))
+        .collect();
     assert_eq!(uids.len(), 1, "one thread has its own uids: {before:#?}");
     dump(task.pid, dir.path());
     task.wait_gone(&[task.pid]);
     restore(dir.path(), env)?;
     assert!(
-        wait_until(Duration::from_secs(10), || thread_states(task.pid) == before),
+        wait_until(Duration::from_secs(10), || thread_states(task.pid)
+            == before),
         "threads differ after restore:\n{before:#?}\n{:#?}",
         thread_states(task.pid)
     );

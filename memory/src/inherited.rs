@@ -178,7 +178,7 @@ mod tests {
             pgoff,
             ..anon(0xa000, 0xb000, rw)
         };
-        let parent = [anon(0x1000, 0x3000, rw), anon(0x3000, 0x4000, rw), dontfork.clone(), anon(0x7000, 0x8000, rw), file(3, 0)];
+        let parent = [anon(0x1000, 0x3000, rw), anon(0x3000, 0x4000, rw), dontfork, anon(0x7000, 0x8000, rw), file(3, 0)];
         let child = [anon(0x1000, 0x3000, rw), anon(0x3000, 0x4000, libc::PROT_READ as u32), dontfork, anon(0x7000, 0x9000, rw), file(3, 0)];
         assert_eq!(inherited_areas(&child, &parent), vec![(0x1000, 0x3000), (0xa000, 0xb000)]);
         let moved = [file(3, 0x1000)];

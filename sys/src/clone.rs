@@ -118,7 +118,11 @@ fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> 
         } else {
             libc::SIGCHLD as u64
         },
-        set_tid: if next.is_some() { 0 } else { set_tid.as_ptr() as u64 },
+        set_tid: if next.is_some() {
+            0
+        } else {
+            set_tid.as_ptr() as u64
+        },
         set_tid_size: if next.is_some() { 0 } else { 1 },
         ..CloneArgs::default()
     };

@@ -17,9 +17,8 @@ impl Regs {
         const _: () = assert!(std::mem::size_of::<user_regs_struct>() == REGS_WORDS * 8);
         // SAFETY: user_regs_struct is repr(C) of exactly REGS_WORDS u64 fields (checked above),
         // so every bit pattern of the array is a valid value.
-        Regs {
-            raw: unsafe { std::mem::transmute::<[u64; REGS_WORDS], user_regs_struct>(words) },
-        }
+        let raw = unsafe { std::mem::transmute::<[u64; REGS_WORDS], user_regs_struct>(words) };
+        Regs { raw }
     }
 
     pub fn to_words(&self) -> [u64; REGS_WORDS] {

@@ -117,7 +117,8 @@ impl TaskActor {
 fn stop_signal(pid: i32) -> Option<u32> {
     let info = nix::sys::ptrace::getsiginfo(nix::unistd::Pid::from_raw(pid)).ok()?;
     let stop = [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
-    stop.contains(&info.si_signo).then_some(info.si_signo as u32)
+    stop.contains(&info.si_signo)
+        .then_some(info.si_signo as u32)
 }
 
 /// The stat of `pid` if it is a zombie: dead, with no thread left running (a group leader

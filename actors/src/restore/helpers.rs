@@ -64,7 +64,9 @@ pub fn add_helpers(
 ) -> Result<Augmented, String> {
     let index: BTreeMap<i32, usize> = tree.iter().enumerate().map(|(i, p)| (p.pid, i)).collect();
     let parent_of = |i: usize| -> Option<usize> {
-        (i != 0).then(|| index.get(&tree[i].ppid).copied()).flatten()
+        (i != 0)
+            .then(|| index.get(&tree[i].ppid).copied())
+            .flatten()
     };
     let mut out = Augmented {
         procs: tree.to_vec(),
@@ -75,7 +77,10 @@ pub fn add_helpers(
     };
     for (i, p) in tree.iter().enumerate().skip(1) {
         if out.creator[i].is_none() {
-            return Err(format!("pid {}: parent {} is not in the dump", p.pid, p.ppid));
+            return Err(format!(
+                "pid {}: parent {} is not in the dump",
+                p.pid, p.ppid
+            ));
         }
     }
     // Sessions.
@@ -122,8 +127,7 @@ pub fn add_helpers(
     }
     // Process groups whose leader is gone.
     let root = &tree[0];
-    for i in 0..tree.len() {
-        let t = &tree[i];
+    for (i, t) in tree.iter().enumerate() {
         // The root's group, when it does not lead it, is criu's group at restore.
         if t.pgid == t.pid || t.pgid == root.pgid {
             continue;
@@ -309,10 +313,7 @@ pub fn run_tree_op(
             }
         }
         TreeOp::Reap(child) => {
-            let ret = r.try_call(
-                libc::SYS_wait4,
-                &[child as u64, 0, libc::__WALL as u64, 0],
-            )?;
+            let ret = r.try_call(libc::SYS_wait4, &[child as u64, 0, libc::__WALL as u64, 0])?;
             if ret != i64::from(child) {
                 return Err(task_err(
                     pid,
@@ -354,7 +355,12 @@ mod tests {
     fn dead_session_leader_gets_a_helper_with_its_pid_that_clones_for_the_parent() {
         let root = p(10, 1, 10, 10);
         // 20 led session 20 and group 20, then exited; 21 and 22 were reparented to 10.
-        let tree = vec![root, p(21, 10, 20, 20), p(22, 10, 20, 22), p(23, 22, 20, 22)];
+        let tree = vec![
+            root,
+            p(21, 10, 20, 20),
+            p(22, 10, 20, 22),
+            p(23, 22, 20, 22),
+        ];
         let a = add_helpers(&tree, |_| true).unwrap();
         assert_eq!(a.procs.len(), 5);
         assert_eq!(a.procs[4], p(20, 10, 20, 20));
@@ -372,7 +378,12 @@ mod tests {
 
     #[test]
     fn dead_session_shared_by_children_of_two_parents_is_refused() {
-        let tree = vec![p(10, 1, 10, 10), p(11, 10, 10, 11), p(21, 10, 20, 20), p(22, 11, 20, 20)];
+        let tree = vec![
+            p(10, 1, 10, 10),
+            p(11, 10, 10, 11),
+            p(21, 10, 20, 20),
+            p(22, 11, 20, 20),
+        ];
         let e = add_helpers(&tree, |_| true).unwrap_err();
         assert!(e.contains("pid 22"), "{e}");
     }

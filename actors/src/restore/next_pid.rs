@@ -28,7 +28,10 @@ pub fn clone_via_ns_last_pid(
     for _ in 0..TRIES {
         let got = {
             let _next = claim_next_pid(tid).map_err(|e| {
-                task_err(tid, format!("cannot claim the pid through ns_last_pid: {e}"))
+                task_err(
+                    tid,
+                    format!("cannot claim the pid through ns_last_pid: {e}"),
+                )
             })?;
             inj.clone_child(data, 88)?
         };
@@ -45,7 +48,10 @@ pub fn clone_via_ns_last_pid(
             std::thread::sleep(Duration::from_millis(1));
         }
         if std::path::Path::new(&format!("/proc/{tid}")).exists() {
-            return Err(task_err(tid, format!("pid {tid} is in use by {}", holder(tid))));
+            return Err(task_err(
+                tid,
+                format!("pid {tid} is in use by {}", holder(tid)),
+            ));
         }
         tracing::debug!("pid {tid}: another program took it, got {got}; trying again");
     }
@@ -94,7 +100,10 @@ fn discard(inj: &mut Injector, wrong: i32, flags: u64) -> Result<(), RebuildErro
         );
         let r = inj.syscall(libc::SYS_wait4, &[wrong as u64, 0, libc::__WALL as u64, 0])?;
         if r != i64::from(wrong) {
-            return Err(task_err(parent, format!("cannot reap stray child {wrong}: {r}")));
+            return Err(task_err(
+                parent,
+                format!("cannot reap stray child {wrong}: {r}"),
+            ));
         }
         return Ok(());
     }

@@ -160,10 +160,9 @@ fn order(aug: &Augmented, zombies: &[bool]) -> Result<Plan, String> {
         match v {
             Visit::Children(i) => {
                 let born = aug.born_sid[i];
-                let (first, rest): (Vec<usize>, Vec<usize>) =
-                    children[i].iter().partition(|c| {
-                        born.is_some() && !sets_sid_at_once(aug, **c) && birth_sid(aug, **c) == born
-                    });
+                let (first, rest): (Vec<usize>, Vec<usize>) = children[i].iter().partition(|c| {
+                    born.is_some() && !sets_sid_at_once(aug, **c) && birth_sid(aug, **c) == born
+                });
                 // Pushed in reverse: popped as first, setsid, rest.
                 for c in rest.iter().rev() {
                     stack.push(Visit::Create(i, *c));
@@ -177,7 +176,10 @@ fn order(aug: &Augmented, zombies: &[bool]) -> Result<Plan, String> {
             }
             Visit::Setsid(i) => {
                 let pid = aug.procs[i].pid;
-                now[i] = Now { sid: pid, pgid: pid };
+                now[i] = Now {
+                    sid: pid,
+                    pgid: pid,
+                };
                 plan.steps.push(Step::Setsid { task: i });
             }
             Visit::Create(parent, child) => {
@@ -300,15 +302,38 @@ mod tests {
 
     #[test]
     fn tree_order_with_sessions_and_groups_at_once() {
-        let tree = vec![p(10, 1, 10, 10), p(11, 10, 10, 11), p(12, 11, 12, 12), p(13, 10, 10, 10)];
+        let tree = vec![
+            p(10, 1, 10, 10),
+            p(11, 10, 10, 11),
+            p(12, 11, 12, 12),
+            p(13, 10, 10, 10),
+        ];
         let plan = plan_of(tree, &[false; 4]);
         assert!(plan.root_setsid);
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false, clone_parent: false },
-                Step::Fork { parent: 1, child: 2, pid: 12, setsid: true, clone_parent: false },
-                Step::Fork { parent: 0, child: 3, pid: 13, setsid: false, clone_parent: false },
+                Step::Fork {
+                    parent: 0,
+                    child: 1,
+                    pid: 11,
+                    setsid: false,
+                    clone_parent: false
+                },
+                Step::Fork {
+                    parent: 1,
+                    child: 2,
+                    pid: 12,
+                    setsid: true,
+                    clone_parent: false
+                },
+                Step::Fork {
+                    parent: 0,
+                    child: 3,
+                    pid: 13,
+                    setsid: false,
+                    clone_parent: false
+                },
             ]
         );
     }
@@ -316,15 +341,38 @@ mod tests {
     #[test]
     fn late_setsid_comes_after_children_of_the_old_session() {
         // 11 forked 12 in session 10, then called setsid and forked 13.
-        let tree = vec![p(10, 1, 10, 10), p(11, 10, 11, 11), p(12, 11, 10, 10), p(13, 11, 11, 11)];
+        let tree = vec![
+            p(10, 1, 10, 10),
+            p(11, 10, 11, 11),
+            p(12, 11, 10, 10),
+            p(13, 11, 11, 11),
+        ];
         let plan = plan_of(tree, &[false; 4]);
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false, clone_parent: false },
-                Step::Fork { parent: 1, child: 2, pid: 12, setsid: false, clone_parent: false },
+                Step::Fork {
+                    parent: 0,
+                    child: 1,
+                    pid: 11,
+                    setsid: false,
+                    clone_parent: false
+                },
+                Step::Fork {
+                    parent: 1,
+                    child: 2,
+                    pid: 12,
+                    setsid: false,
+                    clone_parent: false
+                },
                 Step::Setsid { task: 1 },
-                Step::Fork { parent: 1, child: 3, pid: 13, setsid: false, clone_parent: false },
+                Step::Fork {
+                    parent: 1,
+                    child: 3,
+                    pid: 13,
+                    setsid: false,
+                    clone_parent: false
+                },
             ]
         );
     }
@@ -347,12 +395,48 @@ mod tests {
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork { parent: 0, child: 1, pid: 11, setsid: false, clone_parent: false },
-                Step::Fork { parent: 0, child: 2, pid: 14, setsid: false, clone_parent: false },
-                Step::Fork { parent: 0, child: 5, pid: 15, setsid: false, clone_parent: false },
-                Step::Fork { parent: 0, child: 6, pid: 20, setsid: true, clone_parent: false },
-                Step::Fork { parent: 6, child: 3, pid: 21, setsid: false, clone_parent: true },
-                Step::Fork { parent: 6, child: 4, pid: 22, setsid: false, clone_parent: true },
+                Step::Fork {
+                    parent: 0,
+                    child: 1,
+                    pid: 11,
+                    setsid: false,
+                    clone_parent: false
+                },
+                Step::Fork {
+                    parent: 0,
+                    child: 2,
+                    pid: 14,
+                    setsid: false,
+                    clone_parent: false
+                },
+                Step::Fork {
+                    parent: 0,
+                    child: 5,
+                    pid: 15,
+                    setsid: false,
+                    clone_parent: false
+                },
+                Step::Fork {
+                    parent: 0,
+                    child: 6,
+                    pid: 20,
+                    setsid: true,
+                    clone_parent: false
+                },
+                Step::Fork {
+                    parent: 6,
+                    child: 3,
+                    pid: 21,
+                    setsid: false,
+                    clone_parent: true
+                },
+                Step::Fork {
+                    parent: 6,
+                    child: 4,
+                    pid: 22,
+                    setsid: false,
+                    clone_parent: true
+                },
                 Step::JoinGroup { task: 2, pgid: 11 },
                 Step::JoinGroup { task: 4, pgid: 21 },
                 Step::Exit { task: 6 },

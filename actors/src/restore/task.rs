@@ -180,7 +180,10 @@ impl Handler<TreeOp> for RestoreTask {
     fn handle(&mut self, op: TreeOp, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
         let images = self.images.clone();
-        let tracee = self.tracee.as_mut().ok_or_else(|| format!("restore: pid {pid}: not created"))?;
+        let tracee = self
+            .tracee
+            .as_mut()
+            .ok_or_else(|| format!("restore: pid {pid}: not created"))?;
         let mut run = || -> Result<(), RebuildError> {
             let mut inj = Injector::new(tracee, DATA_LEN)?;
             super::helpers::run_tree_op(&mut Remote::new(&mut inj), &images, pid, op)?;

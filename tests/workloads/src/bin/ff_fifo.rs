@@ -144,10 +144,8 @@ fn main() {
     // A big pipe, nearly a third full, owned by us.
     let mut ends = [0; 2];
     // SAFETY: pipe2 fills two ints.
-    assert_eq!(
-        unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
-        0
-    );
+    let rc = unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0);
     // SAFETY: fresh fds that nothing else owns.
     let (pr, pw) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
     assert!(fcntl(pw.as_raw_fd(), libc::F_SETPIPE_SZ, BIG_PIPE.into()) >= BIG_PIPE);
@@ -171,10 +169,8 @@ fn main() {
     // The child shares every description; it writes after us, then waits to be told to check.
     let mut sync = [0; 2];
     // SAFETY: pipe2 fills two ints.
-    assert_eq!(
-        unsafe { libc::pipe2(sync.as_mut_ptr(), libc::O_CLOEXEC) },
-        0
-    );
+    let rc = unsafe { libc::pipe2(sync.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0);
     // SAFETY: this process is single-threaded; the child only makes plain calls and exits.
     let child = unsafe { libc::fork() };
     if child == 0 {
@@ -194,10 +190,8 @@ fn main() {
     }
     let mut one = [0u8; 1];
     // SAFETY: reads one byte into a live buffer.
-    assert_eq!(
-        unsafe { libc::read(sync[0], one.as_mut_ptr().cast(), 1) },
-        1
-    );
+    let rc = unsafe { libc::read(sync[0], one.as_mut_ptr().cast(), 1) };
+    assert_eq!(rc, 1);
 
     std::fs::write(&result, "READY\n").unwrap();
     wait_usr1();

@@ -36,7 +36,14 @@ fn sigmask() -> u64 {
     let mut mask = 0u64;
     raw_syscall(
         libc::SYS_rt_sigprocmask,
-        [libc::SIG_BLOCK as u64, 0, &mut mask as *mut u64 as u64, 8, 0, 0],
+        [
+            libc::SIG_BLOCK as u64,
+            0,
+            &mut mask as *mut u64 as u64,
+            8,
+            0,
+            0,
+        ],
     );
     mask
 }
@@ -44,7 +51,14 @@ fn sigmask() -> u64 {
 fn set_sigmask(mask: u64) {
     raw_syscall(
         libc::SYS_rt_sigprocmask,
-        [libc::SIG_SETMASK as u64, &mask as *const u64 as u64, 0, 8, 0, 0],
+        [
+            libc::SIG_SETMASK as u64,
+            &mask as *const u64 as u64,
+            0,
+            8,
+            0,
+            0,
+        ],
     );
 }
 
@@ -161,7 +175,10 @@ fn thread_body(i: usize, pipe_rd: i32, ready: std::sync::mpsc::Sender<i32>) -> R
     } else {
         let mut b = [0u8; 1];
         let n = loop {
-            let n = raw_syscall(libc::SYS_read, [pipe_rd as u64, b.as_mut_ptr() as u64, 1, 0, 0, 0]);
+            let n = raw_syscall(
+                libc::SYS_read,
+                [pipe_rd as u64, b.as_mut_ptr() as u64, 1, 0, 0, 0],
+            );
             if n != -(libc::EINTR as i64) {
                 break n;
             }
@@ -175,7 +192,10 @@ fn thread_body(i: usize, pipe_rd: i32, ready: std::sync::mpsc::Sender<i32>) -> R
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let result = args.get(1).cloned().expect("usage: tr_threads RESULT_FILE THREADS");
+    let result = args
+        .get(1)
+        .cloned()
+        .expect("usage: tr_threads RESULT_FILE THREADS");
     let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
     set_sigmask(bit(libc::SIGUSR1));
     let (tx, rx) = std::sync::mpsc::channel();

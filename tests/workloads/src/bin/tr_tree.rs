@@ -147,13 +147,19 @@ fn waitpid(pid: i32, flags: i32) -> (i32, i32) {
 fn state_of(pid: i32) -> char {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|t| t.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()))
+        .and_then(|t| {
+            t.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        })
         .unwrap_or('?')
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let result = args.get(1).cloned().expect("usage: tr_tree RESULT_FILE SCALE");
+    let result = args
+        .get(1)
+        .cloned()
+        .expect("usage: tr_tree RESULT_FILE SCALE");
     let scale: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let cont_file = format!("{result}.cont");
     let _ = std::fs::remove_file(&cont_file);
@@ -271,7 +277,10 @@ fn main() {
         // SAFETY: reading into a live buffer.
         let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
         if n <= 0 {
-            fail(&result, format!("only {got} of {expected} processes got ready"));
+            fail(
+                &result,
+                format!("only {got} of {expected} processes got ready"),
+            );
         }
         got += n as usize;
     }
@@ -287,7 +296,10 @@ fn main() {
     }
     let (r, st) = waitpid(t2, libc::WUNTRACED);
     if r != t2 || !libc::WIFSTOPPED(st) || libc::WSTOPSIG(st) != libc::SIGTSTP {
-        fail(&result, format!("{t2} was not stopped by SIGTSTP: {r} {st:#x}"));
+        fail(
+            &result,
+            format!("{t2} was not stopped by SIGTSTP: {r} {st:#x}"),
+        );
     }
     let _ = std::fs::write(
         &result,
@@ -301,7 +313,10 @@ fn main() {
     // The restored stop reports the signal that stopped it at dump time.
     let (r, st) = waitpid(t2, libc::WUNTRACED | libc::WNOHANG);
     if r != t2 || !libc::WIFSTOPPED(st) || libc::WSTOPSIG(st) != libc::SIGTSTP {
-        fail(&result, format!("{t2} is not stopped by SIGTSTP after restore: {r} {st:#x}"));
+        fail(
+            &result,
+            format!("{t2} is not stopped by SIGTSTP after restore: {r} {st:#x}"),
+        );
     }
     let _ = std::fs::write(&result, "PASS\n");
     idle();
@@ -316,10 +331,16 @@ fn check(result: &str, b: i32, t: i32, cont_file: &str) {
     }
     let (r, st) = waitpid(-1, libc::WNOHANG | libc::__WALL);
     if r != 0 {
-        fail(result, format!("a child waited to be reaped: {r} (status {st:#x})"));
+        fail(
+            result,
+            format!("a child waited to be reaped: {r} (status {st:#x})"),
+        );
     }
     if waitpid(b, libc::WNOHANG).0 != 0 {
-        fail(result, format!("orphan {b} is not a living child of the root"));
+        fail(
+            result,
+            format!("orphan {b} is not a living child of the root"),
+        );
     }
     // SAFETY: killing the orphan, which is ours.
     unsafe { libc::kill(b, libc::SIGKILL) };
@@ -333,7 +354,10 @@ fn check(result: &str, b: i32, t: i32, cont_file: &str) {
     unsafe { libc::kill(t, libc::SIGCONT) };
     let (r, st) = waitpid(t, libc::WCONTINUED);
     if r != t || !libc::WIFCONTINUED(st) {
-        fail(result, format!("{t} did not report continuing: {r} {st:#x}"));
+        fail(
+            result,
+            format!("{t} did not report continuing: {r} {st:#x}"),
+        );
     }
     let end = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(cont_file).unwrap_or_default() != "continued\n" {
