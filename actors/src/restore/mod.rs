@@ -100,7 +100,7 @@ pub fn run(
             let mut memory = std::collections::BTreeMap::new();
             let setsid = plan.root_setsid;
             ask(&actors[0], CreateRoot { sibling, setsid }).await?;
-            memory.insert(0, actors[0].send(RestoreMemory));
+            memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
             for step in &plan.steps {
                 let (actor, op) = match *step {
@@ -117,7 +117,7 @@ pub fn run(
                         ask(&actors[parent], Fork { pid, clone_parent }).await?;
                         ask(&actors[child], Adopt { setsid }).await?;
                         if images.tasks[child].zombie.is_none() {
-                            memory.insert(child, actors[child].send(RestoreMemory));
+                            memory.insert(child, actors[child].send(RestoreMemory { creator: Some(parent) }));
                         }
                         continue;
                     }

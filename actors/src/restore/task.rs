@@ -101,7 +101,10 @@ pub struct Fork {
 /// Restore the task's memory (before it forks its children).
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
-pub struct RestoreMemory;
+pub struct RestoreMemory {
+    /// The task that forked this one (its memory is what this one starts with), by index.
+    pub creator: Option<usize>,
+}
 
 /// Rebuild the rest of the task and its threads; they stay stopped.
 #[derive(Message)]
@@ -168,9 +171,9 @@ impl Handler<Rebuild> for RestoreTask {
 impl Handler<RestoreMemory> for RestoreTask {
     type Result = Result<(), String>;
 
-    fn handle(&mut self, _: RestoreMemory, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: RestoreMemory, _: &mut Context<Self>) -> Self::Result {
         let pid = self.task().pid();
-        with_pid(pid, self.restore_memory())
+        with_pid(pid, self.restore_memory(msg.creator))
     }
 }
 
@@ -298,9 +301,9 @@ impl RestoreTask {
         Ok(())
     }
 
-    /// The task's memory: what it inherited from its parent and keeps, then every other area
+    /// The task's memory: what it inherited from its creator and keeps, then every other area
     /// and the pages. Done before the task forks its children, so they inherit it in turn.
-    fn restore_memory(&mut self) -> Result<(), RebuildError> {
+    fn restore_memory(&mut self, creator: Option<usize>) -> Result<(), RebuildError> {
         let all = self.images.clone();
         let t = &all.tasks[self.index];
         let pid = t.pid();
@@ -309,10 +312,11 @@ impl RestoreTask {
             what: "not created".into(),
         })?;
         let rseq = tracee.rseq()?;
-        let parent = all.tasks.iter().find(|p| p.pid() == t.pstree.ppid as i32 && p.zombie.is_none());
+        // A helper or zombie creator has no memory of its own restored: nothing to keep.
+        let parent = creator.map(|i| &all.tasks[i]).filter(|p| p.zombie.is_none());
         let inherited = match parent {
-            Some(p) if self.index != 0 => inherited::inherited_areas(&t.mm.vmas, &p.mm.vmas),
-            _ => Vec::new(),
+            Some(p) => inherited::inherited_areas(&t.mm.vmas, &p.mm.vmas),
+            None => Vec::new(),
         };
         let mut inj = Injector::new(tracee, DATA_LEN)?;
         let mut r = Remote::new(&mut inj);
