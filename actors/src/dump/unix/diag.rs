@@ -1,10 +1,17 @@
 //! The kernel's list of unix sockets, asked once per dump through sock_diag (NETLINK_SOCK_DIAG):
 //! for each socket its type, state, name, file, peer, pending connections, queue lengths and
-//! shut-down directions.
+//! shut-down directions. The netlink messages are built and read by netlink-packet-sock-diag.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 
+use netlink_packet_core::{
+    Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_sock_diag::unix::nlas::{Nla, UnixDiagName, Vfs};
+use netlink_packet_sock_diag::unix::{ShowFlags, StateFlags, UnixRequest, UnixResponse};
+use netlink_packet_sock_diag::SockDiagMessage;
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
@@ -32,30 +39,8 @@ pub struct UnixDiag {
     pub shutdown: u8,
 }
 
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_DUMP: u16 = 0x300;
-
-const UDIAG_SHOW_NAME: u32 = 0x01;
-const UDIAG_SHOW_VFS: u32 = 0x02;
-const UDIAG_SHOW_PEER: u32 = 0x04;
-const UDIAG_SHOW_ICONS: u32 = 0x08;
-const UDIAG_SHOW_RQLEN: u32 = 0x10;
-const UDIAG_SHOW_MEMINFO: u32 = 0x20;
-const UDIAG_SHOW_SHUTDOWN: u32 = 0x80;
-
-const UNIX_DIAG_NAME: u16 = 0;
-const UNIX_DIAG_VFS: u16 = 1;
-const UNIX_DIAG_PEER: u16 = 2;
-const UNIX_DIAG_ICONS: u16 = 3;
-const UNIX_DIAG_RQLEN: u16 = 4;
-const UNIX_DIAG_SHUTDOWN: u16 = 6;
-
-const NLMSG_HDRLEN: usize = 16;
-/// struct unix_diag_msg.
-const DIAG_MSG_LEN: usize = 16;
+/// UDIAG_SHOW_SHUTDOWN: the crate's ShowFlags has no name for it, so the bit is set by value.
+const UDIAG_SHOW_SHUTDOWN: u32 = 1 << 7;
 
 /// Every unix socket of criu's network namespace, by inode.
 pub fn list() -> std::io::Result<HashMap<u32, UnixDiag>> {
@@ -84,28 +69,29 @@ pub fn list() -> std::io::Result<HashMap<u32, UnixDiag>> {
     }
 }
 
-/// nlmsghdr + unix_diag_req asking for every unix socket in any state.
+/// A dump request for every unix socket in any state.
 fn request() -> Vec<u8> {
-    let mut req = Vec::with_capacity(NLMSG_HDRLEN + 24);
-    req.extend_from_slice(&((NLMSG_HDRLEN + 24) as u32).to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    req.extend_from_slice(&0u32.to_ne_bytes()); // pid
-    req.push(libc::AF_UNIX as u8);
-    req.push(0); // protocol
-    req.extend_from_slice(&0u16.to_ne_bytes());
-    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    req.extend_from_slice(&0u32.to_ne_bytes()); // any inode
-    let show = UDIAG_SHOW_NAME
-        | UDIAG_SHOW_VFS
-        | UDIAG_SHOW_PEER
-        | UDIAG_SHOW_ICONS
-        | UDIAG_SHOW_RQLEN
-        | UDIAG_SHOW_MEMINFO
-        | UDIAG_SHOW_SHUTDOWN;
-    req.extend_from_slice(&show.to_ne_bytes());
-    req.extend_from_slice(&[0xff; 8]); // no cookie
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let show = ShowFlags::NAME
+        | ShowFlags::VFS
+        | ShowFlags::PEER
+        | ShowFlags::ICONS
+        | ShowFlags::RQLEN
+        | ShowFlags::from_bits_retain(UDIAG_SHOW_SHUTDOWN);
+    let ask = UnixRequest {
+        // StateFlags names only ESTABLISHED and LISTEN; unbound, datagram and closing sockets are
+        // in other states, so every bit is set.
+        state_flags: StateFlags::from_bits_retain(u32::MAX),
+        inode: 0,
+        show_flags: show,
+        cookie: [0xff; 8], // no cookie
+    };
+    let mut msg = NetlinkMessage::new(header, SockDiagMessage::UnixRequest(ask).into());
+    msg.finalize();
+    let mut req = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut req);
     req
 }
 
@@ -116,79 +102,65 @@ fn bad(what: &str) -> std::io::Error {
     )
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
 /// Parses one datagram of netlink messages into `out`; true once the list is complete.
 fn parse_batch(mut b: &[u8], out: &mut HashMap<u32, UnixDiag>) -> std::io::Result<bool> {
-    while b.len() >= NLMSG_HDRLEN {
-        let len = u32_at(b, 0).unwrap_or(0) as usize;
-        let kind = u16_at(b, 4).unwrap_or(0);
-        if len < NLMSG_HDRLEN || len > b.len() {
-            return Err(bad("truncated message"));
-        }
-        match kind {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let errno = u32_at(b, NLMSG_HDRLEN).map_or(0, |e| -(e as i32));
-                return Err(std::io::Error::from_raw_os_error(errno));
-            }
-            SOCK_DIAG_BY_FAMILY => {
-                let d = parse_one(&b[NLMSG_HDRLEN..len]).ok_or_else(|| bad("bad socket entry"))?;
+    while !b.is_empty() {
+        let msg = NetlinkMessage::<SockDiagMessage>::deserialize(b)
+            .map_err(|e| bad(&format!("bad message: {e}")))?;
+        match msg.payload {
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::Error(e) => return Err(e.to_io()),
+            NetlinkPayload::InnerMessage(SockDiagMessage::UnixResponse(r)) => {
+                let d = entry(&r).ok_or_else(|| bad("bad socket entry"))?;
                 out.insert(d.ino, d);
             }
             _ => {}
         }
-        b = &b[align4(len).min(b.len())..];
+        // deserialize checked that the length is within `b` and covers at least the header.
+        let len = msg.header.length as usize;
+        b = &b[((len + 3) & !3).min(b.len())..];
     }
     Ok(false)
 }
 
-/// One unix_diag_msg and its attributes.
-fn parse_one(b: &[u8]) -> Option<UnixDiag> {
-    if b.len() < DIAG_MSG_LEN {
-        return None;
-    }
+/// Our view of one socket's answer.
+fn entry(r: &UnixResponse) -> Option<UnixDiag> {
     let mut d = UnixDiag {
-        kind: b[1],
-        state: b[2],
-        ino: u32_at(b, 4)?,
+        ino: r.header.inode,
+        kind: r.header.kind,
+        state: r.header.state,
         ..Default::default()
     };
-    let mut attrs = &b[DIAG_MSG_LEN..];
-    while attrs.len() >= 4 {
-        let len = usize::from(u16_at(attrs, 0)?);
-        let kind = u16_at(attrs, 2)?;
-        if len < 4 || len > attrs.len() {
-            return None;
-        }
-        let data = &attrs[4..len];
-        match kind {
-            UNIX_DIAG_NAME => d.name = data.to_vec(),
-            UNIX_DIAG_VFS => d.vfs = Some((u32_at(data, 0)?, u32_at(data, 4)?)),
-            UNIX_DIAG_PEER => d.peer = u32_at(data, 0)?,
-            UNIX_DIAG_ICONS => {
-                d.icons = data
-                    .chunks_exact(4)
-                    .filter_map(|c| c.try_into().ok().map(u32::from_ne_bytes))
-                    .collect()
-            }
-            UNIX_DIAG_RQLEN => d.rqlen = (u32_at(data, 0)?, u32_at(data, 4)?),
-            UNIX_DIAG_SHUTDOWN => d.shutdown = *data.first()?,
+    for nla in &r.nlas {
+        match nla {
+            // The image keeps the name as the kernel gives it: a path with its final NUL, an
+            // abstract name after its leading NUL. The crate strips both; they are put back.
+            Nla::Name(UnixDiagName::Pathname(path)) => d.name = [path.as_bytes(), b"\0"].concat(),
+            Nla::Name(UnixDiagName::Abstract(name)) => d.name = [b"\0", name.as_slice()].concat(),
+            Nla::Vfs(vfs) => d.vfs = Some(vfs_ino_dev(vfs)?),
+            Nla::Peer(peer) => d.peer = *peer,
+            Nla::PendingConnections(icons) => d.icons = icons.clone(),
+            Nla::ReceiveQueueLength(rq, wq) => d.rqlen = (*rq, *wq),
+            Nla::Shutdown(how) => d.shutdown = *how,
             _ => {}
         }
-        attrs = &attrs[align4(len).min(attrs.len())..];
     }
     Some(d)
+}
+
+/// (inode, device) of a socket file. The crate's Vfs keeps both private with no getter, so the
+/// struct it writes back (struct unix_diag_vfs: two native u32, inode first) is read by hand.
+fn vfs_ino_dev(vfs: &Vfs) -> Option<(u32, u32)> {
+    let mut raw = [0u8; 8];
+    if vfs.buffer_len() != raw.len() {
+        return None;
+    }
+    vfs.emit(&mut raw);
+    let (ino, dev) = raw.split_at(4);
+    Some((
+        u32::from_ne_bytes(ino.try_into().ok()?),
+        u32::from_ne_bytes(dev.try_into().ok()?),
+    ))
 }
 
 #[cfg(test)]
@@ -200,6 +172,16 @@ mod tests {
         std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
             .unwrap()
             .ino() as u32
+    }
+
+    fn unix_stream() -> std::os::fd::OwnedFd {
+        socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -222,28 +204,17 @@ mod tests {
         assert_eq!(db.shutdown, 2);
         assert_eq!(da.shutdown, 1);
         assert!(da.name.is_empty());
+        assert_eq!(da.vfs, None);
     }
 
     #[test]
     fn a_listener_shows_its_name_and_pending_clients() {
         let name = format!("criu-test-diag-{}", std::process::id());
         let addr = nix::sys::socket::UnixAddr::new_abstract(name.as_bytes()).unwrap();
-        let l = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let l = unix_stream();
         nix::sys::socket::bind(l.as_raw_fd(), &addr).unwrap();
         nix::sys::socket::listen(&l, nix::sys::socket::Backlog::new(7).unwrap()).unwrap();
-        let c = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let c = unix_stream();
         nix::sys::socket::connect(c.as_raw_fd(), &addr).unwrap();
         let all = list().unwrap();
         let dl = &all[&ino(&l)];
@@ -255,12 +226,72 @@ mod tests {
     }
 
     #[test]
+    fn a_path_bound_socket_shows_its_path_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let s = unix_stream();
+        nix::sys::socket::bind(s.as_raw_fd(), &nix::sys::socket::UnixAddr::new(&path).unwrap())
+            .unwrap();
+        let all = list().unwrap();
+        let d = &all[&ino(&s)];
+        assert_eq!(d.name, [path.as_os_str().as_bytes(), b"\0"].concat());
+        let file = std::fs::metadata(&path).unwrap();
+        let (vfs_ino, vfs_dev) = d.vfs.unwrap();
+        assert_eq!(u64::from(vfs_ino), file.ino());
+        // The kernel gives the device in its own encoding; only its presence is checked.
+        assert_ne!(vfs_dev, 0);
+    }
+
+    /// One SOCK_DIAG_BY_FAMILY message for socket 42 with the given attributes.
+    fn message(attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = vec![libc::AF_UNIX as u8, libc::SOCK_STREAM as u8, 1, 0];
+        body.extend_from_slice(&42u32.to_ne_bytes());
+        body.extend_from_slice(&[0; 8]);
+        for (kind, data) in attrs {
+            body.extend_from_slice(&(4 + data.len() as u16).to_ne_bytes());
+            body.extend_from_slice(&kind.to_ne_bytes());
+            body.extend_from_slice(data);
+            body.resize((body.len() + 3) & !3, 0);
+        }
+        let mut m = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        m.extend_from_slice(&20u16.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn crafted_attributes_are_read_back() {
+        let vfs = [7u32.to_ne_bytes(), 9u32.to_ne_bytes()].concat();
+        let mut out = HashMap::new();
+        let m = message(&[(0, b"/a\0"), (1, &vfs), (3, &[5, 0, 0, 0, 6, 0, 0, 0]), (6, &[3])]);
+        assert!(!parse_batch(&m, &mut out).unwrap());
+        let d = &out[&42];
+        assert_eq!(d.name, b"/a\0");
+        assert_eq!(d.vfs, Some((7, 9)));
+        assert_eq!(d.icons, [5, 6]);
+        assert_eq!(d.shutdown, 3);
+    }
+
+    #[test]
     fn garbage_is_refused_not_panicked_on() {
         let mut out = HashMap::new();
         assert!(parse_batch(&[0xff; 40], &mut out).is_err());
-        assert!(parse_one(&[1, 2, 3]).is_none());
-        let mut short = vec![0u8; 16];
-        short.extend_from_slice(&[40, 0, 0, 0]);
-        assert!(parse_one(&short).is_none());
+        assert!(parse_batch(&[1, 2, 3], &mut out).is_err());
+        // Too short for struct unix_diag_msg.
+        let mut short = message(&[]);
+        short.truncate(20);
+        short[..4].copy_from_slice(&20u32.to_ne_bytes());
+        assert!(parse_batch(&short, &mut out).is_err());
+        // Attribute longer than the message, pending connections not a multiple of 4 bytes,
+        // a vfs too short, a path name without its NUL.
+        let mut long = message(&[(2, &[1, 0, 0, 0])]);
+        let end = long.len();
+        long[end - 8..end - 6].copy_from_slice(&200u16.to_ne_bytes());
+        assert!(parse_batch(&long, &mut out).is_err());
+        assert!(parse_batch(&message(&[(3, &[1, 2, 3, 4, 5])]), &mut out).is_err());
+        assert!(parse_batch(&message(&[(1, &[1, 2, 3])]), &mut out).is_err());
+        assert!(parse_batch(&message(&[(0, b"/a")]), &mut out).is_err());
+        assert!(out.is_empty());
     }
 }
