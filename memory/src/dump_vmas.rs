@@ -1,6 +1,6 @@
 //! The VMA list of a stopped task as CRIU records it in `mm-N.img`: protection, mmap flags
 //! from the smaps VmFlags, madvise bits, CRIU's status bits, the file behind file mappings,
-//! the hidden stack guard page, and the vvar areas merged into one.
+//! and the vvar areas merged into one.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -174,7 +174,6 @@ pub fn classify(
     lookup: &dyn Fn(u64, u64) -> Result<Option<MapFileInfo>, VmaDumpError>,
 ) -> Result<Vec<DumpVma>, VmaDumpError> {
     let mut out: Vec<DumpVma> = Vec::with_capacity(smaps.len());
-    let mut prev_end = 0u64;
     for s in smaps {
         let v = &s.vma;
         let unsupported = |what: &str| VmaDumpError::Unsupported {
@@ -297,16 +296,12 @@ pub fn classify(
             if let Some(prev) = out.last_mut() {
                 if prev.entry.status & VMA_AREA_VVAR != 0 && prev.entry.end == e.start {
                     prev.entry.end = e.end;
-                    prev_end = e.end;
                     continue;
                 }
             }
         }
-        // The kernel hides the guard page below a grows-down area; CRIU includes it.
-        if e.flags & MAP_GROWSDOWN != 0 && prev_end < e.start {
-            e.start -= PAGE_SIZE;
-        }
-        prev_end = e.end;
+        // Grows-down areas are imaged as /proc shows them: since Linux 4.12 the stack guard
+        // gap is no part of the area, and CRIU adds no guard page on such kernels.
         out.push(DumpVma {
             entry: e,
             file,
@@ -380,8 +375,8 @@ VmFlags: rd wr mr mw me gd ac hg
         );
         assert_eq!(
             v[4].entry.start,
-            0x7ffc_0000_0000 - PAGE_SIZE,
-            "stack guard page"
+            0x7ffc_0000_0000,
+            "a stack is imaged from its real start, with no guard page"
         );
         assert_eq!(
             v[4].entry.flags,

@@ -122,13 +122,8 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
         });
     }
     let mut flags = u64::from(vma.flags) | libc::MAP_FIXED as u64;
-    // A grows-down area is imaged with the guard page the kernel keeps below it (CRIU's
-    // convention); the mapping itself starts one page higher.
-    let start = if vma.flags & libc::MAP_GROWSDOWN as u32 != 0 && vma.end - vma.start > PAGE_SIZE {
-        vma.start + PAGE_SIZE
-    } else {
-        vma.start
-    };
+    // Grows-down areas too are mapped exactly where they were: the image holds no guard page.
+    let start = vma.start;
     let file_id = if s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
         flags &= !(libc::MAP_ANONYMOUS as u64);
         Some(u32::try_from(vma.shmid).map_err(|_| bad("file id out of range"))?)
@@ -540,7 +535,7 @@ mod tests {
     }
 
     #[test]
-    fn grows_down_areas_start_above_their_guard_page() {
+    fn grows_down_areas_are_mapped_at_their_imaged_start() {
         let v = vma(
             0x10000,
             0x20000,
@@ -549,7 +544,10 @@ mod tests {
             VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
         );
         match plan(&v).unwrap() {
-            MapPlan::Mmap { addr, len, .. } => assert_eq!((addr, len), (0x11000, 0xf000)),
+            MapPlan::Mmap { addr, len, flags, .. } => {
+                assert_eq!((addr, len), (0x10000, 0x10000));
+                assert_ne!(flags & libc::MAP_GROWSDOWN as u64, 0);
+            }
             other => panic!("{other:?}"),
         }
     }

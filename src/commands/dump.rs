@@ -67,7 +67,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         files: DumpFileOptions {
             ghost_limit: o.ghost_limit,
             link_remap: o.link_remap,
-            ext_unix_sk: o.ext_unix_sk.then(|| o.ext_unix_sk_inodes.clone()),
+            ext_unix_sk: ext_unix_sk(o),
             file_locks: o.file_locks,
             evasive_devices: o.evasive_devices,
             force_irmap: o.force_irmap,
@@ -102,5 +102,22 @@ pub fn run(o: &Options, images: &Path) -> i32 {
             0
         }
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// `--ext-unix-sk[=INO,...]` and `--external unix[INO]` (the same exception, as in CRIU): an
+/// empty list allows any socket, inodes name the sockets allowed.
+fn ext_unix_sk(o: &Options) -> Option<Vec<u64>> {
+    let named = o.external.iter().filter_map(|e| {
+        e.strip_prefix("unix[")?
+            .strip_suffix(']')?
+            .parse::<u64>()
+            .ok()
+    });
+    let inodes: Vec<u64> = o.ext_unix_sk_inodes.iter().copied().chain(named).collect();
+    if o.ext_unix_sk && o.ext_unix_sk_inodes.is_empty() {
+        Some(Vec::new())
+    } else {
+        (!inodes.is_empty()).then_some(inodes)
     }
 }

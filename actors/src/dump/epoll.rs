@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 
 use criu_procfs::fdinfo::EpollTarget;
 use criu_proto::images::{
-    EventpollFileEntry, EventpollTfdEntry, FdTypes, FdinfoEntry, FileEntry, FownEntry,
+    EventpollFileEntry, EventpollTfdEntry, FdTypes, FdinfoEntry, FileEntry,
 };
 
 use super::files::{FileStat, FileTable};
@@ -17,6 +17,8 @@ use super::files::{FileStat, FileTable};
 pub enum EpollError {
     #[error("pid {pid}: epoll fd {fd}: {what}")]
     Epoll { pid: i32, fd: i32, what: String },
+    #[error(transparent)]
+    Fown(#[from] super::fown::FownError),
 }
 
 fn err(pid: i32, fd: i32, what: impl Into<String>) -> EpollError {
@@ -46,13 +48,13 @@ pub fn dump_epoll_fd(
             .into_iter()
             .map(|(n, target)| tfd_entry(id, n, target))
             .collect();
-        Ok(FileEntry {
+        Ok::<_, EpollError>(FileEntry {
             r#type: FdTypes::Eventpoll as i32,
             id,
             epfd: Some(EventpollFileEntry {
                 id,
                 flags,
-                fown: FownEntry::default(),
+                fown: super::fown::read(pid, fd, flags)?,
                 tfd,
             }),
             ..Default::default()

@@ -6,7 +6,7 @@
 use criu_procfs::fdinfo::FanotifyTarget;
 use criu_proto::images::{
     FanotifyFileEntry, FanotifyInodeMarkEntry, FanotifyMarkEntry, FanotifyMountMarkEntry, FdTypes,
-    FdinfoEntry, FileEntry, FownEntry, MarkType,
+    FdinfoEntry, FileEntry, MarkType,
 };
 
 use super::files::FileTable;
@@ -16,6 +16,8 @@ use super::inotify::{find_inode, own_mounts, read_notify_fd};
 pub enum FanotifyError {
     #[error("pid {pid}: fd {fd}: fanotify: {what}")]
     Fd { pid: i32, fd: i32, what: String },
+    #[error(transparent)]
+    Fown(#[from] super::fown::FownError),
 }
 
 /// The fdinfo entry of `pid`'s fanotify `fd`; its group's entry is added on first sight.
@@ -71,13 +73,13 @@ pub fn dump_fanotify_fd(
             }
             mark.push(entry);
         }
-        Ok(FileEntry {
+        Ok::<_, FanotifyError>(FileEntry {
             r#type: FdTypes::Fanotify as i32,
             id,
             ffy: Some(FanotifyFileEntry {
                 id,
                 flags: n.flags,
-                fown: FownEntry::default(),
+                fown: super::fown::read(pid, fd, n.flags)?,
                 faflags: fa.flags,
                 evflags: fa.event_flags,
                 mark,

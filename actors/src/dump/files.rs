@@ -455,6 +455,9 @@ pub fn dump_fds(
             }
             FdTarget::Other(s) => return Err(FilesError::Unsupported { pid, fd, kind: s }),
         };
+        if entry.r#type != FdTypes::Reg as i32 {
+            super::locks::note_fd(pid, fd, entry.id, table)?;
+        }
         out.push(entry);
     }
     out.sort_by_key(|e| e.fd);

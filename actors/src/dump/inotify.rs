@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use criu_procfs::fdinfo::{split_kernel_dev, FileHandle};
 use criu_procfs::MountInfo;
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FhEntry, FileEntry, FownEntry, InotifyFileEntry, InotifyWdEntry,
+    FdTypes, FdinfoEntry, FhEntry, FileEntry, InotifyFileEntry, InotifyWdEntry,
 };
 
 use super::files::{FileStat, FileTable};
@@ -27,6 +27,8 @@ pub enum InotifyError {
         kind: &'static str,
         what: String,
     },
+    #[error(transparent)]
+    Fown(#[from] super::fown::FownError),
 }
 
 /// fh_entry holds the handle as this many u64 words (fh_entry_sizes.min_entries).
@@ -86,13 +88,13 @@ pub fn dump_inotify_fd(
                 f_handle,
             });
         }
-        Ok(FileEntry {
+        Ok::<_, InotifyError>(FileEntry {
             r#type: FdTypes::Inotify as i32,
             id,
             ify: Some(InotifyFileEntry {
                 id,
                 flags: n.flags,
-                fown: FownEntry::default(),
+                fown: super::fown::read(pid, fd, n.flags)?,
                 wd,
             }),
             ..Default::default()

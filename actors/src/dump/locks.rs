@@ -27,6 +27,31 @@ pub enum LockError {
     NeedsOption { pid: i32, fd: i32, what: String },
     #[error("pid {pid}: fd {fd}: {what} is not supported by this dump")]
     Unsupported { pid: i32, fd: i32, what: String },
+    #[error("pid {pid}: fd {fd}: cannot read its locks from fdinfo: {source}")]
+    Fdinfo {
+        pid: i32,
+        fd: i32,
+        source: criu_procfs::ProcError,
+    },
+}
+
+/// Records the locks held through `pid`'s `fd`, whose description has id `file_id`, for a
+/// kind whose dump did not read them (any file can carry a flock or a POSIX lock: a memfd, a
+/// FIFO, a socket...); regular files and directories note theirs themselves.
+pub fn note_fd(
+    pid: i32,
+    fd: i32,
+    file_id: u32,
+    table: &std::sync::Mutex<super::files::FileTable>,
+) -> Result<(), LockError> {
+    let info = criu_procfs::read_fdinfo(pid, fd)
+        .map_err(|source| LockError::Fdinfo { pid, fd, source })?;
+    if info.locks.is_empty() {
+        return Ok(());
+    }
+    let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+    let allowed = t.opts.file_locks;
+    t.locks.note(pid, fd, file_id, &info.locks, allowed)
 }
 
 /// The locks of one dump, in the order found.

@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FileEntry, FownEntry, RegFileEntry, TermiosEntry, TtyDataEntry,
+    FdTypes, FdinfoEntry, FileEntry, RegFileEntry, TermiosEntry, TtyDataEntry,
     TtyFileEntry, TtyInfoEntry, TtyPtyEntry, TtyType, WinsizeEntry,
 };
 use criu_sys::tty::{self as sys, KernelTermios, TtyFlag};
@@ -61,6 +61,8 @@ pub enum TtyError {
         path: String,
         first: String,
     },
+    #[error(transparent)]
+    Fown(#[from] super::fown::FownError),
 }
 
 /// Index numbers CRIU gives terminals that are not ptys; a tty-info id is `index << 1`, plus
@@ -259,10 +261,12 @@ pub fn dump_tty_fd(
         }
     }
 
+    // The owner goes in both entries, as CRIU writes them; restore uses the tty's.
+    let fown = super::fown::read(pid, fd, flags)?;
     let reg = RegFileEntry {
         flags,
         pos: 0,
-        fown: FownEntry::default(),
+        fown,
         name: shown,
         mnt_id: Some(mnt_id),
         size: Some(meta.size()),
@@ -279,7 +283,7 @@ pub fn dump_tty_fd(
         id: 0,
         tty_info_id: info_id,
         flags,
-        fown: FownEntry::default(),
+        fown,
         regf_id: Some(regf_id),
     };
     let id = table.add(|id| FileEntry {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use criu_procfs::FdTarget;
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FileEntry, FilePermsEntry, FownEntry, ScmEntry, SkPacketEntry,
+    FdTypes, FdinfoEntry, FileEntry, FilePermsEntry, ScmEntry, SkPacketEntry,
     UnixSkEntry,
 };
 use criu_proto::{ImageKind, ImageWriter};
@@ -50,6 +50,8 @@ pub enum UnixError {
     },
     #[error("sk-queues.img: {0}")]
     Image(#[from] criu_proto::Error),
+    #[error(transparent)]
+    Fown(#[from] super::fown::FownError),
 }
 
 /// Where a dumped socket was seen first.
@@ -271,7 +273,7 @@ fn describe(
             0
         },
         peer,
-        fown: FownEntry::default(),
+        fown: super::fown::read(pid, fd, flags)?,
         opts,
         name: sk.name.clone(),
         shutdown: (sk.shutdown != 0).then_some(i32::from(sk.shutdown & 3)),
@@ -311,8 +313,9 @@ fn path_state(pid: i32, entry: &mut UnixSkEntry, vfs_ino: u32) {
 }
 
 /// After every task: checks that each socket's peer is in the dump (or, with
-/// `--ext-unix-sk`, adds an entry for an outside datagram peer it can reconnect to by name),
-/// then writes sk-queues.img.
+/// `--ext-unix-sk`, adds an entry for an outside datagram peer it can reconnect to by name, or
+/// for any outside peer of a socket `--ext-unix-sk=INO`/`--external unix[INO]` names), then
+/// writes sk-queues.img.
 pub fn finish(table: &mut FileTable, dir: &Path) -> Result<(), UnixError> {
     let mut outside: Vec<(u32, UnixDiag)> = Vec::new();
     for f in table.entries() {
@@ -330,11 +333,12 @@ pub fn finish(table: &mut FileTable, dir: &Path) -> Result<(), UnixError> {
             ino: usk.ino,
             what,
         };
+        let listed = |inos: &Vec<u64>| inos.contains(&u64::from(usk.ino));
+        // A socket named by inode is one whose outside peer is given back at restore by
+        // --inherit-fd (a runtime's stdio socket): any type goes.
+        let named = table.opts.ext_unix_sk.as_ref().is_some_and(listed);
         let allowed = table.opts.ext_unix_sk.as_ref().is_some_and(|inos| {
-            inos.is_empty()
-                || inos
-                    .iter()
-                    .any(|&i| i == u64::from(usk.ino) || i == u64::from(usk.peer))
+            inos.is_empty() || listed(inos) || inos.contains(&u64::from(usk.peer))
         });
         if !allowed {
             return Err(fail(format!(
@@ -349,7 +353,7 @@ pub fn finish(table: &mut FileTable, dir: &Path) -> Result<(), UnixError> {
             .and_then(|d| d.get(&usk.peer))
             .cloned()
             .ok_or_else(|| fail(format!("peer {} is gone", usk.peer)))?;
-        if usk.r#type != libc::SOCK_DGRAM as u32 || peer.name.is_empty() {
+        if !named && (usk.r#type != libc::SOCK_DGRAM as u32 || peer.name.is_empty()) {
             return Err(fail(format!(
                 "connected to outside socket {}: only a named datagram peer can be reconnected",
                 usk.peer

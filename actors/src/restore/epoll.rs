@@ -5,7 +5,7 @@
 //! target number open; every other holder shares the description, registrations included.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use criu_proto::images::{EventpollTfdEntry, FdTypes};
 use criu_tracee::remote::Remote;
@@ -24,6 +24,10 @@ pub struct EpollTargets {
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     for id in images.fd_ids_of_type(FdTypes::Eventpoll) {
+        // An inherited epoll is used as it is: nothing is registered on it.
+        if shared.is_inherited(id) {
+            continue;
+        }
         let e = images
             .files
             .get(&id)
@@ -39,11 +43,8 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         };
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(err("epoll_create1"))?;
         let fd: OwnedFd = ep.0;
-        let nonblock = e.flags as i32 & libc::O_NONBLOCK;
-        if nonblock != 0 {
-            let fl = nix::fcntl::OFlag::from_bits_retain(nonblock);
-            nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(fl)).map_err(err("F_SETFL"))?;
-        }
+        super::eventfd::set_status_flags(fd.as_fd(), e.flags).map_err(err("F_SETFL"))?;
+        shared.restore_fown(id, &fd, &e.fown)?;
         shared.add_description(id, fd);
         // The first holder that has every target number open; if none has, the first holder
         // (whose registration then fails naming the missing fd).

@@ -14,6 +14,9 @@ const EFD_SEMAPHORE: u32 = 1;
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     for id in images.fd_ids_of_type(FdTypes::Eventfd) {
+        if shared.is_inherited(id) {
+            continue;
+        }
         let e = images
             .files
             .get(&id)

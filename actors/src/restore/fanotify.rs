@@ -14,6 +14,9 @@ use super::shared::{SharedError, SharedFiles};
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     for id in images.fd_ids_of_type(FdTypes::Fanotify) {
+        if shared.is_inherited(id) {
+            continue;
+        }
         let e = images
             .files
             .get(&id)
@@ -34,6 +37,9 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         for m in &e.mark {
             add_mark(&fd, m).map_err(|e| err(format!("mark {:#x}: {e}", m.mask)))?;
         }
+        super::eventfd::set_status_flags(fd.as_fd(), e.flags)
+            .map_err(|e| err(format!("F_SETFL: {e}")))?;
+        shared.restore_fown(id, &fd, &e.fown)?;
         shared.add_description(id, fd);
     }
     Ok(())

@@ -31,6 +31,20 @@ fn err(
     }
 }
 
+/// Terminals are opened outside `SharedFiles::create` (see `tty`, `pty`): their owners are
+/// put back once they are all handed out.
+pub fn restore_tty_owners(
+    images: &super::images::DumpImages,
+    shared: &mut super::shared::SharedFiles,
+) -> Result<(), super::shared::SharedError> {
+    for id in images.fd_ids_of_type(criu_proto::images::FdTypes::Tty) {
+        if let Some(t) = images.files.get(&id).and_then(|f| f.tty.as_ref()) {
+            shared.restore_fown_of(id, &t.fown)?;
+        }
+    }
+    Ok(())
+}
+
 /// F_SETSIG on description `id`, if the dump saw a signal other than SIGIO.
 pub fn set_signal(id: u32, fd: impl AsFd, fown: &FownEntry) -> Result<(), FownError> {
     if fown.signum == 0 {

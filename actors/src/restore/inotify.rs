@@ -28,6 +28,9 @@ fn notify_err(id: u32, kind: &str, what: impl Into<String>) -> SharedError {
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     for id in images.fd_ids_of_type(FdTypes::Inotify) {
+        if shared.is_inherited(id) {
+            continue;
+        }
         let e = images
             .files
             .get(&id)
@@ -42,6 +45,10 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
             add_watch(&fd, w)
                 .map_err(|e| err(format!("watch {} (inode {}): {e}", w.wd, w.i_ino)))?;
         }
+        // O_ASYNC and the owner: inotify signals its owner when an event is queued.
+        super::eventfd::set_status_flags(fd.as_fd(), e.flags)
+            .map_err(|e| err(format!("F_SETFL: {e}")))?;
+        shared.restore_fown(id, &fd, &e.fown)?;
         shared.add_description(id, fd);
     }
     Ok(())

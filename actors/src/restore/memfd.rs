@@ -102,6 +102,9 @@ pub fn finish_inode(file: &File, images: &DumpImages, shmid: u64) -> Result<(), 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     let mut original_given = std::collections::BTreeSet::new();
     for id in images.fd_ids_of_type(FdTypes::Memfd) {
+        if shared.is_inherited(id) {
+            continue;
+        }
         let e = images
             .files
             .get(&id)

@@ -80,6 +80,7 @@ pub fn run(
     if let Some(job) = &shell_job {
         job.hand_out(&mut shared)?;
     }
+    fown::restore_tty_owners(&images, &mut shared)?;
     let shared = Arc::new(shared);
     let sibling = req.sibling;
     let timeout = req.timeout;

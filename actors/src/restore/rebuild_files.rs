@@ -104,12 +104,14 @@ pub fn restore_fs(r: &mut Remote, all: &DumpImages, t: &TaskImages) -> Result<()
     };
     let root = path_of(t.fs.root_id)?;
     let cwd = path_of(t.fs.cwd_id)?;
+    // Both paths are seen from criu's root, so cwd is set before the task's root moves;
+    // chroot leaves the cwd where it is.
+    let at = r.path(&cwd)?;
+    r.call("chdir", libc::SYS_chdir, &[at])?;
     if root != "/" {
         let at = r.path(&root)?;
         r.call("chroot", libc::SYS_chroot, &[at])?;
     }
-    let at = r.path(&cwd)?;
-    r.call("chdir", libc::SYS_chdir, &[at])?;
     if let Some(umask) = t.fs.umask {
         r.call("umask", libc::SYS_umask, &[u64::from(umask)])?;
     }

@@ -364,9 +364,23 @@ impl SharedFiles {
         fd: &OwnedFd,
         fown: &FownEntry,
     ) -> Result<(), SharedError> {
+        // An inherited description keeps the owner its provider gave it.
+        if self.is_inherited(id) {
+            return Ok(());
+        }
         super::fown::set_signal(id, fd, fown)?;
         if fown.pid != 0 {
             self.owners.push((id, *fown));
+        }
+        Ok(())
+    }
+
+    /// `restore_fown` for a description already added (terminals, made outside `create`).
+    pub fn restore_fown_of(&mut self, id: u32, fown: &FownEntry) -> Result<(), SharedError> {
+        if let Some(fd) = self.descriptions.remove(&id) {
+            let done = self.restore_fown(id, &fd, fown);
+            self.descriptions.insert(id, fd);
+            done?;
         }
         Ok(())
     }

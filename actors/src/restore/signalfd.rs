@@ -10,6 +10,9 @@ use super::shared::{SharedError, SharedFiles};
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     for id in images.fd_ids_of_type(FdTypes::Signalfd) {
+        if shared.is_inherited(id) {
+            continue;
+        }
         let e = images
             .files
             .get(&id)

@@ -7,7 +7,7 @@
 //! peer was gone gets one end of a socketpair whose other end is closed after the refill.
 //! Shut-down directions, options and file status flags come last.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
@@ -72,13 +72,25 @@ pub fn open_all(
         .filter_map(|f| f.usk.as_ref())
         .collect();
     let queues = read_queues(images)?;
-    let mut made = build(&entries, &queues, opts, &|id| {
+    let inherited: BTreeSet<u32> = entries
+        .iter()
+        .map(|e| e.id)
+        .filter(|&id| shared.is_inherited(id))
+        .collect();
+    let mut made = build(&entries, &queues, opts, &inherited, &|id| {
         inflight::open(images, shared, id)
     })?;
     for id in wanted {
+        if inherited.contains(&id) {
+            continue;
+        }
         let fd = made
             .remove(&id)
             .ok_or(SharedError::Missing { id, kind: "usk" })?;
+        let fown = images.files.get(&id).and_then(|f| f.usk.as_ref());
+        if let Some(e) = fown {
+            shared.restore_fown(id, &fd, &e.fown)?;
+        }
         shared.add_description(id, fd);
     }
     Ok(())
@@ -290,7 +302,11 @@ fn connect(e: &UnixSkEntry, fd: &OwnedFd, target: &UnixSkEntry) -> Result<(), Un
     if target.name.is_empty() {
         return Err(fail(
             e.ino,
-            format!("peer {} has no name to connect to", target.ino),
+            format!(
+                "peer {} has no name to connect to (a socket connected outside the tree comes \
+                 back only through --inherit-fd)",
+                target.ino
+            ),
         ));
     }
     socket::connect(fd.as_raw_fd(), &address(target)?).map_err(sys(e.ino, "connect"))
@@ -336,11 +352,16 @@ impl<'a> Build<'a> {
     }
 }
 
-/// Makes all sockets; returns them by files.img id.
+/// Makes all sockets but the `inherited` ones (given by criu's caller, left as they are);
+/// returns them by files.img id. The other end of a pair whose end is inherited cannot join
+/// it again (an unnamed pair is connected for good): it comes back as a connection whose
+/// other end is closed, or, for a datagram socket whose inherited peer has a name, connected
+/// to that name.
 fn build(
     entries: &[&UnixSkEntry],
     queues: &HashMap<u32, Vec<Msg>>,
     opts: &RestoreFileOptions,
+    inherited: &BTreeSet<u32>,
     open: &OpenInFlight,
 ) -> Result<BTreeMap<u32, OwnedFd>, UnixRestoreError> {
     let by_ino: HashMap<u32, &UnixSkEntry> = entries.iter().map(|e| (e.ino, *e)).collect();
@@ -349,11 +370,13 @@ fn build(
     let mut ordered: Vec<&UnixSkEntry> = entries.to_vec();
     ordered.sort_by_key(|e| e.id);
     for &e in &ordered {
-        if e.uflags & USK_EXTERN != 0 || b.made.contains_key(&e.id) {
+        if e.uflags & USK_EXTERN != 0 || b.made.contains_key(&e.id) || inherited.contains(&e.id) {
             continue;
         }
         let peer = by_ino.get(&e.peer).copied().filter(|p| p.ino != e.ino);
         let mutual = peer.filter(|p| p.peer == e.ino && p.uflags & USK_EXTERN == 0);
+        let mate_inherited = mutual.filter(|p| inherited.contains(&p.id));
+        let mutual = mutual.filter(|p| !inherited.contains(&p.id));
         if let Some(p) = mutual {
             let (fa, fb) = new_pair(e)?;
             b.place(e, &fa, false)?;
@@ -367,8 +390,21 @@ fn build(
         let queue = queue_of(e);
         // A connection whose other end is gone, or an unnamed socket holding messages from a
         // peer that is gone: one end of a pair, the other end closed after the refill.
-        let orphan = e.peer == 0
-            && ((stream_like(e) && e.state == TCP_ESTABLISHED) || (!queue.is_empty() && !binds(e)));
+        let orphan = match mate_inherited {
+            Some(p) => stream_like(e) || p.name.is_empty(),
+            None => {
+                e.peer == 0
+                    && ((stream_like(e) && e.state == TCP_ESTABLISHED)
+                        || (!queue.is_empty() && !binds(e)))
+            }
+        };
+        if let Some(p) = mate_inherited.filter(|_| orphan) {
+            tracing::warn!(
+                "unix socket {}: its peer {} is inherited; it comes back connected to a closed end",
+                e.ino,
+                p.ino
+            );
+        }
         let fd = if orphan {
             let (fa, fb) = new_pair(e)?;
             b.from_mate.push((e, fb));
