@@ -2,8 +2,9 @@
 
 use nix::errno::Errno;
 
-/// KCMP_FILE from linux/kcmp.h.
+/// KCMP_FILE and KCMP_FILES from linux/kcmp.h.
 const KCMP_FILE: libc::c_int = 0;
+const KCMP_FILES: libc::c_int = 2;
 
 /// Whether fd `fd1` of `pid1` and fd `fd2` of `pid2` refer to the same open file
 /// description. Needs ptrace read access to both processes.
@@ -17,6 +18,26 @@ pub fn same_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Result<bool, Errno
             KCMP_FILE as libc::c_long,
             fd1 as libc::c_ulong,
             fd2 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    Ok(r == 0)
+}
+
+/// Whether processes `pid1` and `pid2` share one fd table (one was made by the other with
+/// CLONE_FILES). Needs ptrace read access to both.
+pub fn same_fd_table(pid1: i32, pid2: i32) -> Result<bool, Errno> {
+    // SAFETY: kcmp takes only integers and reads nothing from our memory for KCMP_FILES.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1 as libc::c_long,
+            pid2 as libc::c_long,
+            KCMP_FILES as libc::c_long,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
         )
     };
     if r < 0 {
@@ -42,5 +63,16 @@ mod tests {
             Ok(false)
         );
         assert_eq!(same_file(me, f.as_raw_fd(), me, 100_000), Err(Errno::EBADF));
+    }
+
+    #[test]
+    fn a_process_shares_its_own_fd_table_and_not_a_forked_childs() {
+        let me = std::process::id() as i32;
+        assert_eq!(same_fd_table(me, me), Ok(true));
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let got = same_fd_table(me, child.id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(got, Ok(false));
     }
 }

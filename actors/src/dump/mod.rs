@@ -10,6 +10,7 @@
 pub mod epoll;
 pub mod eventfd;
 pub mod fanotify;
+pub mod fd_table;
 pub mod fifo;
 pub mod files;
 pub mod fown;
@@ -249,8 +250,9 @@ async fn dump_phases(
         copy_threads: (threads / order.len().max(1)).max(1),
     });
     let mut asked = Vec::with_capacity(order.len());
+    let mut fd_tables = fd_table::FdTables::default();
     for (i, &pid) in order.iter().enumerate() {
-        let ids = if tree.zombies.contains(&pid) {
+        let mut ids = if tree.zombies.contains(&pid) {
             Default::default()
         } else {
             alloc.task(pid).map_err(|source| TaskError::Proc {
@@ -259,6 +261,14 @@ async fn dump_phases(
                 source,
             })?
         };
+        let mut parent_dumps_fds = false;
+        if !tree.zombies.contains(&pid) {
+            let parent = tree.parent.get(&pid).copied();
+            if let Some(files_id) = fd_tables.shared_with_parent(pid, parent, ids.files_id)? {
+                ids.files_id = files_id;
+                parent_dumps_fds = true;
+            }
+        }
         let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
         asked.push((
             pid,
@@ -266,6 +276,7 @@ async fn dump_phases(
                 shared: shared.clone(),
                 ids,
                 pages_id: i as u32 + 1,
+                parent_dumps_fds,
             }),
         ));
     }

@@ -184,6 +184,8 @@ pub struct Collect {
     pub shared: Arc<DumpShared>,
     pub ids: TaskKobjIdsEntry,
     pub pages_id: u32,
+    /// The task shares its parent's fd table, whose fds the parent dumps (see fd_table).
+    pub parent_dumps_fds: bool,
 }
 
 impl Handler<Collect> for TaskActor {
@@ -336,7 +338,11 @@ fn collect(
         }
     }
 
-    let fdinfo = files::dump_fds(pid, &shared.files)?;
+    let fdinfo = if msg.parent_dumps_fds {
+        Vec::new()
+    } else {
+        files::dump_fds(pid, &shared.files)?
+    };
 
     // Threads: leader first, as CRIU lists them.
     let mut tids: Vec<i32> = process.threads.keys().copied().collect();
@@ -438,13 +444,16 @@ fn collect(
         }
     );
 
-    // fdinfo is per files_id.
-    let mut w = ImageWriter::create(dir, &ImageKind::FDINFO, Some(u64::from(msg.ids.files_id)))
-        .map_err(img(pid))?;
-    for e in &fdinfo {
-        w.write(e).map_err(img(pid))?;
+    // fdinfo is per files_id, written by the first task of a shared table.
+    if !msg.parent_dumps_fds {
+        let mut w =
+            ImageWriter::create(dir, &ImageKind::FDINFO, Some(u64::from(msg.ids.files_id)))
+                .map_err(img(pid))?;
+        for e in &fdinfo {
+            w.write(e).map_err(img(pid))?;
+        }
+        w.finish().map_err(img(pid))?;
     }
-    w.finish().map_err(img(pid))?;
 
     write_one!(dir, &ImageKind::IDS, pid, &msg.ids);
 

@@ -45,6 +45,46 @@ pub fn restore_tty_owners(
     Ok(())
 }
 
+/// The status flags the dump kept for `f`, for the kinds that can signal on I/O.
+fn status_flags(f: &criu_proto::images::FileEntry) -> Option<u32> {
+    f.reg
+        .as_ref()
+        .map(|x| x.flags)
+        .or(f.pipe.as_ref().map(|x| x.flags))
+        .or(f.usk.as_ref().map(|x| x.flags))
+        .or(f.ify.as_ref().map(|x| x.flags))
+        .or(f.ffy.as_ref().map(|x| x.flags))
+        .or(f.tty.as_ref().map(|x| x.flags))
+        .or(f.efd.as_ref().map(|x| x.flags))
+        .or(f.sgfd.as_ref().map(|x| x.flags))
+        .or(f.tfd.as_ref().map(|x| x.flags))
+        .or(f.epfd.as_ref().map(|x| x.flags))
+        .or(f.memfd.as_ref().map(|x| x.flags))
+}
+
+/// The kernel signals an O_ASYNC description's owner with the fd number O_ASYNC was set
+/// through (si_fd): criu set it through its own fd, so each task turns it off and on again
+/// through its own numbers once they are in place. Inherited descriptions are left alone.
+pub fn point_async_at_fds(
+    r: &mut criu_tracee::remote::Remote,
+    all: &super::images::DumpImages,
+    shared: &super::shared::SharedFiles,
+    t: &super::images::TaskImages,
+) -> Result<(), super::rebuild::RebuildError> {
+    for fd in &t.fds {
+        let flags = all.files.get(&fd.id).and_then(status_flags).unwrap_or(0);
+        if flags & libc::O_ASYNC as u32 == 0 || shared.is_inherited(fd.id) {
+            continue;
+        }
+        let n = u64::from(fd.fd);
+        let now = r.call("fcntl(F_GETFL)", libc::SYS_fcntl, &[n, libc::F_GETFL as u64])? as u64;
+        let off = now & !(libc::O_ASYNC as u64);
+        r.call("fcntl(F_SETFL)", libc::SYS_fcntl, &[n, libc::F_SETFL as u64, off])?;
+        r.call("fcntl(F_SETFL)", libc::SYS_fcntl, &[n, libc::F_SETFL as u64, now])?;
+    }
+    Ok(())
+}
+
 /// F_SETSIG on description `id`, if the dump saw a signal other than SIGIO.
 pub fn set_signal(id: u32, fd: impl AsFd, fown: &FownEntry) -> Result<(), FownError> {
     if fown.signum == 0 {

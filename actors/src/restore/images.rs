@@ -78,6 +78,17 @@ impl DumpImages {
             .collect()
     }
 
+    /// Whether `t` shares its parent's fd table (same files_id): it is then made with
+    /// CLONE_FILES and its parent alone restores the fds.
+    pub fn shares_parent_fd_table(&self, t: &TaskImages) -> bool {
+        t.zombie.is_none()
+            && self.tasks.iter().any(|p| {
+                p.pstree.pid == t.pstree.ppid
+                    && p.zombie.is_none()
+                    && p.ids.files_id == t.ids.files_id
+            })
+    }
+
     /// Path of a regular file entry, for opening it again.
     pub fn reg_path(&self, id: u32) -> Option<&str> {
         self.files

@@ -48,6 +48,7 @@ pub fn restore_fds(
     super::locks::take_locks(r, shared.locks.of(pid), t)?;
     super::pty::set_controlling(r, &shared.ctty, t)?;
     super::epoll::register_targets(r, &shared.epolls, t)?;
+    super::fown::point_async_at_fds(r, all, shared, t)?;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub fn clear_stub(
     t: &TaskImages,
     rseq: RseqConfiguration,
     inherited: &[(u64, u64)],
+    fd_table_shared: bool,
 ) -> Result<(), RebuildError> {
     let pid = t.pid();
     if rseq.rseq_abi_pointer != 0 {
@@ -37,11 +38,15 @@ pub fn clear_stub(
             ],
         )?;
     }
-    r.call(
-        "close_range",
-        libc::SYS_close_range,
-        &[0, u64::from(u32::MAX), 0],
-    )?;
+    // A table shared with the parent was emptied by it, and may hold fds the parent or a
+    // sibling is using right now.
+    if !fd_table_shared {
+        r.call(
+            "close_range",
+            libc::SYS_close_range,
+            &[0, u64::from(u32::MAX), 0],
+        )?;
+    }
     let (scratch, len) = r.inj.scratch_mapping();
     if let Some(v) =
         t.mm.vmas

@@ -290,12 +290,16 @@ impl RestoreTask {
             pid,
             what: "not created".into(),
         })?;
+        let files = match self.images.tasks.iter().find(|t| t.pid() == child) {
+            Some(t) if self.images.shares_parent_fd_table(t) => libc::CLONE_FILES as u64,
+            _ => 0,
+        };
         let mut inj = Injector::new(tracee, DATA_LEN)?;
         if clone_parent {
             // clone3 wants no exit signal with CLONE_PARENT: the child gets ours.
-            clone_in(&mut inj, child, libc::CLONE_PARENT as u64, 0)?;
+            clone_in(&mut inj, child, files | libc::CLONE_PARENT as u64, 0)?;
         } else {
-            clone_in(&mut inj, child, 0, libc::SIGCHLD as u64)?;
+            clone_in(&mut inj, child, files, libc::SIGCHLD as u64)?;
         }
         inj.finish()?;
         Ok(())
@@ -320,7 +324,8 @@ impl RestoreTask {
         };
         let mut inj = Injector::new(tracee, DATA_LEN)?;
         let mut r = Remote::new(&mut inj);
-        rebuild::clear_stub(&mut r, t, rseq, &inherited)?;
+        let fd_table_shared = all.shares_parent_fd_table(t);
+        rebuild::clear_stub(&mut r, t, rseq, &inherited, fd_table_shared)?;
         let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
         let exe_inherited = !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
         rebuild::set_mm(&mut r, &all, &t.mm, pid, exe_inherited)?;
@@ -374,9 +379,12 @@ impl RestoreTask {
             if let Some((at, len)) = self.parked.take() {
                 r.call("munmap(parked scratch)", libc::SYS_munmap, &[at, len])?;
             }
-            let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
-            rebuild::restore_fds(&mut r, &all, &self.shared, t, criu_pidfd)?;
-            r.close(criu_pidfd)?;
+            // A task sharing its parent's fd table finds its fds there, put by the parent.
+            if !all.shares_parent_fd_table(t) {
+                let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
+                rebuild::restore_fds(&mut r, &all, &self.shared, t, criu_pidfd)?;
+                r.close(criu_pidfd)?;
+            }
             rebuild::restore_fs(&mut r, &all, t)?;
             rebuild::restore_task_core(&mut r, leader)?;
             rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
