@@ -128,4 +128,33 @@ mod tests {
         let at = find(40 * PAGE_SIZE + 10);
         assert_eq!(&pages[at..at + 5], b"later");
     }
+
+    #[test]
+    fn a_hugetlb_object_round_trips_through_its_images() {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let huge = || {
+            let fd = memfd_create("unit-huge", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_HUGETLB).ok()?;
+            Some(File::from(fd))
+        };
+        let (Some(obj), Some(copy)) = (huge(), huge()) else {
+            eprintln!("skipped: no hugetlbfs");
+            return;
+        };
+        use std::os::unix::fs::MetadataExt;
+        let size = obj.metadata().unwrap().blksize();
+        obj.set_len(size).unwrap();
+        // hugetlbfs refuses write(2): the bytes go in through a mapping.
+        criu_sys::mapping::with_shared_mut(&obj, size as usize, |b| {
+            b[3 * PAGE_SIZE as usize..][..5].copy_from_slice(b"huge!")
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        dump_shmem(dir.path(), 5, 3, &obj, size).unwrap();
+        let (id, runs) = crate::restore::read_shmem_pagemap(dir.path(), 5).unwrap();
+        copy.set_len(size).unwrap();
+        crate::restore::fill_file(&copy, dir.path(), id, &runs).unwrap();
+        let mut got = [0u8; 5];
+        copy.read_exact_at(&mut got, 3 * PAGE_SIZE).unwrap();
+        assert_eq!(&got, b"huge!");
+    }
 }

@@ -242,19 +242,32 @@ pub fn classify(
                     VmaName::Memfd { .. } => e.status |= VMA_AREA_MEMFD,
                     _ => {}
                 }
-                // Shared anonymous memory is a shmem file the kernel names "/dev/zero (deleted)".
+                // Shared anonymous memory is a shmem file the kernel names "/dev/zero (deleted)",
+                // or a hugetlbfs one named "/anon_hugepage (deleted)" for MAP_HUGETLB.
                 let memfd = e.status & VMA_AREA_MEMFD != 0;
+                let huge_page = huge_page_size(&meta);
+                if let Some(size) = huge_page {
+                    e.flags |= huge_size_bits(size);
+                }
                 // (A deleted file of a tmpfs mapped shared is a file mapping, remapped as a
                 // ghost by the dump.)
-                let anon_name = info.target.to_string_lossy().starts_with("/dev/zero");
+                let target = info.target.to_string_lossy();
+                let anon_name = target.starts_with("/dev/zero")
+                    || (huge_page.is_some() && target.starts_with("/anon_hugepage"));
                 let anon = !memfd && anon_name && meta.nlink() == 0 && v.dev_major == 0;
+                // Private MAP_HUGETLB memory is anonymous private memory, its pages dumped
+                // with the task's.
+                let huge_private = anon && huge_page.is_some() && !v.perms.shared;
                 // A private mapping of shared anonymous memory (mapped through an fd or
                 // map_files) names the object in CRIU's memfd form, so that its pages not yet
                 // copied stay those of the shared object.
-                if anon && !v.perms.shared {
+                if anon && !v.perms.shared && !huge_private {
                     e.status |= VMA_AREA_MEMFD;
                 }
-                if anon && v.perms.shared {
+                if huge_private {
+                    e.status |= VMA_ANON_PRIVATE;
+                    e.flags |= MAP_ANONYMOUS;
+                } else if anon && v.perms.shared {
                     e.status |= VMA_ANON_SHARED;
                     e.flags |= MAP_ANONYMOUS;
                     e.shmid = meta.ino();
@@ -309,6 +322,17 @@ pub fn classify(
         });
     }
     Ok(out)
+}
+
+/// The huge page size of a file on hugetlbfs (its block size), None for other files.
+fn huge_page_size(meta: &std::fs::Metadata) -> Option<u64> {
+    let size = meta.blksize();
+    (size > 4096 && size.is_power_of_two()).then_some(size)
+}
+
+/// The MAP_HUGE_* bits of mmap flags naming huge pages of `size` bytes (log2 at bit 26).
+fn huge_size_bits(size: u64) -> u32 {
+    size.trailing_zeros() << 26
 }
 
 #[cfg(test)]
@@ -418,6 +442,43 @@ VmFlags: rd wr mr mw me gd ac hg
         let file = v[1].file.as_ref().unwrap();
         assert_eq!(file.path, PathBuf::from("/dev/shm/f"));
         assert!(file.deleted);
+    }
+
+    /// A hugetlbfs memfd, or None where this machine has no huge pages to give.
+    fn hugetlb_file() -> Option<std::fs::File> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create("unit-huge", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_HUGETLB).ok()?;
+        Some(std::fs::File::from(fd))
+    }
+
+    #[test]
+    fn anonymous_hugetlb_areas_are_anonymous_memory_with_their_page_size() {
+        let Some(f) = hugetlb_file() else {
+            eprintln!("skipped: no hugetlbfs");
+            return;
+        };
+        let meta = f.metadata().unwrap();
+        let size_bits = meta.blksize().trailing_zeros() << 26;
+        let text = "7f1000000000-7f1000200000 rw-s 00000000 00:10 77 /anon_hugepage (deleted)\nVmFlags: rd wr sh mr mw me ms ht\n\
+                    7f2000000000-7f2000200000 rw-p 00000000 00:10 78 /anon_hugepage (deleted)\nVmFlags: rd wr mr mw me ht\n";
+        let smaps = criu_procfs::smaps::parse_smaps(text).unwrap();
+        let v = classify(42, &smaps, &|_, _| {
+            Ok(Some(MapFileInfo {
+                link_mode: 0o600 | libc::S_IFLNK,
+                target: "/anon_hugepage (deleted)".into(),
+                meta: Some(meta.clone()),
+            }))
+        })
+        .unwrap();
+        let huge = MAP_HUGETLB | MAP_ANONYMOUS | size_bits;
+        assert_eq!(v[0].entry.status, VMA_AREA_REGULAR | VMA_ANON_SHARED);
+        assert_eq!(v[0].entry.flags, MAP_SHARED | huge);
+        assert_eq!(v[0].shmem.map(|o| o.ino), Some(meta.ino()));
+        assert!(v[0].file.is_none());
+        assert_eq!(v[1].entry.status, VMA_AREA_REGULAR | VMA_ANON_PRIVATE);
+        assert_eq!(v[1].entry.flags, MAP_PRIVATE | huge);
+        assert!(v[1].file.is_none() && v[1].shmem.is_none());
+        assert!(v[1].is_private());
     }
 
     #[test]

@@ -339,6 +339,9 @@ pub fn fill_file(
         path: shown.clone(),
         source: e,
     })?;
+    if is_hugetlb(file) {
+        return fill_hugetlb_file(file, &pages, &shown, runs);
+    }
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0;
     for r in runs {
@@ -366,6 +369,62 @@ pub fn fill_file(
         }
         total += len;
     }
+    Ok(total)
+}
+
+/// A hugetlbfs file (its block size is the huge page size).
+fn is_hugetlb(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|m| m.blksize() > PAGE_SIZE)
+}
+
+/// `fill_file` for a hugetlbfs file, which refuses write(2): through a shared mapping of it.
+fn fill_hugetlb_file(
+    file: &File,
+    pages: &File,
+    shown: &str,
+    runs: &[PageRun],
+) -> Result<u64, RestoreMemError> {
+    let write_err = |addr: u64, len: usize| {
+        move |source| RestoreMemError::Write {
+            pid: 0,
+            addr,
+            len,
+            source,
+        }
+    };
+    let size = file.metadata().map_err(write_err(0, 0))?.len();
+    let io_err = |e| criu_proto::Error::Io {
+        path: shown.to_string(),
+        source: e,
+    };
+    let image = criu_sys::mapping::FileMapping::new(pages).map_err(io_err)?;
+    let src = image.bytes();
+    let mut total = 0;
+    for r in runs {
+        let len = r.pages * PAGE_SIZE;
+        if r.offset + len > src.len() as u64 {
+            return Err(RestoreMemError::ShortPages {
+                path: shown.to_string(),
+                offset: r.offset,
+                vaddr: r.vaddr,
+                pages: r.pages,
+            });
+        }
+        if r.vaddr + len > size {
+            let beyond = std::io::Error::other(format!("past the object's size {size}"));
+            return Err(write_err(r.vaddr, len as usize)(beyond));
+        }
+        total += len;
+    }
+    criu_sys::mapping::with_shared_mut(file, size as usize, |dst| {
+        for r in runs {
+            let len = (r.pages * PAGE_SIZE) as usize;
+            let (from, to) = (r.offset as usize, r.vaddr as usize);
+            dst[to..to + len].copy_from_slice(&src[from..from + len]);
+        }
+    })
+    .map_err(write_err(0, size as usize))?;
     Ok(total)
 }
 

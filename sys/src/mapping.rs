@@ -61,9 +61,53 @@ impl Drop for FileMapping {
     }
 }
 
+/// Runs `f` on the first `len` bytes of `file` mapped shared and writable, then unmaps them:
+/// how hugetlbfs files, which refuse write(2), get their contents. `len` must not pass the
+/// file's size.
+pub fn with_shared_mut<R>(
+    file: &File,
+    len: usize,
+    f: impl FnOnce(&mut [u8]) -> R,
+) -> std::io::Result<R> {
+    let Some(nz) = NonZeroUsize::new(len) else {
+        return Ok(f(&mut []));
+    };
+    // SAFETY: a fresh shared mapping of a file we hold open, at an address the kernel picks;
+    // the slice made from it below lives only during `f`, before the munmap.
+    let addr = unsafe {
+        nix::sys::mman::mmap(
+            None,
+            nz,
+            nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+            nix::sys::mman::MapFlags::MAP_SHARED,
+            file,
+            0,
+        )
+    }
+    .map_err(std::io::Error::from)?;
+    // SAFETY: `addr` maps `len` writable bytes, used by nothing else in criu until unmapped.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(addr.as_ptr().cast::<u8>(), len) };
+    let r = f(bytes);
+    // SAFETY: unmapping exactly what was mapped above; `bytes` is no longer used.
+    unsafe { nix::sys::mman::munmap(addr, len) }.map_err(std::io::Error::from)?;
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    #[test]
+    fn a_shared_writable_mapping_writes_the_file() {
+        use std::io::Read;
+        let mut f = tempfile::tempfile().unwrap();
+        f.set_len(8192).unwrap();
+        super::with_shared_mut(&f, 8192, |b| b[4096..4101].copy_from_slice(b"hello")).unwrap();
+        let mut all = Vec::new();
+        f.read_to_end(&mut all).unwrap();
+        assert_eq!(&all[4096..4101], b"hello");
+        assert!(all[..4096].iter().all(|&b| b == 0));
+    }
 
     #[test]
     fn maps_the_file_bytes() {

@@ -2,13 +2,13 @@
 
 use std::os::fd::OwnedFd;
 
-/// A new memfd named `name`, close-on-exec, sealable.
-pub fn memfd(name: &str) -> std::io::Result<OwnedFd> {
-    nix::sys::memfd::memfd_create(
-        name,
-        nix::sys::memfd::MFdFlags::MFD_CLOEXEC | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .map_err(std::io::Error::from)
+/// A new memfd named `name`, close-on-exec, sealable; `hugetlb` is 0 or MFD_HUGETLB with its
+/// page size bits (memfd.img's hugetlb_flag).
+pub fn memfd(name: &str, hugetlb: u32) -> std::io::Result<OwnedFd> {
+    let flags = nix::sys::memfd::MFdFlags::MFD_CLOEXEC
+        | nix::sys::memfd::MFdFlags::MFD_ALLOW_SEALING
+        | nix::sys::memfd::MFdFlags::from_bits_retain(hugetlb as libc::c_uint);
+    nix::sys::memfd::memfd_create(name, flags).map_err(std::io::Error::from)
 }
 
 /// Anonymous shared memory of `size` bytes (what `mmap(MAP_SHARED|MAP_ANONYMOUS)` creates,
@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn memfd_has_its_name() {
-        let fd = super::memfd("criu-test").unwrap();
+        let fd = super::memfd("criu-test", 0).unwrap();
         let link = std::fs::read_link(format!(
             "/proc/self/fd/{}",
             std::os::fd::AsRawFd::as_raw_fd(&fd)

@@ -36,7 +36,7 @@ pub enum MemfdError {
         fd: i32,
         source: criu_procfs::ProcError,
     },
-    #[error("pid {pid}: {what}: memfd {name} is on hugetlbfs, which this dump does not support")]
+    #[error("pid {pid}: {what}: memfd {name}: huge page size is not a power of two")]
     Hugetlb {
         pid: i32,
         what: String,
@@ -81,13 +81,21 @@ impl MemfdInodes {
                 source,
             }
         };
-        if meta.blksize() > 4096 {
-            return Err(MemfdError::Hugetlb {
-                pid,
-                what: what.to_string(),
-                name: name.to_string(),
-            });
-        }
+        // On hugetlbfs the block size is the huge page size: memfd_create takes it as
+        // MFD_HUGETLB with log2(size) at MFD_HUGE_SHIFT, which CRIU records.
+        let hugetlb_flag = match meta.blksize() {
+            0..=4096 => None,
+            size if size.is_power_of_two() => {
+                Some(libc::MFD_HUGETLB | size.trailing_zeros() << libc::MFD_HUGE_SHIFT)
+            }
+            _ => {
+                return Err(MemfdError::Hugetlb {
+                    pid,
+                    what: what.to_string(),
+                    name: name.to_string(),
+                })
+            }
+        };
         let file = File::open(path).map_err(err("open"))?;
         let seals = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GET_SEALS)
             .map_err(|e| err("F_GET_SEALS")(e.into()))?;
@@ -102,7 +110,7 @@ impl MemfdInodes {
             shmid,
             seals: seals as u32,
             inode_id: u64::from(id),
-            hugetlb_flag: None,
+            hugetlb_flag,
             mode: Some(meta.mode()),
         });
         self.contents.push((u64::from(shmid), file, meta.size()));
@@ -289,5 +297,26 @@ mod tests {
         let m = t.entries()[0].memfd.unwrap();
         assert_eq!((m.pos, m.inode_id), (5, 1));
         assert_eq!(t.memfds.take_contents().len(), 1);
+    }
+
+    #[test]
+    fn a_hugetlb_memfd_records_its_page_size_flag() {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let Ok(fd) = memfd_create("unit-huge", MFdFlags::MFD_HUGETLB) else {
+            eprintln!("skipped: no hugetlbfs");
+            return;
+        };
+        let f = File::from(fd);
+        let size = f.metadata().unwrap().blksize();
+        f.set_len(size).unwrap();
+        let me = std::process::id() as i32;
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
+        let table = Mutex::new(FileTable::new(Default::default()));
+        dump_memfd_fd(me, f.as_raw_fd(), &path, &table).unwrap();
+        let t = table.into_inner().unwrap();
+        let e = &t.memfds.entries()[0];
+        let want = libc::MFD_HUGETLB | (size.trailing_zeros() << libc::MFD_HUGE_SHIFT);
+        assert_eq!(e.hugetlb_flag, Some(want));
+        assert_eq!(e.size, size);
     }
 }

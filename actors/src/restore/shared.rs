@@ -103,6 +103,18 @@ struct ShmemObject {
     /// `None` for anonymous shared memory, else the memfd's name.
     memfd_name: Option<String>,
     size: u64,
+    /// 0, or MFD_HUGETLB with the huge page size bits: the object lives on hugetlbfs.
+    hugetlb: u32,
+}
+
+/// MFD_HUGETLB and the page size bits (MAP_HUGE_SHIFT, as memfd_create takes them) of the
+/// mmap flags of a hugetlb mapping; 0 for others.
+fn hugetlb_of_mapping(flags: u64) -> u32 {
+    const SIZE_BITS: u64 = 0x3f << libc::MAP_HUGE_SHIFT;
+    if flags & libc::MAP_HUGETLB as u64 == 0 {
+        return 0;
+    }
+    libc::MFD_HUGETLB | (flags & SIZE_BITS) as u32
 }
 
 impl SharedFiles {
@@ -260,6 +272,7 @@ impl SharedFiles {
             for vma in &t.mm.vmas {
                 let Ok(MapPlan::Shared {
                     len,
+                    flags,
                     memfd_file,
                     shmid,
                     offset,
@@ -278,6 +291,7 @@ impl SharedFiles {
                 let obj = objects.entry(shmid).or_insert(ShmemObject {
                     memfd_name: name,
                     size: 0,
+                    hugetlb: hugetlb_of_mapping(flags),
                 });
                 obj.size = obj.size.max(size);
             }
@@ -290,6 +304,7 @@ impl SharedFiles {
                 .or_insert(ShmemObject {
                     memfd_name: (!anonymous).then(|| inode.name.clone()),
                     size: 0,
+                    hugetlb: inode.hugetlb_flag.unwrap_or(0),
                 });
             obj.size = obj.size.max(inode.size);
         }
@@ -303,8 +318,12 @@ impl SharedFiles {
                 }
             };
             let file = match &obj.memfd_name {
-                Some(name) => criu_sys::shmem::memfd(name.strip_prefix("memfd:").unwrap_or(name))
-                    .map_err(err("memfd_create"))?,
+                Some(name) => {
+                    criu_sys::shmem::memfd(name.strip_prefix("memfd:").unwrap_or(name), obj.hugetlb)
+                        .map_err(err("memfd_create"))?
+                }
+                None if obj.hugetlb != 0 => criu_sys::shmem::memfd("", obj.hugetlb)
+                    .map_err(err("hugetlb shared memory"))?,
                 None => criu_sys::shmem::anonymous_shared(obj.size)
                     .map_err(err("anonymous shared memory"))?,
             };
