@@ -158,7 +158,7 @@ fn thread_body(i: usize, pipe_rd: i32, ready: std::sync::mpsc::Sender<i32>) -> R
     }
     let want = snapshot();
     let _ = ready.send(want.tid);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         while WORD.load(Ordering::SeqCst) == 0 {
             raw_syscall(
                 libc::SYS_futex,
