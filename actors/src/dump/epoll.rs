@@ -7,9 +7,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use criu_procfs::fdinfo::EpollTarget;
-use criu_proto::images::{
-    EventpollFileEntry, EventpollTfdEntry, FdTypes, FdinfoEntry, FileEntry,
-};
+use criu_proto::images::{EventpollFileEntry, EventpollTfdEntry, FdTypes, FdinfoEntry, FileEntry};
 
 use super::files::{FileStat, FileTable};
 

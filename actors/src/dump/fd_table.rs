@@ -54,7 +54,10 @@ mod tests {
     use super::*;
 
     fn spawn_sleep() -> std::process::Child {
-        std::process::Command::new("sleep").arg("5").spawn().unwrap()
+        std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap()
     }
 
     #[test]

@@ -513,7 +513,9 @@ pub(super) fn dump_path_fd(
     }
     let ft = meta.file_type();
     if std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
-        return Ok(super::fifo::dump_fifo_fd(pid, fd, path, deleted, &meta, table)?);
+        return Ok(super::fifo::dump_fifo_fd(
+            pid, fd, path, deleted, &meta, table,
+        )?);
     }
     let is_mem_chr = std::os::unix::fs::FileTypeExt::is_char_device(&ft)
         && libc::major(meta.rdev()) == MEM_MAJOR;

@@ -44,8 +44,11 @@ pub fn note_fd(
     file_id: u32,
     table: &std::sync::Mutex<super::files::FileTable>,
 ) -> Result<(), LockError> {
-    let info = criu_procfs::read_fdinfo(pid, fd)
-        .map_err(|source| LockError::Fdinfo { pid, fd, source })?;
+    let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| LockError::Fdinfo {
+        pid,
+        fd,
+        source,
+    })?;
     if info.locks.is_empty() {
         return Ok(());
     }

@@ -285,7 +285,12 @@ async fn dump_phases(
     // 3. Shared memory, once per object.
     let mut shpages = 0u64;
     let mut objects = std::mem::take(&mut *shared.shmem.lock().unwrap_or_else(|e| e.into_inner()));
-    let memfds = shared.files.lock().unwrap_or_else(|e| e.into_inner()).memfds.take_contents();
+    let memfds = shared
+        .files
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .memfds
+        .take_contents();
     objects.extend(memfds);
     for (k, (ino, (file, size))) in objects.into_iter().enumerate() {
         let pages_id = (order.len() + 1 + k) as u32;

@@ -446,9 +446,8 @@ fn collect(
 
     // fdinfo is per files_id, written by the first task of a shared table.
     if !msg.parent_dumps_fds {
-        let mut w =
-            ImageWriter::create(dir, &ImageKind::FDINFO, Some(u64::from(msg.ids.files_id)))
-                .map_err(img(pid))?;
+        let mut w = ImageWriter::create(dir, &ImageKind::FDINFO, Some(u64::from(msg.ids.files_id)))
+            .map_err(img(pid))?;
         for e in &fdinfo {
             w.write(e).map_err(img(pid))?;
         }

@@ -16,8 +16,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FileEntry, RegFileEntry, TermiosEntry, TtyDataEntry,
-    TtyFileEntry, TtyInfoEntry, TtyPtyEntry, TtyType, WinsizeEntry,
+    FdTypes, FdinfoEntry, FileEntry, RegFileEntry, TermiosEntry, TtyDataEntry, TtyFileEntry,
+    TtyInfoEntry, TtyPtyEntry, TtyType, WinsizeEntry,
 };
 use criu_sys::tty::{self as sys, KernelTermios, TtyFlag};
 use nix::errno::Errno;

@@ -14,8 +14,7 @@ use std::path::Path;
 
 use criu_procfs::FdTarget;
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FileEntry, FilePermsEntry, ScmEntry, SkPacketEntry,
-    UnixSkEntry,
+    FdTypes, FdinfoEntry, FileEntry, FilePermsEntry, ScmEntry, SkPacketEntry, UnixSkEntry,
 };
 use criu_proto::{ImageKind, ImageWriter};
 

@@ -79,10 +79,22 @@ pub fn point_async_at_fds(
         let n = u64::from(fd.fd);
         // Tasks sharing the description do this at the same time: each one ends with O_ASYNC
         // on, whatever it read in between.
-        let now = r.call("fcntl(F_GETFL)", libc::SYS_fcntl, &[n, libc::F_GETFL as u64])? as u64;
+        let now = r.call(
+            "fcntl(F_GETFL)",
+            libc::SYS_fcntl,
+            &[n, libc::F_GETFL as u64],
+        )? as u64;
         let off = now & !(libc::O_ASYNC as u64);
-        r.call("fcntl(F_SETFL)", libc::SYS_fcntl, &[n, libc::F_SETFL as u64, off])?;
-        r.call("fcntl(F_SETFL)", libc::SYS_fcntl, &[n, libc::F_SETFL as u64, off | libc::O_ASYNC as u64])?;
+        r.call(
+            "fcntl(F_SETFL)",
+            libc::SYS_fcntl,
+            &[n, libc::F_SETFL as u64, off],
+        )?;
+        r.call(
+            "fcntl(F_SETFL)",
+            libc::SYS_fcntl,
+            &[n, libc::F_SETFL as u64, off | libc::O_ASYNC as u64],
+        )?;
     }
     Ok(())
 }

@@ -3,11 +3,11 @@
 //! far is killed: nothing half-restored is left.
 
 pub mod epoll;
+pub mod eventfd;
 pub mod fanotify;
 pub mod fifo;
 pub mod fown;
 pub mod ghost;
-pub mod eventfd;
 pub mod helpers;
 pub mod images;
 pub mod inherit;
@@ -15,6 +15,7 @@ pub mod inotify;
 pub mod locks;
 pub mod memfd;
 pub mod next_pid;
+pub mod pipes;
 pub mod plan;
 pub mod pty;
 pub mod rebuild;
@@ -22,6 +23,7 @@ pub mod rebuild_files;
 pub mod rebuild_memory;
 pub mod regular;
 pub mod shared;
+pub mod shmem;
 pub mod signalfd;
 pub mod task;
 pub mod timerfd;
@@ -118,7 +120,12 @@ pub fn run(
                         ask(&actors[parent], Fork { pid, clone_parent }).await?;
                         ask(&actors[child], Adopt { setsid }).await?;
                         if images.tasks[child].zombie.is_none() {
-                            memory.insert(child, actors[child].send(RestoreMemory { creator: Some(parent) }));
+                            memory.insert(
+                                child,
+                                actors[child].send(RestoreMemory {
+                                    creator: Some(parent),
+                                }),
+                            );
                         }
                         continue;
                     }
@@ -192,7 +199,9 @@ where
     M: actix::Message<Result = Result<(), String>> + Send + 'static,
     RestoreTask: actix::Handler<M>,
 {
-    request.await.map_err(|e| format!("restore: task actor is gone: {e}"))?
+    request
+        .await
+        .map_err(|e| format!("restore: task actor is gone: {e}"))?
 }
 
 /// Sends a message to a task actor; a dead actor is an error too.

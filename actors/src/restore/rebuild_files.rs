@@ -28,7 +28,10 @@ pub fn restore_fds(
                 _ => {
                     return Err(task_err(
                         pid,
-                        format!("fd {}: file {} (type {}) was not restored", fd.fd, fd.id, fd.r#type),
+                        format!(
+                            "fd {}: file {} (type {}) was not restored",
+                            fd.fd, fd.id, fd.r#type
+                        ),
                     ))
                 }
             }

@@ -173,9 +173,9 @@ pub fn map_vmas(
                             .to_string();
                         // A shared mapping of a file opened read-write may be made writable
                         // later by mprotect: its file is opened read-write again.
-                        let opened_rdwr = vma.fdflags.is_some_and(|f| {
-                            f as i32 & libc::O_ACCMODE == libc::O_RDWR
-                        });
+                        let opened_rdwr = vma
+                            .fdflags
+                            .is_some_and(|f| f as i32 & libc::O_ACCMODE == libc::O_RDWR);
                         let shared_write = flags & libc::MAP_SHARED as u64 != 0
                             && (prot & libc::PROT_WRITE as u64 != 0 || opened_rdwr);
                         let mode = if shared_write {

@@ -100,7 +100,11 @@ pub fn open_in_task(r: &mut Remote, reg: &RegFileEntry) -> Result<u64, TraceeErr
     let flags = reg.flags as i32 & !(CREATION_FLAGS | TMPFILE_BIT) | libc::O_CLOEXEC;
     let fd = r.open(&reg.name, flags)?;
     if reg.pos != 0 && reg.flags & libc::O_PATH as u32 == 0 {
-        r.call("lseek", libc::SYS_lseek, &[fd, reg.pos, libc::SEEK_SET as u64])?;
+        r.call(
+            "lseek",
+            libc::SYS_lseek,
+            &[fd, reg.pos, libc::SEEK_SET as u64],
+        )?;
     }
     Ok(fd)
 }

@@ -2,13 +2,9 @@
 //! handed to each task that has them (the task takes its copy with pidfd_getfd).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use criu_proto::images::{FdTypes, FownEntry, PipeDataEntry};
-use criu_proto::{ImageKind, ImageReader};
-
-use criu_memory::restore::{plan, MapPlan};
+use criu_proto::images::FownEntry;
 
 use super::images::DumpImages;
 
@@ -47,11 +43,7 @@ pub enum SharedError {
     #[error(transparent)]
     Fown(#[from] super::fown::FownError),
     #[error("file {id} ({kind}): {what}")]
-    Notify {
-        id: u32,
-        kind: String,
-        what: String,
-    },
+    Notify { id: u32, kind: String, what: String },
     #[error("file {id} ({path}): {what}: {errno}")]
     File {
         id: u32,
@@ -79,8 +71,6 @@ pub struct RestoreFileOptions {
 /// The shared objects of one restore.
 #[derive(Debug, Default)]
 pub struct SharedFiles {
-    /// Pipes by pipe inode id: (read end, write end).
-    pipes: BTreeMap<u32, (OwnedFd, OwnedFd)>,
     /// Open file descriptions by files.img id, with their status flags set: every task that
     /// holds one gets a copy of the same description.
     descriptions: BTreeMap<u32, OwnedFd>,
@@ -98,25 +88,6 @@ pub struct SharedFiles {
     pub epolls: super::epoll::EpollTargets,
 }
 
-/// A shared memory object as the dump describes it.
-struct ShmemObject {
-    /// `None` for anonymous shared memory, else the memfd's name.
-    memfd_name: Option<String>,
-    size: u64,
-    /// 0, or MFD_HUGETLB with the huge page size bits: the object lives on hugetlbfs.
-    hugetlb: u32,
-}
-
-/// MFD_HUGETLB and the page size bits (MAP_HUGE_SHIFT, as memfd_create takes them) of the
-/// mmap flags of a hugetlb mapping; 0 for others.
-fn hugetlb_of_mapping(flags: u64) -> u32 {
-    const SIZE_BITS: u64 = 0x3f << libc::MAP_HUGE_SHIFT;
-    if flags & libc::MAP_HUGETLB as u64 == 0 {
-        return 0;
-    }
-    libc::MFD_HUGETLB | (flags & SIZE_BITS) as u32
-}
-
 impl SharedFiles {
     /// Opens every description the tasks' fds name, each kind by its own module, and creates
     /// the shared memory objects.
@@ -124,7 +95,6 @@ impl SharedFiles {
         images: &DumpImages,
         opts: &RestoreFileOptions,
     ) -> Result<SharedFiles, SharedError> {
-        let _ = opts;
         let mut shared = SharedFiles::default();
         super::inherit::take_all(images, opts, &mut shared)?;
         super::regular::open_all(images, opts, &mut shared)?;
@@ -132,9 +102,9 @@ impl SharedFiles {
         super::fanotify::open_all(images, &mut shared)?;
         super::epoll::open_all(images, &mut shared)?;
         shared.locks = super::locks::TaskLocks::read(images, opts.file_locks)?;
-        shared.create_pipes(images)?;
+        super::pipes::open_all(images, &mut shared)?;
         super::fifo::open_all(images, &mut shared)?;
-        shared.create_shmem(images)?;
+        shared.shmem = super::shmem::create_all(images)?;
         super::memfd::open_all(images, &mut shared)?;
         super::eventfd::open_all(images, &mut shared)?;
         super::signalfd::open_all(images, &mut shared)?;
@@ -142,201 +112,6 @@ impl SharedFiles {
         // Last: queued messages may carry any of the files above.
         super::unix::open_all(images, opts, &mut shared)?;
         Ok(shared)
-    }
-
-    /// Creates every pipe the dump names and puts back the bytes it held.
-    fn create_pipes(&mut self, images: &DumpImages) -> Result<(), SharedError> {
-        let shared = self;
-        // An inherited pipe is not made again, nor refilled (CRIU leaves its bytes as they are).
-        let inherited: BTreeSet<u32> = images
-            .files
-            .values()
-            .filter(|f| shared.inherited.contains(&f.id))
-            .filter_map(|f| f.pipe.as_ref().map(|p| p.pipe_id))
-            .collect();
-        for f in images.files.values() {
-            if f.r#type != FdTypes::Pipe as i32 {
-                continue;
-            }
-            let Some(p) = &f.pipe else { continue };
-            if shared.pipes.contains_key(&p.pipe_id) || inherited.contains(&p.pipe_id) {
-                continue;
-            }
-            let ends = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| {
-                SharedError::Pipe {
-                    pipe_id: p.pipe_id,
-                    what: "pipe2",
-                    errno,
-                }
-            })?;
-            shared.pipes.insert(p.pipe_id, ends);
-        }
-        shared.open_pipe_descriptions(images, &inherited)?;
-        if let Some(mut img) =
-            ImageReader::open_if_exists(&images.dir, &ImageKind::PIPES_DATA, None)?
-        {
-            while let Some(entry) = img.read::<PipeDataEntry>()? {
-                let data = img.read_payload(u64::from(entry.bytes))?;
-                if inherited.contains(&entry.pipe_id) {
-                    continue;
-                }
-                let (_, w) = shared
-                    .pipes
-                    .get(&entry.pipe_id)
-                    .ok_or(SharedError::UnknownPipe(entry.pipe_id))?;
-                if let Some(size) = entry.size {
-                    nix::fcntl::fcntl(w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size as i32)).map_err(
-                        |errno| SharedError::Pipe {
-                            pipe_id: entry.pipe_id,
-                            what: "F_SETPIPE_SZ",
-                            errno,
-                        },
-                    )?;
-                }
-                std::fs::File::from(w.try_clone().map_err(|source| SharedError::PipeData {
-                    pipe_id: entry.pipe_id,
-                    len: data.len(),
-                    source,
-                })?)
-                .write_all(&data)
-                .map_err(|source| SharedError::PipeData {
-                    pipe_id: entry.pipe_id,
-                    len: data.len(),
-                    source,
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// One description per pipe entry: the first entry of each end takes the end pipe2 made,
-    /// later ones (the same end opened again through /proc) get a new description of it.
-    fn open_pipe_descriptions(
-        &mut self,
-        images: &DumpImages,
-        inherited: &BTreeSet<u32>,
-    ) -> Result<(), SharedError> {
-        let mut used = std::collections::BTreeSet::new();
-        for f in images.files.values() {
-            let Some(p) = f.pipe.as_ref().filter(|_| f.r#type == FdTypes::Pipe as i32) else {
-                continue;
-            };
-            if inherited.contains(&p.pipe_id) {
-                continue;
-            }
-            let write = p.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
-            let (r, w) = &self.pipes[&p.pipe_id];
-            let end = if write { w } else { r };
-            let fd = if used.insert((p.pipe_id, write)) {
-                end.try_clone()
-            } else {
-                let path = format!("/proc/self/fd/{}", end.as_raw_fd());
-                let access = if write {
-                    libc::O_WRONLY
-                } else {
-                    libc::O_RDONLY
-                };
-                nix::fcntl::open(
-                    path.as_str(),
-                    nix::fcntl::OFlag::from_bits_retain(access | libc::O_CLOEXEC),
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(std::io::Error::from)
-            }
-            .map_err(|source| SharedError::PipeData {
-                pipe_id: p.pipe_id,
-                len: 0,
-                source,
-            })?;
-            let settable = p.flags as i32
-                & (libc::O_NONBLOCK | libc::O_APPEND | libc::O_ASYNC | libc::O_DIRECT);
-            nix::fcntl::fcntl(
-                &fd,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::from_bits_retain(settable)),
-            )
-            .map_err(|errno| SharedError::Pipe {
-                pipe_id: p.pipe_id,
-                what: "F_SETFL",
-                errno,
-            })?;
-            self.restore_fown(f.id, &fd, &p.fown)?;
-            self.descriptions.insert(f.id, fd);
-        }
-        Ok(())
-    }
-
-    /// Creates each shared memory object once, in criu, and fills it from its page image.
-    fn create_shmem(&mut self, images: &DumpImages) -> Result<(), SharedError> {
-        let mut objects: BTreeMap<u64, ShmemObject> = BTreeMap::new();
-        for t in &images.tasks {
-            for vma in &t.mm.vmas {
-                let Ok(MapPlan::Shared {
-                    len,
-                    flags,
-                    memfd_file,
-                    shmid,
-                    offset,
-                    ..
-                }) = plan(vma)
-                else {
-                    continue;
-                };
-                let (shmid, name, size) = match memfd_file.and_then(|id| images.memfd_inode(id)) {
-                    Some(inode) if inode.name != "/dev/zero" => {
-                        (u64::from(inode.shmid), Some(inode.name.clone()), inode.size)
-                    }
-                    Some(inode) => (u64::from(inode.shmid), None, inode.size.max(offset + len)),
-                    None => (shmid, None, offset + len),
-                };
-                let obj = objects.entry(shmid).or_insert(ShmemObject {
-                    memfd_name: name,
-                    size: 0,
-                    hugetlb: hugetlb_of_mapping(flags),
-                });
-                obj.size = obj.size.max(size);
-            }
-        }
-        // memfds that tasks hold as fds are objects too, mapped or not.
-        for inode in super::memfd::inodes_of_fds(images) {
-            let anonymous = inode.name == "/dev/zero";
-            let obj = objects
-                .entry(u64::from(inode.shmid))
-                .or_insert(ShmemObject {
-                    memfd_name: (!anonymous).then(|| inode.name.clone()),
-                    size: 0,
-                    hugetlb: inode.hugetlb_flag.unwrap_or(0),
-                });
-            obj.size = obj.size.max(inode.size);
-        }
-        for (shmid, obj) in objects {
-            let err = |what: &str| {
-                let what = what.to_string();
-                move |source| SharedError::Shmem {
-                    shmid,
-                    what,
-                    source,
-                }
-            };
-            let file = match &obj.memfd_name {
-                Some(name) => {
-                    criu_sys::shmem::memfd(name.strip_prefix("memfd:").unwrap_or(name), obj.hugetlb)
-                        .map_err(err("memfd_create"))?
-                }
-                None if obj.hugetlb != 0 => criu_sys::shmem::memfd("", obj.hugetlb)
-                    .map_err(err("hugetlb shared memory"))?,
-                None => criu_sys::shmem::anonymous_shared(obj.size)
-                    .map_err(err("anonymous shared memory"))?,
-            };
-            let file = std::fs::File::from(file);
-            file.set_len(obj.size).map_err(err("set size"))?;
-            let (pages_id, runs) = criu_memory::restore::read_shmem_pagemap(&images.dir, shmid)?;
-            criu_memory::restore::fill_file(&file, &images.dir, pages_id, &runs)?;
-            if obj.memfd_name.is_some() {
-                super::memfd::finish_inode(&file, images, shmid)?;
-            }
-            self.shmem.insert(shmid, OwnedFd::from(file));
-        }
-        Ok(())
     }
 
     /// criu's fd of the shared memory object `shmid`.

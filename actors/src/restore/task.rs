@@ -317,7 +317,9 @@ impl RestoreTask {
         })?;
         let rseq = tracee.rseq()?;
         // A helper or zombie creator has no memory of its own restored: nothing to keep.
-        let parent = creator.map(|i| &all.tasks[i]).filter(|p| p.zombie.is_none());
+        let parent = creator
+            .map(|i| &all.tasks[i])
+            .filter(|p| p.zombie.is_none());
         let inherited = match parent {
             Some(p) => inherited::inherited_areas(&t.mm.vmas, &p.mm.vmas),
             None => Vec::new(),
@@ -327,7 +329,8 @@ impl RestoreTask {
         let fd_table_shared = all.shares_parent_fd_table(t);
         rebuild::clear_stub(&mut r, t, rseq, &inherited, fd_table_shared)?;
         let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
-        let exe_inherited = !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
+        let exe_inherited =
+            !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
         rebuild::set_mm(&mut r, &all, &t.mm, pid, exe_inherited)?;
         rebuild::map_vmas(&mut r, &all, &self.shared, t, criu_pidfd, &inherited)?;
         r.close(criu_pidfd)?;
@@ -336,11 +339,17 @@ impl RestoreTask {
         if let Some(p) = parent.filter(|_| !inherited.is_empty()) {
             let (_, parent_runs) = mem::read_pagemap(&all.dir, p.pid() as u64)?;
             for (start, end) in inherited::stale_ranges(&parent_runs, &runs, &inherited) {
-                r.call("madvise(MADV_DONTNEED)", libc::SYS_madvise, &[start, end - start, libc::MADV_DONTNEED as u64])?;
+                r.call(
+                    "madvise(MADV_DONTNEED)",
+                    libc::SYS_madvise,
+                    &[start, end - start, libc::MADV_DONTNEED as u64],
+                )?;
             }
         }
         let watched = rebuild::watch_anonymous_memory(&mut r, t, &inherited);
-        let uffd = watched.as_ref().map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
+        let uffd = watched
+            .as_ref()
+            .map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
         let bytes = mem::fill(pid, &all.dir, pages_id, &outside, uffd.as_ref())?;
         if let Some((uffd, areas)) = &watched {
             for (start, end) in areas {

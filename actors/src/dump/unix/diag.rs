@@ -230,8 +230,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sock");
         let s = unix_stream();
-        nix::sys::socket::bind(s.as_raw_fd(), &nix::sys::socket::UnixAddr::new(&path).unwrap())
-            .unwrap();
+        nix::sys::socket::bind(
+            s.as_raw_fd(),
+            &nix::sys::socket::UnixAddr::new(&path).unwrap(),
+        )
+        .unwrap();
         let all = list().unwrap();
         let d = &all[&ino(&s)];
         assert_eq!(d.name, [path.as_os_str().as_bytes(), b"\0"].concat());
@@ -264,7 +267,12 @@ mod tests {
     fn crafted_attributes_are_read_back() {
         let vfs = [7u32.to_ne_bytes(), 9u32.to_ne_bytes()].concat();
         let mut out = HashMap::new();
-        let m = message(&[(0, b"/a\0"), (1, &vfs), (3, &[5, 0, 0, 0, 6, 0, 0, 0]), (6, &[3])]);
+        let m = message(&[
+            (0, b"/a\0"),
+            (1, &vfs),
+            (3, &[5, 0, 0, 0, 6, 0, 0, 0]),
+            (6, &[3]),
+        ]);
         assert!(!parse_batch(&m, &mut out).unwrap());
         let d = &out[&42];
         assert_eq!(d.name, b"/a\0");
