@@ -105,6 +105,11 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
 fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> {
     let set_tid = [pid];
     let all_signals: u64 = !0;
+    // struct kernel_sigaction of SIG_DFL: handler, flags, restorer, mask all zero.
+    let default_action = [0u64; 4];
+    // The child says on this pipe that its setup is done: it must not be seized half-way.
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let ready_fd = ready_w.as_raw_fd();
     let next = if by_ns_last_pid {
         Some(claim_next_pid(pid)?)
     } else {
@@ -156,18 +161,43 @@ fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> 
                 0,
                 0,
             );
+            // Every handler back to SIG_DFL (criu's own must not leak into the tree): a
+            // restore then sets only the handlers the dump saw changed.
+            for sig in 1..=64usize {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    default_action.as_ptr(),
+                    0usize,
+                    8usize,
+                );
+            }
+            libc::syscall(libc::SYS_write, ready_fd, b"r".as_ptr(), 1usize);
             loop {
                 libc::syscall(libc::SYS_pause);
             }
         }
     }
     drop(next);
+    drop(ready_w);
+    let mut byte = [0u8; 1];
+    let ready = loop {
+        match nix::unistd::read(&ready_r, &mut byte) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
     if ret != i64::from(pid) {
         // Someone else forked between our ns_last_pid write and the clone.
         let child = nix::unistd::Pid::from_raw(ret as i32);
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(child, None);
         return Err(Errno::EAGAIN);
+    }
+    if ready? != 1 {
+        // It died before its setup was done.
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        return Err(Errno::ECHILD);
     }
     Ok(ret as i32)
 }

@@ -4,9 +4,14 @@
 /// is single-threaded: only then is the child's copy of the allocator and locks consistent.
 pub fn fork_single_threaded() -> std::io::Result<i32> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).map(str::trim);
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(str::trim);
     if threads != Some("1") {
-        return Err(std::io::Error::other("fork refused: the process has more than one thread"));
+        return Err(std::io::Error::other(
+            "fork refused: the process has more than one thread",
+        ));
     }
     // SAFETY: the process has one thread (checked above), so no lock can be held by a thread
     // that the child would lack.

@@ -69,7 +69,10 @@ mod tests {
     fn a_process_shares_its_own_fd_table_and_not_a_forked_childs() {
         let me = std::process::id() as i32;
         assert_eq!(same_fd_table(me, me), Ok(true));
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let got = same_fd_table(me, child.id() as i32);
         let _ = child.kill();
         let _ = child.wait();

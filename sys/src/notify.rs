@@ -139,7 +139,10 @@ pub fn fanotify_init(flags: u32, event_flags: u32) -> Result<OwnedFd, Errno> {
     }
     // SAFETY: the kernel just gave us this fd and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
     Ok(fd)
 }
 

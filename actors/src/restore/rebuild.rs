@@ -26,17 +26,30 @@ pub(crate) fn task_err(pid: i32, what: impl Into<String>) -> RebuildError {
     }
 }
 
-/// Signal handlers, limits, timers and per-process attributes from the core image.
-pub fn restore_task_core(r: &mut Remote, core: &CoreEntry) -> Result<(), RebuildError> {
+/// Signal handlers, limits, timers and per-process attributes from the core image. Handlers
+/// and limits the task already has (every stub starts with default handlers and criu's
+/// limits) are not set again: each costs an injected call.
+pub fn restore_task_core(r: &mut Remote, pid: i32, core: &CoreEntry) -> Result<(), RebuildError> {
     let Some(tc) = &core.tc else { return Ok(()) };
     // Entries run over signals 1..=64 without SIGKILL and SIGSTOP, as CRIU writes them.
     let signals = (1..=64u64).filter(|s| *s != libc::SIGKILL as u64 && *s != libc::SIGSTOP as u64);
     for (sig, sa) in signals.zip(&tc.sigactions) {
-        let act = r.arg(&words(&[sa.sigaction, sa.flags, sa.restorer, sa.mask]))?;
+        let action = [sa.sigaction, sa.flags, sa.restorer, sa.mask];
+        if action == [0; 4] {
+            continue;
+        }
+        let act = r.arg(&words(&action))?;
         r.call("rt_sigaction", libc::SYS_rt_sigaction, &[sig, act, 0, 8])?;
     }
     if let Some(rl) = &tc.rlimits {
+        let now = criu_procfs::read_limits(pid).unwrap_or_default();
         for (res, lim) in rl.rlimits.iter().enumerate() {
+            let same = |l: &&criu_procfs::Rlimit| {
+                l.resource as usize == res && (l.soft, l.hard) == (lim.cur, lim.max)
+            };
+            if now.iter().any(|l| same(&l)) {
+                continue;
+            }
             let at = r.arg(&words(&[lim.cur, lim.max]))?;
             let ret = r.try_call(libc::SYS_prlimit64, &[0, res as u64, at, 0])?;
             if ret < 0 {

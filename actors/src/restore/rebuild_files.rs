@@ -55,7 +55,8 @@ pub fn restore_fds(
     Ok(())
 }
 
-/// Moves the task's new fd `opened` to its number, with its close-on-exec flag.
+/// Moves the task's new fd `opened` (close-on-exec, as pidfd_getfd and the task's own opens
+/// make it) to its number, with its own close-on-exec flag.
 fn place_fd(r: &mut Remote, opened: u64, fd: &FdinfoEntry) -> Result<(), RebuildError> {
     let cloexec = if fd.flags & libc::FD_CLOEXEC as u32 != 0 {
         libc::O_CLOEXEC as u64
@@ -65,7 +66,7 @@ fn place_fd(r: &mut Remote, opened: u64, fd: &FdinfoEntry) -> Result<(), Rebuild
     if opened != u64::from(fd.fd) {
         r.call("dup3", libc::SYS_dup3, &[opened, u64::from(fd.fd), cloexec])?;
         r.close(opened)?;
-    } else {
+    } else if cloexec == 0 {
         r.call(
             "fcntl(F_SETFD)",
             libc::SYS_fcntl,

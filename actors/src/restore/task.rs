@@ -395,7 +395,7 @@ impl RestoreTask {
                 r.close(criu_pidfd)?;
             }
             rebuild::restore_fs(&mut r, &all, t)?;
-            rebuild::restore_task_core(&mut r, leader)?;
+            rebuild::restore_task_core(&mut r, pid, leader)?;
             rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
             if let Some(q) = leader.tc.as_ref().and_then(|tc| tc.signals_s.as_ref()) {
                 restore_signals::queue_shared(&mut r, pid, q)?;
