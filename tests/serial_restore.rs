@@ -87,6 +87,8 @@ fn snapshot(pid: i32) -> Snapshot {
                 "CapAmb:",
                 "NoNewPrivs:",
                 "Umask:",
+                // Tasks are pinned to their tracer's CPU while restored, not after.
+                "Cpus_allowed_list:",
             ]
             .iter()
             .any(|k| l.starts_with(k))

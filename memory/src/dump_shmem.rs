@@ -133,7 +133,8 @@ mod tests {
     fn a_hugetlb_object_round_trips_through_its_images() {
         use nix::sys::memfd::{memfd_create, MFdFlags};
         let huge = || {
-            let fd = memfd_create("unit-huge", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_HUGETLB).ok()?;
+            let fd =
+                memfd_create("unit-huge", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_HUGETLB).ok()?;
             Some(File::from(fd))
         };
         let (Some(obj), Some(copy)) = (huge(), huge()) else {

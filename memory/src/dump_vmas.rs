@@ -398,8 +398,7 @@ VmFlags: rd wr mr mw me gd ac hg
             VMA_AREA_REGULAR | VMA_AREA_VDSO | VMA_ANON_PRIVATE
         );
         assert_eq!(
-            v[4].entry.start,
-            0x7ffc_0000_0000,
+            v[4].entry.start, 0x7ffc_0000_0000,
             "a stack is imaged from its real start, with no guard page"
         );
         assert_eq!(

@@ -50,7 +50,11 @@ pub fn split_runs(runs: &[PageRun], areas: &[(u64, u64)]) -> (Vec<PageRun>, Vec<
 
 /// Page ranges inside `areas` where the parent had pages and the child has none: the child
 /// inherited content there that must read as zeroes again.
-pub fn stale_ranges(parent: &[PageRun], child: &[PageRun], areas: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub fn stale_ranges(
+    parent: &[PageRun],
+    child: &[PageRun],
+    areas: &[(u64, u64)],
+) -> Vec<(u64, u64)> {
     let child = sorted_ranges(child);
     let mut out = Vec::new();
     for (start, end) in sorted_ranges(parent) {
@@ -65,7 +69,10 @@ pub fn stale_ranges(parent: &[PageRun], child: &[PageRun], areas: &[(u64, u64)])
 }
 
 fn sorted_ranges(runs: &[PageRun]) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = runs.iter().map(|r| (r.vaddr, r.vaddr + r.pages * PAGE_SIZE)).collect();
+    let mut v: Vec<(u64, u64)> = runs
+        .iter()
+        .map(|r| (r.vaddr, r.vaddr + r.pages * PAGE_SIZE))
+        .collect();
     v.sort_unstable();
     v
 }
@@ -99,10 +106,18 @@ pub struct InheritedFill {
 
 /// Writes the pages of `runs` (all inside inherited areas) whose content in the task differs
 /// from the image, leaving equal pages shared with the parent.
-pub fn fill_differing(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> Result<InheritedFill, RestoreMemError> {
+pub fn fill_differing(
+    pid: i32,
+    dir: &Path,
+    pages_id: u32,
+    runs: &[PageRun],
+) -> Result<InheritedFill, RestoreMemError> {
     let path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
     let shown = path.display().to_string();
-    let io = |source| criu_proto::Error::Io { path: shown.clone(), source };
+    let io = |source| criu_proto::Error::Io {
+        path: shown.clone(),
+        source,
+    };
     let image = criu_sys::mapping::FileMapping::new(&File::open(&path).map_err(io)?).map_err(io)?;
     let bytes = image.bytes();
     let mem = OpenOptions::new()
@@ -116,17 +131,31 @@ pub fn fill_differing(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> 
     for r in runs {
         let len = r.pages * PAGE_SIZE;
         if r.offset + len > bytes.len() as u64 {
-            return Err(RestoreMemError::ShortPages { path: shown, offset: r.offset, vaddr: r.vaddr, pages: r.pages });
+            return Err(RestoreMemError::ShortPages {
+                path: shown,
+                offset: r.offset,
+                vaddr: r.vaddr,
+                pages: r.pages,
+            });
         }
         let mut at = 0;
         while at < len {
             let n = (len - at).min(COMPARE_CHUNK);
             let have = &mut current[..n as usize];
-            std::os::unix::fs::FileExt::read_exact_at(&mem, have, r.vaddr + at)
-                .map_err(|source| RestoreMemError::Read { pid, addr: r.vaddr + at, len: n as usize, source })?;
+            std::os::unix::fs::FileExt::read_exact_at(&mem, have, r.vaddr + at).map_err(
+                |source| RestoreMemError::Read {
+                    pid,
+                    addr: r.vaddr + at,
+                    len: n as usize,
+                    source,
+                },
+            )?;
             let want = &bytes[(r.offset + at) as usize..(r.offset + at + n) as usize];
             for page in 0..n / PAGE_SIZE {
-                let (s, e) = ((page * PAGE_SIZE) as usize, ((page + 1) * PAGE_SIZE) as usize);
+                let (s, e) = (
+                    (page * PAGE_SIZE) as usize,
+                    ((page + 1) * PAGE_SIZE) as usize,
+                );
                 if have[s..e] == want[s..e] {
                     done.kept += PAGE_SIZE;
                     continue;
@@ -134,8 +163,14 @@ pub fn fill_differing(pid: i32, dir: &Path, pages_id: u32, runs: &[PageRun]) -> 
                 done.written += PAGE_SIZE;
                 let vaddr = r.vaddr + at + page * PAGE_SIZE;
                 match differing.last_mut() {
-                    Some(PageRun { vaddr: v, pages, .. }) if *v + *pages * PAGE_SIZE == vaddr => *pages += 1,
-                    _ => differing.push(PageRun { vaddr, pages: 1, offset: r.offset + at + page * PAGE_SIZE }),
+                    Some(PageRun {
+                        vaddr: v, pages, ..
+                    }) if *v + *pages * PAGE_SIZE == vaddr => *pages += 1,
+                    _ => differing.push(PageRun {
+                        vaddr,
+                        pages: 1,
+                        offset: r.offset + at + page * PAGE_SIZE,
+                    }),
                 }
             }
             at += n;
@@ -163,7 +198,11 @@ mod tests {
     }
 
     fn run(vaddr: u64, pages: u64) -> PageRun {
-        PageRun { vaddr, pages, offset: 0 }
+        PageRun {
+            vaddr,
+            pages,
+            offset: 0,
+        }
     }
 
     #[test]
@@ -178,11 +217,29 @@ mod tests {
             pgoff,
             ..anon(0xa000, 0xb000, rw)
         };
-        let parent = [anon(0x1000, 0x3000, rw), anon(0x3000, 0x4000, rw), dontfork, anon(0x7000, 0x8000, rw), file(3, 0)];
-        let child = [anon(0x1000, 0x3000, rw), anon(0x3000, 0x4000, libc::PROT_READ as u32), dontfork, anon(0x7000, 0x9000, rw), file(3, 0)];
-        assert_eq!(inherited_areas(&child, &parent), vec![(0x1000, 0x3000), (0xa000, 0xb000)]);
+        let parent = [
+            anon(0x1000, 0x3000, rw),
+            anon(0x3000, 0x4000, rw),
+            dontfork,
+            anon(0x7000, 0x8000, rw),
+            file(3, 0),
+        ];
+        let child = [
+            anon(0x1000, 0x3000, rw),
+            anon(0x3000, 0x4000, libc::PROT_READ as u32),
+            dontfork,
+            anon(0x7000, 0x9000, rw),
+            file(3, 0),
+        ];
+        assert_eq!(
+            inherited_areas(&child, &parent),
+            vec![(0x1000, 0x3000), (0xa000, 0xb000)]
+        );
         let moved = [file(3, 0x1000)];
-        assert!(inherited_areas(&moved, &parent).is_empty(), "another offset of the file");
+        assert!(
+            inherited_areas(&moved, &parent).is_empty(),
+            "another offset of the file"
+        );
     }
 
     #[test]
@@ -190,14 +247,20 @@ mod tests {
         let areas = [(0x10000, 0x20000)];
         let parent = [run(0x10000, 4), run(0x30000, 1)];
         let child = [run(0x11000, 1)];
-        assert_eq!(stale_ranges(&parent, &child, &areas), vec![(0x10000, 0x11000), (0x12000, 0x14000)]);
+        assert_eq!(
+            stale_ranges(&parent, &child, &areas),
+            vec![(0x10000, 0x11000), (0x12000, 0x14000)]
+        );
         assert!(stale_ranges(&parent, &[run(0x10000, 4)], &areas).is_empty());
     }
 
     #[test]
     fn runs_split_by_area() {
         let (inside, outside) = split_runs(&[run(0x1000, 1), run(0x5000, 2)], &[(0x4000, 0x8000)]);
-        assert_eq!((inside, outside), (vec![run(0x5000, 2)], vec![run(0x1000, 1)]));
+        assert_eq!(
+            (inside, outside),
+            (vec![run(0x5000, 2)], vec![run(0x1000, 1)])
+        );
     }
 
     #[test]
@@ -212,9 +275,19 @@ mod tests {
         image[page + 5] = 9;
         std::fs::write(dir.path().join(ImageKind::PAGES.file_name(Some(1))), &image).unwrap();
         let vaddr = mine.as_mut_ptr() as u64;
-        let runs = [PageRun { vaddr, pages: 3, offset: 0 }];
+        let runs = [PageRun {
+            vaddr,
+            pages: 3,
+            offset: 0,
+        }];
         let done = fill_differing(std::process::id() as i32, dir.path(), 1, &runs).unwrap();
-        assert_eq!(done, InheritedFill { written: PAGE_SIZE, kept: 2 * PAGE_SIZE });
+        assert_eq!(
+            done,
+            InheritedFill {
+                written: PAGE_SIZE,
+                kept: 2 * PAGE_SIZE
+            }
+        );
         assert_eq!(std::hint::black_box(&mine)[page + 5], 9);
     }
 }

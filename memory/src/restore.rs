@@ -254,7 +254,16 @@ pub fn fill(
         copy_runs(pid, image.bytes(), &mem, runs, uffd)?;
     } else {
         std::thread::scope(|s| {
-            let other = s.spawn(|| copy_runs(pid, image.bytes(), &mem, second, uffd));
+            let other = s.spawn(|| {
+                // The caller may be pinned to one CPU (a restore's tracer): this half may
+                // run on any.
+                let mut any = nix::sched::CpuSet::new();
+                for cpu in 0..nix::sched::CpuSet::count() {
+                    let _ = any.set(cpu);
+                }
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &any);
+                copy_runs(pid, image.bytes(), &mem, second, uffd)
+            });
             let mine = copy_runs(pid, image.bytes(), &mem, first, uffd);
             let theirs = other.join().unwrap_or_else(|_| {
                 Err(RestoreMemError::OpenMem {
@@ -603,7 +612,9 @@ mod tests {
             VMA_AREA_REGULAR | VMA_ANON_PRIVATE,
         );
         match plan(&v).unwrap() {
-            MapPlan::Mmap { addr, len, flags, .. } => {
+            MapPlan::Mmap {
+                addr, len, flags, ..
+            } => {
                 assert_eq!((addr, len), (0x10000, 0x10000));
                 assert_ne!(flags & libc::MAP_GROWSDOWN as u64, 0);
             }

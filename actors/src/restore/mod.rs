@@ -88,11 +88,14 @@ pub fn run(
     let timeout = req.timeout;
     let system = actix::System::new();
     system.block_on(async move {
-        let mut pool = TracerPool::for_this_machine();
+        // Restored tasks run where criu may run once released; until then each is pinned to
+        // its tracer's CPU.
+        let release_cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
+        let mut pool = TracerPool::pinned();
         let actors: Vec<_> = (0..images.tasks.len())
             .map(|i| {
                 let (images, shared) = (images.clone(), shared.clone());
-                pool.start(move |_| RestoreTask::new(images, shared, i, timeout))
+                pool.start(move |_| RestoreTask::new(images, shared, i, timeout, release_cpus))
             })
             .collect();
         let root = images.root().pid();

@@ -41,6 +41,9 @@ pub struct RestoreTask {
     created: bool,
     /// The scratch area the task waits in between its memory restore and its rebuild.
     parked: Option<(u64, u64)>,
+    /// The CPUs the task may use once released (criu's own); until then it is pinned to its
+    /// tracer's CPU.
+    release_cpus: Option<nix::sched::CpuSet>,
 }
 
 impl RestoreTask {
@@ -49,6 +52,7 @@ impl RestoreTask {
         shared: Arc<SharedFiles>,
         index: usize,
         timeout: Duration,
+        release_cpus: Option<nix::sched::CpuSet>,
     ) -> Self {
         RestoreTask {
             images,
@@ -59,6 +63,7 @@ impl RestoreTask {
             threads: Vec::new(),
             created: false,
             parked: None,
+            release_cpus,
         }
     }
 
@@ -275,6 +280,7 @@ impl RestoreTask {
     fn adopt(&mut self, setsid: bool) -> Result<(), RebuildError> {
         let pid = self.task().pid();
         let mut tracee = Tracee::seize_stopped(pid, pid, self.timeout)?;
+        crate::pool::pin_to_this_thread(pid);
         {
             let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
             rebuild::restore_session(&mut Remote::new(&mut inj), self.task(), setsid)?;
@@ -519,6 +525,12 @@ impl Handler<Release> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, _: Release, _: &mut Context<Self>) -> Self::Result {
+        if let Some(cpus) = &self.release_cpus {
+            for tid in &self.task().pstree.threads {
+                let _ =
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(*tid as i32), cpus);
+            }
+        }
         let mut first = None;
         for t in self.threads.drain(..) {
             if let Err(e) = t.detach() {
