@@ -4,6 +4,7 @@
 //! is looked for among the task's other fds with kcmp, as CRIU does, and recorded under the
 //! number it has now. A target open in no fd of the task cannot be restored: the dump fails.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
 use criu_procfs::fdinfo::EpollTarget;
@@ -33,6 +34,28 @@ pub fn dump_epoll_fd(
     fd: i32,
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<FdinfoEntry, EpollError> {
+    dump_with_targets_in(pid, fd, pid, table)
+}
+
+/// The fdinfo entry of an epoll in flight in a unix socket queue, which criu holds as its own
+/// `fd`. Its targets carry the fd numbers of the task that registered them: they are looked
+/// for among the fds of `holder`, the task holding the socket whose queue carries it (the
+/// task that gets the epoll back at restore).
+pub fn dump_inflight_epoll(
+    fd: i32,
+    holder: i32,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<FdinfoEntry, EpollError> {
+    dump_with_targets_in(std::process::id() as i32, fd, holder, table)
+}
+
+/// `pid`'s epoll `fd`, its targets found among the fds of `holder`.
+fn dump_with_targets_in(
+    pid: i32,
+    fd: i32,
+    holder: i32,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<FdinfoEntry, EpollError> {
     let link = format!("/proc/{pid}/fd/{fd}");
     let meta = std::fs::metadata(&link).map_err(|e| err(pid, fd, format!("stat: {e}")))?;
     let info = criu_procfs::read_fdinfo(pid, fd)
@@ -42,7 +65,12 @@ pub fn dump_epoll_fd(
     let st = FileStat::of(&meta);
     let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
     let id = t.described(pid, fd, st, |id| {
-        let tfd = targets(pid, fd, &info.epoll_targets)?
+        let found = if holder == pid {
+            targets(pid, fd, &info.epoll_targets)?
+        } else {
+            targets_held_by(pid, fd, holder, &info.epoll_targets)?
+        };
+        let tfd = found
             .into_iter()
             .map(|(n, target)| tfd_entry(id, n, target))
             .collect();
@@ -115,6 +143,51 @@ fn targets(
                     format!(
                         "target fd {} (inode {}) is not open in the task any more \
                          (kept alive only elsewhere), which this dump does not support",
+                        t.tfd,
+                        t.ino.map_or("?".into(), |i| i.to_string())
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Each target of `pid`'s epoll `efd` with the fd number that holds its file in `holder`, a
+/// task other than `pid`: a copy of the candidate fd is taken into criu to compare it.
+fn targets_held_by(
+    pid: i32,
+    efd: i32,
+    holder: i32,
+    list: &[EpollTarget],
+) -> Result<Vec<(i32, &EpollTarget)>, EpollError> {
+    let mut fds: Option<Vec<i32>> = None;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let toff = list[..i].iter().filter(|o| o.tfd == t.tfd).count() as u32;
+        let holds = |fd: i32| {
+            criu_sys::pidfd::take_fd(holder, fd).is_ok_and(|copy| {
+                criu_sys::notify::epoll_target_is(pid, efd, t.tfd, toff, copy.as_raw_fd())
+                    == Ok(true)
+            })
+        };
+        if holds(t.tfd) {
+            out.push((t.tfd, t));
+            continue;
+        }
+        let fds = match &mut fds {
+            Some(f) => f,
+            None => fds.insert(fd_numbers(holder, efd)?),
+        };
+        match fds.iter().copied().find(|&fd| holds(fd)) {
+            Some(n) => out.push((n, t)),
+            None => {
+                return Err(err(
+                    pid,
+                    efd,
+                    format!(
+                        "target fd {} (inode {}) of an epoll in flight is not open in pid \
+                         {holder}, which gets it back: not supported",
                         t.tfd,
                         t.ino.map_or("?".into(), |i| i.to_string())
                     ),

@@ -152,7 +152,7 @@ fn socket_id(
         lock(table).unix.inflight.extend(&p.fds);
         let mut rights = Vec::with_capacity(p.fds.len());
         for &f in &p.fds {
-            rights.push(inflight_id(f, table)?);
+            rights.push(inflight_id(f, pid, table)?);
         }
         packets.push((id, p.bytes, rights));
     }
@@ -164,8 +164,13 @@ fn socket_id(
     Ok(id)
 }
 
-/// The files.img id of a file in flight, which criu now holds as its own `fd`.
-fn inflight_id(fd: i32, table: &std::sync::Mutex<FileTable>) -> Result<u32, FilesError> {
+/// The files.img id of a file in flight, which criu now holds as its own `fd`, in the queue
+/// of a socket `holder` holds.
+fn inflight_id(
+    fd: i32,
+    holder: i32,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<u32, FilesError> {
     let me = std::process::id() as i32;
     let link = criu_procfs::fd::read_fd_link(me, fd).map_err(|source| FilesError::Proc {
         pid: me,
@@ -178,6 +183,9 @@ fn inflight_id(fd: i32, table: &std::sync::Mutex<FileTable>) -> Result<u32, File
         }
         FdTarget::Pipe(ino) => super::files::dump_pipe_fd(me, fd, ino, table)?,
         FdTarget::Socket(ino) => dump_socket_fd(me, fd, ino, table)?,
+        FdTarget::AnonInode(name) if name == "[eventpoll]" => {
+            super::epoll::dump_inflight_epoll(fd, holder, table)?
+        }
         _ => {
             return Err(FilesError::Unsupported {
                 pid: me,

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 
-use criu_proto::images::{EventpollTfdEntry, FdTypes};
+use criu_proto::images::{EventpollFileEntry, EventpollTfdEntry, FdTypes};
 use criu_tracee::remote::Remote;
-use nix::sys::epoll::{Epoll, EpollCreateFlags};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use super::images::{DumpImages, TaskImages};
 use super::rebuild::{task_err, RebuildError};
@@ -66,6 +66,33 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         shared.epolls.by_id.insert(id, (owner, e.tfd.clone()));
     }
     Ok(())
+}
+
+/// An epoll in flight in a unix socket queue, which no task holds: made in criu with its
+/// targets registered on the files `target` gives (criu's copies of them), so the kernel
+/// records criu's fd numbers for them.
+pub fn make_in_flight(
+    e: &EventpollFileEntry,
+    target: &dyn Fn(&EventpollTfdEntry) -> Result<OwnedFd, String>,
+) -> Result<OwnedFd, String> {
+    if e.fown.pid != 0 {
+        return Err("its owner (F_SETOWN) cannot be restored for a file in flight".into());
+    }
+    let ep =
+        Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| format!("epoll_create1: {e}"))?;
+    super::eventfd::set_status_flags(ep.0.as_fd(), e.flags).map_err(|e| format!("F_SETFL: {e}"))?;
+    for tfd in &e.tfd {
+        let file = target(tfd)?;
+        let flags = EpollFlags::from_bits_retain(tfd.events as i32);
+        ep.add(&file, EpollEvent::new(flags, tfd.data))
+            .map_err(|err| {
+                format!(
+                    "epoll_ctl(ADD) of target fd {} (events {:#x}): {err}",
+                    tfd.tfd, tfd.events
+                )
+            })?;
+    }
+    Ok(ep.0)
 }
 
 /// struct epoll_event as x86_64 lays it out (packed): events, then data.

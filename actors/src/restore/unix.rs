@@ -77,8 +77,8 @@ pub fn open_all(
         .map(|e| e.id)
         .filter(|&id| shared.is_inherited(id))
         .collect();
-    let mut made = build(&entries, &queues, opts, &inherited, &|id| {
-        inflight::open(images, shared, id)
+    let mut made = build(&entries, &queues, opts, &inherited, &|id, for_id, made| {
+        inflight::open(images, shared, id, for_id, made)
     })?;
     for id in wanted {
         if inherited.contains(&id) {
@@ -192,13 +192,16 @@ fn new_pair(e: &UnixSkEntry) -> Result<(OwnedFd, OwnedFd), UnixRestoreError> {
     .map_err(sys(e.ino, "socketpair"))
 }
 
-/// Opens a file in flight by its files.img id, for a refill.
-type OpenInFlight<'a> = dyn Fn(u32) -> Result<inflight::InFlight, UnixRestoreError> + 'a;
+/// Opens a file in flight by its files.img id, for a refill of the queue of socket `for_id`;
+/// `made` are the sockets made so far.
+type OpenInFlight<'a> =
+    dyn Fn(u32, u32, &BTreeMap<u32, OwnedFd>) -> Result<inflight::InFlight, UnixRestoreError> + 'a;
 
 /// Sends `msgs` from `from` (to its peer, or to `to` when given), with the fds they carry:
 /// unix sockets made here, other files opened by `open`.
 fn refill(
     ino: u32,
+    for_id: u32,
     from: &OwnedFd,
     to: Option<&UnixAddr>,
     msgs: &[Msg],
@@ -216,7 +219,7 @@ fn refill(
             match made.get(&id) {
                 Some(fd) => raw.push(fd.as_raw_fd()),
                 None => {
-                    let fd = open(id)?;
+                    let fd = open(id, for_id, made)?;
                     raw.push(fd.raw());
                     opened.push(fd);
                 }
@@ -295,7 +298,7 @@ fn refill_by_name(
         None,
     )
     .map_err(sys(e.ino, "socket for the refill"))?;
-    refill(e.ino, &sender, Some(&address(e)?), msgs, made, open)
+    refill(e.ino, e.id, &sender, Some(&address(e)?), msgs, made, open)
 }
 
 fn connect(e: &UnixSkEntry, fd: &OwnedFd, target: &UnixSkEntry) -> Result<(), UnixRestoreError> {
@@ -442,6 +445,7 @@ fn build(
         let queue = e.map_or(&[][..], queue_of);
         refill(
             e.map_or(0, |e| e.ino),
+            to,
             &b.made[&from],
             None,
             queue,
@@ -450,7 +454,7 @@ fn build(
         )?;
     }
     for (e, mate) in std::mem::take(&mut b.from_mate) {
-        refill(e.ino, &mate, None, queue_of(e), &b.made, open)?;
+        refill(e.ino, e.id, &mate, None, queue_of(e), &b.made, open)?;
     }
     for e in b
         .by_name

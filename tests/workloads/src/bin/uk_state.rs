@@ -21,6 +21,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::eventfd::EventFd;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{self, socketpair, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
 
@@ -371,7 +373,11 @@ fn rights(result: &str, work: &Path, usr1: &SigSet) -> Check {
     file.read_exact(&mut [0u8; 4]).expect("move the offset");
     let (sa, sb) = pair(SockType::SeqPacket);
     send(&sb, b"for sa");
-    let fds = [pr.as_raw_fd(), file.as_raw_fd(), sa.as_raw_fd()];
+    // An epoll whose target (an eventfd) stays in this task, sent away with the others.
+    let ev = EventFd::new().expect("eventfd");
+    let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll");
+    ep.add(&ev, EpollEvent::new(EpollFlags::EPOLLIN, 0x77)).expect("epoll add");
+    let fds = [pr.as_raw_fd(), file.as_raw_fd(), sa.as_raw_fd(), ep.0.as_raw_fd()];
     let cmsg = [socket::ControlMessage::ScmRights(&fds)];
     socket::sendmsg::<UnixAddr>(
         a.as_raw_fd(),
@@ -382,12 +388,12 @@ fn rights(result: &str, work: &Path, usr1: &SigSet) -> Check {
     )
     .expect("send the fds");
     send(&a, b"after fds");
-    drop((pr, file, sa));
+    drop((pr, file, sa, ep));
     ready(result);
     wait_usr1(usr1);
 
     let mut buf = [0u8; 64];
-    let mut cspace = nix::cmsg_space!([std::os::fd::RawFd; 3]);
+    let mut cspace = nix::cmsg_space!([std::os::fd::RawFd; 4]);
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let msg = socket::recvmsg::<UnixAddr>(
         b.as_raw_fd(),
@@ -403,19 +409,28 @@ fn rights(result: &str, work: &Path, usr1: &SigSet) -> Check {
             got.extend(f);
         }
     }
-    if &buf[..n] != b"with fds" || got.len() != 3 {
+    if &buf[..n] != b"with fds" || got.len() != 4 {
         return Err(format!("got {n} bytes and {} fds", got.len()));
     }
     let mut text = String::new();
-    // SAFETY: the three fds were just received and are owned by nothing else.
-    let (mut pipe, mut file, sa) = unsafe {
+    // SAFETY: the four fds were just received and are owned by nothing else.
+    let (mut pipe, mut file, sa, ep) = unsafe {
         use std::os::fd::FromRawFd;
         (
             std::fs::File::from_raw_fd(got[0]),
             std::fs::File::from_raw_fd(got[1]),
             OwnedFd::from_raw_fd(got[2]),
+            Epoll(OwnedFd::from_raw_fd(got[3])),
         )
     };
+    ev.write(1).map_err(|e| format!("eventfd write: {e}"))?;
+    let mut events = [EpollEvent::empty(); 2];
+    let ready_n = ep
+        .wait(&mut events, nix::poll::PollTimeout::ZERO)
+        .map_err(|e| format!("epoll_wait on the epoll in flight: {e}"))?;
+    if ready_n != 1 || events[0].data() != 0x77 {
+        return Err(format!("epoll in flight: {ready_n} events, data {:#x}", events[0].data()));
+    }
     let mut chunk = [0u8; 11];
     pipe.read_exact(&mut chunk)
         .map_err(|e| format!("pipe read: {e}"))?;
