@@ -68,7 +68,7 @@ impl Task {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .unwrap();
-        wait_until(Duration::from_secs(10), || self.text() != "READY\n");
+        wait_until(Duration::from_secs(10), || harness::is_verdict(&self.text()));
         self.text()
     }
 }

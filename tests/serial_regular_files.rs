@@ -118,7 +118,7 @@ impl Task {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .unwrap();
-        wait_until(Duration::from_secs(10), || self.result_text() != "READY\n");
+        wait_until(Duration::from_secs(10), || harness::is_verdict(&self.result_text()));
         self.result_text()
     }
 }

@@ -217,3 +217,9 @@ pub fn fd_target(pid: i32, fd: i64) -> Option<PathBuf> {
 }
 
 pub const LONG: Duration = Duration::from_secs(20);
+
+/// Whether a self-checking workload's result file holds its whole verdict ("PASS" or
+/// "FAIL: ..."), not READY nor the empty moment of its rewrite.
+pub fn is_verdict(text: &str) -> bool {
+    text.starts_with("PASS") || text.starts_with("FAIL")
+}
