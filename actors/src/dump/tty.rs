@@ -497,12 +497,12 @@ pub fn verify(ttys: &Terminals) -> Result<(), TtyError> {
 const QUEUED_LIMIT: usize = 16384;
 
 /// Takes the bytes queued in each pair the tree holds (both ends) into tty-data.img, by the
-/// file id of the end they are read from. Reading takes them out of the pair: with
+/// tty-info id of the end they are read from. Reading takes them out of the pair: with
 /// `write_back` (the tree runs on) they are put back.
 pub fn dump_queued_data(dir: &Path, ttys: &Terminals, write_back: bool) -> Result<(), TtyError> {
     let mut entries = Vec::new();
     for (&index, seen) in &ttys.ptys {
-        let (Some((mid, master)), Some((sid, slave))) = (&seen.master_end, &seen.slave_end) else {
+        let (Some((_, master)), Some((_, slave))) = (&seen.master_end, &seen.slave_end) else {
             continue;
         };
         let err = |errno| TtyError::Queued { index, errno };
@@ -515,7 +515,9 @@ pub fn dump_queued_data(dir: &Path, ttys: &Terminals, write_back: bool) -> Resul
         if write_back {
             sys::refill(master, slave, &for_master, &for_slave).map_err(err)?;
         }
-        for (id, data) in [(*mid, for_master), (*sid, for_slave)] {
+        // Keyed by tty-info id, as CRIU does: the master's is index << 1 | 1, the slave's
+        // index << 1.
+        for (id, data) in [((index << 1) | 1, for_master), (index << 1, for_slave)] {
             if !data.is_empty() {
                 entries.push(TtyDataEntry { tty_id: id, data });
             }

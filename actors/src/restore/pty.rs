@@ -89,19 +89,20 @@ impl Pairs {
         self.ctty_files.push((id, flags, sid, pid));
     }
 
-    /// Bytes that tty-data.img says were read from file `file_id`; false if no pair has it.
-    pub fn add_queued(&mut self, file_id: u32, data: &[u8]) -> bool {
-        for pair in self.by_index.values_mut() {
-            if pair.master.as_ref().is_some_and(|(m, _)| m.id == file_id) {
-                pair.for_master.extend_from_slice(data);
-                return true;
-            }
-            if pair.slaves.iter().any(|s| s.id == file_id) {
-                pair.for_slave.extend_from_slice(data);
-                return true;
-            }
+    /// Bytes that tty-data.img says were read from the terminal with tty-info id `tty_info_id`
+    /// (index << 1, plus 1 for a master); false if no pair has it.
+    pub fn add_queued(&mut self, tty_info_id: u32, data: &[u8]) -> bool {
+        let Some(pair) = self.by_index.get_mut(&(tty_info_id >> 1)) else {
+            return false;
+        };
+        if tty_info_id & 1 == 1 && pair.master.is_some() {
+            pair.for_master.extend_from_slice(data);
+        } else if tty_info_id & 1 == 0 && !pair.slaves.is_empty() {
+            pair.for_slave.extend_from_slice(data);
+        } else {
+            return false;
         }
-        false
+        true
     }
 
     pub fn is_empty(&self) -> bool {

@@ -162,7 +162,7 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
         for e in img.read_all::<criu_proto::images::TtyDataEntry>()? {
             if !pairs.add_queued(e.tty_id, &e.data) {
                 tracing::warn!(
-                    "tty-data.img: {} bytes of terminal file {}, which is no pty pair here",
+                    "tty-data.img: {} bytes of terminal {:#x}, which is no pty pair here",
                     e.data.len(),
                     e.tty_id
                 );
