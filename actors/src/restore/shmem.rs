@@ -96,8 +96,12 @@ pub fn create_all(images: &DumpImages) -> Result<BTreeMap<u64, OwnedFd>, SharedE
         };
         let file = std::fs::File::from(file);
         file.set_len(obj.size).map_err(err("set size"))?;
-        let (pages_id, runs) = criu_memory::restore::read_shmem_pagemap(&images.dir, shmid)?;
-        criu_memory::restore::fill_file(&file, &images.dir, pages_id, &runs)?;
+        // CRIU writes no page image for an object of size 0 (an empty memfd).
+        let pagemap = criu_proto::ImageKind::SHMEM_PAGEMAP.file_name(Some(shmid));
+        if obj.size > 0 || images.dir.join(pagemap).exists() {
+            let (pages_id, runs) = criu_memory::restore::read_shmem_pagemap(&images.dir, shmid)?;
+            criu_memory::restore::fill_file(&file, &images.dir, pages_id, &runs)?;
+        }
         if obj.memfd_name.is_some() {
             super::memfd::finish_inode(&file, images, shmid)?;
         }
