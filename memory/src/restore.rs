@@ -292,10 +292,12 @@ pub(crate) fn copy_runs(
             match u.uffd.copy(r.vaddr, src) {
                 Ok(()) => continue,
                 // Pages already there (or a refused area): the plain path below writes them.
-                Err(e) => tracing::debug!(
-                    "pid {pid}: UFFDIO_COPY at {:#x}: {e}; writing it instead",
-                    r.vaddr
-                ),
+                // The plain write below must not fault on a page still missing in a watched
+                // area (nobody would serve the fault): the run leaves the watch first.
+                Err(e) => {
+                    tracing::debug!("pid {pid}: UFFDIO_COPY at {:#x}: {e}; writing it instead", r.vaddr);
+                    let _ = u.uffd.unregister(r.vaddr, r.pages * PAGE_SIZE);
+                }
             }
         }
         let mut done = 0usize;
