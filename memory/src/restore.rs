@@ -247,6 +247,16 @@ pub fn fill(
         .write(true)
         .open(format!("/proc/{pid}/mem"))
         .map_err(|source| RestoreMemError::OpenMem { pid, source })?;
+    // A run may cross area bounds (CRIU merges adjacent areas' pages into one entry): cut it
+    // there, so that each piece lies wholly inside one watched area or outside all of them.
+    let pieces;
+    let runs = match uffd {
+        Some(u) => {
+            pieces = split_at_bounds(runs, u.areas);
+            pieces.as_slice()
+        }
+        None => runs,
+    };
     let total: u64 = runs.iter().map(|r| r.pages * PAGE_SIZE).sum();
     let (first, second) = split_by_bytes(runs, total / 2);
     let (first, second) = (first.as_slice(), second.as_slice());
@@ -295,7 +305,10 @@ pub(crate) fn copy_runs(
                 // The plain write below must not fault on a page still missing in a watched
                 // area (nobody would serve the fault): the run leaves the watch first.
                 Err(e) => {
-                    tracing::debug!("pid {pid}: UFFDIO_COPY at {:#x}: {e}; writing it instead", r.vaddr);
+                    tracing::debug!(
+                        "pid {pid}: UFFDIO_COPY at {:#x}: {e}; writing it instead",
+                        r.vaddr
+                    );
                     let _ = u.uffd.unregister(r.vaddr, r.pages * PAGE_SIZE);
                 }
             }
@@ -439,6 +452,32 @@ fn fill_hugetlb_file(
     Ok(total)
 }
 
+/// Cuts runs at every start and end of `areas`.
+fn split_at_bounds(runs: &[PageRun], areas: &[(u64, u64)]) -> Vec<PageRun> {
+    let mut bounds: Vec<u64> = areas.iter().flat_map(|&(s, e)| [s, e]).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        let end = r.vaddr + r.pages * PAGE_SIZE;
+        let mut at = r.vaddr;
+        for &b in bounds.iter().filter(|&&b| b > r.vaddr && b < end) {
+            out.push(PageRun {
+                vaddr: at,
+                pages: (b - at) / PAGE_SIZE,
+                offset: r.offset + (at - r.vaddr),
+            });
+            at = b;
+        }
+        out.push(PageRun {
+            vaddr: at,
+            pages: (end - at) / PAGE_SIZE,
+            offset: r.offset + (at - r.vaddr),
+        });
+    }
+    out
+}
+
 /// Splits the runs into two halves of about `half` bytes, cutting a run in two if needed.
 fn split_by_bytes(runs: &[PageRun], half: u64) -> (Vec<PageRun>, Vec<PageRun>) {
     let (mut first, mut second) = (Vec::new(), Vec::new());
@@ -479,6 +518,36 @@ pub fn read_pages_image(dir: &Path, pages_id: u32) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_are_cut_at_area_bounds() {
+        let page = PAGE_SIZE;
+        let runs = [PageRun {
+            vaddr: 0x1000,
+            pages: 4,
+            offset: 0,
+        }];
+        let cut = split_at_bounds(&runs, &[(0x2000, 0x3000), (0x3000, 0x8000)]);
+        let want = [
+            PageRun {
+                vaddr: 0x1000,
+                pages: 1,
+                offset: 0,
+            },
+            PageRun {
+                vaddr: 0x2000,
+                pages: 1,
+                offset: page,
+            },
+            PageRun {
+                vaddr: 0x3000,
+                pages: 2,
+                offset: 2 * page,
+            },
+        ];
+        assert_eq!(cut, want);
+        assert_eq!(split_at_bounds(&runs, &[]), runs);
+    }
 
     fn vma(start: u64, end: u64, prot: i32, flags: i32, status: u32) -> VmaEntry {
         VmaEntry {
