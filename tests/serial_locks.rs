@@ -5,14 +5,16 @@
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use criu_proto::images::FileLockEntry;
 use criu_proto::{ImageKind, ImageReader};
-use harness::{bin, is_root, wait_until};
+use harness::is_root;
+use state_task::StateTask;
 
 fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -22,73 +24,6 @@ fn criu(args: &[&str], dir: &Path) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run criu")
-}
-
-/// lk_hold, killed when dropped.
-struct Holder {
-    child: Option<Child>,
-    pid: i32,
-    result: PathBuf,
-    work: PathBuf,
-}
-
-impl Holder {
-    fn start(dir: &Path) -> Holder {
-        let work = dir.join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        let result = dir.join("result");
-        let child = Command::new(bin("lk_hold"))
-            .arg(&result)
-            .arg(&work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start lk_hold");
-        let pid = child.id() as i32;
-        let h = Holder {
-            child: Some(child),
-            pid,
-            result,
-            work,
-        };
-        assert!(
-            wait_until(Duration::from_secs(10), || h.result_text() != ""),
-            "lk_hold never got ready"
-        );
-        assert_eq!(h.result_text(), "READY\n");
-        h
-    }
-
-    fn result_text(&self) -> String {
-        std::fs::read_to_string(&self.result).unwrap_or_default()
-    }
-
-    fn reap(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-
-    fn verdict(&self) -> String {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGUSR1,
-        )
-        .unwrap();
-        wait_until(Duration::from_secs(10), || harness::is_verdict(&self.result_text()));
-        self.result_text()
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        self.reap();
-    }
 }
 
 fn probe(ty: i32, start: i64, len: i64) -> libc::flock {
@@ -103,7 +38,7 @@ fn probe(ty: i32, start: i64, len: i64) -> libc::flock {
 
 /// What this process (not the holder) runs into: (flock refused, POSIX owner, OFD lock
 /// seen, lease holder in /proc/locks).
-fn seen_from_outside(h: &Holder) -> (bool, i32, bool, bool) {
+fn seen_from_outside(h: &StateTask) -> (bool, i32, bool, bool) {
     let f = std::fs::File::open(h.work.join("flock")).unwrap();
     let flock_refused = matches!(
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock),
@@ -157,7 +92,7 @@ fn locks_are_held_again_after_restore() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
-    let mut h = Holder::start(dir.path());
+    let mut h = StateTask::start_workload("lk_hold", &[], dir.path());
     let before = seen_from_outside(&h);
     assert_eq!(before, (true, h.pid, true, true));
 
@@ -221,7 +156,7 @@ fn a_dump_without_file_locks_fails_and_the_holder_runs_on() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
-    let h = Holder::start(dir.path());
+    let h = StateTask::start_workload("lk_hold", &[], dir.path());
     let pid = h.pid.to_string();
     let out = criu(
         &["dump", "-t", &pid, "-D", "images", "-o", "dump.log"],

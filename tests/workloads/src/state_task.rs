@@ -9,35 +9,47 @@ use std::time::Duration;
 
 use crate::harness::{bin, wait_until};
 
-/// The workload, killed and reaped (or, once restored, killed by pid) when dropped.
+/// A self-checking workload (`NAME [ARGS...] RESULT_FILE WORK_DIR`): it writes READY to
+/// RESULT_FILE, then on SIGUSR1 checks itself and writes its verdict. Killed and reaped (or,
+/// once restored, killed by pid) when dropped.
 pub struct StateTask {
     child: Option<Child>,
     pub pid: i32,
     result: std::path::PathBuf,
+    /// Where the workload keeps its files.
+    pub work: std::path::PathBuf,
 }
 
 impl StateTask {
+    /// rs_state.
     pub fn start(dir: &Path) -> StateTask {
+        StateTask::start_workload("rs_state", &[], dir)
+    }
+
+    /// Workload `name` with `args` before its result file and work dir (both in `dir`).
+    pub fn start_workload(name: &str, args: &[&str], dir: &Path) -> StateTask {
         let work = dir.join("work");
         std::fs::create_dir_all(&work).unwrap();
         let result = dir.join("result");
-        let child = Command::new(bin("rs_state"))
+        let child = Command::new(bin(name))
+            .args(args)
             .arg(&result)
             .arg(&work)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start rs_state");
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let pid = child.id() as i32;
         let task = StateTask {
             child: Some(child),
             pid,
             result,
+            work,
         };
         assert!(
             wait_until(Duration::from_secs(10), || task.result_text() == "READY\n"),
-            "rs_state never got ready"
+            "{name} never got ready"
         );
         task
     }
