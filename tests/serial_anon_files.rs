@@ -68,7 +68,9 @@ impl Task {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .unwrap();
-        wait_until(Duration::from_secs(10), || harness::is_verdict(&self.text()));
+        wait_until(Duration::from_secs(10), || {
+            harness::is_verdict(&self.text())
+        });
         self.text()
     }
 }

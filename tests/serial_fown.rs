@@ -172,7 +172,11 @@ fn locks_through_a_memfd_and_a_fifo_need_file_locks_and_come_back() {
     );
     let out = task.try_dump(dir.path(), &[]);
     assert_ne!(out.status.code(), Some(0), "dump without -l succeeded");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stderr), log(dir.path(), "dump.log"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        log(dir.path(), "dump.log")
+    );
     assert!(said.contains("--file-locks"), "{said}");
     assert!(Path::new(&format!("/proc/{}", task.pid)).exists());
     std::fs::remove_dir_all(dir.path().join("images")).unwrap();
@@ -218,7 +222,11 @@ fn inherit_fd_stands_for_a_stdio_socket_and_one_end_of_a_pair() {
 
     // Without the socket given back, its connection cannot be made again.
     let out = restore(dir.path(), &[], Stdio::null(), Stdio::null());
-    assert_ne!(out.status.code(), Some(0), "restore without --inherit-fd: {out:?}");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "restore without --inherit-fd: {out:?}"
+    );
     assert!(!Path::new(&format!("/proc/{}", task.pid)).exists());
 
     let (runtime, stdio) = UnixStream::pair().unwrap();

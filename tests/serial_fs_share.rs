@@ -45,13 +45,25 @@ fn shared_fd_table_chroot_and_grows_down_areas_survive_restore() {
     let pid = original.id() as i32;
     let ready = |role: &str| read(&results.join(role)) == "READY\n";
     assert!(
-        wait_until(Duration::from_secs(10), || ready("parent") && ready("child")),
+        wait_until(Duration::from_secs(10), || ready("parent")
+            && ready("child")),
         "rs_fs_share never got ready"
     );
     let tree = descendants(pid);
     assert_eq!(tree.len(), 2);
 
-    let out = criu(&["dump", "-t", &pid.to_string(), "-D", "images", "-o", "dump.log"], dir.path());
+    let out = criu(
+        &[
+            "dump",
+            "-t",
+            &pid.to_string(),
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+        ],
+        dir.path(),
+    );
     let dump_log = read(&dir.path().join("images/dump.log"));
     assert_eq!(out.status.code(), Some(0), "dump: {out:?}\n{dump_log}");
     let _ = original.wait();
@@ -69,11 +81,20 @@ fn shared_fd_table_chroot_and_grows_down_areas_survive_restore() {
     // One fd table, dumped once.
     let fdinfos = std::fs::read_dir(dir.path().join("images"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("fdinfo-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("fdinfo-")
+        })
         .count();
     assert_eq!(fdinfos, 1, "fdinfo images of a shared table");
 
-    let out = criu(&["restore", "-D", "images", "-o", "restore.log", "-v4", "-d"], dir.path());
+    let out = criu(
+        &["restore", "-D", "images", "-o", "restore.log", "-v4", "-d"],
+        dir.path(),
+    );
     let log = read(&dir.path().join("images/restore.log"));
     assert_eq!(out.status.code(), Some(0), "restore: {out:?}\n{log}");
     let restored = descendants(pid);
@@ -88,5 +109,9 @@ fn shared_fd_table_chroot_and_grows_down_areas_survive_restore() {
     let verdicts = (read(&results.join("parent")), read(&results.join("child")));
     kill_tree(pid);
     assert_eq!(restored, tree, "pids after restore");
-    assert_eq!(verdicts, ("PASS\n".to_string(), "PASS\n".to_string()), "{log}");
+    assert_eq!(
+        verdicts,
+        ("PASS\n".to_string(), "PASS\n".to_string()),
+        "{log}"
+    );
 }

@@ -118,7 +118,9 @@ impl Task {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .unwrap();
-        wait_until(Duration::from_secs(10), || harness::is_verdict(&self.result_text()));
+        wait_until(Duration::from_secs(10), || {
+            harness::is_verdict(&self.result_text())
+        });
         self.result_text()
     }
 }

@@ -14,6 +14,7 @@
 //! ```
 
 mod descriptor;
+pub mod dump_images;
 mod error;
 mod framing;
 pub mod json;

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use criu_actors::dump::files::DumpFileOptions;
 use criu_actors::dump::{self, DumpRequest, Release};
+use criu_files::DumpFileOptions;
 
 use crate::cli::options::{FinalState, NetworkLock};
 use crate::cli::values::cpu_cap;

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use criu_actors::restore::shared::RestoreFileOptions;
 use criu_actors::restore::{RestoreError, RestoreRequest};
+use criu_files::RestoreFileOptions;
 
 use crate::app::Dirs;
 use crate::cli::table::{long_name, Opt};

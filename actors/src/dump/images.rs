@@ -1,10 +1,10 @@
-//! The images of a dump as a whole: files, pstree, inventory and stats.
+//! The images of a dump as a whole: pstree, inventory and stats.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use criu_proto::images::{
-    DumpStatsEntry, FileEntry, InventoryEntry, Lsmtype, PstreeEntry, StatsEntry, TaskKobjIdsEntry,
+    DumpStatsEntry, InventoryEntry, Lsmtype, PstreeEntry, StatsEntry, TaskKobjIdsEntry,
 };
 use criu_proto::{ImageKind, ImageWriter, Result};
 
@@ -41,22 +41,7 @@ mod prost_free {
     }
 
     use criu_proto::images::*;
-    msg!(FileEntry, PstreeEntry, InventoryEntry, StatsEntry);
-}
-
-pub fn write_files(dir: &Path, entries: &[FileEntry]) -> Result<()> {
-    write_all(dir, &ImageKind::FILES, entries)
-}
-
-/// Each pipe's bytes after its entry; written even when empty, as CRIU does.
-pub fn write_pipes_data(dir: &Path, pipes: &[super::pipes::PipeData]) -> Result<()> {
-    let mut w = ImageWriter::create(dir, &ImageKind::PIPES_DATA, None)?;
-    for p in pipes {
-        w.write(&p.entry())?;
-        w.write_payload(&p.bytes)?;
-    }
-    w.finish()?;
-    Ok(())
+    msg!(PstreeEntry, InventoryEntry, StatsEntry);
 }
 
 /// One entry per process in pstree order; the root's parent is written as 0.

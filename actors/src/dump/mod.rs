@@ -7,25 +7,9 @@
 //! last); then release every task as asked. On any error every task is detached and runs on,
 //! and `inventory.img` is removed so that the directory does not claim a complete dump.
 
-pub mod epoll;
-pub mod eventfd;
-pub mod fanotify;
-pub mod fd_table;
-pub mod fifo;
-pub mod files;
-pub mod fown;
-pub mod ghost;
 pub mod ids;
 pub mod images;
-pub mod inotify;
-pub mod locks;
-pub mod memfd;
-pub mod pipes;
-pub mod signalfd;
 pub mod task;
-pub mod timerfd;
-pub mod tty;
-pub mod unix;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,7 +40,7 @@ pub struct DumpRequest {
     pub tcp_close: bool,
     /// `--shell-job`: terminal fds are recorded, to be given criu's terminal at restore.
     pub shell_job: bool,
-    pub files: files::DumpFileOptions,
+    pub files: criu_files::DumpFileOptions,
 }
 
 #[derive(Debug)]
@@ -86,9 +70,7 @@ pub enum DumpError {
     #[error("cannot start the dump: {0}")]
     Start(String),
     #[error(transparent)]
-    Tty(#[from] tty::TtyError),
-    #[error(transparent)]
-    Ghost(#[from] ghost::GhostError),
+    Files(#[from] criu_files::FilesError),
 }
 
 /// Dumps the tree rooted at `req.pid`. Needs no actix system of its own: it runs one.
@@ -244,13 +226,16 @@ async fn dump_phases(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),
-        files: Mutex::new(tty::file_table(req.shell_job, req.files.clone())),
+        files: Mutex::new(criu_files::tty::dump::file_table(
+            req.shell_job,
+            req.files.clone(),
+        )),
         shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),
     });
     let mut asked = Vec::with_capacity(order.len());
-    let mut fd_tables = fd_table::FdTables::default();
+    let mut fd_tables = criu_files::FdTables::default();
     for (i, &pid) in order.iter().enumerate() {
         let mut ids = if tree.zombies.contains(&pid) {
             Default::default()
@@ -305,21 +290,7 @@ async fn dump_phases(
 
     // 4. Global images, the inventory last.
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
-    unix::finish(&mut table, &req.dir).map_err(|e| {
-        DumpError::Task(TaskError::Other {
-            pid: req.pid,
-            what: e.to_string(),
-        })
-    })?;
-    tty::verify(&table.ttys)?;
-    images::write_files(&req.dir, table.entries())?;
-    tty::write_tty_info(&req.dir, &table.ttys)?;
-    tty::dump_queued_data(&req.dir, &table.ttys, req.release != Release::Kill)?;
-    locks::write_file_locks(&req.dir, &table.locks)?;
-    images::write_pipes_data(&req.dir, table.pipe_data())?;
-    fifo::write_fifo_data(&req.dir, &table.fifos)?;
-    memfd::write_inodes(&req.dir, &table.memfds)?;
-    table.remaps.write(&req.dir)?;
+    criu_files::write_images(&mut table, &req.dir, req.release != Release::Kill)?;
     drop(table);
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;

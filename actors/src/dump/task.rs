@@ -15,7 +15,8 @@ use criu_proto::images::{
 use criu_proto::{ImageKind, ImageWriter};
 use criu_tracee::SeizedProcess;
 
-use super::files::{self, FileTable};
+use criu_files::collect as files;
+use criu_files::FileTable;
 
 /// `task_state` values of CRIU's core image.
 pub const TASK_ALIVE: u32 = 1;
@@ -44,7 +45,7 @@ pub enum TaskError {
     #[error(transparent)]
     Pages(#[from] dump_pages::PagesDumpError),
     #[error(transparent)]
-    Files(#[from] files::FilesError),
+    Files(#[from] criu_files::FilesError),
     #[error("pid {pid}: writing images: {source}")]
     Image { pid: i32, source: criu_proto::Error },
     #[error("pid {pid}: {what}")]
@@ -311,8 +312,9 @@ fn collect(
         let memfd = v.entry.status & criu_memory::vma::VMA_AREA_MEMFD != 0;
         if let Some(f) = v.file.as_ref().filter(|_| memfd) {
             let (start, end) = (v.entry.start, v.entry.end);
-            let id = super::memfd::mapping_file_id(pid, start, end, &f.path, &shared.files)
-                .map_err(files::FilesError::from)?;
+            let id =
+                criu_files::memfd::dump::mapping_file_id(pid, start, end, &f.path, &shared.files)
+                    .map_err(criu_files::FilesError::from)?;
             v.entry.shmid = u64::from(id);
         } else if let Some(f) = &v.file {
             let (start, end) = (v.entry.start, v.entry.end);

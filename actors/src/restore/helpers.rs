@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use criu_tracee::remote::{words, Remote};
 
-use super::images::DumpImages;
 use super::rebuild::{task_err, RebuildError};
+use criu_proto::dump_images::DumpImages;
 
 /// One process of the tree as the plan sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,33 +2,12 @@
 //! releases all tasks together once every one is ready. On any error, every task created so
 //! far is killed: nothing half-restored is left.
 
-pub mod epoll;
-pub mod eventfd;
-pub mod fanotify;
-pub mod fifo;
-pub mod fown;
-pub mod ghost;
 pub mod helpers;
-pub mod images;
-pub mod inherit;
-pub mod inotify;
-pub mod locks;
-pub mod memfd;
 pub mod next_pid;
-pub mod pipes;
 pub mod plan;
-pub mod pty;
 pub mod rebuild;
-pub mod rebuild_files;
 pub mod rebuild_memory;
-pub mod regular;
-pub mod shared;
-pub mod shmem;
-pub mod signalfd;
 pub mod task;
-pub mod timerfd;
-pub mod tty;
-pub mod unix;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,23 +26,19 @@ pub struct RestoreRequest {
     pub shell_job: bool,
     /// `--restore-sibling`: the root becomes criu's sibling.
     pub sibling: bool,
-    pub files: shared::RestoreFileOptions,
+    pub files: criu_files::RestoreFileOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("restore: {0}")]
-    Images(#[from] images::ImagesError),
+    Images(#[from] criu_proto::dump_images::ImagesError),
     #[error("{0}")]
     Task(String),
     #[error("restore: {0}")]
     Unsupported(String),
     #[error("restore: {0}")]
-    Shared(#[from] shared::SharedError),
-    #[error("restore: {0}")]
-    Tty(#[from] tty::TtyError),
-    #[error("restore: {0}")]
-    Ghost(#[from] ghost::GhostError),
+    Files(#[from] criu_files::RestoreFilesError),
 }
 
 /// Restores the tree in `req.images_dir`. `before_release` runs (with the root pid) when every
@@ -73,17 +48,11 @@ pub fn run(
     req: &RestoreRequest,
     before_release: impl FnOnce(i32) -> Result<(), String>,
 ) -> Result<i32, RestoreError> {
-    let mut images = images::read(&req.images_dir)?;
-    let shell_job = tty::prepare(&mut images, req.shell_job)?;
+    let mut images = criu_proto::dump_images::read(&req.images_dir)?;
+    let mut files = criu_files::prepare(&mut images, req.shell_job)?;
     let plan = plan::creation_plan(&mut images).map_err(RestoreError::Unsupported)?;
-    let mut remaps = ghost::prepare(&mut images)?;
     let images = Arc::new(images);
-    let mut shared = shared::SharedFiles::create(&images, &req.files)?;
-    if let Some(job) = &shell_job {
-        job.hand_out(&mut shared)?;
-    }
-    fown::restore_tty_owners(&images, &mut shared)?;
-    let shared = Arc::new(shared);
+    let shared = Arc::new(files.open_shared(&images, &req.files)?);
     let sibling = req.sibling;
     let timeout = req.timeout;
     let system = actix::System::new();
@@ -146,8 +115,7 @@ pub fn run(
                 answer(pending).await?;
             }
             // File owners name tasks, which all exist now.
-            shared.set_owners().map_err(|e| format!("restore: {e}"))?;
-            memfd::add_late_seals(&images, &shared).map_err(|e| format!("restore: {e}"))?;
+            criu_files::after_tasks_exist(&images, &shared).map_err(|e| format!("restore: {e}"))?;
             // Then every live task rebuilds itself, all at once: `send` queues the message at
             // once, so all actors work while the answers are collected in order.
             let live = actors
@@ -169,11 +137,7 @@ pub fn run(
                 return Err(e);
             }
             // Every task has its files: remapped files are unlinked again.
-            remaps.clean();
-            if let Some(job) = &shell_job {
-                job.settle_terminal(root)
-                    .map_err(|e| format!("restore: {e}"))?;
-            }
+            files.finish(root).map_err(|e| format!("restore: {e}"))?;
             before_release(root)
         }
         .await;

@@ -6,7 +6,7 @@
 use criu_proto::images::{CoreEntry, FsEntry, MmEntry, PstreeEntry, TaskKobjIdsEntry};
 
 use super::helpers::{self, Augmented, Proc};
-use super::images::{DumpImages, TaskImages};
+use criu_proto::dump_images::{DumpImages, TaskImages};
 
 /// One step of the creation, run in order. Indices are task (actor) indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

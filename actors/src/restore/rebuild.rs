@@ -5,7 +5,7 @@
 use criu_proto::images::{CoreEntry, MmEntry};
 use criu_tracee::TraceeError;
 
-use super::images::TaskImages;
+use criu_proto::dump_images::TaskImages;
 use criu_tracee::remote::{words, Remote};
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +14,8 @@ pub enum RebuildError {
     Tracee(#[from] TraceeError),
     #[error(transparent)]
     Memory(#[from] criu_memory::restore::RestoreMemError),
+    #[error(transparent)]
+    Files(#[from] criu_files::InstallError),
     /// The pid is named by the caller's message.
     #[error("{what}")]
     Task { pid: i32, what: String },
@@ -287,5 +289,5 @@ pub fn restore_posix_timers(
     Ok(())
 }
 
-pub use super::rebuild_files::*;
 pub use super::rebuild_memory::*;
+pub use criu_files::install::*;

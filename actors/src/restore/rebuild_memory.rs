@@ -6,9 +6,9 @@ use criu_proto::images::MmEntry;
 use criu_tracee::remote::{words, Remote};
 use criu_tracee::RseqConfiguration;
 
-use super::images::{DumpImages, TaskImages};
 use super::rebuild::{task_err, RebuildError};
-use super::shared::SharedFiles;
+use criu_files::SharedFiles;
+use criu_proto::dump_images::{DumpImages, TaskImages};
 
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const ARCH_MAP_VDSO_64: u64 = 0x2003;

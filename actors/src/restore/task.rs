@@ -16,9 +16,9 @@ use criu_tracee::remote::{words, Remote, DATA_LEN};
 use criu_tracee::{Injector, Tracee};
 
 use super::helpers::TreeOp;
-use super::images::{DumpImages, TaskImages};
 use super::rebuild::{self, RebuildError};
-use super::shared::SharedFiles;
+use criu_files::SharedFiles;
+use criu_proto::dump_images::{DumpImages, TaskImages};
 
 /// clone3 flags of a thread.
 const THREAD_FLAGS: u64 = (libc::CLONE_VM

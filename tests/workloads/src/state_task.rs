@@ -72,7 +72,9 @@ impl StateTask {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .unwrap();
-        wait_until(Duration::from_secs(10), || crate::harness::is_verdict(&self.result_text()));
+        wait_until(Duration::from_secs(10), || {
+            crate::harness::is_verdict(&self.result_text())
+        });
         self.result_text()
     }
 }

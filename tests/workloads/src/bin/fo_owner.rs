@@ -36,7 +36,10 @@ fn sys(r: i32, what: &str) -> Result<i32, String> {
 fn set_owner(fd: RawFd, kind: i32, pid: i32, sig: i32) -> Result<(), String> {
     let owner = [kind, pid];
     // SAFETY: fcntl reads a struct f_owner_ex (two ints) from `owner`, which outlives the call.
-    sys(unsafe { libc::fcntl(fd, F_SETOWN_EX, owner.as_ptr()) }, "F_SETOWN_EX")?;
+    sys(
+        unsafe { libc::fcntl(fd, F_SETOWN_EX, owner.as_ptr()) },
+        "F_SETOWN_EX",
+    )?;
     // SAFETY: plain fcntl with an int argument.
     sys(unsafe { libc::fcntl(fd, F_SETSIG, sig) }, "F_SETSIG")?;
     Ok(())
@@ -46,7 +49,10 @@ fn set_owner(fd: RawFd, kind: i32, pid: i32, sig: i32) -> Result<(), String> {
 fn owner_of(fd: RawFd) -> Result<(i32, i32, i32, bool), String> {
     let mut owner = [0i32; 2];
     // SAFETY: fcntl writes a struct f_owner_ex (two ints) into `owner`.
-    sys(unsafe { libc::fcntl(fd, F_GETOWN_EX, owner.as_mut_ptr()) }, "F_GETOWN_EX")?;
+    sys(
+        unsafe { libc::fcntl(fd, F_GETOWN_EX, owner.as_mut_ptr()) },
+        "F_GETOWN_EX",
+    )?;
     // SAFETY: plain fcntl calls.
     let sig = sys(unsafe { libc::fcntl(fd, F_GETSIG) }, "F_GETSIG")?;
     // SAFETY: as above.
@@ -78,7 +84,11 @@ fn wait_signal(sig: i32) -> Result<(i32, i32), String> {
     }
 }
 
-fn checks(work: &str, me: i32, (a, b, ep, ino): (RawFd, RawFd, RawFd, RawFd)) -> Result<(), String> {
+fn checks(
+    work: &str,
+    me: i32,
+    (a, b, ep, ino): (RawFd, RawFd, RawFd, RawFd),
+) -> Result<(), String> {
     let rt = libc::SIGRTMIN();
     let got = owner_of(a)?;
     check(got == (F_OWNER_PID, me, rt + 1, true), || {
@@ -93,7 +103,10 @@ fn checks(work: &str, me: i32, (a, b, ep, ino): (RawFd, RawFd, RawFd, RawFd)) ->
         format!("inotify fd {ino}: owner/signal/async {got:?}")
     })?;
     // SAFETY: writes one byte from a live buffer.
-    sys(unsafe { libc::write(b, b"x".as_ptr().cast(), 1) as i32 }, "write to the peer")?;
+    sys(
+        unsafe { libc::write(b, b"x".as_ptr().cast(), 1) as i32 },
+        "write to the peer",
+    )?;
     let (code, fd) = wait_signal(rt + 1)?;
     check((code, fd) == (POLL_IN, a), || {
         format!("socket signal: si_code {code}, si_fd {fd}")
@@ -105,9 +118,14 @@ fn checks(work: &str, me: i32, (a, b, ep, ino): (RawFd, RawFd, RawFd, RawFd)) ->
     })?;
     let mut buf = [0u8; 256];
     // SAFETY: reads into a live buffer of its size.
-    let n = sys(unsafe { libc::read(ino, buf.as_mut_ptr().cast(), buf.len()) as i32 }, "read inotify")?;
+    let n = sys(
+        unsafe { libc::read(ino, buf.as_mut_ptr().cast(), buf.len()) as i32 },
+        "read inotify",
+    )?;
     let text = String::from_utf8_lossy(&buf[16..n as usize]);
-    check(text.starts_with("new"), || format!("inotify event for {text:?}"))
+    check(text.starts_with("new"), || {
+        format!("inotify event for {text:?}")
+    })
 }
 
 fn main() {

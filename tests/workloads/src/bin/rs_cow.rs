@@ -38,8 +38,14 @@ fn fill(area: &mut [u8], pages: std::ops::Range<usize>, byte: impl Fn(usize) -> 
 fn check(area: &[u8], role: &str) -> Result<(), String> {
     for p in 0..PAGES {
         let want = expected(role, p);
-        if let Some(i) = area[p * PAGE..(p + 1) * PAGE].iter().position(|&b| b != want) {
-            return Err(format!("page {p} byte {i}: {:#x}, expected {want:#x}", area[p * PAGE + i]));
+        if let Some(i) = area[p * PAGE..(p + 1) * PAGE]
+            .iter()
+            .position(|&b| b != want)
+        {
+            return Err(format!(
+                "page {p} byte {i}: {:#x}, expected {want:#x}",
+                area[p * PAGE + i]
+            ));
         }
     }
     Ok(())
@@ -50,10 +56,18 @@ fn main() {
     nix::unistd::setsid().expect("setsid");
     let handler = nix::sys::signal::SigHandler::Handler(on_usr1);
     // SAFETY: the handler only stores to an atomic.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGUSR1, handler) }.expect("signal");
+    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGUSR1, handler) }
+        .expect("signal");
     // SAFETY: a fresh private mapping at a kernel-chosen address, checked for failure.
     let at = unsafe {
-        libc::mmap(std::ptr::null_mut(), PAGES * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGES * PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     assert_ne!(at, libc::MAP_FAILED, "mmap");
     // SAFETY: the mapping is PAGES * PAGE bytes, readable and writable, and only used here.

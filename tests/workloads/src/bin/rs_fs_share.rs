@@ -31,7 +31,12 @@ fn write_at(dir: RawFd, name: &str, text: &str) {
     let name = CString::new(name).unwrap();
     // SAFETY: a NUL-terminated name; the fd is checked below.
     let fd = unsafe {
-        libc::openat(dir, name.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644)
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
     };
     assert!(fd >= 0, "openat result file");
     // SAFETY: writes from a live buffer of the given length into our own fd.
@@ -46,7 +51,16 @@ fn write_at(dir: RawFd, name: &str, text: &str) {
 fn map_grows_down() -> (usize, usize) {
     let len = (LOW_PAGES + HIGH_PAGES + 64) * PAGE;
     // SAFETY: reserves address space at a kernel-chosen address, released at once.
-    let hole = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+    let hole = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
     assert_ne!(hole, libc::MAP_FAILED, "mmap hole");
     // SAFETY: the range was just mapped by us and nothing else uses it.
     unsafe { libc::munmap(hole, len) };
@@ -83,7 +97,10 @@ fn check_child(low: usize, high: usize) -> Result<(), String> {
         // SAFETY: the first page of an area this process mapped and still has.
         let page = unsafe { std::slice::from_raw_parts(at as *const u8, PAGE) };
         if let Some(i) = page.iter().position(|&b| b != byte) {
-            return Err(format!("grows-down area {at:#x}: byte {i} is {:#x}, expected {byte:#x}", page[i]));
+            return Err(format!(
+                "grows-down area {at:#x}: byte {i} is {:#x}, expected {byte:#x}",
+                page[i]
+            ));
         }
     }
     // The parent opens fd 100 after restore: it shows up here only if the table is shared.
@@ -91,7 +108,9 @@ fn check_child(low: usize, high: usize) -> Result<(), String> {
     // SAFETY: F_GETFD only reads the fd table.
     while unsafe { libc::fcntl(LATE_FD, libc::F_GETFD) } < 0 {
         if Instant::now() > deadline {
-            return Err(format!("fd {LATE_FD} opened by the parent never appeared: fd table not shared"));
+            return Err(format!(
+                "fd {LATE_FD} opened by the parent never appeared: fd table not shared"
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -99,18 +118,30 @@ fn check_child(low: usize, high: usize) -> Result<(), String> {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("usage: rs_fs_share RESULT_DIR");
+    let dir = std::env::args()
+        .nth(1)
+        .expect("usage: rs_fs_share RESULT_DIR");
     nix::unistd::setsid().expect("setsid");
     let handler = nix::sys::signal::SigHandler::Handler(on_usr1);
     // SAFETY: the handler only stores to an atomic.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGUSR1, handler) }.expect("signal");
+    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGUSR1, handler) }
+        .expect("signal");
     let cdir = CString::new(dir.clone()).unwrap();
     // SAFETY: a NUL-terminated path; checked below.
     let dirfd = unsafe { libc::open(cdir.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
     assert!(dirfd >= 0, "open result dir");
     // SAFETY: clone without a new stack works like fork; CLONE_FILES shares the fd table.
     // The program is single-threaded.
-    let child = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_FILES | libc::SIGCHLD, 0, 0, 0, 0) };
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_FILES | libc::SIGCHLD,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
     assert!(child >= 0, "clone");
     if child == 0 {
         let (low, high) = map_grows_down();
@@ -133,7 +164,10 @@ fn main() {
     let verdict = if got == LATE_FD {
         "PASS\n".to_string()
     } else {
-        format!("FAIL: dup2 to {LATE_FD}: {}\n", std::io::Error::last_os_error())
+        format!(
+            "FAIL: dup2 to {LATE_FD}: {}\n",
+            std::io::Error::last_os_error()
+        )
     };
     write_at(dirfd, "parent", &verdict);
     // Keep fd 100 open until the child has looked.

@@ -376,8 +376,14 @@ fn rights(result: &str, work: &Path, usr1: &SigSet) -> Check {
     // An epoll whose target (an eventfd) stays in this task, sent away with the others.
     let ev = EventFd::new().expect("eventfd");
     let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll");
-    ep.add(&ev, EpollEvent::new(EpollFlags::EPOLLIN, 0x77)).expect("epoll add");
-    let fds = [pr.as_raw_fd(), file.as_raw_fd(), sa.as_raw_fd(), ep.0.as_raw_fd()];
+    ep.add(&ev, EpollEvent::new(EpollFlags::EPOLLIN, 0x77))
+        .expect("epoll add");
+    let fds = [
+        pr.as_raw_fd(),
+        file.as_raw_fd(),
+        sa.as_raw_fd(),
+        ep.0.as_raw_fd(),
+    ];
     let cmsg = [socket::ControlMessage::ScmRights(&fds)];
     socket::sendmsg::<UnixAddr>(
         a.as_raw_fd(),
@@ -429,7 +435,10 @@ fn rights(result: &str, work: &Path, usr1: &SigSet) -> Check {
         .wait(&mut events, nix::poll::PollTimeout::ZERO)
         .map_err(|e| format!("epoll_wait on the epoll in flight: {e}"))?;
     if ready_n != 1 || events[0].data() != 0x77 {
-        return Err(format!("epoll in flight: {ready_n} events, data {:#x}", events[0].data()));
+        return Err(format!(
+            "epoll in flight: {ready_n} events, data {:#x}",
+            events[0].data()
+        ));
     }
     let mut chunk = [0u8; 11];
     pipe.read_exact(&mut chunk)

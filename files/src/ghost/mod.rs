@@ -1,0 +1,4 @@
+//! Files whose names no longer lead to them: ghost files carried in the images, `--link-remap`, removed cwd/root.
+
+pub mod dump;
+pub mod restore;

@@ -1,0 +1,275 @@
+//! Remapped files at restore (see dump/ghost.rs): before anything opens files, each ghost file
+//! is made again from its image, at its old path or, when that is taken, at a name next to it,
+//! and each link-remapped file is linked back under its old name. The file entries are pointed
+//! at those names, so every opener (fds, mappings, exe, cwd) finds the same inode. Once every
+//! task has opened its files the names are removed: the files are unlinked again, as they were.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use criu_proto::images::{GhostChunkEntry, GhostFileEntry, RemapFilePathEntry, RemapType};
+use criu_proto::{ImageKind, ImageReader};
+
+use criu_proto::dump_images::DumpImages;
+
+/// Old images marked a ghost remap by this bit of `remap_id` instead of `remap_type`.
+const OLD_GHOST_BIT: u32 = 0x8000_0000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GhostError {
+    #[error(transparent)]
+    Image(#[from] criu_proto::Error),
+    #[error("remap-fpath.img: file {0} is not a regular file in files.img")]
+    NoFile(u32),
+    #[error("remap-fpath.img: file {id}: remap type {kind} is not supported")]
+    Kind { id: u32, kind: i32 },
+    #[error("ghost file {id} for {path}: {what}: {source}")]
+    Ghost {
+        id: u32,
+        path: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}: no ghost file entry")]
+    Empty(String),
+    #[error("ghost file {id}: unsupported file mode {mode:o}")]
+    Mode { id: u32, mode: u32 },
+    #[error("cannot link {from} back as {to}: {source}")]
+    Link {
+        from: String,
+        to: String,
+        source: std::io::Error,
+    },
+}
+
+/// Names made for the restore, removed once every task has its files.
+#[derive(Debug, Default)]
+pub struct Remaps {
+    /// (path, is a directory), in the order made.
+    made: Vec<(PathBuf, bool)>,
+}
+
+impl Remaps {
+    /// Removes every name made; the open files stay, unlinked as they were at dump time.
+    pub fn clean(&mut self) {
+        for (path, dir) in self.made.drain(..).rev() {
+            let done = if dir {
+                std::fs::remove_dir(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = done {
+                tracing::warn!("cannot remove remapped file {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+impl Drop for Remaps {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+/// Makes every remapped file reachable again and points its file entries at it.
+pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
+    let mut remaps = Remaps::default();
+    let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::REMAP_FPATH, None)?
+    else {
+        return Ok(remaps);
+    };
+    let entries = img.read_all::<RemapFilePathEntry>()?;
+    let mut ghosts: HashMap<u32, PathBuf> = HashMap::new();
+    for e in entries {
+        let (remap_id, kind) = match e.remap_type {
+            Some(k) => (e.remap_id, k),
+            None if e.remap_id & OLD_GHOST_BIT != 0 => {
+                (e.remap_id & !OLD_GHOST_BIT, RemapType::Ghost as i32)
+            }
+            None => (e.remap_id, RemapType::Linked as i32),
+        };
+        let orig = images
+            .reg_path(e.orig_id)
+            .ok_or(GhostError::NoFile(e.orig_id))?
+            .to_string();
+        let now = if kind == RemapType::Ghost as i32 {
+            match ghosts.get(&remap_id) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = make_ghost(&images.dir, remap_id, Path::new(&orig), &mut remaps)?;
+                    ghosts.insert(remap_id, p.clone());
+                    p
+                }
+            }
+        } else if kind == RemapType::Linked as i32 {
+            let linked = images
+                .reg_path(remap_id)
+                .ok_or(GhostError::NoFile(remap_id))?
+                .to_string();
+            link_back(Path::new(&linked), Path::new(&orig), &mut remaps)?
+        } else {
+            return Err(GhostError::Kind {
+                id: e.orig_id,
+                kind,
+            });
+        };
+        if let Some(reg) = images
+            .files
+            .get_mut(&e.orig_id)
+            .and_then(|f| f.reg.as_mut())
+        {
+            reg.name = now.to_string_lossy().into_owned();
+        }
+    }
+    Ok(remaps)
+}
+
+/// `orig` if that name is free, else a name next to it (in the nearest directory that exists).
+fn free_name(orig: &Path, suffix: &str) -> PathBuf {
+    let free = |p: &Path| std::fs::symlink_metadata(p).is_err();
+    let parent_ok = orig.parent().is_some_and(Path::is_dir);
+    if parent_ok && free(orig) {
+        return orig.to_path_buf();
+    }
+    let base = orig
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut dir = orig.parent().unwrap_or(Path::new("/"));
+    while !dir.is_dir() {
+        dir = dir.parent().unwrap_or(Path::new("/"));
+    }
+    dir.join(format!("{base}{suffix}"))
+}
+
+/// Links the link-remap file `linked` back at `orig` (or next to it); both names are removed
+/// after the restore.
+fn link_back(linked: &Path, orig: &Path, remaps: &mut Remaps) -> Result<PathBuf, GhostError> {
+    let to = free_name(orig, ".cr_link");
+    std::fs::hard_link(linked, &to).map_err(|source| GhostError::Link {
+        from: linked.display().to_string(),
+        to: to.display().to_string(),
+        source,
+    })?;
+    if !remaps.made.iter().any(|(p, _)| p == linked) {
+        remaps.made.push((linked.to_path_buf(), false));
+    }
+    remaps.made.push((to.clone(), false));
+    Ok(to)
+}
+
+/// Makes ghost file `id` again from its image; returns where.
+fn make_ghost(
+    dir: &Path,
+    id: u32,
+    orig: &Path,
+    remaps: &mut Remaps,
+) -> Result<PathBuf, GhostError> {
+    let mut img = ImageReader::open(dir, &ImageKind::GHOST_FILE, Some(u64::from(id)))?;
+    let path = img.path().to_string();
+    let g: GhostFileEntry = img.read()?.ok_or(GhostError::Empty(path))?;
+    let at = free_name(orig, &format!(".cr.{id:x}.ghost"));
+    let err = |what: &'static str| {
+        let p = at.display().to_string();
+        move |source| GhostError::Ghost {
+            id,
+            path: p,
+            what,
+            source,
+        }
+    };
+    let perm = g.mode & 0o7777;
+    match g.mode & libc::S_IFMT {
+        libc::S_IFREG => {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(perm)
+                .open(&at)
+                .map_err(err("create"))?;
+            remaps.made.push((at.clone(), false));
+            fill(&mut img, &file, &g).map_err(err("write contents"))?;
+        }
+        libc::S_IFDIR => {
+            std::fs::DirBuilder::new()
+                .mode(perm)
+                .create(&at)
+                .map_err(err("mkdir"))?;
+            remaps.made.push((at.clone(), true));
+        }
+        libc::S_IFIFO | libc::S_IFCHR | libc::S_IFBLK => {
+            let kind = nix::sys::stat::SFlag::from_bits_truncate(g.mode & libc::S_IFMT);
+            let mode = nix::sys::stat::Mode::from_bits_truncate(perm);
+            let rdev = u64::from(g.rdev.unwrap_or(0));
+            nix::sys::stat::mknod(&at, kind, mode, rdev).map_err(|e| err("mknod")(e.into()))?;
+            remaps.made.push((at.clone(), false));
+        }
+        mode => return Err(GhostError::Mode { id, mode }),
+    }
+    apply_metadata(&at, &g).map_err(err("set owner, mode and times"))?;
+    Ok(at)
+}
+
+/// Writes the contents that follow the entry: chunks at their offsets (holes stay holes), or
+/// everything to the end of the image.
+fn fill<R: std::io::Read>(
+    img: &mut ImageReader<R>,
+    file: &std::fs::File,
+    g: &GhostFileEntry,
+) -> std::io::Result<()> {
+    let bad = |e: criu_proto::Error| std::io::Error::other(e.to_string());
+    if g.chunks != Some(true) {
+        let data = img.read_to_end().map_err(bad)?;
+        return (&*file).write_all(&data);
+    }
+    file.set_len(g.size.unwrap_or(0))?;
+    while let Some(chunk) = img.read::<GhostChunkEntry>().map_err(bad)? {
+        let mut done = 0u64;
+        while done < chunk.len {
+            let piece = (chunk.len - done).min(1 << 20);
+            let data = img.read_payload(piece).map_err(bad)?;
+            file.write_all_at(&data, chunk.off + done)?;
+            done += piece;
+        }
+    }
+    Ok(())
+}
+
+fn apply_metadata(path: &Path, g: &GhostFileEntry) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::lchown(path, Some(g.uid), Some(g.gid))?;
+    // After chown, which clears set-id bits.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(g.mode & 0o7777))?;
+    if let (Some(a), Some(m)) = (g.atim, g.mtim) {
+        let ts = |t: criu_proto::images::Timeval| {
+            nix::sys::time::TimeSpec::new(t.tv_sec as i64, (t.tv_usec * 1000) as i64)
+        };
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            &ts(a),
+            &ts(m),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_name_keeps_a_free_path_and_avoids_a_taken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        assert_eq!(free_name(&p, ".x"), p);
+        std::fs::write(&p, b"").unwrap();
+        assert_eq!(free_name(&p, ".x"), dir.path().join("f.x"));
+        let gone = dir.path().join("gone/deeper/f");
+        assert_eq!(free_name(&gone, ".x"), dir.path().join("f.x"));
+    }
+}

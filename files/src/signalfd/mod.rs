@@ -1,0 +1,4 @@
+//! signalfd: its signal mask.
+
+pub mod dump;
+pub mod restore;

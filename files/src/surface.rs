@@ -1,0 +1,111 @@
+//! The few calls the orchestrator makes into this crate, around the per-kind modules.
+
+use std::path::Path;
+
+use criu_proto::dump_images::DumpImages;
+use criu_proto::images::FileEntry;
+use criu_proto::{ImageKind, ImageWriter};
+
+use crate::ghost::restore::{GhostError, Remaps};
+use crate::pipes::dump::PipeData;
+use crate::registry::{RestoreFileOptions, SharedError, SharedFiles};
+use crate::table::{FileTable, FilesError};
+use crate::tty::restore::{ShellJob, TtyError};
+
+/// Dump, after every task is collected: the images the tasks' files share. `write_back_tty`:
+/// the tasks live on, so bytes taken from their terminals are put back.
+pub fn write_images(
+    table: &mut FileTable,
+    dir: &Path,
+    write_back_tty: bool,
+) -> Result<(), FilesError> {
+    crate::unix::dump::finish(table, dir)?;
+    crate::tty::dump::verify(&table.ttys)?;
+    write_files(dir, table.entries())?;
+    crate::tty::dump::write_tty_info(dir, &table.ttys)?;
+    crate::tty::dump::dump_queued_data(dir, &table.ttys, write_back_tty)?;
+    crate::locks::dump::write_file_locks(dir, &table.locks)?;
+    write_pipes_data(dir, table.pipe_data())?;
+    crate::fifo::dump::write_fifo_data(dir, &table.fifos)?;
+    crate::memfd::dump::write_inodes(dir, &table.memfds)?;
+    table.remaps.write(dir)?;
+    Ok(())
+}
+
+fn write_files(dir: &Path, entries: &[FileEntry]) -> criu_proto::Result<()> {
+    let mut w = ImageWriter::create(dir, &ImageKind::FILES, None)?;
+    for e in entries {
+        w.write(e)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// Each pipe's bytes after its entry; written even when empty, as CRIU does.
+fn write_pipes_data(dir: &Path, pipes: &[PipeData]) -> criu_proto::Result<()> {
+    let mut w = ImageWriter::create(dir, &ImageKind::PIPES_DATA, None)?;
+    for p in pipes {
+        w.write(&p.entry())?;
+        w.write_payload(&p.bytes)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreFilesError {
+    #[error(transparent)]
+    Shared(#[from] SharedError),
+    #[error(transparent)]
+    Tty(#[from] TtyError),
+    #[error(transparent)]
+    Ghost(#[from] GhostError),
+}
+
+/// What the file kinds keep from before any task exists until every task has its files.
+#[derive(Debug)]
+pub struct Prepared {
+    shell_job: Option<ShellJob>,
+    /// Names made for remapped files; removed when this is dropped, also on failure.
+    remaps: Remaps,
+}
+
+/// Restore, before any task exists: the shell job's terminal (`--shell-job`), and files whose
+/// names must be made again (ghost and linked remaps).
+pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Prepared, RestoreFilesError> {
+    let shell_job = crate::tty::restore::prepare(images, shell_job)?;
+    let remaps = crate::ghost::restore::prepare(images)?;
+    Ok(Prepared { shell_job, remaps })
+}
+
+impl Prepared {
+    /// Opens every object the tasks' fds name, once, in criu (the description registry).
+    pub fn open_shared(
+        &self,
+        images: &DumpImages,
+        opts: &RestoreFileOptions,
+    ) -> Result<SharedFiles, RestoreFilesError> {
+        let mut shared = SharedFiles::create(images, opts)?;
+        if let Some(job) = &self.shell_job {
+            job.hand_out(&mut shared)?;
+        }
+        crate::fown::restore::restore_tty_owners(images, &mut shared)?;
+        Ok(shared)
+    }
+
+    /// Once every task has its files: remapped names go, the shell job's terminal settles.
+    pub fn finish(&mut self, root: i32) -> Result<(), RestoreFilesError> {
+        self.remaps.clean();
+        if let Some(job) = &self.shell_job {
+            job.settle_terminal(root)?;
+        }
+        Ok(())
+    }
+}
+
+/// Restore, once every task exists: what names tasks (file owners) or must wait for the
+/// mappings (memfd seals that forbid them).
+pub fn after_tasks_exist(images: &DumpImages, shared: &SharedFiles) -> Result<(), SharedError> {
+    shared.set_owners()?;
+    crate::memfd::restore::add_late_seals(images, shared)
+}

@@ -1,0 +1,381 @@
+//! pty pairs the dumped tree held itself (a /dev/ptmx master and /dev/pts/N slaves). criu
+//! makes a new pair with the same index N (opening /dev/ptmx until the kernel hands out N,
+//! as CRIU does: a slave's path is its index), unlocks it, opens each slave description,
+//! and gives the pair its termios, window size, packet mode, lock and exclusive flags. Each
+//! master and slave file of the dump becomes one description that its tasks take. A pair
+//! that was a session's controlling terminal becomes it again: the session leader opens the
+//! slave and takes it with TIOCSCTTY (injected), then gives it its foreground group.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+
+use criu_proto::images::{TtyInfoEntry, WinsizeEntry};
+use criu_sys::tty::{self as sys, Winsize};
+use criu_tracee::remote::Remote;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::registry::SharedFiles;
+use crate::tty::restore::{kernel_termios, TtyError};
+use crate::{task_err, InstallError};
+use criu_proto::dump_images::TaskImages;
+
+/// Flags that mean something only when a file is created; never replayed.
+const CREATION_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC;
+/// The highest pty index a dump records (as CRIU).
+const MAX_PTY_INDEX: u32 = 1000;
+
+/// One file of a pair: files.img id, path and status flags.
+#[derive(Debug, Clone)]
+struct PairFile {
+    id: u32,
+    path: String,
+    flags: u32,
+}
+
+#[derive(Debug, Default)]
+struct Pair {
+    master: Option<(PairFile, TtyInfoEntry)>,
+    slaves: Vec<PairFile>,
+    slave_info: Option<TtyInfoEntry>,
+    /// Bytes queued at dump: to be read from the master, and from the slave.
+    for_master: Vec<u8>,
+    for_slave: Vec<u8>,
+}
+
+/// The pairs of the dump, by index.
+#[derive(Debug, Default)]
+pub struct Pairs {
+    by_index: BTreeMap<u32, Pair>,
+    /// /dev/tty files: (file id, status flags, session and pid of a task holding it).
+    ctty_files: Vec<(u32, u32, i32, i32)>,
+}
+
+/// Controlling terminals to give back: by session id, (slave path, foreground group).
+#[derive(Debug, Default)]
+pub struct Controlling {
+    by_sid: BTreeMap<i32, (String, i32)>,
+    /// /dev/tty files the session leader opens again once it has its terminal, with their
+    /// status flags. Until then they hold a description of the slave.
+    reopen: BTreeMap<u32, u32>,
+}
+
+impl Pairs {
+    pub fn add_master(&mut self, index: u32, id: u32, path: &str, flags: u32, info: &TtyInfoEntry) {
+        let file = PairFile {
+            id,
+            path: path.to_string(),
+            flags,
+        };
+        self.by_index.entry(index).or_default().master = Some((file, info.clone()));
+    }
+
+    pub fn add_slave(&mut self, index: u32, id: u32, path: &str, flags: u32, info: &TtyInfoEntry) {
+        let pair = self.by_index.entry(index).or_default();
+        if pair.slaves.iter().any(|s| s.id == id) {
+            return;
+        }
+        pair.slaves.push(PairFile {
+            id,
+            path: path.to_string(),
+            flags,
+        });
+        pair.slave_info = Some(info.clone());
+    }
+
+    /// A /dev/tty fd of task `pid` in session `sid`.
+    pub fn add_ctty_file(&mut self, id: u32, flags: u32, sid: i32, pid: i32) {
+        self.ctty_files.push((id, flags, sid, pid));
+    }
+
+    /// Bytes that tty-data.img says were read from the terminal with tty-info id `tty_info_id`
+    /// (index << 1, plus 1 for a master); false if no pair has it.
+    pub fn add_queued(&mut self, tty_info_id: u32, data: &[u8]) -> bool {
+        let Some(pair) = self.by_index.get_mut(&(tty_info_id >> 1)) else {
+            return false;
+        };
+        if tty_info_id & 1 == 1 && pair.master.is_some() {
+            pair.for_master.extend_from_slice(data);
+        } else if tty_info_id & 1 == 0 && !pair.slaves.is_empty() {
+            pair.for_slave.extend_from_slice(data);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_index.is_empty() && self.ctty_files.is_empty()
+    }
+
+    /// /dev/tty files hold a description of their session's slave until the session leader
+    /// opens /dev/tty again in its place (see `set_controlling`).
+    fn stand_ins(&self, ctl: &mut Controlling, shared: &mut SharedFiles) -> Result<(), TtyError> {
+        for &(id, flags, sid, pid) in &self.ctty_files {
+            if shared.description(id).is_some() {
+                continue;
+            }
+            let (path, _) = ctl.by_sid.get(&sid).ok_or_else(|| {
+                TtyError::Session(format!(
+                    "pid {pid}: /dev/tty: session {sid} has no controlling terminal to restore"
+                ))
+            })?;
+            let open_flags = (flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
+            let fd = nix::fcntl::open(
+                path.as_str(),
+                OFlag::from_bits_retain(open_flags),
+                Mode::empty(),
+            )
+            .map_err(|errno| TtyError::Terminal {
+                what: format!("pid {pid}: /dev/tty: cannot open {path}"),
+                errno,
+            })?;
+            shared.add_description(id, fd);
+            if pid == sid {
+                ctl.reopen.insert(id, flags);
+            } else {
+                tracing::warn!(
+                    "pid {pid}: /dev/tty comes back as {path}: only a session leader gets its controlling terminal back"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every pair and hands out its descriptions; returns the controlling terminals.
+    pub fn open_all(&self, shared: &mut SharedFiles) -> Result<Controlling, TtyError> {
+        let mut ctl = Controlling::default();
+        for (&index, pair) in &self.by_index {
+            let Some((mfile, minfo)) = &pair.master else {
+                hung_slaves(index, pair, shared)?;
+                continue;
+            };
+            let err = |what: &str| {
+                let what = format!("pty {index}: {what}");
+                move |errno: Errno| TtyError::Terminal { what, errno }
+            };
+            let master = open_ptmx_index(index, &mfile.path, mfile.flags)?;
+            sys::set_pty_lock(&master, false).map_err(err("cannot unlock it"))?;
+            // termios and window size live on the slave side; a master sets them there.
+            let params = pair.slave_info.as_ref().unwrap_or(minfo);
+            set_params(&master, params).map_err(|(what, errno)| err(what)(errno))?;
+            if minfo.packet_mode {
+                sys::set_packet_mode(&master, true).map_err(err("cannot set packet mode"))?;
+            }
+            let mut slaves = Vec::new();
+            for s in &pair.slaves {
+                let flags = (s.flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
+                let fd = nix::fcntl::open(
+                    s.path.as_str(),
+                    OFlag::from_bits_retain(flags),
+                    Mode::empty(),
+                )
+                .map_err(err(&format!("cannot open {}", s.path)))?;
+                slaves.push((s.id, fd));
+            }
+            if let (Some(info), Some((_, fd))) = (&pair.slave_info, slaves.first()) {
+                if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
+                    nix::unistd::fchown(
+                        fd,
+                        Some(nix::unistd::Uid::from_raw(uid)),
+                        Some(nix::unistd::Gid::from_raw(gid)),
+                    )
+                    .map_err(err("cannot give the slave its owner"))?;
+                }
+                if info.exclusive {
+                    sys::set_exclusive(fd).map_err(err("cannot make the slave exclusive"))?;
+                }
+            }
+            if !pair.for_master.is_empty() || !pair.for_slave.is_empty() {
+                // A pair whose slave no task holds gets one for the time it takes.
+                let temporary;
+                let slave = match slaves.first() {
+                    Some((_, fd)) => fd,
+                    None => {
+                        let path = format!("/dev/pts/{index}");
+                        temporary = nix::fcntl::open(
+                            path.as_str(),
+                            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(err(&format!("cannot open {path}")))?;
+                        &temporary
+                    }
+                };
+                // As CRIU: a terminal never promised delivery, so bytes that do not go back
+                // are only reported.
+                if let Err(e) = sys::refill(&master, slave, &pair.for_master, &pair.for_slave) {
+                    tracing::warn!("pty {index}: cannot put its queued bytes back: {e}");
+                }
+            }
+            if minfo.exclusive {
+                sys::set_exclusive(&master).map_err(err("cannot make the master exclusive"))?;
+            }
+            if minfo.locked {
+                sys::set_pty_lock(&master, true).map_err(err("cannot lock it"))?;
+            }
+            // The session it was the controlling terminal of, seen through either side.
+            let (sid, pgrp) = [Some(minfo), pair.slave_info.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|i| (i.sid as i32, i.pgrp as i32))
+                .find(|&(sid, _)| sid > 0)
+                .unwrap_or((0, 0));
+            if sid > 0 {
+                ctl.by_sid.insert(sid, (format!("/dev/pts/{index}"), pgrp));
+            }
+            shared.add_description(mfile.id, master);
+            for (id, fd) in slaves {
+                shared.add_description(id, fd);
+            }
+        }
+        self.stand_ins(&mut ctl, shared)?;
+        Ok(ctl)
+    }
+}
+
+/// Slaves hung up at dump (their master was closed): opened on a new pair of the same index
+/// whose master is closed at once, which hangs them up again.
+fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), TtyError> {
+    let err = |what: String| {
+        move |errno: Errno| TtyError::Terminal {
+            what: format!("pty {index}: {what}"),
+            errno,
+        }
+    };
+    let master = open_ptmx_index(index, "/dev/ptmx", libc::O_RDWR as u32)?;
+    sys::set_pty_lock(&master, false).map_err(err("cannot unlock it".into()))?;
+    let mut slaves = Vec::new();
+    for s in &pair.slaves {
+        let flags = (s.flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
+        let fd = nix::fcntl::open(
+            s.path.as_str(),
+            OFlag::from_bits_retain(flags),
+            Mode::empty(),
+        )
+        .map_err(err(format!("cannot open {}", s.path)))?;
+        slaves.push((s.id, fd));
+    }
+    drop(master);
+    for (id, fd) in slaves {
+        shared.add_description(id, fd);
+    }
+    Ok(())
+}
+
+/// Opens /dev/ptmx until the kernel hands out pty `index` (it gives the lowest free one);
+/// the others opened on the way are closed again.
+fn open_ptmx_index(index: u32, path: &str, flags: u32) -> Result<OwnedFd, TtyError> {
+    let flags = (flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let mut held = Vec::new();
+    loop {
+        let fd = nix::fcntl::open(path, OFlag::from_bits_retain(flags), Mode::empty()).map_err(
+            |errno| TtyError::Terminal {
+                what: format!("pty {index}: cannot open {path}"),
+                errno,
+            },
+        )?;
+        let got = sys::pty_number(&fd).map_err(|errno| TtyError::Terminal {
+            what: format!("pty {index}: TIOCGPTN"),
+            errno,
+        })?;
+        if got == index {
+            return Ok(fd);
+        }
+        if got > index || got > MAX_PTY_INDEX {
+            return Err(TtyError::Terminal {
+                what: format!("pty {index} is in use (the next free one is {got}): its slave path would differ"),
+                errno: Errno::EBUSY,
+            });
+        }
+        held.push(fd);
+    }
+}
+
+/// Locked termios, termios and window size of a pair, set through its master.
+fn set_params(fd: impl AsFd, info: &TtyInfoEntry) -> Result<(), (&'static str, Errno)> {
+    if let Some(t) = &info.termios_locked {
+        let want = kernel_termios(t);
+        if let Err(e) = sys::set_locked_termios(&fd, &want) {
+            let same = sys::get_locked_termios(&fd).is_ok_and(|have| have == want);
+            if e != Errno::EPERM || !same {
+                return Err(("cannot set its locked termios", e));
+            }
+        }
+    }
+    if let Some(t) = &info.termios {
+        sys::set_termios(&fd, &kernel_termios(t)).map_err(|e| ("cannot set its termios", e))?;
+    }
+    if let Some(w) = &info.winsize {
+        sys::set_winsize(&fd, &winsize(w)).map_err(|e| ("cannot set its window size", e))?;
+    }
+    Ok(())
+}
+
+fn winsize(w: &WinsizeEntry) -> Winsize {
+    Winsize {
+        ws_row: w.ws_row as u16,
+        ws_col: w.ws_col as u16,
+        ws_xpixel: w.ws_xpixel as u16,
+        ws_ypixel: w.ws_ypixel as u16,
+    }
+}
+
+/// In a session leader whose session had a pair as controlling terminal: opens the slave,
+/// takes it as controlling terminal, gives it its foreground group, closes it again.
+pub fn set_controlling(
+    r: &mut Remote,
+    ctl: &Controlling,
+    t: &TaskImages,
+) -> Result<(), InstallError> {
+    let pid = t.pid();
+    if t.pstree.sid as i32 != pid {
+        return Ok(());
+    }
+    let Some((path, pgrp)) = ctl.by_sid.get(&pid) else {
+        return Ok(());
+    };
+    let fd = r.open(path, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)?;
+    let ret = r.try_call(libc::SYS_ioctl, &[fd, libc::TIOCSCTTY, 0])?;
+    if ret < 0 {
+        let _ = r.close(fd);
+        return Err(task_err(
+            pid,
+            format!(
+                "pid {pid}: cannot take {path} as controlling terminal: {}",
+                Errno::from_raw(-ret as i32)
+            ),
+        ));
+    }
+    if *pgrp > 0 {
+        let at = r.arg(&pgrp.to_le_bytes())?;
+        let ret = r.try_call(libc::SYS_ioctl, &[fd, libc::TIOCSPGRP, at])?;
+        if ret < 0 {
+            let _ = r.close(fd);
+            return Err(task_err(
+                pid,
+                format!(
+                    "pid {pid}: cannot make group {pgrp} the foreground of {path}: {}",
+                    Errno::from_raw(-ret as i32)
+                ),
+            ));
+        }
+    }
+    r.close(fd)?;
+    for f in t.fds.iter() {
+        let Some(&flags) = ctl.reopen.get(&f.id) else {
+            continue;
+        };
+        let flags = (flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
+        let tty = r.open("/dev/tty", flags)?;
+        let cloexec = if f.flags & libc::FD_CLOEXEC as u32 != 0 {
+            libc::O_CLOEXEC as u64
+        } else {
+            0
+        };
+        r.call("dup3", libc::SYS_dup3, &[tty, u64::from(f.fd), cloexec])?;
+        r.close(tty)?;
+    }
+    Ok(())
+}
