@@ -22,8 +22,8 @@ pub fn write_images(
     crate::unix::dump::finish(table, dir)?;
     crate::tty::dump::verify(&table.ttys)?;
     write_files(dir, table.entries())?;
-    crate::tty::dump::write_tty_info(dir, &table.ttys)?;
-    crate::tty::dump::dump_queued_data(dir, &table.ttys, write_back_tty)?;
+    crate::tty::dump_info::write_tty_info(dir, &table.ttys)?;
+    crate::tty::dump_info::dump_queued_data(dir, &table.ttys, write_back_tty)?;
     crate::locks::dump::write_file_locks(dir, &table.locks)?;
     write_pipes_data(dir, table.pipe_data())?;
     crate::fifo::dump::write_fifo_data(dir, &table.fifos)?;

@@ -9,7 +9,8 @@ use std::path::Path;
 use criu_proto::images::VmaEntry;
 use criu_proto::ImageKind;
 
-use crate::restore::{copy_runs, plan, MapPlan, PageRun, RestoreMemError};
+use crate::fill::copy_runs;
+use crate::restore::{plan, MapPlan, PageRun, RestoreMemError};
 use crate::vma::PAGE_SIZE;
 
 /// madvise advice numbers whose areas a fork does not copy as they are.

@@ -3,6 +3,7 @@
 pub mod dump_pages;
 pub mod dump_shmem;
 pub mod dump_vmas;
+pub mod fill;
 pub mod inherited;
 pub mod restore;
 pub mod vma;

@@ -2,7 +2,7 @@
 //! signalfd from a raw 64-bit mask (real-time signals included), a timerfd of any clock with
 //! its time set from raw numbers, and the timerfd expiry count (TFD_IOC_SET_TICKS).
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -23,22 +23,14 @@ pub fn signalfd(mask: u64) -> Result<OwnedFd, Errno> {
             libc::SFD_CLOEXEC as libc::c_long,
         )
     };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel just gave us this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::ret::new_fd(fd)
 }
 
 /// A new close-on-exec timerfd on `clockid`, disarmed.
 pub fn timerfd(clockid: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: timerfd_create takes only integers.
     let fd = unsafe { libc::timerfd_create(clockid, libc::TFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel just gave us this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    crate::ret::new_fd(fd)
 }
 
 /// A time as (seconds, nanoseconds).
@@ -62,9 +54,7 @@ pub fn timerfd_settime(
     };
     // SAFETY: `new` is a live itimerspec read by the kernel; no old value is asked for.
     let r = unsafe { libc::timerfd_settime(fd.as_raw_fd(), flags, &new, std::ptr::null_mut()) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(r)?;
     Ok(())
 }
 
@@ -72,9 +62,7 @@ pub fn timerfd_settime(
 pub fn timerfd_set_ticks(fd: BorrowedFd<'_>, ticks: u64) -> Result<(), Errno> {
     // SAFETY: the ioctl reads one u64 at `&ticks`, a live local.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), TFD_IOC_SET_TICKS, &ticks as *const u64) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(r)?;
     Ok(())
 }
 

@@ -6,6 +6,8 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use nix::errno::Errno;
 
+use crate::ret::check;
+
 /// fcntl commands from linux/fcntl.h.
 const F_SETSIG: libc::c_int = 10;
 const F_GETSIG: libc::c_int = 11;
@@ -24,14 +26,6 @@ pub const F_OWNER_PGRP: i32 = 2;
 pub struct OwnerEx {
     pub kind: i32,
     pub pid: i32,
-}
-
-fn check(ret: libc::c_int) -> Result<libc::c_int, Errno> {
-    if ret < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(ret)
-    }
 }
 
 /// F_GETOWN_EX.
@@ -82,9 +76,7 @@ pub fn set_thread_uids(ruid: u32, euid: u32, suid: u32) -> Result<(), Errno> {
             suid as libc::c_long,
         )
     };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(r)?;
     Ok(())
 }
 

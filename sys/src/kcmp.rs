@@ -20,10 +20,7 @@ pub fn same_file(pid1: i32, fd1: i32, pid2: i32, fd2: i32) -> Result<bool, Errno
             fd2 as libc::c_ulong,
         )
     };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    Ok(r == 0)
+    Ok(crate::ret::check(r)? == 0)
 }
 
 /// Whether processes `pid1` and `pid2` share one fd table (one was made by the other with
@@ -40,10 +37,7 @@ pub fn same_fd_table(pid1: i32, pid2: i32) -> Result<bool, Errno> {
             0 as libc::c_ulong,
         )
     };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    Ok(r == 0)
+    Ok(crate::ret::check(r)? == 0)
 }
 
 #[cfg(test)]

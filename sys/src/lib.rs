@@ -11,6 +11,7 @@ pub mod mapping;
 pub mod notify;
 pub mod pidfd;
 pub mod probe;
+mod ret;
 pub mod shmem;
 pub mod signals;
 pub mod tty;

@@ -3,7 +3,7 @@
 //! chosen next watch descriptor, and fanotify groups and marks.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -46,10 +46,7 @@ pub fn epoll_target_is(pid: i32, efd: i32, tfd: i32, toff: u32, fd: i32) -> Resu
             &slot as *const EpollSlot,
         )
     };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    Ok(r == 0)
+    Ok(crate::ret::check(r)? == 0)
 }
 
 /// Opens the inode behind an exported file handle, on the filesystem `mount` is on
@@ -78,11 +75,7 @@ pub fn open_by_handle(
             (flags | libc::O_CLOEXEC) as libc::c_long,
         )
     };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel just gave us this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::ret::new_fd(fd)
 }
 
 fn c_path(path: &Path) -> Result<CString, Errno> {
@@ -93,11 +86,7 @@ fn c_path(path: &Path) -> Result<CString, Errno> {
 pub fn inotify_init(flags: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: inotify_init1 takes only an integer.
     let fd = unsafe { libc::inotify_init1(flags | libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel just gave us this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    crate::ret::new_fd(fd)
 }
 
 /// Adds (or updates) a watch; returns its wd.
@@ -105,17 +94,12 @@ pub fn inotify_add_watch(fd: BorrowedFd<'_>, path: &Path, mask: u32) -> Result<i
     let c = c_path(path)?;
     // SAFETY: `c` is a NUL-terminated string alive for the call.
     let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
-    if wd < 0 {
-        return Err(Errno::last());
-    }
-    Ok(wd)
+    crate::ret::check(wd)
 }
 
 pub fn inotify_rm_watch(fd: BorrowedFd<'_>, wd: i32) -> Result<(), Errno> {
     // SAFETY: inotify_rm_watch takes only integers.
-    if unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) } < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) })?;
     Ok(())
 }
 
@@ -123,9 +107,7 @@ pub fn inotify_rm_watch(fd: BorrowedFd<'_>, wd: i32) -> Result<(), Errno> {
 pub fn inotify_set_next_wd(fd: BorrowedFd<'_>, wd: i32) -> Result<(), Errno> {
     // SAFETY: this ioctl takes its argument by value, reading no memory.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), INOTIFY_IOC_SETNEXTWD, wd as libc::c_long) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(r)?;
     Ok(())
 }
 
@@ -133,12 +115,7 @@ pub fn inotify_set_next_wd(fd: BorrowedFd<'_>, wd: i32) -> Result<(), Errno> {
 /// close-on-exec afterwards, which does not change them.
 pub fn fanotify_init(flags: u32, event_flags: u32) -> Result<OwnedFd, Errno> {
     // SAFETY: fanotify_init takes only integers.
-    let fd = unsafe { libc::fanotify_init(flags, event_flags) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: the kernel just gave us this fd and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = crate::ret::new_fd(unsafe { libc::fanotify_init(flags, event_flags) })?;
     nix::fcntl::fcntl(
         &fd,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
@@ -151,9 +128,7 @@ pub fn fanotify_mark(fd: BorrowedFd<'_>, flags: u32, mask: u64, path: &Path) -> 
     let c = c_path(path)?;
     // SAFETY: `c` is a NUL-terminated string alive for the call.
     let r = unsafe { libc::fanotify_mark(fd.as_raw_fd(), flags, mask, libc::AT_FDCWD, c.as_ptr()) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(r)?;
     Ok(())
 }
 

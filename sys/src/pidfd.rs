@@ -7,15 +7,10 @@ use nix::errno::Errno;
 /// A copy (same open file description) of `pid`'s fd `fd`, through a pidfd. Needs ptrace
 /// access to `pid`.
 pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
-    use std::os::fd::FromRawFd;
     // SAFETY: pidfd_open takes only integers.
-    let pidfd =
-        unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
-    if pidfd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    let pidfd = crate::ret::new_fd(unsafe {
+        libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long)
+    })?;
     // SAFETY: pidfd_getfd takes only integers.
     let got = unsafe {
         libc::syscall(
@@ -25,11 +20,8 @@ pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
             0 as libc::c_long,
         )
     };
-    if got < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd (close-on-exec, as pidfd_getfd makes them) that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(got as i32) })
+    // A new fd, close-on-exec as pidfd_getfd makes them.
+    crate::ret::new_fd(got)
 }
 
 #[cfg(test)]

@@ -35,9 +35,7 @@ fn ioctl_ptr<T>(fd: impl AsFd, request: libc::Ioctl, arg: *mut T) -> Result<(), 
     // SAFETY: every caller passes a request whose argument is a `T` (a plain repr(C) struct
     // or int) and a pointer to a live, writable `T`.
     let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), request, arg) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(r)?;
     Ok(())
 }
 
@@ -121,9 +119,7 @@ pub fn set_packet_mode(master: impl AsFd, on: bool) -> Result<(), Errno> {
 pub fn set_exclusive(fd: impl AsFd) -> Result<(), Errno> {
     // SAFETY: TIOCEXCL takes no argument.
     let r = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCEXCL) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    crate::ret::check(r)?;
     Ok(())
 }
 
