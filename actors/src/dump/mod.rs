@@ -70,6 +70,8 @@ pub enum DumpError {
     #[error("cannot start the dump: {0}")]
     Start(String),
     #[error(transparent)]
+    Namespace(#[from] criu_ns::NsError),
+    #[error(transparent)]
     Files(#[from] criu_files::FilesError),
 }
 
@@ -92,12 +94,30 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
             })
         }
     }
+    // Before any task is touched: namespaces are not dumped yet.
+    for pid in tree_from_proc(req.pid) {
+        criu_ns::refuse_foreign(pid)?;
+    }
     let system = actix::System::new();
     let result = system.block_on(supervise(req));
     if result.is_err() {
         let _ = std::fs::remove_file(&inventory);
     }
     result
+}
+
+/// The tree under `root` as /proc shows it now, without stopping anything (tasks may come
+/// and go; the seize finds the final tree).
+fn tree_from_proc(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        out.push(pid);
+        for tid in criu_procfs::task::read_task_ids(pid).unwrap_or_default() {
+            todo.extend(criu_procfs::task::read_children(pid, tid).unwrap_or_default());
+        }
+    }
+    out
 }
 
 struct Tree {
@@ -236,6 +256,9 @@ async fn dump_phases(
     });
     let mut asked = Vec::with_capacity(order.len());
     let mut fd_tables = criu_files::FdTables::default();
+    for &pid in &order {
+        criu_ns::refuse_foreign(pid)?;
+    }
     for (i, &pid) in order.iter().enumerate() {
         let mut ids = if tree.zombies.contains(&pid) {
             Default::default()
