@@ -1,3 +1,7 @@
-//! Cgroups: the tree's cgroup sets on v1 and v2 hierarchies, the `--manage-cgroups` strategies
-//! and the raw property copy that cgroups-rs cannot do.
+//! Cgroups. Today: [`freezer`], which freezes a tree through its v1 freezer or v2
+//! `cgroup.freeze` for the seize (`--freeze-cgroup`). Cgroup sets are not dumped or restored
+//! yet. The cgroups issue fills this crate in the files crate's shape: the dump half (every
+//! task's sets on every hierarchy, properties, `cgroup.img`) and the restore half (the
+//! `--manage-cgroups` strategies: create or reuse, copy raw properties, move tasks) side by
+//! side, with a small surface the orchestrator drives.
 pub mod freezer;

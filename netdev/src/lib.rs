@@ -1,2 +1,5 @@
-//! Network: devices and veth pairs over rtnetlink, sock_diag queries, TCP repair and the
-//! network lock. Dump and restore halves live side by side per object kind.
+//! Network. Empty today: inet sockets are refused by the files crate, and a task in a network
+//! namespace of its own by `criu_ns::refuse_foreign`. The network issues fill this crate in the
+//! files crate's shape: per object kind (devices and veth over rtnetlink, addresses, routes,
+//! TCP repair, the network lock) a dump half and a restore half side by side, with a small
+//! surface the orchestrator drives.
