@@ -1,110 +1,23 @@
 //! `criu dump` of real processes, checked against what /proc and the workloads say: VMAs,
-//! registers, page contents, pstree, creds, rlimits, signal actions, files, stats; and what
-//! happens to the tree afterwards (killed, left running, left stopped, untouched on failure).
+//! registers, page contents, pstree, creds, rlimits, signal actions, files, stats, for one
+//! task, its threads and a tree; and upstream crit reading the images. What happens to the
+//! tree after a dump is in serial_dump_afterwards.rs.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[macro_use]
+#[path = "workloads/src/dump_images.rs"]
+mod dump_images;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use criu_proto::images::*;
 use criu_proto::{ImageKind, ImageReader};
+use dump_images::*;
 use harness::{bin, is_root, wait_until};
-
-/// A workload started with /dev/null as stdio.
-struct Proc {
-    child: Child,
-    pid: i32,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        harness::kill_tree(self.pid);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command) -> Proc {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn workload");
-    let pid = child.id() as i32;
-    Proc { child, pid }
-}
-
-/// Waits for a workload's ready file and returns its words.
-fn ready(path: &Path) -> Vec<String> {
-    assert!(
-        wait_until(Duration::from_secs(10), || path.exists()),
-        "no ready file {}",
-        path.display()
-    );
-    std::fs::read_to_string(path)
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-struct Dumped {
-    rc: i32,
-    stderr: String,
-}
-
-fn criu_dump(pid: i32, dir: &Path, extra: &[&str]) -> Dumped {
-    let out = Command::new(env!("CARGO_BIN_EXE_criu"))
-        .args(["dump", "--no-default-config", "-t", &pid.to_string(), "-D"])
-        .arg(dir)
-        .args(["-o", "dump.log", "-v4"])
-        .args(extra)
-        .output()
-        .expect("run criu");
-    Dumped {
-        rc: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Every entry of an image, decoded as `$t`.
-macro_rules! read_all {
-    ($dir:expr, $kind:expr, $id:expr, $t:ty) => {{
-        let (kind, id): (&ImageKind, Option<u64>) = ($kind, $id);
-        ImageReader::open($dir, kind, id)
-            .unwrap_or_else(|e| panic!("open {}: {e}", kind.file_name(id)))
-            .read_all::<$t>()
-            .unwrap_or_else(|e| panic!("read {}: {e}", kind.file_name(id)))
-    }};
-}
-
-/// The only entry of an image.
-macro_rules! one {
-    ($dir:expr, $kind:expr, $id:expr, $t:ty) => {{
-        let mut all = read_all!($dir, $kind, $id, $t);
-        assert_eq!(
-            all.len(),
-            1,
-            "{} entries in {}",
-            all.len(),
-            $kind.file_name($id)
-        );
-        all.remove(0)
-    }};
-}
-
-fn state(pid: i32) -> Option<char> {
-    harness::state(pid, pid)
-}
-
-fn tracer_pid(pid: i32) -> i32 {
-    harness::tracer(pid, pid)
-}
 
 /// Start/end of every VMA as /proc shows it.
 fn proc_vmas(pid: i32) -> Vec<(u64, u64, String)> {
@@ -145,49 +58,6 @@ fn dumped_pages(dir: &Path, pid: i32) -> std::collections::BTreeMap<u64, Vec<u8>
         "pages image holds exactly the pagemap's pages"
     );
     out
-}
-
-fn pages_files_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
-}
-
-fn check_stats(dir: &Path) -> DumpStatsEntry {
-    let stats = one!(dir, &ImageKind::STATS_DUMP, None, StatsEntry);
-    let d = stats.dump.expect("dump stats");
-    assert_eq!(
-        d.pages_written * 4096,
-        pages_files_size(dir),
-        "pages_written vs pages-*.img size"
-    );
-    assert!(d.pages_scanned >= d.pages_written);
-    assert!(d.frozen_time >= d.freezing_time);
-    d
-}
-
-fn sig_bit(sig: i32) -> u64 {
-    1u64 << (sig - 1)
-}
-
-fn start_state(dir: &Path, threads: usize, mib: usize) -> (Proc, u64, u64, Vec<i32>) {
-    let ready_file = dir.join("ready");
-    let p = spawn(
-        Command::new(bin("dump_state"))
-            .arg(&ready_file)
-            .arg(threads.to_string())
-            .arg(mib.to_string()),
-    );
-    let words = ready(&ready_file);
-    std::fs::remove_file(&ready_file).unwrap();
-    let addr = u64::from_str_radix(words[0].trim_start_matches("0x"), 16).unwrap();
-    let len: u64 = words[1].parse().unwrap();
-    let tids = words[2..].iter().map(|w| w.parse().unwrap()).collect();
-    harness::wait_in_syscall(p.pid, p.pid, libc::SYS_pause);
-    (p, addr, len, tids)
 }
 
 #[test]
@@ -404,80 +274,6 @@ fn multithreaded_dump_has_every_thread() {
 }
 
 #[test]
-fn dump_kills_by_default_and_leave_stopped_stops() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, _, _, _) = start_state(dir.path(), 1, 1);
-    let r = criu_dump(p.pid, dir.path(), &[]);
-    assert_eq!(r.rc, 0, "dump failed: {}", r.stderr);
-    let status = p.child.wait().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(libc::SIGKILL));
-
-    let dir = tempfile::tempdir().unwrap();
-    let (p, _, _, _) = start_state(dir.path(), 0, 1);
-    let r = criu_dump(p.pid, dir.path(), &["-s"]);
-    assert_eq!(r.rc, 0, "dump failed: {}", r.stderr);
-    assert!(wait_until(Duration::from_secs(2), || state(p.pid)
-        == Some('T')
-        && tracer_pid(p.pid) == 0));
-}
-
-#[test]
-fn failing_dump_leaves_the_task_running_and_no_inventory() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // A stale inventory must not survive a failed dump either.
-    std::fs::write(d.join("inventory.img"), b"old").unwrap();
-    // A UDP socket on stdout: not supported yet, the dump must fail cleanly.
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let stdout = Stdio::from(std::os::fd::OwnedFd::from(sock));
-    let mut child = Command::new("sleep")
-        .arg("100")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    assert!(wait_until(Duration::from_secs(5), || state(pid) == Some('S')));
-    let maps_before = harness::maps(pid);
-    let r = criu_dump(pid, d, &[]);
-    assert_eq!(r.rc, 1);
-    assert!(
-        r.stderr.contains(&format!("pid {pid}: fd 1: socket")),
-        "stderr: {}",
-        r.stderr
-    );
-    assert!(!d.join("inventory.img").exists());
-    assert!(wait_until(Duration::from_secs(2), || tracer_pid(pid) == 0
-        && state(pid) == Some('S')));
-    assert_eq!(harness::maps(pid), maps_before);
-    let log = std::fs::read_to_string(d.join("dump.log")).unwrap();
-    assert!(log.contains("socket"), "log: {log}");
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-#[test]
-fn dump_of_a_missing_pid_fails_clearly() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = criu_dump(999_999_999, dir.path(), &[]);
-    assert_eq!(r.rc, 1);
-    assert!(
-        r.stderr.contains("process 999999999 does not exist"),
-        "stderr: {}",
-        r.stderr
-    );
-}
-
-#[test]
 fn tree_dump_has_every_process_with_its_parent_and_group() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -646,44 +442,4 @@ fn upstream_crit_decodes_every_image() {
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} images");
-}
-
-#[test]
-fn failing_post_dump_script_leaves_the_task_running_as_before() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let script = d.join("fail-post-dump.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] && exit 1\nexit 0\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (p, _, _, tids) = start_state(d, 1, 2);
-    harness::wait_in_syscall(p.pid, tids[0], libc::SYS_pause);
-    let maps_before = harness::maps(p.pid);
-    let syscall_before = std::fs::read_to_string(format!("/proc/{}/syscall", p.pid)).unwrap();
-    let r = criu_dump(p.pid, d, &["--action-script", script.to_str().unwrap()]);
-    assert_eq!(r.rc, 1, "the post-dump script fails the dump");
-    assert!(
-        !d.join("inventory.img").exists(),
-        "a failed dump must not look complete"
-    );
-    for t in [p.pid, tids[0]] {
-        assert!(wait_until(Duration::from_secs(2), || harness::tracer(
-            p.pid, t
-        ) == 0
-            && harness::state(p.pid, t) == Some('S')));
-    }
-    // Same mappings (no scratch area left), still in the same pause() with the same registers.
-    assert_eq!(harness::maps(p.pid), maps_before);
-    assert_eq!(
-        std::fs::read_to_string(format!("/proc/{}/syscall", p.pid)).unwrap(),
-        syscall_before
-    );
 }
