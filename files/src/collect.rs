@@ -8,7 +8,7 @@ use criu_procfs::FdTarget;
 use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, FownEntry, RegFileEntry};
 
 use crate::pipes::dump as pipes;
-use crate::table::{FileStat, FileTable, FilesError, OpenState, MEM_MAJOR};
+use crate::table::{fdinfo, FileStat, FileTable, FilesError, OpenState, MEM_MAJOR};
 use std::os::unix::fs::MetadataExt;
 /// A regular file entry; `st` is absent for link remaps, which restore only opens by name.
 pub(crate) fn reg_entry(
@@ -250,13 +250,7 @@ pub(crate) fn dump_path_fd(
     let allowed = t.opts.file_locks;
     t.locks.note(pid, fd, id, &info.locks, allowed)?;
     drop(t);
-    Ok(FdinfoEntry {
-        id,
-        flags: fd_flags,
-        r#type: FdTypes::Reg as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, fd_flags, FdTypes::Reg))
 }
 
 pub(crate) fn dump_pipe_fd(
@@ -286,13 +280,7 @@ pub(crate) fn dump_pipe_fd(
         let data = pipes::read_pipe_data(pid, fd, ino)?;
         t.add_pipe_data(data);
     }
-    Ok(FdinfoEntry {
-        id,
-        flags: fd_flags,
-        r#type: FdTypes::Pipe as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, fd_flags, FdTypes::Pipe))
 }
 
 #[cfg(test)]

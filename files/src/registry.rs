@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use criu_proto::images::FownEntry;
+use criu_proto::images::{FdTypes, FileEntry, FownEntry};
 
 use criu_proto::dump_images::DumpImages;
 
@@ -112,6 +112,29 @@ impl SharedFiles {
         // Last: queued messages may carry any of the files above.
         crate::unix::restore::open_all(images, opts, &mut shared)?;
         Ok(shared)
+    }
+
+    /// The entries of every description of type `kind` that some task holds and criu must make
+    /// (inherited ones are given), with their files.img ids; `pick` takes the kind's part of a
+    /// file entry, `name` names it in errors.
+    pub fn to_make<'a, T>(
+        &self,
+        images: &'a DumpImages,
+        kind: FdTypes,
+        name: &'static str,
+        pick: impl Fn(&'a FileEntry) -> Option<&'a T>,
+    ) -> Result<Vec<(u32, &'a T)>, SharedError> {
+        images
+            .fd_ids_of_type(kind)
+            .into_iter()
+            .filter(|id| !self.is_inherited(*id))
+            .map(|id| {
+                let entry = images.files.get(&id).and_then(&pick);
+                entry
+                    .map(|e| (id, e))
+                    .ok_or(SharedError::Missing { id, kind: name })
+            })
+            .collect()
     }
 
     /// criu's fd of the shared memory object `shmid`.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use criu_proto::images::FileEntry;
+use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry};
 
 use crate::collect::reg_entry;
 use crate::pipes::dump::{self as pipes, PipeData};
@@ -289,6 +289,17 @@ impl FileTable {
     }
 }
 
+/// The fdinfo entry of fd `fd` naming file `id`; `fd_flags` is its FD_CLOEXEC bit.
+pub fn fdinfo(id: u32, fd: i32, fd_flags: u32, kind: FdTypes) -> FdinfoEntry {
+    FdinfoEntry {
+        id,
+        flags: fd_flags,
+        r#type: kind as i32,
+        fd: fd as u32,
+        xattr_security_selinux: None,
+    }
+}
+
 /// Where a description stands: its status flags (no O_CLOEXEC), offset and mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenState {
@@ -322,12 +333,18 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
-    #[test]
-    fn special_files_share_one_id_per_inode() {
+    /// A file holding `contents` in a fresh directory (kept while the test runs), and its stat.
+    fn temp_file(contents: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, FileStat) {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
-        std::fs::write(&a, b"x").unwrap();
+        std::fs::write(&a, contents).unwrap();
         let meta = FileStat::of(&std::fs::metadata(&a).unwrap());
+        (dir, a, meta)
+    }
+
+    #[test]
+    fn special_files_share_one_id_per_inode() {
+        let (_dir, a, meta) = temp_file(b"x");
         let mut t = FileTable::new(Default::default());
         let id1 = t.special(&a, meta);
         let id2 = t.special(&a, meta);
@@ -355,10 +372,7 @@ mod tests {
 
     #[test]
     fn fds_of_one_description_share_an_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a");
-        std::fs::write(&a, b"xy").unwrap();
-        let meta = FileStat::of(&std::fs::metadata(&a).unwrap());
+        let (_dir, a, meta) = temp_file(b"xy");
         let me = std::process::id() as i32;
         let f = std::fs::File::open(&a).unwrap();
         let dup = f.try_clone().unwrap();

@@ -329,19 +329,22 @@ pub fn run_tree_op(
     Ok(())
 }
 
+/// A task of a test tree, not a subreaper: the tests here and in plan.rs build trees of them.
+#[cfg(test)]
+pub(super) fn test_proc(pid: i32, ppid: i32, sid: i32, pgid: i32) -> Proc {
+    Proc {
+        pid,
+        ppid,
+        sid,
+        pgid,
+        subreaper: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_proc as p;
     use super::*;
-
-    fn p(pid: i32, ppid: i32, sid: i32, pgid: i32) -> Proc {
-        Proc {
-            pid,
-            ppid,
-            sid,
-            pgid,
-            subreaper: false,
-        }
-    }
 
     #[test]
     fn plain_tree_needs_no_helper() {

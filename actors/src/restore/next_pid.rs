@@ -7,24 +7,23 @@
 use std::time::{Duration, Instant};
 
 use criu_sys::clone::claim_next_pid;
-use criu_tracee::remote::{words, DATA_LEN};
+use criu_tracee::remote::DATA_LEN;
 use criu_tracee::{Injector, Tracee};
 
 use super::rebuild::{task_err, RebuildError};
+use super::task::CLONE_ARGS_LEN;
 
 /// How often a clone is tried when others keep taking the pid.
 const TRIES: usize = 20;
 
-/// Injects clone3 (`flags`, `exit_signal`, no `set_tid`) until the new task is `tid`.
+/// Injects clone3 with the clone_args at `args` (written by the caller: `flags`, no
+/// `set_tid`) until the new task is `tid`.
 pub fn clone_via_ns_last_pid(
     inj: &mut Injector,
+    args: u64,
     tid: i32,
     flags: u64,
-    exit_signal: u64,
 ) -> Result<(), RebuildError> {
-    let data = inj.data_addr();
-    let args = words(&[flags, 0, 0, 0, exit_signal, 0, 0, 0, 0, 0, 0]);
-    inj.write_data(0, &args)?;
     for _ in 0..TRIES {
         let got = {
             let _next = claim_next_pid(tid).map_err(|e| {
@@ -33,7 +32,7 @@ pub fn clone_via_ns_last_pid(
                     format!("cannot claim the pid through ns_last_pid: {e}"),
                 )
             })?;
-            inj.clone_child(data, 88)?
+            inj.clone_child(args, CLONE_ARGS_LEN)?
         };
         if got == i64::from(tid) {
             return Ok(());

@@ -282,16 +282,36 @@ pub const TASK_STOPPED: u32 = 3;
 
 #[cfg(test)]
 mod tests {
+    use super::helpers::test_proc as p;
     use super::*;
 
-    fn p(pid: i32, ppid: i32, sid: i32, pgid: i32) -> Proc {
-        Proc {
+    /// A fork step with neither setsid nor CLONE_PARENT, as most are.
+    fn fork(parent: usize, child: usize, pid: i32) -> Step {
+        Step::Fork {
+            parent,
+            child,
             pid,
-            ppid,
-            sid,
-            pgid,
-            subreaper: false,
+            setsid: false,
+            clone_parent: false,
         }
+    }
+
+    /// A fork step whose child starts its own session at once.
+    fn fork_setsid(parent: usize, child: usize, pid: i32) -> Step {
+        let mut step = fork(parent, child, pid);
+        if let Step::Fork { setsid, .. } = &mut step {
+            *setsid = true;
+        }
+        step
+    }
+
+    /// A fork step with CLONE_PARENT: a helper clones a child of its own parent.
+    fn fork_for_parent(parent: usize, child: usize, pid: i32) -> Step {
+        let mut step = fork(parent, child, pid);
+        if let Step::Fork { clone_parent, .. } = &mut step {
+            *clone_parent = true;
+        }
+        step
     }
 
     fn plan_of(mut tree: Vec<Proc>, zombies: &[bool]) -> Plan {
@@ -312,29 +332,7 @@ mod tests {
         assert!(plan.root_setsid);
         assert_eq!(
             plan.steps,
-            vec![
-                Step::Fork {
-                    parent: 0,
-                    child: 1,
-                    pid: 11,
-                    setsid: false,
-                    clone_parent: false
-                },
-                Step::Fork {
-                    parent: 1,
-                    child: 2,
-                    pid: 12,
-                    setsid: true,
-                    clone_parent: false
-                },
-                Step::Fork {
-                    parent: 0,
-                    child: 3,
-                    pid: 13,
-                    setsid: false,
-                    clone_parent: false
-                },
-            ]
+            vec![fork(0, 1, 11), fork_setsid(1, 2, 12), fork(0, 3, 13)]
         );
     }
 
@@ -351,28 +349,10 @@ mod tests {
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork {
-                    parent: 0,
-                    child: 1,
-                    pid: 11,
-                    setsid: false,
-                    clone_parent: false
-                },
-                Step::Fork {
-                    parent: 1,
-                    child: 2,
-                    pid: 12,
-                    setsid: false,
-                    clone_parent: false
-                },
+                fork(0, 1, 11),
+                fork(1, 2, 12),
                 Step::Setsid { task: 1 },
-                Step::Fork {
-                    parent: 1,
-                    child: 3,
-                    pid: 13,
-                    setsid: false,
-                    clone_parent: false
-                },
+                fork(1, 3, 13),
             ]
         );
     }
@@ -395,48 +375,12 @@ mod tests {
         assert_eq!(
             plan.steps,
             vec![
-                Step::Fork {
-                    parent: 0,
-                    child: 1,
-                    pid: 11,
-                    setsid: false,
-                    clone_parent: false
-                },
-                Step::Fork {
-                    parent: 0,
-                    child: 2,
-                    pid: 14,
-                    setsid: false,
-                    clone_parent: false
-                },
-                Step::Fork {
-                    parent: 0,
-                    child: 5,
-                    pid: 15,
-                    setsid: false,
-                    clone_parent: false
-                },
-                Step::Fork {
-                    parent: 0,
-                    child: 6,
-                    pid: 20,
-                    setsid: true,
-                    clone_parent: false
-                },
-                Step::Fork {
-                    parent: 6,
-                    child: 3,
-                    pid: 21,
-                    setsid: false,
-                    clone_parent: true
-                },
-                Step::Fork {
-                    parent: 6,
-                    child: 4,
-                    pid: 22,
-                    setsid: false,
-                    clone_parent: true
-                },
+                fork(0, 1, 11),
+                fork(0, 2, 14),
+                fork(0, 5, 15),
+                fork_setsid(0, 6, 20),
+                fork_for_parent(6, 3, 21),
+                fork_for_parent(6, 4, 22),
                 Step::JoinGroup { task: 2, pgid: 11 },
                 Step::JoinGroup { task: 4, pgid: 21 },
                 Step::Exit { task: 6 },

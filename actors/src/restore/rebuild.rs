@@ -91,11 +91,7 @@ pub fn restore_task_core(r: &mut Remote, pid: i32, core: &CoreEntry) -> Result<(
         &[libc::PR_SET_NAME as u64, at, 0, 0, 0],
     )?;
     if tc.child_subreaper == Some(true) {
-        r.call(
-            "prctl(PR_SET_CHILD_SUBREAPER)",
-            libc::SYS_prctl,
-            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
-        )?;
+        become_subreaper(r)?;
     }
     Ok(())
 }
@@ -127,6 +123,16 @@ pub fn restore_pdeath_sig(r: &mut Remote, core: &CoreEntry) -> Result<(), Rebuil
     Ok(())
 }
 
+/// Makes the calling (injected) task a child subreaper, as it was dumped.
+fn become_subreaper(r: &mut Remote) -> Result<(), RebuildError> {
+    r.call(
+        "prctl(PR_SET_CHILD_SUBREAPER)",
+        libc::SYS_prctl,
+        &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
+    )?;
+    Ok(())
+}
+
 /// Session and process group of a newly created task, before it has children: with `setsid` it
 /// starts its session, else a group leader starts its group (later setsids and group joins are
 /// steps of the plan, see plan.rs). A child subreaper becomes one now, so that orphans of the
@@ -140,11 +146,7 @@ pub fn restore_session(r: &mut Remote, t: &TaskImages, setsid: bool) -> Result<(
     }
     let subreaper = t.cores.first().and_then(|c| c.tc.as_ref());
     if subreaper.and_then(|tc| tc.child_subreaper) == Some(true) {
-        r.call(
-            "prctl(PR_SET_CHILD_SUBREAPER)",
-            libc::SYS_prctl,
-            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
-        )?;
+        become_subreaper(r)?;
     }
     Ok(())
 }
@@ -157,18 +159,23 @@ pub fn restore_rseq(r: &mut Remote, core: &CoreEntry) -> Result<(), RebuildError
         .and_then(|c| c.rseq_entry.as_ref())
     {
         if rs.rseq_abi_pointer != 0 {
-            r.call(
-                "rseq",
-                libc::SYS_rseq,
-                &[
-                    rs.rseq_abi_pointer,
-                    u64::from(rs.rseq_abi_size),
-                    0,
-                    u64::from(rs.signature),
-                ],
-            )?;
+            let area = (rs.rseq_abi_pointer, rs.rseq_abi_size, rs.signature);
+            rseq(r, "rseq", area, 0)?;
         }
     }
+    Ok(())
+}
+
+/// The rseq syscall on an area (pointer, size, signature), which registering and
+/// unregistering (`flags`) both name the same way.
+pub fn rseq(
+    r: &mut Remote,
+    what: &'static str,
+    (pointer, size, signature): (u64, u32, u32),
+    flags: u64,
+) -> Result<(), RebuildError> {
+    let args = [pointer, u64::from(size), flags, u64::from(signature)];
+    r.call(what, libc::SYS_rseq, &args)?;
     Ok(())
 }
 

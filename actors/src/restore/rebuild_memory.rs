@@ -27,16 +27,8 @@ pub fn clear_stub(
 ) -> Result<(), RebuildError> {
     let pid = t.pid();
     if rseq.rseq_abi_pointer != 0 {
-        r.call(
-            "rseq(unregister)",
-            libc::SYS_rseq,
-            &[
-                rseq.rseq_abi_pointer,
-                u64::from(rseq.rseq_abi_size),
-                RSEQ_FLAG_UNREGISTER,
-                u64::from(rseq.signature),
-            ],
-        )?;
+        let area = (rseq.rseq_abi_pointer, rseq.rseq_abi_size, rseq.signature);
+        super::rebuild::rseq(r, "rseq(unregister)", area, RSEQ_FLAG_UNREGISTER)?;
     }
     // A table shared with the parent was emptied by it, and may hold fds the parent or a
     // sibling is using right now.

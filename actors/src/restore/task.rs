@@ -136,12 +136,22 @@ fn with_pid<T>(pid: i32, r: Result<T, RebuildError>) -> Result<T, String> {
     r.map_err(|e| format!("restore: pid {pid}: {e}"))
 }
 
+impl RestoreTask {
+    /// Runs one step of this task's restore, for a handler: its error names the task.
+    fn step<T>(
+        &mut self,
+        run: impl FnOnce(&mut Self) -> Result<T, RebuildError>,
+    ) -> Result<T, String> {
+        let pid = self.task().pid();
+        with_pid(pid, run(self))
+    }
+}
+
 impl Handler<CreateRoot> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: CreateRoot, _: &mut Context<Self>) -> Self::Result {
-        let pid = self.task().pid();
-        with_pid(pid, self.create_root(msg.sibling, msg.setsid))
+        self.step(|t| t.create_root(msg.sibling, msg.setsid))
     }
 }
 
@@ -149,9 +159,8 @@ impl Handler<Adopt> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
-        let pid = self.task().pid();
         self.created = true;
-        with_pid(pid, self.adopt(msg.setsid))
+        self.step(|t| t.adopt(msg.setsid))
     }
 }
 
@@ -159,8 +168,7 @@ impl Handler<Fork> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: Fork, _: &mut Context<Self>) -> Self::Result {
-        let pid = self.task().pid();
-        with_pid(pid, self.fork(msg.pid, msg.clone_parent))
+        self.step(|t| t.fork(msg.pid, msg.clone_parent))
     }
 }
 
@@ -168,8 +176,7 @@ impl Handler<Rebuild> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, _: Rebuild, _: &mut Context<Self>) -> Self::Result {
-        let pid = self.task().pid();
-        with_pid(pid, self.rebuild())
+        self.step(|t| t.rebuild())
     }
 }
 
@@ -177,8 +184,7 @@ impl Handler<RestoreMemory> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: RestoreMemory, _: &mut Context<Self>) -> Self::Result {
-        let pid = self.task().pid();
-        with_pid(pid, self.restore_memory(msg.creator))
+        self.step(|t| t.restore_memory(msg.creator))
     }
 }
 
@@ -206,8 +212,7 @@ impl Handler<Die> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, _: Die, _: &mut Context<Self>) -> Self::Result {
-        let pid = self.task().pid();
-        with_pid(pid, self.die())
+        self.step(|t| t.die())
     }
 }
 
@@ -424,7 +429,8 @@ impl RestoreTask {
     }
 }
 
-/// Injects clone3 with `set_tid = [tid]`; the new task waits in a pause loop.
+/// Injects clone3 with `set_tid = [tid]` (or through ns_last_pid where set_tid cannot be
+/// used); the new task waits in a pause loop.
 fn clone_in(
     inj: &mut Injector,
     tid: i32,
@@ -432,15 +438,16 @@ fn clone_in(
     exit_signal: u64,
 ) -> Result<(), RebuildError> {
     let data = inj.data_addr();
-    // struct clone_args (88 bytes), then the set_tid array.
-    let set_tid_at = data + 88;
     if criu_sys::clone::pid_by_ns_last_pid() {
-        return super::next_pid::clone_via_ns_last_pid(inj, tid, flags, exit_signal);
+        inj.write_data(0, &clone_args(flags, exit_signal, 0, 0))?;
+        return super::next_pid::clone_via_ns_last_pid(inj, data, tid, flags);
     }
-    let mut args = words(&[flags, 0, 0, 0, exit_signal, 0, 0, 0, set_tid_at, 1, 0]);
+    // struct clone_args, then the set_tid array.
+    let set_tid_at = data + CLONE_ARGS_LEN;
+    let mut args = clone_args(flags, exit_signal, set_tid_at, 1);
     args.extend_from_slice(&tid.to_le_bytes());
     inj.write_data(0, &args)?;
-    let got = inj.clone_child(data, 88)?;
+    let got = inj.clone_child(data, CLONE_ARGS_LEN)?;
     if got != i64::from(tid) {
         let what = if got < 0 {
             format!("clone3 with set_tid {tid}: errno {}", -got)
@@ -450,6 +457,26 @@ fn clone_in(
         return Err(RebuildError::Task { pid: tid, what });
     }
     Ok(())
+}
+
+/// The size of struct clone_args as clone3 is given it.
+pub(super) const CLONE_ARGS_LEN: u64 = 88;
+
+/// struct clone_args with `flags`, `exit_signal` and the set_tid array (address, length).
+fn clone_args(flags: u64, exit_signal: u64, set_tid_at: u64, set_tid_size: u64) -> Vec<u8> {
+    words(&[
+        flags,
+        0,
+        0,
+        0,
+        exit_signal,
+        0,
+        0,
+        0,
+        set_tid_at,
+        set_tid_size,
+        0,
+    ])
 }
 
 /// Per-thread state: signal stack, rseq, private signals, clear_tid address, credentials, and

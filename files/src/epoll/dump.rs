@@ -10,7 +10,8 @@ use std::os::unix::fs::MetadataExt;
 use criu_procfs::fdinfo::EpollTarget;
 use criu_proto::images::{EventpollFileEntry, EventpollTfdEntry, FdTypes, FdinfoEntry, FileEntry};
 
-use crate::table::{FileStat, FileTable};
+use crate::inotify::dump::read_notify_fd;
+use crate::table::{fdinfo, FileTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EpollError {
@@ -56,19 +57,14 @@ fn dump_with_targets_in(
     holder: i32,
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<FdinfoEntry, EpollError> {
-    let link = format!("/proc/{pid}/fd/{fd}");
-    let meta = std::fs::metadata(&link).map_err(|e| err(pid, fd, format!("stat: {e}")))?;
-    let info = criu_procfs::read_fdinfo(pid, fd)
-        .map_err(|e| err(pid, fd, format!("cannot read fdinfo: {e}")))?;
-    let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
-    let flags = info.flags & !(libc::O_CLOEXEC as u32);
-    let st = FileStat::of(&meta);
+    let ep = read_notify_fd(pid, fd).map_err(|what| err(pid, fd, what))?;
+    let flags = ep.flags;
     let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-    let id = t.described(pid, fd, st, |id| {
+    let id = t.described(pid, fd, ep.st, |id| {
         let found = if holder == pid {
-            targets(pid, fd, &info.epoll_targets)?
+            targets(pid, fd, &ep.info.epoll_targets)?
         } else {
-            targets_held_by(pid, fd, holder, &info.epoll_targets)?
+            targets_held_by(pid, fd, holder, &ep.info.epoll_targets)?
         };
         let tfd = found
             .into_iter()
@@ -86,13 +82,7 @@ fn dump_with_targets_in(
             ..Default::default()
         })
     })?;
-    Ok(FdinfoEntry {
-        id,
-        flags: u32::from(cloexec),
-        r#type: FdTypes::Eventpoll as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, u32::from(ep.cloexec), FdTypes::Eventpoll))
 }
 
 fn tfd_entry(id: u32, n: i32, t: &EpollTarget) -> EventpollTfdEntry {
@@ -113,44 +103,17 @@ fn targets(
     efd: i32,
     list: &[EpollTarget],
 ) -> Result<Vec<(i32, &EpollTarget)>, EpollError> {
-    let mut fds: Option<Vec<i32>> = None;
-    let mut out = Vec::with_capacity(list.len());
-    for (i, t) in list.iter().enumerate() {
-        // Targets registered under one number are told apart by their rank among them.
-        let toff = list[..i].iter().filter(|o| o.tfd == t.tfd).count() as u32;
-        let holds = |fd: i32| criu_sys::notify::epoll_target_is(pid, efd, t.tfd, toff, fd);
-        if holds(t.tfd) == Ok(true) {
-            out.push((t.tfd, t));
-            continue;
-        }
-        let fds = match &mut fds {
-            Some(f) => f,
-            None => fds.insert(fd_numbers(pid, efd)?),
-        };
-        let found = fds.iter().copied().find(|&fd| holds(fd) == Ok(true));
-        match found {
-            Some(n) => {
-                tracing::debug!(
-                    "pid {pid}: epoll fd {efd}: target fd {} is now fd {n}",
-                    t.tfd
-                );
-                out.push((n, t));
-            }
-            None => {
-                return Err(err(
-                    pid,
-                    efd,
-                    format!(
-                        "target fd {} (inode {}) is not open in the task any more \
-                         (kept alive only elsewhere), which this dump does not support",
-                        t.tfd,
-                        t.ino.map_or("?".into(), |i| i.to_string())
-                    ),
-                ))
-            }
-        }
-    }
-    Ok(out)
+    let holds = |t: &EpollTarget, toff: u32, fd: i32| {
+        criu_sys::notify::epoll_target_is(pid, efd, t.tfd, toff, fd) == Ok(true)
+    };
+    find_targets(pid, efd, pid, list, holds, |t| {
+        format!(
+            "target fd {} (inode {}) is not open in the task any more \
+             (kept alive only elsewhere), which this dump does not support",
+            t.tfd,
+            inode_of(t)
+        )
+    })
 }
 
 /// Each target of `pid`'s epoll `efd` with the fd number that holds its file in `holder`, a
@@ -161,41 +124,60 @@ fn targets_held_by(
     holder: i32,
     list: &[EpollTarget],
 ) -> Result<Vec<(i32, &EpollTarget)>, EpollError> {
+    let holds = |t: &EpollTarget, toff: u32, fd: i32| {
+        criu_sys::pidfd::take_fd(holder, fd).is_ok_and(|copy| {
+            criu_sys::notify::epoll_target_is(pid, efd, t.tfd, toff, copy.as_raw_fd()) == Ok(true)
+        })
+    };
+    find_targets(pid, efd, holder, list, holds, |t| {
+        format!(
+            "target fd {} (inode {}) of an epoll in flight is not open in pid {holder}, \
+             which gets it back: not supported",
+            t.tfd,
+            inode_of(t)
+        )
+    })
+}
+
+/// The search both of the above make, which differ only in how an fd of `holder` is compared
+/// with a target (`holds(target, rank, fd)`) and in the words for a target found nowhere.
+fn find_targets(
+    pid: i32,
+    efd: i32,
+    holder: i32,
+    list: &[EpollTarget],
+    holds: impl Fn(&EpollTarget, u32, i32) -> bool,
+    missing: impl Fn(&EpollTarget) -> String,
+) -> Result<Vec<(i32, &EpollTarget)>, EpollError> {
     let mut fds: Option<Vec<i32>> = None;
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
+        // Targets registered under one number are told apart by their rank among them.
         let toff = list[..i].iter().filter(|o| o.tfd == t.tfd).count() as u32;
-        let holds = |fd: i32| {
-            criu_sys::pidfd::take_fd(holder, fd).is_ok_and(|copy| {
-                criu_sys::notify::epoll_target_is(pid, efd, t.tfd, toff, copy.as_raw_fd())
-                    == Ok(true)
-            })
-        };
-        if holds(t.tfd) {
+        if holds(t, toff, t.tfd) {
             out.push((t.tfd, t));
             continue;
         }
+        // The fd list is read only once some target has moved.
         let fds = match &mut fds {
             Some(f) => f,
             None => fds.insert(fd_numbers(holder, efd)?),
         };
-        match fds.iter().copied().find(|&fd| holds(fd)) {
-            Some(n) => out.push((n, t)),
-            None => {
-                return Err(err(
-                    pid,
-                    efd,
-                    format!(
-                        "target fd {} (inode {}) of an epoll in flight is not open in pid \
-                         {holder}, which gets it back: not supported",
-                        t.tfd,
-                        t.ino.map_or("?".into(), |i| i.to_string())
-                    ),
-                ))
-            }
-        }
+        let Some(n) = fds.iter().copied().find(|&fd| holds(t, toff, fd)) else {
+            return Err(err(pid, efd, missing(t)));
+        };
+        tracing::debug!(
+            "pid {pid}: epoll fd {efd}: target fd {} is now fd {n} of pid {holder}",
+            t.tfd
+        );
+        out.push((n, t));
     }
     Ok(out)
+}
+
+/// A target's inode for messages ("?" when fdinfo showed none).
+fn inode_of(t: &EpollTarget) -> String {
+    t.ino.map_or("?".into(), |i| i.to_string())
 }
 
 fn fd_numbers(pid: i32, efd: i32) -> Result<Vec<i32>, EpollError> {

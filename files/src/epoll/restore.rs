@@ -23,16 +23,8 @@ pub struct EpollTargets {
 }
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
-    for id in images.fd_ids_of_type(FdTypes::Eventpoll) {
+    for (id, e) in shared.to_make(images, FdTypes::Eventpoll, "epfd", |f| f.epfd.as_ref())? {
         // An inherited epoll is used as it is: nothing is registered on it.
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let e = images
-            .files
-            .get(&id)
-            .and_then(|f| f.epfd.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "epfd" })?;
         let err = |what: &'static str| {
             move |errno| SharedError::File {
                 id,

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use criu_procfs::FdInfo;
 use criu_proto::images::{EventfdFileEntry, FdTypes, FdinfoEntry, FileEntry};
 
-use crate::table::{FileStat, FileTable};
+use crate::table::{fdinfo, FileStat, FileTable};
 
 /// EFD_SEMAPHORE. CRIU's image has no field for it; an eventfd is always O_RDWR, so the
 /// O_WRONLY bit (the same value) is free in its flags and carries it.
@@ -107,13 +107,7 @@ pub fn dump_eventfd_fd(
             ..Default::default()
         })
     })?;
-    Ok(FdinfoEntry {
-        id,
-        flags: a.fd_flags,
-        r#type: FdTypes::Eventfd as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, a.fd_flags, FdTypes::Eventfd))
 }
 
 #[cfg(test)]

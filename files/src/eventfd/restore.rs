@@ -13,15 +13,7 @@ use criu_proto::dump_images::DumpImages;
 const EFD_SEMAPHORE: u32 = 1;
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
-    for id in images.fd_ids_of_type(FdTypes::Eventfd) {
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let e = images
-            .files
-            .get(&id)
-            .and_then(|f| f.efd.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "efd" })?;
+    for (id, e) in shared.to_make(images, FdTypes::Eventfd, "efd", |f| f.efd.as_ref())? {
         let err = failed(id, "eventfd");
         let mut flags = EfdFlags::EFD_CLOEXEC;
         if e.flags & EFD_SEMAPHORE != 0 {

@@ -10,7 +10,7 @@ use criu_proto::images::{
 };
 
 use crate::inotify::dump::{find_inode, own_mounts, read_notify_fd};
-use crate::table::FileTable;
+use crate::table::{fdinfo, FileTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FanotifyError {
@@ -87,13 +87,7 @@ pub fn dump_fanotify_fd(
             ..Default::default()
         })
     })?;
-    Ok(FdinfoEntry {
-        id,
-        flags: u32::from(n.cloexec),
-        r#type: FdTypes::Fanotify as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, u32::from(n.cloexec), FdTypes::Fanotify))
 }
 
 #[cfg(test)]

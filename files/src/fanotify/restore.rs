@@ -13,15 +13,7 @@ use crate::registry::{SharedError, SharedFiles};
 use criu_proto::dump_images::DumpImages;
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
-    for id in images.fd_ids_of_type(FdTypes::Fanotify) {
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let e = images
-            .files
-            .get(&id)
-            .and_then(|f| f.ffy.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "ffy" })?;
+    for (id, e) in shared.to_make(images, FdTypes::Fanotify, "ffy", |f| f.ffy.as_ref())? {
         let err = |what: String| SharedError::Notify {
             id,
             kind: "fanotify".into(),

@@ -9,7 +9,7 @@ use criu_proto::images::{FdTypes, FdinfoEntry, FifoEntry, FileEntry, RegFileEntr
 use criu_proto::{ImageKind, ImageWriter};
 
 use crate::pipes::dump::{self as pipes, PipeData};
-use crate::table::{FileStat, FileTable};
+use crate::table::{fdinfo, FileStat, FileTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FifoError {
@@ -107,13 +107,7 @@ pub fn dump_fifo_fd(
         let data = pipes::read_pipe_data(pid, fd, st.ino)?;
         t.fifos.data.push(data);
     }
-    Ok(FdinfoEntry {
-        id,
-        flags: u32::from(cloexec),
-        r#type: FdTypes::Fifo as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, u32::from(cloexec), FdTypes::Fifo))
 }
 
 fn fifo_entry(id: u32, pipe_id: u32, regf_id: Option<u32>) -> FileEntry {

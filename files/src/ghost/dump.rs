@@ -142,7 +142,8 @@ pub fn check(
         return Ok(());
     }
     if meta.nlink() == 0 {
-        return ghost(table, id, path, origin, meta);
+        let limit = table.opts.ghost_limit;
+        return table.remaps.ghost(limit, id, path, origin, meta);
     }
     if origin.deleted {
         return link_remap(table, id, path, origin);
@@ -173,61 +174,64 @@ pub fn check(
     }
 }
 
-/// A file with no link left: its contents travel in the images.
-fn ghost(
-    table: &mut FileTable,
-    id: u32,
-    path: &Path,
-    origin: &Origin,
-    meta: &Metadata,
-) -> Result<(), GhostError> {
-    let used = meta.blocks() * BLOCK_UNIT;
-    let limit = table.opts.ghost_limit;
-    if used > limit {
-        return Err(GhostError::TooBig {
-            pid: origin.pid,
-            what: origin.what.clone(),
-            path: path.display().to_string(),
-            size: used,
-            limit,
-        });
-    }
-    let remaps = &mut table.remaps;
-    let key = (meta.dev(), meta.ino());
-    let ghost_id = match remaps.by_inode.get(&key) {
-        Some(&g) => g,
-        None => {
-            let ft = meta.file_type();
-            let contents = if ft.is_file() {
-                // Opened again through /proc: the task's fd may be write-only or O_PATH.
-                Some(File::open(&origin.link).map_err(io_err(origin, &origin.link, "open"))?)
-            } else if ft.is_dir() || ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
-                None
-            } else {
-                return Err(GhostError::Kind {
-                    pid: origin.pid,
-                    what: origin.what.clone(),
-                    path: path.display().to_string(),
-                    kind: if ft.is_symlink() { "symlink" } else { "socket" },
-                });
-            };
-            let g = remaps.ghosts.len() as u32 + 1;
-            remaps.ghosts.push(Ghost {
-                id: g,
-                entry: ghost_entry(meta),
-                contents,
-                size: meta.size(),
+impl Remaps {
+    /// File `id`, with no link left: its contents travel in the images, unless its blocks
+    /// use more than `limit` bytes.
+    fn ghost(
+        &mut self,
+        limit: u64,
+        id: u32,
+        path: &Path,
+        origin: &Origin,
+        meta: &Metadata,
+    ) -> Result<(), GhostError> {
+        let used = meta.blocks() * BLOCK_UNIT;
+        if used > limit {
+            return Err(GhostError::TooBig {
+                pid: origin.pid,
+                what: origin.what.clone(),
+                path: path.display().to_string(),
+                size: used,
+                limit,
             });
-            remaps.by_inode.insert(key, g);
-            g
         }
-    };
-    remaps.entries.push(RemapFilePathEntry {
-        orig_id: id,
-        remap_id: ghost_id,
-        remap_type: Some(RemapType::Ghost as i32),
-    });
-    Ok(())
+        let key = (meta.dev(), meta.ino());
+        let ghost_id = match self.by_inode.get(&key) {
+            Some(&g) => g,
+            None => {
+                let ft = meta.file_type();
+                let contents = if ft.is_file() {
+                    // Opened again through /proc: the task's fd may be write-only or O_PATH.
+                    Some(File::open(&origin.link).map_err(io_err(origin, &origin.link, "open"))?)
+                } else if ft.is_dir() || ft.is_fifo() || ft.is_char_device() || ft.is_block_device()
+                {
+                    None
+                } else {
+                    return Err(GhostError::Kind {
+                        pid: origin.pid,
+                        what: origin.what.clone(),
+                        path: path.display().to_string(),
+                        kind: if ft.is_symlink() { "symlink" } else { "socket" },
+                    });
+                };
+                let g = self.ghosts.len() as u32 + 1;
+                self.ghosts.push(Ghost {
+                    id: g,
+                    entry: ghost_entry(meta),
+                    contents,
+                    size: meta.size(),
+                });
+                self.by_inode.insert(key, g);
+                g
+            }
+        };
+        self.entries.push(RemapFilePathEntry {
+            orig_id: id,
+            remap_id: ghost_id,
+            remap_type: Some(RemapType::Ghost as i32),
+        });
+        Ok(())
+    }
 }
 
 fn ghost_entry(meta: &Metadata) -> GhostFileEntry {

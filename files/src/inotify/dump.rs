@@ -16,7 +16,7 @@ use criu_proto::images::{
     FdTypes, FdinfoEntry, FhEntry, FileEntry, InotifyFileEntry, InotifyWdEntry,
 };
 
-use crate::table::{FileStat, FileTable};
+use crate::table::{fdinfo, FileStat, FileTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InotifyError {
@@ -37,7 +37,7 @@ const FH_WORDS: usize = 16;
 /// Most directory entries an irmap search looks at on one filesystem.
 const IRMAP_LIMIT: usize = 200_000;
 
-/// What dump_inotify_fd and dump_fanotify_fd read first: stat, fdinfo, flags, cloexec.
+/// What the inotify, fanotify and epoll dumps read first: stat, fdinfo, flags, cloexec.
 pub(crate) struct NotifyFd {
     pub st: FileStat,
     pub info: criu_procfs::FdInfo,
@@ -100,13 +100,7 @@ pub fn dump_inotify_fd(
             ..Default::default()
         })
     })?;
-    Ok(FdinfoEntry {
-        id,
-        flags: u32::from(n.cloexec),
-        r#type: FdTypes::Inotify as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, u32::from(n.cloexec), FdTypes::Inotify))
 }
 
 /// criu's own mounts (the dumped tasks share criu's mount namespace).

@@ -27,15 +27,7 @@ fn notify_err(id: u32, kind: &str, what: impl Into<String>) -> SharedError {
 }
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
-    for id in images.fd_ids_of_type(FdTypes::Inotify) {
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let e = images
-            .files
-            .get(&id)
-            .and_then(|f| f.ify.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "ify" })?;
+    for (id, e) in shared.to_make(images, FdTypes::Inotify, "ify", |f| f.ify.as_ref())? {
         let err = |what: String| notify_err(id, "inotify", what);
         let fd = criu_sys::notify::inotify_init(e.flags as i32 & libc::IN_NONBLOCK)
             .map_err(|e| err(format!("inotify_init1: {e}")))?;

@@ -211,6 +211,7 @@ mod tests {
 
     #[test]
     fn flock_struct_matches_libc_layout() {
+        use std::mem::offset_of;
         let e = FileLockEntry {
             flag: FL_POSIX,
             r#type: libc::F_WRLCK as u32,
@@ -221,22 +222,10 @@ mod tests {
         };
         let b = flock_struct(&e, 42);
         assert_eq!(b.len(), std::mem::size_of::<libc::flock>());
-        let at = |off: usize, n: usize| b[off..off + n].to_vec();
-        assert_eq!(
-            at(std::mem::offset_of!(libc::flock, l_type), 2),
-            1i16.to_le_bytes()
-        );
-        assert_eq!(
-            at(std::mem::offset_of!(libc::flock, l_start), 8),
-            10i64.to_le_bytes()
-        );
-        assert_eq!(
-            at(std::mem::offset_of!(libc::flock, l_len), 8),
-            20i64.to_le_bytes()
-        );
-        assert_eq!(
-            at(std::mem::offset_of!(libc::flock, l_pid), 4),
-            42i32.to_le_bytes()
-        );
+        let field_is = |off: usize, want: &[u8]| assert_eq!(&b[off..off + want.len()], want);
+        field_is(offset_of!(libc::flock, l_type), &1i16.to_le_bytes());
+        field_is(offset_of!(libc::flock, l_start), &10i64.to_le_bytes());
+        field_is(offset_of!(libc::flock, l_len), &20i64.to_le_bytes());
+        field_is(offset_of!(libc::flock, l_pid), &42i32.to_le_bytes());
     }
 }

@@ -15,7 +15,7 @@ use criu_proto::images::{
 use criu_proto::{ImageKind, ImageWriter};
 
 use crate::eventfd::dump::lock;
-use crate::table::{FileStat, FileTable};
+use crate::table::{fdinfo, FileStat, FileTable};
 
 const PREFIX: &str = "/memfd:";
 
@@ -189,15 +189,9 @@ pub fn dump_memfd_fd(
     path: &Path,
     table: &Mutex<FileTable>,
 ) -> Result<FdinfoEntry, MemfdError> {
-    let name = memfd_name(path);
     let link = std::path::PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
     let what = format!("fd {fd}");
-    let meta = std::fs::metadata(&link).map_err(|source| MemfdError::Io {
-        pid,
-        what: format!("{what}: stat"),
-        name: name.clone(),
-        source,
-    })?;
+    let (name, meta) = name_and_stat(pid, &what, path, &link)?;
     let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| MemfdError::Fdinfo {
         pid,
         fd,
@@ -212,13 +206,32 @@ pub fn dump_memfd_fd(
         let fown = crate::fown::dump::read(pid, fd, flags)?;
         Ok::<_, MemfdError>(memfd_entry(id, flags, pos, fown, inode_id))
     })?;
-    Ok(FdinfoEntry {
+    Ok(fdinfo(
         id,
-        flags: u32::from(info.flags & cloexec != 0),
-        r#type: FdTypes::Memfd as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+        fd,
+        u32::from(info.flags & cloexec != 0),
+        FdTypes::Memfd,
+    ))
+}
+
+/// The name of the memfd shown as `path` and the stat of the file at `link` (`what` of
+/// `pid`), which an fd and a mapping both start with.
+fn name_and_stat(
+    pid: i32,
+    what: &str,
+    path: &Path,
+    link: &Path,
+) -> Result<(String, std::fs::Metadata), MemfdError> {
+    let name = memfd_name(path);
+    match std::fs::metadata(link) {
+        Ok(meta) => Ok((name, meta)),
+        Err(source) => Err(MemfdError::Io {
+            pid,
+            what: format!("{what}: stat"),
+            name,
+            source,
+        }),
+    }
 }
 
 /// The files.img id a mapping of a memfd names (`vma.shmid` of a VMA_AREA_MEMFD area): one
@@ -230,15 +243,9 @@ pub fn mapping_file_id(
     path: &Path,
     table: &Mutex<FileTable>,
 ) -> Result<u32, MemfdError> {
-    let name = memfd_name(path);
     let link = criu_procfs::maps::map_file_path(pid, start, end);
     let what = format!("mapping {start:#x}-{end:#x}");
-    let meta = std::fs::metadata(&link).map_err(|source| MemfdError::Io {
-        pid,
-        what: format!("{what}: stat"),
-        name: name.clone(),
-        source,
-    })?;
+    let (name, meta) = name_and_stat(pid, &what, path, &link)?;
     let mut t = lock(table);
     let key = (meta.dev(), meta.ino());
     if let Some(&id) = t.memfds.mapping_files.get(&key) {

@@ -101,15 +101,7 @@ pub fn finish_inode(file: &File, images: &DumpImages, shmid: u64) -> Result<(), 
 /// the others are opened again through /proc/self/fd.
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     let mut original_given = std::collections::BTreeSet::new();
-    for id in images.fd_ids_of_type(FdTypes::Memfd) {
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let e = images
-            .files
-            .get(&id)
-            .and_then(|f| f.memfd.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "memfd" })?;
+    for (id, e) in shared.to_make(images, FdTypes::Memfd, "memfd", |f| f.memfd.as_ref())? {
         let inode = images.memfd_inode(id).ok_or(SharedError::Missing {
             id,
             kind: "memfd inode",

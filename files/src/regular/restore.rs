@@ -25,15 +25,7 @@ pub fn open_all(
     opts: &RestoreFileOptions,
     shared: &mut SharedFiles,
 ) -> Result<(), SharedError> {
-    for id in images.fd_ids_of_type(FdTypes::Reg) {
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let reg = images
-            .files
-            .get(&id)
-            .and_then(|f| f.reg.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "reg" })?;
+    for (id, reg) in shared.to_make(images, FdTypes::Reg, "reg", |f| f.reg.as_ref())? {
         if in_restored_proc(images, &reg.name) {
             continue;
         }

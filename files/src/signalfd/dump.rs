@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, SignalfdEntry};
 
 use crate::eventfd::dump::{lock, read_anon_fd, AnonFdError};
-use crate::table::FileTable;
+use crate::table::{fdinfo, FileTable};
 
 pub fn dump_signalfd_fd(
     pid: i32,
@@ -34,13 +34,7 @@ pub fn dump_signalfd_fd(
             ..Default::default()
         })
     })?;
-    Ok(FdinfoEntry {
-        id,
-        flags: a.fd_flags,
-        r#type: FdTypes::Signalfd as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, a.fd_flags, FdTypes::Signalfd))
 }
 
 #[cfg(test)]

@@ -9,15 +9,7 @@ use crate::registry::{SharedError, SharedFiles};
 use criu_proto::dump_images::DumpImages;
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
-    for id in images.fd_ids_of_type(FdTypes::Signalfd) {
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let e = images
-            .files
-            .get(&id)
-            .and_then(|f| f.sgfd.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "sgfd" })?;
+    for (id, e) in shared.to_make(images, FdTypes::Signalfd, "sgfd", |f| f.sgfd.as_ref())? {
         let err = failed(id, "signalfd");
         let fd = criu_sys::anon_fds::signalfd(e.sigmask).map_err(err("signalfd"))?;
         set_status_flags(fd.as_fd(), e.flags).map_err(err("F_SETFL"))?;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, TimerfdEntry};
 
 use crate::eventfd::dump::{lock, read_anon_fd, AnonFdError};
-use crate::table::FileTable;
+use crate::table::{fdinfo, FileTable};
 
 pub fn dump_timerfd_fd(
     pid: i32,
@@ -41,13 +41,7 @@ pub fn dump_timerfd_fd(
             ..Default::default()
         })
     })?;
-    Ok(FdinfoEntry {
-        id,
-        flags: a.fd_flags,
-        r#type: FdTypes::Timerfd as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, a.fd_flags, FdTypes::Timerfd))
 }
 
 #[cfg(test)]

@@ -11,15 +11,7 @@ use crate::registry::{SharedError, SharedFiles};
 use criu_proto::dump_images::DumpImages;
 
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
-    for id in images.fd_ids_of_type(FdTypes::Timerfd) {
-        if shared.is_inherited(id) {
-            continue;
-        }
-        let e = images
-            .files
-            .get(&id)
-            .and_then(|f| f.tfd.as_ref())
-            .ok_or(SharedError::Missing { id, kind: "tfd" })?;
+    for (id, e) in shared.to_make(images, FdTypes::Timerfd, "tfd", |f| f.tfd.as_ref())? {
         let err = failed(id, "timerfd");
         let fd = criu_sys::anon_fds::timerfd(e.clockid as i32).map_err(err("timerfd_create"))?;
         set_status_flags(fd.as_fd(), e.flags).map_err(err("F_SETFL"))?;

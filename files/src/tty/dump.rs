@@ -21,7 +21,7 @@ use criu_proto::images::{
 use nix::errno::Errno;
 
 use super::dump_info::{ctty_index, master_index, tty_info};
-use crate::table::FileTable;
+use crate::table::{fdinfo, FileTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
@@ -225,13 +225,7 @@ pub fn dump_tty_fd(
         Driver::Vt => VT_INDEX,
         Driver::Serial => SERIAL_INDEX,
     };
-    let fdinfo = |id| FdinfoEntry {
-        id,
-        flags: fd_flags,
-        r#type: FdTypes::Tty as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    };
+    let fdinfo = |id| fdinfo(id, fd, fd_flags, FdTypes::Tty);
 
     // fds that share one open file description share one entry.
     let known = table

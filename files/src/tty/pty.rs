@@ -17,7 +17,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::registry::SharedFiles;
-use crate::tty::restore::{kernel_termios, TtyError};
+use crate::tty::restore::{kernel_termios, set_owner, TtyError};
 use crate::{task_err, InstallError};
 use criu_proto::dump_images::TaskImages;
 
@@ -156,33 +156,15 @@ impl Pairs {
                 move |errno: Errno| TtyError::Terminal { what, errno }
             };
             let master = open_ptmx_index(index, &mfile.path, mfile.flags)?;
-            sys::set_pty_lock(&master, false).map_err(err("cannot unlock it"))?;
             // termios and window size live on the slave side; a master sets them there.
             let params = pair.slave_info.as_ref().unwrap_or(minfo);
             set_params(&master, params).map_err(|(what, errno)| err(what)(errno))?;
             if minfo.packet_mode {
                 sys::set_packet_mode(&master, true).map_err(err("cannot set packet mode"))?;
             }
-            let mut slaves = Vec::new();
-            for s in &pair.slaves {
-                let flags = (s.flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
-                let fd = nix::fcntl::open(
-                    s.path.as_str(),
-                    OFlag::from_bits_retain(flags),
-                    Mode::empty(),
-                )
-                .map_err(err(&format!("cannot open {}", s.path)))?;
-                slaves.push((s.id, fd));
-            }
+            let slaves = open_slaves(index, pair)?;
             if let (Some(info), Some((_, fd))) = (&pair.slave_info, slaves.first()) {
-                if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
-                    nix::unistd::fchown(
-                        fd,
-                        Some(nix::unistd::Uid::from_raw(uid)),
-                        Some(nix::unistd::Gid::from_raw(gid)),
-                    )
-                    .map_err(err("cannot give the slave its owner"))?;
-                }
+                set_owner(fd, info).map_err(err("cannot give the slave its owner"))?;
                 if info.exclusive {
                     sys::set_exclusive(fd).map_err(err("cannot make the slave exclusive"))?;
                 }
@@ -238,25 +220,8 @@ impl Pairs {
 /// Slaves hung up at dump (their master was closed): opened on a new pair of the same index
 /// whose master is closed at once, which hangs them up again.
 fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), TtyError> {
-    let err = |what: String| {
-        move |errno: Errno| TtyError::Terminal {
-            what: format!("pty {index}: {what}"),
-            errno,
-        }
-    };
     let master = open_ptmx_index(index, "/dev/ptmx", libc::O_RDWR as u32)?;
-    sys::set_pty_lock(&master, false).map_err(err("cannot unlock it".into()))?;
-    let mut slaves = Vec::new();
-    for s in &pair.slaves {
-        let flags = (s.flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
-        let fd = nix::fcntl::open(
-            s.path.as_str(),
-            OFlag::from_bits_retain(flags),
-            Mode::empty(),
-        )
-        .map_err(err(format!("cannot open {}", s.path)))?;
-        slaves.push((s.id, fd));
-    }
+    let slaves = open_slaves(index, pair)?;
     drop(master);
     for (id, fd) in slaves {
         shared.add_description(id, fd);
@@ -264,8 +229,30 @@ fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), 
     Ok(())
 }
 
+/// Opens each slave description of pair `index` (its master must be open and unlocked),
+/// with its file id; the same for a live pair and a hung-up one.
+fn open_slaves(index: u32, pair: &Pair) -> Result<Vec<(u32, OwnedFd)>, TtyError> {
+    pair.slaves
+        .iter()
+        .map(|s| {
+            let flags = (s.flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
+            let fd = nix::fcntl::open(
+                s.path.as_str(),
+                OFlag::from_bits_retain(flags),
+                Mode::empty(),
+            )
+            .map_err(|errno| TtyError::Terminal {
+                what: format!("pty {index}: cannot open {}", s.path),
+                errno,
+            })?;
+            Ok((s.id, fd))
+        })
+        .collect()
+}
+
 /// Opens /dev/ptmx until the kernel hands out pty `index` (it gives the lowest free one);
-/// the others opened on the way are closed again.
+/// the others opened on the way are closed again. The master comes back unlocked, so that
+/// its slaves can be opened.
 fn open_ptmx_index(index: u32, path: &str, flags: u32) -> Result<OwnedFd, TtyError> {
     let flags = (flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
     let mut held = Vec::new();
@@ -281,6 +268,10 @@ fn open_ptmx_index(index: u32, path: &str, flags: u32) -> Result<OwnedFd, TtyErr
             errno,
         })?;
         if got == index {
+            sys::set_pty_lock(&fd, false).map_err(|errno| TtyError::Terminal {
+                what: format!("pty {index}: cannot unlock it"),
+                errno,
+            })?;
             return Ok(fd);
         }
         if got > index || got > MAX_PTY_INDEX {
@@ -337,30 +328,12 @@ pub fn set_controlling(
         return Ok(());
     };
     let fd = r.open(path, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)?;
-    let ret = r.try_call(libc::SYS_ioctl, &[fd, libc::TIOCSCTTY, 0])?;
-    if ret < 0 {
-        let _ = r.close(fd);
-        return Err(task_err(
-            pid,
-            format!(
-                "pid {pid}: cannot take {path} as controlling terminal: {}",
-                Errno::from_raw(-ret as i32)
-            ),
-        ));
-    }
+    let what = format!("cannot take {path} as controlling terminal");
+    ioctl_or_close(r, pid, fd, libc::TIOCSCTTY, 0, &what)?;
     if *pgrp > 0 {
         let at = r.arg(&pgrp.to_le_bytes())?;
-        let ret = r.try_call(libc::SYS_ioctl, &[fd, libc::TIOCSPGRP, at])?;
-        if ret < 0 {
-            let _ = r.close(fd);
-            return Err(task_err(
-                pid,
-                format!(
-                    "pid {pid}: cannot make group {pgrp} the foreground of {path}: {}",
-                    Errno::from_raw(-ret as i32)
-                ),
-            ));
-        }
+        let what = format!("cannot make group {pgrp} the foreground of {path}");
+        ioctl_or_close(r, pid, fd, libc::TIOCSPGRP, at, &what)?;
     }
     r.close(fd)?;
     for f in t.fds.iter() {
@@ -376,6 +349,26 @@ pub fn set_controlling(
         };
         r.call("dup3", libc::SYS_dup3, &[tty, u64::from(f.fd), cloexec])?;
         r.close(tty)?;
+    }
+    Ok(())
+}
+
+/// An injected ioctl on `pid`'s `fd`; when it fails the fd is closed and `what` says why.
+fn ioctl_or_close(
+    r: &mut Remote,
+    pid: i32,
+    fd: u64,
+    request: u64,
+    arg: u64,
+    what: &str,
+) -> Result<(), InstallError> {
+    let ret = r.try_call(libc::SYS_ioctl, &[fd, request, arg])?;
+    if ret < 0 {
+        let _ = r.close(fd);
+        return Err(task_err(
+            pid,
+            format!("pid {pid}: {what}: {}", Errno::from_raw(-ret as i32)),
+        ));
     }
     Ok(())
 }

@@ -356,14 +356,7 @@ impl ShellJob {
             move |errno| TtyError::Terminal { what, errno }
         };
         for info in self.infos.values() {
-            if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
-                nix::unistd::fchown(
-                    term,
-                    Some(nix::unistd::Uid::from_raw(uid)),
-                    Some(nix::unistd::Gid::from_raw(gid)),
-                )
-                .map_err(fail("cannot give it its owner"))?;
-            }
+            set_owner(term, info).map_err(fail("cannot give it its owner"))?;
             if let Some(t) = &info.termios_locked {
                 let want = kernel_termios(t);
                 if let Err(e) = sys::set_locked_termios(term, &want) {
@@ -399,6 +392,19 @@ impl ShellJob {
         }
         Ok(())
     }
+}
+
+/// Gives a terminal the owner its info records, when it records one (the pty slaves of a
+/// pair and the shell-job terminal both keep it).
+pub(crate) fn set_owner(fd: impl AsFd, info: &TtyInfoEntry) -> Result<(), Errno> {
+    if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
+        nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )?;
+    }
+    Ok(())
 }
 
 /// The image's termios in the kernel's layout.

@@ -20,7 +20,7 @@ use criu_proto::{ImageKind, ImageWriter};
 
 pub use diag::UnixDiag;
 
-use crate::table::{FileTable, FilesError};
+use crate::table::{fdinfo, FileTable, FilesError};
 
 /// `unix_sk_entry.uflags`: the socket is outside the dumped tree (`--ext-unix-sk`).
 pub const USK_EXTERN: u32 = 1;
@@ -101,13 +101,7 @@ pub fn dump_socket_fd(
     let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
     let flags = info.flags & !(libc::O_CLOEXEC as u32);
     let id = socket_id(pid, fd, ino, flags, table)?;
-    Ok(FdinfoEntry {
-        id,
-        flags: u32::from(cloexec),
-        r#type: FdTypes::Unixsk as i32,
-        fd: fd as u32,
-        xattr_security_selinux: None,
-    })
+    Ok(fdinfo(id, fd, u32::from(cloexec), FdTypes::Unixsk))
 }
 
 fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTable> {
@@ -197,6 +191,16 @@ fn inflight_id(
     Ok(entry.id)
 }
 
+/// The error about socket `ino` at `pid`'s `fd`, worded by `what`.
+fn socket_err(pid: i32, fd: i32, ino: u32) -> impl Fn(String) -> UnixError {
+    move |what| UnixError::Socket { pid, fd, ino, what }
+}
+
+/// A stream or seqpacket socket: one that connects, unlike a datagram one.
+fn is_stream_like(sk: &UnixDiag) -> bool {
+    sk.kind != libc::SOCK_DGRAM as u8
+}
+
 /// The peer to record: a client whose connection is not accepted yet names its listener.
 fn peer_of(
     pid: i32,
@@ -204,13 +208,8 @@ fn peer_of(
     sk: &UnixDiag,
     all: &HashMap<u32, UnixDiag>,
 ) -> Result<u32, UnixError> {
-    let fail = |what: String| UnixError::Socket {
-        pid,
-        fd,
-        ino: sk.ino,
-        what,
-    };
-    let stream_like = sk.kind != libc::SOCK_DGRAM as u8;
+    let fail = socket_err(pid, fd, sk.ino);
+    let stream_like = is_stream_like(sk);
     if sk.state == TCP_LISTEN && sk.icons.contains(&0) {
         return Err(fail(
             "a pending connection's client is already closed".into(),
@@ -246,13 +245,8 @@ fn describe(
     sk: &UnixDiag,
     peer: u32,
 ) -> Result<(UnixSkEntry, Vec<queue::Packet>), UnixError> {
-    let fail = |what: String| UnixError::Socket {
-        pid,
-        fd,
-        ino: sk.ino,
-        what,
-    };
-    let stream_like = sk.kind != libc::SOCK_DGRAM as u8;
+    let fail = socket_err(pid, fd, sk.ino);
+    let stream_like = is_stream_like(sk);
     let sock = criu_sys::pidfd::take_fd(pid, fd)
         .map_err(|e| fail(format!("cannot take a copy with pidfd_getfd: {e}")))?;
     let opts = opts::read(&sock).map_err(|(what, e)| fail(format!("getsockopt({what}): {e}")))?;
@@ -334,12 +328,7 @@ pub fn finish(table: &mut FileTable, dir: &Path) -> Result<(), UnixError> {
             continue;
         }
         let h = table.unix.dumped[&usk.ino];
-        let fail = |what: String| UnixError::Socket {
-            pid: h.pid,
-            fd: h.fd,
-            ino: usk.ino,
-            what,
-        };
+        let fail = socket_err(h.pid, h.fd, usk.ino);
         let listed = |inos: &Vec<u64>| inos.contains(&u64::from(usk.ino));
         // A socket named by inode is one whose outside peer is given back at restore by
         // --inherit-fd (a runtime's stdio socket): any type goes.

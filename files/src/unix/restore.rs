@@ -197,16 +197,22 @@ fn new_pair(e: &UnixSkEntry) -> Result<(OwnedFd, OwnedFd), UnixRestoreError> {
 type OpenInFlight<'a> =
     dyn Fn(u32, u32, &BTreeMap<u32, OwnedFd>) -> Result<inflight::InFlight, UnixRestoreError> + 'a;
 
-/// Sends `msgs` from `from` (to its peer, or to `to` when given), with the fds they carry:
-/// unix sockets made here, other files opened by `open`.
+/// Where the fds a refilled message carries come from: the unix sockets made here, or `open`
+/// for other files.
+#[derive(Clone, Copy)]
+struct Rights<'a> {
+    made: &'a BTreeMap<u32, OwnedFd>,
+    open: &'a OpenInFlight<'a>,
+}
+
+/// Sends `msgs` from `from` (to its peer, or to `to` when given), with the fds they carry.
 fn refill(
     ino: u32,
     for_id: u32,
     from: &OwnedFd,
     to: Option<&UnixAddr>,
     msgs: &[Msg],
-    made: &BTreeMap<u32, OwnedFd>,
-    open: &OpenInFlight,
+    rights: Rights,
 ) -> Result<(), UnixRestoreError> {
     if msgs.is_empty() {
         return Ok(());
@@ -216,10 +222,10 @@ fn refill(
         let mut opened = Vec::new();
         let mut raw = Vec::with_capacity(m.rights.len());
         for &id in &m.rights {
-            match made.get(&id) {
+            match rights.made.get(&id) {
                 Some(fd) => raw.push(fd.as_raw_fd()),
                 None => {
-                    let fd = open(id, for_id, made)?;
+                    let fd = (rights.open)(id, for_id, rights.made)?;
                     raw.push(fd.raw());
                     opened.push(fd);
                 }
@@ -282,12 +288,7 @@ fn listen(e: &UnixSkEntry, fd: &OwnedFd) -> Result<(), UnixRestoreError> {
 }
 
 /// Sends the queue of the named socket `e` again from a throwaway socket.
-fn refill_by_name(
-    e: &UnixSkEntry,
-    msgs: &[Msg],
-    made: &BTreeMap<u32, OwnedFd>,
-    open: &OpenInFlight,
-) -> Result<(), UnixRestoreError> {
+fn refill_by_name(e: &UnixSkEntry, msgs: &[Msg], rights: Rights) -> Result<(), UnixRestoreError> {
     if msgs.is_empty() {
         return Ok(());
     }
@@ -298,7 +299,7 @@ fn refill_by_name(
         None,
     )
     .map_err(sys(e.ino, "socket for the refill"))?;
-    refill(e.ino, e.id, &sender, Some(&address(e)?), msgs, made, open)
+    refill(e.ino, e.id, &sender, Some(&address(e)?), msgs, rights)
 }
 
 fn connect(e: &UnixSkEntry, fd: &OwnedFd, target: &UnixSkEntry) -> Result<(), UnixRestoreError> {
@@ -440,28 +441,24 @@ fn build(
     }
     // Queues once every socket exists (messages may carry sockets), and before connects: a
     // connected datagram socket takes messages only from its peer.
+    let rights = Rights {
+        made: &b.made,
+        open,
+    };
     for &(to, from) in &b.from_peer {
         let e = entries.iter().find(|e| e.id == to).copied();
-        let queue = e.map_or(&[][..], queue_of);
-        refill(
-            e.map_or(0, |e| e.ino),
-            to,
-            &b.made[&from],
-            None,
-            queue,
-            &b.made,
-            open,
-        )?;
+        let (ino, queue) = (e.map_or(0, |e| e.ino), e.map_or(&[][..], queue_of));
+        refill(ino, to, &b.made[&from], None, queue, rights)?;
     }
     for (e, mate) in std::mem::take(&mut b.from_mate) {
-        refill(e.ino, e.id, &mate, None, queue_of(e), &b.made, open)?;
+        refill(e.ino, e.id, &mate, None, queue_of(e), rights)?;
     }
     for e in b
         .by_name
         .iter()
         .filter(|e| !b.ghosts.iter().any(|g| g.id == e.id))
     {
-        refill_by_name(e, queue_of(e), &b.made, open)?;
+        refill_by_name(e, queue_of(e), rights)?;
     }
     // A removed name exists only while its socket's queue is refilled and its clients connect.
     for g in std::mem::take(&mut b.ghosts) {
@@ -474,7 +471,7 @@ fn build(
             socket::bind(fd.as_raw_fd(), &address(g)?).map_err(sys(g.ino, "bind"))?;
             listen(g, fd)?;
             if refill_now {
-                refill_by_name(g, queue_of(g), &b.made, open)?;
+                refill_by_name(g, queue_of(g), rights)?;
             }
             for (e, t) in &now {
                 connect(e, &b.made[&e.id], t)?;
@@ -529,25 +526,10 @@ fn set_options(e: &UnixSkEntry, fd: &OwnedFd) -> Result<(), UnixRestoreError> {
     if rcv != 0 && getsockopt(fd, sockopt::RcvBuf).map_err(sys(ino, "SO_RCVBUF"))? != rcv {
         setsockopt(fd, sockopt::RcvBufForce, &(rcv / 2)).map_err(sys(ino, "SO_RCVBUFFORCE"))?;
     }
-    let tv = |sec: u64, usec: u64| {
-        nix::sys::time::TimeVal::new(sec as libc::time_t, usec as libc::suseconds_t)
-    };
-    if o.so_snd_tmo_sec != 0 || o.so_snd_tmo_usec != 0 {
-        setsockopt(
-            fd,
-            sockopt::SendTimeout,
-            &tv(o.so_snd_tmo_sec, o.so_snd_tmo_usec),
-        )
-        .map_err(sys(ino, "SO_SNDTIMEO"))?;
-    }
-    if o.so_rcv_tmo_sec != 0 || o.so_rcv_tmo_usec != 0 {
-        setsockopt(
-            fd,
-            sockopt::ReceiveTimeout,
-            &tv(o.so_rcv_tmo_sec, o.so_rcv_tmo_usec),
-        )
-        .map_err(sys(ino, "SO_RCVTIMEO"))?;
-    }
+    let snd_tmo = (o.so_snd_tmo_sec, o.so_snd_tmo_usec);
+    set_timeout(fd, sockopt::SendTimeout, snd_tmo).map_err(sys(ino, "SO_SNDTIMEO"))?;
+    let rcv_tmo = (o.so_rcv_tmo_sec, o.so_rcv_tmo_usec);
+    set_timeout(fd, sockopt::ReceiveTimeout, rcv_tmo).map_err(sys(ino, "SO_RCVTIMEO"))?;
     if o.so_passcred == Some(true) {
         setsockopt(fd, sockopt::PassCred, &true).map_err(sys(ino, "SO_PASSCRED"))?;
     }
@@ -564,4 +546,16 @@ fn set_options(e: &UnixSkEntry, fd: &OwnedFd) -> Result<(), UnixRestoreError> {
         setsockopt(fd, RcvLowat, &(l as i32)).map_err(sys(ino, "SO_RCVLOWAT"))?;
     }
     Ok(())
+}
+
+/// A send or receive timeout (seconds, microseconds), set only when the dump has one.
+fn set_timeout<O>(fd: &OwnedFd, opt: O, (sec, usec): (u64, u64)) -> nix::Result<()>
+where
+    O: socket::SetSockOpt<Val = nix::sys::time::TimeVal>,
+{
+    if sec == 0 && usec == 0 {
+        return Ok(());
+    }
+    let tv = nix::sys::time::TimeVal::new(sec as libc::time_t, usec as libc::suseconds_t);
+    setsockopt(fd, opt, &tv)
 }

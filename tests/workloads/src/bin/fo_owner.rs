@@ -36,10 +36,8 @@ fn sys(r: i32, what: &str) -> Result<i32, String> {
 fn set_owner(fd: RawFd, kind: i32, pid: i32, sig: i32) -> Result<(), String> {
     let owner = [kind, pid];
     // SAFETY: fcntl reads a struct f_owner_ex (two ints) from `owner`, which outlives the call.
-    sys(
-        unsafe { libc::fcntl(fd, F_SETOWN_EX, owner.as_ptr()) },
-        "F_SETOWN_EX",
-    )?;
+    let ret = unsafe { libc::fcntl(fd, F_SETOWN_EX, owner.as_ptr()) };
+    sys(ret, "F_SETOWN_EX")?;
     // SAFETY: plain fcntl with an int argument.
     sys(unsafe { libc::fcntl(fd, F_SETSIG, sig) }, "F_SETSIG")?;
     Ok(())
@@ -49,10 +47,8 @@ fn set_owner(fd: RawFd, kind: i32, pid: i32, sig: i32) -> Result<(), String> {
 fn owner_of(fd: RawFd) -> Result<(i32, i32, i32, bool), String> {
     let mut owner = [0i32; 2];
     // SAFETY: fcntl writes a struct f_owner_ex (two ints) into `owner`.
-    sys(
-        unsafe { libc::fcntl(fd, F_GETOWN_EX, owner.as_mut_ptr()) },
-        "F_GETOWN_EX",
-    )?;
+    let ret = unsafe { libc::fcntl(fd, F_GETOWN_EX, owner.as_mut_ptr()) };
+    sys(ret, "F_GETOWN_EX")?;
     // SAFETY: plain fcntl calls.
     let sig = sys(unsafe { libc::fcntl(fd, F_GETSIG) }, "F_GETSIG")?;
     // SAFETY: as above.
@@ -103,10 +99,8 @@ fn checks(
         format!("inotify fd {ino}: owner/signal/async {got:?}")
     })?;
     // SAFETY: writes one byte from a live buffer.
-    sys(
-        unsafe { libc::write(b, b"x".as_ptr().cast(), 1) as i32 },
-        "write to the peer",
-    )?;
+    let ret = unsafe { libc::write(b, b"x".as_ptr().cast(), 1) as i32 };
+    sys(ret, "write to the peer")?;
     let (code, fd) = wait_signal(rt + 1)?;
     check((code, fd) == (POLL_IN, a), || {
         format!("socket signal: si_code {code}, si_fd {fd}")
