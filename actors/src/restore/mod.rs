@@ -8,6 +8,7 @@ pub mod plan;
 pub mod rebuild;
 pub mod rebuild_memory;
 pub mod task;
+pub mod thread;
 
 use std::path::PathBuf;
 use std::sync::Arc;
