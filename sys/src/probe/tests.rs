@@ -397,6 +397,55 @@ fn namespace_probes_match_config() {
     );
 }
 
+/// Runs `f` on a new thread in a new IPC namespace, as `uid` (real, effective and saved: a
+/// non-zero uid leaves the thread no capabilities). Only that thread changes: the raw
+/// setresuid syscall, unlike glibc's, does not touch the other threads.
+fn in_ipc_ns_as<T: Send>(uid: u32, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).expect("unshare ipc");
+            if uid != 0 {
+                // SAFETY: setresuid with integer arguments, for this thread only.
+                let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+                assert_eq!(r, 0, "setresuid({uid}): {}", Errno::last());
+            }
+            f()
+        })
+        .join()
+        .expect("ipc namespace thread")
+    })
+}
+
+/// The other route to "can set IPC ids": write sem_next_id, then see semget() hand out that
+/// very id.
+fn can_set_sem_id() -> bool {
+    const WANT: i32 = 4242;
+    if std::fs::write("/proc/sys/kernel/sem_next_id", WANT.to_string()).is_err() {
+        return false;
+    }
+    // SAFETY: semget with integer arguments.
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 1, 0o600) };
+    if id >= 0 {
+        // SAFETY: removes the set just made.
+        unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+    }
+    id == WANT
+}
+
+#[test]
+fn ipc_probe_asks_the_kernel_for_root_and_non_root() {
+    let root = in_ipc_ns_as(0, || (namespaces::ipc(), can_set_sem_id()));
+    agree("ipc as root", root.0, root.1);
+    assert_eq!(
+        root.1,
+        enabled("SYSVIPC") && enabled("CHECKPOINT_RESTORE"),
+        "root sets IPC ids where the kernel has the interface"
+    );
+    // nobody holds no CAP_CHECKPOINT_RESTORE: the kernel refuses, so must the probe.
+    let nobody = in_ipc_ns_as(65534, || (namespaces::ipc(), can_set_sem_id()));
+    agree("ipc as nobody", nobody.0, nobody.1);
+}
+
 /// NSpid in /proc/self/status ends with our pid as getpid() sees it.
 #[test]
 fn ns_pid_matches_getpid() {
