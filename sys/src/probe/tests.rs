@@ -273,6 +273,46 @@ fn sock_diag_matches_config() {
     );
 }
 
+/// UDP-Lite counts where the kernel has it: its diag answer is part of the verdict, and that
+/// answer agrees with the kernel config (udp_diag serves UDP and UDP-Lite).
+#[test]
+fn udplite_diag_is_asked_and_counted() {
+    let udplite = |fam| {
+        sockets::required_diag_families()
+            .iter()
+            .any(|&(f, p, _)| f == fam && p == libc::IPPROTO_UDPLITE as u8)
+    };
+    let v4 = std::path::Path::new("/proc/net/udplite").exists();
+    assert_eq!(udplite(libc::AF_INET), v4);
+    let v6 = std::path::Path::new("/proc/net/udplite6").exists();
+    assert_eq!(udplite(libc::AF_INET6), v6 && sockets::ipv6_enabled());
+    if v4 {
+        assert_eq!(
+            sockets::sock_diag_dump(libc::AF_INET, libc::IPPROTO_UDPLITE as u8).is_ok(),
+            enabled("INET_UDP_DIAG")
+        );
+    }
+    // A family whose diag fails makes the verdict no, UDP-Lite included.
+    let fams = sockets::required_diag_families();
+    let only_udplite_fails = |_f: libc::c_int, p: u8| {
+        if p == libc::IPPROTO_UDPLITE as u8 {
+            Err(ProbeError::Sys {
+                what: "test".into(),
+                errno: Errno::ENOENT,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let verdict = sockets::diag_verdict(&fams, only_udplite_fails);
+    if v4 || v6 {
+        let e = verdict.expect_err("a failed UDP-Lite diag must fail sock_diag");
+        assert!(e.to_string().contains("udplite"), "{e}");
+    } else {
+        assert!(verdict.is_ok());
+    }
+}
+
 #[test]
 fn tcp_probes_match_config() {
     agree("tcp", sockets::tcp_repair(), enabled("INET"));
