@@ -14,7 +14,9 @@
 #   fds          one process with 10,000 fds: 5,000 regular files, 2,500 pipes (both ends).
 #                Floor: opening the same files and pipes in a fresh process.
 # Usage: bench-tree.sh [ROUNDS [CASE...]] (default 3 rounds, every case). Prints one line per
-# round and a markdown table of medians. Needs root. CRIU=path overrides the criu binary.
+# round and a markdown table of medians. After every restore the restored tree must have the
+# original's shape (processes, threads and fds of the root), or the script stops with an error
+# (exit 1). Needs root. CRIU=path overrides the criu binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -101,13 +103,28 @@ start_hold() {
     echo "$c: workload not ready after 120 s" >&2
     exit 1
 }
+# live_tasks PID: how many processes of the tree under PID are alive (zombies left out).
+live_tasks() {
+    local p n=0 state
+    for p in $(tree_pids "$1"); do
+        state=$(awk '{sub(/.*\) /, ""); print $1}' /proc/"$p"/stat 2>/dev/null || true)
+        [ -n "$state" ] && [ "$state" != Z ] && n=$((n + 1))
+    done
+    echo "$n"
+}
+# shape PID: "TASKS THREADS FDS": live processes in the tree, threads and fds of its root.
+shape() {
+    echo "$(live_tasks "$1") $(find /proc/"$1"/task -mindepth 1 -maxdepth 1 | wc -l) $(find /proc/"$1"/fd -mindepth 1 -maxdepth 1 | wc -l)"
+}
 # dump_restore CASE: dumps the tree of $root (measuring Pss first), restores it detached,
-# measures the restored tree's Pss, kills it.
+# checks that the restored tree has the original's shape (else the script fails), measures its
+# Pss, kills it.
 dump_restore() {
-    local c=$1 pids
+    local c=$1 pids before after tasks threads fds
     rm -rf "$dir/img"
     mkdir "$dir/img"
     record "$c" pss.before "$(pss_kib "$root")"
+    before=$(shape "$root")
     pids=$(tree_pids "$root")
     sync
     timed "$c" dump dump.log "$criu" dump --no-default-config -t "$root" -D "$dir/img" -o dump.log
@@ -118,10 +135,16 @@ dump_restore() {
     record "$c" img.bytes "$(du -sb "$dir/img" | cut -f1)"
     timed "$c" restore restore.log "$criu" restore --no-default-config -D "$dir/img" -o restore.log -d
     roots="$roots $root"
+    after=$(shape "$root")
+    if [ "$after" != "$before" ]; then
+        echo "$c round $r: partial restore: tasks, root threads, root fds were $before, restored $after" >&2
+        exit 1
+    fi
+    read -r tasks threads fds <<< "$after"
     record "$c" pss.after "$(pss_kib "$root")"
-    record "$c" tasks "$(tree_pids "$root" | wc -l)"
-    record "$c" threads "$(find /proc/"$root"/task -mindepth 1 -maxdepth 1 | wc -l)"
-    record "$c" fds "$(find /proc/"$root"/fd -mindepth 1 -maxdepth 1 | wc -l)"
+    record "$c" tasks "$tasks"
+    record "$c" threads "$threads"
+    record "$c" fds "$fds"
     kill_tree "$root"
     roots=${roots% "$root"}
 }

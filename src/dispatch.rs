@@ -6,6 +6,14 @@ use crate::commands;
 
 pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
     let o = &inv.options;
+    // Options set but not honoured, and commands not implemented, stop here (see `support`).
+    let refused = commands::support::refusals(&inv.command, o);
+    if !refused.is_empty() {
+        for message in &refused {
+            tracing::error!("{message}");
+        }
+        return 1;
+    }
     match &inv.command {
         Command::Check => commands::check::run_options(o),
         Command::Exec { syscall } => match o.tree {
@@ -16,7 +24,7 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
             }
         },
         Command::Dump => commands::dump::run(o, &dirs.images),
-        Command::Restore { .. } => commands::restore::run(&inv.command, o, dirs),
+        Command::Restore { .. } => commands::restore::run(o, dirs),
         Command::CpuinfoDump => commands::cpuinfo::dump(&dirs.images),
         Command::CpuinfoCheck => commands::cpuinfo::check(&dirs.images, o.cpu_cap),
         Command::Show => {
@@ -24,8 +32,14 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
             tracing::error!("To view an image use the \"crit decode -i $name --pretty\" command.");
             1
         }
-        other => {
-            tracing::error!("{}: not supported yet by this criu", other.name());
+        // Refused above, with the options they were given.
+        Command::PreDump
+        | Command::LazyPages
+        | Command::PageServer
+        | Command::Service
+        | Command::Swrk { .. }
+        | Command::Dedup => {
+            tracing::error!("{}: not supported yet by this criu", inv.command.name());
             1
         }
     }

@@ -153,3 +153,134 @@ fn single_dash_verbosity_parses_as_level_zero() {
         ""
     );
 }
+
+#[test]
+fn dump_to_a_page_server_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("img")).unwrap();
+    let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+    let pid = child.id().to_string();
+    let out = criu(
+        &[
+            "dump",
+            "--no-default-config",
+            "-D",
+            "img",
+            "-o",
+            "dump.log",
+            "-t",
+            &pid,
+            "--page-server",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ],
+        dir.path(),
+    );
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("dump: option --page-server is not supported yet"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--address") && stderr.contains("--port"),
+        "{stderr}"
+    );
+    assert!(alive, "the refused dump touched the task");
+    let log = std::fs::read_to_string(dir.path().join("img/dump.log")).unwrap();
+    assert!(log.contains("--page-server"), "log: {log}");
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("img"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files, vec!["dump.log"]);
+}
+
+#[test]
+fn restore_refuses_external_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(
+        &[
+            "restore",
+            "--no-default-config",
+            "-o",
+            "r.log",
+            "-d",
+            "--external",
+            "veth[x]:y",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("restore: option --external is not supported yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(dir.path().join("r.log").exists());
+}
+
+#[test]
+fn dump_refuses_external_kinds_other_than_unix_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(
+        &[
+            "dump",
+            "--no-default-config",
+            "-t",
+            "999999999",
+            "--external",
+            "mnt[/dev]:ZDTM_DEV",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("dump: option --external mnt[/dev]:ZDTM_DEV is not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_option_from_a_config_file_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.conf");
+    std::fs::write(&conf, "track-mem\n").unwrap();
+    let cfg = format!("--config={}", conf.display());
+    let out = criu(&["dump", &cfg, "-t", "999999999"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("dump: option --track-mem is not supported yet"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn commands_not_implemented_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        &["pre-dump", "-t", "1"][..],
+        &["page-server"],
+        &["lazy-pages"],
+        &["service"],
+        &["dedup"],
+        &["swrk", "3"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--no-default-config");
+        let out = criu(&args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
+        assert!(
+            text(&out.stderr).contains(&format!("{}: not supported yet", cmd[0])),
+            "{cmd:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -5,12 +5,14 @@
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "../proto/tests/common/upstream.rs"]
+mod upstream;
 #[macro_use]
 #[path = "workloads/src/dump_images.rs"]
 mod dump_images;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -406,40 +408,54 @@ fn pipe_shared_by_a_tree_is_one_description_with_its_bytes() {
     drop(writer);
 }
 
+/// Upstream crit decodes every image of a real dump as we do (plain and --pretty). Upstream
+/// crit must be installed (Debian's `criu` package; .ci/run installs it).
 #[test]
-fn upstream_crit_decodes_every_image() {
+fn upstream_crit_decodes_every_image_as_we_do() {
     if !is_root() {
         eprintln!("skipped: needs root");
         return;
     }
-    let crit = PathBuf::from("/usr/bin/crit");
-    if !crit.exists() {
-        eprintln!("skipped: /usr/bin/crit is not installed");
-        return;
-    }
+    upstream::upstream_crit();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (p, _, _, _) = start_state(d, 2, 1);
     let r = criu_dump(p.pid, d, &["-R"]);
     assert_eq!(r.rc, 0, "dump failed: {}", r.stderr);
     let mut checked = 0;
+    let mut bad = Vec::new();
     for e in std::fs::read_dir(d).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         let is_image = name.ends_with(".img") || name == "stats-dump";
         if !is_image || name.starts_with("pages-") {
             continue;
         }
-        let out = Command::new(&crit)
-            .args(["decode", "-i"])
-            .arg(d.join(&name))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "crit decode {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let bytes = std::fs::read(d.join(&name)).unwrap();
+        for pretty in [false, true] {
+            let up = match upstream::upstream_decode(&d.join(&name), pretty) {
+                Ok(v) => v,
+                Err(e) => {
+                    bad.push(format!("{name}: upstream crit: {e}"));
+                    continue;
+                }
+            };
+            let opts = criu_proto::json::DecodeOptions {
+                pretty,
+                no_payload: false,
+            };
+            let ours = criu_proto::json::decode_image(&name, &bytes, opts)
+                .unwrap_or_else(|e| panic!("{name}: our decode: {e}"));
+            let ours = criu_proto::json::to_python_json(&ours, pretty.then_some(4));
+            let diff = upstream::differences(&up, &serde_json::from_str(&ours).unwrap());
+            if !diff.is_empty() {
+                bad.push(format!(
+                    "{name} (pretty={pretty}):\n  {}",
+                    diff.join("\n  ")
+                ));
+            }
+        }
         checked += 1;
     }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
     assert!(checked >= 10, "only {checked} images");
 }

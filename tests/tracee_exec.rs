@@ -57,7 +57,7 @@ fn manual_examples_through_the_command_module() {
 
     // The task runs on: its read completes, and its output goes to the file now at fd 1.
     w.send("hi\n");
-    assert_eq!(w.wait_exit(LONG), Some(0));
+    assert_eq!(w.wait_exit(LONG), Exit::Code(0));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "READ 3 hi\n");
     let _ = std::fs::remove_file(&path);
 }

@@ -76,7 +76,7 @@ fn inject_into_task_blocked_in_read() {
     inject_and_check(&w);
     w.send("hello\n");
     assert_eq!(w.expect("READ", LONG), vec!["6", "hello"]);
-    assert_eq!(w.wait_exit(LONG), Some(0));
+    assert_eq!(w.wait_exit(LONG), Exit::Code(0));
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn inject_into_task_blocked_in_nanosleep() {
     );
     let ms: u64 = slept[1].parse().unwrap();
     assert!(ms >= 1500, "slept only {ms} ms");
-    assert_eq!(w.wait_exit(LONG), Some(0));
+    assert_eq!(w.wait_exit(LONG), Exit::Code(0));
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn inject_into_task_blocked_in_futex() {
     wait_in_syscall(w.pid, w.pid, libc::SYS_futex);
     w.send("wake\n");
     assert_eq!(w.expect("WOKE", LONG), vec!["0", "1"]);
-    assert_eq!(w.wait_exit(LONG), Some(0));
+    assert_eq!(w.wait_exit(LONG), Exit::Code(0));
 }
 
 #[test]

@@ -37,10 +37,17 @@ fn kill_holder_midway(mode: &str, signal: Option<Signal>) {
         kill(Pid::from_raw(holder.pid), sig).unwrap();
     }
     let code = holder.wait_exit(LONG);
-    if signal.is_some() {
-        assert_eq!(code, None, "{mode}: the holder must die of the signal");
-    } else {
-        assert_eq!(code, Some(101), "{mode}: the holder must end with a panic");
+    match signal {
+        Some(sig) => assert_eq!(
+            code,
+            Exit::Signal(sig as i32),
+            "{mode}: the holder must die of the signal"
+        ),
+        None => assert_eq!(
+            code,
+            Exit::Code(101),
+            "{mode}: the holder must end with a panic"
+        ),
     }
     assert!(
         wait_until(LONG, || tracer(target.pid, target.pid) == 0),
@@ -55,7 +62,7 @@ fn kill_holder_midway(mode: &str, signal: Option<Signal>) {
     wait_in_syscall(target.pid, target.pid, libc::SYS_read);
     target.send("hello\n");
     assert_eq!(target.expect("READ", LONG), vec!["6", "hello"], "{mode}");
-    assert_eq!(target.wait_exit(LONG), Some(0));
+    assert_eq!(target.wait_exit(LONG), Exit::Code(0));
 }
 
 #[test]

@@ -154,17 +154,3 @@ fn empty_submessage_and_false_are_kept() {
     );
     assert_eq!(encode_image("inventory.img", &json).unwrap(), bytes);
 }
-
-/// With CRIU_SAMPLE_DIR set, writes every sample image there (for upstream crit checks).
-#[test]
-fn write_samples_for_upstream_crit() {
-    let Ok(dir) = std::env::var("CRIU_SAMPLE_DIR") else {
-        return;
-    };
-    let dir = std::path::Path::new(&dir);
-    std::fs::create_dir_all(dir).unwrap();
-    for kind in framed_kinds() {
-        std::fs::write(dir.join(format!("{}.img", kind.name)), sample_image(kind)).unwrap();
-    }
-    std::fs::write(dir.join("GHOST_FILE_plain.img"), sample_plain_ghost()).unwrap();
-}

@@ -31,11 +31,6 @@ pub fn run(o: &Options, images: &Path) -> i32 {
     let Some(pid) = o.tree else {
         return fail("Tree id is not specified (use -t PID)");
     };
-    if let Some(cg) = &o.freeze_cgroup {
-        return fail(&format!(
-            "--freeze-cgroup {cg} is not supported by this dump yet"
-        ));
-    }
     let scripts = match ActionScripts::new(&o.action_scripts, images) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),

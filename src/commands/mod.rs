@@ -4,3 +4,4 @@ pub mod cpuinfo;
 pub mod dump;
 pub mod exec;
 pub mod restore;
+pub mod support;

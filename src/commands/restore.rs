@@ -7,31 +7,11 @@ use criu_actors::restore::{RestoreError, RestoreRequest};
 use criu_files::RestoreFileOptions;
 
 use crate::app::Dirs;
-use crate::cli::table::{long_name, Opt};
-use crate::cli::{Command, Options};
+use crate::cli::Options;
 use crate::scripts::{Action, ActionScripts};
 
-/// Options that change what a restore does and that this criu cannot honour yet.
-const NOT_YET: &[Opt] = &[
-    Opt::LazyPages,
-    Opt::Stream,
-    Opt::Root,
-    Opt::JoinNs,
-    Opt::VethPair,
-    Opt::ExtMountMap,
-    Opt::CgroupRoot,
-    Opt::CgroupYard,
-    Opt::LsmProfile,
-    Opt::LsmMountContext,
-    Opt::TcpEstablished,
-    Opt::TcpClose,
-    Opt::AutoDedup,
-    Opt::EmptyNs,
-    Opt::PageServer,
-];
-
-pub fn run(cmd: &Command, o: &Options, dirs: &Dirs) -> i32 {
-    match restore(cmd, o, dirs) {
+pub fn run(o: &Options, dirs: &Dirs) -> i32 {
+    match restore(o, dirs) {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");
@@ -40,18 +20,9 @@ pub fn run(cmd: &Command, o: &Options, dirs: &Dirs) -> i32 {
     }
 }
 
-fn restore(cmd: &Command, o: &Options, dirs: &Dirs) -> Result<i32, String> {
-    if let Some(opt) = NOT_YET.iter().find(|opt| o.seen.contains(opt)) {
-        return Err(format!(
-            "restore: option --{} is not supported yet",
-            long_name(*opt)
-        ));
-    }
+fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
     if o.restore_sibling && !o.restore_detached {
         return Err("--restore-sibling only makes sense with --restore-detached".into());
-    }
-    if matches!(cmd, Command::Restore { exec_cmd } if !exec_cmd.is_empty()) {
-        return Err("restore: option --exec-cmd is not supported yet".into());
     }
     let started = std::time::Instant::now();
     let scripts = ActionScripts::new(&o.action_scripts, &dirs.images).map_err(|e| e.to_string())?;

@@ -61,6 +61,70 @@ impl Drop for FileMapping {
     }
 }
 
+/// Fresh private anonymous memory of this process, unmapped on drop. No page is there until
+/// it is first written (or put there with UFFDIO_COPY): what a restored task's memory is
+/// before criu fills it.
+pub struct AnonMapping {
+    addr: NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: the mapping belongs to this value; `&self` hands out shared views, `&mut self`
+// exclusive ones, as for a Vec.
+unsafe impl Send for AnonMapping {}
+// SAFETY: as above.
+unsafe impl Sync for AnonMapping {}
+
+impl AnonMapping {
+    /// Maps `len` (> 0) bytes, readable and writable, at an address the kernel picks.
+    pub fn new(len: usize) -> std::io::Result<AnonMapping> {
+        let nz = NonZeroUsize::new(len).ok_or(std::io::ErrorKind::InvalidInput)?;
+        // SAFETY: a fresh private anonymous mapping at a kernel-chosen address: it overlaps
+        // nothing; `self` unmaps it.
+        let addr = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                None,
+                nz,
+                nix::sys::mman::ProtFlags::PROT_READ | nix::sys::mman::ProtFlags::PROT_WRITE,
+                nix::sys::mman::MapFlags::MAP_PRIVATE,
+            )
+        }
+        .map_err(std::io::Error::from)?;
+        Ok(AnonMapping { addr, len })
+    }
+
+    /// Its start address (for userfaultfd registration and UFFDIO_COPY).
+    pub fn addr(&self) -> u64 {
+        self.addr.as_ptr() as u64
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Its bytes. Touching a page that a userfaultfd watches and nobody filled blocks.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `addr` maps `len` readable bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.addr.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, writable, and `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.addr.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for AnonMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped; no view outlives `self`.
+        let _ = unsafe { nix::sys::mman::munmap(self.addr, self.len) };
+    }
+}
+
 /// Runs `f` on the first `len` bytes of `file` mapped shared and writable, then unmaps them:
 /// how hugetlbfs files, which refuse write(2), get their contents. `len` must not pass the
 /// file's size.
@@ -107,6 +171,20 @@ mod tests {
         f.read_to_end(&mut all).unwrap();
         assert_eq!(&all[4096..4101], b"hello");
         assert!(all[..4096].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn anonymous_memory_is_filled_by_uffdio_copy() {
+        let uffd = crate::uffd::Userfault::for_this_process().unwrap();
+        let len = 4 * 4096;
+        let mut m = super::AnonMapping::new(len).unwrap();
+        uffd.register(m.addr(), len as u64).unwrap();
+        let src: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        uffd.copy(m.addr(), &src).unwrap();
+        uffd.unregister(m.addr(), len as u64).unwrap();
+        assert_eq!(m.bytes(), &src[..]);
+        m.bytes_mut()[0] = 7;
+        assert_eq!(m.bytes()[0], 7);
     }
 
     #[test]

@@ -31,6 +31,25 @@ fn ioctl(fd: &OwnedFd, request: libc::c_ulong, arg: &mut [u64]) -> Result<(), Er
 }
 
 impl Userfault {
+    /// A userfaultfd of the calling process (its own memory), after the API handshake. User-mode
+    /// faults only where an unprivileged caller may not have more.
+    pub fn for_this_process() -> Result<Userfault, Errno> {
+        const UFFD_USER_MODE_ONLY: libc::c_long = 1;
+        let flags = libc::O_CLOEXEC as libc::c_long;
+        // SAFETY: raw userfaultfd(2) with integer flags.
+        let mut raw = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) };
+        if raw < 0 && Errno::last() == Errno::EPERM {
+            // SAFETY: as above.
+            raw = unsafe { libc::syscall(libc::SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY) };
+        }
+        if raw < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: a fd number the kernel just returned to us, owned by nothing else.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+        Userfault::new(fd)
+    }
+
     /// Takes over a userfaultfd (created by the task) and does the API handshake.
     pub fn new(fd: OwnedFd) -> Result<Userfault, Errno> {
         let mut api = [UFFD_API, 0, 0];

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use criu_proto::json::opts::field_opts;
 use criu_proto::{message_descriptor, ImageKind, ImageWriter, Payload};
 use prost::Message;

@@ -40,43 +40,65 @@ pub fn is_known_feature(name: &str) -> bool {
     table::feature(name).is_some()
 }
 
+/// What a run of the base, `--extra` and `--experimental` checks found (every failure is
+/// also logged as it is met).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// The base check that failed: it ends the run ("Does not look good.").
+    pub base_failed: Option<&'static str>,
+    /// The `--extra`/`--experimental` checks that failed, in the order they ran.
+    pub missing: Vec<&'static str>,
+}
+
 /// Runs the check; prints the verdict on stdout and returns the exit code.
 pub fn run(req: &CheckRequest) -> i32 {
     if !req.features.is_empty() {
         return run_features(&req.features);
     }
-    for (name, check) in table::BASE {
-        if let Err(e) = check() {
-            tracing::error!("{name}: {e}");
-            tracing::warn!("{LOOKS_BAD}");
-            return 1;
-        }
+    let outcome = evaluate(req);
+    if outcome.base_failed.is_some() {
+        tracing::warn!("{LOOKS_BAD}");
+        return 1;
     }
-    let mut all_ok = true;
-    if req.extra {
-        for name in table::EXTRA {
-            all_ok &= run_named(name);
-        }
-        if userspace::apparmor_active() {
-            all_ok &= run_named("apparmor_stacking");
-        }
-    }
-    if req.experimental {
-        for name in table::EXPERIMENTAL {
-            all_ok &= run_named(name);
-        }
-    }
-    // Optional: only reported, never part of the verdict.
-    if let Err(e) = criu_sys::probe::ptrace::hw_breakpoints() {
-        tracing::warn!("Hardware breakpoints don't seem to work: {e}");
-    }
-    if all_ok {
+    if outcome.missing.is_empty() {
         println!("{LOOKS_GOOD}");
         0
     } else {
         println!("{LOOKS_MAYBE}");
         1
     }
+}
+
+/// Runs the base checks (up to the first failure), then those `req` adds.
+pub(crate) fn evaluate(req: &CheckRequest) -> Outcome {
+    let mut outcome = Outcome::default();
+    for (name, check) in table::BASE {
+        if let Err(e) = check() {
+            tracing::error!("{name}: {e}");
+            outcome.base_failed = Some(*name);
+            return outcome;
+        }
+    }
+    let mut names: Vec<&'static str> = Vec::new();
+    if req.extra {
+        names.extend(table::EXTRA.iter().copied());
+        if userspace::apparmor_active() {
+            names.push("apparmor_stacking");
+        }
+    }
+    if req.experimental {
+        names.extend(table::EXPERIMENTAL.iter().copied());
+    }
+    for name in names {
+        if !run_named(name) {
+            outcome.missing.push(name);
+        }
+    }
+    // Optional: only reported, never part of the verdict.
+    if let Err(e) = criu_sys::probe::ptrace::hw_breakpoints() {
+        tracing::warn!("Hardware breakpoints don't seem to work: {e}");
+    }
+    outcome
 }
 
 fn run_features(names: &[String]) -> i32 {

@@ -8,9 +8,16 @@ fn missing(msg: impl Into<String>) -> ProbeError {
     ProbeError::Missing(msg.into())
 }
 
-/// Always supported: tells clients this criu knows `--external net[...]`.
+/// Whether this criu can restore a tree into an external network namespace: dump with
+/// `--external net[INO]:KEY` leaving the namespace out, restore with `--inherit-fd fd[N]:KEY`
+/// putting the tree into the namespace fd N opens. In CRIU the check asks nothing of the
+/// kernel (setns into a net namespace is always there); it tells clients that criu can do
+/// this. This criu does not dump or restore network namespaces yet, so it cannot.
 pub fn external_net_ns() -> ProbeResult {
-    Ok(())
+    Err(missing(
+        "this criu cannot restore a tree into an external network namespace \
+         (--external net[...] with --inherit-fd): network namespaces are not restored yet",
+    ))
 }
 
 /// This criu does not checkpoint 32-bit (compat) tasks, whatever the kernel can do.

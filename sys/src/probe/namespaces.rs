@@ -206,15 +206,21 @@ pub fn pidfd_store() -> ProbeResult {
     Ok(())
 }
 
-/// /proc/sys/kernel/sem_next_id is readable and writable (restoring SysV IPC ids).
+const SEM_NEXT_ID: &str = "/proc/sys/kernel/sem_next_id";
+
+/// This caller may set the id of the next SysV IPC object (restoring IPC objects with their
+/// ids): /proc/sys/kernel/sem_next_id opens for reading and writing (nothing is written).
+/// It is opened, not access()ed: access() checks a non-root caller without its capabilities,
+/// while the kernel (5.16+) lets a holder of CAP_CHECKPOINT_RESTORE over the IPC namespace's
+/// user namespace write it. So root and non-root callers are both really asked.
 pub fn ipc() -> ProbeResult {
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    access(
-        "/proc/sys/kernel/sem_next_id",
-        AccessFlags::R_OK | AccessFlags::W_OK,
-    )
-    .map_err(sys("/proc/sys/kernel/sem_next_id is inaccessible"))?;
-    Ok(())
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(SEM_NEXT_ID)
+        .map(drop)
+        .map_err(|e| ProbeError::Sys {
+            what: format!("{SEM_NEXT_ID} is inaccessible"),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        })
 }

@@ -100,7 +100,9 @@ pub fn sock_diag_dump(family: libc::c_int, proto: u8) -> ProbeResult {
     )))
 }
 
-/// The families and protocols that a dump needs sock_diag for.
+/// The families and protocols that a dump needs sock_diag for. UDP-Lite is among them, as in
+/// CRIU, where the kernel has UDP-Lite sockets at all (`/proc/net/udplite`, `udplite6`): a
+/// kernel without them has none to collect.
 pub fn required_diag_families() -> Vec<(libc::c_int, u8, &'static str)> {
     let mut v = vec![
         (libc::AF_UNIX, 0, "unix"),
@@ -109,23 +111,46 @@ pub fn required_diag_families() -> Vec<(libc::c_int, u8, &'static str)> {
         (libc::AF_PACKET, 0, "packet"),
         (libc::AF_NETLINK, NDIAG_PROTO_ALL, "netlink"),
     ];
+    if has_udplite(libc::AF_INET) {
+        v.push((libc::AF_INET, IPPROTO_UDPLITE, "inet udplite"));
+    }
     if ipv6_enabled() {
         v.push((libc::AF_INET6, libc::IPPROTO_TCP as u8, "inet6 tcp"));
         v.push((libc::AF_INET6, libc::IPPROTO_UDP as u8, "inet6 udp"));
+        if has_udplite(libc::AF_INET6) {
+            v.push((libc::AF_INET6, IPPROTO_UDPLITE, "inet6 udplite"));
+        }
     }
     v
 }
 
-/// sock_diag answers for unix, inet/inet6 tcp and udp, packet and netlink sockets.
+/// The kernel has UDP-Lite sockets of `family` (its /proc/net table exists).
+pub fn has_udplite(family: libc::c_int) -> bool {
+    let table = if family == libc::AF_INET6 {
+        "/proc/net/udplite6"
+    } else {
+        "/proc/net/udplite"
+    };
+    std::path::Path::new(table).exists()
+}
+
+/// sock_diag answers for unix, inet/inet6 tcp and udp (and UDP-Lite where the kernel has it),
+/// packet and netlink sockets.
 pub fn sock_diag() -> ProbeResult {
+    diag_verdict(&required_diag_families(), sock_diag_dump)
+}
+
+/// The verdict over `families`, each asked with `dump`: every one must answer.
+pub(crate) fn diag_verdict(
+    families: &[(libc::c_int, u8, &'static str)],
+    dump: impl Fn(libc::c_int, u8) -> ProbeResult,
+) -> ProbeResult {
     let mut failed = Vec::new();
-    for (family, proto, name) in required_diag_families() {
-        if let Err(e) = sock_diag_dump(family, proto) {
+    for &(family, proto, name) in families {
+        if let Err(e) = dump(family, proto) {
             failed.push(format!("{name} ({e})"));
         }
     }
-    // UDP-lite is optional, as in CRIU; ask anyway so a broken netlink shows up.
-    let _ = sock_diag_dump(libc::AF_INET, IPPROTO_UDPLITE);
     if failed.is_empty() {
         Ok(())
     } else {

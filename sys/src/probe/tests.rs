@@ -273,6 +273,46 @@ fn sock_diag_matches_config() {
     );
 }
 
+/// UDP-Lite counts where the kernel has it: its diag answer is part of the verdict, and that
+/// answer agrees with the kernel config (udp_diag serves UDP and UDP-Lite).
+#[test]
+fn udplite_diag_is_asked_and_counted() {
+    let udplite = |fam| {
+        sockets::required_diag_families()
+            .iter()
+            .any(|&(f, p, _)| f == fam && p == libc::IPPROTO_UDPLITE as u8)
+    };
+    let v4 = std::path::Path::new("/proc/net/udplite").exists();
+    assert_eq!(udplite(libc::AF_INET), v4);
+    let v6 = std::path::Path::new("/proc/net/udplite6").exists();
+    assert_eq!(udplite(libc::AF_INET6), v6 && sockets::ipv6_enabled());
+    if v4 {
+        assert_eq!(
+            sockets::sock_diag_dump(libc::AF_INET, libc::IPPROTO_UDPLITE as u8).is_ok(),
+            enabled("INET_UDP_DIAG")
+        );
+    }
+    // A family whose diag fails makes the verdict no, UDP-Lite included.
+    let fams = sockets::required_diag_families();
+    let only_udplite_fails = |_f: libc::c_int, p: u8| {
+        if p == libc::IPPROTO_UDPLITE as u8 {
+            Err(ProbeError::Sys {
+                what: "test".into(),
+                errno: Errno::ENOENT,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let verdict = sockets::diag_verdict(&fams, only_udplite_fails);
+    if v4 || v6 {
+        let e = verdict.expect_err("a failed UDP-Lite diag must fail sock_diag");
+        assert!(e.to_string().contains("udplite"), "{e}");
+    } else {
+        assert!(verdict.is_ok());
+    }
+}
+
 #[test]
 fn tcp_probes_match_config() {
     agree("tcp", sockets::tcp_repair(), enabled("INET"));
@@ -395,6 +435,55 @@ fn namespace_probes_match_config() {
         namespaces::ipc(),
         enabled("SYSVIPC") && enabled("CHECKPOINT_RESTORE"),
     );
+}
+
+/// Runs `f` on a new thread in a new IPC namespace, as `uid` (real, effective and saved: a
+/// non-zero uid leaves the thread no capabilities). Only that thread changes: the raw
+/// setresuid syscall, unlike glibc's, does not touch the other threads.
+fn in_ipc_ns_as<T: Send>(uid: u32, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).expect("unshare ipc");
+            if uid != 0 {
+                // SAFETY: setresuid with integer arguments, for this thread only.
+                let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+                assert_eq!(r, 0, "setresuid({uid}): {}", Errno::last());
+            }
+            f()
+        })
+        .join()
+        .expect("ipc namespace thread")
+    })
+}
+
+/// The other route to "can set IPC ids": write sem_next_id, then see semget() hand out that
+/// very id.
+fn can_set_sem_id() -> bool {
+    const WANT: i32 = 4242;
+    if std::fs::write("/proc/sys/kernel/sem_next_id", WANT.to_string()).is_err() {
+        return false;
+    }
+    // SAFETY: semget with integer arguments.
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, 1, 0o600) };
+    if id >= 0 {
+        // SAFETY: removes the set just made.
+        unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+    }
+    id == WANT
+}
+
+#[test]
+fn ipc_probe_asks_the_kernel_for_root_and_non_root() {
+    let root = in_ipc_ns_as(0, || (namespaces::ipc(), can_set_sem_id()));
+    agree("ipc as root", root.0, root.1);
+    assert_eq!(
+        root.1,
+        enabled("SYSVIPC") && enabled("CHECKPOINT_RESTORE"),
+        "root sets IPC ids where the kernel has the interface"
+    );
+    // nobody holds no CAP_CHECKPOINT_RESTORE: the kernel refuses, so must the probe.
+    let nobody = in_ipc_ns_as(65534, || (namespaces::ipc(), can_set_sem_id()));
+    agree("ipc as nobody", nobody.0, nobody.1);
 }
 
 /// NSpid in /proc/self/status ends with our pid as getpid() sees it.

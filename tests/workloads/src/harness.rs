@@ -104,17 +104,41 @@ impl Workload {
         stdin.flush().expect("flush workload stdin");
     }
 
-    /// Waits for the workload to exit by itself; its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    /// Waits up to `timeout` for the workload to end by itself; how it ended, or `TimedOut`
+    /// if it still runs (it is looked at at least once, so a zero timeout asks "still
+    /// running?").
+    pub fn wait_exit(&mut self, timeout: Duration) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
         let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => {
+                    return match (st.code(), st.signal()) {
+                        (Some(code), _) => Exit::Code(code),
+                        (None, Some(sig)) => Exit::Signal(sig),
+                        (None, None) => panic!("pid {}: wait status {st:?}", self.pid),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => panic!("pid {}: wait: {e}", self.pid),
+            }
+            if Instant::now() >= end {
+                return Exit::TimedOut;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        None
     }
+}
+
+/// How a workload ended, as [`Workload::wait_exit`] saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal (this number) killed it.
+    Signal(i32),
+    /// It was still running when the wait ended.
+    TimedOut,
 }
 
 impl Drop for Workload {

@@ -6,7 +6,8 @@
 //! then each waits for SIGUSR1: the parent checks its events and writes "PASS" or "FAIL: why"
 //! to RESULT_FILE; the child does the same for its own pipe into RESULT_FILE.child.
 //! With a third argument `escaped`, the moved target is then kept open only by a process
-//! outside the tree (its pid in WORK_DIR/holder.pid) and closed here: a dump must refuse it.
+//! outside the tree (its pid in WORK_DIR/holder.pid) and closed here: a dump must refuse it,
+//! so the check then expects the registrations exactly as they were (nothing was restored).
 //! With `single`, no child is forked.
 
 use std::os::fd::{IntoRawFd, RawFd};
@@ -95,6 +96,34 @@ fn targets(ep: RawFd) -> Vec<(i32, String, String)> {
     v
 }
 
+/// The registrations a restore gives back for `before`: the target registered as `moved` is
+/// found under `moved_to` (the number it is open at), and the disarmed one-shot `fired` comes
+/// back with EPOLLERR|EPOLLHUP.
+fn restored_targets(
+    before: &[(i32, String, String)],
+    moved: RawFd,
+    moved_to: RawFd,
+    fired: RawFd,
+) -> Vec<(i32, String, String)> {
+    before
+        .iter()
+        .map(|(fd, e, d)| {
+            let fd = if *fd == moved { moved_to } else { *fd };
+            // A disarmed one-shot can only be added back with EPOLLERR|EPOLLHUP, which the
+            // kernel adds to every registration (CRIU has the same limit).
+            let e = if fd == fired {
+                let bits = u32::from_str_radix(e, 16).unwrap_or(0);
+                format!("{:x}", bits | (libc::EPOLLERR | libc::EPOLLHUP) as u32)
+            } else {
+                e.clone()
+            };
+            (fd, e, d.clone())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let result = args.get(1).expect("RESULT_FILE").clone();
@@ -147,7 +176,8 @@ fn main() {
     let moved_to = unsafe { libc::fcntl(moved.0, libc::F_DUPFD, 200) };
     // SAFETY: as above.
     unsafe { libc::close(moved.0) };
-    if args.get(3).map(String::as_str) == Some("escaped") {
+    let escaped = args.get(3).map(String::as_str) == Some("escaped");
+    if escaped {
         // Keep the moved target open only in a process outside our tree, then close ours.
         // SAFETY: fork in a single-threaded program; the child only forks and exits.
         let mid = unsafe { libc::fork() };
@@ -203,25 +233,14 @@ fn main() {
     wait_usr1();
 
     let mut errors = Vec::new();
-    // The moved target is registered under its new number; the rest under theirs.
+    // Restored, the moved target is registered under its new number; the rest under theirs.
+    // Not restored (escaped: the dump refused it), everything is as it was.
     let after = targets(ep);
-    let want: Vec<(i32, String, String)> = before
-        .iter()
-        .map(|(fd, e, d)| {
-            let fd = if *fd == moved.0 { moved_to } else { *fd };
-            // A disarmed one-shot can only be added back with EPOLLERR|EPOLLHUP, which the
-            // kernel adds to every registration (CRIU has the same limit).
-            let e = if fd == fired.0 {
-                let bits = u32::from_str_radix(e, 16).unwrap_or(0);
-                format!("{:x}", bits | (libc::EPOLLERR | libc::EPOLLHUP) as u32)
-            } else {
-                e.clone()
-            };
-            (fd, e, d.clone())
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let want: Vec<(i32, String, String)> = if escaped {
+        before.clone()
+    } else {
+        restored_targets(&before, moved.0, moved_to, fired.0)
+    };
     if after != want {
         errors.push(format!("fdinfo targets {after:?}, expected {want:?}"));
     }

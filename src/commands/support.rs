@@ -1,0 +1,508 @@
+//! Which options each command honours, and the refusal of every other option a user set.
+//!
+//! Every option of the table is classified here, in one exhaustive `match` (a new option does
+//! not compile until it is classified). An option that was set (on the command line or in a
+//! config file) and that the command does not honour stops the command before it does
+//! anything, with an error naming the option: nothing is parsed and then silently ignored.
+//! Commands this criu does not implement are refused as a whole.
+
+use crate::cli::table::{Opt, OPTIONS};
+use crate::cli::{Command, Options};
+
+/// A command, without the words some commands take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dump,
+    PreDump,
+    Restore,
+    LazyPages,
+    Check,
+    PageServer,
+    Service,
+    Swrk,
+    Dedup,
+    CpuinfoDump,
+    CpuinfoCheck,
+    Exec,
+    Show,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Dump,
+        Kind::PreDump,
+        Kind::Restore,
+        Kind::LazyPages,
+        Kind::Check,
+        Kind::PageServer,
+        Kind::Service,
+        Kind::Swrk,
+        Kind::Dedup,
+        Kind::CpuinfoDump,
+        Kind::CpuinfoCheck,
+        Kind::Exec,
+        Kind::Show,
+    ];
+
+    pub fn of(cmd: &Command) -> Kind {
+        match cmd {
+            Command::Dump => Kind::Dump,
+            Command::PreDump => Kind::PreDump,
+            Command::Restore { .. } => Kind::Restore,
+            Command::LazyPages => Kind::LazyPages,
+            Command::Check => Kind::Check,
+            Command::PageServer => Kind::PageServer,
+            Command::Service => Kind::Service,
+            Command::Swrk { .. } => Kind::Swrk,
+            Command::Dedup => Kind::Dedup,
+            Command::CpuinfoDump => Kind::CpuinfoDump,
+            Command::CpuinfoCheck => Kind::CpuinfoCheck,
+            Command::Exec { .. } => Kind::Exec,
+            Command::Show => Kind::Show,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Dump => "dump",
+            Kind::PreDump => "pre-dump",
+            Kind::Restore => "restore",
+            Kind::LazyPages => "lazy-pages",
+            Kind::Check => "check",
+            Kind::PageServer => "page-server",
+            Kind::Service => "service",
+            Kind::Swrk => "swrk",
+            Kind::Dedup => "dedup",
+            Kind::CpuinfoDump => "cpuinfo dump",
+            Kind::CpuinfoCheck => "cpuinfo check",
+            Kind::Exec => "exec",
+            Kind::Show => "show",
+        }
+    }
+
+    /// Commands this criu does not implement; `show` answers on its own (it is deprecated).
+    pub fn implemented(self) -> bool {
+        !matches!(
+            self,
+            Kind::PreDump
+                | Kind::LazyPages
+                | Kind::PageServer
+                | Kind::Service
+                | Kind::Swrk
+                | Kind::Dedup
+        )
+    }
+}
+
+/// Where an option is honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// By every command: where the logs and images are, which config is read, and the like.
+    Every,
+    /// By these commands only.
+    Only(&'static [Kind]),
+    /// By no command yet.
+    Nowhere,
+}
+
+use Kind::{Check, CpuinfoCheck, Dump, Exec, Restore};
+
+/// The commands that honour `opt`. Options CRIU's restore reads only at dump time (and so
+/// ignores on restore, as zdtm passes a test's options to both) are listed for restore too.
+pub fn scope(opt: Opt) -> Scope {
+    use Scope::{Every, Nowhere, Only};
+    match opt {
+        Opt::ImagesDir
+        | Opt::WorkDir
+        | Opt::LogFile
+        | Opt::LogPid
+        | Opt::Verbosity
+        | Opt::Config
+        | Opt::NoDefaultConfig
+        | Opt::Help
+        | Opt::Version
+        | Opt::Close
+        // Only permits deprecated features; this criu has none to permit.
+        | Opt::Deprecated => Every,
+
+        Opt::Tree => Only(&[Dump, Exec]),
+        Opt::LeaveStopped => Only(&[Dump]),
+        // Restore always leaves the tree running.
+        Opt::LeaveRunning => Only(&[Dump, Restore]),
+        Opt::RestoreDetached | Opt::Daemon | Opt::RestoreSibling => Only(&[Restore]),
+        // CRIU's dump ignores --pidfile (zdtm sends it); restore writes it.
+        Opt::Pidfile => Only(&[Dump, Restore]),
+        Opt::Timeout => Only(&[Dump, Restore]),
+        Opt::ActionScript => Only(&[Dump, Restore]),
+        Opt::ShellJob | Opt::FileLocks | Opt::ExtUnixSk => Only(&[Dump, Restore]),
+        // Only unix[INODE] (checked by `refusals`).
+        Opt::External => Only(&[Dump]),
+        Opt::InheritFd | Opt::SkipFileRwxCheck => Only(&[Restore]),
+        // Dump-time options CRIU's restore ignores.
+        Opt::LinkRemap
+        | Opt::GhostLimit
+        // Ghost files are always copied as data runs (SEEK_DATA/SEEK_HOLE).
+        | Opt::GhostFiemap
+        | Opt::EvasiveDevices
+        | Opt::ForceIrmap => Only(&[Dump, Restore]),
+        // Restore takes the method from the inventory dump wrote.
+        Opt::NetworkLock => Only(&[Dump, Restore]),
+        // Only pre-dump uses the mode; zdtm sends `splice` to every dump.
+        Opt::PreDumpMode => Only(&[Dump, Restore]),
+        // Recorded in the inventory; this dump has no TCP sockets to close.
+        Opt::TcpClose => Only(&[Dump]),
+        // Restore only checks it against the inventory.
+        Opt::AllowUprobes => Only(&[Restore]),
+        Opt::DisplayStats => Only(&[Dump]),
+        Opt::CpuCap => Only(&[Dump, CpuinfoCheck]),
+        Opt::Feature | Opt::Extra | Opt::Experimental | Opt::All => Only(&[Check]),
+        // --exec-cmd after restore is not done yet.
+        Opt::ExecCmd
+        // Deprecated: refused while parsing already.
+        | Opt::Ms
+        // Namespaces, mounts, network devices.
+        | Opt::Root
+        | Opt::JoinNs
+        | Opt::EmptyNs
+        | Opt::VethPair
+        | Opt::ExtMountMap
+        | Opt::SkipMnt
+        | Opt::EnableFs
+        | Opt::EnableExternalSharing
+        | Opt::EnableExternalMasters
+        | Opt::MntnsCompatMode
+        | Opt::WeakSysctls
+        // Cgroups.
+        | Opt::ManageCgroups
+        | Opt::CgroupRoot
+        | Opt::CgroupProps
+        | Opt::CgroupPropsFile
+        | Opt::CgroupDumpController
+        | Opt::CgroupYard
+        | Opt::FreezeCgroup
+        // LSM.
+        | Opt::LsmProfile
+        | Opt::LsmMountContext
+        // TCP.
+        | Opt::TcpEstablished
+        | Opt::SkipInFlight
+        // Iterative and remote memory.
+        | Opt::PageServer
+        | Opt::Address
+        | Opt::Port
+        | Opt::PsSocket
+        | Opt::PrevImagesDir
+        | Opt::TrackMem
+        | Opt::LazyPages
+        | Opt::AutoDedup
+        | Opt::Stream
+        | Opt::Tls
+        | Opt::TlsCacert
+        | Opt::TlsCacrl
+        | Opt::TlsCert
+        | Opt::TlsKey
+        | Opt::TlsNoCnVerify
+        // Daemons' readiness, plugins, misc.
+        | Opt::StatusFd
+        | Opt::Libdir
+        | Opt::IrmapScanPath
+        | Opt::FileValidation
+        | Opt::Unprivileged => Nowhere,
+    }
+}
+
+/// Whether `kind` honours `opt`.
+pub fn honours(kind: Kind, opt: Opt) -> bool {
+    match scope(opt) {
+        Scope::Every => true,
+        Scope::Only(kinds) => kinds.contains(&kind),
+        Scope::Nowhere => false,
+    }
+}
+
+/// The `--external` kinds `kind` handles: dump takes `unix[INODE]` (a socket whose peer is
+/// outside the tree); every other kind (mnt, dev, file, tty, veth, macvlan, net, ...) is
+/// refused.
+fn external_ok(kind: Kind, value: &str) -> bool {
+    kind == Kind::Dump
+        && value
+            .strip_prefix("unix[")
+            .and_then(|v| v.strip_suffix(']'))
+            .is_some_and(|ino| ino.parse::<u64>().is_ok())
+}
+
+/// Why `cmd` cannot run with `o`: one message per option set that the command does not
+/// honour, then one if the command itself is not implemented. Empty when it can run.
+pub fn refusals(cmd: &Command, o: &Options) -> Vec<String> {
+    let kind = Kind::of(cmd);
+    let name = kind.name();
+    let mut out = Vec::new();
+    for spec in OPTIONS {
+        if !o.seen.contains(&spec.id) {
+            continue;
+        }
+        if !honours(kind, spec.id) {
+            out.push(format!(
+                "{name}: option --{} is not supported yet",
+                spec.long
+            ));
+        } else if spec.id == Opt::External {
+            for value in o.external.iter().filter(|v| !external_ok(kind, v)) {
+                out.push(format!(
+                    "{name}: option --external {value} is not supported yet \
+                     (only unix[INODE] is)"
+                ));
+            }
+        }
+    }
+    if !kind.implemented() {
+        out.push(format!("{name}: not supported yet by this criu"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::getopt::Occurrence;
+    use crate::cli::table::HasArg;
+
+    /// One command of each kind, as the parser makes it.
+    fn command(kind: Kind) -> Command {
+        match kind {
+            Kind::Dump => Command::Dump,
+            Kind::PreDump => Command::PreDump,
+            Kind::Restore => Command::Restore { exec_cmd: vec![] },
+            Kind::LazyPages => Command::LazyPages,
+            Kind::Check => Command::Check,
+            Kind::PageServer => Command::PageServer,
+            Kind::Service => Command::Service,
+            Kind::Swrk => Command::Swrk { fd: 3 },
+            Kind::Dedup => Command::Dedup,
+            Kind::CpuinfoDump => Command::CpuinfoDump,
+            Kind::CpuinfoCheck => Command::CpuinfoCheck,
+            Kind::Exec => Command::Exec {
+                syscall: vec!["getpid".into()],
+            },
+            Kind::Show => Command::Show,
+        }
+    }
+
+    /// A value each option with an argument accepts.
+    fn sample_value(opt: Opt) -> &'static str {
+        match opt {
+            Opt::Tree | Opt::Close | Opt::Timeout | Opt::PsSocket | Opt::StatusFd => "3",
+            Opt::Port => "12345",
+            Opt::GhostLimit => "1M",
+            Opt::JoinNs => "net:/x",
+            Opt::VethPair => "a=b",
+            Opt::ExtMountMap => "a:b",
+            Opt::InheritFd => "fd[3]:pipe:[1]",
+            Opt::EmptyNs => "net",
+            Opt::External => "unix[1]",
+            Opt::PreDumpMode => "splice",
+            Opt::FileValidation => "filesize",
+            Opt::NetworkLock => "iptables",
+            _ => "x",
+        }
+    }
+
+    /// Options with just `opt` set, through the same code the parser uses.
+    fn options_with(opt: Opt, has_arg: HasArg) -> Options {
+        let mut o = Options::default();
+        let value = (has_arg == HasArg::Required).then(|| sample_value(opt).to_string());
+        // --ms is refused by the parser already; it still counts as set.
+        let _ = o.apply(&Occurrence {
+            id: opt,
+            value,
+            negated: false,
+        });
+        assert!(
+            o.seen.contains(&opt),
+            "--{} not recorded as set",
+            spec_of(opt).long
+        );
+        o
+    }
+
+    fn spec_of(opt: Opt) -> &'static crate::cli::table::OptSpec {
+        OPTIONS.iter().find(|s| s.id == opt).unwrap()
+    }
+
+    /// The whole option table, for every command: each option is honoured (the command runs
+    /// on with it) or refused with a message naming it.
+    #[test]
+    fn every_option_of_the_table_is_honoured_or_refused_by_every_command() {
+        let mut seen_ids = std::collections::BTreeSet::new();
+        for spec in OPTIONS {
+            assert!(
+                seen_ids.insert(spec.id),
+                "--{} twice in the table",
+                spec.long
+            );
+        }
+        for &kind in Kind::ALL {
+            let cmd = command(kind);
+            assert_eq!(cmd.name(), kind.name());
+            let bare = refusals(&cmd, &Options::default());
+            if kind.implemented() {
+                assert!(bare.is_empty(), "{}: {bare:?}", kind.name());
+            } else {
+                assert_eq!(
+                    bare,
+                    vec![format!("{}: not supported yet by this criu", kind.name())]
+                );
+            }
+            for spec in OPTIONS {
+                let o = options_with(spec.id, spec.has_arg);
+                let said = refusals(&cmd, &o);
+                let named = format!("{}: option --{} ", kind.name(), spec.long);
+                let refused = said.iter().any(|m| m.starts_with(&named));
+                assert_eq!(
+                    refused,
+                    !honours(kind, spec.id),
+                    "{} --{}: {said:?}",
+                    kind.name(),
+                    spec.long
+                );
+                // Nothing else is refused, so an honoured option lets an implemented command run.
+                assert_eq!(
+                    said.len(),
+                    usize::from(refused) + usize::from(!kind.implemented()),
+                    "{} --{}: {said:?}",
+                    kind.name(),
+                    spec.long
+                );
+            }
+        }
+    }
+
+    /// What zdtm sends every dump and restore, and `criu check --feature`, keeps working.
+    #[test]
+    fn zdtm_command_lines_are_honoured() {
+        let run = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            match crate::cli::parse(&args) {
+                Ok(crate::cli::Parsed::Run(inv)) => refusals(&inv.command, &inv.options),
+                other => panic!("{other:?}"),
+            }
+        };
+        let common = ["--no-default-config", "-v4", "-D", "/img", "-o", "x.log"];
+        let with = |cmd: &str, more: &[&'static str]| {
+            let mut v: Vec<&str> = vec![cmd];
+            v.extend(common);
+            v.extend(more);
+            run(&v)
+        };
+        assert_eq!(
+            with(
+                "dump",
+                &[
+                    "--tree",
+                    "42",
+                    "--pidfile",
+                    "/p",
+                    "--timeout",
+                    "10",
+                    "--pre-dump-mode",
+                    "splice",
+                    "--link-remap",
+                    "--ghost-limit",
+                    "1G",
+                    "--file-locks",
+                    "--no-ghost-fiemap",
+                    "--no-mntns-compat-mode"
+                ]
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            with(
+                "restore",
+                &[
+                    "--pidfile",
+                    "/p",
+                    "--restore-detached",
+                    "--restore-sibling",
+                    "--link-remap",
+                    "--ghost-limit",
+                    "1G",
+                    "--file-locks",
+                    "--ext-unix-sk"
+                ]
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            with("check", &["--feature", "mem_dirty_track"]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn page_server_dump_is_refused_naming_each_option() {
+        let args: Vec<String> = [
+            "dump",
+            "--no-default-config",
+            "-t",
+            "1",
+            "--page-server",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let Ok(crate::cli::Parsed::Run(inv)) = crate::cli::parse(&args) else {
+            panic!()
+        };
+        assert_eq!(
+            refusals(&inv.command, &inv.options),
+            vec![
+                "dump: option --page-server is not supported yet",
+                "dump: option --address is not supported yet",
+                "dump: option --port is not supported yet",
+            ]
+        );
+    }
+
+    #[test]
+    fn external_kinds_other_than_unix_inode_are_refused() {
+        let mut o = Options::default();
+        o.seen.insert(Opt::External);
+        o.external = vec![
+            "unix[123]".into(),
+            "veth[x]:y".into(),
+            "unix[abc]".into(),
+            "mnt[]:s".into(),
+        ];
+        assert_eq!(
+            refusals(&Command::Dump, &o),
+            vec![
+                "dump: option --external veth[x]:y is not supported yet (only unix[INODE] is)",
+                "dump: option --external unix[abc] is not supported yet (only unix[INODE] is)",
+                "dump: option --external mnt[]:s is not supported yet (only unix[INODE] is)",
+            ]
+        );
+        o.external = vec!["unix[123]".into()];
+        assert!(refusals(&Command::Dump, &o).is_empty());
+        assert_eq!(
+            refusals(&Command::Restore { exec_cmd: vec![] }, &o),
+            vec!["restore: option --external is not supported yet"]
+        );
+    }
+
+    #[test]
+    fn a_negated_flag_is_not_set() {
+        let mut o = Options::default();
+        o.apply(&Occurrence {
+            id: Opt::TrackMem,
+            value: None,
+            negated: true,
+        })
+        .unwrap();
+        assert!(refusals(&Command::Dump, &o).is_empty());
+    }
+}
