@@ -105,6 +105,9 @@ pub struct DumpFileOptions {
     pub evasive_devices: bool,
     /// `--force-irmap`.
     pub force_irmap: bool,
+    /// `--shell-job`: fds on the shell's terminal are recorded, to be given criu's terminal at
+    /// restore.
+    pub shell_job: bool,
 }
 
 impl Default for DumpFileOptions {
@@ -116,17 +119,20 @@ impl Default for DumpFileOptions {
             file_locks: false,
             evasive_devices: false,
             force_irmap: false,
+            shell_job: false,
         }
     }
 }
 
 impl FileTable {
     pub fn new(opts: DumpFileOptions) -> FileTable {
-        FileTable {
+        let mut table = FileTable {
             next_id: 1,
             opts,
             ..Default::default()
-        }
+        };
+        table.ttys.shell_job = table.opts.shell_job;
+        table
     }
 
     fn take_id(&mut self) -> u32 {

@@ -58,7 +58,6 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         })),
         network_lock_method: lock_method(o),
         tcp_close: o.tcp_close,
-        shell_job: o.shell_job,
         files: DumpFileOptions {
             ghost_limit: o.ghost_limit,
             link_remap: o.link_remap,
@@ -66,6 +65,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
             file_locks: o.file_locks,
             evasive_devices: o.evasive_devices,
             force_irmap: o.force_irmap,
+            shell_job: o.shell_job,
         },
     };
     match dump::run(req) {

@@ -38,8 +38,6 @@ pub struct DumpRequest {
     /// Inventory values that restore must see again.
     pub network_lock_method: u32,
     pub tcp_close: bool,
-    /// `--shell-job`: terminal fds are recorded, to be given criu's terminal at restore.
-    pub shell_job: bool,
     pub files: criu_files::DumpFileOptions,
 }
 
@@ -246,10 +244,7 @@ async fn dump_phases(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),
-        files: Mutex::new(criu_files::tty::dump::file_table(
-            req.shell_job,
-            req.files.clone(),
-        )),
+        files: Mutex::new(criu_files::FileTable::new(req.files.clone())),
         shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),

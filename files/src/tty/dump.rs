@@ -157,13 +157,6 @@ impl Terminals {
     }
 }
 
-/// A new file table of a dump, with or without `--shell-job`.
-pub fn file_table(shell_job: bool, opts: crate::table::DumpFileOptions) -> FileTable {
-    let mut table = FileTable::new(opts);
-    table.ttys.shell_job = shell_job;
-    table
-}
-
 /// Whether the device `meta` is a terminal this module handles.
 pub fn is_terminal(meta: &std::fs::Metadata) -> bool {
     std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type())
