@@ -7,3 +7,4 @@ pub mod dump_thread;
 pub mod regs;
 pub mod restore_creds;
 pub mod restore_signals;
+pub mod restore_task;
