@@ -132,23 +132,35 @@ mod tests {
     #[test]
     fn a_hugetlb_object_round_trips_through_its_images() {
         use nix::sys::memfd::{memfd_create, MFdFlags};
+        const LEAVE_OUT: &str = "To run the rest, leave the test out: cargo nextest run \
+                                 -E 'not test(a_hugetlb_object_round_trips_through_its_images)'";
+        // The kernel's own hugetlbfs mount backs these files: there is nothing to mount.
         let huge = || {
-            let fd =
-                memfd_create("unit-huge", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_HUGETLB).ok()?;
-            Some(File::from(fd))
+            let fd = memfd_create("unit-huge", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_HUGETLB)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "this machine lacks hugetlbfs (CONFIG_HUGETLBFS): \
+                         memfd_create(MFD_HUGETLB) failed: {e}. {LEAVE_OUT}"
+                    )
+                });
+            File::from(fd)
         };
-        let (Some(obj), Some(copy)) = (huge(), huge()) else {
-            eprintln!("skipped: no hugetlbfs");
-            return;
-        };
+        let (obj, copy) = (huge(), huge());
         use std::os::unix::fs::MetadataExt;
         let size = obj.metadata().unwrap().blksize();
         obj.set_len(size).unwrap();
-        // hugetlbfs refuses write(2): the bytes go in through a mapping.
+        // hugetlbfs refuses write(2): the bytes go in through a mapping, which takes a huge page
+        // from the pool the administrator reserved (vm.nr_hugepages; the test must not change it).
         criu_sys::mapping::with_shared_mut(&obj, size as usize, |b| {
             b[3 * PAGE_SIZE as usize..][..5].copy_from_slice(b"huge!")
         })
-        .unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "this machine has no free huge page of {size} bytes (mapping the hugetlbfs file \
+                 failed: {e}; HugePages_Free in /proc/meminfo, reserved with vm.nr_hugepages). \
+                 {LEAVE_OUT}"
+            )
+        });
         let dir = tempfile::tempdir().unwrap();
         dump_shmem(dir.path(), 5, 3, &obj, size).unwrap();
         let (id, runs) = crate::restore::read_shmem_pagemap(dir.path(), 5).unwrap();

@@ -5,5 +5,6 @@ pub mod dump_shmem;
 pub mod dump_vmas;
 pub mod fill;
 pub mod inherited;
+pub mod rebuild;
 pub mod restore;
 pub mod vma;

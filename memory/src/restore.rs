@@ -39,6 +39,11 @@ pub enum RestoreMemError {
     OpenMem { pid: i32, source: std::io::Error },
     #[error("vma {start:#x}-{end:#x}: {what}")]
     Vma { start: u64, end: u64, what: String },
+    #[error(transparent)]
+    Tracee(#[from] criu_tracee::TraceeError),
+    /// The pid is named by the caller's message.
+    #[error("{what}")]
+    Task { pid: i32, what: String },
 }
 
 /// How one VMA is created in the stub.

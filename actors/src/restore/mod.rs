@@ -6,7 +6,6 @@ pub mod helpers;
 pub mod next_pid;
 pub mod plan;
 pub mod rebuild;
-pub mod rebuild_memory;
 pub mod task;
 pub mod thread;
 

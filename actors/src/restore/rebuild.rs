@@ -50,5 +50,5 @@ pub fn restore_session(r: &mut Remote, t: &TaskImages, setsid: bool) -> Result<(
     Ok(())
 }
 
-pub use super::rebuild_memory::*;
 pub use criu_files::install::*;
+pub use criu_memory::rebuild::*;

@@ -342,7 +342,14 @@ impl RestoreTask {
         let exe_inherited =
             !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
         rebuild::set_mm(&mut r, &all, &t.mm, pid, exe_inherited)?;
-        rebuild::map_vmas(&mut r, &all, &self.shared, t, criu_pidfd, &inherited)?;
+        rebuild::map_vmas(
+            &mut r,
+            &all,
+            |id| self.shared.shmem(id),
+            t,
+            criu_pidfd,
+            &inherited,
+        )?;
         r.close(criu_pidfd)?;
         let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
         let (inside, outside) = inherited::split_runs(&runs, &inherited);

@@ -1,14 +1,19 @@
-//! The memory steps of a rebuild: the stub's own memory goes, the mm fields and every dumped
-//! area come back (pages follow from outside, see criu_memory::restore::fill).
+//! Restore half, inside the task (injected syscalls): the stub's own memory goes, the mm fields
+//! and every dumped area come back (pages follow from outside, see `fill`).
 
-use criu_memory::restore::{advice, plan, MapPlan};
+use crate::restore::{advice, plan, MapPlan, RestoreMemError};
 use criu_proto::images::MmEntry;
 use criu_tracee::remote::{words, Remote};
 use criu_tracee::RseqConfiguration;
 
-use super::rebuild::{task_err, RebuildError};
-use criu_files::SharedFiles;
 use criu_proto::dump_images::{DumpImages, TaskImages};
+
+fn task_err(pid: i32, what: impl Into<String>) -> RestoreMemError {
+    RestoreMemError::Task {
+        pid,
+        what: what.into(),
+    }
+}
 
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const ARCH_MAP_VDSO_64: u64 = 0x2003;
@@ -17,18 +22,25 @@ const PR_SET_MM: u64 = 35;
 const PR_SET_MM_MAP: u64 = 14;
 
 /// Drops what the stub inherited from criu or its parent: its rseq registration, fds and every
-/// mapping except the `inherited` areas (see criu_memory::inherited), which it keeps.
+/// mapping except the `inherited` areas (see crate::inherited), which it keeps.
 pub fn clear_stub(
     r: &mut Remote,
     t: &TaskImages,
     rseq: RseqConfiguration,
     inherited: &[(u64, u64)],
     fd_table_shared: bool,
-) -> Result<(), RebuildError> {
+) -> Result<(), RestoreMemError> {
     let pid = t.pid();
     if rseq.rseq_abi_pointer != 0 {
         let area = (rseq.rseq_abi_pointer, rseq.rseq_abi_size, rseq.signature);
-        super::rebuild::rseq(r, "rseq(unregister)", area, RSEQ_FLAG_UNREGISTER)?;
+        let (pointer, size, signature) = area;
+        let args = [
+            pointer,
+            u64::from(size),
+            RSEQ_FLAG_UNREGISTER,
+            u64::from(signature),
+        ];
+        r.call("rseq(unregister)", libc::SYS_rseq, &args)?;
     }
     // A table shared with the parent was emptied by it, and may hold fds the parent or a
     // sibling is using right now.
@@ -75,7 +87,7 @@ pub fn set_mm(
     mm: &MmEntry,
     pid: i32,
     exe_inherited: bool,
-) -> Result<(), RebuildError> {
+) -> Result<(), RestoreMemError> {
     let exe = all
         .reg_path(mm.exe_file_id)
         .ok_or_else(|| {
@@ -125,15 +137,15 @@ pub fn set_mm(
 
 /// Maps every dumped VMA at its address but the `inherited` ones, already there (private pages
 /// are filled afterwards from outside; shared memory comes already filled from criu through
-/// `criu_pidfd`).
+/// `criu_pidfd`: `shmem` gives criu's fd of each shared memory object).
 pub fn map_vmas(
     r: &mut Remote,
     all: &DumpImages,
-    shared: &SharedFiles,
+    shmem: impl Fn(u64) -> Option<i32>,
     t: &TaskImages,
     criu_pidfd: u64,
     inherited: &[(u64, u64)],
-) -> Result<(), RebuildError> {
+) -> Result<(), RestoreMemError> {
     let pid = t.pid();
     let mut vdso_start = None;
     for vma in &t.mm.vmas {
@@ -220,7 +232,7 @@ pub fn map_vmas(
                             .shmid,
                     ),
                 };
-                let object = shared.shmem(shmid).ok_or_else(|| {
+                let object = shmem(shmid).ok_or_else(|| {
                     task_err(
                         pid,
                         format!("vma {addr:#x}: shared memory {shmid} was not created"),
