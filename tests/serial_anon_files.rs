@@ -8,7 +8,7 @@ mod harness;
 #[path = "workloads/src/state_task.rs"]
 mod state_task;
 
-use harness::is_root;
+use harness::require_root;
 use state_task::{Argv, StateTask};
 
 /// `af_anon KIND RESULT_FILE`, started in `dir`.
@@ -30,46 +30,31 @@ fn round_trip(kind: &str) -> String {
 
 #[test]
 fn eventfd_counter_and_semaphore_survive() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     assert_eq!(round_trip("eventfd"), "PASS\n");
 }
 
 #[test]
 fn signalfd_still_takes_its_signals() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     assert_eq!(round_trip("signalfd"), "PASS\n");
 }
 
 #[test]
 fn timerfd_keeps_its_time_and_keeps_firing() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     assert_eq!(round_trip("timerfd"), "PASS\n");
 }
 
 #[test]
 fn memfd_fd_and_mappings_are_one_object_again() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     assert_eq!(round_trip("memfd"), "PASS\n");
 }
 
 #[test]
 fn memfd_images_are_in_criu_form() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     use criu_proto::images::{FdTypes, FileEntry, MemfdInodeEntry};
     use criu_proto::{ImageKind, ImageReader};
     let dir = tempfile::tempdir().unwrap();

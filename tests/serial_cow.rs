@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::{bin, descendants, is_root, kill_tree, wait_until};
+use harness::{bin, descendants, kill_tree, require_root, wait_until};
 
 fn criu(args: &[&str], dir: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -42,10 +42,7 @@ fn read(path: &Path) -> String {
 
 #[test]
 fn pages_shared_after_fork_stay_shared_after_restore() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let results = dir.path().join("results");

@@ -19,7 +19,7 @@ use std::time::Duration;
 use criu_proto::images::*;
 use criu_proto::{ImageKind, ImageReader};
 use dump_images::*;
-use harness::{bin, is_root, wait_until};
+use harness::{bin, require_root, wait_until};
 
 /// Start/end of every VMA as /proc shows it.
 fn proc_vmas(pid: i32) -> Vec<(u64, u64, String)> {
@@ -64,10 +64,7 @@ fn dumped_pages(dir: &Path, pid: i32) -> std::collections::BTreeMap<u64, Vec<u8>
 
 #[test]
 fn single_threaded_dump_matches_proc_and_leaves_it_running() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (p, addr, len, _) = start_state(d, 0, 4);
@@ -230,10 +227,7 @@ fn single_threaded_dump_matches_proc_and_leaves_it_running() {
 
 #[test]
 fn multithreaded_dump_has_every_thread() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (p, _, _, tids) = start_state(d, 3, 1);
@@ -277,10 +271,7 @@ fn multithreaded_dump_has_every_thread() {
 
 #[test]
 fn tree_dump_has_every_process_with_its_parent_and_group() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ready_file = d.join("ready");
@@ -342,10 +333,7 @@ fn dumped_fds(d: &Path, pid: i32) -> std::collections::BTreeMap<u32, FdinfoEntry
 
 #[test]
 fn pipe_shared_by_a_tree_is_one_description_with_its_bytes() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -412,10 +400,7 @@ fn pipe_shared_by_a_tree_is_one_description_with_its_bytes() {
 /// crit must be installed (Debian's `criu` package; .ci/run installs it).
 #[test]
 fn upstream_crit_decodes_every_image_as_we_do() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     upstream::upstream_crit();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -12,14 +12,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dump_images::*;
-use harness::{is_root, wait_until};
+use harness::{require_root, wait_until};
 
 #[test]
 fn dump_kills_by_default_and_leave_stopped_stops() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let (mut p, _, _, _) = start_state(dir.path(), 1, 1);
     let r = criu_dump(p.pid, dir.path(), &[]);
@@ -39,10 +36,7 @@ fn dump_kills_by_default_and_leave_stopped_stops() {
 
 #[test]
 fn failing_dump_leaves_the_task_running_and_no_inventory() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A stale inventory must not survive a failed dump either.
@@ -89,10 +83,7 @@ fn dump_of_a_missing_pid_fails_clearly() {
 }
 #[test]
 fn failing_post_dump_script_leaves_the_task_running_as_before() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let script = d.join("fail-post-dump.sh");

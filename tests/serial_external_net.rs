@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{is_root, wait_until};
+use harness::{require_root, wait_until};
 
 fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -128,10 +128,7 @@ fn restore_into_external_net_ns(dir: &Path) -> Result<(), String> {
 
 #[test]
 fn external_net_ns_answer_matches_a_real_restore_into_an_external_netns() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let truth = restore_into_external_net_ns(dir.path());
     let out = criu(&["check", "--feature", "external_net_ns"], dir.path());

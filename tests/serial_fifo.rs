@@ -12,15 +12,12 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
 
-use harness::is_root;
+use harness::require_root;
 use state_task::{Argv, StateTask};
 
 #[test]
 fn fifos_pipe_sizes_and_owners_come_back() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     // ff_fifo RESULT_FILE WORK_DIR
     let mut task = StateTask::workload("ff_fifo").start(dir.path());
@@ -44,10 +41,7 @@ fn stdin_pipe_of(pid: i32) -> String {
 
 #[test]
 fn inherit_fd_stands_for_a_pipe_and_a_file() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let old_log = dir.path().join("old.log");
     let (r0, w0): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();

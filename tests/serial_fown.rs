@@ -15,15 +15,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::is_root;
+use harness::require_root;
 use state_task::{Argv, StateTask};
 
 #[test]
 fn owners_and_signals_of_a_socket_an_epoll_and_an_inotify_come_back() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     // fo_owner RESULT_FILE WORK_DIR
     let mut task = StateTask::workload("fo_owner").start(dir.path());
@@ -35,10 +32,7 @@ fn owners_and_signals_of_a_socket_an_epoll_and_an_inotify_come_back() {
 
 #[test]
 fn locks_through_a_memfd_and_a_fifo_need_file_locks_and_come_back() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     // fo_locks RESULT_FILE WORK_DIR
     let mut task = StateTask::workload("fo_locks").start(dir.path());
@@ -67,10 +61,7 @@ fn socket_ino(pid: i32, fd: i32) -> String {
 
 #[test]
 fn inherit_fd_stands_for_a_stdio_socket_and_one_end_of_a_pair() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     // As a runtime: the task's stdio is one end of a pair, the other end stays here.
     let (_runtime, stdio) = UnixStream::pair().unwrap();

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 
 use criu_proto::images::FileLockEntry;
 use criu_proto::{ImageKind, ImageReader};
-use harness::is_root;
+use harness::require_root;
 use state_task::StateTask;
 
 fn criu(args: &[&str], dir: &Path) -> Output {
@@ -86,10 +86,7 @@ fn seen_from_outside(h: &StateTask) -> (bool, i32, bool, bool) {
 
 #[test]
 fn locks_are_held_again_after_restore() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut h = StateTask::start_workload("lk_hold", &[], dir.path());
@@ -150,10 +147,7 @@ fn locks_are_held_again_after_restore() {
 
 #[test]
 fn a_dump_without_file_locks_fails_and_the_holder_runs_on() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let h = StateTask::start_workload("lk_hold", &[], dir.path());

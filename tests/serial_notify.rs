@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{bin, is_root, wait_until};
+use harness::{bin, require_root, wait_until};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -134,10 +134,7 @@ impl Drop for Task {
 
 #[test]
 fn epoll_targets_come_back_in_both_tasks() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut t = Task::start("nt_epoll", &[]);
     t.dump_and_restore();
     assert_eq!(t.verdict(t.pid, "result"), "PASS\n");
@@ -147,10 +144,7 @@ fn epoll_targets_come_back_in_both_tasks() {
 
 #[test]
 fn epoll_target_open_only_outside_the_tree_fails_the_dump() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let t = Task::start("nt_epoll", &["escaped"]);
     let (out, log) = t.dump();
     assert_ne!(out.status.code(), Some(0), "dump should fail:\n{log}");
@@ -167,10 +161,7 @@ fn epoll_target_open_only_outside_the_tree_fails_the_dump() {
 
 #[test]
 fn inotify_watches_keep_wds_and_deliver() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut t = Task::start("nt_inotify", &[]);
     t.dump_and_restore();
     assert_eq!(t.verdict(t.pid, "result"), "PASS\n");
@@ -178,10 +169,7 @@ fn inotify_watches_keep_wds_and_deliver() {
 
 #[test]
 fn fanotify_marks_come_back() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut t = Task::start("nt_fanotify", &[]);
     t.dump_and_restore();
     assert_eq!(t.verdict(t.pid, "result"), "PASS\n");

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::{descendants, is_root, wait_in_syscall, wait_until};
+use harness::{descendants, require_root, wait_in_syscall, wait_until};
 
 fn criu(args: &[&str], dir: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -39,10 +39,7 @@ impl Drop for Tree {
 
 #[test]
 fn a_pipeline_held_mid_stream_finishes_after_restore() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out");
     let out = std::fs::File::create(&out_path).unwrap();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criu_proto::images::{TtyDataEntry, TtyInfoEntry};
 use criu_proto::{ImageKind, ImageReader};
-use harness::{bin, is_root, wait_until};
+use harness::{bin, require_root, wait_until};
 
 fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -115,10 +115,7 @@ impl Drop for PairHolder {
 
 #[test]
 fn a_pty_pair_comes_back_with_its_index_settings_and_session() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();

@@ -11,7 +11,7 @@ mod state_task;
 
 use std::path::Path;
 
-use harness::is_root;
+use harness::require_root;
 use state_task::StateTask;
 
 /// `rf_files MODE RESULT_FILE WORK_DIR`, started in `dir`.
@@ -37,10 +37,7 @@ fn fd_targets(pid: i32) -> Vec<(String, String)> {
 
 #[test]
 fn unlinked_files_a_deleted_mapping_and_a_removed_cwd_come_back() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = start("ghost", dir.path());
     let before = fd_targets(task.pid);
@@ -67,10 +64,7 @@ fn unlinked_files_a_deleted_mapping_and_a_removed_cwd_come_back() {
 
 #[test]
 fn a_ghost_over_the_limit_fails_the_dump_and_the_task_runs_on() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = start("big", dir.path());
     let out = task.try_dump(&[]);
@@ -91,10 +85,7 @@ fn a_ghost_over_the_limit_fails_the_dump_and_the_task_runs_on() {
 
 #[test]
 fn a_file_unlinked_from_one_name_is_linked_back_with_link_remap() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = start("link", dir.path());
     let out = task.try_dump(&[]);
@@ -117,10 +108,7 @@ fn a_file_unlinked_from_one_name_is_linked_back_with_link_remap() {
 
 #[test]
 fn fd_flags_cloexec_and_offsets_shared_with_a_child_come_back() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = start("flags", dir.path());
     let before = fd_targets(task.pid);
@@ -138,10 +126,7 @@ fn fd_flags_cloexec_and_offsets_shared_with_a_child_come_back() {
 
 #[test]
 fn a_file_whose_size_changed_fails_the_restore_clearly() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = start("size", dir.path());
     task.dump(&[]);

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use harness::{is_root, wait_until};
+use harness::{require_root, wait_until};
 use state_task::StateTask;
 
 fn criu(args: &[&str], dir: &Path) -> Output {
@@ -100,10 +100,7 @@ fn snapshot(pid: i32) -> Snapshot {
 
 #[test]
 fn restored_process_has_its_state_back() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();
@@ -145,10 +142,7 @@ fn restored_process_has_its_state_back() {
 
 #[test]
 fn dump_leave_running_then_restore_the_copy() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());
@@ -170,10 +164,7 @@ fn dump_leave_running_then_restore_the_copy() {
 
 #[test]
 fn restore_over_a_pid_in_use_fails_and_leaves_nothing() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let task = StateTask::start(dir.path());
@@ -229,10 +220,7 @@ fn restore_from_an_empty_dir_fails_and_leaves_no_pidfile() {
 
 #[test]
 fn truncated_image_fails_before_any_process_is_made() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());
@@ -259,10 +247,7 @@ fn truncated_image_fails_before_any_process_is_made() {
 
 #[test]
 fn restore_without_detach_waits_and_exits_with_the_root_status() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());
@@ -296,10 +281,7 @@ fn restore_without_detach_waits_and_exits_with_the_root_status() {
 
 #[test]
 fn stopped_task_is_restored_stopped() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());

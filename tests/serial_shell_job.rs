@@ -22,7 +22,7 @@ use std::time::Duration;
 use criu_proto::images::*;
 use criu_proto::{ImageKind, ImageReader};
 use criu_sys::tty::{get_termios, get_winsize, set_termios, set_winsize, Winsize};
-use harness::{bin, is_root, wait_until};
+use harness::{bin, require_root, wait_until};
 use state_task::StateTask;
 
 fn criu(args: &[&str], dir: &Path) -> Output {
@@ -275,10 +275,7 @@ impl Drop for Shell {
 
 #[test]
 fn shell_job_is_dumped_and_restored_onto_criu_terminal() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();
@@ -499,10 +496,7 @@ fn shell_job_is_dumped_and_restored_onto_criu_terminal() {
 
 #[test]
 fn restore_sibling_makes_the_root_a_child_of_criu_parent() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let mut task = StateTask::start(dir.path());

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{bin, descendants, is_root, kill_tree, threads, wait_until};
+use harness::{bin, descendants, kill_tree, require_root, threads, wait_until};
 
 fn criu(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -250,19 +250,13 @@ fn tree_round_trip(scale: usize, env: &[(&str, &str)]) -> Result<(), String> {
 
 #[test]
 fn thousand_process_tree_comes_back_exactly() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     with_retries(|| tree_round_trip(1000, &[]));
 }
 
 #[test]
 fn tree_comes_back_exactly_with_pids_from_ns_last_pid() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     with_retries(|| tree_round_trip(40, &[(criu_sys::clone::NS_LAST_PID_ENV, "1")]));
 }
 
@@ -318,18 +312,12 @@ fn threads_round_trip(n: usize, env: &[(&str, &str)]) -> Result<(), String> {
 
 #[test]
 fn fifty_threads_keep_their_ids_and_state() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     with_retries(|| threads_round_trip(50, &[]));
 }
 
 #[test]
 fn threads_get_their_ids_from_ns_last_pid() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     with_retries(|| threads_round_trip(12, &[(criu_sys::clone::NS_LAST_PID_ENV, "1")]));
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{bin, is_root, wait_until};
+use harness::{bin, require_root, wait_until};
 
 fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -157,10 +157,7 @@ fn descendants(pid: i32) -> Vec<i32> {
 }
 
 fn round_trip(mode: &str) {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut task = Sockets::start(mode);
     task.dump_and_restore(&[]);
     assert_eq!(
@@ -198,10 +195,7 @@ fn an_echo_client_and_server_finish_after_restore() {
 
 #[test]
 fn an_outside_peer_needs_ext_unix_sk() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let ext_path = dir.path().join("ext.sock");

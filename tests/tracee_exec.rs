@@ -13,10 +13,7 @@ fn words(w: &[&str]) -> Vec<String> {
 
 #[test]
 fn manual_examples_through_the_command_module() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_blocker", &["read"]);
     w.expect("READY", LONG);
     wait_in_syscall(w.pid, w.pid, libc::SYS_read);
@@ -64,10 +61,7 @@ fn manual_examples_through_the_command_module() {
 
 #[test]
 fn execute_returns_the_raw_result() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let w = Workload::start("tw_blocker", &["read"]);
     w.expect("READY", LONG);
     wait_in_syscall(w.pid, w.pid, libc::SYS_read);

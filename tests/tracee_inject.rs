@@ -65,10 +65,7 @@ fn inject_and_check(w: &Workload) {
 
 #[test]
 fn inject_into_task_blocked_in_read() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_blocker", &["read"]);
     w.expect("READY", LONG);
     wait_in_syscall(w.pid, w.pid, libc::SYS_read);
@@ -81,10 +78,7 @@ fn inject_into_task_blocked_in_read() {
 
 #[test]
 fn inject_into_task_blocked_in_nanosleep() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_blocker", &["nanosleep", "1500"]);
     w.expect("READY", LONG);
     wait_in_syscall(w.pid, w.pid, libc::SYS_nanosleep);
@@ -101,10 +95,7 @@ fn inject_into_task_blocked_in_nanosleep() {
 
 #[test]
 fn inject_into_task_blocked_in_futex() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_blocker", &["futex"]);
     w.expect("READY", LONG);
     wait_in_syscall(w.pid, w.pid, libc::SYS_futex);
@@ -123,10 +114,7 @@ fn inject_into_task_blocked_in_futex() {
 
 #[test]
 fn injection_round_trips_from_a_tracer_thread() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_blocker", &["read"]);
     w.expect("READY", LONG);
     wait_in_syscall(w.pid, w.pid, libc::SYS_read);
@@ -163,10 +151,7 @@ fn tracer_of(pid: i32) -> i32 {
 
 #[test]
 fn finish_restored_leaves_the_task_with_the_given_registers() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_blocker", &["read"]);
     w.expect("READY", LONG);
     wait_in_syscall(w.pid, w.pid, libc::SYS_read);

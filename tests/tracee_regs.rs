@@ -22,10 +22,7 @@ fn expected_ymm(n: usize) -> ([u8; 16], [u8; 16]) {
 
 #[test]
 fn gp_registers_and_xsave_read_back_the_workloads_values() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let w = Workload::start("tw_regs", &[]);
     let tid: i32 = w.expect("READY", LONG)[0].parse().unwrap();
     let mut p = SeizedProcess::seize(w.pid, TIMEOUT).unwrap();
@@ -89,10 +86,7 @@ fn gp_registers_and_xsave_read_back_the_workloads_values() {
 
 #[test]
 fn sigmask_pending_signals_seccomp_and_rseq() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let w = Workload::start("tw_signals", &[]);
     let words = w.expect("READY", LONG);
     let rseq_area = u64::from_str_radix(words[1].trim_start_matches("0x"), 16).unwrap();
@@ -132,10 +126,7 @@ fn sigmask_pending_signals_seccomp_and_rseq() {
 
 #[test]
 fn restart_state_of_threads_stopped_in_syscalls() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let read = Workload::start("tw_blocker", &["read"]);
     read.expect("READY", LONG);
     wait_in_syscall(read.pid, read.pid, 0);

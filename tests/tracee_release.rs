@@ -11,10 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 fn kill_holder_midway(mode: &str, signal: Option<Signal>) {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut target = Workload::start("tw_blocker", &["read"]);
     target.expect("READY", LONG);
     wait_in_syscall(target.pid, target.pid, libc::SYS_read);

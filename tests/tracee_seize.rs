@@ -60,10 +60,7 @@ fn assert_complete(tree: &SeizedTree) {
 
 #[test]
 fn multithreaded_process_is_seized_and_runs_on_after_release() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_spin", &["8"]);
     w.expect("READY", LONG);
     let tree = SeizedTree::seize(w.pid, &SeizeOptions::default()).unwrap();
@@ -82,10 +79,7 @@ fn multithreaded_process_is_seized_and_runs_on_after_release() {
 
 #[test]
 fn busy_tree_is_seized_whole_while_it_forks_and_spawns() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let mut w = Workload::start("tw_forker", &["2"]);
     w.expect("READY", LONG);
     for round in 0..5 {
@@ -128,10 +122,7 @@ fn busy_tree_is_seized_whole_while_it_forks_and_spawns() {
 
 #[test]
 fn a_thread_id_is_not_a_tree_root() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let w = Workload::start("tw_spin", &["2"]);
     w.expect("READY", LONG);
     let tid = threads(w.pid).into_iter().find(|&t| t != w.pid).unwrap();
@@ -238,10 +229,7 @@ fn missing_feature(feature: &str, filter: &str) -> ! {
 
 #[test]
 fn tree_is_seized_through_a_v1_freezer() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let Some(base) = cgroup_mount(Some("freezer")) else {
         missing_feature(
             "a cgroup v1 hierarchy with the freezer controller",
@@ -253,10 +241,7 @@ fn tree_is_seized_through_a_v1_freezer() {
 
 #[test]
 fn tree_is_seized_through_a_v2_freezer() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let Some(base) = cgroup_mount(None) else {
         missing_feature("a cgroup v2 hierarchy", "v2_freezer")
     };

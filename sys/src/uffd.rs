@@ -102,8 +102,18 @@ mod tests {
         // SAFETY: userfaultfd with integer flags; the result is checked.
         let raw = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) };
         if raw < 0 {
-            eprintln!("skipped: userfaultfd unavailable: {}", Errno::last());
-            return;
+            let e = Errno::last();
+            if e == Errno::EPERM {
+                panic!(
+                    "this test needs root (userfaultfd: EPERM, vm.unprivileged_userfaultfd is 0; \
+                     run the tests as root, see README)"
+                );
+            }
+            panic!(
+                "this machine lacks userfaultfd (CONFIG_USERFAULTFD): userfaultfd(2) failed: {e}. \
+                 To run the rest, leave the test out: cargo nextest run \
+                 -E 'not test(copies_pages_into_our_own_anonymous_memory)'"
+            );
         }
         // SAFETY: a new fd nothing else owns.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };

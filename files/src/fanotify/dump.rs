@@ -97,10 +97,17 @@ mod tests {
 
     #[test]
     fn marks_are_dumped() {
-        let Ok(fd) = criu_sys::notify::fanotify_init(libc::FAN_CLASS_NOTIF, libc::O_RDONLY as u32)
-        else {
-            eprintln!("skipped: fanotify needs CAP_SYS_ADMIN");
-            return;
+        let fd = match criu_sys::notify::fanotify_init(libc::FAN_CLASS_NOTIF, libc::O_RDONLY as u32)
+        {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::EPERM) => panic!(
+                "this test needs root (fanotify_init needs CAP_SYS_ADMIN; run the tests as root, \
+                 see README)"
+            ),
+            Err(e) => panic!(
+                "this machine lacks fanotify (CONFIG_FANOTIFY): fanotify_init failed: {e}. To run \
+                 the rest, leave the test out: cargo nextest run -E 'not test(marks_are_dumped)'"
+            ),
         };
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");

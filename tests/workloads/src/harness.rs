@@ -49,6 +49,16 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Fails the test unless it runs as root. Being root is not a kernel feature a machine may lack,
+/// so a test that needs it fails rather than passing without doing its work.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "this test needs root: it ptraces, checkpoints or restores real processes \
+         (run the tests as root, see README)"
+    );
+}
+
 /// A started workload; dropping it kills its whole tree and reaps it.
 pub struct Workload {
     pub child: Child,
