@@ -1,6 +1,7 @@
 //! A task's own state besides memory and files: registers and XSAVE, signals (actions, mask,
 //! pending), credentials and capabilities, limits, timers, scheduling, rseq, seccomp. Each
 //! piece has a dump half and a restore half side by side.
+pub mod dump_core;
 pub mod dump_regs;
 pub mod dump_task;
 pub mod dump_thread;

@@ -96,8 +96,10 @@ impl DumpImages {
     }
 }
 
-/// `task_core_entry.task_state` of a zombie.
-const TASK_DEAD: u32 = 2;
+/// `task_core_entry.task_state` values of CRIU's core image.
+pub const TASK_ALIVE: u32 = 1;
+pub const TASK_DEAD: u32 = 2;
+pub const TASK_STOPPED: u32 = 3;
 
 fn read_one<M: prost::Message + Default + prost::Name>(
     dir: &Path,

@@ -7,7 +7,6 @@
 //! last); then release every task as asked. On any error every task is detached and runs on,
 //! and `inventory.img` is removed so that the directory does not claim a complete dump.
 
-pub mod ids;
 pub mod images;
 pub mod task;
 
@@ -234,7 +233,7 @@ async fn dump_phases(
     tracing::info!("seized {} task(s) in {} us", order.len(), freezing_time);
 
     // 2. Ids, then every task in parallel.
-    let mut alloc = ids::IdAllocator::new();
+    let mut alloc = criu_ns::ids::IdAllocator::new();
     let me = std::process::id() as i32;
     let root_ids = alloc.task(me).map_err(|source| TaskError::Proc {
         pid: me,

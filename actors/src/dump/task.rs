@@ -7,21 +7,14 @@ use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message};
 use criu_memory::dump_pages::{self, PageCounts};
-use criu_memory::dump_vmas;
-use criu_process::{dump_task, dump_thread};
-use criu_proto::images::{
-    core_entry::March, CoreEntry, FsEntry, MmEntry, TaskCoreEntry, TaskKobjIdsEntry,
-};
+use criu_memory::{dump_mm, dump_vmas};
+use criu_process::{dump_core, dump_task, dump_thread};
+use criu_proto::images::{FsEntry, TaskKobjIdsEntry};
 use criu_proto::{ImageKind, ImageWriter};
 use criu_tracee::SeizedProcess;
 
 use criu_files::collect as files;
 use criu_files::FileTable;
-
-/// `task_state` values of CRIU's core image.
-pub const TASK_ALIVE: u32 = 1;
-pub const TASK_DEAD: u32 = 2;
-pub const TASK_STOPPED: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -263,18 +256,13 @@ macro_rules! write_one {
     }};
 }
 
-/// A zombie's core image: its state, exit status and name, nothing else (as CRIU writes it).
+/// A zombie's core image, and nothing else (as CRIU writes it).
 fn dump_zombie(
     pid: i32,
     stat: &criu_procfs::Stat,
     dir: &std::path::Path,
 ) -> Result<TaskDone, TaskError> {
-    let core = CoreEntry {
-        mtype: March::X8664 as i32,
-        tc: Some(zombie_core(stat)),
-        ..Default::default()
-    };
-    write_one!(dir, &ImageKind::CORE, pid, &core);
+    write_one!(dir, &ImageKind::CORE, pid, &dump_core::zombie_core(stat));
     Ok(TaskDone {
         pid,
         pgid: stat.pgrp,
@@ -282,17 +270,6 @@ fn dump_zombie(
         threads: vec![pid],
         pages: PageCounts::default(),
     })
-}
-
-/// `exit_code` is the raw wait status the parent would get, as /proc/PID/stat shows it; the
-/// other fields stay zero, as in CRIU's images (a dead task's flags mean nothing on restore).
-fn zombie_core(stat: &criu_procfs::Stat) -> TaskCoreEntry {
-    TaskCoreEntry {
-        task_state: TASK_DEAD,
-        exit_code: stat.exit_code as u32,
-        comm: stat.comm.clone(),
-        ..Default::default()
-    }
 }
 
 fn collect(
@@ -374,62 +351,26 @@ fn collect(
     )?;
 
     // Core images: the leader's carries the task-wide part.
-    let stopped = state_before == 'T';
-    let tc = TaskCoreEntry {
-        task_state: if stopped { TASK_STOPPED } else { TASK_ALIVE },
-        exit_code: 0,
-        personality: criu_procfs::read_personality(pid).map_err(proc_err("personality"))?,
-        flags: stat.flags,
-        blk_sigset: threads[0].core.blk_sigset.unwrap_or(0),
-        comm: stat.comm.clone(),
-        timers: Some(misc.timers.clone()),
-        rlimits: Some(rlimits),
-        signals_s: Some(signals_s),
-        loginuid: criu_procfs::read_loginuid(pid).ok(),
-        oom_score_adj: criu_procfs::read_oom_score_adj(pid).ok(),
-        sigactions: misc.sigactions.clone(),
-        child_subreaper: Some(misc.child_subreaper),
-        stop_signo: stopped.then(|| stop_signo.unwrap_or(libc::SIGSTOP as u32)),
-        membarrier_registration_mask: misc.membarrier_mask,
-        ..Default::default()
+    let stopped = (state_before == 'T').then(|| stop_signo.unwrap_or(libc::SIGSTOP as u32));
+    let process_state = dump_core::ProcessState {
+        stat: &stat,
+        stopped,
+        misc: &misc,
+        rlimits,
+        signals_s,
     };
-    for (i, t) in threads.iter().enumerate() {
-        let core = CoreEntry {
-            mtype: March::X8664 as i32,
-            thread_info: Some(t.info.clone()),
-            tc: (i == 0).then(|| tc.clone()),
-            thread_core: Some(t.core.clone()),
-            ..Default::default()
-        };
-        write_one!(dir, &ImageKind::CORE, t.tid, &core);
+    let cores = dump_core::core_entries(pid, &threads, process_state).map_err(proc_err("core"))?;
+    for (tid, core) in &cores {
+        write_one!(dir, &ImageKind::CORE, *tid, core);
     }
 
-    // mm: fields from stat, brk from the task, auxv, exe.
-    let exe_file_id = files::proc_special(pid, "exe", &shared.files)?;
-    let auxv = criu_procfs::read_auxv(pid).map_err(proc_err("auxv"))?;
-    let mm = MmEntry {
-        mm_start_code: stat.start_code,
-        mm_end_code: stat.end_code,
-        mm_start_data: stat.start_data,
-        mm_end_data: stat.end_data,
-        mm_start_stack: stat.start_stack,
-        mm_start_brk: stat.start_brk,
-        mm_brk: misc.brk,
-        mm_arg_start: stat.arg_start,
-        mm_arg_end: stat.arg_end,
-        mm_env_start: stat.env_start,
-        mm_env_end: stat.env_end,
-        exe_file_id,
-        mm_saved_auxv: auxv
-            .iter()
-            .flat_map(|&(k, v)| [k, v])
-            .chain([0, 0])
-            .collect(),
-        vmas: vmas.iter().map(|v| v.entry).collect(),
-        dumpable: Some(misc.dumpable),
-        aios: Vec::new(),
-        thp_disabled: Some(misc.thp_disabled),
+    let mm_state = dump_mm::MmState {
+        brk: misc.brk,
+        dumpable: misc.dumpable,
+        thp_disabled: misc.thp_disabled,
+        exe_file_id: files::proc_special(pid, "exe", &shared.files)?,
     };
+    let mm = dump_mm::mm_entry(pid, &stat, &vmas, mm_state).map_err(proc_err("mm"))?;
     write_one!(dir, &ImageKind::MM, pid, &mm);
 
     // fs: cwd and root are files too.
@@ -470,6 +411,8 @@ fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use criu_proto::dump_images::TASK_DEAD;
+    use criu_proto::images::CoreEntry;
 
     /// A child that exited and is not reaped yet (the caller reaps it).
     #[allow(clippy::zombie_processes)]
@@ -496,7 +439,7 @@ mod tests {
         let mut child = zombie_child();
         let pid = child.id() as i32;
         let stat = zombie_stat(pid).expect("a zombie");
-        let tc = zombie_core(&stat);
+        let tc = dump_core::zombie_core(&stat).tc.unwrap();
         assert_eq!(tc.task_state, TASK_DEAD);
         assert_eq!(tc.exit_code, 3 << 8);
         assert_eq!(tc.comm, "sh");

@@ -7,6 +7,7 @@ use criu_proto::images::{CoreEntry, FsEntry, MmEntry, PstreeEntry, TaskKobjIdsEn
 
 use super::helpers::{self, Augmented, Proc};
 use criu_proto::dump_images::{DumpImages, TaskImages};
+use criu_proto::dump_images::{TASK_ALIVE, TASK_STOPPED};
 
 /// One step of the creation, run in order. Indices are task (actor) indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,11 +275,6 @@ fn leads_group_at_once(p: &Proc) -> bool {
 fn birth_sid(aug: &Augmented, i: usize) -> Option<i32> {
     Some(aug.born_sid[i].unwrap_or(aug.procs[i].sid))
 }
-
-/// `task_core_entry.task_state` of a running task.
-const TASK_ALIVE: u32 = 1;
-/// ... and of a task stopped by a signal: restored stopped.
-pub const TASK_STOPPED: u32 = 3;
 
 #[cfg(test)]
 mod tests {

@@ -504,7 +504,7 @@ impl Handler<Release> for RestoreTask {
         // A task dumped stopped gets its stop signal while still held: it takes it as soon as
         // it is let go, before running any of its own code.
         let tc = self.task().cores.first().and_then(|c| c.tc.as_ref());
-        if let Some(tc) = tc.filter(|tc| tc.task_state == super::plan::TASK_STOPPED) {
+        if let Some(tc) = tc.filter(|tc| tc.task_state == criu_proto::dump_images::TASK_STOPPED) {
             let sig = tc
                 .stop_signo
                 .and_then(|s| nix::sys::signal::Signal::try_from(s as i32).ok());
