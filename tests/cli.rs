@@ -16,6 +16,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A command that stopped with exit 1, saying `what` on stderr.
+fn assert_refused(out: &std::process::Output, what: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(what), "{}", text(&out.stderr));
+}
 #[test]
 fn no_arguments_prints_usage_and_fails() {
     let dir = tempfile::tempdir().unwrap();
@@ -216,12 +221,7 @@ fn restore_refuses_external_resources() {
         ],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("restore: option --external is not supported yet"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "restore: option --external is not supported yet");
     assert!(dir.path().join("r.log").exists());
 }
 
@@ -239,11 +239,9 @@ fn dump_refuses_external_kinds_other_than_unix_sockets() {
         ],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("dump: option --external mnt[/dev]:ZDTM_DEV is not supported"),
-        "{}",
-        text(&out.stderr)
+    assert_refused(
+        &out,
+        "dump: option --external mnt[/dev]:ZDTM_DEV is not supported",
     );
 }
 
@@ -254,12 +252,7 @@ fn an_option_from_a_config_file_is_refused_too() {
     std::fs::write(&conf, "track-mem\n").unwrap();
     let cfg = format!("--config={}", conf.display());
     let out = criu(&["dump", &cfg, "-t", "999999999"], dir.path());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("dump: option --track-mem is not supported yet"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "dump: option --track-mem is not supported yet");
 }
 
 #[test]
