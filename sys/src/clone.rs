@@ -214,38 +214,45 @@ pub fn reap_nohang(pid: i32) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn child_gets_the_requested_pid_and_sleeps_with_signals_blocked() {
-        // Find a free pid well above the current ones.
-        let mut pid = 0;
-        for candidate in (300_000..400_000).step_by(977) {
-            if !std::path::Path::new(&format!("/proc/{candidate}")).exists() {
-                pid = candidate;
-                break;
-            }
-        }
+    /// Pids no process holds, in the upper half of pid_max, away from pids being handed out
+    /// now (`step` makes the two tests pick different ones). A pid may still be busy as the
+    /// id of a group or session that outlived its leader: callers try the next one then.
+    fn free_pids(step: usize) -> impl Iterator<Item = i32> {
         let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
             .unwrap()
             .trim()
             .parse()
             .unwrap();
-        assert!(
-            pid != 0 && pid < max,
-            "no free pid below pid_max={max} to claim"
-        );
-        let got = clone_stopped_child(pid, 0).expect("clone3 with set_tid (needs root)");
+        (max / 2..max - 1)
+            .rev()
+            .step_by(step)
+            .filter(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+    }
+
+    #[test]
+    fn child_gets_the_requested_pid_and_sleeps_with_signals_blocked() {
+        // Find a free pid well above the current ones.
+        let (pid, got) = free_pids(977)
+            .find_map(|pid| match clone_stopped_child(pid, 0) {
+                Err(Errno::EEXIST) => None,
+                got => Some((pid, got.expect("clone3 with set_tid (needs root)"))),
+            })
+            .expect("no free pid below pid_max to claim");
         assert_eq!(got, pid);
-        // Wait until it sleeps in pause() with everything blocked.
+        // Wait until it sleeps in pause() with everything blocked (the kernel never lets
+        // SIGKILL and SIGSTOP be blocked).
+        let unblockable = (1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1));
+        let blocked = format!("SigBlk:\t{:016x}", !unblockable);
         let mut status = String::new();
         for _ in 0..1000 {
             status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-            if status.contains("SigBlk:\tfffffffffffffff") && status.contains("State:\tS") {
+            if status.contains(&blocked) && status.contains("State:\tS") {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(status.contains("State:\tS"), "{status}");
-        assert!(status.contains("SigBlk:\tfffffffffffffff"), "{status}");
+        assert!(status.contains(&blocked), "{status}");
         // A blockable signal does nothing; SIGKILL still works.
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -263,34 +270,23 @@ mod tests {
 
     #[test]
     fn ns_last_pid_gives_the_next_pid() {
-        let mut pid = 0;
-        for candidate in (310_000..400_000).step_by(991) {
-            if !std::path::Path::new(&format!("/proc/{candidate}")).exists() {
-                pid = candidate;
-                break;
-            }
-        }
-        let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(
-            pid != 0 && pid < max,
-            "no free pid below pid_max={max} to claim"
-        );
-        let got = {
-            let _next = claim_next_pid(pid).expect("write ns_last_pid (needs root)");
-            // SAFETY: the child exits at once with a raw syscall.
-            let ret = unsafe { libc::syscall(libc::SYS_fork) };
-            if ret == 0 {
-                // SAFETY: raw exit in the child.
-                unsafe { libc::syscall(libc::SYS_exit_group, 0) };
-            }
-            ret as i32
-        };
-        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(got), None).unwrap();
-        assert_eq!(got, pid);
+        // A busy pid is skipped by the kernel: the child then gets a later one. Five tries.
+        let tries: Vec<(i32, i32)> = free_pids(991)
+            .take(5)
+            .map(|pid| {
+                let _next = claim_next_pid(pid).expect("write ns_last_pid (needs root)");
+                // SAFETY: the child exits at once with a raw syscall.
+                let ret = unsafe { libc::syscall(libc::SYS_fork) };
+                if ret == 0 {
+                    // SAFETY: raw exit in the child.
+                    unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+                }
+                let got = ret as i32;
+                nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(got), None).unwrap();
+                (pid, got)
+            })
+            .collect();
+        assert!(tries.iter().any(|(pid, got)| pid == got), "{tries:?}");
     }
 
     #[test]
