@@ -18,6 +18,8 @@ pub mod sockets;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_net;
 
 use nix::errno::Errno;
 
