@@ -95,13 +95,23 @@ pub fn restore_task_core(
     Ok(())
 }
 
-/// The per-thread sigaltstack.
+/// The per-thread sigaltstack and robust futex list (a new thread starts with none).
 pub fn restore_thread_core(r: &mut Remote, core: &CoreEntry) -> Result<(), RestoreTaskError> {
-    if let Some(sas) = core.thread_core.as_ref().and_then(|c| c.sas.as_ref()) {
+    let Some(tc) = core.thread_core.as_ref() else {
+        return Ok(());
+    };
+    if let Some(sas) = &tc.sas {
         if sas.ss_flags & libc::SS_DISABLE as u32 == 0 {
             let at = r.arg(&words(&[sas.ss_sp, u64::from(sas.ss_flags), sas.ss_size]))?;
             r.call("sigaltstack", libc::SYS_sigaltstack, &[at, 0])?;
         }
+    }
+    if tc.futex_rla != 0 {
+        r.call(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            &[tc.futex_rla, u64::from(tc.futex_rla_len)],
+        )?;
     }
     Ok(())
 }
@@ -177,6 +187,58 @@ pub fn restore_attributes(
     if let Some(adj) = core.tc.as_ref().and_then(|tc| tc.oom_score_adj) {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| task_err(pid, format!("cannot set oom_score_adj {adj}: {e}")))?;
+    }
+    // A task inherits its creator's flag: set only where it differs.
+    if let Some(disabled) = mm.thp_disabled {
+        let now = criu_procfs::read_status(pid).map(|s| s.thp_enabled == Some(false));
+        if now.ok() != Some(disabled) {
+            r.call(
+                "prctl(PR_SET_THP_DISABLE)",
+                libc::SYS_prctl,
+                &[PR_SET_THP_DISABLE, u64::from(disabled), 0, 0, 0],
+            )?;
+        }
+    }
+    if let Some(tc) = &core.tc {
+        restore_membarrier(r, tc.membarrier_registration_mask.unwrap_or(0))?;
+        if let Some(uid) = tc.loginuid {
+            restore_loginuid(r, pid, uid)?;
+        }
+    }
+    Ok(())
+}
+
+const PR_SET_THP_DISABLE: u64 = 41;
+
+/// Registers again for every membarrier command the dump saw registered: each bit of the mask
+/// (MEMBARRIER_CMD_GET_REGISTRATIONS) is the command that registers it.
+fn restore_membarrier(r: &mut Remote, mask: u32) -> Result<(), RestoreTaskError> {
+    for bit in (0..32).filter(|b| mask & (1 << b) != 0) {
+        r.call(
+            "membarrier(register)",
+            libc::SYS_membarrier,
+            &[1 << bit, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// The audit login uid. Only the task itself may write its /proc file, and a change needs
+/// CAP_AUDIT_CONTROL, which the stub still has here (credentials come later).
+fn restore_loginuid(r: &mut Remote, pid: i32, uid: u32) -> Result<(), RestoreTaskError> {
+    if criu_procfs::read_loginuid(pid).ok() == Some(uid) {
+        return Ok(());
+    }
+    let fd = r.open("/proc/self/loginuid", libc::O_WRONLY | libc::O_CLOEXEC)?;
+    let text = uid.to_string();
+    let at = r.arg(text.as_bytes())?;
+    let written = r.try_call(libc::SYS_write, &[fd, at, text.len() as u64])?;
+    r.close(fd)?;
+    if written < 0 {
+        return Err(task_err(
+            pid,
+            format!("cannot set loginuid {uid}: errno {}", -written),
+        ));
     }
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct Status {
     /// 0 disabled, 1 strict, 2 filter; 0 when the kernel has no seccomp.
     pub seccomp: u32,
     pub seccomp_filters: u32,
+    /// "THP_enabled": false when PR_SET_THP_DISABLE is set; absent before 5.0.
+    pub thp_enabled: Option<bool>,
 }
 
 impl Status {
@@ -137,6 +139,7 @@ pub fn parse_status(text: impl AsRef<[u8]>) -> Result<Status, ParseError> {
             b"NoNewPrivs" => s.no_new_privs = text::dec::<u32>(value, n, what)? != 0,
             b"Seccomp" => s.seccomp = text::dec(value, n, what)?,
             b"Seccomp_filters" => s.seccomp_filters = text::dec(value, n, what)?,
+            b"THP_enabled" => s.thp_enabled = Some(text::dec::<u32>(value, n, what)? != 0),
             _ => {}
         }
     }

@@ -1,0 +1,21 @@
+//! Process attributes (robust futex list, THP disabled, membarrier registration, audit login
+//! uid): a workload (pa_attrs) sets them, is dumped and restored by our criu, and checks them
+//! from inside. Runs in the nextest `serial` group: the restore claims the task's pid.
+
+#[path = "workloads/src/harness.rs"]
+mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
+
+use harness::require_root;
+use state_task::StateTask;
+
+#[test]
+fn robust_list_thp_membarrier_and_loginuid_come_back() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("pa_attrs").start(dir.path());
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    assert_eq!(task.verdict(), "PASS\n");
+}

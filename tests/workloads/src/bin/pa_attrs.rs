@@ -1,0 +1,93 @@
+//! Process attributes a restore must bring back, checked from inside the restored process, in
+//! the manner of CRIU's zdtm futex-rl, membarrier, thp_disable and loginuid tests:
+//! `pa_attrs RESULT_FILE WORK_DIR`.
+//!
+//! It sets its own robust futex list, disables transparent huge pages, registers for private
+//! expedited membarriers and sets its audit login uid, writes "READY" to RESULT_FILE and waits
+//! for SIGUSR1; then it checks each and writes "PASS" or "FAIL: reason".
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static GOT_USR1: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    GOT_USR1.store(true, Ordering::SeqCst);
+}
+
+const PR_SET_THP_DISABLE: i32 = 41;
+const PR_GET_THP_DISABLE: i32 = 42;
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: i64 = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: i64 = 1 << 4;
+const LOGINUID: &str = "3";
+/// struct robust_list_head: list, futex_offset, list_op_pending.
+const HEAD_LEN: usize = 24;
+
+fn fail(result: &str, why: String) -> ! {
+    let _ = std::fs::write(result, format!("FAIL: {why}\n"));
+    std::process::exit(1);
+}
+
+fn membarrier(cmd: i64) -> i64 {
+    // SAFETY: membarrier takes only integers.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0i64, 0i64) }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let result = args.get(1).expect("RESULT_FILE").clone();
+    let check = |ok: bool, what: String| {
+        if !ok {
+            fail(&result, what);
+        }
+    };
+    // An empty robust list points at itself.
+    let head: &'static mut [u64; 3] = Box::leak(Box::new([0u64; 3]));
+    let head_at = head.as_ptr() as u64;
+    head[0] = head_at;
+    // SAFETY: plain syscalls on our own process; the list head lives for the whole run and the
+    // handler only sets an atomic.
+    unsafe {
+        libc::setsid();
+        libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
+        let r = libc::syscall(libc::SYS_set_robust_list, head_at, HEAD_LEN);
+        check(r == 0, format!("set_robust_list: {r}"));
+        let r = libc::prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        check(r == 0, format!("PR_SET_THP_DISABLE: {r}"));
+    }
+    let r = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+    check(r == 0, format!("membarrier register: {r}"));
+    std::fs::write("/proc/self/loginuid", LOGINUID).expect("write /proc/self/loginuid");
+
+    std::fs::write(&result, "READY\n").expect("write READY");
+    while !GOT_USR1.load(Ordering::SeqCst) {
+        // SAFETY: waiting for a signal.
+        unsafe { libc::pause() };
+    }
+
+    let mut got_head: u64 = 0;
+    let mut got_len: usize = 0;
+    // SAFETY: get_robust_list writes one pointer and one length into our locals.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut got_head as *mut u64,
+            &mut got_len as *mut usize,
+        )
+    };
+    check(
+        r == 0 && got_head == head_at && got_len == HEAD_LEN,
+        format!("robust list is {got_head:#x}+{got_len} (want {head_at:#x}+{HEAD_LEN})"),
+    );
+    // SAFETY: a query prctl.
+    let thp = unsafe { libc::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+    check(thp == 1, format!("PR_GET_THP_DISABLE is {thp}"));
+    let r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    check(
+        r == 0,
+        format!("private expedited membarrier fails: {r} (not registered)"),
+    );
+    let uid = std::fs::read_to_string("/proc/self/loginuid").unwrap_or_default();
+    check(uid == LOGINUID, format!("loginuid is {uid}"));
+    std::fs::write(&result, "PASS\n").expect("write PASS");
+}
