@@ -63,6 +63,18 @@ fn unlinked_files_a_deleted_mapping_and_a_removed_cwd_come_back() {
 }
 
 #[test]
+fn symlinks_held_with_o_path_come_back_also_unlinked() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start("symlink", dir.path());
+    let before = fd_targets(task.pid);
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    assert_eq!(fd_targets(task.pid), before);
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
 fn a_ghost_over_the_limit_fails_the_dump_and_the_task_runs_on() {
     require_root();
     let dir = tempfile::tempdir().unwrap();

@@ -215,7 +215,11 @@ pub(crate) fn dump_path_fd(
     }
     let is_mem_chr = std::os::unix::fs::FileTypeExt::is_char_device(&ft)
         && libc::major(meta.rdev()) == MEM_MAJOR;
-    if !(ft.is_file() || ft.is_dir() || is_mem_chr) {
+    let info = read_fdinfo(pid, fd)?;
+    let (flags, fd_flags) = split_cloexec(&info);
+    // A symlink itself is held only with O_PATH|O_NOFOLLOW; it is opened again the same way.
+    let symlink_itself = ft.is_symlink() && flags & libc::O_PATH as u32 != 0;
+    if !(ft.is_file() || ft.is_dir() || is_mem_chr || symlink_itself) {
         let kind = if std::os::unix::fs::FileTypeExt::is_char_device(&ft) {
             format!(
                 "character device {} ({}:{})",
@@ -228,8 +232,6 @@ pub(crate) fn dump_path_fd(
         };
         return Err(FilesError::Unsupported { pid, fd, kind });
     }
-    let info = read_fdinfo(pid, fd)?;
-    let (flags, fd_flags) = split_cloexec(&info);
     let open = OpenState {
         flags,
         pos: info.pos.max(0) as u64,

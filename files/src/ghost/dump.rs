@@ -203,7 +203,11 @@ impl Remaps {
                 let contents = if ft.is_file() {
                     // Opened again through /proc: the task's fd may be write-only or O_PATH.
                     Some(File::open(&origin.link).map_err(io_err(origin, &origin.link, "open"))?)
-                } else if ft.is_dir() || ft.is_fifo() || ft.is_char_device() || ft.is_block_device()
+                } else if ft.is_dir()
+                    || ft.is_fifo()
+                    || ft.is_char_device()
+                    || ft.is_block_device()
+                    || ft.is_symlink()
                 {
                     None
                 } else {
@@ -211,13 +215,17 @@ impl Remaps {
                         pid: origin.pid,
                         what: origin.what.clone(),
                         path: path.display().to_string(),
-                        kind: if ft.is_symlink() { "symlink" } else { "socket" },
+                        kind: "socket",
                     });
                 };
+                let mut entry = ghost_entry(meta);
+                if ft.is_symlink() {
+                    entry.symlnk_target = Some(symlink_target(origin, path)?);
+                }
                 let g = self.ghosts.len() as u32 + 1;
                 self.ghosts.push(Ghost {
                     id: g,
-                    entry: ghost_entry(meta),
+                    entry,
                     contents,
                     size: meta.size(),
                 });
@@ -232,6 +240,28 @@ impl Remaps {
         });
         Ok(())
     }
+}
+
+/// What an unlinked symlink the task holds (O_PATH|O_NOFOLLOW) points at: read through a copy
+/// of the task's fd, since its name is gone.
+fn symlink_target(origin: &Origin, path: &Path) -> Result<String, GhostError> {
+    let kind = || GhostError::Kind {
+        pid: origin.pid,
+        what: origin.what.clone(),
+        path: path.display().to_string(),
+        kind: "symlink (not held by an fd)",
+    };
+    let fd = origin
+        .link
+        .strip_prefix(format!("/proc/{}/fd", origin.pid))
+        .ok()
+        .and_then(|n| n.to_str()?.parse::<i32>().ok())
+        .ok_or_else(kind)?;
+    let copy = criu_sys::pidfd::take_fd(origin.pid, fd)
+        .map_err(|e| io_err(origin, &origin.link, "take its fd")(e.into()))?;
+    let target = nix::fcntl::readlinkat(&copy, "")
+        .map_err(|e| io_err(origin, &origin.link, "readlink")(e.into()))?;
+    Ok(target.to_string_lossy().into_owned())
 }
 
 fn ghost_entry(meta: &Metadata) -> GhostFileEntry {

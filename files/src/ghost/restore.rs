@@ -207,6 +207,14 @@ fn make_ghost(
             nix::sys::stat::mknod(&at, kind, mode, rdev).map_err(|e| err("mknod")(e.into()))?;
             remaps.made.push((at.clone(), false));
         }
+        libc::S_IFLNK => {
+            let target = g
+                .symlnk_target
+                .as_deref()
+                .ok_or(GhostError::Mode { id, mode: g.mode })?;
+            std::os::unix::fs::symlink(target, &at).map_err(err("symlink"))?;
+            remaps.made.push((at.clone(), false));
+        }
         mode => return Err(GhostError::Mode { id, mode }),
     }
     apply_metadata(&at, &g).map_err(err("set owner, mode and times"))?;
@@ -241,8 +249,11 @@ fn fill<R: std::io::Read>(
 fn apply_metadata(path: &Path, g: &GhostFileEntry) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::os::unix::fs::lchown(path, Some(g.uid), Some(g.gid))?;
-    // After chown, which clears set-id bits.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(g.mode & 0o7777))?;
+    // After chown, which clears set-id bits. A symlink has no mode of its own (chmod would
+    // follow it).
+    if g.mode & libc::S_IFMT != libc::S_IFLNK {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(g.mode & 0o7777))?;
+    }
     if let (Some(a), Some(m)) = (g.atim, g.mtim) {
         let ts = |t: criu_proto::images::Timeval| {
             nix::sys::time::TimeSpec::new(t.tv_sec as i64, (t.tv_usec * 1000) as i64)

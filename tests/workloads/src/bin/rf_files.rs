@@ -10,11 +10,12 @@
 //! - `flags`: fds with O_APPEND, O_NONBLOCK, O_PATH, O_DIRECT and close-on-exec, and a
 //!   description shared with a child: a write through the parent moves the child's offset.
 //! - `size`: an open file whose size the test changes between dump and restore.
+//! - `symlink`: two symlinks held themselves (O_PATH|O_NOFOLLOW), one of them unlinked.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static GOT_USR1: AtomicBool = AtomicBool::new(false);
@@ -490,6 +491,11 @@ fn main() {
             ready(&result);
             check_size(&mut f)
         }
+        "symlink" => {
+            let fds = setup_symlinks(&work);
+            ready(&result);
+            check_symlinks(&fds)
+        }
         other => Err(format!("unknown mode {other}")),
     };
     let text = match verdict {
@@ -500,6 +506,39 @@ fn main() {
 }
 
 /// Writes READY and waits for SIGUSR1.
+/// (fd, what the link points at) of each symlink held.
+fn setup_symlinks(work: &str) -> Vec<(File, &'static str)> {
+    let mut out = Vec::new();
+    for (name, target, unlink) in [("kept", "target-a", false), ("gone", "../target-b", true)] {
+        let path = format!("{work}/{name}");
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(&path)
+            .unwrap();
+        if unlink {
+            std::fs::remove_file(&path).unwrap();
+        }
+        out.push((f, target));
+    }
+    out
+}
+
+fn check_symlinks(fds: &[(File, &'static str)]) -> Check {
+    for (f, target) in fds {
+        let st = f.metadata().map_err(|e| format!("fstat: {e}"))?;
+        ensure(st.file_type().is_symlink(), || {
+            format!("fd {} is no longer a symlink", f.as_raw_fd())
+        })?;
+        let got = nix::fcntl::readlinkat(f, "").map_err(|e| format!("readlinkat: {e}"))?;
+        ensure(got == *target, || {
+            format!("symlink points at {got:?}, not {target}")
+        })?;
+    }
+    Ok(())
+}
+
 fn ready(result: &str) {
     std::fs::write(result, "READY\n").unwrap();
     wait_usr1();
