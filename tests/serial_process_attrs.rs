@@ -1,6 +1,6 @@
 //! Process attributes (robust futex list, THP disabled, membarrier registration, audit login
-//! uid): a workload (pa_attrs) sets them, is dumped and restored by our criu, and checks them
-//! from inside. Runs in the nextest `serial` group: the restore claims the task's pid.
+//! uid) and pidfds (of the task itself, of a child, of a dead process): a workload (pa_attrs,
+//! pf_pidfd) sets them up, is dumped and restored by our criu, and checks them from inside. Runs in the nextest `serial` group: the restore claims the task's pid.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -15,6 +15,16 @@ fn robust_list_thp_membarrier_and_loginuid_come_back() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = StateTask::workload("pa_attrs").start(dir.path());
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn pidfds_of_the_task_a_child_and_a_dead_process_come_back() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("pf_pidfd").start(dir.path());
     task.dump(&[]);
     task.restore_ok(&[]);
     assert_eq!(task.verdict(), "PASS\n");

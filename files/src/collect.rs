@@ -132,6 +132,9 @@ pub fn dump_fds(
             FdTarget::AnonInode(name) if name == "inotify" => {
                 crate::inotify::dump::dump_inotify_fd(pid, fd, table)?
             }
+            FdTarget::AnonInode(name) if name == "[pidfd]" => {
+                crate::pidfd::dump::dump_pidfd_fd(pid, fd, table)?
+            }
             FdTarget::AnonInode(name) if name == "[fanotify]" => {
                 crate::fanotify::dump::dump_fanotify_fd(pid, fd, table)?
             }

@@ -74,6 +74,9 @@ pub struct SharedFiles {
     /// Open file descriptions by files.img id, with their status flags set: every task that
     /// holds one gets a copy of the same description.
     descriptions: BTreeMap<u32, OwnedFd>,
+    /// Descriptions that can be made only once the tasks exist (pidfds of tasks), added while
+    /// the registry is already shared.
+    late: std::sync::Mutex<BTreeMap<u32, OwnedFd>>,
     /// Shared memory objects by shmid, already filled: every task maps the same one.
     shmem: BTreeMap<u64, OwnedFd>,
     /// ids given criu's fds by --inherit-fd: no kind makes them again (see `inherit`).
@@ -109,6 +112,7 @@ impl SharedFiles {
         crate::eventfd::restore::open_all(images, &mut shared)?;
         crate::signalfd::restore::open_all(images, &mut shared)?;
         crate::timerfd::restore::open_all(images, &mut shared)?;
+        crate::pidfd::restore::open_dead(images, &mut shared)?;
         // Last: queued messages may carry any of the files above.
         crate::unix::restore::open_all(images, opts, &mut shared)?;
         Ok(shared)
@@ -151,7 +155,22 @@ impl SharedFiles {
 
     /// criu's fd of the open file description with files.img id `id`.
     pub fn description(&self, id: u32) -> Option<i32> {
-        self.descriptions.get(&id).map(|fd| fd.as_raw_fd())
+        let late = || {
+            let late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+            late.get(&id).map(|fd| fd.as_raw_fd())
+        };
+        self.descriptions
+            .get(&id)
+            .map(|fd| fd.as_raw_fd())
+            .or_else(late)
+    }
+
+    /// Gives `id` a description made once the tasks exist; criu keeps it open until the end.
+    pub fn add_late_description(&self, id: u32, fd: OwnedFd) {
+        if !self.is_inherited(id) {
+            let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+            late.insert(id, fd);
+        }
     }
 
     /// Gives files.img id `id` an open file description made elsewhere (a terminal). An id

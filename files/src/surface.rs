@@ -1,5 +1,6 @@
 //! The few calls the orchestrator makes into this crate, around the per-kind modules.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use criu_proto::dump_images::DumpImages;
@@ -12,13 +13,16 @@ use crate::registry::{RestoreFileOptions, SharedError, SharedFiles};
 use crate::table::{FileTable, FilesError};
 use crate::tty::restore::{ShellJob, TtyError};
 
-/// Dump, after every task is collected: the images the tasks' files share. `write_back_tty`:
-/// the tasks live on, so bytes taken from their terminals are put back.
+/// Dump, after every task is collected: the images the tasks' files share. `tree` holds every
+/// pid of the dump; `write_back_tty`: the tasks live on, so bytes taken from their terminals
+/// are put back.
 pub fn write_images(
     table: &mut FileTable,
     dir: &Path,
+    tree: &BTreeSet<i32>,
     write_back_tty: bool,
 ) -> Result<(), FilesError> {
+    crate::pidfd::dump::verify(&table.pidfds, tree)?;
     crate::unix::dump::finish(table, dir)?;
     crate::tty::dump::verify(&table.ttys)?;
     write_files(dir, table.entries())?;
@@ -103,9 +107,10 @@ impl Prepared {
     }
 }
 
-/// Restore, once every task exists: what names tasks (file owners) or must wait for the
-/// mappings (memfd seals that forbid them).
+/// Restore, once every task exists: what names tasks (file owners, pidfds of tasks) or must
+/// wait for the mappings (memfd seals that forbid them).
 pub fn after_tasks_exist(images: &DumpImages, shared: &SharedFiles) -> Result<(), SharedError> {
     shared.set_owners()?;
+    crate::pidfd::restore::open_live(images, shared)?;
     crate::memfd::restore::add_late_seals(images, shared)
 }

@@ -56,6 +56,8 @@ pub enum FilesError {
     Fown(#[from] crate::fown::dump::FownError),
     #[error(transparent)]
     Ghost(#[from] crate::ghost::dump::GhostError),
+    #[error(transparent)]
+    Pidfd(#[from] crate::pidfd::dump::PidfdError),
 }
 
 /// Char device major of /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom.
@@ -86,6 +88,8 @@ pub struct FileTable {
     pub unix: crate::unix::dump::UnixSockets,
     /// What the command line says about files.
     pub opts: DumpFileOptions,
+    /// Live processes pidfds name (see `pidfd`).
+    pub pidfds: crate::pidfd::dump::PidfdTargets,
     /// Files whose names no longer lead to them (see `ghost`).
     pub remaps: crate::ghost::dump::Remaps,
 }

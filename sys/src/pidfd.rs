@@ -24,6 +24,50 @@ pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
     crate::ret::new_fd(got)
 }
 
+/// A pidfd of `pid` (pidfd_open; `flags` may be PIDFD_NONBLOCK).
+pub fn open(pid: i32, flags: u32) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes only integers.
+    crate::ret::new_fd(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_open,
+            pid as libc::c_long,
+            flags as libc::c_long,
+        )
+    })
+}
+
+/// pidfds of a process that is gone: a child made for this (it only waits, every signal
+/// blocked), one pidfd per entry of `flags`, each its own description; then the child is
+/// killed and reaped.
+pub fn dead_pidfds(flags: &[u32]) -> Result<Vec<OwnedFd>, Errno> {
+    let all_signals: u64 = !0;
+    // SAFETY: clone without CLONE_VM is fork; the child only makes raw syscalls (no lock, no
+    // allocation) until it is killed.
+    let child =
+        unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
+    if child == 0 {
+        // SAFETY: raw syscalls on the child's own state; `all_signals` is a live local.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &all_signals as *const u64,
+                0usize,
+                8usize,
+            );
+            loop {
+                libc::syscall(libc::SYS_pause);
+            }
+        }
+    }
+    let child = crate::ret::check(child)? as i32;
+    let fds: Result<Vec<OwnedFd>, Errno> = flags.iter().map(|&f| open(child, f)).collect();
+    let pid = nix::unistd::Pid::from_raw(child);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    nix::sys::wait::waitpid(pid, None)?;
+    fds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -307,7 +307,13 @@ async fn dump_phases(
 
     // 4. Global images, the inventory last.
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
-    criu_files::write_images(&mut table, &req.dir, req.release != Release::Kill)?;
+    let tree_pids: std::collections::BTreeSet<i32> = order.iter().copied().collect();
+    criu_files::write_images(
+        &mut table,
+        &req.dir,
+        &tree_pids,
+        req.release != Release::Kill,
+    )?;
     drop(table);
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;
