@@ -1,6 +1,7 @@
 //! Process attributes (robust futex list, THP disabled, membarrier registration, audit login
-//! uid) and pidfds (of the task itself, of a child, of a dead process): a workload (pa_attrs,
-//! pf_pidfd) sets them up, is dumped and restored by our criu, and checks them from inside. Runs in the nextest `serial` group: the restore claims the task's pid.
+//! uid), pidfds (of the task itself, of a child, of a dead process) and seccomp filters: a
+//! workload (pa_attrs, pf_pidfd, sc_filter) sets them up, is dumped and restored by our criu,
+//! and checks them from inside. Runs in the nextest `serial` group: the restore claims the task's pid.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -26,6 +27,17 @@ fn pidfds_of_the_task_a_child_and_a_dead_process_come_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut task = StateTask::workload("pf_pidfd").start(dir.path());
     task.dump(&[]);
+    task.restore_ok(&[]);
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn seccomp_filters_of_one_thread_come_back_and_bind() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("sc_filter").start(dir.path());
+    task.dump(&[]);
+    assert!(dir.path().join("images/seccomp.img").exists());
     task.restore_ok(&[]);
     assert_eq!(task.verdict(), "PASS\n");
 }

@@ -26,8 +26,6 @@ pub enum ThreadDumpError {
         name: &'static str,
         errno: i64,
     },
-    #[error("thread {tid}: seccomp mode {mode} is not supported by this dump yet")]
-    Seccomp { tid: i32, mode: u32 },
 }
 
 pub type Result<T> = std::result::Result<T, ThreadDumpError>;
@@ -38,6 +36,9 @@ pub struct ThreadDump {
     pub tid: i32,
     pub info: ThreadInfoX86,
     pub core: ThreadCoreEntry,
+    /// Seccomp mode (0 off, 1 strict, 2 filter) and filters, most recently installed first;
+    /// `crate::seccomp` numbers them into seccomp.img.
+    pub seccomp: (u32, Vec<criu_tracee::SeccompFilter>),
 }
 
 const PR_GET_PDEATHSIG: u64 = 2;
@@ -133,10 +134,8 @@ fn creds(pid: i32, tid: i32, secbits: u32) -> Result<CredsEntry> {
 pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
     let tid = tracee.tid();
     let terr = |source| ThreadDumpError::Tracee { tid, source };
-    let seccomp = tracee.seccomp_mode().map_err(terr)?;
-    if seccomp != 0 {
-        return Err(ThreadDumpError::Seccomp { tid, mode: seccomp });
-    }
+    let seccomp_mode = tracee.seccomp_mode().map_err(terr)?;
+    let seccomp_filters = tracee.seccomp_filters().map_err(terr)?;
     let regs = tracee.regs().map_err(terr)?;
     let xsave = tracee.xsave().map_err(terr)?;
     let sigmask = tracee.sigmask().map_err(terr)?;
@@ -271,7 +270,6 @@ pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
         pdeath_sig: (pdeath_sig != 0).then_some(pdeath_sig),
         signals_p: Some(signal_queue(pending)),
         creds: Some(creds(pid, tid, secbits)?),
-        seccomp_mode: Some(0),
         comm: Some(comm),
         rseq_entry,
         ..Default::default()
@@ -280,6 +278,7 @@ pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
         tid,
         info: dump_regs::thread_info(&regs, &xsave, clear_tid_addr, tls),
         core,
+        seccomp: (seccomp_mode, seccomp_filters),
     })
 }
 

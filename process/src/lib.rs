@@ -9,3 +9,4 @@ pub mod regs;
 pub mod restore_creds;
 pub mod restore_signals;
 pub mod restore_task;
+pub mod seccomp;

@@ -53,6 +53,8 @@ pub struct DumpImages {
     pub files: BTreeMap<u32, FileEntry>,
     /// memfd.img entries by inode id.
     pub memfd_inodes: BTreeMap<u64, MemfdInodeEntry>,
+    /// seccomp.img's filters; thread cores name them by index.
+    pub seccomp_filters: Vec<crate::images::SeccompFilter>,
 }
 
 impl DumpImages {
@@ -130,6 +132,13 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
             memfd_inodes.insert(m.inode_id, m);
         }
     }
+    let seccomp_filters = match ImageReader::open_if_exists(dir, &ImageKind::SECCOMP, None)? {
+        Some(mut img) => img
+            .read::<crate::images::SeccompEntry>()?
+            .map(|e| e.seccomp_filters)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let mut tasks = Vec::with_capacity(pstree.len());
     for p in pstree {
         let pid = u64::from(p.pid);
@@ -200,5 +209,6 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         tasks,
         files,
         memfd_inodes,
+        seccomp_filters,
     })
 }

@@ -7,6 +7,8 @@ use nix::errno::Errno;
 pub const PTRACE_GETREGSET: u32 = 0x4204;
 pub const PTRACE_SETREGSET: u32 = 0x4205;
 pub const PTRACE_SEIZE: u32 = 0x4206;
+/// Seccomp does not apply to the tracee while it is traced with this option.
+pub const PTRACE_O_SUSPEND_SECCOMP: u32 = 1 << 21;
 pub const PTRACE_INTERRUPT: u32 = 0x4207;
 pub const PTRACE_PEEKSIGINFO: u32 = 0x4209;
 pub const PTRACE_GETSIGMASK: u32 = 0x420a;

@@ -43,10 +43,17 @@ pub enum WaitOutcome {
 }
 
 impl Tracee {
-    /// Seizes thread `tid` of process `tgid` (PTRACE_SEIZE; the thread keeps running).
+    /// Seizes thread `tid` of process `tgid` (PTRACE_SEIZE; the thread keeps running), with
+    /// its seccomp filters suspended while it is traced (PTRACE_O_SUSPEND_SECCOMP, as CRIU
+    /// does: a filter or strict mode would kill or fail injected calls) where criu may ask it.
     pub fn seize(tgid: i32, tid: i32) -> Result<Tracee> {
         crate::guard::install();
-        raw::seize(tid, 0).map_err(ptrace_err(tid, "PTRACE_SEIZE"))?;
+        match raw::seize(tid, raw::PTRACE_O_SUSPEND_SECCOMP) {
+            // Needs CAP_SYS_ADMIN, and criu itself not under seccomp.
+            Err(nix::errno::Errno::EPERM) => raw::seize(tid, 0),
+            other => other,
+        }
+        .map_err(ptrace_err(tid, "PTRACE_SEIZE"))?;
         Ok(Tracee {
             tid,
             tgid,

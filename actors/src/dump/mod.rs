@@ -247,6 +247,7 @@ async fn dump_phases(
         shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),
+        seccomp: Default::default(),
     });
     let mut asked = Vec::with_capacity(order.len());
     let mut fd_tables = criu_files::FdTables::default();
@@ -308,6 +309,7 @@ async fn dump_phases(
     // 4. Global images, the inventory last.
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
     let tree_pids: std::collections::BTreeSet<i32> = order.iter().copied().collect();
+    shared.seccomp.write(&req.dir)?;
     criu_files::write_images(
         &mut table,
         &req.dir,

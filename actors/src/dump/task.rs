@@ -54,6 +54,8 @@ pub struct DumpShared {
     pub shmem: Mutex<std::collections::BTreeMap<u64, (std::fs::File, u64)>>,
     pub zero_pfn: Option<u64>,
     pub copy_threads: usize,
+    /// Every thread's seccomp filters, for seccomp.img.
+    pub seccomp: criu_process::seccomp::SeccompImage,
 }
 
 /// The result of dumping one task, for the supervisor's global images.
@@ -333,6 +335,7 @@ fn collect(
             .ok_or(TaskError::NotSeized { pid: tid })?;
         threads.push(dump_thread::dump_thread(pid, t)?);
     }
+    criu_process::seccomp::assign(&mut threads, &shared.seccomp);
     let leader = process.thread_mut(pid).ok_or(TaskError::Other {
         pid,
         what: "the thread group leader is gone".into(),

@@ -421,11 +421,16 @@ impl RestoreTask {
             // them) and before its scratch page, which their pause loop runs from, goes away.
             for (tid, core) in t.pstree.threads.iter().zip(&t.cores).skip(1) {
                 clone_in(r.inj, *tid as i32, THREAD_FLAGS, 0)?;
-                self.threads
-                    .push(rebuild_thread(pid, *tid as i32, core, self.timeout)?);
+                self.threads.push(rebuild_thread(
+                    pid,
+                    *tid as i32,
+                    core,
+                    &all.seccomp_filters,
+                    self.timeout,
+                )?);
             }
             rebuild::restore_posix_timers(&mut r, pid, leader)?;
-            restore_thread_state(&mut r, pid, pid, leader)?;
+            restore_thread_state(&mut r, pid, pid, leader, &all.seccomp_filters)?;
             let regs = entry_to_gpregs(&info.gpregs).for_detach_at_syscall_exit();
             inj.finish_restored(&regs)?;
         }

@@ -5,20 +5,21 @@ use std::time::Duration;
 
 use criu_process::regs::{entry_to_gpregs, entry_to_xsave};
 use criu_process::{restore_creds, restore_signals};
-use criu_proto::images::CoreEntry;
+use criu_proto::images::{CoreEntry, SeccompFilter};
 use criu_tracee::regs::xsave_size;
 use criu_tracee::remote::{Remote, DATA_LEN};
 use criu_tracee::{Injector, Tracee};
 
 use super::rebuild::{self, RebuildError};
 
-/// Per-thread state: signal stack, rseq, private signals, clear_tid address, credentials, and
-/// last the parent-death signal.
+/// Per-thread state: signal stack, rseq, private signals, clear_tid address, seccomp (with
+/// `seccomp_filters` of the dump), credentials, and last the parent-death signal.
 pub fn restore_thread_state(
     r: &mut Remote,
     tgid: i32,
     tid: i32,
     core: &CoreEntry,
+    seccomp_filters: &[SeccompFilter],
 ) -> Result<(), RebuildError> {
     rebuild::restore_thread_core(r, core)?;
     rebuild::restore_rseq(r, core)?;
@@ -34,6 +35,9 @@ pub fn restore_thread_state(
     {
         r.call("set_tid_address", libc::SYS_set_tid_address, &[addr])?;
     }
+    if let Some(tc) = &core.thread_core {
+        criu_process::seccomp::restore(r, tid, tc, seccomp_filters)?;
+    }
     if let Some(creds) = core.thread_core.as_ref().and_then(|c| c.creds.as_ref()) {
         restore_creds::restore_creds(r, creds)?;
     }
@@ -46,6 +50,7 @@ pub fn rebuild_thread(
     tgid: i32,
     tid: i32,
     core: &CoreEntry,
+    seccomp_filters: &[SeccompFilter],
     timeout: Duration,
 ) -> Result<Tracee, RebuildError> {
     let info = core
@@ -58,7 +63,7 @@ pub fn rebuild_thread(
     let mut thread = Tracee::seize_stopped(tgid, tid, timeout)?;
     {
         let mut inj = Injector::new(&mut thread, DATA_LEN)?;
-        restore_thread_state(&mut Remote::new(&mut inj), tgid, tid, core)?;
+        restore_thread_state(&mut Remote::new(&mut inj), tgid, tid, core, seccomp_filters)?;
         let regs = entry_to_gpregs(&info.gpregs).for_detach_at_syscall_exit();
         inj.finish_restored(&regs)?;
     }
