@@ -338,8 +338,9 @@ fn pipe_shared_by_a_tree_is_one_description_with_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // sh holds the read end as fd 0 and its dup as fd 3; its child sleep inherits it as fd 0.
-    let mut child = Command::new("sh")
-        .args(["-c", "exec 3<&0; sleep 100 <&3 & wait"])
+    // setsid(1) execs sh as the leader of its own session, as a dump root must be.
+    let mut child = Command::new("setsid")
+        .args(["sh", "-c", "exec 3<&0; sleep 100 <&3 & wait"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

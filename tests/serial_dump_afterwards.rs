@@ -44,8 +44,9 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     // A UDP socket on stdout: not supported yet, the dump must fail cleanly.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let stdout = Stdio::from(std::os::fd::OwnedFd::from(sock));
-    let mut child = Command::new("sleep")
-        .arg("100")
+    // setsid(1) execs sleep as the leader of its own session, as a dump root must be.
+    let mut child = Command::new("setsid")
+        .args(["sleep", "100"])
         .stdin(Stdio::null())
         .stdout(stdout)
         .spawn()
@@ -68,6 +69,31 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     assert!(log.contains("socket"), "log: {log}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn a_root_that_does_not_lead_its_session_needs_shell_job() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // A child of this test: in the test's session, leading nothing.
+    let mut child = Command::new("sleep")
+        .arg("100")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    assert!(wait_until(Duration::from_secs(5), || state(pid) == Some('S')));
+    let r = criu_dump(pid, dir.path(), &[]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.rc, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("the root process {pid} is not a session leader")),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("inventory.img").exists());
 }
 
 #[test]

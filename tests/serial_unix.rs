@@ -45,7 +45,6 @@ impl Sockets {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .spawn()
             .expect("start uk_state");
         let pid = child.id() as i32;

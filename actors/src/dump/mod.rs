@@ -68,6 +68,8 @@ pub enum DumpError {
     Start(String),
     #[error(transparent)]
     Namespace(#[from] criu_ns::NsError),
+    #[error("the root process {0} is not a session leader; consider using --shell-job")]
+    NotSessionLeader(i32),
     #[error(transparent)]
     Files(#[from] criu_files::FilesError),
 }
@@ -91,7 +93,13 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
             })
         }
     }
-    // Before any task is touched: namespaces are not dumped yet.
+    // Before any task is touched. As CRIU: a root that is not its session's leader belongs to
+    // a session made outside the tree (a shell's), which only --shell-job gives back.
+    let sid = criu_procfs::read_stat(req.pid).map(|s| s.session).ok();
+    if sid.is_some_and(|sid| sid != req.pid) && !req.files.shell_job {
+        return Err(DumpError::NotSessionLeader(req.pid));
+    }
+    // Namespaces are not dumped yet.
     for pid in tree_from_proc(req.pid) {
         criu_ns::refuse_foreign(pid)?;
     }

@@ -26,6 +26,9 @@ fn fork() -> i32 {
 }
 
 fn main() {
+    // A dump root leads its own session: criu, like CRIU, refuses one that does not without
+    // --shell-job.
+    let _ = nix::unistd::setsid();
     // Only stdio belongs to the test: fds inherited from whoever ran it would be dumped too.
     // SAFETY: closing descriptors this program does not use.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };

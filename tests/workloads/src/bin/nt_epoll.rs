@@ -125,6 +125,9 @@ fn restored_targets(
 }
 
 fn main() {
+    // A dump root leads its own session: criu, like CRIU, refuses one that does not without
+    // --shell-job.
+    let _ = nix::unistd::setsid();
     let args: Vec<String> = std::env::args().collect();
     let result = args.get(1).expect("RESULT_FILE").clone();
     let work = args.get(2).expect("WORK_DIR").clone();

@@ -191,6 +191,9 @@ fn thread_body(i: usize, pipe_rd: i32, ready: std::sync::mpsc::Sender<i32>) -> R
 }
 
 fn main() {
+    // A dump root leads its own session: criu, like CRIU, refuses one that does not without
+    // --shell-job.
+    let _ = nix::unistd::setsid();
     let args: Vec<String> = std::env::args().collect();
     let result = args
         .get(1)

@@ -29,6 +29,9 @@ use nix::sys::socket::{self, socketpair, AddressFamily, MsgFlags, SockFlag, Sock
 type Check = Result<(), String>;
 
 fn main() {
+    // A dump root leads its own session: criu, like CRIU, refuses one that does not without
+    // --shell-job.
+    let _ = nix::unistd::setsid();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         eprintln!("usage: uk_state RESULT WORK_DIR MODE");
