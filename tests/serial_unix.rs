@@ -5,7 +5,6 @@
 #[path = "workloads/src/harness.rs"]
 mod harness;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
