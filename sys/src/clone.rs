@@ -85,6 +85,22 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// Blocks every signal of the calling thread with one raw syscall (SIGKILL and SIGSTOP stay):
+/// for a child of a multi-threaded criu, which may run nothing but raw syscalls.
+pub(crate) fn block_all_signals_raw() {
+    let all_signals: u64 = !0;
+    // SAFETY: rt_sigprocmask reads 8 bytes at `&all_signals`, a live local.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all_signals as *const u64,
+            0usize,
+            8usize,
+        )
+    };
+}
+
 /// Creates a child whose pid is `pid` in criu's pid namespace, with extra clone `flags`
 /// (namespaces), that sleeps with every signal blocked and dies with SIGKILL if criu's
 /// creating thread goes away before it is taken over. Returns the child's pid.
@@ -104,7 +120,6 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
 
 fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> {
     let set_tid = [pid];
-    let all_signals: u64 = !0;
     // struct kernel_sigaction of SIG_DFL: handler, flags, restorer, mask all zero.
     let default_action = [0u64; 4];
     // The child says on this pipe that its setup is done: it must not be seized half-way.
@@ -144,15 +159,9 @@ fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> 
         return Err(Errno::last());
     }
     if ret == 0 {
+        block_all_signals_raw();
         // SAFETY: raw syscalls in the child; nothing here allocates or locks.
         unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &all_signals as *const u64,
-                0usize,
-                8usize,
-            );
             libc::syscall(
                 libc::SYS_prctl,
                 libc::PR_SET_PDEATHSIG,

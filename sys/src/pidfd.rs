@@ -40,24 +40,15 @@ pub fn open(pid: i32, flags: u32) -> Result<OwnedFd, Errno> {
 /// blocked), one pidfd per entry of `flags`, each its own description; then the child is
 /// killed and reaped.
 pub fn dead_pidfds(flags: &[u32]) -> Result<Vec<OwnedFd>, Errno> {
-    let all_signals: u64 = !0;
     // SAFETY: clone without CLONE_VM is fork; the child only makes raw syscalls (no lock, no
     // allocation) until it is killed.
     let child =
         unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) };
     if child == 0 {
-        // SAFETY: raw syscalls on the child's own state; `all_signals` is a live local.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &all_signals as *const u64,
-                0usize,
-                8usize,
-            );
-            loop {
-                libc::syscall(libc::SYS_pause);
-            }
+        crate::clone::block_all_signals_raw();
+        loop {
+            // SAFETY: pause takes no arguments.
+            unsafe { libc::syscall(libc::SYS_pause) };
         }
     }
     let child = crate::ret::check(child)? as i32;

@@ -43,3 +43,43 @@ pub fn die_with_parent() {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and touches no memory.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
 }
+
+/// The self-checking workloads' protocol (as zdtm's): "READY" in the result file, then wait for
+/// SIGUSR1, check, and write "PASS" or "FAIL: reason".
+pub mod verdict {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static GOT_USR1: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_usr1(_: libc::c_int) {
+        GOT_USR1.store(true, Ordering::SeqCst);
+    }
+
+    /// Catches SIGUSR1, the signal to check.
+    pub fn catch_usr1() {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
+    }
+
+    /// Writes "READY" and waits for SIGUSR1.
+    pub fn ready_then_wait(result: &str) {
+        std::fs::write(result, "READY\n").expect("write READY");
+        while !GOT_USR1.load(Ordering::SeqCst) {
+            // SAFETY: waiting for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+
+    /// Fails with `what` unless `ok`.
+    pub fn check(result: &str, ok: bool, what: String) {
+        if !ok {
+            fail(result, what);
+        }
+    }
+
+    /// Writes "FAIL: why" and exits.
+    pub fn fail(result: &str, why: String) -> ! {
+        let _ = std::fs::write(result, format!("FAIL: {why}\n"));
+        std::process::exit(1);
+    }
+}

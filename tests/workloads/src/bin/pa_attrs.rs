@@ -6,13 +6,7 @@
 //! expedited membarriers and sets its audit login uid, writes "READY" to RESULT_FILE and waits
 //! for SIGUSR1; then it checks each and writes "PASS" or "FAIL: reason".
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static GOT_USR1: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_usr1(_: libc::c_int) {
-    GOT_USR1.store(true, Ordering::SeqCst);
-}
+use criu_test_workloads::verdict::{self, catch_usr1, ready_then_wait};
 
 const PR_SET_THP_DISABLE: i32 = 41;
 const PR_GET_THP_DISABLE: i32 = 42;
@@ -22,11 +16,6 @@ const LOGINUID: &str = "3";
 /// struct robust_list_head: list, futex_offset, list_op_pending.
 const HEAD_LEN: usize = 24;
 
-fn fail(result: &str, why: String) -> ! {
-    let _ = std::fs::write(result, format!("FAIL: {why}\n"));
-    std::process::exit(1);
-}
-
 fn membarrier(cmd: i64) -> i64 {
     // SAFETY: membarrier takes only integers.
     unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0i64, 0i64) }
@@ -35,20 +24,15 @@ fn membarrier(cmd: i64) -> i64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let result = args.get(1).expect("RESULT_FILE").clone();
-    let check = |ok: bool, what: String| {
-        if !ok {
-            fail(&result, what);
-        }
-    };
+    let check = |ok: bool, what: String| verdict::check(&result, ok, what);
     // An empty robust list points at itself.
     let head: &'static mut [u64; 3] = Box::leak(Box::new([0u64; 3]));
     let head_at = head.as_ptr() as u64;
     head[0] = head_at;
-    // SAFETY: plain syscalls on our own process; the list head lives for the whole run and the
-    // handler only sets an atomic.
+    let _ = nix::unistd::setsid();
+    catch_usr1();
+    // SAFETY: plain syscalls on our own process; the list head lives for the whole run.
     unsafe {
-        libc::setsid();
-        libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
         let r = libc::syscall(libc::SYS_set_robust_list, head_at, HEAD_LEN);
         check(r == 0, format!("set_robust_list: {r}"));
         let r = libc::prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
@@ -58,11 +42,7 @@ fn main() {
     check(r == 0, format!("membarrier register: {r}"));
     std::fs::write("/proc/self/loginuid", LOGINUID).expect("write /proc/self/loginuid");
 
-    std::fs::write(&result, "READY\n").expect("write READY");
-    while !GOT_USR1.load(Ordering::SeqCst) {
-        // SAFETY: waiting for a signal.
-        unsafe { libc::pause() };
-    }
+    ready_then_wait(&result);
 
     let mut got_head: u64 = 0;
     let mut got_len: usize = 0;

@@ -6,19 +6,8 @@
 //! and waits for SIGUSR1; then it checks what each pidfd names (fdinfo `Pid:`), that signals
 //! go through the live ones and not the dead ones, and ends its child through its pidfd.
 
+use criu_test_workloads::verdict::{self, catch_usr1, ready_then_wait};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static GOT_USR1: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_usr1(_: libc::c_int) {
-    GOT_USR1.store(true, Ordering::SeqCst);
-}
-
-fn fail(result: &str, why: String) -> ! {
-    let _ = std::fs::write(result, format!("FAIL: {why}\n"));
-    std::process::exit(1);
-}
 
 fn pidfd_open(pid: i32, flags: i32) -> OwnedFd {
     // SAFETY: pidfd_open takes only integers.
@@ -69,16 +58,9 @@ fn fork(child: fn()) -> i32 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let result = args.get(1).expect("RESULT_FILE").clone();
-    let check = |ok: bool, what: String| {
-        if !ok {
-            fail(&result, what);
-        }
-    };
-    // SAFETY: plain syscalls on our own process; the handler only sets an atomic.
-    unsafe {
-        libc::setsid();
-        libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
-    }
+    let check = |ok: bool, what: String| verdict::check(&result, ok, what);
+    let _ = nix::unistd::setsid();
+    catch_usr1();
     let me = std::process::id() as i32;
     let own = pidfd_open(me, 0);
     let sleeper = fork(|| loop {
@@ -90,11 +72,7 @@ fn main() {
     // SAFETY: reaping our own exited child.
     unsafe { libc::waitpid(gone, std::ptr::null_mut(), 0) };
 
-    std::fs::write(&result, "READY\n").expect("write READY");
-    while !GOT_USR1.load(Ordering::SeqCst) {
-        // SAFETY: waiting for a signal.
-        unsafe { libc::pause() };
-    }
+    ready_then_wait(&result);
 
     check(
         names(&own) == me.to_string(),

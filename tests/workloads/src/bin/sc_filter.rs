@@ -6,18 +6,7 @@
 //! to RESULT_FILE and waits for SIGUSR1; then both filters must still act on the main thread,
 //! its /proc status must count two filters, and the other thread must have none.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static GOT_USR1: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_usr1(_: libc::c_int) {
-    GOT_USR1.store(true, Ordering::SeqCst);
-}
-
-fn fail(result: &str, why: String) -> ! {
-    let _ = std::fs::write(result, format!("FAIL: {why}\n"));
-    std::process::exit(1);
-}
+use criu_test_workloads::verdict::{self, catch_usr1, fail, ready_then_wait};
 
 /// A filter that fails syscall `nr` with `errno` and allows everything else.
 fn install(nr: i64, errno: u32) -> i64 {
@@ -89,11 +78,8 @@ fn status_field(path: &str, field: &str) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let result = args.get(1).expect("RESULT_FILE").clone();
-    // SAFETY: plain syscalls on our own process; the handler only sets an atomic.
-    unsafe {
-        libc::setsid();
-        libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
-    }
+    let _ = nix::unistd::setsid();
+    catch_usr1();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // SAFETY: gettid takes no arguments.
@@ -117,16 +103,8 @@ fn main() {
             );
         }
     }
-    std::fs::write(&result, "READY\n").expect("write READY");
-    while !GOT_USR1.load(Ordering::SeqCst) {
-        // SAFETY: waiting for a signal.
-        unsafe { libc::pause() };
-    }
-    let check = |ok: bool, what: String| {
-        if !ok {
-            fail(&result, what);
-        }
-    };
+    ready_then_wait(&result);
+    let check = |ok: bool, what: String| verdict::check(&result, ok, what);
     let e = errno_of(libc::SYS_getppid, [0, 0]);
     check(e == 1234, format!("getppid gave errno {e}, not 1234"));
     let e = errno_of(libc::SYS_getpriority, [libc::PRIO_PROCESS as i64, 0]);
