@@ -12,7 +12,7 @@ use criu_proto::images::{PagemapEntry, PagemapHead};
 use criu_proto::{ImageKind, ImageWriter};
 
 use crate::dump_vmas::DumpVma;
-use crate::vma::{PAGE_SIZE, PE_PRESENT, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
+use crate::vma::{PAGE_SIZE, PE_PRESENT, VMA_AREA_AIORING, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PagesDumpError {
@@ -108,7 +108,9 @@ pub fn scan(
         let e = &vma.entry;
         let npages = (e.end - e.start) / PAGE_SIZE;
         scanned += npages;
-        let whole = e.status & VMA_AREA_VDSO != 0;
+        // An AIO ring's pages are written by the kernel, not faulted in by the task: pagemap
+        // may show none of them.
+        let whole = e.status & (VMA_AREA_VDSO | VMA_AREA_AIORING) != 0;
         let mut first = 0;
         while first < npages {
             let n = CHUNK.min(npages - first);

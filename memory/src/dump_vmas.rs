@@ -67,7 +67,7 @@ impl DumpVma {
     pub fn is_private(&self) -> bool {
         let s = self.entry.status;
         s & VMA_AREA_REGULAR != 0
-            && s & (VMA_ANON_PRIVATE | VMA_FILE_PRIVATE) != 0
+            && s & (VMA_ANON_PRIVATE | VMA_FILE_PRIVATE | VMA_AREA_AIORING) != 0
             && s & VMA_AREA_VVAR == 0
             && self.entry.end <= TASK_SIZE
     }
@@ -216,6 +216,18 @@ pub fn classify(
         let io = s.vm_flags.contains(VmFlags::IO) || s.vm_flags.contains(VmFlags::PFNMAP);
         if s.vm_flags.contains(VmFlags::SHADOW_STACK) {
             return Err(unsupported("shadow stack"));
+        }
+        // An AIO ring (io_setup): its pages are imaged like private memory, and restore makes
+        // a new ring and moves it here (see `rebuild::restore_aio_rings`).
+        if matches!(&v.name, VmaName::File { path, deleted: true } if path.as_os_str() == "/[aio]")
+        {
+            e.status |= VMA_AREA_AIORING;
+            out.push(DumpVma {
+                entry: e,
+                file: None,
+                shmem: None,
+            });
+            continue;
         }
         match lookup(v.start, v.end)? {
             Some(info) => {

@@ -1,5 +1,6 @@
 //! Memory: VMAs, the pagemap and page images. `dump` reads a stopped task's present pages into
 //! `pagemap-*.img`/`pages-*.img`; `restore` maps the VMAs back and fills them.
+pub mod aio;
 pub mod dump_mm;
 pub mod dump_pages;
 pub mod dump_shmem;

@@ -95,7 +95,7 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
     {
         return Err(bad("bad bounds"));
     }
-    if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_AREA_AIORING | VMA_UNSUPP) != 0 {
+    if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
         return Err(bad("this kind of mapping is not restored yet"));
     }
     let shared_flags =
@@ -124,6 +124,10 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
         });
     }
     let mut flags = u64::from(vma.flags) | libc::MAP_FIXED as u64;
+    // An AIO ring's pages come back in anonymous memory, replaced by a new ring later.
+    if s & VMA_AREA_AIORING != 0 {
+        flags = (flags & !(libc::MAP_SHARED as u64)) | libc::MAP_PRIVATE as u64;
+    }
     // Grows-down areas too are mapped exactly where they were: the image holds no guard page.
     let start = vma.start;
     let file_id = if s & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {

@@ -38,6 +38,8 @@ pub enum TaskError {
     #[error(transparent)]
     Pages(#[from] dump_pages::PagesDumpError),
     #[error(transparent)]
+    Mm(#[from] dump_mm::MmError),
+    #[error(transparent)]
     Files(#[from] criu_files::FilesError),
     #[error("pid {pid}: writing images: {source}")]
     Image { pid: i32, source: criu_proto::Error },
@@ -373,7 +375,7 @@ fn collect(
         thp_disabled: misc.thp_disabled,
         exe_file_id: files::proc_special(pid, "exe", &shared.files)?,
     };
-    let mm = dump_mm::mm_entry(pid, &stat, &vmas, mm_state).map_err(proc_err("mm"))?;
+    let mm = dump_mm::mm_entry(pid, &stat, &vmas, mm_state)?;
     write_one!(dir, &ImageKind::MM, pid, &mm);
 
     // fs: cwd and root are files too.

@@ -51,4 +51,5 @@ pub fn restore_session(r: &mut Remote, t: &TaskImages, setsid: bool) -> Result<(
 }
 
 pub use criu_files::install::*;
+pub use criu_memory::aio::restore_aio_rings;
 pub use criu_memory::rebuild::*;

@@ -412,6 +412,7 @@ impl RestoreTask {
                 r.close(criu_pidfd)?;
             }
             rebuild::restore_fs(&mut r, &all, t)?;
+            rebuild::restore_aio_rings(&mut r, pid, &t.mm)?;
             rebuild::restore_task_core(&mut r, pid, leader)?;
             rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
             if let Some(q) = leader.tc.as_ref().and_then(|tc| tc.signals_s.as_ref()) {
