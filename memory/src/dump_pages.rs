@@ -36,6 +36,8 @@ pub enum PagesDumpError {
 const PME_PRESENT: u64 = 1 << 63;
 const PME_SWAP: u64 = 1 << 62;
 const PME_FILE: u64 = 1 << 61;
+/// mmap's MAP_DROPPABLE, as `vma_entry.flags` keeps it.
+const MAP_DROPPABLE: u32 = 0x08;
 const PME_GUARD_REGION: u64 = 1 << 58;
 const PME_PFRAME_MASK: u64 = (1 << 55) - 1;
 
@@ -104,7 +106,10 @@ pub fn scan(
     let mut offset = 0u64;
     let mut buf = Vec::new();
     const CHUNK: u64 = 1 << 16; // pages per pagemap read
-    for vma in vmas.iter().filter(|v| v.is_private()) {
+                                // MAP_DROPPABLE memory may be dropped by the kernel at any time: its pages are not kept,
+                                // as CRIU does.
+    let kept = |v: &&DumpVma| v.is_private() && v.entry.flags & MAP_DROPPABLE == 0;
+    for vma in vmas.iter().filter(kept) {
         let e = &vma.entry;
         let npages = (e.end - e.start) / PAGE_SIZE;
         scanned += npages;

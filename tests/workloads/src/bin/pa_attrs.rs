@@ -3,8 +3,10 @@
 //! `pa_attrs RESULT_FILE WORK_DIR`.
 //!
 //! It sets its own robust futex list, disables transparent huge pages, registers for private
-//! expedited membarriers and sets its audit login uid, writes "READY" to RESULT_FILE and waits
-//! for SIGUSR1; then it checks each and writes "PASS" or "FAIL: reason".
+//! expedited membarriers, sets its audit login uid and writes into a MAP_DROPPABLE area and a
+//! MADV_WIPEONFORK one (zdtm maps11), writes "READY" to RESULT_FILE and waits for SIGUSR1;
+//! then it checks each (the droppable area comes back empty, as CRIU brings it) and writes
+//! "PASS" or "FAIL: reason".
 
 use criu_test_workloads::verdict::{self, catch_usr1, ready_then_wait};
 
@@ -19,6 +21,30 @@ const HEAD_LEN: usize = 24;
 fn membarrier(cmd: i64) -> i64 {
     // SAFETY: membarrier takes only integers.
     unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0i64, 0i64) }
+}
+
+/// mmap's MAP_DROPPABLE (Linux 6.11).
+const MAP_DROPPABLE: i32 = 0x08;
+
+/// One fresh anonymous read-write page with `kind` (MAP_PRIVATE or MAP_DROPPABLE).
+fn area(kind: i32) -> *mut u8 {
+    // SAFETY: a new anonymous mapping; nothing else refers to it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            kind | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(
+        p != libc::MAP_FAILED,
+        "mmap {kind:#x}: {}",
+        std::io::Error::last_os_error()
+    );
+    p.cast()
 }
 
 fn main() {
@@ -42,7 +68,26 @@ fn main() {
     check(r == 0, format!("membarrier register: {r}"));
     std::fs::write("/proc/self/loginuid", LOGINUID).expect("write /proc/self/loginuid");
 
+    let (droppable, wiped) = (area(MAP_DROPPABLE), area(libc::MAP_PRIVATE));
+    // SAFETY: advice on our own fresh mapping.
+    let r = unsafe { libc::madvise(wiped.cast(), 4096, libc::MADV_WIPEONFORK) };
+    check(r == 0, format!("MADV_WIPEONFORK: {r}"));
+    for a in [droppable, wiped] {
+        // SAFETY: both areas are one writable page of ours.
+        unsafe { std::ptr::copy_nonoverlapping(b"kept".as_ptr(), a, 4) };
+    }
+
     ready_then_wait(&result);
+
+    // SAFETY: reading our own pages.
+    let (d, w) = unsafe {
+        (
+            std::slice::from_raw_parts(droppable, 4),
+            std::slice::from_raw_parts(wiped, 4),
+        )
+    };
+    check(d == [0; 4], format!("the droppable area holds {d:?}"));
+    check(w == b"kept", format!("the wipe-on-fork area holds {w:?}"));
 
     let mut got_head: u64 = 0;
     let mut got_len: usize = 0;
