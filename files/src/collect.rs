@@ -145,13 +145,16 @@ pub fn dump_fds(
                     kind: format!("anon_inode:{name}"),
                 })
             }
-            FdTarget::Typed { kind, ino } => {
-                return Err(FilesError::Unsupported {
-                    pid,
-                    fd,
-                    kind: format!("{kind}:[{ino}]"),
-                })
-            }
+            FdTarget::Typed { kind, ino } => match criu_procfs::NsKind::from_name(&kind) {
+                Some(ns) => crate::nsfile::dump::dump_ns_fd(pid, fd, ns, ino, table)?,
+                None => {
+                    return Err(FilesError::Unsupported {
+                        pid,
+                        fd,
+                        kind: format!("{kind}:[{ino}]"),
+                    })
+                }
+            },
             FdTarget::Other(s) => return Err(FilesError::Unsupported { pid, fd, kind: s }),
         };
         if entry.r#type != FdTypes::Reg as i32 {

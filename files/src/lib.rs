@@ -34,6 +34,7 @@ pub mod inotify;
 pub mod install;
 pub mod locks;
 pub mod memfd;
+pub mod nsfile;
 pub mod pidfd;
 pub mod pipes;
 pub mod registry;

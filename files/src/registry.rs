@@ -113,6 +113,7 @@ impl SharedFiles {
         crate::signalfd::restore::open_all(images, &mut shared)?;
         crate::timerfd::restore::open_all(images, &mut shared)?;
         crate::pidfd::restore::open_dead(images, &mut shared)?;
+        crate::nsfile::restore::open_all(images, &mut shared)?;
         // Last: queued messages may carry any of the files above.
         crate::unix::restore::open_all(images, opts, &mut shared)?;
         Ok(shared)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry};
+use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, TaskKobjIdsEntry};
 
 use crate::collect::reg_entry;
 use crate::pipes::dump::{self as pipes, PipeData};
@@ -88,6 +88,8 @@ pub struct FileTable {
     pub unix: crate::unix::dump::UnixSockets,
     /// What the command line says about files.
     pub opts: DumpFileOptions,
+    /// criu's own namespace ids (`ids-*.img` numbering), for namespace files (see `nsfile`).
+    pub own_ns_ids: TaskKobjIdsEntry,
     /// Live processes pidfds name (see `pidfd`).
     pub pidfds: crate::pidfd::dump::PidfdTargets,
     /// Files whose names no longer lead to them (see `ghost`).
@@ -129,6 +131,13 @@ impl Default for DumpFileOptions {
 }
 
 impl FileTable {
+    /// The table of a dump whose criu has the namespace ids `own_ns_ids`.
+    pub fn for_dump(opts: DumpFileOptions, own_ns_ids: TaskKobjIdsEntry) -> FileTable {
+        let mut table = FileTable::new(opts);
+        table.own_ns_ids = own_ns_ids;
+        table
+    }
+
     pub fn new(opts: DumpFileOptions) -> FileTable {
         let mut table = FileTable {
             next_id: 1,

@@ -251,7 +251,7 @@ async fn dump_phases(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),
-        files: Mutex::new(criu_files::FileTable::new(req.files.clone())),
+        files: Mutex::new(criu_files::FileTable::for_dump(req.files.clone(), root_ids)),
         shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),

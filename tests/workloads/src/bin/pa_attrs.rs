@@ -4,7 +4,8 @@
 //!
 //! It sets its own robust futex list, disables transparent huge pages, registers for private
 //! expedited membarriers, sets its audit login uid and writes into a MAP_DROPPABLE area and a
-//! MADV_WIPEONFORK one (zdtm maps11), writes "READY" to RESULT_FILE and waits for SIGUSR1;
+//! MADV_WIPEONFORK one (zdtm maps11), holds its net and uts namespace files open (zdtm
+//! proc-self), writes "READY" to RESULT_FILE and waits for SIGUSR1;
 //! then it checks each (the droppable area comes back empty, as CRIU brings it) and writes
 //! "PASS" or "FAIL: reason".
 
@@ -77,7 +78,29 @@ fn main() {
         unsafe { std::ptr::copy_nonoverlapping(b"kept".as_ptr(), a, 4) };
     }
 
+    let ns_files: Vec<(std::fs::File, &str)> = ["net", "uts"]
+        .into_iter()
+        .map(|k| {
+            (
+                std::fs::File::open(format!("/proc/self/ns/{k}")).expect("open ns"),
+                k,
+            )
+        })
+        .collect();
+
     ready_then_wait(&result);
+
+    use std::os::unix::fs::MetadataExt;
+    for (f, k) in &ns_files {
+        let held = f.metadata().map(|m| m.ino()).unwrap_or(0);
+        let own = std::fs::metadata(format!("/proc/self/ns/{k}"))
+            .map(|m| m.ino())
+            .unwrap_or(1);
+        check(
+            held == own,
+            format!("the {k} namespace file names {held}, not {own}"),
+        );
+    }
 
     // SAFETY: reading our own pages.
     let (d, w) = unsafe {

@@ -1,0 +1,80 @@
+//! A namespace file at dump: the namespace's id (as `ids-*.img` numbers it), its kind as a
+//! CLONE_NEW* flag, and the fd's flags.
+
+use std::sync::Mutex;
+
+use criu_procfs::NsKind;
+use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, NsFileEntry, TaskKobjIdsEntry};
+
+use crate::eventfd::dump::lock;
+use crate::table::{fdinfo, FileStat, FileTable, FilesError};
+
+/// The id criu's own namespace of `kind` has in `ids`.
+fn own_id(ids: &TaskKobjIdsEntry, kind: NsKind) -> Option<u32> {
+    match kind {
+        NsKind::Pid => ids.pid_ns_id,
+        NsKind::Net => ids.net_ns_id,
+        NsKind::Ipc => ids.ipc_ns_id,
+        NsKind::Uts => ids.uts_ns_id,
+        NsKind::Time => ids.time_ns_id,
+        NsKind::Mnt => ids.mnt_ns_id,
+        NsKind::User => ids.user_ns_id,
+        NsKind::Cgroup => ids.cgroup_ns_id,
+    }
+}
+
+pub fn dump_ns_fd(
+    pid: i32,
+    fd: i32,
+    kind: NsKind,
+    ino: u64,
+    table: &Mutex<FileTable>,
+) -> Result<FdinfoEntry, FilesError> {
+    let me = std::process::id() as i32;
+    let unsupported = |why: &str| FilesError::Unsupported {
+        pid,
+        fd,
+        kind: format!("{}:[{ino}] ({why})", kind.name()),
+    };
+    let own = criu_procfs::read_ns(me, kind).map_err(|source| FilesError::Proc {
+        pid: me,
+        what: format!("ns/{}", kind.name()),
+        source,
+    })?;
+    if own.ino != ino {
+        return Err(unsupported("a namespace that is not criu's"));
+    }
+    let mut t = lock(table);
+    let ns_id = own_id(&t.own_ns_ids, kind).ok_or_else(|| unsupported("no id for it"))?;
+    let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc {
+        pid,
+        what: format!("fdinfo/{fd}"),
+        source,
+    })?;
+    let cloexec = libc::O_CLOEXEC as u32;
+    let meta =
+        std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).map_err(|source| FilesError::Stat {
+            pid,
+            path: format!("/proc/{pid}/fd/{fd}"),
+            source,
+        })?;
+    let id = t.described(pid, fd, FileStat::of(&meta), |id| {
+        Ok::<_, FilesError>(FileEntry {
+            r#type: FdTypes::Ns as i32,
+            id,
+            nsf: Some(NsFileEntry {
+                id,
+                ns_id,
+                ns_cflag: kind.clone_flag() as u32,
+                flags: info.flags & !cloexec,
+            }),
+            ..Default::default()
+        })
+    })?;
+    Ok(fdinfo(
+        id,
+        fd,
+        u32::from(info.flags & cloexec != 0),
+        FdTypes::Ns,
+    ))
+}

@@ -1,0 +1,34 @@
+//! A namespace file at restore: the same kind of namespace file of criu, whose namespaces the
+//! restored tasks share.
+
+use criu_procfs::NsKind;
+use criu_proto::dump_images::DumpImages;
+use criu_proto::images::FdTypes;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::registry::{SharedError, SharedFiles};
+
+pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
+    for (id, e) in shared.to_make(images, FdTypes::Ns, "nsf", |f| f.nsf.as_ref())? {
+        let kind = NsKind::ALL
+            .into_iter()
+            .find(|k| k.clone_flag() as u32 == e.ns_cflag)
+            .ok_or(SharedError::Missing {
+                id,
+                kind: "namespace kind",
+            })?;
+        let path = format!("/proc/self/ns/{}", kind.name());
+        let flags = OFlag::from_bits_retain(e.flags as i32 & libc::O_ACCMODE) | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(path.as_str(), flags, Mode::empty()).map_err(|errno| {
+            SharedError::File {
+                id,
+                path,
+                what: "open",
+                errno,
+            }
+        })?;
+        shared.add_description(id, fd);
+    }
+    Ok(())
+}
