@@ -75,6 +75,18 @@ fn symlinks_held_with_o_path_come_back_also_unlinked() {
 }
 
 #[test]
+fn a_console_and_a_virtual_terminal_are_opened_again_by_path() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start("console", dir.path());
+    let before = fd_targets(task.pid);
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    assert_eq!(fd_targets(task.pid), before);
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
 fn a_ghost_over_the_limit_fails_the_dump_and_the_task_runs_on() {
     require_root();
     let dir = tempfile::tempdir().unwrap();

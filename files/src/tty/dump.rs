@@ -189,8 +189,10 @@ pub fn dump_tty_fd(
     })?;
     let is_pty = matches!(driver, Driver::PtyMaster | Driver::PtySlave);
     // A pty slave may be half of a pair the tree holds, and /dev/tty may stand for one:
-    // `verify` decides at the end.
-    if !is_pty && driver != Driver::Ctty && !table.ttys.shell_job {
+    // `verify` decides at the end. A console or virtual terminal is opened again by its path,
+    // as CRIU does.
+    let by_path = matches!(driver, Driver::Console | Driver::Vt);
+    if !is_pty && !by_path && driver != Driver::Ctty && !table.ttys.shell_job {
         return Err(TtyError::NeedsShellJob {
             pid,
             fd,

@@ -129,6 +129,19 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
                 pairs.add_ctty_file(fd.id, tty.flags, t.pstree.sid as i32, t.pid());
                 continue;
             }
+            let kind = TtyType::try_from(info.r#type);
+            let by_path = kind == Ok(TtyType::Console) || (!shell_job && kind == Ok(TtyType::Vt));
+            if by_path && tty.regf_id.is_some() {
+                // A console or virtual terminal is opened again by its path, as CRIU does.
+                files.insert(
+                    fd.id,
+                    Way::Reopen {
+                        path,
+                        flags: tty.flags,
+                    },
+                );
+                continue;
+            }
             if !shell_job {
                 return Err(err(format!(
                     "{path} was the shell's terminal: restore it with --shell-job"
@@ -144,7 +157,7 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
                     infos.insert(info.id, info.clone());
                     Way::Inherit { info_id: info.id }
                 }
-                Ok(TtyType::Ctty | TtyType::Console) if tty.regf_id.is_some() => Way::Reopen {
+                Ok(TtyType::Ctty) if tty.regf_id.is_some() => Way::Reopen {
                     path,
                     flags: tty.flags,
                 },
@@ -170,7 +183,7 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
         }
     }
     if !shell_job {
-        if pairs.is_empty() {
+        if pairs.is_empty() && files.is_empty() {
             return Ok(None);
         }
         let root = &images.root().pstree;

@@ -11,6 +11,8 @@
 //!   description shared with a child: a write through the parent moves the child's offset.
 //! - `size`: an open file whose size the test changes between dump and restore.
 //! - `symlink`: two symlinks held themselves (O_PATH|O_NOFOLLOW), one of them unlinked.
+//! - `console`: a console (5:1) and a virtual terminal (4:5) opened through device nodes made
+//!   in WORKDIR, as zdtm's console and vt tests do.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -491,6 +493,11 @@ fn main() {
             ready(&result);
             check_size(&mut f)
         }
+        "console" => {
+            let fds = setup_device_nodes(&work);
+            ready(&result);
+            check_device_nodes(&fds)
+        }
         "symlink" => {
             let fds = setup_symlinks(&work);
             ready(&result);
@@ -506,6 +513,41 @@ fn main() {
 }
 
 /// Writes READY and waits for SIGUSR1.
+/// (fd, device number) of a console and a virtual terminal opened through nodes in `work`.
+fn setup_device_nodes(work: &str) -> Vec<(File, u64)> {
+    [
+        ("console", libc::makedev(5, 1)),
+        ("vt", libc::makedev(4, 5)),
+    ]
+    .into_iter()
+    .map(|(name, dev)| {
+        let path = format!("{work}/{name}");
+        nix::sys::stat::mknod(
+            path.as_str(),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            dev,
+        )
+        .expect("mknod (needs root)");
+        (File::open(&path).expect("open the device node"), dev)
+    })
+    .collect()
+}
+
+fn check_device_nodes(fds: &[(File, u64)]) -> Check {
+    for (f, dev) in fds {
+        let st = f.metadata().map_err(|e| format!("fstat: {e}"))?;
+        ensure(st.rdev() == *dev, || {
+            format!(
+                "fd {} is device {:#x}, not {dev:#x}",
+                f.as_raw_fd(),
+                st.rdev()
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// (fd, what the link points at) of each symlink held.
 fn setup_symlinks(work: &str) -> Vec<(File, &'static str)> {
     let mut out = Vec::new();
