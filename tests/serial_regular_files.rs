@@ -75,6 +75,16 @@ fn symlinks_held_with_o_path_come_back_also_unlinked() {
 }
 
 #[test]
+fn a_cwd_and_an_fd_in_the_proc_dir_of_a_dead_child_come_back() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start("deadproc", dir.path());
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
 fn a_console_and_a_virtual_terminal_are_opened_again_by_path() {
     require_root();
     let dir = tempfile::tempdir().unwrap();

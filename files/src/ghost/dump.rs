@@ -128,6 +128,13 @@ fn io_err(o: &Origin, path: &Path, op: &'static str) -> impl FnOnce(std::io::Err
     }
 }
 
+/// The pid of a `/proc/PID[/...]` path whose process no longer exists.
+fn dead_proc_pid(path: &Path) -> Option<i32> {
+    let first = path.strip_prefix("/proc").ok()?.components().next()?;
+    let pid: i32 = first.as_os_str().to_str()?.parse().ok()?;
+    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+}
+
 /// Checks that file `id`, opened at `path`, can be found again at restore, and remaps it
 /// when its name no longer leads to it. `meta` is the stat of the open file.
 pub fn check(
@@ -137,7 +144,17 @@ pub fn check(
     origin: &Origin,
     meta: &Metadata,
 ) -> Result<(), GhostError> {
-    // Kernel-made names (/proc, terminals) are not files that a remap could bring back.
+    // /proc/PID of a process that is gone: restore makes a short-lived process with that pid
+    // to open it (CRIU's procfs remap).
+    if let Some(dead) = dead_proc_pid(path) {
+        table.remaps.entries.push(RemapFilePathEntry {
+            orig_id: id,
+            remap_id: dead as u32,
+            remap_type: Some(RemapType::Procfs as i32),
+        });
+        return Ok(());
+    }
+    // Other kernel-made names (/proc, terminals) are not files a remap could bring back.
     if !path.is_absolute() || path.starts_with("/proc") || path.starts_with("/dev/pts") {
         return Ok(());
     }

@@ -26,6 +26,8 @@ pub enum GhostError {
     NoFile(u32),
     #[error("remap-fpath.img: file {id}: remap type {kind} is not supported")]
     Kind { id: u32, kind: i32 },
+    #[error("cannot make a process with pid {pid} to open /proc/{pid} again: {errno}")]
+    DeadProcess { pid: i32, errno: nix::errno::Errno },
     #[error("ghost file {id} for {path}: {what}: {source}")]
     Ghost {
         id: u32,
@@ -50,11 +52,19 @@ pub enum GhostError {
 pub struct Remaps {
     /// (path, is a directory), in the order made.
     made: Vec<(PathBuf, bool)>,
+    /// Processes made to hold the pid of a dead one while its /proc files are opened.
+    helpers: Vec<i32>,
 }
 
 impl Remaps {
-    /// Removes every name made; the open files stay, unlinked as they were at dump time.
+    /// Removes every name made and ends every helper process; the open files stay, unlinked
+    /// (or of a dead process) as they were at dump time.
     pub fn clean(&mut self) {
+        for pid in self.helpers.drain(..) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
         for (path, dir) in self.made.drain(..).rev() {
             let done = if dir {
                 std::fs::remove_dir(&path)
@@ -104,6 +114,15 @@ pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
                     p
                 }
             }
+        } else if kind == RemapType::Procfs as i32 {
+            // One helper per dead pid, however many of its files the tasks held.
+            let pid = remap_id as i32;
+            if !remaps.helpers.contains(&pid) {
+                let helper = criu_sys::clone::clone_stopped_child(pid, 0)
+                    .map_err(|errno| GhostError::DeadProcess { pid, errno })?;
+                remaps.helpers.push(helper);
+            }
+            PathBuf::from(&orig)
         } else if kind == RemapType::Linked as i32 {
             let linked = images
                 .reg_path(remap_id)

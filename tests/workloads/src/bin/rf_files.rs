@@ -11,6 +11,7 @@
 //!   description shared with a child: a write through the parent moves the child's offset.
 //! - `size`: an open file whose size the test changes between dump and restore.
 //! - `symlink`: two symlinks held themselves (O_PATH|O_NOFOLLOW), one of them unlinked.
+//! - `deadproc`: cwd and an fd in /proc/PID of a child that is gone (zdtm unhashed_proc).
 //! - `console`: a console (5:1) and a virtual terminal (4:5) opened through device nodes made
 //!   in WORKDIR, as zdtm's console and vt tests do.
 
@@ -493,6 +494,11 @@ fn main() {
             ready(&result);
             check_size(&mut f)
         }
+        "deadproc" => {
+            let (dir, cwd) = setup_dead_proc();
+            ready(&result);
+            check_dead_proc(&dir, &cwd)
+        }
         "console" => {
             let fds = setup_device_nodes(&work);
             ready(&result);
@@ -513,6 +519,46 @@ fn main() {
 }
 
 /// Writes READY and waits for SIGUSR1.
+/// Enters /proc/PID of a child and holds it open, then lets the child die: (the fd, the cwd
+/// link text).
+fn setup_dead_proc() -> (File, String) {
+    // SAFETY: this process has one thread; the child only waits to be killed.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        loop {
+            // SAFETY: waiting for a signal.
+            unsafe { libc::pause() };
+        }
+    }
+    let dir = File::open(format!("/proc/{child}")).expect("open /proc/CHILD");
+    std::env::set_current_dir(format!("/proc/{child}")).expect("chdir /proc/CHILD");
+    // SAFETY: ending and reaping our own child.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    let cwd = std::fs::read_link("/proc/self/cwd").unwrap_or_default();
+    (dir, cwd.display().to_string())
+}
+
+fn check_dead_proc(dir: &File, cwd: &str) -> Check {
+    ensure(std::env::current_dir().is_err(), || {
+        "getcwd works in a dead /proc dir".into()
+    })?;
+    let now = std::fs::read_link("/proc/self/cwd").unwrap_or_default();
+    ensure(now.display().to_string() == cwd, || {
+        format!("cwd is {now:?}, not {cwd}")
+    })?;
+    let status = nix::fcntl::openat(
+        dir,
+        "status",
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    );
+    ensure(status.is_err(), || "a dead process's status opens".into())?;
+    Ok(())
+}
+
 /// (fd, device number) of a console and a virtual terminal opened through nodes in `work`.
 fn setup_device_nodes(work: &str) -> Vec<(File, u64)> {
     [
