@@ -158,7 +158,9 @@ fn restore(dir: &Path, env: &[(&str, &str)]) -> Result<(), String> {
         env,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let pid_taken = stderr.contains(" is in use by ") || stderr.contains("errno 17");
+    let pid_taken = stderr.contains(" is in use by ")
+        || stderr.contains("errno 17")
+        || stderr.contains("EEXIST");
     if out.status.code() != Some(0) && pid_taken {
         return Err(stderr.into_owned());
     }
