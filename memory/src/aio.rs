@@ -76,7 +76,7 @@ fn restore_ring(
         )));
     }
     if tail != 0 || head != 0 {
-        advance(r, mem, ctx, (nr, head, tail)).map_err(|e| err(e.to_string()))?;
+        advance(r, mem, ctx, (nr, head, tail)).map_err(&err)?;
     }
     let mut events = vec![0u8; (u64::from(a.ring_len) - HEADER) as usize];
     mem.read_exact_at(&mut events, a.id + HEADER)
@@ -103,19 +103,21 @@ fn advance(
     mem: &File,
     ctx: u64,
     (nr, head, tail): (u32, u32, u32),
-) -> Result<(), RestoreMemError> {
+) -> Result<(), String> {
     let count = u64::from(if tail < head { nr + tail } else { tail });
     let batch = count.min(u64::from(nr) - 1);
     let size = IOCB + 8 + batch as usize * 8;
     if size > ARG_MAX {
-        return Err(RestoreMemError::Task {
-            pid: 0,
-            what: format!("a ring of {nr} events is larger than the scratch area"),
-        });
+        return Err(format!(
+            "a ring of {nr} events is larger than the scratch area"
+        ));
     }
-    let fd = r.open("/dev/null", libc::O_WRONLY | libc::O_CLOEXEC)?;
+    let injected = |e: criu_tracee::TraceeError| e.to_string();
+    let fd = r
+        .open("/dev/null", libc::O_WRONLY | libc::O_CLOEXEC)
+        .map_err(injected)?;
     // The scratch holds: one iocb, its 1-byte buffer, then `batch` pointers to the iocb.
-    let base = r.arg(&vec![0u8; size])?;
+    let base = r.arg(&vec![0u8; size]).map_err(injected)?;
     let mut block = vec![0u8; IOCB];
     block[16..18].copy_from_slice(&IOCB_CMD_PWRITE.to_le_bytes());
     block[20..24].copy_from_slice(&(fd as u32).to_le_bytes());
@@ -125,15 +127,17 @@ fn advance(
     for _ in 0..batch {
         block.extend_from_slice(&base.to_le_bytes());
     }
-    r.arg(&block)?;
+    r.arg(&block).map_err(injected)?;
     let pointers = base + IOCB as u64 + 8;
     let mut done = 0u64;
     while done < count {
-        let n = r.call(
-            "io_submit",
-            libc::SYS_io_submit,
-            &[ctx, (count - done).min(batch), pointers],
-        )? as u64;
+        let n = r
+            .call(
+                "io_submit",
+                libc::SYS_io_submit,
+                &[ctx, (count - done).min(batch), pointers],
+            )
+            .map_err(injected)? as u64;
         if n == 0 {
             break;
         }
@@ -141,13 +145,8 @@ fn advance(
         // Setting the head is what io_getevents would do, without copying the events out.
         let head_now = done.min(u64::from(head)) as u32;
         mem.write_all_at(&head_now.to_le_bytes(), ctx + HEAD_AT)
-            .map_err(|source| RestoreMemError::Write {
-                pid: 0,
-                addr: ctx + HEAD_AT,
-                len: 4,
-                source,
-            })?;
+            .map_err(|e| format!("cannot set the new ring's head: {e}"))?;
     }
-    r.close(fd)?;
+    r.close(fd).map_err(injected)?;
     Ok(())
 }
