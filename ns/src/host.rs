@@ -24,11 +24,17 @@ pub enum NsError {
 
 /// Fails naming the first namespace of `pid` that is not criu's own. A `*_for_children` link
 /// counts too: the task's future children would live in that namespace. Links the kernel
-/// does not show (a zombie's, a kind this kernel lacks) are not compared.
+/// does not show (a zombie's, a kind this kernel lacks) are not compared, nor a task that is
+/// gone.
 pub fn refuse_foreign(pid: i32) -> Result<(), NsError> {
     let me = std::process::id() as i32;
     let ours = read_ns_links(me).map_err(|source| NsError::Read { pid: me, source })?;
-    let theirs = read_ns_links(pid).map_err(|source| NsError::Read { pid, source })?;
+    let theirs = match read_ns_links(pid) {
+        Ok(links) => links,
+        // Gone meanwhile (a tree that forks and exits): nothing of it is dumped.
+        Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => return Ok(()),
+        Err(source) => return Err(NsError::Read { pid, source }),
+    };
     compare(pid, &theirs, &ours)
 }
 
@@ -96,7 +102,11 @@ mod tests {
     }
 
     #[test]
-    fn our_own_process_is_in_our_namespaces() {
+    fn our_own_process_is_in_our_namespaces_and_a_gone_one_is_no_error() {
         refuse_foreign(std::process::id() as i32).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        refuse_foreign(pid).unwrap();
     }
 }
