@@ -66,7 +66,7 @@ fn unlinked_files_a_deleted_mapping_and_a_removed_cwd_come_back() {
 fn symlinks_held_with_o_path_come_back_also_unlinked() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut task = start("symlink", dir.path());
+    let mut task = StateTask::start_workload("rf_special", &["symlink"], dir.path());
     let before = fd_targets(task.pid);
     task.dump(&[]);
     task.restore_ok(&[]);
@@ -78,7 +78,7 @@ fn symlinks_held_with_o_path_come_back_also_unlinked() {
 fn a_cwd_and_an_fd_in_the_proc_dir_of_a_dead_child_come_back() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut task = start("deadproc", dir.path());
+    let mut task = StateTask::start_workload("rf_special", &["deadproc"], dir.path());
     task.dump(&[]);
     task.restore_ok(&[]);
     assert_eq!(task.verdict(), "PASS\n");
@@ -88,7 +88,7 @@ fn a_cwd_and_an_fd_in_the_proc_dir_of_a_dead_child_come_back() {
 fn a_console_and_a_virtual_terminal_are_opened_again_by_path() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut task = start("console", dir.path());
+    let mut task = StateTask::start_workload("rf_special", &["console"], dir.path());
     let before = fd_targets(task.pid);
     task.dump(&[]);
     task.restore_ok(&[]);
