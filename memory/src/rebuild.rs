@@ -2,6 +2,7 @@
 //! and every dumped area come back (pages follow from outside, see `fill`).
 
 use crate::restore::{advice, plan, MapPlan, RestoreMemError};
+use crate::vma::VMA_AREA_GUARD;
 use criu_proto::images::MmEntry;
 use criu_tracee::remote::{words, Remote};
 use criu_tracee::RseqConfiguration;
@@ -266,8 +267,19 @@ pub fn map_vmas(
             &[ARCH_MAP_VDSO_64, start],
         )?;
     }
+    // Guard ranges (MADV_GUARD_INSTALL) once their areas are there.
+    for g in t.mm.vmas.iter().filter(|v| v.status & VMA_AREA_GUARD != 0) {
+        r.call(
+            "madvise(MADV_GUARD_INSTALL)",
+            libc::SYS_madvise,
+            &[g.start, g.end - g.start, MADV_GUARD_INSTALL],
+        )?;
+    }
     Ok(())
 }
+
+/// madvise's MADV_GUARD_INSTALL (Linux 6.13).
+const MADV_GUARD_INSTALL: u64 = 102;
 
 /// A userfaultfd of the task, held by criu, watching the task's private anonymous areas (but
 /// the `inherited` ones, already populated) so that their pages can be put in place with

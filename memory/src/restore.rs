@@ -83,7 +83,8 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
         what: what.into(),
     };
     let s = vma.status;
-    if s & VMA_AREA_VSYSCALL != 0 {
+    // Guard ranges are no areas of their own: `rebuild::map_vmas` installs them last.
+    if s & (VMA_AREA_VSYSCALL | VMA_AREA_GUARD) != 0 {
         return Ok(MapPlan::Skip);
     }
     if s & (VMA_AREA_VDSO | VMA_AREA_VVAR) != 0 {

@@ -5,7 +5,8 @@
 //! It sets its own robust futex list, disables transparent huge pages, registers for private
 //! expedited membarriers, sets its audit login uid and writes into a MAP_DROPPABLE area and a
 //! MADV_WIPEONFORK one (zdtm maps11), holds its net and uts namespace files open (zdtm
-//! proc-self), writes "READY" to RESULT_FILE and waits for SIGUSR1;
+//! proc-self), makes the middle page of three a guard (MADV_GUARD_INSTALL, zdtm maps12),
+//! writes "READY" to RESULT_FILE and waits for SIGUSR1;
 //! then it checks each (the droppable area comes back empty, as CRIU brings it) and writes
 //! "PASS" or "FAIL: reason".
 
@@ -22,6 +23,19 @@ const HEAD_LEN: usize = 24;
 fn membarrier(cmd: i64) -> i64 {
     // SAFETY: membarrier takes only integers.
     unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0i64, 0i64) }
+}
+
+/// madvise's MADV_GUARD_INSTALL (Linux 6.13).
+const MADV_GUARD_INSTALL: i32 = 102;
+
+/// Whether pagemap shows the page at `addr` as a guard (bit 58).
+fn is_guard(addr: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut w = [0u8; 8];
+    std::fs::File::open("/proc/self/pagemap")
+        .and_then(|f| f.read_exact_at(&mut w, addr / 4096 * 8))
+        .is_ok()
+        && u64::from_le_bytes(w) & (1 << 58) != 0
 }
 
 /// mmap's MAP_DROPPABLE (Linux 6.11).
@@ -78,6 +92,32 @@ fn main() {
         unsafe { std::ptr::copy_nonoverlapping(b"kept".as_ptr(), a, 4) };
     }
 
+    // Three pages, the middle one a guard: its neighbours keep their bytes.
+    // SAFETY: a new anonymous mapping of our own.
+    let three = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            3 * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    } as *mut u8;
+    check(
+        three as *mut libc::c_void != libc::MAP_FAILED,
+        "mmap of three pages".into(),
+    );
+    // SAFETY: writes into our own pages, then advice on the middle one.
+    let r = unsafe {
+        *three = 1;
+        *three.add(2 * 4096) = 3;
+        libc::madvise(three.add(4096).cast(), 4096, MADV_GUARD_INSTALL)
+    };
+    check(
+        r == 0,
+        format!("MADV_GUARD_INSTALL: {}", std::io::Error::last_os_error()),
+    );
     let ns_files: Vec<(std::fs::File, &str)> = ["net", "uts"]
         .into_iter()
         .map(|k| {
@@ -90,6 +130,16 @@ fn main() {
 
     ready_then_wait(&result);
 
+    // SAFETY: reading our own pages around the guard.
+    let around = unsafe { (*three, *three.add(2 * 4096)) };
+    check(
+        around == (1, 3),
+        format!("the guard's neighbours hold {around:?}"),
+    );
+    check(
+        is_guard(three as u64 + 4096),
+        "the guard page is a guard no more".into(),
+    );
     use std::os::unix::fs::MetadataExt;
     for (f, k) in &ns_files {
         let held = f.metadata().map(|m| m.ino()).unwrap_or(0);
