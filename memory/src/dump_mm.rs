@@ -7,7 +7,7 @@ use criu_procfs::{ProcError, Stat};
 use criu_proto::images::{AioRingEntry, MmEntry, VmaEntry};
 
 use crate::dump_vmas::DumpVma;
-use crate::vma::{PAGE_SIZE, VMA_AREA_AIORING, VMA_AREA_GUARD, VMA_AREA_REGULAR};
+use crate::vma::{PAGE_SIZE, VMA_AREA_AIORING, VMA_AREA_GUARD};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MmError {
@@ -17,8 +17,6 @@ pub enum MmError {
         what: &'static str,
         source: ProcError,
     },
-    #[error("pid {pid}: /proc/{pid}/pagemap: {what}")]
-    Pagemap { pid: i32, what: String },
     #[error("pid {pid}: AIO ring at {start:#x}: {what}")]
     Aio { pid: i32, start: u64, what: String },
 }
@@ -35,6 +33,9 @@ pub struct MmState {
     pub thp_disabled: bool,
     /// The files.img id of the task's executable.
     pub exe_file_id: u32,
+    /// Ranges made guards with MADV_GUARD_INSTALL (see `dump_pages::scan`): recorded as CRIU
+    /// does, as entries of their own with status VMA_AREA_GUARD after every real area.
+    pub guards: Vec<(u64, u64)>,
 }
 
 pub fn mm_entry(pid: i32, stat: &Stat, vmas: &[DumpVma], m: MmState) -> Result<MmEntry, MmError> {
@@ -64,7 +65,13 @@ pub fn mm_entry(pid: i32, stat: &Stat, vmas: &[DumpVma], m: MmState) -> Result<M
         vmas: vmas
             .iter()
             .map(|v| v.entry)
-            .chain(guard_regions(pid, vmas)?)
+            .chain(m.guards.iter().map(|&(start, end)| VmaEntry {
+                start,
+                end,
+                status: VMA_AREA_GUARD,
+                fd: -1,
+                ..Default::default()
+            }))
             .collect(),
         dumpable: Some(m.dumpable),
         aios: aio_rings(pid, vmas)?,
@@ -108,46 +115,6 @@ fn aio_rings(pid: i32, vmas: &[DumpVma]) -> Result<Vec<AioRingEntry>, MmError> {
             nr_req: ((events - 2) / 2) as u32,
             ring_len: len as u32,
         });
-    }
-    Ok(out)
-}
-
-/// pagemap's bit for a page made a guard with MADV_GUARD_INSTALL (Linux 6.15).
-const PME_GUARD_REGION: u64 = 1 << 58;
-
-/// Ranges made guards with MADV_GUARD_INSTALL, as CRIU records them: entries of their own
-/// with status VMA_AREA_GUARD only, after every real area; restore installs them again.
-fn guard_regions(pid: i32, vmas: &[DumpVma]) -> Result<Vec<VmaEntry>, MmError> {
-    let err = |what: String| MmError::Pagemap { pid, what };
-    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap"))
-        .map_err(|e| err(format!("cannot open: {e}")))?;
-    let mut out: Vec<VmaEntry> = Vec::new();
-    for v in vmas
-        .iter()
-        .filter(|v| v.entry.status & VMA_AREA_REGULAR != 0)
-    {
-        let (start, end) = (v.entry.start, v.entry.end);
-        let mut words = vec![0u8; ((end - start) / PAGE_SIZE * 8) as usize];
-        pagemap
-            .read_exact_at(&mut words, start / PAGE_SIZE * 8)
-            .map_err(|e| err(format!("cannot read at {start:#x}: {e}")))?;
-        for (i, w) in words.chunks_exact(8).enumerate() {
-            let pme = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
-            if pme & PME_GUARD_REGION == 0 {
-                continue;
-            }
-            let page = start + i as u64 * PAGE_SIZE;
-            match out.last_mut() {
-                Some(g) if g.end == page => g.end += PAGE_SIZE,
-                _ => out.push(VmaEntry {
-                    start: page,
-                    end: page + PAGE_SIZE,
-                    status: VMA_AREA_GUARD,
-                    fd: -1,
-                    ..Default::default()
-                }),
-            }
-        }
     }
     Ok(out)
 }

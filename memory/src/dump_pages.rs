@@ -12,7 +12,9 @@ use criu_proto::images::{PagemapEntry, PagemapHead};
 use criu_proto::{ImageKind, ImageWriter};
 
 use crate::dump_vmas::DumpVma;
-use crate::vma::{PAGE_SIZE, PE_PRESENT, VMA_AREA_AIORING, VMA_AREA_VDSO, VMA_FILE_PRIVATE};
+use crate::vma::{
+    PAGE_SIZE, PE_PRESENT, VMA_AREA_AIORING, VMA_AREA_REGULAR, VMA_AREA_VDSO, VMA_FILE_PRIVATE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PagesDumpError {
@@ -88,12 +90,18 @@ fn wants_page(pme: u64, vma: &DumpVma, zero_pfn: Option<u64>) -> bool {
     present && !zero
 }
 
-/// Finds the runs of pages to dump in the private VMAs; a run never crosses a VMA.
-pub fn scan(
-    pid: i32,
-    vmas: &[DumpVma],
-    zero_pfn: Option<u64>,
-) -> Result<(Vec<Run>, u64), PagesDumpError> {
+/// What one pass over the task's pagemap finds.
+pub struct Scanned {
+    /// Runs of pages to dump, in the private VMAs; a run never crosses a VMA.
+    pub runs: Vec<Run>,
+    /// Pages of the private VMAs looked at.
+    pub scanned: u64,
+    /// Ranges made guards with MADV_GUARD_INSTALL, in any area.
+    pub guards: Vec<(u64, u64)>,
+}
+
+/// Reads the pagemap of every area once: the pages to dump and the guard ranges.
+pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<Scanned, PagesDumpError> {
     let path = format!("/proc/{pid}/pagemap");
     let pm = File::open(&path).map_err(|source| PagesDumpError::Read {
         pid,
@@ -101,18 +109,26 @@ pub fn scan(
         addr: 0,
         source,
     })?;
-    let mut runs = Vec::new();
-    let mut scanned = 0u64;
+    let mut out = Scanned {
+        runs: Vec::new(),
+        scanned: 0,
+        guards: Vec::new(),
+    };
     let mut offset = 0u64;
     let mut buf = Vec::new();
     const CHUNK: u64 = 1 << 16; // pages per pagemap read
-                                // MAP_DROPPABLE memory may be dropped by the kernel at any time: its pages are not kept,
-                                // as CRIU does.
-    let kept = |v: &&DumpVma| v.is_private() && v.entry.flags & MAP_DROPPABLE == 0;
-    for vma in vmas.iter().filter(kept) {
+    for vma in vmas
+        .iter()
+        .filter(|v| v.entry.status & VMA_AREA_REGULAR != 0)
+    {
         let e = &vma.entry;
+        // MAP_DROPPABLE memory may be dropped by the kernel at any time: its pages are not
+        // kept, as CRIU does.
+        let kept = vma.is_private() && e.flags & MAP_DROPPABLE == 0;
         let npages = (e.end - e.start) / PAGE_SIZE;
-        scanned += npages;
+        if kept {
+            out.scanned += npages;
+        }
         // An AIO ring's pages are written by the kernel, not faulted in by the task: pagemap
         // may show none of them.
         let whole = e.status & (VMA_AREA_VDSO | VMA_AREA_AIORING) != 0;
@@ -132,15 +148,21 @@ pub fn scan(
                 let mut word = [0u8; 8];
                 word.copy_from_slice(w);
                 let pme = u64::from_le_bytes(word);
-                if !(whole || wants_page(pme, vma, zero_pfn)) {
+                let vaddr = e.start + (first + i as u64) * PAGE_SIZE;
+                if pme & PME_GUARD_REGION != 0 {
+                    match out.guards.last_mut() {
+                        Some((_, end)) if *end == vaddr => *end += PAGE_SIZE,
+                        _ => out.guards.push((vaddr, vaddr + PAGE_SIZE)),
+                    }
+                }
+                if !kept || !(whole || wants_page(pme, vma, zero_pfn)) {
                     continue;
                 }
-                let vaddr = e.start + (first + i as u64) * PAGE_SIZE;
-                match runs.last_mut() {
+                match out.runs.last_mut() {
                     Some(Run {
                         vaddr: v, pages, ..
                     }) if *v + *pages * PAGE_SIZE == vaddr && vaddr != e.start => *pages += 1,
-                    _ => runs.push(Run {
+                    _ => out.runs.push(Run {
                         vaddr,
                         pages: 1,
                         offset,
@@ -151,7 +173,7 @@ pub fn scan(
             first += n;
         }
     }
-    Ok((runs, scanned))
+    Ok(out)
 }
 
 /// A piece of work for one copying thread: up to `PIECE` bytes of one run.
@@ -266,9 +288,13 @@ pub fn dump_pages(
     vmas: &[DumpVma],
     zero_pfn: Option<u64>,
     threads: usize,
-) -> Result<PageCounts, PagesDumpError> {
+) -> Result<(PageCounts, Vec<(u64, u64)>), PagesDumpError> {
     let t0 = std::time::Instant::now();
-    let (runs, scanned) = scan(pid, vmas, zero_pfn)?;
+    let Scanned {
+        runs,
+        scanned,
+        guards,
+    } = scan(pid, vmas, zero_pfn)?;
     let scan_us = t0.elapsed().as_micros() as u64;
     let t1 = std::time::Instant::now();
     let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
@@ -288,12 +314,13 @@ pub fn dump_pages(
         })?;
     copy_runs(pid, &runs, &pages, &shown, threads)?;
     write_pagemap(dir, pid, pages_id, &runs)?;
-    Ok(PageCounts {
+    let counts = PageCounts {
         scanned,
         written,
         scan_us,
         write_us: t1.elapsed().as_micros() as u64,
-    })
+    };
+    Ok((counts, guards))
 }
 
 #[cfg(test)]

@@ -346,7 +346,7 @@ fn collect(
     let misc = dump_task::dump_task_misc(pid, leader)?;
     let rlimits = dump_task::dump_rlimits(pid).map_err(proc_err("limits"))?;
 
-    let pages = dump_pages::dump_pages(
+    let (pages, guards) = dump_pages::dump_pages(
         dir,
         pid,
         msg.pages_id,
@@ -374,6 +374,7 @@ fn collect(
         dumpable: misc.dumpable,
         thp_disabled: misc.thp_disabled,
         exe_file_id: files::proc_special(pid, "exe", &shared.files)?,
+        guards,
     };
     let mm = dump_mm::mm_entry(pid, &stat, &vmas, mm_state)?;
     write_one!(dir, &ImageKind::MM, pid, &mm);
