@@ -1,6 +1,8 @@
 //! The rule that stands until namespaces are dumped: a task must share every namespace with
 //! criu, as CRIU refuses namespaces it does not handle.
 
+use std::collections::BTreeSet;
+
 use criu_procfs::{read_ns_links, NsLink};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,20 +24,41 @@ pub enum NsError {
     },
 }
 
-/// Fails naming the first namespace of `pid` that is not criu's own. A `*_for_children` link
-/// counts too: the task's future children would live in that namespace. Links the kernel
-/// does not show (a zombie's, a kind this kernel lacks) are not compared, nor a task that is
-/// gone.
-pub fn refuse_foreign(pid: i32) -> Result<(), NsError> {
-    let me = std::process::id() as i32;
-    let ours = read_ns_links(me).map_err(|source| NsError::Read { pid: me, source })?;
-    let theirs = match read_ns_links(pid) {
-        Ok(links) => links,
-        // Gone meanwhile (a tree that forks and exits): nothing of it is dumped.
-        Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => return Ok(()),
-        Err(source) => return Err(NsError::Read { pid, source }),
-    };
-    compare(pid, &theirs, &ours)
+/// criu's own namespaces, read once, and the tasks already found to share them.
+#[derive(Debug)]
+pub struct HostNamespaces {
+    ours: Vec<NsLink>,
+    checked: BTreeSet<i32>,
+}
+
+impl HostNamespaces {
+    pub fn read() -> Result<HostNamespaces, NsError> {
+        let me = std::process::id() as i32;
+        let ours = read_ns_links(me).map_err(|source| NsError::Read { pid: me, source })?;
+        Ok(HostNamespaces {
+            ours,
+            checked: BTreeSet::new(),
+        })
+    }
+
+    /// Fails naming the first namespace of `pid` that is not criu's own. A `*_for_children`
+    /// link counts too: the task's future children would live in that namespace. Links the
+    /// kernel does not show (a zombie's, a kind this kernel lacks) are not compared, nor a
+    /// task that is gone; a task already checked is not read again.
+    pub fn refuse_foreign(&mut self, pid: i32) -> Result<(), NsError> {
+        if self.checked.contains(&pid) {
+            return Ok(());
+        }
+        let theirs = match read_ns_links(pid) {
+            Ok(links) => links,
+            // Gone meanwhile (a tree that forks and exits): nothing of it is dumped.
+            Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => return Ok(()),
+            Err(source) => return Err(NsError::Read { pid, source }),
+        };
+        compare(pid, &theirs, &self.ours)?;
+        self.checked.insert(pid);
+        Ok(())
+    }
 }
 
 fn compare(pid: i32, theirs: &[NsLink], ours: &[NsLink]) -> Result<(), NsError> {
@@ -103,10 +126,11 @@ mod tests {
 
     #[test]
     fn our_own_process_is_in_our_namespaces_and_a_gone_one_is_no_error() {
-        refuse_foreign(std::process::id() as i32).unwrap();
+        let mut host = HostNamespaces::read().unwrap();
+        host.refuse_foreign(std::process::id() as i32).unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;
         child.wait().unwrap();
-        refuse_foreign(pid).unwrap();
+        host.refuse_foreign(pid).unwrap();
     }
 }

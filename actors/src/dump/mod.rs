@@ -99,12 +99,13 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
     if sid.is_some_and(|sid| sid != req.pid) && !req.files.shell_job {
         return Err(DumpError::NotSessionLeader(req.pid));
     }
-    // Namespaces are not dumped yet.
+    // Namespaces are not dumped yet. Tasks found while seizing are checked then.
+    let mut host = criu_ns::HostNamespaces::read()?;
     for pid in tree_from_proc(req.pid) {
-        criu_ns::refuse_foreign(pid)?;
+        host.refuse_foreign(pid)?;
     }
     let system = actix::System::new();
-    let result = system.block_on(supervise(req));
+    let result = system.block_on(supervise(req, host));
     if result.is_err() {
         let _ = std::fs::remove_file(&inventory);
     }
@@ -150,7 +151,10 @@ impl Tree {
     }
 }
 
-async fn supervise(req: DumpRequest) -> Result<DumpReport, DumpError> {
+async fn supervise(
+    req: DumpRequest,
+    mut host: criu_ns::HostNamespaces,
+) -> Result<DumpReport, DumpError> {
     let mut pool = TracerPool::for_this_machine();
     let mut tree = Tree {
         actors: BTreeMap::new(),
@@ -159,7 +163,7 @@ async fn supervise(req: DumpRequest) -> Result<DumpReport, DumpError> {
         zombies: Default::default(),
     };
     let t_freeze = Instant::now();
-    let result = dump_phases(&req, &mut pool, &mut tree, t_freeze).await;
+    let result = dump_phases(&req, &mut host, &mut pool, &mut tree, t_freeze).await;
     let release = match (&result, req.release) {
         (Ok(_), r) => r,
         (Err(_), _) => Release::Run,
@@ -203,6 +207,7 @@ fn run_post_dump(hook: Option<PostDumpHook>, report: DumpReport) -> Result<DumpR
 
 async fn dump_phases(
     req: &DumpRequest,
+    host: &mut criu_ns::HostNamespaces,
     pool: &mut TracerPool,
     tree: &mut Tree,
     t_freeze: Instant,
@@ -260,7 +265,7 @@ async fn dump_phases(
     let mut asked = Vec::with_capacity(order.len());
     let mut fd_tables = criu_files::FdTables::default();
     for &pid in &order {
-        criu_ns::refuse_foreign(pid)?;
+        host.refuse_foreign(pid)?;
     }
     for (i, &pid) in order.iter().enumerate() {
         let mut ids = if tree.zombies.contains(&pid) {
