@@ -273,16 +273,15 @@ impl Tracee {
             })
     }
 
-    /// The thread's seccomp filters, most recently installed first.
+    /// The thread's seccomp filters, most recently installed first (none unless its mode is
+    /// filter: the kernel answers EINVAL then).
     pub fn seccomp_filters(&self) -> Result<Vec<crate::signals::SeccompFilter>> {
         let mut out = Vec::new();
-        if self.seccomp_mode()? != 2 {
-            return Ok(out);
-        }
         for index in 0.. {
             let count = match raw::seccomp_filter(self.tid, index, None) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::ENOENT) => break,
+                Err(nix::errno::Errno::EINVAL) if index == 0 => break,
                 Err(e) => return Err(ptrace_err(self.tid, "PTRACE_SECCOMP_GET_FILTER")(e)),
             };
             let mut insns = vec![
