@@ -6,22 +6,15 @@
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{require_root, wait_until};
-
-fn criu(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_criu"))
-        .arg("--no-default-config")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run criu")
-}
+use state_task::criu;
 
 fn net_ns(pid: i32) -> u64 {
     use std::os::unix::fs::MetadataExt;

@@ -62,38 +62,32 @@ fn unlinked_files_a_deleted_mapping_and_a_removed_cwd_come_back() {
     assert_eq!(task.verdict(), "PASS\n");
 }
 
-#[test]
-fn symlinks_held_with_o_path_come_back_also_unlinked() {
+/// Dumps and restores rf_special in `mode`: its fds point where they did, and it passes its
+/// own checks.
+fn special_round_trip(mode: &str) {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut task = StateTask::start_workload("rf_special", &["symlink"], dir.path());
+    let mut task = StateTask::start_workload("rf_special", &[mode], dir.path());
     let before = fd_targets(task.pid);
     task.dump(&[]);
     task.restore_ok(&[]);
     assert_eq!(fd_targets(task.pid), before);
     assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn symlinks_held_with_o_path_come_back_also_unlinked() {
+    special_round_trip("symlink");
 }
 
 #[test]
 fn a_cwd_and_an_fd_in_the_proc_dir_of_a_dead_child_come_back() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let mut task = StateTask::start_workload("rf_special", &["deadproc"], dir.path());
-    task.dump(&[]);
-    task.restore_ok(&[]);
-    assert_eq!(task.verdict(), "PASS\n");
+    special_round_trip("deadproc");
 }
 
 #[test]
 fn a_console_and_a_virtual_terminal_are_opened_again_by_path() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let mut task = StateTask::start_workload("rf_special", &["console"], dir.path());
-    let before = fd_targets(task.pid);
-    task.dump(&[]);
-    task.restore_ok(&[]);
-    assert_eq!(fd_targets(task.pid), before);
-    assert_eq!(task.verdict(), "PASS\n");
+    special_round_trip("console");
 }
 
 #[test]

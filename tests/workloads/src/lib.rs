@@ -70,6 +70,18 @@ pub mod verdict {
         }
     }
 
+    /// The result of one check: Err says what is wrong.
+    pub type Check = Result<(), String>;
+
+    /// Ok when `ok`, else Err with `what`.
+    pub fn ensure(ok: bool, what: impl FnOnce() -> String) -> Check {
+        if ok {
+            Ok(())
+        } else {
+            Err(what())
+        }
+    }
+
     /// Fails with `what` unless `ok`.
     pub fn check(result: &str, ok: bool, what: String) {
         if !ok {

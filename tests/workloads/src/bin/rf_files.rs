@@ -17,6 +17,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use criu_test_workloads::verdict::{ensure, Check};
+
 static GOT_USR1: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_usr1(_: libc::c_int) {
@@ -37,16 +39,6 @@ fn wait_usr1() {
 fn install_handler() {
     // SAFETY: the handler only stores to an atomic.
     unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
-}
-
-type Check = Result<(), String>;
-
-fn ensure(ok: bool, what: impl FnOnce() -> String) -> Check {
-    if ok {
-        Ok(())
-    } else {
-        Err(what())
-    }
 }
 
 fn fd_link(fd: RawFd) -> String {

@@ -12,17 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
-use criu_test_workloads::verdict::{catch_usr1, fail, ready_then_wait};
-
-type Check = Result<(), String>;
-
-fn ensure(ok: bool, what: impl FnOnce() -> String) -> Check {
-    if ok {
-        Ok(())
-    } else {
-        Err(what())
-    }
-}
+use criu_test_workloads::verdict::{catch_usr1, ensure, fail, ready_then_wait, Check};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
