@@ -8,6 +8,7 @@
 //! ids and the kind's images) and its restore half (create or join, then fill) side by side,
 //! and a small surface the orchestrator drives.
 
+pub mod enter;
 pub mod host;
 pub mod ids;
 
