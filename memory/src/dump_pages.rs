@@ -280,10 +280,12 @@ pub fn write_pagemap(
     Ok(())
 }
 
-/// Dumps the private memory of a stopped task: pagemap-PID.img and pages-PAGES_ID.img.
+/// Dumps the private memory of a stopped task: pagemap-NAME.img (NAME: the pid the task
+/// sees, which differs from `pid` in a pid namespace) and pages-PAGES_ID.img.
 pub fn dump_pages(
     dir: &Path,
     pid: i32,
+    name: i32,
     pages_id: u32,
     vmas: &[DumpVma],
     zero_pfn: Option<u64>,
@@ -313,7 +315,7 @@ pub fn dump_pages(
             source,
         })?;
     copy_runs(pid, &runs, &pages, &shown, threads)?;
-    write_pagemap(dir, pid, pages_id, &runs)?;
+    write_pagemap(dir, name, pages_id, &runs)?;
     let counts = PageCounts {
         scanned,
         written,

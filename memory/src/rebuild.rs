@@ -290,7 +290,7 @@ pub fn watch_anonymous_memory(
     t: &TaskImages,
     inherited: &[(u64, u64)],
 ) -> Option<(criu_sys::uffd::Userfault, Vec<(u64, u64)>)> {
-    let pid = t.pid();
+    let pid = t.host_pid();
     let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
     let fd = r
         .try_call(libc::SYS_userfaultfd, &[flags])

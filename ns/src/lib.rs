@@ -1,15 +1,118 @@
 //! Namespaces of a tree (pid, mnt, net, uts, ipc, user, cgroup, time).
 //!
-//! Today this crate holds the namespace ids of `ids-*.img` and the inventory ([`ids`]), and
-//! one rule: [`HostNamespaces::refuse_foreign`]. Namespaces are not dumped or restored yet, so
-//! a task that lives in any namespace other than criu's is refused before the dump touches it
-//! (a restore would silently put it in the host's). The namespaces issue fills this crate in
-//! the files crate's shape: one module per kind, with its dump half (detect, write `ids-*.img`
-//! ids and the kind's images) and its restore half (create or join, then fill) side by side,
-//! and a small surface the orchestrator drives.
+//! [`tree`] decides, before a dump touches a task, which namespaces the tree owns (the root's
+//! differs from criu's) and refuses what cannot be dumped; [`ids`] numbers them for
+//! `ids-*.img` and the inventory. One module per kind holds its dump half and restore half
+//! side by side ([`uts`], [`time`]; the pid namespace has no image: its pids are the ones the
+//! tasks see, in pstree.img). The orchestrator drives [`dump_images`] after the tasks are
+//! collected, and at restore [`Owned`]: clone flags for the root, then [`Owned::fill`] while
+//! the root's stub is the only task, before it forks.
 
 pub mod enter;
-pub mod host;
+pub mod error;
 pub mod ids;
+pub mod time;
+pub mod tree;
+pub mod uts;
 
-pub use host::{HostNamespaces, NsError};
+use std::path::Path;
+
+use criu_procfs::NsKind;
+use criu_proto::dump_images::DumpImages;
+use criu_proto::images::TaskKobjIdsEntry;
+use criu_tracee::remote::Remote;
+
+pub use error::NsImageError;
+pub use tree::{NsError, TreeNamespaces};
+
+/// The id `ids` gives the namespace of `kind`.
+fn ns_id(ids: &TaskKobjIdsEntry, kind: NsKind) -> Option<u32> {
+    match kind {
+        NsKind::Pid => ids.pid_ns_id,
+        NsKind::Net => ids.net_ns_id,
+        NsKind::Ipc => ids.ipc_ns_id,
+        NsKind::Uts => ids.uts_ns_id,
+        NsKind::Time => ids.time_ns_id,
+        NsKind::Mnt => ids.mnt_ns_id,
+        NsKind::User => ids.user_ns_id,
+        NsKind::Cgroup => ids.cgroup_ns_id,
+    }
+}
+
+/// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids.
+pub fn dump_images(
+    tree: &TreeNamespaces,
+    root_ids: &TaskKobjIdsEntry,
+    dir: &Path,
+) -> Result<(), NsImageError> {
+    let pid = tree.root_pid();
+    for &kind in tree.own() {
+        let Some(id) = ns_id(root_ids, kind) else {
+            continue;
+        };
+        match kind {
+            NsKind::Uts => uts::dump(pid, id, dir)?,
+            NsKind::Time => time::dump(pid, id, dir)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// At restore: the namespaces the tree owned (the root's ids differ from the inventory's,
+/// which are criu's at dump time), by kind and image id.
+#[derive(Debug, Clone, Default)]
+pub struct Owned {
+    kinds: Vec<(NsKind, u32)>,
+}
+
+impl Owned {
+    /// Fails naming a kind the dump owned that this crate cannot make again.
+    pub fn of_images(images: &DumpImages) -> Result<Owned, NsImageError> {
+        let root = &images.root().ids;
+        let host = images.inventory.root_ids.unwrap_or_default();
+        let mut kinds = Vec::new();
+        for kind in NsKind::ALL {
+            let (Some(theirs), Some(ours)) = (ns_id(root, kind), ns_id(&host, kind)) else {
+                continue;
+            };
+            if theirs == ours {
+                continue;
+            }
+            if matches!(kind, NsKind::Mnt | NsKind::User | NsKind::Cgroup) {
+                return Err(NsImageError::Bad {
+                    kind: kind.name(),
+                    what: "the tree had its own; restoring one is not supported yet".into(),
+                });
+            }
+            kinds.push((kind, theirs));
+        }
+        Ok(Owned { kinds })
+    }
+
+    pub fn owns(&self, kind: NsKind) -> bool {
+        self.kinds.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// The clone3 flags that give the root its new namespaces. The time namespace is not
+    /// among them: its offsets must be set before a task enters it (see time.rs).
+    pub fn clone_flags(&self) -> u64 {
+        self.kinds
+            .iter()
+            .filter(|(k, _)| *k != NsKind::Time)
+            .fold(0, |f, (k, _)| f | k.clone_flag() as u64)
+    }
+
+    /// Fills the new namespaces of the root's stub `pid` (as criu sees it), driven through
+    /// `r`, before it has children.
+    pub fn fill(&self, r: &mut Remote, pid: i32, dir: &Path) -> Result<(), NsImageError> {
+        for &(kind, id) in &self.kinds {
+            match kind {
+                NsKind::Uts => uts::restore(pid, id, dir)?,
+                NsKind::Time => time::restore(r, pid, id, dir)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -24,6 +24,22 @@ pub fn read_children(pid: i32, tid: i32) -> Result<Vec<i32>> {
     read_parsed(tid_path(pid, tid, "children"), |b| parse_children(b))
 }
 
+/// The pid criu sees for a child of `pid` (any thread's) that sees itself as `vpid` in its
+/// own pid namespace; with `threads`, a thread of `pid` instead. `None` if there is none.
+pub fn find_by_vpid(pid: i32, vpid: i32, threads: bool) -> Result<Option<i32>> {
+    let mut candidates = Vec::new();
+    for tid in read_task_ids(pid)? {
+        if threads {
+            candidates.push(tid);
+        } else {
+            candidates.extend(read_children(pid, tid)?);
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .find(|&c| crate::read_status(c).is_ok_and(|s| s.vpid() == vpid)))
+}
+
 /// `cmdline` and `environ`: NUL-terminated strings. A missing final NUL (a process that
 /// rewrote its arguments) is accepted.
 pub fn parse_nul_separated(bytes: &[u8]) -> Vec<OsString> {

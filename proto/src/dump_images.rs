@@ -35,11 +35,35 @@ pub struct TaskImages {
     /// A zombie (dead, not yet reaped by its parent): its raw wait status. Zombies have only
     /// a core image.
     pub zombie: Option<u32>,
+    /// The ids criu sees the restored threads by, in `pstree.threads` order, set as they are
+    /// made: inside a pid namespace they differ from the images' ids.
+    pub host_tids: Vec<std::sync::OnceLock<i32>>,
 }
 
 impl TaskImages {
+    /// The pid the task sees itself by (the images' name for it).
     pub fn pid(&self) -> i32 {
         self.pstree.pid as i32
+    }
+
+    /// The pid criu sees the restored task by; the image pid until it is known.
+    pub fn host_pid(&self) -> i32 {
+        self.host_tid(0)
+    }
+
+    /// The id criu sees thread `i` (in `pstree.threads` order) by; the image id until known.
+    pub fn host_tid(&self, i: usize) -> i32 {
+        match self.host_tids.get(i).and_then(|h| h.get()) {
+            Some(&h) => h,
+            None => self.pstree.threads.get(i).map_or(self.pid(), |&t| t as i32),
+        }
+    }
+
+    /// Records the id criu sees thread `i` by, once it exists.
+    pub fn set_host_tid(&self, i: usize, host: i32) {
+        if let Some(slot) = self.host_tids.get(i) {
+            let _ = slot.set(host);
+        }
     }
 }
 
@@ -157,6 +181,7 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
                 fs: FsEntry::default(),
                 fds: Vec::new(),
                 zombie,
+                host_tids: vec![Default::default()],
             });
             continue;
         }
@@ -194,6 +219,7 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
             });
         }
         tasks.push(TaskImages {
+            host_tids: threads.iter().map(|_| Default::default()).collect(),
             pstree: p,
             cores,
             ids,

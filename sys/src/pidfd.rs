@@ -24,6 +24,15 @@ pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
     crate::ret::new_fd(got)
 }
 
+/// Sends `fd` over the unix datagram socket `sock` (SCM_RIGHTS, one byte of data).
+pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(&[0u8])];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).map(drop)
+}
+
 /// A pidfd of `pid` (pidfd_open; `flags` may be PIDFD_NONBLOCK).
 pub fn open(pid: i32, flags: u32) -> Result<OwnedFd, Errno> {
     // SAFETY: pidfd_open takes only integers.

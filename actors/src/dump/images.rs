@@ -44,13 +44,19 @@ mod prost_free {
     msg!(PstreeEntry, InventoryEntry, StatsEntry);
 }
 
-/// One entry per process in pstree order; the root's parent is written as 0.
+/// One entry per process in pstree order, by the pids the tasks see; the root's parent is
+/// written as 0. `parent` maps pids as criu sees them.
 pub fn write_pstree(dir: &Path, tasks: &[TaskDone], parent: &BTreeMap<i32, i32>) -> Result<()> {
+    let seen: BTreeMap<i32, i32> = tasks.iter().map(|t| (t.host_pid, t.pid)).collect();
     let entries: Vec<PstreeEntry> = tasks
         .iter()
         .map(|t| PstreeEntry {
             pid: t.pid as u32,
-            ppid: parent.get(&t.pid).copied().unwrap_or(0) as u32,
+            ppid: parent
+                .get(&t.host_pid)
+                .and_then(|p| seen.get(p))
+                .copied()
+                .unwrap_or(0) as u32,
             pgid: t.pgid as u32,
             sid: t.sid as u32,
             threads: t.threads.iter().map(|&x| x as u32).collect(),

@@ -68,6 +68,8 @@ pub enum DumpError {
     Start(String),
     #[error(transparent)]
     Namespace(#[from] criu_ns::NsError),
+    #[error("dump: {0}")]
+    NamespaceImage(#[from] criu_ns::NsImageError),
     #[error("the root process {0} is not a session leader; consider using --shell-job")]
     NotSessionLeader(i32),
     #[error(transparent)]
@@ -99,13 +101,14 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
     if sid.is_some_and(|sid| sid != req.pid) && !req.files.shell_job {
         return Err(DumpError::NotSessionLeader(req.pid));
     }
-    // Namespaces are not dumped yet. Tasks found while seizing are checked then.
-    let mut host = criu_ns::HostNamespaces::read()?;
+    // Namespaces the tree owns and can't be dumped, or a tree that mixes them, fail here.
+    // Tasks found while seizing are checked then.
+    let mut ns = criu_ns::TreeNamespaces::of_root(req.pid)?;
     for pid in tree_from_proc(req.pid) {
-        host.refuse_foreign(pid)?;
+        ns.check_task(pid)?;
     }
     let system = actix::System::new();
-    let result = system.block_on(supervise(req, host));
+    let result = system.block_on(supervise(req, ns));
     if result.is_err() {
         let _ = std::fs::remove_file(&inventory);
     }
@@ -153,7 +156,7 @@ impl Tree {
 
 async fn supervise(
     req: DumpRequest,
-    mut host: criu_ns::HostNamespaces,
+    mut ns: criu_ns::TreeNamespaces,
 ) -> Result<DumpReport, DumpError> {
     let mut pool = TracerPool::for_this_machine();
     let mut tree = Tree {
@@ -163,7 +166,7 @@ async fn supervise(
         zombies: Default::default(),
     };
     let t_freeze = Instant::now();
-    let result = dump_phases(&req, &mut host, &mut pool, &mut tree, t_freeze).await;
+    let result = dump_phases(&req, &mut ns, &mut pool, &mut tree, t_freeze).await;
     let release = match (&result, req.release) {
         (Ok(_), r) => r,
         (Err(_), _) => Release::Run,
@@ -207,7 +210,7 @@ fn run_post_dump(hook: Option<PostDumpHook>, report: DumpReport) -> Result<DumpR
 
 async fn dump_phases(
     req: &DumpRequest,
-    host: &mut criu_ns::HostNamespaces,
+    ns: &mut criu_ns::TreeNamespaces,
     pool: &mut TracerPool,
     tree: &mut Tree,
     t_freeze: Instant,
@@ -265,8 +268,10 @@ async fn dump_phases(
     let mut asked = Vec::with_capacity(order.len());
     let mut fd_tables = criu_files::FdTables::default();
     for &pid in &order {
-        host.refuse_foreign(pid)?;
+        ns.check_task(pid)?;
     }
+    let own_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
+    let mut root_task_ids = None;
     for (i, &pid) in order.iter().enumerate() {
         let mut ids = if tree.zombies.contains(&pid) {
             Default::default()
@@ -285,6 +290,7 @@ async fn dump_phases(
                 parent_dumps_fds = true;
             }
         }
+        root_task_ids.get_or_insert(ids);
         let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
         asked.push((
             pid,
@@ -293,6 +299,7 @@ async fn dump_phases(
                 ids,
                 pages_id: i as u32 + 1,
                 parent_dumps_fds,
+                own_pid_ns,
             }),
         ));
     }
@@ -330,6 +337,9 @@ async fn dump_phases(
         req.release != Release::Kill,
     )?;
     drop(table);
+    if let Some(ids) = &root_task_ids {
+        criu_ns::dump_images(ns, ids, &req.dir)?;
+    }
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;
 

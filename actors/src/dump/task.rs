@@ -60,9 +60,12 @@ pub struct DumpShared {
     pub seccomp: criu_process::seccomp::SeccompImage,
 }
 
-/// The result of dumping one task, for the supervisor's global images.
+/// The result of dumping one task, for the supervisor's global images. Ids are the ones the
+/// task sees (in the tree's pid namespace), as the images name it.
 #[derive(Debug, Clone)]
 pub struct TaskDone {
+    /// The pid as criu sees it.
+    pub host_pid: i32,
     pub pid: i32,
     pub pgid: i32,
     pub sid: i32,
@@ -184,6 +187,8 @@ pub struct Collect {
     pub pages_id: u32,
     /// The task shares its parent's fd table, whose fds the parent dumps (see fd_table).
     pub parent_dumps_fds: bool,
+    /// The tree has its own pid namespace: images name tasks by the pids they see there.
+    pub own_pid_ns: bool,
 }
 
 impl Handler<Collect> for TaskActor {
@@ -193,7 +198,8 @@ impl Handler<Collect> for TaskActor {
         let pid = self.pid;
         let state_before = self.state_before;
         if let Some(stat) = &self.zombie {
-            return dump_zombie(pid, stat, &msg.shared.dir);
+            let ids = TaskIds::read(pid, msg.own_pid_ns, stat)?;
+            return dump_zombie(&ids, stat, &msg.shared.dir);
         }
         let stop_signo = self.stop_signo;
         let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
@@ -260,18 +266,66 @@ macro_rules! write_one {
     }};
 }
 
+/// A task's pid, group and session as the task sees them: in a pid namespace of the tree's
+/// own, the innermost ids /proc/PID/status lists (0 for a session or group outside it).
+struct TaskIds {
+    host: i32,
+    pid: i32,
+    pgid: i32,
+    sid: i32,
+    own_pid_ns: bool,
+}
+
+impl TaskIds {
+    fn read(pid: i32, own_pid_ns: bool, stat: &criu_procfs::Stat) -> Result<TaskIds, TaskError> {
+        if !own_pid_ns {
+            return Ok(TaskIds {
+                host: pid,
+                pid,
+                pgid: stat.pgrp,
+                sid: stat.session,
+                own_pid_ns,
+            });
+        }
+        let s = criu_procfs::read_status(pid)
+            .map_err(|source| TaskError::Proc { pid, what: "status", source })?;
+        let inner = |v: &[i32]| v.last().copied().unwrap_or(0);
+        Ok(TaskIds {
+            host: pid,
+            pid: s.vpid(),
+            pgid: inner(&s.ns_pgid),
+            sid: inner(&s.ns_sid),
+            own_pid_ns,
+        })
+    }
+
+    /// The id a thread of this task sees itself by.
+    fn tid(&self, tid: i32) -> Result<i32, TaskError> {
+        if tid == self.host {
+            return Ok(self.pid);
+        }
+        if !self.own_pid_ns {
+            return Ok(tid);
+        }
+        criu_procfs::read_status(tid)
+            .map(|s| s.vpid())
+            .map_err(|source| TaskError::Proc { pid: tid, what: "status", source })
+    }
+}
+
 /// A zombie's core image, and nothing else (as CRIU writes it).
 fn dump_zombie(
-    pid: i32,
+    ids: &TaskIds,
     stat: &criu_procfs::Stat,
     dir: &std::path::Path,
 ) -> Result<TaskDone, TaskError> {
-    write_one!(dir, &ImageKind::CORE, pid, &dump_core::zombie_core(stat));
+    write_one!(dir, &ImageKind::CORE, ids.pid, &dump_core::zombie_core(stat));
     Ok(TaskDone {
-        pid,
-        pgid: stat.pgrp,
-        sid: stat.session,
-        threads: vec![pid],
+        host_pid: ids.host,
+        pid: ids.pid,
+        pgid: ids.pgid,
+        sid: ids.sid,
+        threads: vec![ids.pid],
         pages: PageCounts::default(),
     })
 }
@@ -286,6 +340,8 @@ fn collect(
     let dir = shared.dir.as_path();
     let proc_err = |what| move |source| TaskError::Proc { pid, what, source };
     let stat = criu_procfs::read_stat(pid).map_err(proc_err("stat"))?;
+    let names = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
+    let name = names.pid;
 
     // Memory map; file mappings get the file's id.
     let mut vmas = dump_vmas::collect_vmas(pid)?;
@@ -349,6 +405,7 @@ fn collect(
     let (pages, guards) = dump_pages::dump_pages(
         dir,
         pid,
+        name,
         msg.pages_id,
         &vmas,
         shared.zero_pfn,
@@ -365,8 +422,11 @@ fn collect(
         signals_s,
     };
     let cores = dump_core::core_entries(pid, &threads, process_state).map_err(proc_err("core"))?;
+    let mut vtids = Vec::with_capacity(cores.len());
     for (tid, core) in &cores {
-        write_one!(dir, &ImageKind::CORE, *tid, core);
+        let vtid = names.tid(*tid)?;
+        write_one!(dir, &ImageKind::CORE, vtid, core);
+        vtids.push(vtid);
     }
 
     let mm_state = dump_mm::MmState {
@@ -377,7 +437,7 @@ fn collect(
         guards,
     };
     let mm = dump_mm::mm_entry(pid, &stat, &vmas, mm_state)?;
-    write_one!(dir, &ImageKind::MM, pid, &mm);
+    write_one!(dir, &ImageKind::MM, name, &mm);
 
     // fs: cwd and root are files too.
     let cwd_id = files::proc_special(pid, "cwd", &shared.files)?;
@@ -385,7 +445,7 @@ fn collect(
     write_one!(
         dir,
         &ImageKind::FS,
-        pid,
+        name,
         &FsEntry {
             cwd_id,
             root_id,
@@ -403,13 +463,14 @@ fn collect(
         w.finish().map_err(img(pid))?;
     }
 
-    write_one!(dir, &ImageKind::IDS, pid, &msg.ids);
+    write_one!(dir, &ImageKind::IDS, name, &msg.ids);
 
     Ok(TaskDone {
-        pid,
-        pgid: stat.pgrp,
-        sid: stat.session,
-        threads: tids,
+        host_pid: pid,
+        pid: name,
+        pgid: names.pgid,
+        sid: names.sid,
+        threads: vtids,
         pages,
     })
 }
@@ -459,7 +520,8 @@ mod tests {
         let pid = child.id() as i32;
         let dir = tempfile::tempdir().unwrap();
         let stat = zombie_stat(pid).unwrap();
-        let done = dump_zombie(pid, &stat, dir.path()).unwrap();
+        let ids = TaskIds::read(pid, false, &stat).unwrap();
+        let done = dump_zombie(&ids, &stat, dir.path()).unwrap();
         assert_eq!(done.threads, [pid]);
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()

@@ -39,6 +39,8 @@ pub enum RestoreError {
     Unsupported(String),
     #[error("restore: {0}")]
     Files(#[from] criu_files::RestoreFilesError),
+    #[error("restore: {0}")]
+    Namespace(#[from] criu_ns::NsImageError),
 }
 
 /// Restores the tree in `req.images_dir`. `before_release` runs (with the root pid) when every
@@ -49,8 +51,11 @@ pub fn run(
     before_release: impl FnOnce(i32) -> Result<(), String>,
 ) -> Result<i32, RestoreError> {
     let mut images = criu_proto::dump_images::read(&req.images_dir)?;
+    let ns = criu_ns::Owned::of_images(&images)?;
     let mut files = criu_files::prepare(&mut images, req.shell_job)?;
-    let plan = plan::creation_plan(&mut images).map_err(RestoreError::Unsupported)?;
+    let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
+    let plan =
+        plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
     let images = Arc::new(images);
     let shared = Arc::new(files.open_shared(&images, &req.files)?);
     let sibling = req.sibling;
@@ -67,14 +72,14 @@ pub fn run(
                 pool.start(move |_| RestoreTask::new(images, shared, i, timeout, release_cpus))
             })
             .collect();
-        let root = images.root().pid();
+        let ns = ns.clone();
         let result = async {
             // Tasks come to life in tree order, each made by its parent once the parent's
             // memory is back, so that pages they shared copy-on-write are shared again. Memory
             // restores run while later tasks are created.
             let mut memory = std::collections::BTreeMap::new();
             let setsid = plan.root_setsid;
-            ask(&actors[0], CreateRoot { sibling, setsid }).await?;
+            ask(&actors[0], CreateRoot { sibling, setsid, ns }).await?;
             memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
             for step in &plan.steps {
@@ -137,6 +142,7 @@ pub fn run(
                 return Err(e);
             }
             // Every task has its files: remapped files are unlinked again.
+            let root = images.root().host_pid();
             files.finish(root).map_err(|e| format!("restore: {e}"))?;
             before_release(root)
         }
@@ -156,7 +162,7 @@ pub fn run(
                 tracing::error!("{e}");
             }
         }
-        Ok(root)
+        Ok(images.root().host_pid())
     })
 }
 

@@ -51,7 +51,7 @@ impl Plan {
 
 /// Plans the creation of the tree, adding to `images.tasks` the helpers it needs (as tasks
 /// that exit with status 0 once the tree exists: `zombie == Some(0)`, no threads, no files).
-pub fn creation_plan(images: &mut DumpImages) -> Result<Plan, String> {
+pub fn creation_plan(images: &mut DumpImages, fresh_pid_ns: bool) -> Result<Plan, String> {
     for t in &images.tasks {
         let state = t
             .cores
@@ -81,8 +81,9 @@ pub fn creation_plan(images: &mut DumpImages) -> Result<Plan, String> {
                 .unwrap_or(false),
         })
         .collect();
+    // In a new pid namespace every pid is free.
     let aug = helpers::add_helpers(&tree, |pid| {
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        fresh_pid_ns || !std::path::Path::new(&format!("/proc/{pid}")).exists()
     })?;
     let zombies: Vec<bool> = images.tasks.iter().map(|t| t.zombie.is_some()).collect();
     let plan = order(&aug, &zombies)?;
@@ -115,6 +116,7 @@ fn helper_task(h: &Proc) -> TaskImages {
         fs: FsEntry::default(),
         fds: Vec::new(),
         zombie: Some(0),
+        host_tids: vec![Default::default()],
     }
 }
 

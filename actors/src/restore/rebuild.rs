@@ -20,6 +20,8 @@ pub enum RebuildError {
     Files(#[from] criu_files::InstallError),
     #[error(transparent)]
     Process(#[from] RestoreTaskError),
+    #[error(transparent)]
+    Namespace(#[from] criu_ns::NsImageError),
     /// The pid is named by the caller's message.
     #[error("{what}")]
     Task { pid: i32, what: String },

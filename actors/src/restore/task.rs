@@ -14,7 +14,7 @@ use criu_tracee::remote::{words, Remote, DATA_LEN};
 use criu_tracee::{Injector, Tracee};
 
 use super::helpers::TreeOp;
-use super::rebuild::{self, RebuildError};
+use super::rebuild::{self, task_err, RebuildError};
 use super::thread::{finish_thread, rebuild_thread, restore_thread_state};
 use criu_files::SharedFiles;
 use criu_proto::dump_images::{DumpImages, TaskImages};
@@ -83,6 +83,8 @@ pub struct CreateRoot {
     pub sibling: bool,
     /// The root starts its session at once (see plan.rs).
     pub setsid: bool,
+    /// The namespaces the tree owned: the root is made in new ones.
+    pub ns: criu_ns::Owned,
 }
 
 /// Take over a task its parent created (it waits in a pause loop).
@@ -150,7 +152,7 @@ impl Handler<CreateRoot> for RestoreTask {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: CreateRoot, _: &mut Context<Self>) -> Self::Result {
-        self.step(|t| t.create_root(msg.sibling, msg.setsid))
+        self.step(|t| t.create_root(msg.sibling, msg.setsid, &msg.ns))
     }
 }
 
@@ -246,12 +248,12 @@ impl RestoreTask {
                 )?;
             }
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
+                nix::unistd::Pid::from_raw(self.task().host_pid()),
                 nix::sys::signal::Signal::try_from(sig as i32).ok(),
             );
         }
         inj.finish_exited();
-        wait_gone(pid).map_err(|e| RebuildError::Task {
+        wait_gone(self.task().host_pid()).map_err(|e| RebuildError::Task {
             pid,
             what: format!("zombie did not die: {e}"),
         })
@@ -259,30 +261,44 @@ impl RestoreTask {
 }
 
 impl RestoreTask {
-    fn create_root(&mut self, sibling: bool, setsid: bool) -> Result<(), RebuildError> {
+    fn create_root(
+        &mut self,
+        sibling: bool,
+        setsid: bool,
+        ns: &criu_ns::Owned,
+    ) -> Result<(), RebuildError> {
         let pid = self.task().pid();
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let new_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
+        if !new_pid_ns && std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return Err(RebuildError::Task {
                 pid,
                 what: "pid is in use by another process".into(),
             });
         }
-        let flags = if sibling {
-            libc::CLONE_PARENT as u64
-        } else {
-            0
-        };
-        criu_sys::clone::clone_stopped_child(pid, flags).map_err(|e| RebuildError::Task {
-            pid,
-            what: format!("clone3 with set_tid: {e}"),
+        let mut flags = ns.clone_flags();
+        if sibling {
+            flags |= libc::CLONE_PARENT as u64;
+        }
+        let host = criu_sys::clone::clone_stopped_child(pid, flags).map_err(|e| {
+            RebuildError::Task {
+                pid,
+                what: format!("clone3 with set_tid: {e}"),
+            }
         })?;
+        self.task().set_host_tid(0, host);
         self.created = true;
-        self.adopt(setsid)
+        self.adopt(setsid)?;
+        // Its namespaces are filled while it is the only task in them.
+        let tracee = self.tracee.as_mut().ok_or_else(|| task_err(pid, "not created"))?;
+        let mut inj = Injector::new(tracee, DATA_LEN)?;
+        ns.fill(&mut Remote::new(&mut inj), host, &self.images.dir)?;
+        inj.finish()?;
+        Ok(())
     }
 
     /// Seizes the task and gives it its session and process group, before it has children.
     fn adopt(&mut self, setsid: bool) -> Result<(), RebuildError> {
-        let pid = self.task().pid();
+        let pid = self.task().host_pid();
         let mut tracee = Tracee::seize_stopped(pid, pid, self.timeout)?;
         crate::pool::pin_to_this_thread(pid);
         {
@@ -300,7 +316,8 @@ impl RestoreTask {
             pid,
             what: "not created".into(),
         })?;
-        let files = match self.images.tasks.iter().find(|t| t.pid() == child) {
+        let child_task = self.images.tasks.iter().find(|t| t.pid() == child);
+        let files = match child_task {
             Some(t) if self.images.shares_parent_fd_table(t) => libc::CLONE_FILES as u64,
             _ => 0,
         };
@@ -312,6 +329,11 @@ impl RestoreTask {
             clone_in(&mut inj, child, files, libc::SIGCHLD as u64)?;
         }
         inj.finish()?;
+        if let Some(t) = child_task {
+            let me = self.task().host_pid();
+            let creator = if clone_parent { parent_of(me)? } else { me };
+            t.set_host_tid(0, host_id(creator, child, false)?);
+        }
         Ok(())
     }
 
@@ -367,13 +389,14 @@ impl RestoreTask {
         let uffd = watched
             .as_ref()
             .map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
-        let bytes = mem::fill(pid, &all.dir, pages_id, &outside, uffd.as_ref())?;
+        let host = t.host_pid();
+        let bytes = mem::fill(host, &all.dir, pages_id, &outside, uffd.as_ref())?;
         if let Some((uffd, areas)) = &watched {
             for (start, end) in areas {
                 let _ = uffd.unregister(*start, end - start);
             }
         }
-        let same = inherited::fill_differing(pid, &all.dir, pages_id, &inside)?;
+        let same = inherited::fill_differing(host, &all.dir, pages_id, &inside)?;
         tracing::debug!(
             "pid {pid}: private memory: {bytes} bytes written, {} inherited bytes rewritten, {} still shared with the parent",
             same.written,
@@ -412,19 +435,23 @@ impl RestoreTask {
                 r.close(criu_pidfd)?;
             }
             rebuild::restore_fs(&mut r, &all, t)?;
-            rebuild::restore_aio_rings(&mut r, pid, &t.mm)?;
+            // Work criu does through /proc names the task by criu's pid for it.
+            rebuild::restore_aio_rings(&mut r, t.host_pid(), &t.mm)?;
             rebuild::restore_task_core(&mut r, pid, leader)?;
-            rebuild::restore_attributes(&mut r, pid, &t.mm, leader)?;
+            rebuild::restore_attributes(&mut r, t.host_pid(), &t.mm, leader)?;
             if let Some(q) = leader.tc.as_ref().and_then(|tc| tc.signals_s.as_ref()) {
                 restore_signals::queue_shared(&mut r, pid, q)?;
             }
             // Threads are cloned while the leader still has criu's privileges (set_tid needs
             // them) and before its scratch page, which their pause loop runs from, goes away.
-            for (tid, core) in t.pstree.threads.iter().zip(&t.cores).skip(1) {
-                clone_in(r.inj, *tid as i32, THREAD_FLAGS, 0)?;
+            let host = t.host_pid();
+            for (i, (tid, core)) in t.pstree.threads.iter().zip(&t.cores).enumerate().skip(1) {
+                let tid = *tid as i32;
+                clone_in(r.inj, tid, THREAD_FLAGS, 0)?;
+                t.set_host_tid(i, host_id(host, tid, true)?);
                 self.threads.push(rebuild_thread(
-                    pid,
-                    *tid as i32,
+                    (pid, tid),
+                    (host, t.host_tid(i)),
                     core,
                     &all.seccomp_filters,
                     self.timeout,
@@ -438,6 +465,23 @@ impl RestoreTask {
         finish_thread(&mut tracee, leader)?;
         self.tracee = Some(tracee);
         Ok(())
+    }
+}
+
+/// The parent of `pid` (as criu sees both).
+fn parent_of(pid: i32) -> Result<i32, RebuildError> {
+    criu_procfs::read_stat(pid)
+        .map(|s| s.ppid)
+        .map_err(|e| task_err(pid, format!("cannot read its parent: {e}")))
+}
+
+/// The id criu sees the child (or, with `thread`, the thread) of `creator` by that sees itself
+/// as `id`: the same id unless the tree is in a pid namespace of its own.
+fn host_id(creator: i32, id: i32, thread: bool) -> Result<i32, RebuildError> {
+    match criu_procfs::task::find_by_vpid(creator, id, thread) {
+        Ok(Some(host)) => Ok(host),
+        Ok(None) => Err(task_err(id, format!("made by {creator}, but not found in /proc"))),
+        Err(e) => Err(task_err(id, format!("cannot find it under {creator}: {e}"))),
     }
 }
 
@@ -496,9 +540,9 @@ impl Handler<Release> for RestoreTask {
 
     fn handle(&mut self, _: Release, _: &mut Context<Self>) -> Self::Result {
         if let Some(cpus) = &self.release_cpus {
-            for tid in &self.task().pstree.threads {
-                let _ =
-                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(*tid as i32), cpus);
+            let t = self.task();
+            for i in 0..t.pstree.threads.len() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(t.host_tid(i)), cpus);
             }
         }
         let mut first = None;
@@ -515,7 +559,7 @@ impl Handler<Release> for RestoreTask {
                 .stop_signo
                 .and_then(|s| nix::sys::signal::Signal::try_from(s as i32).ok());
             let sig = sig.unwrap_or(nix::sys::signal::Signal::SIGSTOP);
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.task().pid()), sig);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.task().host_pid()), sig);
         }
         match self.tracee.take() {
             Some(t) => t.detach().map_err(|e| e.to_string())?,
@@ -532,7 +576,7 @@ impl Handler<Kill> for RestoreTask {
         if !std::mem::take(&mut self.created) {
             return;
         }
-        let pid = self.task().pid();
+        let pid = self.task().host_pid();
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,

@@ -46,9 +46,10 @@ pub fn restore_thread_state(
 }
 
 /// Takes over a freshly cloned thread and gives it its state and registers.
+/// `(tgid, tid)` as the task sees them, `host` as criu does.
 pub fn rebuild_thread(
-    tgid: i32,
-    tid: i32,
+    (tgid, tid): (i32, i32),
+    host: (i32, i32),
     core: &CoreEntry,
     seccomp_filters: &[SeccompFilter],
     timeout: Duration,
@@ -60,7 +61,7 @@ pub fn rebuild_thread(
             pid: tid,
             what: "no thread info".into(),
         })?;
-    let mut thread = Tracee::seize_stopped(tgid, tid, timeout)?;
+    let mut thread = Tracee::seize_stopped(host.0, host.1, timeout)?;
     {
         let mut inj = Injector::new(&mut thread, DATA_LEN)?;
         restore_thread_state(&mut Remote::new(&mut inj), tgid, tid, core, seccomp_filters)?;

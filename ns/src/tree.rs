@@ -1,0 +1,203 @@
+//! Which namespaces a tree has of its own, and the rules a dump checks before it touches a
+//! task. A kind whose namespace the root shares with criu is the host's: left alone, as
+//! CRIU does. Otherwise the tree owns that namespace and it is dumped, which needs every task
+//! of the tree to share the root's (CRIU restores one namespace of each kind per tree) and
+//! the kind to be one this crate restores.
+
+use std::collections::BTreeSet;
+
+use criu_procfs::{read_ns_links, NsKind, NsLink};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NsError {
+    #[error("pid {pid}: cannot read its namespaces: {source}")]
+    Read {
+        pid: i32,
+        source: criu_procfs::ProcError,
+    },
+    #[error("pid {pid}: its {kind} namespace is not criu's and {why}")]
+    Unsupported {
+        pid: i32,
+        kind: &'static str,
+        why: &'static str,
+    },
+    #[error(
+        "pid {pid}: {what} differs from the root's ({theirs} vs {root}); a tree that mixes \
+         {kind} namespaces is not supported"
+    )]
+    Mixed {
+        pid: i32,
+        kind: &'static str,
+        what: String,
+        theirs: String,
+        root: String,
+    },
+    #[error("pid {pid}: it is pid {vpid} in its own pid namespace; CRIU dumps a pid namespace from its init (pid 1) only")]
+    NotInit { pid: i32, vpid: i32 },
+}
+
+/// Why a kind the tree owns cannot be dumped yet; `None` for kinds that are.
+fn unsupported(kind: NsKind) -> Option<&'static str> {
+    match kind {
+        NsKind::Pid | NsKind::Uts | NsKind::Ipc | NsKind::Time | NsKind::Net => None,
+        NsKind::Mnt => Some("mount namespaces are not dumped yet (mount trees)"),
+        NsKind::User => Some("user namespaces are not dumped yet"),
+        NsKind::Cgroup => Some("cgroup namespaces are not dumped yet (cgroups)"),
+    }
+}
+
+/// The root's namespaces, what the tree owns, and the tasks already checked.
+#[derive(Debug)]
+pub struct TreeNamespaces {
+    root_pid: i32,
+    root: Vec<NsLink>,
+    own: Vec<NsKind>,
+    checked: BTreeSet<i32>,
+}
+
+impl TreeNamespaces {
+    /// Reads criu's and the root's namespaces and refuses a root whose own namespaces this
+    /// crate cannot dump.
+    pub fn of_root(root_pid: i32) -> Result<TreeNamespaces, NsError> {
+        let me = std::process::id() as i32;
+        let ours = read_ns_links(me).map_err(|source| NsError::Read { pid: me, source })?;
+        let root = read_ns_links(root_pid).map_err(|source| NsError::Read {
+            pid: root_pid,
+            source,
+        })?;
+        let mut own = Vec::new();
+        for l in root.iter().filter(|l| !l.for_children) {
+            let host = ours.iter().find(|o| o.kind == l.kind && !o.for_children);
+            if host.is_some_and(|o| o.ino == l.ino) {
+                continue;
+            }
+            if let Some(why) = unsupported(l.kind) {
+                let kind = l.kind.name();
+                return Err(NsError::Unsupported { pid: root_pid, kind, why });
+            }
+            own.push(l.kind);
+        }
+        if own.contains(&NsKind::Pid) {
+            let status = criu_procfs::read_status(root_pid).map_err(|source| NsError::Read {
+                pid: root_pid,
+                source,
+            })?;
+            if status.vpid() != 1 {
+                return Err(NsError::NotInit {
+                    pid: root_pid,
+                    vpid: status.vpid(),
+                });
+            }
+        }
+        let tree = TreeNamespaces {
+            root_pid,
+            root,
+            own,
+            checked: BTreeSet::new(),
+        };
+        // The root's *_for_children must be its own namespace too (nested ones are not kept).
+        compare(root_pid, &tree.root, &tree.root)?;
+        Ok(tree)
+    }
+
+    /// The kinds whose namespace the tree owns (dumped and made again at restore).
+    pub fn own(&self) -> &[NsKind] {
+        &self.own
+    }
+
+    pub fn owns(&self, kind: NsKind) -> bool {
+        self.own.contains(&kind)
+    }
+
+    pub fn root_pid(&self) -> i32 {
+        self.root_pid
+    }
+
+    /// Fails naming the first namespace of `pid` that is not the root's. Links the kernel
+    /// does not show (a zombie's) are not compared, nor a task that is gone; a task already
+    /// checked is not read again.
+    pub fn check_task(&mut self, pid: i32) -> Result<(), NsError> {
+        if self.checked.contains(&pid) {
+            return Ok(());
+        }
+        let theirs = match read_ns_links(pid) {
+            Ok(links) => links,
+            // Gone meanwhile (a tree that forks and exits): nothing of it is dumped.
+            Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => return Ok(()),
+            Err(source) => return Err(NsError::Read { pid, source }),
+        };
+        compare(pid, &theirs, &self.root)?;
+        self.checked.insert(pid);
+        Ok(())
+    }
+}
+
+/// Every link of `theirs` must equal the root's own link of its kind (a `*_for_children`
+/// link too: the task's future children would live there).
+fn compare(pid: i32, theirs: &[NsLink], root: &[NsLink]) -> Result<(), NsError> {
+    for t in theirs {
+        let Some(r) = root.iter().find(|r| r.kind == t.kind && !r.for_children) else {
+            continue;
+        };
+        if r.ino == t.ino {
+            continue;
+        }
+        let kind = t.kind.name();
+        let what = if t.for_children {
+            format!("the {kind} namespace of its children ({kind}_for_children)")
+        } else {
+            format!("its {kind} namespace")
+        };
+        return Err(NsError::Mixed {
+            pid,
+            kind,
+            what,
+            theirs: format!("{kind}:[{}]", t.ino),
+            root: format!("{kind}:[{}]", r.ino),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(kind: NsKind, for_children: bool, ino: u64) -> NsLink {
+        NsLink {
+            kind,
+            for_children,
+            ino,
+        }
+    }
+
+    #[test]
+    fn same_namespaces_pass_and_a_different_one_is_named() {
+        let root = [link(NsKind::Uts, false, 1), link(NsKind::Pid, false, 2)];
+        assert!(compare(7, &root, &root).is_ok());
+        let theirs = [link(NsKind::Uts, false, 9), link(NsKind::Pid, false, 2)];
+        let err = compare(7, &theirs, &root).unwrap_err().to_string();
+        assert!(err.starts_with("pid 7: its uts namespace"), "{err}");
+        assert!(err.contains("uts:[9] vs uts:[1]"), "{err}");
+    }
+
+    #[test]
+    fn a_pid_namespace_for_children_counts() {
+        let root = [link(NsKind::Pid, false, 2)];
+        let same = [link(NsKind::Pid, false, 2), link(NsKind::Pid, true, 2)];
+        assert!(compare(7, &same, &root).is_ok());
+        let unshared = [link(NsKind::Pid, false, 2), link(NsKind::Pid, true, 5)];
+        let err = compare(7, &unshared, &root).unwrap_err().to_string();
+        assert!(err.contains("pid_for_children"), "{err}");
+    }
+
+    #[test]
+    fn our_own_tree_owns_nothing_and_a_gone_task_is_no_error() {
+        let mut tree = TreeNamespaces::of_root(std::process::id() as i32).unwrap();
+        assert!(tree.own().is_empty());
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        tree.check_task(pid).unwrap();
+    }
+}
