@@ -101,8 +101,8 @@ pub(crate) fn block_all_signals_raw() {
     };
 }
 
-/// Creates a child whose pid is `pid` in criu's pid namespace, with extra clone `flags`
-/// (namespaces), that sleeps with every signal blocked and dies with SIGKILL if criu's
+/// Creates a child whose pid is `pid` in criu's pid namespace (or in its new one, with
+/// CLONE_NEWPID in `flags`), with extra clone `flags` (namespaces), that sleeps with every signal blocked and dies with SIGKILL if criu's
 /// creating thread goes away before it is taken over. Returns the child's pid.
 pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     if !pid_by_ns_last_pid() {
@@ -196,7 +196,9 @@ fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> 
             other => break other,
         }
     };
-    if ret != i64::from(pid) {
+    // With set_tid the pid is the one asked for (in the new pid namespace, with CLONE_NEWPID:
+    // criu sees another).
+    if by_ns_last_pid && ret != i64::from(pid) {
         // Someone else forked between our ns_last_pid write and the clone.
         let child = nix::unistd::Pid::from_raw(ret as i32);
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
@@ -205,7 +207,7 @@ fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> 
     }
     if ready? != 1 {
         // It died before its setup was done.
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(ret as i32), None);
         return Err(Errno::ECHILD);
     }
     Ok(ret as i32)
