@@ -3,7 +3,7 @@
 //! [`tree`] decides, before a dump touches a task, which namespaces the tree owns (the root's
 //! differs from criu's) and refuses what cannot be dumped; [`ids`] numbers them for
 //! `ids-*.img` and the inventory. One module per kind holds its dump half and restore half
-//! side by side ([`uts`], [`time`]; the pid namespace has no image: its pids are the ones the
+//! side by side ([`uts`], [`time`], [`net`]; the pid namespace has no image: its pids are the ones the
 //! tasks see, in pstree.img). The orchestrator drives [`dump_images`] after the tasks are
 //! collected, and at restore [`Owned`]: clone flags for the root, then [`Owned::fill`] while
 //! the root's stub is the only task, before it forks.
@@ -11,6 +11,7 @@
 pub mod enter;
 pub mod error;
 pub mod ids;
+pub mod net;
 pub mod time;
 pub mod tree;
 pub mod uts;
@@ -53,6 +54,7 @@ pub fn dump_images(
         match kind {
             NsKind::Uts => uts::dump(pid, id, dir)?,
             NsKind::Time => time::dump(pid, id, dir)?,
+            NsKind::Net => net::dump(pid, id, dir)?,
             _ => {}
         }
     }
@@ -64,6 +66,8 @@ pub fn dump_images(
 #[derive(Debug, Clone, Default)]
 pub struct Owned {
     kinds: Vec<(NsKind, u32)>,
+    /// The network namespace, made before any task (see net.rs).
+    net: Option<net::NewNet>,
 }
 
 impl Owned {
@@ -87,7 +91,26 @@ impl Owned {
             }
             kinds.push((kind, theirs));
         }
-        Ok(Owned { kinds })
+        let net = match kinds.iter().find(|(k, _)| *k == NsKind::Net) {
+            Some(&(_, id)) => Some(net::NewNet::restore(id, &images.dir)?),
+            None => None,
+        };
+        Ok(Owned { kinds, net })
+    }
+
+    /// Runs `work` in the tree's network namespace (criu's own if the tree had none), for the
+    /// sockets criu makes for the tree.
+    pub fn run_in_net<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, NsImageError> {
+        match &self.net {
+            Some(n) => n.run_in(work),
+            None => Ok(work()),
+        }
+    }
+
+    /// Moves the calling thread into the tree's network namespace, so that the root it makes
+    /// is born there.
+    pub fn join_net_here(&self) -> Result<(), NsImageError> {
+        self.net.as_ref().map_or(Ok(()), |n| n.join_this_thread())
     }
 
     pub fn owns(&self, kind: NsKind) -> bool {
@@ -95,11 +118,12 @@ impl Owned {
     }
 
     /// The clone3 flags that give the root its new namespaces. The time namespace is not
-    /// among them: its offsets must be set before a task enters it (see time.rs).
+    /// among them (its offsets must be set before a task enters it, see time.rs), nor the
+    /// network one (made earlier, see net.rs).
     pub fn clone_flags(&self) -> u64 {
         self.kinds
             .iter()
-            .filter(|(k, _)| *k != NsKind::Time)
+            .filter(|(k, _)| !matches!(k, NsKind::Time | NsKind::Net))
             .fold(0, |f, (k, _)| f | k.clone_flag() as u64)
     }
 

@@ -34,6 +34,13 @@ pub enum NsError {
     },
     #[error("pid {pid}: it is pid {vpid} in its own pid namespace; CRIU dumps a pid namespace from its init (pid 1) only")]
     NotInit { pid: i32, vpid: i32 },
+    #[error("pid {pid}: its network namespace has {what}; network devices are not dumped yet")]
+    Net { pid: i32, what: String },
+    #[error("pid {pid}: {source}")]
+    Image {
+        pid: i32,
+        source: crate::NsImageError,
+    },
 }
 
 /// Why a kind the tree owns cannot be dumped yet; `None` for kinds that are.
@@ -87,6 +94,15 @@ impl TreeNamespaces {
                     pid: root_pid,
                     vpid: status.vpid(),
                 });
+            }
+        }
+        if own.contains(&NsKind::Net) {
+            let why = crate::net::check(root_pid).map_err(|source| NsError::Image {
+                pid: root_pid,
+                source,
+            })?;
+            if let Some(what) = why {
+                return Err(NsError::Net { pid: root_pid, what });
             }
         }
         let tree = TreeNamespaces {

@@ -257,9 +257,13 @@ async fn dump_phases(
         source,
     })?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut table = criu_files::FileTable::for_dump(req.files.clone(), root_ids);
+    if ns.owns(criu_procfs::NsKind::Net) {
+        table.unix.net_of = Some(ns.root_pid());
+    }
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),
-        files: Mutex::new(criu_files::FileTable::for_dump(req.files.clone(), root_ids)),
+        files: Mutex::new(table),
         shmem: Mutex::new(Default::default()),
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),

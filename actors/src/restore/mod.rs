@@ -57,7 +57,8 @@ pub fn run(
     let plan =
         plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
     let images = Arc::new(images);
-    let shared = Arc::new(files.open_shared(&images, &req.files)?);
+    // Sockets criu makes for the tree live in the tree's network namespace.
+    let shared = Arc::new(ns.run_in_net(|| files.open_shared(&images, &req.files))??);
     let sibling = req.sibling;
     let timeout = req.timeout;
     let system = actix::System::new();

@@ -275,6 +275,7 @@ impl RestoreTask {
                 what: "pid is in use by another process".into(),
             });
         }
+        ns.join_net_here()?;
         let mut flags = ns.clone_flags();
         if sibling {
             flags |= libc::CLONE_PARENT as u64;

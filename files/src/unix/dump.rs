@@ -66,6 +66,8 @@ struct Holder {
 pub struct UnixSockets {
     /// Every unix socket of the network namespace, by inode; asked for on the first socket.
     diag: Option<HashMap<u32, UnixDiag>>,
+    /// A task of the tree's own network namespace, where sock_diag is asked; criu's if none.
+    pub net_of: Option<i32>,
     /// Sockets dumped so far, by inode.
     dumped: HashMap<u32, Holder>,
     /// Queued messages, in order: (files.img id of the receiving socket, bytes, files.img ids
@@ -79,7 +81,14 @@ pub struct UnixSockets {
 impl UnixSockets {
     fn diag(&mut self) -> Result<&HashMap<u32, UnixDiag>, UnixError> {
         if self.diag.is_none() {
-            self.diag = Some(diag::list().map_err(UnixError::Diag)?);
+            let list = match self.net_of {
+                Some(pid) => {
+                    criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], diag::list)
+                        .map_err(|e| UnixError::Diag(std::io::Error::other(e.to_string())))?
+                }
+                None => diag::list(),
+            };
+            self.diag = Some(list.map_err(UnixError::Diag)?);
         }
         Ok(self.diag.get_or_insert_with(HashMap::new))
     }

@@ -1,0 +1,176 @@
+//! Network namespace, until network devices are dumped (netdev crate): a namespace whose only
+//! device is `lo` with its usual addresses. Its state is `lo`'s flags and MTU in
+//! `netdev-N.img`, plus an (empty) `netns-N.img`. At restore the namespace is made first, by
+//! criu, so that the sockets criu makes for the tree live in it too; the root then joins it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use criu_procfs::NsKind;
+use criu_proto::images::{NdType, NetDeviceEntry, NetnsEntry};
+use criu_proto::{ImageKind, ImageReader, ImageWriter};
+
+use crate::enter::in_namespaces_of;
+use crate::error::{enter, image, NsImageError};
+
+const KIND: &str = "net";
+
+/// What a namespace of `lo` alone may hold: anything else needs the device dump.
+fn refusal(devices: &[(String, Option<std::net::IpAddr>, Option<u32>)]) -> Option<String> {
+    let mut other: Vec<String> = devices
+        .iter()
+        .filter(|(n, _, _)| n != "lo")
+        .map(|(n, _, _)| n.clone())
+        .collect();
+    other.dedup();
+    if !other.is_empty() {
+        return Some(format!("devices other than lo ({})", other.join(", ")));
+    }
+    let usual = |a: &std::net::IpAddr, prefix: Option<u32>| match a {
+        std::net::IpAddr::V4(v4) => *v4 == std::net::Ipv4Addr::LOCALHOST && prefix == Some(8),
+        std::net::IpAddr::V6(v6) => *v6 == std::net::Ipv6Addr::LOCALHOST && prefix == Some(128),
+    };
+    let extra: Vec<String> = devices
+        .iter()
+        .filter_map(|(_, a, p)| a.filter(|a| !usual(a, *p)).map(|a| format!("{a}/{}", p.unwrap_or(0))))
+        .collect();
+    (!extra.is_empty()).then(|| format!("addresses on lo besides the usual ones ({})", extra.join(", ")))
+}
+
+/// Each address of the calling thread's namespace: (device, address, prefix length).
+fn devices() -> Result<Vec<(String, Option<std::net::IpAddr>, Option<u32>)>, String> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("getifaddrs: {e}"))?;
+    Ok(addrs
+        .map(|a| {
+            let ip = a.address.as_ref().and_then(|s| {
+                s.as_sockaddr_in()
+                    .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                    .or_else(|| s.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+            });
+            let prefix = a.netmask.as_ref().and_then(|m| {
+                m.as_sockaddr_in()
+                    .map(|v4| u32::from(v4.ip()).count_ones())
+                    .or_else(|| m.as_sockaddr_in6().map(|v6| u128::from(v6.ip()).count_ones()))
+            });
+            (a.interface_name, ip, ip.and(prefix))
+        })
+        .collect())
+}
+
+/// Why the network namespace of `pid` cannot be dumped yet, if it cannot.
+pub fn check(pid: i32) -> Result<Option<String>, NsImageError> {
+    let found = in_namespaces_of(pid, &[NsKind::Net], devices).map_err(enter(KIND))?;
+    let found = found.map_err(|what| NsImageError::Bad { kind: KIND, what })?;
+    Ok(refusal(&found))
+}
+
+pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
+    let lo = in_namespaces_of(pid, &[NsKind::Net], || criu_sys::netif::flags_and_mtu("lo"))
+        .map_err(enter(KIND))?
+        .map_err(|e| NsImageError::Bad {
+            kind: KIND,
+            what: format!("cannot read lo of pid {pid}: {e}"),
+        })?;
+    let entry = NetDeviceEntry {
+        r#type: NdType::Loopback as i32,
+        ifindex: 1,
+        mtu: lo.1,
+        flags: lo.0,
+        name: "lo".into(),
+        ..Default::default()
+    };
+    let mut w = ImageWriter::create(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
+    w.write(&entry).map_err(image(KIND))?;
+    w.finish().map_err(image(KIND))?;
+    let mut w = ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
+    w.write(&NetnsEntry::default()).map_err(image(KIND))?;
+    w.finish().map_err(image(KIND))?;
+    Ok(())
+}
+
+/// A new network namespace made by criu for the tree, held by an fd.
+#[derive(Debug, Clone)]
+pub struct NewNet(Arc<OwnedFd>);
+
+fn setns(fd: &OwnedFd) -> Result<(), NsImageError> {
+    nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+        NsImageError::Bad {
+            kind: KIND,
+            what: format!("setns into the new namespace: {e}"),
+        }
+    })
+}
+
+impl NewNet {
+    /// Makes the namespace (in a thread of criu that is then thrown away) and gives `lo` the
+    /// dumped flags and MTU.
+    pub fn restore(id: u32, dir: &Path) -> Result<NewNet, NsImageError> {
+        let mut img = ImageReader::open(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
+        let devices: Vec<NetDeviceEntry> = img.read_all().map_err(image(KIND))?;
+        if let Some(d) = devices.iter().find(|d| d.r#type != NdType::Loopback as i32) {
+            return Err(NsImageError::Bad {
+                kind: KIND,
+                what: format!("device {} is not restored yet (only lo is)", d.name),
+            });
+        }
+        let bad = |what: String| NsImageError::Bad { kind: KIND, what };
+        let fd = std::thread::scope(|s| {
+            s.spawn(|| -> Result<OwnedFd, NsImageError> {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| bad(format!("unshare(CLONE_NEWNET): {e}")))?;
+                for d in &devices {
+                    criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu)
+                        .map_err(|e| bad(format!("cannot set up {}: {e}", d.name)))?;
+                }
+                std::fs::File::open("/proc/thread-self/ns/net")
+                    .map(OwnedFd::from)
+                    .map_err(|e| bad(format!("cannot open the new namespace: {e}")))
+            })
+            .join()
+            .map_err(|_| bad("the thread making the namespace died".into()))?
+        })?;
+        Ok(NewNet(Arc::new(fd)))
+    }
+
+    /// Runs `work` in a thread of criu inside the namespace.
+    pub fn run_in<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, NsImageError> {
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<T, NsImageError> {
+                setns(&self.0)?;
+                Ok(work())
+            })
+            .join()
+            .map_err(|_| NsImageError::Bad {
+                kind: KIND,
+                what: "the thread working in the new namespace died".into(),
+            })?
+        })
+    }
+
+    /// Moves the calling thread into the namespace for good (the thread that makes the
+    /// root: the root is born there).
+    pub fn join_this_thread(&self) -> Result<(), NsImageError> {
+        setns(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn dev(name: &str, ip: Option<&str>, prefix: Option<u32>) -> (String, Option<IpAddr>, Option<u32>) {
+        (name.into(), ip.map(|s| s.parse().unwrap()), prefix)
+    }
+
+    #[test]
+    fn lo_alone_passes_and_anything_else_is_named() {
+        let usual = [dev("lo", None, None), dev("lo", Some("127.0.0.1"), Some(8)), dev("lo", Some("::1"), Some(128))];
+        assert_eq!(refusal(&usual), None);
+        let veth = [dev("lo", None, None), dev("veth0", None, None)];
+        assert!(refusal(&veth).unwrap().contains("veth0"));
+        let extra = [dev("lo", Some("127.0.0.2"), Some(8))];
+        assert!(refusal(&extra).unwrap().contains("127.0.0.2/8"));
+    }
+}
