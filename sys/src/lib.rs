@@ -12,6 +12,7 @@ pub mod notify;
 pub mod pidfd;
 pub mod probe;
 mod ret;
+pub mod sysv_ipc;
 pub mod shmem;
 pub mod signals;
 pub mod tty;
