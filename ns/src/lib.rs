@@ -11,5 +11,6 @@
 pub mod enter;
 pub mod host;
 pub mod ids;
+pub mod ipc;
 
 pub use host::{HostNamespaces, NsError};
