@@ -4,6 +4,8 @@ mod common;
 
 use common::*;
 use criu_ns::ipc;
+use criu_proto::images::{IpcDescEntry, IpcMsg, IpcMsgEntry, IpcSemEntry, IpcShmEntry};
+use criu_proto::{ImageKind, ImageWriter};
 use criu_sys::sysv_ipc as sys;
 
 /// Objects and sysctls that differ from a fresh namespace's in every way the image keeps.
@@ -88,12 +90,12 @@ fn ipc_objects_and_sysctls_come_back_the_same() {
         (shm[0].0, shm[0].1.key, shm[0].1.mode & 0o777),
         (100, 0, 0o600)
     );
-    assert_eq!(&shm[0].2[8190..8203], b"across a page");
+    assert_eq!(&shm[0].2 .0[8190..8203], b"across a page");
     assert_eq!(
         (shm[1].0, shm[1].1.key, shm[1].1.uid, shm[1].1.gid),
         (65538, 0x1234, 1000, 2000)
     );
-    assert_eq!(shm[1].2, pattern(5000, 3));
+    assert_eq!(shm[1].2 .0, pattern(5000, 3));
     assert_eq!(
         after.sem,
         vec![(7, perm(0x5678, 0, 3000, 0o664), vec![1, 300, 32767])]
@@ -103,7 +105,7 @@ fn ipc_objects_and_sysctls_come_back_the_same() {
         (qperm.key, qperm.uid, qperm.gid, *qbytes),
         (0x9abc, 4000, 5000, 20000)
     );
-    let types: Vec<(i64, usize)> = msgs.iter().map(|(t, m)| (*t, m.len())).collect();
+    let types: Vec<(i64, usize)> = msgs.iter().map(|(t, m)| (*t, m.0.len())).collect();
     assert_eq!(types, vec![(1, 5), (42, 0), (7, 3000)]);
     assert!(after
         .sysctls
@@ -184,4 +186,104 @@ fn hugepage_size() -> u64 {
         .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap())
         .unwrap();
     kb * 1024
+}
+
+#[test]
+fn a_truncated_or_hostile_image_is_an_error() {
+    need_root();
+    let src = Sleeper::start();
+    src.run(populate);
+    let dir = tempfile::tempdir().unwrap();
+    ipc::dump(src.pid, 3, dir.path()).unwrap();
+
+    // Cut inside the contents of the last segment (the one at the highest index).
+    let shm = dir.path().join("ipcns-shm-3.img");
+    let len = std::fs::metadata(&shm).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&shm).unwrap();
+    f.set_len(len - 100).unwrap();
+    let dst = Sleeper::start();
+    let err = ipc::restore(dst.pid, 3, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("ipc namespace of pid {}", dst.pid)),
+        "{err}"
+    );
+    assert!(err.contains("shm segment 100 of 12288 bytes"), "{err}");
+
+    // A segment far larger than its image: refused before anything is created.
+    let mut w = ImageWriter::create(dir.path(), &ImageKind::IPCNS_SHM, Some(3)).unwrap();
+    w.write(&IpcShmEntry {
+        desc: desc(5),
+        size: 1 << 40,
+        in_pagemaps: None,
+        hugetlb_flag: None,
+    })
+    .unwrap();
+    w.finish().unwrap();
+    let dst = Sleeper::start();
+    let err = ipc::restore(dst.pid, 3, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("shm segment 5") && err.contains("left in the image"),
+        "{err}"
+    );
+    assert!(dst.run(snapshot).shm.is_empty());
+
+    // A huge semaphore count, and a message longer than the file.
+    ImageWriter::create(dir.path(), &ImageKind::IPCNS_SHM, Some(3))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let mut w = ImageWriter::create(dir.path(), &ImageKind::IPCNS_SEM, Some(3)).unwrap();
+    w.write(&IpcSemEntry {
+        desc: desc(6),
+        nsems: 10_000_000,
+    })
+    .unwrap();
+    w.finish().unwrap();
+    let dst = Sleeper::start();
+    let err = ipc::restore(dst.pid, 3, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sem set 6: 10000000 semaphores"), "{err}");
+
+    let mut w = ImageWriter::create(dir.path(), &ImageKind::IPCNS_MSG, Some(3)).unwrap();
+    w.write(&IpcMsgEntry {
+        desc: desc(8),
+        qbytes: 16384,
+        qnum: 1,
+    })
+    .unwrap();
+    w.write(&IpcMsg {
+        mtype: 1,
+        msize: u32::MAX,
+    })
+    .unwrap();
+    w.finish().unwrap();
+    let dst = Sleeper::start();
+    let err = ipc::restore(dst.pid, 3, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("msg queue 8: message 0"), "{err}");
+
+    // No image at all.
+    let empty = tempfile::tempdir().unwrap();
+    let err = ipc::restore(dst.pid, 3, empty.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ipcns-var-3.img"), "{err}");
+}
+
+fn desc(id: u32) -> IpcDescEntry {
+    IpcDescEntry {
+        key: 0,
+        uid: 0,
+        gid: 0,
+        cuid: 0,
+        cgid: 0,
+        mode: 0o600,
+        id,
+    }
 }

@@ -94,15 +94,28 @@ pub const SYSCTLS: &[&str] = &[
     "fs/mqueue/msgsize_default",
 ];
 
+/// Bytes shown by length and a checksum, so a failed comparison stays readable.
+#[derive(PartialEq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sum = self.0.iter().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+        write!(f, "{} bytes, fnv {sum:016x}", self.0.len())
+    }
+}
+
 /// Everything the images keep of one namespace, as seen from inside it.
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
     /// id, perm, contents
-    pub shm: Vec<(i32, Perm, Vec<u8>)>,
+    pub shm: Vec<(i32, Perm, Bytes)>,
     /// id, perm, values
     pub sem: Vec<(i32, Perm, Vec<u16>)>,
     /// id, perm, qbytes, messages (type, text) in order
-    pub msg: Vec<(i32, Perm, u64, Vec<(i64, Vec<u8>)>)>,
+    pub msg: Vec<(i32, Perm, u64, Vec<(i64, Bytes)>)>,
     pub sysctls: Vec<(String, String)>,
 }
 
@@ -124,7 +137,7 @@ pub fn snapshot() -> Snapshot {
             let at = sys::ShmAttach::new(id, true).unwrap();
             let mut data = vec![0u8; at.len()];
             at.read(0, &mut data).unwrap();
-            (id, st.perm, data)
+            (id, st.perm, Bytes(data))
         })
         .collect();
     let sem = all(sys::sem_info, sys::sem_stat_index)
@@ -137,6 +150,7 @@ pub fn snapshot() -> Snapshot {
             let max = st.cbytes.max(8192) as usize;
             let msgs = (0..st.qnum as i64)
                 .map(|i| sys::msg_receive(id, i, max, true, sys::IPC_NOWAIT).unwrap())
+                .map(|(t, m)| (t, Bytes(m)))
                 .collect();
             (id, st.perm, st.qbytes, msgs)
         })
