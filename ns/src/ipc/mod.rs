@@ -98,7 +98,7 @@ impl<T> Context<T> for Result<T, Errno> {
 
 /// Zero bytes that pad `len` up to a multiple of `to`.
 fn padding(len: u64, to: u64) -> u64 {
-    len.next_multiple_of(to) - len
+    (to - len % to) % to
 }
 
 fn in_ns<T: Send>(pid: i32, work: impl FnOnce() -> Result<T, Fail> + Send) -> Result<T, IpcError> {
@@ -130,4 +130,15 @@ pub fn restore_rmid_forced(pid: i32, ns_id: u32, dir: &Path) -> Result<(), IpcEr
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn padding_holds_for_any_length() {
+        assert_eq!(super::padding(5000, 4), 0);
+        assert_eq!(super::padding(5001, 8), 7);
+        assert_eq!(super::padding(0, 8), 0);
+        assert_eq!(super::padding(u64::MAX, 4), 1);
+    }
 }

@@ -118,7 +118,7 @@ fn restore_segment(img: &mut Image, e: IpcShmEntry) -> Result<(), Fail> {
             "{what}: contents in pagemap images are not supported"
         )));
     }
-    let padded = e.size.checked_add(padding(e.size, 4)).unwrap_or(u64::MAX);
+    let padded = e.size.saturating_add(padding(e.size, 4));
     img.has(&format!("{what} of {} bytes", e.size), padded)?;
     let huge = e.hugetlb_flag.unwrap_or(0);
     if huge & !HUGETLB_BITS != 0 {

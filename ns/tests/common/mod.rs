@@ -107,6 +107,9 @@ impl std::fmt::Debug for Bytes {
     }
 }
 
+/// id, perm, qbytes, messages (type, text) in order
+pub type Queue = (i32, Perm, u64, Vec<(i64, Bytes)>);
+
 /// Everything the images keep of one namespace, as seen from inside it.
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
@@ -114,8 +117,7 @@ pub struct Snapshot {
     pub shm: Vec<(i32, Perm, Bytes)>,
     /// id, perm, values
     pub sem: Vec<(i32, Perm, Vec<u16>)>,
-    /// id, perm, qbytes, messages (type, text) in order
-    pub msg: Vec<(i32, Perm, u64, Vec<(i64, Bytes)>)>,
+    pub msg: Vec<Queue>,
     pub sysctls: Vec<(String, String)>,
 }
 
