@@ -36,7 +36,10 @@ pub fn in_namespaces_of<T: Send>(
     work: impl FnOnce() -> T + Send,
 ) -> Result<T, EnterError> {
     for &kind in kinds {
-        if matches!(kind, NsKind::Mnt | NsKind::User | NsKind::Time | NsKind::Pid) {
+        if matches!(
+            kind,
+            NsKind::Mnt | NsKind::User | NsKind::Time | NsKind::Pid
+        ) {
             return Err(EnterError::NotPerThread(kind.name()));
         }
     }
@@ -87,7 +90,12 @@ mod tests {
         }
         // A child in its own uts namespace with another hostname.
         let mut child = std::process::Command::new("unshare")
-            .args(["--uts", "sh", "-c", "hostname ns-enter-test && exec sleep 30"])
+            .args([
+                "--uts",
+                "sh",
+                "-c",
+                "hostname ns-enter-test && exec sleep 30",
+            ])
             .spawn()
             .unwrap();
         let pid = child.id() as i32;

@@ -20,6 +20,8 @@ pub enum NsImageError {
     },
     #[error("{kind} namespace: {what}")]
     Bad { kind: &'static str, what: String },
+    #[error(transparent)]
+    Ipc(#[from] crate::ipc::IpcError),
     #[error("{kind} namespace: {source}")]
     Tracee {
         kind: &'static str,

@@ -11,6 +11,7 @@
 pub mod enter;
 pub mod error;
 pub mod ids;
+pub mod ipc;
 pub mod net;
 pub mod time;
 pub mod tree;
@@ -55,6 +56,9 @@ pub fn dump_images(
             NsKind::Uts => uts::dump(pid, id, dir)?,
             NsKind::Time => time::dump(pid, id, dir)?,
             NsKind::Net => net::dump(pid, id, dir)?,
+            NsKind::Ipc => {
+                ipc::dump(pid, id, dir)?;
+            }
             _ => {}
         }
     }
@@ -107,6 +111,16 @@ impl Owned {
         }
     }
 
+    /// Once every task has attached its System V segments: what must wait for that
+    /// (`kernel.shm_rmid_forced` destroys segments no task holds). `pid`: the root, as criu
+    /// sees it.
+    pub fn after_tasks_attached(&self, pid: i32, dir: &Path) -> Result<(), NsImageError> {
+        match self.kinds.iter().find(|(k, _)| *k == NsKind::Ipc) {
+            Some(&(_, id)) => Ok(ipc::restore_rmid_forced(pid, id, dir)?),
+            None => Ok(()),
+        }
+    }
+
     /// Moves the calling thread into the tree's network namespace, so that the root it makes
     /// is born there.
     pub fn join_net_here(&self) -> Result<(), NsImageError> {
@@ -134,6 +148,7 @@ impl Owned {
             match kind {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
                 NsKind::Time => time::restore(r, pid, id, dir)?,
+                NsKind::Ipc => ipc::restore(pid, id, dir)?,
                 _ => {}
             }
         }

@@ -15,5 +15,6 @@ pub mod probe;
 mod ret;
 pub mod shmem;
 pub mod signals;
+pub mod sysv_ipc;
 pub mod tty;
 pub mod uffd;

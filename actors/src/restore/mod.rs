@@ -73,14 +73,15 @@ pub fn run(
                 pool.start(move |_| RestoreTask::new(images, shared, i, timeout, release_cpus))
             })
             .collect();
-        let ns = ns.clone();
+
         let result = async {
             // Tasks come to life in tree order, each made by its parent once the parent's
             // memory is back, so that pages they shared copy-on-write are shared again. Memory
             // restores run while later tasks are created.
             let mut memory = std::collections::BTreeMap::new();
             let setsid = plan.root_setsid;
-            ask(&actors[0], CreateRoot { sibling, setsid, ns }).await?;
+            let root_ns = ns.clone();
+            ask(&actors[0], CreateRoot { sibling, setsid, ns: root_ns }).await?;
             memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
             for step in &plan.steps {
@@ -145,6 +146,8 @@ pub fn run(
             // Every task has its files: remapped files are unlinked again.
             let root = images.root().host_pid();
             files.finish(root).map_err(|e| format!("restore: {e}"))?;
+            ns.after_tasks_attached(root, &images.dir)
+                .map_err(|e| format!("restore: {e}"))?;
             before_release(root)
         }
         .await;
