@@ -249,7 +249,18 @@ pub fn classify(
                     )));
                 }
                 match &v.name {
-                    VmaName::SysvShm { .. } => return Err(unsupported("System V shared memory")),
+                    // A System V segment: its contents go with the ipc namespace's images;
+                    // the area names it by id (its file's inode number), as CRIU's does.
+                    VmaName::SysvShm { .. } => {
+                        e.status |= VMA_AREA_SYSVIPC;
+                        e.shmid = meta.ino();
+                        out.push(DumpVma {
+                            entry: e,
+                            file: None,
+                            shmem: None,
+                        });
+                        continue;
+                    }
                     // The object is dumped with the memfd's inode (CRIU's form).
                     VmaName::Memfd { .. } => e.status |= VMA_AREA_MEMFD,
                     _ => {}

@@ -151,7 +151,7 @@ pub fn map_vmas(
     let mut vdso_start = None;
     for vma in &t.mm.vmas {
         match plan(vma)? {
-            MapPlan::Skip => {}
+            MapPlan::Skip | MapPlan::SysvShm { .. } => {}
             MapPlan::Vdso => {
                 vdso_start.get_or_insert(vma.start);
             }
@@ -260,6 +260,19 @@ pub fn map_vmas(
             }
         }
     }
+    // Then the System V segments: an attachment may cover what earlier areas' pieces were.
+    for vma in &t.mm.vmas {
+        if let MapPlan::SysvShm {
+            addr,
+            len,
+            prot,
+            shmid,
+            attach,
+        } = plan(vma)?
+        {
+            attach_sysv(r, pid, (addr, len, prot), shmid, attach)?;
+        }
+    }
     if let Some(start) = vdso_start {
         r.call(
             "arch_prctl(ARCH_MAP_VDSO_64)",
@@ -275,6 +288,40 @@ pub fn map_vmas(
             &[g.start, g.end - g.start, MADV_GUARD_INSTALL],
         )?;
     }
+    Ok(())
+}
+
+/// shmat flags.
+const SHM_RDONLY: u64 = 0o10000;
+const SHM_REMAP: u64 = 0o40000;
+const SHM_EXEC: u64 = 0o100000;
+
+/// Attaches segment `shmid` at `addr` (replacing whatever the stub or a parent left there),
+/// then gives the area its protection.
+fn attach_sysv(
+    r: &mut Remote,
+    pid: i32,
+    (addr, len, prot): (u64, u64, u64),
+    shmid: u64,
+    attach: bool,
+) -> Result<(), RestoreMemError> {
+    if attach {
+        let mut flags = SHM_REMAP;
+        if prot & libc::PROT_WRITE as u64 == 0 {
+            flags |= SHM_RDONLY;
+        }
+        if prot & libc::PROT_EXEC as u64 != 0 {
+            flags |= SHM_EXEC;
+        }
+        let got = r.call("shmat", libc::SYS_shmat, &[shmid, addr, flags])?;
+        if got as u64 != addr {
+            return Err(task_err(
+                pid,
+                format!("System V segment {shmid} attached at {got:#x}, not {addr:#x}"),
+            ));
+        }
+    }
+    r.call("mprotect(System V segment)", libc::SYS_mprotect, &[addr, len, prot])?;
     Ok(())
 }
 

@@ -69,6 +69,16 @@ pub enum MapPlan {
         shmid: u64,
         offset: u64,
     },
+    /// A System V segment, attached again by id (its contents came back with the ipc
+    /// namespace). `attach` is false for later pieces of one attachment (split by mprotect):
+    /// the first piece's shmat mapped them; they only take their protection.
+    SysvShm {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        shmid: u64,
+        attach: bool,
+    },
     /// Part of the vDSO set, recreated as a whole by `arch_prctl(ARCH_MAP_VDSO_64)`.
     Vdso,
     /// `[vsyscall]`: fixed by the kernel, nothing to do.
@@ -96,7 +106,16 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
     {
         return Err(bad("bad bounds"));
     }
-    if s & (VMA_AREA_SYSVIPC | VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
+    if s & VMA_AREA_SYSVIPC != 0 {
+        return Ok(MapPlan::SysvShm {
+            addr: vma.start,
+            len: vma.end - vma.start,
+            prot: u64::from(vma.prot),
+            shmid: vma.shmid,
+            attach: vma.pgoff == 0,
+        });
+    }
+    if s & (VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
         return Err(bad("this kind of mapping is not restored yet"));
     }
     let shared_flags =

@@ -304,6 +304,7 @@ async fn dump_phases(
                 pages_id: i as u32 + 1,
                 parent_dumps_fds,
                 own_pid_ns,
+                own_ipc_ns: ns.owns(criu_procfs::NsKind::Ipc),
             }),
         ));
     }

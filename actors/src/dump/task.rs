@@ -189,6 +189,8 @@ pub struct Collect {
     pub parent_dumps_fds: bool,
     /// The tree has its own pid namespace: images name tasks by the pids they see there.
     pub own_pid_ns: bool,
+    /// The tree has its own ipc namespace: its System V segments are dumped with it.
+    pub own_ipc_ns: bool,
 }
 
 impl Handler<Collect> for TaskActor {
@@ -345,6 +347,17 @@ fn collect(
 
     // Memory map; file mappings get the file's id.
     let mut vmas = dump_vmas::collect_vmas(pid)?;
+    let sysv = criu_memory::vma::VMA_AREA_SYSVIPC;
+    if let Some(v) = vmas.iter().find(|v| v.entry.status & sysv != 0 && !msg.own_ipc_ns) {
+        return Err(TaskError::Other {
+            pid,
+            what: format!(
+                "mapping {:#x}-{:#x}: System V shared memory of criu's ipc namespace is not \
+                 dumped (CRIU dumps segments with a tree's own ipc namespace)",
+                v.entry.start, v.entry.end
+            ),
+        });
+    }
     for v in vmas.iter_mut() {
         let memfd = v.entry.status & criu_memory::vma::VMA_AREA_MEMFD != 0;
         if let Some(f) = v.file.as_ref().filter(|_| memfd) {
