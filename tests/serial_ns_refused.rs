@@ -1,6 +1,8 @@
-//! A task in a namespace of its own is refused by `criu dump` before it is touched, naming
-//! the pid and the namespace kind, until namespaces are dumped and restored: before this rule
-//! such a task was dumped and came back silently in the host's namespaces. Needs root.
+//! What `criu dump` refuses before it touches a task, naming the pid and the namespace: a
+//! tree in its own mount, user or cgroup namespace (not dumped yet: before this rule such a
+//! task came back silently in the host's), a tree whose tasks do not share the root's
+//! namespaces, a pid namespace dumped from a task other than its init, and a network namespace
+//! with devices other than lo. Needs root.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -56,6 +58,11 @@ impl Drop for Killed {
 /// Dumps `pid` and checks the refusal: non-zero exit, the message names the pid and `what`,
 /// no inventory (the directory does not claim a dump), and the task runs on untraced.
 fn assert_refused(pid: i32, what: &str) {
+    assert_refused_naming(pid, pid, what);
+}
+
+/// [`assert_refused`] for a dump of `pid` whose message names task `named`.
+fn assert_refused_naming(pid: i32, named: i32, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = criu_dump(pid, dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -63,7 +70,7 @@ fn assert_refused(pid: i32, what: &str) {
         !out.status.success(),
         "dump of pid {pid} succeeded: {stderr}"
     );
-    let want = format!("pid {pid}: {what}");
+    let want = format!("pid {named}: {what}");
     assert!(stderr.contains(&want), "want {want:?} in: {stderr}");
     assert!(!dir.path().join("inventory.img").exists());
     assert!(
@@ -102,25 +109,113 @@ fn unshared_sleep(flag: &str, kind: &str) -> Killed {
 }
 
 #[test]
-fn own_uts_ipc_net_and_mount_namespaces_are_refused() {
-    for (flag, kind) in [("-u", "uts"), ("-i", "ipc"), ("-n", "net"), ("-m", "mnt")] {
+fn own_mount_user_and_cgroup_namespaces_are_refused() {
+    for (flag, kind) in [("-m", "mnt"), ("-U", "user"), ("-C", "cgroup")] {
         let task = unshared_sleep(flag, kind);
-        assert_refused(task.0.id() as i32, &format!("its {kind} namespace"));
+        assert_refused(
+            task.0.id() as i32,
+            &format!("its {kind} namespace is not criu's"),
+        );
+    }
+}
+
+/// Starts `unshare ARGS` and waits until it left our `kind` namespace.
+fn unshared(args: &[&str], kind: &str) -> Killed {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+    let child = Command::new("unshare")
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run unshare");
+    let held = Killed(child);
+    wait_unshared(held.0.id() as i32, kind);
+    held
+}
+
+#[test]
+fn a_network_namespace_with_another_device_is_refused_naming_it() {
+    let script = "ip link add crtest0 type veth peer name crtest1 && exec sleep 100";
+    let task = unshared(&["-n", "sh", "-c", script], "net");
+    let pid = task.0.id() as i32;
+    // sh execs sleep once the device exists.
+    let start = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .starts_with("sleep")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the device was never made"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_refused(
+        pid,
+        "its network namespace has devices other than lo (crtest",
+    );
+}
+
+#[test]
+fn a_tree_whose_child_left_the_root_uts_namespace_is_refused() {
+    let script = "unshare -u sleep 100 & exec sleep 100";
+    let task = unshared(&["-u", "sh", "-c", script], "uts");
+    let root = task.0.id() as i32;
+    let start = Instant::now();
+    let child = loop {
+        let children = std::fs::read_to_string(format!("/proc/{root}/task/{root}/children"))
+            .unwrap_or_default();
+        let c = children
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse::<i32>().ok());
+        if let Some(c) = c.filter(|&c| ns(c, "uts") != ns(root, "uts") && !ns(c, "uts").is_empty())
+        {
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the child never unshared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let refused = std::panic::catch_unwind(|| {
+        assert_refused_naming(root, child, "its uts namespace differs from the root's");
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    drop(task);
+    if let Err(e) = refused {
+        std::panic::resume_unwind(e);
     }
 }
 
 #[test]
-fn a_pid_namespace_is_refused_for_the_task_and_for_its_creator() {
-    // unshare -p --fork: unshare stays in ours with pid_for_children set; sleep is pid 1 of
-    // the new one.
-    let task = unshared_sleep("-p", "pid_for_children");
+fn a_pid_namespace_is_refused_below_its_init_and_for_its_creator() {
+    // unshare -p --fork: unshare stays in ours with pid_for_children set; sh is pid 1 of the
+    // new one, and its child sleep pid 2.
+    let task = Killed(
+        Command::new("unshare")
+            .args(["-p", "--fork", "sh", "-c", "sleep 100 & wait"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run unshare"),
+    );
     let creator = task.0.id() as i32;
+    let child_of = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse::<i32>().ok())
+    };
     let start = Instant::now();
-    let inner = loop {
-        let children = std::fs::read_to_string(format!("/proc/{creator}/task/{creator}/children"))
-            .unwrap_or_default();
-        if let Some(c) = children.split_whitespace().next() {
-            break c.parse::<i32>().unwrap();
+    let (init, second) = loop {
+        if let Some(init) = child_of(creator) {
+            if let Some(second) = child_of(init) {
+                break (init, second);
+            }
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
@@ -128,14 +223,16 @@ fn a_pid_namespace_is_refused_for_the_task_and_for_its_creator() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
-    let inner_pid = nix::unistd::Pid::from_raw(inner);
     let refused = std::panic::catch_unwind(|| {
-        assert_refused(inner, "its pid namespace");
-        // The creator's tree holds the inner task too; its own link names the children's.
+        assert_refused(second, "it is pid 2 in its own pid namespace");
+        // The creator's tree holds the init too; its own link names the children's.
         assert_refused(creator, "the pid namespace of its children");
     });
-    // The inner task outlives its creator: kill it, then the creator reaps it.
-    let _ = nix::sys::signal::kill(inner_pid, nix::sys::signal::Signal::SIGKILL);
+    // The init outlives its creator: kill it, then the creator reaps it.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     drop(task);
     if let Err(e) = refused {
         std::panic::resume_unwind(e);

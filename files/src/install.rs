@@ -160,7 +160,9 @@ fn criu_pidfd_by_socket(r: &mut Remote, host: i32) -> Result<u64, InstallError> 
     if ty != libc::SCM_RIGHTS {
         return Err(fail("no fd came with the message".into()));
     }
-    Ok(u64::from(u32::from_le_bytes([cmsg[16], cmsg[17], cmsg[18], cmsg[19]])))
+    Ok(u64::from(u32::from_le_bytes([
+        cmsg[16], cmsg[17], cmsg[18], cmsg[19],
+    ])))
 }
 
 /// cwd and root.

@@ -321,7 +321,11 @@ fn attach_sysv(
             ));
         }
     }
-    r.call("mprotect(System V segment)", libc::SYS_mprotect, &[addr, len, prot])?;
+    r.call(
+        "mprotect(System V segment)",
+        libc::SYS_mprotect,
+        &[addr, len, prot],
+    )?;
     Ok(())
 }
 

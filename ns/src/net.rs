@@ -33,9 +33,17 @@ fn refusal(devices: &[(String, Option<std::net::IpAddr>, Option<u32>)]) -> Optio
     };
     let extra: Vec<String> = devices
         .iter()
-        .filter_map(|(_, a, p)| a.filter(|a| !usual(a, *p)).map(|a| format!("{a}/{}", p.unwrap_or(0))))
+        .filter_map(|(_, a, p)| {
+            a.filter(|a| !usual(a, *p))
+                .map(|a| format!("{a}/{}", p.unwrap_or(0)))
+        })
         .collect();
-    (!extra.is_empty()).then(|| format!("addresses on lo besides the usual ones ({})", extra.join(", ")))
+    (!extra.is_empty()).then(|| {
+        format!(
+            "addresses on lo besides the usual ones ({})",
+            extra.join(", ")
+        )
+    })
 }
 
 /// Each address of the calling thread's namespace: (device, address, prefix length).
@@ -51,7 +59,10 @@ fn devices() -> Result<Vec<(String, Option<std::net::IpAddr>, Option<u32>)>, Str
             let prefix = a.netmask.as_ref().and_then(|m| {
                 m.as_sockaddr_in()
                     .map(|v4| u32::from(v4.ip()).count_ones())
-                    .or_else(|| m.as_sockaddr_in6().map(|v6| u128::from(v6.ip()).count_ones()))
+                    .or_else(|| {
+                        m.as_sockaddr_in6()
+                            .map(|v6| u128::from(v6.ip()).count_ones())
+                    })
             });
             (a.interface_name, ip, ip.and(prefix))
         })
@@ -80,10 +91,12 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
         name: "lo".into(),
         ..Default::default()
     };
-    let mut w = ImageWriter::create(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
+    let mut w =
+        ImageWriter::create(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
     w.write(&entry).map_err(image(KIND))?;
     w.finish().map_err(image(KIND))?;
-    let mut w = ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
+    let mut w =
+        ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
     w.write(&NetnsEntry::default()).map_err(image(KIND))?;
     w.finish().map_err(image(KIND))?;
     Ok(())
@@ -106,7 +119,8 @@ impl NewNet {
     /// Makes the namespace (in a thread of criu that is then thrown away) and gives `lo` the
     /// dumped flags and MTU.
     pub fn restore(id: u32, dir: &Path) -> Result<NewNet, NsImageError> {
-        let mut img = ImageReader::open(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
+        let mut img =
+            ImageReader::open(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
         let devices: Vec<NetDeviceEntry> = img.read_all().map_err(image(KIND))?;
         if let Some(d) = devices.iter().find(|d| d.r#type != NdType::Loopback as i32) {
             return Err(NsImageError::Bad {
@@ -160,13 +174,21 @@ mod tests {
     use super::*;
     use std::net::IpAddr;
 
-    fn dev(name: &str, ip: Option<&str>, prefix: Option<u32>) -> (String, Option<IpAddr>, Option<u32>) {
+    fn dev(
+        name: &str,
+        ip: Option<&str>,
+        prefix: Option<u32>,
+    ) -> (String, Option<IpAddr>, Option<u32>) {
         (name.into(), ip.map(|s| s.parse().unwrap()), prefix)
     }
 
     #[test]
     fn lo_alone_passes_and_anything_else_is_named() {
-        let usual = [dev("lo", None, None), dev("lo", Some("127.0.0.1"), Some(8)), dev("lo", Some("::1"), Some(128))];
+        let usual = [
+            dev("lo", None, None),
+            dev("lo", Some("127.0.0.1"), Some(8)),
+            dev("lo", Some("::1"), Some(128)),
+        ];
         assert_eq!(refusal(&usual), None);
         let veth = [dev("lo", None, None), dev("veth0", None, None)];
         assert!(refusal(&veth).unwrap().contains("veth0"));

@@ -40,7 +40,8 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
         kind: KIND,
         what: format!("cannot parse {path}: {text:?}"),
     })?;
-    let mut w = ImageWriter::create(dir, &ImageKind::TIMENS, Some(id.into())).map_err(image(KIND))?;
+    let mut w =
+        ImageWriter::create(dir, &ImageKind::TIMENS, Some(id.into())).map_err(image(KIND))?;
     w.write(&e).map_err(image(KIND))?;
     w.finish().map_err(image(KIND))?;
     Ok(())
@@ -57,22 +58,34 @@ pub fn restore(r: &mut Remote, pid: i32, id: u32, dir: &Path) -> Result<(), NsIm
             what: format!("timens-{id}.img is empty"),
         })?;
     let t = tracee(KIND);
-    r.call("unshare(CLONE_NEWTIME)", libc::SYS_unshare, &[libc::CLONE_NEWTIME as u64])
-        .map_err(&t)?;
+    r.call(
+        "unshare(CLONE_NEWTIME)",
+        libc::SYS_unshare,
+        &[libc::CLONE_NEWTIME as u64],
+    )
+    .map_err(&t)?;
     let path = format!("/proc/{pid}/timens_offsets");
     let text = format!(
         "monotonic {} {}\nboottime {} {}\n",
-        e.monotonic.tv_sec as i64, e.monotonic.tv_nsec, e.boottime.tv_sec as i64, e.boottime.tv_nsec
+        e.monotonic.tv_sec as i64,
+        e.monotonic.tv_nsec,
+        e.boottime.tv_sec as i64,
+        e.boottime.tv_nsec
     );
     // One write per clock: the kernel takes a single line per write reliably.
     for line in text.lines() {
-        std::fs::write(&path, line).map_err(io(KIND, format!("cannot write {line:?} to {path}")))?;
+        std::fs::write(&path, line)
+            .map_err(io(KIND, format!("cannot write {line:?} to {path}")))?;
     }
     let fd = r
         .open("/proc/self/ns/time_for_children", libc::O_RDONLY)
         .map_err(&t)?;
-    r.call("setns(time)", libc::SYS_setns, &[fd, libc::CLONE_NEWTIME as u64])
-        .map_err(&t)?;
+    r.call(
+        "setns(time)",
+        libc::SYS_setns,
+        &[fd, libc::CLONE_NEWTIME as u64],
+    )
+    .map_err(&t)?;
     r.close(fd).map_err(&t)
 }
 

@@ -80,7 +80,11 @@ impl TreeNamespaces {
             }
             if let Some(why) = unsupported(l.kind) {
                 let kind = l.kind.name();
-                return Err(NsError::Unsupported { pid: root_pid, kind, why });
+                return Err(NsError::Unsupported {
+                    pid: root_pid,
+                    kind,
+                    why,
+                });
             }
             own.push(l.kind);
         }
@@ -102,7 +106,10 @@ impl TreeNamespaces {
                 source,
             })?;
             if let Some(what) = why {
-                return Err(NsError::Net { pid: root_pid, what });
+                return Err(NsError::Net {
+                    pid: root_pid,
+                    what,
+                });
             }
         }
         let tree = TreeNamespaces {

@@ -24,7 +24,8 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
         Ok::<_, NsImageError>((read(HOSTNAME)?, read(DOMAINNAME)?))
     })
     .map_err(enter(KIND))??;
-    let mut w = ImageWriter::create(dir, &ImageKind::UTSNS, Some(id.into())).map_err(image(KIND))?;
+    let mut w =
+        ImageWriter::create(dir, &ImageKind::UTSNS, Some(id.into())).map_err(image(KIND))?;
     w.write(&UtsnsEntry {
         nodename,
         domainname,

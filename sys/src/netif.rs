@@ -7,7 +7,12 @@ use nix::errno::Errno;
 
 fn socket() -> Result<OwnedFd, Errno> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+    socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
 }
 
 fn ifreq(name: &str) -> Result<libc::ifreq, Errno> {

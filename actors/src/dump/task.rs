@@ -289,8 +289,11 @@ impl TaskIds {
                 own_pid_ns,
             });
         }
-        let s = criu_procfs::read_status(pid)
-            .map_err(|source| TaskError::Proc { pid, what: "status", source })?;
+        let s = criu_procfs::read_status(pid).map_err(|source| TaskError::Proc {
+            pid,
+            what: "status",
+            source,
+        })?;
         let inner = |v: &[i32]| v.last().copied().unwrap_or(0);
         Ok(TaskIds {
             host: pid,
@@ -311,7 +314,11 @@ impl TaskIds {
         }
         criu_procfs::read_status(tid)
             .map(|s| s.vpid())
-            .map_err(|source| TaskError::Proc { pid: tid, what: "status", source })
+            .map_err(|source| TaskError::Proc {
+                pid: tid,
+                what: "status",
+                source,
+            })
     }
 }
 
@@ -321,7 +328,12 @@ fn dump_zombie(
     stat: &criu_procfs::Stat,
     dir: &std::path::Path,
 ) -> Result<TaskDone, TaskError> {
-    write_one!(dir, &ImageKind::CORE, ids.pid, &dump_core::zombie_core(stat));
+    write_one!(
+        dir,
+        &ImageKind::CORE,
+        ids.pid,
+        &dump_core::zombie_core(stat)
+    );
     Ok(TaskDone {
         host_pid: ids.host,
         pid: ids.pid,
@@ -348,7 +360,10 @@ fn collect(
     // Memory map; file mappings get the file's id.
     let mut vmas = dump_vmas::collect_vmas(pid)?;
     let sysv = criu_memory::vma::VMA_AREA_SYSVIPC;
-    if let Some(v) = vmas.iter().find(|v| v.entry.status & sysv != 0 && !msg.own_ipc_ns) {
+    if let Some(v) = vmas
+        .iter()
+        .find(|v| v.entry.status & sysv != 0 && !msg.own_ipc_ns)
+    {
         return Err(TaskError::Other {
             pid,
             what: format!(

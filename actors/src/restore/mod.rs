@@ -54,8 +54,7 @@ pub fn run(
     let ns = criu_ns::Owned::of_images(&images)?;
     let mut files = criu_files::prepare(&mut images, req.shell_job)?;
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
-    let plan =
-        plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
+    let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
     let images = Arc::new(images);
     // Sockets criu makes for the tree live in the tree's network namespace.
     let shared = Arc::new(ns.run_in_net(|| files.open_shared(&images, &req.files))??);
@@ -81,7 +80,15 @@ pub fn run(
             let mut memory = std::collections::BTreeMap::new();
             let setsid = plan.root_setsid;
             let root_ns = ns.clone();
-            ask(&actors[0], CreateRoot { sibling, setsid, ns: root_ns }).await?;
+            ask(
+                &actors[0],
+                CreateRoot {
+                    sibling,
+                    setsid,
+                    ns: root_ns,
+                },
+            )
+            .await?;
             memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
             for step in &plan.steps {

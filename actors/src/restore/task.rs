@@ -280,17 +280,19 @@ impl RestoreTask {
         if sibling {
             flags |= libc::CLONE_PARENT as u64;
         }
-        let host = criu_sys::clone::clone_stopped_child(pid, flags).map_err(|e| {
-            RebuildError::Task {
+        let host =
+            criu_sys::clone::clone_stopped_child(pid, flags).map_err(|e| RebuildError::Task {
                 pid,
                 what: format!("clone3 with set_tid: {e}"),
-            }
-        })?;
+            })?;
         self.task().set_host_tid(0, host);
         self.created = true;
         self.adopt(setsid)?;
         // Its namespaces are filled while it is the only task in them.
-        let tracee = self.tracee.as_mut().ok_or_else(|| task_err(pid, "not created"))?;
+        let tracee = self
+            .tracee
+            .as_mut()
+            .ok_or_else(|| task_err(pid, "not created"))?;
         let mut inj = Injector::new(tracee, DATA_LEN)?;
         ns.fill(&mut Remote::new(&mut inj), host, &self.images.dir)?;
         inj.finish()?;
@@ -481,7 +483,10 @@ fn parent_of(pid: i32) -> Result<i32, RebuildError> {
 fn host_id(creator: i32, id: i32, thread: bool) -> Result<i32, RebuildError> {
     match criu_procfs::task::find_by_vpid(creator, id, thread) {
         Ok(Some(host)) => Ok(host),
-        Ok(None) => Err(task_err(id, format!("made by {creator}, but not found in /proc"))),
+        Ok(None) => Err(task_err(
+            id,
+            format!("made by {creator}, but not found in /proc"),
+        )),
         Err(e) => Err(task_err(id, format!("cannot find it under {creator}: {e}"))),
     }
 }
@@ -543,7 +548,8 @@ impl Handler<Release> for RestoreTask {
         if let Some(cpus) = &self.release_cpus {
             let t = self.task();
             for i in 0..t.pstree.threads.len() {
-                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(t.host_tid(i)), cpus);
+                let _ =
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(t.host_tid(i)), cpus);
             }
         }
         let mut first = None;

@@ -19,7 +19,10 @@ fn errno() -> std::io::Error {
 }
 
 fn clock(id: libc::clockid_t) -> f64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec it is given.
     unsafe { libc::clock_gettime(id, &mut t) };
     t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
@@ -62,7 +65,8 @@ struct World {
 }
 
 fn setup(result: &str) -> World {
-    let name = |f: unsafe extern "C" fn(*const libc::c_char, libc::size_t) -> libc::c_int, v: &str| {
+    let name = |f: unsafe extern "C" fn(*const libc::c_char, libc::size_t) -> libc::c_int,
+                v: &str| {
         // SAFETY: the name is a valid buffer of the given length.
         unsafe { f(v.as_ptr().cast(), v.len()) }
     };
@@ -88,7 +92,11 @@ fn setup(result: &str) -> World {
         let l = libc::shmat(lonely, std::ptr::null(), 0) as *mut u8;
         *l.add(100) = 0x42;
         libc::shmdt(l.cast());
-        let sem = libc::semget(libc::IPC_PRIVATE, SEMS.len() as i32, libc::IPC_CREAT | 0o600);
+        let sem = libc::semget(
+            libc::IPC_PRIVATE,
+            SEMS.len() as i32,
+            libc::IPC_CREAT | 0o600,
+        );
         libc::semctl(sem, 0, libc::SETALL, SEMS.as_ptr());
         let queue = libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600);
         for (ty, text) in MSGS {
@@ -124,7 +132,11 @@ fn uname() -> (String, String) {
     // SAFETY: as above.
     unsafe { libc::uname(&mut u) };
     let s = |f: &[libc::c_char]| {
-        let b: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let b: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&b).into_owned()
     };
     (s(&u.nodename), s(&u.domainname))
@@ -140,11 +152,16 @@ fn check_pids(w: &World) -> Check {
 
 fn check_names_and_clocks(w: &World) -> Check {
     let names = uname();
-    ensure(names == ("ns-world".into(), "ns-domain".into()), || format!("names {names:?}"))?;
+    ensure(names == ("ns-world".into(), "ns-domain".into()), || {
+        format!("names {names:?}")
+    })?;
     let (mono, boot) = (clock(libc::CLOCK_MONOTONIC), clock(libc::CLOCK_BOOTTIME));
     let sane = |now: f64, then: f64| now >= then && now - then < 600.0;
     ensure(sane(mono, w.mono) && sane(boot, w.boot), || {
-        format!("clocks jumped: monotonic {} -> {mono}, boottime {} -> {boot}", w.mono, w.boot)
+        format!(
+            "clocks jumped: monotonic {} -> {mono}, boottime {} -> {boot}",
+            w.mono, w.boot
+        )
     })?;
     ensure(lo_flags(false) & libc::IFF_UP != 0, || "lo is down".into())
 }
@@ -153,14 +170,19 @@ fn check_ipc(w: &World) -> Check {
     for i in 0..SEG_LEN {
         // SAFETY: the segment is still attached at `at` for SEG_LEN bytes.
         let b = unsafe { *w.at.add(i) };
-        ensure(b == pattern(i), || format!("mapped segment byte {i} is {b}"))?;
+        ensure(b == pattern(i), || {
+            format!("mapped segment byte {i} is {b}")
+        })?;
     }
     // SAFETY: shmid_ds is plain data that IPC_STAT fills.
     let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::shmctl(w.seg, libc::IPC_STAT, &mut ds) };
     ensure(ds.shm_segsz == SEG_LEN && ds.shm_nattch == 2, || {
-        format!("segment {}: size {} attached {}", w.seg, ds.shm_segsz, ds.shm_nattch)
+        format!(
+            "segment {}: size {} attached {}",
+            w.seg, ds.shm_segsz, ds.shm_nattch
+        )
     })?;
     // SAFETY: SysV calls with integer arguments; the segment is read within its length.
     let (lonely, byte) = unsafe {
@@ -170,21 +192,27 @@ fn check_ipc(w: &World) -> Check {
         (id, b)
     };
     ensure(lonely == w.lonely && byte == 0x42, || {
-        format!("keyed segment: id {lonely} (was {}), byte {byte:#x}", w.lonely)
+        format!(
+            "keyed segment: id {lonely} (was {}), byte {byte:#x}",
+            w.lonely
+        )
     })?;
     for (i, want) in SEMS.iter().enumerate() {
         // SAFETY: GETVAL takes integers.
         let v = unsafe { libc::semctl(w.sem, i as i32, libc::GETVAL) };
-        ensure(v == i32::from(*want), || format!("semaphore {i} is {v}, not {want}"))?;
+        ensure(v == i32::from(*want), || {
+            format!("semaphore {i} is {v}, not {want}")
+        })?;
     }
     for (ty, text) in MSGS {
         let mut buf = [0u8; 64];
         // SAFETY: msgrcv writes at most 56 bytes of text after the type.
         let n = unsafe { libc::msgrcv(w.queue, buf.as_mut_ptr().cast(), 56, 0, libc::IPC_NOWAIT) };
         let got_ty = i64::from_ne_bytes(buf[..8].try_into().unwrap_or_default());
-        ensure(n == text.len() as isize && got_ty == ty && &buf[8..8 + text.len()] == text, || {
-            format!("message: {n} bytes of type {got_ty}, wanted {ty} {text:?}")
-        })?;
+        ensure(
+            n == text.len() as isize && got_ty == ty && &buf[8..8 + text.len()] == text,
+            || format!("message: {n} bytes of type {got_ty}, wanted {ty} {text:?}"),
+        )?;
     }
     Ok(())
 }
