@@ -245,3 +245,108 @@ fn a_shell_loop_container_made_with_unshare_keeps_running_and_its_pids() {
         (&before[0], &before[2], &before[3])
     );
 }
+
+#[test]
+fn with_empty_ns_net_the_setup_namespaces_script_sets_up_the_network() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // A device criu does not dump: with --empty-ns net that is the runtime's business.
+    let script = "ip link add crv0 type veth peer name crv1; i=0; \
+                  while :; do i=$((i+1)); echo \"$$ $i x x\" > out.new; mv out.new out; sleep 0.05; done";
+    let program = ["setsid", "sh", "-c", script];
+    let mut c = Container::start(dir.path(), &["--pid", "--fork", "--net"], &program);
+    assert!(wait_until(Duration::from_secs(10), || loop_line(
+        dir.path()
+    )
+    .len()
+        == 4));
+    std::fs::create_dir_all(c.images()).unwrap();
+    let root = c.root.to_string();
+    let out = criu(
+        &[
+            "dump",
+            "-t",
+            &root,
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+            "-v4",
+            "--empty-ns",
+            "net",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "dump failed: {}", c.log("dump.log"));
+    if let Some(mut u) = c.unshare.take() {
+        let _ = u.wait();
+    }
+    let seen = dir.path().join("seen");
+    let action = dir.path().join("action.sh");
+    std::fs::write(
+        &action,
+        format!(
+            "#!/bin/sh\ncase $CRTOOLS_SCRIPT_ACTION in\n\
+             setup-namespaces) nsenter -t $CRTOOLS_INIT_PID -n ip link set lo up || exit 1 ;;\nesac\n\
+             echo $CRTOOLS_SCRIPT_ACTION $CRTOOLS_INIT_PID >> {}\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&action, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let action = action.to_str().unwrap().to_string();
+    let out = criu(
+        &[
+            "restore",
+            "-D",
+            "images",
+            "-o",
+            "restore.log",
+            "-v4",
+            "-d",
+            "--pidfile",
+            "pid",
+            "--empty-ns",
+            "net",
+            "--action-script",
+            &action,
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "restore failed: {}",
+        c.log("restore.log")
+    );
+    c.root = std::fs::read_to_string(c.images().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let stages: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.contains("setup-namespaces"))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            format!("setup-namespaces {}", c.root),
+            format!("post-setup-namespaces {}", c.root)
+        ],
+        "scripts saw: {seen}"
+    );
+    let links = Command::new("nsenter")
+        .args(["-t", &c.root.to_string(), "-n", "ip", "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(links.contains("lo: <LOOPBACK,UP"), "{links}");
+    assert!(!links.contains("crv0"), "{links}");
+    let before = loop_line(dir.path());
+    let count = |l: &[String]| l.get(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(10), || count(&loop_line(
+        dir.path()
+    )) > count(&before)
+        + 3));
+}

@@ -311,9 +311,32 @@ mod tests {
             0x2000,
             3,
             0x22,
-            VMA_AREA_REGULAR | VMA_AREA_SYSVIPC
+            VMA_AREA_REGULAR | VMA_AREA_SOCKET
         ))
         .is_err());
+    }
+
+    #[test]
+    fn a_system_v_segment_is_attached_by_its_first_piece_only() {
+        let mut v = vma(
+            0x1000,
+            0x3000,
+            1,
+            libc::MAP_SHARED,
+            VMA_AREA_REGULAR | VMA_AREA_SYSVIPC,
+        );
+        v.shmid = 65538;
+        v.pgoff = 0;
+        let want = |attach| MapPlan::SysvShm {
+            addr: 0x1000,
+            len: 0x2000,
+            prot: 1,
+            shmid: 65538,
+            attach,
+        };
+        assert_eq!(plan(&v).unwrap(), want(true));
+        v.pgoff = 0x1000;
+        assert_eq!(plan(&v).unwrap(), want(false));
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub fn dump_images(
     dir: &Path,
 ) -> Result<(), NsImageError> {
     let pid = tree.root_pid();
-    for &kind in tree.own() {
+    for &kind in tree.own().iter().filter(|&&k| tree.dumps(k)) {
         let Some(id) = ns_id(root_ids, kind) else {
             continue;
         };
@@ -75,8 +75,10 @@ pub struct Owned {
 }
 
 impl Owned {
-    /// Fails naming a kind the dump owned that this crate cannot make again.
-    pub fn of_images(images: &DumpImages) -> Result<Owned, NsImageError> {
+    /// Fails naming a kind the dump owned that this crate cannot make again. With `empty_net`
+    /// (`--empty-ns net`) the network namespace is made empty, for the caller's
+    /// setup-namespaces scripts to fill.
+    pub fn of_images(images: &DumpImages, empty_net: bool) -> Result<Owned, NsImageError> {
         let root = &images.root().ids;
         let host = images.inventory.root_ids.unwrap_or_default();
         let mut kinds = Vec::new();
@@ -96,6 +98,7 @@ impl Owned {
             kinds.push((kind, theirs));
         }
         let net = match kinds.iter().find(|(k, _)| *k == NsKind::Net) {
+            Some(_) if empty_net => Some(net::NewNet::empty()?),
             Some(&(_, id)) => Some(net::NewNet::restore(id, &images.dir)?),
             None => None,
         };
@@ -129,6 +132,11 @@ impl Owned {
 
     pub fn owns(&self, kind: NsKind) -> bool {
         self.kinds.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// Whether the tree had any namespace of its own.
+    pub fn any(&self) -> bool {
+        !self.kinds.is_empty()
     }
 
     /// The clone3 flags that give the root its new namespaces. The time namespace is not

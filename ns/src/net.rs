@@ -119,8 +119,17 @@ impl NewNet {
     /// Makes the namespace (in a thread of criu that is then thrown away) and gives `lo` the
     /// dumped flags and MTU.
     pub fn restore(id: u32, dir: &Path) -> Result<NewNet, NsImageError> {
-        let mut img =
-            ImageReader::open(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
+        let img = ImageReader::open_if_exists(dir, &ImageKind::NETDEV, Some(id.into()))
+            .map_err(image(KIND))?;
+        let Some(mut img) = img else {
+            return Err(NsImageError::Bad {
+                kind: KIND,
+                what: format!(
+                    "netdev-{id}.img is missing (a dump made with --empty-ns net is restored \
+                     with --empty-ns net)"
+                ),
+            });
+        };
         let devices: Vec<NetDeviceEntry> = img.read_all().map_err(image(KIND))?;
         if let Some(d) = devices.iter().find(|d| d.r#type != NdType::Loopback as i32) {
             return Err(NsImageError::Bad {
@@ -128,12 +137,21 @@ impl NewNet {
                 what: format!("device {} is not restored yet (only lo is)", d.name),
             });
         }
+        Self::make(&devices)
+    }
+
+    /// An empty namespace (`--empty-ns net`): `lo` down, as the kernel makes it.
+    pub fn empty() -> Result<NewNet, NsImageError> {
+        Self::make(&[])
+    }
+
+    fn make(devices: &[NetDeviceEntry]) -> Result<NewNet, NsImageError> {
         let bad = |what: String| NsImageError::Bad { kind: KIND, what };
         let fd = std::thread::scope(|s| {
             s.spawn(|| -> Result<OwnedFd, NsImageError> {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(|e| bad(format!("unshare(CLONE_NEWNET): {e}")))?;
-                for d in &devices {
+                for d in devices {
                     criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu)
                         .map_err(|e| bad(format!("cannot set up {}: {e}", d.name)))?;
                 }

@@ -57,6 +57,9 @@ fn unsupported(kind: NsKind) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct TreeNamespaces {
     root_pid: i32,
+    /// `--empty-ns net`: the tree's network namespace is left to whoever restores it (a
+    /// container runtime): nothing of it is checked or dumped.
+    empty_net: bool,
     root: Vec<NsLink>,
     own: Vec<NsKind>,
     checked: BTreeSet<i32>,
@@ -64,8 +67,9 @@ pub struct TreeNamespaces {
 
 impl TreeNamespaces {
     /// Reads criu's and the root's namespaces and refuses a root whose own namespaces this
-    /// crate cannot dump.
-    pub fn of_root(root_pid: i32) -> Result<TreeNamespaces, NsError> {
+    /// crate cannot dump; with `empty_net` (`--empty-ns net`) its network namespace's content
+    /// is not dumped.
+    pub fn of_root(root_pid: i32, empty_net: bool) -> Result<TreeNamespaces, NsError> {
         let me = std::process::id() as i32;
         let ours = read_ns_links(me).map_err(|source| NsError::Read { pid: me, source })?;
         let root = read_ns_links(root_pid).map_err(|source| NsError::Read {
@@ -100,7 +104,7 @@ impl TreeNamespaces {
                 });
             }
         }
-        if own.contains(&NsKind::Net) {
+        if own.contains(&NsKind::Net) && !empty_net {
             let why = crate::net::check(root_pid).map_err(|source| NsError::Image {
                 pid: root_pid,
                 source,
@@ -114,6 +118,7 @@ impl TreeNamespaces {
         }
         let tree = TreeNamespaces {
             root_pid,
+            empty_net,
             root,
             own,
             checked: BTreeSet::new(),
@@ -134,6 +139,11 @@ impl TreeNamespaces {
 
     pub fn root_pid(&self) -> i32 {
         self.root_pid
+    }
+
+    /// Whether the content of kind `kind`'s namespace is dumped (owned, and not left empty).
+    pub fn dumps(&self, kind: NsKind) -> bool {
+        self.owns(kind) && !(kind == NsKind::Net && self.empty_net)
     }
 
     /// Fails naming the first namespace of `pid` that is not the root's. Links the kernel
@@ -216,7 +226,7 @@ mod tests {
 
     #[test]
     fn our_own_tree_owns_nothing_and_a_gone_task_is_no_error() {
-        let mut tree = TreeNamespaces::of_root(std::process::id() as i32).unwrap();
+        let mut tree = TreeNamespaces::of_root(std::process::id() as i32, false).unwrap();
         assert!(tree.own().is_empty());
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;

@@ -57,6 +57,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
                 .map_err(|e| e.to_string())
         })),
         network_lock_method: lock_method(o),
+        empty_ns_net: o.empty_ns_net,
         tcp_close: o.tcp_close,
         files: DumpFileOptions {
             ghost_limit: o.ghost_limit,

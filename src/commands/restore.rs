@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use criu_actors::restore::{RestoreError, RestoreRequest};
+use criu_actors::restore::{NsStage, RestoreError, RestoreRequest};
 use criu_files::RestoreFileOptions;
 
 use crate::app::Dirs;
@@ -44,8 +44,16 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             file_locks: o.file_locks,
             skip_file_rwx_check: o.skip_file_rwx_check,
         },
+        empty_ns_net: o.empty_ns_net,
     };
-    let root = criu_actors::restore::run(&req, |root| {
+    let at_ns = |stage, root| {
+        let action = match stage {
+            NsStage::Made => Action::SetupNamespaces,
+            NsStage::Filled => Action::PostSetupNamespaces,
+        };
+        scripts.run(action, Some(root)).map_err(|e| e.to_string())
+    };
+    let root = criu_actors::restore::run(&req, at_ns, |root| {
         if let Some(pidfile) = &o.pidfile {
             crate::pidfile::write(Path::new(pidfile), root)?;
         }

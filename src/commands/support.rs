@@ -153,6 +153,8 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::TcpClose => Only(&[Dump]),
         // Restore only checks it against the inventory.
         Opt::AllowUprobes => Only(&[Restore]),
+        // Only `net` (the parser refuses other kinds).
+        Opt::EmptyNs => Only(&[Dump, Restore]),
         Opt::DisplayStats => Only(&[Dump]),
         Opt::CpuCap => Only(&[Dump, CpuinfoCheck]),
         Opt::Feature | Opt::Extra | Opt::Experimental | Opt::All => Only(&[Check]),
@@ -163,7 +165,6 @@ pub fn scope(opt: Opt) -> Scope {
         // Namespaces, mounts, network devices.
         | Opt::Root
         | Opt::JoinNs
-        | Opt::EmptyNs
         | Opt::VethPair
         | Opt::ExtMountMap
         | Opt::SkipMnt

@@ -16,7 +16,10 @@ use std::time::Duration;
 use crate::pool::TracerPool;
 use helpers::TreeOp;
 use plan::Step;
-use task::{Adopt, CreateRoot, Die, Fork, Kill, Rebuild, Release, RestoreMemory, RestoreTask};
+use task::{
+    Adopt, CreateRoot, Die, FillNamespaces, Fork, Kill, Rebuild, Release, RestoreMemory,
+    RestoreTask,
+};
 
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
@@ -27,6 +30,19 @@ pub struct RestoreRequest {
     /// `--restore-sibling`: the root becomes criu's sibling.
     pub sibling: bool,
     pub files: criu_files::RestoreFileOptions,
+    /// `--empty-ns net`: the tree's network namespace is made empty, for the
+    /// setup-namespaces scripts.
+    pub empty_ns_net: bool,
+}
+
+/// Where a restore of a tree with namespaces of its own stops for the caller (CRIU runs its
+/// setup-namespaces and post-setup-namespaces scripts there), with the root's pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsStage {
+    /// The root exists in its new namespaces, not filled yet.
+    Made,
+    /// The namespaces are filled; no other task exists yet.
+    Filled,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +59,17 @@ pub enum RestoreError {
     Namespace(#[from] criu_ns::NsImageError),
 }
 
-/// Restores the tree in `req.images_dir`. `before_release` runs (with the root pid) when every
-/// task is rebuilt and still stopped, e.g. the post-restore scripts; its error aborts the
+/// Restores the tree in `req.images_dir`. `at_ns` runs at each [`NsStage`] of a tree that had
+/// namespaces of its own; `before_release` runs (with the root pid) when every task is
+/// rebuilt and still stopped, e.g. the post-restore scripts. Either one's error aborts the
 /// restore. Returns the root pid; the tree is running.
 pub fn run(
     req: &RestoreRequest,
+    at_ns: impl Fn(NsStage, i32) -> Result<(), String>,
     before_release: impl FnOnce(i32) -> Result<(), String>,
 ) -> Result<i32, RestoreError> {
     let mut images = criu_proto::dump_images::read(&req.images_dir)?;
-    let ns = criu_ns::Owned::of_images(&images)?;
+    let ns = criu_ns::Owned::of_images(&images, req.empty_ns_net)?;
     let mut files = criu_files::prepare(&mut images, req.shell_job)?;
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
@@ -85,10 +103,18 @@ pub fn run(
                 CreateRoot {
                     sibling,
                     setsid,
-                    ns: root_ns,
+                    ns: root_ns.clone(),
                 },
             )
             .await?;
+            // The root's namespaces are filled while it is the only task in them, between the
+            // caller's two stops (CRIU's setup-namespaces scripts may set up the network).
+            if ns.any() {
+                let root = images.root().host_pid();
+                at_ns(NsStage::Made, root)?;
+                ask(&actors[0], FillNamespaces { ns: root_ns }).await?;
+                at_ns(NsStage::Filled, root)?;
+            }
             memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
             for step in &plan.steps {

@@ -87,6 +87,13 @@ pub struct CreateRoot {
     pub ns: criu_ns::Owned,
 }
 
+/// Fill the new namespaces of the root (its only task so far).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct FillNamespaces {
+    pub ns: criu_ns::Owned,
+}
+
 /// Take over a task its parent created (it waits in a pause loop).
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
@@ -153,6 +160,25 @@ impl Handler<CreateRoot> for RestoreTask {
 
     fn handle(&mut self, msg: CreateRoot, _: &mut Context<Self>) -> Self::Result {
         self.step(|t| t.create_root(msg.sibling, msg.setsid, &msg.ns))
+    }
+}
+
+impl Handler<FillNamespaces> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: FillNamespaces, _: &mut Context<Self>) -> Self::Result {
+        self.step(|t| {
+            let host = t.task().host_pid();
+            let dir = t.images.dir.clone();
+            let tracee = t
+                .tracee
+                .as_mut()
+                .ok_or_else(|| task_err(host, "not created"))?;
+            let mut inj = Injector::new(tracee, DATA_LEN)?;
+            msg.ns.fill(&mut Remote::new(&mut inj), host, &dir)?;
+            inj.finish()?;
+            Ok(())
+        })
     }
 }
 
@@ -287,16 +313,7 @@ impl RestoreTask {
             })?;
         self.task().set_host_tid(0, host);
         self.created = true;
-        self.adopt(setsid)?;
-        // Its namespaces are filled while it is the only task in them.
-        let tracee = self
-            .tracee
-            .as_mut()
-            .ok_or_else(|| task_err(pid, "not created"))?;
-        let mut inj = Injector::new(tracee, DATA_LEN)?;
-        ns.fill(&mut Remote::new(&mut inj), host, &self.images.dir)?;
-        inj.finish()?;
-        Ok(())
+        self.adopt(setsid)
     }
 
     /// Seizes the task and gives it its session and process group, before it has children.
