@@ -16,8 +16,12 @@ use crate::error::{enter, image, NsImageError};
 
 const KIND: &str = "net";
 
+/// One address of the namespace as getifaddrs lists it: device, address, prefix length (a
+/// device with no address shows once without).
+type DevAddr = (String, Option<std::net::IpAddr>, Option<u32>);
+
 /// What a namespace of `lo` alone may hold: anything else needs the device dump.
-fn refusal(devices: &[(String, Option<std::net::IpAddr>, Option<u32>)]) -> Option<String> {
+fn refusal(devices: &[DevAddr]) -> Option<String> {
     let mut other: Vec<String> = devices
         .iter()
         .filter(|(n, _, _)| n != "lo")
@@ -47,7 +51,7 @@ fn refusal(devices: &[(String, Option<std::net::IpAddr>, Option<u32>)]) -> Optio
 }
 
 /// Each address of the calling thread's namespace: (device, address, prefix length).
-fn devices() -> Result<Vec<(String, Option<std::net::IpAddr>, Option<u32>)>, String> {
+fn devices() -> Result<Vec<DevAddr>, String> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("getifaddrs: {e}"))?;
     Ok(addrs
         .map(|a| {
@@ -192,11 +196,7 @@ mod tests {
     use super::*;
     use std::net::IpAddr;
 
-    fn dev(
-        name: &str,
-        ip: Option<&str>,
-        prefix: Option<u32>,
-    ) -> (String, Option<IpAddr>, Option<u32>) {
+    fn dev(name: &str, ip: Option<&str>, prefix: Option<u32>) -> DevAddr {
         (name.into(), ip.map(|s| s.parse().unwrap()), prefix)
     }
 
