@@ -194,7 +194,6 @@ impl NewNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
 
     fn dev(name: &str, ip: Option<&str>, prefix: Option<u32>) -> DevAddr {
         (name.into(), ip.map(|s| s.parse().unwrap()), prefix)
