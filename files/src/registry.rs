@@ -223,10 +223,15 @@ impl SharedFiles {
     }
 
     /// Sets every owner noted by `restore_fown`; call once every task is made.
-    pub fn set_owners(&self) -> Result<(), SharedError> {
+    pub fn set_owners(&self, images: &DumpImages) -> Result<(), SharedError> {
         for (id, fown) in &self.owners {
             if let Some(fd) = self.descriptions.get(id) {
-                crate::fown::restore::set_owner(*id, fd, fown)?;
+                // criu names the owner by its own view of the pid.
+                let fown = FownEntry {
+                    pid: images.host_of(fown.pid as i32) as u32,
+                    ..*fown
+                };
+                crate::fown::restore::set_owner(*id, fd, &fown)?;
             }
         }
         Ok(())

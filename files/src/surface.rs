@@ -110,7 +110,7 @@ impl Prepared {
 /// Restore, once every task exists: what names tasks (file owners, pidfds of tasks) or must
 /// wait for the mappings (memfd seals that forbid them).
 pub fn after_tasks_exist(images: &DumpImages, shared: &SharedFiles) -> Result<(), SharedError> {
-    shared.set_owners()?;
+    shared.set_owners(images)?;
     crate::pidfd::restore::open_live(images, shared)?;
     crate::memfd::restore::add_late_seals(images, shared)
 }

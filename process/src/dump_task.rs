@@ -130,7 +130,9 @@ pub fn dump_task_misc(pid: i32, leader: &mut Tracee) -> Result<TaskMisc> {
             insec: v.iusec,
             vsec: v.vsec,
             vnsec: v.vusec,
-            notify_thread_id: (t.sigev_notify & SIGEV_THREAD_ID != 0).then_some(t.notify_pid),
+            // /proc shows criu's view of the thread; the image holds the task's.
+            notify_thread_id: (t.sigev_notify & SIGEV_THREAD_ID != 0)
+                .then(|| criu_procfs::pid_seen_by(pid, t.notify_pid).unwrap_or(t.notify_pid)),
         });
     }
     misc.timers = timers;

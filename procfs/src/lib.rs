@@ -39,7 +39,7 @@ pub use pagemap::{PageRun, Pagemap, PagemapEntry, PAGE_SIZE};
 pub use read::{pid_path, tid_path};
 pub use smaps::{read_smaps, SmapsEntry, VmFlags};
 pub use stat::{read_stat, read_thread_stat, Stat};
-pub use status::{read_status, read_thread_status, Status};
+pub use status::{pid_seen_by, read_status, read_thread_status, Status};
 pub use task::{read_auxv, read_children, read_cmdline, read_environ, read_task_ids};
 pub use timers::{read_timers, PosixTimer};
 pub use values::{

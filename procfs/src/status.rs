@@ -186,6 +186,21 @@ pub fn read_status(pid: i32) -> Result<Status> {
     read_parsed(pid_path(pid, "status"), |b| parse_status(b))
 }
 
+/// `pid` (as criu sees it) as task `viewer` sees it: the entry of its NSpid list at the
+/// depth of the viewer's own pid namespace. The same number when the viewer shares criu's pid
+/// namespace; `None` when `pid` is gone or outside the viewer's namespace. Images hold pids
+/// as the tasks see them.
+pub fn pid_seen_by(viewer: i32, pid: i32) -> Option<i32> {
+    if pid <= 0 {
+        return Some(pid);
+    }
+    let depth = read_status(viewer).ok()?.ns_pid.len().max(1);
+    if depth == 1 {
+        return Some(pid);
+    }
+    read_status(pid).ok()?.ns_pid.get(depth - 1).copied()
+}
+
 pub fn read_thread_status(pid: i32, tid: i32) -> Result<Status> {
     read_parsed(tid_path(pid, tid, "status"), |b| parse_status(b))
 }

@@ -86,6 +86,20 @@ impl DumpImages {
         &self.tasks[0]
     }
 
+    /// The pid criu sees for the task or thread the images call `pid` (the same number
+    /// unless the tree is in a pid namespace of its own; a pid outside the tree stays).
+    pub fn host_of(&self, pid: i32) -> i32 {
+        for t in &self.tasks {
+            if let Some(i) = t.pstree.threads.iter().position(|&tid| tid as i32 == pid) {
+                return t.host_tid(i);
+            }
+            if t.pid() == pid {
+                return t.host_pid();
+            }
+        }
+        pid
+    }
+
     /// The memfd inode behind a files.img memfd entry.
     pub fn memfd_inode(&self, file_id: u32) -> Option<&MemfdInodeEntry> {
         let memfd = self.files.get(&file_id)?.memfd.as_ref()?;

@@ -37,12 +37,16 @@ pub fn read(pid: i32, fd: i32, flags: u32) -> Result<FownEntry, FownError> {
         });
     }
     let (uid, euid) = criu_sys::fown::owner_uids(&copy).map_err(err("F_GETOWNER_UIDS"))?;
+    // The image holds the owner as the task sees it (in its own pid namespace, if any).
+    let seen = criu_procfs::pid_seen_by(pid, owner.pid)
+        .ok_or(nix::errno::Errno::ESRCH)
+        .map_err(err("its owner is outside the task's pid namespace"))?;
     Ok(FownEntry {
         uid,
         euid,
         signum: signum as u32,
         pid_type: owner.kind as u32,
-        pid: owner.pid as u32,
+        pid: seen as u32,
     })
 }
 

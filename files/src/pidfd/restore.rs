@@ -44,11 +44,16 @@ pub fn open_live(images: &DumpImages, shared: &SharedFiles) -> Result<(), Shared
             continue;
         }
         let err = failed(id, "pidfd");
-        let fd = criu_sys::pidfd::open(e.nspid, open_flags(e)).map_err(err("pidfd_open"))?;
+        let target = images.host_of(e.nspid);
+        let fd = criu_sys::pidfd::open(target, open_flags(e)).map_err(err("pidfd_open"))?;
         set_status_flags(fd.as_fd(), e.flags).map_err(err("F_SETFL"))?;
         crate::fown::restore::set_signal(id, &fd, &e.fown)?;
         if e.fown.pid != 0 {
-            crate::fown::restore::set_owner(id, &fd, &e.fown)?;
+            let fown = criu_proto::images::FownEntry {
+                pid: images.host_of(e.fown.pid as i32) as u32,
+                ..e.fown
+            };
+            crate::fown::restore::set_owner(id, &fd, &fown)?;
         }
         shared.add_late_description(id, fd);
     }

@@ -87,6 +87,11 @@ pub(crate) fn tty_info(
     } else {
         (sid, pgrp)
     };
+    // As the task sees them (0: outside its pid namespace).
+    let (sid, pgrp) = (
+        criu_procfs::pid_seen_by(pid, sid).unwrap_or(0),
+        criu_procfs::pid_seen_by(pid, pgrp).unwrap_or(0),
+    );
     let termios = sys::get_termios(&copy).map_err(hung_up)?;
     let termios_locked = sys::get_locked_termios(&copy).map_err(hung_up)?;
     let w = sys::get_winsize(&copy).map_err(hung_up)?;

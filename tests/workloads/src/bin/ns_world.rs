@@ -4,8 +4,10 @@
 //!
 //! It starts its session, names its host and domain, brings `lo` up, makes System V objects
 //! (a segment it and its child keep mapped, a segment nobody maps, a semaphore set, a queue
-//! with two messages), forks a child (pid 2, which waits), notes its clocks, writes "READY"
-//! and waits for SIGUSR1; then it checks each from inside and writes "PASS" or "FAIL: reason".
+//! with two messages), forks a child (pid 2, which waits) and one that exits (pid 3, left a
+//! zombie), makes a pipe owned by its child (F_SETOWN) and a pidfd of it, starts a thread,
+//! notes its clocks, writes "READY" and waits for SIGUSR1; then it checks each from inside
+//! (pids as it sees them) and writes "PASS" or "FAIL: reason".
 
 use criu_test_workloads::verdict::{catch_usr1, ensure, fail, ready_then_wait, Check};
 
@@ -55,6 +57,11 @@ fn lo_flags(up: bool) -> i32 {
 
 struct World {
     child: i32,
+    zombie: i32,
+    /// A pipe's read end owned by the child, and a pidfd of the child.
+    owned: i32,
+    pidfd: i32,
+    thread: i32,
     seg: i32,
     at: *mut u8,
     lonely: i32,
@@ -114,8 +121,37 @@ fn setup(result: &str) -> World {
             unsafe { libc::pause() };
         }
     }
+    // SAFETY: the child exits at once.
+    let zombie = unsafe { libc::fork() };
+    if zombie == 0 {
+        // SAFETY: exits without running anything of the parent's.
+        unsafe { libc::_exit(7) };
+    }
+    let mut pipe = [0i32; 2];
+    // SAFETY: pipe writes two fds; F_SETOWN and pidfd_open take integers.
+    let (owned, pidfd) = unsafe {
+        libc::pipe(pipe.as_mut_ptr());
+        libc::fcntl(pipe[0], libc::F_SETOWN, child);
+        (
+            pipe[0],
+            libc::syscall(libc::SYS_pidfd_open, child, 0) as i32,
+        )
+    };
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: gettid takes no arguments.
+        let _ = tid_tx.send(unsafe { libc::gettid() });
+        loop {
+            std::thread::park();
+        }
+    });
+    let thread = tid_rx.recv().unwrap_or(0);
     World {
         child,
+        zombie,
+        owned,
+        pidfd,
+        thread,
         seg,
         at,
         lonely,
@@ -143,11 +179,36 @@ fn uname() -> (String, String) {
 }
 
 fn check_pids(w: &World) -> Check {
-    // SAFETY: getpid and kill(0) only ask.
-    let (me, child_alive) = unsafe { (libc::getpid(), libc::kill(w.child, 0) == 0) };
+    // SAFETY: getpid, kill(0), tgkill(0), F_GETOWN and pidfd_send_signal(0) only ask.
+    let (me, child_alive, thread_alive, owner, by_pidfd) = unsafe {
+        (
+            libc::getpid(),
+            libc::kill(w.child, 0) == 0,
+            libc::syscall(libc::SYS_tgkill, 1, w.thread, 0) == 0,
+            libc::fcntl(w.owned, libc::F_GETOWN),
+            libc::syscall(libc::SYS_pidfd_send_signal, w.pidfd, 0, 0usize, 0) == 0,
+        )
+    };
     ensure(me == 1 && w.child == 2 && child_alive, || {
         format!("pid {me}, child {} alive {child_alive}", w.child)
-    })
+    })?;
+    ensure(thread_alive, || format!("thread {} is gone", w.thread))?;
+    ensure(owner == w.child, || {
+        format!("the pipe's owner is {owner}, not {}", w.child)
+    })?;
+    ensure(by_pidfd, || "the child's pidfd does not reach it".into())?;
+    let mut status = 0;
+    // SAFETY: waitpid writes the status.
+    let got = unsafe { libc::waitpid(w.zombie, &mut status, libc::WNOHANG) };
+    ensure(
+        w.zombie == 3 && got == 3 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 7,
+        || {
+            format!(
+                "zombie {}: waitpid gave {got}, status {status:#x}",
+                w.zombie
+            )
+        },
+    )
 }
 
 fn check_names_and_clocks(w: &World) -> Check {
