@@ -8,6 +8,8 @@
 #                Also: cores busy (user+sys of criu and its children over wall time) and the
 #                summed Pss of the restored tree over the original's.
 #   tree-shared  the same tree, but the children leave the root's pages shared copy-on-write.
+#   tree-ns      the tree-dirty tree as the init of its own pid, ipc, uts and net namespaces
+#                (unshare). Floor: tree-dirty, the same tree without namespaces (run it too).
 #   threads      one process with 50 threads, each with 64 KiB of stack written. Floor:
 #                starting the same 50 threads.
 #   tree-1000    1000 processes, little memory. Floor: fork + exit of 1000 processes.
@@ -21,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 shift || true
-cases=${*:-tree-dirty tree-shared threads tree-1000 fds}
+cases=${*:-tree-dirty tree-shared tree-ns threads tree-1000 fds}
 cargo build --release -p criu --bins --examples -q
 out=${CARGO_TARGET_DIR:-$PWD/target}/release
 criu=${CRIU:-$out/criu}
@@ -133,7 +135,11 @@ dump_restore() {
     # shellcheck disable=SC2086
     wait_gone $pids
     record "$c" img.bytes "$(du -sb "$dir/img" | cut -f1)"
-    timed "$c" restore restore.log "$criu" restore --no-default-config -D "$dir/img" -o restore.log -d
+    timed "$c" restore restore.log "$criu" restore --no-default-config -D "$dir/img" -o restore.log -d \
+        --pidfile "$dir/pid"
+    # In a pid namespace of its own the tree comes back under other pids (criu's view).
+    root=$(cat "$dir/pid")
+    rm -f "$dir/pid"
     roots="$roots $root"
     after=$(shape "$root")
     if [ "$after" != "$before" ]; then
@@ -171,6 +177,14 @@ round() {
         write_floor "$c"
         record "$c" floor.restore "$("$ex/bench_tree" build 100 4 "$mode")"
         ;;
+    tree-ns)
+        start_hold "$c" unshare --pid --fork --ipc --uts --net "$ex/bench_tree" hold 100 4 dirty "$dir/ready"
+        # The dump root is unshare's child, the init of the new pid namespace.
+        roots=${roots% "$root"}
+        root=$(awk '{print $1}' /proc/"$root"/task/*/children)
+        roots="$roots $root"
+        dump_restore "$c"
+        ;;
     threads)
         start_hold "$c" "$ex/bench_threads" hold 50 "$dir/ready"
         dump_restore "$c"
@@ -188,7 +202,7 @@ round() {
         record "$c" floor "$("$ex/bench_fds" open 10000 "$dir/files")"
         ;;
     *)
-        echo "unknown case $c (tree-dirty tree-shared threads tree-1000 fds)" >&2
+        echo "unknown case $c (tree-dirty tree-shared tree-ns threads tree-1000 fds)" >&2
         exit 2
         ;;
     esac
@@ -225,6 +239,11 @@ for c in $cases; do
         row "" "cores busy (cpu / wall)" "dump $(busy "$c" dump), restore $(busy "$c" restore)" ""
         pb=$(med "$c" pss.before) pa=$(med "$c" pss.after)
         row "" "Pss of the tree, restored / original" "$(mib "$pa") / $(mib "$pb")" "$(ratio "$pa" "$pb")"
+        ;;
+    tree-ns)
+        [ -e "$dir/tree-dirty.dump" ] || continue
+        row "100 procs x 4 MiB dirtied, own pid+ipc+uts+net ns" dump "$(secs "$d") (no namespaces: $(secs "$(med tree-dirty dump)"))" "$(ratio "$d" "$(med tree-dirty dump)")"
+        row "" restore "$(secs "$rs") (no namespaces: $(secs "$(med tree-dirty restore)"))" "$(ratio "$rs" "$(med tree-dirty restore)")"
         ;;
     threads)
         f=$(med "$c" floor)
