@@ -70,8 +70,8 @@ pub fn dump_images(
 #[derive(Debug, Clone, Default)]
 pub struct Owned {
     kinds: Vec<(NsKind, u32)>,
-    /// The network namespace, made before any task (see net.rs).
-    net: Option<net::NewNet>,
+    /// `--empty-ns net`: the network namespace is left empty.
+    empty_net: bool,
 }
 
 impl Owned {
@@ -97,21 +97,20 @@ impl Owned {
             }
             kinds.push((kind, theirs));
         }
-        let net = match kinds.iter().find(|(k, _)| *k == NsKind::Net) {
-            Some(_) if empty_net => Some(net::NewNet::empty()?),
-            Some(&(_, id)) => Some(net::NewNet::restore(id, &images.dir)?),
-            None => None,
-        };
-        Ok(Owned { kinds, net })
+        Ok(Owned { kinds, empty_net })
     }
 
-    /// Runs `work` in the tree's network namespace (criu's own if the tree had none), for the
-    /// sockets criu makes for the tree.
-    pub fn run_in_net<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, NsImageError> {
-        match &self.net {
-            Some(n) => n.run_in(work),
-            None => Ok(work()),
+    /// Runs `work` in the network namespace of the restored root `pid` (criu's own if the
+    /// tree had none), for the sockets criu makes for the tree.
+    pub fn run_in_net<T: Send>(
+        &self,
+        pid: i32,
+        work: impl FnOnce() -> T + Send,
+    ) -> Result<T, NsImageError> {
+        if !self.owns(NsKind::Net) {
+            return Ok(work());
         }
+        enter::in_namespaces_of(pid, &[NsKind::Net], work).map_err(error::enter("net"))
     }
 
     /// Once every task has attached its System V segments: what must wait for that
@@ -124,12 +123,6 @@ impl Owned {
         }
     }
 
-    /// Moves the calling thread into the tree's network namespace, so that the root it makes
-    /// is born there.
-    pub fn join_net_here(&self) -> Result<(), NsImageError> {
-        self.net.as_ref().map_or(Ok(()), |n| n.join_this_thread())
-    }
-
     pub fn owns(&self, kind: NsKind) -> bool {
         self.kinds.iter().any(|(k, _)| *k == kind)
     }
@@ -140,12 +133,11 @@ impl Owned {
     }
 
     /// The clone3 flags that give the root its new namespaces. The time namespace is not
-    /// among them (its offsets must be set before a task enters it, see time.rs), nor the
-    /// network one (made earlier, see net.rs).
+    /// among them: its offsets must be set before a task enters it (see time.rs).
     pub fn clone_flags(&self) -> u64 {
         self.kinds
             .iter()
-            .filter(|(k, _)| !matches!(k, NsKind::Time | NsKind::Net))
+            .filter(|(k, _)| *k != NsKind::Time)
             .fold(0, |f, (k, _)| f | k.clone_flag() as u64)
     }
 
@@ -157,6 +149,7 @@ impl Owned {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
                 NsKind::Time => time::restore(r, pid, id, dir)?,
                 NsKind::Ipc => ipc::restore(pid, id, dir)?,
+                NsKind::Net if !self.empty_net => net::restore(pid, id, dir)?,
                 _ => {}
             }
         }

@@ -1,11 +1,10 @@
 //! Network namespace, until network devices are dumped (netdev crate): a namespace whose only
 //! device is `lo` with its usual addresses. Its state is `lo`'s flags and MTU in
-//! `netdev-N.img`, plus an (empty) `netns-N.img`. At restore the namespace is made first, by
-//! criu, so that the sockets criu makes for the tree live in it too; the root then joins it.
+//! `netdev-N.img`, plus an (empty) `netns-N.img`. At restore the root is made in a new one
+//! (owned by the root's user namespace), criu sets `lo` up from a thread that joined it, and
+//! makes the tree's sockets in it too (see `Owned::run_in_net`).
 
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
 
 use criu_procfs::NsKind;
 use criu_proto::images::{NdType, NetDeviceEntry, NetnsEntry};
@@ -106,89 +105,39 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
     Ok(())
 }
 
-/// A new network namespace made by criu for the tree, held by an fd.
-#[derive(Debug, Clone)]
-pub struct NewNet(Arc<OwnedFd>);
-
-fn setns(fd: &OwnedFd) -> Result<(), NsImageError> {
-    nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-        NsImageError::Bad {
+/// Gives `lo` of the root's fresh network namespace (root `pid` as criu sees it) the dumped
+/// flags and MTU.
+pub fn restore(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
+    let img = ImageReader::open_if_exists(dir, &ImageKind::NETDEV, Some(id.into()))
+        .map_err(image(KIND))?;
+    let Some(mut img) = img else {
+        return Err(NsImageError::Bad {
             kind: KIND,
-            what: format!("setns into the new namespace: {e}"),
-        }
-    })
-}
-
-impl NewNet {
-    /// Makes the namespace (in a thread of criu that is then thrown away) and gives `lo` the
-    /// dumped flags and MTU.
-    pub fn restore(id: u32, dir: &Path) -> Result<NewNet, NsImageError> {
-        let img = ImageReader::open_if_exists(dir, &ImageKind::NETDEV, Some(id.into()))
-            .map_err(image(KIND))?;
-        let Some(mut img) = img else {
-            return Err(NsImageError::Bad {
-                kind: KIND,
-                what: format!(
-                    "netdev-{id}.img is missing (a dump made with --empty-ns net is restored \
-                     with --empty-ns net)"
-                ),
-            });
-        };
-        let devices: Vec<NetDeviceEntry> = img.read_all().map_err(image(KIND))?;
-        if let Some(d) = devices.iter().find(|d| d.r#type != NdType::Loopback as i32) {
-            return Err(NsImageError::Bad {
-                kind: KIND,
-                what: format!("device {} is not restored yet (only lo is)", d.name),
-            });
-        }
-        Self::make(&devices)
+            what: format!(
+                "netdev-{id}.img is missing (a dump made with --empty-ns net is restored with \
+                 --empty-ns net)"
+            ),
+        });
+    };
+    let devices: Vec<NetDeviceEntry> = img.read_all().map_err(image(KIND))?;
+    if let Some(d) = devices.iter().find(|d| d.r#type != NdType::Loopback as i32) {
+        return Err(NsImageError::Bad {
+            kind: KIND,
+            what: format!("device {} is not restored yet (only lo is)", d.name),
+        });
     }
-
-    /// An empty namespace (`--empty-ns net`): `lo` down, as the kernel makes it.
-    pub fn empty() -> Result<NewNet, NsImageError> {
-        Self::make(&[])
-    }
-
-    fn make(devices: &[NetDeviceEntry]) -> Result<NewNet, NsImageError> {
-        let bad = |what: String| NsImageError::Bad { kind: KIND, what };
-        let fd = std::thread::scope(|s| {
-            s.spawn(|| -> Result<OwnedFd, NsImageError> {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| bad(format!("unshare(CLONE_NEWNET): {e}")))?;
-                for d in devices {
-                    criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu)
-                        .map_err(|e| bad(format!("cannot set up {}: {e}", d.name)))?;
+    in_namespaces_of(pid, &[NsKind::Net], || {
+        for d in &devices {
+            criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu).map_err(|e| {
+                NsImageError::Bad {
+                    kind: KIND,
+                    what: format!("cannot set up {}: {e}", d.name),
                 }
-                std::fs::File::open("/proc/thread-self/ns/net")
-                    .map(OwnedFd::from)
-                    .map_err(|e| bad(format!("cannot open the new namespace: {e}")))
-            })
-            .join()
-            .map_err(|_| bad("the thread making the namespace died".into()))?
-        })?;
-        Ok(NewNet(Arc::new(fd)))
-    }
-
-    /// Runs `work` in a thread of criu inside the namespace.
-    pub fn run_in<T: Send>(&self, work: impl FnOnce() -> T + Send) -> Result<T, NsImageError> {
-        std::thread::scope(|s| {
-            s.spawn(|| -> Result<T, NsImageError> {
-                setns(&self.0)?;
-                Ok(work())
-            })
-            .join()
-            .map_err(|_| NsImageError::Bad {
-                kind: KIND,
-                what: "the thread working in the new namespace died".into(),
-            })?
-        })
-    }
-
-    /// Moves the calling thread into the namespace for good (the thread that makes the
-    /// root: the root is born there).
-    pub fn join_this_thread(&self) -> Result<(), NsImageError> {
-        setns(&self.0)
-    }
+            })?;
+        }
+        Ok(())
+    })
+    .map_err(enter(KIND))?
 }
 
 #[cfg(test)]

@@ -74,10 +74,12 @@ pub fn run(
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
     let images = Arc::new(images);
-    // Sockets criu makes for the tree live in the tree's network namespace.
-    let shared = Arc::new(ns.run_in_net(|| files.open_shared(&images, &req.files))??);
+    // Made once the root exists: the sockets criu makes for the tree live in its network
+    // namespace.
+    let shared = Arc::new(std::sync::OnceLock::new());
     let sibling = req.sibling;
     let timeout = req.timeout;
+    let req_files = req.files.clone();
     let system = actix::System::new();
     system.block_on(async move {
         // Restored tasks run where criu may run once released; until then each is pinned to
@@ -109,12 +111,17 @@ pub fn run(
             .await?;
             // The root's namespaces are filled while it is the only task in them, between the
             // caller's two stops (CRIU's setup-namespaces scripts may set up the network).
+            let root = images.root().host_pid();
             if ns.any() {
-                let root = images.root().host_pid();
                 at_ns(NsStage::Made, root)?;
                 ask(&actors[0], FillNamespaces { ns: root_ns }).await?;
                 at_ns(NsStage::Filled, root)?;
             }
+            let made = ns
+                .run_in_net(root, || files.open_shared(&images, &req_files))
+                .map_err(|e| format!("restore: {e}"))?
+                .map_err(|e| format!("restore: {e}"))?;
+            let _ = shared.set(made);
             memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
             for step in &plan.steps {
@@ -155,7 +162,10 @@ pub fn run(
                 answer(pending).await?;
             }
             // File owners name tasks, which all exist now.
-            criu_files::after_tasks_exist(&images, &shared).map_err(|e| format!("restore: {e}"))?;
+            let shared = shared
+                .get()
+                .ok_or("restore: the tree's files were not made")?;
+            criu_files::after_tasks_exist(&images, shared).map_err(|e| format!("restore: {e}"))?;
             // Then every live task rebuilds itself, all at once: `send` queues the message at
             // once, so all actors work while the answers are collected in order.
             let live = actors

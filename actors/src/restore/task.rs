@@ -2,7 +2,7 @@
 //! to release: the root is created by criu (clone3 with the dumped pid), every other task by
 //! its real parent (clone3 injected into the parent), threads by their leader.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -29,7 +29,8 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
 
 pub struct RestoreTask {
     images: Arc<DumpImages>,
-    shared: Arc<SharedFiles>,
+    /// What criu made for the tree's files; set once the root's namespaces exist.
+    shared: Arc<OnceLock<SharedFiles>>,
     index: usize,
     timeout: Duration,
     /// The task's leader, stopped, until `Release` or `Kill`.
@@ -48,7 +49,7 @@ pub struct RestoreTask {
 impl RestoreTask {
     pub fn new(
         images: Arc<DumpImages>,
-        shared: Arc<SharedFiles>,
+        shared: Arc<OnceLock<SharedFiles>>,
         index: usize,
         timeout: Duration,
         release_cpus: Option<nix::sched::CpuSet>,
@@ -68,6 +69,12 @@ impl RestoreTask {
 
     fn task(&self) -> &TaskImages {
         &self.images.tasks[self.index]
+    }
+
+    fn shared(&self) -> Result<&SharedFiles, RebuildError> {
+        self.shared
+            .get()
+            .ok_or_else(|| task_err(self.task().pid(), "the tree's files are not made yet"))
     }
 }
 
@@ -301,7 +308,6 @@ impl RestoreTask {
                 what: "pid is in use by another process".into(),
             });
         }
-        ns.join_net_here()?;
         let mut flags = ns.clone_flags();
         if sibling {
             flags |= libc::CLONE_PARENT as u64;
@@ -363,6 +369,10 @@ impl RestoreTask {
         let all = self.images.clone();
         let t = &all.tasks[self.index];
         let pid = t.pid();
+        let made = self.shared.clone();
+        let shared = made
+            .get()
+            .ok_or_else(|| task_err(pid, "the tree's files are not made yet"))?;
         let tracee = self.tracee.as_mut().ok_or_else(|| RebuildError::Task {
             pid,
             what: "not created".into(),
@@ -387,7 +397,7 @@ impl RestoreTask {
         rebuild::map_vmas(
             &mut r,
             &all,
-            |id| self.shared.shmem(id),
+            |id| shared.shmem(id),
             t,
             criu_pidfd,
             &inherited,
@@ -451,7 +461,7 @@ impl RestoreTask {
             // A task sharing its parent's fd table finds its fds there, put by the parent.
             if !all.shares_parent_fd_table(t) {
                 let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
-                rebuild::restore_fds(&mut r, &all, &self.shared, t, criu_pidfd)?;
+                rebuild::restore_fds(&mut r, &all, self.shared()?, t, criu_pidfd)?;
                 r.close(criu_pidfd)?;
             }
             rebuild::restore_fs(&mut r, &all, t)?;

@@ -5,7 +5,8 @@
 //! It starts its session, names its host and domain, brings `lo` up, makes System V objects
 //! (a segment it and its child keep mapped, a segment nobody maps, a semaphore set, a queue
 //! with two messages), forks a child (pid 2, which waits) and one that exits (pid 3, left a
-//! zombie), makes a pipe owned by its child (F_SETOWN) and a pidfd of it, starts a thread,
+//! zombie), makes a pipe owned by its child (F_SETOWN) and a pidfd of it, listens on an
+//! abstract unix socket name (which lives in the network namespace), starts a thread,
 //! notes its clocks, writes "READY" and waits for SIGUSR1; then it checks each from inside
 //! (pids as it sees them) and writes "PASS" or "FAIL: reason".
 
@@ -56,6 +57,8 @@ fn lo_flags(up: bool) -> i32 {
 }
 
 struct World {
+    /// Listening on an abstract name: connecting by that name must reach it again.
+    listener: std::os::unix::net::UnixListener,
     child: i32,
     zombie: i32,
     /// A pipe's read end owned by the child, and a pidfd of the child.
@@ -146,7 +149,11 @@ fn setup(result: &str) -> World {
         }
     });
     let thread = tid_rx.recv().unwrap_or(0);
+    let listener = abstract_addr()
+        .and_then(|a| std::os::unix::net::UnixListener::bind_addr(&a))
+        .unwrap_or_else(|e| fail(result, format!("abstract listener: {e}")));
     World {
+        listener,
         child,
         zombie,
         owned,
@@ -160,6 +167,11 @@ fn setup(result: &str) -> World {
         mono: clock(libc::CLOCK_MONOTONIC),
         boot: clock(libc::CLOCK_BOOTTIME),
     }
+}
+
+fn abstract_addr() -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(b"ns-world-listener")
 }
 
 fn uname() -> (String, String) {
@@ -224,7 +236,13 @@ fn check_names_and_clocks(w: &World) -> Check {
             w.mono, w.boot
         )
     })?;
-    ensure(lo_flags(false) & libc::IFF_UP != 0, || "lo is down".into())
+    ensure(lo_flags(false) & libc::IFF_UP != 0, || "lo is down".into())?;
+    let connected = abstract_addr().and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a));
+    ensure(connected.is_ok(), || {
+        format!("connecting to the abstract listener: {connected:?}")
+    })?;
+    let accepted = w.listener.accept();
+    ensure(accepted.is_ok(), || format!("accepting: {accepted:?}"))
 }
 
 fn check_ipc(w: &World) -> Check {
