@@ -1,6 +1,7 @@
-//! A tree in its own pid, uts, ipc, net and time namespaces, started with Debian's `unshare`,
-//! is dumped and restored by our criu and keeps its pids, names, System V objects, clocks and
-//! `lo`. Needs root; runs in the nextest `serial` group.
+//! A tree in its own pid, uts, ipc, net and time namespaces, started with Debian's `unshare`
+//! (or, in a user namespace too, with the ns_launch workload), is dumped and restored by our
+//! criu and keeps its pids, names, System V objects, clocks, ids and `lo`. Needs root; runs in
+//! the nextest `serial` group.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -27,9 +28,16 @@ struct Container {
 
 impl Container {
     fn start(dir: &Path, flags: &[&str], program: &[&str]) -> Container {
-        let unshare = Command::new("unshare")
-            .args(flags)
-            .args(program)
+        let mut args = flags.to_vec();
+        args.extend(program);
+        Container::start_with(dir, "unshare", &args)
+    }
+
+    /// `launcher ARGS`: a process that stays in criu's namespaces and whose only child (or,
+    /// for ns_launch, grandchild) is the init of the new ones.
+    fn start_with(dir: &Path, launcher: &str, args: &[&str]) -> Container {
+        let unshare = Command::new(launcher)
+            .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -42,16 +50,24 @@ impl Container {
             dir: dir.to_path_buf(),
             root: 0,
         };
-        let found = wait_until(Duration::from_secs(10), || {
-            let children =
-                std::fs::read_to_string(format!("/proc/{creator}/task/{creator}/children"))
-                    .unwrap_or_default();
-            c.root = children
+        let child_of = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
                 .split_whitespace()
                 .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            c.root != 0
+                .and_then(|p| p.parse::<i32>().ok())
+        };
+        // The init is the first task below the launcher that is pid 1 of its namespace.
+        let found = wait_until(Duration::from_secs(10), || {
+            let mut p = creator;
+            while let Some(child) = child_of(p) {
+                if status_field(child, "NSpid").split_whitespace().last() == Some("1") {
+                    c.root = child;
+                    return true;
+                }
+                p = child;
+            }
+            false
         });
         assert!(found, "unshare never forked its init");
         c
@@ -149,20 +165,40 @@ fn ns_link(pid: i32, kind: &str) -> String {
         .unwrap_or_default()
 }
 
-#[test]
-fn a_namespaced_world_comes_back_whole() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let result = dir.path().join("result");
+/// Starts ns_world through `launcher ARGS`; returns it READY and where its result goes.
+fn start_world(dir: &Path, launcher: &str, args: &[&str]) -> (Container, PathBuf) {
+    let result = dir.join("result");
     let world = bin("ns_world");
-    let mut flags = WORLD.to_vec();
-    flags.extend(["--time", "--monotonic", "864000", "--boottime", "1728000"]);
-    let program = [world.to_str().unwrap(), result.to_str().unwrap(), "/"];
-    let mut c = Container::start(dir.path(), &flags, &program);
+    let mut program: Vec<&str> = args.to_vec();
+    program.extend([world.to_str().unwrap(), result.to_str().unwrap(), "/"]);
+    let c = Container::start_with(dir, launcher, &program);
     let ready = wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(&result).unwrap_or_default() == "READY\n"
     });
     assert!(ready, "ns_world: {:?}", std::fs::read_to_string(&result));
+    (c, result)
+}
+
+/// Tells the restored world to check itself; returns its verdict.
+fn verdict(c: &Container, result: &Path) -> String {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.root),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    wait_until(LONG, || {
+        is_verdict(&std::fs::read_to_string(result).unwrap_or_default())
+    });
+    std::fs::read_to_string(result).unwrap()
+}
+
+#[test]
+fn a_namespaced_world_comes_back_whole() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = WORLD.to_vec();
+    flags.extend(["--time", "--monotonic", "864000", "--boottime", "1728000"]);
+    let (mut c, result) = start_world(dir.path(), "unshare", &flags);
     let offsets = std::fs::read_to_string(format!("/proc/{}/timens_offsets", c.root)).unwrap();
     c.dump();
     for image in [
@@ -192,15 +228,48 @@ fn a_namespaced_world_comes_back_whole() {
     }
     let restored = std::fs::read_to_string(format!("/proc/{}/timens_offsets", c.root)).unwrap();
     assert_eq!(restored, offsets);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(c.root),
-        nix::sys::signal::Signal::SIGUSR1,
+    assert_eq!(verdict(&c, &result), "PASS\n");
+}
+
+#[test]
+fn a_world_in_its_own_user_namespace_keeps_its_id_maps_and_root_inside() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // Ids 0.. inside are 100000.. outside: the world's files need to be theirs to write.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    wait_until(LONG, || {
-        is_verdict(&std::fs::read_to_string(&result).unwrap_or_default())
-    });
-    assert_eq!(std::fs::read_to_string(&result).unwrap(), "PASS\n");
+    let launch = bin("ns_launch");
+    let (mut c, result) = start_world(dir.path(), launch.to_str().unwrap(), &["100000"]);
+    let maps = |pid: i32| {
+        ["uid_map", "gid_map"].map(|m| std::fs::read_to_string(format!("/proc/{pid}/{m}")).unwrap())
+    };
+    let before = maps(c.root);
+    assert!(
+        status_field(c.root, "Uid").starts_with("100000"),
+        "{}",
+        status_field(c.root, "Uid")
+    );
+    c.dump();
+    assert!(std::fs::read_dir(c.images()).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("userns-")
+    }));
+    c.restore();
+    assert_eq!(c.root_vpid(), "1");
+    assert_eq!(maps(c.root), before);
+    assert!(
+        status_field(c.root, "Uid").starts_with("100000"),
+        "{}",
+        status_field(c.root, "Uid")
+    );
+    let me = std::process::id() as i32;
+    assert_ne!(ns_link(c.root, "user"), ns_link(me, "user"));
+    assert_eq!(verdict(&c, &result), "PASS\n");
 }
 
 /// The `out` line of the shell loop: "PID COUNT HOSTNAME SEGMENTS".

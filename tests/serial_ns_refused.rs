@@ -1,5 +1,5 @@
 //! What `criu dump` refuses before it touches a task, naming the pid and the namespace: a
-//! tree in its own mount, user or cgroup namespace (not dumped yet: before this rule such a
+//! tree in its own mount or cgroup namespace (not dumped yet: before this rule such a
 //! task came back silently in the host's), a tree whose tasks do not share the root's
 //! namespaces, a pid namespace dumped from a task other than its init, and a network namespace
 //! with devices other than lo. Needs root.
@@ -109,8 +109,8 @@ fn unshared_sleep(flag: &str, kind: &str) -> Killed {
 }
 
 #[test]
-fn own_mount_user_and_cgroup_namespaces_are_refused() {
-    for (flag, kind) in [("-m", "mnt"), ("-U", "user"), ("-C", "cgroup")] {
+fn own_mount_and_cgroup_namespaces_are_refused() {
+    for (flag, kind) in [("-m", "mnt"), ("-C", "cgroup")] {
         let task = unshared_sleep(flag, kind);
         assert_refused(
             task.0.id() as i32,

@@ -138,13 +138,13 @@ pub fn set_mm(
 
 /// Maps every dumped VMA at its address but the `inherited` ones, already there (private pages
 /// are filled afterwards from outside; shared memory comes already filled from criu through
-/// `criu_pidfd`: `shmem` gives criu's fd of each shared memory object).
+/// `channel`: `shmem` gives criu's fd of each shared memory object).
 pub fn map_vmas(
     r: &mut Remote,
     all: &DumpImages,
     shmem: impl Fn(u64) -> Option<i32>,
     t: &TaskImages,
-    criu_pidfd: u64,
+    channel: &criu_tracee::FdChannel,
     inherited: &[(u64, u64)],
 ) -> Result<(), RestoreMemError> {
     let pid = t.pid();
@@ -239,11 +239,7 @@ pub fn map_vmas(
                         format!("vma {addr:#x}: shared memory {shmid} was not created"),
                     )
                 })?;
-                let fd = r.call(
-                    "pidfd_getfd",
-                    libc::SYS_pidfd_getfd,
-                    &[criu_pidfd, object as u64, 0],
-                )? as u64;
+                let fd = channel.take(r, object)?;
                 let flags = flags & !(libc::MAP_ANONYMOUS as u64);
                 let got = r.call(
                     "mmap(shared)",

@@ -15,6 +15,7 @@ pub mod ipc;
 pub mod net;
 pub mod time;
 pub mod tree;
+pub mod user;
 pub mod uts;
 
 use std::path::Path;
@@ -56,6 +57,7 @@ pub fn dump_images(
             NsKind::Uts => uts::dump(pid, id, dir)?,
             NsKind::Time => time::dump(pid, id, dir)?,
             NsKind::Net => net::dump(pid, id, dir)?,
+            NsKind::User => user::dump(pid, id, dir)?,
             NsKind::Ipc => {
                 ipc::dump(pid, id, dir)?;
             }
@@ -89,7 +91,7 @@ impl Owned {
             if theirs == ours {
                 continue;
             }
-            if matches!(kind, NsKind::Mnt | NsKind::User | NsKind::Cgroup) {
+            if matches!(kind, NsKind::Mnt | NsKind::Cgroup) {
                 return Err(NsImageError::Bad {
                     kind: kind.name(),
                     what: "the tree had its own; restoring one is not supported yet".into(),
@@ -139,6 +141,15 @@ impl Owned {
             .iter()
             .filter(|(k, _)| *k != NsKind::Time)
             .fold(0, |f, (k, _)| f | k.clone_flag() as u64)
+    }
+
+    /// Right after the root's stub `pid` is made: the id maps of its new user namespace,
+    /// which nothing in it may do without.
+    pub fn map_ids(&self, pid: i32, dir: &Path) -> Result<(), NsImageError> {
+        match self.kinds.iter().find(|(k, _)| *k == NsKind::User) {
+            Some(&(_, id)) => user::restore(pid, id, dir),
+            None => Ok(()),
+        }
     }
 
     /// Fills the new namespaces of the root's stub `pid` (as criu sees it), driven through

@@ -46,9 +46,8 @@ pub enum NsError {
 /// Why a kind the tree owns cannot be dumped yet; `None` for kinds that are.
 fn unsupported(kind: NsKind) -> Option<&'static str> {
     match kind {
-        NsKind::Pid | NsKind::Uts | NsKind::Ipc | NsKind::Time | NsKind::Net => None,
+        NsKind::Pid | NsKind::Uts | NsKind::Ipc | NsKind::Time | NsKind::Net | NsKind::User => None,
         NsKind::Mnt => Some("mount namespaces are not dumped yet (mount trees)"),
-        NsKind::User => Some("user namespaces are not dumped yet"),
         NsKind::Cgroup => Some("cgroup namespaces are not dumped yet (cgroups)"),
     }
 }

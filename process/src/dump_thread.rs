@@ -101,30 +101,37 @@ fn signal_queue(list: Vec<criu_tracee::SigInfo>) -> SignalQueueEntry {
     }
 }
 
+/// The kernel's default overflow uid and gid (65534).
+const OVERFLOW_ID: u32 = 65534;
+
 /// Reads creds of a thread from `/proc/PID/task/TID/status`; secure bits come from the thread.
+/// /proc shows criu's view of the ids; the image holds the task's, through its user
+/// namespace's maps (the same ids unless the task is in a user namespace of its own).
 fn creds(pid: i32, tid: i32, secbits: u32) -> Result<CredsEntry> {
-    let st = criu_procfs::read_thread_status(pid, tid).map_err(|source| ThreadDumpError::Proc {
-        tid,
-        what: "status",
-        source,
-    })?;
+    let proc_err = |what| move |source| ThreadDumpError::Proc { tid, what, source };
+    let st = criu_procfs::read_thread_status(pid, tid).map_err(proc_err("status"))?;
+    let uids = criu_procfs::read_id_map(pid, false).map_err(proc_err("uid_map"))?;
+    let gids = criu_procfs::read_id_map(pid, true).map_err(proc_err("gid_map"))?;
+    // An id the namespace does not map shows as the overflow id inside it.
+    let uid = |v: u32| uids.inside(v).unwrap_or(OVERFLOW_ID);
+    let gid = |v: u32| gids.inside(v).unwrap_or(OVERFLOW_ID);
     let split = |v: u64| vec![v as u32, (v >> 32) as u32];
     Ok(CredsEntry {
-        uid: st.uid[0],
-        euid: st.uid[1],
-        suid: st.uid[2],
-        fsuid: st.uid[3],
-        gid: st.gid[0],
-        egid: st.gid[1],
-        sgid: st.gid[2],
-        fsgid: st.gid[3],
+        uid: uid(st.uid[0]),
+        euid: uid(st.uid[1]),
+        suid: uid(st.uid[2]),
+        fsuid: uid(st.uid[3]),
+        gid: gid(st.gid[0]),
+        egid: gid(st.gid[1]),
+        sgid: gid(st.gid[2]),
+        fsgid: gid(st.gid[3]),
         cap_inh: split(st.cap_inh),
         cap_prm: split(st.cap_prm),
         cap_eff: split(st.cap_eff),
         cap_bnd: split(st.cap_bnd),
         cap_amb: split(st.cap_amb),
         secbits,
-        groups: st.groups.clone(),
+        groups: st.groups.iter().map(|&g| gid(g)).collect(),
         no_new_privs: Some(u32::from(st.no_new_privs)),
         ..Default::default()
     })

@@ -25,9 +25,9 @@ pub fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd, Errno> {
 }
 
 /// Sends `fd` over the unix datagram socket `sock` (SCM_RIGHTS, one byte of data).
-pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> Result<(), Errno> {
+pub fn send_fd(sock: &OwnedFd, fd: std::os::fd::RawFd) -> Result<(), Errno> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [fd.as_raw_fd()];
+    let fds = [fd];
     let iov = [std::io::IoSlice::new(&[0u8])];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).map(drop)

@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod exec;
+pub mod fd_channel;
 pub mod guard;
 pub mod inject;
 pub mod raw;
@@ -24,6 +25,7 @@ pub mod tracee;
 pub mod tree;
 
 pub use error::{Result, TraceeError};
+pub use fd_channel::FdChannel;
 pub use inject::Injector;
 pub use raw::RseqConfiguration;
 pub use regs::{Regs, SyscallRestart, Xsave};

@@ -319,6 +319,7 @@ impl RestoreTask {
             })?;
         self.task().set_host_tid(0, host);
         self.created = true;
+        ns.map_ids(host, &self.images.dir)?;
         self.adopt(setsid)
     }
 
@@ -390,19 +391,12 @@ impl RestoreTask {
         let mut r = Remote::new(&mut inj);
         let fd_table_shared = all.shares_parent_fd_table(t);
         rebuild::clear_stub(&mut r, t, rseq, &inherited, fd_table_shared)?;
-        let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
+        let channel = rebuild::open_fd_channel(&mut r, t)?;
         let exe_inherited =
             !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
         rebuild::set_mm(&mut r, &all, &t.mm, pid, exe_inherited)?;
-        rebuild::map_vmas(
-            &mut r,
-            &all,
-            |id| shared.shmem(id),
-            t,
-            criu_pidfd,
-            &inherited,
-        )?;
-        r.close(criu_pidfd)?;
+        rebuild::map_vmas(&mut r, &all, |id| shared.shmem(id), t, &channel, &inherited)?;
+        channel.close(&mut r)?;
         let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
         let (inside, outside) = inherited::split_runs(&runs, &inherited);
         if let Some(p) = parent.filter(|_| !inherited.is_empty()) {
@@ -460,9 +454,9 @@ impl RestoreTask {
             }
             // A task sharing its parent's fd table finds its fds there, put by the parent.
             if !all.shares_parent_fd_table(t) {
-                let criu_pidfd = rebuild::open_criu_pidfd(&mut r, t)?;
-                rebuild::restore_fds(&mut r, &all, self.shared()?, t, criu_pidfd)?;
-                r.close(criu_pidfd)?;
+                let channel = rebuild::open_fd_channel(&mut r, t)?;
+                rebuild::restore_fds(&mut r, &all, self.shared()?, t, &channel)?;
+                channel.close(&mut r)?;
             }
             rebuild::restore_fs(&mut r, &all, t)?;
             // Work criu does through /proc names the task by criu's pid for it.

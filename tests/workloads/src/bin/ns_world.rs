@@ -201,6 +201,9 @@ fn check_pids(w: &World) -> Check {
             libc::syscall(libc::SYS_pidfd_send_signal, w.pidfd, 0, 0usize, 0) == 0,
         )
     };
+    // SAFETY: getuid and getgid only ask.
+    let ids = unsafe { (libc::getuid(), libc::getgid()) };
+    ensure(ids == (0, 0), || format!("uid and gid {ids:?}, not root's"))?;
     ensure(me == 1 && w.child == 2 && child_alive, || {
         format!("pid {me}, child {} alive {child_alive}", w.child)
     })?;
