@@ -419,3 +419,127 @@ fn with_empty_ns_net_the_setup_namespaces_script_sets_up_the_network() {
     )) > count(&before)
         + 3));
 }
+
+/// `unshare ARGS sh -c 'SETUP; exec sleep 100'`, a process holding namespaces that stand for
+/// a runtime's; killed when dropped.
+struct Holder(Child);
+
+impl Holder {
+    fn start(args: &[&str], setup: &str) -> Holder {
+        let script = format!("{setup}; exec sleep 100");
+        let child = Command::new("unshare")
+            .args(args)
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run unshare");
+        let h = Holder(child);
+        let pid = h.pid();
+        let slept = wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("sleep"))
+        });
+        assert!(slept, "the holder never got ready");
+        h
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_external_network_namespace_and_a_joined_uts_namespace_are_entered_not_made() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // The runtime's network namespace, with a device criu does not dump.
+    let net = Holder::start(&["--net"], "ip link add crx0 type veth peer name crx1");
+    let netns = format!("/proc/{}/ns/net", net.pid());
+    let ino = std::fs::metadata(&netns)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    let script = "hostname boxed; i=0; while :; do i=$((i+1)); \
+                  echo \"$$ $i $(hostname) x\" > out.new; mv out.new out; sleep 0.05; done";
+    let net_arg = format!("--net={netns}");
+    let program = [
+        "nsenter", &net_arg, "unshare", "--pid", "--fork", "--uts", "setsid", "sh", "-c", script,
+    ];
+    let mut c = Container::start_with(dir.path(), program[0], &program[1..]);
+    assert!(wait_until(Duration::from_secs(10), || loop_line(
+        dir.path()
+    )
+    .len()
+        == 4));
+    std::fs::create_dir_all(c.images()).unwrap();
+    let root = c.root.to_string();
+    let external = format!("net[{ino}]:extnet");
+    let out = criu(
+        &[
+            "dump",
+            "-t",
+            &root,
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+            "-v4",
+            "--external",
+            &external,
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "dump failed: {}", c.log("dump.log"));
+    if let Some(mut u) = c.unshare.take() {
+        let _ = u.wait();
+    }
+    // The uts namespace to join instead of making the dumped one again.
+    let uts = Holder::start(&["--uts"], "hostname joined");
+    let join = format!("uts:{}", uts.pid());
+    // criu's fd 0 is the network namespace, handed over as the runtimes do.
+    let out = Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args([
+            "restore",
+            "--no-default-config",
+            "-D",
+            "images",
+            "-o",
+            "restore.log",
+            "-v4",
+            "-d",
+        ])
+        .args([
+            "--pidfile",
+            "pid",
+            "--inherit-fd",
+            "fd[0]:extnet",
+            "--join-ns",
+            &join,
+        ])
+        .current_dir(dir.path())
+        .stdin(std::fs::File::open(&netns).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restore failed: {}",
+        c.log("restore.log")
+    );
+    c.root = std::fs::read_to_string(c.images().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(ns_link(c.root, "net"), ns_link(net.pid(), "net"));
+    assert_eq!(ns_link(c.root, "uts"), ns_link(uts.pid(), "uts"));
+    let went_on = wait_until(Duration::from_secs(10), || {
+        loop_line(dir.path()).get(2).map(String::as_str) == Some("joined")
+    });
+    assert!(went_on, "the loop says {:?}", loop_line(dir.path()));
+}

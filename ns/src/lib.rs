@@ -12,6 +12,7 @@ pub mod enter;
 pub mod error;
 pub mod ids;
 pub mod ipc;
+pub mod join;
 pub mod net;
 pub mod time;
 pub mod tree;
@@ -42,6 +43,28 @@ fn ns_id(ids: &TaskKobjIdsEntry, kind: NsKind) -> Option<u32> {
     }
 }
 
+/// What the dump is told about namespaces.
+#[derive(Debug, Clone, Default)]
+pub struct DumpOptions {
+    /// `--empty-ns net`: the network namespace is left to whoever restores the tree (a
+    /// container runtime): nothing of it is checked or dumped.
+    pub empty_net: bool,
+    /// `--external net[INODE]:KEY`: a network namespace the restore gets from outside
+    /// (`--inherit-fd fd[N]:KEY`): only its key is dumped.
+    pub ext_net: Vec<(u64, String)>,
+}
+
+/// What the restore is told about namespaces.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// `--empty-ns net`.
+    pub empty_net: bool,
+    /// `--join-ns`.
+    pub joins: Vec<join::Join>,
+    /// `--inherit-fd fd[N]:KEY`, where an external network namespace is looked up.
+    pub inherited: Vec<(i32, String)>,
+}
+
 /// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids.
 pub fn dump_images(
     tree: &TreeNamespaces,
@@ -64,6 +87,9 @@ pub fn dump_images(
             _ => {}
         }
     }
+    if let (Some(key), Some(id)) = (tree.ext_net(), root_ids.net_ns_id) {
+        net::dump_external(id, key, dir)?;
+    }
     Ok(())
 }
 
@@ -74,13 +100,15 @@ pub struct Owned {
     kinds: Vec<(NsKind, u32)>,
     /// `--empty-ns net`: the network namespace is left empty.
     empty_net: bool,
+    /// Namespaces joined instead of made (`--join-ns`, an external network namespace).
+    joins: Vec<join::Join>,
 }
 
 impl Owned {
     /// Fails naming a kind the dump owned that this crate cannot make again. With `empty_net`
     /// (`--empty-ns net`) the network namespace is made empty, for the caller's
     /// setup-namespaces scripts to fill.
-    pub fn of_images(images: &DumpImages, empty_net: bool) -> Result<Owned, NsImageError> {
+    pub fn of_images(images: &DumpImages, opts: &RestoreOptions) -> Result<Owned, NsImageError> {
         let root = &images.root().ids;
         let host = images.inventory.root_ids.unwrap_or_default();
         let mut kinds = Vec::new();
@@ -99,7 +127,40 @@ impl Owned {
             }
             kinds.push((kind, theirs));
         }
-        Ok(Owned { kinds, empty_net })
+        let mut joins = opts.joins.clone();
+        if let Some(&(_, id)) = kinds.iter().find(|(k, _)| *k == NsKind::Net) {
+            if let Some(key) = net::external_key(id, &images.dir)? {
+                let fd = opts
+                    .inherited
+                    .iter()
+                    .find(|(_, k)| *k == key)
+                    .map(|(fd, _)| *fd);
+                let fd = fd.ok_or_else(|| NsImageError::Bad {
+                    kind: "net",
+                    what: format!(
+                        "the dump left it outside (--external net[..]:{key}): give it with \
+                         --inherit-fd fd[N]:{key}"
+                    ),
+                })?;
+                joins.push(join::Join {
+                    kind: NsKind::Net,
+                    at: join::Where::Fd(fd),
+                });
+            }
+        }
+        // A kind joined is not made.
+        kinds.retain(|(k, _)| !joins.iter().any(|j| j.kind == *k));
+        Ok(Owned {
+            kinds,
+            empty_net: opts.empty_net,
+            joins,
+        })
+    }
+
+    /// On the thread that makes the root, before it does: joins the namespaces the root is
+    /// born in rather than given new ones.
+    pub fn join_here(&self) -> Result<(), NsImageError> {
+        self.joins.iter().try_for_each(join::Join::join_here)
     }
 
     /// Runs `work` in the network namespace of the restored root `pid` (criu's own if the
@@ -109,7 +170,8 @@ impl Owned {
         pid: i32,
         work: impl FnOnce() -> T + Send,
     ) -> Result<T, NsImageError> {
-        if !self.owns(NsKind::Net) {
+        let joined = self.joins.iter().any(|j| j.kind == NsKind::Net);
+        if !self.owns(NsKind::Net) && !joined {
             return Ok(work());
         }
         enter::in_namespaces_of(pid, &[NsKind::Net], work).map_err(error::enter("net"))
@@ -131,7 +193,7 @@ impl Owned {
 
     /// Whether the tree had any namespace of its own.
     pub fn any(&self) -> bool {
-        !self.kinds.is_empty()
+        !self.kinds.is_empty() || !self.joins.is_empty()
     }
 
     /// The clone3 flags that give the root its new namespaces. The time namespace is not
@@ -155,6 +217,9 @@ impl Owned {
     /// Fills the new namespaces of the root's stub `pid` (as criu sees it), driven through
     /// `r`, before it has children.
     pub fn fill(&self, r: &mut Remote, pid: i32, dir: &Path) -> Result<(), NsImageError> {
+        for j in &self.joins {
+            j.join_in_stub(r)?;
+        }
         for &(kind, id) in &self.kinds {
             match kind {
                 NsKind::Uts => uts::restore(pid, id, dir)?,

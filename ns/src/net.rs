@@ -105,6 +105,28 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
     Ok(())
 }
 
+/// The network namespace `--external net[INODE]:KEY` named: only its key is written.
+pub fn dump_external(id: u32, key: &str, dir: &Path) -> Result<(), NsImageError> {
+    let mut w =
+        ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
+    w.write(&NetnsEntry {
+        ext_key: Some(key.to_string()),
+        ..Default::default()
+    })
+    .map_err(image(KIND))?;
+    w.finish().map_err(image(KIND))?;
+    Ok(())
+}
+
+/// The key of an external network namespace, if the dump made it one.
+pub fn external_key(id: u32, dir: &Path) -> Result<Option<String>, NsImageError> {
+    let img = ImageReader::open_if_exists(dir, &ImageKind::NETNS, Some(id.into()))
+        .map_err(image(KIND))?;
+    let Some(mut img) = img else { return Ok(None) };
+    let e: Option<NetnsEntry> = img.read().map_err(image(KIND))?;
+    Ok(e.and_then(|e| e.ext_key))
+}
+
 /// Gives `lo` of the root's fresh network namespace (root `pid` as criu sees it) the dumped
 /// flags and MTU.
 pub fn restore(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {

@@ -56,9 +56,10 @@ fn unsupported(kind: NsKind) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct TreeNamespaces {
     root_pid: i32,
-    /// `--empty-ns net`: the tree's network namespace is left to whoever restores it (a
-    /// container runtime): nothing of it is checked or dumped.
-    empty_net: bool,
+    /// `--empty-ns net` and `--external net[INODE]:KEY`.
+    opts: crate::DumpOptions,
+    /// The key of the tree's network namespace, if it is external.
+    ext_net: Option<String>,
     root: Vec<NsLink>,
     own: Vec<NsKind>,
     checked: BTreeSet<i32>,
@@ -66,9 +67,9 @@ pub struct TreeNamespaces {
 
 impl TreeNamespaces {
     /// Reads criu's and the root's namespaces and refuses a root whose own namespaces this
-    /// crate cannot dump; with `empty_net` (`--empty-ns net`) its network namespace's content
-    /// is not dumped.
-    pub fn of_root(root_pid: i32, empty_net: bool) -> Result<TreeNamespaces, NsError> {
+    /// crate cannot dump; the content of a network namespace that `opts` leaves empty or
+    /// names external is not dumped.
+    pub fn of_root(root_pid: i32, opts: &crate::DumpOptions) -> Result<TreeNamespaces, NsError> {
         let me = std::process::id() as i32;
         let ours = read_ns_links(me).map_err(|source| NsError::Read { pid: me, source })?;
         let root = read_ns_links(root_pid).map_err(|source| NsError::Read {
@@ -103,7 +104,16 @@ impl TreeNamespaces {
                 });
             }
         }
-        if own.contains(&NsKind::Net) && !empty_net {
+        let net_ino = root
+            .iter()
+            .find(|l| l.kind == NsKind::Net && !l.for_children);
+        let ext_net = net_ino.and_then(|l| {
+            opts.ext_net
+                .iter()
+                .find(|(ino, _)| *ino == l.ino)
+                .map(|(_, key)| key.clone())
+        });
+        if own.contains(&NsKind::Net) && !opts.empty_net && ext_net.is_none() {
             let why = crate::net::check(root_pid).map_err(|source| NsError::Image {
                 pid: root_pid,
                 source,
@@ -117,7 +127,8 @@ impl TreeNamespaces {
         }
         let tree = TreeNamespaces {
             root_pid,
-            empty_net,
+            opts: opts.clone(),
+            ext_net,
             root,
             own,
             checked: BTreeSet::new(),
@@ -142,7 +153,13 @@ impl TreeNamespaces {
 
     /// Whether the content of kind `kind`'s namespace is dumped (owned, and not left empty).
     pub fn dumps(&self, kind: NsKind) -> bool {
-        self.owns(kind) && !(kind == NsKind::Net && self.empty_net)
+        let net_left = self.opts.empty_net || self.ext_net.is_some();
+        self.owns(kind) && !(kind == NsKind::Net && net_left)
+    }
+
+    /// The key `--external net[INODE]:KEY` gave the tree's network namespace.
+    pub fn ext_net(&self) -> Option<&str> {
+        self.ext_net.as_deref()
     }
 
     /// Fails naming the first namespace of `pid` that is not the root's. Links the kernel
@@ -225,7 +242,8 @@ mod tests {
 
     #[test]
     fn our_own_tree_owns_nothing_and_a_gone_task_is_no_error() {
-        let mut tree = TreeNamespaces::of_root(std::process::id() as i32, false).unwrap();
+        let mut tree =
+            TreeNamespaces::of_root(std::process::id() as i32, &Default::default()).unwrap();
         assert!(tree.own().is_empty());
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id() as i32;

@@ -57,7 +57,10 @@ pub fn run(o: &Options, images: &Path) -> i32 {
                 .map_err(|e| e.to_string())
         })),
         network_lock_method: lock_method(o),
-        empty_ns_net: o.empty_ns_net,
+        ns: criu_ns::DumpOptions {
+            empty_net: o.empty_ns_net,
+            ext_net: external_nets(o),
+        },
         tcp_close: o.tcp_close,
         files: DumpFileOptions {
             ghost_limit: o.ghost_limit,
@@ -99,6 +102,17 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         }
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// `--external net[INODE]:KEY`: network namespaces left outside the dump, by inode.
+fn external_nets(o: &Options) -> Vec<(u64, String)> {
+    o.external
+        .iter()
+        .filter_map(|e| {
+            let (ino, key) = e.strip_prefix("net[")?.split_once("]:")?;
+            Some((ino.parse().ok()?, key.to_string()))
+        })
+        .collect()
 }
 
 /// `--ext-unix-sk[=INO,...]` and `--external unix[INO]` (the same exception, as in CRIU): an

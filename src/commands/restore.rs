@@ -29,22 +29,32 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
     scripts
         .run(Action::PreRestore, None)
         .map_err(|e| e.to_string())?;
+    let inherit_fds: Vec<(i32, String)> = o
+        .inherit_fds
+        .iter()
+        .map(|s| parse_inherit_fd(s))
+        .collect::<Result<_, _>>()?;
+    let joins = o
+        .join_ns
+        .iter()
+        .map(|j| criu_ns::join::parse(j))
+        .collect::<Result<_, _>>()?;
     let req = RestoreRequest {
         images_dir: dirs.images.clone(),
         timeout: Duration::from_secs(u64::from(o.timeout.max(1))),
         shell_job: o.shell_job,
         sibling: o.restore_sibling,
         files: RestoreFileOptions {
-            inherit_fds: o
-                .inherit_fds
-                .iter()
-                .map(|s| parse_inherit_fd(s))
-                .collect::<Result<_, _>>()?,
+            inherit_fds: inherit_fds.clone(),
             ext_unix_sk: o.ext_unix_sk,
             file_locks: o.file_locks,
             skip_file_rwx_check: o.skip_file_rwx_check,
         },
-        empty_ns_net: o.empty_ns_net,
+        ns: criu_ns::RestoreOptions {
+            empty_net: o.empty_ns_net,
+            joins,
+            inherited: inherit_fds,
+        },
     };
     let at_ns = |stage, root| {
         let action = match stage {

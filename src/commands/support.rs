@@ -155,6 +155,8 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::AllowUprobes => Only(&[Restore]),
         // Only `net` (the parser refuses other kinds).
         Opt::EmptyNs => Only(&[Dump, Restore]),
+        // net, ipc, uts and time (checked when the restore reads it).
+        Opt::JoinNs => Only(&[Restore]),
         Opt::DisplayStats => Only(&[Dump]),
         Opt::CpuCap => Only(&[Dump, CpuinfoCheck]),
         Opt::Feature | Opt::Extra | Opt::Experimental | Opt::All => Only(&[Check]),
@@ -164,7 +166,6 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::Ms
         // Namespaces, mounts, network devices.
         | Opt::Root
-        | Opt::JoinNs
         | Opt::VethPair
         | Opt::ExtMountMap
         | Opt::SkipMnt
@@ -221,15 +222,20 @@ pub fn honours(kind: Kind, opt: Opt) -> bool {
     }
 }
 
-/// The `--external` kinds `kind` handles: dump takes `unix[INODE]` (a socket whose peer is
+/// The `--external` kinds `kind` handles: dump takes `net[INODE]:KEY` (a network namespace
+/// the restore gets from outside) and `unix[INODE]` (a socket whose peer is
 /// outside the tree); every other kind (mnt, dev, file, tty, veth, macvlan, net, ...) is
 /// refused.
 fn external_ok(kind: Kind, value: &str) -> bool {
-    kind == Kind::Dump
-        && value
-            .strip_prefix("unix[")
-            .and_then(|v| v.strip_suffix(']'))
-            .is_some_and(|ino| ino.parse::<u64>().is_ok())
+    let unix = value
+        .strip_prefix("unix[")
+        .and_then(|v| v.strip_suffix(']'))
+        .is_some_and(|ino| ino.parse::<u64>().is_ok());
+    let net = value
+        .strip_prefix("net[")
+        .and_then(|v| v.split_once("]:"))
+        .is_some_and(|(ino, key)| ino.parse::<u64>().is_ok() && !key.is_empty());
+    kind == Kind::Dump && (unix || net)
 }
 
 /// Why `cmd` cannot run with `o`: one message per option set that the command does not
@@ -251,7 +257,7 @@ pub fn refusals(cmd: &Command, o: &Options) -> Vec<String> {
             for value in o.external.iter().filter(|v| !external_ok(kind, v)) {
                 out.push(format!(
                     "{name}: option --external {value} is not supported yet \
-                     (only unix[INODE] is)"
+                     (only unix[INODE] and net[INODE]:KEY are)"
                 ));
             }
         }
@@ -482,12 +488,12 @@ mod tests {
         assert_eq!(
             refusals(&Command::Dump, &o),
             vec![
-                "dump: option --external veth[x]:y is not supported yet (only unix[INODE] is)",
-                "dump: option --external unix[abc] is not supported yet (only unix[INODE] is)",
-                "dump: option --external mnt[]:s is not supported yet (only unix[INODE] is)",
+                "dump: option --external veth[x]:y is not supported yet (only unix[INODE] and net[INODE]:KEY are)",
+                "dump: option --external unix[abc] is not supported yet (only unix[INODE] and net[INODE]:KEY are)",
+                "dump: option --external mnt[]:s is not supported yet (only unix[INODE] and net[INODE]:KEY are)",
             ]
         );
-        o.external = vec!["unix[123]".into()];
+        o.external = vec!["unix[123]".into(), "net[4026531992]:extnet".into()];
         assert!(refusals(&Command::Dump, &o).is_empty());
         assert_eq!(
             refusals(&Command::Restore { exec_cmd: vec![] }, &o),

@@ -38,8 +38,8 @@ pub struct DumpRequest {
     pub network_lock_method: u32,
     pub tcp_close: bool,
     pub files: criu_files::DumpFileOptions,
-    /// `--empty-ns net`: the content of the tree's network namespace is not dumped.
-    pub empty_ns_net: bool,
+    /// What the namespaces of the tree are told (`--empty-ns net`, `--external net[..]`).
+    pub ns: criu_ns::DumpOptions,
 }
 
 #[derive(Debug)]
@@ -105,7 +105,7 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
     }
     // Namespaces the tree owns and can't be dumped, or a tree that mixes them, fail here.
     // Tasks found while seizing are checked then.
-    let mut ns = criu_ns::TreeNamespaces::of_root(req.pid, req.empty_ns_net)?;
+    let mut ns = criu_ns::TreeNamespaces::of_root(req.pid, &req.ns)?;
     for pid in tree_from_proc(req.pid) {
         ns.check_task(pid)?;
     }

@@ -30,9 +30,9 @@ pub struct RestoreRequest {
     /// `--restore-sibling`: the root becomes criu's sibling.
     pub sibling: bool,
     pub files: criu_files::RestoreFileOptions,
-    /// `--empty-ns net`: the tree's network namespace is made empty, for the
-    /// setup-namespaces scripts.
-    pub empty_ns_net: bool,
+    /// `--empty-ns net`, `--join-ns`, and the inherited fds an external network namespace
+    /// is looked up in.
+    pub ns: criu_ns::RestoreOptions,
 }
 
 /// Where a restore of a tree with namespaces of its own stops for the caller (CRIU runs its
@@ -69,7 +69,7 @@ pub fn run(
     before_release: impl FnOnce(i32) -> Result<(), String>,
 ) -> Result<i32, RestoreError> {
     let mut images = criu_proto::dump_images::read(&req.images_dir)?;
-    let ns = criu_ns::Owned::of_images(&images, req.empty_ns_net)?;
+    let ns = criu_ns::Owned::of_images(&images, &req.ns)?;
     let mut files = criu_files::prepare(&mut images, req.shell_job)?;
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;

@@ -308,6 +308,7 @@ impl RestoreTask {
                 what: "pid is in use by another process".into(),
             });
         }
+        ns.join_here()?;
         let mut flags = ns.clone_flags();
         if sibling {
             flags |= libc::CLONE_PARENT as u64;
