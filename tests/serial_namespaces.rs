@@ -543,3 +543,71 @@ fn an_external_network_namespace_and_a_joined_uts_namespace_are_entered_not_made
     });
     assert!(went_on, "the loop says {:?}", loop_line(dir.path()));
 }
+
+#[test]
+fn a_restore_that_fails_after_the_namespaces_exist_leaves_nothing_behind() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let script = "i=0; while :; do i=$((i+1)); echo \"$$ $i x x\" > out.new; mv out.new out; sleep 0.05; done";
+    let mut c = Container::start(dir.path(), WORLD, &["setsid", "sh", "-c", script]);
+    assert!(wait_until(Duration::from_secs(10), || loop_line(
+        dir.path()
+    )
+    .len()
+        == 4));
+    c.dump();
+    // The post-setup-namespaces script fails: the root and its namespaces exist by then.
+    let seen = dir.path().join("init-pid");
+    let action = dir.path().join("action.sh");
+    std::fs::write(
+        &action,
+        format!(
+            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-setup-namespaces ] || exit 0\n\
+             readlink /proc/$CRTOOLS_INIT_PID/ns/pid > {0}\necho $CRTOOLS_INIT_PID >> {0}\nexit 1\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&action, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let action = action.to_str().unwrap().to_string();
+    let out = criu(
+        &[
+            "restore",
+            "-D",
+            "images",
+            "-o",
+            "restore.log",
+            "-v4",
+            "-d",
+            "--action-script",
+            &action,
+        ],
+        dir.path(),
+    );
+    assert!(
+        !out.status.success(),
+        "the restore succeeded: {}",
+        c.log("restore.log")
+    );
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let mut lines = seen.lines();
+    let (pidns, init) = (
+        lines.next().unwrap().to_string(),
+        lines.next().unwrap().parse::<i32>().unwrap(),
+    );
+    assert!(
+        !Path::new(&format!("/proc/{init}")).exists(),
+        "the root {init} is still there"
+    );
+    // No process is left in the pid namespace the restore made.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|p| p.parse::<i32>().is_ok())
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                .is_ok_and(|l| l.display().to_string() == pidns)
+        })
+        .collect();
+    assert!(left.is_empty(), "left in {pidns}: {left:?}");
+}
