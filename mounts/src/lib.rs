@@ -22,7 +22,7 @@ pub mod tree;
 
 use std::path::PathBuf;
 
-pub use dump::{check, dump};
+pub use dump::{check, clone_mount_in_ns, dump, helper_exe};
 pub use restore::restore_tree;
 
 /// Options from the command line.
