@@ -1,6 +1,6 @@
 //! A mount namespace built with Debian tools (a bind-mounted root with /usr external, a tmpfs
 //! with files, a shared peer and a slave of it, a directory bind, a read-only bind, a file
-//! bind, proc) is dumped with `criu_mounts::dump` and rebuilt by `criu __mount-helper` in a
+//! bind, an unbindable bind, proc, sysfs, devpts, mqueue) is dumped with `criu_mounts::dump` and rebuilt by `criu __mount-helper` in a
 //! fresh `unshare --mount` process; the two mountinfo tables are compared field by field
 //! (ids left out), and so are the tmpfs content, the read-only mount and propagation.
 
@@ -30,7 +30,10 @@ fn wait_comm(p: &mut Proc, comm: &str) {
         if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm) {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "pid {pid} never became {comm}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pid {pid} never became {comm}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -84,11 +87,26 @@ fn criu() -> &'static str {
 
 #[test]
 fn mount_tree_dumped_and_restored() {
-    let base = tempfile::Builder::new().prefix("criu-mnt-").tempdir_in("/tmp").unwrap();
+    let base = tempfile::Builder::new()
+        .prefix("criu-mnt-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let root = base.path().join("root");
     let imgs = base.path().join("images");
     std::fs::create_dir_all(&imgs).unwrap();
-    for d in ["usr", "proc", "old", "data", "mnt/tmp", "mnt/bind", "mnt/ro"] {
+    for d in [
+        "usr",
+        "proc",
+        "old",
+        "data",
+        "mnt/tmp",
+        "mnt/bind",
+        "mnt/ro",
+        "mnt/unb",
+        "sys",
+        "dev/pts",
+        "dev/mqueue",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     for l in ["bin", "lib", "lib64", "sbin"] {
@@ -106,7 +124,9 @@ fn mount_tree_dumped_and_restored() {
          mount --make-shared mnt/tmp; mount --bind mnt/tmp mnt/peer; mount --bind mnt/tmp/sub mnt/slave; \
          mount --make-slave mnt/slave; \
          mount --bind data mnt/bind; mount --bind data mnt/ro; mount -o remount,bind,ro,nosuid mnt/ro; \
-         mount --bind file_src mnt/file; \
+         mount --bind file_src mnt/file; mount --bind data mnt/unb; mount --make-unbindable mnt/unb; \
+         mount -t sysfs -o ro sysfs sys; mount -t devpts -o newinstance,ptmxmode=666,mode=620 pts dev/pts; \
+         mount -t mqueue -o nodev mq dev/mqueue; \
          pivot_root . old; mount -t proc -o nosuid,nodev,noexec proc /proc; umount -l /old; \
          exec sleep 60",
         r = root.display()
@@ -123,7 +143,10 @@ fn mount_tree_dumped_and_restored() {
 
     // The dump clones tmpfs mounts through criu's helper, as criu itself would.
     std::env::set_var("CRIU_MOUNT_HELPER_EXE", criu());
-    let dump_opts = MountOptions { external: vec![("/usr".into(), "USR".into())], ..Default::default() };
+    let dump_opts = MountOptions {
+        external: vec![("/usr".into(), "USR".into())],
+        ..Default::default()
+    };
     criu_mounts::check(src.0.id() as i32, &MountOptions::default())
         .expect_err("/usr cannot be restored unless it is external");
     criu_mounts::check(src.0.id() as i32, &dump_opts).unwrap();
@@ -138,7 +161,11 @@ fn mount_tree_dumped_and_restored() {
     drop(src);
 
     let mut dst = Proc(
-        Command::new("unshare").args(["--mount", "sleep", "60"]).stdin(Stdio::null()).spawn().unwrap(),
+        Command::new("unshare")
+            .args(["--mount", "sleep", "60"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
     );
     wait_comm(&mut dst, "sleep");
     let pid = dst.0.id();
@@ -150,32 +177,70 @@ fn mount_tree_dumped_and_restored() {
         .args(["--external", "USR:/usr"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "helper failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(rows(pid), dumped, "mountinfo after restore differs");
 
     let in_ns = |p: &str| Path::new(&format!("/proc/{pid}/root")).join(p);
-    assert_eq!(std::fs::read_to_string(in_ns("mnt/tmp/f")).unwrap(), "tmpfs-content\n");
-    assert_eq!(std::fs::read_to_string(in_ns("mnt/peer/f")).unwrap(), "tmpfs-content\n");
-    assert_eq!(std::fs::read_to_string(in_ns("mnt/ro/hello")).unwrap(), "hello\n");
-    assert_eq!(std::fs::read_to_string(in_ns("mnt/file")).unwrap(), "a file\n");
+    assert_eq!(
+        std::fs::read_to_string(in_ns("mnt/tmp/f")).unwrap(),
+        "tmpfs-content\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(in_ns("mnt/peer/f")).unwrap(),
+        "tmpfs-content\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(in_ns("mnt/ro/hello")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(in_ns("mnt/file")).unwrap(),
+        "a file\n"
+    );
     let err = std::fs::write(in_ns("mnt/ro/new"), "x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
     // What was under the mount on mnt/tmp/hidden came back too.
     let hidden = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-m", "sh", "-c", "mount --bind /mnt/tmp /mnt/bind && cat /mnt/bind/hidden/x"])
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind /mnt/tmp /mnt/bind && cat /mnt/bind/hidden/x",
+        ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&hidden.stdout), "under\n", "{}", String::from_utf8_lossy(&hidden.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&hidden.stdout),
+        "under\n",
+        "{}",
+        String::from_utf8_lossy(&hidden.stderr)
+    );
     // Propagation: a mount under the shared tmpfs shows in its peer and in the slave.
     let st = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-m", "mount", "-t", "tmpfs", "late", "/mnt/tmp/sub"])
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "mount",
+            "-t",
+            "tmpfs",
+            "late",
+            "/mnt/tmp/sub",
+        ])
         .status()
         .unwrap();
     assert!(st.success());
     let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     for mp in ["/mnt/tmp/sub ", "/mnt/peer/sub ", "/mnt/slave "] {
         assert!(
-            mi.lines().any(|l| l.contains(mp) && l.contains(" - tmpfs late ")),
+            mi.lines()
+                .any(|l| l.contains(mp) && l.contains(" - tmpfs late ")),
             "the late mount did not propagate to {mp}:\n{mi}"
         );
     }

@@ -40,7 +40,10 @@ pub struct MountOptions {
 impl MountOptions {
     /// The value given for `key` (dump: a mount point; restore: a key).
     pub fn external_for(&self, key: &str) -> Option<&str> {
-        self.external.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.external
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -55,11 +58,18 @@ pub enum MountError {
     #[error(transparent)]
     Image(#[from] criu_proto::Error),
     #[error("mount {mnt_id} ({mountpoint}, {fstype}): cannot be restored; make it external with --external mnt[{mountpoint}]:KEY")]
-    Unsupported { mnt_id: u32, mountpoint: String, fstype: String },
+    Unsupported {
+        mnt_id: u32,
+        mountpoint: String,
+        fstype: String,
+    },
     #[error("mountpoints image: {0}")]
     BadImage(String),
     #[error("{what}: {errno}")]
-    Sys { what: String, errno: nix::errno::Errno },
+    Sys {
+        what: String,
+        errno: nix::errno::Errno,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -72,14 +82,23 @@ pub enum MountError {
 
 impl MountError {
     pub(crate) fn sys(what: impl Into<String>, errno: impl Into<nix::errno::Errno>) -> Self {
-        MountError::Sys { what: what.into(), errno: errno.into() }
+        MountError::Sys {
+            what: what.into(),
+            errno: errno.into(),
+        }
     }
 
     pub(crate) fn rsys(what: impl Into<String>, errno: rustix::io::Errno) -> Self {
-        MountError::Sys { what: what.into(), errno: nix::errno::Errno::from_raw(errno.raw_os_error()) }
+        MountError::Sys {
+            what: what.into(),
+            errno: nix::errno::Errno::from_raw(errno.raw_os_error()),
+        }
     }
 
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        MountError::Io { what: what.into(), source }
+        MountError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }

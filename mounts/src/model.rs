@@ -153,7 +153,11 @@ pub fn entry_from_info(m: &MountInfo) -> MntEntry {
     let mut root = m.root.to_string_lossy().into_owned();
     let deleted = root.ends_with(" (deleted)") || root.ends_with("//deleted");
     if deleted {
-        let cut = if root.ends_with(" (deleted)") { " (deleted)".len() } else { "//deleted".len() };
+        let cut = if root.ends_with(" (deleted)") {
+            " (deleted)".len()
+        } else {
+            "//deleted".len()
+        };
         root.truncate(root.len() - cut);
     }
     MntEntry {
@@ -265,7 +269,10 @@ mod tests {
 
     #[test]
     fn superblock_options_split() {
-        assert_eq!(sb_flags_and_options("ro,sync,mode=755"), (MS_RDONLY | MS_SYNCHRONOUS, "mode=755".into()));
+        assert_eq!(
+            sb_flags_and_options("ro,sync,mode=755"),
+            (MS_RDONLY | MS_SYNCHRONOUS, "mode=755".into())
+        );
         assert_eq!(sb_flags_and_options("rw"), (0, String::new()));
     }
 
@@ -280,7 +287,9 @@ mod tests {
 
     #[test]
     fn fstype_names_round_trip() {
-        for n in ["proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup2", "overlay"] {
+        for n in [
+            "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup2", "overlay",
+        ] {
             let code = fstype_code(n);
             assert_eq!(fstype_name(code as u32, None), Some(n));
         }

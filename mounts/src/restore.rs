@@ -12,7 +12,10 @@
 //!    `MOVE_MOUNT_SET_GROUP` from the member with the widest root, slaves made by joining
 //!    their master's group then turning slave.
 
-use crate::model::{fstype_name, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_STRICTATIME, MS_UNBINDABLE};
+use crate::model::{
+    fstype_name, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME,
+    MS_STRICTATIME, MS_UNBINDABLE,
+};
 use crate::model::{MS_DIRSYNC, MS_SYNCHRONOUS};
 use crate::tree::{describe, fs_label, How, Node, Tree};
 use crate::{MountError, MountOptions};
@@ -28,13 +31,16 @@ use std::process::{Command, Stdio};
 
 /// Rebuilds the tree of `mountpoints-<mnt_ns_id>.img` and pivots into it.
 pub fn restore_tree(dir: &Path, mnt_ns_id: u32, opts: &MountOptions) -> Result<(), MountError> {
-    let entries: Vec<MntEntry> = ImageReader::open(dir, &ImageKind::MNTS, Some(u64::from(mnt_ns_id)))?.read_all()?;
+    let entries: Vec<MntEntry> =
+        ImageReader::open(dir, &ImageKind::MNTS, Some(u64::from(mnt_ns_id)))?.read_all()?;
     let tree = Tree::build(entries)?;
     // Every external key and the root are known before anything is mounted.
-    let root_dir = opts
-        .root
-        .clone()
-        .ok_or_else(|| MountError::Other(format!("{}: the restore needs --root", describe(&tree.nodes[tree.root].e))))?;
+    let root_dir = opts.root.clone().ok_or_else(|| {
+        MountError::Other(format!(
+            "{}: the restore needs --root",
+            describe(&tree.nodes[tree.root].e)
+        ))
+    })?;
     for n in &tree.nodes {
         if let How::External(key) = &n.how {
             if opts.external_for(key).is_none() {
@@ -48,9 +54,14 @@ pub fn restore_tree(dir: &Path, mnt_ns_id: u32, opts: &MountOptions) -> Result<(
 
     make_all_private()?;
     let yard = PathBuf::from(format!("/tmp/.criu-mnt.{}", std::process::id()));
-    std::fs::create_dir(&yard).map_err(|e| MountError::io(format!("mkdir {}", yard.display()), e))?;
-    let yard_parent = rustix::fs::open("/tmp", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| MountError::rsys("open /tmp", e))?;
+    std::fs::create_dir(&yard)
+        .map_err(|e| MountError::io(format!("mkdir {}", yard.display()), e))?;
+    let yard_parent = rustix::fs::open(
+        "/tmp",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| MountError::rsys("open /tmp", e))?;
     let built = build(&tree, &root_dir, opts, dir, &yard);
     let fds = match built {
         Ok(fds) => fds,
@@ -76,7 +87,12 @@ pub fn restore_tree(dir: &Path, mnt_ns_id: u32, opts: &MountOptions) -> Result<(
 fn make_all_private() -> Result<(), MountError> {
     sys_mount::Mount::builder()
         .fstype("")
-        .flags(sys_mount::MountFlags::REC | sys_mount::MountFlags::from_bits_retain(sys_mount::PropagationType::PRIVATE.bits()))
+        .flags(
+            sys_mount::MountFlags::REC
+                | sys_mount::MountFlags::from_bits_retain(
+                    sys_mount::PropagationType::PRIVATE.bits(),
+                ),
+        )
         .mount("", "/")
         .map(drop)
         .map_err(|e| MountError::io("make every mount of the new namespace private", e))
@@ -91,15 +107,25 @@ fn beneath() -> ResolveFlags {
 }
 
 /// Mounts every node under `yard`; gives each node's mount fd.
-fn build(tree: &Tree, root_dir: &Path, opts: &MountOptions, dir: &Path, yard: &Path) -> Result<Vec<OwnedFd>, MountError> {
+fn build(
+    tree: &Tree,
+    root_dir: &Path,
+    opts: &MountOptions,
+    dir: &Path,
+    yard: &Path,
+) -> Result<Vec<OwnedFd>, MountError> {
     let mut fds: Vec<Option<OwnedFd>> = (0..tree.nodes.len()).map(|_| None).collect();
     let order = tree.mount_order();
     if order.len() != tree.nodes.len() {
-        return Err(MountError::BadImage("the mounts cannot be put in an order".into()));
+        return Err(MountError::BadImage(
+            "the mounts cannot be put in an order".into(),
+        ));
     }
     for i in order {
         let n = &tree.nodes[i];
-        let fail = |what: &str, e: rustix::io::Errno| MountError::rsys(format!("{}: {what}", describe(&n.e)), e);
+        let fail = |what: &str, e: rustix::io::Errno| {
+            MountError::rsys(format!("{}: {what}", describe(&n.e)), e)
+        };
         let mnt = match &n.how {
             How::Root => rustix::mount::open_tree(CWD, root_dir, clone_flags())
                 .map_err(|e| fail(&format!("cannot bind --root {}", root_dir.display()), e))?,
@@ -109,19 +135,40 @@ fn build(tree: &Tree, root_dir: &Path, opts: &MountOptions, dir: &Path, yard: &P
                     .map_err(|e| fail(&format!("cannot bind external {key} from {path}"), e))?
             }
             How::Bind { from, rel } => {
-                let src = fds[*from]
-                    .as_ref()
-                    .ok_or_else(|| MountError::BadImage(format!("{}: its source is not mounted yet", describe(&n.e))))?;
-                bind_from(src, rel).map_err(|e| fail(&format!("cannot bind {} of mount {}", n.e.root, tree.nodes[*from].e.mnt_id), e))?
+                let src = fds[*from].as_ref().ok_or_else(|| {
+                    MountError::BadImage(format!(
+                        "{}: its source is not mounted yet",
+                        describe(&n.e)
+                    ))
+                })?;
+                bind_from(src, rel).map_err(|e| {
+                    fail(
+                        &format!(
+                            "cannot bind {} of mount {}",
+                            n.e.root, tree.nodes[*from].e.mnt_id
+                        ),
+                        e,
+                    )
+                })?
             }
             How::Fresh => fresh(&n.e)?,
         };
         match n.parent {
-            None => rustix::mount::move_mount(&mnt, "", CWD, yard, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-                .map_err(|e| fail(&format!("cannot mount on {}", yard.display()), e))?,
+            None => rustix::mount::move_mount(
+                &mnt,
+                "",
+                CWD,
+                yard,
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(|e| fail(&format!("cannot mount on {}", yard.display()), e))?,
             Some(p) => {
-                let pfd = fds[p].as_ref().ok_or_else(|| MountError::BadImage(format!("{}: parent not mounted", describe(&n.e))))?;
-                let rel = n.mp.strip_prefix(&tree.nodes[p].mp).unwrap_or(Path::new(""));
+                let pfd = fds[p].as_ref().ok_or_else(|| {
+                    MountError::BadImage(format!("{}: parent not mounted", describe(&n.e)))
+                })?;
+                let rel =
+                    n.mp.strip_prefix(&tree.nodes[p].mp)
+                        .unwrap_or(Path::new(""));
                 attach(&mnt, pfd, rel).map_err(|e| fail("cannot mount", e))?;
             }
         }
@@ -130,7 +177,10 @@ fn build(tree: &Tree, root_dir: &Path, opts: &MountOptions, dir: &Path, yard: &P
         }
         fds[i] = Some(mnt);
     }
-    Ok(fds.into_iter().map(|f| f.expect("every node mounted")).collect())
+    Ok(fds
+        .into_iter()
+        .map(|f| f.expect("every node mounted"))
+        .collect())
 }
 
 /// A detached copy of `rel` inside the mount `src` (only that mount, without its children).
@@ -139,7 +189,13 @@ fn bind_from(src: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
     if rel.as_os_str().is_empty() {
         return Ok(alone);
     }
-    let at = rustix::fs::openat2(&alone, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), beneath() | ResolveFlags::NO_XDEV)?;
+    let at = rustix::fs::openat2(
+        &alone,
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        beneath() | ResolveFlags::NO_XDEV,
+    )?;
     rustix::mount::open_tree(&at, "", clone_flags() | OpenTreeFlags::AT_EMPTY_PATH)
 }
 
@@ -150,7 +206,15 @@ fn attach(mnt: &OwnedFd, parent: &OwnedFd, rel: &Path) -> rustix::io::Result<()>
     if rel.as_os_str().is_empty() {
         return rustix::mount::move_mount(mnt, "", parent, "", flags);
     }
-    let open = |r: ResolveFlags| rustix::fs::openat2(parent, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), r);
+    let open = |r: ResolveFlags| {
+        rustix::fs::openat2(
+            parent,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            r,
+        )
+    };
     let target = match open(beneath() | ResolveFlags::NO_XDEV) {
         Ok(t) => t,
         // Something of the tree is already mounted there (mounts stacked on one point).
@@ -158,13 +222,29 @@ fn attach(mnt: &OwnedFd, parent: &OwnedFd, rel: &Path) -> rustix::io::Result<()>
         Err(rustix::io::Errno::NOENT) => {
             let name = rel.file_name().ok_or(rustix::io::Errno::INVAL)?;
             let up = rel.parent().unwrap_or(Path::new(""));
-            let up = if up.as_os_str().is_empty() { Path::new(".") } else { up };
-            let dirfd = rustix::fs::openat2(parent, up, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), beneath() | ResolveFlags::NO_XDEV)?;
-            let is_dir = rustix::fs::fstat(mnt).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())?;
+            let up = if up.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                up
+            };
+            let dirfd = rustix::fs::openat2(
+                parent,
+                up,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                beneath() | ResolveFlags::NO_XDEV,
+            )?;
+            let is_dir = rustix::fs::fstat(mnt)
+                .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir())?;
             if is_dir {
                 rustix::fs::mkdirat(&dirfd, name, Mode::from_raw_mode(0o755))?;
             } else {
-                drop(rustix::fs::openat(&dirfd, name, OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))?);
+                drop(rustix::fs::openat(
+                    &dirfd,
+                    name,
+                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )?);
             }
             open(beneath() | ResolveFlags::NO_XDEV)?
         }
@@ -175,20 +255,30 @@ fn attach(mnt: &OwnedFd, parent: &OwnedFd, rel: &Path) -> rustix::io::Result<()>
 
 /// A new instance of the entry's filesystem, its superblock options set, detached.
 fn fresh(e: &MntEntry) -> Result<OwnedFd, MountError> {
-    let name = fstype_name(e.fstype, e.fsname.as_deref()).ok_or_else(|| MountError::Unsupported {
-        mnt_id: e.mnt_id,
-        mountpoint: e.mountpoint.clone(),
-        fstype: fs_label(e),
-    })?;
-    let fail = |what: String, err: rustix::io::Errno| MountError::rsys(format!("{}: {what}", describe(e)), err);
-    let fs = rustix::mount::fsopen(name, FsOpenFlags::FSOPEN_CLOEXEC).map_err(|err| fail(format!("fsopen {name}"), err))?;
+    let name =
+        fstype_name(e.fstype, e.fsname.as_deref()).ok_or_else(|| MountError::Unsupported {
+            mnt_id: e.mnt_id,
+            mountpoint: e.mountpoint.clone(),
+            fstype: fs_label(e),
+        })?;
+    let fail = |what: String, err: rustix::io::Errno| {
+        MountError::rsys(format!("{}: {what}", describe(e)), err)
+    };
+    let fs = rustix::mount::fsopen(name, FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|err| fail(format!("fsopen {name}"), err))?;
     if !e.source.is_empty() {
-        rustix::mount::fsconfig_set_string(&fs, "source", e.source.as_str()).map_err(|err| fail(format!("source {}", e.source), err))?;
+        rustix::mount::fsconfig_set_string(&fs, "source", e.source.as_str())
+            .map_err(|err| fail(format!("source {}", e.source), err))?;
     }
     let sb = e.sb_flags.unwrap_or(0);
-    for (bit, flag) in [(MS_RDONLY, "ro"), (MS_SYNCHRONOUS, "sync"), (MS_DIRSYNC, "dirsync")] {
+    for (bit, flag) in [
+        (MS_RDONLY, "ro"),
+        (MS_SYNCHRONOUS, "sync"),
+        (MS_DIRSYNC, "dirsync"),
+    ] {
         if sb & bit != 0 {
-            rustix::mount::fsconfig_set_flag(&fs, flag).map_err(|err| fail(format!("option {flag}"), err))?;
+            rustix::mount::fsconfig_set_flag(&fs, flag)
+                .map_err(|err| fail(format!("option {flag}"), err))?;
         }
     }
     for opt in e.options.split(',').filter(|o| !o.is_empty()) {
@@ -201,16 +291,29 @@ fn fresh(e: &MntEntry) -> Result<OwnedFd, MountError> {
     if e.fstype == Fstype::Proc as u32 && pid_ns_differs() {
         // proc shows the pid namespace the restored tasks will live in, not the helper's.
         rustix::mount::fsconfig_set_string(&fs, "pidns", "/proc/self/ns/pid_for_children")
-            .map_err(|err| fail("option pidns (the pid namespace of the restored tree)".into(), err))?;
+            .map_err(|err| {
+                fail(
+                    "option pidns (the pid namespace of the restored tree)".into(),
+                    err,
+                )
+            })?;
     }
-    rustix::mount::fsconfig_create(&fs).map_err(|err| fail("cannot create the filesystem".into(), err))?;
+    rustix::mount::fsconfig_create(&fs)
+        .map_err(|err| fail("cannot create the filesystem".into(), err))?;
     rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|err| fail("cannot mount the filesystem".into(), err))
 }
 
 fn pid_ns_differs() -> bool {
-    let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
-    let (own, children) = (ino("/proc/self/ns/pid"), ino("/proc/self/ns/pid_for_children"));
+    let ino = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok()
+    };
+    let (own, children) = (
+        ino("/proc/self/ns/pid"),
+        ino("/proc/self/ns/pid_for_children"),
+    );
     own.is_some() && children.is_some() && own != children
 }
 
@@ -221,12 +324,28 @@ fn fill_tmpfs(e: &MntEntry, mnt: &OwnedFd, dir: &Path) -> Result<(), MountError>
     let path = [by_dev.clone(), by_id]
         .into_iter()
         .find(|p| p.metadata().is_ok_and(|m| m.len() > 0))
-        .ok_or_else(|| MountError::Other(format!("{}: no content image {}", describe(e), by_dev.display())))?;
+        .ok_or_else(|| {
+            MountError::Other(format!(
+                "{}: no content image {}",
+                describe(e),
+                by_dev.display()
+            ))
+        })?;
     let what = format!("{}: untar {}", describe(e), path.display());
-    let here = rustix::mount::open_tree(mnt, "", OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH)
-        .map_err(|err| MountError::rsys(what.clone(), err))?;
+    let here = rustix::mount::open_tree(
+        mnt,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|err| MountError::rsys(what.clone(), err))?;
     let out = Command::new("tar")
-        .args(["--extract", "--gzip", "--no-unquote", "--no-wildcards", "--file"])
+        .args([
+            "--extract",
+            "--gzip",
+            "--no-unquote",
+            "--no-wildcards",
+            "--file",
+        ])
         .arg(&path)
         .args(["--directory", "/proc/self/fd/0"])
         .stdin(Stdio::from(here))
@@ -235,16 +354,23 @@ fn fill_tmpfs(e: &MntEntry, mnt: &OwnedFd, dir: &Path) -> Result<(), MountError>
         .output()
         .map_err(|err| MountError::io(what.clone(), err))?;
     if !out.status.success() {
-        return Err(MountError::Other(format!("{what}: tar {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(MountError::Other(format!(
+            "{what}: tar {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
 
 /// `pivot_root` into the yard; criu's old tree is detached.
 fn pivot(yard: &Path) -> Result<(), MountError> {
-    nix::unistd::chdir(yard).map_err(|e| MountError::sys(format!("chdir {}", yard.display()), e))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| MountError::sys("pivot_root into the restored tree", e))?;
-    sys_mount::unmount(".", sys_mount::UnmountFlags::DETACH).map_err(|e| MountError::io("detach criu's old root", e))?;
+    nix::unistd::chdir(yard)
+        .map_err(|e| MountError::sys(format!("chdir {}", yard.display()), e))?;
+    nix::unistd::pivot_root(".", ".")
+        .map_err(|e| MountError::sys("pivot_root into the restored tree", e))?;
+    sys_mount::unmount(".", sys_mount::UnmountFlags::DETACH)
+        .map_err(|e| MountError::io("detach criu's old root", e))?;
     nix::unistd::chdir("/").map_err(|e| MountError::sys("chdir /", e))
 }
 
@@ -280,21 +406,34 @@ fn set_flags(n: &Node, fd: &OwnedFd) -> Result<(), MountError> {
             | sm::MOUNT_ATTR_NODIRATIME,
         ..Default::default()
     };
-    sm::mount_setattr(fd.as_fd(), Path::new(""), sm::AT_EMPTY_PATH, &attr)
-        .map_err(|e| MountError::sys(format!("{}: cannot set its flags {:#x}", describe(&n.e), f), e))
+    sm::mount_setattr(fd.as_fd(), Path::new(""), sm::AT_EMPTY_PATH, &attr).map_err(|e| {
+        MountError::sys(
+            format!("{}: cannot set its flags {:#x}", describe(&n.e), f),
+            e,
+        )
+    })
 }
 
 fn set_propagation(n: &Node, fd: &OwnedFd, kind: u64, name: &str) -> Result<(), MountError> {
-    let attr = sm::MountAttr { propagation: kind, ..Default::default() };
+    let attr = sm::MountAttr {
+        propagation: kind,
+        ..Default::default()
+    };
     sm::mount_setattr(fd.as_fd(), Path::new(""), sm::AT_EMPTY_PATH, &attr)
         .map_err(|e| MountError::sys(format!("{}: cannot make it {name}", describe(&n.e)), e))
 }
 
 fn set_group(tree: &Tree, fds: &[OwnedFd], from: usize, to: usize) -> Result<(), MountError> {
-    let flags = MoveMountFlags::MOVE_MOUNT_SET_GROUP | MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+    let flags = MoveMountFlags::MOVE_MOUNT_SET_GROUP
+        | MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+        | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
     rustix::mount::move_mount(&fds[from], "", &fds[to], "", flags).map_err(|e| {
         MountError::rsys(
-            format!("{}: cannot join the peer group of mount {} (MOVE_MOUNT_SET_GROUP)", describe(&tree.nodes[to].e), tree.nodes[from].e.mnt_id),
+            format!(
+                "{}: cannot join the peer group of mount {} (MOVE_MOUNT_SET_GROUP)",
+                describe(&tree.nodes[to].e),
+                tree.nodes[from].e.mnt_id
+            ),
             e,
         )
     })
@@ -307,8 +446,17 @@ fn group_source(tree: &Tree, members: &[usize], to: usize) -> Option<usize> {
     members
         .iter()
         .copied()
-        .filter(|&m| m != to && tree.nodes[m].e.root_dev == t.e.root_dev && t.root.starts_with(&tree.nodes[m].root))
-        .min_by_key(|&m| (tree.nodes[m].root.components().count(), tree.nodes[m].e.mnt_id))
+        .filter(|&m| {
+            m != to
+                && tree.nodes[m].e.root_dev == t.e.root_dev
+                && t.root.starts_with(&tree.nodes[m].root)
+        })
+        .min_by_key(|&m| {
+            (
+                tree.nodes[m].root.components().count(),
+                tree.nodes[m].e.mnt_id,
+            )
+        })
 }
 
 /// Shared peer groups, slaves, unbindable mounts, as dumped.
@@ -320,7 +468,12 @@ fn propagation(tree: &Tree, fds: &[OwnedFd]) -> Result<(), MountError> {
         }
     }
     for m in groups.values_mut() {
-        m.sort_by_key(|&i| (tree.nodes[i].root.components().count(), tree.nodes[i].e.mnt_id));
+        m.sort_by_key(|&i| {
+            (
+                tree.nodes[i].root.components().count(),
+                tree.nodes[i].e.mnt_id,
+            )
+        });
     }
     let master_of = |i: usize| tree.nodes[i].e.master_id.filter(|&m| m != 0);
     // Peer groups, each after the group it is a slave of.
@@ -328,7 +481,9 @@ fn propagation(tree: &Tree, fds: &[OwnedFd]) -> Result<(), MountError> {
     let mut slaved = vec![false; tree.nodes.len()];
     loop {
         let ready = groups.iter().find(|(id, members)| {
-            !done.contains_key(id) && master_of(members[0]).is_none_or(|m| done.contains_key(&m) || !groups.contains_key(&m))
+            !done.contains_key(id)
+                && master_of(members[0])
+                    .is_none_or(|m| done.contains_key(&m) || !groups.contains_key(&m))
         });
         let Some((&id, members)) = ready else { break };
         let leader = members[0];
@@ -338,7 +493,10 @@ fn propagation(tree: &Tree, fds: &[OwnedFd]) -> Result<(), MountError> {
         set_propagation(&tree.nodes[leader], &fds[leader], sm::MS_SHARED, "shared")?;
         for &t in &members[1..] {
             let from = group_source(tree, members, t).ok_or_else(|| {
-                MountError::Other(format!("{}: no member of peer group {id} holds its root", describe(&tree.nodes[t].e)))
+                MountError::Other(format!(
+                    "{}: no member of peer group {id} holds its root",
+                    describe(&tree.nodes[t].e)
+                ))
             })?;
             set_group(tree, fds, from, t)?;
         }
@@ -348,7 +506,9 @@ fn propagation(tree: &Tree, fds: &[OwnedFd]) -> Result<(), MountError> {
         done.insert(id, ());
     }
     if let Some((id, _)) = groups.iter().find(|(id, _)| !done.contains_key(id)) {
-        return Err(MountError::BadImage(format!("peer group {id}: its masters form a cycle")));
+        return Err(MountError::BadImage(format!(
+            "peer group {id}: its masters form a cycle"
+        )));
     }
     for (i, n) in tree.nodes.iter().enumerate() {
         if let Some(m) = master_of(i) {
@@ -365,13 +525,25 @@ fn propagation(tree: &Tree, fds: &[OwnedFd]) -> Result<(), MountError> {
 
 /// Makes `to` a slave of peer group `master`: it joins the group, then turns slave. A master
 /// outside the tree leaves it private (the external-masters options are not done yet).
-fn make_slave(tree: &Tree, fds: &[OwnedFd], groups: &BTreeMap<u32, Vec<usize>>, to: usize, master: u32) -> Result<(), MountError> {
+fn make_slave(
+    tree: &Tree,
+    fds: &[OwnedFd],
+    groups: &BTreeMap<u32, Vec<usize>>,
+    to: usize,
+    master: u32,
+) -> Result<(), MountError> {
     let Some(members) = groups.get(&master) else {
-        tracing::warn!("{}: its master group {master} is outside the tree; left private", describe(&tree.nodes[to].e));
+        tracing::warn!(
+            "{}: its master group {master} is outside the tree; left private",
+            describe(&tree.nodes[to].e)
+        );
         return Ok(());
     };
     let from = group_source(tree, members, to).ok_or_else(|| {
-        MountError::Other(format!("{}: no mount of its master group {master} holds its root", describe(&tree.nodes[to].e)))
+        MountError::Other(format!(
+            "{}: no mount of its master group {master} holds its root",
+            describe(&tree.nodes[to].e)
+        ))
     })?;
     set_group(tree, fds, from, to)?;
     set_propagation(&tree.nodes[to], &fds[to], sm::MS_SLAVE, "a slave")

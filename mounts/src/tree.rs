@@ -86,11 +86,27 @@ impl Tree {
         }
         let mut nodes = Vec::with_capacity(entries.len());
         for e in entries {
-            let mp = clean_abs_path(&e.mountpoint)
-                .ok_or_else(|| bad(format!("{}: mount point is not a clean absolute path", describe(&e))))?;
-            let root = clean_abs_path(&e.root)
-                .ok_or_else(|| bad(format!("{}: root {:?} is not a clean absolute path", describe(&e), e.root)))?;
-            nodes.push(Node { e, mp, root, parent: None, children: Vec::new(), how: How::Fresh });
+            let mp = clean_abs_path(&e.mountpoint).ok_or_else(|| {
+                bad(format!(
+                    "{}: mount point is not a clean absolute path",
+                    describe(&e)
+                ))
+            })?;
+            let root = clean_abs_path(&e.root).ok_or_else(|| {
+                bad(format!(
+                    "{}: root {:?} is not a clean absolute path",
+                    describe(&e),
+                    e.root
+                ))
+            })?;
+            nodes.push(Node {
+                e,
+                mp,
+                root,
+                parent: None,
+                children: Vec::new(),
+                how: How::Fresh,
+            });
         }
         let mut root = None;
         for i in 0..nodes.len() {
@@ -112,7 +128,10 @@ impl Tree {
         }
         let root = root.ok_or_else(|| bad("no root mount: the parents form a cycle".into()))?;
         if !nodes[root].mp.as_os_str().is_empty() {
-            return Err(bad(format!("the root {} is not mounted at /", describe(&nodes[root].e))));
+            return Err(bad(format!(
+                "the root {} is not mounted at /",
+                describe(&nodes[root].e)
+            )));
         }
         // Every mount reaches the root (no cycle), and lies under its parent's mount point.
         for i in 0..nodes.len() {
@@ -121,7 +140,10 @@ impl Tree {
             while let Some(p) = nodes[cur].parent {
                 steps += 1;
                 if steps > nodes.len() {
-                    return Err(bad(format!("{}: its parents form a cycle", describe(&nodes[i].e))));
+                    return Err(bad(format!(
+                        "{}: its parents form a cycle",
+                        describe(&nodes[i].e)
+                    )));
                 }
                 cur = p;
             }
@@ -175,7 +197,10 @@ impl Tree {
                 if j == i || s.e.root_dev != me.e.root_dev {
                     continue;
                 }
-                let usable = is_primary(s) || (fresh_fs(s.e.fstype) && s.e.ext_key.is_none() && s.root.as_os_str().is_empty());
+                let usable = is_primary(s)
+                    || (fresh_fs(s.e.fstype)
+                        && s.e.ext_key.is_none()
+                        && s.root.as_os_str().is_empty());
                 if !usable || !me.root.starts_with(&s.root) {
                     continue;
                 }
@@ -189,8 +214,10 @@ impl Tree {
                 // A fresh-fs mount with the widest root of its superblock is the fresh one.
                 Some(j)
                     if !is_primary(&tree.nodes[j])
-                        && (tree.nodes[j].root.components().count(), tree.nodes[j].e.mnt_id)
-                            >= (me.root.components().count(), me.e.mnt_id) =>
+                        && (
+                            tree.nodes[j].root.components().count(),
+                            tree.nodes[j].e.mnt_id,
+                        ) >= (me.root.components().count(), me.e.mnt_id) =>
                 {
                     How::Fresh
                 }
@@ -199,7 +226,13 @@ impl Tree {
                     rel: strip_prefix_path(&me.root, &tree.nodes[j].root).unwrap_or_default(),
                 },
                 None if fresh_fs(me.e.fstype) && me.root.as_os_str().is_empty() => How::Fresh,
-                None => return Err(MountError::Unsupported { mnt_id: me.e.mnt_id, mountpoint: me.e.mountpoint.clone(), fstype: fs_label(&me.e) }),
+                None => {
+                    return Err(MountError::Unsupported {
+                        mnt_id: me.e.mnt_id,
+                        mountpoint: me.e.mountpoint.clone(),
+                        fstype: fs_label(&me.e),
+                    })
+                }
             };
             tree.nodes[i].how = how;
         }
@@ -242,13 +275,15 @@ impl Tree {
 
 /// The filesystem name shown in messages: the mount's own one.
 pub fn fs_label(e: &MntEntry) -> String {
-    fstype_name(e.fstype, e.fsname.as_deref()).map(str::to_owned).unwrap_or_else(|| {
-        if e.source.is_empty() {
-            "unsupported".into()
-        } else {
-            format!("unsupported, source {}", e.source)
-        }
-    })
+    fstype_name(e.fstype, e.fsname.as_deref())
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            if e.source.is_empty() {
+                "unsupported".into()
+            } else {
+                format!("unsupported, source {}", e.source)
+            }
+        })
 }
 
 #[cfg(test)]
@@ -275,24 +310,54 @@ mod tests {
     #[test]
     fn decides_how_each_mount_comes_back() {
         let t = tree(NS).unwrap();
-        let how = |id: u32| t.nodes.iter().find(|n| n.e.mnt_id == id).unwrap().how.clone();
+        let how = |id: u32| {
+            t.nodes
+                .iter()
+                .find(|n| n.e.mnt_id == id)
+                .unwrap()
+                .how
+                .clone()
+        };
         assert_eq!(how(470), How::Root);
         assert_eq!(how(471), How::Fresh);
         assert_eq!(how(472), How::Fresh);
         assert_eq!(how(473), How::Fresh);
         assert_eq!(how(474), How::Fresh);
         let idx = |id: u32| t.nodes.iter().position(|n| n.e.mnt_id == id).unwrap();
-        assert_eq!(how(475), How::Bind { from: idx(473), rel: "sub".into() });
-        assert_eq!(how(476), How::Bind { from: idx(470), rel: "data".into() });
-        assert_eq!(how(477), How::Bind { from: idx(473), rel: "".into() });
-        let order: Vec<u32> = t.mount_order().iter().map(|&i| t.nodes[i].e.mnt_id).collect();
+        assert_eq!(
+            how(475),
+            How::Bind {
+                from: idx(473),
+                rel: "sub".into()
+            }
+        );
+        assert_eq!(
+            how(476),
+            How::Bind {
+                from: idx(470),
+                rel: "data".into()
+            }
+        );
+        assert_eq!(
+            how(477),
+            How::Bind {
+                from: idx(473),
+                rel: "".into()
+            }
+        );
+        let order: Vec<u32> = t
+            .mount_order()
+            .iter()
+            .map(|&i| t.nodes[i].e.mnt_id)
+            .collect();
         assert_eq!(order, vec![470, 471, 474, 472, 473, 475, 476, 477]);
     }
 
     #[test]
     fn refuses_what_it_cannot_rebuild() {
-        let e = tree("1 0 254:0 / / rw - ext4 /dev/vda rw\n2 1 254:1 / /mnt rw - ext4 /dev/vdb rw\n")
-            .unwrap_err();
+        let e =
+            tree("1 0 254:0 / / rw - ext4 /dev/vda rw\n2 1 254:1 / /mnt rw - ext4 /dev/vdb rw\n")
+                .unwrap_err();
         assert_eq!(
             e.to_string(),
             "mount 2 (/mnt, unsupported, source /dev/vdb): cannot be restored; make it external with --external mnt[/mnt]:KEY"
@@ -302,8 +367,12 @@ mod tests {
     #[test]
     fn hostile_images_are_errors() {
         let base = |mp: &str, root: &str, parent: u32| {
-            let mut es = entries_from_infos(&parse_mountinfo("1 0 254:0 / / rw - ext4 /dev/vda rw\n").unwrap());
-            let mut e = entries_from_infos(&parse_mountinfo("2 1 0:5 / /x rw - tmpfs t rw\n").unwrap()).remove(0);
+            let mut es = entries_from_infos(
+                &parse_mountinfo("1 0 254:0 / / rw - ext4 /dev/vda rw\n").unwrap(),
+            );
+            let mut e =
+                entries_from_infos(&parse_mountinfo("2 1 0:5 / /x rw - tmpfs t rw\n").unwrap())
+                    .remove(0);
             e.mountpoint = mp.into();
             e.root = root.into();
             e.parent_mnt_id = parent;
@@ -311,16 +380,25 @@ mod tests {
             Tree::build(es)
         };
         assert!(base("/x", "/", 1).is_ok());
-        assert!(matches!(base("/../etc", "/", 1), Err(MountError::BadImage(_))));
+        assert!(matches!(
+            base("/../etc", "/", 1),
+            Err(MountError::BadImage(_))
+        ));
         assert!(matches!(base("x", "/", 1), Err(MountError::BadImage(_))));
-        assert!(matches!(base("/x", "/../..", 1), Err(MountError::BadImage(_))));
+        assert!(matches!(
+            base("/x", "/../..", 1),
+            Err(MountError::BadImage(_))
+        ));
         assert!(matches!(base("/x", "/", 2), Err(MountError::BadImage(_))));
         assert!(matches!(base("/x", "/", 9), Err(MountError::BadImage(_))));
         // A cycle: 2 -> 3 -> 2 beside the root.
         let mut es = entries_from_infos(&parse_mountinfo(
             "1 0 254:0 / / rw - ext4 /dev/vda rw\n2 3 0:5 / /a rw - tmpfs t rw\n3 2 0:6 / /a/b rw - tmpfs t rw\n",
         ).unwrap());
-        assert!(matches!(Tree::build(es.clone()), Err(MountError::BadImage(_))));
+        assert!(matches!(
+            Tree::build(es.clone()),
+            Err(MountError::BadImage(_))
+        ));
         es.clear();
         assert!(Tree::build(es).is_err());
     }

@@ -27,12 +27,18 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
     let usage = "usage: criu __mount-helper restore IMAGES_DIR MNT_NS_ID NS_PID [--root PATH] [--external KEY:VAL ...]";
     let s: Vec<String> = args
         .iter()
-        .map(|a| a.to_str().map(str::to_owned).ok_or_else(|| format!("argument {a:?} is not UTF-8")))
+        .map(|a| {
+            a.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("argument {a:?} is not UTF-8"))
+        })
         .collect::<Result<_, _>>()?;
     if s.len() < 6 || s[2] != "restore" {
         return Err(usage.into());
     }
-    let mnt_ns_id = s[4].parse().map_err(|_| format!("bad MNT_NS_ID {}", s[4]))?;
+    let mnt_ns_id = s[4]
+        .parse()
+        .map_err(|_| format!("bad MNT_NS_ID {}", s[4]))?;
     let ns_pid = s[5].parse().map_err(|_| format!("bad NS_PID {}", s[5]))?;
     let mut opts = MountOptions::default();
     let mut rest = s[6..].iter();
@@ -41,7 +47,9 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
         match a.as_str() {
             "--root" => opts.root = Some(PathBuf::from(val)),
             "--external" => {
-                let (k, v) = val.split_once(':').ok_or_else(|| format!("--external {val}: expected KEY:VAL"))?;
+                let (k, v) = val
+                    .split_once(':')
+                    .ok_or_else(|| format!("--external {val}: expected KEY:VAL"))?;
                 opts.external.push((k.to_owned(), v.to_owned()));
             }
             _ => return Err(format!("unknown argument {a}; {usage}")),
@@ -56,27 +64,42 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
     for (_, v) in &mut opts.external {
         *v = abs(v)?.to_string_lossy().into_owned();
     }
-    Ok(Args { dir, mnt_ns_id, ns_pid, opts })
+    Ok(Args {
+        dir,
+        mnt_ns_id,
+        ns_pid,
+        opts,
+    })
 }
 
 fn ns_file(pid: i32, kind: &str) -> Result<(OwnedFd, bool), String> {
     let path = format!("/proc/{pid}/ns/{kind}");
     let theirs = std::fs::metadata(&path).map_err(|e| format!("{path}: {e}"))?;
-    let ours = std::fs::metadata(format!("/proc/self/ns/{kind}")).map_err(|e| format!("/proc/self/ns/{kind}: {e}"))?;
+    let ours = std::fs::metadata(format!("/proc/self/ns/{kind}"))
+        .map_err(|e| format!("/proc/self/ns/{kind}: {e}"))?;
     let fd = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-    Ok((fd.into(), theirs.ino() != ours.ino() || theirs.dev() != ours.dev()))
+    Ok((
+        fd.into(),
+        theirs.ino() != ours.ino() || theirs.dev() != ours.dev(),
+    ))
 }
 
 fn join(args: &Args) -> Result<(), String> {
     let pid = args.ns_pid;
     // Every namespace file is opened before the first setns changes what /proc shows.
-    let nss = [("net", CloneFlags::CLONE_NEWNET), ("ipc", CloneFlags::CLONE_NEWIPC), ("pid", CloneFlags::CLONE_NEWPID), ("mnt", CloneFlags::CLONE_NEWNS)]
-        .into_iter()
-        .map(|(kind, flag)| ns_file(pid, kind).map(|(fd, differs)| (kind, flag, fd, differs)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let nss = [
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ]
+    .into_iter()
+    .map(|(kind, flag)| ns_file(pid, kind).map(|(fd, differs)| (kind, flag, fd, differs)))
+    .collect::<Result<Vec<_>, _>>()?;
     for (kind, flag, fd, differs) in nss {
         if differs {
-            nix::sched::setns(fd, flag).map_err(|e| format!("setns into the {kind} namespace of pid {pid}: {e}"))?;
+            nix::sched::setns(fd, flag)
+                .map_err(|e| format!("setns into the {kind} namespace of pid {pid}: {e}"))?;
         }
     }
     // setns into a mount namespace puts root and cwd at its root; say so if it did not.
@@ -93,12 +116,19 @@ fn join(args: &Args) -> Result<(), String> {
 fn open(args: &[OsString]) -> Result<(), String> {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
-    let [_, _, _, pid, mp] = args else { return Err("usage: criu __mount-helper open NS_PID MOUNTPOINT".into()) };
-    let pid: i32 = pid.to_str().and_then(|p| p.parse().ok()).ok_or("bad NS_PID")?;
+    let [_, _, _, pid, mp] = args else {
+        return Err("usage: criu __mount-helper open NS_PID MOUNTPOINT".into());
+    };
+    let pid: i32 = pid
+        .to_str()
+        .and_then(|p| p.parse().ok())
+        .ok_or("bad NS_PID")?;
     let mp = mp.to_str().ok_or("MOUNTPOINT is not UTF-8")?;
     let fd = criu_mounts::clone_mount_in_ns(pid, mp).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout();
-    writeln!(out, "{}", fd.as_raw_fd()).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+    writeln!(out, "{}", fd.as_raw_fd())
+        .and_then(|()| out.flush())
+        .map_err(|e| e.to_string())?;
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     Ok(())
 }

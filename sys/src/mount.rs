@@ -44,7 +44,12 @@ pub struct MountAttr {
 /// `mount_setattr(dirfd, path, flags, attr)`: changes per-mount attributes and propagation of
 /// the mount at `path` relative to `dirfd` (or of `dirfd` itself with an empty path and
 /// [`AT_EMPTY_PATH`]).
-pub fn mount_setattr<Fd: AsFd>(dirfd: Fd, path: &Path, flags: u32, attr: &MountAttr) -> Result<(), Errno> {
+pub fn mount_setattr<Fd: AsFd>(
+    dirfd: Fd,
+    path: &Path,
+    flags: u32,
+    attr: &MountAttr,
+) -> Result<(), Errno> {
     let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: the path is a NUL-terminated string that outlives the call, `attr` points to a
     // live `struct mount_attr` whose size is passed, and the kernel only reads it.
