@@ -1,4 +1,11 @@
 //! The `criu` binary.
 fn main() {
-    std::process::exit(criu::run(std::env::args_os().collect()));
+    let args: Vec<_> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == criu::commands::mount_helper::NAME)
+    {
+        std::process::exit(criu::commands::mount_helper::main(&args))
+    }
+    std::process::exit(criu::run(args));
 }

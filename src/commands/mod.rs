@@ -3,5 +3,6 @@ pub mod check;
 pub mod cpuinfo;
 pub mod dump;
 pub mod exec;
+pub mod mount_helper;
 pub mod restore;
 pub mod support;

@@ -8,6 +8,7 @@ pub mod fork;
 pub mod fown;
 pub mod kcmp;
 pub mod mapping;
+pub mod mount;
 pub mod netif;
 pub mod notify;
 pub mod pidfd;
