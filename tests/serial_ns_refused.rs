@@ -1,8 +1,9 @@
 //! What `criu dump` refuses before it touches a task, naming the pid and the namespace: a
-//! tree in its own mount or cgroup namespace (not dumped yet: before this rule such a
+//! tree in its own cgroup namespace (not dumped yet: before this rule such a
 //! task came back silently in the host's), a tree whose tasks do not share the root's
-//! namespaces, a pid namespace dumped from a task other than its init, and a network namespace
-//! with devices other than lo. Needs root.
+//! namespaces, a pid namespace dumped from a task other than its init, a network namespace
+//! with devices other than lo, and a mount namespace holding a mount that cannot be restored
+//! (naming the option that would make it external). Needs root.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -71,7 +72,9 @@ fn assert_refused_naming(pid: i32, named: i32, what: &str) {
         "dump of pid {pid} succeeded: {stderr}"
     );
     let want = format!("pid {named}: {what}");
-    assert!(stderr.contains(&want), "want {want:?} in: {stderr}");
+    let named_mount = format!("pid {named}: mount ");
+    let found = stderr.contains(&want) || (stderr.contains(&named_mount) && stderr.contains(what));
+    assert!(found, "want {want:?} in: {stderr}");
     assert!(!dir.path().join("inventory.img").exists());
     assert!(
         matches!(state(pid), 'S' | 'R'),
@@ -109,14 +112,47 @@ fn unshared_sleep(flag: &str, kind: &str) -> Killed {
 }
 
 #[test]
-fn own_mount_and_cgroup_namespaces_are_refused() {
-    for (flag, kind) in [("-m", "mnt"), ("-C", "cgroup")] {
-        let task = unshared_sleep(flag, kind);
-        assert_refused(
-            task.0.id() as i32,
-            &format!("its {kind} namespace is not criu's"),
-        );
+fn own_cgroup_namespaces_are_refused() {
+    let task = unshared_sleep("-C", "cgroup");
+    assert_refused(task.0.id() as i32, "its cgroup namespace is not criu's");
+}
+
+#[test]
+fn a_mount_namespace_with_a_mount_that_cannot_be_restored_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
     }
+    let p = |d: &str| dir.path().join(d).display().to_string();
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {} && exec sleep 100",
+        p("lower"),
+        p("upper"),
+        p("work"),
+        p("merged")
+    );
+    let task = unshared(
+        &["-m", "--propagation", "private", "sh", "-c", &script],
+        "mnt",
+    );
+    let pid = task.0.id() as i32;
+    let start = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .starts_with("sleep")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the overlay was never mounted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let merged = p("merged");
+    assert_refused_naming(
+        pid,
+        pid,
+        &format!("({merged}, overlay): cannot be restored; make it external with --external mnt[{merged}]:KEY"),
+    );
 }
 
 /// Starts `unshare ARGS` and waits until it left our `kind` namespace.

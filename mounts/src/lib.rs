@@ -23,7 +23,7 @@ pub mod tree;
 use std::path::PathBuf;
 
 pub use dump::{check, clone_mount_in_ns, dump, helper_exe};
-pub use restore::restore_tree;
+pub use restore::{restore_in_ns, restore_tree};
 
 /// Options from the command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

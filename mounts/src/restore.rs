@@ -548,3 +548,41 @@ fn make_slave(
     set_group(tree, fds, from, to)?;
     set_propagation(&tree.nodes[to], &fds[to], sm::MS_SLAVE, "a slave")
 }
+
+/// From criu (multi-threaded, which cannot join a mount namespace): runs the helper
+/// (`criu __mount-helper restore`, see src/commands/mount_helper.rs) that rebuilds the tree of
+/// `mountpoints-<mnt_ns_id>.img` inside the new mount namespace of `pid` and pivots into it.
+pub fn restore_in_ns(
+    pid: i32,
+    mnt_ns_id: u32,
+    dir: &Path,
+    opts: &MountOptions,
+) -> Result<(), MountError> {
+    let exe = crate::helper_exe().ok_or_else(|| {
+        MountError::Other("cannot find criu's own binary for the mount helper".into())
+    })?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("__mount-helper")
+        .arg("restore")
+        .arg(dir)
+        .arg(mnt_ns_id.to_string())
+        .arg(pid.to_string());
+    if let Some(root) = &opts.root {
+        cmd.arg("--root").arg(root);
+    }
+    for (key, path) in &opts.external {
+        cmd.arg("--external").arg(format!("{key}:{path}"));
+    }
+    let what = format!("the mount helper for pid {pid}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| MountError::io(what.clone(), e))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        return Err(MountError::Other(format!("{what}: {}", said.trim())));
+    }
+    Ok(())
+}

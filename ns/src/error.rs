@@ -22,6 +22,8 @@ pub enum NsImageError {
     Bad { kind: &'static str, what: String },
     #[error(transparent)]
     Ipc(#[from] crate::ipc::IpcError),
+    #[error("mount namespace: {0}")]
+    Mount(#[from] criu_mounts::MountError),
     #[error("{kind} namespace: {source}")]
     Tracee {
         kind: &'static str,

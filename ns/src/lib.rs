@@ -52,6 +52,8 @@ pub struct DumpOptions {
     /// `--external net[INODE]:KEY`: a network namespace the restore gets from outside
     /// (`--inherit-fd fd[N]:KEY`): only its key is dumped.
     pub ext_net: Vec<(u64, String)>,
+    /// External mounts (`--external mnt[MOUNTPOINT]:KEY`, `-M`).
+    pub mounts: criu_mounts::MountOptions,
 }
 
 /// What the restore is told about namespaces.
@@ -63,6 +65,8 @@ pub struct RestoreOptions {
     pub joins: Vec<join::Join>,
     /// `--inherit-fd fd[N]:KEY`, where an external network namespace is looked up.
     pub inherited: Vec<(i32, String)>,
+    /// `--root` and external mounts (`--external mnt[KEY]:PATH`, `-M`).
+    pub mounts: criu_mounts::MountOptions,
 }
 
 /// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids.
@@ -84,6 +88,7 @@ pub fn dump_images(
             NsKind::Ipc => {
                 ipc::dump(pid, id, dir)?;
             }
+            NsKind::Mnt => criu_mounts::dump(pid, id, dir, tree.mount_options())?,
             _ => {}
         }
     }
@@ -102,6 +107,8 @@ pub struct Owned {
     empty_net: bool,
     /// Namespaces joined instead of made (`--join-ns`, an external network namespace).
     joins: Vec<join::Join>,
+    /// Where the mount tree's root and external mounts are.
+    mounts: criu_mounts::MountOptions,
 }
 
 impl Owned {
@@ -119,7 +126,7 @@ impl Owned {
             if theirs == ours {
                 continue;
             }
-            if matches!(kind, NsKind::Mnt | NsKind::Cgroup) {
+            if kind == NsKind::Cgroup {
                 return Err(NsImageError::Bad {
                     kind: kind.name(),
                     what: "the tree had its own; restoring one is not supported yet".into(),
@@ -154,6 +161,7 @@ impl Owned {
             kinds,
             empty_net: opts.empty_net,
             joins,
+            mounts: opts.mounts.clone(),
         })
     }
 
@@ -226,6 +234,7 @@ impl Owned {
                 NsKind::Time => time::restore(r, pid, id, dir)?,
                 NsKind::Ipc => ipc::restore(pid, id, dir)?,
                 NsKind::Net if !self.empty_net => net::restore(pid, id, dir)?,
+                NsKind::Mnt => criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?,
                 _ => {}
             }
         }

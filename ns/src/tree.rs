@@ -37,6 +37,11 @@ pub enum NsError {
     #[error("pid {pid}: its network namespace has {what}; network devices are not dumped yet")]
     Net { pid: i32, what: String },
     #[error("pid {pid}: {source}")]
+    Mount {
+        pid: i32,
+        source: criu_mounts::MountError,
+    },
+    #[error("pid {pid}: {source}")]
     Image {
         pid: i32,
         source: crate::NsImageError,
@@ -46,8 +51,13 @@ pub enum NsError {
 /// Why a kind the tree owns cannot be dumped yet; `None` for kinds that are.
 fn unsupported(kind: NsKind) -> Option<&'static str> {
     match kind {
-        NsKind::Pid | NsKind::Uts | NsKind::Ipc | NsKind::Time | NsKind::Net | NsKind::User => None,
-        NsKind::Mnt => Some("mount namespaces are not dumped yet (mount trees)"),
+        NsKind::Pid
+        | NsKind::Uts
+        | NsKind::Ipc
+        | NsKind::Time
+        | NsKind::Net
+        | NsKind::User
+        | NsKind::Mnt => None,
         NsKind::Cgroup => Some("cgroup namespaces are not dumped yet (cgroups)"),
     }
 }
@@ -125,6 +135,12 @@ impl TreeNamespaces {
                 });
             }
         }
+        if own.contains(&NsKind::Mnt) {
+            criu_mounts::check(root_pid, &opts.mounts).map_err(|source| NsError::Mount {
+                pid: root_pid,
+                source,
+            })?;
+        }
         let tree = TreeNamespaces {
             root_pid,
             opts: opts.clone(),
@@ -155,6 +171,11 @@ impl TreeNamespaces {
     pub fn dumps(&self, kind: NsKind) -> bool {
         let net_left = self.opts.empty_net || self.ext_net.is_some();
         self.owns(kind) && !(kind == NsKind::Net && net_left)
+    }
+
+    /// External mounts, for the mount tree's dump.
+    pub fn mount_options(&self) -> &criu_mounts::MountOptions {
+        &self.opts.mounts
     }
 
     /// The key `--external net[INODE]:KEY` gave the tree's network namespace.

@@ -60,6 +60,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         ns: criu_ns::DumpOptions {
             empty_net: o.empty_ns_net,
             ext_net: external_nets(o),
+            mounts: super::mount_opts::mount_options(o),
         },
         tcp_close: o.tcp_close,
         files: DumpFileOptions {

@@ -4,5 +4,6 @@ pub mod cpuinfo;
 pub mod dump;
 pub mod exec;
 pub mod mount_helper;
+pub mod mount_opts;
 pub mod restore;
 pub mod support;

@@ -54,6 +54,7 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             empty_net: o.empty_ns_net,
             joins,
             inherited: inherit_fds,
+            mounts: super::mount_opts::mount_options(o),
         },
     };
     let at_ns = |stage, root| {

@@ -135,8 +135,14 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::Timeout => Only(&[Dump, Restore]),
         Opt::ActionScript => Only(&[Dump, Restore]),
         Opt::ShellJob | Opt::FileLocks | Opt::ExtUnixSk => Only(&[Dump, Restore]),
-        // Only unix[INODE] (checked by `refusals`).
-        Opt::External => Only(&[Dump]),
+        // Dump: unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY; restore: mnt[KEY]:PATH
+        // (checked by `refusals`).
+        Opt::External => Only(&[Dump, Restore]),
+        Opt::ExtMountMap => Only(&[Dump, Restore]),
+        // Restore: the new root of the mount tree; CRIU's dump ignores it (zdtm sends it).
+        Opt::Root => Only(&[Dump, Restore]),
+        // One mount engine (mount-v2's: MOVE_MOUNT_SET_GROUP): the older one is not kept.
+        Opt::MntnsCompatMode => Only(&[Restore]),
         Opt::InheritFd | Opt::SkipFileRwxCheck => Only(&[Restore]),
         // Dump-time options CRIU's restore ignores.
         Opt::LinkRemap
@@ -165,14 +171,11 @@ pub fn scope(opt: Opt) -> Scope {
         // Deprecated: refused while parsing already.
         | Opt::Ms
         // Namespaces, mounts, network devices.
-        | Opt::Root
         | Opt::VethPair
-        | Opt::ExtMountMap
         | Opt::SkipMnt
         | Opt::EnableFs
         | Opt::EnableExternalSharing
         | Opt::EnableExternalMasters
-        | Opt::MntnsCompatMode
         | Opt::WeakSysctls
         // Cgroups.
         | Opt::ManageCgroups
@@ -227,6 +230,13 @@ pub fn honours(kind: Kind, opt: Opt) -> bool {
 /// outside the tree); every other kind (mnt, dev, file, tty, veth, macvlan, net, ...) is
 /// refused.
 fn external_ok(kind: Kind, value: &str) -> bool {
+    let mnt = value
+        .strip_prefix("mnt[")
+        .and_then(|v| v.split_once("]:"))
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty());
+    if kind == Kind::Restore {
+        return mnt;
+    }
     let unix = value
         .strip_prefix("unix[")
         .and_then(|v| v.strip_suffix(']'))
@@ -235,7 +245,7 @@ fn external_ok(kind: Kind, value: &str) -> bool {
         .strip_prefix("net[")
         .and_then(|v| v.split_once("]:"))
         .is_some_and(|(ino, key)| ino.parse::<u64>().is_ok() && !key.is_empty());
-    kind == Kind::Dump && (unix || net)
+    kind == Kind::Dump && (unix || net || mnt)
 }
 
 /// Why `cmd` cannot run with `o`: one message per option set that the command does not
@@ -254,10 +264,14 @@ pub fn refusals(cmd: &Command, o: &Options) -> Vec<String> {
                 spec.long
             ));
         } else if spec.id == Opt::External {
+            let only = if kind == Kind::Restore {
+                "only mnt[KEY]:PATH is"
+            } else {
+                "only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are"
+            };
             for value in o.external.iter().filter(|v| !external_ok(kind, v)) {
                 out.push(format!(
-                    "{name}: option --external {value} is not supported yet \
-                     (only unix[INODE] and net[INODE]:KEY are)"
+                    "{name}: option --external {value} is not supported yet ({only})"
                 ));
             }
         }
@@ -306,7 +320,7 @@ mod tests {
             Opt::ExtMountMap => "a:b",
             Opt::InheritFd => "fd[3]:pipe:[1]",
             Opt::EmptyNs => "net",
-            Opt::External => "unix[1]",
+            Opt::External => "mnt[a]:b",
             Opt::PreDumpMode => "splice",
             Opt::FileValidation => "filesize",
             Opt::NetworkLock => "iptables",
@@ -488,17 +502,22 @@ mod tests {
         assert_eq!(
             refusals(&Command::Dump, &o),
             vec![
-                "dump: option --external veth[x]:y is not supported yet (only unix[INODE] and net[INODE]:KEY are)",
-                "dump: option --external unix[abc] is not supported yet (only unix[INODE] and net[INODE]:KEY are)",
-                "dump: option --external mnt[]:s is not supported yet (only unix[INODE] and net[INODE]:KEY are)",
+                "dump: option --external veth[x]:y is not supported yet (only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are)",
+                "dump: option --external unix[abc] is not supported yet (only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are)",
+                "dump: option --external mnt[]:s is not supported yet (only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are)",
             ]
         );
         o.external = vec!["unix[123]".into(), "net[4026531992]:extnet".into()];
         assert!(refusals(&Command::Dump, &o).is_empty());
         assert_eq!(
             refusals(&Command::Restore { exec_cmd: vec![] }, &o),
-            vec!["restore: option --external is not supported yet"]
+            vec![
+                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH is)",
+                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH is)",
+            ]
         );
+        o.external = vec!["mnt[ZDTM_DEV]:/tmp/dev".into()];
+        assert!(refusals(&Command::Restore { exec_cmd: vec![] }, &o).is_empty());
     }
 
     #[test]
