@@ -24,10 +24,12 @@ mod tests {
 
     #[test]
     fn external_mounts_come_from_both_options() {
-        let mut o = Options::default();
-        o.external = vec!["mnt[/dev]:ZDTM_DEV".into(), "unix[5]".into()];
-        o.ext_mount_map = vec![("/data".into(), "DATA".into())];
-        o.root = Some("/tmp/root".into());
+        let o = Options {
+            external: vec!["mnt[/dev]:ZDTM_DEV".into(), "unix[5]".into()],
+            ext_mount_map: vec![("/data".into(), "DATA".into())],
+            root: Some("/tmp/root".into()),
+            ..Default::default()
+        };
         let m = mount_options(&o);
         assert_eq!(
             m.external,
