@@ -79,12 +79,16 @@ impl Container {
 
     /// Dumps the tree (which then dies) and reaps unshare.
     fn dump(&mut self) {
+        self.dump_with(&[]);
+    }
+
+    /// [`Container::dump`] with `extra` options.
+    fn dump_with(&mut self, extra: &[&str]) {
         std::fs::create_dir_all(self.images()).unwrap();
         let root = self.root.to_string();
-        let out = criu(
-            &["dump", "-t", &root, "-D", "images", "-o", "dump.log", "-v4"],
-            &self.dir,
-        );
+        let mut args = vec!["dump", "-t", &root, "-D", "images", "-o", "dump.log", "-v4"];
+        args.extend(extra);
+        let out = criu(&args, &self.dir);
         assert!(
             out.status.success(),
             "dump failed: {}",
@@ -97,20 +101,20 @@ impl Container {
 
     /// Restores the tree; its init's pid (as criu sees it) becomes the root.
     fn restore(&mut self) {
-        let out = criu(
-            &[
-                "restore",
-                "-D",
-                "images",
-                "-o",
-                "restore.log",
-                "-v4",
-                "-d",
-                "--pidfile",
-                "pid",
-            ],
-            &self.dir,
-        );
+        self.restore_with(&[], Stdio::null());
+    }
+
+    /// `criu restore -d --pidfile pid EXTRA` with criu's stdin given.
+    fn try_restore(&self, extra: &[&str], stdin: Stdio) -> std::process::Output {
+        let mut args = vec!["restore", "-D", "images", "-o", "restore.log", "-v4", "-d"];
+        args.extend(["--pidfile", "pid"]);
+        args.extend(extra);
+        state_task::criu_with(&args, &self.dir, stdin, Stdio::piped())
+    }
+
+    /// A restore with `extra` options that must succeed.
+    fn restore_with(&mut self, extra: &[&str], stdin: Stdio) {
+        let out = self.try_restore(extra, stdin);
         assert!(
             out.status.success(),
             "restore failed: {}",
@@ -272,6 +276,14 @@ fn a_world_in_its_own_user_namespace_keeps_its_id_maps_and_root_inside() {
     assert_eq!(verdict(&c, &result), "PASS\n");
 }
 
+/// An executable `sh` action script in `dir` with `body`; returns its path.
+fn action_script(dir: &Path, body: &str) -> String {
+    let path = dir.join("action.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
 /// The `out` line of the shell loop: "PID COUNT HOSTNAME SEGMENTS".
 fn loop_line(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("out"))
@@ -329,69 +341,21 @@ fn with_empty_ns_net_the_setup_namespaces_script_sets_up_the_network() {
     )
     .len()
         == 4));
-    std::fs::create_dir_all(c.images()).unwrap();
-    let root = c.root.to_string();
-    let out = criu(
-        &[
-            "dump",
-            "-t",
-            &root,
-            "-D",
-            "images",
-            "-o",
-            "dump.log",
-            "-v4",
-            "--empty-ns",
-            "net",
-        ],
-        dir.path(),
-    );
-    assert!(out.status.success(), "dump failed: {}", c.log("dump.log"));
-    if let Some(mut u) = c.unshare.take() {
-        let _ = u.wait();
-    }
+    c.dump_with(&["--empty-ns", "net"]);
     let seen = dir.path().join("seen");
-    let action = dir.path().join("action.sh");
-    std::fs::write(
-        &action,
-        format!(
-            "#!/bin/sh\ncase $CRTOOLS_SCRIPT_ACTION in\n\
+    let action = action_script(
+        dir.path(),
+        &format!(
+            "case $CRTOOLS_SCRIPT_ACTION in\n\
              setup-namespaces) nsenter -t $CRTOOLS_INIT_PID -n ip link set lo up || exit 1 ;;\nesac\n\
              echo $CRTOOLS_SCRIPT_ACTION $CRTOOLS_INIT_PID >> {}\n",
             seen.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&action, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let action = action.to_str().unwrap().to_string();
-    let out = criu(
-        &[
-            "restore",
-            "-D",
-            "images",
-            "-o",
-            "restore.log",
-            "-v4",
-            "-d",
-            "--pidfile",
-            "pid",
-            "--empty-ns",
-            "net",
-            "--action-script",
-            &action,
-        ],
-        dir.path(),
     );
-    assert!(
-        out.status.success(),
-        "restore failed: {}",
-        c.log("restore.log")
+    c.restore_with(
+        &["--empty-ns", "net", "--action-script", &action],
+        Stdio::null(),
     );
-    c.root = std::fs::read_to_string(c.images().join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let seen = std::fs::read_to_string(&seen).unwrap();
     let stages: Vec<&str> = seen
         .lines()
@@ -477,65 +441,17 @@ fn an_external_network_namespace_and_a_joined_uts_namespace_are_entered_not_made
     )
     .len()
         == 4));
-    std::fs::create_dir_all(c.images()).unwrap();
-    let root = c.root.to_string();
     let external = format!("net[{ino}]:extnet");
-    let out = criu(
-        &[
-            "dump",
-            "-t",
-            &root,
-            "-D",
-            "images",
-            "-o",
-            "dump.log",
-            "-v4",
-            "--external",
-            &external,
-        ],
-        dir.path(),
-    );
-    assert!(out.status.success(), "dump failed: {}", c.log("dump.log"));
-    if let Some(mut u) = c.unshare.take() {
-        let _ = u.wait();
-    }
+    c.dump_with(&["--external", &external]);
     // The uts namespace to join instead of making the dumped one again.
     let uts = Holder::start(&["--uts"], "hostname joined");
     let join = format!("uts:{}", uts.pid());
     // criu's fd 0 is the network namespace, handed over as the runtimes do.
-    let out = Command::new(env!("CARGO_BIN_EXE_criu"))
-        .args([
-            "restore",
-            "--no-default-config",
-            "-D",
-            "images",
-            "-o",
-            "restore.log",
-            "-v4",
-            "-d",
-        ])
-        .args([
-            "--pidfile",
-            "pid",
-            "--inherit-fd",
-            "fd[0]:extnet",
-            "--join-ns",
-            &join,
-        ])
-        .current_dir(dir.path())
-        .stdin(std::fs::File::open(&netns).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "restore failed: {}",
-        c.log("restore.log")
+    let netns_file = std::fs::File::open(&netns).unwrap();
+    c.restore_with(
+        &["--inherit-fd", "fd[0]:extnet", "--join-ns", &join],
+        Stdio::from(netns_file),
     );
-    c.root = std::fs::read_to_string(c.images().join("pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert_eq!(ns_link(c.root, "net"), ns_link(net.pid(), "net"));
     assert_eq!(ns_link(c.root, "uts"), ns_link(uts.pid(), "uts"));
     let went_on = wait_until(Duration::from_secs(10), || {
@@ -558,32 +474,15 @@ fn a_restore_that_fails_after_the_namespaces_exist_leaves_nothing_behind() {
     c.dump();
     // The post-setup-namespaces script fails: the root and its namespaces exist by then.
     let seen = dir.path().join("init-pid");
-    let action = dir.path().join("action.sh");
-    std::fs::write(
-        &action,
-        format!(
-            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-setup-namespaces ] || exit 0\n\
+    let action = action_script(
+        dir.path(),
+        &format!(
+            "[ \"$CRTOOLS_SCRIPT_ACTION\" = post-setup-namespaces ] || exit 0\n\
              readlink /proc/$CRTOOLS_INIT_PID/ns/pid > {0}\necho $CRTOOLS_INIT_PID >> {0}\nexit 1\n",
             seen.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&action, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let action = action.to_str().unwrap().to_string();
-    let out = criu(
-        &[
-            "restore",
-            "-D",
-            "images",
-            "-o",
-            "restore.log",
-            "-v4",
-            "-d",
-            "--action-script",
-            &action,
-        ],
-        dir.path(),
     );
+    let out = c.try_restore(&["--action-script", &action], Stdio::null());
     assert!(
         !out.status.success(),
         "the restore succeeded: {}",
