@@ -35,8 +35,10 @@ pub fn find_by_vpid(pid: i32, vpid: i32, threads: bool) -> Result<Option<i32>> {
             candidates.extend(read_children(pid, tid)?);
         }
     }
+    // Newest last in each list: a task just made is found at once.
     Ok(candidates
         .into_iter()
+        .rev()
         .find(|&c| crate::read_status(c).is_ok_and(|s| s.vpid() == vpid)))
 }
 

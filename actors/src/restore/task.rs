@@ -503,6 +503,10 @@ fn parent_of(pid: i32) -> Result<i32, RebuildError> {
 /// The id criu sees the child (or, with `thread`, the thread) of `creator` by that sees itself
 /// as `id`: the same id unless the tree is in a pid namespace of its own.
 fn host_id(creator: i32, id: i32, thread: bool) -> Result<i32, RebuildError> {
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    if pid_ns(creator).is_some() && pid_ns(creator) == pid_ns(std::process::id() as i32) {
+        return Ok(id);
+    }
     match criu_procfs::task::find_by_vpid(creator, id, thread) {
         Ok(Some(host)) => Ok(host),
         Ok(None) => Err(task_err(
