@@ -409,6 +409,13 @@ pub(crate) fn syscall_at_ip(
 }
 
 /// Sets `regs`, resumes the task and waits for the int3 after the syscall; returns rax.
+/// Whether the thread's SIGTRAP stop is our int3 (the kernel's trap, SI_KERNEL), not a
+/// SIGTRAP sent by a process (si_code <= 0). Unknown counts as ours.
+fn is_breakpoint(tid: i32) -> bool {
+    nix::sys::ptrace::getsiginfo(nix::unistd::Pid::from_raw(tid))
+        .map_or(true, |info| info.si_code > 0)
+}
+
 pub(crate) fn run_to_trap(
     tid: i32,
     regs: &Regs,
@@ -428,9 +435,11 @@ pub(crate) fn run_to_trap(
         }
         let sig = libc::WSTOPSIG(status);
         let event = status >> 16;
-        if event == 0 && sig == libc::SIGTRAP {
+        if event == 0 && sig == libc::SIGTRAP && is_breakpoint(tid) {
             break;
         }
+        // Any other signal, a SIGTRAP someone sent included (the task may have one pending
+        // and blocked: the session lets SIGTRAP through), is held back and sent again after.
         if event == 0 {
             *deferred |= 1u64 << (sig - 1);
         }

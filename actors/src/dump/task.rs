@@ -411,6 +411,15 @@ fn collect(
         files::dump_fds(pid, &shared.files)?
     };
 
+    // The process-wide queue first: an injection lets SIGTRAP through (its int3 reports with
+    // it), so a pending SIGTRAP would be taken off the shared queue (and sent back to the
+    // thread) by any session before.
+    let leader = process.thread_mut(pid).ok_or(TaskError::Other {
+        pid,
+        what: "the thread group leader is gone".into(),
+    })?;
+    let signals_s = dump_thread::shared_signals(leader)?;
+
     // Threads: leader first, as CRIU lists them.
     let mut tids: Vec<i32> = process.threads.keys().copied().collect();
     tids.sort_by_key(|&t| (t != pid, t));
@@ -426,7 +435,6 @@ fn collect(
         pid,
         what: "the thread group leader is gone".into(),
     })?;
-    let signals_s = dump_thread::shared_signals(leader)?;
     let misc = dump_task::dump_task_misc(pid, leader)?;
     let rlimits = dump_task::dump_rlimits(pid).map_err(proc_err("limits"))?;
 
