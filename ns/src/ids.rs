@@ -20,6 +20,25 @@ const NS_ORDER: [NsKind; 8] = [
     NsKind::Cgroup,
 ];
 
+/// A namespace link of process `pid`; a leader that exited before its threads has none, so
+/// one of its live threads answers for it.
+fn read_ns_of_process(
+    pid: i32,
+    kind: NsKind,
+) -> Result<criu_procfs::NsLink, criu_procfs::ProcError> {
+    match criu_procfs::read_ns(pid, kind) {
+        Err(e) if e.is_not_found() => {
+            let threads = criu_procfs::task::read_task_ids(pid).unwrap_or_default();
+            threads
+                .into_iter()
+                .filter(|&t| t != pid)
+                .find_map(|t| criu_procfs::read_ns(t, kind).ok())
+                .ok_or(e)
+        }
+        other => other,
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct IdAllocator {
     next_kobj: u32,
@@ -49,7 +68,7 @@ impl IdAllocator {
             ..Default::default()
         };
         for kind in NS_ORDER {
-            let link = match criu_procfs::read_ns(pid, kind) {
+            let link = match read_ns_of_process(pid, kind) {
                 Ok(l) => l,
                 Err(e) if matches!(kind, NsKind::Time | NsKind::Cgroup) && e.is_not_found() => {
                     continue

@@ -416,7 +416,7 @@ fn collect(
     // thread) by any session before.
     let leader = process.thread_mut(pid).ok_or(TaskError::Other {
         pid,
-        what: "the thread group leader is gone".into(),
+        what: "its thread group leader exited while its other threads run on; a dead leader is not dumped (CRIU does not either)".into(),
     })?;
     let signals_s = dump_thread::shared_signals(leader)?;
 
@@ -433,7 +433,7 @@ fn collect(
     criu_process::seccomp::assign(&mut threads, &shared.seccomp);
     let leader = process.thread_mut(pid).ok_or(TaskError::Other {
         pid,
-        what: "the thread group leader is gone".into(),
+        what: "its thread group leader exited while its other threads run on; a dead leader is not dumped (CRIU does not either)".into(),
     })?;
     let misc = dump_task::dump_task_misc(pid, leader)?;
     let rlimits = dump_task::dump_rlimits(pid).map_err(proc_err("limits"))?;
