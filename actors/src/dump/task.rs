@@ -353,6 +353,12 @@ fn collect(
     let shared = &msg.shared;
     let dir = shared.dir.as_path();
     let proc_err = |what| move |source| TaskError::Proc { pid, what, source };
+    let dead_leader = || TaskError::Other {
+        pid,
+        what: "its thread group leader exited while its other threads run on; a dead leader is \
+               not dumped (CRIU does not either)"
+            .into(),
+    };
     let stat = criu_procfs::read_stat(pid).map_err(proc_err("stat"))?;
     let names = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
     let name = names.pid;
@@ -414,10 +420,7 @@ fn collect(
     // The process-wide queue first: an injection lets SIGTRAP through (its int3 reports with
     // it), so a pending SIGTRAP would be taken off the shared queue (and sent back to the
     // thread) by any session before.
-    let leader = process.thread_mut(pid).ok_or(TaskError::Other {
-        pid,
-        what: "its thread group leader exited while its other threads run on; a dead leader is not dumped (CRIU does not either)".into(),
-    })?;
+    let leader = process.thread_mut(pid).ok_or_else(dead_leader)?;
     let signals_s = dump_thread::shared_signals(leader)?;
 
     // Threads: leader first, as CRIU lists them.
@@ -431,10 +434,7 @@ fn collect(
         threads.push(dump_thread::dump_thread(pid, t)?);
     }
     criu_process::seccomp::assign(&mut threads, &shared.seccomp);
-    let leader = process.thread_mut(pid).ok_or(TaskError::Other {
-        pid,
-        what: "its thread group leader exited while its other threads run on; a dead leader is not dumped (CRIU does not either)".into(),
-    })?;
+    let leader = process.thread_mut(pid).ok_or_else(dead_leader)?;
     let misc = dump_task::dump_task_misc(pid, leader)?;
     let rlimits = dump_task::dump_rlimits(pid).map_err(proc_err("limits"))?;
 
