@@ -83,11 +83,59 @@ pub fn helper_exe() -> Option<PathBuf> {
 /// Helper side of `__mount-helper open`: joins pid's mount namespace (the caller must be
 /// single-threaded) and gives a private clone of the mount at `mountpoint`, without what is
 /// mounted on top of or below it.
-pub fn clone_mount_in_ns(pid: i32, mountpoint: &str) -> Result<OwnedFd, MountError> {
+pub fn clone_mount_in_ns(pid: i32, mountpoint: &str, dev: u32) -> Result<OwnedFd, MountError> {
     let ns = File::open(format!("/proc/{pid}/ns/mnt"))
         .map_err(|e| MountError::io(format!("open /proc/{pid}/ns/mnt"), e))?;
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| MountError::sys(format!("setns into the mount namespace of {pid}"), e))?;
+    // A mount hidden under others at the same place: uncovered in a private copy of the
+    // namespace, where unmounting what is on top changes nothing for the task.
+    for _ in 0..MAX_STACK {
+        let top = open_at_mountpoint(pid, mountpoint)?;
+        let st = rustix::fs::fstat(&top)
+            .map_err(|e| MountError::rsys(format!("stat {mountpoint}"), e))?;
+        if kdev(rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)) == dev {
+            return clone_at(pid, mountpoint, &top);
+        }
+        uncover(pid, mountpoint)?;
+    }
+    Err(MountError::Other(format!(
+        "{mountpoint} in the mount namespace of {pid}: no mount of device {}:{} under {MAX_STACK} others",
+        kdev_major(dev),
+        kdev_minor(dev)
+    )))
+}
+
+/// How many mounts may stand on one another at a mount point before the search gives up.
+const MAX_STACK: usize = 16;
+
+/// Unmounts the top mount at `mountpoint`, in a private copy of the namespace made the first
+/// time.
+fn uncover(pid: i32, mountpoint: &str) -> Result<(), MountError> {
+    static COPIED: std::sync::Once = std::sync::Once::new();
+    let mut copied = Ok(());
+    COPIED.call_once(|| {
+        copied = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| MountError::sys("unshare(CLONE_NEWNS)", e))
+            .and_then(|()| {
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(|e| MountError::sys("make the copy private", e))
+            });
+    });
+    copied?;
+    tracing::debug!("pid {pid}: {mountpoint} hides another mount: unmounting the top one");
+    nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| MountError::sys(format!("uncover {mountpoint}: umount"), e))
+}
+
+/// The top mount at `mountpoint`, as an O_PATH fd.
+fn open_at_mountpoint(pid: i32, mountpoint: &str) -> Result<OwnedFd, MountError> {
     let what = || format!("open {mountpoint} in the mount namespace of {pid}");
     let root = rustix::fs::open(
         "/",
@@ -97,16 +145,20 @@ pub fn clone_mount_in_ns(pid: i32, mountpoint: &str) -> Result<OwnedFd, MountErr
     .map_err(|e| MountError::rsys(what(), e))?;
     let rel = mountpoint.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    let at = rustix::fs::openat2(
+    rustix::fs::openat2(
         &root,
         rel,
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     )
-    .map_err(|e| MountError::rsys(what(), e))?;
+    .map_err(|e| MountError::rsys(what(), e))
+}
+
+/// A private clone of the mount `at` (at `mountpoint`) alone.
+fn clone_at(pid: i32, mountpoint: &str, at: &OwnedFd) -> Result<OwnedFd, MountError> {
     rustix::mount::open_tree(
-        &at,
+        at,
         "",
         OpenTreeFlags::OPEN_TREE_CLONE
             | OpenTreeFlags::OPEN_TREE_CLOEXEC
@@ -121,12 +173,21 @@ pub fn clone_mount_in_ns(pid: i32, mountpoint: &str) -> Result<OwnedFd, MountErr
 }
 
 /// Runs `__mount-helper open` and takes the clone it holds (pidfd_getfd).
-fn clone_through_helper(pid: i32, mountpoint: &str) -> Result<OwnedFd, MountError> {
+fn clone_through_helper(pid: i32, mountpoint: &str, dev: u32) -> Result<OwnedFd, MountError> {
     let exe = helper_exe()
         .ok_or_else(|| MountError::Other("cannot find criu's own executable".into()))?;
-    let what = format!("{} __mount-helper open {pid} {mountpoint}", exe.display());
+    let what = format!(
+        "{} __mount-helper open {pid} {mountpoint} {dev}",
+        exe.display()
+    );
     let mut child = Command::new(&exe)
-        .args(["__mount-helper", "open", &pid.to_string(), mountpoint])
+        .args([
+            "__mount-helper",
+            "open",
+            &pid.to_string(),
+            mountpoint,
+            &dev.to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -159,7 +220,7 @@ fn clone_through_helper(pid: i32, mountpoint: &str) -> Result<OwnedFd, MountErro
 /// The tmpfs to archive: a private clone made in its namespace by the helper; where that
 /// cannot run, and nothing of the tree is mounted on it, the mount itself.
 fn open_mount(pid: i32, e: &MntEntry, has_children: bool) -> Result<OwnedFd, MountError> {
-    let fd = match clone_through_helper(pid, &e.mountpoint) {
+    let fd = match clone_through_helper(pid, &e.mountpoint, e.root_dev) {
         Ok(fd) => fd,
         Err(err) if !has_children => {
             tracing::debug!("{err}; archiving the mount seen from criu");

@@ -174,6 +174,7 @@ fn build(
         }
         if n.how == How::Fresh && n.e.fstype == Fstype::Tmpfs as u32 {
             fill_tmpfs(&n.e, &mnt, dir)?;
+            seal_tmpfs(&n.e, &mnt)?;
         }
         fds[i] = Some(mnt);
     }
@@ -270,7 +271,11 @@ fn fresh(e: &MntEntry) -> Result<OwnedFd, MountError> {
         rustix::mount::fsconfig_set_string(&fs, "source", e.source.as_str())
             .map_err(|err| fail(format!("source {}", e.source), err))?;
     }
-    let sb = e.sb_flags.unwrap_or(0);
+    let mut sb = e.sb_flags.unwrap_or(0);
+    // A tmpfs gets its content first: read-only comes after (`seal_tmpfs`).
+    if e.fstype == Fstype::Tmpfs as u32 {
+        sb &= !MS_RDONLY;
+    }
     for (bit, flag) in [
         (MS_RDONLY, "ro"),
         (MS_SYNCHRONOUS, "sync"),
@@ -315,6 +320,27 @@ fn pid_ns_differs() -> bool {
         ino("/proc/self/ns/pid_for_children"),
     );
     own.is_some() && children.is_some() && own != children
+}
+
+/// A tmpfs whose superblock was read-only becomes so once it holds its content.
+fn seal_tmpfs(e: &MntEntry, mnt: &OwnedFd) -> Result<(), MountError> {
+    if e.sb_flags.unwrap_or(0) & MS_RDONLY == 0 {
+        return Ok(());
+    }
+    let fail = |err| {
+        MountError::rsys(
+            format!("{}: make the filesystem read-only", describe(e)),
+            err,
+        )
+    };
+    let fs = rustix::mount::fspick(
+        mnt,
+        "",
+        rustix::mount::FsPickFlags::FSPICK_EMPTY_PATH | rustix::mount::FsPickFlags::FSPICK_CLOEXEC,
+    )
+    .map_err(fail)?;
+    rustix::mount::fsconfig_set_flag(&fs, "ro").map_err(fail)?;
+    rustix::mount::fsconfig_reconfigure(&fs).map_err(fail)
 }
 
 /// Extracts the tmpfs's tar image (`tmpfs-dev-<dev>`, or the older `tmpfs-<mnt_id>`) into it.

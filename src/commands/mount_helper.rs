@@ -111,20 +111,20 @@ fn join(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// `open NS_PID MOUNTPOINT`: clones the mount in that namespace, prints the clone's fd number
-/// and holds it until stdin closes (criu takes it with pidfd_getfd meanwhile).
+/// `open NS_PID MOUNTPOINT DEV`: clones the mount of device DEV (CRIU's encoding) at
+/// MOUNTPOINT in that namespace, prints the clone's fd number and holds it until stdin closes
+/// (criu takes it with pidfd_getfd meanwhile).
 fn open(args: &[OsString]) -> Result<(), String> {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
-    let [_, _, _, pid, mp] = args else {
-        return Err("usage: criu __mount-helper open NS_PID MOUNTPOINT".into());
+    let [_, _, _, pid, mp, dev] = args else {
+        return Err("usage: criu __mount-helper open NS_PID MOUNTPOINT DEV".into());
     };
-    let pid: i32 = pid
-        .to_str()
-        .and_then(|p| p.parse().ok())
-        .ok_or("bad NS_PID")?;
+    let text = |a: &OsString| a.to_str().unwrap_or_default().to_string();
+    let pid: i32 = text(pid).parse().map_err(|_| "bad NS_PID")?;
+    let dev: u32 = text(dev).parse().map_err(|_| "bad DEV")?;
     let mp = mp.to_str().ok_or("MOUNTPOINT is not UTF-8")?;
-    let fd = criu_mounts::clone_mount_in_ns(pid, mp).map_err(|e| e.to_string())?;
+    let fd = criu_mounts::clone_mount_in_ns(pid, mp, dev).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout();
     writeln!(out, "{}", fd.as_raw_fd())
         .and_then(|()| out.flush())
