@@ -15,6 +15,8 @@ use criu_proto::{ImageKind, ImageReader};
 
 use criu_proto::dump_images::DumpImages;
 
+use crate::root::FsRoot;
+
 /// Old images marked a ghost remap by this bit of `remap_id` instead of `remap_type`.
 const OLD_GHOST_BIT: u32 = 0x8000_0000;
 
@@ -50,8 +52,11 @@ pub enum GhostError {
 /// Names made for the restore, removed once every task has its files.
 #[derive(Debug, Default)]
 pub struct Remaps {
-    /// (path, is a directory), in the order made.
+    /// (path as criu reaches it, is a directory), in the order made.
     made: Vec<(PathBuf, bool)>,
+    /// Names chosen but not made yet: the tree's own root exists only once its root task does
+    /// (see `make_pending`).
+    pending: Vec<Pending>,
     /// Processes made to hold the pid of a dead one while its /proc files are opened.
     helpers: Vec<i32>,
 }
@@ -78,14 +83,36 @@ impl Remaps {
     }
 }
 
+/// A remapped name to make once the tree's root exists (task paths).
+#[derive(Debug)]
+enum Pending {
+    Ghost { id: u32, at: PathBuf },
+    Link { linked: PathBuf, to: PathBuf },
+}
+
+impl Remaps {
+    /// Makes the names `prepare` left for later, through the tree's `root`; `dir`: the images.
+    pub fn make_pending(&mut self, dir: &Path, root: &FsRoot) -> Result<(), GhostError> {
+        for p in std::mem::take(&mut self.pending) {
+            match p {
+                Pending::Ghost { id, at } => make_ghost(dir, id, root, &at, self)?,
+                Pending::Link { linked, to } => link_back(root, &linked, &to, self)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Remaps {
     fn drop(&mut self) {
         self.clean();
     }
 }
 
-/// Makes every remapped file reachable again and points its file entries at it.
-pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
+/// Makes every remapped file reachable again and points its file entries at it. With
+/// `own_root` the tree's root is not there yet: the names are chosen without looking (next to
+/// the old name, as CRIU names them) and made later by `Remaps::make_pending`.
+pub fn prepare(images: &mut DumpImages, own_root: bool) -> Result<Remaps, GhostError> {
     let mut remaps = Remaps::default();
     let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::REMAP_FPATH, None)?
     else {
@@ -105,13 +132,27 @@ pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
             .reg_path(e.orig_id)
             .ok_or(GhostError::NoFile(e.orig_id))?
             .to_string();
+        let orig = Path::new(&orig);
         let now = if kind == RemapType::Ghost as i32 {
             match ghosts.get(&remap_id) {
                 Some(p) => p.clone(),
                 None => {
-                    let p = make_ghost(&images.dir, remap_id, Path::new(&orig), &mut remaps)?;
-                    ghosts.insert(remap_id, p.clone());
-                    p
+                    let suffix = format!(".cr.{remap_id:x}.ghost");
+                    let at = if own_root {
+                        let at = with_suffix(orig, &suffix);
+                        let pending = Pending::Ghost {
+                            id: remap_id,
+                            at: at.clone(),
+                        };
+                        remaps.pending.push(pending);
+                        at
+                    } else {
+                        let at = free_name(orig, &suffix);
+                        make_ghost(&images.dir, remap_id, &FsRoot::default(), &at, &mut remaps)?;
+                        at
+                    };
+                    ghosts.insert(remap_id, at.clone());
+                    at
                 }
             }
         } else if kind == RemapType::Procfs as i32 {
@@ -122,13 +163,26 @@ pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
                     .map_err(|errno| GhostError::DeadProcess { pid, errno })?;
                 remaps.helpers.push(helper);
             }
-            PathBuf::from(&orig)
+            orig.to_path_buf()
         } else if kind == RemapType::Linked as i32 {
-            let linked = images
-                .reg_path(remap_id)
-                .ok_or(GhostError::NoFile(remap_id))?
-                .to_string();
-            link_back(Path::new(&linked), Path::new(&orig), &mut remaps)?
+            let linked = PathBuf::from(
+                images
+                    .reg_path(remap_id)
+                    .ok_or(GhostError::NoFile(remap_id))?,
+            );
+            if own_root {
+                let to = with_suffix(orig, ".cr_link");
+                let pending = Pending::Link {
+                    linked,
+                    to: to.clone(),
+                };
+                remaps.pending.push(pending);
+                to
+            } else {
+                let to = free_name(orig, ".cr_link");
+                link_back(&FsRoot::default(), &linked, &to, &mut remaps)?;
+                to
+            }
         } else {
             return Err(GhostError::Kind {
                 id: e.orig_id,
@@ -144,6 +198,13 @@ pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
         }
     }
     Ok(remaps)
+}
+
+/// `orig` with `suffix` added to its file name.
+fn with_suffix(orig: &Path, suffix: &str) -> PathBuf {
+    let mut name = orig.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// `orig` if that name is free, else a name next to it (in the nearest directory that exists).
@@ -164,33 +225,39 @@ fn free_name(orig: &Path, suffix: &str) -> PathBuf {
     dir.join(format!("{base}{suffix}"))
 }
 
-/// Links the link-remap file `linked` back at `orig` (or next to it); both names are removed
-/// after the restore.
-fn link_back(linked: &Path, orig: &Path, remaps: &mut Remaps) -> Result<PathBuf, GhostError> {
-    let to = free_name(orig, ".cr_link");
-    std::fs::hard_link(linked, &to).map_err(|source| GhostError::Link {
+/// Links the link-remap file `linked` back as `to` (task paths, seen from `root`); both names
+/// are removed after the restore.
+fn link_back(
+    root: &FsRoot,
+    linked: &Path,
+    to: &Path,
+    remaps: &mut Remaps,
+) -> Result<(), GhostError> {
+    let (linked, to) = (root.resolve(linked), root.resolve(to));
+    std::fs::hard_link(&linked, &to).map_err(|source| GhostError::Link {
         from: linked.display().to_string(),
         to: to.display().to_string(),
         source,
     })?;
-    if !remaps.made.iter().any(|(p, _)| p == linked) {
-        remaps.made.push((linked.to_path_buf(), false));
+    if !remaps.made.iter().any(|(p, _)| *p == linked) {
+        remaps.made.push((linked, false));
     }
-    remaps.made.push((to.clone(), false));
-    Ok(to)
+    remaps.made.push((to, false));
+    Ok(())
 }
 
-/// Makes ghost file `id` again from its image; returns where.
+/// Makes ghost file `id` again from its image at `at` (a task path, seen from `root`).
 fn make_ghost(
     dir: &Path,
     id: u32,
-    orig: &Path,
+    root: &FsRoot,
+    at: &Path,
     remaps: &mut Remaps,
-) -> Result<PathBuf, GhostError> {
+) -> Result<(), GhostError> {
     let mut img = ImageReader::open(dir, &ImageKind::GHOST_FILE, Some(u64::from(id)))?;
     let path = img.path().to_string();
     let g: GhostFileEntry = img.read()?.ok_or(GhostError::Empty(path))?;
-    let at = free_name(orig, &format!(".cr.{id:x}.ghost"));
+    let at = root.resolve(at);
     let err = |what: &'static str| {
         let p = at.display().to_string();
         move |source| GhostError::Ghost {
@@ -237,7 +304,7 @@ fn make_ghost(
         mode => return Err(GhostError::Mode { id, mode }),
     }
     apply_metadata(&at, &g).map_err(err("set owner, mode and times"))?;
-    Ok(at)
+    Ok(())
 }
 
 /// Writes the contents that follow the entry: chunks at their offsets (holes stay holes), or
