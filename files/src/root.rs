@@ -45,6 +45,18 @@ impl FsRoot {
         }
     }
 
+    /// The mounts the task's paths cross, with their mount points as the task sees them:
+    /// criu's own, or those of the task whose root this is (its `/proc/PID/mountinfo`).
+    pub fn mounts(&self) -> Result<Vec<criu_procfs::MountInfo>, String> {
+        let Some(root) = &self.0 else {
+            return criu_procfs::read_mountinfo(std::process::id() as i32)
+                .map_err(|e| format!("cannot read criu's mountinfo: {e}"));
+        };
+        let at = root.with_file_name("mountinfo");
+        let text = std::fs::read(&at).map_err(|e| format!("cannot read {}: {e}", at.display()))?;
+        criu_procfs::mountinfo::parse_mountinfo(text).map_err(|e| format!("{}: {e}", at.display()))
+    }
+
     /// Runs `work` where absolute paths are the task's: on a thread of its own, chrooted into
     /// the tree's root. For calls that take a name the kernel keeps as given (a unix socket's
     /// bind, connect or send by name), where a `resolve`d name would be recorded instead.

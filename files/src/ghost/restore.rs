@@ -41,6 +41,11 @@ pub enum GhostError {
     Empty(String),
     #[error("ghost file {id}: unsupported file mode {mode:o}")]
     Mode { id: u32, mode: u32 },
+    #[error("cannot make room for the remapped file {path} in the tree's root: {source}")]
+    Room {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot link {from} back as {to}: {source}")]
     Link {
         from: String,
@@ -57,6 +62,8 @@ pub struct Remaps {
     /// Names chosen but not made yet: the tree's own root exists only once its root task does
     /// (see `make_pending`).
     pending: Vec<Pending>,
+    /// Files moved aside from a name made (as criu reaches them): (where now, where they were).
+    aside: Vec<(PathBuf, PathBuf)>,
     /// Processes made to hold the pid of a dead one while its /proc files are opened.
     helpers: Vec<i32>,
 }
@@ -80,6 +87,39 @@ impl Remaps {
                 tracing::warn!("cannot remove remapped file {}: {e}", path.display());
             }
         }
+        for (now, was) in self.aside.drain(..).rev() {
+            if let Err(e) = std::fs::rename(&now, &was) {
+                tracing::warn!(
+                    "cannot move {} back to {}: {e}",
+                    now.display(),
+                    was.display()
+                );
+            }
+        }
+    }
+
+    /// Makes room at the task's `at` (seen from `root`): its missing directories are made and
+    /// whatever is there is moved aside, all undone by `clean`. Used where the name was chosen
+    /// before the tree's root could be looked at.
+    fn make_room(&mut self, root: &FsRoot, at: &Path) -> std::io::Result<()> {
+        let at = root.resolve(at);
+        let mut missing = Vec::new();
+        let mut dir = at.parent();
+        while let Some(d) = dir.filter(|d| std::fs::symlink_metadata(d).is_err()) {
+            missing.push(d.to_path_buf());
+            dir = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(&d)?;
+            self.made.push((d, true));
+        }
+        if std::fs::symlink_metadata(&at).is_ok() {
+            let mut aside = at.clone().into_os_string();
+            aside.push(".criu-aside");
+            std::fs::rename(&at, &aside)?;
+            self.aside.push((aside.into(), at));
+        }
+        Ok(())
     }
 }
 
@@ -94,6 +134,15 @@ impl Remaps {
     /// Makes the names `prepare` left for later, through the tree's `root`; `dir`: the images.
     pub fn make_pending(&mut self, dir: &Path, root: &FsRoot) -> Result<(), GhostError> {
         for p in std::mem::take(&mut self.pending) {
+            let at = match &p {
+                Pending::Ghost { at, .. } => at,
+                Pending::Link { to, .. } => to,
+            };
+            self.make_room(root, at)
+                .map_err(|source| GhostError::Room {
+                    path: at.display().to_string(),
+                    source,
+                })?;
             match p {
                 Pending::Ghost { id, at } => make_ghost(dir, id, root, &at, self)?,
                 Pending::Link { linked, to } => link_back(root, &linked, &to, self)?,
@@ -110,8 +159,8 @@ impl Drop for Remaps {
 }
 
 /// Makes every remapped file reachable again and points its file entries at it. With
-/// `own_root` the tree's root is not there yet: the names are chosen without looking (next to
-/// the old name, as CRIU names them) and made later by `Remaps::make_pending`.
+/// `own_root` the tree's root is not there yet: the names are chosen without looking (the old
+/// name unless a file the tree holds has it) and made later by `Remaps::make_pending`.
 pub fn prepare(images: &mut DumpImages, own_root: bool) -> Result<Remaps, GhostError> {
     let mut remaps = Remaps::default();
     let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::REMAP_FPATH, None)?
@@ -119,6 +168,19 @@ pub fn prepare(images: &mut DumpImages, own_root: bool) -> Result<Remaps, GhostE
         return Ok(remaps);
     };
     let entries = img.read_all::<RemapFilePathEntry>()?;
+    // Names of files the tree holds that are not remapped: a remap cannot take them.
+    let remapped: std::collections::HashSet<u32> = entries.iter().map(|e| e.orig_id).collect();
+    let held: std::collections::HashSet<String> = images
+        .files
+        .values()
+        .filter(|f| !remapped.contains(&f.id))
+        .filter_map(|f| Some(f.reg.as_ref()?.name.clone()))
+        .collect();
+    // Without a look at the tree's root: the old name unless a held file has it.
+    let chosen = |orig: &Path, suffix: &str| match held.contains(&*orig.to_string_lossy()) {
+        true => with_suffix(orig, suffix),
+        false => orig.to_path_buf(),
+    };
     let mut ghosts: HashMap<u32, PathBuf> = HashMap::new();
     for e in entries {
         let (remap_id, kind) = match e.remap_type {
@@ -139,7 +201,7 @@ pub fn prepare(images: &mut DumpImages, own_root: bool) -> Result<Remaps, GhostE
                 None => {
                     let suffix = format!(".cr.{remap_id:x}.ghost");
                     let at = if own_root {
-                        let at = with_suffix(orig, &suffix);
+                        let at = chosen(orig, &suffix);
                         let pending = Pending::Ghost {
                             id: remap_id,
                             at: at.clone(),
@@ -171,7 +233,7 @@ pub fn prepare(images: &mut DumpImages, own_root: bool) -> Result<Remaps, GhostE
                     .ok_or(GhostError::NoFile(remap_id))?,
             );
             if own_root {
-                let to = with_suffix(orig, ".cr_link");
+                let to = chosen(orig, ".cr_link");
                 let pending = Pending::Link {
                     linked,
                     to: to.clone(),
