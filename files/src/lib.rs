@@ -39,6 +39,7 @@ pub mod pidfd;
 pub mod pipes;
 pub mod registry;
 pub mod regular;
+pub mod root;
 pub mod signalfd;
 pub mod table;
 pub mod timerfd;
@@ -49,6 +50,7 @@ mod surface;
 
 pub use fd_table::FdTables;
 pub use registry::{RestoreFileOptions, SharedError, SharedFiles};
+pub use root::FsRoot;
 pub use surface::{after_tasks_exist, prepare, write_images, Prepared, RestoreFilesError};
 pub use table::{DumpFileOptions, FileTable, FilesError};
 

@@ -66,6 +66,9 @@ pub struct RestoreFileOptions {
     pub file_locks: bool,
     /// `--skip-file-rwx-check`: a regular file's permission bits may differ from the dump's.
     pub skip_file_rwx_check: bool,
+    /// The tree's root when it has a mount namespace of its own (`/proc/PID/root` of the
+    /// restored root task): the dumped paths criu opens or makes are reached through it.
+    pub root: Option<std::path::PathBuf>,
 }
 
 /// The shared objects of one restore.
@@ -89,6 +92,8 @@ pub struct SharedFiles {
     pub ctty: crate::tty::pty::Controlling,
     /// epoll targets, registered inside a task once its fds are in place.
     pub epolls: crate::epoll::restore::EpollTargets,
+    /// Where the dumped paths are seen from (`RestoreFileOptions::root`).
+    pub root: crate::root::FsRoot,
 }
 
 impl SharedFiles {
@@ -98,7 +103,10 @@ impl SharedFiles {
         images: &DumpImages,
         opts: &RestoreFileOptions,
     ) -> Result<SharedFiles, SharedError> {
-        let mut shared = SharedFiles::default();
+        let mut shared = SharedFiles {
+            root: crate::root::FsRoot::new(opts.root.clone()),
+            ..Default::default()
+        };
         crate::inherit::take_all(images, opts, &mut shared)?;
         crate::regular::restore::open_all(images, opts, &mut shared)?;
         crate::inotify::restore::open_all(images, &mut shared)?;

@@ -75,20 +75,29 @@ pub struct Prepared {
 }
 
 /// Restore, before any task exists: the shell job's terminal (`--shell-job`), and files whose
-/// names must be made again (ghost and linked remaps).
-pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Prepared, RestoreFilesError> {
+/// names must be made again (ghost and linked remaps). `own_root`: the tree has a mount
+/// namespace of its own, whose root exists only with the root task; those names are then made
+/// by `open_shared`.
+pub fn prepare(
+    images: &mut DumpImages,
+    shell_job: bool,
+    own_root: bool,
+) -> Result<Prepared, RestoreFilesError> {
     let shell_job = crate::tty::restore::prepare(images, shell_job)?;
-    let remaps = crate::ghost::restore::prepare(images)?;
+    let remaps = crate::ghost::restore::prepare(images, own_root)?;
     Ok(Prepared { shell_job, remaps })
 }
 
 impl Prepared {
-    /// Opens every object the tasks' fds name, once, in criu (the description registry).
+    /// Opens every object the tasks' fds name, once, in criu (the description registry),
+    /// after making the remapped names left for the tree's own root (`opts.root`).
     pub fn open_shared(
-        &self,
+        &mut self,
         images: &DumpImages,
         opts: &RestoreFileOptions,
     ) -> Result<SharedFiles, RestoreFilesError> {
+        let root = crate::root::FsRoot::new(opts.root.clone());
+        self.remaps.make_pending(&images.dir, &root)?;
         let mut shared = SharedFiles::create(images, opts)?;
         if let Some(job) = &self.shell_job {
             job.hand_out(&mut shared)?;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, TaskKobjIdsEntry};
 
@@ -94,6 +94,8 @@ pub struct FileTable {
     pub pidfds: crate::pidfd::dump::PidfdTargets,
     /// Files whose names no longer lead to them (see `ghost`).
     pub remaps: crate::ghost::dump::Remaps,
+    /// Where the dumped paths are seen from (`opts.root`).
+    pub root: crate::root::FsRoot,
 }
 
 /// The file options of `criu dump`.
@@ -114,6 +116,9 @@ pub struct DumpFileOptions {
     /// `--shell-job`: fds on the shell's terminal are recorded, to be given criu's terminal at
     /// restore.
     pub shell_job: bool,
+    /// The tree's root when it has a mount namespace of its own (`/proc/PID/root`): the
+    /// dumped paths are looked at through it.
+    pub root: Option<PathBuf>,
 }
 
 impl Default for DumpFileOptions {
@@ -126,6 +131,7 @@ impl Default for DumpFileOptions {
             evasive_devices: false,
             force_irmap: false,
             shell_job: false,
+            root: None,
         }
     }
 }
@@ -145,6 +151,7 @@ impl FileTable {
             ..Default::default()
         };
         table.ttys.shell_job = table.opts.shell_job;
+        table.root = crate::root::FsRoot::new(table.opts.root.clone());
         table
     }
 

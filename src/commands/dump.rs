@@ -71,6 +71,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
             evasive_devices: o.evasive_devices,
             force_irmap: o.force_irmap,
             shell_job: o.shell_job,
+            root: None,
         },
     };
     match dump::run(req) {

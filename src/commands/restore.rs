@@ -49,6 +49,7 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             ext_unix_sk: o.ext_unix_sk,
             file_locks: o.file_locks,
             skip_file_rwx_check: o.skip_file_rwx_check,
+            root: None,
         },
         ns: criu_ns::RestoreOptions {
             empty_net: o.empty_ns_net,

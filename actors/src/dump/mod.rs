@@ -259,7 +259,12 @@ async fn dump_phases(
         source,
     })?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut table = criu_files::FileTable::for_dump(req.files.clone(), root_ids);
+    let mut files = req.files.clone();
+    // The tree's paths are its own root's, reached through the root task.
+    if ns.owns(criu_procfs::NsKind::Mnt) {
+        files.root = Some(format!("/proc/{}/root", ns.root_pid()).into());
+    }
+    let mut table = criu_files::FileTable::for_dump(files, root_ids);
     if ns.owns(criu_procfs::NsKind::Net) {
         table.unix.net_of = Some(ns.root_pid());
     }

@@ -70,7 +70,8 @@ pub fn run(
 ) -> Result<i32, RestoreError> {
     let mut images = criu_proto::dump_images::read(&req.images_dir)?;
     let ns = criu_ns::Owned::of_images(&images, &req.ns)?;
-    let mut files = criu_files::prepare(&mut images, req.shell_job)?;
+    let own_root = ns.owns(criu_procfs::NsKind::Mnt);
+    let mut files = criu_files::prepare(&mut images, req.shell_job, own_root)?;
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
     let images = Arc::new(images);
@@ -79,7 +80,7 @@ pub fn run(
     let shared = Arc::new(std::sync::OnceLock::new());
     let sibling = req.sibling;
     let timeout = req.timeout;
-    let req_files = req.files.clone();
+    let mut req_files = req.files.clone();
     let system = actix::System::new();
     system.block_on(async move {
         // Restored tasks run where criu may run once released; until then each is pinned to
@@ -116,6 +117,10 @@ pub fn run(
                 at_ns(NsStage::Made, root)?;
                 ask(&actors[0], FillNamespaces { ns: root_ns }).await?;
                 at_ns(NsStage::Filled, root)?;
+            }
+            // The tree's paths are its own root's, reached through the root task.
+            if own_root {
+                req_files.root = Some(format!("/proc/{root}/root").into());
             }
             let made = ns
                 .run_in_net(root, || files.open_shared(&images, &req_files))

@@ -9,7 +9,7 @@ use criu_proto::images::{
     FdinfoEntry, FileEntry, MarkType,
 };
 
-use crate::inotify::dump::{find_inode, own_mounts, read_notify_fd};
+use crate::inotify::dump::{find_inode, read_notify_fd};
 use crate::table::{fdinfo, FileTable};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +30,10 @@ pub fn dump_fanotify_fd(
     let n = read_notify_fd(pid, fd).map_err(err)?;
     let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
     let force_irmap = t.opts.force_irmap;
+    let root = t.root.clone();
     let id = t.described(pid, fd, n.st, |id| {
         let fa = n.info.fanotify.clone().unwrap_or_default();
-        let mounts = own_mounts().map_err(err)?;
+        let mounts = root.mounts().map_err(err)?;
         let mut mark = Vec::with_capacity(fa.marks.len());
         for m in &fa.marks {
             let mut entry = FanotifyMarkEntry {
@@ -44,7 +45,8 @@ pub fn dump_fanotify_fd(
             };
             match &m.target {
                 FanotifyTarget::Inode { ino, sdev, fhandle } => {
-                    let f_handle = find_inode(*sdev, *ino, fhandle.as_ref(), force_irmap, &mounts)
+                    let found = (force_irmap, &mounts[..], &root);
+                    let f_handle = find_inode(*sdev, *ino, fhandle.as_ref(), found)
                         .map_err(|e| err(format!("inode mark: {e}")))?;
                     entry.r#type = MarkType::Inode as i32;
                     entry.s_dev = *sdev;

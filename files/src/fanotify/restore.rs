@@ -27,7 +27,7 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         let fd = criu_sys::notify::fanotify_init(flags, e.evflags)
             .map_err(|e| err(format!("fanotify_init({flags:#x}): {e}")))?;
         for m in &e.mark {
-            add_mark(&fd, m).map_err(|e| err(format!("mark {:#x}: {e}", m.mask)))?;
+            add_mark(&fd, m, &shared.root).map_err(|e| err(format!("mark {:#x}: {e}", m.mask)))?;
         }
         crate::eventfd::restore::set_status_flags(fd.as_fd(), e.flags)
             .map_err(|e| err(format!("F_SETFL: {e}")))?;
@@ -37,7 +37,11 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
     Ok(())
 }
 
-fn add_mark(fd: &std::os::fd::OwnedFd, m: &FanotifyMarkEntry) -> Result<(), String> {
+fn add_mark(
+    fd: &std::os::fd::OwnedFd,
+    m: &FanotifyMarkEntry,
+    root: &crate::root::FsRoot,
+) -> Result<(), String> {
     let mut flags = libc::FAN_MARK_ADD | m.mflags;
     let target = if m.r#type == MarkType::Mount as i32 {
         flags |= libc::FAN_MARK_MOUNT;
@@ -45,10 +49,10 @@ fn add_mark(fd: &std::os::fd::OwnedFd, m: &FanotifyMarkEntry) -> Result<(), Stri
             m.me.as_ref()
                 .and_then(|me| me.path.clone())
                 .ok_or("mount mark without a path")?;
-        WatchTarget::at(Path::new(&path))
+        WatchTarget::at(root, Path::new(&path))
     } else if m.r#type == MarkType::Inode as i32 {
         let ie = m.ie.as_ref().ok_or("inode mark without its inode")?;
-        WatchTarget::find(&ie.f_handle, m.s_dev)?
+        WatchTarget::find(root, &ie.f_handle, m.s_dev)?
     } else {
         return Err(format!("unknown mark type {}", m.r#type));
     };

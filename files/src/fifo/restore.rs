@@ -55,15 +55,21 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         } else {
             None
         };
-        let fd = open(id, reg, bytes)?;
+        let fd = open(&shared.root, id, reg, bytes)?;
         shared.restore_fown(id, &fd, &reg.fown)?;
         shared.add_description(id, fd);
     }
     Ok(())
 }
 
-/// Opens the fifo of `reg` with its flags, refilling it with `bytes` first if given.
-fn open(id: u32, reg: &RegFileEntry, bytes: Option<FifoBytes>) -> Result<OwnedFd, SharedError> {
+/// Opens the fifo of `reg` (its name seen from `root`) with its flags, refilling it with
+/// `bytes` first if given.
+fn open(
+    root: &crate::root::FsRoot,
+    id: u32,
+    reg: &RegFileEntry,
+    bytes: Option<FifoBytes>,
+) -> Result<OwnedFd, SharedError> {
     let err = |what: &'static str| {
         let path = reg.name.clone();
         move |errno: nix::errno::Errno| SharedError::File {
@@ -74,7 +80,7 @@ fn open(id: u32, reg: &RegFileEntry, bytes: Option<FifoBytes>) -> Result<OwnedFd
         }
     };
     let both = nix::fcntl::open(
-        reg.name.as_str(),
+        &root.resolve(&reg.name),
         OFlag::O_RDWR | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
@@ -142,8 +148,10 @@ mod tests {
             name: path.to_str().unwrap().to_string(),
             ..Default::default()
         };
-        let w = open(1, &reg(libc::O_WRONLY), None).unwrap();
+        let root = crate::root::FsRoot::default();
+        let w = open(&root, 1, &reg(libc::O_WRONLY), None).unwrap();
         let r = open(
+            &root,
             1,
             &reg(libc::O_RDONLY | libc::O_NONBLOCK),
             Some(FifoBytes {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use criu_proto::images::{GhostChunkEntry, GhostFileEntry, RemapFilePathEntry, RemapType, Timeval};
 use criu_proto::{ImageKind, ImageWriter};
 
+use crate::root::FsRoot;
 use crate::table::FileTable;
 
 /// CRIU stores files of this size and more as chunks of data, skipping holes.
@@ -102,7 +103,8 @@ pub struct Remaps {
     entries: Vec<RemapFilePathEntry>,
     ghosts: Vec<Ghost>,
     by_inode: HashMap<(u64, u64), u32>,
-    /// Links made by `--link-remap`: removed again unless the images are written.
+    /// Links made by `--link-remap` (as criu reaches them): removed again unless the images are
+    /// written.
     links: Vec<PathBuf>,
     written: bool,
 }
@@ -128,11 +130,11 @@ fn io_err(o: &Origin, path: &Path, op: &'static str) -> impl FnOnce(std::io::Err
     }
 }
 
-/// The pid of a `/proc/PID[/...]` path whose process no longer exists.
-fn dead_proc_pid(path: &Path) -> Option<i32> {
+/// The pid of a `/proc/PID[/...]` path (the task's /proc) whose process no longer exists.
+fn dead_proc_pid(root: &FsRoot, path: &Path) -> Option<i32> {
     let first = path.strip_prefix("/proc").ok()?.components().next()?;
     let pid: i32 = first.as_os_str().to_str()?.parse().ok()?;
-    (!Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+    (!root.resolve(format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
 /// Checks that file `id`, opened at `path`, can be found again at restore, and remaps it
@@ -146,7 +148,7 @@ pub fn check(
 ) -> Result<(), GhostError> {
     // /proc/PID of a process that is gone: restore makes a short-lived process with that pid
     // to open it (CRIU's procfs remap).
-    if let Some(dead) = dead_proc_pid(path) {
+    if let Some(dead) = dead_proc_pid(&table.root, path) {
         table.remaps.entries.push(RemapFilePathEntry {
             orig_id: id,
             remap_id: dead as u32,
@@ -165,10 +167,11 @@ pub fn check(
     if origin.deleted {
         return link_remap(table, id, path, origin);
     }
+    let seen = table.root.resolve(path);
     let now = if meta.file_type().is_symlink() {
-        std::fs::symlink_metadata(path)
+        std::fs::symlink_metadata(&seen)
     } else {
-        std::fs::metadata(path)
+        std::fs::metadata(&seen)
     };
     match now {
         Ok(now) if (now.dev(), now.ino()) == (meta.dev(), meta.ino()) => Ok(()),
@@ -319,8 +322,9 @@ fn link_remap(
         });
     }
     // The nearest directory that still exists, as CRIU climbs when the parent is gone.
+    let root = table.root.clone();
     let mut dir = path.parent().unwrap_or(Path::new("/"));
-    while !dir.is_dir() {
+    while !root.resolve(dir).is_dir() {
         dir = dir.parent().unwrap_or(Path::new("/"));
     }
     let dir = dir.to_path_buf();
@@ -329,6 +333,8 @@ fn link_remap(
         made = dir.join(format!("link_remap.{lid}"));
         crate::collect::reg_entry(lid, &made, 0, 0, None, None)
     });
+    // The entry keeps the task's name; criu makes (and may remove) it through the root.
+    let made = root.resolve(&made);
     nix::unistd::linkat(
         nix::fcntl::AT_FDCWD,
         &origin.link,

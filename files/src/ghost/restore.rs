@@ -15,6 +15,8 @@ use criu_proto::{ImageKind, ImageReader};
 
 use criu_proto::dump_images::DumpImages;
 
+use crate::root::FsRoot;
+
 /// Old images marked a ghost remap by this bit of `remap_id` instead of `remap_type`.
 const OLD_GHOST_BIT: u32 = 0x8000_0000;
 
@@ -39,6 +41,11 @@ pub enum GhostError {
     Empty(String),
     #[error("ghost file {id}: unsupported file mode {mode:o}")]
     Mode { id: u32, mode: u32 },
+    #[error("cannot make room for the remapped file {path} in the tree's root: {source}")]
+    Room {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot link {from} back as {to}: {source}")]
     Link {
         from: String,
@@ -50,8 +57,13 @@ pub enum GhostError {
 /// Names made for the restore, removed once every task has its files.
 #[derive(Debug, Default)]
 pub struct Remaps {
-    /// (path, is a directory), in the order made.
+    /// (path as criu reaches it, is a directory), in the order made.
     made: Vec<(PathBuf, bool)>,
+    /// Names chosen but not made yet: the tree's own root exists only once its root task does
+    /// (see `make_pending`).
+    pending: Vec<Pending>,
+    /// Files moved aside from a name made (as criu reaches them): (where now, where they were).
+    aside: Vec<(PathBuf, PathBuf)>,
     /// Processes made to hold the pid of a dead one while its /proc files are opened.
     helpers: Vec<i32>,
 }
@@ -75,6 +87,68 @@ impl Remaps {
                 tracing::warn!("cannot remove remapped file {}: {e}", path.display());
             }
         }
+        for (now, was) in self.aside.drain(..).rev() {
+            if let Err(e) = std::fs::rename(&now, &was) {
+                tracing::warn!(
+                    "cannot move {} back to {}: {e}",
+                    now.display(),
+                    was.display()
+                );
+            }
+        }
+    }
+
+    /// Makes room at the task's `at` (seen from `root`): its missing directories are made and
+    /// whatever is there is moved aside, all undone by `clean`. Used where the name was chosen
+    /// before the tree's root could be looked at.
+    fn make_room(&mut self, root: &FsRoot, at: &Path) -> std::io::Result<()> {
+        let at = root.resolve(at);
+        let mut missing = Vec::new();
+        let mut dir = at.parent();
+        while let Some(d) = dir.filter(|d| std::fs::symlink_metadata(d).is_err()) {
+            missing.push(d.to_path_buf());
+            dir = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(&d)?;
+            self.made.push((d, true));
+        }
+        if std::fs::symlink_metadata(&at).is_ok() {
+            let mut aside = at.clone().into_os_string();
+            aside.push(".criu-aside");
+            std::fs::rename(&at, &aside)?;
+            self.aside.push((aside.into(), at));
+        }
+        Ok(())
+    }
+}
+
+/// A remapped name to make once the tree's root exists (task paths).
+#[derive(Debug)]
+enum Pending {
+    Ghost { id: u32, at: PathBuf },
+    Link { linked: PathBuf, to: PathBuf },
+}
+
+impl Remaps {
+    /// Makes the names `prepare` left for later, through the tree's `root`; `dir`: the images.
+    pub fn make_pending(&mut self, dir: &Path, root: &FsRoot) -> Result<(), GhostError> {
+        for p in std::mem::take(&mut self.pending) {
+            let at = match &p {
+                Pending::Ghost { at, .. } => at,
+                Pending::Link { to, .. } => to,
+            };
+            self.make_room(root, at)
+                .map_err(|source| GhostError::Room {
+                    path: at.display().to_string(),
+                    source,
+                })?;
+            match p {
+                Pending::Ghost { id, at } => make_ghost(dir, id, root, &at, self)?,
+                Pending::Link { linked, to } => link_back(root, &linked, &to, self)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -84,14 +158,29 @@ impl Drop for Remaps {
     }
 }
 
-/// Makes every remapped file reachable again and points its file entries at it.
-pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
+/// Makes every remapped file reachable again and points its file entries at it. With
+/// `own_root` the tree's root is not there yet: the names are chosen without looking (the old
+/// name unless a file the tree holds has it) and made later by `Remaps::make_pending`.
+pub fn prepare(images: &mut DumpImages, own_root: bool) -> Result<Remaps, GhostError> {
     let mut remaps = Remaps::default();
     let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::REMAP_FPATH, None)?
     else {
         return Ok(remaps);
     };
     let entries = img.read_all::<RemapFilePathEntry>()?;
+    // Names of files the tree holds that are not remapped: a remap cannot take them.
+    let remapped: std::collections::HashSet<u32> = entries.iter().map(|e| e.orig_id).collect();
+    let held: std::collections::HashSet<String> = images
+        .files
+        .values()
+        .filter(|f| !remapped.contains(&f.id))
+        .filter_map(|f| Some(f.reg.as_ref()?.name.clone()))
+        .collect();
+    // Without a look at the tree's root: the old name unless a held file has it.
+    let chosen = |orig: &Path, suffix: &str| match held.contains(&*orig.to_string_lossy()) {
+        true => with_suffix(orig, suffix),
+        false => orig.to_path_buf(),
+    };
     let mut ghosts: HashMap<u32, PathBuf> = HashMap::new();
     for e in entries {
         let (remap_id, kind) = match e.remap_type {
@@ -105,13 +194,27 @@ pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
             .reg_path(e.orig_id)
             .ok_or(GhostError::NoFile(e.orig_id))?
             .to_string();
+        let orig = Path::new(&orig);
         let now = if kind == RemapType::Ghost as i32 {
             match ghosts.get(&remap_id) {
                 Some(p) => p.clone(),
                 None => {
-                    let p = make_ghost(&images.dir, remap_id, Path::new(&orig), &mut remaps)?;
-                    ghosts.insert(remap_id, p.clone());
-                    p
+                    let suffix = format!(".cr.{remap_id:x}.ghost");
+                    let at = if own_root {
+                        let at = chosen(orig, &suffix);
+                        let pending = Pending::Ghost {
+                            id: remap_id,
+                            at: at.clone(),
+                        };
+                        remaps.pending.push(pending);
+                        at
+                    } else {
+                        let at = free_name(orig, &suffix);
+                        make_ghost(&images.dir, remap_id, &FsRoot::default(), &at, &mut remaps)?;
+                        at
+                    };
+                    ghosts.insert(remap_id, at.clone());
+                    at
                 }
             }
         } else if kind == RemapType::Procfs as i32 {
@@ -122,13 +225,26 @@ pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
                     .map_err(|errno| GhostError::DeadProcess { pid, errno })?;
                 remaps.helpers.push(helper);
             }
-            PathBuf::from(&orig)
+            orig.to_path_buf()
         } else if kind == RemapType::Linked as i32 {
-            let linked = images
-                .reg_path(remap_id)
-                .ok_or(GhostError::NoFile(remap_id))?
-                .to_string();
-            link_back(Path::new(&linked), Path::new(&orig), &mut remaps)?
+            let linked = PathBuf::from(
+                images
+                    .reg_path(remap_id)
+                    .ok_or(GhostError::NoFile(remap_id))?,
+            );
+            if own_root {
+                let to = chosen(orig, ".cr_link");
+                let pending = Pending::Link {
+                    linked,
+                    to: to.clone(),
+                };
+                remaps.pending.push(pending);
+                to
+            } else {
+                let to = free_name(orig, ".cr_link");
+                link_back(&FsRoot::default(), &linked, &to, &mut remaps)?;
+                to
+            }
         } else {
             return Err(GhostError::Kind {
                 id: e.orig_id,
@@ -144,6 +260,13 @@ pub fn prepare(images: &mut DumpImages) -> Result<Remaps, GhostError> {
         }
     }
     Ok(remaps)
+}
+
+/// `orig` with `suffix` added to its file name.
+fn with_suffix(orig: &Path, suffix: &str) -> PathBuf {
+    let mut name = orig.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// `orig` if that name is free, else a name next to it (in the nearest directory that exists).
@@ -164,33 +287,39 @@ fn free_name(orig: &Path, suffix: &str) -> PathBuf {
     dir.join(format!("{base}{suffix}"))
 }
 
-/// Links the link-remap file `linked` back at `orig` (or next to it); both names are removed
-/// after the restore.
-fn link_back(linked: &Path, orig: &Path, remaps: &mut Remaps) -> Result<PathBuf, GhostError> {
-    let to = free_name(orig, ".cr_link");
-    std::fs::hard_link(linked, &to).map_err(|source| GhostError::Link {
+/// Links the link-remap file `linked` back as `to` (task paths, seen from `root`); both names
+/// are removed after the restore.
+fn link_back(
+    root: &FsRoot,
+    linked: &Path,
+    to: &Path,
+    remaps: &mut Remaps,
+) -> Result<(), GhostError> {
+    let (linked, to) = (root.resolve(linked), root.resolve(to));
+    std::fs::hard_link(&linked, &to).map_err(|source| GhostError::Link {
         from: linked.display().to_string(),
         to: to.display().to_string(),
         source,
     })?;
-    if !remaps.made.iter().any(|(p, _)| p == linked) {
-        remaps.made.push((linked.to_path_buf(), false));
+    if !remaps.made.iter().any(|(p, _)| *p == linked) {
+        remaps.made.push((linked, false));
     }
-    remaps.made.push((to.clone(), false));
-    Ok(to)
+    remaps.made.push((to, false));
+    Ok(())
 }
 
-/// Makes ghost file `id` again from its image; returns where.
+/// Makes ghost file `id` again from its image at `at` (a task path, seen from `root`).
 fn make_ghost(
     dir: &Path,
     id: u32,
-    orig: &Path,
+    root: &FsRoot,
+    at: &Path,
     remaps: &mut Remaps,
-) -> Result<PathBuf, GhostError> {
+) -> Result<(), GhostError> {
     let mut img = ImageReader::open(dir, &ImageKind::GHOST_FILE, Some(u64::from(id)))?;
     let path = img.path().to_string();
     let g: GhostFileEntry = img.read()?.ok_or(GhostError::Empty(path))?;
-    let at = free_name(orig, &format!(".cr.{id:x}.ghost"));
+    let at = root.resolve(at);
     let err = |what: &'static str| {
         let p = at.display().to_string();
         move |source| GhostError::Ghost {
@@ -237,7 +366,7 @@ fn make_ghost(
         mode => return Err(GhostError::Mode { id, mode }),
     }
     apply_metadata(&at, &g).map_err(err("set owner, mode and times"))?;
-    Ok(at)
+    Ok(())
 }
 
 /// Writes the contents that follow the entry: chunks at their offsets (holes stay holes), or

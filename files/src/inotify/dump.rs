@@ -16,6 +16,7 @@ use criu_proto::images::{
     FdTypes, FdinfoEntry, FhEntry, FileEntry, InotifyFileEntry, InotifyWdEntry,
 };
 
+use crate::root::FsRoot;
 use crate::table::{fdinfo, FileStat, FileTable};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +73,13 @@ pub fn dump_inotify_fd(
     let n = read_notify_fd(pid, fd).map_err(err)?;
     let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
     let force_irmap = t.opts.force_irmap;
+    let root = t.root.clone();
     let id = t.described(pid, fd, n.st, |id| {
-        let mounts = own_mounts().map_err(err)?;
+        let mounts = root.mounts().map_err(err)?;
         let mut wd = Vec::with_capacity(n.info.inotify_watches.len());
         for w in &n.info.inotify_watches {
-            let f_handle = find_inode(w.sdev, w.ino, w.fhandle.as_ref(), force_irmap, &mounts)
+            let found = (force_irmap, &mounts[..], &root);
+            let f_handle = find_inode(w.sdev, w.ino, w.fhandle.as_ref(), found)
                 .map_err(|e| err(format!("watch {}: {e}", w.wd)))?;
             wd.push(InotifyWdEntry {
                 id,
@@ -103,12 +106,6 @@ pub fn dump_inotify_fd(
     Ok(fdinfo(id, fd, u32::from(n.cloexec), FdTypes::Inotify))
 }
 
-/// criu's own mounts (the dumped tasks share criu's mount namespace).
-pub(crate) fn own_mounts() -> Result<Vec<MountInfo>, String> {
-    criu_procfs::read_mountinfo(std::process::id() as i32)
-        .map_err(|e| format!("cannot read criu's mountinfo: {e}"))
-}
-
 /// The handle as fh_entry keeps it: its bytes in little-endian u64 words, zero-padded.
 fn handle_words(bytes: &[u8]) -> Vec<u64> {
     let mut words = vec![0u64; FH_WORDS.max(bytes.len().div_ceil(8))];
@@ -118,13 +115,17 @@ fn handle_words(bytes: &[u8]) -> Vec<u64> {
     words
 }
 
-/// How the inode `ino` on `sdev` is found at restore: its handle and, when one is found, a path.
+/// Where `find_inode` looks: `--force-irmap`, the tree's mounts (`FsRoot::mounts`), and the
+/// root their mount points are seen from.
+pub(crate) type Search<'a> = (bool, &'a [MountInfo], &'a FsRoot);
+
+/// How the inode `ino` on `sdev` is found at restore: its handle and, when one is found, a path
+/// (the task's).
 pub(crate) fn find_inode(
     sdev: u32,
     ino: u64,
     fh: Option<&FileHandle>,
-    force_irmap: bool,
-    mounts: &[MountInfo],
+    (force_irmap, mounts, root): Search,
 ) -> Result<FhEntry, String> {
     let (bytes, handle_type, handle) = match fh {
         Some(h) => (h.bytes, h.handle_type as u32, handle_words(&h.handle)),
@@ -139,7 +140,7 @@ pub(crate) fn find_inode(
     let mut deleted = None;
     if let Some(h) = fh {
         for m in &on_dev {
-            match path_by_handle(m, h, sdev, ino) {
+            match path_by_handle(root, m, h, sdev, ino) {
                 ByHandle::Path(p) => {
                     opened = true;
                     path = Some(p);
@@ -169,7 +170,7 @@ pub(crate) fn find_inode(
                 "inode {ino} on tmpfs has no path (tmpfs inodes cannot be opened by handle later)"
             ));
         }
-        path = irmap(sdev, ino, &on_dev);
+        path = irmap(root, sdev, ino, &on_dev);
     }
     if path.is_none() && !opened {
         return Err(format!(
@@ -196,8 +197,8 @@ enum ByHandle {
     NotOpened,
 }
 
-fn path_by_handle(m: &MountInfo, h: &FileHandle, sdev: u32, ino: u64) -> ByHandle {
-    let Ok(mnt) = std::fs::File::open(&m.mount_point) else {
+fn path_by_handle(root: &FsRoot, m: &MountInfo, h: &FileHandle, sdev: u32, ino: u64) -> ByHandle {
+    let Ok(mnt) = std::fs::File::open(root.resolve(&m.mount_point)) else {
         return ByHandle::NotOpened;
     };
     let len = (h.bytes as usize).min(h.handle.len());
@@ -213,7 +214,8 @@ fn path_by_handle(m: &MountInfo, h: &FileHandle, sdev: u32, ino: u64) -> ByHandl
     let Ok(p) = std::fs::read_link(&link) else {
         return ByHandle::NoPath;
     };
-    if is_inode(&p, sdev, ino) {
+    // The link shows the task's path: the mount is not reachable from criu's root.
+    if is_inode(&root.resolve(&p), sdev, ino) {
         return ByHandle::Path(p);
     }
     let unlinked = std::fs::metadata(&link).is_ok_and(|m| m.nlink() == 0);
@@ -230,14 +232,15 @@ fn is_inode(path: &Path, sdev: u32, ino: u64) -> bool {
         .unwrap_or(false)
 }
 
-/// Searches the mounts of the inode's filesystem, breadth first, for a path to it.
-fn irmap(sdev: u32, ino: u64, on_dev: &[&MountInfo]) -> Option<PathBuf> {
+/// Searches the mounts of the inode's filesystem, breadth first, for a path to it (the task's).
+fn irmap(root: &FsRoot, sdev: u32, ino: u64, on_dev: &[&MountInfo]) -> Option<PathBuf> {
     let mut seen = 0usize;
     for m in on_dev {
-        if is_inode(&m.mount_point, sdev, ino) {
+        let top = root.resolve(&m.mount_point);
+        if is_inode(&top, sdev, ino) {
             return Some(m.mount_point.clone());
         }
-        let mut dirs = VecDeque::from([m.mount_point.clone()]);
+        let mut dirs = VecDeque::from([top]);
         while let Some(dir) = dirs.pop_front() {
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
@@ -252,7 +255,7 @@ fn irmap(sdev: u32, ino: u64, on_dev: &[&MountInfo]) -> Option<PathBuf> {
                     continue;
                 }
                 if meta.ino() == ino {
-                    return Some(e.path());
+                    return Some(root.unresolve(&e.path()));
                 }
                 if meta.is_dir() {
                     dirs.push_back(e.path());

@@ -12,6 +12,7 @@ use criu_proto::images::{FdTypes, FhEntry, InotifyWdEntry};
 use nix::errno::Errno;
 
 use crate::registry::{SharedError, SharedFiles};
+use crate::root::FsRoot;
 use criu_proto::dump_images::DumpImages;
 
 /// Bits inotify_add_watch takes back from a dumped mask: the events, IN_ONESHOT and
@@ -34,7 +35,7 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         let mut watches: Vec<&InotifyWdEntry> = e.wd.iter().collect();
         watches.sort_by_key(|w| w.wd);
         for w in watches {
-            add_watch(&fd, w)
+            add_watch(&fd, w, &shared.root)
                 .map_err(|e| err(format!("watch {} (inode {}): {e}", w.wd, w.i_ino)))?;
         }
         // O_ASYNC and the owner: inotify signals its owner when an event is queued.
@@ -46,8 +47,8 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
     Ok(())
 }
 
-fn add_watch(fd: &OwnedFd, w: &InotifyWdEntry) -> Result<(), String> {
-    let target = WatchTarget::find(&w.f_handle, w.s_dev)?;
+fn add_watch(fd: &OwnedFd, w: &InotifyWdEntry, root: &FsRoot) -> Result<(), String> {
+    let target = WatchTarget::find(root, &w.f_handle, w.s_dev)?;
     let mask = w.mask & WATCH_BITS;
     let want = w.wd as i32;
     let chosen = criu_sys::notify::inotify_set_next_wd(fd.as_fd(), want).is_ok();
@@ -72,32 +73,29 @@ pub(crate) struct WatchTarget {
 }
 
 impl WatchTarget {
-    pub fn at(path: &std::path::Path) -> WatchTarget {
+    /// The task's `path`, seen from `root`.
+    pub fn at(root: &FsRoot, path: &std::path::Path) -> WatchTarget {
         WatchTarget {
-            path: path.to_path_buf(),
+            path: root.resolve(path),
             _fd: None,
         }
     }
 
     /// The dump's path for the inode if it has one, else the inode opened from its handle on
-    /// one of criu's mounts of its filesystem.
-    pub fn find(fh: &FhEntry, s_dev: u32) -> Result<WatchTarget, String> {
+    /// one of the tree's mounts of its filesystem (both seen from `root`).
+    pub fn find(root: &FsRoot, fh: &FhEntry, s_dev: u32) -> Result<WatchTarget, String> {
         if let Some(p) = &fh.path {
-            return Ok(WatchTarget {
-                path: PathBuf::from(p),
-                _fd: None,
-            });
+            return Ok(WatchTarget::at(root, std::path::Path::new(p)));
         }
         let handle: Vec<u8> = fh.handle.iter().flat_map(|w| w.to_le_bytes()).collect();
         let len = (fh.bytes as usize).min(handle.len());
-        let mounts = criu_procfs::read_mountinfo(std::process::id() as i32)
-            .map_err(|e| format!("cannot read criu's mountinfo: {e}"))?;
+        let mounts = root.mounts()?;
         let mut last = Errno::ENODEV;
         for m in mounts
             .iter()
             .filter(|m| (m.major, m.minor) == split_kernel_dev(s_dev))
         {
-            let Ok(mnt) = std::fs::File::open(&m.mount_point) else {
+            let Ok(mnt) = std::fs::File::open(root.resolve(&m.mount_point)) else {
                 continue;
             };
             match criu_sys::notify::open_by_handle(

@@ -12,6 +12,7 @@ use criu_tracee::remote::Remote;
 use criu_tracee::TraceeError;
 
 use crate::registry::{RestoreFileOptions, SharedError, SharedFiles};
+use crate::root::FsRoot;
 use criu_proto::dump_images::DumpImages;
 
 /// O_TMPFILE without the O_DIRECTORY it carries.
@@ -29,18 +30,22 @@ pub fn open_all(
         if in_restored_proc(images, &reg.name) {
             continue;
         }
-        let fd = open(reg)?;
+        let fd = open(&shared.root, reg)?;
         check_unchanged(reg, &fd, opts.skip_file_rwx_check)?;
         shared.restore_fown(id, &fd, &reg.fown)?;
         shared.add_description(id, fd);
     }
-    check_specials(images, opts)
+    check_specials(images, opts, &shared.root)
 }
 
 /// The files tasks reach without an fd (exe, cwd, root, file mappings) are opened inside the
 /// tasks later; they are checked here first, so that a changed one fails the restore before
 /// any task exists.
-fn check_specials(images: &DumpImages, opts: &RestoreFileOptions) -> Result<(), SharedError> {
+fn check_specials(
+    images: &DumpImages,
+    opts: &RestoreFileOptions,
+    root: &FsRoot,
+) -> Result<(), SharedError> {
     use criu_memory::vma::{VMA_AREA_MEMFD, VMA_FILE_PRIVATE, VMA_FILE_SHARED};
     let mut ids = std::collections::BTreeSet::new();
     for t in images.tasks.iter().filter(|t| t.zombie.is_none()) {
@@ -55,7 +60,7 @@ fn check_specials(images: &DumpImages, opts: &RestoreFileOptions) -> Result<(), 
             continue;
         };
         let fd = nix::fcntl::open(
-            reg.name.as_str(),
+            &root.resolve(&reg.name),
             OFlag::O_PATH | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
@@ -101,8 +106,8 @@ pub fn open_in_task(r: &mut Remote, reg: &RegFileEntry) -> Result<u64, TraceeErr
     Ok(fd)
 }
 
-/// Opens `reg` again with its flags and puts the offset back.
-pub fn open(reg: &RegFileEntry) -> Result<OwnedFd, SharedError> {
+/// Opens `reg` again (its name seen from `root`) with its flags and puts the offset back.
+pub fn open(root: &FsRoot, reg: &RegFileEntry) -> Result<OwnedFd, SharedError> {
     let err = |what: &'static str| {
         let path = reg.name.clone();
         move |errno: nix::errno::Errno| SharedError::File {
@@ -118,7 +123,8 @@ pub fn open(reg: &RegFileEntry) -> Result<OwnedFd, SharedError> {
         flags &= !(TMPFILE_BIT | libc::O_DIRECTORY);
     }
     let flags = OFlag::from_bits_retain(flags | libc::O_CLOEXEC);
-    let fd = nix::fcntl::open(reg.name.as_str(), flags, Mode::empty()).map_err(err("open"))?;
+    let fd =
+        nix::fcntl::open(&root.resolve(&reg.name), flags, Mode::empty()).map_err(err("open"))?;
     if reg.pos != 0 && reg.flags & libc::O_PATH as u32 == 0 {
         nix::unistd::lseek(&fd, reg.pos as i64, nix::unistd::Whence::SeekSet)
             .map_err(err("lseek"))?;

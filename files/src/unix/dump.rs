@@ -149,7 +149,8 @@ fn socket_id(
         t.unix.dumped.insert(ino32, Holder { pid, fd, id });
         (sk, peer, id)
     };
-    let (entry, queue) = describe(pid, fd, flags, &sk, peer)?;
+    let root = lock(table).root.clone();
+    let (entry, queue) = describe(pid, fd, flags, &sk, peer, &root)?;
     let mut packets = Vec::with_capacity(queue.len());
     for p in queue {
         lock(table).unix.inflight.extend(&p.fds);
@@ -253,6 +254,7 @@ fn describe(
     flags: u32,
     sk: &UnixDiag,
     peer: u32,
+    root: &crate::root::FsRoot,
 ) -> Result<(UnixSkEntry, Vec<queue::Packet>), UnixError> {
     let fail = socket_err(pid, fd, sk.ino);
     let stream_like = is_stream_like(sk);
@@ -290,14 +292,14 @@ fn describe(
         ..Default::default()
     };
     if let Some((vfs_ino, _)) = sk.vfs {
-        path_state(pid, &mut entry, vfs_ino);
+        path_state(pid, &mut entry, vfs_ino, root);
     }
     Ok((entry, queue))
 }
 
 /// For a path-bound socket: the socket file's mode and owner, or that it was removed. A
 /// relative name is resolved against the task's cwd, kept in `name_dir`.
-fn path_state(pid: i32, entry: &mut UnixSkEntry, vfs_ino: u32) {
+fn path_state(pid: i32, entry: &mut UnixSkEntry, vfs_ino: u32, root: &crate::root::FsRoot) {
     let bytes = entry.name.split(|&b| b == 0).next().unwrap_or_default();
     let name = String::from_utf8_lossy(bytes).into_owned();
     let path = if name.starts_with('/') {
@@ -310,7 +312,7 @@ fn path_state(pid: i32, entry: &mut UnixSkEntry, vfs_ino: u32) {
         entry.name_dir = Some(cwd.display().to_string());
         cwd.join(&name)
     };
-    match std::fs::symlink_metadata(&path) {
+    match std::fs::symlink_metadata(root.resolve(&path)) {
         Ok(m) if m.ino() as u32 == vfs_ino => {
             entry.file_perms = Some(FilePermsEntry {
                 mode: m.mode(),

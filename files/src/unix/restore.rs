@@ -21,6 +21,7 @@ use nix::sys::socket::{
 use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 
 use crate::registry::{RestoreFileOptions, SharedError, SharedFiles};
+use crate::root::FsRoot;
 use criu_proto::dump_images::DumpImages;
 
 mod ghost;
@@ -77,9 +78,15 @@ pub fn open_all(
         .map(|e| e.id)
         .filter(|&id| shared.is_inherited(id))
         .collect();
-    let mut made = build(&entries, &queues, opts, &inherited, &|id, for_id, made| {
-        inflight::open(images, shared, id, for_id, made)
-    })?;
+    let root = shared.root.clone();
+    let mut made = build(
+        &entries,
+        &queues,
+        opts,
+        &inherited,
+        &root,
+        &|id, for_id, made| inflight::open(images, shared, id, for_id, made),
+    )?;
     for id in wanted {
         if inherited.contains(&id) {
             continue;
@@ -157,6 +164,19 @@ fn name_path(e: &UnixSkEntry) -> Option<PathBuf> {
     })
 }
 
+/// Runs `call`, a socket call given the name of socket `ino`, where that name is the task's:
+/// the kernel keeps the name as given, so it cannot go through `FsRoot::resolve`.
+fn by_name<T: Send>(
+    root: &FsRoot,
+    ino: u32,
+    what: &'static str,
+    call: impl FnOnce() -> nix::Result<T> + Send,
+) -> Result<T, UnixRestoreError> {
+    root.run_in(call)
+        .map_err(|e| fail(ino, format!("{what}: {e}")))?
+        .map_err(sys(ino, what))
+}
+
 fn address(e: &UnixSkEntry) -> Result<UnixAddr, UnixRestoreError> {
     match name_path(e) {
         Some(path) => UnixAddr::new(&path),
@@ -203,6 +223,8 @@ type OpenInFlight<'a> =
 struct Rights<'a> {
     made: &'a BTreeMap<u32, OwnedFd>,
     open: &'a OpenInFlight<'a>,
+    /// Where a name sent to is seen from.
+    root: &'a FsRoot,
 }
 
 /// Sends `msgs` from `from` (to its peer, or to `to` when given), with the fds they carry.
@@ -218,6 +240,7 @@ fn refill(
         return Ok(());
     }
     setsockopt(from, sockopt::SndBufForce, &REFILL_SNDBUF).map_err(sys(ino, "SO_SNDBUFFORCE"))?;
+    let root = rights.root;
     for m in msgs {
         let mut opened = Vec::new();
         let mut raw = Vec::with_capacity(m.rights.len());
@@ -233,14 +256,19 @@ fn refill(
         }
         let rights = [socket::ControlMessage::ScmRights(&raw)];
         let cmsgs = if raw.is_empty() { &[][..] } else { &rights[..] };
-        let sent = socket::sendmsg(
-            from.as_raw_fd(),
-            &[std::io::IoSlice::new(&m.bytes)],
-            cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            to,
-        )
-        .map_err(sys(ino, "refill the queue"))?;
+        let send = || {
+            socket::sendmsg(
+                from.as_raw_fd(),
+                &[std::io::IoSlice::new(&m.bytes)],
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                to,
+            )
+        };
+        let sent = match to {
+            Some(_) => by_name(root, ino, "refill the queue", send)?,
+            None => send().map_err(sys(ino, "refill the queue"))?,
+        };
         if sent != m.bytes.len() {
             return Err(fail(
                 ino,
@@ -253,8 +281,9 @@ fn refill(
 
 /// Binds `fd` to the name of `e`, with the socket file as it was (a removed file is dealt with
 /// in `ghost`).
-fn bind(e: &UnixSkEntry, fd: &OwnedFd) -> Result<(), UnixRestoreError> {
-    let path = name_path(e);
+fn bind(e: &UnixSkEntry, fd: &OwnedFd, root: &FsRoot) -> Result<(), UnixRestoreError> {
+    // The socket file as criu reaches it.
+    let path = name_path(e).map(|p| root.resolve(p));
     if let Some(p) = &path {
         // A socket file left by the dumped process would make bind fail.
         if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()) {
@@ -262,7 +291,8 @@ fn bind(e: &UnixSkEntry, fd: &OwnedFd) -> Result<(), UnixRestoreError> {
                 .map_err(|err| fail(e.ino, format!("remove stale {}: {err}", p.display())))?;
         }
     }
-    socket::bind(fd.as_raw_fd(), &address(e)?).map_err(sys(e.ino, "bind"))?;
+    let addr = address(e)?;
+    by_name(root, e.ino, "bind", || socket::bind(fd.as_raw_fd(), &addr))?;
     let (Some(p), Some(perms)) = (path, &e.file_perms) else {
         return Ok(());
     };
@@ -302,7 +332,12 @@ fn refill_by_name(e: &UnixSkEntry, msgs: &[Msg], rights: Rights) -> Result<(), U
     refill(e.ino, e.id, &sender, Some(&address(e)?), msgs, rights)
 }
 
-fn connect(e: &UnixSkEntry, fd: &OwnedFd, target: &UnixSkEntry) -> Result<(), UnixRestoreError> {
+fn connect(
+    e: &UnixSkEntry,
+    fd: &OwnedFd,
+    target: &UnixSkEntry,
+    root: &FsRoot,
+) -> Result<(), UnixRestoreError> {
     if target.name.is_empty() {
         return Err(fail(
             e.ino,
@@ -313,7 +348,10 @@ fn connect(e: &UnixSkEntry, fd: &OwnedFd, target: &UnixSkEntry) -> Result<(), Un
             ),
         ));
     }
-    socket::connect(fd.as_raw_fd(), &address(target)?).map_err(sys(e.ino, "connect"))
+    let addr = address(target)?;
+    by_name(root, e.ino, "connect", || {
+        socket::connect(fd.as_raw_fd(), &addr)
+    })
 }
 
 /// Sockets made, and what is still to do once all exist.
@@ -340,6 +378,7 @@ impl<'a> Build<'a> {
         e: &'a UnixSkEntry,
         fd: &OwnedFd,
         refill: bool,
+        root: &FsRoot,
     ) -> Result<(), UnixRestoreError> {
         if !binds(e) {
             return listen(e, fd);
@@ -351,7 +390,7 @@ impl<'a> Build<'a> {
             self.ghosts.push(e);
             return Ok(());
         }
-        bind(e, fd)?;
+        bind(e, fd, root)?;
         listen(e, fd)
     }
 }
@@ -366,6 +405,7 @@ fn build(
     queues: &HashMap<u32, Vec<Msg>>,
     opts: &RestoreFileOptions,
     inherited: &BTreeSet<u32>,
+    root: &FsRoot,
     open: &OpenInFlight,
 ) -> Result<BTreeMap<u32, OwnedFd>, UnixRestoreError> {
     let by_ino: HashMap<u32, &UnixSkEntry> = entries.iter().map(|e| (e.ino, *e)).collect();
@@ -383,8 +423,8 @@ fn build(
         let mutual = mutual.filter(|p| !inherited.contains(&p.id));
         if let Some(p) = mutual {
             let (fa, fb) = new_pair(e)?;
-            b.place(e, &fa, false)?;
-            b.place(p, &fb, false)?;
+            b.place(e, &fa, false, root)?;
+            b.place(p, &fb, false, root)?;
             b.made.insert(e.id, fa);
             b.made.insert(p.id, fb);
             b.from_peer.push((e.id, p.id));
@@ -419,7 +459,7 @@ fn build(
             }
             new_socket(e)?
         };
-        b.place(e, &fd, !orphan && !queue.is_empty())?;
+        b.place(e, &fd, !orphan && !queue.is_empty(), root)?;
         if e.peer != 0 && !orphan {
             // A datagram socket may be connected to itself.
             let target = by_ino
@@ -444,6 +484,7 @@ fn build(
     let rights = Rights {
         made: &b.made,
         open,
+        root,
     };
     for &(to, from) in &b.from_peer {
         let e = entries.iter().find(|e| e.id == to).copied();
@@ -467,20 +508,21 @@ fn build(
         let (now, later): (Vec<_>, Vec<_>) =
             b.to_connect.drain(..).partition(|(_, t)| t.ino == g.ino);
         b.to_connect = later;
-        ghost::bound_for_a_while(g, || {
-            socket::bind(fd.as_raw_fd(), &address(g)?).map_err(sys(g.ino, "bind"))?;
+        ghost::bound_for_a_while(g, root, || {
+            let addr = address(g)?;
+            by_name(root, g.ino, "bind", || socket::bind(fd.as_raw_fd(), &addr))?;
             listen(g, fd)?;
             if refill_now {
                 refill_by_name(g, queue_of(g), rights)?;
             }
             for (e, t) in &now {
-                connect(e, &b.made[&e.id], t)?;
+                connect(e, &b.made[&e.id], t, root)?;
             }
             Ok(())
         })?;
     }
     for (e, target) in &b.to_connect {
-        connect(e, &b.made[&e.id], target)?;
+        connect(e, &b.made[&e.id], target, root)?;
     }
     for &e in &ordered {
         if let Some(fd) = b.made.get(&e.id) {

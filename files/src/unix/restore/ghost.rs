@@ -8,14 +8,18 @@ use std::path::{Path, PathBuf};
 use criu_proto::images::UnixSkEntry;
 
 use super::{fail, name_path, UnixRestoreError};
+use crate::root::FsRoot;
 
 /// Runs `work` (bind, refill, connects) while the removed name of `g` may be bound, then
 /// removes the socket file again and puts back what was there.
 pub fn bound_for_a_while(
     g: &UnixSkEntry,
+    root: &FsRoot,
     work: impl FnOnce() -> Result<(), UnixRestoreError>,
 ) -> Result<(), UnixRestoreError> {
     let path = name_path(g).ok_or_else(|| fail(g.ino, "removed name is not a path"))?;
+    // The name as criu reaches it; `work` binds the task's own.
+    let path = root.resolve(path);
     let io = |what: &'static str, p: &Path| {
         let shown = p.display().to_string();
         move |err: std::io::Error| fail(g.ino, format!("{what} {shown}: {err}"))

@@ -42,9 +42,11 @@ pub fn open(
         .get(&id)
         .ok_or_else(|| fail(0, format!("file {id} in flight is not in files.img")))?;
     match (f.r#type, &f.reg) {
-        (t, Some(reg)) if t == FdTypes::Reg as i32 => crate::regular::restore::open(reg)
-            .map(InFlight::Opened)
-            .map_err(|e| fail(0, format!("file {id} in flight: {e}"))),
+        (t, Some(reg)) if t == FdTypes::Reg as i32 => {
+            crate::regular::restore::open(&shared.root, reg)
+                .map(InFlight::Opened)
+                .map_err(|e| fail(0, format!("file {id} in flight: {e}")))
+        }
         (t, _) if t == FdTypes::Eventpoll as i32 => {
             let e = f
                 .epfd
