@@ -510,3 +510,46 @@ fn a_restore_that_fails_after_the_namespaces_exist_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "left in {pidns}: {left:?}");
 }
+
+#[test]
+fn a_container_with_its_own_mounts_and_proc_made_with_unshare_keeps_running() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // The fourth field counts the pids its own /proc shows: only its own tasks.
+    let script = "hostname box; i=0; while :; do i=$((i+1)); \
+                  echo \"$$ $i $(hostname) $(ls /proc | grep -c '^[0-9]')\" > out.new; \
+                  mv out.new out; sleep 0.05; done";
+    let mut flags = vec!["--mount", "--mount-proc"];
+    flags.extend(WORLD);
+    flags.extend(["setsid", "sh", "-c", script]);
+    let mut c = Container::start_with(dir.path(), "unshare", &flags);
+    assert!(wait_until(Duration::from_secs(10), || loop_line(
+        dir.path()
+    )
+    .len()
+        == 4));
+    let before = loop_line(dir.path());
+    let few = |l: &[String]| {
+        l.get(3)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n < 10)
+    };
+    assert!(few(&before), "its /proc shows {before:?}");
+    // The root mount is criu's "/": the restore puts it back as a bind of that.
+    c.dump_with(&["--root", "/"]);
+    c.restore_with(&["--root", "/"], Stdio::null());
+    assert_eq!(c.root_vpid(), "1");
+    let me = std::process::id() as i32;
+    assert_ne!(ns_link(c.root, "mnt"), ns_link(me, "mnt"));
+    let count = |l: &[String]| l.get(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let went_on = wait_until(Duration::from_secs(10), || {
+        count(&loop_line(dir.path())) > count(&before) + 3
+    });
+    let after = loop_line(dir.path());
+    assert!(
+        went_on,
+        "the loop stopped: before {before:?}, after {after:?}"
+    );
+    assert_eq!((&after[0], &after[2]), (&before[0], &before[2]));
+    assert!(few(&after), "its /proc after the restore shows {after:?}");
+}
