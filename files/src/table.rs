@@ -90,6 +90,8 @@ pub struct FileTable {
     pub opts: DumpFileOptions,
     /// criu's own namespace ids (`ids-*.img` numbering), for namespace files (see `nsfile`).
     pub own_ns_ids: TaskKobjIdsEntry,
+    /// The namespace ids of the tree (its root's; every task shares them).
+    pub tree_ns_ids: TaskKobjIdsEntry,
     /// Live processes pidfds name (see `pidfd`).
     pub pidfds: crate::pidfd::dump::PidfdTargets,
     /// Files whose names no longer lead to them (see `ghost`).

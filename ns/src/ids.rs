@@ -39,6 +39,20 @@ fn read_ns_of_process(
     }
 }
 
+/// The id `ids` gives the namespace of `kind`.
+pub fn ns_id(ids: &TaskKobjIdsEntry, kind: NsKind) -> Option<u32> {
+    match kind {
+        NsKind::Pid => ids.pid_ns_id,
+        NsKind::Net => ids.net_ns_id,
+        NsKind::Ipc => ids.ipc_ns_id,
+        NsKind::Uts => ids.uts_ns_id,
+        NsKind::Time => ids.time_ns_id,
+        NsKind::Mnt => ids.mnt_ns_id,
+        NsKind::User => ids.user_ns_id,
+        NsKind::Cgroup => ids.cgroup_ns_id,
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct IdAllocator {
     next_kobj: u32,

@@ -27,21 +27,8 @@ use criu_proto::images::TaskKobjIdsEntry;
 use criu_tracee::remote::Remote;
 
 pub use error::NsImageError;
+pub use ids::ns_id;
 pub use tree::{NsError, TreeNamespaces};
-
-/// The id `ids` gives the namespace of `kind`.
-fn ns_id(ids: &TaskKobjIdsEntry, kind: NsKind) -> Option<u32> {
-    match kind {
-        NsKind::Pid => ids.pid_ns_id,
-        NsKind::Net => ids.net_ns_id,
-        NsKind::Ipc => ids.ipc_ns_id,
-        NsKind::Uts => ids.uts_ns_id,
-        NsKind::Time => ids.time_ns_id,
-        NsKind::Mnt => ids.mnt_ns_id,
-        NsKind::User => ids.user_ns_id,
-        NsKind::Cgroup => ids.cgroup_ns_id,
-    }
-}
 
 /// What the dump is told about namespaces.
 #[derive(Debug, Clone, Default)]

@@ -301,7 +301,14 @@ async fn dump_phases(
                 parent_dumps_fds = true;
             }
         }
-        root_task_ids.get_or_insert(ids);
+        if root_task_ids.is_none() {
+            root_task_ids = Some(ids);
+            shared
+                .files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .tree_ns_ids = ids;
+        }
         let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
         asked.push((
             pid,

@@ -65,7 +65,7 @@ pub fn creation_plan(images: &mut DumpImages, fresh_pid_ns: bool) -> Result<Plan
             ));
         }
     }
-    let tree: Vec<Proc> = images
+    let mut tree: Vec<Proc> = images
         .tasks
         .iter()
         .map(|t| Proc {
@@ -81,6 +81,10 @@ pub fn creation_plan(images: &mut DumpImages, fresh_pid_ns: bool) -> Result<Plan
                 .unwrap_or(false),
         })
         .collect();
+    // The init of a new pid namespace adopts the orphans in it, as a child subreaper would.
+    if let Some(root) = tree.first_mut().filter(|_| fresh_pid_ns) {
+        root.subreaper = true;
+    }
     // In a new pid namespace every pid is free.
     let aug = helpers::add_helpers(&tree, |pid| {
         fresh_pid_ns || !std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -88,8 +88,10 @@ impl Locks {
                     what: describe(l),
                 });
             }
+            // The image names the task as it sees itself (in its own pid namespace).
+            let seen = criu_procfs::pid_seen_by(pid, pid).unwrap_or(pid);
             let entry =
-                entry(pid, fd, l).map_err(|what| LockError::Unsupported { pid, fd, what })?;
+                entry(seen, fd, l).map_err(|what| LockError::Unsupported { pid, fd, what })?;
             // A POSIX lock belongs to its process; the others to the description.
             let owner = if entry.flag == FL_POSIX { pid } else { 0 };
             let key = (

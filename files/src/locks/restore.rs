@@ -101,7 +101,12 @@ fn set_owner(r: &mut Remote, fd: u64, pid: i32) -> Result<i64, InstallError> {
 /// which starts the break again (to unlock: opening for writing; to downgrade to read:
 /// opening for reading). The owner is cleared meanwhile so that the break signals no one
 /// twice, and is the task again after. Returns the first failing syscall's result.
-fn break_lease(r: &mut Remote, pid: i32, e: &FileLockEntry) -> Result<i64, InstallError> {
+/// `pid` is the task as it sees itself (the owner), `host` as criu sees it (its /proc files).
+fn break_lease(
+    r: &mut Remote,
+    (pid, host): (i32, i32),
+    e: &FileLockEntry,
+) -> Result<i64, InstallError> {
     let fd = e.fd as u64;
     let flags = r.try_call(libc::SYS_fcntl, &[fd, libc::F_GETFL as u64])?;
     if flags < 0 {
@@ -126,7 +131,7 @@ fn break_lease(r: &mut Remote, pid: i32, e: &FileLockEntry) -> Result<i64, Insta
     } else {
         libc::O_WRONLY
     };
-    let path = format!("/proc/{pid}/fd/{}", e.fd);
+    let path = format!("/proc/{host}/fd/{}", e.fd);
     match nix::fcntl::open(
         path.as_str(),
         nix::fcntl::OFlag::from_bits_retain(access | libc::O_NONBLOCK | libc::O_CLOEXEC),
@@ -177,7 +182,7 @@ pub fn take_locks(
                 let at = r.arg(&flock_struct(e, owner))?;
                 r.try_call(libc::SYS_fcntl, &[fd, cmd as u64, at])?
             }
-            FL_LEASE if e.r#type & LEASE_BREAKING != 0 => break_lease(r, pid, e)?,
+            FL_LEASE if e.r#type & LEASE_BREAKING != 0 => break_lease(r, (pid, t.host_pid()), e)?,
             FL_LEASE => r.try_call(
                 libc::SYS_fcntl,
                 &[fd, libc::F_SETLEASE as u64, u64::from(e.r#type)],

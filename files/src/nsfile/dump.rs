@@ -4,24 +4,10 @@
 use std::sync::Mutex;
 
 use criu_procfs::NsKind;
-use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, NsFileEntry, TaskKobjIdsEntry};
+use criu_proto::images::{FdTypes, FdinfoEntry, FileEntry, NsFileEntry};
 
 use crate::eventfd::dump::lock;
 use crate::table::{fdinfo, FileStat, FileTable, FilesError};
-
-/// The id criu's own namespace of `kind` has in `ids`.
-fn own_id(ids: &TaskKobjIdsEntry, kind: NsKind) -> Option<u32> {
-    match kind {
-        NsKind::Pid => ids.pid_ns_id,
-        NsKind::Net => ids.net_ns_id,
-        NsKind::Ipc => ids.ipc_ns_id,
-        NsKind::Uts => ids.uts_ns_id,
-        NsKind::Time => ids.time_ns_id,
-        NsKind::Mnt => ids.mnt_ns_id,
-        NsKind::User => ids.user_ns_id,
-        NsKind::Cgroup => ids.cgroup_ns_id,
-    }
-}
 
 pub fn dump_ns_fd(
     pid: i32,
@@ -41,11 +27,19 @@ pub fn dump_ns_fd(
         what: format!("ns/{}", kind.name()),
         source,
     })?;
-    if own.ino != ino {
-        return Err(unsupported("a namespace that is not criu's"));
-    }
+    // criu's namespace, or the task's own (every task of the tree shares the root's).
+    let theirs = criu_procfs::read_ns(pid, kind).map(|l| l.ino).ok();
     let mut t = lock(table);
-    let ns_id = own_id(&t.own_ns_ids, kind).ok_or_else(|| unsupported("no id for it"))?;
+    let ids = if own.ino == ino {
+        &t.own_ns_ids
+    } else if theirs == Some(ino) {
+        &t.tree_ns_ids
+    } else {
+        return Err(unsupported(
+            "a namespace that is neither criu's nor the tree's",
+        ));
+    };
+    let ns_id = criu_ns::ns_id(ids, kind).ok_or_else(|| unsupported("no id for it"))?;
     let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc {
         pid,
         what: format!("fdinfo/{fd}"),

@@ -1,5 +1,5 @@
-//! A namespace file at restore: the same kind of namespace file of criu, whose namespaces the
-//! restored tasks share.
+//! A namespace file at restore: of the tree's own namespace (the restored root's), or of
+//! criu's, which the restored tasks share.
 
 use criu_procfs::NsKind;
 use criu_proto::dump_images::DumpImages;
@@ -18,7 +18,15 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
                 id,
                 kind: "namespace kind",
             })?;
-        let path = format!("/proc/self/ns/{}", kind.name());
+        let root = images.root();
+        let host = images.inventory.root_ids.unwrap_or_default();
+        let tree_own = criu_ns::ns_id(&root.ids, kind) == Some(e.ns_id)
+            && criu_ns::ns_id(&host, kind) != Some(e.ns_id);
+        let path = if tree_own {
+            format!("/proc/{}/ns/{}", root.host_pid(), kind.name())
+        } else {
+            format!("/proc/self/ns/{}", kind.name())
+        };
         let flags = OFlag::from_bits_retain(e.flags as i32 & libc::O_ACCMODE) | OFlag::O_CLOEXEC;
         let fd = nix::fcntl::open(path.as_str(), flags, Mode::empty()).map_err(|errno| {
             SharedError::File {

@@ -123,7 +123,7 @@ impl Pairs {
             })?;
             let open_flags = (flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
             let fd = nix::fcntl::open(
-                path.as_str(),
+                &shared.root.resolve(path),
                 OFlag::from_bits_retain(open_flags),
                 Mode::empty(),
             )
@@ -155,14 +155,16 @@ impl Pairs {
                 let what = format!("pty {index}: {what}");
                 move |errno: Errno| TtyError::Terminal { what, errno }
             };
-            let master = open_ptmx_index(index, &mfile.path, mfile.flags)?;
+            // The tree's own devpts, if it has one: through its root.
+            let ptmx = shared.root.resolve(&mfile.path);
+            let master = open_ptmx_index(index, &ptmx.to_string_lossy(), mfile.flags)?;
             // termios and window size live on the slave side; a master sets them there.
             let params = pair.slave_info.as_ref().unwrap_or(minfo);
             set_params(&master, params).map_err(|(what, errno)| err(what)(errno))?;
             if minfo.packet_mode {
                 sys::set_packet_mode(&master, true).map_err(err("cannot set packet mode"))?;
             }
-            let slaves = open_slaves(index, pair)?;
+            let slaves = open_slaves(index, pair, &shared.root)?;
             if let (Some(info), Some((_, fd))) = (&pair.slave_info, slaves.first()) {
                 set_owner(fd, info).map_err(err("cannot give the slave its owner"))?;
                 if info.exclusive {
@@ -177,7 +179,7 @@ impl Pairs {
                     None => {
                         let path = format!("/dev/pts/{index}");
                         temporary = nix::fcntl::open(
-                            path.as_str(),
+                            &shared.root.resolve(&path),
                             OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
                             Mode::empty(),
                         )
@@ -221,7 +223,7 @@ impl Pairs {
 /// whose master is closed at once, which hangs them up again.
 fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), TtyError> {
     let master = open_ptmx_index(index, "/dev/ptmx", libc::O_RDWR as u32)?;
-    let slaves = open_slaves(index, pair)?;
+    let slaves = open_slaves(index, pair, &shared.root)?;
     drop(master);
     for (id, fd) in slaves {
         shared.add_description(id, fd);
@@ -231,13 +233,17 @@ fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), 
 
 /// Opens each slave description of pair `index` (its master must be open and unlocked),
 /// with its file id; the same for a live pair and a hung-up one.
-fn open_slaves(index: u32, pair: &Pair) -> Result<Vec<(u32, OwnedFd)>, TtyError> {
+fn open_slaves(
+    index: u32,
+    pair: &Pair,
+    root: &crate::root::FsRoot,
+) -> Result<Vec<(u32, OwnedFd)>, TtyError> {
     pair.slaves
         .iter()
         .map(|s| {
             let flags = (s.flags as i32 & !CREATION_FLAGS) | libc::O_NOCTTY | libc::O_CLOEXEC;
             let fd = nix::fcntl::open(
-                s.path.as_str(),
+                &root.resolve(&s.path),
                 OFlag::from_bits_retain(flags),
                 Mode::empty(),
             )

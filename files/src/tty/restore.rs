@@ -321,7 +321,7 @@ impl ShellJob {
                         | libc::O_NOCTTY
                         | libc::O_CLOEXEC;
                     nix::fcntl::open(
-                        path.as_str(),
+                        &shared.root.resolve(path),
                         nix::fcntl::OFlag::from_bits_retain(flags),
                         nix::sys::stat::Mode::empty(),
                     )
