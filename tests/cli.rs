@@ -221,12 +221,15 @@ fn restore_refuses_external_resources() {
         ],
         dir.path(),
     );
-    assert_refused(&out, "restore: option --external is not supported yet");
+    assert_refused(
+        &out,
+        "restore: option --external veth[x]:y is not supported yet (only mnt[KEY]:PATH is)",
+    );
     assert!(dir.path().join("r.log").exists());
 }
 
 #[test]
-fn dump_refuses_external_kinds_other_than_unix_sockets() {
+fn dump_refuses_external_kinds_it_does_not_handle() {
     let dir = tempfile::tempdir().unwrap();
     let out = criu(
         &[
@@ -235,13 +238,13 @@ fn dump_refuses_external_kinds_other_than_unix_sockets() {
             "-t",
             "999999999",
             "--external",
-            "mnt[/dev]:ZDTM_DEV",
+            "dev[8/1]:disk",
         ],
         dir.path(),
     );
     assert_refused(
         &out,
-        "dump: option --external mnt[/dev]:ZDTM_DEV is not supported",
+        "dump: option --external dev[8/1]:disk is not supported",
     );
 }
 
