@@ -65,7 +65,7 @@ pub fn dump(pid: i32, mnt_ns_id: u32, dir: &Path, opts: &MountOptions) -> Result
     for n in &tree.nodes {
         let tmpfs = n.e.fstype == Fstype::Tmpfs as u32;
         if tmpfs && n.how == How::Fresh && done.insert(n.e.root_dev) {
-            dump_tmpfs(pid, &n.e, !n.children.is_empty(), dir)?;
+            crate::tmpfs::dump(pid, &n.e, !n.children.is_empty(), dir)?;
         }
     }
     Ok(())
@@ -219,7 +219,11 @@ fn clone_through_helper(pid: i32, mountpoint: &str, dev: u32) -> Result<OwnedFd,
 
 /// The tmpfs to archive: a private clone made in its namespace by the helper; where that
 /// cannot run, and nothing of the tree is mounted on it, the mount itself.
-fn open_mount(pid: i32, e: &MntEntry, has_children: bool) -> Result<OwnedFd, MountError> {
+pub(crate) fn open_mount(
+    pid: i32,
+    e: &MntEntry,
+    has_children: bool,
+) -> Result<OwnedFd, MountError> {
     let fd = match clone_through_helper(pid, &e.mountpoint, e.root_dev) {
         Ok(fd) => fd,
         Err(err) if !has_children => {
@@ -268,44 +272,4 @@ fn open_mount(pid: i32, e: &MntEntry, has_children: bool) -> Result<OwnedFd, Mou
         )));
     }
     Ok(fd)
-}
-
-fn dump_tmpfs(pid: i32, e: &MntEntry, has_children: bool, dir: &Path) -> Result<(), MountError> {
-    let fd = open_mount(pid, e, has_children)?;
-    let path = dir.join(ImageKind::TMPFS_DEV.file_name(Some(u64::from(e.root_dev))));
-    let what = format!(
-        "mount {} ({}, tmpfs): tar into {}",
-        e.mnt_id,
-        e.mountpoint,
-        path.display()
-    );
-    let out = File::create(&path).map_err(|err| MountError::io(what.clone(), err))?;
-    let res = Command::new("tar")
-        .args([
-            "--create",
-            "--gzip",
-            "--no-unquote",
-            "--no-wildcards",
-            "--one-file-system",
-            "--check-links",
-            "--preserve-permissions",
-            "--sparse",
-            "--numeric-owner",
-            "--directory",
-            "/proc/self/fd/0",
-            ".",
-        ])
-        .stdin(Stdio::from(fd))
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|err| MountError::io(what.clone(), err))?;
-    if !res.status.success() {
-        return Err(MountError::Other(format!(
-            "{what}: tar {}: {}",
-            res.status,
-            String::from_utf8_lossy(&res.stderr).trim()
-        )));
-    }
-    Ok(())
 }

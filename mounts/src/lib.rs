@@ -18,6 +18,7 @@
 pub mod dump;
 pub mod model;
 pub mod restore;
+mod tmpfs;
 pub mod tree;
 
 use std::path::PathBuf;

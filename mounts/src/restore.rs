@@ -173,8 +173,8 @@ fn build(
             }
         }
         if n.how == How::Fresh && n.e.fstype == Fstype::Tmpfs as u32 {
-            fill_tmpfs(&n.e, &mnt, dir)?;
-            seal_tmpfs(&n.e, &mnt)?;
+            crate::tmpfs::fill(&n.e, &mnt, dir)?;
+            crate::tmpfs::seal(&n.e, &mnt)?;
         }
         fds[i] = Some(mnt);
     }
@@ -272,7 +272,7 @@ fn fresh(e: &MntEntry) -> Result<OwnedFd, MountError> {
             .map_err(|err| fail(format!("source {}", e.source), err))?;
     }
     let mut sb = e.sb_flags.unwrap_or(0);
-    // A tmpfs gets its content first: read-only comes after (`seal_tmpfs`).
+    // A tmpfs gets its content first: read-only comes after (`tmpfs::seal`).
     if e.fstype == Fstype::Tmpfs as u32 {
         sb &= !MS_RDONLY;
     }
@@ -320,73 +320,6 @@ fn pid_ns_differs() -> bool {
         ino("/proc/self/ns/pid_for_children"),
     );
     own.is_some() && children.is_some() && own != children
-}
-
-/// A tmpfs whose superblock was read-only becomes so once it holds its content.
-fn seal_tmpfs(e: &MntEntry, mnt: &OwnedFd) -> Result<(), MountError> {
-    if e.sb_flags.unwrap_or(0) & MS_RDONLY == 0 {
-        return Ok(());
-    }
-    let fail = |err| {
-        MountError::rsys(
-            format!("{}: make the filesystem read-only", describe(e)),
-            err,
-        )
-    };
-    let fs = rustix::mount::fspick(
-        mnt,
-        "",
-        rustix::mount::FsPickFlags::FSPICK_EMPTY_PATH | rustix::mount::FsPickFlags::FSPICK_CLOEXEC,
-    )
-    .map_err(fail)?;
-    rustix::mount::fsconfig_set_flag(&fs, "ro").map_err(fail)?;
-    rustix::mount::fsconfig_reconfigure(&fs).map_err(fail)
-}
-
-/// Extracts the tmpfs's tar image (`tmpfs-dev-<dev>`, or the older `tmpfs-<mnt_id>`) into it.
-fn fill_tmpfs(e: &MntEntry, mnt: &OwnedFd, dir: &Path) -> Result<(), MountError> {
-    let by_dev = dir.join(ImageKind::TMPFS_DEV.file_name(Some(u64::from(e.root_dev))));
-    let by_id = dir.join(ImageKind::TMPFS_IMG.file_name(Some(u64::from(e.mnt_id))));
-    let path = [by_dev.clone(), by_id]
-        .into_iter()
-        .find(|p| p.metadata().is_ok_and(|m| m.len() > 0))
-        .ok_or_else(|| {
-            MountError::Other(format!(
-                "{}: no content image {}",
-                describe(e),
-                by_dev.display()
-            ))
-        })?;
-    let what = format!("{}: untar {}", describe(e), path.display());
-    let here = rustix::mount::open_tree(
-        mnt,
-        "",
-        OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
-    )
-    .map_err(|err| MountError::rsys(what.clone(), err))?;
-    let out = Command::new("tar")
-        .args([
-            "--extract",
-            "--gzip",
-            "--no-unquote",
-            "--no-wildcards",
-            "--file",
-        ])
-        .arg(&path)
-        .args(["--directory", "/proc/self/fd/0"])
-        .stdin(Stdio::from(here))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|err| MountError::io(what.clone(), err))?;
-    if !out.status.success() {
-        return Err(MountError::Other(format!(
-            "{what}: tar {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 /// `pivot_root` into the yard; criu's old tree is detached.

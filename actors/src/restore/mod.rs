@@ -2,6 +2,7 @@
 //! releases all tasks together once every one is ready. On any error, every task created so
 //! far is killed: nothing half-restored is left.
 
+mod clone;
 pub mod helpers;
 pub mod next_pid;
 pub mod plan;

@@ -10,8 +10,8 @@ use criu_sys::clone::claim_next_pid;
 use criu_tracee::remote::DATA_LEN;
 use criu_tracee::{Injector, Tracee};
 
+use super::clone::CLONE_ARGS_LEN;
 use super::rebuild::{task_err, RebuildError};
-use super::task::CLONE_ARGS_LEN;
 
 /// How often a clone is tried when others keep taking the pid.
 const TRIES: usize = 20;

@@ -1,0 +1,81 @@
+//! Making a task or thread inside its creator (injected clone3 with the pid it had), and
+//! learning criu's pid for it, which differs in a pid namespace of the tree's own.
+
+use criu_tracee::remote::words;
+use criu_tracee::Injector;
+
+use super::rebuild::{task_err, RebuildError};
+
+/// The parent of `pid` (as criu sees both).
+pub(super) fn parent_of(pid: i32) -> Result<i32, RebuildError> {
+    criu_procfs::read_stat(pid)
+        .map(|s| s.ppid)
+        .map_err(|e| task_err(pid, format!("cannot read its parent: {e}")))
+}
+
+/// The id criu sees the child (or, with `thread`, the thread) of `creator` by that sees itself
+/// as `id`: the same id unless the tree is in a pid namespace of its own.
+pub(super) fn host_id(creator: i32, id: i32, thread: bool) -> Result<i32, RebuildError> {
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    if pid_ns(creator).is_some() && pid_ns(creator) == pid_ns(std::process::id() as i32) {
+        return Ok(id);
+    }
+    match criu_procfs::task::find_by_vpid(creator, id, thread) {
+        Ok(Some(host)) => Ok(host),
+        Ok(None) => Err(task_err(
+            id,
+            format!("made by {creator}, but not found in /proc"),
+        )),
+        Err(e) => Err(task_err(id, format!("cannot find it under {creator}: {e}"))),
+    }
+}
+
+/// Injects clone3 with `set_tid = [tid]` (or through ns_last_pid where set_tid cannot be
+/// used); the new task waits in a pause loop.
+pub(super) fn clone_in(
+    inj: &mut Injector,
+    tid: i32,
+    flags: u64,
+    exit_signal: u64,
+) -> Result<(), RebuildError> {
+    let data = inj.data_addr();
+    if criu_sys::clone::pid_by_ns_last_pid() {
+        inj.write_data(0, &clone_args(flags, exit_signal, 0, 0))?;
+        return super::next_pid::clone_via_ns_last_pid(inj, data, tid, flags);
+    }
+    // struct clone_args, then the set_tid array.
+    let set_tid_at = data + CLONE_ARGS_LEN;
+    let mut args = clone_args(flags, exit_signal, set_tid_at, 1);
+    args.extend_from_slice(&tid.to_le_bytes());
+    inj.write_data(0, &args)?;
+    let got = inj.clone_child(data, CLONE_ARGS_LEN)?;
+    if got != i64::from(tid) {
+        let what = if got < 0 {
+            format!("clone3 with set_tid {tid}: errno {}", -got)
+        } else {
+            format!("clone3 asked for {tid}, got {got}")
+        };
+        return Err(RebuildError::Task { pid: tid, what });
+    }
+    Ok(())
+}
+
+/// The size of struct clone_args as clone3 is given it.
+pub(super) const CLONE_ARGS_LEN: u64 = 88;
+
+/// struct clone_args with `flags`, `exit_signal` and the set_tid array (address, length).
+fn clone_args(flags: u64, exit_signal: u64, set_tid_at: u64, set_tid_size: u64) -> Vec<u8> {
+    words(&[
+        flags,
+        0,
+        0,
+        0,
+        exit_signal,
+        0,
+        0,
+        0,
+        set_tid_at,
+        set_tid_size,
+        0,
+    ])
+}
