@@ -3,10 +3,13 @@
 //! [`tree`] decides, before a dump touches a task, which namespaces the tree owns (the root's
 //! differs from criu's) and refuses what cannot be dumped; [`ids`] numbers them for
 //! `ids-*.img` and the inventory. One module per kind holds its dump half and restore half
-//! side by side ([`uts`], [`time`], [`net`]; the pid namespace has no image: its pids are the ones the
-//! tasks see, in pstree.img). The orchestrator drives [`dump_images`] after the tasks are
-//! collected, and at restore [`Owned`]: clone flags for the root, then [`Owned::fill`] while
-//! the root's stub is the only task, before it forks.
+//! side by side: [`uts`], [`ipc`] (System V objects and sysctls), [`time`], [`net`] (lo),
+//! [`user`] (id maps); the mount tree is the mounts crate's; the pid namespace has no image
+//! (its pids are the ones the tasks see, in pstree.img). [`join`] takes namespaces given from
+//! outside (`--join-ns`, an external network namespace); [`enter`] runs work in a thread of
+//! criu that joined a task's namespaces. The orchestrator drives [`dump_images`] after the
+//! tasks are collected, and at restore [`Owned`]: joins and clone flags for the root,
+//! [`Owned::map_ids`] right after it exists, then [`Owned::fill`] while it is the only task.
 
 pub mod enter;
 pub mod error;

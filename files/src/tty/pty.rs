@@ -222,7 +222,8 @@ impl Pairs {
 /// Slaves hung up at dump (their master was closed): opened on a new pair of the same index
 /// whose master is closed at once, which hangs them up again.
 fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), TtyError> {
-    let master = open_ptmx_index(index, "/dev/ptmx", libc::O_RDWR as u32)?;
+    let ptmx = shared.root.resolve("/dev/ptmx");
+    let master = open_ptmx_index(index, &ptmx.to_string_lossy(), libc::O_RDWR as u32)?;
     let slaves = open_slaves(index, pair, &shared.root)?;
     drop(master);
     for (id, fd) in slaves {
