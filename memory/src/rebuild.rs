@@ -257,17 +257,32 @@ pub fn map_vmas(
         }
     }
     // Then the System V segments: an attachment may cover what earlier areas' pieces were.
-    for vma in &t.mm.vmas {
-        if let MapPlan::SysvShm {
+    let pieces: Vec<MapPlan> =
+        t.mm.vmas
+            .iter()
+            .map(plan)
+            .filter(|p| matches!(p, Ok(MapPlan::SysvShm { .. })))
+            .collect::<Result<_, _>>()?;
+    for (i, piece) in pieces.iter().enumerate() {
+        let MapPlan::SysvShm {
             addr,
             len,
             prot,
             shmid,
             attach,
-        } = plan(vma)?
-        {
-            attach_sysv(r, pid, (addr, len, prot), shmid, attach)?;
-        }
+        } = *piece
+        else {
+            continue;
+        };
+        // An attachment is writable if any of its pieces (up to the next attachment) is.
+        let group = pieces[i..]
+            .iter()
+            .enumerate()
+            .take_while(|(k, p)| *k == 0 || matches!(p, MapPlan::SysvShm { attach: false, .. }));
+        let writable = group.into_iter().any(|(_, p)| {
+            matches!(p, MapPlan::SysvShm { prot, .. } if prot & libc::PROT_WRITE as u64 != 0)
+        });
+        attach_sysv(r, pid, (addr, len, prot), (shmid, writable), attach)?;
     }
     if let Some(start) = vdso_start {
         r.call(
@@ -293,17 +308,18 @@ const SHM_REMAP: u64 = 0o40000;
 const SHM_EXEC: u64 = 0o100000;
 
 /// Attaches segment `shmid` at `addr` (replacing whatever the stub or a parent left there),
-/// then gives the area its protection.
+/// read-only unless a piece of the attachment is `writable`, then gives the area its
+/// protection.
 fn attach_sysv(
     r: &mut Remote,
     pid: i32,
     (addr, len, prot): (u64, u64, u64),
-    shmid: u64,
+    (shmid, writable): (u64, bool),
     attach: bool,
 ) -> Result<(), RestoreMemError> {
     if attach {
         let mut flags = SHM_REMAP;
-        if prot & libc::PROT_WRITE as u64 == 0 {
+        if !writable {
             flags |= SHM_RDONLY;
         }
         if prot & libc::PROT_EXEC as u64 != 0 {

@@ -16,7 +16,7 @@ const DOMAINNAME: &str = "/proc/sys/kernel/domainname";
 
 pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
     let read = |p: &str| {
-        std::fs::read_to_string(p)
+        criu_procfs::values::read_sysctl(p)
             .map(|s| s.trim_end_matches('\n').to_string())
             .map_err(io(KIND, format!("cannot read {p}")))
     };

@@ -260,11 +260,18 @@ pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
     }
     inj.finish().map_err(terr)?;
 
+    // The critical section the thread is in (rseq_cs, at offset 8 of its rseq area): the
+    // kernel may clear it while a restore injects code outside the section, so the restore
+    // puts it back last.
+    let mut cs = [0u8; 8];
+    let in_section = rseq.rseq_abi_pointer != 0
+        && tracee.read_mem(rseq.rseq_abi_pointer + 8, &mut cs).is_ok()
+        && u64::from_le_bytes(cs) != 0;
     let rseq_entry = Some(RseqEntry {
         rseq_abi_pointer: rseq.rseq_abi_pointer,
         rseq_abi_size: rseq.rseq_abi_size,
         signature: rseq.signature,
-        rseq_cs_pointer: None,
+        rseq_cs_pointer: in_section.then(|| u64::from_le_bytes(cs)),
     });
     let core = ThreadCoreEntry {
         futex_rla,

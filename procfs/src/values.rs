@@ -98,3 +98,13 @@ mod tests {
         );
     }
 }
+
+/// A sysctl file's text. A sysctl answers only a read at offset 0 (a second read, which a
+/// reader that starts small makes, gets end of file), so it is read in one call.
+pub fn read_sysctl(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path)?.read(&mut buf)?;
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}

@@ -44,6 +44,8 @@ pub struct Injector<'t> {
     deferred: u64,
     record: Record,
     finished: bool,
+    /// The thread's rseq critical section pointer, cleared for the session (address, value).
+    rseq_cs: Option<(u64, u64)>,
 }
 
 /// Every signal blocked but SIGTRAP (blocking it would make the kernel reset its handler when
@@ -68,6 +70,7 @@ impl<'t> Injector<'t> {
         })?;
         record.save_regs(&saved_regs);
         record.save_sigmask(saved_sigmask);
+        let rseq_cs = hold_rseq_cs(tracee)?;
         let page = 4096u64;
         let scratch_len = (CODE_SIZE + data_len as u64).div_ceil(page) * page;
         let mut inj = Injector {
@@ -79,6 +82,7 @@ impl<'t> Injector<'t> {
             deferred: 0,
             record,
             finished: false,
+            rseq_cs,
         };
         inj.tracee.set_sigmask(BLOCK_ALL_BUT_TRAP)?;
         inj.tracee.set_stopped(libc::SIGTRAP);
@@ -367,6 +371,11 @@ impl<'t> Injector<'t> {
                 first_error.get_or_insert(ptrace_err(tid, "PTRACE_SETSIGMASK (restore)")(e));
             }
         }
+        if let Some((addr, value)) = self.rseq_cs.take() {
+            if let Err(e) = self.tracee.write_mem(addr, &value.to_le_bytes()) {
+                first_error.get_or_insert(e);
+            }
+        }
         // Signals that arrived and could not be blocked (SIGSTOP and friends) go back in.
         self.resend_deferred();
         match first_error {
@@ -374,6 +383,30 @@ impl<'t> Injector<'t> {
             None => Ok(()),
         }
     }
+}
+
+/// A thread stopped inside an rseq critical section would be moved to the section's abort
+/// handler by the kernel as soon as it runs our injected code at its rip (inside the
+/// section), so the code would never run: the section pointer (`rseq_cs`, at offset 8 of its
+/// rseq area) is cleared for the session and put back at its end.
+fn hold_rseq_cs(tracee: &mut Tracee) -> Result<Option<(u64, u64)>> {
+    let Ok(cfg) = tracee.rseq() else {
+        return Ok(None);
+    };
+    if cfg.rseq_abi_pointer == 0 {
+        return Ok(None);
+    }
+    let addr = cfg.rseq_abi_pointer + 8;
+    let mut word = [0u8; 8];
+    if tracee.read_mem(addr, &mut word).is_err() {
+        return Ok(None);
+    }
+    let value = u64::from_le_bytes(word);
+    if value == 0 {
+        return Ok(None);
+    }
+    tracee.write_mem(addr, &[0u8; 8])?;
+    Ok(Some((addr, value)))
 }
 
 impl Drop for Injector<'_> {

@@ -84,5 +84,15 @@ pub fn finish_thread(t: &mut Tracee, core: &CoreEntry) -> Result<(), RebuildErro
         .or(core.tc.as_ref().map(|tc| tc.blk_sigset))
         .unwrap_or(0);
     t.set_sigmask(sigmask)?;
+    // Last, with no return to user space left before the release: the rseq critical section
+    // the thread was in, which the kernel clears when the thread runs outside it (as it did
+    // for every injection).
+    let rseq = core
+        .thread_core
+        .as_ref()
+        .and_then(|c| c.rseq_entry.as_ref());
+    if let Some((abi, cs)) = rseq.and_then(|r| Some((r.rseq_abi_pointer, r.rseq_cs_pointer?))) {
+        t.write_mem(abi + 8, &cs.to_le_bytes())?;
+    }
     Ok(())
 }

@@ -15,7 +15,7 @@ fn path(name: &str) -> String {
 
 fn read_values(name: &str) -> Result<Vec<u64>, Fail> {
     let p = path(name);
-    let text = std::fs::read_to_string(&p).map_err(|e| Fail::sysctl(&p, e))?;
+    let text = criu_procfs::values::read_sysctl(&p).map_err(|e| Fail::sysctl(&p, e))?;
     text.split_whitespace()
         .map(|v| {
             // next_id files read -1 until set: kept as u64::MAX, which the caller drops.
