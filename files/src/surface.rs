@@ -97,7 +97,8 @@ impl Prepared {
         opts: &RestoreFileOptions,
     ) -> Result<SharedFiles, RestoreFilesError> {
         let root = crate::root::FsRoot::new(opts.root.clone());
-        self.remaps.make_pending(&images.dir, &root)?;
+        self.remaps
+            .make_pending(&images.dir, &root, images.root().host_pid())?;
         let mut shared = SharedFiles::create(images, opts)?;
         if let Some(job) = &self.shell_job {
             job.hand_out(&mut shared)?;

@@ -64,19 +64,16 @@ pub struct Remaps {
     pending: Vec<Pending>,
     /// Files moved aside from a name made (as criu reaches them): (where now, where they were).
     aside: Vec<(PathBuf, PathBuf)>,
-    /// Processes made to hold the pid of a dead one while its /proc files are opened.
-    helpers: Vec<i32>,
+    /// Dead pids whose /proc files the tasks held: helpers hold them while criu opens those.
+    dead_pids: Vec<i32>,
+    helpers: super::dead_pids::DeadPids,
 }
 
 impl Remaps {
     /// Removes every name made and ends every helper process; the open files stay, unlinked
     /// (or of a dead process) as they were at dump time.
     pub fn clean(&mut self) {
-        for pid in self.helpers.drain(..) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-        }
+        self.helpers.end();
         for (path, dir) in self.made.drain(..).rev() {
             let done = if dir {
                 std::fs::remove_dir(&path)
@@ -131,8 +128,17 @@ enum Pending {
 }
 
 impl Remaps {
-    /// Makes the names `prepare` left for later, through the tree's `root`; `dir`: the images.
-    pub fn make_pending(&mut self, dir: &Path, root: &FsRoot) -> Result<(), GhostError> {
+    /// Makes the names `prepare` left for later, through the tree's `root`, and the helpers
+    /// of dead pids in the pid namespace of `tree_root` (the root task, as criu sees it); `dir`:
+    /// the images.
+    pub fn make_pending(
+        &mut self,
+        dir: &Path,
+        root: &FsRoot,
+        tree_root: i32,
+    ) -> Result<(), GhostError> {
+        self.helpers = super::dead_pids::DeadPids::make(&self.dead_pids, tree_root)
+            .map_err(|(pid, errno)| GhostError::DeadProcess { pid, errno })?;
         for p in std::mem::take(&mut self.pending) {
             let at = match &p {
                 Pending::Ghost { at, .. } => at,
@@ -218,12 +224,11 @@ pub fn prepare(images: &mut DumpImages, own_root: bool) -> Result<Remaps, GhostE
                 }
             }
         } else if kind == RemapType::Procfs as i32 {
-            // One helper per dead pid, however many of its files the tasks held.
+            // One helper per dead pid, however many of its files the tasks held; made once the
+            // root exists (`make_pending`).
             let pid = remap_id as i32;
-            if !remaps.helpers.contains(&pid) {
-                let helper = criu_sys::clone::clone_stopped_child(pid, 0)
-                    .map_err(|errno| GhostError::DeadProcess { pid, errno })?;
-                remaps.helpers.push(helper);
+            if !remaps.dead_pids.contains(&pid) {
+                remaps.dead_pids.push(pid);
             }
             orig.to_path_buf()
         } else if kind == RemapType::Linked as i32 {
