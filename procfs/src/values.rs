@@ -66,6 +66,16 @@ pub fn read_timerslack_ns(pid: i32) -> Result<u64> {
     read_parsed(pid_path(pid, "timerslack_ns"), parse_timerslack_ns)
 }
 
+/// A sysctl file's text. A sysctl answers only a read at offset 0 (a second read, which a
+/// reader that starts small makes, gets end of file), so it is read in one call.
+pub fn read_sysctl(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = std::fs::File::open(path)?.read(&mut buf)?;
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,14 +107,4 @@ mod tests {
             "bad loginuid \"-1\""
         );
     }
-}
-
-/// A sysctl file's text. A sysctl answers only a read at offset 0 (a second read, which a
-/// reader that starts small makes, gets end of file), so it is read in one call.
-pub fn read_sysctl(path: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = std::fs::File::open(path)?.read(&mut buf)?;
-    buf.truncate(n);
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
