@@ -511,15 +511,18 @@ fn a_restore_that_fails_after_the_namespaces_exist_leaves_nothing_behind() {
     assert!(left.is_empty(), "left in {pidns}: {left:?}");
 }
 
-#[test]
-fn a_container_with_its_own_mounts_and_proc_made_with_unshare_keeps_running() {
+/// `unshare FLAGS --mount --mount-proc` and the other namespaces, running a shell loop: it is
+/// dumped and restored with `--root /` (its root mount is criu's "/", put back as a bind of it)
+/// and keeps running, its pids and its own /proc.
+fn container_with_mounts_keeps_running(extra: &[&str]) {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     // The fourth field counts the pids its own /proc shows: only its own tasks.
     let script = "hostname box; i=0; while :; do i=$((i+1)); \
                   echo \"$$ $i $(hostname) $(ls /proc | grep -c '^[0-9]')\" > out.new; \
                   mv out.new out; sleep 0.05; done";
-    let mut flags = vec!["--mount", "--mount-proc"];
+    let mut flags = extra.to_vec();
+    flags.extend(["--mount", "--mount-proc"]);
     flags.extend(WORLD);
     flags.extend(["setsid", "sh", "-c", script]);
     let mut c = Container::start_with(dir.path(), "unshare", &flags);
@@ -535,7 +538,6 @@ fn a_container_with_its_own_mounts_and_proc_made_with_unshare_keeps_running() {
             .is_some_and(|n| n < 10)
     };
     assert!(few(&before), "its /proc shows {before:?}");
-    // The root mount is criu's "/": the restore puts it back as a bind of that.
     c.dump_with(&["--root", "/"]);
     c.restore_with(&["--root", "/"], Stdio::null());
     assert_eq!(c.root_vpid(), "1");
@@ -552,4 +554,15 @@ fn a_container_with_its_own_mounts_and_proc_made_with_unshare_keeps_running() {
     );
     assert_eq!((&after[0], &after[2]), (&before[0], &before[2]));
     assert!(few(&after), "its /proc after the restore shows {after:?}");
+}
+
+#[test]
+fn a_container_with_its_own_mounts_and_proc_made_with_unshare_keeps_running() {
+    container_with_mounts_keeps_running(&[]);
+}
+
+#[test]
+fn the_same_container_in_a_user_namespace_keeps_running() {
+    // Its mount namespace is a user namespace's copy of criu's: every mount is locked there.
+    container_with_mounts_keeps_running(&["--user", "--map-root-user"]);
 }

@@ -84,12 +84,28 @@ pub fn helper_exe() -> Option<PathBuf> {
 /// single-threaded) and gives a private clone of the mount at `mountpoint`, without what is
 /// mounted on top of or below it.
 pub fn clone_mount_in_ns(pid: i32, mountpoint: &str, dev: u32) -> Result<OwnedFd, MountError> {
-    let ns = File::open(format!("/proc/{pid}/ns/mnt"))
-        .map_err(|e| MountError::io(format!("open /proc/{pid}/ns/mnt"), e))?;
+    let open_ns =
+        |path: String| File::open(&path).map_err(|e| MountError::io(format!("open {path}"), e));
+    let own = open_ns("/proc/self/ns/mnt".into())?;
+    let theirs = open_ns(format!("/proc/{pid}/ns/mnt"))?;
+    match find_in(&theirs, pid, mountpoint, dev) {
+        // A user namespace's copy of criu's mounts locks them: what hides the mount cannot be
+        // unmounted there. The same filesystem may be reached in criu's own namespace.
+        Err(MountError::Sys {
+            errno: nix::errno::Errno::EINVAL,
+            ..
+        }) => find_in(&own, pid, mountpoint, dev),
+        other => other,
+    }
+}
+
+/// Joins the mount namespace `ns` and clones the mount of device `dev` at `mountpoint`; a
+/// mount hidden under others there is uncovered in a private copy of the namespace, where
+/// unmounting what is on top changes nothing for the task.
+fn find_in(ns: &File, pid: i32, mountpoint: &str, dev: u32) -> Result<OwnedFd, MountError> {
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| MountError::sys(format!("setns into the mount namespace of {pid}"), e))?;
-    // A mount hidden under others at the same place: uncovered in a private copy of the
-    // namespace, where unmounting what is on top changes nothing for the task.
+        .map_err(|e| MountError::sys(format!("setns into a mount namespace for pid {pid}"), e))?;
+    let mut copied = false;
     for _ in 0..MAX_STACK {
         let top = open_at_mountpoint(pid, mountpoint)?;
         let st = rustix::fs::fstat(&top)
@@ -97,7 +113,13 @@ pub fn clone_mount_in_ns(pid: i32, mountpoint: &str, dev: u32) -> Result<OwnedFd
         if kdev(rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)) == dev {
             return clone_at(pid, mountpoint, &top);
         }
-        uncover(pid, mountpoint)?;
+        if !copied {
+            private_copy()?;
+            copied = true;
+        }
+        tracing::debug!("pid {pid}: {mountpoint} hides another mount: unmounting the top one");
+        nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| MountError::sys(format!("uncover {mountpoint}: umount"), e))?;
     }
     Err(MountError::Other(format!(
         "{mountpoint} in the mount namespace of {pid}: no mount of device {}:{} under {MAX_STACK} others",
@@ -109,29 +131,18 @@ pub fn clone_mount_in_ns(pid: i32, mountpoint: &str, dev: u32) -> Result<OwnedFd
 /// How many mounts may stand on one another at a mount point before the search gives up.
 const MAX_STACK: usize = 16;
 
-/// Unmounts the top mount at `mountpoint`, in a private copy of the namespace made the first
-/// time.
-fn uncover(pid: i32, mountpoint: &str) -> Result<(), MountError> {
-    static COPIED: std::sync::Once = std::sync::Once::new();
-    let mut copied = Ok(());
-    COPIED.call_once(|| {
-        copied = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| MountError::sys("unshare(CLONE_NEWNS)", e))
-            .and_then(|()| {
-                nix::mount::mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )
-                .map_err(|e| MountError::sys("make the copy private", e))
-            });
-    });
-    copied?;
-    tracing::debug!("pid {pid}: {mountpoint} hides another mount: unmounting the top one");
-    nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH)
-        .map_err(|e| MountError::sys(format!("uncover {mountpoint}: umount"), e))
+/// A private copy of the current mount namespace for this (single-threaded) helper.
+fn private_copy() -> Result<(), MountError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| MountError::sys("unshare(CLONE_NEWNS)", e))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| MountError::sys("make the copy private", e))
 }
 
 /// The top mount at `mountpoint`, as an O_PATH fd.

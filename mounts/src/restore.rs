@@ -127,7 +127,7 @@ fn build(
             MountError::rsys(format!("{}: {what}", describe(&n.e)), e)
         };
         let mnt = match &n.how {
-            How::Root => rustix::mount::open_tree(CWD, root_dir, clone_flags())
+            How::Root => bind_root(root_dir)
                 .map_err(|e| fail(&format!("cannot bind --root {}", root_dir.display()), e))?,
             How::External(key) => {
                 let path = opts.external_for(key).unwrap_or_default();
@@ -185,6 +185,22 @@ fn build(
 }
 
 /// A detached copy of `rel` inside the mount `src` (only that mount, without its children).
+/// The bind of `--root` the tree is built on. In a user namespace's copy of criu's mounts,
+/// the mounts below it are locked to it (EINVAL without them): it is bound with them then,
+/// as CRIU binds its root recursively, and the dumped mounts go on top.
+fn bind_root(root_dir: &Path) -> rustix::io::Result<OwnedFd> {
+    match rustix::mount::open_tree(CWD, root_dir, clone_flags()) {
+        Err(rustix::io::Errno::INVAL) => {
+            tracing::warn!(
+                "--root {}: the mounts below it are locked to it: they come along",
+                root_dir.display()
+            );
+            rustix::mount::open_tree(CWD, root_dir, clone_flags() | OpenTreeFlags::AT_RECURSIVE)
+        }
+        other => other,
+    }
+}
+
 fn bind_from(src: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
     let alone = rustix::mount::open_tree(src, "", clone_flags() | OpenTreeFlags::AT_EMPTY_PATH)?;
     if rel.as_os_str().is_empty() {
