@@ -36,6 +36,17 @@ pub struct ProcessState<'a> {
     pub signals_s: SignalQueueEntry,
 }
 
+/// The audit login uid as the task sees it: /proc shows criu's view, and the restore writes
+/// it from inside the task (unset stays unset; an id its user namespace does not map, too).
+fn loginuid_inside(pid: i32) -> Option<u32> {
+    let v = criu_procfs::read_loginuid(pid).ok()?;
+    if v == u32::MAX {
+        return Some(v);
+    }
+    let map = criu_procfs::read_id_map(pid, false).ok()?;
+    Some(map.inside(v).unwrap_or(v))
+}
+
 /// One core per thread, in `threads` order (leader first); the leader's carries the
 /// process-wide part.
 pub fn core_entries(
@@ -57,7 +68,7 @@ pub fn core_entries(
         timers: Some(p.misc.timers.clone()),
         rlimits: Some(p.rlimits),
         signals_s: Some(p.signals_s),
-        loginuid: criu_procfs::read_loginuid(pid).ok(),
+        loginuid: loginuid_inside(pid),
         oom_score_adj: criu_procfs::read_oom_score_adj(pid).ok(),
         sigactions: p.misc.sigactions.clone(),
         child_subreaper: Some(p.misc.child_subreaper),

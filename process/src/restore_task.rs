@@ -170,13 +170,8 @@ pub fn rseq(
     Ok(())
 }
 
-/// Process attributes kept in the mm and task core that are set from outside or by prctl.
-pub fn restore_attributes(
-    r: &mut Remote,
-    pid: i32,
-    mm: &MmEntry,
-    core: &CoreEntry,
-) -> Result<(), RestoreTaskError> {
+/// The dumpable flag, set after every thread's credentials: a change of uids resets it.
+pub fn restore_dumpable(r: &mut Remote, mm: &MmEntry) -> Result<(), RestoreTaskError> {
     if let Some(dumpable) = mm.dumpable {
         r.call(
             "prctl(PR_SET_DUMPABLE)",
@@ -184,6 +179,16 @@ pub fn restore_attributes(
             &[libc::PR_SET_DUMPABLE as u64, dumpable as u64, 0, 0, 0],
         )?;
     }
+    Ok(())
+}
+
+/// Process attributes kept in the mm and task core that are set from outside or by prctl.
+pub fn restore_attributes(
+    r: &mut Remote,
+    pid: i32,
+    mm: &MmEntry,
+    core: &CoreEntry,
+) -> Result<(), RestoreTaskError> {
     if let Some(adj) = core.tc.as_ref().and_then(|tc| tc.oom_score_adj) {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| task_err(pid, format!("cannot set oom_score_adj {adj}: {e}")))?;
