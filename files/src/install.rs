@@ -45,7 +45,7 @@ pub fn restore_fds(
         let opened = crate::regular::restore::open_in_task(r, reg)?;
         place_fd(r, opened, fd)?;
     }
-    crate::locks::restore::take_locks(r, shared.locks.of(pid), t)?;
+    crate::locks::restore::take_locks(r, shared.locks.of(pid), t, false)?;
     crate::tty::pty::set_controlling(r, &shared.ctty, t)?;
     crate::epoll::restore::register_targets(r, &shared.epolls, t)?;
     crate::fown::restore::point_async_at_fds(r, all, shared, t)?;
@@ -83,6 +83,15 @@ pub fn open_fd_channel(r: &mut Remote, t: &TaskImages) -> Result<FdChannel, Inst
         .max()
         .unwrap_or(0);
     Ok(FdChannel::open(r, t.host_pid(), above)?)
+}
+
+/// The task's leases, once its credentials are back (see `take_locks`).
+pub fn take_leases(
+    r: &mut Remote,
+    shared: &SharedFiles,
+    t: &TaskImages,
+) -> Result<(), InstallError> {
+    crate::locks::restore::take_locks(r, shared.locks.of(t.pid()), t, true)
 }
 
 /// cwd and root.

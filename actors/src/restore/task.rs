@@ -485,6 +485,12 @@ impl RestoreTask {
             }
             rebuild::restore_posix_timers(&mut r, pid, leader)?;
             restore_thread_state(&mut r, pid, pid, leader, &all.seccomp_filters)?;
+            // After every thread's credentials: a change of uids resets the dumpable flag,
+            // and a lease needs the file's owner as fsuid.
+            rebuild::restore_dumpable(&mut r, &t.mm)?;
+            if !all.shares_parent_fd_table(t) {
+                rebuild::take_leases(&mut r, self.shared()?, t)?;
+            }
             let regs = entry_to_gpregs(&info.gpregs).for_detach_at_syscall_exit();
             inj.finish_restored(&regs)?;
         }

@@ -150,13 +150,17 @@ fn break_lease(
 }
 
 /// Takes the task's locks again, inside it, through its restored fds.
+/// `leases`: only leases, or all but leases. A lease needs the file's owner as fsuid (or
+/// CAP_LEASE where a task of a user namespace has none), so leases are taken once the task's
+/// credentials are back; the other locks with its fds.
 pub fn take_locks(
     r: &mut Remote,
     locks: &[FileLockEntry],
     t: &TaskImages,
+    leases: bool,
 ) -> Result<(), InstallError> {
     let pid = t.pid();
-    for e in locks {
+    for e in locks.iter().filter(|e| (e.flag == FL_LEASE) == leases) {
         if !t.fds.iter().any(|f| f.fd as i32 == e.fd) {
             return Err(task_err(
                 pid,
