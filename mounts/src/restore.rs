@@ -178,10 +178,9 @@ fn build(
         }
         fds[i] = Some(mnt);
     }
-    Ok(fds
-        .into_iter()
-        .map(|f| f.expect("every node mounted"))
-        .collect())
+    fds.into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| MountError::BadImage("a mount was left out of the order".into()))
 }
 
 /// A detached copy of `rel` inside the mount `src` (only that mount, without its children).
