@@ -136,23 +136,25 @@ fn a_mount_namespace_with_a_mount_that_cannot_be_restored_is_refused_naming_it()
         "mnt",
     );
     let pid = task.0.id() as i32;
-    let start = Instant::now();
-    while !std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .starts_with("sleep")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the overlay was never mounted"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_exec_sleep(pid, "the overlay was never mounted");
     let merged = p("merged");
     assert_refused_naming(
         pid,
         pid,
         &format!("({merged}, overlay): cannot be restored; make it external with --external mnt[{merged}]:KEY"),
     );
+}
+
+/// Waits until `pid` (a shell that sets something up, then execs sleep) runs sleep.
+fn wait_exec_sleep(pid: i32, what: &str) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .starts_with("sleep")
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Starts `unshare ARGS` and waits until it left our `kind` namespace.
@@ -174,17 +176,7 @@ fn a_network_namespace_with_another_device_is_refused_naming_it() {
     let task = unshared(&["-n", "sh", "-c", script], "net");
     let pid = task.0.id() as i32;
     // sh execs sleep once the device exists.
-    let start = Instant::now();
-    while !std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .starts_with("sleep")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the device was never made"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_exec_sleep(pid, "the device was never made");
     assert_refused(
         pid,
         "its network namespace has devices other than lo (crtest",
