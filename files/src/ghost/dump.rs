@@ -306,6 +306,24 @@ fn ghost_entry(meta: &Metadata) -> GhostFileEntry {
     }
 }
 
+/// Runs `work` in a thread of criu whose fs uid and gid are those of `pid` (as criu sees them).
+fn as_task_fs_ids<T: Send>(
+    pid: i32,
+    work: impl FnOnce() -> nix::Result<T> + Send,
+) -> nix::Result<T> {
+    let st = criu_procfs::read_status(pid).map_err(|_| nix::errno::Errno::ESRCH)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Per thread: setfsuid and setfsgid are not shared by criu's other threads.
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(st.gid[3]));
+            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(st.uid[3]));
+            work()
+        })
+        .join()
+        .unwrap_or(Err(nix::errno::Errno::EINTR))
+    })
+}
+
 /// A file unlinked from `path` but linked elsewhere: linked back next to where it was, under a
 /// name of its own, which the restore opens it by and then removes.
 fn link_remap(
@@ -335,14 +353,22 @@ fn link_remap(
     });
     // The entry keeps the task's name; criu makes (and may remove) it through the root.
     let made = root.resolve(&made);
-    nix::unistd::linkat(
-        nix::fcntl::AT_FDCWD,
-        &origin.link,
-        nix::fcntl::AT_FDCWD,
-        &made,
-        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
-    )
-    .map_err(|e| io_err(origin, &made, "link back")(e.into()))?;
+    let link = || {
+        nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            &origin.link,
+            nix::fcntl::AT_FDCWD,
+            &made,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )
+    };
+    let linked = match link() {
+        // A filesystem of a user namespace takes new names only from ids it maps: criu's own
+        // are not, the task's are. The link is made again by a thread with the task's fs ids.
+        Err(nix::errno::Errno::EOVERFLOW) => as_task_fs_ids(origin.pid, link),
+        other => other,
+    };
+    linked.map_err(|e| io_err(origin, &made, "link back")(e.into()))?;
     table.remaps.links.push(made);
     table.remaps.entries.push(RemapFilePathEntry {
         orig_id: id,
