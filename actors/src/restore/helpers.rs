@@ -215,12 +215,25 @@ fn session_helper(
         ));
     }
     // When a helper of a living leader exits, its children go to the nearest child
-    // subreaper above it.
-    let reaper = if creator == parent {
+    // subreaper above it. The leader may be one itself (it became one after the orphan's parent
+    // died, the restore makes it one at once): then the helper is made with CLONE_PARENT, a
+    // child of the leader's parent, whose nearest subreaper may be the orphan's parent.
+    let mut helper = helper;
+    let mut clone_parent = false;
+    let mut reaper = if creator == parent {
         Some(parent)
     } else {
         nearest_subreaper(tree, out, creator)
     };
+    if reaper == Some(creator) && creator != parent {
+        if let Some(above) = out.creator[creator] {
+            if nearest_subreaper(tree, out, above) == Some(parent) {
+                helper.ppid = out.procs[above].pid;
+                clone_parent = true;
+                reaper = Some(parent);
+            }
+        }
+    }
     if reaper != Some(parent) {
         return Err(format!(
             "pid {}: cannot restore session {sid}: its leader is not its ancestor, and its \
@@ -231,7 +244,7 @@ fn session_helper(
     out.procs.push(helper);
     out.creator.push(Some(creator));
     out.born_sid.push(None);
-    out.clone_parent.push(false);
+    out.clone_parent.push(clone_parent);
     Ok(out.procs.len() - 1)
 }
 
@@ -377,6 +390,24 @@ mod tests {
         let tree = vec![p(10, 1, 10, 10), p(11, 10, 11, 11), p(13, 10, 11, 11)];
         let e = add_helpers(&tree, |_| true).unwrap_err();
         assert!(e.contains("pid 13"), "{e}");
+    }
+
+    #[test]
+    fn orphan_of_the_init_whose_leader_became_a_subreaper_later_gets_a_clone_parent_helper() {
+        // zdtm child_subreaper_and_reparent: 1 is the init (a reaper), 5 its child, 6 leads
+        // session 6 and is a subreaper now; 8, of session 6, was orphaned to the init before.
+        let mut init = p(1, 0, 1, 1);
+        init.subreaper = true;
+        let mut leader = p(6, 5, 6, 6);
+        leader.subreaper = true;
+        let tree = vec![init, p(5, 1, 5, 5), leader, p(8, 1, 6, 6)];
+        let a = add_helpers(&tree, |_| true).unwrap();
+        assert_eq!(a.procs.len(), 5);
+        // The helper is made by 6 with CLONE_PARENT (a child of 5) and makes 8.
+        assert_eq!((a.procs[4].sid, a.procs[4].ppid), (6, 5));
+        assert_eq!(a.creator[4], Some(2));
+        assert!(a.clone_parent[4]);
+        assert_eq!((a.creator[3], a.clone_parent[3]), (Some(4), false));
     }
 
     #[test]

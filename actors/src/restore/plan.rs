@@ -246,8 +246,17 @@ fn order(aug: &Augmented, zombies: &[bool]) -> Result<Plan, String> {
     }
     for h in (aug.tasks..n).rev() {
         plan.steps.push(Step::Exit { task: h });
+        // A helper made with CLONE_PARENT is its creator's parent's child.
+        let creator =
+            aug.creator[h].ok_or_else(|| format!("helper {}: no creator", aug.procs[h].pid))?;
+        let parent = if aug.clone_parent[h] {
+            aug.creator[creator]
+                .ok_or_else(|| format!("helper {}: its creator has no parent", aug.procs[h].pid))?
+        } else {
+            creator
+        };
         plan.steps.push(Step::Reap {
-            parent: aug.creator[h].expect("a helper has a creator"),
+            parent,
             pid: aug.procs[h].pid,
         });
     }
