@@ -276,6 +276,20 @@ fn a_world_in_its_own_user_namespace_keeps_its_id_maps_and_root_inside() {
     assert_eq!(verdict(&c, &result), "PASS\n");
 }
 
+/// Waits until the shell loop counted on past `before` (it runs again); returns its line.
+fn loop_went_on(dir: &Path, before: &[String]) -> Vec<String> {
+    let count = |l: &[String]| l.get(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let went_on = wait_until(Duration::from_secs(10), || {
+        count(&loop_line(dir)) > count(before) + 3
+    });
+    let after = loop_line(dir);
+    assert!(
+        went_on,
+        "the loop stopped: before {before:?}, after {after:?}"
+    );
+    after
+}
+
 /// An executable `sh` action script in `dir` with `body`; returns its path.
 fn action_script(dir: &Path, body: &str) -> String {
     let path = dir.join("action.sh");
@@ -312,15 +326,7 @@ fn a_shell_loop_container_made_with_unshare_keeps_running_and_its_pids() {
     c.dump();
     c.restore();
     assert_eq!(c.root_vpid(), "1");
-    let count = |l: &[String]| l.get(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-    let went_on = wait_until(Duration::from_secs(10), || {
-        count(&loop_line(dir.path())) > count(&before) + 3
-    });
-    let after = loop_line(dir.path());
-    assert!(
-        went_on,
-        "the loop stopped: before {before:?}, after {after:?}"
-    );
+    let after = loop_went_on(dir.path(), &before);
     assert_eq!(
         (&after[0], &after[2], &after[3]),
         (&before[0], &before[2], &before[3])
@@ -377,11 +383,7 @@ fn with_empty_ns_net_the_setup_namespaces_script_sets_up_the_network() {
     assert!(links.contains("lo: <LOOPBACK,UP"), "{links}");
     assert!(!links.contains("crv0"), "{links}");
     let before = loop_line(dir.path());
-    let count = |l: &[String]| l.get(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-    assert!(wait_until(Duration::from_secs(10), || count(&loop_line(
-        dir.path()
-    )) > count(&before)
-        + 3));
+    loop_went_on(dir.path(), &before);
 }
 
 /// `unshare ARGS sh -c 'SETUP; exec sleep 100'`, a process holding namespaces that stand for
@@ -543,15 +545,7 @@ fn container_with_mounts_keeps_running(extra: &[&str]) {
     assert_eq!(c.root_vpid(), "1");
     let me = std::process::id() as i32;
     assert_ne!(ns_link(c.root, "mnt"), ns_link(me, "mnt"));
-    let count = |l: &[String]| l.get(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-    let went_on = wait_until(Duration::from_secs(10), || {
-        count(&loop_line(dir.path())) > count(&before) + 3
-    });
-    let after = loop_line(dir.path());
-    assert!(
-        went_on,
-        "the loop stopped: before {before:?}, after {after:?}"
-    );
+    let after = loop_went_on(dir.path(), &before);
     assert_eq!((&after[0], &after[2]), (&before[0], &before[2]));
     assert!(few(&after), "its /proc after the restore shows {after:?}");
 }

@@ -145,6 +145,20 @@ fn a_mount_namespace_with_a_mount_that_cannot_be_restored_is_refused_naming_it()
     );
 }
 
+/// Runs `check`, then kills `stray` (a task that outlives `task`'s process) and `task`, also
+/// when the check fails.
+fn checked_then_killed(task: Killed, stray: i32, check: impl FnOnce() + std::panic::UnwindSafe) {
+    let checked = std::panic::catch_unwind(check);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stray),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    drop(task);
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
+}
+
 /// Waits until `pid` (a shell that sets something up, then execs sleep) runs sleep.
 fn wait_exec_sleep(pid: i32, what: &str) {
     let start = Instant::now();
@@ -206,17 +220,9 @@ fn a_tree_whose_child_left_the_root_uts_namespace_is_refused() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
-    let refused = std::panic::catch_unwind(|| {
+    checked_then_killed(task, child, || {
         assert_refused_naming(root, child, "its uts namespace differs from the root's");
     });
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    drop(task);
-    if let Err(e) = refused {
-        std::panic::resume_unwind(e);
-    }
 }
 
 #[test]
@@ -251,18 +257,10 @@ fn a_pid_namespace_is_refused_below_its_init_and_for_its_creator() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
-    let refused = std::panic::catch_unwind(|| {
+    // The init outlives its creator: kill it, then the creator reaps it.
+    checked_then_killed(task, init, || {
         assert_refused(second, "it is pid 2 in its own pid namespace");
         // The creator's tree holds the init too; its own link names the children's.
         assert_refused(creator, "the pid namespace of its children");
     });
-    // The init outlives its creator: kill it, then the creator reaps it.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(init),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-    drop(task);
-    if let Err(e) = refused {
-        std::panic::resume_unwind(e);
-    }
 }

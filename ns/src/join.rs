@@ -67,7 +67,9 @@ impl Join {
             Where::Path(p) => std::fs::File::open(p)
                 .map(OwnedFd::from)
                 .map_err(|e| bad(self.kind, format!("cannot open {}: {e}", p.display())))?,
-            Where::Fd(n) => criu_sys::pidfd::take_fd(std::process::id() as i32, *n)
+            // Opened again through criu's fd table: the same namespace.
+            Where::Fd(n) => std::fs::File::open(format!("/proc/self/fd/{n}"))
+                .map(OwnedFd::from)
                 .map_err(|e| bad(self.kind, format!("inherited fd {n}: {e}")))?,
         };
         Ok(fd)
