@@ -48,20 +48,6 @@ pub enum NsError {
     },
 }
 
-/// Why a kind the tree owns cannot be dumped yet; `None` for kinds that are.
-fn unsupported(kind: NsKind) -> Option<&'static str> {
-    match kind {
-        NsKind::Pid
-        | NsKind::Uts
-        | NsKind::Ipc
-        | NsKind::Time
-        | NsKind::Net
-        | NsKind::User
-        | NsKind::Mnt => None,
-        NsKind::Cgroup => Some("cgroup namespaces are not dumped yet (cgroups)"),
-    }
-}
-
 /// The root's namespaces, what the tree owns, and the tasks already checked.
 #[derive(Debug)]
 pub struct TreeNamespaces {
@@ -92,12 +78,12 @@ impl TreeNamespaces {
             if host.is_some_and(|o| o.ino == l.ino) {
                 continue;
             }
-            if let Some(why) = unsupported(l.kind) {
-                let kind = l.kind.name();
+            // The one kind not dumped yet: a cgroup namespace needs the tree's cgroups.
+            if l.kind == NsKind::Cgroup {
                 return Err(NsError::Unsupported {
                     pid: root_pid,
-                    kind,
-                    why,
+                    kind: l.kind.name(),
+                    why: "cgroup namespaces are not dumped yet (cgroups)",
                 });
             }
             own.push(l.kind);

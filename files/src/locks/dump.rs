@@ -80,6 +80,12 @@ impl Locks {
         locks: &[FileLock],
         allowed: bool,
     ) -> Result<(), LockError> {
+        // The image names the task as it sees itself (in its own pid namespace).
+        let seen = if locks.is_empty() {
+            pid
+        } else {
+            criu_procfs::pid_seen_by(pid, pid).unwrap_or(pid)
+        };
         for l in locks.iter().filter(|l| !l.blocked) {
             if !allowed {
                 return Err(LockError::NeedsOption {
@@ -88,8 +94,6 @@ impl Locks {
                     what: describe(l),
                 });
             }
-            // The image names the task as it sees itself (in its own pid namespace).
-            let seen = criu_procfs::pid_seen_by(pid, pid).unwrap_or(pid);
             let entry =
                 entry(seen, fd, l).map_err(|what| LockError::Unsupported { pid, fd, what })?;
             // A POSIX lock belongs to its process; the others to the description.
