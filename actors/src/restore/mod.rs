@@ -101,13 +101,12 @@ pub fn run(
             // restores run while later tasks are created.
             let mut memory = std::collections::BTreeMap::new();
             let setsid = plan.root_setsid;
-            let root_ns = ns.clone();
             ask(
                 &actors[0],
                 CreateRoot {
                     sibling,
                     setsid,
-                    ns: root_ns.clone(),
+                    ns: ns.clone(),
                 },
             )
             .await?;
@@ -116,7 +115,7 @@ pub fn run(
             let root = images.root().host_pid();
             if ns.any() {
                 at_ns(NsStage::Made, root)?;
-                ask(&actors[0], FillNamespaces { ns: root_ns }).await?;
+                ask(&actors[0], FillNamespaces { ns: ns.clone() }).await?;
                 at_ns(NsStage::Filled, root)?;
             }
             // The tree's paths are its own root's, reached through the root task.
