@@ -4,7 +4,9 @@
 //! * [`pool`]: the tracer threads (actix arbiters) that host task actors.
 //! * [`dump`]: the dump supervisor and its task actor.
 //! * [`restore`]: the restore supervisor and its task actor.
+//! * [`network`]: the network lock around TCP connections, both halves.
 
 pub mod dump;
+pub mod network;
 pub mod pool;
 pub mod restore;

@@ -116,7 +116,7 @@ pub fn dump_fds(
             }
             FdTarget::Path { path, deleted } => dump_path_fd(pid, fd, &path, deleted, table)?,
             FdTarget::Pipe(ino) => dump_pipe_fd(pid, fd, ino, table)?,
-            FdTarget::Socket(ino) => crate::unix::dump::dump_socket_fd(pid, fd, ino, table)?,
+            FdTarget::Socket(ino) => crate::socket::dump_socket_fd(pid, fd, ino, table)?,
             FdTarget::AnonInode(name) if name == "[eventfd]" => {
                 crate::eventfd::dump::dump_eventfd_fd(pid, fd, table)?
             }

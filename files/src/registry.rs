@@ -36,6 +36,8 @@ pub enum SharedError {
     Memory(#[from] criu_memory::restore::RestoreMemError),
     #[error(transparent)]
     Unix(#[from] crate::unix::restore::UnixRestoreError),
+    #[error(transparent)]
+    Inet(#[from] crate::inet::restore::InetRestoreError),
     #[error("files.img: file {id} has no {kind} entry")]
     Missing { id: u32, kind: &'static str },
     #[error(transparent)]
@@ -64,6 +66,10 @@ pub struct RestoreFileOptions {
     pub ext_unix_sk: bool,
     /// `-l/--file-locks`.
     pub file_locks: bool,
+    /// `--tcp-established`: the images may hold TCP connections.
+    pub tcp_established: bool,
+    /// `--tcp-close`: TCP connections come back as closed sockets.
+    pub tcp_close: bool,
     /// `--skip-file-rwx-check`: a regular file's permission bits may differ from the dump's.
     pub skip_file_rwx_check: bool,
     /// The tree's root when it has a mount namespace of its own (`/proc/PID/root` of the
@@ -94,6 +100,8 @@ pub struct SharedFiles {
     pub epolls: crate::epoll::restore::EpollTargets,
     /// Where the dumped paths are seen from (`RestoreFileOptions::root`).
     pub root: crate::root::FsRoot,
+    /// TCP connections in repair mode until every task is back.
+    pub tcp_repair: crate::inet::restore::TcpRepair,
 }
 
 impl SharedFiles {
@@ -122,6 +130,7 @@ impl SharedFiles {
         crate::timerfd::restore::open_all(images, &mut shared)?;
         crate::pidfd::restore::open_dead(images, &mut shared)?;
         crate::nsfile::restore::open_all(images, &mut shared)?;
+        crate::inet::restore::open_all(images, opts, &mut shared)?;
         // Last: queued messages may carry any of the files above.
         crate::unix::restore::open_all(images, opts, &mut shared)?;
         Ok(shared)

@@ -24,6 +24,7 @@ pub fn write_images(
 ) -> Result<(), FilesError> {
     crate::pidfd::dump::verify(&table.pidfds, tree)?;
     crate::unix::dump::finish(table, dir)?;
+    crate::inet::dump::finish(table, dir)?;
     crate::tty::dump::verify(&table.ttys)?;
     write_files(dir, table.entries())?;
     crate::tty::dump_info::write_tty_info(dir, &table.ttys)?;

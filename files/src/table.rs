@@ -45,6 +45,8 @@ pub enum FilesError {
     #[error(transparent)]
     Unix(#[from] crate::unix::dump::UnixError),
     #[error(transparent)]
+    Inet(crate::inet::dump::InetError),
+    #[error(transparent)]
     Locks(#[from] crate::locks::dump::LockError),
     #[error(transparent)]
     AnonFd(#[from] crate::eventfd::dump::AnonFdError),
@@ -86,6 +88,8 @@ pub struct FileTable {
     pub fifos: crate::fifo::dump::Fifos,
     /// Unix sockets (see `unix`).
     pub unix: crate::unix::dump::UnixSockets,
+    /// Inet sockets (see `inet`).
+    pub inet: crate::inet::dump::InetSockets,
     /// What the command line says about files.
     pub opts: DumpFileOptions,
     /// criu's own namespace ids (`ids-*.img` numbering), for namespace files (see `nsfile`).
@@ -109,6 +113,8 @@ pub struct DumpFileOptions {
     pub link_remap: bool,
     /// `--ext-unix-sk` (with inode list; empty = any).
     pub ext_unix_sk: Option<Vec<u64>>,
+    /// What becomes of TCP connections.
+    pub tcp: crate::inet::dump::TcpOptions,
     /// `-l/--file-locks`.
     pub file_locks: bool,
     /// `--evasive-devices`.
@@ -129,6 +135,7 @@ impl Default for DumpFileOptions {
             ghost_limit: 1 << 20,
             link_remap: false,
             ext_unix_sk: None,
+            tcp: Default::default(),
             file_locks: false,
             evasive_devices: false,
             force_irmap: false,

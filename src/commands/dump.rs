@@ -4,20 +4,35 @@ use std::path::Path;
 use std::time::Duration;
 
 use criu_actors::dump::{self, DumpRequest, Release};
+use criu_actors::network::{LockScripts, NetworkOptions};
 use criu_files::DumpFileOptions;
+use criu_netdev::lock::Method;
 
 use crate::cli::options::{FinalState, NetworkLock};
 use crate::cli::values::cpu_cap;
 use crate::cli::Options;
 use crate::scripts::{Action, ActionScripts};
 
-/// CRIU's network lock method numbers in the inventory.
-fn lock_method(o: &Options) -> u32 {
+/// `--network-lock` (iptables when not given, as CRIU).
+pub fn lock_method(o: &Options) -> Method {
     match o.network_lock {
-        None | Some(NetworkLock::Iptables) => 1,
-        Some(NetworkLock::Nftables) => 2,
-        Some(NetworkLock::Skip) => 3,
+        None | Some(NetworkLock::Iptables) => Method::Iptables,
+        Some(NetworkLock::Nftables) => Method::Nftables,
+        Some(NetworkLock::Skip) => Method::Skip,
     }
+}
+
+/// The `network-lock` and `network-unlock` action scripts, with the tree's root pid.
+pub fn lock_scripts(scripts: &std::sync::Arc<ActionScripts>, pid: Option<i32>) -> LockScripts {
+    let scripts = scripts.clone();
+    LockScripts(std::sync::Arc::new(move |lock| {
+        let action = if lock {
+            Action::NetworkLock
+        } else {
+            Action::NetworkUnlock
+        };
+        scripts.run(action, pid).map_err(|e| e.to_string())
+    }))
 }
 
 /// Reports an error (the logger copies errors to stderr when the log is a file).
@@ -32,7 +47,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         return fail("Tree id is not specified (use -t PID)");
     };
     let scripts = match ActionScripts::new(&o.action_scripts, images) {
-        Ok(s) => s,
+        Ok(s) => std::sync::Arc::new(s),
         Err(e) => return fail(&e.to_string()),
     };
     if let Err(e) = scripts.run(Action::PreDump, Some(pid)) {
@@ -46,6 +61,11 @@ pub fn run(o: &Options, images: &Path) -> i32 {
         FinalState::Running => Release::Run,
         FinalState::Stopped => Release::Stop,
     };
+    let network = NetworkOptions {
+        method: lock_method(o),
+        run_id: criu_actors::network::new_run_id(),
+        scripts: Some(lock_scripts(&scripts, Some(pid))),
+    };
     let req = DumpRequest {
         pid,
         dir: images.to_path_buf(),
@@ -56,7 +76,7 @@ pub fn run(o: &Options, images: &Path) -> i32 {
                 .run(Action::PostDump, Some(pid))
                 .map_err(|e| e.to_string())
         })),
-        network_lock_method: lock_method(o),
+        network,
         ns: criu_ns::DumpOptions {
             empty_net: o.empty_ns_net,
             ext_net: external_nets(o),
@@ -67,6 +87,12 @@ pub fn run(o: &Options, images: &Path) -> i32 {
             ghost_limit: o.ghost_limit,
             link_remap: o.link_remap,
             ext_unix_sk: ext_unix_sk(o),
+            tcp: criu_files::inet::dump::TcpOptions {
+                established: o.tcp_established,
+                close: o.tcp_close,
+                skip_in_flight: o.skip_in_flight,
+                lock: None,
+            },
             file_locks: o.file_locks,
             evasive_devices: o.evasive_devices,
             force_irmap: o.force_irmap,

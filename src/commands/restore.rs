@@ -25,7 +25,9 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
         return Err("--restore-sibling only makes sense with --restore-detached".into());
     }
     let started = std::time::Instant::now();
-    let scripts = ActionScripts::new(&o.action_scripts, &dirs.images).map_err(|e| e.to_string())?;
+    let scripts = std::sync::Arc::new(
+        ActionScripts::new(&o.action_scripts, &dirs.images).map_err(|e| e.to_string())?,
+    );
     scripts
         .run(Action::PreRestore, None)
         .map_err(|e| e.to_string())?;
@@ -48,6 +50,8 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             inherit_fds: inherit_fds.clone(),
             ext_unix_sk: o.ext_unix_sk,
             file_locks: o.file_locks,
+            tcp_established: o.tcp_established,
+            tcp_close: o.tcp_close,
             skip_file_rwx_check: o.skip_file_rwx_check,
             root: None,
         },
@@ -57,6 +61,7 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             inherited: inherit_fds,
             mounts: super::mount_opts::mount_options(o),
         },
+        network_scripts: Some(super::dump::lock_scripts(&scripts, None)),
     };
     let at_ns = |stage, root| {
         let action = match stage {

@@ -155,8 +155,9 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::NetworkLock => Only(&[Dump, Restore]),
         // Only pre-dump uses the mode; zdtm sends `splice` to every dump.
         Opt::PreDumpMode => Only(&[Dump, Restore]),
-        // Recorded in the inventory; this dump has no TCP sockets to close.
-        Opt::TcpClose => Only(&[Dump]),
+        // TCP connections: dumped through repair mode, made again at restore.
+        Opt::TcpClose | Opt::TcpEstablished => Only(&[Dump, Restore]),
+        Opt::SkipInFlight => Only(&[Dump]),
         // Restore only checks it against the inventory.
         Opt::AllowUprobes => Only(&[Restore]),
         // Only `net` (the parser refuses other kinds).
@@ -188,9 +189,6 @@ pub fn scope(opt: Opt) -> Scope {
         // LSM.
         | Opt::LsmProfile
         | Opt::LsmMountContext
-        // TCP.
-        | Opt::TcpEstablished
-        | Opt::SkipInFlight
         // Iterative and remote memory.
         | Opt::PageServer
         | Opt::Address

@@ -16,6 +16,7 @@ pub mod probe;
 mod ret;
 pub mod shmem;
 pub mod signals;
+pub mod sockopt;
 pub mod sysv_ipc;
 pub mod tty;
 pub mod uffd;

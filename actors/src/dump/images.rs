@@ -84,7 +84,7 @@ fn host_lsm() -> Lsmtype {
 pub fn write_inventory(
     dir: &Path,
     root_ids: TaskKobjIdsEntry,
-    network_lock_method: u32,
+    network: &crate::network::NetworkOptions,
     tcp_close: bool,
 ) -> Result<()> {
     let e = InventoryEntry {
@@ -94,7 +94,8 @@ pub fn write_inventory(
         ns_per_id: Some(true),
         lsmtype: Some(host_lsm() as i32),
         tcp_close: tcp_close.then_some(true),
-        network_lock_method: Some(network_lock_method),
+        network_lock_method: Some(crate::network::inventory_method(network.method)),
+        dump_criu_run_id: Some(network.run_id.clone()),
         plugins_entry: None,
         ..Default::default()
     };

@@ -34,8 +34,8 @@ pub struct DumpRequest {
     /// Bound on stopping each thread.
     pub timeout: Duration,
     pub post_dump: Option<PostDumpHook>,
-    /// Inventory values that restore must see again.
-    pub network_lock_method: u32,
+    /// The network lock around TCP connections (its method goes to the inventory).
+    pub network: crate::network::NetworkOptions,
     pub tcp_close: bool,
     pub files: criu_files::DumpFileOptions,
     /// What the namespaces of the tree are told (`--empty-ns net`, `--external net[..]`).
@@ -76,6 +76,8 @@ pub enum DumpError {
     NotSessionLeader(i32),
     #[error(transparent)]
     Files(#[from] criu_files::FilesError),
+    #[error("dump: {0}")]
+    Network(String),
 }
 
 /// Dumps the tree rooted at `req.pid`. Needs no actix system of its own: it runs one.
@@ -139,6 +141,8 @@ struct Tree {
     children: BTreeMap<i32, Vec<i32>>,
     /// Dead tasks not yet reaped: dumped from /proc only.
     zombies: std::collections::BTreeSet<i32>,
+    /// What the task actors share (the file table), once made.
+    shared: Option<Arc<DumpShared>>,
 }
 
 impl Tree {
@@ -166,9 +170,11 @@ async fn supervise(
         parent: BTreeMap::new(),
         children: BTreeMap::new(),
         zombies: Default::default(),
+        shared: None,
     };
+    let mut net = crate::network::NetworkLock::new(req.network.clone());
     let t_freeze = Instant::now();
-    let result = dump_phases(&req, &mut ns, &mut pool, &mut tree, t_freeze).await;
+    let result = dump_phases(&req, &mut ns, &mut pool, &mut tree, &mut net, t_freeze).await;
     let release = match (&result, req.release) {
         (Ok(_), r) => r,
         (Err(_), _) => Release::Run,
@@ -182,6 +188,12 @@ async fn supervise(
     } else {
         release
     };
+    // Connections stay locked for the restore unless the tree runs on here.
+    if release == Release::Run {
+        if let Some(shared) = &tree.shared {
+            net.release(&mut shared.files.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
     // Release everything, also on error: every request is queued before any is awaited.
     let pending: Vec<_> = tree
         .actors
@@ -215,6 +227,7 @@ async fn dump_phases(
     ns: &mut criu_ns::TreeNamespaces,
     pool: &mut TracerPool,
     tree: &mut Tree,
+    net: &mut crate::network::NetworkLock,
     t_freeze: Instant,
 ) -> Result<DumpReport, DumpError> {
     // 1. Seize, level by level.
@@ -264,6 +277,10 @@ async fn dump_phases(
     if ns.owns(criu_procfs::NsKind::Mnt) {
         files.root = Some(format!("/proc/{}/root", ns.root_pid()).into());
     }
+    if ns.owns(criu_procfs::NsKind::Net) {
+        net.lock_netns(ns.root_pid()).map_err(DumpError::Network)?;
+    }
+    files.tcp.lock = net.per_connection();
     let mut table = criu_files::FileTable::for_dump(files, root_ids);
     if ns.owns(criu_procfs::NsKind::Net) {
         table.unix.net_of = Some(ns.root_pid());
@@ -276,6 +293,7 @@ async fn dump_phases(
         copy_threads: (threads / order.len().max(1)).max(1),
         seccomp: Default::default(),
     });
+    tree.shared = Some(shared.clone());
     let mut asked = Vec::with_capacity(order.len());
     let mut fd_tables = criu_files::FdTables::default();
     for &pid in &order {
@@ -360,7 +378,7 @@ async fn dump_phases(
         criu_ns::dump_images(ns, ids, &req.dir)?;
     }
     images::write_pstree(&req.dir, &done, &tree.parent)?;
-    images::write_inventory(&req.dir, root_ids, req.network_lock_method, req.tcp_close)?;
+    images::write_inventory(&req.dir, root_ids, &req.network, req.tcp_close)?;
 
     let mut stats = DumpStatsEntry {
         freezing_time,

@@ -34,6 +34,8 @@ pub struct RestoreRequest {
     /// `--empty-ns net`, `--join-ns`, and the inherited fds an external network namespace
     /// is looked up in.
     pub ns: criu_ns::RestoreOptions,
+    /// The `network-unlock` action scripts (a tree with its own network namespace).
+    pub network_scripts: Option<crate::network::LockScripts>,
 }
 
 /// Where a restore of a tree with namespaces of its own stops for the caller (CRIU runs its
@@ -75,6 +77,8 @@ pub fn run(
     let mut files = criu_files::prepare(&mut images, req.shell_job, own_root)?;
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
+    let net_lock = crate::network::RestoreLock::of_images(&images, req.network_scripts.clone());
+    let own_netns = ns.owns(criu_procfs::NsKind::Net);
     let images = Arc::new(images);
     // Made once the root exists: the sockets criu makes for the tree live in its network
     // namespace.
@@ -123,7 +127,14 @@ pub fn run(
                 req_files.root = Some(format!("/proc/{root}/root").into());
             }
             let made = ns
-                .run_in_net(root, || files.open_shared(&images, &req_files))
+                .run_in_net(root, || {
+                    if own_netns {
+                        net_lock.lock_new_netns()?;
+                    }
+                    files
+                        .open_shared(&images, &req_files)
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(|e| format!("restore: {e}"))?
                 .map_err(|e| format!("restore: {e}"))?;
             let _ = shared.set(made);
@@ -196,7 +207,15 @@ pub fn run(
             files.finish(root).map_err(|e| format!("restore: {e}"))?;
             ns.after_tasks_attached(root, &images.dir)
                 .map_err(|e| format!("restore: {e}"))?;
-            before_release(root)
+            // Connections talk again once the lock goes (CRIU: after post-restore).
+            shared
+                .tcp_repair
+                .leave()
+                .map_err(|e| format!("restore: {e}"))?;
+            before_release(root)?;
+            net_lock
+                .unlock(own_netns.then_some(root))
+                .map_err(|e| format!("restore: network unlock: {e}"))
         }
         .await;
         if let Err(e) = result {

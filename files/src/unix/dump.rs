@@ -5,7 +5,6 @@
 //! socket inode has one open description), its queue goes to sk-queues.img.
 
 mod diag;
-mod opts;
 mod queue;
 
 use std::collections::HashMap;
@@ -14,13 +13,13 @@ use std::path::Path;
 
 use criu_procfs::FdTarget;
 use criu_proto::images::{
-    FdTypes, FdinfoEntry, FileEntry, FilePermsEntry, ScmEntry, SkPacketEntry, UnixSkEntry,
+    FdTypes, FileEntry, FilePermsEntry, ScmEntry, SkPacketEntry, UnixSkEntry,
 };
 use criu_proto::{ImageKind, ImageWriter};
 
 pub use diag::UnixDiag;
 
-use crate::table::{fdinfo, FileTable, FilesError};
+use crate::table::{FileTable, FilesError};
 
 /// `unix_sk_entry.uflags`: the socket is outside the dumped tree (`--ext-unix-sk`).
 pub const USK_EXTERN: u32 = 1;
@@ -94,32 +93,13 @@ impl UnixSockets {
     }
 }
 
-/// The fdinfo entry of `pid`'s `fd`, a socket with inode `ino`; sockets other than unix ones
-/// are not supported.
-pub fn dump_socket_fd(
-    pid: i32,
-    fd: i32,
-    ino: u64,
-    table: &std::sync::Mutex<FileTable>,
-) -> Result<FdinfoEntry, FilesError> {
-    let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc {
-        pid,
-        what: format!("fdinfo of fd {fd}"),
-        source,
-    })?;
-    let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
-    let flags = info.flags & !(libc::O_CLOEXEC as u32);
-    let id = socket_id(pid, fd, ino, flags, table)?;
-    Ok(fdinfo(id, fd, u32::from(cloexec), FdTypes::Unixsk))
-}
-
 fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTable> {
     table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The files.img id of socket `ino`, dumping it when first seen. The table is not held while
+/// The files.img id of unix socket `ino`, dumping it when first seen. The table is not held while
 /// the queue is read: fds in flight in it are dumped as files of their own.
-fn socket_id(
+pub(crate) fn socket_id(
     pid: i32,
     fd: i32,
     ino: u64,
@@ -186,7 +166,7 @@ fn inflight_id(
             crate::collect::dump_path_fd(me, fd, &path, deleted, table)?
         }
         FdTarget::Pipe(ino) => crate::collect::dump_pipe_fd(me, fd, ino, table)?,
-        FdTarget::Socket(ino) => dump_socket_fd(me, fd, ino, table)?,
+        FdTarget::Socket(ino) => crate::socket::dump_socket_fd(me, fd, ino, table)?,
         FdTarget::AnonInode(name) if name == "[eventpoll]" => {
             crate::epoll::dump::dump_inflight_epoll(fd, holder, table)?
         }
@@ -260,7 +240,8 @@ fn describe(
     let stream_like = is_stream_like(sk);
     let sock = criu_sys::pidfd::take_fd(pid, fd)
         .map_err(|e| fail(format!("cannot take a copy with pidfd_getfd: {e}")))?;
-    let opts = opts::read(&sock).map_err(|(what, e)| fail(format!("getsockopt({what}): {e}")))?;
+    let opts = crate::sk_opts::dump::read(std::os::fd::AsFd::as_fd(&sock), libc::AF_UNIX)
+        .map_err(|(what, e)| fail(format!("getsockopt({what}): {e}")))?;
     // Only a connected stream has a queue; reading an unconnected one fails.
     let queue = if sk.state == TCP_LISTEN || (stream_like && sk.state != TCP_ESTABLISHED) {
         Vec::new()

@@ -1,0 +1,205 @@
+//! The network lock of a dump (CRIU's): TCP connections are kept off the network from before
+//! they are read until they are restored. A tree in the host's network namespace has each
+//! connection locked as its socket is read; a tree with its own namespace has the whole
+//! namespace locked before any socket is read (with the `network-lock` scripts). When the dump
+//! fails or the tree runs on, the connections leave repair mode and the lock goes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use criu_netdev::lock::{self, Conn, Method};
+
+/// What the orchestrator is told about the lock.
+#[derive(Clone)]
+pub struct NetworkOptions {
+    pub method: Method,
+    /// Names the lock (the nftables table) so that restore finds it; goes to the inventory.
+    pub run_id: String,
+    /// The `network-lock`/`network-unlock` action scripts, run for a tree with its own
+    /// network namespace, as CRIU does.
+    pub scripts: Option<LockScripts>,
+}
+
+/// Runs the `network-lock` (true) or `network-unlock` (false) action scripts.
+#[derive(Clone)]
+pub struct LockScripts(pub Arc<dyn Fn(bool) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for LockScripts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LockScripts")
+    }
+}
+
+impl std::fmt::Debug for NetworkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NetworkOptions({:?}, {})", self.method, self.run_id)
+    }
+}
+
+/// The lock as taken by one dump.
+pub struct NetworkLock {
+    opts: NetworkOptions,
+    /// The root of a tree with its own network namespace, once that namespace is locked.
+    netns_of: Option<i32>,
+    /// Connections locked one by one so far.
+    locked: Arc<Mutex<Vec<Conn>>>,
+}
+
+impl NetworkLock {
+    pub fn new(opts: NetworkOptions) -> Self {
+        NetworkLock {
+            opts,
+            netns_of: None,
+            locked: Arc::default(),
+        }
+    }
+
+    /// A tree with its own network namespace (root `pid`): the whole namespace is locked.
+    pub fn lock_netns(&mut self, pid: i32) -> Result<(), String> {
+        if let Some(run) = &self.opts.scripts {
+            (run.0)(true).map_err(|e| format!("network-lock script: {e}"))?;
+        }
+        let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
+        criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
+            lock::lock_netns(method, &run_id)
+        })
+        .map_err(|e| format!("network lock of pid {pid}'s namespace: {e}"))?
+        .map_err(|e| e.to_string())?;
+        self.netns_of = Some(pid);
+        Ok(())
+    }
+
+    /// The per-connection lock the files domain calls before it reads a connection; None
+    /// when the namespace is locked as a whole.
+    pub fn per_connection(&self) -> Option<criu_files::inet::dump::ConnLock> {
+        if self.netns_of.is_some() || self.opts.method == Method::Skip {
+            return None;
+        }
+        let (method, run_id, locked) = (
+            self.opts.method,
+            self.opts.run_id.clone(),
+            self.locked.clone(),
+        );
+        let f = move |local: SocketAddr, remote: SocketAddr| {
+            let conn = Conn { local, remote };
+            lock::lock_connections(method, &run_id, std::slice::from_ref(&conn))
+                .map_err(|e| e.to_string())?;
+            locked.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            Ok(())
+        };
+        Some(criu_files::inet::dump::ConnLock(Arc::new(f)))
+    }
+
+    /// The dump failed or the tree runs on: the connections talk again, the lock goes.
+    pub fn release(&mut self, table: &mut criu_files::FileTable) {
+        let resumed = table.inet.resume();
+        if !resumed.is_empty() {
+            tracing::info!("{} TCP connection(s) left repair mode", resumed.len());
+        }
+        let conns = std::mem::take(&mut *self.locked.lock().unwrap_or_else(|e| e.into_inner()));
+        if !conns.is_empty() {
+            if let Err(e) = lock::unlock_connections(self.opts.method, &self.opts.run_id, &conns) {
+                tracing::error!("network unlock: {e}");
+            }
+        }
+        if let Some(pid) = self.netns_of.take() {
+            let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
+            let undone = criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
+                lock::unlock_netns(method, &run_id)
+            });
+            match undone {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("network unlock: {e}"),
+                Err(e) => tracing::error!("network unlock of pid {pid}'s namespace: {e}"),
+            }
+            if let Some(run) = &self.opts.scripts {
+                if let Err(e) = (run.0)(false) {
+                    tracing::error!("network-unlock script: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// CRIU's numbers for the lock method in the inventory.
+pub fn inventory_method(m: Method) -> u32 {
+    match m {
+        Method::Iptables => 0,
+        Method::Nftables => 1,
+        Method::Skip => 2,
+    }
+}
+
+/// The method an inventory names (CRIU's numbers; iptables when absent).
+pub fn method_of_inventory(n: Option<u32>) -> Method {
+    match n {
+        Some(1) => Method::Nftables,
+        Some(2) => Method::Skip,
+        _ => Method::Iptables,
+    }
+}
+
+/// A new run id, a UUID as CRIU makes one.
+pub fn new_run_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("{:x}", std::process::id()))
+}
+
+/// The restore half: the connections come back in repair mode behind the lock the dump left
+/// (a tree with its own network namespace gets its new namespace locked first), leave repair
+/// mode once every task holds them, and the lock goes just before the tree runs.
+pub struct RestoreLock {
+    opts: NetworkOptions,
+    conns: Vec<Conn>,
+}
+
+impl RestoreLock {
+    /// The lock of the dump in `images`; `scripts` as at dump. The method and run id are the
+    /// dump's (the inventory's), as in CRIU.
+    pub fn of_images(
+        images: &criu_proto::dump_images::DumpImages,
+        scripts: Option<LockScripts>,
+    ) -> Self {
+        let inv = &images.inventory;
+        let conns = criu_files::inet::restore::connections(images)
+            .into_iter()
+            .map(|(local, remote)| Conn { local, remote })
+            .collect();
+        RestoreLock {
+            opts: NetworkOptions {
+                method: method_of_inventory(inv.network_lock_method),
+                run_id: inv.dump_criu_run_id.clone().unwrap_or_default(),
+                scripts,
+            },
+            conns,
+        }
+    }
+
+    /// In the tree's new network namespace, before any socket is made.
+    pub fn lock_new_netns(&self) -> Result<(), String> {
+        lock::lock_netns(self.opts.method, &self.opts.run_id).map_err(|e| e.to_string())
+    }
+
+    /// Unlocks: the new namespace of the tree (root `pid`, run in it by `in_net`), or the
+    /// dumped connections in the host's.
+    pub fn unlock(&self, own_netns: Option<i32>) -> Result<(), String> {
+        match own_netns {
+            Some(pid) => {
+                let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
+                criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
+                    lock::unlock_netns(method, &run_id)
+                })
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                if let Some(run) = &self.opts.scripts {
+                    (run.0)(false).map_err(|e| format!("network-unlock script: {e}"))?;
+                }
+                Ok(())
+            }
+            None if self.conns.is_empty() => Ok(()),
+            None => lock::unlock_connections(self.opts.method, &self.opts.run_id, &self.conns)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Inet sockets of a dump, described from criu's copy of the task's socket (pidfd_getfd):
+//! family, type and protocol from the socket options, addresses from getsockname and
+//! getpeername, the TCP state from TCP_INFO. A TCP connection is dumped only with
+//! `--tcp-established` (or `--tcp-close`): it is locked off the network, put in repair mode and
+//! read (`repair::save`); it stays in repair mode, so that the tree's death closes it without a
+//! packet, unless the dump fails or the tree runs on (`InetSockets::resume`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use criu_proto::images::{FdTypes, FileEntry, InetSkEntry};
+use criu_proto::{ImageKind, ImageWriter};
+use criu_sys::sockopt::get_int;
+use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
+
+use super::addr::{any, from_storage, to_words};
+use super::repair::{self, Stream};
+use super::state::{self, CLOSE, ESTABLISHED, LISTEN};
+use crate::table::{FileTable, FilesError};
+
+/// What the dump does with TCP connections.
+#[derive(Debug, Clone, Default)]
+pub struct TcpOptions {
+    /// `--tcp-established`: connections are dumped through repair mode.
+    pub established: bool,
+    /// `--tcp-close`: connections are dumped as closed sockets.
+    pub close: bool,
+    /// `--skip-in-flight`: connections not accepted yet are left behind.
+    pub skip_in_flight: bool,
+    /// Locks one connection off the network before it is read (the host's network namespace);
+    /// None when the tree's whole namespace is locked or the lock is skipped.
+    pub lock: Option<ConnLock>,
+}
+
+/// The per-connection network lock, given by the orchestrator: (local, remote) ends.
+#[derive(Clone)]
+pub struct ConnLock(pub std::sync::Arc<LockFn>);
+
+pub type LockFn = dyn Fn(SocketAddr, SocketAddr) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for ConnLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnLock")
+    }
+}
+
+/// A connection criu left in repair mode, with its ends.
+#[derive(Debug)]
+pub struct Repaired {
+    pub sock: OwnedFd,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// The inet sockets of one dump.
+#[derive(Debug, Default)]
+pub struct InetSockets {
+    /// files.img ids by socket inode.
+    dumped: HashMap<u64, u32>,
+    /// Connections read through repair mode, by socket inode, for tcp-stream-INO.img.
+    streams: Vec<(u32, Stream)>,
+    /// criu's copies of the connections in repair mode.
+    pub repaired: Vec<Repaired>,
+}
+
+impl InetSockets {
+    /// A failed dump, or one whose tree runs on: every connection leaves repair mode and
+    /// talks again. Returns the (local, remote) ends, for the caller to unlock.
+    pub fn resume(&mut self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.repaired
+            .drain(..)
+            .map(|r| {
+                if let Err(e) = repair::repair_off(r.sock.as_fd()) {
+                    tracing::error!("{} -> {}: {e}", r.local, r.remote);
+                }
+                (r.local, r.remote)
+            })
+            .collect()
+    }
+
+    /// The ends of every connection in repair mode.
+    pub fn connections(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.repaired.iter().map(|r| (r.local, r.remote)).collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("pid {pid}: fd {fd}: {family} socket:[{ino}]{desc}: {what}")]
+pub struct InetError {
+    pub pid: i32,
+    pub fd: i32,
+    pub ino: u64,
+    pub family: &'static str,
+    /// Type, protocol and state, once known.
+    pub desc: String,
+    pub what: String,
+}
+
+/// The socket as seen so far, for error messages.
+struct Seen {
+    pid: i32,
+    fd: i32,
+    ino: u64,
+    family: i32,
+    desc: String,
+}
+
+impl Seen {
+    fn fail(&self, what: impl Into<String>) -> InetError {
+        InetError {
+            pid: self.pid,
+            fd: self.fd,
+            ino: self.ino,
+            family: if self.family == libc::AF_INET6 {
+                "IPv6"
+            } else {
+                "IPv4"
+            },
+            desc: self.desc.clone(),
+            what: what.into(),
+        }
+    }
+}
+
+fn kind_name(kind: i32, proto: i32) -> String {
+    let k = match kind {
+        libc::SOCK_STREAM => "stream",
+        libc::SOCK_DGRAM => "datagram",
+        libc::SOCK_RAW => "raw",
+        _ => "other-type",
+    };
+    let p = match proto {
+        libc::IPPROTO_TCP => "TCP".to_string(),
+        libc::IPPROTO_UDP => "UDP".to_string(),
+        libc::IPPROTO_UDPLITE => "UDP-Lite".to_string(),
+        libc::IPPROTO_ICMP => "ICMP".to_string(),
+        libc::IPPROTO_ICMPV6 => "ICMPv6".to_string(),
+        libc::IPPROTO_MPTCP => "MPTCP".to_string(),
+        0 => "IP".to_string(),
+        n => format!("protocol {n}"),
+    };
+    format!(" ({k}, {p}")
+}
+
+/// The files.img id of inet socket `ino`, `pid`'s `fd`, of which `sock` is criu's copy.
+pub fn socket_id(
+    pid: i32,
+    fd: i32,
+    ino: u64,
+    sock: OwnedFd,
+    family: i32,
+    flags: u32,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<u32, FilesError> {
+    let lock = || table.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&id) = lock().inet.dumped.get(&ino) {
+        return Ok(id);
+    }
+    let mut seen = Seen {
+        pid,
+        fd,
+        ino,
+        family,
+        desc: String::new(),
+    };
+    let (tcp, fown) = {
+        let t = lock();
+        (t.opts.tcp.clone(), crate::fown::dump::read(pid, fd, flags)?)
+    };
+    let (mut entry, stream) =
+        describe(sock.as_fd(), &mut seen, flags, &tcp).map_err(FilesError::Inet)?;
+    entry.fown = fown;
+    let mut t = lock();
+    let id = t.add(|id| FileEntry {
+        r#type: FdTypes::Inetsk as i32,
+        id,
+        isk: Some(InetSkEntry { id, ..entry }),
+        ..Default::default()
+    });
+    t.inet.dumped.insert(ino, id);
+    if let Some((stream, local, remote)) = stream {
+        t.inet.streams.push((ino as u32, stream));
+        t.inet.repaired.push(Repaired {
+            sock,
+            local,
+            remote,
+        });
+    }
+    Ok(id)
+}
+
+type Dumped = (InetSkEntry, Option<(Stream, SocketAddr, SocketAddr)>);
+
+fn describe(
+    sock: BorrowedFd<'_>,
+    seen: &mut Seen,
+    flags: u32,
+    tcp: &TcpOptions,
+) -> Result<Dumped, InetError> {
+    let opt = |name: &str, opt| {
+        get_int(sock, libc::SOL_SOCKET, opt).map_err(|e| format!("getsockopt({name}): {e}"))
+    };
+    let kind = opt("SO_TYPE", libc::SO_TYPE).map_err(|w| seen.fail(w))?;
+    let proto = opt("SO_PROTOCOL", libc::SO_PROTOCOL).map_err(|w| seen.fail(w))?;
+    seen.desc = kind_name(kind, proto) + ")";
+    let supported = kind == libc::SOCK_RAW
+        || matches!(
+            (kind, proto),
+            (libc::SOCK_STREAM, libc::IPPROTO_TCP)
+                | (
+                    libc::SOCK_DGRAM,
+                    libc::IPPROTO_UDP
+                        | libc::IPPROTO_UDPLITE
+                        | libc::IPPROTO_ICMP
+                        | libc::IPPROTO_ICMPV6
+                )
+        );
+    if !supported {
+        let hint = if proto == libc::IPPROTO_MPTCP {
+            " (for Go programs, GODEBUG=multipathtcp=0 turns MPTCP off)"
+        } else {
+            ""
+        };
+        return Err(seen.fail(format!(
+            "this socket type and protocol are not supported{hint}"
+        )));
+    }
+    let local = getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&sock))
+        .ok()
+        .and_then(|a| from_storage(&a));
+    let remote = match getpeername::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&sock)) {
+        Ok(a) => from_storage(&a),
+        Err(nix::errno::Errno::ENOTCONN) => None,
+        Err(e) => return Err(seen.fail(format!("getpeername: {e}"))),
+    };
+    let is_tcp = kind == libc::SOCK_STREAM;
+    let (state, backlog) = if is_tcp {
+        tcp_state(sock).map_err(|e| seen.fail(format!("TCP_INFO: {e}")))?
+    } else if remote.is_some() {
+        (ESTABLISHED, (0, 0))
+    } else {
+        (CLOSE, (0, 0))
+    };
+    seen.desc = format!("{}, {})", kind_name(kind, proto), state::name(state));
+    let mut entry = InetSkEntry {
+        ino: seen.ino as u32,
+        family: seen.family as u32,
+        r#type: kind as u32,
+        proto: proto as u32,
+        state,
+        src_port: local.map_or(0, |a| u32::from(a.port())),
+        dst_port: remote.map_or(0, |a| u32::from(a.port())),
+        flags,
+        backlog: backlog.1,
+        src_addr: to_words(local.map_or(any(seen.family), |a| a.ip())),
+        dst_addr: to_words(remote.map_or(any(seen.family), |a| a.ip())),
+        opts: crate::sk_opts::dump::read(sock, seen.family)
+            .map_err(|(w, e)| seen.fail(format!("getsockopt({w}): {e}")))?,
+        ip_opts: Some(
+            super::opts::read_ip(sock, seen.family, kind, proto)
+                .map_err(|(w, e)| seen.fail(format!("getsockopt({w}): {e}")))?,
+        ),
+        ..Default::default()
+    };
+    if seen.family == libc::AF_INET6 {
+        entry.v6only = Some(
+            get_int(sock, libc::SOL_IPV6, libc::IPV6_V6ONLY)
+                .map_err(|e| seen.fail(format!("IPV6_V6ONLY: {e}")))?
+                != 0,
+        );
+    }
+    if matches!(proto, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) && kind != libc::SOCK_RAW {
+        if get_int(sock, libc::SOL_UDP, libc::UDP_CORK)
+            .map_err(|e| seen.fail(format!("UDP_CORK: {e}")))?
+            != 0
+        {
+            return Err(seen.fail("a corked datagram socket cannot be dumped"));
+        }
+        let queued = criu_sys::sockopt::queue_len(sock, criu_sys::sockopt::Queue::In).unwrap_or(0);
+        if queued > 0 {
+            tracing::warn!(
+                "{}: {queued} bytes queued to be read are dropped, as CRIU does",
+                seen.fail("").to_string().trim_end_matches(": ")
+            );
+        }
+    }
+    if !is_tcp {
+        return Ok((entry, None));
+    }
+    entry.tcp_opts = Some(
+        super::opts::read_tcp(sock).map_err(|(w, e)| seen.fail(format!("getsockopt({w}): {e}")))?,
+    );
+    if state == LISTEN && backlog.0 > 0 && !tcp.skip_in_flight {
+        return Err(seen.fail(format!(
+            "{} connections wait in the accept queue (--skip-in-flight leaves them behind)",
+            backlog.0
+        )));
+    }
+    if state == CLOSE {
+        // A socket that was shut down before it connected shows it only through poll.
+        let rdhup = nix::poll::PollFlags::from_bits_retain(libc::POLLRDHUP);
+        let mut pfd = [nix::poll::PollFd::new(sock, rdhup)];
+        if nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO).is_ok() {
+            let ev = pfd[0].revents().unwrap_or(nix::poll::PollFlags::empty());
+            if ev.contains(nix::poll::PollFlags::POLLHUP) && ev.contains(rdhup) {
+                entry.shutdown = Some(criu_proto::images::SkShutdown::Read as i32);
+            }
+        }
+    }
+    if !super::is_connection(state) || tcp.close {
+        return Ok((entry, None));
+    }
+    if !tcp.established {
+        return Err(
+            seen.fail("a TCP connection is dumped only with --tcp-established (or --tcp-close)")
+        );
+    }
+    let (Some(local), Some(remote)) = (local, remote) else {
+        return Err(seen.fail("a connection without both addresses"));
+    };
+    if let Some(lock) = &tcp.lock {
+        (lock.0)(local, remote).map_err(|e| seen.fail(format!("network lock: {e}")))?;
+    }
+    repair::repair_on(sock).map_err(|e| seen.fail(e.to_string()))?;
+    let stream = repair::save(sock).map_err(|e| seen.fail(e.to_string()));
+    let stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = repair::repair_off(sock);
+            return Err(e);
+        }
+    };
+    entry.state = stream.state;
+    Ok((entry, Some((stream, local, remote))))
+}
+
+/// A TCP socket's state and, listening: (connections waiting, backlog).
+fn tcp_state(sock: BorrowedFd<'_>) -> Result<(u32, (u32, u32)), nix::errno::Errno> {
+    let mut info = [0u8; 32];
+    criu_sys::sockopt::get_bytes(sock, libc::SOL_TCP, libc::TCP_INFO, &mut info)?;
+    let word = |i: usize| u32::from_ne_bytes([info[i], info[i + 1], info[i + 2], info[i + 3]]);
+    let state = u32::from(info[0]);
+    // For a listener, tcpi_unacked and tcpi_sacked are the accept queue and its limit.
+    let backlog = if state == LISTEN {
+        (word(24), word(28))
+    } else {
+        (0, 0)
+    };
+    Ok((state, backlog))
+}
+
+/// Writes tcp-stream-INO.img of every connection.
+pub fn finish(table: &mut FileTable, dir: &Path) -> Result<(), criu_proto::Error> {
+    for (ino, s) in &table.inet.streams {
+        let mut w = ImageWriter::create(dir, &ImageKind::TCP_STREAM, Some(u64::from(*ino)))?;
+        w.write(&s.entry)?;
+        w.write_payload(&s.inq)?;
+        w.write_payload(&s.outq)?;
+        w.finish()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! Every socket fd of a dump comes here first and goes to its family's module.
+
+use criu_proto::images::{FdTypes, FdinfoEntry};
+
+use crate::table::{fdinfo, FileTable, FilesError};
+
+/// The fdinfo entry of `pid`'s `fd`, a socket with inode `ino`.
+pub fn dump_socket_fd(
+    pid: i32,
+    fd: i32,
+    ino: u64,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<FdinfoEntry, FilesError> {
+    let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc {
+        pid,
+        what: format!("fdinfo of fd {fd}"),
+        source,
+    })?;
+    let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+    let flags = info.flags & !(libc::O_CLOEXEC as u32);
+    let sock = criu_sys::pidfd::take_fd(pid, fd).map_err(|e| FilesError::Other {
+        pid,
+        what: format!("fd {fd}: socket:[{ino}]: cannot take a copy with pidfd_getfd: {e}"),
+    })?;
+    let family = criu_sys::sockopt::get_int(
+        std::os::fd::AsFd::as_fd(&sock),
+        libc::SOL_SOCKET,
+        libc::SO_DOMAIN,
+    )
+    .map_err(|e| FilesError::Other {
+        pid,
+        what: format!("fd {fd}: socket:[{ino}]: getsockopt(SO_DOMAIN): {e}"),
+    })?;
+    let (id, kind) = match family {
+        libc::AF_UNIX => {
+            drop(sock);
+            let id = crate::unix::dump::socket_id(pid, fd, ino, flags, table)?;
+            (id, FdTypes::Unixsk)
+        }
+        libc::AF_INET | libc::AF_INET6 => {
+            let id = crate::inet::dump::socket_id(pid, fd, ino, sock, family, flags, table)?;
+            (id, FdTypes::Inetsk)
+        }
+        other => {
+            return Err(FilesError::Unsupported {
+                pid,
+                fd,
+                kind: format!("socket:[{ino}] of family {}", family_name(other)),
+            })
+        }
+    };
+    Ok(fdinfo(id, fd, u32::from(cloexec), kind))
+}
+
+fn family_name(family: i32) -> String {
+    match family {
+        libc::AF_NETLINK => "netlink".into(),
+        libc::AF_PACKET => "packet".into(),
+        libc::AF_VSOCK => "vsock".into(),
+        libc::AF_ALG => "alg".into(),
+        libc::AF_BLUETOOTH => "bluetooth".into(),
+        libc::AF_XDP => "xdp".into(),
+        n => format!("{n}"),
+    }
+}
