@@ -162,8 +162,10 @@ impl RestoreLock {
         scripts: Option<LockScripts>,
     ) -> Self {
         let inv = &images.inventory;
+        // Connections dumped with --tcp-close were never locked.
         let conns = criu_files::inet::restore::connections(images)
             .into_iter()
+            .filter(|_| inv.tcp_close != Some(true))
             .map(|(local, remote)| Conn { local, remote })
             .collect();
         RestoreLock {

@@ -157,7 +157,8 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::PreDumpMode => Only(&[Dump, Restore]),
         // TCP connections: dumped through repair mode, made again at restore.
         Opt::TcpClose | Opt::TcpEstablished => Only(&[Dump, Restore]),
-        Opt::SkipInFlight => Only(&[Dump]),
+        // Restore accepts it, as CRIU does; the dump acts on it.
+        Opt::SkipInFlight => Only(&[Dump, Restore]),
         // Restore only checks it against the inventory.
         Opt::AllowUprobes => Only(&[Restore]),
         // Only `net` (the parser refuses other kinds).

@@ -86,6 +86,8 @@ pub fn run(
     let sibling = req.sibling;
     let timeout = req.timeout;
     let mut req_files = req.files.clone();
+    // A dump made with --tcp-close restores its connections closed, as CRIU does.
+    req_files.tcp_close |= images.inventory.tcp_close == Some(true);
     let system = actix::System::new();
     system.block_on(async move {
         // Restored tasks run where criu may run once released; until then each is pinned to
@@ -213,9 +215,11 @@ pub fn run(
                 .leave()
                 .map_err(|e| format!("restore: {e}"))?;
             before_release(root)?;
-            net_lock
-                .unlock(own_netns.then_some(root))
-                .map_err(|e| format!("restore: network unlock: {e}"))
+            // As CRIU: a rule that cannot be removed does not undo a restore.
+            if let Err(e) = net_lock.unlock(own_netns.then_some(root)) {
+                tracing::error!("restore: network unlock: {e}");
+            }
+            Ok(())
         }
         .await;
         if let Err(e) = result {

@@ -8,9 +8,6 @@ use std::os::fd::AsFd;
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrStorage};
 
-/// The mark of packets allowed through the network lock (CRIU's SOCCR_MARK).
-pub const SOCCR_MARK: i32 = 0xC114;
-
 const FIN: u8 = 0x01;
 const ACK: u8 = 0x10;
 
@@ -53,7 +50,12 @@ pub fn send(
         SockFlag::SOCK_CLOEXEC,
         socket::SockProtocol::Raw,
     )?;
-    criu_sys::sockopt::set_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_MARK, SOCCR_MARK)?;
+    criu_sys::sockopt::set_int(
+        sock.as_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_MARK,
+        criu_netdev::lock::SOCCR_MARK as i32,
+    )?;
     let to = SockaddrStorage::from(SocketAddr::new(dst, 0));
     socket::sendto(
         std::os::fd::AsRawFd::as_raw_fd(&sock),

@@ -90,7 +90,7 @@ fn read_raw(sock: BorrowedFd<'_>, family: i32, proto: i32) -> Result<IpOptsRawEn
     Ok(r)
 }
 
-/// Sets `ip_opts_entry` again; IP_FREEBIND is the caller's while it binds.
+/// Sets `ip_opts_entry` again (after any bind).
 pub fn apply_ip(
     sock: BorrowedFd<'_>,
     family: i32,
@@ -98,6 +98,13 @@ pub fn apply_ip(
     o: &IpOptsEntry,
 ) -> Result<(), OptError> {
     let set = |name, level, opt, v: u32| set_int(sock, level, opt, v as i32).map_err(|e| (name, e));
+    if set_flag(o.freebind) {
+        if family == libc::AF_INET6 {
+            set("IPV6_FREEBIND", libc::SOL_IPV6, IPV6_FREEBIND, 1)?;
+        } else {
+            set("IP_FREEBIND", libc::SOL_IP, libc::IP_FREEBIND, 1)?;
+        }
+    }
     if family == libc::AF_INET6 {
         if set_flag(o.pktinfo) {
             set(

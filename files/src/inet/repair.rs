@@ -201,6 +201,22 @@ pub fn restore(
     }
     socket::connect(fd, &dst).map_err(err(format!("connect to {remote} in repair mode")))?;
     set_options(sock, e)?;
+    // Room for both queues: the buffers' own sizes come back with the socket options later.
+    let room = |len: usize| (2 * len).max(1 << 16) as i32;
+    set_int(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUFFORCE,
+        room(s.outq.len()),
+    )
+    .map_err(err("SO_SNDBUFFORCE"))?;
+    set_int(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        room(s.inq.len()),
+    )
+    .map_err(err("SO_RCVBUFFORCE"))?;
     write_queue(sock, TCP_RECV_QUEUE, &s.inq)?;
     let unsent = (e.unsq_len.unwrap_or(0) as usize).min(s.outq.len());
     let (sent, not_sent) = s.outq.split_at(s.outq.len() - unsent);

@@ -214,16 +214,9 @@ fn bind(fd: BorrowedFd<'_>, e: &InetSkEntry, mut local: SocketAddr) -> Result<()
     }
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(local))
         .map_err(|err| format!("bind to {local}: {err}"))?;
-    let keep = e.ip_opts.as_ref().and_then(|o| o.freebind) == Some(true);
-    if freebind && !keep {
+    // The dumped value, if on, comes back with the other IP options.
+    if freebind {
         set_int(fd, libc::SOL_IP, libc::IP_FREEBIND, 0).map_err(sys("IP_FREEBIND"))?;
-    } else if keep && !freebind {
-        let (level, opt) = if e.family as i32 == libc::AF_INET6 {
-            (libc::SOL_IPV6, 78)
-        } else {
-            (libc::SOL_IP, libc::IP_FREEBIND)
-        };
-        set_int(fd, level, opt, 1).map_err(sys("IP_FREEBIND"))?;
     }
     Ok(())
 }
