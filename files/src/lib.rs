@@ -43,6 +43,7 @@ pub mod regular;
 pub mod root;
 pub mod signalfd;
 pub mod sk_opts;
+pub mod sock_diag;
 pub mod socket;
 pub mod table;
 pub mod timerfd;

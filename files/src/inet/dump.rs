@@ -63,9 +63,42 @@ pub struct InetSockets {
     streams: Vec<(u32, Stream)>,
     /// criu's copies of the connections in repair mode.
     pub repaired: Vec<Repaired>,
+    /// The kernel's lists by (family, protocol), asked for when first needed.
+    diag: HashMap<(i32, i32), HashMap<u32, super::diag::InetDiag>>,
+    /// A task of the tree's own network namespace, where sock_diag is asked; criu's if none.
+    pub net_of: Option<i32>,
 }
 
 impl InetSockets {
+    /// sock_diag's view of socket `ino` of `family` and `proto`.
+    fn diag(
+        &mut self,
+        family: i32,
+        proto: i32,
+        ino: u32,
+    ) -> Result<Option<super::diag::InetDiag>, String> {
+        if !self.diag.contains_key(&(family, proto)) {
+            let list = match self.net_of {
+                Some(pid) => {
+                    criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
+                        super::diag::list(family, proto)
+                    })
+                    .map_err(|e| e.to_string())?
+                }
+                None => super::diag::list(family, proto),
+            };
+            self.diag.insert(
+                (family, proto),
+                list.map_err(|e| format!("sock_diag: {e}"))?,
+            );
+        }
+        Ok(self
+            .diag
+            .get(&(family, proto))
+            .and_then(|d| d.get(&ino))
+            .cloned())
+    }
+
     /// A failed dump, or one whose tree runs on: every connection leaves repair mode and
     /// talks again. Returns the (local, remote) ends, for the caller to unlock.
     pub fn resume(&mut self) -> Vec<(SocketAddr, SocketAddr)> {
@@ -169,8 +202,9 @@ pub fn socket_id(
         let t = lock();
         (t.opts.tcp.clone(), crate::fown::dump::read(pid, fd, flags)?)
     };
+    let diag = |proto| lock().inet.diag(family, proto, ino as u32);
     let (mut entry, stream) =
-        describe(sock.as_fd(), &mut seen, flags, &tcp).map_err(FilesError::Inet)?;
+        describe(sock.as_fd(), &mut seen, flags, &tcp, &diag).map_err(FilesError::Inet)?;
     entry.fown = fown;
     let mut t = lock();
     let id = t.add(|id| FileEntry {
@@ -193,11 +227,15 @@ pub fn socket_id(
 
 type Dumped = (InetSkEntry, Option<(Stream, SocketAddr, SocketAddr)>);
 
+/// sock_diag's view of the socket, by protocol.
+type DiagOf<'a> = dyn Fn(i32) -> Result<Option<super::diag::InetDiag>, String> + 'a;
+
 fn describe(
     sock: BorrowedFd<'_>,
     seen: &mut Seen,
     flags: u32,
     tcp: &TcpOptions,
+    diag: &DiagOf<'_>,
 ) -> Result<Dumped, InetError> {
     let opt = |name: &str, opt| {
         get_int(sock, libc::SOL_SOCKET, opt).map_err(|e| format!("getsockopt({name}): {e}"))
@@ -243,6 +281,13 @@ fn describe(
     } else {
         (CLOSE, (0, 0))
     };
+    // A connection still in SYN_SENT has no peer name yet; sock_diag knows it.
+    let remote = match remote {
+        None if is_tcp && state == state::SYN_SENT => {
+            diag(proto).map_err(|w| seen.fail(w))?.map(|d| d.dst)
+        }
+        r => r,
+    };
     seen.desc = format!("{}, {})", kind_name(kind, proto), state::name(state));
     let mut entry = InetSkEntry {
         ino: seen.ino as u32,
@@ -284,6 +329,10 @@ fn describe(
                 "{}: {queued} bytes queued to be read are dropped, as CRIU does",
                 seen.fail("").to_string().trim_end_matches(": ")
             );
+        }
+        // Shut-down directions of a datagram socket show only in sock_diag.
+        if let Some(d) = diag(proto).map_err(|w| seen.fail(w))? {
+            entry.shutdown = (d.shutdown & 3 != 0).then_some(i32::from(d.shutdown & 3));
         }
     }
     if !is_tcp {

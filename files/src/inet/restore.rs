@@ -170,7 +170,11 @@ fn make(
             sock.try_clone().map_err(|e| format!("dup: {e}"))?,
             e.opts.reuseaddr == Some(true),
         ));
-    } else if !is_tcp_connection(e) {
+    } else if is_tcp_connection(e) {
+        // --tcp-close: a socket that reads as a closed connection (end of file, POLLHUP,
+        // EPIPE): shutting down a socket that never connected marks it so.
+        shutdown(fd, 3)?;
+    } else {
         let icmp = matches!(proto, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6);
         if e.src_port != 0 && !icmp {
             bind(fd, e, local)?;

@@ -3,18 +3,12 @@
 //! shut-down directions. The netlink messages are built and read by netlink-packet-sock-diag.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
-use netlink_packet_core::{
-    Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::Emitable;
 use netlink_packet_sock_diag::unix::nlas::{Nla, UnixDiagName, Vfs};
 use netlink_packet_sock_diag::unix::{ShowFlags, StateFlags, UnixRequest, UnixResponse};
 use netlink_packet_sock_diag::SockDiagMessage;
-use nix::sys::socket::{
-    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-};
 
 /// One unix socket as sock_diag shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,83 +38,37 @@ const UDIAG_SHOW_SHUTDOWN: u32 = 1 << 7;
 
 /// Every unix socket of criu's network namespace, by inode.
 pub fn list() -> std::io::Result<HashMap<u32, UnixDiag>> {
-    let sock = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
-    sendto(
-        sock.as_raw_fd(),
-        &request(),
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )?;
     let mut out = HashMap::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-        if n == 0 {
-            return Err(bad("netlink socket closed before the end of the list"));
-        }
-        if parse_batch(&buf[..n], &mut out)? {
-            return Ok(out);
-        }
+    crate::sock_diag::dump(SockDiagMessage::UnixRequest(request()), |m| {
+        collect(m, &mut out)
+    })?;
+    Ok(out)
+}
+
+fn collect(m: SockDiagMessage, out: &mut HashMap<u32, UnixDiag>) -> std::io::Result<()> {
+    if let SockDiagMessage::UnixResponse(r) = m {
+        let d = entry(&r).ok_or_else(|| crate::sock_diag::bad("bad socket entry"))?;
+        out.insert(d.ino, d);
     }
+    Ok(())
 }
 
 /// A dump request for every unix socket in any state.
-fn request() -> Vec<u8> {
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = 1;
+fn request() -> UnixRequest {
     let show = ShowFlags::NAME
         | ShowFlags::VFS
         | ShowFlags::PEER
         | ShowFlags::ICONS
         | ShowFlags::RQLEN
         | ShowFlags::from_bits_retain(UDIAG_SHOW_SHUTDOWN);
-    let ask = UnixRequest {
+    UnixRequest {
         // StateFlags names only ESTABLISHED and LISTEN; unbound, datagram and closing sockets are
         // in other states, so every bit is set.
         state_flags: StateFlags::from_bits_retain(u32::MAX),
         inode: 0,
         show_flags: show,
         cookie: [0xff; 8], // no cookie
-    };
-    let mut msg = NetlinkMessage::new(header, SockDiagMessage::UnixRequest(ask).into());
-    msg.finalize();
-    let mut req = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut req);
-    req
-}
-
-fn bad(what: &str) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("sock_diag: {what}"),
-    )
-}
-
-/// Parses one datagram of netlink messages into `out`; true once the list is complete.
-fn parse_batch(mut b: &[u8], out: &mut HashMap<u32, UnixDiag>) -> std::io::Result<bool> {
-    while !b.is_empty() {
-        let msg = NetlinkMessage::<SockDiagMessage>::deserialize(b)
-            .map_err(|e| bad(&format!("bad message: {e}")))?;
-        match msg.payload {
-            NetlinkPayload::Done(_) => return Ok(true),
-            NetlinkPayload::Error(e) => return Err(e.to_io()),
-            NetlinkPayload::InnerMessage(SockDiagMessage::UnixResponse(r)) => {
-                let d = entry(&r).ok_or_else(|| bad("bad socket entry"))?;
-                out.insert(d.ino, d);
-            }
-            _ => {}
-        }
-        // deserialize checked that the length is within `b` and covers at least the header.
-        let len = msg.header.length as usize;
-        b = &b[((len + 3) & !3).min(b.len())..];
     }
-    Ok(false)
 }
 
 /// Our view of one socket's answer.
@@ -166,7 +114,13 @@ fn vfs_ino_dev(vfs: &Vfs) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::{socket, AddressFamily, MsgFlags, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
+
+    fn parse_batch(b: &[u8], out: &mut HashMap<u32, UnixDiag>) -> std::io::Result<bool> {
+        crate::sock_diag::parse(b, &mut |m| collect(m, out))
+    }
 
     fn ino(fd: &impl AsRawFd) -> u32 {
         std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
