@@ -80,15 +80,16 @@ fn inside(result: &str, usr1: &SigSet) -> Check {
         .map_err(io::<()>("write"))?;
     a.write_all(b"server-to-client")
         .map_err(io::<()>("write"))?;
-    // A send queue kept full by the receiver's small buffer: unacknowledged and unsent bytes.
-    let mut big_rx = TcpStream::connect(("127.0.0.1", port)).map_err(io::<()>("connect"))?;
+    // A send queue kept full by a receiver that does not read: bytes sent and not yet
+    // acknowledged, and bytes never sent. The receiver's buffer is set before it connects,
+    // so that its window is made for it.
+    let mut big_rx = connect_with_rcvbuf(port, 64 << 10)?;
     let (mut big_tx, _) = l.accept().map_err(io::<()>("accept"))?;
-    setsockopt(&big_rx, sockopt::RcvBuf, &4096).map_err(|e| format!("SO_RCVBUF: {e}"))?;
     big_tx
         .set_nonblocking(true)
         .map_err(io::<()>("nonblocking"))?;
     let mut sent = 0usize;
-    loop {
+    while sent < 1 << 20 {
         match big_tx.write(&pattern(sent, 8192)) {
             Ok(n) => sent += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -162,6 +163,20 @@ fn inside(result: &str, usr1: &SigSet) -> Check {
         format!("datagram from {from}")
     })?;
     Ok(())
+}
+
+fn connect_with_rcvbuf(port: u16, rcvbuf: usize) -> Result<TcpStream, String> {
+    let s = socket::socket(
+        socket::AddressFamily::Inet,
+        socket::SockType::Stream,
+        socket::SockFlag::empty(),
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    setsockopt(&s, sockopt::RcvBuf, &rcvbuf).map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    let to = socket::SockaddrIn::from(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), port));
+    socket::connect(s.as_raw_fd(), &to).map_err(|e| format!("connect: {e}"))?;
+    Ok(TcpStream::from(s))
 }
 
 fn socket_v6only() -> Result<TcpListener, String> {
