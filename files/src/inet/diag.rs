@@ -77,4 +77,5 @@ mod tests {
         assert_eq!(d.shutdown, 2);
         assert_eq!(d.dst, u.local_addr().unwrap());
     }
+
 }

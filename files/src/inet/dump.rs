@@ -281,10 +281,14 @@ fn describe(
     } else {
         (CLOSE, (0, 0))
     };
-    // A connection still in SYN_SENT has no peer name yet; sock_diag knows it.
+    // A connection still in SYN_SENT, or closed or reset, shows no peer name; sock_diag
+    // knows it (a closed one is listed while it holds its port).
     let remote = match remote {
-        None if is_tcp && state == state::SYN_SENT => {
-            diag(proto).map_err(|w| seen.fail(w))?.map(|d| d.dst)
+        None if is_tcp && matches!(state, state::SYN_SENT | CLOSE) => {
+            diag(proto)
+                .map_err(|w| seen.fail(w))?
+                .map(|d| d.dst)
+                .filter(|d| d.port() != 0)
         }
         r => r,
     };
@@ -358,7 +362,7 @@ fn describe(
             }
         }
     }
-    if !super::is_connection(state) || tcp.close {
+    if !super::is_connection(state, entry.dst_port) || tcp.close {
         return Ok((entry, None));
     }
     if !tcp.established {

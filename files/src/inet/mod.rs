@@ -43,7 +43,8 @@ pub mod state {
     }
 }
 
-/// Whether a TCP socket in `state` is a connection (dumped through repair mode).
-pub fn is_connection(state: u32) -> bool {
-    !matches!(state, state::CLOSE | state::LISTEN)
+/// Whether a TCP socket in `state` with a peer on `dst_port` is a connection (dumped through
+/// repair mode): also one already closed or reset, whose queue may still hold bytes to read.
+pub fn is_connection(state: u32, dst_port: u32) -> bool {
+    dst_port != 0 && state != state::LISTEN
 }

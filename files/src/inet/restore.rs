@@ -56,7 +56,7 @@ pub fn connections(images: &DumpImages) -> Vec<(SocketAddr, SocketAddr)> {
         .values()
         .filter_map(|f| f.isk.as_ref())
         .filter(|e| e.proto == libc::IPPROTO_TCP as u32 && e.r#type == libc::SOCK_STREAM as u32)
-        .filter(|e| super::is_connection(e.state))
+        .filter(|e| super::is_connection(e.state, e.dst_port))
         .filter_map(ends)
         .filter_map(|(l, r)| Some((l, r?)))
         .collect()
@@ -113,7 +113,7 @@ pub fn open_all(
 fn is_tcp_connection(e: &InetSkEntry) -> bool {
     e.proto == libc::IPPROTO_TCP as u32
         && e.r#type == libc::SOCK_STREAM as u32
-        && super::is_connection(e.state)
+        && super::is_connection(e.state, e.dst_port)
 }
 
 /// The socket's own address and its peer's, if it has one.
