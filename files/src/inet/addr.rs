@@ -52,6 +52,40 @@ pub fn from_storage(sa: &SockaddrStorage) -> Option<SocketAddr> {
         .then(|| SocketAddr::V6(std::net::SocketAddrV6::from(*v6)))
 }
 
+/// The peer as SO_PEERNAME gives it: unlike getpeername, also for a TCP socket in SYN_SENT or
+/// one closed or reset (the kernel keeps the peer's address). None when there is no peer.
+pub fn peer_name(
+    sock: std::os::fd::BorrowedFd<'_>,
+    family: i32,
+) -> Result<Option<SocketAddr>, nix::errno::Errno> {
+    // The kernel wants the exact size of the family's address.
+    let mut buf = vec![0u8; if family == libc::AF_INET6 { 28 } else { 16 }];
+    let len =
+        match criu_sys::sockopt::get_bytes(sock, libc::SOL_SOCKET, libc::SO_PEERNAME, &mut buf) {
+            Ok(len) => len,
+            Err(nix::errno::Errno::ENOTCONN) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+    Ok(parse_sockaddr(&buf[..len]).filter(|a| a.port() != 0))
+}
+
+/// A sockaddr_in or sockaddr_in6 as the kernel writes it.
+fn parse_sockaddr(b: &[u8]) -> Option<SocketAddr> {
+    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match family {
+        libc::AF_INET => {
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port))
+        }
+        libc::AF_INET6 => {
+            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +101,18 @@ mod tests {
         assert_eq!(w.len(), 4);
         assert_eq!(from_words(libc::AF_INET6, &w), Some(v6));
         assert_eq!(from_words(libc::AF_INET6, &w[..2]), None);
+    }
+
+    #[test]
+    fn peer_name_of_a_connection_and_of_nothing() {
+        use std::os::fd::AsFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert_eq!(
+            peer_name(c.as_fd(), libc::AF_INET).unwrap(),
+            Some(l.local_addr().unwrap())
+        );
+        assert_eq!(peer_name(l.as_fd(), libc::AF_INET).unwrap(), None);
+        assert_eq!(parse_sockaddr(&[10, 0, 0]), None);
     }
 }

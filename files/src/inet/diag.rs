@@ -24,7 +24,8 @@ pub fn list(family: i32, proto: i32) -> std::io::Result<HashMap<u32, InetDiag>> 
         family: family as u8,
         protocol: proto as u8,
         extensions: ExtensionFlags::SHUTDOWN,
-        states: StateFlags::all(),
+        // Every bit, as CRIU asks (some states have no name in the crate).
+        states: StateFlags::from_bits_retain(u32::MAX),
         socket_id: if family == libc::AF_INET6 {
             SocketId::new_v6()
         } else {
@@ -77,5 +78,4 @@ mod tests {
         assert_eq!(d.shutdown, 2);
         assert_eq!(d.dst, u.local_addr().unwrap());
     }
-
 }

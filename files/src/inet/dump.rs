@@ -13,7 +13,7 @@ use std::path::Path;
 use criu_proto::images::{FdTypes, FileEntry, InetSkEntry};
 use criu_proto::{ImageKind, ImageWriter};
 use criu_sys::sockopt::get_int;
-use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
+use nix::sys::socket::{getsockname, SockaddrStorage};
 
 use super::addr::{any, from_storage, to_words};
 use super::repair::{self, Stream};
@@ -268,11 +268,8 @@ fn describe(
     let local = getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&sock))
         .ok()
         .and_then(|a| from_storage(&a));
-    let remote = match getpeername::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&sock)) {
-        Ok(a) => from_storage(&a),
-        Err(nix::errno::Errno::ENOTCONN) => None,
-        Err(e) => return Err(seen.fail(format!("getpeername: {e}"))),
-    };
+    let remote = super::addr::peer_name(sock, seen.family)
+        .map_err(|e| seen.fail(format!("SO_PEERNAME: {e}")))?;
     let is_tcp = kind == libc::SOCK_STREAM;
     let (state, backlog) = if is_tcp {
         tcp_state(sock).map_err(|e| seen.fail(format!("TCP_INFO: {e}")))?
@@ -280,17 +277,6 @@ fn describe(
         (ESTABLISHED, (0, 0))
     } else {
         (CLOSE, (0, 0))
-    };
-    // A connection still in SYN_SENT, or closed or reset, shows no peer name; sock_diag
-    // knows it (a closed one is listed while it holds its port).
-    let remote = match remote {
-        None if is_tcp && matches!(state, state::SYN_SENT | CLOSE) => {
-            diag(proto)
-                .map_err(|w| seen.fail(w))?
-                .map(|d| d.dst)
-                .filter(|d| d.port() != 0)
-        }
-        r => r,
     };
     seen.desc = format!("{}, {})", kind_name(kind, proto), state::name(state));
     let mut entry = InetSkEntry {
