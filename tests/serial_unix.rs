@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{bin, require_root, wait_until};
+use harness::{bin, descendants, require_root, wait_until};
 
 fn criu(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_criu"))
@@ -135,23 +135,6 @@ impl Drop for Sockets {
             let _ = c.wait();
         }
     }
-}
-
-/// `pid` and every process below it.
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", out[i]))
-            .unwrap_or_default();
-        out.extend(
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<i32>().ok()),
-        );
-        i += 1;
-    }
-    out
 }
 
 fn round_trip(mode: &str) {
