@@ -38,6 +38,10 @@ pub enum SharedError {
     Unix(#[from] crate::unix::restore::UnixRestoreError),
     #[error(transparent)]
     Inet(#[from] crate::inet::restore::InetRestoreError),
+    #[error(transparent)]
+    Packet(#[from] crate::packet::restore::PacketRestoreError),
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::restore::NetlinkRestoreError),
     #[error("files.img: file {id} has no {kind} entry")]
     Missing { id: u32, kind: &'static str },
     #[error(transparent)]
@@ -131,6 +135,8 @@ impl SharedFiles {
         crate::pidfd::restore::open_dead(images, &mut shared)?;
         crate::nsfile::restore::open_all(images, &mut shared)?;
         crate::inet::restore::open_all(images, opts, &mut shared)?;
+        crate::packet::restore::open_all(images, &mut shared)?;
+        crate::netlink::restore::open_all(images, &mut shared)?;
         // Last: queued messages may carry any of the files above.
         crate::unix::restore::open_all(images, opts, &mut shared)?;
         Ok(shared)

@@ -41,6 +41,14 @@ pub fn dump_socket_fd(
             let id = crate::inet::dump::socket_id(pid, fd, ino, sock, family, flags, table)?;
             (id, FdTypes::Inetsk)
         }
+        libc::AF_PACKET => {
+            let id = crate::packet::dump::socket_id(pid, fd, ino, sock, flags, table)?;
+            (id, FdTypes::Packetsk)
+        }
+        libc::AF_NETLINK => {
+            let id = crate::netlink::dump::socket_id(pid, fd, ino, sock, flags, table)?;
+            (id, FdTypes::Netlinksk)
+        }
         other => {
             return Err(FilesError::Unsupported {
                 pid,

@@ -47,6 +47,10 @@ pub enum FilesError {
     #[error(transparent)]
     Inet(crate::inet::dump::InetError),
     #[error(transparent)]
+    Packet(#[from] crate::packet::dump::PacketError),
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::dump::NetlinkError),
+    #[error(transparent)]
     Locks(#[from] crate::locks::dump::LockError),
     #[error(transparent)]
     AnonFd(#[from] crate::eventfd::dump::AnonFdError),
@@ -90,6 +94,10 @@ pub struct FileTable {
     pub unix: crate::unix::dump::UnixSockets,
     /// Inet sockets (see `inet`).
     pub inet: crate::inet::dump::InetSockets,
+    /// Packet sockets (see `packet`).
+    pub packet: crate::packet::dump::PacketSockets,
+    /// Netlink sockets (see `netlink`).
+    pub netlink: crate::netlink::dump::NetlinkSockets,
     /// What the command line says about files.
     pub opts: DumpFileOptions,
     /// criu's own namespace ids (`ids-*.img` numbering), for namespace files (see `nsfile`).

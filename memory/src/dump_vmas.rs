@@ -242,6 +242,13 @@ pub fn classify(
                 let ft = meta.file_type();
                 let is_devzero = std::os::unix::fs::FileTypeExt::is_char_device(&ft)
                     && meta.rdev() == libc::makedev(1, 5);
+                if std::os::unix::fs::FileTypeExt::is_socket(&ft) {
+                    return Err(unsupported(&format!(
+                        "mapping of {}, a packet socket's ring (or an XDP or TCP zero-copy area); \
+                         a packet socket's ring size is kept, its mapping is not",
+                        info.target.display()
+                    )));
+                }
                 if !(ft.is_file() || is_devzero) {
                     return Err(unsupported(&format!(
                         "mapping of a non-regular file {}",

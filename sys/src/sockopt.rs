@@ -114,6 +114,48 @@ pub fn socket(family: i32, kind: i32, proto: i32) -> Result<std::os::fd::OwnedFd
     crate::ret::new_fd(fd)
 }
 
+/// Binds a packet socket (AF_PACKET, SOCK_RAW or SOCK_DGRAM) to interface `ifindex` (0: every
+/// interface), keeping the protocol it was made with.
+pub fn bind_packet(fd: BorrowedFd<'_>, ifindex: i32) -> Result<(), Errno> {
+    // SAFETY: sockaddr_ll is plain integers; all zeros is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex;
+    // SAFETY: the kernel reads `size_of::<sockaddr_ll>()` bytes from a live local.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    crate::ret::check(i64::from(ret)).map(drop)
+}
+
+/// Binds an old-style packet socket (SOCK_PACKET) to the interface named `name`, which such
+/// sockets take in `sa_data` of a plain sockaddr.
+pub fn bind_packet_name(fd: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+    // SAFETY: sockaddr is plain integers; all zeros is a valid value.
+    let mut addr: libc::sockaddr = unsafe { std::mem::zeroed() };
+    addr.sa_family = libc::AF_PACKET as u16;
+    // The last byte stays 0: the kernel reads the name as a C string.
+    if name.len() >= addr.sa_data.len() {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    for (d, s) in addr.sa_data.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: the kernel reads `size_of::<sockaddr>()` bytes from a live local.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    crate::ret::check(i64::from(ret)).map(drop)
+}
+
 /// The queue lengths of a socket: SIOCINQ (bytes to read), SIOCOUTQ (bytes not yet
 /// acknowledged) and SIOCOUTQNSD (bytes not yet sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
