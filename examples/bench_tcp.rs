@@ -19,13 +19,18 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{SigSet, Signal};
 
 fn pattern(seed: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i * 31 + seed * 7) % 253) as u8).collect()
+    (0..len)
+        .map(|i| ((i * 31 + seed * 7) % 253) as u8)
+        .collect()
 }
 
 fn main() {
     detach::detach();
     let args: Vec<String> = std::env::args().collect();
-    let (n, bytes): (usize, usize) = match (args.get(1).map(|a| a.parse()), args.get(2).map(|a| a.parse())) {
+    let (n, bytes): (usize, usize) = match (
+        args.get(1).map(|a| a.parse()),
+        args.get(2).map(|a| a.parse()),
+    ) {
         (Some(Ok(n)), Some(Ok(b))) if args.len() == 4 => (n, b),
         _ => {
             eprintln!("usage: bench_tcp N BYTES READY_FILE");
@@ -46,8 +51,12 @@ fn main() {
     for i in 0..n {
         let mut client = TcpStream::connect(addr).expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
-        client.write_all(&pattern(2 * i, bytes)).expect("client write");
-        server.write_all(&pattern(2 * i + 1, bytes)).expect("server write");
+        client
+            .write_all(&pattern(2 * i, bytes))
+            .expect("client write");
+        server
+            .write_all(&pattern(2 * i + 1, bytes))
+            .expect("server write");
         pairs.push((client, server));
     }
     let setup = started.elapsed().as_secs_f64();

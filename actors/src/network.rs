@@ -41,8 +41,48 @@ pub struct NetworkLock {
     opts: NetworkOptions,
     /// The root of a tree with its own network namespace, once that namespace is locked.
     netns_of: Option<i32>,
-    /// Connections locked one by one so far.
+    /// Connections locked so far.
     locked: Arc<Mutex<Vec<Conn>>>,
+}
+
+/// Every TCP connection (local, remote) held by `pids`, as sock_diag lists them in the
+/// calling thread's network namespace; a closed one that sock_diag does not list is left to
+/// the files domain.
+fn connections_of(pids: &[i32]) -> Result<Vec<Conn>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut inodes = std::collections::HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(m) = std::fs::metadata(fd.path()) {
+                if m.mode() & libc::S_IFMT == libc::S_IFSOCK {
+                    inodes.insert(m.ino() as u32);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let list = criu_files::inet::diag::list(family, libc::IPPROTO_TCP)
+            .map_err(|e| format!("sock_diag: {e}"))?;
+        out.extend(
+            list.iter()
+                .filter(|(ino, d)| {
+                    inodes.contains(ino)
+                        && criu_files::inet::is_connection(
+                            u32::from(d.state),
+                            u32::from(d.dst.port()),
+                        )
+                })
+                .map(|(_, d)| Conn {
+                    local: d.src,
+                    remote: d.dst,
+                }),
+        );
+    }
+    Ok(out)
 }
 
 impl NetworkLock {
@@ -69,6 +109,26 @@ impl NetworkLock {
         Ok(())
     }
 
+    /// A tree in the host's namespace (`pids`, frozen): its connections are locked in one
+    /// batch before any is read, instead of one by one.
+    pub fn lock_tree(&mut self, pids: &[i32]) -> Result<(), String> {
+        if self.opts.method == Method::Skip {
+            return Ok(());
+        }
+        let conns = connections_of(pids)?;
+        if conns.is_empty() {
+            return Ok(());
+        }
+        lock::lock_connections(self.opts.method, &self.opts.run_id, &conns)
+            .map_err(|e| e.to_string())?;
+        tracing::info!("locked {} TCP connection(s)", conns.len());
+        self.locked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(conns);
+        Ok(())
+    }
+
     /// The per-connection lock the files domain calls before it reads a connection; None
     /// when the namespace is locked as a whole.
     pub fn per_connection(&self) -> Option<criu_files::inet::dump::ConnLock> {
@@ -82,6 +142,13 @@ impl NetworkLock {
         );
         let f = move |local: SocketAddr, remote: SocketAddr| {
             let conn = Conn { local, remote };
+            if locked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&conn)
+            {
+                return Ok(());
+            }
             lock::lock_connections(method, &run_id, std::slice::from_ref(&conn))
                 .map_err(|e| e.to_string())?;
             locked.lock().unwrap_or_else(|e| e.into_inner()).push(conn);

@@ -377,9 +377,9 @@ fn iptables_failed_connection_lock_takes_its_rules_back() {
         assert!(
             matches!(err, LockError::Failed { .. })
                 && text.starts_with(
-                    "network lock: ip6tables -w -t filter -I OUTPUT --protocol tcp -m mark ! \
-                     --mark 0xC114 --source 2001:db8::1 --sport 80 --destination 2001:db8::2 \
-                     --dport 4000 -j DROP: exited with 4: "
+                    "network lock: ip6tables-restore -w --noflush (input: *filter; -I INPUT \
+                     --protocol tcp -m mark ! --mark 0xC114 --source 2001:db8::2 --sport 4000 \
+                     --destination 2001:db8::1 --dport 80 -j DROP; -I OUTPUT"
                 ),
             "{text}"
         );

@@ -279,6 +279,8 @@ async fn dump_phases(
     }
     if ns.owns(criu_procfs::NsKind::Net) {
         net.lock_netns(ns.root_pid()).map_err(DumpError::Network)?;
+    } else if req.files.tcp.established {
+        net.lock_tree(&order).map_err(DumpError::Network)?;
     }
     files.tcp.lock = net.per_connection();
     let mut table = criu_files::FileTable::for_dump(files, root_ids);

@@ -13,6 +13,7 @@ use netlink_packet_sock_diag::SockDiagMessage;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InetDiag {
     pub state: u8,
+    pub src: SocketAddr,
     pub dst: SocketAddr,
     /// RCV_SHUTDOWN (1) and SEND_SHUTDOWN (2).
     pub shutdown: u8,
@@ -44,6 +45,7 @@ pub fn list(family: i32, proto: i32) -> std::io::Result<HashMap<u32, InetDiag>> 
                 r.header.inode,
                 InetDiag {
                     state: r.header.state,
+                    src: SocketAddr::new(id.source_address, id.source_port),
                     dst: SocketAddr::new(id.destination_address, id.destination_port),
                     shutdown: shutdown.unwrap_or(0),
                 },

@@ -5,7 +5,7 @@
 //! lock (criu_netdev::lock).
 
 pub mod addr;
-mod diag;
+pub mod diag;
 pub mod dump;
 mod fin;
 pub mod opts;

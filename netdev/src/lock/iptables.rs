@@ -93,35 +93,71 @@ fn mark() -> String {
     format!("0x{SOCCR_MARK:X}")
 }
 
-/// Both rules of a connection; the first comes out again if the second fails.
-fn lock_one(ends: &Ends) -> Result<(), LockError> {
-    conn_rule(Op::Insert, Chain::Input, ends).run()?;
-    conn_rule(Op::Insert, Chain::Output, ends)
-        .run()
-        .map(drop)
-        .map_err(|e| {
-            let back = conn_rule(Op::Delete, Chain::Input, ends).run().map(drop);
-            with_rollback(e, back)
-        })
-}
-
 fn unlock_one(ends: &Ends) -> Result<(), LockError> {
     all([Chain::Input, Chain::Output], |chain| {
         conn_rule(Op::Delete, chain, ends).run().map(drop)
     })
 }
 
+/// The rules of `conns` as one `iptables-restore --noflush` script per family (a thousand
+/// connections take one process, not four thousand); each script applies whole or not at all.
+fn batch(op: Op, conns: &[Ends]) -> Vec<Cmd> {
+    [Family::V4, Family::V6]
+        .into_iter()
+        .filter_map(|family| {
+            let lines: String = conns
+                .iter()
+                .filter(|e| e.v6 == (family == Family::V6))
+                .flat_map(|e| {
+                    [
+                        conn_rule(op, Chain::Input, e),
+                        conn_rule(op, Chain::Output, e),
+                    ]
+                })
+                // The rule without "iptables -w -t filter".
+                .map(|cmd| cmd.args[3..].join(" ") + "\n")
+                .collect();
+            (!lines.is_empty()).then(|| {
+                Cmd::new(family.restore(), ["-w", "--noflush"])
+                    .with_input(format!("*filter\n{lines}COMMIT\n"))
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn lock_connections(conns: &[Ends]) -> Result<(), LockError> {
-    for (i, ends) in conns.iter().enumerate() {
-        if let Err(e) = lock_one(ends) {
-            return Err(with_rollback(e, all(&conns[..i], unlock_one)));
+    let mut done: Vec<Cmd> = Vec::new();
+    for cmd in batch(Op::Insert, conns) {
+        if let Err(e) = cmd.run() {
+            // The other family's rules come out again.
+            let v4 = done.iter().any(|c| c.program == Family::V4.restore());
+            let back: Vec<Ends> = conns.iter().filter(|c| c.v6 != v4).cloned().collect();
+            let undone = if done.is_empty() {
+                Ok(())
+            } else {
+                unlock_connections(&back)
+            };
+            return Err(with_rollback(e, undone));
         }
+        done.push(cmd);
     }
     Ok(())
 }
 
+/// Removes the rules of `conns`: by handle with the nf_tables backend (see nft_handles), else
+/// in one script per family, or rule by rule when the script fails (a rule already gone makes
+/// the whole script fail), going on past failures.
 pub(crate) fn unlock_connections(conns: &[Ends]) -> Result<(), LockError> {
-    all(conns, unlock_one)
+    if super::nft_handles::unlock(conns)? {
+        return Ok(());
+    }
+    let whole = batch(Op::Delete, conns)
+        .iter()
+        .try_for_each(|c| c.run().map(drop));
+    match whole {
+        Ok(()) => Ok(()),
+        Err(_) => all(conns, unlock_one),
+    }
 }
 
 /// What of the namespace lock one family's filter table holds.

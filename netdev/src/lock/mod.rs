@@ -11,6 +11,7 @@
 //! half way takes back what it added.
 
 pub mod iptables;
+mod nft_handles;
 pub mod nftables;
 
 use std::io::Write;
