@@ -5,25 +5,20 @@
 //! from inside that every byte arrives once and in order. Runs in the nextest `serial` group:
 //! the network lock adds iptables rules to the host's tables.
 
+#[path = "workloads/src/checked.rs"]
+mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use harness::{bin, require_root, wait_until};
+use checked::SelfChecking;
+use harness::{bin, require_root};
 
-fn criu(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_criu"))
-        .arg("--no-default-config")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run criu")
-}
+const TCP: &[&str] = &["--tcp-established"];
 
 /// Rules of the network lock left in the host's filter table.
 fn lock_rules() -> Vec<String> {
@@ -38,126 +33,26 @@ fn lock_rules() -> Vec<String> {
         .collect()
 }
 
-/// The workload; killed when dropped.
-struct Inet {
-    child: Option<Child>,
-    pid: i32,
-    result: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Inet {
-    fn start(args: &[&str]) -> Inet {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("images")).unwrap();
-        let result = dir.path().join("result");
-        let child = Command::new(bin("in_state"))
-            .arg(&result)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start in_state");
-        let task = Inet {
-            pid: child.id() as i32,
-            child: Some(child),
-            result,
-            dir,
-        };
-        assert!(
-            wait_until(Duration::from_secs(20), || task.result() == "READY\n"),
-            "in_state never got ready: {}",
-            task.result()
-        );
-        task
-    }
-
-    fn result(&self) -> String {
-        std::fs::read_to_string(&self.result).unwrap_or_default()
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("images").join(name)).unwrap_or_default()
-    }
-
-    fn dump(&mut self, extra: &[&str]) -> Output {
-        let pid = self.pid.to_string();
-        let mut args = vec!["dump", "-t", &pid, "-D", "images", "-o", "dump.log", "-v4"];
-        args.extend_from_slice(extra);
-        criu(&args, self.dir.path())
-    }
-
-    /// Dumps with `--tcp-established` (the tree dies).
-    fn dump_ok(&mut self) {
-        let out = self.dump(&["--tcp-established"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "dump: {out:?}\n{}",
-            self.log("dump.log")
-        );
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-
-    fn restore_ok(&self) {
-        let args = [
-            "restore",
-            "-D",
-            "images",
-            "-o",
-            "restore.log",
-            "-v4",
-            "-d",
-            "--tcp-established",
-        ];
-        let out = criu(&args, self.dir.path());
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "restore: {out:?}\n{}",
-            self.log("restore.log")
-        );
-    }
-
-    fn verdict(&self) -> String {
-        let pid = nix::unistd::Pid::from_raw(self.pid);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
-        wait_until(Duration::from_secs(30), || {
-            !matches!(self.result().as_str(), "READY\n" | "")
-        });
-        self.result()
-    }
-}
-
-impl Drop for Inet {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.pid);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
+fn start(args: &[&str]) -> SelfChecking {
+    SelfChecking::start(&[bin("in_state").into()], args)
 }
 
 #[test]
 fn connections_listeners_and_datagrams_inside_the_tree_come_back() {
     require_root();
-    let mut task = Inet::start(&["inside"]);
-    task.dump_ok();
+    let mut task = start(&["inside"]);
+    task.dump_ok(TCP);
     assert!(
         !lock_rules().is_empty(),
         "no connection was locked during the dump"
     );
-    task.restore_ok();
+    task.restore_ok(TCP);
     assert_eq!(
         lock_rules(),
         Vec::<String>::new(),
         "the restore left lock rules"
     );
-    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
@@ -165,12 +60,12 @@ fn a_peer_outside_the_tree_never_notices() {
     require_root();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let mut task = Inet::start(&["outside", &port]);
+    let mut task = start(&["outside", &port]);
     let (mut peer, _) = listener.accept().unwrap();
     let mut hello = [0u8; 7];
     peer.read_exact(&mut hello).unwrap();
     assert_eq!(&hello, b"to-peer");
-    task.dump_ok();
+    task.dump_ok(TCP);
     // While the tree is gone, the peer's bytes are dropped by the lock, not answered by a
     // reset: the peer's socket stays healthy and the bytes arrive after the restore.
     peer.write_all(b"from-peer").unwrap();
@@ -182,8 +77,8 @@ fn a_peer_outside_the_tree_never_notices() {
         other => panic!("the peer saw {other:?} while the tree was locked"),
     }
     peer.set_nonblocking(false).unwrap();
-    task.restore_ok();
-    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
+    task.restore_ok(TCP);
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
     peer.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut answer = [0u8; 6];
@@ -195,7 +90,7 @@ fn a_peer_outside_the_tree_never_notices() {
 #[test]
 fn a_connection_needs_tcp_established_and_the_tree_runs_on() {
     require_root();
-    let mut task = Inet::start(&["inside"]);
+    let mut task = start(&["inside"]);
     let out = task.dump(&[]);
     assert_ne!(out.status.code(), Some(0));
     let log = task.log("dump.log");
@@ -205,15 +100,15 @@ fn a_connection_needs_tcp_established_and_the_tree_runs_on() {
     );
     assert_eq!(lock_rules(), Vec::<String>::new());
     // Untouched: it still passes its own checks.
-    assert_eq!(task.verdict(), "PASS\n");
+    assert_eq!(task.verdict(true), "PASS\n");
 }
 
 #[test]
 fn a_dump_that_leaves_the_tree_running_unlocks_its_connections() {
     require_root();
-    let mut task = Inet::start(&["inside"]);
+    let mut task = start(&["inside"]);
     let out = task.dump(&["--tcp-established", "-R"]);
     assert_eq!(out.status.code(), Some(0), "{}", task.log("dump.log"));
     assert_eq!(lock_rules(), Vec::<String>::new());
-    assert_eq!(task.verdict(), "PASS\n");
+    assert_eq!(task.verdict(true), "PASS\n");
 }

@@ -3,25 +3,19 @@
 //! whole time: after the restore the same connection gets the same answers, and new
 //! connections are accepted. Runs in the nextest `serial` group; CI installs the servers.
 
+#[path = "workloads/src/checked.rs"]
+mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use checked::criu;
 use harness::{descendants, require_root, wait_until};
-
-fn criu(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_criu"))
-        .arg("--no-default-config")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run criu")
-}
 
 /// A free loopback port (the kernel's pick, released again).
 fn free_port() -> u16 {

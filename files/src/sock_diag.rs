@@ -19,10 +19,11 @@ pub fn bad(what: &str) -> std::io::Error {
     )
 }
 
-/// Sends `request` as a dump and calls `each` with every socket the kernel answers.
-pub fn dump(
-    request: SockDiagMessage,
-    mut each: impl FnMut(SockDiagMessage) -> std::io::Result<()>,
+/// Sends the netlink message `req` (a dump request) and hands each datagram of the answer to
+/// `batch`, until it says the list is complete.
+fn exchange(
+    req: &[u8],
+    mut batch: impl FnMut(&[u8]) -> std::io::Result<bool>,
 ) -> std::io::Result<()> {
     let sock = socket(
         AddressFamily::Netlink,
@@ -30,16 +31,9 @@ pub fn dump(
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkSockDiag,
     )?;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = 1;
-    let mut msg = NetlinkMessage::new(header, request.into());
-    msg.finalize();
-    let mut req = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut req);
     sendto(
         sock.as_raw_fd(),
-        &req,
+        req,
         &NetlinkAddr::new(0, 0),
         MsgFlags::empty(),
     )?;
@@ -49,10 +43,25 @@ pub fn dump(
         if n == 0 {
             return Err(bad("netlink socket closed before the end of the list"));
         }
-        if parse(&buf[..n], &mut each)? {
+        if batch(&buf[..n])? {
             return Ok(());
         }
     }
+}
+
+/// Sends `request` as a dump and calls `each` with every socket the kernel answers.
+pub fn dump(
+    request: SockDiagMessage,
+    mut each: impl FnMut(SockDiagMessage) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut msg = NetlinkMessage::new(header, request.into());
+    msg.finalize();
+    let mut req = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut req);
+    exchange(&req, |b| parse(b, &mut each))
 }
 
 /// Parses one datagram of netlink messages, handing each socket to `each`; true once the
@@ -90,12 +99,6 @@ pub fn dump_raw(
     request: &[u8],
     mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let sock = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
     let len = NLMSG_HDRLEN + request.len();
     let mut req = Vec::with_capacity(len);
     req.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -104,22 +107,7 @@ pub fn dump_raw(
     req.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
     req.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
     req.extend_from_slice(request);
-    sendto(
-        sock.as_raw_fd(),
-        &req,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-        if n == 0 {
-            return Err(bad("netlink socket closed before the end of the list"));
-        }
-        if parse_raw(&buf[..n], &mut each)? {
-            return Ok(());
-        }
-    }
+    exchange(&req, |b| parse_raw(b, &mut each))
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
