@@ -60,7 +60,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 
 /// Resolves the directories, enters the work dir and opens the log, so that the log file
 /// exists even when the command fails right away.
-fn setup(inv: &Invocation) -> Result<Dirs, String> {
+pub fn setup(inv: &Invocation) -> Result<Dirs, String> {
     let o = &inv.options;
     let images = absolute(Path::new(o.images_dir.as_deref().unwrap_or(".")));
     let work = o

@@ -32,13 +32,10 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
             tracing::error!("To view an image use the \"crit decode -i $name --pretty\" command.");
             1
         }
+        Command::Swrk { fd } => crate::rpc::swrk(*fd),
+        Command::Service => crate::rpc::serve(o, dirs),
         // Refused above, with the options they were given.
-        Command::PreDump
-        | Command::LazyPages
-        | Command::PageServer
-        | Command::Service
-        | Command::Swrk { .. }
-        | Command::Dedup => {
+        Command::PreDump | Command::LazyPages | Command::PageServer | Command::Dedup => {
             tracing::error!("{}: not supported yet by this criu", inv.command.name());
             1
         }

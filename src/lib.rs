@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod dispatch;
 pub mod log;
 pub mod pidfile;
+pub mod rpc;
 pub mod scripts;
 
 pub use app::run;

@@ -26,11 +26,19 @@ fn criu_level(level: &Level) -> i64 {
     }
 }
 
-struct CriuLayer {
+/// Where log lines go: set by `init`, again for each RPC request (one process may serve a
+/// VERSION request and then a dump, each with its own log).
+struct Target {
     level: i64,
     start: Instant,
-    file: Option<Mutex<File>>,
+    file: Option<File>,
+    /// The last error, which an RPC answer carries as `cr_errmsg`.
+    last_error: Option<String>,
 }
+
+static TARGET: Mutex<Option<Target>> = Mutex::new(None);
+
+struct CriuLayer;
 
 #[derive(Default)]
 struct MessageVisitor {
@@ -51,14 +59,16 @@ impl<S: Subscriber> Layer<S> for CriuLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
         let level = criu_level(meta.level());
-        if level > self.level {
+        let mut guard = TARGET.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(target) = guard.as_mut() else { return };
+        if level > target.level {
             return;
         }
         let mut visitor = MessageVisitor::default();
         event.record(&mut visitor);
         let mut line = String::new();
-        if self.level >= 3 {
-            let t = self.start.elapsed();
+        if target.level >= 3 {
+            let t = target.start.elapsed();
             let _ = write!(line, "({:02}.{:06}) ", t.as_secs(), t.subsec_micros());
         }
         match level {
@@ -68,11 +78,12 @@ impl<S: Subscriber> Layer<S> for CriuLayer {
         }
         line.push_str(&visitor.text);
         line.push('\n');
-        match &self.file {
-            Some(file) => {
-                if let Ok(mut f) = file.lock() {
-                    let _ = f.write_all(line.as_bytes());
-                }
+        if level == 1 {
+            target.last_error = Some(visitor.text.clone());
+        }
+        match &mut target.file {
+            Some(f) => {
+                let _ = f.write_all(line.as_bytes());
                 if level == 1 {
                     let _ = std::io::stderr().write_all(line.as_bytes());
                 }
@@ -94,14 +105,25 @@ pub fn open_log_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Installs the global logger. `file` is `None` for stderr. A second call is ignored.
+/// Sends the log to `file` (stderr when `None`) at `level`, timestamps counting from now.
+/// The first call installs the logger; later ones (an RPC request) only retarget it.
 pub fn init(level: i64, file: Option<File>) {
-    let layer = CriuLayer {
+    *TARGET.lock().unwrap_or_else(|e| e.into_inner()) = Some(Target {
         level,
         start: Instant::now(),
-        file: file.map(Mutex::new),
-    };
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+        file,
+        last_error: None,
+    });
+    let _ = tracing_subscriber::registry().with(CriuLayer).try_init();
+}
+
+/// The last error logged since `init`.
+pub fn last_error() -> Option<String> {
+    TARGET
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|t| t.last_error.clone())
 }
 
 /// CRIU's `pr_msg`: user-facing output on stdout, shown at every level.

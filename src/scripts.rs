@@ -55,11 +55,27 @@ pub enum ScriptError {
         action: &'static str,
         status: std::process::ExitStatus,
     },
+    #[error("notify {action}: {reason}")]
+    Notify {
+        action: &'static str,
+        reason: String,
+    },
     #[error("cannot open images dir {path} for action scripts: {reason}")]
     ImagesDir {
         path: String,
         reason: std::io::Error,
     },
+}
+
+/// Tells the RPC client about an action instead of running scripts (a request with
+/// `notify_scripts`); its error is the client's refusal.
+pub type Notifier = Box<dyn Fn(Action, Option<i32>) -> Result<(), String> + Send + Sync>;
+
+static NOTIFIER: std::sync::Mutex<Option<Notifier>> = std::sync::Mutex::new(None);
+
+/// Sets (or, with None, clears) the RPC notifier of this process.
+pub fn set_notifier(n: Option<Notifier>) {
+    *NOTIFIER.lock().unwrap_or_else(|e| e.into_inner()) = n;
 }
 
 /// The configured scripts and the images dir they see as `/proc/CRIU/fd/N`.
@@ -89,6 +105,12 @@ impl ActionScripts {
     /// Runs every script for `action`. CRIU keeps scripts in a list it pushes to the front
     /// of, so the last one given runs first; all run even if one fails.
     pub fn run(&self, action: Action, root_pid: Option<i32>) -> Result<(), ScriptError> {
+        if let Some(notify) = NOTIFIER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return notify(action, root_pid).map_err(|reason| ScriptError::Notify {
+                action: action.name(),
+                reason,
+            });
+        }
         let Some(dir) = &self.images_dir else {
             return Ok(());
         };

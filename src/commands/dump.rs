@@ -43,18 +43,26 @@ fn fail(message: &str) -> i32 {
 }
 
 pub fn run(o: &Options, images: &Path) -> i32 {
+    match dump(o, images) {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
+}
+
+/// Dumps the tree of `-t` into `images`.
+pub fn dump(o: &Options, images: &Path) -> Result<(), String> {
     let Some(pid) = o.tree else {
-        return fail("Tree id is not specified (use -t PID)");
+        return Err("Tree id is not specified (use -t PID)".into());
     };
     let scripts = match ActionScripts::new(&o.action_scripts, images) {
         Ok(s) => std::sync::Arc::new(s),
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return Err(e.to_string()),
     };
     if let Err(e) = scripts.run(Action::PreDump, Some(pid)) {
-        return fail(&format!("Pre dump script failed: {e}"));
+        return Err(format!("Pre dump script failed: {e}"));
     }
     if o.cpu_cap & cpu_cap::IMAGE != 0 && crate::commands::cpuinfo::dump(images) != 0 {
-        return fail("cannot write the cpuinfo image");
+        return Err("cannot write the cpuinfo image".into());
     }
     let release = match o.final_state {
         FinalState::Dead => Release::Kill,
@@ -126,9 +134,9 @@ pub fn run(o: &Options, images: &Path) -> i32 {
                 );
             }
             tracing::info!("Dumping finished successfully");
-            0
+            Ok(())
         }
-        Err(e) => fail(&e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

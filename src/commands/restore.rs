@@ -11,7 +11,14 @@ use crate::cli::Options;
 use crate::scripts::{Action, ActionScripts};
 
 pub fn run(o: &Options, dirs: &Dirs) -> i32 {
-    match restore(o, dirs) {
+    let done = restore(o, dirs).and_then(|root| {
+        if o.restore_detached {
+            Ok(0)
+        } else {
+            wait_for(root)
+        }
+    });
+    match done {
         Ok(code) => code,
         Err(e) => {
             tracing::error!("{e}");
@@ -20,7 +27,8 @@ pub fn run(o: &Options, dirs: &Dirs) -> i32 {
     }
 }
 
-fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
+/// Restores the tree; its root pid once it runs.
+pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
     if o.restore_sibling && !o.restore_detached {
         return Err("--restore-sibling only makes sense with --restore-detached".into());
     }
@@ -74,8 +82,10 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
         if let Some(pidfile) = &o.pidfile {
             crate::pidfile::write(Path::new(pidfile), root)?;
         }
-        scripts
-            .run(Action::PostRestore, Some(root))
+        // CRIU runs pre-resume after the network unlock; here it comes just before it.
+        [Action::PostRestore, Action::PreResume]
+            .into_iter()
+            .try_for_each(|action| scripts.run(action, Some(root)))
             .map_err(|e| e.to_string())
     })
     .map_err(|e| match e {
@@ -83,11 +93,12 @@ fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
         other => other.to_string(),
     })?;
     tracing::info!("Restore finished successfully. Tasks resumed.");
-    write_stats(&dirs.images, started.elapsed());
-    if o.restore_detached {
-        return Ok(0);
+    // The tree runs: a failing post-resume script cannot undo the restore.
+    if let Err(e) = scripts.run(Action::PostResume, Some(root)) {
+        tracing::error!("{e}");
     }
-    wait_for(root)
+    write_stats(&dirs.images, started.elapsed());
+    Ok(root)
 }
 
 /// Without `-d`, criu waits for the restored root and exits with its status.

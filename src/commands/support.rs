@@ -84,12 +84,7 @@ impl Kind {
     pub fn implemented(self) -> bool {
         !matches!(
             self,
-            Kind::PreDump
-                | Kind::LazyPages
-                | Kind::PageServer
-                | Kind::Service
-                | Kind::Swrk
-                | Kind::Dedup
+            Kind::PreDump | Kind::LazyPages | Kind::PageServer | Kind::Dedup
         )
     }
 }
@@ -105,7 +100,7 @@ pub enum Scope {
     Nowhere,
 }
 
-use Kind::{Check, CpuinfoCheck, Dump, Exec, Restore};
+use Kind::{Check, CpuinfoCheck, Dump, Exec, Restore, Service};
 
 /// The commands that honour `opt`. Options CRIU's restore reads only at dump time (and so
 /// ignores on restore, as zdtm passes a test's options to both) are listed for restore too.
@@ -129,9 +124,13 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::LeaveStopped => Only(&[Dump]),
         // Restore always leaves the tree running.
         Opt::LeaveRunning => Only(&[Dump, Restore]),
-        Opt::RestoreDetached | Opt::Daemon | Opt::RestoreSibling => Only(&[Restore]),
+        // `criu service -d` runs in the background.
+        Opt::RestoreDetached | Opt::Daemon => Only(&[Restore, Service]),
+        Opt::RestoreSibling => Only(&[Restore]),
         // CRIU's dump ignores --pidfile (zdtm sends it); restore writes it.
-        Opt::Pidfile => Only(&[Dump, Restore]),
+        Opt::Pidfile => Only(&[Dump, Restore, Service]),
+        // The service's socket and readiness.
+        Opt::Address | Opt::StatusFd => Only(&[Service]),
         Opt::Timeout => Only(&[Dump, Restore]),
         Opt::ActionScript => Only(&[Dump, Restore]),
         Opt::ShellJob | Opt::FileLocks | Opt::ExtUnixSk => Only(&[Dump, Restore]),
@@ -192,7 +191,6 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::LsmMountContext
         // Iterative and remote memory.
         | Opt::PageServer
-        | Opt::Address
         | Opt::Port
         | Opt::PsSocket
         | Opt::PrevImagesDir
@@ -207,7 +205,6 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::TlsKey
         | Opt::TlsNoCnVerify
         // Daemons' readiness, plugins, misc.
-        | Opt::StatusFd
         | Opt::Libdir
         | Opt::IrmapScanPath
         | Opt::FileValidation

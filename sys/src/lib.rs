@@ -4,6 +4,7 @@
 pub mod anon_fds;
 pub mod clone;
 pub mod cpuid;
+pub mod fd;
 pub mod fork;
 pub mod fown;
 pub mod kcmp;
