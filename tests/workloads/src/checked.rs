@@ -82,7 +82,7 @@ impl SelfChecking {
     }
 
     /// Dumps (the dump must succeed and the tree dies), then waits until every pid of the
-    /// tree is free again (init reaps the dumped children).
+    /// tree is free again.
     pub fn dump_ok(&mut self, extra: &[&str]) {
         let tree = descendants(self.pid);
         let out = self.dump(extra);
@@ -92,6 +92,12 @@ impl SelfChecking {
             "dump: {out:?}\n{}",
             self.log("dump.log")
         );
+        self.reap_dumped(&tree);
+    }
+
+    /// After a dump that killed `tree` (the pids read before it): reaps the workload and
+    /// waits until init has reaped the rest, so that a restore finds every pid free.
+    pub fn reap_dumped(&mut self, tree: &[i32]) {
         if let Some(mut c) = self.child.take() {
             let _ = c.wait();
         }

@@ -1,0 +1,237 @@
+//! CRIU's RPC through our own client (prost): `criu swrk FD` started the way runc and pycriu
+//! start it (one end of a SOCK_SEQPACKET pair inherited as FD), and `criu service` on a unix
+//! socket. A real tree (tests/workloads/src/bin/uk_state.rs) is dumped and restored through
+//! requests, with the action scripts coming back as NOTIFY messages in CRIU's order. Runs in
+//! the nextest `serial` group.
+
+#[path = "workloads/src/checked.rs"]
+mod checked;
+#[path = "workloads/src/harness.rs"]
+mod harness;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use checked::SelfChecking;
+use criu_proto::rpc::{CriuOpts, CriuReq, CriuReqType, CriuResp};
+use harness::{bin, require_root, wait_until};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use prost::Message;
+
+/// One client connection and, for swrk, the criu serving it.
+struct Client {
+    sock: OwnedFd,
+    criu: Option<Child>,
+    /// NOTIFY scripts seen, in order.
+    notified: Vec<String>,
+}
+
+impl Client {
+    /// Starts `criu swrk N` with its end of a socket pair as fd N, as runc does.
+    fn swrk() -> Client {
+        let (ours, theirs) = socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        // The child inherits its end: close-on-exec comes off that one only.
+        let flags = nix::fcntl::FdFlag::empty();
+        nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_SETFD(flags)).unwrap();
+        let criu = Command::new(env!("CARGO_BIN_EXE_criu"))
+            .args(["swrk", &theirs.as_raw_fd().to_string()])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start criu swrk");
+        drop(theirs);
+        Client {
+            sock: ours,
+            criu: Some(criu),
+            notified: Vec::new(),
+        }
+    }
+
+    fn send_raw(&self, bytes: &[u8]) {
+        socket::send(self.sock.as_raw_fd(), bytes, MsgFlags::empty()).unwrap();
+    }
+
+    fn recv(&self) -> CriuResp {
+        let mut buf = vec![0u8; 1 << 20];
+        let n = socket::recv(self.sock.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        CriuResp::decode(&buf[..n]).expect("a criu_resp")
+    }
+
+    /// Sends `req` and returns the final answer, answering every NOTIFY with success.
+    fn ask(&mut self, req: CriuReq) -> CriuResp {
+        self.send_raw(&req.encode_to_vec());
+        loop {
+            let resp = self.recv();
+            if resp.r#type != CriuReqType::Notify as i32 {
+                return resp;
+            }
+            let notify = resp.notify.unwrap_or_default();
+            self.notified.push(notify.script.unwrap_or_default());
+            let ok = CriuReq {
+                r#type: CriuReqType::Notify as i32,
+                notify_success: Some(true),
+                ..Default::default()
+            };
+            self.send_raw(&ok.encode_to_vec());
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.criu.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn req(kind: CriuReqType, opts: Option<CriuOpts>) -> CriuReq {
+    CriuReq {
+        r#type: kind as i32,
+        opts,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn version_features_and_check_are_answered() {
+    require_root();
+    let mut c = Client::swrk();
+    let v = c.ask(CriuReq {
+        keep_open: Some(true),
+        ..req(CriuReqType::Version, None)
+    });
+    assert!(v.success);
+    let v = v.version.expect("version");
+    // go-criu computes 40200 from these and refuses older ones.
+    assert_eq!((v.major_number, v.minor_number), (4, 2));
+    let f = c.ask(CriuReq {
+        keep_open: Some(true),
+        ..req(CriuReqType::FeatureCheck, None)
+    });
+    assert!(f.success && f.features.is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let images = std::fs::File::open(dir.path()).unwrap();
+    let opts = CriuOpts {
+        images_dir_fd: images.as_raw_fd(),
+        ..Default::default()
+    };
+    let check = c.ask(req(CriuReqType::Check, Some(opts)));
+    assert!(check.success, "{:?}", check.cr_errmsg);
+    assert_eq!(check.r#type, CriuReqType::Check as i32);
+}
+
+#[test]
+fn a_tree_is_dumped_and_restored_with_notifications_in_criu_order() {
+    require_root();
+    let mut task = SelfChecking::start(&[bin("uk_state").into()], &["/tmp", "pairs"]);
+    let images = std::fs::File::open(task.dir.path().join("images")).unwrap();
+    let opts = CriuOpts {
+        images_dir_fd: images.as_raw_fd(),
+        pid: Some(task.pid),
+        log_file: Some("rpc-dump.log".into()),
+        log_level: Some(4),
+        notify_scripts: Some(true),
+        ..Default::default()
+    };
+    let tree = harness::descendants(task.pid);
+    let mut c = Client::swrk();
+    let dumped = c.ask(req(CriuReqType::Dump, Some(opts.clone())));
+    assert!(
+        dumped.success,
+        "{:?}\n{}",
+        dumped.cr_errmsg,
+        task.log("rpc-dump.log")
+    );
+    assert_eq!(c.notified, ["pre-dump", "post-dump"]);
+    task.reap_dumped(&tree);
+    let mut c = Client::swrk();
+    let opts = CriuOpts {
+        pid: None,
+        log_file: Some("rpc-restore.log".into()),
+        ..opts
+    };
+    let restored = c.ask(req(CriuReqType::Restore, Some(opts)));
+    assert!(
+        restored.success,
+        "{:?}\n{}",
+        restored.cr_errmsg,
+        task.log("rpc-restore.log")
+    );
+    assert_eq!(restored.restore.map(|r| r.pid), Some(task.pid));
+    assert_eq!(
+        c.notified,
+        ["pre-restore", "post-restore", "pre-resume", "post-resume"]
+    );
+    assert_eq!(task.verdict(true), "PASS\n");
+}
+
+#[test]
+fn bad_and_unsupported_requests_get_error_answers() {
+    require_root();
+    let c = Client::swrk();
+    c.send_raw(&[0xff, 0xff, 0xff, 0x01]);
+    let r = c.recv();
+    assert!(!r.success && r.cr_errmsg.is_some(), "{r:?}");
+    let mut c = Client::swrk();
+    let r = c.ask(req(CriuReqType::PreDump, Some(CriuOpts::default())));
+    assert!(!r.success);
+    assert!(r.cr_errmsg.unwrap_or_default().contains("not supported"));
+    // An option restore does not honour is refused by name, as on the command line.
+    let dir = tempfile::tempdir().unwrap();
+    let images = std::fs::File::open(dir.path()).unwrap();
+    let opts = CriuOpts {
+        images_dir_fd: images.as_raw_fd(),
+        veths: vec![criu_proto::rpc::CriuVethPair {
+            if_in: "a".into(),
+            if_out: "b".into(),
+        }],
+        ..Default::default()
+    };
+    let mut c = Client::swrk();
+    let r = c.ask(req(CriuReqType::Restore, Some(opts)));
+    assert!(!r.success);
+    assert!(r.cr_errmsg.unwrap_or_default().contains("--veth-pair"));
+}
+
+#[test]
+fn the_service_serves_each_client() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("criu.sock");
+    let mut service = Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args(["service", "--address"])
+        .arg(&path)
+        .args(["-o", "service.log", "-v4"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start criu service");
+    assert!(wait_until(Duration::from_secs(10), || path.exists()));
+    for _ in 0..2 {
+        let sock = socket::socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        socket::connect(sock.as_raw_fd(), &socket::UnixAddr::new(&path).unwrap()).unwrap();
+        let mut c = Client {
+            sock,
+            criu: None,
+            notified: Vec::new(),
+        };
+        let v = c.ask(req(CriuReqType::Version, None));
+        assert!(v.success && v.version.is_some());
+    }
+    let _ = service.kill();
+    let _ = service.wait();
+}
