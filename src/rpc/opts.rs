@@ -52,7 +52,9 @@ pub fn words(opts: &CriuOpts, dirs: &ClientDirs) -> Result<Vec<String>, String> 
     if let Some(fd) = opts.status_fd {
         arg("status-fd", fd.to_string());
     }
-    if let Some(c) = &opts.config_file {
+    // As CRIU: a request's config file that does not exist is skipped (runc always names
+    // /etc/criu/runc.conf).
+    if let Some(c) = opts.config_file.as_ref().filter(|c| std::path::Path::new(c).exists()) {
         arg("config", c.clone());
     }
     for (name, value) in [
@@ -149,9 +151,8 @@ pub fn words(opts: &CriuOpts, dirs: &ClientDirs) -> Result<Vec<String>, String> 
     if opts.pidfd_store_sk.is_some() {
         return Err("pidfd_store_sk is not supported yet".into());
     }
-    if opts.orphan_pts_master == Some(true) {
-        return Err("orphan_pts_master is not supported yet".into());
-    }
+    // orphan_pts_master (runc always sets it) matters only to a tree whose terminal's master
+    // was outside it; such a tree is refused by the terminal code, not here.
     if opts.auto_ext_mnt == Some(true) {
         arg("ext-mount-map", "auto".into());
     }
