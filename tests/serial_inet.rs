@@ -112,3 +112,17 @@ fn a_dump_that_leaves_the_tree_running_unlocks_its_connections() {
     assert_eq!(lock_rules(), Vec::<String>::new());
     assert_eq!(task.verdict(true), "PASS\n");
 }
+
+#[test]
+fn an_option_the_images_cannot_hold_is_refused_and_the_tree_runs_on() {
+    require_root();
+    let mut task = start(&["transparent"]);
+    let out = task.dump(TCP);
+    assert_ne!(out.status.code(), Some(0));
+    let log = task.log("dump.log");
+    assert!(
+        log.contains("IP_TRANSPARENT") && log.contains("LISTEN"),
+        "{log}"
+    );
+    assert_eq!(task.verdict(true), "PASS\n");
+}

@@ -306,6 +306,15 @@ fn describe(
                 != 0,
         );
     }
+    // CRIU's images have no field for a transparent proxy's option: refused, not lost.
+    let (level, transparent) = if seen.family == libc::AF_INET6 {
+        (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
+    } else {
+        (libc::SOL_IP, libc::IP_TRANSPARENT)
+    };
+    if get_int(sock, level, transparent).unwrap_or(0) != 0 {
+        return Err(seen.fail("IP_TRANSPARENT is on, and CRIU's images have no place for it"));
+    }
     if matches!(proto, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) && kind != libc::SOCK_RAW {
         if get_int(sock, libc::SOL_UDP, libc::UDP_CORK)
             .map_err(|e| seen.fail(format!("UDP_CORK: {e}")))?

@@ -10,6 +10,8 @@
 //! - `outside`: connects to 127.0.0.1:PORT (the test's listener) and sends "to-peer";
 //!   after SIGUSR1 it must read "from-peer" (sent by the test while this process was dumped)
 //!   and answer "answer".
+//! - `transparent`: a listener with IP_TRANSPARENT (CRIU's images have no field for it);
+//!   after SIGUSR1 it must still be transparent and accept a connection.
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -38,6 +40,7 @@ fn main() {
             Some(port) => outside(result, &usr1, port),
             None => Err("outside needs a port".into()),
         },
+        "transparent" => transparent(result, &usr1),
         _ => Err(format!("unknown mode {mode}")),
     };
     let text = match verdict {
@@ -193,6 +196,21 @@ fn socket_v6only() -> Result<TcpListener, String> {
     socket::listen(&s, socket::Backlog::new(4).expect("backlog"))
         .map_err(|e| format!("v6 listen: {e}"))?;
     Ok(TcpListener::from(s))
+}
+
+/// A listener with IP_TRANSPARENT, which CRIU's images cannot hold: the dump must refuse it
+/// and leave this process as it was (still transparent, still accepting).
+fn transparent(result: &str, usr1: &SigSet) -> Check {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io::<()>("listen"))?;
+    setsockopt(&l, sockopt::IpTransparent, &true).map_err(|e| format!("IP_TRANSPARENT: {e}"))?;
+    wait_usr1(result, usr1);
+    let on: bool =
+        socket::getsockopt(&l, sockopt::IpTransparent).map_err(|e| format!("get: {e}"))?;
+    ensure(on, || "IP_TRANSPARENT went off".into())?;
+    let addr = l.local_addr().map_err(io::<()>("addr"))?;
+    TcpStream::connect(addr).map_err(io::<()>("connect"))?;
+    l.accept().map_err(io::<()>("accept"))?;
+    Ok(())
 }
 
 fn outside(result: &str, usr1: &SigSet, port: u16) -> Check {
