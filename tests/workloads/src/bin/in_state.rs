@@ -5,8 +5,8 @@
 //! - `inside`: every peer in this process: a TCP listener, a connection with bytes queued
 //!   both ways and a send queue the peer's small window keeps full (bytes sent and not
 //!   acknowledged, and bytes never sent), a half-closed connection, an IPv6-only listener,
-//!   a connected UDP pair and an unbound datagram socket; after SIGUSR1 every byte must arrive once, in order,
-//!   the listeners accept new connections and the datagram sockets talk.
+//!   a connected UDP pair and an unbound datagram socket; after SIGUSR1 every byte must arrive
+//!   once, in order, the listeners accept new connections and the datagram sockets talk.
 //! - `outside`: connects to 127.0.0.1:PORT (the test's listener) and sends "to-peer";
 //!   after SIGUSR1 it must read "from-peer" (sent by the test while this process was dumped)
 //!   and answer "answer".
