@@ -73,7 +73,7 @@ pub fn dump_images(
         match kind {
             NsKind::Uts => uts::dump(pid, id, dir)?,
             NsKind::Time => time::dump(pid, id, dir)?,
-            NsKind::Net => net::dump(pid, id, dir)?,
+            NsKind::Net => net::dump(pid, id, &tree.net_state().cloned().unwrap_or_default(), dir)?,
             NsKind::User => user::dump(pid, id, dir)?,
             NsKind::Ipc => {
                 ipc::dump(pid, id, dir)?;

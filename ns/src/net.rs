@@ -1,8 +1,10 @@
 //! Network namespace, until network devices are dumped (netdev crate): a namespace whose only
 //! device is `lo` with its usual addresses. Its state is `lo`'s flags and MTU in
-//! `netdev-N.img`, plus an (empty) `netns-N.img`. At restore the root is made in a new one
-//! (owned by the root's user namespace), criu sets `lo` up from a thread that joined it, and
-//! makes the tree's sockets in it too (see `Owned::run_in_net`).
+//! `netdev-N.img`, the namespace's sysctls in `netns-N.img` and its firewall (nftables ruleset,
+//! legacy iptables rules) in raw images, all read before the dump locks the namespace (see
+//! criu_netdev::netns). At restore the root is made in a new one (owned by the root's user
+//! namespace), criu sets `lo` up, writes the sysctls and loads the firewall from a thread that
+//! joined it, and makes the tree's sockets in it too (see `Owned::run_in_net`).
 
 use std::path::Path;
 
@@ -72,6 +74,28 @@ fn devices() -> Result<Vec<DevAddr>, String> {
         .collect())
 }
 
+/// What a namespace holds besides `lo`, read before the dump locks it (the lock's own rules
+/// must not be in the images).
+#[derive(Debug, Clone, Default)]
+pub struct NetState {
+    sysctls: NetnsEntry,
+    firewall: criu_netdev::netns::firewall::Firewall,
+}
+
+/// Reads the sysctls and the firewall of `pid`'s network namespace.
+pub fn snapshot(pid: i32) -> Result<NetState, NsImageError> {
+    in_namespaces_of(pid, &[NsKind::Net], || {
+        Ok(NetState {
+            sysctls: criu_netdev::netns::sysctl::dump(),
+            firewall: criu_netdev::netns::firewall::dump().map_err(|e| NsImageError::Bad {
+                kind: KIND,
+                what: format!("firewall of pid {pid}'s namespace: {e}"),
+            })?,
+        })
+    })
+    .map_err(enter(KIND))?
+}
+
 /// Why the network namespace of `pid` cannot be dumped yet, if it cannot.
 pub fn check(pid: i32) -> Result<Option<String>, NsImageError> {
     let found = in_namespaces_of(pid, &[NsKind::Net], devices).map_err(enter(KIND))?;
@@ -79,7 +103,7 @@ pub fn check(pid: i32) -> Result<Option<String>, NsImageError> {
     Ok(refusal(&found))
 }
 
-pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
+pub fn dump(pid: i32, id: u32, state: &NetState, dir: &Path) -> Result<(), NsImageError> {
     let lo = in_namespaces_of(pid, &[NsKind::Net], || criu_sys::netif::flags_and_mtu("lo"))
         .map_err(enter(KIND))?
         .map_err(|e| NsImageError::Bad {
@@ -100,9 +124,33 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
     w.finish().map_err(image(KIND))?;
     let mut w =
         ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
-    w.write(&NetnsEntry::default()).map_err(image(KIND))?;
+    w.write(&state.sysctls).map_err(image(KIND))?;
     w.finish().map_err(image(KIND))?;
+    let fw = &state.firewall;
+    for (kind, bytes) in [
+        (&ImageKind::IPTABLES, &fw.iptables),
+        (&ImageKind::IP6TABLES, &fw.ip6tables),
+        (&ImageKind::NFTABLES, &fw.nftables),
+    ] {
+        let path = dir.join(kind.file_name(Some(id.into())));
+        std::fs::write(&path, bytes).map_err(|e| NsImageError::Bad {
+            kind: KIND,
+            what: format!("cannot write {}: {e}", path.display()),
+        })?;
+    }
     Ok(())
+}
+
+/// The firewall images of namespace `id`; a missing one (an older dump) is empty.
+fn read_firewall(id: u32, dir: &Path) -> criu_netdev::netns::firewall::Firewall {
+    let read = |kind: &ImageKind| {
+        std::fs::read(dir.join(kind.file_name(Some(id.into())))).unwrap_or_default()
+    };
+    criu_netdev::netns::firewall::Firewall {
+        iptables: read(&ImageKind::IPTABLES),
+        ip6tables: read(&ImageKind::IP6TABLES),
+        nftables: read(&ImageKind::NFTABLES),
+    }
 }
 
 /// The network namespace `--external net[INODE]:KEY` named: only its key is written.
@@ -148,16 +196,22 @@ pub fn restore(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
             what: format!("device {} is not restored yet (only lo is)", d.name),
         });
     }
+    let sysctls: NetnsEntry = ImageReader::open_if_exists(dir, &ImageKind::NETNS, Some(id.into()))
+        .map_err(image(KIND))?
+        .map(|mut img| img.read())
+        .transpose()
+        .map_err(image(KIND))?
+        .flatten()
+        .unwrap_or_default();
+    let firewall = read_firewall(id, dir);
+    let bad = |what: String| NsImageError::Bad { kind: KIND, what };
     in_namespaces_of(pid, &[NsKind::Net], || {
         for d in &devices {
-            criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu).map_err(|e| {
-                NsImageError::Bad {
-                    kind: KIND,
-                    what: format!("cannot set up {}: {e}", d.name),
-                }
-            })?;
+            criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu)
+                .map_err(|e| bad(format!("cannot set up {}: {e}", d.name)))?;
         }
-        Ok(())
+        criu_netdev::netns::sysctl::restore(&sysctls, false).map_err(|e| bad(e.to_string()))?;
+        criu_netdev::netns::firewall::restore(&firewall).map_err(|e| bad(format!("firewall: {e}")))
     })
     .map_err(enter(KIND))?
 }

@@ -59,9 +59,16 @@ pub struct TreeNamespaces {
     root: Vec<NsLink>,
     own: Vec<NsKind>,
     checked: BTreeSet<i32>,
+    /// Sysctls and firewall of the tree's own network namespace, read before any lock.
+    net: Option<crate::net::NetState>,
 }
 
 impl TreeNamespaces {
+    /// What the tree's own network namespace holds besides `lo`, when it is dumped.
+    pub fn net_state(&self) -> Option<&crate::net::NetState> {
+        self.net.as_ref()
+    }
+
     /// Reads criu's and the root's namespaces and refuses a root whose own namespaces this
     /// crate cannot dump; the content of a network namespace that `opts` leaves empty or
     /// names external is not dumped.
@@ -109,17 +116,19 @@ impl TreeNamespaces {
                 .find(|(ino, _)| *ino == l.ino)
                 .map(|(_, key)| key.clone())
         });
+        let mut net = None;
         if own.contains(&NsKind::Net) && !opts.empty_net && ext_net.is_none() {
-            let why = crate::net::check(root_pid).map_err(|source| NsError::Image {
+            let image = |source| NsError::Image {
                 pid: root_pid,
                 source,
-            })?;
-            if let Some(what) = why {
+            };
+            if let Some(what) = crate::net::check(root_pid).map_err(image)? {
                 return Err(NsError::Net {
                     pid: root_pid,
                     what,
                 });
             }
+            net = Some(crate::net::snapshot(root_pid).map_err(image)?);
         }
         if own.contains(&NsKind::Mnt) {
             criu_mounts::check(root_pid, &opts.mounts).map_err(|source| NsError::Mount {
@@ -134,6 +143,7 @@ impl TreeNamespaces {
             root,
             own,
             checked: BTreeSet::new(),
+            net,
         };
         // The root's *_for_children must be its own namespace too (nested ones are not kept).
         compare(root_pid, &tree.root, &tree.root)?;
