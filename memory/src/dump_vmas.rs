@@ -46,12 +46,16 @@ pub struct MappedFile {
 
 /// One VMA to dump; `file` is set for file mappings, whose `entry.shmid` must be set to the
 /// file's id once the dump has one for it; `shmem` is set for shared anonymous memory, whose
-/// pages are dumped once per object (`entry.shmid` is its inode).
+/// pages are dumped once per object (`entry.shmid` is its inode); `socket` is set for a
+/// mapping of a socket (a packet socket's ring): the inode of the socket, whose files.img id
+/// `entry.shmid` must be set to once the task's fds are dumped (CRIU's `VMA_AREA_SOCKET`; no
+/// pages are dumped, the kernel owns them).
 #[derive(Debug, Clone)]
 pub struct DumpVma {
     pub entry: VmaEntry,
     pub file: Option<MappedFile>,
     pub shmem: Option<SharedObject>,
+    pub socket: Option<u64>,
 }
 
 /// A shared anonymous memory object: its inode and size.
@@ -226,6 +230,7 @@ pub fn classify(
                 entry: e,
                 file: None,
                 shmem: None,
+                socket: None,
             });
             continue;
         }
@@ -242,12 +247,18 @@ pub fn classify(
                 let ft = meta.file_type();
                 let is_devzero = std::os::unix::fs::FileTypeExt::is_char_device(&ft)
                     && meta.rdev() == libc::makedev(1, 5);
+                // A socket's own pages (a packet socket's ring): recorded as CRIU records
+                // it, the socket named later by its file id; the dump of the socket decides
+                // whether it is one that can come back (a packet socket the task holds).
                 if std::os::unix::fs::FileTypeExt::is_socket(&ft) {
-                    return Err(unsupported(&format!(
-                        "mapping of {}, a packet socket's ring (or an XDP or TCP zero-copy area); \
-                         a packet socket's ring size is kept, its mapping is not",
-                        info.target.display()
-                    )));
+                    e.status = VMA_AREA_REGULAR | VMA_AREA_SOCKET;
+                    out.push(DumpVma {
+                        entry: e,
+                        file: None,
+                        shmem: None,
+                        socket: Some(meta.ino()),
+                    });
+                    continue;
                 }
                 if !(ft.is_file() || is_devzero) {
                     return Err(unsupported(&format!(
@@ -265,6 +276,7 @@ pub fn classify(
                             entry: e,
                             file: None,
                             shmem: None,
+                            socket: None,
                         });
                         continue;
                     }
@@ -349,6 +361,7 @@ pub fn classify(
             entry: e,
             file,
             shmem,
+            socket: None,
         });
     }
     Ok(out)
@@ -514,6 +527,36 @@ VmFlags: rd wr mr mw me gd ac hg
         assert_eq!(v[1].entry.flags, MAP_PRIVATE | huge);
         assert!(v[1].file.is_none() && v[1].shmem.is_none());
         assert!(v[1].is_private());
+    }
+
+    #[test]
+    fn a_socket_mapping_is_a_socket_area_named_by_its_inode_with_no_pages() {
+        let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&a));
+        let meta = std::fs::metadata(&link).unwrap();
+        let text = "7f1000000000-7f1000022000 rw-s 00000000 00:08 4242 socket:[4242]\nVmFlags: rd wr sh mr mw me ms mm\n\
+                    7f2000000000-7f2000002000 r--p 00000000 00:08 4242 socket:[4242]\nVmFlags: rd mr mw me mm\n";
+        let smaps = criu_procfs::smaps::parse_smaps(text).unwrap();
+        let v = classify(42, &smaps, &|_, _| {
+            Ok(Some(MapFileInfo {
+                link_mode: 0o600 | libc::S_IFLNK,
+                target: "socket:[4242]".into(),
+                meta: Some(meta.clone()),
+            }))
+        })
+        .unwrap();
+        assert_eq!(v.len(), 2);
+        for d in &v {
+            assert_eq!(d.entry.status, VMA_AREA_REGULAR | VMA_AREA_SOCKET);
+            assert_eq!(d.socket, Some(meta.ino()));
+            assert!(d.file.is_none() && d.shmem.is_none());
+            assert!(!d.is_private(), "a ring's pages are the kernel's");
+            assert_eq!(d.entry.fdflags, Some(libc::O_RDWR as u32));
+            assert_eq!(d.entry.flags & MAP_ANONYMOUS, 0);
+        }
+        assert_eq!(v[0].entry.flags, MAP_SHARED);
+        assert_eq!(v[0].entry.prot, (libc::PROT_READ | libc::PROT_WRITE) as u32);
+        assert_eq!(v[1].entry.flags, MAP_PRIVATE);
     }
 
     #[test]

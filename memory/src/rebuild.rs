@@ -136,18 +136,31 @@ pub fn set_mm(
     Ok(())
 }
 
+/// What criu holds for the areas it hands to a task: each shared memory object (by shmid) and
+/// each open file description (by files.img id), as criu's fds.
+pub struct Objects<S, D> {
+    pub shmem: S,
+    pub description: D,
+}
+
 /// Maps every dumped VMA at its address but the `inherited` ones, already there (private pages
 /// are filled afterwards from outside; shared memory comes already filled from criu through
-/// `channel`: `shmem` gives criu's fd of each shared memory object).
-pub fn map_vmas(
+/// `channel`, and a packet socket's ring is mapped from criu's socket sent the same way:
+/// `objects` gives criu's fds of both).
+pub fn map_vmas<S, D>(
     r: &mut Remote,
     all: &DumpImages,
-    shmem: impl Fn(u64) -> Option<i32>,
+    objects: &Objects<S, D>,
     t: &TaskImages,
     channel: &criu_tracee::FdChannel,
     inherited: &[(u64, u64)],
-) -> Result<(), RestoreMemError> {
+) -> Result<(), RestoreMemError>
+where
+    S: Fn(u64) -> Option<i32>,
+    D: Fn(u32) -> Option<i32>,
+{
     let pid = t.pid();
+    let shmem = &objects.shmem;
     let mut vdso_start = None;
     for vma in &t.mm.vmas {
         match plan(vma)? {
@@ -203,6 +216,50 @@ pub fn map_vmas(
                     return Err(task_err(
                         pid,
                         format!("mmap at {addr:#x} landed at {got:#x}"),
+                    ));
+                }
+                for adv in advice(vma) {
+                    r.call("madvise", libc::SYS_madvise, &[addr, len, adv as u64])?;
+                }
+            }
+            MapPlan::Socket {
+                addr,
+                len,
+                prot,
+                flags,
+                file_id,
+                offset,
+            } => {
+                let socket = (objects.description)(file_id)
+                    .filter(|_| all.files.get(&file_id).is_some_and(|f| f.psk.is_some()))
+                    .ok_or_else(|| {
+                        task_err(
+                            pid,
+                            format!(
+                                "vma {addr:#x}: packet socket {file_id} (its ring's owner) was \
+                                 not restored"
+                            ),
+                        )
+                    })?;
+                let fd = channel.take(r, socket)?;
+                let got = r.try_call(libc::SYS_mmap, &[addr, len, prot, flags, fd, offset])?;
+                r.close(fd)?;
+                if got < 0 {
+                    return Err(task_err(
+                        pid,
+                        format!(
+                            "vma {addr:#x}-{:#x}: mmap of the ring of packet socket {file_id}: \
+                             {} (the area must be the socket's whole ring, RX then TX, from \
+                             offset 0)",
+                            addr + len,
+                            std::io::Error::from_raw_os_error(-got as i32)
+                        ),
+                    ));
+                }
+                if got as u64 != addr {
+                    return Err(task_err(
+                        pid,
+                        format!("packet ring mmap at {addr:#x} landed at {got:#x}"),
                     ));
                 }
                 for adv in advice(vma) {

@@ -79,6 +79,17 @@ pub enum MapPlan {
         shmid: u64,
         attach: bool,
     },
+    /// A packet socket's ring (CRIU's `VMA_AREA_SOCKET`): mapped again from the restored
+    /// socket `file_id` (files.img id), whose rings are set when criu makes it. The ring's
+    /// contents are the kernel's and are not restored (CRIU neither).
+    Socket {
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        file_id: u32,
+        offset: u64,
+    },
     /// Part of the vDSO set, recreated as a whole by `arch_prctl(ARCH_MAP_VDSO_64)`.
     Vdso,
     /// `[vsyscall]`: fixed by the kernel, nothing to do.
@@ -115,8 +126,19 @@ pub fn plan(vma: &VmaEntry) -> Result<MapPlan, RestoreMemError> {
             attach: vma.pgoff == 0,
         });
     }
-    if s & (VMA_AREA_SOCKET | VMA_UNSUPP) != 0 {
+    if s & VMA_UNSUPP != 0 {
         return Err(bad("this kind of mapping is not restored yet"));
+    }
+    if s & VMA_AREA_SOCKET != 0 {
+        let file_id = u32::try_from(vma.shmid).map_err(|_| bad("socket file id out of range"))?;
+        return Ok(MapPlan::Socket {
+            addr: vma.start,
+            len: vma.end - vma.start,
+            prot: u64::from(vma.prot),
+            flags: (u64::from(vma.flags) & !(libc::MAP_ANONYMOUS as u64)) | libc::MAP_FIXED as u64,
+            file_id,
+            offset: vma.pgoff,
+        });
     }
     let shared_flags =
         (u64::from(vma.flags) & !(libc::MAP_ANONYMOUS as u64)) | libc::MAP_FIXED as u64;
@@ -306,14 +328,32 @@ mod tests {
         );
         assert!(plan(&vma(0x2000, 0x1000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
         assert!(plan(&vma(0x1001, 0x2000, 3, 0x22, VMA_AREA_REGULAR)).is_err());
-        assert!(plan(&vma(
-            0x1000,
-            0x2000,
-            3,
-            0x22,
-            VMA_AREA_REGULAR | VMA_AREA_SOCKET
-        ))
-        .is_err());
+        assert!(plan(&vma(0x1000, 0x2000, 3, 0x22, VMA_AREA_REGULAR | VMA_UNSUPP)).is_err());
+    }
+
+    #[test]
+    fn a_packet_ring_is_mapped_from_its_socket() {
+        let mut v = vma(
+            0x7f00_0000_0000,
+            0x7f00_0000_2000,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            VMA_AREA_REGULAR | VMA_AREA_SOCKET,
+        );
+        v.pgoff = 0;
+        assert_eq!(
+            plan(&v).unwrap(),
+            MapPlan::Socket {
+                addr: 0x7f00_0000_0000,
+                len: 0x2000,
+                prot: 3,
+                flags: (libc::MAP_SHARED | libc::MAP_FIXED) as u64,
+                file_id: 7,
+                offset: 0,
+            }
+        );
+        v.shmid = u64::MAX;
+        assert!(plan(&v).is_err(), "a file id past u32");
     }
 
     #[test]

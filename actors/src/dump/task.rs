@@ -363,7 +363,7 @@ fn collect(
     let names = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
     let name = names.pid;
 
-    // Memory map; file mappings get the file's id.
+    // Memory map; file mappings get the file's id (socket mappings once the fds are dumped).
     let mut vmas = dump_vmas::collect_vmas(pid)?;
     let sysv = criu_memory::vma::VMA_AREA_SYSVIPC;
     if let Some(v) = vmas
@@ -416,6 +416,14 @@ fn collect(
     } else {
         files::dump_fds(pid, &shared.files)?
     };
+    // A socket's ring names the socket by its file id, known once the fds are dumped.
+    for v in vmas.iter_mut() {
+        if let Some(ino) = v.socket {
+            let area = (v.entry.start, v.entry.end);
+            let id = criu_files::packet::dump::mapped_ring(pid, area, ino, &shared.files)?;
+            v.entry.shmid = u64::from(id);
+        }
+    }
 
     // The process-wide queue first: an injection lets SIGTRAP through (its int3 reports with
     // it), so a pending SIGTRAP would be taken off the shared queue (and sent back to the

@@ -397,7 +397,11 @@ impl RestoreTask {
         let exe_inherited =
             !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
         rebuild::set_mm(&mut r, &all, &t.mm, pid, exe_inherited)?;
-        rebuild::map_vmas(&mut r, &all, |id| shared.shmem(id), t, &channel, &inherited)?;
+        let objects = rebuild::Objects {
+            shmem: |id| shared.shmem(id),
+            description: |id| shared.description(id),
+        };
+        rebuild::map_vmas(&mut r, &all, &objects, t, &channel, &inherited)?;
         channel.close(&mut r)?;
         let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
         let (inside, outside) = inherited::split_runs(&runs, &inherited);

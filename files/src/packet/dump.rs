@@ -84,6 +84,11 @@ pub fn socket_id(
     let fown = crate::fown::dump::read(pid, fd, flags)?;
     let entry = describe(sock.as_fd(), &d, &mut seen, flags)?;
     let mut t = lock();
+    // Another task holding the socket too (or sharing this fd table) may have described it
+    // meanwhile: one description, one id.
+    if let Some(&id) = t.packet.dumped.get(&ino) {
+        return Ok(id);
+    }
     let id = t.add(|id| FileEntry {
         r#type: FdTypes::Packetsk as i32,
         id,
@@ -92,6 +97,55 @@ pub fn socket_id(
     });
     t.packet.dumped.insert(ino, id);
     Ok(id)
+}
+
+/// The files.img id of the packet socket `ino` whose ring `pid` maps at `start`-`end`
+/// (CRIU's `VMA_AREA_SOCKET` area names it so). The socket must be one of the task's fds, as
+/// CRIU requires: restore maps the ring from the socket it gives the task. Called once the
+/// task's fds are dumped; a task whose fd table its parent dumps describes the socket itself
+/// (the same id either way).
+pub fn mapped_ring(
+    pid: i32,
+    (start, end): (u64, u64),
+    ino: u64,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<u32, FilesError> {
+    let fail = |what: String| FilesError::Other {
+        pid,
+        what: format!("mapping {start:#x}-{end:#x} of socket:[{ino}]: {what}"),
+    };
+    let known = table
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .packet
+        .dumped
+        .get(&ino)
+        .copied();
+    if let Some(id) = known {
+        return Ok(id);
+    }
+    let fds = criu_procfs::read_fds(pid).map_err(|source| FilesError::Proc {
+        pid,
+        what: "fd list".into(),
+        source,
+    })?;
+    let Some(fd) = fds.into_iter().find_map(|(fd, target)| {
+        matches!(target, criu_procfs::FdTarget::Socket(i) if i == ino).then_some(fd)
+    }) else {
+        return Err(fail(
+            "the task holds no fd of this socket (a packet socket's ring mapped and its socket \
+             closed); CRIU does not dump such a mapping either"
+                .into(),
+        ));
+    };
+    let info = crate::socket::dump_socket_fd(pid, fd, ino, table)?;
+    if info.r#type != FdTypes::Packetsk as i32 {
+        return Err(fail(format!(
+            "fd {fd} is not a packet socket; only a packet socket's ring can be mapped back \
+             (a TCP zero-copy or XDP area is not supported by this dump)"
+        )));
+    }
+    Ok(info.id)
 }
 
 /// sock_diag's view of socket `ino`.

@@ -14,6 +14,12 @@
 //! - a NETLINK_KOBJECT_UEVENT socket connected to the route socket's port id;
 //! - with `bypass`, also a packet socket with PACKET_QDISC_BYPASS on, which the images cannot
 //!   hold (its dump must fail);
+//! - with `ring`, also an IPv4 datagram packet socket on `lo` with a TPACKET_V3 RX ring that
+//!   it maps shared, read-write; after the restore the mapping must be at the same address,
+//!   of the same size and protection, a mapping of that socket (/proc/self/maps), and the
+//!   kernel must put a datagram sent over `lo` in a block of it;
+//! - with `ring-no-fd`, the same ring mapped but its socket closed: a mapping CRIU does not
+//!   dump either (its dump must fail); the mapping must be there still;
 //!
 //! writes "READY" to RESULT and waits for SIGUSR1 (in sigwait); then it checks every binding
 //! and option from inside, asks the route socket for the links and sends itself a datagram
@@ -32,12 +38,17 @@ const ROUTE_PORT: u32 = 0x7a11_0000;
 const ROUTE_GROUPS: u32 = 0x1 | 0x10; // RTMGRP_LINK | RTMGRP_IPV4_IFADDR
 const TPACKET_V2: i32 = 1;
 const RING: [u32; 4] = [4096, 4, 2048, 8]; // block size, blocks, frame size, frames
+const TPACKET_V3: i32 = 2;
+/// The mapped ring: 4 blocks of 64 KiB, 2 KiB frames, a block retired after 10 ms.
+const RING3: [u32; 7] = [1 << 16, 4, 2048, 128, 10, 0, 0];
+/// TP_STATUS_USER: a block the kernel handed to the program.
+const TP_STATUS_USER: u32 = 1;
 
 fn main() {
     let _ = nix::unistd::setsid();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 2 && args.len() != 3 {
-        eprintln!("usage: pk_state RESULT [bypass]");
+        eprintln!("usage: pk_state RESULT [bypass|ring|ring-no-fd]");
         std::process::exit(2);
     }
     let result = &args[1];
@@ -289,10 +300,168 @@ fn setup() -> Result<Sockets, String> {
     })
 }
 
+/// A packet socket's RX ring mapped by the program: where, and the socket (None once closed).
+struct MappedRing {
+    sock: Option<OwnedFd>,
+    addr: usize,
+    len: usize,
+}
+
+fn mapped_ring(keep_fd: bool) -> Result<MappedRing, String> {
+    let sock = packet(libc::SOCK_DGRAM, ETH_P_IP)?;
+    let fd = sock.as_raw_fd();
+    let sol = libc::SOL_PACKET;
+    set_int(fd, sol, libc::PACKET_VERSION, TPACKET_V3, "PACKET_VERSION")?;
+    let req: Vec<u8> = RING3.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    set(fd, sol, libc::PACKET_RX_RING, &req, "PACKET_RX_RING (V3)")?;
+    let len = (RING3[0] * RING3[1]) as usize;
+    // SAFETY: a new shared mapping of the socket's ring at an address the kernel picks.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(errno("mmap of the V3 RX ring"));
+    }
+    Ok(MappedRing {
+        sock: keep_fd.then_some(sock),
+        addr: p as usize,
+        len,
+    })
+}
+
+/// The ring's line of /proc/self/maps is there as it was mapped: same address, size,
+/// protection and sharing, and of the socket the program holds (the socket as it is now: a
+/// restored socket is a new inode).
+fn check_ring_mapping(m: &MappedRing) -> Check {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("read maps: {e}"))?;
+    let want = format!("{:x}-", m.addr);
+    let line = maps
+        .lines()
+        .find(|l| l.starts_with(&want))
+        .ok_or_else(|| format!("no mapping starts at {:#x} any more:\n{maps}", m.addr))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let end = f
+        .first()
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(_, e)| usize::from_str_radix(e, 16).ok())
+        .ok_or_else(|| format!("bad maps line {line}"))?;
+    let (maj, min) = f
+        .get(3)
+        .and_then(|d| d.split_once(':'))
+        .and_then(|(a, b)| {
+            Some((
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            ))
+        })
+        .ok_or_else(|| format!("bad maps line {line}"))?;
+    let ino: u64 = f.get(4).and_then(|i| i.parse().ok()).unwrap_or(0);
+    if end - m.addr != m.len {
+        return Err(format!(
+            "the ring's mapping is {line}, want {} bytes",
+            m.len
+        ));
+    }
+    if f.get(1) != Some(&"rw-s") {
+        return Err(format!("the ring's mapping is {line}, want rw-s"));
+    }
+    if !line.ends_with(&format!("socket:[{ino}]")) {
+        return Err(format!(
+            "the mapping at {:#x} is {line}, not a socket's",
+            m.addr
+        ));
+    }
+    if let Some(sock) = &m.sock {
+        let st = nix::sys::stat::fstat(sock).map_err(|e| format!("fstat packet socket: {e}"))?;
+        if ino != st.st_ino || libc::makedev(maj as u32, min as u32) != st.st_dev {
+            return Err(format!(
+                "the mapping at {:#x} is {line}, not of the packet socket (inode {})",
+                m.addr, st.st_ino
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn rd32(at: usize) -> u32 {
+    // SAFETY: `at` lies in the ring mapping, 4-byte aligned; the kernel writes it
+    // concurrently, hence the volatile read.
+    unsafe { std::ptr::read_volatile(at as *const u32) }
+}
+
+/// Sends a UDP datagram over lo and waits until the kernel puts it in a block of the ring.
+fn check_ring_traffic(m: &MappedRing) -> Check {
+    let sock = m.sock.as_ref().ok_or("the ring's socket is closed")?;
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
+    let to = udp.local_addr().map_err(|e| format!("udp: {e}"))?;
+    let payload = format!("into the ring of {}", std::process::id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let block = RING3[0] as usize;
+    while std::time::Instant::now() < deadline {
+        udp.send_to(payload.as_bytes(), to)
+            .map_err(|e| format!("udp send: {e}"))?;
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, a live local.
+        unsafe { libc::poll(&mut pfd, 1, 500) };
+        for b in 0..RING3[1] as usize {
+            let base = m.addr + b * block;
+            // struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1:
+            // block_status, num_pkts, offset_to_first_pkt, ...
+            if rd32(base + 8) & TP_STATUS_USER == 0 {
+                continue;
+            }
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            let mut pkt = base + rd32(base + 16) as usize;
+            let mut found = false;
+            for _ in 0..rd32(base + 12) {
+                // struct tpacket3_hdr: next_offset, sec, nsec, snaplen, len, status, mac, net.
+                let snaplen = rd32(pkt + 12) as usize;
+                let mac = (rd32(pkt + 24) & 0xffff) as usize;
+                if pkt + mac + snaplen <= base + block {
+                    // SAFETY: the frame's bytes lie inside this block of the mapping, which the
+                    // kernel handed over (TP_STATUS_USER) and no longer writes.
+                    let data =
+                        unsafe { std::slice::from_raw_parts((pkt + mac) as *const u8, snaplen) };
+                    found |= data.windows(payload.len()).any(|w| w == payload.as_bytes());
+                }
+                let next = rd32(pkt) as usize;
+                if next == 0 {
+                    break;
+                }
+                pkt += next;
+            }
+            // The block goes back to the kernel (TP_STATUS_KERNEL).
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            // SAFETY: the block status word of a block the program owns, in the mapping.
+            unsafe { std::ptr::write_volatile((base + 8) as *mut u32, 0) };
+            if found {
+                return Ok(());
+            }
+        }
+    }
+    Err("the kernel put no datagram sent over lo into the mapped ring".into())
+}
+
 fn run(result: &str, mode: Option<&str>, usr1: &SigSet) -> Check {
     let s = setup()?;
+    let ring = match mode {
+        Some("ring") => Some(mapped_ring(true)?),
+        Some("ring-no-fd") => Some(mapped_ring(false)?),
+        _ => None,
+    };
     let _bypass = match mode {
-        None => None,
+        None | Some("ring") | Some("ring-no-fd") => None,
         Some("bypass") => {
             let b = packet(libc::SOCK_RAW, ETH_P_ALL)?;
             set_int(
@@ -308,7 +477,14 @@ fn run(result: &str, mode: Option<&str>, usr1: &SigSet) -> Check {
     };
     std::fs::write(result, "READY\n").map_err(|e| format!("write READY: {e}"))?;
     while usr1.wait().is_err() {}
-    check(&s)
+    check(&s)?;
+    if let Some(m) = &ring {
+        check_ring_mapping(m)?;
+        if m.sock.is_some() {
+            check_ring_traffic(m)?;
+        }
+    }
+    Ok(())
 }
 
 fn check(s: &Sockets) -> Check {
