@@ -43,12 +43,14 @@ pub struct NetworkLock {
     netns_of: Option<i32>,
     /// Connections locked so far.
     locked: Arc<Mutex<Vec<Conn>>>,
+    /// Whether the namespace of `netns_of` was locked (it had connections).
+    netns_locked: bool,
 }
 
-/// Every TCP connection (local, remote) held by `pids`, as sock_diag lists them in the
-/// calling thread's network namespace; a closed one that sock_diag does not list is left to
-/// the files domain.
-fn connections_of(pids: &[i32]) -> Result<Vec<Conn>, String> {
+/// Every TCP connection (local, remote) held by `pids` (with `whole_ns`, every one of the
+/// namespace), as sock_diag lists them in the calling thread's network namespace; a closed
+/// one that sock_diag does not list is left to the files domain.
+fn connections_of(pids: &[i32], whole_ns: bool) -> Result<Vec<Conn>, String> {
     use std::os::unix::fs::MetadataExt;
     let mut inodes = std::collections::HashSet::new();
     for pid in pids {
@@ -70,7 +72,7 @@ fn connections_of(pids: &[i32]) -> Result<Vec<Conn>, String> {
         out.extend(
             list.iter()
                 .filter(|(ino, d)| {
-                    inodes.contains(ino)
+                    (whole_ns || inodes.contains(ino))
                         && criu_files::inet::is_connection(
                             u32::from(d.state),
                             u32::from(d.dst.port()),
@@ -91,6 +93,7 @@ impl NetworkLock {
             opts,
             netns_of: None,
             locked: Arc::default(),
+            netns_locked: false,
         }
     }
 
@@ -99,13 +102,20 @@ impl NetworkLock {
         if let Some(run) = &self.opts.scripts {
             (run.0)(true).map_err(|e| format!("network-lock script: {e}"))?;
         }
-        let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
-        criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
-            lock::lock_netns(method, &run_id)
-        })
-        .map_err(|e| format!("network lock of pid {pid}'s namespace: {e}"))?
-        .map_err(|e| e.to_string())?;
         self.netns_of = Some(pid);
+        // Only TCP connections need the traffic held; a namespace without any is left
+        // untouched (the lock's chains would stay behind in it as empty ones).
+        let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
+        let locked = criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
+            if connections_of(&[pid], true)?.is_empty() {
+                return Ok(false);
+            }
+            lock::lock_netns(method, &run_id)
+                .map(|()| true)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("network lock of pid {pid}'s namespace: {e}"))??;
+        self.netns_locked = locked;
         Ok(())
     }
 
@@ -115,7 +125,7 @@ impl NetworkLock {
         if self.opts.method == Method::Skip {
             return Ok(());
         }
-        let conns = connections_of(pids)?;
+        let conns = connections_of(pids, false)?;
         if conns.is_empty() {
             return Ok(());
         }
@@ -175,6 +185,7 @@ impl NetworkLock {
                 lock::unlock_netns(method, &run_id)
             });
             match undone {
+                _ if !std::mem::take(&mut self.netns_locked) => {}
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!("network unlock: {e}"),
                 Err(e) => tracing::error!("network unlock of pid {pid}'s namespace: {e}"),
@@ -247,6 +258,9 @@ impl RestoreLock {
 
     /// In the tree's new network namespace, before any socket is made.
     pub fn lock_new_netns(&self) -> Result<(), String> {
+        if self.conns.is_empty() {
+            return Ok(());
+        }
         lock::lock_netns(self.opts.method, &self.opts.run_id).map_err(|e| e.to_string())
     }
 
@@ -256,11 +270,13 @@ impl RestoreLock {
         match own_netns {
             Some(pid) => {
                 let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
-                criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
-                    lock::unlock_netns(method, &run_id)
-                })
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                if !self.conns.is_empty() {
+                    criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
+                        lock::unlock_netns(method, &run_id)
+                    })
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                }
                 if let Some(run) = &self.opts.scripts {
                     (run.0)(false).map_err(|e| format!("network-unlock script: {e}"))?;
                 }

@@ -1,0 +1,68 @@
+//! What a tree's own network namespace holds besides `lo`: its sysctls and its firewall
+//! (iptables rules through iptables-nft, an nftables table) are set in the namespace of a
+//! running workload, which is dumped and restored; the restored namespace must show the same
+//! values and rules (`sysctl`, `iptables -S`, `nft -s list ruleset`) and the workload must
+//! pass its own checks. Runs in the nextest `serial` group.
+
+#[path = "workloads/src/checked.rs"]
+mod checked;
+#[path = "workloads/src/harness.rs"]
+mod harness;
+
+use std::ffi::OsString;
+use std::process::Command;
+
+use checked::SelfChecking;
+use harness::{bin, require_root};
+
+/// Runs `script` with sh in the network namespace of `pid`; its output.
+fn in_netns(pid: i32, script: &str) -> String {
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "sh", "-c", script])
+        .output()
+        .expect("run nsenter");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const SET: &str = "sysctl -qw net.ipv4.ping_group_range='0 2147483647' \
+    net.ipv4.conf.all.forwarding=1 net.ipv4.conf.default.rp_filter=2 \
+    net.ipv6.conf.default.hop_limit=33 net.unix.max_dgram_qlen=77 && \
+    iptables -A INPUT -p tcp --dport 4242 -j DROP && \
+    nft add table inet t && \
+    nft 'add chain inet t c { type filter hook input priority 0; }' && \
+    nft add rule inet t c tcp dport 4343 drop";
+
+const SHOW: &str = "sysctl net.ipv4.ping_group_range net.ipv4.conf.all.forwarding \
+    net.ipv4.conf.default.rp_filter net.ipv6.conf.default.hop_limit net.unix.max_dgram_qlen; \
+    iptables -S; nft -s list ruleset";
+
+#[test]
+fn sysctls_and_firewall_of_the_trees_namespace_come_back() {
+    require_root();
+    let launcher = [
+        "unshare",
+        "-n",
+        "sh",
+        "-c",
+        "ip link set lo up && exec \"$0\" \"$@\"",
+    ];
+    let argv: Vec<OsString> = launcher
+        .iter()
+        .map(OsString::from)
+        .chain([bin("uk_state").into()])
+        .collect();
+    let mut task = SelfChecking::start(&argv, &["/tmp", "pairs"]);
+    in_netns(task.pid, SET);
+    let before = in_netns(task.pid, SHOW);
+    assert!(before.contains("4242") && before.contains("4343") && before.contains("= 77"));
+    task.dump_ok(&[]);
+    task.restore_ok(&[]);
+    let after = in_netns(task.pid, SHOW);
+    assert_eq!(after, before, "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(true), "PASS\n");
+}
