@@ -5,18 +5,18 @@
 //! from inside that every byte arrives once and in order. Runs in the nextest `serial` group:
 //! the network lock adds iptables rules to the host's tables.
 
-#[path = "workloads/src/checked.rs"]
-mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-use checked::SelfChecking;
-use harness::{bin, require_root};
+use harness::require_root;
+use state_task::{Argv, StateTask};
 
 const TCP: &[&str] = &["--tcp-established"];
 
@@ -33,15 +33,20 @@ fn lock_rules() -> Vec<String> {
         .collect()
 }
 
-fn start(args: &[&str]) -> SelfChecking {
-    SelfChecking::start(&[bin("in_state").into()], args)
+/// in_state with `args` after its result file, in `dir`.
+fn start(args: &[&str], dir: &tempfile::TempDir) -> StateTask {
+    StateTask::workload("in_state")
+        .argv(Argv::ResultArgs)
+        .args(args)
+        .start(dir.path())
 }
 
 #[test]
 fn connections_listeners_and_datagrams_inside_the_tree_come_back() {
     require_root();
-    let mut task = start(&["inside"]);
-    task.dump_ok(TCP);
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start(&["inside"], &dir);
+    task.dump(TCP);
     assert!(
         !lock_rules().is_empty(),
         "no connection was locked during the dump"
@@ -52,7 +57,7 @@ fn connections_listeners_and_datagrams_inside_the_tree_come_back() {
         Vec::<String>::new(),
         "the restore left lock rules"
     );
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
@@ -60,12 +65,13 @@ fn a_peer_outside_the_tree_never_notices() {
     require_root();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let mut task = start(&["outside", &port]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start(&["outside", &port], &dir);
     let (mut peer, _) = listener.accept().unwrap();
     let mut hello = [0u8; 7];
     peer.read_exact(&mut hello).unwrap();
     assert_eq!(&hello, b"to-peer");
-    task.dump_ok(TCP);
+    task.dump(TCP);
     // While the tree is gone, the peer's bytes are dropped by the lock, not answered by a
     // reset: the peer's socket stays healthy and the bytes arrive after the restore.
     peer.write_all(b"from-peer").unwrap();
@@ -78,7 +84,7 @@ fn a_peer_outside_the_tree_never_notices() {
     }
     peer.set_nonblocking(false).unwrap();
     task.restore_ok(TCP);
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
     peer.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut answer = [0u8; 6];
@@ -90,8 +96,9 @@ fn a_peer_outside_the_tree_never_notices() {
 #[test]
 fn a_connection_needs_tcp_established_and_the_tree_runs_on() {
     require_root();
-    let mut task = start(&["inside"]);
-    let out = task.dump(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&["inside"], &dir);
+    let out = task.try_dump(&[]);
     assert_ne!(out.status.code(), Some(0));
     let log = task.log("dump.log");
     assert!(
@@ -100,29 +107,31 @@ fn a_connection_needs_tcp_established_and_the_tree_runs_on() {
     );
     assert_eq!(lock_rules(), Vec::<String>::new());
     // Untouched: it still passes its own checks.
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }
 
 #[test]
 fn a_dump_that_leaves_the_tree_running_unlocks_its_connections() {
     require_root();
-    let mut task = start(&["inside"]);
-    let out = task.dump(&["--tcp-established", "-R"]);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&["inside"], &dir);
+    let out = task.try_dump(&["--tcp-established", "-R"]);
     assert_eq!(out.status.code(), Some(0), "{}", task.log("dump.log"));
     assert_eq!(lock_rules(), Vec::<String>::new());
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }
 
 #[test]
 fn an_option_the_images_cannot_hold_is_refused_and_the_tree_runs_on() {
     require_root();
-    let mut task = start(&["transparent"]);
-    let out = task.dump(TCP);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&["transparent"], &dir);
+    let out = task.try_dump(TCP);
     assert_ne!(out.status.code(), Some(0));
     let log = task.log("dump.log");
     assert!(
         log.contains("IP_TRANSPARENT") && log.contains("LISTEN"),
         "{log}"
     );
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }

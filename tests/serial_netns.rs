@@ -4,16 +4,15 @@
 //! values and rules (`sysctl`, `iptables -S`, `nft -s list ruleset`) and the workload must
 //! pass its own checks. Runs in the nextest `serial` group.
 
-#[path = "workloads/src/checked.rs"]
-mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
-use std::ffi::OsString;
 use std::process::Command;
 
-use checked::SelfChecking;
-use harness::{bin, require_root};
+use harness::require_root;
+use state_task::{Argv, StateTask};
 
 /// Runs `script` with sh in the network namespace of `pid`; its output.
 fn in_netns(pid: i32, script: &str) -> String {
@@ -44,25 +43,24 @@ const SHOW: &str = "sysctl net.ipv4.ping_group_range net.ipv4.conf.all.forwardin
 #[test]
 fn sysctls_and_firewall_of_the_trees_namespace_come_back() {
     require_root();
-    let launcher = [
-        "unshare",
-        "-n",
-        "sh",
-        "-c",
-        "ip link set lo up && exec \"$0\" \"$@\"",
-    ];
-    let argv: Vec<OsString> = launcher
-        .iter()
-        .map(OsString::from)
-        .chain([bin("uk_state").into()])
-        .collect();
-    let mut task = SelfChecking::start(&argv, &["/tmp", "pairs"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("uk_state")
+        .launcher(&[
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .argv(Argv::ResultArgs)
+        .args(&["/tmp", "pairs"])
+        .start(dir.path());
     in_netns(task.pid, SET);
     let before = in_netns(task.pid, SHOW);
     assert!(before.contains("4242") && before.contains("4343") && before.contains("= 77"));
-    task.dump_ok(&[]);
+    task.dump(&[]);
     task.restore_ok(&[]);
     let after = in_netns(task.pid, SHOW);
     assert_eq!(after, before, "{}", task.log("restore.log"));
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }

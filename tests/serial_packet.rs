@@ -6,62 +6,60 @@
 //! as that socket's ring.
 //! Runs in the nextest `serial` group: the packet sockets make the host's `lo` promiscuous.
 
-#[path = "workloads/src/checked.rs"]
-mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
-use std::ffi::OsString;
+use harness::require_root;
+use state_task::{Argv, StateTask};
 
-use checked::SelfChecking;
-use harness::{bin, require_root};
-
-/// Starts pk_state with `args`; `own_net`: in a network namespace of its own (with `lo` up),
-/// entered by `unshare`, which then execs the workload in the same process.
-fn start(own_net: bool, args: &[&str]) -> SelfChecking {
-    let program = bin("pk_state").into();
-    let argv: Vec<OsString> = if own_net {
-        let launcher = [
+/// Starts pk_state with `args` in `dir`; `own_net`: in a network namespace of its own (with
+/// `lo` up), entered by `unshare`, which then execs the workload in the same process.
+fn start(own_net: bool, args: &[&str], dir: &tempfile::TempDir) -> StateTask {
+    let launch = StateTask::workload("pk_state")
+        .argv(Argv::ResultArgs)
+        .args(args);
+    let launch = if own_net {
+        launch.launcher(&[
             "unshare",
             "-n",
             "sh",
             "-c",
             "ip link set lo up && exec \"$0\" \"$@\"",
-        ];
-        launcher
-            .iter()
-            .map(OsString::from)
-            .chain([program])
-            .collect()
+        ])
     } else {
-        vec![program]
+        launch
     };
-    SelfChecking::start(&argv, args)
+    launch.start(dir.path())
 }
 
 #[test]
 fn packet_and_netlink_sockets_come_back() {
     require_root();
-    let mut task = start(false, &[]);
-    task.dump_ok(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start(false, &[], &dir);
+    task.dump(&[]);
     task.restore_ok(&[]);
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
 fn packet_and_netlink_sockets_of_a_network_namespace_come_back() {
     require_root();
-    let mut task = start(true, &[]);
-    task.dump_ok(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start(true, &[], &dir);
+    task.dump(&[]);
     task.restore_ok(&[]);
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
 fn an_option_the_images_cannot_hold_fails_the_dump_and_the_tree_runs_on() {
     require_root();
-    let mut task = start(false, &["bypass"]);
-    let out = task.dump(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(false, &["bypass"], &dir);
+    let out = task.try_dump(&[]);
     assert_ne!(out.status.code(), Some(0));
     let log = task.log("dump.log");
     let want = format!("pid {}: fd ", task.pid);
@@ -70,7 +68,7 @@ fn an_option_the_images_cannot_hold_fails_the_dump_and_the_tree_runs_on() {
         "{log}"
     );
     // Untouched: it still passes its own checks.
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }
 
 /// The socket mappings (start, end) of `pid`, from /proc/PID/maps.
@@ -99,16 +97,17 @@ fn a_mapped_packet_ring_comes_back_at_its_address_as_the_sockets_ring() {
     use criu_proto::images::{PagemapEntry, PagemapHead};
     use criu_proto::{ImageKind, ImageReader};
     require_root();
-    let mut task = start(true, &["ring"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start(true, &["ring"], &dir);
     let rings = socket_mappings(task.pid);
     assert_eq!(rings.len(), 1, "the workload maps one ring");
     let (start, end) = rings[0];
-    task.dump_ok(&[]);
+    task.dump(&[]);
 
     // The images record the area as CRIU does: a socket area naming the packet socket's
     // files.img id, whose ring sizes add up to the area, and no pages of it.
-    let dir = task.dir.path().join("images");
-    let images = criu_proto::dump_images::read(&dir).unwrap();
+    let images_dir = task.dir.join("images");
+    let images = criu_proto::dump_images::read(&images_dir).unwrap();
     let t = &images.tasks[0];
     let vma = t.mm.vmas.iter().find(|v| v.start == start).unwrap();
     assert_eq!(vma.end, end);
@@ -131,7 +130,7 @@ fn a_mapped_packet_ring_comes_back_at_its_address_as_the_sockets_ring() {
         end - start
     );
     assert_eq!(psk.version, 2, "TPACKET_V3");
-    let mut r = ImageReader::open(&dir, &ImageKind::PAGEMAP, Some(t.pid() as u64)).unwrap();
+    let mut r = ImageReader::open(&images_dir, &ImageKind::PAGEMAP, Some(t.pid() as u64)).unwrap();
     let _: PagemapHead = r.read().unwrap().unwrap();
     let runs: Vec<PagemapEntry> = r.read_all().unwrap();
     assert!(
@@ -141,16 +140,17 @@ fn a_mapped_packet_ring_comes_back_at_its_address_as_the_sockets_ring() {
 
     task.restore_ok(&[]);
     assert_eq!(socket_mappings(task.pid), rings);
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
 fn a_ring_mapped_without_its_socket_fails_the_dump_naming_the_area() {
     require_root();
-    let mut task = start(true, &["ring-no-fd"]);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(true, &["ring-no-fd"], &dir);
     let rings = socket_mappings(task.pid);
     assert_eq!(rings.len(), 1, "the workload maps one ring");
-    let out = task.dump(&[]);
+    let out = task.try_dump(&[]);
     assert_ne!(out.status.code(), Some(0));
     let log = task.log("dump.log");
     let want = format!(
@@ -161,5 +161,5 @@ fn a_ring_mapped_without_its_socket_fails_the_dump_naming_the_area() {
         log.contains(&want) && log.contains("holds no fd"),
         "{want}\n{log}"
     );
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }

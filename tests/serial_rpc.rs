@@ -4,20 +4,20 @@
 //! requests, with the action scripts coming back as NOTIFY messages in CRIU's order. Runs in
 //! the nextest `serial` group.
 
-#[path = "workloads/src/checked.rs"]
-mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use checked::SelfChecking;
 use criu_proto::rpc::{CriuOpts, CriuReq, CriuReqType, CriuResp};
-use harness::{bin, require_root, wait_until};
+use harness::{require_root, wait_until};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use prost::Message;
+use state_task::{Argv, StateTask};
 
 /// One client connection and, for swrk, the criu serving it.
 struct Client {
@@ -131,8 +131,13 @@ fn version_features_and_check_are_answered() {
 #[test]
 fn a_tree_is_dumped_and_restored_with_notifications_in_criu_order() {
     require_root();
-    let mut task = SelfChecking::start(&[bin("uk_state").into()], &["/tmp", "pairs"]);
-    let images = std::fs::File::open(task.dir.path().join("images")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("uk_state")
+        .argv(Argv::ResultArgs)
+        .args(&["/tmp", "pairs"])
+        .start(dir.path());
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    let images = std::fs::File::open(dir.path().join("images")).unwrap();
     let opts = CriuOpts {
         images_dir_fd: images.as_raw_fd(),
         pid: Some(task.pid),
@@ -170,7 +175,7 @@ fn a_tree_is_dumped_and_restored_with_notifications_in_criu_order() {
         c.notified,
         ["pre-restore", "post-restore", "pre-resume", "post-resume"]
     );
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }
 
 #[test]

@@ -3,10 +3,10 @@
 //! whole time: after the restore the same connection gets the same answers, and new
 //! connections are accepted. Runs in the nextest `serial` group; CI installs the servers.
 
-#[path = "workloads/src/checked.rs"]
-mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use checked::criu;
 use harness::{descendants, require_root, wait_until};
+use state_task::criu;
 
 /// A free loopback port (the kernel's pick, released again).
 fn free_port() -> u16 {

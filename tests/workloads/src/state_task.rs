@@ -50,6 +50,8 @@ pub enum Argv {
 /// defaults (no args, [`Argv::ArgsResultWork`], stdin and stdout /dev/null), then `start`.
 pub struct Launch<'a> {
     name: &'a str,
+    /// A program that runs the workload (`unshare -n ...`), execing it in the same process.
+    launcher: Vec<String>,
     args: Vec<String>,
     argv: Argv,
     stdin: Stdio,
@@ -57,6 +59,13 @@ pub struct Launch<'a> {
 }
 
 impl Launch<'_> {
+    /// Runs the workload through `launcher` (its argv, the workload's path and arguments
+    /// follow), which must exec it in the same process.
+    pub fn launcher(mut self, launcher: &[&str]) -> Self {
+        self.launcher = launcher.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| a.to_string()));
         self
@@ -83,7 +92,14 @@ impl Launch<'_> {
         let name = self.name;
         let work = dir.join("work");
         let result = dir.join("result");
-        let mut cmd = Command::new(bin(name));
+        let mut cmd = match self.launcher.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin(name));
+                c
+            }
+            None => Command::new(bin(name)),
+        };
         match self.argv {
             Argv::ArgsResultWork => {
                 std::fs::create_dir_all(&work).unwrap();
@@ -133,6 +149,7 @@ impl StateTask {
     pub fn workload(name: &str) -> Launch<'_> {
         Launch {
             name,
+            launcher: Vec::new(),
             args: Vec::new(),
             argv: Argv::ArgsResultWork,
             stdin: Stdio::null(),
@@ -173,6 +190,11 @@ impl StateTask {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .unwrap();
+        self.wait_verdict()
+    }
+
+    /// The verdict of a task that checks itself unasked.
+    pub fn wait_verdict(&self) -> String {
         wait_until(LONG, || is_verdict(&self.result_text()));
         self.result_text()
     }
@@ -192,6 +214,12 @@ impl StateTask {
         let tree = descendants(self.pid);
         let out = self.try_dump(extra);
         self.assert_ok(&out, "dump");
+        self.reap_dumped(&tree);
+    }
+
+    /// After a dump (ours or made elsewhere, as over RPC) killed `tree`, the pids read before
+    /// it: reaps the original and waits until init has reaped the rest.
+    pub fn reap_dumped(&mut self, tree: &[i32]) {
         self.reap();
         let gone = wait_until(Duration::from_secs(10), || {
             tree.iter()
