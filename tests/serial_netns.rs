@@ -1,8 +1,9 @@
-//! What a tree's own network namespace holds besides `lo`: its sysctls and its firewall
-//! (iptables rules through iptables-nft, an nftables table) are set in the namespace of a
-//! running workload, which is dumped and restored; the restored namespace must show the same
-//! values and rules (`sysctl`, `iptables -S`, `nft -s list ruleset`) and the workload must
-//! pass its own checks. Runs in the nextest `serial` group.
+//! What a tree's own network namespace holds besides `lo`: its sysctls, addresses, routes,
+//! rules and firewall (iptables rules through iptables-nft, an nftables table) are set in the
+//! namespace of a running workload, which is dumped and restored; the restored namespace must
+//! show the same values and rules (`sysctl`, `iptables -S`, `nft -s list ruleset`, `ip
+//! addr/route/rule`) and the workload must pass its own checks. Runs in the nextest `serial`
+//! group.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -34,14 +35,16 @@ const SET: &str = "sysctl -qw net.ipv4.ping_group_range='0 2147483647' \
     iptables -A INPUT -p tcp --dport 4242 -j DROP && \
     nft add table inet t && \
     nft 'add chain inet t c { type filter hook input priority 0; }' && \
-    nft add rule inet t c tcp dport 4343 drop";
+    nft add rule inet t c tcp dport 4343 drop && \
+    ip addr add 127.0.0.5/8 dev lo && ip route add 10.9.0.0/16 dev lo && \
+    ip rule add from 10.1.0.0/16 table 100";
 
 const SHOW: &str = "sysctl net.ipv4.ping_group_range net.ipv4.conf.all.forwarding \
     net.ipv4.conf.default.rp_filter net.ipv6.conf.default.hop_limit net.unix.max_dgram_qlen; \
-    iptables -S; nft -s list ruleset";
+    iptables -S; nft -s list ruleset; ip addr show lo | grep inet; ip route show table all; ip rule";
 
 #[test]
-fn sysctls_and_firewall_of_the_trees_namespace_come_back() {
+fn sysctls_addresses_routes_rules_and_firewall_of_the_trees_namespace_come_back() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = StateTask::workload("uk_state")
@@ -58,6 +61,11 @@ fn sysctls_and_firewall_of_the_trees_namespace_come_back() {
     in_netns(task.pid, SET);
     let before = in_netns(task.pid, SHOW);
     assert!(before.contains("4242") && before.contains("4343") && before.contains("= 77"));
+    assert!(
+        before.contains("127.0.0.5/8")
+            && before.contains("10.9.0.0/16")
+            && before.contains("lookup 100")
+    );
     task.dump(&[]);
     task.restore_ok(&[]);
     let after = in_netns(task.pid, SHOW);

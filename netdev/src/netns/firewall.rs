@@ -5,20 +5,9 @@
 //! otherwise, so that nothing is restored twice). All raw images; the tools run in the calling
 //! thread's network namespace (a child inherits it).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-#[derive(Debug, thiserror::Error)]
-pub enum FirewallError {
-    #[error("{cmd}: cannot run: {source} (is it installed?)")]
-    Spawn { cmd: String, source: std::io::Error },
-    #[error("{cmd}: exited with {status}: {stderr}")]
-    Failed {
-        cmd: String,
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
-}
+use super::{run, ToolError};
 
 /// The namespace's rules, each as its tool prints them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,45 +15,6 @@ pub struct Firewall {
     pub iptables: Vec<u8>,
     pub ip6tables: Vec<u8>,
     pub nftables: Vec<u8>,
-}
-
-fn run(program: &str, args: &[&str], input: Option<&[u8]>) -> Result<Vec<u8>, FirewallError> {
-    let cmd = std::iter::once(program)
-        .chain(args.iter().copied())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| FirewallError::Spawn {
-            cmd: cmd.clone(),
-            source,
-        })?;
-    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
-        // A tool that fails early closes its stdin; its status says why.
-        let _ = stdin.write_all(data);
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|source| FirewallError::Spawn {
-            cmd: cmd.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(FirewallError::Failed {
-            cmd,
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(out.stdout)
 }
 
 /// The legacy (x_tables) variant of `tool` ("iptables-save", ...), if this machine has one:
@@ -86,7 +36,7 @@ fn which(program: &str) -> bool {
 }
 
 /// The calling thread's namespace's rules.
-pub fn dump() -> Result<Firewall, FirewallError> {
+pub fn dump() -> Result<Firewall, ToolError> {
     let save = |family: &str| match legacy(family, "save") {
         Some(tool) => run(&tool, &[], None),
         None => Ok(Vec::new()),
@@ -103,7 +53,7 @@ pub fn dump() -> Result<Firewall, FirewallError> {
 }
 
 /// Loads `fw` into the calling thread's (fresh) namespace.
-pub fn restore(fw: &Firewall) -> Result<(), FirewallError> {
+pub fn restore(fw: &Firewall) -> Result<(), ToolError> {
     for (family, rules) in [("iptables", &fw.iptables), ("ip6tables", &fw.ip6tables)] {
         if rules.is_empty() {
             continue;
