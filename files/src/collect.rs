@@ -198,7 +198,7 @@ fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTa
 fn is_mqueue(pid: i32, fd: i32) -> bool {
     const MQUEUE_MAGIC: i64 = 0x1980_0202;
     nix::sys::statfs::statfs(format!("/proc/{pid}/fd/{fd}").as_str())
-        .is_ok_and(|s| s.filesystem_type().0 as i64 == MQUEUE_MAGIC)
+        .is_ok_and(|s| s.filesystem_type().0 == MQUEUE_MAGIC)
 }
 
 pub(crate) fn dump_path_fd(

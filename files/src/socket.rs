@@ -4,6 +4,51 @@ use criu_proto::images::{FdTypes, FdinfoEntry};
 
 use crate::table::{fdinfo, FileTable, FilesError};
 
+/// A socket of a family module that cannot be dumped, named as far as it is known.
+#[derive(Debug, thiserror::Error)]
+#[error("pid {pid}: fd {fd}: {family} socket:[{ino}]{desc}: {what}")]
+pub struct SocketError {
+    pub pid: i32,
+    pub fd: i32,
+    pub ino: u64,
+    pub family: &'static str,
+    /// Type, protocol and state, once known (" (stream, TCP, LISTEN)").
+    pub desc: String,
+    pub what: String,
+}
+
+/// The socket a family module is describing, as far as it knows it: what its errors name.
+pub(crate) struct Seen {
+    pub pid: i32,
+    pub fd: i32,
+    pub ino: u64,
+    pub family: &'static str,
+    pub desc: String,
+}
+
+impl Seen {
+    pub fn new(pid: i32, fd: i32, ino: u64, family: &'static str) -> Seen {
+        Seen {
+            pid,
+            fd,
+            ino,
+            family,
+            desc: String::new(),
+        }
+    }
+
+    pub fn fail(&self, what: impl Into<String>) -> SocketError {
+        SocketError {
+            pid: self.pid,
+            fd: self.fd,
+            ino: self.ino,
+            family: self.family,
+            desc: self.desc.clone(),
+            what: what.into(),
+        }
+    }
+}
+
 /// The fdinfo entry of `pid`'s `fd`, a socket with inode `ino`.
 pub fn dump_socket_fd(
     pid: i32,

@@ -45,11 +45,7 @@ pub enum FilesError {
     #[error(transparent)]
     Unix(#[from] crate::unix::dump::UnixError),
     #[error(transparent)]
-    Inet(crate::inet::dump::InetError),
-    #[error(transparent)]
-    Packet(#[from] crate::packet::dump::PacketError),
-    #[error(transparent)]
-    Netlink(#[from] crate::netlink::dump::NetlinkError),
+    Socket(#[from] crate::socket::SocketError),
     #[error(transparent)]
     Locks(#[from] crate::locks::dump::LockError),
     #[error(transparent)]

@@ -18,6 +18,7 @@ use nix::sys::socket::{getsockname, SockaddrStorage};
 use super::addr::{any, from_storage, to_words};
 use super::repair::{self, Stream};
 use super::state::{self, CLOSE, ESTABLISHED, LISTEN};
+use crate::socket::{Seen, SocketError};
 use crate::table::{FileTable, FilesError};
 
 /// What the dump does with TCP connections.
@@ -119,44 +120,6 @@ impl InetSockets {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("pid {pid}: fd {fd}: {family} socket:[{ino}]{desc}: {what}")]
-pub struct InetError {
-    pub pid: i32,
-    pub fd: i32,
-    pub ino: u64,
-    pub family: &'static str,
-    /// Type, protocol and state, once known.
-    pub desc: String,
-    pub what: String,
-}
-
-/// The socket as seen so far, for error messages.
-struct Seen {
-    pid: i32,
-    fd: i32,
-    ino: u64,
-    family: i32,
-    desc: String,
-}
-
-impl Seen {
-    fn fail(&self, what: impl Into<String>) -> InetError {
-        InetError {
-            pid: self.pid,
-            fd: self.fd,
-            ino: self.ino,
-            family: if self.family == libc::AF_INET6 {
-                "IPv6"
-            } else {
-                "IPv4"
-            },
-            desc: self.desc.clone(),
-            what: what.into(),
-        }
-    }
-}
-
 fn kind_name(kind: i32, proto: i32) -> String {
     let k = match kind {
         libc::SOCK_STREAM => "stream",
@@ -191,20 +154,18 @@ pub fn socket_id(
     if let Some(&id) = lock().inet.dumped.get(&ino) {
         return Ok(id);
     }
-    let mut seen = Seen {
-        pid,
-        fd,
-        ino,
-        family,
-        desc: String::new(),
+    let name = if family == libc::AF_INET6 {
+        "IPv6"
+    } else {
+        "IPv4"
     };
+    let mut seen = Seen::new(pid, fd, ino, name);
     let (tcp, fown) = {
         let t = lock();
         (t.opts.tcp.clone(), crate::fown::dump::read(pid, fd, flags)?)
     };
     let diag = |proto| lock().inet.diag(family, proto, ino as u32);
-    let (mut entry, stream) =
-        describe(sock.as_fd(), &mut seen, flags, &tcp, &diag).map_err(FilesError::Inet)?;
+    let (mut entry, stream) = describe(sock.as_fd(), family, &mut seen, flags, &tcp, &diag)?;
     entry.fown = fown;
     let mut t = lock();
     let id = t.add(|id| FileEntry {
@@ -230,13 +191,15 @@ type Dumped = (InetSkEntry, Option<(Stream, SocketAddr, SocketAddr)>);
 /// sock_diag's view of the socket, by protocol.
 type DiagOf<'a> = dyn Fn(i32) -> Result<Option<super::diag::InetDiag>, String> + 'a;
 
+/// Describes `sock`, of `family` (AF_INET or AF_INET6).
 fn describe(
     sock: BorrowedFd<'_>,
+    family: i32,
     seen: &mut Seen,
     flags: u32,
     tcp: &TcpOptions,
     diag: &DiagOf<'_>,
-) -> Result<Dumped, InetError> {
+) -> Result<Dumped, SocketError> {
     let opt = |name: &str, opt| {
         get_int(sock, libc::SOL_SOCKET, opt).map_err(|e| format!("getsockopt({name}): {e}"))
     };
@@ -268,8 +231,8 @@ fn describe(
     let local = getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&sock))
         .ok()
         .and_then(|a| from_storage(&a));
-    let remote = super::addr::peer_name(sock, seen.family)
-        .map_err(|e| seen.fail(format!("SO_PEERNAME: {e}")))?;
+    let remote =
+        super::addr::peer_name(sock, family).map_err(|e| seen.fail(format!("SO_PEERNAME: {e}")))?;
     let is_tcp = kind == libc::SOCK_STREAM;
     let (state, backlog) = if is_tcp {
         tcp_state(sock).map_err(|e| seen.fail(format!("TCP_INFO: {e}")))?
@@ -281,7 +244,7 @@ fn describe(
     seen.desc = format!("{}, {})", kind_name(kind, proto), state::name(state));
     let mut entry = InetSkEntry {
         ino: seen.ino as u32,
-        family: seen.family as u32,
+        family: family as u32,
         r#type: kind as u32,
         proto: proto as u32,
         state,
@@ -289,17 +252,17 @@ fn describe(
         dst_port: remote.map_or(0, |a| u32::from(a.port())),
         flags,
         backlog: backlog.1,
-        src_addr: to_words(local.map_or(any(seen.family), |a| a.ip())),
-        dst_addr: to_words(remote.map_or(any(seen.family), |a| a.ip())),
-        opts: crate::sk_opts::dump::read(sock, seen.family)
+        src_addr: to_words(local.map_or(any(family), |a| a.ip())),
+        dst_addr: to_words(remote.map_or(any(family), |a| a.ip())),
+        opts: crate::sk_opts::dump::read(sock, family)
             .map_err(|(w, e)| seen.fail(format!("getsockopt({w}): {e}")))?,
         ip_opts: Some(
-            super::opts::read_ip(sock, seen.family, kind, proto)
+            super::opts::read_ip(sock, family, kind, proto)
                 .map_err(|(w, e)| seen.fail(format!("getsockopt({w}): {e}")))?,
         ),
         ..Default::default()
     };
-    if seen.family == libc::AF_INET6 {
+    if family == libc::AF_INET6 {
         entry.v6only = Some(
             get_int(sock, libc::SOL_IPV6, libc::IPV6_V6ONLY)
                 .map_err(|e| seen.fail(format!("IPV6_V6ONLY: {e}")))?
@@ -307,7 +270,7 @@ fn describe(
         );
     }
     // CRIU's images have no field for a transparent proxy's option: refused, not lost.
-    let (level, transparent) = if seen.family == libc::AF_INET6 {
+    let (level, transparent) = if family == libc::AF_INET6 {
         (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
     } else {
         (libc::SOL_IP, libc::IP_TRANSPARENT)

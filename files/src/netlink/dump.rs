@@ -10,6 +10,7 @@ use criu_sys::sockopt::get_int;
 
 use super::diag::{self, NetlinkDiag};
 use super::protocol_name;
+use crate::socket::{Seen, SocketError};
 use crate::table::{FileTable, FilesError};
 
 /// The netlink sockets of one dump.
@@ -20,36 +21,6 @@ pub struct NetlinkSockets {
     /// The kernel's lists by network namespace (nsfs device and inode), asked for when first
     /// needed; the tree is frozen meanwhile.
     diag: HashMap<(u64, u64), HashMap<u32, NetlinkDiag>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("pid {pid}: fd {fd}: netlink socket:[{ino}]{desc}: {what}")]
-pub struct NetlinkError {
-    pub pid: i32,
-    pub fd: i32,
-    pub ino: u64,
-    /// Type and protocol, once known.
-    pub desc: String,
-    pub what: String,
-}
-
-struct Seen {
-    pid: i32,
-    fd: i32,
-    ino: u64,
-    desc: String,
-}
-
-impl Seen {
-    fn fail(&self, what: impl Into<String>) -> NetlinkError {
-        NetlinkError {
-            pid: self.pid,
-            fd: self.fd,
-            ino: self.ino,
-            desc: self.desc.clone(),
-            what: what.into(),
-        }
-    }
 }
 
 /// The files.img id of netlink socket `ino`, `pid`'s `fd`, of which `sock` is criu's copy.
@@ -65,12 +36,7 @@ pub fn socket_id(
     if let Some(&id) = lock().netlink.dumped.get(&ino) {
         return Ok(id);
     }
-    let mut seen = Seen {
-        pid,
-        fd,
-        ino,
-        desc: String::new(),
-    };
+    let mut seen = Seen::new(pid, fd, ino, "netlink");
     let d = diag_of(sock.as_fd(), ino, table).map_err(|w| seen.fail(w))?;
     let fown = crate::fown::dump::read(pid, fd, flags)?;
     let entry = describe(sock.as_fd(), d.as_ref(), &mut seen, flags)?;
@@ -123,7 +89,7 @@ fn describe(
     d: Option<&NetlinkDiag>,
     seen: &mut Seen,
     flags: u32,
-) -> Result<NetlinkSkEntry, NetlinkError> {
+) -> Result<NetlinkSkEntry, SocketError> {
     let protocol = match d {
         Some(d) => u32::from(d.protocol),
         None => get_int(sock, libc::SOL_SOCKET, libc::SO_PROTOCOL)

@@ -12,6 +12,7 @@ use nix::errno::Errno;
 
 use super::diag::{self, PacketDiag, Ring};
 use super::{opt, type_name};
+use crate::socket::{Seen, SocketError};
 use crate::table::{FileTable, FilesError};
 
 /// Multicast membership kinds (PACKET_MR_*).
@@ -30,37 +31,6 @@ pub struct PacketSockets {
     diag: HashMap<(u64, u64), HashMap<u32, PacketDiag>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("pid {pid}: fd {fd}: packet socket:[{ino}]{desc}: {what}")]
-pub struct PacketError {
-    pub pid: i32,
-    pub fd: i32,
-    pub ino: u64,
-    /// Type and protocol, once known.
-    pub desc: String,
-    pub what: String,
-}
-
-/// The socket as seen so far, for error messages.
-struct Seen {
-    pid: i32,
-    fd: i32,
-    ino: u64,
-    desc: String,
-}
-
-impl Seen {
-    fn fail(&self, what: impl Into<String>) -> PacketError {
-        PacketError {
-            pid: self.pid,
-            fd: self.fd,
-            ino: self.ino,
-            desc: self.desc.clone(),
-            what: what.into(),
-        }
-    }
-}
-
 /// The files.img id of packet socket `ino`, `pid`'s `fd`, of which `sock` is criu's copy.
 pub fn socket_id(
     pid: i32,
@@ -74,12 +44,7 @@ pub fn socket_id(
     if let Some(&id) = lock().packet.dumped.get(&ino) {
         return Ok(id);
     }
-    let mut seen = Seen {
-        pid,
-        fd,
-        ino,
-        desc: String::new(),
-    };
+    let mut seen = Seen::new(pid, fd, ino, "packet");
     let d = diag_of(sock.as_fd(), ino, table).map_err(|w| seen.fail(w))?;
     let fown = crate::fown::dump::read(pid, fd, flags)?;
     let entry = describe(sock.as_fd(), &d, &mut seen, flags)?;
@@ -198,7 +163,7 @@ fn describe(
     d: &PacketDiag,
     seen: &mut Seen,
     flags: u32,
-) -> Result<PacketSockEntry, PacketError> {
+) -> Result<PacketSockEntry, SocketError> {
     let kind = u32::from(d.kind);
     // Made with the protocol in network order; sock_diag shows it in host order.
     let protocol = u32::from(d.num.to_be());

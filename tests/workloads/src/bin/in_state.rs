@@ -55,7 +55,7 @@ fn wait_usr1(result: &str, set: &SigSet) {
     while set.wait().is_err() {}
 }
 
-fn io<T>(what: &str) -> impl FnOnce(std::io::Error) -> String + '_ {
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
@@ -68,29 +68,25 @@ fn pattern(from: usize, len: usize) -> Vec<u8> {
 
 fn read_exact(s: &mut TcpStream, n: usize, what: &str) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; n];
-    s.read_exact(&mut buf).map_err(io::<()>(what))?;
+    s.read_exact(&mut buf).map_err(io(what))?;
     Ok(buf)
 }
 
 fn inside(result: &str, usr1: &SigSet) -> Check {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io::<()>("listen"))?;
-    let port = l.local_addr().map_err(io::<()>("local_addr"))?.port();
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io("listen"))?;
+    let port = l.local_addr().map_err(io("local_addr"))?.port();
     // A connection with bytes queued both ways.
-    let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(io::<()>("connect"))?;
-    let (mut a, _) = l.accept().map_err(io::<()>("accept"))?;
-    c.set_nodelay(true).map_err(io::<()>("nodelay"))?;
-    c.write_all(b"client-to-server")
-        .map_err(io::<()>("write"))?;
-    a.write_all(b"server-to-client")
-        .map_err(io::<()>("write"))?;
+    let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(io("connect"))?;
+    let (mut a, _) = l.accept().map_err(io("accept"))?;
+    c.set_nodelay(true).map_err(io("nodelay"))?;
+    c.write_all(b"client-to-server").map_err(io("write"))?;
+    a.write_all(b"server-to-client").map_err(io("write"))?;
     // A send queue kept full by a receiver that does not read: bytes sent and not yet
     // acknowledged, and bytes never sent. The receiver's buffer is set before it connects,
     // so that its window is made for it.
     let mut big_rx = connect_with_rcvbuf(port, 64 << 10)?;
-    let (mut big_tx, _) = l.accept().map_err(io::<()>("accept"))?;
-    big_tx
-        .set_nonblocking(true)
-        .map_err(io::<()>("nonblocking"))?;
+    let (mut big_tx, _) = l.accept().map_err(io("accept"))?;
+    big_tx.set_nonblocking(true).map_err(io("nonblocking"))?;
     let mut sent = 0usize;
     while sent < 1 << 20 {
         match big_tx.write(&pattern(sent, 8192)) {
@@ -99,22 +95,20 @@ fn inside(result: &str, usr1: &SigSet) -> Check {
             Err(e) => return Err(format!("fill: {e}")),
         }
     }
-    big_tx
-        .set_nonblocking(false)
-        .map_err(io::<()>("blocking"))?;
+    big_tx.set_nonblocking(false).map_err(io("blocking"))?;
     // Half-closed: the client has said all it will say.
-    let mut hc = TcpStream::connect(("127.0.0.1", port)).map_err(io::<()>("connect"))?;
-    let (mut hs, _) = l.accept().map_err(io::<()>("accept"))?;
-    hc.write_all(b"last words").map_err(io::<()>("write"))?;
-    hc.shutdown(Shutdown::Write).map_err(io::<()>("shutdown"))?;
+    let mut hc = TcpStream::connect(("127.0.0.1", port)).map_err(io("connect"))?;
+    let (mut hs, _) = l.accept().map_err(io("accept"))?;
+    hc.write_all(b"last words").map_err(io("write"))?;
+    hc.shutdown(Shutdown::Write).map_err(io("shutdown"))?;
     std::thread::sleep(Duration::from_millis(100));
     // IPv6 only, and datagrams.
     let l6 = socket_v6only()?;
-    let u1 = UdpSocket::bind("127.0.0.1:0").map_err(io::<()>("udp bind"))?;
-    let u2 = UdpSocket::bind("127.0.0.1:0").map_err(io::<()>("udp bind"))?;
-    u1.connect(u2.local_addr().map_err(io::<()>("addr"))?)
-        .map_err(io::<()>("udp connect"))?;
-    let _unbound = UdpSocket::bind("0.0.0.0:0").map_err(io::<()>("udp"))?;
+    let u1 = UdpSocket::bind("127.0.0.1:0").map_err(io("udp bind"))?;
+    let u2 = UdpSocket::bind("127.0.0.1:0").map_err(io("udp bind"))?;
+    u1.connect(u2.local_addr().map_err(io("addr"))?)
+        .map_err(io("udp connect"))?;
+    let _unbound = UdpSocket::bind("0.0.0.0:0").map_err(io("udp"))?;
     wait_usr1(result, usr1);
 
     let got = read_exact(&mut a, 16, "server read")?;
@@ -125,7 +119,7 @@ fn inside(result: &str, usr1: &SigSet) -> Check {
     ensure(got == b"server-to-client", || {
         format!("client read {got:?}")
     })?;
-    c.write_all(b"ping").map_err(io::<()>("write after"))?;
+    c.write_all(b"ping").map_err(io("write after"))?;
     ensure(read_exact(&mut a, 4, "read after")? == b"ping", || {
         "ping lost".into()
     })?;
@@ -134,33 +128,31 @@ fn inside(result: &str, usr1: &SigSet) -> Check {
         format!("{sent} queued bytes differ")
     })?;
     let mut rest = Vec::new();
-    hs.read_to_end(&mut rest)
-        .map_err(io::<()>("half-closed read"))?;
+    hs.read_to_end(&mut rest).map_err(io("half-closed read"))?;
     ensure(rest == b"last words", || {
         format!("half-closed read {rest:?}")
     })?;
-    hs.write_all(b"reply")
-        .map_err(io::<()>("write to half-closed"))?;
+    hs.write_all(b"reply").map_err(io("write to half-closed"))?;
     ensure(
         read_exact(&mut hc, 5, "half-closed reply")? == b"reply",
         || "reply lost".into(),
     )?;
-    let mut n = TcpStream::connect(("127.0.0.1", port)).map_err(io::<()>("new connect"))?;
-    let (mut na, _) = l.accept().map_err(io::<()>("new accept"))?;
-    n.write_all(b"new").map_err(io::<()>("write"))?;
+    let mut n = TcpStream::connect(("127.0.0.1", port)).map_err(io("new connect"))?;
+    let (mut na, _) = l.accept().map_err(io("new accept"))?;
+    n.write_all(b"new").map_err(io("write"))?;
     ensure(read_exact(&mut na, 3, "new read")? == b"new", || {
         "new connection".into()
     })?;
-    let p6 = l6.local_addr().map_err(io::<()>("v6 addr"))?.port();
-    TcpStream::connect((Ipv6Addr::LOCALHOST, p6)).map_err(io::<()>("v6 connect"))?;
+    let p6 = l6.local_addr().map_err(io("v6 addr"))?.port();
+    TcpStream::connect((Ipv6Addr::LOCALHOST, p6)).map_err(io("v6 connect"))?;
     let v6only: bool =
         socket::getsockopt(&l6, sockopt::Ipv6V6Only).map_err(|e| format!("v6only: {e}"))?;
     ensure(v6only, || "IPV6_V6ONLY lost".into())?;
-    u1.send(b"dgram").map_err(io::<()>("udp send"))?;
+    u1.send(b"dgram").map_err(io("udp send"))?;
     let mut buf = [0u8; 16];
     u2.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(io::<()>("timeout"))?;
-    let (len, from) = u2.recv_from(&mut buf).map_err(io::<()>("udp recv"))?;
+        .map_err(io("timeout"))?;
+    let (len, from) = u2.recv_from(&mut buf).map_err(io("udp recv"))?;
     ensure(&buf[..len] == b"dgram", || "datagram".into())?;
     ensure(Some(from) == u1.local_addr().ok(), || {
         format!("datagram from {from}")
@@ -201,28 +193,28 @@ fn socket_v6only() -> Result<TcpListener, String> {
 /// A listener with IP_TRANSPARENT, which CRIU's images cannot hold: the dump must refuse it
 /// and leave this process as it was (still transparent, still accepting).
 fn transparent(result: &str, usr1: &SigSet) -> Check {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io::<()>("listen"))?;
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io("listen"))?;
     setsockopt(&l, sockopt::IpTransparent, &true).map_err(|e| format!("IP_TRANSPARENT: {e}"))?;
     wait_usr1(result, usr1);
     let on: bool =
         socket::getsockopt(&l, sockopt::IpTransparent).map_err(|e| format!("get: {e}"))?;
     ensure(on, || "IP_TRANSPARENT went off".into())?;
-    let addr = l.local_addr().map_err(io::<()>("addr"))?;
-    TcpStream::connect(addr).map_err(io::<()>("connect"))?;
-    l.accept().map_err(io::<()>("accept"))?;
+    let addr = l.local_addr().map_err(io("addr"))?;
+    TcpStream::connect(addr).map_err(io("connect"))?;
+    l.accept().map_err(io("accept"))?;
     Ok(())
 }
 
 fn outside(result: &str, usr1: &SigSet, port: u16) -> Check {
     let peer = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect(peer).map_err(io::<()>("connect"))?;
-    s.write_all(b"to-peer").map_err(io::<()>("write"))?;
+    let mut s = TcpStream::connect(peer).map_err(io("connect"))?;
+    s.write_all(b"to-peer").map_err(io("write"))?;
     wait_usr1(result, usr1);
     s.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(io::<()>("timeout"))?;
+        .map_err(io("timeout"))?;
     let got = read_exact(&mut s, 9, "read from the peer")?;
     ensure(got == b"from-peer", || format!("read {got:?}"))?;
-    s.write_all(b"answer").map_err(io::<()>("answer"))?;
+    s.write_all(b"answer").map_err(io("answer"))?;
     Ok(())
 }
 
