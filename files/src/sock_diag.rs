@@ -86,6 +86,29 @@ pub fn parse(
     Ok(false)
 }
 
+/// Every socket of a family whose request is the common one (struct packet_diag_req and
+/// netlink_diag_req: family, protocol, padding, inode 0 for all, what to show, no cookie),
+/// each answer parsed by `parse`, by the inode `ino` names.
+pub fn list_family<T>(
+    family: i32,
+    protocol: u8,
+    show: u32,
+    parse: impl Fn(&[u8]) -> std::io::Result<T>,
+    ino: impl Fn(&T) -> u32,
+) -> std::io::Result<std::collections::HashMap<u32, T>> {
+    let mut req = vec![family as u8, protocol, 0, 0];
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(&show.to_ne_bytes());
+    req.extend_from_slice(&[0; 8]);
+    let mut out = std::collections::HashMap::new();
+    dump_raw(&req, |payload| {
+        let d = parse(payload)?;
+        out.insert(ino(&d), d);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// SOCK_DIAG_BY_FAMILY: the request type of every sock_diag family.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLMSG_ERROR: u16 = 2;

@@ -99,18 +99,7 @@ pub fn parse(payload: &[u8]) -> std::io::Result<NetlinkDiag> {
 
 /// Every listed netlink socket of the calling thread's network namespace, by inode.
 pub fn list() -> std::io::Result<HashMap<u32, NetlinkDiag>> {
-    // struct netlink_diag_req: family, protocol, pad, inode, what to show, cookie.
-    let mut req = vec![libc::AF_NETLINK as u8, PROTO_ALL, 0, 0];
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&SHOW.to_ne_bytes());
-    req.extend_from_slice(&[0; 8]);
-    let mut out = HashMap::new();
-    crate::sock_diag::dump_raw(&req, |payload| {
-        let d = parse(payload)?;
-        out.insert(d.ino, d);
-        Ok(())
-    })?;
-    Ok(out)
+    crate::sock_diag::list_family(libc::AF_NETLINK, PROTO_ALL, SHOW, parse, |d| d.ino)
 }
 
 #[cfg(test)]

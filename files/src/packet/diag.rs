@@ -145,18 +145,7 @@ pub fn parse(payload: &[u8]) -> std::io::Result<PacketDiag> {
 
 /// Every packet socket of the calling thread's network namespace, by inode.
 pub fn list() -> std::io::Result<HashMap<u32, PacketDiag>> {
-    // struct packet_diag_req: family, protocol, pad, inode, what to show, cookie.
-    let mut req = vec![libc::AF_PACKET as u8, 0, 0, 0];
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(&SHOW_ALL.to_ne_bytes());
-    req.extend_from_slice(&[0; 8]); // cookie: not asked for one socket
-    let mut out = HashMap::new();
-    crate::sock_diag::dump_raw(&req, |payload| {
-        let d = parse(payload)?;
-        out.insert(d.ino, d);
-        Ok(())
-    })?;
-    Ok(out)
+    crate::sock_diag::list_family(libc::AF_PACKET, 0, SHOW_ALL, parse, |d| d.ino)
 }
 
 #[cfg(test)]
