@@ -57,6 +57,8 @@ pub struct RestoreOptions {
     pub inherited: Vec<(i32, String)>,
     /// `--root` and external mounts (`--external mnt[KEY]:PATH`, `-M`).
     pub mounts: criu_mounts::MountOptions,
+    /// `--weak-sysctls`: a network sysctl the kernel refuses is only warned about.
+    pub weak_sysctls: bool,
 }
 
 /// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids.
@@ -99,6 +101,8 @@ pub struct Owned {
     joins: Vec<join::Join>,
     /// Where the mount tree's root and external mounts are.
     mounts: criu_mounts::MountOptions,
+    /// `--weak-sysctls`.
+    weak_sysctls: bool,
 }
 
 impl Owned {
@@ -150,6 +154,7 @@ impl Owned {
         Ok(Owned {
             kinds,
             empty_net: opts.empty_net,
+            weak_sysctls: opts.weak_sysctls,
             joins,
             mounts: opts.mounts.clone(),
         })
@@ -223,7 +228,7 @@ impl Owned {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
                 NsKind::Time => time::restore(r, pid, id, dir)?,
                 NsKind::Ipc => ipc::restore(pid, id, dir)?,
-                NsKind::Net if !self.empty_net => net::restore(pid, id, dir)?,
+                NsKind::Net if !self.empty_net => net::restore(pid, id, dir, self.weak_sysctls)?,
                 NsKind::Mnt => criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?,
                 _ => {}
             }

@@ -179,7 +179,7 @@ pub fn external_key(id: u32, dir: &Path) -> Result<Option<String>, NsImageError>
 
 /// Gives `lo` of the root's fresh network namespace (root `pid` as criu sees it) the dumped
 /// flags and MTU.
-pub fn restore(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
+pub fn restore(pid: i32, id: u32, dir: &Path, weak_sysctls: bool) -> Result<(), NsImageError> {
     let img = ImageReader::open_if_exists(dir, &ImageKind::NETDEV, Some(id.into()))
         .map_err(image(KIND))?;
     let Some(mut img) = img else {
@@ -212,7 +212,8 @@ pub fn restore(pid: i32, id: u32, dir: &Path) -> Result<(), NsImageError> {
             criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu)
                 .map_err(|e| bad(format!("cannot set up {}: {e}", d.name)))?;
         }
-        criu_netdev::netns::sysctl::restore(&sysctls, false).map_err(|e| bad(e.to_string()))?;
+        criu_netdev::netns::sysctl::restore(&sysctls, weak_sysctls)
+            .map_err(|e| bad(e.to_string()))?;
         criu_netdev::netns::iproute::restore(&ip)
             .map_err(|e| bad(format!("addresses and routes: {e}")))?;
         criu_netdev::netns::firewall::restore(&firewall).map_err(|e| bad(format!("firewall: {e}")))

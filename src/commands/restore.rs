@@ -68,6 +68,7 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             joins,
             inherited: inherit_fds,
             mounts: super::mount_opts::mount_options(o),
+            weak_sysctls: o.weak_sysctls,
         },
         network_scripts: Some(super::dump::lock_scripts(&scripts, None)),
     };
