@@ -158,8 +158,8 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::TcpClose | Opt::TcpEstablished => Only(&[Dump, Restore]),
         // Restore accepts it, as CRIU does; the dump acts on it.
         Opt::SkipInFlight => Only(&[Dump, Restore]),
-        // Network namespace sysctls the kernel refuses are only warned about.
-        Opt::WeakSysctls => Only(&[Restore]),
+        // Network namespace sysctls the kernel refuses are only warned about (a dump ignores it).
+        Opt::WeakSysctls => Only(&[Dump, Restore]),
         // Restore only checks it against the inventory.
         Opt::AllowUprobes => Only(&[Restore]),
         // Only `net` (the parser refuses other kinds).
