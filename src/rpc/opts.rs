@@ -54,7 +54,11 @@ pub fn words(opts: &CriuOpts, dirs: &ClientDirs) -> Result<Vec<String>, String> 
     }
     // As CRIU: a request's config file that does not exist is skipped (runc always names
     // /etc/criu/runc.conf).
-    if let Some(c) = opts.config_file.as_ref().filter(|c| std::path::Path::new(c).exists()) {
+    if let Some(c) = opts
+        .config_file
+        .as_ref()
+        .filter(|c| std::path::Path::new(c).exists())
+    {
         arg("config", c.clone());
     }
     for (name, value) in [
