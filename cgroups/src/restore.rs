@@ -110,6 +110,9 @@ pub struct CgroupRestore {
     hier: Hierarchies,
     created: Vec<PathBuf>,
     freezer: Option<(PathBuf, CgroupPropEntry)>,
+    /// (controller, directory) of hierarchy roots `--cgroup-root` moved: their saved
+    /// properties are a root cgroup's, not set on the new one.
+    moved_roots: Vec<(usize, usize)>,
 }
 
 impl CgroupRestore {
@@ -133,7 +136,7 @@ impl CgroupRestore {
         own: Vec<parse::Member>,
         opts: &RestoreOptions,
     ) -> Result<CgroupRestore> {
-        rewrite_roots(&mut entry, &opts.roots)?;
+        let moved_roots = rewrite_roots(&mut entry, &opts.roots)?;
         let mut me = CgroupRestore {
             mode: opts.mode,
             sets: entry.sets.into_iter().map(|s| (s.id, s.ctls)).collect(),
@@ -143,6 +146,7 @@ impl CgroupRestore {
             hier: Hierarchies::new(opts.yard.clone()),
             created: Vec::new(),
             freezer: None,
+            moved_roots,
         };
         if me.mode == Mode::Ignore || me.sets.is_empty() {
             return Ok(me);
@@ -321,9 +325,21 @@ impl CgroupRestore {
             return Ok(());
         }
         let controllers = std::mem::take(&mut self.controllers);
-        let result = controllers.iter().try_for_each(|c| {
+        let result = controllers.iter().enumerate().try_for_each(|(i, c)| {
             let base = self.hier.root(&c.cnames)?;
-            self.dir_properties(&base, &c.dirs)
+            for (j, d) in c.dirs.iter().enumerate() {
+                if self.moved_roots.contains(&(i, j)) {
+                    tracing::info!(
+                        "cgroups: {}: a hierarchy root's properties are not set on {}",
+                        c.cnames.join(","),
+                        d.dir_name
+                    );
+                    self.dir_properties(&join(&base, &d.dir_name), &d.children)?;
+                } else {
+                    self.dir_properties(&base, std::slice::from_ref(d))?;
+                }
+            }
+            Ok(())
         });
         self.controllers = controllers;
         result
@@ -551,10 +567,15 @@ fn restore_ifpriomap(dir: &Path, p: &CgroupPropEntry) -> Result<()> {
 }
 
 /// `--cgroup-root`: the sets' paths and the top directories move under the new roots (as
-/// CRIU rewrites them).
-fn rewrite_roots(entry: &mut CgroupEntry, roots: &[(Option<String>, String)]) -> Result<()> {
+/// CRIU rewrites them). Returns the (controller, directory) indices of hierarchy roots that
+/// moved.
+fn rewrite_roots(
+    entry: &mut CgroupEntry,
+    roots: &[(Option<String>, String)],
+) -> Result<Vec<(usize, usize)>> {
+    let mut moved = Vec::new();
     if roots.is_empty() {
-        return Ok(());
+        return Ok(moved);
     }
     let global = roots
         .iter()
@@ -562,7 +583,7 @@ fn rewrite_roots(entry: &mut CgroupEntry, roots: &[(Option<String>, String)]) ->
         .find(|(c, _)| c.is_none())
         .map(|(_, r)| r.clone());
     let CgroupEntry { sets, controllers } = entry;
-    for ctrl in controllers.iter_mut() {
+    for (i, ctrl) in controllers.iter_mut().enumerate() {
         let mut newroot: Option<String> = None;
         for (c, r) in roots {
             let Some(c) = c else { continue };
@@ -582,7 +603,7 @@ fn rewrite_roots(entry: &mut CgroupEntry, roots: &[(Option<String>, String)]) ->
         let Some(newroot) = newroot.or_else(|| global.clone()) else {
             continue;
         };
-        for dir in ctrl.dirs.iter_mut() {
+        for (j, dir) in ctrl.dirs.iter_mut().enumerate() {
             let old = dir.dir_name.clone();
             let mut renamed = false;
             for set in sets.iter_mut() {
@@ -597,11 +618,14 @@ fn rewrite_roots(entry: &mut CgroupEntry, roots: &[(Option<String>, String)]) ->
                 }
             }
             if renamed {
+                if old.is_empty() {
+                    moved.push((i, j));
+                }
                 dir.dir_name = newroot.clone();
             }
         }
     }
-    Ok(())
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -660,7 +684,7 @@ mod tests {
     fn cgroup_root_rewrites_like_criu() {
         // zdtm's cgroup02: --cgroup-root /newroot --cgroup-root name=zdtmtst:/prefix
         let mut e = entry();
-        rewrite_roots(
+        let moved = rewrite_roots(
             &mut e,
             &[
                 (None, "/newroot".into()),
@@ -668,6 +692,7 @@ mod tests {
             ],
         )
         .unwrap();
+        assert_eq!(moved, [(0, 0)]);
         let ctls = &e.sets[0].ctls;
         assert_eq!(ctls[0].path, "/prefix/oldroot");
         assert_eq!(ctls[1].path, "/newroot");
