@@ -107,6 +107,19 @@ pub fn dump(o: &Options, images: &Path) -> Result<(), String> {
             shell_job: o.shell_job,
             root: None,
         },
+        cgroups: criu_cgroups::dump::DumpOptions {
+            mode: cgroup_mode(o),
+            props: criu_cgroups::props::PropTable::new(
+                o.cgroup_props.as_deref(),
+                o.cgroup_props_file.as_deref().map(Path::new),
+            )
+            .map_err(|e| e.to_string())?,
+            controllers: o.cgroup_dump_controllers.clone(),
+            roots: o.cgroup_roots.clone(),
+            yard: cgroup_yard(o, images),
+            freezer_state: None,
+        },
+        freeze_cgroup: o.freeze_cgroup.as_ref().map(std::path::PathBuf::from),
     };
     match dump::run(req) {
         Ok(report) => {
@@ -141,6 +154,26 @@ pub fn dump(o: &Options, images: &Path) -> Result<(), String> {
 }
 
 /// `--external net[INODE]:KEY`: network namespaces left outside the dump, by inode.
+/// `--manage-cgroups`; CRIU's default (soft) without it.
+pub fn cgroup_mode(o: &Options) -> criu_cgroups::Mode {
+    use crate::cli::values::CgroupMode as M;
+    use criu_cgroups::Mode;
+    match o.manage_cgroups {
+        None | Some(M::Soft) => Mode::Soft,
+        Some(M::None) => Mode::None,
+        Some(M::Props) => Mode::Props,
+        Some(M::Full) => Mode::Full,
+        Some(M::Strict) => Mode::Strict,
+        Some(M::Ignore) => Mode::Ignore,
+    }
+}
+
+/// `--cgroup-yard`, a relative path taken from the work directory (as CRIU, which works
+/// there).
+pub fn cgroup_yard(o: &Options, work: &Path) -> Option<std::path::PathBuf> {
+    o.cgroup_yard.as_ref().map(|y| work.join(y))
+}
+
 fn external_nets(o: &Options) -> Vec<(u64, String)> {
     o.external
         .iter()

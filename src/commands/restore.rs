@@ -71,6 +71,11 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             weak_sysctls: o.weak_sysctls,
         },
         network_scripts: Some(super::dump::lock_scripts(&scripts, None)),
+        cgroups: criu_cgroups::restore::RestoreOptions {
+            mode: super::dump::cgroup_mode(o),
+            roots: o.cgroup_roots.clone(),
+            yard: super::dump::cgroup_yard(o, &dirs.work),
+        },
     };
     let at_ns = |stage, root| {
         let action = match stage {

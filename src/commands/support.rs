@@ -167,6 +167,15 @@ pub fn scope(opt: Opt) -> Scope {
         // net, ipc, uts and time (checked when the restore reads it).
         Opt::JoinNs => Only(&[Restore]),
         Opt::DisplayStats => Only(&[Dump]),
+        // Cgroups: the mode, new roots and the yard act at both ends (dump walks from
+        // --cgroup-root); the properties to save and the controllers to dump at dump only,
+        // restore ignores them (zdtm passes a test's options to both); the freezer is a
+        // dump's.
+        Opt::ManageCgroups | Opt::CgroupRoot | Opt::CgroupYard => Only(&[Dump, Restore]),
+        Opt::CgroupProps | Opt::CgroupPropsFile | Opt::CgroupDumpController => {
+            Only(&[Dump, Restore])
+        }
+        Opt::FreezeCgroup => Only(&[Dump]),
         Opt::CpuCap => Only(&[Dump, CpuinfoCheck]),
         Opt::Feature | Opt::Extra | Opt::Experimental | Opt::All => Only(&[Check]),
         // --exec-cmd after restore is not done yet.
@@ -179,14 +188,6 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::EnableFs
         | Opt::EnableExternalSharing
         | Opt::EnableExternalMasters
-        // Cgroups.
-        | Opt::ManageCgroups
-        | Opt::CgroupRoot
-        | Opt::CgroupProps
-        | Opt::CgroupPropsFile
-        | Opt::CgroupDumpController
-        | Opt::CgroupYard
-        | Opt::FreezeCgroup
         // LSM.
         | Opt::LsmProfile
         | Opt::LsmMountContext

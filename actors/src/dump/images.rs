@@ -86,8 +86,10 @@ pub fn write_inventory(
     root_ids: TaskKobjIdsEntry,
     network: &crate::network::NetworkOptions,
     tcp_close: bool,
+    root_cg_set: u32,
 ) -> Result<()> {
     let e = InventoryEntry {
+        root_cg_set: Some(root_cg_set),
         img_version: IMAGES_V1_1,
         fdinfo_per_id: Some(true),
         root_ids: Some(root_ids),

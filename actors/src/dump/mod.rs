@@ -40,6 +40,12 @@ pub struct DumpRequest {
     pub files: criu_files::DumpFileOptions,
     /// What the namespaces of the tree are told (`--empty-ns net`, `--external net[..]`).
     pub ns: criu_ns::DumpOptions,
+    /// `--manage-cgroups`, `--cgroup-props*`, `--cgroup-dump-controller`, `--cgroup-root`,
+    /// `--cgroup-yard` (the freezer's state is filled in here).
+    pub cgroups: criu_cgroups::dump::DumpOptions,
+    /// `--freeze-cgroup`: freeze this cgroup before seizing, thaw it once every task is
+    /// seized (it is frozen again at the end if it was frozen before).
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -78,6 +84,10 @@ pub enum DumpError {
     Files(#[from] criu_files::FilesError),
     #[error("dump: {0}")]
     Network(String),
+    #[error("dump: {0}")]
+    Cgroups(#[from] criu_cgroups::dump::CgroupDumpError),
+    #[error("dump: --freeze-cgroup: {0}")]
+    Freezer(#[from] criu_cgroups::freezer::FreezerError),
 }
 
 /// Dumps the tree rooted at `req.pid`. Needs no actix system of its own: it runs one.
@@ -174,7 +184,18 @@ async fn supervise(
     };
     let mut net = crate::network::NetworkLock::new(req.network.clone());
     let t_freeze = Instant::now();
-    let result = dump_phases(&req, &mut ns, &mut pool, &mut tree, &mut net, t_freeze).await;
+    // A cgroup frozen before criu froze it is frozen again once the tasks are let go.
+    let mut was_frozen = None;
+    let result = dump_phases(
+        &req,
+        &mut ns,
+        &mut pool,
+        &mut tree,
+        &mut net,
+        t_freeze,
+        &mut was_frozen,
+    )
+    .await;
     let release = match (&result, req.release) {
         (Ok(_), r) => r,
         (Err(_), _) => Release::Run,
@@ -208,6 +229,11 @@ async fn supervise(
         }
     }
     drop(pool);
+    if let Some(f) = was_frozen {
+        if let Err(e) = f.freeze(req.timeout) {
+            tracing::error!("dump: cannot freeze {} again: {e}", f.dir().display());
+        }
+    }
     if let Ok(report) = &mut result {
         report.stats.frozen_time = t_freeze.elapsed().as_micros() as u32;
         images::write_stats(&req.dir, &report.stats)?;
@@ -229,14 +255,32 @@ async fn dump_phases(
     tree: &mut Tree,
     net: &mut crate::network::NetworkLock,
     t_freeze: Instant,
+    was_frozen: &mut Option<criu_cgroups::freezer::Freezer>,
 ) -> Result<DumpReport, DumpError> {
+    // 0. With --freeze-cgroup: freeze, seize and interrupt every task of the frozen tree,
+    // thaw (on every path); the interrupted tasks stop before running their own code.
+    let mut cg_opts = req.cgroups.clone();
+    let mut interrupted = BTreeMap::new();
+    if let Some(dir) = &req.freeze_cgroup {
+        let (addrs, frozen_before) = seize_frozen(dir, req, pool).await?;
+        interrupted = addrs;
+        cg_opts.freezer_state = Some(if frozen_before { "FROZEN" } else { "THAWED" }.into());
+        if frozen_before {
+            *was_frozen = Some(criu_cgroups::freezer::Freezer::open(dir)?);
+        }
+    }
+    let mut cgroups = criu_cgroups::dump::CgroupDump::new(cg_opts)?;
+
     // 1. Seize, level by level.
     let mut level = vec![(req.pid, 0)];
     while !level.is_empty() {
         let mut asked = Vec::with_capacity(level.len());
         for &(pid, ppid) in &level {
             let timeout = req.timeout;
-            let addr = pool.start(move |_| TaskActor::seize(pid, timeout));
+            let addr = match interrupted.remove(&pid) {
+                Some(addr) => addr,
+                None => pool.start(move |_| TaskActor::seize(pid, timeout)),
+            };
             tree.parent.insert(pid, ppid);
             if ppid != 0 {
                 tree.children.entry(ppid).or_default().push(pid);
@@ -258,6 +302,12 @@ async fn dump_phases(
             );
         }
         level = next;
+    }
+    // Interrupted in the frozen cgroup but not found in the tree (gone meanwhile).
+    for (pid, addr) in std::mem::take(&mut interrupted) {
+        if let Ok(Err(e)) = addr.send(Finish(Release::Run)).await {
+            tracing::warn!("releasing {pid}: {e}");
+        }
     }
     let freezing_time = t_freeze.elapsed().as_micros() as u32;
     let order = tree.order(req.pid);
@@ -303,6 +353,21 @@ async fn dump_phases(
         ns.check_task(pid)?;
     }
     let own_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
+    // Cgroup sets in pstree order, each leader before its threads (CRIU's numbering).
+    let mut cg_sets = BTreeMap::new();
+    for &pid in order.iter().filter(|p| !tree.zombies.contains(p)) {
+        let mut tids = criu_procfs::task::read_task_ids(pid).map_err(|source| TaskError::Proc {
+            pid,
+            what: "threads",
+            source,
+        })?;
+        tids.sort_by_key(|&t| (t != pid, t));
+        let mut sets = BTreeMap::new();
+        for tid in tids {
+            sets.insert(tid, cgroups.thread(pid, tid)?);
+        }
+        cg_sets.insert(pid, sets);
+    }
     let mut root_task_ids = None;
     for (i, &pid) in order.iter().enumerate() {
         let mut ids = if tree.zombies.contains(&pid) {
@@ -340,6 +405,7 @@ async fn dump_phases(
                 parent_dumps_fds,
                 own_pid_ns,
                 own_ipc_ns: ns.owns(criu_procfs::NsKind::Ipc),
+                cg_sets: cg_sets.remove(&pid).unwrap_or_default(),
             }),
         ));
     }
@@ -381,7 +447,14 @@ async fn dump_phases(
         criu_ns::dump_images(ns, ids, &req.dir)?;
     }
     images::write_pstree(&req.dir, &done, &tree.parent)?;
-    images::write_inventory(&req.dir, root_ids, &req.network, req.tcp_close)?;
+    cgroups.write(&req.dir)?;
+    images::write_inventory(
+        &req.dir,
+        root_ids,
+        &req.network,
+        req.tcp_close,
+        cgroups.criu_set(),
+    )?;
 
     let mut stats = DumpStatsEntry {
         freezing_time,
@@ -395,6 +468,46 @@ async fn dump_phases(
         stats.memwrite_time += d.pages.write_us as u32;
     }
     Ok(DumpReport { tasks: done, stats })
+}
+
+/// `--freeze-cgroup`: freezes `dir` (unless it is frozen already), then seizes and
+/// interrupts every task of the tree (frozen, it cannot change), each on its tracer thread,
+/// then thaws, whatever happened. Returns the actors by pid and whether the cgroup was frozen
+/// before.
+async fn seize_frozen(
+    dir: &std::path::Path,
+    req: &DumpRequest,
+    pool: &mut TracerPool,
+) -> Result<(BTreeMap<i32, Addr<TaskActor>>, bool), DumpError> {
+    let freezer = criu_cgroups::freezer::Freezer::open(dir)?;
+    let frozen_before = freezer.is_frozen()?;
+    if !frozen_before {
+        freezer.freeze(req.timeout)?;
+    }
+    tracing::info!("dump: {} frozen", dir.display());
+    let mut actors = BTreeMap::new();
+    let mut asked = Vec::new();
+    for pid in tree_from_proc(req.pid) {
+        let timeout = req.timeout;
+        let addr = pool.start(move |_| TaskActor::interrupt_frozen(pid, timeout));
+        // Answered once the actor exists, that is once its threads are interrupted.
+        asked.push(addr.send(task::Ping));
+        actors.insert(pid, addr);
+    }
+    for a in asked {
+        let _ = a.await;
+    }
+    let thawed = freezer.thaw();
+    tracing::info!("dump: {} thawed", dir.display());
+    if let Err(e) = thawed {
+        for (pid, addr) in actors {
+            if let Ok(Err(e)) = addr.send(Finish(Release::Run)).await {
+                tracing::warn!("releasing {pid}: {e}");
+            }
+        }
+        return Err(e.into());
+    }
+    Ok((actors, frozen_before))
 }
 
 /// Collects the answers of requests already sent to task actors (they work meanwhile), in

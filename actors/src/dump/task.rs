@@ -83,6 +83,9 @@ pub struct TaskActor {
     stop_signo: Option<u32>,
     /// A zombie is not seized: it has only its exit status to dump.
     zombie: Option<criu_procfs::Stat>,
+    /// Seized and interrupted inside a frozen cgroup: the stops are collected once it thaws.
+    interrupted: Option<SeizedProcess>,
+    timeout: Duration,
 }
 
 impl TaskActor {
@@ -96,6 +99,8 @@ impl TaskActor {
             state_before,
             stop_signo: None,
             zombie,
+            interrupted: None,
+            timeout,
         };
         if let Some(stat) = zombie_stat(pid) {
             return actor(None, None, Some(stat));
@@ -111,6 +116,121 @@ impl TaskActor {
                 None => actor(None, Some(e), None),
             },
         }
+    }
+}
+
+impl TaskActor {
+    /// Seizes and interrupts every thread of `pid` without waiting for the stops: its cgroup
+    /// is frozen (`--freeze-cgroup`), so they come once it is thawed, before the task runs any
+    /// code of its own again. [`Seized`] collects them.
+    pub fn interrupt_frozen(pid: i32, timeout: Duration) -> TaskActor {
+        let state_before = criu_procfs::read_stat(pid).map(|s| s.state).unwrap_or('?');
+        let mut actor = TaskActor {
+            pid,
+            process: None,
+            seize_error: None,
+            state_before,
+            stop_signo: None,
+            zombie: None,
+            interrupted: None,
+            timeout,
+        };
+        if let Some(stat) = zombie_stat(pid) {
+            actor.zombie = Some(stat);
+            return actor;
+        }
+        let mut p = SeizedProcess {
+            pid,
+            threads: Default::default(),
+        };
+        let tids = criu_tracee::tree::list_threads(pid);
+        let seized = tids.and_then(|tids| {
+            for tid in tids {
+                let mut t = match criu_tracee::Tracee::seize(pid, tid) {
+                    Ok(t) => t,
+                    // Gone meanwhile: the collect finds what is left.
+                    Err(criu_tracee::TraceeError::Ptrace {
+                        errno: nix::errno::Errno::ESRCH,
+                        ..
+                    }) => continue,
+                    Err(e) => return Err(e),
+                };
+                t.interrupt()?;
+                p.threads.insert(tid, t);
+            }
+            Ok(())
+        });
+        match seized {
+            Ok(()) => actor.interrupted = Some(p),
+            Err(e) => {
+                let _ = p.release();
+                actor.seize_error = Some(e);
+            }
+        }
+        actor
+    }
+
+    /// Collects the stops of threads interrupted while frozen, and seizes threads that
+    /// appeared since.
+    fn finish_interrupted(&mut self) -> Result<(), TaskError> {
+        let Some(mut p) = self.interrupted.take() else {
+            return Ok(());
+        };
+        let pid = self.pid;
+        let err = |source| TaskError::Seize { pid, source };
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut gone = Vec::new();
+        for (&tid, t) in p.threads.iter_mut() {
+            match t.wait_stop(Some(deadline)).map_err(err)? {
+                criu_tracee::WaitOutcome::Stopped => {}
+                criu_tracee::WaitOutcome::Gone => gone.push(tid),
+                criu_tracee::WaitOutcome::NotYet => {
+                    return Err(TaskError::Seize {
+                        pid,
+                        source: criu_tracee::TraceeError::Timeout {
+                            tid,
+                            secs: self.timeout.as_secs_f64(),
+                        },
+                    })
+                }
+            }
+        }
+        for tid in gone {
+            p.threads.remove(&tid);
+        }
+        loop {
+            let mut new = 0;
+            for tid in criu_tracee::tree::list_threads(pid).map_err(err)? {
+                if p.threads.contains_key(&tid) {
+                    continue;
+                }
+                match criu_tracee::Tracee::seize_stopped(pid, tid, self.timeout) {
+                    Ok(t) => {
+                        p.threads.insert(tid, t);
+                        new += 1;
+                    }
+                    Err(criu_tracee::TraceeError::Gone { .. }) => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            if new == 0 {
+                break;
+            }
+        }
+        if p.threads.is_empty() {
+            return Err(TaskError::Seize {
+                pid,
+                source: criu_tracee::TraceeError::Gone {
+                    tid: pid,
+                    how: "exited while being seized".into(),
+                },
+            });
+        }
+        if self.state_before == 'T' {
+            self.stop_signo = stop_signal(pid);
+        }
+        self.process = Some(p);
+        Ok(())
     }
 }
 
@@ -136,6 +256,17 @@ impl Actor for TaskActor {
     type Context = Context<Self>;
 }
 
+/// Answered as soon as the actor exists.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+impl Handler<Ping> for TaskActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+}
+
 /// Whether the seize worked; on success, the children of every thread.
 #[derive(Message)]
 #[rtype(result = "Result<SeizeOutcome, TaskError>")]
@@ -156,6 +287,7 @@ impl Handler<Seized> for TaskActor {
         if let Some(source) = self.seize_error.take() {
             return Err(TaskError::Seize { pid, source });
         }
+        self.finish_interrupted()?;
         if self.zombie.is_some() {
             return Ok(SeizeOutcome {
                 children: Vec::new(),
@@ -191,6 +323,8 @@ pub struct Collect {
     pub own_pid_ns: bool,
     /// The tree has its own ipc namespace: its System V segments are dumped with it.
     pub own_ipc_ns: bool,
+    /// The cgroup set of each thread (by the tid criu sees), for the cores' `cg_set`.
+    pub cg_sets: std::collections::BTreeMap<i32, u32>,
 }
 
 impl Handler<Collect> for TaskActor {
@@ -465,7 +599,13 @@ fn collect(
         rlimits,
         signals_s,
     };
-    let cores = dump_core::core_entries(pid, &threads, process_state).map_err(proc_err("core"))?;
+    let mut cores =
+        dump_core::core_entries(pid, &threads, process_state).map_err(proc_err("core"))?;
+    for (tid, core) in cores.iter_mut() {
+        if let (Some(set), Some(tc)) = (msg.cg_sets.get(tid), core.thread_core.as_mut()) {
+            tc.cg_set = Some(*set);
+        }
+    }
     let mut vtids = Vec::with_capacity(cores.len());
     for (tid, core) in &cores {
         let vtid = names.tid(*tid)?;

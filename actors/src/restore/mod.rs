@@ -36,6 +36,8 @@ pub struct RestoreRequest {
     pub ns: criu_ns::RestoreOptions,
     /// The `network-unlock` action scripts (a tree with its own network namespace).
     pub network_scripts: Option<crate::network::LockScripts>,
+    /// `--manage-cgroups`, `--cgroup-root`, `--cgroup-yard`.
+    pub cgroups: criu_cgroups::restore::RestoreOptions,
 }
 
 /// Where a restore of a tree with namespaces of its own stops for the caller (CRIU runs its
@@ -60,6 +62,8 @@ pub enum RestoreError {
     Files(#[from] criu_files::RestoreFilesError),
     #[error("restore: {0}")]
     Namespace(#[from] criu_ns::NsImageError),
+    #[error("restore: {0}")]
+    Cgroups(#[from] criu_cgroups::restore::CgroupRestoreError),
 }
 
 /// Restores the tree in `req.images_dir`. `at_ns` runs at each [`NsStage`] of a tree that had
@@ -79,6 +83,24 @@ pub fn run(
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
     let net_lock = crate::network::RestoreLock::of_images(&images, req.network_scripts.clone());
     let own_netns = ns.owns(criu_procfs::NsKind::Net);
+    // Cgroup directories before any task exists; each task's set, and the set it gets from
+    // the task that makes it (criu's own for the root).
+    let mut cgroups = criu_cgroups::restore::CgroupRestore::prepare(
+        &req.images_dir,
+        images.inventory.root_cg_set,
+        &req.cgroups,
+    )?;
+    let cg_sets: Vec<Vec<u32>> = images
+        .tasks
+        .iter()
+        .map(|t| {
+            t.cores
+                .iter()
+                .map(criu_cgroups::restore::core_set)
+                .collect()
+        })
+        .collect();
+    let mut cg_now = vec![cgroups.root_set(); images.tasks.len()];
     let images = Arc::new(images);
     // Made once the root exists: the sockets criu makes for the tree live in its network
     // namespace.
@@ -116,9 +138,10 @@ pub fn run(
                 },
             )
             .await?;
+            let root = images.root().host_pid();
+            move_task(&mut cgroups, &images, &cg_sets, &mut cg_now, 0, None)?;
             // The root's namespaces are filled while it is the only task in them, between the
             // caller's two stops (CRIU's setup-namespaces scripts may set up the network).
-            let root = images.root().host_pid();
             if ns.any() {
                 at_ns(NsStage::Made, root)?;
                 ask(&actors[0], FillNamespaces { ns: ns.clone() }).await?;
@@ -156,6 +179,15 @@ pub fn run(
                         }
                         ask(&actors[parent], Fork { pid, clone_parent }).await?;
                         ask(&actors[child], Adopt { setsid }).await?;
+                        // In its cgroups before it makes children or its memory is charged.
+                        move_task(
+                            &mut cgroups,
+                            &images,
+                            &cg_sets,
+                            &mut cg_now,
+                            child,
+                            Some(parent),
+                        )?;
                         if images.tasks[child].zombie.is_none() {
                             memory.insert(
                                 child,
@@ -204,6 +236,17 @@ pub fn run(
             if let Some(e) = first_error {
                 return Err(e);
             }
+            // Threads whose cgroups differ from their process's (threaded hierarchies).
+            for (i, t) in images.tasks.iter().enumerate() {
+                if t.zombie.is_some() {
+                    continue;
+                }
+                for (j, &set) in cg_sets[i].iter().enumerate().skip(1) {
+                    cgroups
+                        .move_thread(t.host_tid(j), set, cg_now[i])
+                        .map_err(|e| format!("restore: {e}"))?;
+                }
+            }
             // Every task has its files: remapped files are unlinked again.
             let root = images.root().host_pid();
             files.finish(root).map_err(|e| format!("restore: {e}"))?;
@@ -214,10 +257,18 @@ pub fn run(
                 .tcp_repair
                 .leave()
                 .map_err(|e| format!("restore: {e}"))?;
+            // Every task is in its cgroups: the properties that wait for that.
+            cgroups
+                .set_properties()
+                .map_err(|e| format!("restore: {e}"))?;
             before_release(root)?;
             // As CRIU: a rule that cannot be removed does not undo a restore.
             if let Err(e) = net_lock.unlock(own_netns.then_some(root)) {
                 tracing::error!("restore: network unlock: {e}");
+            }
+            // As CRIU: a freezer state that cannot be set does not undo a restore.
+            if let Err(e) = cgroups.restore_freezer_state() {
+                tracing::error!("restore: {e}");
             }
             Ok(())
         }
@@ -226,6 +277,7 @@ pub fn run(
             for a in actors.iter().rev() {
                 let _ = a.send(Kill).await;
             }
+            cgroups.abort();
             return Err(RestoreError::Task(e));
         }
         for (a, _) in actors
@@ -239,6 +291,30 @@ pub fn run(
         }
         Ok(images.root().host_pid())
     })
+}
+
+/// Puts task `i` (just made by task `creator`, or by criu for the root) into its set's
+/// cgroups unless it got them from its creator; a task without a set (helper, zombie) keeps
+/// its creator's.
+fn move_task(
+    cgroups: &mut criu_cgroups::restore::CgroupRestore,
+    images: &criu_proto::dump_images::DumpImages,
+    sets: &[Vec<u32>],
+    now: &mut [u32],
+    i: usize,
+    creator: Option<usize>,
+) -> Result<(), String> {
+    let inherited = creator.map_or(cgroups.root_set(), |c| now[c]);
+    let set = sets[i].first().copied().unwrap_or(0);
+    if images.tasks[i].zombie.is_some() || set == 0 {
+        now[i] = inherited;
+        return Ok(());
+    }
+    cgroups
+        .move_process(images.tasks[i].host_pid(), set, inherited)
+        .map_err(|e| format!("restore: pid {}: {e}", images.tasks[i].pid()))?;
+    now[i] = set;
+    Ok(())
 }
 
 /// The answer to a request already sent to a task actor; a dead actor is an error too.

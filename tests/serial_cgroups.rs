@@ -1,0 +1,276 @@
+//! Cgroups through `criu dump` and `criu restore`: a self-checking workload
+//! (tests/workloads/src/bin/rs_state.rs) is put by the test into fresh cgroups on a v1
+//! controller (pids, with `pids.max` set) and on cgroup2 (`/sys/fs/cgroup/unified`), dumped,
+//! and restored under each `--manage-cgroups` mode; `/proc/PID/cgroup` and the property files
+//! tell where it came back. `--freeze-cgroup` seizes through the v1 freezer and v2
+//! `cgroup.freeze`. Every cgroup a test makes is removed when it ends, also on failure. Runs
+//! in the nextest `serial` group: cgroups are the host's.
+
+#[path = "workloads/src/checked.rs"]
+mod checked;
+#[path = "workloads/src/harness.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use checked::SelfChecking;
+use harness::{bin, require_root, wait_until};
+
+const PIDS: &str = "/sys/fs/cgroup/pids";
+const UNIFIED: &str = "/sys/fs/cgroup/unified";
+const FREEZER: &str = "/sys/fs/cgroup/freezer";
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Cgroups made by a test: removed (deepest first) when dropped, after their tasks are gone.
+struct Cgroups {
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroups {
+    fn new() -> Cgroups {
+        Cgroups { dirs: Vec::new() }
+    }
+
+    /// A fresh cgroup `criu-test-PID-N` under the hierarchy `root`.
+    fn make(&mut self, root: &str) -> PathBuf {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = Path::new(root).join(format!("criu-test-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        self.dirs.push(dir.clone());
+        dir
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            if let Ok(f) = std::fs::read_to_string(dir.join("freezer.state")) {
+                if f.trim() != "THAWED" {
+                    let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+                }
+            }
+            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+            // Kill what is left inside, then wait until the cgroup is empty.
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for p in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while dir.exists() && std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn start() -> SelfChecking {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().to_str().unwrap().to_string();
+    SelfChecking::start_in(dir, &[bin("rs_state").into()], &[&work])
+}
+
+fn enter(dir: &Path, pid: i32) {
+    std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+        .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", dir.display()));
+}
+
+/// The path of `pid` on the hierarchy whose /proc/PID/cgroup name is `name` ("" for v2).
+fn cgroup_of(pid: i32, name: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (n, path) = rest.split_once(':')?;
+            (n == name).then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("{pid} has no {name:?} cgroup: {text}"))
+}
+
+fn rel(dir: &Path, root: &str) -> String {
+    format!("/{}", dir.strip_prefix(root).unwrap().display())
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn rmdir(dir: &Path) {
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::remove_dir(dir).is_ok()),
+        "cannot remove {}",
+        dir.display()
+    );
+}
+
+fn restore(task: &SelfChecking, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["restore", "-D", "images", "-o", "restore.log", "-v4", "-d"];
+    args.extend_from_slice(extra);
+    checked::criu(&args, task.dir.path())
+}
+
+/// A task in a pids cgroup with pids.max = 50 and in a cgroup2 cgroup, dumped.
+fn dumped_in_cgroups(cg: &mut Cgroups) -> (SelfChecking, PathBuf, PathBuf) {
+    let pids = cg.make(PIDS);
+    std::fs::write(pids.join("pids.max"), "50").unwrap();
+    let v2 = cg.make(UNIFIED);
+    let mut task = start();
+    enter(&pids, task.pid);
+    enter(&v2, task.pid);
+    task.dump_ok(&[]);
+    (task, pids, v2)
+}
+
+#[test]
+fn soft_recreates_removed_cgroups_with_their_limits() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
+    let img = task.dir.path().join("images/cgroup.img");
+    assert!(
+        std::fs::metadata(&img).unwrap().len() > 8,
+        "empty cgroup.img"
+    );
+    rmdir(&pids);
+    rmdir(&v2);
+    // No --manage-cgroups: CRIU's default, soft.
+    task.restore_ok(&[]);
+    assert_eq!(cgroup_of(task.pid, "pids"), rel(&pids, PIDS));
+    assert_eq!(cgroup_of(task.pid, ""), rel(&v2, UNIFIED));
+    assert_eq!(read(&pids.join("pids.max")), "50");
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+}
+
+#[test]
+fn soft_reuses_existing_cgroups_and_leaves_their_properties() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
+    std::fs::write(pids.join("pids.max"), "60").unwrap();
+    task.restore_ok(&["--manage-cgroups=soft"]);
+    assert_eq!(cgroup_of(task.pid, "pids"), rel(&pids, PIDS));
+    assert_eq!(cgroup_of(task.pid, ""), rel(&v2, UNIFIED));
+    assert_eq!(read(&pids.join("pids.max")), "60");
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+}
+
+#[test]
+fn full_sets_properties_of_existing_cgroups() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let (task, pids, _v2) = dumped_in_cgroups(&mut cg);
+    std::fs::write(pids.join("pids.max"), "60").unwrap();
+    // The root cgroups of the other hierarchies exist too: full writes their saved values
+    // back, which is harmless here.
+    task.restore_ok(&["--manage-cgroups=full"]);
+    assert_eq!(cgroup_of(task.pid, "pids"), rel(&pids, PIDS));
+    assert_eq!(read(&pids.join("pids.max")), "50");
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+}
+
+#[test]
+fn strict_fails_on_an_existing_cgroup_and_removes_what_it_made() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
+    rmdir(&pids);
+    // pids comes first and is made; the next hierarchy's cgroups exist.
+    let out = restore(&task, &["--manage-cgroups=strict"]);
+    let log = task.log("restore.log");
+    assert_ne!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("already exists (--manage-cgroups=strict)"),
+        "{log}"
+    );
+    assert!(!pids.exists(), "the failed restore left {}", pids.display());
+    assert!(v2.exists());
+    assert!(!Path::new(&format!("/proc/{}", task.pid)).exists());
+}
+
+#[test]
+fn none_needs_the_cgroups_to_exist() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let (task, pids, _v2) = dumped_in_cgroups(&mut cg);
+    rmdir(&pids);
+    let out = restore(&task, &["--manage-cgroups=none"]);
+    let log = task.log("restore.log");
+    assert_ne!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains(&format!("{} does not exist", pids.display())),
+        "{log}"
+    );
+}
+
+#[test]
+fn ignore_leaves_the_task_in_criu_cgroups() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
+    rmdir(&pids);
+    rmdir(&v2);
+    task.restore_ok(&["--manage-cgroups=ignore"]);
+    let me = std::process::id() as i32;
+    assert_eq!(cgroup_of(task.pid, "pids"), cgroup_of(me, "pids"));
+    assert_eq!(cgroup_of(task.pid, ""), cgroup_of(me, ""));
+    assert!(!pids.exists() && !v2.exists());
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+}
+
+#[test]
+fn freeze_cgroup_v1_seizes_and_thaws_with_leave_running() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let freezer = cg.make(FREEZER);
+    let mut task = start();
+    enter(&freezer, task.pid);
+    let path = freezer.to_str().unwrap().to_string();
+    let out = task.dump(&["--freeze-cgroup", &path, "-R"]);
+    assert_eq!(out.status.code(), Some(0), "{}", task.log("dump.log"));
+    assert_eq!(read(&freezer.join("freezer.state")), "THAWED");
+    assert!(task.log("dump.log").contains("frozen"));
+    // It ran on: it still answers.
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("dump.log"));
+}
+
+#[test]
+fn freeze_cgroup_v2_dump_then_restore() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let v2 = cg.make(UNIFIED);
+    let mut task = start();
+    enter(&v2, task.pid);
+    let path = v2.to_str().unwrap().to_string();
+    task.dump_ok(&["--freeze-cgroup", &path]);
+    assert_eq!(read(&v2.join("cgroup.freeze")), "0");
+    task.restore_ok(&[]);
+    assert_eq!(cgroup_of(task.pid, ""), rel(&v2, UNIFIED));
+    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+}
+
+#[test]
+fn freeze_cgroup_that_is_no_freezer_fails_and_the_task_runs_on() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let pids = cg.make(PIDS);
+    let mut task = start();
+    enter(&pids, task.pid);
+    let path = pids.to_str().unwrap().to_string();
+    let out = task.dump(&["--freeze-cgroup", &path]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        task.log("dump.log").contains("not a freezer cgroup"),
+        "{}",
+        task.log("dump.log")
+    );
+    assert_eq!(task.verdict(true), "PASS\n");
+}
