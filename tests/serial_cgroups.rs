@@ -6,17 +6,17 @@
 //! `cgroup.freeze`. Every cgroup a test makes is removed when it ends, also on failure. Runs
 //! in the nextest `serial` group: cgroups are the host's.
 
-#[path = "workloads/src/checked.rs"]
-mod checked;
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use checked::SelfChecking;
-use harness::{bin, require_root, wait_until};
+use harness::{require_root, wait_until};
+use state_task::StateTask;
 
 const PIDS: &str = "/sys/fs/cgroup/pids";
 const UNIFIED: &str = "/sys/fs/cgroup/unified";
@@ -70,10 +70,9 @@ impl Drop for Cgroups {
     }
 }
 
-fn start() -> SelfChecking {
-    let dir = tempfile::tempdir().unwrap();
-    let work = dir.path().to_str().unwrap().to_string();
-    SelfChecking::start_in(dir, &[bin("rs_state").into()], &[&work])
+/// rs_state in `dir`.
+fn start(dir: &tempfile::TempDir) -> StateTask {
+    StateTask::start(dir.path())
 }
 
 fn enter(dir: &Path, pid: i32) {
@@ -112,21 +111,19 @@ fn rmdir(dir: &Path) {
     );
 }
 
-fn restore(task: &SelfChecking, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["restore", "-D", "images", "-o", "restore.log", "-v4", "-d"];
-    args.extend_from_slice(extra);
-    checked::criu(&args, task.dir.path())
+fn restore(task: &StateTask, extra: &[&str]) -> std::process::Output {
+    task.restore(extra)
 }
 
 /// A task in a pids cgroup with pids.max = 50 and in a cgroup2 cgroup, dumped.
-fn dumped_in_cgroups(cg: &mut Cgroups) -> (SelfChecking, PathBuf, PathBuf) {
+fn dumped_in_cgroups(cg: &mut Cgroups, dir: &tempfile::TempDir) -> (StateTask, PathBuf, PathBuf) {
     let pids = cg.make(PIDS);
     std::fs::write(pids.join("pids.max"), "50").unwrap();
     let v2 = cg.make(UNIFIED);
-    let mut task = start();
+    let mut task = start(dir);
     enter(&pids, task.pid);
     enter(&v2, task.pid);
-    task.dump_ok(&[]);
+    task.dump(&[]);
     (task, pids, v2)
 }
 
@@ -134,8 +131,9 @@ fn dumped_in_cgroups(cg: &mut Cgroups) -> (SelfChecking, PathBuf, PathBuf) {
 fn soft_recreates_removed_cgroups_with_their_limits() {
     require_root();
     let mut cg = Cgroups::new();
-    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
-    let img = task.dir.path().join("images/cgroup.img");
+    let dir = tempfile::tempdir().unwrap();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg, &dir);
+    let img = task.dir.join("images/cgroup.img");
     assert!(
         std::fs::metadata(&img).unwrap().len() > 8,
         "empty cgroup.img"
@@ -147,41 +145,44 @@ fn soft_recreates_removed_cgroups_with_their_limits() {
     assert_eq!(cgroup_of(task.pid, "pids"), rel(&pids, PIDS));
     assert_eq!(cgroup_of(task.pid, ""), rel(&v2, UNIFIED));
     assert_eq!(read(&pids.join("pids.max")), "50");
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
 fn soft_reuses_existing_cgroups_and_leaves_their_properties() {
     require_root();
     let mut cg = Cgroups::new();
-    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
+    let dir = tempfile::tempdir().unwrap();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg, &dir);
     std::fs::write(pids.join("pids.max"), "60").unwrap();
     task.restore_ok(&["--manage-cgroups=soft"]);
     assert_eq!(cgroup_of(task.pid, "pids"), rel(&pids, PIDS));
     assert_eq!(cgroup_of(task.pid, ""), rel(&v2, UNIFIED));
     assert_eq!(read(&pids.join("pids.max")), "60");
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
 fn full_sets_properties_of_existing_cgroups() {
     require_root();
     let mut cg = Cgroups::new();
-    let (task, pids, _v2) = dumped_in_cgroups(&mut cg);
+    let dir = tempfile::tempdir().unwrap();
+    let (task, pids, _v2) = dumped_in_cgroups(&mut cg, &dir);
     std::fs::write(pids.join("pids.max"), "60").unwrap();
     // The root cgroups of the other hierarchies exist too: full writes their saved values
     // back, which is harmless here.
     task.restore_ok(&["--manage-cgroups=full"]);
     assert_eq!(cgroup_of(task.pid, "pids"), rel(&pids, PIDS));
     assert_eq!(read(&pids.join("pids.max")), "50");
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
 fn strict_fails_on_an_existing_cgroup_and_removes_what_it_made() {
     require_root();
     let mut cg = Cgroups::new();
-    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
+    let dir = tempfile::tempdir().unwrap();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg, &dir);
     rmdir(&pids);
     // pids comes first and is made; the next hierarchy's cgroups exist.
     let out = restore(&task, &["--manage-cgroups=strict"]);
@@ -200,7 +201,8 @@ fn strict_fails_on_an_existing_cgroup_and_removes_what_it_made() {
 fn none_needs_the_cgroups_to_exist() {
     require_root();
     let mut cg = Cgroups::new();
-    let (task, pids, _v2) = dumped_in_cgroups(&mut cg);
+    let dir = tempfile::tempdir().unwrap();
+    let (task, pids, _v2) = dumped_in_cgroups(&mut cg, &dir);
     rmdir(&pids);
     let out = restore(&task, &["--manage-cgroups=none"]);
     let log = task.log("restore.log");
@@ -215,7 +217,8 @@ fn none_needs_the_cgroups_to_exist() {
 fn ignore_leaves_the_task_in_criu_cgroups() {
     require_root();
     let mut cg = Cgroups::new();
-    let (task, pids, v2) = dumped_in_cgroups(&mut cg);
+    let dir = tempfile::tempdir().unwrap();
+    let (task, pids, v2) = dumped_in_cgroups(&mut cg, &dir);
     rmdir(&pids);
     rmdir(&v2);
     task.restore_ok(&["--manage-cgroups=ignore"]);
@@ -223,7 +226,7 @@ fn ignore_leaves_the_task_in_criu_cgroups() {
     assert_eq!(cgroup_of(task.pid, "pids"), cgroup_of(me, "pids"));
     assert_eq!(cgroup_of(task.pid, ""), cgroup_of(me, ""));
     assert!(!pids.exists() && !v2.exists());
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
@@ -231,15 +234,16 @@ fn freeze_cgroup_v1_seizes_and_thaws_with_leave_running() {
     require_root();
     let mut cg = Cgroups::new();
     let freezer = cg.make(FREEZER);
-    let mut task = start();
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&dir);
     enter(&freezer, task.pid);
     let path = freezer.to_str().unwrap().to_string();
-    let out = task.dump(&["--freeze-cgroup", &path, "-R"]);
+    let out = task.try_dump(&["--freeze-cgroup", &path, "-R"]);
     assert_eq!(out.status.code(), Some(0), "{}", task.log("dump.log"));
     assert_eq!(read(&freezer.join("freezer.state")), "THAWED");
     assert!(task.log("dump.log").contains("frozen"));
     // It ran on: it still answers.
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("dump.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("dump.log"));
 }
 
 #[test]
@@ -247,14 +251,15 @@ fn freeze_cgroup_v2_dump_then_restore() {
     require_root();
     let mut cg = Cgroups::new();
     let v2 = cg.make(UNIFIED);
-    let mut task = start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start(&dir);
     enter(&v2, task.pid);
     let path = v2.to_str().unwrap().to_string();
-    task.dump_ok(&["--freeze-cgroup", &path]);
+    task.dump(&["--freeze-cgroup", &path]);
     assert_eq!(read(&v2.join("cgroup.freeze")), "0");
     task.restore_ok(&[]);
     assert_eq!(cgroup_of(task.pid, ""), rel(&v2, UNIFIED));
-    assert_eq!(task.verdict(true), "PASS\n", "{}", task.log("restore.log"));
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
 
 #[test]
@@ -262,15 +267,16 @@ fn freeze_cgroup_that_is_no_freezer_fails_and_the_task_runs_on() {
     require_root();
     let mut cg = Cgroups::new();
     let pids = cg.make(PIDS);
-    let mut task = start();
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&dir);
     enter(&pids, task.pid);
     let path = pids.to_str().unwrap().to_string();
-    let out = task.dump(&["--freeze-cgroup", &path]);
+    let out = task.try_dump(&["--freeze-cgroup", &path]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         task.log("dump.log").contains("not a freezer cgroup"),
         "{}",
         task.log("dump.log")
     );
-    assert_eq!(task.verdict(true), "PASS\n");
+    assert_eq!(task.verdict(), "PASS\n");
 }
