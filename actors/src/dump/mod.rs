@@ -229,6 +229,9 @@ async fn supervise(
         }
     }
     drop(pool);
+    if release == Release::Kill {
+        wait_dead(tree.actors.keys().copied(), req.timeout).await;
+    }
     if let Some(f) = was_frozen {
         if let Err(e) = f.freeze(req.timeout) {
             tracing::error!("dump: cannot freeze {} again: {e}", f.dir().display());
@@ -239,6 +242,21 @@ async fn supervise(
         images::write_stats(&req.dir, &report.stats)?;
     }
     result
+}
+
+/// Waits until every killed task is a zombie or gone: a runtime that asked for the dump
+/// checks right after the answer that its container stopped (runc: "container still running").
+async fn wait_dead(pids: impl Iterator<Item = i32>, timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    for pid in pids {
+        while criu_procfs::read_stat(pid).is_ok_and(|s| !matches!(s.state, 'Z' | 'X')) {
+            if std::time::Instant::now() > deadline {
+                tracing::warn!("dump: pid {pid} still runs after SIGKILL");
+                return;
+            }
+            actix::clock::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
 }
 
 fn run_post_dump(hook: Option<PostDumpHook>, report: DumpReport) -> Result<DumpReport, DumpError> {
