@@ -23,7 +23,7 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
                 1
             }
         },
-        Command::Dump => commands::dump::run(o, &dirs.images),
+        Command::Dump => commands::dump::run(o, dirs),
         Command::Restore { .. } => commands::restore::run(o, dirs),
         Command::CpuinfoDump => commands::cpuinfo::dump(&dirs.images),
         Command::CpuinfoCheck => commands::cpuinfo::check(&dirs.images, o.cpu_cap),

@@ -8,6 +8,7 @@ use criu_actors::network::{LockScripts, NetworkOptions};
 use criu_files::DumpFileOptions;
 use criu_netdev::lock::Method;
 
+use crate::app::Dirs;
 use crate::cli::options::{FinalState, NetworkLock};
 use crate::cli::values::cpu_cap;
 use crate::cli::Options;
@@ -42,15 +43,16 @@ fn fail(message: &str) -> i32 {
     1
 }
 
-pub fn run(o: &Options, images: &Path) -> i32 {
-    match dump(o, images) {
+pub fn run(o: &Options, dirs: &Dirs) -> i32 {
+    match dump(o, dirs) {
         Ok(()) => 0,
         Err(e) => fail(&e),
     }
 }
 
-/// Dumps the tree of `-t` into `images`.
-pub fn dump(o: &Options, images: &Path) -> Result<(), String> {
+/// Dumps the tree of `-t` into the images dir.
+pub fn dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
+    let images = dirs.images.as_path();
     let Some(pid) = o.tree else {
         return Err("Tree id is not specified (use -t PID)".into());
     };
@@ -77,6 +79,7 @@ pub fn dump(o: &Options, images: &Path) -> Result<(), String> {
     let req = DumpRequest {
         pid,
         dir: images.to_path_buf(),
+        work_dir: dirs.work.clone(),
         release,
         timeout: Duration::from_secs(u64::from(o.timeout.max(1))),
         post_dump: Some(Box::new(move || {

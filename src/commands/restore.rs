@@ -103,7 +103,7 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
     if let Err(e) = scripts.run(Action::PostResume, Some(root)) {
         tracing::error!("{e}");
     }
-    write_stats(&dirs.images, started.elapsed());
+    write_stats(&dirs.work, started.elapsed());
     Ok(root)
 }
 
@@ -121,8 +121,9 @@ fn wait_for(pid: i32) -> Result<i32, String> {
     }
 }
 
-/// `stats-restore`, as CRIU writes it after a restore. A failure to write it is only logged.
-fn write_stats(images: &Path, took: std::time::Duration) {
+/// `stats-restore`, as CRIU writes it after a restore, into the work dir. A failure to write it
+/// is only logged.
+fn write_stats(work: &Path, took: std::time::Duration) {
     use criu_proto::images::{RestoreStatsEntry, StatsEntry};
     let entry = StatsEntry {
         dump: None,
@@ -132,7 +133,7 @@ fn write_stats(images: &Path, took: std::time::Duration) {
         }),
     };
     let written =
-        criu_proto::ImageWriter::create(images, &criu_proto::ImageKind::STATS_RESTORE, None)
+        criu_proto::ImageWriter::create(work, &criu_proto::ImageKind::STATS_RESTORE, None)
             .and_then(|mut w| w.write(&entry).and_then(|_| w.finish().map(drop)));
     if let Err(e) = written {
         tracing::warn!("cannot write stats-restore: {e}");

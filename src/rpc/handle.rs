@@ -173,7 +173,7 @@ fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<i32, S
     }
     let o = &inv.options;
     let result = match &inv.command {
-        cli::Command::Dump => crate::commands::dump::dump(o, &dirs.images).map(|()| 0),
+        cli::Command::Dump => crate::commands::dump::dump(o, &dirs).map(|()| 0),
         cli::Command::Restore { .. } => crate::commands::restore::restore(o, &dirs),
         cli::Command::Check => code(crate::commands::check::run_options(o), "check"),
         cli::Command::CpuinfoDump => {

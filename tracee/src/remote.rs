@@ -7,7 +7,9 @@ use crate::{Injector, TraceeError};
 pub const PATH_AT: usize = 0;
 pub const PATH_MAX: usize = 4096;
 pub const ARG_AT: usize = PATH_MAX;
-pub const ARG_MAX: usize = 8192;
+/// Room for the largest seccomp program (BPF_MAXINSNS, 4096 instructions of 8 bytes) and its
+/// header: container runtimes install filters of over a thousand instructions.
+pub const ARG_MAX: usize = 4096 * 8 + 4096;
 /// Scratch data needed by a rebuild.
 pub const DATA_LEN: usize = PATH_MAX + ARG_MAX;
 

@@ -30,6 +30,8 @@ pub type PostDumpHook = Box<dyn FnOnce() -> Result<(), String> + Send>;
 pub struct DumpRequest {
     pub pid: i32,
     pub dir: PathBuf,
+    /// Where `stats-dump` goes: CRIU writes it into its work dir (podman tars it from there).
+    pub work_dir: PathBuf,
     pub release: Release,
     /// Bound on stopping each thread.
     pub timeout: Duration,
@@ -239,7 +241,7 @@ async fn supervise(
     }
     if let Ok(report) = &mut result {
         report.stats.frozen_time = t_freeze.elapsed().as_micros() as u32;
-        images::write_stats(&req.dir, &report.stats)?;
+        images::write_stats(&req.work_dir, &report.stats)?;
     }
     result
 }
