@@ -41,9 +41,12 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     let d = dir.path();
     // A stale inventory must not survive a failed dump either.
     std::fs::write(d.join("inventory.img"), b"old").unwrap();
-    // A UDP socket on stdout: not supported yet, the dump must fail cleanly.
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let stdout = Stdio::from(std::os::fd::OwnedFd::from(sock));
+    // /dev/fuse on stdout: a device the dump cannot restore, so it must fail cleanly.
+    let fuse = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/fuse")
+        .expect("open /dev/fuse");
+    let stdout = Stdio::from(fuse);
     // setsid(1) execs sleep as the leader of its own session, as a dump root must be.
     let mut child = Command::new("setsid")
         .args(["sleep", "100"])
@@ -57,7 +60,8 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
     let r = criu_dump(pid, d, &[]);
     assert_eq!(r.rc, 1);
     assert!(
-        r.stderr.contains(&format!("pid {pid}: fd 1: socket")),
+        r.stderr
+            .contains(&format!("pid {pid}: fd 1: character device /dev/fuse")),
         "stderr: {}",
         r.stderr
     );
@@ -66,7 +70,7 @@ fn failing_dump_leaves_the_task_running_and_no_inventory() {
         && state(pid) == Some('S')));
     assert_eq!(harness::maps(pid), maps_before);
     let log = std::fs::read_to_string(d.join("dump.log")).unwrap();
-    assert!(log.contains("socket"), "log: {log}");
+    assert!(log.contains("/dev/fuse"), "log: {log}");
     let _ = child.kill();
     let _ = child.wait();
 }

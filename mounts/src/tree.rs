@@ -92,12 +92,19 @@ impl Tree {
                     describe(&e)
                 ))
             })?;
-            let root = clean_abs_path(&e.root).ok_or_else(|| {
-                bad(format!(
+            // A root that is no path (nsfs's "net:[...]") belongs to a filesystem we
+            // cannot make again: name the option that would make it external.
+            let root = clean_abs_path(&e.root).ok_or_else(|| match e.ext_key {
+                None if !fresh_fs(e.fstype) => MountError::Unsupported {
+                    mnt_id: e.mnt_id,
+                    mountpoint: e.mountpoint.clone(),
+                    fstype: fs_label(&e),
+                },
+                _ => bad(format!(
                     "{}: root {:?} is not a clean absolute path",
                     describe(&e),
                     e.root
-                ))
+                )),
             })?;
             nodes.push(Node {
                 e,
@@ -361,6 +368,18 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "mount 2 (/mnt, unsupported, source /dev/vdb): cannot be restored; make it external with --external mnt[/mnt]:KEY"
+        );
+        // `ip netns add` leaves namespace files bind-mounted; their root is no path.
+        let e = tree(
+            "1 0 254:0 / / rw - ext4 /dev/vda rw\n2 1 0:4 net:[4026532174] /run/netns/a rw - nsfs nsfs rw\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("mount 2 (/run/netns/a, unsupported")
+                && e.to_string()
+                    .ends_with("make it external with --external mnt[/run/netns/a]:KEY"),
+            "{e}"
         );
     }
 
