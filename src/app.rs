@@ -27,7 +27,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let inv = match cli::parse(&words) {
         Ok(Parsed::Run(inv)) => inv,
         Ok(Parsed::Help) => {
-            print!("{}{}", usage::SHORT, usage::OPTIONS);
+            print!(
+                "{}",
+                crate::docs::help::text(crate::docs::help::command_of(&words))
+            );
             return 0;
         }
         Ok(Parsed::Version) => {
@@ -55,7 +58,16 @@ pub fn run(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    crate::dispatch::run(&inv, &dirs)
+    let log_to_file = inv.options.log_file.as_deref().is_some_and(|f| f != "-");
+    let progress = crate::progress::wanted(inv.command.name(), log_to_file);
+    if progress {
+        crate::progress::start(inv.command.name());
+    }
+    let rc = crate::dispatch::run(&inv, &dirs);
+    if progress {
+        crate::progress::finish(rc == 0);
+    }
+    rc
 }
 
 /// Resolves the directories, enters the work dir and opens the log, so that the log file

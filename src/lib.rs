@@ -5,8 +5,10 @@ pub mod cli;
 pub mod commands;
 pub mod cpu;
 pub mod dispatch;
+pub mod docs;
 pub mod log;
 pub mod pidfile;
+pub mod progress;
 pub mod rpc;
 pub mod scripts;
 

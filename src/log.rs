@@ -58,6 +58,9 @@ impl Visit for MessageVisitor {
 impl<S: Subscriber> Layer<S> for CriuLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
+        if meta.target() == crate::progress::TARGET {
+            return;
+        }
         let level = criu_level(meta.level());
         let mut guard = TARGET.lock().unwrap_or_else(|e| e.into_inner());
         let Some(target) = guard.as_mut() else { return };
@@ -85,7 +88,8 @@ impl<S: Subscriber> Layer<S> for CriuLayer {
             Some(f) => {
                 let _ = f.write_all(line.as_bytes());
                 if level == 1 {
-                    let _ = std::io::stderr().write_all(line.as_bytes());
+                    let _ =
+                        crate::progress::suspend(|| std::io::stderr().write_all(line.as_bytes()));
                 }
             }
             None => {
@@ -114,7 +118,10 @@ pub fn init(level: i64, file: Option<File>) {
         file,
         last_error: None,
     });
-    let _ = tracing_subscriber::registry().with(CriuLayer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(CriuLayer)
+        .with(crate::progress::ProgressLayer)
+        .try_init();
 }
 
 /// The last error logged since `init`.

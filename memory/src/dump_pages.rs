@@ -240,6 +240,7 @@ pub fn copy_runs(
                     path: pages_path.to_string(),
                     source,
                 })?;
+            tracing::info!(target: "progress", done = p.len);
         }
     };
     let threads = threads.clamp(1, work.len().max(1));
@@ -307,6 +308,7 @@ pub fn dump_pages(
         source,
     })?;
     let written: u64 = runs.iter().map(|r| r.pages).sum();
+    tracing::info!(target: "progress", total = written * PAGE_SIZE);
     pages
         .set_len(written * PAGE_SIZE)
         .map_err(|source| PagesDumpError::Write {

@@ -71,6 +71,7 @@ pub fn fill(
         None => runs,
     };
     let total: u64 = runs.iter().map(|r| r.pages * PAGE_SIZE).sum();
+    tracing::info!(target: "progress", total);
     let (first, second) = split_by_bytes(runs, total / 2);
     let (first, second) = (first.as_slice(), second.as_slice());
     if second.is_empty() || total < (64 << 20) {
@@ -158,6 +159,7 @@ pub(crate) fn copy_runs(
                 }
             }
         }
+        tracing::info!(target: "progress", done = src.len() as u64);
     }
     Ok(())
 }

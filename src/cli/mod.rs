@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod config;
+pub mod docs;
 pub mod getopt;
 pub mod options;
 pub mod table;

@@ -185,6 +185,7 @@ async fn supervise(
         shared: None,
     };
     let mut net = crate::network::NetworkLock::new(req.network.clone());
+    tracing::info!(target: "progress", phase = "seizing");
     let t_freeze = Instant::now();
     // A cgroup frozen before criu froze it is frozen again once the tasks are let go.
     let mut was_frozen = None;
@@ -332,6 +333,7 @@ async fn dump_phases(
     let freezing_time = t_freeze.elapsed().as_micros() as u32;
     let order = tree.order(req.pid);
     tracing::info!("seized {} task(s) in {} us", order.len(), freezing_time);
+    tracing::info!(target: "progress", phase = "dumping", tasks = order.len() as u64);
 
     // 2. Ids, then every task in parallel.
     let mut alloc = criu_ns::ids::IdAllocator::new();

@@ -110,6 +110,7 @@ pub fn run(
     let mut req_files = req.files.clone();
     // A dump made with --tcp-close restores its connections closed, as CRIU does.
     req_files.tcp_close |= images.inventory.tcp_close == Some(true);
+    tracing::info!(target: "progress", phase = "restoring", tasks = images.tasks.len() as u64);
     let system = actix::System::new();
     system.block_on(async move {
         // Restored tasks run where criu may run once released; until then each is pinned to
