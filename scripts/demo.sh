@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins --examples
-criu=$PWD/target/release/criu
-crit=$PWD/target/release/crit
+# CRIU and CRIT pick other binaries, for example the installed package's.
+criu=${CRIU:-$PWD/target/release/criu}
+crit=${CRIT:-$PWD/target/release/crit}
 work=$(mktemp -d)
 pid=
 cleanup() {
