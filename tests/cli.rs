@@ -265,9 +265,7 @@ fn commands_not_implemented_are_refused() {
         &["pre-dump", "-t", "1"][..],
         &["page-server"],
         &["lazy-pages"],
-        &["service"],
         &["dedup"],
-        &["swrk", "3"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--no-default-config");
@@ -279,4 +277,12 @@ fn commands_not_implemented_are_refused() {
             text(&out.stderr)
         );
     }
+}
+
+#[test]
+fn swrk_without_its_socket_fails_naming_the_fd() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(&["swrk", "3", "--no-default-config"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("swrk: fd 3"), "{}", text(&out.stderr));
 }
