@@ -284,5 +284,9 @@ fn swrk_without_its_socket_fails_naming_the_fd() {
     let dir = tempfile::tempdir().unwrap();
     let out = criu(&["swrk", "3", "--no-default-config"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("swrk: fd 3"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("swrk: fd 3"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -179,6 +179,61 @@ fn a_tree_is_dumped_and_restored_with_notifications_in_criu_order() {
 }
 
 #[test]
+fn a_client_that_hangs_up_at_post_dump_leaves_the_tree_running() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let task = StateTask::workload("uk_state")
+        .argv(Argv::ResultArgs)
+        .args(&["/tmp", "pairs"])
+        .start(dir.path());
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    let images = std::fs::File::open(dir.path().join("images")).unwrap();
+    let opts = CriuOpts {
+        images_dir_fd: images.as_raw_fd(),
+        pid: Some(task.pid),
+        log_file: Some("rpc-dump.log".into()),
+        log_level: Some(4),
+        notify_scripts: Some(true),
+        ..Default::default()
+    };
+    let mut c = Client::swrk();
+    c.send_raw(&req(CriuReqType::Dump, Some(opts)).encode_to_vec());
+    // Answer pre-dump; at post-dump the tree is frozen and dumped: hang up there.
+    loop {
+        let notify = c
+            .recv()
+            .notify
+            .unwrap_or_default()
+            .script
+            .unwrap_or_default();
+        if notify == "post-dump" {
+            break;
+        }
+        let ok = CriuReq {
+            r#type: CriuReqType::Notify as i32,
+            notify_success: Some(true),
+            ..Default::default()
+        };
+        c.send_raw(&ok.encode_to_vec());
+    }
+    let mut criu = c.criu.take().unwrap();
+    drop(c);
+    let status = criu.wait().unwrap();
+    assert!(
+        !status.success(),
+        "criu reported a dump whose client hung up"
+    );
+    for pid in harness::descendants(task.pid) {
+        assert!(
+            wait_until(Duration::from_secs(5), || harness::tracer(pid, pid) == 0),
+            "pid {pid} is still traced:\n{}",
+            task.log("rpc-dump.log")
+        );
+    }
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("rpc-dump.log"));
+}
+
+#[test]
 fn bad_and_unsupported_requests_get_error_answers() {
     require_root();
     let c = Client::swrk();
