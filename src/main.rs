@@ -7,5 +7,11 @@ fn main() {
     {
         std::process::exit(criu::commands::mount_helper::main(&args))
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == criu_actors::restore::watchdog::NAME)
+    {
+        std::process::exit(criu::commands::restore_watchdog::main())
+    }
     std::process::exit(criu::run(args));
 }

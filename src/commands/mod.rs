@@ -6,4 +6,5 @@ pub mod exec;
 pub mod mount_helper;
 pub mod mount_opts;
 pub mod restore;
+pub mod restore_watchdog;
 pub mod support;

@@ -76,6 +76,7 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             roots: o.cgroup_roots.clone(),
             yard: super::dump::cgroup_yard(o, &dirs.work),
         },
+        watchdog_exe: criu_mounts::dump::helper_exe(),
     };
     let at_ns = |stage, root| {
         let action = match stage {

@@ -13,3 +13,11 @@ pub fn own_inherited(fd: i32) -> Result<OwnedFd, Errno> {
     // use alone; nothing else in the process owns the number.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
+
+/// Closes every fd from `first` up (close_range): a helper that must not keep criu's sockets
+/// or inherited fds open.
+pub fn close_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: close_range takes only integers; the caller owns nothing past `first`.
+    crate::ret::check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) })
+        .map(drop)
+}

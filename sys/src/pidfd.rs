@@ -45,6 +45,22 @@ pub fn open(pid: i32, flags: u32) -> Result<OwnedFd, Errno> {
     })
 }
 
+/// Sends `sig` to the process of `pidfd` (pidfd_send_signal: never a process that reused the
+/// pid).
+pub fn send_signal(pidfd: &OwnedFd, sig: i32) -> Result<(), Errno> {
+    // SAFETY: a null siginfo asks the kernel to fill it in as kill(2) would.
+    crate::ret::check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd() as libc::c_long,
+            sig as libc::c_long,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_long,
+        )
+    })
+    .map(drop)
+}
+
 /// pidfds of a process that is gone: a child made for this (it only waits, every signal
 /// blocked), one pidfd per entry of `flags`, each its own description; then the child is
 /// killed and reaped.

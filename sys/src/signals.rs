@@ -2,12 +2,11 @@
 
 /// Ignores SIGPIPE so that writes to a closed pipe or socket return EPIPE instead of killing us.
 pub fn ignore_sigpipe() -> nix::Result<()> {
+    ignore(nix::sys::signal::Signal::SIGPIPE)
+}
+
+/// Ignores `sig` process-wide.
+pub fn ignore(sig: nix::sys::signal::Signal) -> nix::Result<()> {
     // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety concerns arise.
-    unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
-    }
-    .map(drop)
+    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) }.map(drop)
 }

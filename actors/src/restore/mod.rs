@@ -9,6 +9,7 @@ pub mod plan;
 pub mod rebuild;
 pub mod task;
 pub mod thread;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct RestoreRequest {
     pub network_scripts: Option<crate::network::LockScripts>,
     /// `--manage-cgroups`, `--cgroup-root`, `--cgroup-yard`.
     pub cgroups: criu_cgroups::restore::RestoreOptions,
+    /// The program run as the restore's [`watchdog::Watchdog`] (criu's own binary), which
+    /// kills a half-made tree if criu dies; none runs without it.
+    pub watchdog_exe: Option<PathBuf>,
 }
 
 /// Where a restore of a tree with namespaces of its own stops for the caller (CRIU runs its
@@ -111,6 +115,12 @@ pub fn run(
     // A dump made with --tcp-close restores its connections closed, as CRIU does.
     req_files.tcp_close |= images.inventory.tcp_close == Some(true);
     tracing::info!(target: "progress", phase = "restoring", tasks = images.tasks.len() as u64);
+    let mut watchdog = req
+        .watchdog_exe
+        .as_deref()
+        .map(watchdog::Watchdog::start)
+        .transpose()
+        .map_err(RestoreError::Task)?;
     let system = actix::System::new();
     system.block_on(async move {
         // Restored tasks run where criu may run once released; until then each is pinned to
@@ -140,6 +150,9 @@ pub fn run(
             )
             .await?;
             let root = images.root().host_pid();
+            if let Some(w) = &mut watchdog {
+                w.watch(root)?;
+            }
             move_task(&mut cgroups, &images, &cg_sets, &mut cg_now, 0, None)?;
             // The root's namespaces are filled while it is the only task in them, between the
             // caller's two stops (CRIU's setup-namespaces scripts may set up the network).
@@ -179,6 +192,9 @@ pub fn run(
                             answer(pending).await?;
                         }
                         ask(&actors[parent], Fork { pid, clone_parent }).await?;
+                        if let Some(w) = &mut watchdog {
+                            w.watch(images.tasks[child].host_pid())?;
+                        }
                         ask(&actors[child], Adopt { setsid }).await?;
                         // In its cgroups before it makes children or its memory is charged.
                         move_task(
@@ -280,6 +296,10 @@ pub fn run(
             }
             cgroups.abort();
             return Err(RestoreError::Task(e));
+        }
+        // Complete: from here the tree outlives criu.
+        if let Some(w) = watchdog {
+            w.disarm();
         }
         for (a, _) in actors
             .iter()
