@@ -23,6 +23,8 @@ pub fn main() -> i32 {
     // Nothing of criu's (an RPC socket, inherited fds) stays open through the watchdog.
     let _ = criu_sys::fd::close_from(3);
     let mut watched: Vec<(i32, OwnedFd)> = Vec::new();
+    // Pids told before their task existed (a fork about to happen).
+    let mut pending: BTreeSet<i32> = BTreeSet::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         if line == DONE {
@@ -30,21 +32,53 @@ pub fn main() -> i32 {
         }
         if let Ok(pid) = line.trim().parse::<i32>() {
             match criu_sys::pidfd::open(pid, 0) {
-                Ok(fd) => watched.push((pid, fd)),
-                Err(e) => eprintln!("criu watchdog: pid {pid}: {e}"),
+                Ok(fd) if !watched.iter().any(|(p, _)| *p == pid) => {
+                    pending.remove(&pid);
+                    watched.push((pid, fd));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    pending.insert(pid);
+                }
             }
         }
     }
-    // criu is gone half-way: the tree goes with it. Descendants first found, then killed
-    // through pidfds, so that a pid reused meanwhile is never hit.
-    let roots: BTreeSet<i32> = watched.iter().map(|(p, _)| *p).collect();
-    let mut extra = Vec::new();
-    for pid in descendants(&roots) {
+    // A pending pid counts if a process holds it now that started after this watchdog (the
+    // fork happened): an older process with that pid is not ours.
+    let me = criu_procfs::read_stat(std::process::id() as i32).map_or(u64::MAX, |s| s.start_time);
+    for pid in pending {
         if let Ok(fd) = criu_sys::pidfd::open(pid, 0) {
-            extra.push((pid, fd));
+            if criu_procfs::read_stat(pid).is_ok_and(|s| s.start_time >= me) {
+                watched.push((pid, fd));
+            }
         }
     }
-    for (pid, fd) in watched.iter().chain(&extra) {
+    // criu is gone half-way: the tree goes with it. Every task is stopped first, and its
+    // descendants found again until no new one appears (a parent stopped mid-fork still
+    // gets its child, which stays its child); only then is everything killed, through
+    // pidfds, so that a pid reused meanwhile is never hit.
+    let mut known: BTreeSet<i32> = watched.iter().map(|(p, _)| *p).collect();
+    for (_, fd) in &watched {
+        let _ = criu_sys::pidfd::send_signal(fd, libc::SIGSTOP);
+    }
+    for _ in 0..100 {
+        let new: Vec<i32> = descendants(&known)
+            .into_iter()
+            .filter(|p| !known.contains(p))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for pid in new {
+            if let Ok(fd) = criu_sys::pidfd::open(pid, 0) {
+                let _ = criu_sys::pidfd::send_signal(&fd, libc::SIGSTOP);
+                watched.push((pid, fd));
+            }
+            known.insert(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    for (pid, fd) in &watched {
         if let Err(e) = criu_sys::pidfd::send_signal(fd, libc::SIGKILL) {
             if e != nix::errno::Errno::ESRCH {
                 eprintln!("criu watchdog: cannot kill pid {pid}: {e}");

@@ -191,6 +191,13 @@ pub fn run(
                         if let Some(pending) = memory.remove(&parent) {
                             answer(pending).await?;
                         }
+                        // Told before the fork too: should criu die while the child is
+                        // made, the root dies with it (parent-death signal) and the child is
+                        // nobody's descendant any more. In a pid namespace of the tree's own
+                        // the init takes every task with it instead.
+                        if let Some(w) = watchdog.as_mut().filter(|_| !fresh_pid_ns) {
+                            w.watch(pid)?;
+                        }
                         ask(&actors[parent], Fork { pid, clone_parent }).await?;
                         if let Some(w) = &mut watchdog {
                             w.watch(images.tasks[child].host_pid())?;
