@@ -413,6 +413,13 @@ fn upstream_crit_decodes_every_image_as_we_do() {
     for e in std::fs::read_dir(d).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         let is_image = name.ends_with(".img") || name == "stats-dump";
+        if is_image {
+            // Pages and images hold the program's secrets: its owner only.
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(d.join(&name)).unwrap().permissions(),
+            );
+            assert_eq!(mode & 0o777, 0o600, "{name} has mode {mode:o}");
+        }
         if !is_image || name.starts_with("pages-") {
             continue;
         }

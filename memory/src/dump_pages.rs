@@ -302,11 +302,12 @@ pub fn dump_pages(
     let t1 = std::time::Instant::now();
     let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
     let shown = pages_path.display().to_string();
-    let pages = File::create(&pages_path).map_err(|source| PagesDumpError::Write {
-        pid,
-        path: shown.clone(),
-        source,
-    })?;
+    let pages =
+        criu_proto::create_image_file(&pages_path).map_err(|source| PagesDumpError::Write {
+            pid,
+            path: shown.clone(),
+            source,
+        })?;
     let written: u64 = runs.iter().map(|r| r.pages).sum();
     tracing::info!(target: "progress", total = written * PAGE_SIZE);
     pages

@@ -44,7 +44,7 @@ pub fn dump_shmem(
         }
     };
     let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
-    let mut pages = File::create(&pages_path).map_err(io("create pages image"))?;
+    let mut pages = criu_proto::create_image_file(&pages_path).map_err(io("create pages image"))?;
     let mut pagemap = ImageWriter::create(dir, &ImageKind::SHMEM_PAGEMAP, Some(shmid))?;
     pagemap.write(&PagemapHead { pages_id })?;
     let mut buf = vec![0u8; 1 << 20];

@@ -3,7 +3,6 @@
 //! private clone of the mount (files under child mounts included); restore half: extract into
 //! the new instance, then make it read-only if it was.
 
-use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -31,7 +30,8 @@ pub(crate) fn dump(
         e.mountpoint,
         path.display()
     );
-    let out = File::create(&path).map_err(|err| MountError::io(what.clone(), err))?;
+    let out =
+        criu_proto::create_image_file(&path).map_err(|err| MountError::io(what.clone(), err))?;
     let res = Command::new("tar")
         .args([
             "--create",

@@ -234,9 +234,21 @@ impl ImageWriter<BufWriter<File>> {
     pub fn create(dir: &Path, kind: &ImageKind, id: Option<u64>) -> Result<Self> {
         let path = dir.join(kind.file_name(id));
         let shown = path.display().to_string();
-        let file = File::create(&path).map_err(|e| Error::io(&shown, e))?;
+        let file = create_image_file(&path).map_err(|e| Error::io(&shown, e))?;
         Self::new(shown, kind, BufWriter::new(file))
     }
+}
+
+/// Creates (truncating) an image file readable by its owner only: pages and images hold the
+/// program's secrets.
+pub fn create_image_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl<W: Write> ImageWriter<W> {

@@ -36,7 +36,7 @@ pub mod rpc {
 
 pub use descriptor::{message_descriptor, pool};
 pub use error::Error;
-pub use framing::{ImageReader, ImageWriter, MAX_ENTRY_SIZE};
+pub use framing::{create_image_file, ImageReader, ImageWriter, MAX_ENTRY_SIZE};
 pub use kind::{ImageKind, Payload};
 pub use magic::{magic_by_name, magic_name, IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC};
 pub use required::check_required;

@@ -76,7 +76,8 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             roots: o.cgroup_roots.clone(),
             yard: super::dump::cgroup_yard(o, &dirs.work),
         },
-        watchdog_exe: criu_mounts::dump::helper_exe(),
+        // This very binary, even if a package upgrade replaced its file meanwhile.
+        watchdog_exe: Some("/proc/self/exe".into()),
     };
     let at_ns = |stage, root| {
         let action = match stage {
