@@ -6,6 +6,7 @@ pub mod commands;
 pub mod cpu;
 pub mod dispatch;
 pub mod docs;
+pub mod interrupt;
 pub mod log;
 pub mod pidfile;
 pub mod progress;

@@ -13,5 +13,6 @@ fn main() {
     {
         std::process::exit(criu::commands::restore_watchdog::main())
     }
+    criu::interrupt::install();
     std::process::exit(criu::run(args));
 }

@@ -5,8 +5,10 @@
 //! * [`dump`]: the dump supervisor and its task actor.
 //! * [`restore`]: the restore supervisor and its task actor.
 //! * [`network`]: the network lock around TCP connections, both halves.
+//! * [`interrupt`]: a signal to criu stops a dump or restore at its next phase.
 
 pub mod dump;
+pub mod interrupt;
 pub mod network;
 pub mod pool;
 pub mod restore;

@@ -52,6 +52,7 @@ pub fn run(o: &Options, dirs: &Dirs) -> i32 {
 
 /// Dumps the tree of `-t` into the images dir.
 pub fn dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
+    let _armed = criu_actors::interrupt::arm();
     let images = dirs.images.as_path();
     let Some(pid) = o.tree else {
         return Err("Tree id is not specified (use -t PID)".into());

@@ -29,6 +29,7 @@ pub fn run(o: &Options, dirs: &Dirs) -> i32 {
 
 /// Restores the tree; its root pid once it runs.
 pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
+    let _armed = criu_actors::interrupt::arm();
     if o.restore_sibling && !o.restore_detached {
         return Err("--restore-sibling only makes sense with --restore-detached".into());
     }

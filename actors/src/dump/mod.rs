@@ -74,6 +74,8 @@ pub enum DumpError {
     },
     #[error("post-dump: {0}")]
     PostDump(String),
+    #[error("dump: {0}")]
+    Interrupted(String),
     #[error("cannot start the dump: {0}")]
     Start(String),
     #[error(transparent)]
@@ -204,7 +206,9 @@ async fn supervise(
         (Err(_), _) => Release::Run,
     };
     let mut result = match result {
-        Ok(phases) => run_post_dump(req.post_dump, phases),
+        Ok(phases) => crate::interrupt::check()
+            .map_err(DumpError::Interrupted)
+            .and_then(|()| run_post_dump(req.post_dump, phases)),
         Err(e) => Err(e),
     };
     let release = if result.is_err() {
@@ -335,6 +339,7 @@ async fn dump_phases(
     tracing::info!("seized {} task(s) in {} us", order.len(), freezing_time);
     tracing::info!(target: "progress", phase = "dumping", tasks = order.len() as u64);
 
+    crate::interrupt::check().map_err(DumpError::Interrupted)?;
     // 2. Ids, then every task in parallel.
     let mut alloc = criu_ns::ids::IdAllocator::new();
     let me = std::process::id() as i32;
@@ -433,6 +438,7 @@ async fn dump_phases(
     }
     let done: Vec<TaskDone> = answers(asked).await?.into_iter().map(|(_, d)| d).collect();
 
+    crate::interrupt::check().map_err(DumpError::Interrupted)?;
     // 3. Shared memory, once per object.
     let mut shpages = 0u64;
     let mut objects = std::mem::take(&mut *shared.shmem.lock().unwrap_or_else(|e| e.into_inner()));
@@ -454,6 +460,7 @@ async fn dump_phases(
             })?;
     }
 
+    crate::interrupt::check().map_err(DumpError::Interrupted)?;
     // 4. Global images, the inventory last.
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
     let tree_pids: std::collections::BTreeSet<i32> = order.iter().copied().collect();

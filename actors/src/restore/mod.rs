@@ -180,6 +180,7 @@ pub fn run(
             memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
             for step in &plan.steps {
+                crate::interrupt::check()?;
                 let (actor, op) = match *step {
                     Step::Fork {
                         parent,
@@ -246,6 +247,7 @@ pub fn run(
                 .iter()
                 .zip(&images.tasks)
                 .filter(|(_, t)| t.zombie.is_none());
+            crate::interrupt::check()?;
             let rebuilds: Vec<_> = live.map(|(a, _)| a.send(Rebuild)).collect();
             let mut first_error = None;
             for r in rebuilds {
@@ -285,6 +287,7 @@ pub fn run(
             cgroups
                 .set_properties()
                 .map_err(|e| format!("restore: {e}"))?;
+            crate::interrupt::check()?;
             before_release(root)?;
             // As CRIU: a rule that cannot be removed does not undo a restore.
             if let Err(e) = net_lock.unlock(own_netns.then_some(root)) {
