@@ -200,8 +200,21 @@ fn bind_root(root_dir: &Path) -> rustix::io::Result<OwnedFd> {
     }
 }
 
+/// Where `src` has mounts locked to it (a user namespace's copy of criu's mounts, bound
+/// recursively by [`bind_root`]), a bind of a directory they cover is refused (EINVAL): it is
+/// made with them then, as they already are under the root too.
 fn bind_from(src: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
-    let alone = rustix::mount::open_tree(src, "", clone_flags() | OpenTreeFlags::AT_EMPTY_PATH)?;
+    let clone = |fd: &OwnedFd, recursive: bool| {
+        let mut flags = clone_flags() | OpenTreeFlags::AT_EMPTY_PATH;
+        if recursive {
+            flags |= OpenTreeFlags::AT_RECURSIVE;
+        }
+        rustix::mount::open_tree(fd, "", flags)
+    };
+    let (alone, recursive) = match clone(src, false) {
+        Err(rustix::io::Errno::INVAL) => (clone(src, true)?, true),
+        other => (other?, false),
+    };
     if rel.as_os_str().is_empty() {
         return Ok(alone);
     }
@@ -210,9 +223,12 @@ fn bind_from(src: &OwnedFd, rel: &Path) -> rustix::io::Result<OwnedFd> {
         rel,
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
-        beneath() | ResolveFlags::NO_XDEV,
+        beneath(),
     )?;
-    rustix::mount::open_tree(&at, "", clone_flags() | OpenTreeFlags::AT_EMPTY_PATH)
+    match clone(&at, recursive) {
+        Err(rustix::io::Errno::INVAL) if !recursive => clone(&at, true),
+        other => other,
+    }
 }
 
 /// Attaches the detached mount `mnt` at `rel` beneath its parent's mount `parent`, making
