@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 pub mod ipc;
 pub mod join;
+pub mod mqueue;
 pub mod net;
 pub mod time;
 pub mod tree;

@@ -65,6 +65,7 @@ fn ipc_objects_and_sysctls_come_back_the_same() {
             shm_segments: 2,
             sem_sets: 1,
             msg_queues: 1,
+            posix_queues: 0,
             shm_bytes: 5000 + 3 * 4096,
         }
     );
