@@ -134,6 +134,7 @@ impl SharedFiles {
         crate::timerfd::restore::open_all(images, &mut shared)?;
         crate::pidfd::restore::open_dead(images, &mut shared)?;
         crate::nsfile::restore::open_all(images, &mut shared)?;
+        crate::mqueue::restore::open_all(images, &mut shared)?;
         crate::inet::restore::open_all(images, opts, &mut shared)?;
         crate::packet::restore::open_all(images, &mut shared)?;
         crate::netlink::restore::open_all(images, &mut shared)?;

@@ -33,6 +33,7 @@ pub fn write_images(
     write_pipes_data(dir, table.pipe_data())?;
     crate::fifo::dump::write_fifo_data(dir, &table.fifos)?;
     crate::memfd::dump::write_inodes(dir, &table.memfds)?;
+    crate::mqueue::dump::write(dir, &table.mqueues)?;
     table.remaps.write(dir)?;
     Ok(())
 }

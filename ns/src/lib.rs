@@ -167,18 +167,22 @@ impl Owned {
         self.joins.iter().try_for_each(join::Join::join_here)
     }
 
-    /// Runs `work` in the network namespace of the restored root `pid` (criu's own if the
-    /// tree had none), for the sockets criu makes for the tree.
-    pub fn run_in_net<T: Send>(
+    /// Runs `work` in the network and IPC namespaces of the restored root `pid` (criu's own
+    /// where the tree has none), for the sockets and POSIX message queues criu makes for it.
+    pub fn run_in_tree_ns<T: Send>(
         &self,
         pid: i32,
         work: impl FnOnce() -> T + Send,
     ) -> Result<T, NsImageError> {
-        let joined = self.joins.iter().any(|j| j.kind == NsKind::Net);
-        if !self.owns(NsKind::Net) && !joined {
+        let kinds: Vec<NsKind> = [NsKind::Net, NsKind::Ipc]
+            .into_iter()
+            .filter(|&kind| self.owns(kind) || self.joins.iter().any(|j| j.kind == kind))
+            .collect();
+        if kinds.is_empty() {
             return Ok(work());
         }
-        enter::in_namespaces_of(pid, &[NsKind::Net], work).map_err(error::enter("net"))
+        let name = if kinds.len() == 2 { "net and ipc" } else { kinds[0].name() };
+        enter::in_namespaces_of(pid, &kinds, work).map_err(error::enter(name))
     }
 
     /// Once every task has attached its System V segments: what must wait for that

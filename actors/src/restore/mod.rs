@@ -152,7 +152,7 @@ pub fn run(
                 req_files.root = Some(format!("/proc/{root}/root").into());
             }
             let made = ns
-                .run_in_net(root, || {
+                .run_in_tree_ns(root, || {
                     if own_netns {
                         net_lock.lock_new_netns()?;
                     }
