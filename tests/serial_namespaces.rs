@@ -560,3 +560,78 @@ fn the_same_container_in_a_user_namespace_keeps_running() {
     // Its mount namespace is a user namespace's copy of criu's: every mount is locked there.
     container_with_mounts_keeps_running(&["--user", "--map-root-user"]);
 }
+
+/// Removes the queues mq_queue makes in criu's IPC namespace.
+struct MqQueues(String);
+
+impl Drop for MqQueues {
+    fn drop(&mut self) {
+        for suffix in ["", "-gone", "-free"] {
+            let _ = criu_sys::mqueue::unlink(&format!("{}{suffix}", self.0));
+        }
+    }
+}
+
+#[test]
+fn joined_user_and_mount_namespaces_hold_the_restored_task() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("criu-rs-mq-join-{}", std::process::id());
+    let _clean = MqQueues(name.clone());
+    let mut task = state_task::StateTask::workload("mq_queue")
+        .args(&[&name])
+        .start(dir.path());
+    task.dump(&[]);
+    // A runtime's user namespace (every id mapped to itself) and mount namespace.
+    let user = Holder::start(&["--user"], "true");
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", user.pid()), "0 0 4294967295").unwrap();
+    }
+    let mnt = Holder::start(&["--mount"], "true");
+    let join_user = format!("user:{},0,0", user.pid());
+    let join_mnt = format!("mnt:/proc/{}/ns/mnt", mnt.pid());
+    task.restore_ok(&["--join-ns", &join_user, "--join-ns", &join_mnt]);
+    assert_eq!(ns_link(task.pid, "user"), ns_link(user.pid(), "user"));
+    assert_eq!(ns_link(task.pid, "mnt"), ns_link(mnt.pid(), "mnt"));
+    assert_ne!(ns_link(task.pid, "user"), ns_link(std::process::id() as i32, "user"));
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn namespaces_made_after_joining_a_user_namespace_belong_to_it() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("criu-rs-mq-joinns-{}", std::process::id());
+    let mut task = state_task::StateTask::workload("mq_queue")
+        .launcher(&["unshare", "--uts", "--ipc"])
+        .args(&[&name])
+        .start(dir.path());
+    task.dump(&[]);
+    let user = Holder::start(&["--user"], "true");
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", user.pid()), "0 0 4294967295").unwrap();
+    }
+    let join_user = format!("user:{}", user.pid());
+    task.restore_ok(&["--join-ns", &join_user]);
+    assert_eq!(ns_link(task.pid, "user"), ns_link(user.pid(), "user"));
+    let me = std::process::id() as i32;
+    for kind in ["uts", "ipc"] {
+        assert_ne!(ns_link(task.pid, kind), ns_link(me, kind), "{kind}");
+        // Made from inside the joined user namespace: it owns them.
+        assert_eq!(user_ns_of_ns(task.pid, kind), ns_link(user.pid(), "user"), "{kind}");
+    }
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+/// The user namespace that owns `pid`'s namespace of `kind` (ioctl NS_GET_USERNS, through
+/// python's fcntl, as the test crate has no unsafe code).
+fn user_ns_of_ns(pid: i32, kind: &str) -> String {
+    let script = format!(
+        "import os, fcntl\n\
+         fd = os.open('/proc/{pid}/ns/{kind}', os.O_RDONLY)\n\
+         u = fcntl.ioctl(fd, 0xb701)\n\
+         print('user:[%d]' % os.fstat(u).st_ino)"
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
