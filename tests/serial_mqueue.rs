@@ -101,7 +101,11 @@ fn queues_of_the_tree_ipc_namespace_come_back_with_it() {
     let ns_image = std::fs::read_dir(&images)
         .unwrap()
         .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("ipcns-posix-mq-"));
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ipcns-posix-mq-")
+        });
     assert!(ns_image, "no ipcns-posix-mq image");
     assert_eq!(
         mqueue::open(&name, libc::O_RDONLY, 0, None).unwrap_err(),
@@ -127,10 +131,7 @@ fn a_registered_notification_fails_the_dump_by_name() {
     let out = task.try_dump(&[]);
     assert_ne!(out.status.code(), Some(0));
     let said = task.said(&out, "dump.log");
-    assert!(
-        said.contains("mq_notify") && said.contains(&name),
-        "{said}"
-    );
+    assert!(said.contains("mq_notify") && said.contains(&name), "{said}");
     // The tree runs on, its queue untouched.
     assert!(task.alive());
     assert_eq!(task.verdict(), "PASS\n");

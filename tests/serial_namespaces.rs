@@ -593,7 +593,10 @@ fn joined_user_and_mount_namespaces_hold_the_restored_task() {
     task.restore_ok(&["--join-ns", &join_user, "--join-ns", &join_mnt]);
     assert_eq!(ns_link(task.pid, "user"), ns_link(user.pid(), "user"));
     assert_eq!(ns_link(task.pid, "mnt"), ns_link(mnt.pid(), "mnt"));
-    assert_ne!(ns_link(task.pid, "user"), ns_link(std::process::id() as i32, "user"));
+    assert_ne!(
+        ns_link(task.pid, "user"),
+        ns_link(std::process::id() as i32, "user")
+    );
     assert_eq!(task.verdict(), "PASS\n");
 }
 
@@ -618,7 +621,11 @@ fn namespaces_made_after_joining_a_user_namespace_belong_to_it() {
     for kind in ["uts", "ipc"] {
         assert_ne!(ns_link(task.pid, kind), ns_link(me, kind), "{kind}");
         // Made from inside the joined user namespace: it owns them.
-        assert_eq!(user_ns_of_ns(task.pid, kind), ns_link(user.pid(), "user"), "{kind}");
+        assert_eq!(
+            user_ns_of_ns(task.pid, kind),
+            ns_link(user.pid(), "user"),
+            "{kind}"
+        );
     }
     assert_eq!(task.verdict(), "PASS\n");
 }
@@ -632,6 +639,9 @@ fn user_ns_of_ns(pid: i32, kind: &str) -> String {
          u = fcntl.ioctl(fd, 0xb701)\n\
          print('user:[%d]' % os.fstat(u).st_ino)"
     );
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

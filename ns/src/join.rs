@@ -177,11 +177,22 @@ mod tests {
         let j = parse("user:7,1000,100").unwrap();
         assert_eq!(
             (j.kind, j.at, j.ids),
-            (NsKind::User, Where::Path("/proc/7/ns/user".into()), Some((1000, 100)))
+            (
+                NsKind::User,
+                Where::Path("/proc/7/ns/user".into()),
+                Some((1000, 100))
+            )
         );
         assert_eq!(parse("mnt:/x").unwrap().ids, None);
         for bad in [
-            "net", "foo:1", "pid:1", "cgroup:1", "net:1,x", "ipc:", "user:1,2", "user:1,a,b",
+            "net",
+            "foo:1",
+            "pid:1",
+            "cgroup:1",
+            "net:1,x",
+            "ipc:",
+            "user:1,2",
+            "user:1,a,b",
             "user:1,2,3,4",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

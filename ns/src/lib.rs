@@ -182,7 +182,11 @@ impl Owned {
         if kinds.is_empty() {
             return Ok(work());
         }
-        let name = if kinds.len() == 2 { "net and ipc" } else { kinds[0].name() };
+        let name = if kinds.len() == 2 {
+            "net and ipc"
+        } else {
+            kinds[0].name()
+        };
         enter::in_namespaces_of(pid, &kinds, work).map_err(error::enter(name))
     }
 

@@ -290,7 +290,8 @@ pub fn dump_ns(ns_id: u32, dir: &Path) -> Result<u32, MqError> {
 /// Makes every queue of `ipcns-posix-mq-<ns_id>.img` (if the dump wrote one) in the calling
 /// thread's (fresh) IPC namespace; how many.
 pub fn restore_ns(ns_id: u32, dir: &Path) -> Result<u32, MqError> {
-    let Some(mut r) = ImageReader::open_if_exists(dir, &ImageKind::POSIX_MQ, Some(u64::from(ns_id)))?
+    let Some(mut r) =
+        ImageReader::open_if_exists(dir, &ImageKind::POSIX_MQ, Some(u64::from(ns_id)))?
     else {
         return Ok(0);
     };
@@ -336,7 +337,10 @@ mod tests {
     #[test]
     fn bad_entries_are_refused_before_anything_is_made() {
         let mut e = entry("a/b", &[]);
-        assert!(check(&e).unwrap_err().to_string().contains("not a queue name"));
+        assert!(check(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("not a queue name"));
         e.name = "q".into();
         e.maxmsg = 0;
         assert!(check(&e).is_err());
@@ -353,7 +357,10 @@ mod tests {
             return;
         }
         let name = format!("criu-rs-ns-test-{}", std::process::id());
-        let want = entry(&name, &[(7, b"seven"), (3, b"three-a"), (3, b"three-b"), (0, b"")]);
+        let want = entry(
+            &name,
+            &[(7, b"seven"), (3, b"three-a"), (3, b"three-b"), (0, b"")],
+        );
         let fd = create(&want, true).unwrap();
         let got = read(&fd, &name).unwrap();
         assert_eq!(got, want);

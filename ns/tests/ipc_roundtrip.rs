@@ -42,7 +42,12 @@ fn populate() {
     // POSIX message queues: one bigger than a fresh namespace allows (msg_max 20 above).
     let big = criu_sys::mqueue::open("big", libc::O_RDWR | libc::O_CREAT, 0o640, Some((15, 100)))
         .unwrap();
-    for (prio, text) in [(1u32, &b"one"[..]), (9, b"nine"), (1, b"one-again"), (0, b"")] {
+    for (prio, text) in [
+        (1u32, &b"one"[..]),
+        (9, b"nine"),
+        (1, b"one-again"),
+        (0, b""),
+    ] {
         criu_sys::mqueue::send(std::os::fd::AsFd::as_fd(&big), text, prio).unwrap();
     }
     nix::unistd::fchown(&big, Some(1000.into()), Some(2000.into())).unwrap();

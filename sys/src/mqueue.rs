@@ -25,12 +25,7 @@ fn c_name(name: &str) -> Result<CString, Errno> {
 }
 
 /// mq_open(2): `attr` (maxmsg, msgsize) is used only with O_CREAT.
-pub fn open(
-    name: &str,
-    oflag: i32,
-    mode: u32,
-    attr: Option<(i64, i64)>,
-) -> Result<OwnedFd, Errno> {
+pub fn open(name: &str, oflag: i32, mode: u32, attr: Option<(i64, i64)>) -> Result<OwnedFd, Errno> {
     let name = c_name(name)?;
     let attr = attr.map(|(maxmsg, msgsize)| {
         // SAFETY: mq_attr is plain integers; all-zero is a valid value.

@@ -8,9 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use criu_proto::images::{
-    ExtFileEntry, FdTypes, FdinfoEntry, FileEntry, PosixMqFileEntry,
-};
+use criu_proto::images::{ExtFileEntry, FdTypes, FdinfoEntry, FileEntry, PosixMqFileEntry};
 use criu_proto::{ImageKind, ImageWriter};
 
 use crate::eventfd::dump::{lock, read_anon_fd};
@@ -53,8 +51,8 @@ pub fn dump_mqueue_fd(
         .ok_or_else(|| fail("not a queue name".into()))?
         .to_string();
     let mut t = lock(table);
-    let own_ns = t.tree_ns_ids.ipc_ns_id.is_some()
-        && t.tree_ns_ids.ipc_ns_id != t.own_ns_ids.ipc_ns_id;
+    let own_ns =
+        t.tree_ns_ids.ipc_ns_id.is_some() && t.tree_ns_ids.ipc_ns_id != t.own_ns_ids.ipc_ns_id;
     let key = (a.st.dev, a.st.ino);
     let needs_queue = (deleted || !own_ns) && !t.mqueues.read.contains(&key);
     let queue = if needs_queue {

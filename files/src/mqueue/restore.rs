@@ -68,11 +68,12 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
     }
     order.sort_by_key(|e| e.queue.is_none());
     for e in order {
-        if !queues.contains_key(&e.queue_id) {
-            let q = queue_of(e, images.root().host_pid())?;
-            queues.insert(e.queue_id, q);
-        }
-        let q = &queues[&e.queue_id];
+        let q = match queues.entry(e.queue_id) {
+            std::collections::btree_map::Entry::Occupied(q) => q.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(queue_of(e, images.root().host_pid())?)
+            }
+        };
         let flags = OFlag::from_bits_retain((e.flags & KEPT_FLAGS) as i32) | OFlag::O_CLOEXEC;
         let path = format!("/proc/self/fd/{}", q.as_raw_fd());
         let fd = nix::fcntl::open(path.as_str(), flags, Mode::empty())
@@ -93,7 +94,10 @@ fn queue_of(e: &PosixMqFileEntry, root: i32) -> Result<OwnedFd, SharedError> {
     let any = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC;
     if e.unlinked == Some(true) {
         let Some(q) = &e.queue else {
-            return Err(notify(e, "unlinked, but the image does not carry it".into()));
+            return Err(notify(
+                e,
+                "unlinked, but the image does not carry it".into(),
+            ));
         };
         let mut passing = q.clone();
         passing.name = format!("criu-rs-restore-{root}-{}", e.queue_id);

@@ -61,13 +61,11 @@ fn drain(fd: i32, msgsize: usize) -> Result<Vec<(u32, Vec<u8>)>, String> {
     loop {
         let mut prio = 0;
         // SAFETY: buf is writable for msgsize bytes; a timeout in the past never waits.
-        let n = unsafe {
-            libc::mq_timedreceive(fd, buf.as_mut_ptr().cast(), msgsize, &mut prio, &now)
-        };
+        let n =
+            unsafe { libc::mq_timedreceive(fd, buf.as_mut_ptr().cast(), msgsize, &mut prio, &now) };
         if n < 0 {
             let e = errno();
-            if e.raw_os_error() == Some(libc::ETIMEDOUT) || e.raw_os_error() == Some(libc::EAGAIN)
-            {
+            if e.raw_os_error() == Some(libc::ETIMEDOUT) || e.raw_os_error() == Some(libc::EAGAIN) {
                 return Ok(out);
             }
             return Err(format!("mq_receive fd {fd}: {e}"));
@@ -108,7 +106,12 @@ fn setup(name: &str) -> Result<Queues, String> {
     }
     let wo = open(&main, libc::O_WRONLY | libc::O_NONBLOCK, 0, 0)?;
     let gone_name = format!("/{name}-gone");
-    let gone = open(&gone_name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 3, 16)?;
+    let gone = open(
+        &gone_name,
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+        3,
+        16,
+    )?;
     send(gone, b"ghost", 1)?;
     let c = CString::new(gone_name).unwrap();
     // SAFETY: a valid name.
