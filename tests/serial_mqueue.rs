@@ -136,3 +136,24 @@ fn a_registered_notification_fails_the_dump_by_name() {
     assert!(task.alive());
     assert_eq!(task.verdict(), "PASS\n");
 }
+
+#[test]
+fn a_queue_of_another_ipc_namespace_fails_the_dump_by_name() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("criu-rs-mq-foreign-{}", std::process::id());
+    let _clean = HostQueues(name.clone());
+    let task = StateTask::workload("mq_queue")
+        .args(&[&name, "foreign"])
+        .start(dir.path());
+    let out = task.try_dump(&[]);
+    assert_ne!(out.status.code(), Some(0));
+    let said = task.said(&out, "dump.log");
+    assert!(
+        said.contains("another IPC namespace") && said.contains(&name),
+        "{said}"
+    );
+    assert!(task.alive());
+    // Its queues were not touched.
+    assert_eq!(host_queue(&name), held_before_dump());
+}

@@ -228,10 +228,9 @@ fn fill(fd: &OwnedFd, e: &PosixMqEntry) -> Result<(), MqError> {
     put_back(fd.as_fd(), name, &e.msgs)
 }
 
-/// The queues of the IPC namespace the calling thread is in, read as [`read`] does, in name
-/// order. The namespace's mqueue filesystem is reached through a mount of its own that is
-/// never attached anywhere.
-pub fn list_ns() -> Result<Vec<PosixMqEntry>, MqError> {
+/// The mqueue filesystem of the IPC namespace the calling thread is in (one per namespace),
+/// as a mount of its own that is never attached anywhere.
+fn ns_fs() -> Result<OwnedFd, MqError> {
     use rustix::mount::{fsconfig_create, fsmount, fsopen, FsMountFlags, FsOpenFlags};
     let io = |what: &str| {
         let what = what.to_string();
@@ -242,12 +241,37 @@ pub fn list_ns() -> Result<Vec<PosixMqEntry>, MqError> {
     };
     let fs = fsopen("mqueue", FsOpenFlags::FSOPEN_CLOEXEC).map_err(io("fsopen mqueue"))?;
     fsconfig_create(&fs).map_err(io("create an mqueue filesystem"))?;
-    let mnt = fsmount(
+    fsmount(
         &fs,
         FsMountFlags::FSMOUNT_CLOEXEC,
         rustix::mount::MountAttrFlags::empty(),
     )
-    .map_err(io("fsmount mqueue"))?;
+    .map_err(io("fsmount mqueue"))
+}
+
+/// The device of the mqueue filesystem of `pid`'s IPC namespace: the queues of that
+/// namespace, and no others, are files of it.
+pub fn fs_dev_of(pid: i32) -> Result<u64, MqError> {
+    let dev = crate::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Ipc], || {
+        let mnt = ns_fs()?;
+        let meta = std::fs::File::from(mnt)
+            .metadata()
+            .map_err(|source| MqError::Io {
+                what: "stat the mqueue filesystem".into(),
+                source,
+            })?;
+        Ok::<_, MqError>(meta.dev())
+    });
+    dev.map_err(|e| MqError::Io {
+        what: format!("ipc namespace of pid {pid}"),
+        source: std::io::Error::other(e.to_string()),
+    })?
+}
+
+/// The queues of the IPC namespace the calling thread is in, read as [`read`] does, in name
+/// order.
+pub fn list_ns() -> Result<Vec<PosixMqEntry>, MqError> {
+    let mnt = ns_fs()?;
     let root = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&mnt));
     let mut names = Vec::new();
     let dir = std::fs::read_dir(&root).map_err(|source| MqError::Io {

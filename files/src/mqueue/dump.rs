@@ -23,6 +23,8 @@ pub struct Queues {
     pub entries: Vec<PosixMqFileEntry>,
     /// Queues (dev, ino) already read.
     read: HashSet<(u64, u64)>,
+    /// The device of the mqueue filesystem of the tree's IPC namespace, once known.
+    tree_dev: Option<u64>,
 }
 
 /// Whether `pid`'s `fd` is a POSIX message queue: a file of an mqueue filesystem.
@@ -53,6 +55,26 @@ pub fn dump_mqueue_fd(
     let mut t = lock(table);
     let own_ns =
         t.tree_ns_ids.ipc_ns_id.is_some() && t.tree_ns_ids.ipc_ns_id != t.own_ns_ids.ipc_ns_id;
+    // The tree's tasks share one IPC namespace (see criu_ns::tree): a queue of another one
+    // would come back, by name, in the wrong one.
+    let tree_dev = match t.mqueues.tree_dev {
+        Some(dev) => dev,
+        None => {
+            let dev = criu_ns::mqueue::fs_dev_of(pid).map_err(|e| fail(e.to_string()))?;
+            t.mqueues.tree_dev = Some(dev);
+            dev
+        }
+    };
+    if a.st.dev != tree_dev {
+        return Err(FilesError::Unsupported {
+            pid,
+            fd,
+            kind: format!(
+                "POSIX message queue {} of another IPC namespace than the task's",
+                path.display()
+            ),
+        });
+    }
     let key = (a.st.dev, a.st.ino);
     let needs_queue = (deleted || !own_ns) && !t.mqueues.read.contains(&key);
     let queue = if needs_queue {

@@ -7,7 +7,8 @@
 //! messages and closes it (only its namespace keeps it). Then READY, SIGUSR1, and it checks
 //! attributes, flags, names and every message in order, and that both descriptions of /NAME
 //! are one queue; it writes "PASS" or "FAIL: reason". With `notify` it registers a
-//! notification on a queue, which a dump must refuse.
+//! notification on a queue, which a dump must refuse; with `foreign` it moves to an IPC
+//! namespace of its own, away from its queues, which a dump must refuse too.
 
 use std::ffi::CString;
 
@@ -185,12 +186,19 @@ fn check(q: &Queues) -> Check {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    // mq_queue NAME [notify] RESULT_FILE WORK_DIR
+    // mq_queue NAME [notify|foreign] RESULT_FILE WORK_DIR
     let (name, result) = (&args[1], &args[args.len() - 2]);
     // SAFETY: setsid takes no arguments; the dump wants a session leader as root.
     unsafe { libc::setsid() };
     catch_usr1();
     let q = setup(name).unwrap_or_else(|e| fail(result, format!("setup: {e}")));
+    if args[2] == "foreign" {
+        // Its queues now belong to another IPC namespace than its own.
+        // SAFETY: unshare takes flags only.
+        if unsafe { libc::unshare(libc::CLONE_NEWIPC) } != 0 {
+            fail(result, format!("unshare: {}", errno()));
+        }
+    }
     if args[2] == "notify" {
         // The queue holds a message: nothing fires it unless it is emptied and refilled.
         notify(q.gone).unwrap_or_else(|e| fail(result, format!("setup: {e}")));
