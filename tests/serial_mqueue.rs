@@ -157,3 +157,35 @@ fn a_queue_of_another_ipc_namespace_fails_the_dump_by_name() {
     // Its queues were not touched.
     assert_eq!(host_queue(&name), held_before_dump());
 }
+
+#[test]
+fn a_queue_made_by_a_restore_that_fails_is_removed_again() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("criu-rs-mq-undo-{}", std::process::id());
+    let _clean = HostQueues(name.clone());
+    let mut task = StateTask::workload("mq_queue")
+        .args(&[&name])
+        .start(dir.path());
+    task.dump(&[]);
+    mqueue::unlink(&name).unwrap();
+    // The post-restore script fails: the tasks and the queue exist by then.
+    let script = dir.path().join("action.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] && exit 1\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = task.restore(&["--action-script", script.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0), "{}", task.log("restore.log"));
+    let said = task.said(&out, "restore.log");
+    assert!(said.contains("post-restore"), "{said}");
+    assert_eq!(
+        mqueue::open(&name, libc::O_RDONLY, 0, None).unwrap_err(),
+        nix::errno::Errno::ENOENT,
+        "the queue the failed restore made is still there"
+    );
+    // The host's queue no fd holds was never the restore's to remove.
+    assert!(mqueue::open(&format!("{name}-free"), libc::O_RDONLY, 0, None).is_ok());
+}

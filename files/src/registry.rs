@@ -106,6 +106,8 @@ pub struct SharedFiles {
     pub root: crate::root::FsRoot,
     /// TCP connections in repair mode until every task is back.
     pub tcp_repair: crate::inet::restore::TcpRepair,
+    /// POSIX message queues made in criu's namespace, removed if the restore fails.
+    pub mq_made: crate::mqueue::restore::MadeQueues,
 }
 
 impl SharedFiles {

@@ -280,6 +280,7 @@ pub fn run(
             cgroups.abort();
             return Err(RestoreError::Task(e));
         }
+        files.keep();
         for (a, _) in actors
             .iter()
             .zip(&images.tasks)

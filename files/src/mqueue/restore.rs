@@ -39,6 +39,41 @@ fn notify(e: &PosixMqFileEntry, what: String) -> SharedError {
     }
 }
 
+/// Queues a restore made in criu's own IPC namespace (a host queue the images carried whose
+/// name was free): removed again unless the restore succeeds ([`MadeQueues::keep`]).
+#[derive(Debug, Default)]
+pub struct MadeQueues {
+    names: Vec<String>,
+    kept: bool,
+}
+
+impl MadeQueues {
+    /// The restore succeeded: the queues stay.
+    pub fn keep(&mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for MadeQueues {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        for name in &self.names {
+            if let Err(e) = mqueue::unlink(name) {
+                tracing::warn!("POSIX message queue /{name} made by the restore stays: {e}");
+            }
+        }
+    }
+}
+
+/// Whether the calling thread is in criu's own IPC namespace.
+fn in_own_ipc_ns() -> bool {
+    let link = |p: &str| std::fs::read_link(p).ok();
+    let mine = link("/proc/thread-self/ns/ipc");
+    mine.is_some() && mine == link("/proc/self/ns/ipc")
+}
+
 pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), SharedError> {
     let ext = shared.to_make(images, FdTypes::Ext, "ext", |f| f.ext.as_ref())?;
     if ext.is_empty() {
@@ -71,7 +106,11 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         let q = match queues.entry(e.queue_id) {
             std::collections::btree_map::Entry::Occupied(q) => q.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(queue_of(e, images.root().host_pid())?)
+                let (q, made) = queue_of(e, images.root().host_pid())?;
+                if made && in_own_ipc_ns() {
+                    shared.mq_made.names.push(e.name.clone());
+                }
+                v.insert(q)
             }
         };
         let flags = OFlag::from_bits_retain((e.flags & KEPT_FLAGS) as i32) | OFlag::O_CLOEXEC;
@@ -89,8 +128,9 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
     Ok(())
 }
 
-/// criu's description of the queue of `e`, found or made.
-fn queue_of(e: &PosixMqFileEntry, root: i32) -> Result<OwnedFd, SharedError> {
+/// criu's description of the queue of `e`, found or made, and whether it was made under its
+/// own name.
+fn queue_of(e: &PosixMqFileEntry, root: i32) -> Result<(OwnedFd, bool), SharedError> {
     let any = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC;
     if e.unlinked == Some(true) {
         let Some(q) = &e.queue else {
@@ -101,15 +141,19 @@ fn queue_of(e: &PosixMqFileEntry, root: i32) -> Result<OwnedFd, SharedError> {
         };
         let mut passing = q.clone();
         passing.name = format!("criu-rs-restore-{root}-{}", e.queue_id);
-        return criu_ns::mqueue::create(&passing, true).map_err(|err| notify(e, err.to_string()));
+        return criu_ns::mqueue::create(&passing, true)
+            .map(|fd| (fd, false))
+            .map_err(|err| notify(e, err.to_string()));
     }
     match (mqueue::open(&e.name, any, 0, None), &e.queue) {
-        (Ok(fd), _) => Ok(fd),
+        (Ok(fd), _) => Ok((fd, false)),
         (Err(Errno::ENOENT), Some(q)) => {
             if q.name != e.name {
                 return Err(notify(e, format!("the image's queue is named /{}", q.name)));
             }
-            criu_ns::mqueue::create(q, false).map_err(|err| notify(e, err.to_string()))
+            criu_ns::mqueue::create(q, false)
+                .map(|fd| (fd, true))
+                .map_err(|err| notify(e, err.to_string()))
         }
         (Err(errno), _) => Err(error(e, "mq_open")(errno)),
     }
