@@ -189,3 +189,20 @@ fn a_queue_made_by_a_restore_that_fails_is_removed_again() {
     // The host's queue no fd holds was never the restore's to remove.
     assert!(mqueue::open(&format!("{name}-free"), libc::O_RDONLY, 0, None).is_ok());
 }
+
+#[test]
+fn queues_of_a_tree_in_its_own_user_and_ipc_namespaces_come_back() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("criu-rs-mq-uns-{}", std::process::id());
+    let mut task = StateTask::workload("mq_queue")
+        .launcher(&["unshare", "--user", "--map-root-user", "--ipc"])
+        .args(&[&name])
+        .start(dir.path());
+    let owner = std::fs::read_to_string(format!("/proc/{}/uid_map", task.pid)).unwrap();
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    let theirs = std::fs::read_to_string(format!("/proc/{}/uid_map", task.pid)).unwrap();
+    assert_eq!(theirs, owner);
+    assert_eq!(task.verdict(), "PASS\n");
+}
