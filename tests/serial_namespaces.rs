@@ -560,3 +560,176 @@ fn the_same_container_in_a_user_namespace_keeps_running() {
     // Its mount namespace is a user namespace's copy of criu's: every mount is locked there.
     container_with_mounts_keeps_running(&["--user", "--map-root-user"]);
 }
+
+/// Removes the queues mq_queue makes in criu's IPC namespace.
+struct MqQueues(String);
+
+impl Drop for MqQueues {
+    fn drop(&mut self) {
+        for suffix in ["", "-gone", "-free"] {
+            let _ = criu_sys::mqueue::unlink(&format!("{}{suffix}", self.0));
+        }
+    }
+}
+
+#[test]
+fn joined_user_and_mount_namespaces_hold_the_restored_task() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("criu-rs-mq-join-{}", std::process::id());
+    let _clean = MqQueues(name.clone());
+    let mut task = state_task::StateTask::workload("mq_queue")
+        .args(&[&name])
+        .start(dir.path());
+    task.dump(&[]);
+    // A runtime's user namespace (every id mapped to itself) and mount namespace.
+    let user = Holder::start(&["--user"], "true");
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", user.pid()), "0 0 4294967295").unwrap();
+    }
+    let mnt = Holder::start(&["--mount"], "true");
+    let join_user = format!("user:{},0,0", user.pid());
+    let join_mnt = format!("mnt:/proc/{}/ns/mnt", mnt.pid());
+    task.restore_ok(&["--join-ns", &join_user, "--join-ns", &join_mnt]);
+    assert_eq!(ns_link(task.pid, "user"), ns_link(user.pid(), "user"));
+    assert_eq!(ns_link(task.pid, "mnt"), ns_link(mnt.pid(), "mnt"));
+    assert_ne!(
+        ns_link(task.pid, "user"),
+        ns_link(std::process::id() as i32, "user")
+    );
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn namespaces_made_after_joining_a_user_namespace_belong_to_it() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("criu-rs-mq-joinns-{}", std::process::id());
+    let mut task = state_task::StateTask::workload("mq_queue")
+        .launcher(&["unshare", "--uts", "--ipc"])
+        .args(&[&name])
+        .start(dir.path());
+    task.dump(&[]);
+    let user = Holder::start(&["--user"], "true");
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", user.pid()), "0 0 4294967295").unwrap();
+    }
+    let join_user = format!("user:{}", user.pid());
+    task.restore_ok(&["--join-ns", &join_user]);
+    assert_eq!(ns_link(task.pid, "user"), ns_link(user.pid(), "user"));
+    let me = std::process::id() as i32;
+    for kind in ["uts", "ipc"] {
+        assert_ne!(ns_link(task.pid, kind), ns_link(me, kind), "{kind}");
+        // Made from inside the joined user namespace: it owns them.
+        assert_eq!(
+            user_ns_of_ns(task.pid, kind),
+            ns_link(user.pid(), "user"),
+            "{kind}"
+        );
+    }
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
+/// The user namespace that owns `pid`'s namespace of `kind` (ioctl NS_GET_USERNS, through
+/// python's fcntl, as the test crate has no unsafe code).
+fn user_ns_of_ns(pid: i32, kind: &str) -> String {
+    let script = format!(
+        "import os, fcntl\n\
+         fd = os.open('/proc/{pid}/ns/{kind}', os.O_RDONLY)\n\
+         u = fcntl.ioctl(fd, 0xb701)\n\
+         print('user:[%d]' % os.fstat(u).st_ino)"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_tree_with_children_joins_a_user_namespace() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    // A shell loop with a child that lives as long as it does, in criu's pid namespace.
+    let script = "sleep 1000 & i=0; while :; do i=$((i+1)); echo \"$i\" > out.new; \
+                  mv out.new out; sleep 0.05; done";
+    let mut sh = Command::new("setsid")
+        .args(["sh", "-c", script])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = sh.id() as i32;
+    let count = |d: &Path| -> u64 {
+        std::fs::read_to_string(d.join("out"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(10), || count(dir.path()) > 2));
+    let sleeper = harness::descendants(root)
+        .into_iter()
+        .find(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("1000"))
+        })
+        .expect("the loop's sleep 1000");
+    std::fs::create_dir_all(dir.path().join("images")).unwrap();
+    let pid = root.to_string();
+    let dump = ["dump", "-t", &pid, "-D", "images", "-o", "dump.log", "-v4"];
+    let out = criu(&dump, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        state_task::log(dir.path(), "dump.log")
+    );
+    let _ = sh.wait();
+    // Every dumped task gone, also from the session the root led (zombies left to init keep
+    // its id in use until init reaps them).
+    let gone = wait_until(Duration::from_secs(10), || in_session(root).is_empty());
+    assert!(
+        gone,
+        "the dumped tree is still there: {:?}",
+        in_session(root)
+    );
+    let user = Holder::start(&["--user"], "true");
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", user.pid()), "0 0 4294967295").unwrap();
+    }
+    let join = format!("user:{}", user.pid());
+    let restore = [
+        "restore",
+        "-D",
+        "images",
+        "-o",
+        "restore.log",
+        "-v4",
+        "-d",
+        "--join-ns",
+        &join,
+    ];
+    let out = criu(&restore, dir.path());
+    let restored = out.status.success();
+    let links = (ns_link(root, "user"), ns_link(sleeper, "user"));
+    let before = count(dir.path());
+    let went_on = wait_until(Duration::from_secs(10), || count(dir.path()) > before + 2);
+    harness::kill_tree(root);
+    assert!(restored, "{}", state_task::log(dir.path(), "restore.log"));
+    let want = ns_link(user.pid(), "user");
+    assert_eq!(links, (want.clone(), want));
+    assert!(went_on, "the loop stopped at {before}");
+}
+
+/// The processes of session `sid`.
+fn in_session(sid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After "(comm)": state, ppid, pgrp, session.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().nth(3) == Some(&sid.to_string())
+        })
+        .collect()
+}

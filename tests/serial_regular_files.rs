@@ -91,18 +91,6 @@ fn a_console_and_a_virtual_terminal_are_opened_again_by_path() {
 }
 
 #[test]
-fn a_posix_message_queue_is_refused_by_name_and_the_task_runs_on() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let task = StateTask::start_workload("rf_special", &["mqueue"], dir.path());
-    let out = task.try_dump(&[]);
-    assert_ne!(out.status.code(), Some(0));
-    let said = task.said(&out, "dump.log");
-    assert!(said.contains("POSIX message queue"), "{said}");
-    assert_eq!(task.verdict(), "PASS\n");
-}
-
-#[test]
 fn a_ghost_over_the_limit_fails_the_dump_and_the_task_runs_on() {
     require_root();
     let dir = tempfile::tempdir().unwrap();

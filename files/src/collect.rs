@@ -193,14 +193,6 @@ fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTa
     table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether `pid`'s `fd` is a POSIX message queue: a file of an mqueue filesystem, whose fd
-/// link reads like a path at the root.
-fn is_mqueue(pid: i32, fd: i32) -> bool {
-    const MQUEUE_MAGIC: i64 = 0x1980_0202;
-    nix::sys::statfs::statfs(format!("/proc/{pid}/fd/{fd}").as_str())
-        .is_ok_and(|s| s.filesystem_type().0 == MQUEUE_MAGIC)
-}
-
 pub(crate) fn dump_path_fd(
     pid: i32,
     fd: i32,
@@ -209,15 +201,8 @@ pub(crate) fn dump_path_fd(
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<FdinfoEntry, FilesError> {
     let meta = fd_meta(pid, fd)?;
-    if is_mqueue(pid, fd) {
-        return Err(FilesError::Unsupported {
-            pid,
-            fd,
-            kind: format!(
-                "POSIX message queue {} (mq_open; its messages and attributes are not dumped yet)",
-                path.display()
-            ),
-        });
+    if crate::mqueue::dump::is_mqueue(pid, fd) {
+        return crate::mqueue::dump::dump_mqueue_fd(pid, fd, path, deleted, table);
     }
     if crate::tty::dump::is_terminal(&meta) {
         let info = read_fdinfo(pid, fd)?;

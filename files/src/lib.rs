@@ -35,6 +35,7 @@ pub mod inotify;
 pub mod install;
 pub mod locks;
 pub mod memfd;
+pub mod mqueue;
 pub mod netlink;
 pub mod nsfile;
 pub mod packet;

@@ -106,6 +106,8 @@ pub struct SharedFiles {
     pub root: crate::root::FsRoot,
     /// TCP connections in repair mode until every task is back.
     pub tcp_repair: crate::inet::restore::TcpRepair,
+    /// POSIX message queues made in criu's namespace, removed if the restore fails.
+    pub mq_made: crate::mqueue::restore::MadeQueues,
 }
 
 impl SharedFiles {
@@ -134,6 +136,7 @@ impl SharedFiles {
         crate::timerfd::restore::open_all(images, &mut shared)?;
         crate::pidfd::restore::open_dead(images, &mut shared)?;
         crate::nsfile::restore::open_all(images, &mut shared)?;
+        crate::mqueue::restore::open_all(images, &mut shared)?;
         crate::inet::restore::open_all(images, opts, &mut shared)?;
         crate::packet::restore::open_all(images, &mut shared)?;
         crate::netlink::restore::open_all(images, &mut shared)?;

@@ -33,6 +33,7 @@ pub fn write_images(
     write_pipes_data(dir, table.pipe_data())?;
     crate::fifo::dump::write_fifo_data(dir, &table.fifos)?;
     crate::memfd::dump::write_inodes(dir, &table.memfds)?;
+    crate::mqueue::dump::write(dir, &table.mqueues)?;
     table.remaps.write(dir)?;
     Ok(())
 }
@@ -73,6 +74,8 @@ pub struct Prepared {
     shell_job: Option<ShellJob>,
     /// Names made for remapped files; removed when this is dropped, also on failure.
     remaps: Remaps,
+    /// POSIX message queues made in criu's namespace; removed unless [`Prepared::keep`].
+    queues: crate::mqueue::restore::MadeQueues,
 }
 
 /// Restore, before any task exists: the shell job's terminal (`--shell-job`), and files whose
@@ -86,7 +89,11 @@ pub fn prepare(
 ) -> Result<Prepared, RestoreFilesError> {
     let shell_job = crate::tty::restore::prepare(images, shell_job)?;
     let remaps = crate::ghost::restore::prepare(images, own_root)?;
-    Ok(Prepared { shell_job, remaps })
+    Ok(Prepared {
+        shell_job,
+        remaps,
+        queues: Default::default(),
+    })
 }
 
 impl Prepared {
@@ -101,11 +108,17 @@ impl Prepared {
         self.remaps
             .make_pending(&images.dir, &root, images.root().host_pid())?;
         let mut shared = SharedFiles::create(images, opts)?;
+        self.queues = std::mem::take(&mut shared.mq_made);
         if let Some(job) = &self.shell_job {
             job.hand_out(&mut shared)?;
         }
         crate::fown::restore::restore_tty_owners(images, &mut shared)?;
         Ok(shared)
+    }
+
+    /// The restore succeeded: what it made that outlives it (POSIX message queues) stays.
+    pub fn keep(&mut self) {
+        self.queues.keep();
     }
 
     /// Once every task has its files: remapped names go, the shell job's terminal settles.

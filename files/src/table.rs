@@ -94,6 +94,8 @@ pub struct FileTable {
     pub packet: crate::packet::dump::PacketSockets,
     /// Netlink sockets (see `netlink`).
     pub netlink: crate::netlink::dump::NetlinkSockets,
+    /// POSIX message queues (see `mqueue`).
+    pub mqueues: crate::mqueue::dump::Queues,
     /// What the command line says about files.
     pub opts: DumpFileOptions,
     /// criu's own namespace ids (`ids-*.img` numbering), for namespace files (see `nsfile`).

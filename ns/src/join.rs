@@ -1,8 +1,11 @@
-//! Namespaces the restored tree joins instead of getting new ones: `--join-ns NS:PID|PATH`,
-//! and a network namespace the dump named external (`--external net[INODE]:KEY`), handed to
-//! the restore as `--inherit-fd fd[N]:KEY`. net, ipc and uts are joined by criu's thread that
-//! makes the root (the root is born in them); time by the root itself (injected setns), since
-//! a multi-threaded process cannot join one.
+//! Namespaces the restored tree joins instead of getting new ones: `--join-ns NS:PID|PATH`
+//! (`--join-ns user:PID|PATH,UID,GID` for a user namespace), and a network namespace the dump
+//! named external (`--external net[INODE]:KEY`), handed to the restore as
+//! `--inherit-fd fd[N]:KEY`. net, ipc and uts are joined by criu's thread that makes the root
+//! (the root is born in them); time, mnt and user by the root itself (injected setns), since a
+//! multi-threaded process cannot join those. As CRIU: the user namespace is joined last, then
+//! the root takes UID and GID there (default 0), and the namespaces the tree gets new are made
+//! from inside it (see `Owned::clone_flags`), so that they belong to it.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -24,6 +27,8 @@ pub enum Where {
 pub struct Join {
     pub kind: NsKind,
     pub at: Where,
+    /// For a user namespace: the uid and gid the root takes in it.
+    pub ids: Option<(u32, u32)>,
 }
 
 /// Parses `--join-ns NS:PID|PATH[,OPTIONS]`.
@@ -33,14 +38,31 @@ pub fn parse(arg: &str) -> Result<Join, String> {
         .split_once(':')
         .ok_or_else(|| bad("expected NS:PID|PATH"))?;
     let kind = NsKind::from_name(kind).ok_or_else(|| bad("unknown namespace kind"))?;
-    if !matches!(kind, NsKind::Net | NsKind::Ipc | NsKind::Uts | NsKind::Time) {
+    if matches!(kind, NsKind::Pid | NsKind::Cgroup) {
         return Err(bad(
-            "joining a user, mount, pid or cgroup namespace is not supported yet",
+            "joining a pid or cgroup namespace is not supported (a pid namespace can be \
+             given with --external and --inherit-fd)",
         ));
     }
-    if rest.contains(',') {
-        return Err(bad("options are only for a user namespace"));
-    }
+    let (rest, ids) = match rest.split_once(',') {
+        None => (rest, None),
+        Some(_) if kind != NsKind::User => {
+            return Err(bad("options are only for a user namespace"))
+        }
+        Some((at, opts)) => {
+            let id = |s: Option<&str>| -> Result<u32, String> {
+                s.and_then(|s| s.parse::<u32>().ok())
+                    .ok_or_else(|| bad("expected user:PID|PATH,UID,GID"))
+            };
+            let mut parts = opts.split(',');
+            let uid = id(parts.next())?;
+            let gid = id(parts.next())?;
+            if parts.next().is_some() {
+                return Err(bad("expected user:PID|PATH,UID,GID"));
+            }
+            (at, Some((uid, gid)))
+        }
+    };
     if rest.is_empty() {
         return Err(bad("expected NS:PID|PATH"));
     }
@@ -51,6 +73,7 @@ pub fn parse(arg: &str) -> Result<Join, String> {
     Ok(Join {
         kind,
         at: Where::Path(path),
+        ids,
     })
 }
 
@@ -75,10 +98,15 @@ impl Join {
         Ok(fd)
     }
 
+    /// Whether the root joins it itself (see [`Join::join_in_stub`]).
+    pub fn in_stub(&self) -> bool {
+        matches!(self.kind, NsKind::Time | NsKind::Mnt | NsKind::User)
+    }
+
     /// Joins on the calling thread (net, ipc, uts): the root that thread makes is born there.
     /// setns itself refuses a namespace of another kind (EINVAL).
     pub fn join_here(&self) -> Result<(), NsImageError> {
-        if self.kind == NsKind::Time {
+        if self.in_stub() {
             return Ok(());
         }
         let fd = self.open()?;
@@ -87,9 +115,10 @@ impl Join {
             .map_err(|e| bad(self.kind, format!("setns into the namespace to join: {e}")))
     }
 
-    /// Joins in the root's stub, driven through `r` (time).
+    /// Joins in the root's stub, driven through `r` (time, mnt, user; the caller joins a
+    /// user namespace last, then calls [`Join::take_ids`]).
     pub fn join_in_stub(&self, r: &mut Remote) -> Result<(), NsImageError> {
-        if self.kind != NsKind::Time {
+        if !self.in_stub() {
             return Ok(());
         }
         let Where::Path(p) = &self.at else {
@@ -108,8 +137,27 @@ impl Join {
             libc::SYS_setns,
             &[fd, self.kind.clone_flag() as u64],
         )
-        .map_err(&t)?;
+        .map_err(|e| bad(self.kind, format!("setns into {path}: {e}")))?;
         r.close(fd).map_err(&t)
+    }
+
+    /// For a joined user namespace, once the root is in it and has made its namespaces:
+    /// the uid and gid it takes there (default 0).
+    pub fn take_ids(&self, r: &mut Remote) -> Result<(), NsImageError> {
+        if self.kind != NsKind::User {
+            return Ok(());
+        }
+        // gid first: once the uid is not 0 the root may no longer change it.
+        let (uid, gid) = self.ids.unwrap_or((0, 0));
+        for (name, nr, id) in [
+            ("setresgid", libc::SYS_setresgid, gid),
+            ("setresuid", libc::SYS_setresuid, uid),
+        ] {
+            let id = u64::from(id);
+            r.call(name, nr, &[id, id, id])
+                .map_err(|e| bad(self.kind, format!("{name}({id}) inside it: {e}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -126,7 +174,27 @@ mod tests {
         );
         let j = parse("uts:/run/netns/x").unwrap();
         assert_eq!(j.at, Where::Path("/run/netns/x".into()));
-        for bad in ["net", "foo:1", "user:1", "mnt:/x", "net:1,x", "ipc:"] {
+        let j = parse("user:7,1000,100").unwrap();
+        assert_eq!(
+            (j.kind, j.at, j.ids),
+            (
+                NsKind::User,
+                Where::Path("/proc/7/ns/user".into()),
+                Some((1000, 100))
+            )
+        );
+        assert_eq!(parse("mnt:/x").unwrap().ids, None);
+        for bad in [
+            "net",
+            "foo:1",
+            "pid:1",
+            "cgroup:1",
+            "net:1,x",
+            "ipc:",
+            "user:1,2",
+            "user:1,a,b",
+            "user:1,2,3,4",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

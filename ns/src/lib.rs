@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 pub mod ipc;
 pub mod join;
+pub mod mqueue;
 pub mod net;
 pub mod time;
 pub mod tree;
@@ -146,6 +147,7 @@ impl Owned {
                 joins.push(join::Join {
                     kind: NsKind::Net,
                     at: join::Where::Fd(fd),
+                    ids: None,
                 });
             }
         }
@@ -166,18 +168,26 @@ impl Owned {
         self.joins.iter().try_for_each(join::Join::join_here)
     }
 
-    /// Runs `work` in the network namespace of the restored root `pid` (criu's own if the
-    /// tree had none), for the sockets criu makes for the tree.
-    pub fn run_in_net<T: Send>(
+    /// Runs `work` in the network and IPC namespaces of the restored root `pid` (criu's own
+    /// where the tree has none), for the sockets and POSIX message queues criu makes for it.
+    pub fn run_in_tree_ns<T: Send>(
         &self,
         pid: i32,
         work: impl FnOnce() -> T + Send,
     ) -> Result<T, NsImageError> {
-        let joined = self.joins.iter().any(|j| j.kind == NsKind::Net);
-        if !self.owns(NsKind::Net) && !joined {
+        let kinds: Vec<NsKind> = [NsKind::Net, NsKind::Ipc]
+            .into_iter()
+            .filter(|&kind| self.owns(kind) || self.joins.iter().any(|j| j.kind == kind))
+            .collect();
+        if kinds.is_empty() {
             return Ok(work());
         }
-        enter::in_namespaces_of(pid, &[NsKind::Net], work).map_err(error::enter("net"))
+        let name = if kinds.len() == 2 {
+            "net and ipc"
+        } else {
+            kinds[0].name()
+        };
+        enter::in_namespaces_of(pid, &kinds, work).map_err(error::enter(name))
     }
 
     /// Once every task has attached its System V segments: what must wait for that
@@ -201,11 +211,43 @@ impl Owned {
 
     /// The clone3 flags that give the root its new namespaces. The time namespace is not
     /// among them: its offsets must be set before a task enters it (see time.rs).
+    ///
+    /// With a user namespace to join, only the pid namespace comes with the root: the others
+    /// are made by the root itself once inside the joined one ([`Owned::unshare_flags`]), so
+    /// that they belong to it, as CRIU makes them.
     pub fn clone_flags(&self) -> u64 {
+        let all = self.new_flags();
+        if self.joins_user() {
+            all & libc::CLONE_NEWPID as u64
+        } else {
+            all
+        }
+    }
+
+    /// The namespaces the root makes itself, after joining a user namespace (none otherwise).
+    fn unshare_flags(&self) -> u64 {
+        if self.joins_user() {
+            self.new_flags() & !(libc::CLONE_NEWPID as u64)
+        } else {
+            0
+        }
+    }
+
+    fn new_flags(&self) -> u64 {
         self.kinds
             .iter()
             .filter(|(k, _)| *k != NsKind::Time)
             .fold(0, |f, (k, _)| f | k.clone_flag() as u64)
+    }
+
+    fn joins_user(&self) -> bool {
+        self.joins.iter().any(|j| j.kind == NsKind::User)
+    }
+
+    /// Whether the tree lives in a namespace of `kind` other than criu's: one it owns or
+    /// one it joins.
+    pub fn lives_in_other(&self, kind: NsKind) -> bool {
+        self.owns(kind) || self.joins.iter().any(|j| j.kind == kind)
     }
 
     /// Right after the root's stub `pid` is made: the id maps of its new user namespace,
@@ -220,8 +262,26 @@ impl Owned {
     /// Fills the new namespaces of the root's stub `pid` (as criu sees it), driven through
     /// `r`, before it has children.
     pub fn fill(&self, r: &mut Remote, pid: i32, dir: &Path) -> Result<(), NsImageError> {
-        for j in &self.joins {
+        // The user namespace last (see join.rs), then what is made inside it.
+        let (user, others): (Vec<_>, Vec<_>) =
+            self.joins.iter().partition(|j| j.kind == NsKind::User);
+        for j in others.into_iter().chain(user) {
             j.join_in_stub(r)?;
+        }
+        let flags = self.unshare_flags();
+        if flags != 0 {
+            // Made before the root takes its ids there: it may lose its capabilities.
+            r.call("unshare", libc::SYS_unshare, &[flags])
+                .map_err(|e| NsImageError::Bad {
+                    kind: "user",
+                    what: format!(
+                        "the root cannot make its namespaces (flags {flags:#x}) inside the \
+                         joined one: {e}"
+                    ),
+                })?;
+        }
+        for j in &self.joins {
+            j.take_ids(r)?;
         }
         for &(kind, id) in &self.kinds {
             match kind {

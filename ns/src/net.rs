@@ -4,7 +4,7 @@
 //! legacy iptables rules) in raw images, all read before the dump locks the namespace (see
 //! criu_netdev::netns). At restore the root is made in a new one (owned by the root's user
 //! namespace), criu sets `lo` up, writes the sysctls and loads the firewall from a thread that
-//! joined it, and makes the tree's sockets in it too (see `Owned::run_in_net`).
+//! joined it, and makes the tree's sockets in it too (see `Owned::run_in_tree_ns`).
 
 use std::path::Path;
 

@@ -39,6 +39,20 @@ fn populate() {
     sys::msg_send(q, 7, &pattern(3000, 5), sys::IPC_NOWAIT).unwrap();
     sys::msg_set(q, 4000, 5000, 0o620, 20000).unwrap();
 
+    // POSIX message queues: one bigger than a fresh namespace allows (msg_max 20 above).
+    let big = criu_sys::mqueue::open("big", libc::O_RDWR | libc::O_CREAT, 0o640, Some((15, 100)))
+        .unwrap();
+    for (prio, text) in [
+        (1u32, &b"one"[..]),
+        (9, b"nine"),
+        (1, b"one-again"),
+        (0, b""),
+    ] {
+        criu_sys::mqueue::send(std::os::fd::AsFd::as_fd(&big), text, prio).unwrap();
+    }
+    nix::unistd::fchown(&big, Some(1000.into()), Some(2000.into())).unwrap();
+    drop(criu_sys::mqueue::open("empty", libc::O_RDONLY | libc::O_CREAT, 0o600, None).unwrap());
+
     // Left set: the dump keeps them and the restore writes them last.
     set("kernel/shm_next_id", "500");
     set("kernel/msg_next_id", "32769");
@@ -65,6 +79,7 @@ fn ipc_objects_and_sysctls_come_back_the_same() {
             shm_segments: 2,
             sem_sets: 1,
             msg_queues: 1,
+            posix_queues: 2,
             shm_bytes: 5000 + 3 * 4096,
         }
     );
@@ -107,6 +122,27 @@ fn ipc_objects_and_sysctls_come_back_the_same() {
     );
     let types: Vec<(i64, usize)> = msgs.iter().map(|(t, m)| (*t, m.0.len())).collect();
     assert_eq!(types, vec![(1, 5), (42, 0), (7, 3000)]);
+    let posix: Vec<_> = after
+        .posix
+        .iter()
+        .map(|q| (q.name.as_str(), q.uid, q.gid, q.mode, q.maxmsg, q.msgsize))
+        .collect();
+    assert_eq!(
+        posix,
+        vec![
+            ("big", 1000, 2000, 0o640, 15, 100),
+            ("empty", 0, 0, 0o600, 10, 8192)
+        ]
+    );
+    let texts: Vec<(u32, &[u8])> = after.posix[0]
+        .msgs
+        .iter()
+        .map(|m| (m.prio, &m.data[..]))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![(9, &b"nine"[..]), (1, b"one"), (1, b"one-again"), (0, b"")]
+    );
     assert!(after
         .sysctls
         .contains(&("kernel/msgmnb".into(), "32768".into())));

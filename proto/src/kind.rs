@@ -304,6 +304,20 @@ impl ImageKind {
     );
     pub const APPARMOR: Self = kind("APPARMOR", "apparmor.img", 0x5942_3047, "apparmor_entry");
     pub const PIDFD: Self = kind("PIDFD", "pidfd.img", 0x5443_5556, "pidfd_entry");
+    /// criu-rs's own: the POSIX message queues of an IPC namespace.
+    pub const POSIX_MQ: Self = kind(
+        "POSIX_MQ",
+        "ipcns-posix-mq-%u.img",
+        0x6512_1007,
+        "posix_mq_entry",
+    );
+    /// criu-rs's own: open descriptions of POSIX message queues.
+    pub const POSIX_MQ_FILES: Self = kind(
+        "POSIX_MQ_FILES",
+        "posix-mq-files.img",
+        0x6512_1008,
+        "posix_mq_file_entry",
+    );
     pub const STATS_DUMP: Self = ImageKind {
         service: true,
         ..kind("STATS", "stats-dump", 0x5709_3306, "stats_entry")
@@ -405,6 +419,8 @@ impl ImageKind {
         Self::BPFMAP_DATA,
         Self::APPARMOR,
         Self::PIDFD,
+        Self::POSIX_MQ,
+        Self::POSIX_MQ_FILES,
         Self::STATS_DUMP,
         Self::STATS_RESTORE,
         Self::IRMAP_CACHE,

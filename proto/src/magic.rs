@@ -79,6 +79,9 @@ pub const MAGICS: &[(&str, u32)] = &[
     ("STATS", 0x5709_3306),
     ("IRMAP_CACHE", 0x5700_4059),
     ("KDAT", 0x5702_3458),
+    // criu-rs's own (CRIU has no POSIX message queue images).
+    ("POSIX_MQ", 0x6512_1007),
+    ("POSIX_MQ_FILES", 0x6512_1008),
 ];
 
 /// crit's name of a magic value.

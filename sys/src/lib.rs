@@ -10,6 +10,7 @@ pub mod fown;
 pub mod kcmp;
 pub mod mapping;
 pub mod mount;
+pub mod mqueue;
 pub mod netif;
 pub mod notify;
 pub mod pidfd;

@@ -49,6 +49,14 @@ pub(super) fn clone_in(
     args.extend_from_slice(&tid.to_le_bytes());
     inj.write_data(0, &args)?;
     let got = inj.clone_child(data, CLONE_ARGS_LEN)?;
+    // set_tid needs CAP_CHECKPOINT_RESTORE over the pid namespace, which a creator inside a
+    // joined user namespace lacks (`--join-ns user`): in criu's pid namespace criu claims
+    // the pid through ns_last_pid for it instead.
+    if got == -i64::from(libc::EPERM) && in_criu_pid_ns(inj.tracee().tgid()) {
+        tracing::debug!("pid {tid}: clone3 set_tid refused; through ns_last_pid");
+        inj.write_data(0, &clone_args(flags, exit_signal, 0, 0))?;
+        return super::next_pid::clone_via_ns_last_pid(inj, data, tid, flags);
+    }
     if got != i64::from(tid) {
         let what = if got < 0 {
             format!("clone3 with set_tid {tid}: errno {}", -got)
@@ -58,6 +66,11 @@ pub(super) fn clone_in(
         return Err(RebuildError::Task { pid: tid, what });
     }
     Ok(())
+}
+
+fn in_criu_pid_ns(pid: i32) -> bool {
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    pid_ns(pid).is_some() && pid_ns(pid) == pid_ns(std::process::id() as i32)
 }
 
 /// The size of struct clone_args as clone3 is given it.

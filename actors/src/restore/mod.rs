@@ -81,7 +81,7 @@ pub fn run(
 ) -> Result<i32, RestoreError> {
     let mut images = criu_proto::dump_images::read(&req.images_dir)?;
     let ns = criu_ns::Owned::of_images(&images, &req.ns)?;
-    let own_root = ns.owns(criu_procfs::NsKind::Mnt);
+    let own_root = ns.lives_in_other(criu_procfs::NsKind::Mnt);
     let mut files = criu_files::prepare(&mut images, req.shell_job, own_root)?;
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
@@ -166,7 +166,7 @@ pub fn run(
                 req_files.root = Some(format!("/proc/{root}/root").into());
             }
             let made = ns
-                .run_in_net(root, || {
+                .run_in_tree_ns(root, || {
                     if own_netns {
                         net_lock.lock_new_netns()?;
                     }
@@ -307,6 +307,7 @@ pub fn run(
             cgroups.abort();
             return Err(RestoreError::Task(e));
         }
+        files.keep();
         // Complete: from here the tree outlives criu.
         if let Some(w) = watchdog {
             w.disarm();

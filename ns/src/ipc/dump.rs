@@ -95,6 +95,8 @@ pub(super) fn dump_all(ns_id: u32, dir: &Path) -> Result<IpcCounts, Fail> {
         dump_sem_set(&mut w, id, &st)
     })?;
     w.finish()?;
+    counts.posix_queues =
+        crate::mqueue::dump_ns(ns_id, dir).map_err(|e| Fail::Bad(e.to_string()))?;
     Ok(counts)
 }
 

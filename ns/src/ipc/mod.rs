@@ -4,6 +4,9 @@
 //! All the work runs in a thread of criu that joined the namespace ([`crate::enter`]): the
 //! SysV calls and /proc/sys/kernel there act on that namespace.
 //!
+//! POSIX message queues of the namespace go to criu-rs's own `ipcns-posix-mq-<ns_id>.img`
+//! (see [`crate::mqueue`]).
+//!
 //! - dump: [`dump`] while the namespace's tasks are frozen.
 //! - restore: [`restore`] into the fresh namespace before its tasks run; then, once they have
 //!   attached their segments, [`restore_rmid_forced`] (a set kernel.shm_rmid_forced destroys
@@ -30,6 +33,8 @@ pub struct IpcCounts {
     pub shm_segments: u32,
     pub sem_sets: u32,
     pub msg_queues: u32,
+    /// POSIX message queues (see `mqueue`).
+    pub posix_queues: u32,
     pub shm_bytes: u64,
 }
 

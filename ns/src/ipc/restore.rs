@@ -83,6 +83,7 @@ pub(super) fn restore_all(ns_id: u32, dir: &Path) -> Result<(), Fail> {
         restore_sem_set(&mut sem, e)?;
     }
 
+    crate::mqueue::restore_ns(ns_id, dir).map_err(|e| Fail::Bad(e.to_string()))?;
     var::write_next_ids(&vars)?;
     // Set now it would destroy the segments before their tasks attach: see restore_rmid_forced.
     if vars.shm_rmid_forced == 0 || segments == 0 {

@@ -118,6 +118,8 @@ pub struct Snapshot {
     /// id, perm, values
     pub sem: Vec<(i32, Perm, Vec<u16>)>,
     pub msg: Vec<Queue>,
+    /// POSIX message queues (name, owner, mode, attributes, messages), as the dump reads them.
+    pub posix: Vec<criu_proto::images::PosixMqEntry>,
     pub sysctls: Vec<(String, String)>,
 }
 
@@ -171,6 +173,7 @@ pub fn snapshot() -> Snapshot {
         shm,
         sem,
         msg,
+        posix: criu_ns::mqueue::list_ns().unwrap(),
         sysctls,
     }
 }

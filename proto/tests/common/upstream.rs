@@ -63,7 +63,14 @@ const NEWER_THAN_UPSTREAM: &[(&str, &[&str])] = &[
 
 /// Image kinds crit 3.17 has no handler for: it must fail on them (if it stops failing, they
 /// belong in the comparison).
-pub const UPSTREAM_CANNOT_DECODE: &[&str] = &["BINFMT_MISC", "PIDFD", "SIGNAL"];
+pub const UPSTREAM_CANNOT_DECODE: &[&str] = &[
+    "BINFMT_MISC",
+    "PIDFD",
+    "SIGNAL",
+    // criu-rs's own images (CRIU has none for POSIX message queues).
+    "POSIX_MQ",
+    "POSIX_MQ_FILES",
+];
 
 /// Upstream's JSON for `path` (`crit decode`, `--pretty` if asked), or its error output.
 pub fn upstream_decode(path: &Path, pretty: bool) -> Result<Value, String> {

@@ -7,8 +7,6 @@
 //! - `deadproc`: cwd and an fd in /proc/PID of a child that is gone (zdtm unhashed_proc).
 //! - `console`: a console (5:1) and a virtual terminal (4:5) opened through device nodes made
 //!   in WORKDIR, as zdtm's console and vt tests do.
-//! - `mqueue`: a POSIX message queue (mq_open), which the dump must refuse; the fd is still
-//!   there afterwards.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -42,14 +40,6 @@ fn main() {
             ready_then_wait(&result);
             check_device_nodes(&fds)
         }
-        "mqueue" => {
-            let q = open_queue();
-            ready_then_wait(&result);
-            ensure(
-                q >= 0 && std::path::Path::new(&format!("/proc/self/fd/{q}")).exists(),
-                || "the message queue fd is gone".into(),
-            )
-        }
         other => Err(format!("unknown mode {other}")),
     };
     match verdict {
@@ -59,22 +49,6 @@ fn main() {
 }
 
 /// A POSIX message queue of this process's own name, unlinked at once (the fd keeps it).
-fn open_queue() -> i32 {
-    let name = std::ffi::CString::new(format!("/criu-rf-{}", std::process::id())).unwrap();
-    // SAFETY: a NUL-terminated name, flags and mode; the attributes pointer may be null.
-    let q = unsafe {
-        libc::mq_open(
-            name.as_ptr(),
-            libc::O_CREAT | libc::O_RDWR,
-            0o600,
-            std::ptr::null::<libc::mq_attr>(),
-        )
-    };
-    // SAFETY: the same name.
-    unsafe { libc::mq_unlink(name.as_ptr()) };
-    q
-}
-
 /// Enters /proc/PID of a child and holds it open, then lets the child die: (the fd, the cwd
 /// link text).
 fn setup_dead_proc() -> (File, String) {
