@@ -20,6 +20,7 @@ mod framing;
 pub mod json;
 mod kind;
 mod magic;
+pub mod manifest;
 mod required;
 
 /// The generated image messages (one Rust type per CRIU protobuf message).

@@ -76,6 +76,8 @@ pub enum DumpError {
     PostDump(String),
     #[error("dump: {0}")]
     Interrupted(String),
+    #[error("dump: {0}")]
+    Manifest(#[from] criu_proto::manifest::ManifestError),
     #[error("cannot start the dump: {0}")]
     Start(String),
     #[error(transparent)]
@@ -484,6 +486,9 @@ async fn dump_phases(
         req.tcp_close,
         cgroups.criu_set(),
     )?;
+    // Last, over every image: a restore checks it before it touches anything.
+    let listed = criu_proto::manifest::write(&req.dir)?;
+    tracing::info!("{listed} images listed in {}", criu_proto::manifest::NAME);
 
     let mut stats = DumpStatsEntry {
         freezing_time,

@@ -58,6 +58,8 @@ pub enum NsStage {
 pub enum RestoreError {
     #[error("restore: {0}")]
     Images(#[from] criu_proto::dump_images::ImagesError),
+    #[error("restore: {0}")]
+    Manifest(#[from] criu_proto::manifest::ManifestError),
     #[error("{0}")]
     Task(String),
     #[error("restore: {0}")]
@@ -79,6 +81,15 @@ pub fn run(
     at_ns: impl Fn(NsStage, i32) -> Result<(), String>,
     before_release: impl FnOnce(i32) -> Result<(), String>,
 ) -> Result<i32, RestoreError> {
+    match criu_proto::manifest::verify(&req.images_dir)? {
+        criu_proto::manifest::Verified::Checked(n) => {
+            tracing::info!("{n} images match their checksums")
+        }
+        criu_proto::manifest::Verified::Absent => tracing::info!(
+            "no {} (CRIU's images have none): the images are not checked",
+            criu_proto::manifest::NAME
+        ),
+    }
     let mut images = criu_proto::dump_images::read(&req.images_dir)?;
     let ns = criu_ns::Owned::of_images(&images, &req.ns)?;
     let own_root = ns.lives_in_other(criu_procfs::NsKind::Mnt);
