@@ -55,6 +55,8 @@ fn images_without_a_manifest_restore() {
     std::fs::remove_file(dir.path().join("images/images.xxh128")).unwrap();
     let out = task.restore(&[]);
     task.assert_ok(&out, "restore");
-    assert!(task.log("restore.log").contains("the images are not checked"));
+    assert!(task
+        .log("restore.log")
+        .contains("the images are not checked"));
     assert_eq!(task.verdict(), "PASS\n");
 }

@@ -78,10 +78,11 @@ fn hash_all(dir: &Path, names: &[String]) -> Result<Vec<String>, ManifestError> 
     });
     results
         .into_iter()
-        .map(|m| {
+        .zip(names)
+        .map(|(m, name)| {
             m.into_inner()
                 .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_else(|| Err(ManifestError::Malformed { line: 0 }))
+                .unwrap_or_else(|| Err(ManifestError::Missing { name: name.clone() }))
         })
         .collect()
 }
