@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use criu_proto::images::{PagemapEntry, PagemapHead};
 use criu_proto::{ImageKind, ImageWriter};
@@ -51,6 +52,8 @@ pub struct PageCounts {
     /// Microseconds spent reading the pagemap and the memory, and writing it.
     pub scan_us: u64,
     pub write_us: u64,
+    /// XXH3-128 of the pages image, taken while it was written (for the images' manifest).
+    pub hash: Option<u128>,
 }
 
 /// One run of pages to copy: address, page count, and byte offset in the pages image.
@@ -203,14 +206,67 @@ fn pieces(runs: &[Run]) -> Vec<Piece> {
     out
 }
 
-/// Copies the runs from the task's memory into `pages` with `threads` threads.
+/// The pages image's XXH3-128, fed in file order while the copying threads finish their
+/// pieces out of order: each waits for its turn, a small part of its copy time, so the
+/// manifest never reads the image again.
+struct OrderedHash {
+    state: Mutex<(usize, xxhash_rust::xxh3::Xxh3)>,
+    turn: Condvar,
+}
+
+struct AbandonOnPanic<'a>(&'a OrderedHash);
+
+impl Drop for AbandonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abandon();
+        }
+    }
+}
+
+/// The turn after a failed copy: nobody waits any more.
+const ABANDONED: usize = usize::MAX;
+
+impl OrderedHash {
+    fn new() -> OrderedHash {
+        OrderedHash {
+            state: Mutex::new((0, xxhash_rust::xxh3::Xxh3::new())),
+            turn: Condvar::new(),
+        }
+    }
+
+    fn add(&self, i: usize, bytes: &[u8]) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while g.0 != i && g.0 != ABANDONED {
+            g = self.turn.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        if g.0 == i {
+            g.1.update(bytes);
+            g.0 += 1;
+        }
+        self.turn.notify_all();
+    }
+
+    fn abandon(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = ABANDONED;
+        self.turn.notify_all();
+    }
+
+    fn digest(self) -> Option<u128> {
+        let (at, h) = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        (at != ABANDONED).then(|| h.digest128())
+    }
+}
+
+/// Copies the runs from the task's memory into `pages` with `threads` threads; returns the
+/// image's hash.
 pub fn copy_runs(
     pid: i32,
     runs: &[Run],
     pages: &File,
     pages_path: &str,
     threads: usize,
-) -> Result<(), PagesDumpError> {
+) -> Result<Option<u128>, PagesDumpError> {
     let mem_path = format!("/proc/{pid}/mem");
     let mem = File::open(&mem_path).map_err(|source| PagesDumpError::Read {
         pid,
@@ -220,31 +276,41 @@ pub fn copy_runs(
     })?;
     let work = pieces(runs);
     let next = AtomicUsize::new(0);
+    let hash = OrderedHash::new();
+    let copy = |b: &mut [u8], p: &Piece| -> Result<(), PagesDumpError> {
+        mem.read_exact_at(b, p.vaddr)
+            .map_err(|source| PagesDumpError::Read {
+                pid,
+                path: mem_path.clone(),
+                addr: p.vaddr,
+                source,
+            })?;
+        pages
+            .write_all_at(b, p.offset)
+            .map_err(|source| PagesDumpError::Write {
+                pid,
+                path: pages_path.to_string(),
+                source,
+            })
+    };
     let worker = || -> Result<(), PagesDumpError> {
+        // A worker that panics must not leave the others waiting for its turn.
+        let _guard = AbandonOnPanic(&hash);
         let mut buf = vec![0u8; PIECE as usize];
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(p) = work.get(i) else { return Ok(()) };
             let b = &mut buf[..p.len as usize];
-            mem.read_exact_at(b, p.vaddr)
-                .map_err(|source| PagesDumpError::Read {
-                    pid,
-                    path: mem_path.clone(),
-                    addr: p.vaddr,
-                    source,
-                })?;
-            pages
-                .write_all_at(b, p.offset)
-                .map_err(|source| PagesDumpError::Write {
-                    pid,
-                    path: pages_path.to_string(),
-                    source,
-                })?;
+            if let Err(e) = copy(b, p) {
+                hash.abandon();
+                return Err(e);
+            }
+            hash.add(i, b);
             tracing::info!(target: "progress", done = p.len);
         }
     };
     let threads = threads.clamp(1, work.len().max(1));
-    std::thread::scope(|s| {
+    let copied = std::thread::scope(|s| {
         let handles: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
         let mut result = worker();
         for h in handles {
@@ -254,7 +320,8 @@ pub fn copy_runs(
             }
         }
         result
-    })
+    });
+    copied.map(|()| hash.digest())
 }
 
 /// Writes `pagemap-PID.img` (head with `pages_id`, then one entry per run).
@@ -317,13 +384,14 @@ pub fn dump_pages(
             path: shown.clone(),
             source,
         })?;
-    copy_runs(pid, &runs, &pages, &shown, threads)?;
+    let hash = copy_runs(pid, &runs, &pages, &shown, threads)?;
     write_pagemap(dir, name, pages_id, &runs)?;
     let counts = PageCounts {
         scanned,
         written,
         scan_us,
         write_us: t1.elapsed().as_micros() as u64,
+        hash,
     };
     Ok((counts, guards))
 }

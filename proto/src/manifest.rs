@@ -79,8 +79,9 @@ fn hash_all(dir: &Path, names: &[String]) -> Result<Vec<String>, ManifestError> 
         .collect()
 }
 
-/// Writes the manifest of every `*.img` file in `dir`; returns how many it lists.
-pub fn write(dir: &Path) -> Result<usize, ManifestError> {
+/// Writes the manifest of every `*.img` file in `dir`, taking the hashes in `known` (images
+/// hashed as they were written) as they are; returns how many it lists.
+pub fn write(dir: &Path, known: &BTreeMap<String, u128>) -> Result<usize, ManifestError> {
     let mut names = Vec::new();
     for e in std::fs::read_dir(dir).map_err(io(dir))? {
         let e = e.map_err(io(dir))?;
@@ -90,11 +91,19 @@ pub fn write(dir: &Path) -> Result<usize, ManifestError> {
         }
     }
     names.sort();
-    let hashes = hash_all(dir, &names)?;
-    let text: String = hashes
+    let unknown: Vec<String> = names
         .iter()
-        .zip(&names)
-        .map(|(h, n)| format!("{h}  {n}\n"))
+        .filter(|n| !known.contains_key(*n))
+        .cloned()
+        .collect();
+    let mut hashes: BTreeMap<&String, String> =
+        unknown.iter().zip(hash_all(dir, &unknown)?).collect();
+    for (n, h) in known {
+        hashes.insert(n, format!("{h:032x}"));
+    }
+    let text: String = names
+        .iter()
+        .filter_map(|n| hashes.get(n).map(|h| format!("{h}  {n}\n")))
         .collect();
     let path = dir.join(NAME);
     let mut f = crate::create_image_file(&path).map_err(io(&path))?;
@@ -157,7 +166,7 @@ mod tests {
         std::fs::write(d.join("core-1.img"), b"core").unwrap();
         std::fs::write(d.join("pages-1.img"), vec![7u8; 3 << 20]).unwrap();
         std::fs::write(d.join("dump.log"), b"not an image").unwrap();
-        assert_eq!(write(d).unwrap(), 2);
+        assert_eq!(write(d, &BTreeMap::new()).unwrap(), 2);
         assert_eq!(verify(d).unwrap(), Verified::Checked(2));
         // The log may change freely.
         std::fs::write(d.join("dump.log"), b"changed").unwrap();

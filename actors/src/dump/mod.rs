@@ -487,7 +487,9 @@ async fn dump_phases(
         cgroups.criu_set(),
     )?;
     // Last, over every image: a restore checks it before it touches anything.
-    let listed = criu_proto::manifest::write(&req.dir)?;
+    let hashed: std::collections::BTreeMap<String, u128> =
+        done.iter().filter_map(|d| d.pages_image.clone()).collect();
+    let listed = criu_proto::manifest::write(&req.dir, &hashed)?;
     tracing::info!("{listed} images listed in {}", criu_proto::manifest::NAME);
 
     let mut stats = DumpStatsEntry {

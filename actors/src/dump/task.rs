@@ -71,6 +71,8 @@ pub struct TaskDone {
     pub sid: i32,
     pub threads: Vec<i32>,
     pub pages: PageCounts,
+    /// `pages-<id>.img` with its hash, taken while it was written (none for a zombie).
+    pub pages_image: Option<(String, u128)>,
 }
 
 pub struct TaskActor {
@@ -475,6 +477,7 @@ fn dump_zombie(
         sid: ids.sid,
         threads: vec![ids.pid],
         pages: PageCounts::default(),
+        pages_image: None,
     })
 }
 
@@ -655,6 +658,10 @@ fn collect(
         pgid: names.pgid,
         sid: names.sid,
         threads: vtids,
+        pages_image: pages.hash.map(|h| {
+            let name = criu_proto::ImageKind::PAGES.file_name(Some(u64::from(msg.pages_id)));
+            (name, h)
+        }),
         pages,
     })
 }
