@@ -6,8 +6,10 @@
 //! * [`restore`]: the restore supervisor and its task actor.
 //! * [`network`]: the network lock around TCP connections, both halves.
 //! * [`interrupt`]: a signal to criu stops a dump or restore at its next phase.
+//! * [`fault`]: `CRIU_FAULT`, failures injected at those phase boundaries.
 
 pub mod dump;
+pub mod fault;
 pub mod interrupt;
 pub mod network;
 pub mod pool;

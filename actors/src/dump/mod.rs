@@ -10,6 +10,7 @@
 pub mod images;
 pub mod task;
 
+use crate::fault::Point;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -208,7 +209,7 @@ async fn supervise(
         (Err(_), _) => Release::Run,
     };
     let mut result = match result {
-        Ok(phases) => crate::interrupt::check()
+        Ok(phases) => crate::fault::boundary(Point::DumpWritten)
             .map_err(DumpError::Interrupted)
             .and_then(|()| run_post_dump(req.post_dump, phases)),
         Err(e) => Err(e),
@@ -341,7 +342,7 @@ async fn dump_phases(
     tracing::info!("seized {} task(s) in {} us", order.len(), freezing_time);
     tracing::info!(target: "progress", phase = "dumping", tasks = order.len() as u64);
 
-    crate::interrupt::check().map_err(DumpError::Interrupted)?;
+    crate::fault::boundary(Point::DumpSeized).map_err(DumpError::Interrupted)?;
     // 2. Ids, then every task in parallel.
     let mut alloc = criu_ns::ids::IdAllocator::new();
     let me = std::process::id() as i32;
@@ -440,7 +441,7 @@ async fn dump_phases(
     }
     let done: Vec<TaskDone> = answers(asked).await?.into_iter().map(|(_, d)| d).collect();
 
-    crate::interrupt::check().map_err(DumpError::Interrupted)?;
+    crate::fault::boundary(Point::DumpCollected).map_err(DumpError::Interrupted)?;
     // 3. Shared memory, once per object.
     let mut shpages = 0u64;
     let mut objects = std::mem::take(&mut *shared.shmem.lock().unwrap_or_else(|e| e.into_inner()));
@@ -462,7 +463,7 @@ async fn dump_phases(
             })?;
     }
 
-    crate::interrupt::check().map_err(DumpError::Interrupted)?;
+    crate::fault::boundary(Point::DumpShared).map_err(DumpError::Interrupted)?;
     // 4. Global images, the inventory last.
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
     let tree_pids: std::collections::BTreeSet<i32> = order.iter().copied().collect();

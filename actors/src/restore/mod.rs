@@ -11,6 +11,7 @@ pub mod task;
 pub mod thread;
 pub mod watchdog;
 
+use crate::fault::Point;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,6 +166,7 @@ pub fn run(
                 w.watch(root)?;
             }
             move_task(&mut cgroups, &images, &cg_sets, &mut cg_now, 0, None)?;
+            crate::fault::boundary(Point::RestoreRoot)?;
             // The root's namespaces are filled while it is the only task in them, between the
             // caller's two stops (CRIU's setup-namespaces scripts may set up the network).
             if ns.any() {
@@ -190,8 +192,13 @@ pub fn run(
             let _ = shared.set(made);
             memory.insert(0, actors[0].send(RestoreMemory { creator: None }));
             // Then sessions and groups as planned; helpers exit, zombies die (plan.rs).
+            let mut first_step = true;
             for step in &plan.steps {
-                crate::interrupt::check()?;
+                if !std::mem::take(&mut first_step) {
+                    crate::fault::boundary(Point::RestoreFork)?;
+                } else {
+                    crate::interrupt::check()?;
+                }
                 let (actor, op) = match *step {
                     Step::Fork {
                         parent,
@@ -258,7 +265,7 @@ pub fn run(
                 .iter()
                 .zip(&images.tasks)
                 .filter(|(_, t)| t.zombie.is_none());
-            crate::interrupt::check()?;
+            crate::fault::boundary(Point::RestoreTasks)?;
             let rebuilds: Vec<_> = live.map(|(a, _)| a.send(Rebuild)).collect();
             let mut first_error = None;
             for r in rebuilds {
@@ -298,7 +305,7 @@ pub fn run(
             cgroups
                 .set_properties()
                 .map_err(|e| format!("restore: {e}"))?;
-            crate::interrupt::check()?;
+            crate::fault::boundary(Point::RestoreRebuilt)?;
             before_release(root)?;
             // As CRIU: a rule that cannot be removed does not undo a restore.
             if let Err(e) = net_lock.unlock(own_netns.then_some(root)) {
