@@ -69,6 +69,7 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             inherited: inherit_fds,
             mounts: super::mount_opts::mount_options(o),
             weak_sysctls: o.weak_sysctls,
+            net_outside: net_outside(o),
         },
         network_scripts: Some(super::dump::lock_scripts(&scripts, None)),
         cgroups: criu_cgroups::restore::RestoreOptions {
@@ -173,4 +174,16 @@ mod tests {
             assert!(parse_inherit_fd(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// `--veth-pair` and the veth and macvlan `--external`s.
+fn net_outside(o: &Options) -> criu_netdev::links::outside::Outside {
+    let mut out = criu_netdev::links::outside::Outside::default();
+    for (inside, outside) in &o.veth_pairs {
+        out.add_veth_pair(inside, outside);
+    }
+    for e in &o.external {
+        out.add_external(e);
+    }
+    out
 }

@@ -278,6 +278,7 @@ pub fn run(
                 let _ = a.send(Kill).await;
             }
             cgroups.abort();
+            ns.abort();
             return Err(RestoreError::Task(e));
         }
         for (a, _) in actors

@@ -140,6 +140,26 @@ fn device(family: &str, dev: &str, names: &[&str]) -> Vec<SysctlEntry> {
         .collect()
 }
 
+/// One device's `net.ipv4.conf.DEV.*` and `net.ipv6.conf.DEV.*` (`conf4`, `conf6` of its
+/// `net_device_entry`).
+pub fn dump_device(dev: &str) -> (Vec<SysctlEntry>, Vec<SysctlEntry>) {
+    (
+        device("ipv4", dev, DEVCONFS4),
+        device("ipv6", dev, DEVCONFS6),
+    )
+}
+
+/// Writes one device's dumped values where they differ from what it has.
+pub fn restore_device_conf(
+    dev: &str,
+    conf4: &[SysctlEntry],
+    conf6: &[SysctlEntry],
+    weak: bool,
+) -> Result<(), SysctlError> {
+    restore_device("ipv4", dev, DEVCONFS4, conf4, weak)?;
+    restore_device("ipv6", dev, DEVCONFS6, conf6, weak)
+}
+
 /// The namespace's sysctls as `netns_entry` keeps them.
 pub fn dump() -> NetnsEntry {
     NetnsEntry {
