@@ -58,6 +58,8 @@ pub fn restore(
     let inside = Rtnl::new()?;
     // lo comes with the namespace.
     let mut created: BTreeSet<u32> = BTreeSet::from([1]);
+    // Inner veth ends made with their peer, still to be set up.
+    let mut paired: BTreeSet<u32> = BTreeSet::new();
     let mut pending: Vec<&NetDeviceEntry> = devs.iter().collect();
     while !pending.is_empty() {
         let before = pending.len();
@@ -67,8 +69,10 @@ pub fn restore(
                 later.push(d);
                 continue;
             }
-            if !created.contains(&d.ifindex) || d.r#type == NdType::Loopback as i32 {
-                make(d, devs, ns_id, outside, host, &inside, made, &mut created)?;
+            if paired.remove(&d.ifindex) {
+                inside.set(format!("cannot set up {}", d.name), base(d))?;
+            } else if !created.contains(&d.ifindex) || d.r#type == NdType::Loopback as i32 {
+                make(d, devs, ns_id, outside, host, &inside, made, &mut paired)?;
             }
             created.insert(d.ifindex);
             if let Some(master) = d.master {
@@ -107,7 +111,7 @@ fn make(
     host: &Host,
     inside: &Rtnl,
     made: &mut Vec<String>,
-    created: &mut BTreeSet<u32>,
+    paired: &mut BTreeSet<u32>,
 ) -> Result<(), LinkError> {
     let name = &d.name;
     let mut m = base(d);
@@ -133,8 +137,11 @@ fn make(
                 peer.attributes.push(LinkAttribute::NetNsFd(host.ns));
                 format!("cannot make veth {name} with its outside end {out}")
             } else if let Some(p) = inner_peer {
+                // Set up once made: a veth end opened before its pair is whole fails
+                // (ENOTCONN).
                 peer = base(p);
-                created.insert(p.ifindex);
+                peer.header.flags = LinkFlags::empty();
+                paired.insert(p.ifindex);
                 format!("cannot make veth pair {name}, {}", p.name)
             } else {
                 return Err(LinkError::Bad(format!(
