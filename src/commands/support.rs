@@ -226,7 +226,7 @@ pub fn honours(kind: Kind, opt: Opt) -> bool {
 
 /// The `--external` kinds `kind` handles: dump takes `net[INODE]:KEY` (a network namespace
 /// the restore gets from outside) and `unix[INODE]` (a socket whose peer is
-/// outside the tree); restore takes `mnt[KEY]:PATH`, `veth[IN]:OUT[@BRIDGE]` and
+/// outside the tree); restore takes `mnt[KEY]:PATH`, `veth[IN]:OUT[@BRIDGE]`, `netdev[IN]:OUT` and
 /// `macvlan[IN]:OUT`; every other kind (dev, file, tty, netdev, ...) is refused.
 fn external_ok(kind: Kind, value: &str) -> bool {
     let mnt = value
@@ -264,7 +264,7 @@ pub fn refusals(cmd: &Command, o: &Options) -> Vec<String> {
             ));
         } else if spec.id == Opt::External {
             let only = if kind == Kind::Restore {
-                "only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE] and macvlan[IN]:OUT are"
+                "only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are"
             } else {
                 "only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are"
             };
@@ -511,8 +511,8 @@ mod tests {
         assert_eq!(
             refusals(&Command::Restore { exec_cmd: vec![] }, &o),
             vec![
-                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE] and macvlan[IN]:OUT are)",
-                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE] and macvlan[IN]:OUT are)",
+                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
             ]
         );
         o.external = vec![

@@ -1,7 +1,7 @@
 //! What the restore is told about devices outside the namespace: `--veth-pair IN=OUT[@BRIDGE]`
 //! and `--external veth[IN]:OUT[@BRIDGE]` (the outside end of veth IN is made as OUT in criu's
 //! namespace, and enslaved to BRIDGE), `--external macvlan[IN]:OUT` (macvlan IN is made on
-//! criu's device OUT).
+//! criu's device OUT), `--external netdev[IN]:OUT` (criu's device OUT is moved in as IN).
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,8 @@ pub struct Outside {
     pub veth: BTreeMap<String, (String, Option<String>)>,
     /// Inside name: parent device in criu's namespace.
     pub macvlan: BTreeMap<String, String>,
+    /// Inside name: a device of criu's namespace to move in.
+    pub netdev: BTreeMap<String, String>,
 }
 
 impl Outside {
@@ -36,6 +38,10 @@ impl Outside {
         }
         if let Some((key, val)) = parse("macvlan[") {
             self.macvlan.insert(key, val);
+            return true;
+        }
+        if let Some((key, val)) = parse("netdev[") {
+            self.netdev.insert(key, val);
             return true;
         }
         false
@@ -64,5 +70,7 @@ mod tests {
         assert_eq!(o.veth["eth1"], ("host1".into(), None));
         assert_eq!(o.macvlan["mv0"], "eth9");
         assert!(Outside::is_ours("veth[a]:b@c"));
+        assert!(o.add_external("netdev[in0]:out0"));
+        assert_eq!(o.netdev["in0"], "out0");
     }
 }

@@ -3,7 +3,9 @@
 //! masters before their ports. A veth's outside end is made in criu's namespace under the name
 //! `--veth-pair`/`--external veth[..]` gives (and enslaved to the bridge named there); a veth
 //! whose both ends are inside is made once, as a pair; a macvlan is made on the parent
-//! `--external macvlan[..]` names in criu's namespace and moved in as it is created.
+//! `--external macvlan[..]` names in criu's namespace and moved in as it is created; a
+//! device `--external netdev[IN]:OUT` names is criu's OUT, moved in as IN with the dumped
+//! index.
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, RawFd};
@@ -126,6 +128,24 @@ fn make(
             m.attributes.push(info(InfoKind::Bridge, None));
             inside.add(format!("cannot make bridge {name}"), m)
         }
+        _ if outside.netdev.contains_key(name) => {
+            let out = &outside.netdev[name];
+            let index = host.rtnl.index_of(out)?.ok_or_else(|| {
+                LinkError::Bad(format!(
+                    "device {name}: criu's network namespace has no device {out} to move in"
+                ))
+            })?;
+            let here = this_namespace()?;
+            // Moved and renamed first; index, MTU, address and flags set once inside.
+            let mut mv = LinkMessage::default();
+            mv.header.index = index;
+            mv.attributes.push(LinkAttribute::IfName(name.clone()));
+            mv.attributes.push(LinkAttribute::NetNsFd(here.as_raw_fd()));
+            mv.attributes.push(LinkAttribute::NewIfIndex(d.ifindex as i32));
+            host.rtnl
+                .set(format!("cannot move {out} in as {name}"), mv)?;
+            inside.set(format!("cannot set up {name}"), m)
+        }
         Ok(NdType::Veth) => {
             let mut peer = LinkMessage::default();
             let out = outside.veth.get(name);
@@ -177,12 +197,7 @@ fn make(
             if let Some(f) = mv.flags {
                 data.push(InfoMacVlan::Flags(MacVlanFlags::from_bits_retain(f as u16)));
             }
-            let here = std::fs::File::open("/proc/thread-self/ns/net").map_err(|source| {
-                LinkError::Io {
-                    what: "cannot open the restored network namespace".into(),
-                    source,
-                }
-            })?;
+            let here = this_namespace()?;
             m.attributes.push(LinkAttribute::Link(index));
             m.attributes.push(LinkAttribute::NetNsFd(here.as_raw_fd()));
             m.attributes.push(info(InfoKind::MacVlan, Some(InfoData::MacVlan(data))));
@@ -195,6 +210,14 @@ fn make(
             why: "this kind is not restored".into(),
         }),
     }
+}
+
+/// The calling thread's network namespace (the restored one).
+fn this_namespace() -> Result<std::fs::File, LinkError> {
+    std::fs::File::open("/proc/thread-self/ns/net").map_err(|source| LinkError::Io {
+        what: "cannot open the restored network namespace".into(),
+        source,
+    })
 }
 
 /// Enslaves outside end `out` (of veth `inner`) to `bridge` in criu's namespace and sets it

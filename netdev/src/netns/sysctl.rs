@@ -175,10 +175,14 @@ pub fn dump() -> NetnsEntry {
 
 /// Writes `name` = `value` unless it holds that already.
 fn write(name: &str, value: &str, weak: bool) -> Result<(), SysctlError> {
-    let Some(now) = read(name) else { return Ok(()) };
+    // stable_secret reads EIO until it is set: a file that cannot be read is still written.
+    let now = read(name);
+    if now.is_none() && !std::path::Path::new(&path(name)).exists() {
+        return Ok(());
+    }
     // ping_group_range reads back with a tab between its two numbers.
     let same = |a: &str, b: &str| a.split_whitespace().eq(b.split_whitespace());
-    if same(&now, value) {
+    if now.is_some_and(|now| same(&now, value)) {
         return Ok(());
     }
     match std::fs::write(path(name), value) {
