@@ -27,7 +27,10 @@ fn sh(pid: Option<i32>, script: &str) -> String {
     if let Some(pid) = pid {
         cmd.args(["-t", &pid.to_string(), "-n"]);
     }
-    let out = cmd.args(["sh", "-c", script]).output().expect("run nsenter");
+    let out = cmd
+        .args(["sh", "-c", script])
+        .output()
+        .expect("run nsenter");
     assert!(
         out.status.success(),
         "{script}: {}",
@@ -198,7 +201,10 @@ fn a_device_of_a_kind_not_kept_fails_the_dump_naming_it() {
     let out = task.try_dump(&[]);
     assert_ne!(out.status.code(), Some(0));
     let said = task.said(&out, "dump.log");
-    assert!(said.contains("vxlan7") && said.contains("kind vxlan"), "{said}");
+    assert!(
+        said.contains("vxlan7") && said.contains("kind vxlan"),
+        "{said}"
+    );
     // The tree runs on.
     assert!(task.alive());
 }
@@ -224,7 +230,10 @@ fn a_failed_restore_leaves_no_outside_end_behind() {
     let out = task.restore(&[]);
     assert_ne!(out.status.code(), Some(0));
     let said = task.said(&out, "restore.log");
-    assert!(said.contains("eth0") && said.contains("--veth-pair"), "{said}");
+    assert!(
+        said.contains("eth0") && said.contains("--veth-pair"),
+        "{said}"
+    );
     // The outside end is made, then the bridge it should go on is missing.
     let out = task.restore(&["--veth-pair", &format!("eth0={host_end}@nosuchbr{n}")]);
     assert_ne!(out.status.code(), Some(0));

@@ -156,6 +156,18 @@ fn parse_inherit_fd(arg: &str) -> Result<(i32, String), String> {
     Ok((fd, resource.to_string()))
 }
 
+/// `--veth-pair` and the veth and macvlan `--external`s.
+fn net_outside(o: &Options) -> criu_netdev::links::outside::Outside {
+    let mut out = criu_netdev::links::outside::Outside::default();
+    for (inside, outside) in &o.veth_pairs {
+        out.add_veth_pair(inside, outside);
+    }
+    for e in &o.external {
+        out.add_external(e);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_inherit_fd;
@@ -174,16 +186,4 @@ mod tests {
             assert!(parse_inherit_fd(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// `--veth-pair` and the veth and macvlan `--external`s.
-fn net_outside(o: &Options) -> criu_netdev::links::outside::Outside {
-    let mut out = criu_netdev::links::outside::Outside::default();
-    for (inside, outside) in &o.veth_pairs {
-        out.add_veth_pair(inside, outside);
-    }
-    for e in &o.external {
-        out.add_external(e);
-    }
-    out
 }

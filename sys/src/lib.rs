@@ -10,7 +10,6 @@ pub mod fown;
 pub mod kcmp;
 pub mod mapping;
 pub mod mount;
-pub mod netif;
 pub mod notify;
 pub mod pidfd;
 pub mod probe;

@@ -87,7 +87,10 @@ pub fn entry(msg: &LinkMessage, ns_id: u32) -> Result<NetDeviceEntry, LinkError>
             Some(InfoKind::Bridge) => NdType::Bridge,
             Some(InfoKind::MacVlan) => {
                 e.macvlan = Some(macvlan(msg).ok_or_else(|| {
-                    unsupported("macvlan".into(), "its mode is missing from the kernel's answer")
+                    unsupported(
+                        "macvlan".into(),
+                        "its mode is missing from the kernel's answer",
+                    )
                 })?);
                 NdType::Macvlan
             }
@@ -130,16 +133,23 @@ mod tests {
     use super::*;
     use netlink_packet_route::link::{LinkFlags, MacVlanMode};
 
-    fn link(index: u32, name: &str, kind: Option<InfoKind>, extra: Vec<LinkAttribute>) -> LinkMessage {
+    fn link(
+        index: u32,
+        name: &str,
+        kind: Option<InfoKind>,
+        extra: Vec<LinkAttribute>,
+    ) -> LinkMessage {
         let mut m = LinkMessage::default();
         m.header.index = index;
         m.header.link_layer_type = LinkLayerType::Ether;
         m.header.flags = LinkFlags::Up | LinkFlags::Broadcast;
         m.attributes.push(LinkAttribute::IfName(name.into()));
         m.attributes.push(LinkAttribute::Mtu(1400));
-        m.attributes.push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]));
+        m.attributes
+            .push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]));
         if let Some(k) = kind {
-            m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(k)]));
+            m.attributes
+                .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(k)]));
         }
         m.attributes.extend(extra);
         m
@@ -162,7 +172,10 @@ mod tests {
         assert_eq!((e.ifindex, e.mtu, e.name.as_str()), (7, 1400, "eth0"));
         assert_eq!(e.address.as_deref(), Some(&[2, 0, 0, 0, 0, 1][..]));
         assert_eq!(e.flags & 1, 1);
-        assert_eq!((e.peer_ifindex, e.peer_nsid, e.master), (Some(12), None, Some(3)));
+        assert_eq!(
+            (e.peer_ifindex, e.peer_nsid, e.master),
+            (Some(12), None, Some(3))
+        );
         // Peer in the same namespace: its id.
         let m = link(8, "a", Some(InfoKind::Veth), vec![LinkAttribute::Link(9)]);
         assert_eq!(entry(&m, 5).unwrap().peer_nsid, Some(5));
@@ -189,9 +202,13 @@ mod tests {
         let m = link(3, "wg0", Some(InfoKind::Wireguard), vec![]);
         let err = entry(&m, 1).unwrap_err().to_string();
         assert!(err.contains("wg0") && err.contains("wireguard"), "{err}");
-        let err = entry(&link(3, "x0", None, vec![]), 1).unwrap_err().to_string();
+        let err = entry(&link(3, "x0", None, vec![]), 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x0") && err.contains("kind"), "{err}");
-        let err = entry(&link(3, "t0", Some(InfoKind::Tun), vec![]), 1).unwrap_err().to_string();
+        let err = entry(&link(3, "t0", Some(InfoKind::Tun), vec![]), 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("t0") && err.contains("tun"), "{err}");
     }
 }

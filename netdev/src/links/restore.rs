@@ -141,7 +141,8 @@ fn make(
             mv.header.index = index;
             mv.attributes.push(LinkAttribute::IfName(name.clone()));
             mv.attributes.push(LinkAttribute::NetNsFd(here.as_raw_fd()));
-            mv.attributes.push(LinkAttribute::NewIfIndex(d.ifindex as i32));
+            mv.attributes
+                .push(LinkAttribute::NewIfIndex(d.ifindex as i32));
             host.rtnl
                 .set(format!("cannot move {out} in as {name}"), mv)?;
             inside.set(format!("cannot set up {name}"), m)
@@ -150,7 +151,9 @@ fn make(
             let mut peer = LinkMessage::default();
             let out = outside.veth.get(name);
             let inner_peer = devs.iter().find(|p| {
-                d.peer_nsid == Some(ns_id) && Some(p.ifindex) == d.peer_ifindex && p.ifindex != d.ifindex
+                d.peer_nsid == Some(ns_id)
+                    && Some(p.ifindex) == d.peer_ifindex
+                    && p.ifindex != d.ifindex
             });
             let what = if let Some((out, _)) = out {
                 peer.attributes.push(LinkAttribute::IfName(out.clone()));
@@ -200,7 +203,8 @@ fn make(
             let here = this_namespace()?;
             m.attributes.push(LinkAttribute::Link(index));
             m.attributes.push(LinkAttribute::NetNsFd(here.as_raw_fd()));
-            m.attributes.push(info(InfoKind::MacVlan, Some(InfoData::MacVlan(data))));
+            m.attributes
+                .push(info(InfoKind::MacVlan, Some(InfoData::MacVlan(data))));
             host.rtnl
                 .add(format!("cannot make macvlan {name} on {parent}"), m)
         }
