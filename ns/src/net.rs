@@ -190,11 +190,22 @@ pub fn restore(
             rtnl: &host,
             ns: host_ns.as_raw_fd(),
         };
-        links::restore::restore(&devices, id, outside, &host, weak_sysctls, &mut ours)
-            .map_err(|e| bad(format!("devices: {e}")))?;
+        tracing::debug!("net {id}: sysctls written");
+        links::restore::restore(
+            &devices,
+            id,
+            outside,
+            &host,
+            &sysctls,
+            weak_sysctls,
+            &mut ours,
+        )
+        .map_err(|e| bad(format!("devices: {e}")))?;
+        tracing::debug!("net {id}: {} devices made", devices.len());
         // Addresses and routes name devices, which exist now.
         criu_netdev::netns::iproute::restore(&ip)
             .map_err(|e| bad(format!("addresses and routes: {e}")))?;
+        tracing::debug!("net {id}: addresses, routes and rules loaded");
         criu_netdev::netns::firewall::restore(&firewall).map_err(|e| bad(format!("firewall: {e}")))
     })
     .map_err(enter(KIND))

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, RawFd};
 
-use criu_proto::images::{NdType, NetDeviceEntry};
+use criu_proto::images::{NdType, NetDeviceEntry, NetnsEntry};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
     MacVlanFlags,
@@ -46,14 +46,15 @@ fn kind_name(ty: i32) -> String {
         .unwrap_or_else(|_| format!("type {ty}"))
 }
 
-/// Makes every link of `devs` (the dump of namespace `ns_id`) in the calling thread's
-/// namespace. Each outside end made is added to `made` as it is made; the caller removes
+/// Makes every link of `devs` (the dump of namespace `ns_id`, whose sysctls `defaults` are
+/// written already) in the calling thread's namespace. Each outside end made is added to `made` as it is made; the caller removes
 /// them if anything fails (see [`remove_outside`]).
 pub fn restore(
     devs: &[NetDeviceEntry],
     ns_id: u32,
     outside: &Outside,
     host: &Host,
+    defaults: &NetnsEntry,
     weak_sysctls: bool,
     made: &mut Vec<String>,
 ) -> Result<(), LinkError> {
@@ -83,8 +84,17 @@ pub fn restore(
                 m.attributes.push(LinkAttribute::Controller(master));
                 inside.set(format!("cannot enslave {} to link {master}", d.name), m)?;
             }
-            crate::netns::sysctl::restore_device_conf(&d.name, &d.conf4, &d.conf6, weak_sysctls)
-                .map_err(|e| LinkError::Bad(format!("device {}: {e}", d.name)))?;
+            // lo was there before the namespace's defaults were written.
+            let defaults = (d.r#type != NdType::Loopback as i32)
+                .then_some((&defaults.def_conf4[..], &defaults.def_conf6[..]));
+            crate::netns::sysctl::restore_device_conf(
+                &d.name,
+                &d.conf4,
+                &d.conf6,
+                defaults,
+                weak_sysctls,
+            )
+            .map_err(|e| LinkError::Bad(format!("device {}: {e}", d.name)))?;
         }
         if later.len() == before {
             let names: Vec<_> = later.iter().map(|d| d.name.as_str()).collect();

@@ -149,15 +149,28 @@ pub fn dump_device(dev: &str) -> (Vec<SysctlEntry>, Vec<SysctlEntry>) {
     )
 }
 
-/// Writes one device's dumped values where they differ from what it has.
+/// Writes one device's dumped values where they differ from what it has. `defaults`: the
+/// namespace's dumped `default` values (IPv4, IPv6), which a device made after they were
+/// written has already: a value equal to its default is not even read (as CRIU).
 pub fn restore_device_conf(
     dev: &str,
     conf4: &[SysctlEntry],
     conf6: &[SysctlEntry],
+    defaults: Option<(&[SysctlEntry], &[SysctlEntry])>,
     weak: bool,
 ) -> Result<(), SysctlError> {
-    restore_device("ipv4", dev, DEVCONFS4, conf4, weak)?;
-    restore_device("ipv6", dev, DEVCONFS6, conf6, weak)
+    let (def4, def6) = defaults.unwrap_or_default();
+    let differ = |conf: &[SysctlEntry], def: &[SysctlEntry]| -> Vec<SysctlEntry> {
+        conf.iter()
+            .enumerate()
+            .map(|(i, e)| match def.get(i) {
+                Some(d) if value(d).is_some() && value(d) == value(e) => SysctlEntry::default(),
+                _ => e.clone(),
+            })
+            .collect()
+    };
+    restore_device("ipv4", dev, DEVCONFS4, &differ(conf4, def4), weak)?;
+    restore_device("ipv6", dev, DEVCONFS6, &differ(conf6, def6), weak)
 }
 
 /// The namespace's sysctls as `netns_entry` keeps them.
