@@ -3,8 +3,9 @@
 //! inside, one of them on a bridge inside, addresses and routes; it is dumped and restored
 //! with `--veth-pair IN=OUT@BRIDGE`. Inside, `ip -o link` (index, name, MTU, MAC, flags,
 //! master), `ip -4 addr` and `ip -4 route` must read the same, and TCP must cross the veth
-//! both ways. Also: a device of a kind not kept fails the dump naming it, and a restore that
-//! fails after it made an outside end removes it. Every test removes the host devices it
+//! both ways. A persistent tap device comes back with its index, MTU, MAC and tun settings
+//! (`ip -d link`). Also: a device of a kind not kept fails the dump naming it, and a restore
+//! that fails after it made an outside end removes it. Every test removes the host devices it
 //! made. Runs in the nextest `serial` group.
 
 #[path = "workloads/src/harness.rs"]
@@ -240,4 +241,44 @@ fn a_failed_restore_leaves_no_outside_end_behind() {
     let said = task.said(&out, "restore.log");
     assert!(said.contains(&format!("nosuchbr{n}")), "{said}");
     assert!(!host_has(&host_end), "{said}");
+}
+
+#[test]
+fn a_persistent_tap_comes_back_with_its_settings() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = start(dir.path());
+    let pid = task.pid;
+    sh(
+        Some(pid),
+        "ip link add vxpad type veth peer name vxpad1 && ip link del vxpad && \
+         ip tuntap add dev tap7 mode tap user 1000 group 100 vnet_hdr multi_queue && \
+         ip link set tap7 mtu 1280 address 02:00:00:00:07:07 up && \
+         ip addr add 192.168.97.1/24 dev tap7",
+    );
+    let tun = |pid| {
+        let d = sh(Some(pid), "ip -d link show tap7");
+        d[d.find("tun type").expect("ip -d shows tun settings")..]
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (before, tun_before) = (show(pid), tun(pid));
+    assert!(
+        tun_before.contains("tap") && tun_before.contains("persist on"),
+        "{tun_before}"
+    );
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    // The carrier goes off when criu lets go of the new device; the link state follows a
+    // moment later.
+    let mut after = String::new();
+    wait_until(Duration::from_secs(5), || {
+        after = show(pid);
+        after == before
+    });
+    assert_eq!(after, before, "{}", task.log("restore.log"));
+    assert_eq!(tun(pid), tun_before);
+    assert_eq!(task.verdict(), "PASS\n");
 }

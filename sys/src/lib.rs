@@ -19,4 +19,5 @@ pub mod signals;
 pub mod sockopt;
 pub mod sysv_ipc;
 pub mod tty;
+pub mod tun;
 pub mod uffd;

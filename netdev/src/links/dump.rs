@@ -1,10 +1,12 @@
 //! Dump half: every link of the calling thread's network namespace as CRIU's
-//! `net_device_entry`, read over rtnetlink. Kinds kept: loopback, veth, bridge, macvlan;
-//! any other kind fails naming the device and its kind.
+//! `net_device_entry`, read over rtnetlink. Kinds kept: loopback, veth, bridge, macvlan and
+//! persistent tun/tap devices (their virtio header size and send buffer read by attaching to
+//! them); any other kind fails naming the device and its kind.
 
-use criu_proto::images::{MacvlanLinkEntry, NdType, NetDeviceEntry};
+use criu_proto::images::{MacvlanLinkEntry, NdType, NetDeviceEntry, TunLinkEntry};
+use netlink_packet_core::Nla;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage,
+    InfoData, InfoKind, InfoMacVlan, InfoTun, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage,
 };
 
 use super::rtnl::{name, Rtnl};
@@ -17,6 +19,15 @@ pub fn dump(ns_id: u32) -> Result<Vec<NetDeviceEntry>, LinkError> {
     let mut out = Vec::with_capacity(links.len());
     for msg in &links {
         let mut e = entry(msg, ns_id)?;
+        if let Some(tun) = &mut e.tun {
+            let s = criu_sys::tun::read(&e.name, tun.flags).map_err(|err| {
+                LinkError::Bad(format!(
+                    "tun device {}: cannot attach to read its settings: {err}",
+                    e.name
+                ))
+            })?;
+            (tun.flags, tun.vnethdr, tun.sndbuf) = (s.flags, s.vnethdr as u32, s.sndbuf as u32);
+        }
         (e.conf4, e.conf6) = crate::netns::sysctl::dump_device(&e.name);
         out.push(e);
     }
@@ -38,6 +49,52 @@ fn kind(msg: &LinkMessage) -> Option<&InfoKind> {
             _ => None,
         }),
         _ => None,
+    })
+}
+
+/// A tun/tap device's flags (as TUNSETIFF takes them), owner and group from its link
+/// message (IFLA_TUN_*); its virtio header size and send buffer are read by attaching.
+fn tun(msg: &LinkMessage) -> Option<TunLinkEntry> {
+    let data = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Tun(d)) => Some(d),
+            _ => None,
+        }),
+        _ => None,
+    })?;
+    let mut e = TunLinkEntry {
+        owner: -1,
+        group: -1,
+        ..Default::default()
+    };
+    let (mut pi, mut ty) = (true, 0u32);
+    for t in data {
+        let InfoTun::Other(nla) = t else { continue };
+        let mut v = vec![0u8; nla.value_len()];
+        nla.emit_value(&mut v);
+        let word = || {
+            v.get(..4)
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let on = v.first().is_some_and(|b| *b != 0);
+        match nla.kind() {
+            1 => e.owner = word()? as i32,
+            2 => e.group = word()? as i32,
+            3 => ty = u32::from(*v.first()?),
+            4 => pi = on,
+            5 if on => e.flags |= 0x4000, // IFF_VNET_HDR
+            6 if on => e.flags |= 0x0800, // IFF_PERSIST
+            7 if on => e.flags |= 0x0100, // IFF_MULTI_QUEUE
+            _ => {}
+        }
+    }
+    if !pi {
+        e.flags |= 0x1000; // IFF_NO_PI
+    }
+    // IFF_TUN 1, IFF_TAP 2.
+    (ty == 1 || ty == 2).then(|| {
+        e.flags |= ty;
+        e
     })
 }
 
@@ -95,10 +152,18 @@ pub fn entry(msg: &LinkMessage, ns_id: u32) -> Result<NetDeviceEntry, LinkError>
                 NdType::Macvlan
             }
             Some(InfoKind::Tun) => {
-                return Err(unsupported(
-                    "tun".into(),
-                    "tun/tap devices are not dumped yet",
-                ))
+                let t = tun(msg).ok_or_else(|| {
+                    unsupported("tun".into(), "its type is missing from the kernel's answer")
+                })?;
+                if t.flags & 0x0800 == 0 {
+                    return Err(unsupported(
+                        "tun".into(),
+                        "it is not persistent: a descriptor holds it, and tun descriptors are \
+                         not dumped yet",
+                    ));
+                }
+                e.tun = Some(t);
+                NdType::Tun
             }
             Some(k) => return Err(unsupported(k.to_string(), "this kind is not dumped")),
             None => {
@@ -210,5 +275,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("t0") && err.contains("tun"), "{err}");
+    }
+
+    fn tap(persist: u8) -> LinkMessage {
+        use netlink_packet_core::DefaultNla;
+        let nla = |k, v: Vec<u8>| InfoTun::Other(DefaultNla::new(k, v));
+        let data = vec![
+            nla(1, 1000u32.to_ne_bytes().to_vec()),
+            nla(3, vec![2]),
+            nla(4, vec![0]),
+            nla(6, vec![persist]),
+        ];
+        let mut m = link(5, "tap0", None, vec![]);
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Tun),
+            LinkInfo::Data(InfoData::Tun(data)),
+        ]));
+        m
+    }
+
+    #[test]
+    fn a_persistent_tap_is_kept_and_one_held_by_a_descriptor_refused() {
+        let e = entry(&tap(1), 1).unwrap();
+        assert_eq!(e.r#type, NdType::Tun as i32);
+        let t = e.tun.unwrap();
+        // IFF_TAP | IFF_NO_PI | IFF_PERSIST.
+        assert_eq!((t.flags, t.owner, t.group), (0x1802, 1000, -1));
+        let err = entry(&tap(0), 1).unwrap_err().to_string();
+        assert!(
+            err.contains("tap0") && err.contains("not persistent"),
+            "{err}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! namespace over rtnetlink, each with its index, name, MTU, MAC address, flags and master,
 //! masters before their ports. A veth's outside end is made in criu's namespace under the name
 //! `--veth-pair`/`--external veth[..]` gives (and enslaved to the bridge named there); a veth
-//! whose both ends are inside is made once, as a pair; a macvlan is made on the parent
+//! whose both ends are inside is made once, as a pair; a persistent tun/tap device through
+//! `/dev/net/tun` with its settings; a macvlan is made on the parent
 //! `--external macvlan[..]` names in criu's namespace and moved in as it is created; a
 //! device `--external netdev[IN]:OUT` names is criu's OUT, moved in as IN with the dumped
 //! index.
@@ -134,6 +135,22 @@ fn make(
     };
     match NdType::try_from(d.r#type) {
         Ok(NdType::Loopback) => inside.set(format!("cannot set up {name}"), m),
+        Ok(NdType::Tun) => {
+            let t = d.tun.as_ref().ok_or_else(|| {
+                LinkError::Bad(format!("tun device {name}: the image has no tun entry"))
+            })?;
+            let settings = criu_sys::tun::TunSettings {
+                flags: t.flags,
+                owner: t.owner,
+                group: t.group,
+                vnethdr: t.vnethdr as i32,
+                sndbuf: t.sndbuf as i32,
+            };
+            criu_sys::tun::create(name, d.ifindex, &settings).map_err(|(what, e)| {
+                LinkError::Bad(format!("cannot make tun device {name}: {what}: {e}"))
+            })?;
+            inside.set(format!("cannot set up {name}"), m)
+        }
         Ok(NdType::Bridge) => {
             m.attributes.push(info(InfoKind::Bridge, None));
             inside.add(format!("cannot make bridge {name}"), m)
