@@ -241,6 +241,25 @@ fn a_failed_restore_leaves_no_outside_end_behind() {
     let said = task.said(&out, "restore.log");
     assert!(said.contains(&format!("nosuchbr{n}")), "{said}");
     assert!(!host_has(&host_end), "{said}");
+    // The devices are all made, then a later step fails (an action script after the
+    // namespaces are filled): the outside end goes too.
+    let script = dir.path().join("fail-after-ns.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-setup-namespaces ] && exit 1\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = task.restore(&[
+        "--veth-pair",
+        &format!("eth0={host_end}"),
+        "--action-script",
+        script.to_str().unwrap(),
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let said = task.said(&out, "restore.log");
+    assert!(said.contains("post-setup-namespaces"), "{said}");
+    assert!(!host_has(&host_end), "{said}");
 }
 
 #[test]
