@@ -48,8 +48,8 @@ fn kind_name(ty: i32) -> String {
 }
 
 /// Makes every link of `devs` (the dump of namespace `ns_id`, whose sysctls `defaults` are
-/// written already) in the calling thread's namespace. Each outside end made is added to `made` as it is made; the caller removes
-/// them if anything fails (see [`remove_outside`]).
+/// written already) in the calling thread's namespace. Each outside end made is added to
+/// `made` as it is made; the caller removes them if anything fails (see [`remove_outside`]).
 pub fn restore(
     devs: &[NetDeviceEntry],
     ns_id: u32,
