@@ -2,8 +2,8 @@
 //! tree in its own cgroup namespace (not dumped yet: before this rule such a
 //! task came back silently in the host's), a tree whose tasks do not share the root's
 //! namespaces, a pid namespace dumped from a task other than its init, a network namespace
-//! with a device of a kind not kept (a vxlan), and a mount namespace holding a mount that cannot be restored
-//! (naming the option that would make it external). Needs root.
+//! with a device of a kind not kept (a vxlan), and a mount namespace holding a mount that
+//! cannot be restored (naming the option that would make it external). Needs root.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
