@@ -217,13 +217,14 @@ fn restore_refuses_external_resources() {
             "r.log",
             "-d",
             "--external",
-            "veth[x]:y",
+            "tty[1:2]:y",
         ],
         dir.path(),
     );
     assert_refused(
         &out,
-        "restore: option --external veth[x]:y is not supported yet (only mnt[KEY]:PATH is)",
+        "restore: option --external tty[1:2]:y is not supported yet (only mnt[KEY]:PATH, \
+         veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
     );
     assert!(dir.path().join("r.log").exists());
 }

@@ -337,7 +337,7 @@ fn a_shell_loop_container_made_with_unshare_keeps_running_and_its_pids() {
 fn with_empty_ns_net_the_setup_namespaces_script_sets_up_the_network() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    // A device criu does not dump: with --empty-ns net that is the runtime's business.
+    // A device criu does not dump: with --empty-ns net the network is the runtime's business.
     let script = "ip link add crv0 type veth peer name crv1; i=0; \
                   while :; do i=$((i+1)); echo \"$$ $i x x\" > out.new; mv out.new out; sleep 0.05; done";
     let program = ["setsid", "sh", "-c", script];

@@ -2,8 +2,8 @@
 //! tree in its own cgroup namespace (not dumped yet: before this rule such a
 //! task came back silently in the host's), a tree whose tasks do not share the root's
 //! namespaces, a pid namespace dumped from a task other than its init, a network namespace
-//! with devices other than lo, and a mount namespace holding a mount that cannot be restored
-//! (naming the option that would make it external). Needs root.
+//! with a device of a kind not kept (a vxlan), and a mount namespace holding a mount that
+//! cannot be restored (naming the option that would make it external). Needs root.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -185,15 +185,15 @@ fn unshared(args: &[&str], kind: &str) -> Killed {
 }
 
 #[test]
-fn a_network_namespace_with_another_device_is_refused_naming_it() {
-    let script = "ip link add crtest0 type veth peer name crtest1 && exec sleep 100";
+fn a_network_namespace_with_a_device_of_a_kind_not_kept_is_refused_naming_it() {
+    let script = "ip link add crtest0 type vxlan id 9 dstport 4789 && exec sleep 100";
     let task = unshared(&["-n", "sh", "-c", script], "net");
     let pid = task.0.id() as i32;
     // sh execs sleep once the device exists.
     wait_exec_sleep(pid, "the device was never made");
     assert_refused(
         pid,
-        "its network namespace has devices other than lo (crtest",
+        "its network namespace has device crtest0 of kind vxlan",
     );
 }
 

@@ -249,16 +249,13 @@ fn bad_and_unsupported_requests_get_error_answers() {
     let images = std::fs::File::open(dir.path()).unwrap();
     let opts = CriuOpts {
         images_dir_fd: images.as_raw_fd(),
-        veths: vec![criu_proto::rpc::CriuVethPair {
-            if_in: "a".into(),
-            if_out: "b".into(),
-        }],
+        lazy_pages: Some(true),
         ..Default::default()
     };
     let mut c = Client::swrk();
     let r = c.ask(req(CriuReqType::Restore, Some(opts)));
     assert!(!r.success);
-    assert!(r.cr_errmsg.unwrap_or_default().contains("--veth-pair"));
+    assert!(r.cr_errmsg.unwrap_or_default().contains("--lazy-pages"));
 }
 
 #[test]

@@ -7,5 +7,6 @@
 //! dumped or restored, per connection or for a whole network namespace. [`netns`] is what a
 //! namespace holds besides devices: sysctls and firewall.
 
+pub mod links;
 pub mod lock;
 pub mod netns;

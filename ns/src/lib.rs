@@ -60,6 +60,9 @@ pub struct RestoreOptions {
     pub mounts: criu_mounts::MountOptions,
     /// `--weak-sysctls`: a network sysctl the kernel refuses is only warned about.
     pub weak_sysctls: bool,
+    /// What the network devices have outside the namespace (`--veth-pair`, `--external
+    /// veth[..]`, `--external macvlan[..]`).
+    pub net_outside: criu_netdev::links::outside::Outside,
 }
 
 /// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids.
@@ -104,6 +107,10 @@ pub struct Owned {
     mounts: criu_mounts::MountOptions,
     /// `--weak-sysctls`.
     weak_sysctls: bool,
+    /// `--veth-pair` and the like.
+    net_outside: criu_netdev::links::outside::Outside,
+    /// The outside veth ends the restore made, removed by [`Owned::abort`].
+    net_made: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Owned {
@@ -157,6 +164,8 @@ impl Owned {
             kinds,
             empty_net: opts.empty_net,
             weak_sysctls: opts.weak_sysctls,
+            net_outside: opts.net_outside.clone(),
+            net_made: Default::default(),
             joins,
             mounts: opts.mounts.clone(),
         })
@@ -198,6 +207,12 @@ impl Owned {
             Some(&(_, id)) => Ok(ipc::restore_rmid_forced(pid, id, dir)?),
             None => Ok(()),
         }
+    }
+
+    /// After a failed restore: removes what it made outside the tree's namespaces (the
+    /// outside ends of its veths).
+    pub fn abort(&self) {
+        net::abort(&self.net_made);
     }
 
     pub fn owns(&self, kind: NsKind) -> bool {
@@ -288,7 +303,14 @@ impl Owned {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
                 NsKind::Time => time::restore(r, pid, id, dir)?,
                 NsKind::Ipc => ipc::restore(pid, id, dir)?,
-                NsKind::Net if !self.empty_net => net::restore(pid, id, dir, self.weak_sysctls)?,
+                NsKind::Net if !self.empty_net => net::restore(
+                    pid,
+                    id,
+                    dir,
+                    self.weak_sysctls,
+                    &self.net_outside,
+                    &self.net_made,
+                )?,
                 NsKind::Mnt => criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?,
                 _ => {}
             }

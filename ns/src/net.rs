@@ -1,59 +1,25 @@
-//! Network namespace, until network devices are dumped (netdev crate): a namespace whose only
-//! device is `lo` with its usual addresses. Its state is `lo`'s flags and MTU in
-//! `netdev-N.img`, the namespace's sysctls in `netns-N.img` and its firewall (nftables ruleset,
-//! legacy iptables rules) in raw images, all read before the dump locks the namespace (see
-//! criu_netdev::netns). At restore the root is made in a new one (owned by the root's user
-//! namespace), criu sets `lo` up, writes the sysctls and loads the firewall from a thread that
-//! joined it, and makes the tree's sockets in it too (see `Owned::run_in_tree_ns`).
+//! Network namespace: its devices in `netdev-N.img` (criu_netdev::links, over rtnetlink),
+//! the namespace's sysctls in `netns-N.img`, its addresses, routes and rules and its firewall
+//! (nftables ruleset, legacy iptables rules) in raw images, the last read before the dump locks
+//! the namespace (see criu_netdev::netns). At restore the root is made in a new one (owned by
+//! the root's user namespace); from a thread that joined it criu writes the sysctls, makes the
+//! devices (outside veth ends in criu's own namespace), loads addresses, routes, rules and the
+//! firewall, and makes the tree's sockets in it too (see `Owned::run_in_tree_ns`).
 
 use std::path::Path;
 
 use criu_procfs::NsKind;
-use criu_proto::images::{NdType, NetDeviceEntry, NetnsEntry};
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
+
+use criu_netdev::links::{self, outside::Outside, Rtnl};
+use criu_proto::images::{NetDeviceEntry, NetnsEntry};
 use criu_proto::{ImageKind, ImageReader, ImageWriter};
 
 use crate::enter::in_namespaces_of;
 use crate::error::{enter, image, NsImageError};
 
 const KIND: &str = "net";
-
-/// One address of the namespace as getifaddrs lists it: device, address, prefix length (a
-/// device with no address shows once without).
-type DevAddr = (String, Option<std::net::IpAddr>, Option<u32>);
-
-/// What a namespace of `lo` alone may hold: another device needs the device dump.
-fn refusal(devices: &[DevAddr]) -> Option<String> {
-    let mut other: Vec<String> = devices
-        .iter()
-        .filter(|(n, _, _)| n != "lo")
-        .map(|(n, _, _)| n.clone())
-        .collect();
-    other.dedup();
-    (!other.is_empty()).then(|| format!("devices other than lo ({})", other.join(", ")))
-}
-
-/// Each address of the calling thread's namespace: (device, address, prefix length).
-fn devices() -> Result<Vec<DevAddr>, String> {
-    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("getifaddrs: {e}"))?;
-    Ok(addrs
-        .map(|a| {
-            let ip = a.address.as_ref().and_then(|s| {
-                s.as_sockaddr_in()
-                    .map(|v4| std::net::IpAddr::V4(v4.ip()))
-                    .or_else(|| s.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
-            });
-            let prefix = a.netmask.as_ref().and_then(|m| {
-                m.as_sockaddr_in()
-                    .map(|v4| u32::from(v4.ip()).count_ones())
-                    .or_else(|| {
-                        m.as_sockaddr_in6()
-                            .map(|v6| u128::from(v6.ip()).count_ones())
-                    })
-            });
-            (a.interface_name, ip, ip.and(prefix))
-        })
-        .collect())
-}
 
 /// What a namespace holds besides `lo`, read before the dump locks it (the lock's own rules
 /// must not be in the images).
@@ -80,31 +46,33 @@ pub fn snapshot(pid: i32) -> Result<NetState, NsImageError> {
     .map_err(enter(KIND))?
 }
 
-/// Why the network namespace of `pid` cannot be dumped yet, if it cannot.
+/// Why the network namespace of `pid` cannot be dumped, if it cannot: a device of a kind
+/// not kept.
 pub fn check(pid: i32) -> Result<Option<String>, NsImageError> {
-    let found = in_namespaces_of(pid, &[NsKind::Net], devices).map_err(enter(KIND))?;
-    let found = found.map_err(|what| NsImageError::Bad { kind: KIND, what })?;
-    Ok(refusal(&found))
+    let found = in_namespaces_of(pid, &[NsKind::Net], criu_netdev::links::dump::check)
+        .map_err(enter(KIND))?;
+    match found {
+        Ok(()) => Ok(None),
+        Err(e @ criu_netdev::links::LinkError::Unsupported { .. }) => Ok(Some(e.to_string())),
+        Err(e) => Err(NsImageError::Bad {
+            kind: KIND,
+            what: format!("devices of pid {pid}'s namespace: {e}"),
+        }),
+    }
 }
 
 pub fn dump(pid: i32, id: u32, state: &NetState, dir: &Path) -> Result<(), NsImageError> {
-    let lo = in_namespaces_of(pid, &[NsKind::Net], || criu_sys::netif::flags_and_mtu("lo"))
+    let links = in_namespaces_of(pid, &[NsKind::Net], || criu_netdev::links::dump::dump(id))
         .map_err(enter(KIND))?
         .map_err(|e| NsImageError::Bad {
             kind: KIND,
-            what: format!("cannot read lo of pid {pid}: {e}"),
+            what: format!("devices of pid {pid}'s namespace: {e}"),
         })?;
-    let entry = NetDeviceEntry {
-        r#type: NdType::Loopback as i32,
-        ifindex: 1,
-        mtu: lo.1,
-        flags: lo.0,
-        name: "lo".into(),
-        ..Default::default()
-    };
     let mut w =
         ImageWriter::create(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
-    w.write(&entry).map_err(image(KIND))?;
+    for entry in &links {
+        w.write(entry).map_err(image(KIND))?;
+    }
     w.finish().map_err(image(KIND))?;
     let mut w =
         ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
@@ -177,9 +145,17 @@ pub fn external_key(id: u32, dir: &Path) -> Result<Option<String>, NsImageError>
     Ok(e.and_then(|e| e.ext_key))
 }
 
-/// Gives `lo` of the root's fresh network namespace (root `pid` as criu sees it) the dumped
-/// flags and MTU.
-pub fn restore(pid: i32, id: u32, dir: &Path, weak_sysctls: bool) -> Result<(), NsImageError> {
+/// Fills the root's fresh network namespace (root `pid` as criu sees it): sysctls, devices,
+/// addresses, routes and rules, firewall. The outside veth ends made are added to `made`;
+/// if this fails they are removed at once.
+pub fn restore(
+    pid: i32,
+    id: u32,
+    dir: &Path,
+    weak_sysctls: bool,
+    outside: &Outside,
+    made: &Mutex<Vec<String>>,
+) -> Result<(), NsImageError> {
     let img = ImageReader::open_if_exists(dir, &ImageKind::NETDEV, Some(id.into()))
         .map_err(image(KIND))?;
     let Some(mut img) = img else {
@@ -192,12 +168,6 @@ pub fn restore(pid: i32, id: u32, dir: &Path, weak_sysctls: bool) -> Result<(), 
         });
     };
     let devices: Vec<NetDeviceEntry> = img.read_all().map_err(image(KIND))?;
-    if let Some(d) = devices.iter().find(|d| d.r#type != NdType::Loopback as i32) {
-        return Err(NsImageError::Bad {
-            kind: KIND,
-            what: format!("device {} is not restored yet (only lo is)", d.name),
-        });
-    }
     let sysctls: NetnsEntry = ImageReader::open_if_exists(dir, &ImageKind::NETNS, Some(id.into()))
         .map_err(image(KIND))?
         .map(|mut img| img.read())
@@ -207,40 +177,55 @@ pub fn restore(pid: i32, id: u32, dir: &Path, weak_sysctls: bool) -> Result<(), 
         .unwrap_or_default();
     let (ip, firewall) = read_raw(id, dir);
     let bad = |what: String| NsImageError::Bad { kind: KIND, what };
-    in_namespaces_of(pid, &[NsKind::Net], || {
-        for d in &devices {
-            criu_sys::netif::set_flags_and_mtu(&d.name, d.flags, d.mtu)
-                .map_err(|e| bad(format!("cannot set up {}: {e}", d.name)))?;
-        }
+    // criu's own namespace, where outside ends go, reached from this thread before it joins.
+    let host_ns = std::fs::File::open("/proc/thread-self/ns/net")
+        .map_err(|e| bad(format!("cannot open criu's network namespace: {e}")))?;
+    let host = Rtnl::new().map_err(|e| bad(e.to_string()))?;
+    let mut ours = Vec::new();
+    let result = in_namespaces_of(pid, &[NsKind::Net], || {
+        // Sysctls first: devices made afterwards take the namespace's defaults.
         criu_netdev::netns::sysctl::restore(&sysctls, weak_sysctls)
             .map_err(|e| bad(e.to_string()))?;
+        let host = links::restore::Host {
+            rtnl: &host,
+            ns: host_ns.as_raw_fd(),
+        };
+        tracing::debug!("net {id}: sysctls written");
+        links::restore::restore(
+            &devices,
+            id,
+            outside,
+            &host,
+            &sysctls,
+            weak_sysctls,
+            &mut ours,
+        )
+        .map_err(|e| bad(format!("devices: {e}")))?;
+        tracing::debug!("net {id}: {} devices made", devices.len());
+        // Addresses and routes name devices, which exist now.
         criu_netdev::netns::iproute::restore(&ip)
             .map_err(|e| bad(format!("addresses and routes: {e}")))?;
+        tracing::debug!("net {id}: addresses, routes and rules loaded");
         criu_netdev::netns::firewall::restore(&firewall).map_err(|e| bad(format!("firewall: {e}")))
     })
-    .map_err(enter(KIND))?
+    .map_err(enter(KIND))
+    .and_then(|r| r);
+    if result.is_err() {
+        links::restore::remove_outside(&host, &ours);
+    } else {
+        made.lock().unwrap_or_else(|e| e.into_inner()).extend(ours);
+    }
+    result
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dev(name: &str, ip: Option<&str>, prefix: Option<u32>) -> DevAddr {
-        (name.into(), ip.map(|s| s.parse().unwrap()), prefix)
+/// Removes the outside veth ends a restore made (it failed later).
+pub fn abort(made: &Mutex<Vec<String>>) {
+    let ours = std::mem::take(&mut *made.lock().unwrap_or_else(|e| e.into_inner()));
+    if ours.is_empty() {
+        return;
     }
-
-    #[test]
-    fn lo_alone_passes_and_anything_else_is_named() {
-        let usual = [
-            dev("lo", None, None),
-            dev("lo", Some("127.0.0.1"), Some(8)),
-            dev("lo", Some("::1"), Some(128)),
-        ];
-        assert_eq!(refusal(&usual), None);
-        let veth = [dev("lo", None, None), dev("veth0", None, None)];
-        assert!(refusal(&veth).unwrap().contains("veth0"));
-        // More addresses on lo are dumped (ip addr save), not refused.
-        let extra = [dev("lo", Some("127.0.0.2"), Some(8))];
-        assert_eq!(refusal(&extra), None);
+    match Rtnl::new() {
+        Ok(host) => links::restore::remove_outside(&host, &ours),
+        Err(e) => tracing::error!("restore failed, and its veth ends {ours:?} stay: {e}"),
     }
 }

@@ -34,7 +34,7 @@ pub enum NsError {
     },
     #[error("pid {pid}: it is pid {vpid} in its own pid namespace; CRIU dumps a pid namespace from its init (pid 1) only")]
     NotInit { pid: i32, vpid: i32 },
-    #[error("pid {pid}: its network namespace has {what}; network devices are not dumped yet")]
+    #[error("pid {pid}: its network namespace has {what}")]
     Net { pid: i32, what: String },
     #[error("pid {pid}: {source}")]
     Mount {

@@ -70,6 +70,7 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             inherited: inherit_fds,
             mounts: super::mount_opts::mount_options(o),
             weak_sysctls: o.weak_sysctls,
+            net_outside: net_outside(o),
         },
         network_scripts: Some(super::dump::lock_scripts(&scripts, None)),
         cgroups: criu_cgroups::restore::RestoreOptions {
@@ -157,6 +158,18 @@ fn parse_inherit_fd(arg: &str) -> Result<(i32, String), String> {
         return Err(bad());
     }
     Ok((fd, resource.to_string()))
+}
+
+/// `--veth-pair` and the veth and macvlan `--external`s.
+fn net_outside(o: &Options) -> criu_netdev::links::outside::Outside {
+    let mut out = criu_netdev::links::outside::Outside::default();
+    for (inside, outside) in &o.veth_pairs {
+        out.add_veth_pair(inside, outside);
+    }
+    for e in &o.external {
+        out.add_external(e);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -143,6 +143,8 @@ pub fn scope(opt: Opt) -> Scope {
         // One mount engine (mount-v2's: MOVE_MOUNT_SET_GROUP): the older one is not kept.
         Opt::MntnsCompatMode => Only(&[Restore]),
         Opt::InheritFd | Opt::SkipFileRwxCheck => Only(&[Restore]),
+        // The outside end of a veth of the tree's network namespace.
+        Opt::VethPair => Only(&[Restore]),
         // Dump-time options CRIU's restore ignores.
         Opt::LinkRemap
         | Opt::GhostLimit
@@ -182,8 +184,7 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::ExecCmd
         // Deprecated: refused while parsing already.
         | Opt::Ms
-        // Namespaces, mounts, network devices.
-        | Opt::VethPair
+        // Namespaces, mounts.
         | Opt::SkipMnt
         | Opt::EnableFs
         | Opt::EnableExternalSharing
@@ -225,15 +226,15 @@ pub fn honours(kind: Kind, opt: Opt) -> bool {
 
 /// The `--external` kinds `kind` handles: dump takes `net[INODE]:KEY` (a network namespace
 /// the restore gets from outside) and `unix[INODE]` (a socket whose peer is
-/// outside the tree); every other kind (mnt, dev, file, tty, veth, macvlan, net, ...) is
-/// refused.
+/// outside the tree); restore takes `mnt[KEY]:PATH`, `veth[IN]:OUT[@BRIDGE]`, `netdev[IN]:OUT` and
+/// `macvlan[IN]:OUT`; every other kind (dev, file, tty, netdev, ...) is refused.
 fn external_ok(kind: Kind, value: &str) -> bool {
     let mnt = value
         .strip_prefix("mnt[")
         .and_then(|v| v.split_once("]:"))
         .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty());
     if kind == Kind::Restore {
-        return mnt;
+        return mnt || criu_netdev::links::outside::Outside::is_ours(value);
     }
     let unix = value
         .strip_prefix("unix[")
@@ -263,7 +264,7 @@ pub fn refusals(cmd: &Command, o: &Options) -> Vec<String> {
             ));
         } else if spec.id == Opt::External {
             let only = if kind == Kind::Restore {
-                "only mnt[KEY]:PATH is"
+                "only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are"
             } else {
                 "only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are"
             };
@@ -510,11 +511,15 @@ mod tests {
         assert_eq!(
             refusals(&Command::Restore { exec_cmd: vec![] }, &o),
             vec![
-                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH is)",
-                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH is)",
+                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
             ]
         );
-        o.external = vec!["mnt[ZDTM_DEV]:/tmp/dev".into()];
+        o.external = vec![
+            "mnt[ZDTM_DEV]:/tmp/dev".into(),
+            "veth[eth0]:host0@br0".into(),
+            "macvlan[mv0]:eth0".into(),
+        ];
         assert!(refusals(&Command::Restore { exec_cmd: vec![] }, &o).is_empty());
     }
 

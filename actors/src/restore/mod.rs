@@ -323,6 +323,7 @@ pub fn run(
                 let _ = a.send(Kill).await;
             }
             cgroups.abort();
+            ns.abort();
             return Err(RestoreError::Task(e));
         }
         files.keep();

@@ -263,6 +263,16 @@ fn describe(
         ..Default::default()
     };
     if family == libc::AF_INET6 {
+        // A link-local source is bound with the device's index as scope (which binds the
+        // socket to it): as CRIU, the device's name goes in `ifname`, and the restore binds
+        // with the index it has then.
+        let link_local = local.is_some_and(|a| match a.ip() {
+            std::net::IpAddr::V6(ip) => (ip.segments()[0] & 0xffc0) == 0xfe80,
+            std::net::IpAddr::V4(_) => false,
+        });
+        if link_local && entry.src_port != 0 {
+            entry.ifname = entry.opts.so_bound_dev.clone();
+        }
         entry.v6only = Some(
             get_int(sock, libc::SOL_IPV6, libc::IPV6_V6ONLY)
                 .map_err(|e| seen.fail(format!("IPV6_V6ONLY: {e}")))?

@@ -140,6 +140,39 @@ fn device(family: &str, dev: &str, names: &[&str]) -> Vec<SysctlEntry> {
         .collect()
 }
 
+/// One device's `net.ipv4.conf.DEV.*` and `net.ipv6.conf.DEV.*` (`conf4`, `conf6` of its
+/// `net_device_entry`).
+pub fn dump_device(dev: &str) -> (Vec<SysctlEntry>, Vec<SysctlEntry>) {
+    (
+        device("ipv4", dev, DEVCONFS4),
+        device("ipv6", dev, DEVCONFS6),
+    )
+}
+
+/// Writes one device's dumped values where they differ from what it has. `defaults`: the
+/// namespace's dumped `default` values (IPv4, IPv6), which a device made after they were
+/// written has already: a value equal to its default is not even read (as CRIU).
+pub fn restore_device_conf(
+    dev: &str,
+    conf4: &[SysctlEntry],
+    conf6: &[SysctlEntry],
+    defaults: Option<(&[SysctlEntry], &[SysctlEntry])>,
+    weak: bool,
+) -> Result<(), SysctlError> {
+    let (def4, def6) = defaults.unwrap_or_default();
+    let differ = |conf: &[SysctlEntry], def: &[SysctlEntry]| -> Vec<SysctlEntry> {
+        conf.iter()
+            .enumerate()
+            .map(|(i, e)| match def.get(i) {
+                Some(d) if value(d).is_some() && value(d) == value(e) => SysctlEntry::default(),
+                _ => e.clone(),
+            })
+            .collect()
+    };
+    restore_device("ipv4", dev, DEVCONFS4, &differ(conf4, def4), weak)?;
+    restore_device("ipv6", dev, DEVCONFS6, &differ(conf6, def6), weak)
+}
+
 /// The namespace's sysctls as `netns_entry` keeps them.
 pub fn dump() -> NetnsEntry {
     NetnsEntry {
@@ -155,10 +188,14 @@ pub fn dump() -> NetnsEntry {
 
 /// Writes `name` = `value` unless it holds that already.
 fn write(name: &str, value: &str, weak: bool) -> Result<(), SysctlError> {
-    let Some(now) = read(name) else { return Ok(()) };
+    // stable_secret reads EIO until it is set: a file that cannot be read is still written.
+    let now = read(name);
+    if now.is_none() && !std::path::Path::new(&path(name)).exists() {
+        return Ok(());
+    }
     // ping_group_range reads back with a tab between its two numbers.
     let same = |a: &str, b: &str| a.split_whitespace().eq(b.split_whitespace());
-    if same(&now, value) {
+    if now.is_some_and(|now| same(&now, value)) {
         return Ok(());
     }
     match std::fs::write(path(name), value) {
