@@ -364,7 +364,14 @@ async fn dump_phases(
         tids.sort_by_key(|&t| (t != pid, t));
         let mut sets = BTreeMap::new();
         for tid in tids {
-            sets.insert(tid, cgroups.thread(pid, tid)?);
+            // The root in a cgroup namespace of its own: its cgroups as seen inside give the
+            // namespace's root.
+            let inside = if pid == req.pid && ns.owns(criu_procfs::NsKind::Cgroup) {
+                Some(cgroup_seen_inside(pid, tid)?)
+            } else {
+                None
+            };
+            sets.insert(tid, cgroups.thread_seen(pid, tid, inside.as_deref())?);
         }
         cg_sets.insert(pid, sets);
     }
@@ -468,6 +475,23 @@ async fn dump_phases(
         stats.memwrite_time += d.pages.write_us as u32;
     }
     Ok(DumpReport { tasks: done, stats })
+}
+
+/// `/proc/PID/task/TID/cgroup` read by a thread of criu that joined the task's cgroup
+/// namespace: the paths the task itself sees.
+fn cgroup_seen_inside(pid: i32, tid: i32) -> Result<String, DumpError> {
+    let path = format!("/proc/{pid}/task/{tid}/cgroup");
+    let fail = |what: String| {
+        DumpError::Task(TaskError::Other {
+            pid,
+            what: format!("cgroups seen inside its cgroup namespace: {what}"),
+        })
+    };
+    criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Cgroup], || {
+        std::fs::read_to_string(&path)
+    })
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(format!("cannot read {path}: {e}")))
 }
 
 /// `--freeze-cgroup`: freezes `dir` (unless it is frozen already), then seizes and
