@@ -184,7 +184,8 @@ async fn supervise(
     };
     let mut net = crate::network::NetworkLock::new(req.network.clone());
     let t_freeze = Instant::now();
-    // A cgroup frozen before criu froze it is frozen again once the tasks are let go.
+    // A cgroup frozen before criu froze it is frozen again once the tasks are let go (unless
+    // they are killed).
     let mut was_frozen = None;
     let result = dump_phases(
         &req,
@@ -229,7 +230,9 @@ async fn supervise(
         }
     }
     drop(pool);
-    if let Some(f) = was_frozen {
+    // As CRIU: a tree killed by the dump leaves its cgroup thawed (a restore into a frozen
+    // cgroup could not rebuild its tasks; the restore freezes it again at its end).
+    if let Some(f) = was_frozen.filter(|_| release != Release::Kill) {
         if let Err(e) = f.freeze(req.timeout) {
             tracing::error!("dump: cannot freeze {} again: {e}", f.dir().display());
         }
@@ -511,7 +514,12 @@ async fn seize_frozen(
     tracing::info!("dump: {} frozen", dir.display());
     let mut actors = BTreeMap::new();
     let mut asked = Vec::new();
-    for pid in tree_from_proc(req.pid) {
+    // A stopped task is seized by the plain seize after the thaw (see is_stopped).
+    let tree = tree_from_proc(req.pid);
+    for pid in tree
+        .into_iter()
+        .filter(|&p| !criu_cgroups::freezer::is_stopped(p))
+    {
         let timeout = req.timeout;
         let addr = pool.start(move |_| TaskActor::interrupt_frozen(pid, timeout));
         // Answered once the actor exists, that is once its threads are interrupted.
