@@ -248,6 +248,45 @@ fn freeze_cgroup_v1_seizes_and_thaws_with_leave_running() {
 }
 
 #[test]
+fn freeze_cgroup_seizes_a_stopped_task_which_stays_stopped() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let freezer = cg.make(FREEZER);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&dir);
+    enter(&freezer, task.pid);
+    let signal = |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(task.pid), sig).unwrap();
+    signal(nix::sys::signal::Signal::SIGSTOP);
+    let stopped = || harness::state(task.pid, task.pid) == Some('T');
+    assert!(wait_until(Duration::from_secs(5), stopped), "never stopped");
+    // Seized frozen, a stopped task hangs the seize in the kernel: bounded here.
+    std::fs::create_dir_all(task.dir.join("images")).unwrap();
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "30"])
+        .arg(env!("CARGO_BIN_EXE_criu"))
+        .args(["--no-default-config", "dump", "-t", &task.pid.to_string()])
+        .args([
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+            "-v4",
+            "-R",
+            "--freeze-cgroup",
+        ])
+        .arg(&freezer)
+        .current_dir(&task.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run criu");
+    assert_eq!(out.status.code(), Some(0), "{}", task.log("dump.log"));
+    assert_eq!(read(&freezer.join("freezer.state")), "THAWED");
+    assert!(stopped(), "-R let the stopped task run");
+    signal(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("dump.log"));
+}
+
+#[test]
 fn freeze_cgroup_v2_dump_then_restore() {
     require_root();
     let mut cg = Cgroups::new();

@@ -182,8 +182,11 @@ pub fn is_stopped(pid: i32) -> bool {
                 .map(|(_, rest)| rest.trim_start().to_string())
         })
         .and_then(|rest| rest.chars().next());
-    if state == Some('T') {
-        return true;
+    match state {
+        Some('T') => return true,
+        // v1 frozen; a v2 frozen task sleeps in its freezer trap ('S').
+        Some('D') => {}
+        _ => return false,
     }
     std::fs::read_to_string(format!("/proc/{pid}/wchan"))
         .is_ok_and(|w| w.trim() == "do_signal_stop")

@@ -514,17 +514,18 @@ async fn seize_frozen(
     tracing::info!("dump: {} frozen", dir.display());
     let mut actors = BTreeMap::new();
     let mut asked = Vec::new();
-    // A stopped task is seized by the plain seize after the thaw (see is_stopped).
-    let tree = tree_from_proc(req.pid);
-    for pid in tree
-        .into_iter()
-        .filter(|&p| !criu_cgroups::freezer::is_stopped(p))
-    {
+    // Each task's actor starts as soon as the walk finds it, so that seizes and the walk
+    // overlap (the tree cannot change while frozen).
+    let mut todo = vec![req.pid];
+    while let Some(pid) = todo.pop() {
         let timeout = req.timeout;
         let addr = pool.start(move |_| TaskActor::interrupt_frozen(pid, timeout));
         // Answered once the actor exists, that is once its threads are interrupted.
         asked.push(addr.send(task::Ping));
         actors.insert(pid, addr);
+        for tid in criu_procfs::task::read_task_ids(pid).unwrap_or_default() {
+            todo.extend(criu_procfs::task::read_children(pid, tid).unwrap_or_default());
+        }
     }
     for a in asked {
         let _ = a.await;
