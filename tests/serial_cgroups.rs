@@ -3,7 +3,8 @@
 //! controller (pids, with `pids.max` set) and on cgroup2 (`/sys/fs/cgroup/unified`), dumped,
 //! and restored under each `--manage-cgroups` mode; `/proc/PID/cgroup` and the property files
 //! tell where it came back. `--freeze-cgroup` seizes through the v1 freezer and v2
-//! `cgroup.freeze`. Every cgroup a test makes is removed when it ends, also on failure. Runs
+//! `cgroup.freeze`. A task in a cgroup namespace of its own comes back with the namespace's
+//! root where it was (the same /proc/PID/cgroup inside and outside). Every cgroup a test makes is removed when it ends, also on failure. Runs
 //! in the nextest `serial` group: cgroups are the host's.
 
 #[path = "workloads/src/harness.rs"]
@@ -247,6 +248,48 @@ fn freeze_cgroup_v1_seizes_and_thaws_with_leave_running() {
 }
 
 #[test]
+fn freeze_cgroup_seizes_a_stopped_task_which_stays_stopped() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let freezer = cg.make(FREEZER);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&dir);
+    enter(&freezer, task.pid);
+    let signal = |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(task.pid), sig).unwrap();
+    signal(nix::sys::signal::Signal::SIGSTOP);
+    let stopped = || harness::state(task.pid, task.pid) == Some('T');
+    assert!(wait_until(Duration::from_secs(5), stopped), "never stopped");
+    // Seized frozen, a stopped task hangs the seize in the kernel: bounded here.
+    std::fs::create_dir_all(task.dir.join("images")).unwrap();
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "KILL", "30"])
+        .arg(env!("CARGO_BIN_EXE_criu"))
+        .args(["--no-default-config", "dump", "-t", &task.pid.to_string()])
+        .args([
+            "-D",
+            "images",
+            "-o",
+            "dump.log",
+            "-v4",
+            "-R",
+            "--freeze-cgroup",
+        ])
+        .arg(&freezer)
+        .current_dir(&task.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run criu");
+    // Thawed here whatever criu did: a frozen task cannot be killed and reaped at the end.
+    let state = read(&freezer.join("freezer.state"));
+    let _ = std::fs::write(freezer.join("freezer.state"), "THAWED");
+    assert_eq!(out.status.code(), Some(0), "{}", task.log("dump.log"));
+    assert_eq!(state, "THAWED");
+    assert!(stopped(), "-R let the stopped task run");
+    signal(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("dump.log"));
+}
+
+#[test]
 fn freeze_cgroup_v2_dump_then_restore() {
     require_root();
     let mut cg = Cgroups::new();
@@ -279,4 +322,80 @@ fn freeze_cgroup_that_is_no_freezer_fails_and_the_task_runs_on() {
         task.log("dump.log")
     );
     assert_eq!(task.verdict(), "PASS\n");
+}
+
+/// `/proc/PID/cgroup` as read from inside `pid`'s cgroup namespace (nsenter joins only
+/// that one, so the pid is criu's view).
+fn cgroups_seen_inside(pid: i32) -> String {
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-C", "cat"])
+        .arg(format!("/proc/{pid}/cgroup"))
+        .output()
+        .expect("run nsenter");
+    assert!(out.status.success(), "nsenter: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn cgroups_seen_outside(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap()
+}
+
+#[test]
+fn a_cgroup_namespace_comes_back_with_its_root() {
+    require_root();
+    let mut cg = Cgroups::new();
+    let pids = cg.make(PIDS);
+    let v2 = cg.make(UNIFIED);
+    let (pids_in, v2_in) = (pids.join("in"), v2.join("in"));
+    for d in [&pids_in, &v2_in] {
+        std::fs::create_dir(d).unwrap();
+        cg.dirs.push(d.clone());
+    }
+    // The workload enters pids and v2 cgroups, unshares its cgroup namespace there, then
+    // moves itself one level down: inside it sees "/in" on those two and "/" elsewhere.
+    let into = |d: &Path| format!("echo $$ > {}/cgroup.procs", d.display());
+    let inner = format!(
+        "{} && {} && exec \"$0\" \"$@\"",
+        into(&pids_in),
+        into(&v2_in)
+    );
+    let script = format!(
+        "{} && {} && exec unshare -C sh -c '{inner}' \"$0\" \"$@\"",
+        into(&pids),
+        into(&v2)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("rs_state")
+        .launcher(&["sh", "-c", &script])
+        .start(dir.path());
+    let me = std::process::id() as i32;
+    let link = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).unwrap();
+    assert_ne!(
+        link(task.pid),
+        link(me),
+        "the workload has no cgroup namespace"
+    );
+    let inside = cgroups_seen_inside(task.pid);
+    let outside = cgroups_seen_outside(task.pid);
+    assert!(
+        inside.contains(":pids:/in\n") && inside.contains("\n0::/in\n"),
+        "{inside}"
+    );
+    task.dump(&[]);
+    // Made again by the restore (soft).
+    for d in [&pids_in, &pids] {
+        rmdir(d);
+    }
+    task.restore_ok(&[]);
+    let log = task.log("restore.log");
+    let root = format!("cgroup namespace root pids:{}", rel(&pids, PIDS));
+    assert!(log.contains(&root), "no {root:?} in {log}");
+    assert_ne!(
+        link(task.pid),
+        link(me),
+        "restored without a cgroup namespace"
+    );
+    assert_eq!(cgroups_seen_inside(task.pid), inside);
+    assert_eq!(cgroups_seen_outside(task.pid), outside);
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }

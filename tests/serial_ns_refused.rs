@@ -1,6 +1,5 @@
 //! What `criu dump` refuses before it touches a task, naming the pid and the namespace: a
-//! tree in its own cgroup namespace (not dumped yet: before this rule such a
-//! task came back silently in the host's), a tree whose tasks do not share the root's
+//! tree whose tasks do not share the root's
 //! namespaces, a pid namespace dumped from a task other than its init, a network namespace
 //! with a device of a kind not kept (a vxlan), and a mount namespace holding a mount that
 //! cannot be restored (naming the option that would make it external). Needs root.
@@ -86,35 +85,6 @@ fn assert_refused_naming(pid: i32, named: i32, what: &str) {
         status.contains("TracerPid:\t0\n"),
         "pid {pid} is still traced"
     );
-}
-
-/// unshare's arguments: a pid namespace needs --fork so that there is a task inside it.
-fn flag_args(flag: &str) -> Vec<&str> {
-    let mut args = vec![flag];
-    if flag == "-p" {
-        args.push("--fork");
-    }
-    args.extend(["sleep", "100"]);
-    args
-}
-
-fn unshared_sleep(flag: &str, kind: &str) -> Killed {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root");
-    let child = Command::new("unshare")
-        .args(flag_args(flag))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("run unshare");
-    let pid = child.id() as i32;
-    let held = Killed(child);
-    wait_unshared(pid, kind);
-    held
-}
-
-#[test]
-fn own_cgroup_namespaces_are_refused() {
-    let task = unshared_sleep("-C", "cgroup");
-    assert_refused(task.0.id() as i32, "its cgroup namespace is not criu's");
 }
 
 #[test]

@@ -36,6 +36,16 @@ pub enum CgroupDumpError {
     },
     #[error("cgroup property {path}: cannot parse {value:?}")]
     Value { path: PathBuf, value: String },
+    #[error(
+        "pid {pid}: cgroup {name}:{path} is above the tree's cgroup namespace root (its first \
+         {prefix} bytes)"
+    )]
+    AboveNsRoot {
+        pid: i32,
+        name: String,
+        path: String,
+        prefix: u32,
+    },
     #[error("writing cgroup.img: {0}")]
     Image(#[from] criu_proto::Error),
 }
@@ -141,9 +151,26 @@ impl CgroupDump {
     /// The set of thread `tid` of process `pid` (the first call is for the root task's
     /// leader); a new set's cgroups are walked now.
     pub fn thread(&mut self, pid: i32, tid: i32) -> Result<u32> {
-        let keep = keep_fn(&self.opts.controllers);
-        let members = parse::read_thread(pid, tid, keep)
+        self.thread_seen(pid, tid, None)
+    }
+
+    /// As [`Self::thread`], for a thread of the root task in a cgroup namespace of its own:
+    /// `inside` is its cgroup file as read from inside that namespace, which gives each
+    /// member's namespace root (`cgns_prefix`). The other tasks' members take the root's
+    /// prefixes (the tree has one cgroup namespace), as CRIU does.
+    pub fn thread_seen(&mut self, pid: i32, tid: i32, inside: Option<&str>) -> Result<u32> {
+        let only = self.opts.controllers.clone();
+        let keep = keep_fn(&only);
+        let mut members = parse::read_thread(pid, tid, &keep)
             .map_err(|source| CgroupDumpError::Parse { pid, source })?;
+        let parse_err = |source| CgroupDumpError::Parse { pid, source };
+        if let Some(text) = inside {
+            let seen = parse::parse_cgroup_file("cgroup file seen inside", text, &keep)
+                .map_err(parse_err)?;
+            parse::set_cgns_prefixes(&mut members, &seen).map_err(parse_err)?;
+        } else if let Some(root) = self.root_set {
+            self.copy_root_prefixes(pid, root, &mut members)?;
+        }
         if let Some(s) = self.sets.iter().find(|s| s.members == members) {
             self.root_set.get_or_insert(s.id);
             return Ok(s.id);
@@ -154,6 +181,27 @@ impl CgroupDump {
         self.sets.push(Set { id, members });
         self.root_set.get_or_insert(id);
         Ok(id)
+    }
+
+    fn copy_root_prefixes(&self, pid: i32, root: u32, members: &mut [Member]) -> Result<()> {
+        let Some(set) = self.sets.iter().find(|s| s.id == root) else {
+            return Ok(());
+        };
+        for m in members.iter_mut() {
+            let Some(r) = set.members.iter().find(|r| r.name == m.name) else {
+                continue;
+            };
+            if (m.path.len() as u64) < u64::from(r.cgns_prefix) {
+                return Err(CgroupDumpError::AboveNsRoot {
+                    pid,
+                    name: m.name.clone(),
+                    path: m.path.clone(),
+                    prefix: r.cgns_prefix,
+                });
+            }
+            m.cgns_prefix = r.cgns_prefix;
+        }
+        Ok(())
     }
 
     /// Walks the cgroups of a new set.

@@ -169,6 +169,29 @@ impl Freezer {
     }
 }
 
+/// Whether task `pid` is in a job-control stop (SIGSTOP and friends). A frozen task shows
+/// state `D` in /proc, but one that was stopped still waits in `do_signal_stop`. Such a task
+/// must not be seized while frozen: the seize makes it trap, which it cannot do frozen, and
+/// the kernel's `ptrace_attach` waits for that trap until criu is killed (upstream CRIU hangs
+/// there). It cannot run while stopped, so it is seized once the cgroup is thawed.
+pub fn is_stopped(pid: i32) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .and_then(|rest| rest.chars().next());
+    match state {
+        Some('T') => return true,
+        // v1 frozen; a v2 frozen task sleeps in its freezer trap ('S').
+        Some('D') => {}
+        _ => return false,
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|w| w.trim() == "do_signal_stop")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +236,29 @@ mod tests {
         for d in [v1, v2, none] {
             std::fs::remove_dir_all(d).unwrap();
         }
+    }
+
+    #[test]
+    fn a_stopped_task_is_seen_stopped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(!is_stopped(pid));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !is_stopped(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stopped = is_stopped(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(stopped, "pid {pid} never seen stopped");
     }
 
     #[test]

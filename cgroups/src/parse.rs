@@ -15,6 +15,15 @@ pub enum ParseError {
     },
     #[error("{path}: line {line:?}: not ID:CONTROLLERS:PATH")]
     Line { path: String, line: String },
+    #[error(
+        "cgroup {name}: the path seen inside the cgroup namespace ({inside}) is not the end of \
+         the path criu sees ({outside})"
+    )]
+    NotSuffix {
+        name: String,
+        inside: String,
+        outside: String,
+    },
 }
 
 /// One hierarchy a task is in: the controller names as /proc writes them (`cpu,cpuacct`,
@@ -54,6 +63,43 @@ pub fn parse_cgroup_file(
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Sets each member's `cgns_prefix` from the same task's cgroups as seen inside its cgroup
+/// namespace (`inside`): the part of the path criu sees above the namespace's root, as CRIU
+/// computes it (`/foo/bar` seen as `/bar` inside: the prefix is `/foo`, its length 4). A
+/// member seen the same from both sides has none.
+pub fn set_cgns_prefixes(members: &mut [Member], inside: &[Member]) -> Result<(), ParseError> {
+    for m in members.iter_mut() {
+        let Some(i) = inside.iter().find(|i| i.name == m.name) else {
+            continue;
+        };
+        if i.path == m.path {
+            continue;
+        }
+        let tail = i.path.strip_prefix('/').unwrap_or(&i.path);
+        let not_suffix = || ParseError::NotSuffix {
+            name: m.name.clone(),
+            inside: i.path.clone(),
+            outside: m.path.clone(),
+        };
+        let at = m
+            .path
+            .len()
+            .checked_sub(tail.len())
+            .filter(|&at| m.path.is_char_boundary(at) && m.path[at..] == *tail)
+            .ok_or_else(not_suffix)?;
+        let mut prefix = at;
+        if prefix > 0 && m.path.as_bytes()[prefix - 1] == b'/' {
+            prefix -= 1;
+        }
+        // A prefix of nothing (inside "/x", outside "x") is no namespace root at all.
+        if prefix == 0 {
+            return Err(not_suffix());
+        }
+        m.cgns_prefix = prefix as u32;
+    }
+    Ok(())
 }
 
 /// The cgroups of thread `tid` of process `pid`.
@@ -187,6 +233,24 @@ mod tests {
         );
         let only = parse_cgroup_file("x", HYBRID, |n| n == "pids").unwrap();
         assert_eq!(only.len(), 1);
+    }
+
+    #[test]
+    fn cgns_prefix_like_criu() {
+        let outside = "3:name=zdtmtst:/test\n2:pids:/a/b\n1:memory:/m\n0::/u/v/w\n";
+        let inside = "3:name=zdtmtst:/\n2:pids:/b\n1:memory:/m\n0::/v/w\n";
+        let mut m = parse_cgroup_file("out", outside, |_| true).unwrap();
+        let i = parse_cgroup_file("in", inside, |_| true).unwrap();
+        set_cgns_prefixes(&mut m, &i).unwrap();
+        let get = |n: &str| m.iter().find(|m| m.name == n).unwrap().cgns_prefix;
+        assert_eq!(get("name=zdtmtst"), 5);
+        assert_eq!(get("pids"), 2);
+        assert_eq!(get("memory"), 0);
+        assert_eq!(get(""), 2);
+        let mut m = parse_cgroup_file("out", "2:pids:/a/b\n", |_| true).unwrap();
+        let bad = parse_cgroup_file("in", "2:pids:/../c\n", |_| true).unwrap();
+        let e = set_cgns_prefixes(&mut m, &bad).unwrap_err().to_string();
+        assert!(e.contains("/../c") && e.contains("/a/b"), "{e}");
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub enum CgroupRestoreError {
         a: String,
         b: String,
     },
+    #[error("cgroup {name}:{path}: bad cgroup namespace prefix length {prefix}")]
+    BadPrefix {
+        name: String,
+        path: String,
+        prefix: u32,
+    },
     #[error("cannot read criu's own cgroups: {0}")]
     Own(#[from] parse::ParseError),
 }
@@ -292,6 +298,34 @@ impl CgroupRestore {
         Ok(())
     }
 
+    /// For a root task that had a cgroup namespace of its own, before it unshares one: moves
+    /// process `pid` into the cgroups that were the namespace's root (each member's path up
+    /// to its `cgns_prefix`; the hierarchy's root for a member seen the same from inside), so
+    /// that [`Self::move_process`] afterwards puts it below that root. Nothing when the set is
+    /// criu's (the namespace's root is where criu puts the task, as it was at dump).
+    pub fn move_to_ns_root(&mut self, pid: i32, set: u32, inherited: u32) -> Result<()> {
+        if !self.active() || set == 0 || set == inherited {
+            return Ok(());
+        }
+        for m in self.members(pid, set)? {
+            let root = ns_root_of(&m).ok_or_else(|| CgroupRestoreError::BadPrefix {
+                name: m.name.clone(),
+                path: m.path.clone(),
+                prefix: m.cgns_prefix.unwrap_or(0),
+            })?;
+            let c =
+                self.controller_of(&m.name)
+                    .ok_or_else(|| CgroupRestoreError::NoController {
+                        name: m.name.clone(),
+                        path: m.path.clone(),
+                    })?;
+            let base = self.hier.root(&c.cnames.clone())?;
+            tracing::info!("cgroups: {pid}: cgroup namespace root {}:{root}", m.name);
+            write_id(&join(&base, root).join("cgroup.procs"), pid, "pid")?;
+        }
+        Ok(())
+    }
+
     /// Moves thread `tid` into set `set`'s threaded hierarchies (v1 `tasks`, v2
     /// `cgroup.threads`) when its set differs from its process's.
     pub fn move_thread(&mut self, tid: i32, set: u32, process_set: u32) -> Result<()> {
@@ -401,6 +435,18 @@ impl CgroupRestore {
             }
         }
     }
+}
+
+/// The part of a member's path above its cgroup namespace's root ("/" without a prefix);
+/// None for a prefix longer than the path or not ending at a path component.
+fn ns_root_of(m: &CgMemberEntry) -> Option<&str> {
+    let n = m.cgns_prefix.unwrap_or(0) as usize;
+    if n == 0 {
+        return Some("/");
+    }
+    let root = m.path.get(..n)?;
+    let rest = &m.path[n..];
+    (rest.is_empty() || rest.starts_with('/')).then_some(root)
 }
 
 fn libc_ebusy() -> i32 {
@@ -605,23 +651,34 @@ fn rewrite_roots(
         };
         for (j, dir) in ctrl.dirs.iter_mut().enumerate() {
             let old = dir.dir_name.clone();
-            let mut renamed = false;
+            let mut renamed: Option<String> = None;
             for set in sets.iter_mut() {
                 for m in set.ctls.iter_mut() {
                     let sub = m.path.get(1..).unwrap_or("");
                     if !parse::contains(&ctrl.cnames, &m.name) || !sub.starts_with(&old) {
                         continue;
                     }
+                    // In a cgroup namespace the new root replaces the namespace's root.
+                    let prefix = m.cgns_prefix.unwrap_or(0) as usize;
+                    if prefix > 0 {
+                        let rest = m.path.get(prefix..).unwrap_or("");
+                        m.path = format!("{newroot}{rest}");
+                        m.cgns_prefix = Some(newroot.len() as u32);
+                        renamed.get_or_insert_with(|| {
+                            format!("{newroot}{}", old.get(prefix - 1..).unwrap_or(""))
+                        });
+                        continue;
+                    }
                     let rest = m.path.get(old.len() + 1..).unwrap_or("");
                     m.path = format!("{newroot}{rest}");
-                    renamed = true;
+                    renamed.get_or_insert_with(|| newroot.clone());
                 }
             }
-            if renamed {
+            if let Some(new_name) = renamed {
                 if old.is_empty() {
                     moved.push((i, j));
                 }
-                dir.dir_name = newroot.clone();
+                dir.dir_name = new_name;
             }
         }
     }
@@ -701,6 +758,41 @@ mod tests {
         assert_eq!(e.controllers[2].dirs[0].dir_name, "/newroot");
         assert_eq!(e.controllers[0].dirs[0].dir_name, "/newroot");
         assert_eq!(e.controllers[0].dirs[0].children[0].dir_name, "x");
+    }
+
+    #[test]
+    fn cgroup_namespace_roots() {
+        let mut m = member("pids", "/test/in");
+        assert_eq!(ns_root_of(&m), Some("/"));
+        m.cgns_prefix = Some(5);
+        assert_eq!(ns_root_of(&m), Some("/test"));
+        m.cgns_prefix = Some(3);
+        assert_eq!(ns_root_of(&m), None);
+        m.cgns_prefix = Some(99);
+        assert_eq!(ns_root_of(&m), None);
+        m.cgns_prefix = Some(8);
+        assert_eq!(ns_root_of(&m), Some("/test/in"));
+        // --cgroup-root puts the new root where the namespace's root was.
+        let mut e = CgroupEntry {
+            sets: vec![CgSetEntry {
+                id: 2,
+                ctls: vec![CgMemberEntry {
+                    cgns_prefix: Some(5),
+                    ..member("pids", "/test/in")
+                }],
+            }],
+            controllers: vec![CgControllerEntry {
+                cnames: vec!["pids".into()],
+                dirs: vec![dir("test/in", vec![])],
+                is_threaded: Some(false),
+            }],
+        };
+        rewrite_roots(&mut e, &[(None, "/new/root".into())]).unwrap();
+        let m = &e.sets[0].ctls[0];
+        assert_eq!(m.path, "/new/root/in");
+        assert_eq!(m.cgns_prefix, Some(9));
+        assert_eq!(ns_root_of(m), Some("/new/root"));
+        assert_eq!(e.controllers[0].dirs[0].dir_name, "/new/root/in");
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! outside (`--join-ns`, an external network namespace); [`enter`] runs work in a thread of
 //! criu that joined a task's namespaces. The orchestrator drives [`dump_images`] after the
 //! tasks are collected, and at restore [`Owned`]: joins and clone flags for the root,
-//! [`Owned::map_ids`] right after it exists, then [`Owned::fill`] while it is the only task.
+//! [`Owned::map_ids`] right after it exists, [`Owned::enter_cgroup_ns`] once the cgroups
+//! crate put it in its namespace's root cgroups, then [`Owned::fill`] while it is the only
+//! task. A cgroup namespace has no image of its own: its root is the `cgns_prefix` of the
+//! root task's cgroups in `cgroup.img`.
 
 pub mod enter;
 pub mod error;
@@ -128,12 +131,6 @@ impl Owned {
             if theirs == ours {
                 continue;
             }
-            if kind == NsKind::Cgroup {
-                return Err(NsImageError::Bad {
-                    kind: kind.name(),
-                    what: "the tree had its own; restoring one is not supported yet".into(),
-                });
-            }
             kinds.push((kind, theirs));
         }
         let mut joins = opts.joins.clone();
@@ -225,7 +222,9 @@ impl Owned {
     }
 
     /// The clone3 flags that give the root its new namespaces. The time namespace is not
-    /// among them: its offsets must be set before a task enters it (see time.rs).
+    /// among them: its offsets must be set before a task enters it (see time.rs); nor the
+    /// cgroup namespace, whose root is where the task is when it unshares
+    /// ([`Owned::enter_cgroup_ns`]).
     ///
     /// With a user namespace to join, only the pid namespace comes with the root: the others
     /// are made by the root itself once inside the joined one ([`Owned::unshare_flags`]), so
@@ -251,7 +250,7 @@ impl Owned {
     fn new_flags(&self) -> u64 {
         self.kinds
             .iter()
-            .filter(|(k, _)| *k != NsKind::Time)
+            .filter(|(k, _)| !matches!(k, NsKind::Time | NsKind::Cgroup))
             .fold(0, |f, (k, _)| f | k.clone_flag() as u64)
     }
 
@@ -263,6 +262,22 @@ impl Owned {
     /// one it joins.
     pub fn lives_in_other(&self, kind: NsKind) -> bool {
         self.owns(kind) || self.joins.iter().any(|j| j.kind == kind)
+    }
+
+    /// Once the root's stub (driven through `r`) is in the cgroups that were its cgroup
+    /// namespace's root: the stub unshares its cgroup namespace there, if the tree had one.
+    /// Its children are made later and inherit it.
+    pub fn enter_cgroup_ns(&self, r: &mut Remote) -> Result<(), NsImageError> {
+        if !self.owns(NsKind::Cgroup) {
+            return Ok(());
+        }
+        r.call(
+            "unshare(CLONE_NEWCGROUP)",
+            libc::SYS_unshare,
+            &[libc::CLONE_NEWCGROUP as u64],
+        )
+        .map_err(error::tracee("cgroup"))?;
+        Ok(())
     }
 
     /// Right after the root's stub `pid` is made: the id maps of its new user namespace,

@@ -1,8 +1,7 @@
 //! Which namespaces a tree has of its own, and the rules a dump checks before it touches a
 //! task. A kind whose namespace the root shares with criu is the host's: left alone, as
 //! CRIU does. Otherwise the tree owns that namespace and it is dumped, which needs every task
-//! of the tree to share the root's (CRIU restores one namespace of each kind per tree) and
-//! the kind to be one this crate restores.
+//! of the tree to share the root's (CRIU restores one namespace of each kind per tree).
 
 use std::collections::BTreeSet;
 
@@ -14,12 +13,6 @@ pub enum NsError {
     Read {
         pid: i32,
         source: criu_procfs::ProcError,
-    },
-    #[error("pid {pid}: its {kind} namespace is not criu's and {why}")]
-    Unsupported {
-        pid: i32,
-        kind: &'static str,
-        why: &'static str,
     },
     #[error(
         "pid {pid}: {what} differs from the root's ({theirs} vs {root}); a tree that mixes \
@@ -84,14 +77,6 @@ impl TreeNamespaces {
             let host = ours.iter().find(|o| o.kind == l.kind && !o.for_children);
             if host.is_some_and(|o| o.ino == l.ino) {
                 continue;
-            }
-            // The one kind not dumped yet: a cgroup namespace needs the tree's cgroups.
-            if l.kind == NsKind::Cgroup {
-                return Err(NsError::Unsupported {
-                    pid: root_pid,
-                    kind: l.kind.name(),
-                    why: "cgroup namespaces are not dumped yet (cgroups)",
-                });
             }
             own.push(l.kind);
         }

@@ -192,7 +192,8 @@ async fn supervise(
     let mut net = crate::network::NetworkLock::new(req.network.clone());
     tracing::info!(target: "progress", phase = "seizing");
     let t_freeze = Instant::now();
-    // A cgroup frozen before criu froze it is frozen again once the tasks are let go.
+    // A cgroup frozen before criu froze it is frozen again once the tasks are let go (unless
+    // they are killed).
     let mut was_frozen = None;
     let result = dump_phases(
         &req,
@@ -242,7 +243,9 @@ async fn supervise(
     if release == Release::Kill {
         wait_dead(tree.actors.keys().copied(), req.timeout).await;
     }
-    if let Some(f) = was_frozen {
+    // As CRIU: a tree killed by the dump leaves its cgroup thawed (a restore into a frozen
+    // cgroup could not rebuild its tasks; the restore freezes it again at its end).
+    if let Some(f) = was_frozen.filter(|_| release != Release::Kill) {
         if let Err(e) = f.freeze(req.timeout) {
             tracing::error!("dump: cannot freeze {} again: {e}", f.dir().display());
         }
@@ -394,7 +397,14 @@ async fn dump_phases(
         tids.sort_by_key(|&t| (t != pid, t));
         let mut sets = BTreeMap::new();
         for tid in tids {
-            sets.insert(tid, cgroups.thread(pid, tid)?);
+            // The root in a cgroup namespace of its own: its cgroups as seen inside give the
+            // namespace's root.
+            let inside = if pid == req.pid && ns.owns(criu_procfs::NsKind::Cgroup) {
+                Some(cgroup_seen_inside(pid, tid)?)
+            } else {
+                None
+            };
+            sets.insert(tid, cgroups.thread_seen(pid, tid, inside.as_deref())?);
         }
         cg_sets.insert(pid, sets);
     }
@@ -507,6 +517,23 @@ async fn dump_phases(
     Ok(DumpReport { tasks: done, stats })
 }
 
+/// `/proc/PID/task/TID/cgroup` read by a thread of criu that joined the task's cgroup
+/// namespace: the paths the task itself sees.
+fn cgroup_seen_inside(pid: i32, tid: i32) -> Result<String, DumpError> {
+    let path = format!("/proc/{pid}/task/{tid}/cgroup");
+    let fail = |what: String| {
+        DumpError::Task(TaskError::Other {
+            pid,
+            what: format!("cgroups seen inside its cgroup namespace: {what}"),
+        })
+    };
+    criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Cgroup], || {
+        std::fs::read_to_string(&path)
+    })
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(format!("cannot read {path}: {e}")))
+}
+
 /// `--freeze-cgroup`: freezes `dir` (unless it is frozen already), then seizes and
 /// interrupts every task of the tree (frozen, it cannot change), each on its tracer thread,
 /// then thaws, whatever happened. Returns the actors by pid and whether the cgroup was frozen
@@ -524,12 +551,18 @@ async fn seize_frozen(
     tracing::info!("dump: {} frozen", dir.display());
     let mut actors = BTreeMap::new();
     let mut asked = Vec::new();
-    for pid in tree_from_proc(req.pid) {
+    // Each task's actor starts as soon as the walk finds it, so that seizes and the walk
+    // overlap (the tree cannot change while frozen).
+    let mut todo = vec![req.pid];
+    while let Some(pid) = todo.pop() {
         let timeout = req.timeout;
         let addr = pool.start(move |_| TaskActor::interrupt_frozen(pid, timeout));
         // Answered once the actor exists, that is once its threads are interrupted.
         asked.push(addr.send(task::Ping));
         actors.insert(pid, addr);
+        for tid in criu_procfs::task::read_task_ids(pid).unwrap_or_default() {
+            todo.extend(criu_procfs::task::read_children(pid, tid).unwrap_or_default());
+        }
     }
     for a in asked {
         let _ = a.await;

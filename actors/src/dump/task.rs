@@ -87,6 +87,8 @@ pub struct TaskActor {
     zombie: Option<criu_procfs::Stat>,
     /// Seized and interrupted inside a frozen cgroup: the stops are collected once it thaws.
     interrupted: Option<SeizedProcess>,
+    /// Stopped inside a frozen cgroup: seized once it thaws (see `freezer::is_stopped`).
+    seize_later: bool,
     timeout: Duration,
 }
 
@@ -102,6 +104,7 @@ impl TaskActor {
             stop_signo: None,
             zombie,
             interrupted: None,
+            seize_later: false,
             timeout,
         };
         if let Some(stat) = zombie_stat(pid) {
@@ -135,10 +138,15 @@ impl TaskActor {
             stop_signo: None,
             zombie: None,
             interrupted: None,
+            seize_later: false,
             timeout,
         };
         if let Some(stat) = zombie_stat(pid) {
             actor.zombie = Some(stat);
+            return actor;
+        }
+        if criu_cgroups::freezer::is_stopped(pid) {
+            actor.seize_later = true;
             return actor;
         }
         let mut p = SeizedProcess {
@@ -286,6 +294,9 @@ impl Handler<Seized> for TaskActor {
 
     fn handle(&mut self, _: Seized, _: &mut Context<Self>) -> Self::Result {
         let pid = self.pid;
+        if self.seize_later {
+            *self = TaskActor::seize(pid, self.timeout);
+        }
         if let Some(source) = self.seize_error.take() {
             return Err(TaskError::Seize { pid, source });
         }

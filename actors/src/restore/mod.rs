@@ -20,8 +20,8 @@ use crate::pool::TracerPool;
 use helpers::TreeOp;
 use plan::Step;
 use task::{
-    Adopt, CreateRoot, Die, FillNamespaces, Fork, Kill, Rebuild, Release, RestoreMemory,
-    RestoreTask,
+    Adopt, CreateRoot, Die, EnterCgroupNs, FillNamespaces, Fork, Kill, Rebuild, Release,
+    RestoreMemory, RestoreTask,
 };
 
 #[derive(Debug, Clone)]
@@ -164,6 +164,15 @@ pub fn run(
             let root = images.root().host_pid();
             if let Some(w) = &mut watchdog {
                 w.watch(root)?;
+            }
+            // A cgroup namespace's root is where the task is when it unshares one: there
+            // first, then into its own cgroups below it.
+            if ns.owns(criu_procfs::NsKind::Cgroup) {
+                let set = cg_sets[0].first().copied().unwrap_or(0);
+                cgroups
+                    .move_to_ns_root(root, set, cgroups.root_set())
+                    .map_err(|e| format!("restore: pid {}: {e}", images.root().pid()))?;
+                ask(&actors[0], EnterCgroupNs { ns: ns.clone() }).await?;
             }
             move_task(&mut cgroups, &images, &cg_sets, &mut cg_now, 0, None)?;
             crate::fault::boundary(Point::RestoreRoot)?;

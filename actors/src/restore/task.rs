@@ -102,6 +102,13 @@ pub struct FillNamespaces {
     pub ns: criu_ns::Owned,
 }
 
+/// The root unshares its cgroup namespace (criu put it in the namespace's root cgroups).
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct EnterCgroupNs {
+    pub ns: criu_ns::Owned,
+}
+
 /// Take over a task its parent created (it waits in a pause loop).
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
@@ -184,6 +191,24 @@ impl Handler<FillNamespaces> for RestoreTask {
                 .ok_or_else(|| task_err(host, "not created"))?;
             let mut inj = Injector::new(tracee, DATA_LEN)?;
             msg.ns.fill(&mut Remote::new(&mut inj), host, &dir)?;
+            inj.finish()?;
+            Ok(())
+        })
+    }
+}
+
+impl Handler<EnterCgroupNs> for RestoreTask {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: EnterCgroupNs, _: &mut Context<Self>) -> Self::Result {
+        self.step(|t| {
+            let host = t.task().host_pid();
+            let tracee = t
+                .tracee
+                .as_mut()
+                .ok_or_else(|| task_err(host, "not created"))?;
+            let mut inj = Injector::new(tracee, DATA_LEN)?;
+            msg.ns.enter_cgroup_ns(&mut Remote::new(&mut inj))?;
             inj.finish()?;
             Ok(())
         })
