@@ -8,5 +8,6 @@ pub mod dump_vmas;
 pub mod fill;
 pub mod inherited;
 pub mod rebuild;
+pub mod track;
 pub mod restore;
 pub mod vma;

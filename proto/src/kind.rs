@@ -318,6 +318,8 @@ impl ImageKind {
         0x6512_1008,
         "posix_mq_file_entry",
     );
+    /// criu-rs's own: the memory tracker each task keeps between dumps (pre-dump, --track-mem).
+    pub const MEM_TRACK: Self = kind("MEM_TRACK", "mem-track.img", 0x6512_1009, "mem_track_entry");
     pub const STATS_DUMP: Self = ImageKind {
         service: true,
         ..kind("STATS", "stats-dump", 0x5709_3306, "stats_entry")
@@ -421,6 +423,7 @@ impl ImageKind {
         Self::PIDFD,
         Self::POSIX_MQ,
         Self::POSIX_MQ_FILES,
+        Self::MEM_TRACK,
         Self::STATS_DUMP,
         Self::STATS_RESTORE,
         Self::IRMAP_CACHE,

@@ -82,6 +82,8 @@ pub const MAGICS: &[(&str, u32)] = &[
     // criu-rs's own (CRIU has no POSIX message queue images).
     ("POSIX_MQ", 0x6512_1007),
     ("POSIX_MQ_FILES", 0x6512_1008),
+    // criu-rs's own: memory tracking between dumps.
+    ("MEM_TRACK", 0x6512_1009),
 ];
 
 /// crit's name of a magic value.

@@ -11,6 +11,7 @@ pub mod kcmp;
 pub mod mapping;
 pub mod mount;
 pub mod mqueue;
+pub mod pagemap_scan;
 pub mod notify;
 pub mod pidfd;
 pub mod probe;

@@ -14,6 +14,13 @@ const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
 const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
 const UFFDIO_UNREGISTER: libc::c_ulong = 0x8010_aa01;
 const UFFDIO_COPY: libc::c_ulong = 0xc028_aa03;
+// _IOWR(0xaa, 6, struct uffdio_writeprotect) (24 bytes).
+const UFFDIO_WRITEPROTECT: libc::c_ulong = 0xc018_aa06;
+const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1;
+/// Write-protect faults resolved by the kernel itself: a write just clears the page's
+/// protection, which PAGEMAP_SCAN then reports as written.
+pub const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
 
 pub struct Userfault {
     fd: OwnedFd,
@@ -34,6 +41,11 @@ impl Userfault {
     /// A userfaultfd of the calling process (its own memory), after the API handshake. User-mode
     /// faults only where an unprivileged caller may not have more.
     pub fn for_this_process() -> Result<Userfault, Errno> {
+        Userfault::for_this_process_with(0)
+    }
+
+    /// [`Userfault::for_this_process`] asking for `features` in the handshake.
+    pub fn for_this_process_with(features: u64) -> Result<Userfault, Errno> {
         const UFFD_USER_MODE_ONLY: libc::c_long = 1;
         let flags = libc::O_CLOEXEC as libc::c_long;
         // SAFETY: raw userfaultfd(2) with integer flags.
@@ -47,7 +59,9 @@ impl Userfault {
         }
         // SAFETY: a fd number the kernel just returned to us, owned by nothing else.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
-        Userfault::new(fd)
+        let mut api = [UFFD_API, features, 0];
+        ioctl(&fd, UFFDIO_API, &mut api)?;
+        Ok(Userfault { fd })
     }
 
     /// Takes over a userfaultfd (created by the task) and does the API handshake.
@@ -55,6 +69,36 @@ impl Userfault {
         let mut api = [UFFD_API, 0, 0];
         ioctl(&fd, UFFDIO_API, &mut api)?;
         Ok(Userfault { fd })
+    }
+
+    /// Takes over a userfaultfd and does the API handshake asking for asynchronous
+    /// write-protection (memory tracking: see `criu_memory::track`).
+    pub fn new_wp_async(fd: OwnedFd) -> Result<Userfault, Errno> {
+        let mut api = [UFFD_API, UFFD_FEATURE_WP_ASYNC, 0];
+        ioctl(&fd, UFFDIO_API, &mut api)?;
+        Ok(Userfault { fd })
+    }
+
+    /// A userfaultfd whose handshake was done by an earlier criu (it answers EINVAL to a
+    /// second one).
+    pub fn adopt(fd: OwnedFd) -> Userfault {
+        Userfault { fd }
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Watches `len` bytes at `start` for writes to protected pages.
+    pub fn register_wp(&self, start: u64, len: u64) -> Result<(), Errno> {
+        let mut reg = [start, len, UFFDIO_REGISTER_MODE_WP, 0];
+        ioctl(&self.fd, UFFDIO_REGISTER, &mut reg)
+    }
+
+    /// Write-protects `len` bytes at `start` (registered with [`Userfault::register_wp`]).
+    pub fn write_protect(&self, start: u64, len: u64) -> Result<(), Errno> {
+        let mut wp = [start, len, UFFDIO_WRITEPROTECT_MODE_WP];
+        ioctl(&self.fd, UFFDIO_WRITEPROTECT, &mut wp)
     }
 
     /// Watches `len` bytes at `start` for missing pages.

@@ -67,9 +67,11 @@ pub const UPSTREAM_CANNOT_DECODE: &[&str] = &[
     "BINFMT_MISC",
     "PIDFD",
     "SIGNAL",
-    // criu-rs's own images (CRIU has none for POSIX message queues).
+    // criu-rs's own images (CRIU has none for POSIX message queues, nor for memory tracking
+    // without soft-dirty).
     "POSIX_MQ",
     "POSIX_MQ_FILES",
+    "MEM_TRACK",
 ];
 
 /// Upstream's JSON for `path` (`crit decode`, `--pretty` if asked), or its error output.

@@ -31,7 +31,7 @@ use Level::{Error, Warn};
 /// The names and checks of `--feature`, in the order `--feature list` shows them.
 pub static FEATURES: &[Feature] = &[
     f("mnt_id", probe::files::mnt_id, Error),
-    f("mem_dirty_track", probe::memory::soft_dirty, Warn),
+    f("mem_dirty_track", probe::memory::dirty_track, Warn),
     f("aio_remap", probe::memory::aio_remap, Error),
     f("timerfd", probe::files::timerfd, Error),
     f("tun", probe::sockets::tun, Error),

@@ -100,8 +100,10 @@ fn unknown_feature_fails() {
 }
 
 #[test]
-fn soft_dirty_exit_code_follows_kernel_config() {
-    let want = if enabled("MEM_SOFT_DIRTY") { 0 } else { 1 };
+fn dirty_track_exit_code_follows_kernel_config() {
+    // Soft-dirty, or userfaultfd write-protection (with PAGEMAP_SCAN, kernel 6.7 and later).
+    let tracks = enabled("MEM_SOFT_DIRTY") || enabled("PTE_MARKER_UFFD_WP");
+    let want = if tracks { 0 } else { 1 };
     assert_eq!(feature("mem_dirty_track"), want);
 }
 
@@ -198,8 +200,9 @@ fn all_reports_the_features_the_kernel_config_lacks() {
         return;
     }
     let named = |n: &str| outcome.missing.contains(&n);
+    let tracks = enabled("MEM_SOFT_DIRTY") || enabled("PTE_MARKER_UFFD_WP");
+    assert_eq!(named("mem_dirty_track"), !tracks, "{outcome:?}");
     for (feature, config) in [
-        ("mem_dirty_track", "MEM_SOFT_DIRTY"),
         ("net_diag_raw", "INET_RAW_DIAG"),
         ("timens", "TIME_NS"),
         ("autofs", "AUTOFS_FS"),

@@ -6,6 +6,8 @@ use super::{check_ret, missing, own_fd, sys, ProbeError, ProbeResult};
 use nix::errno::Errno;
 use std::os::fd::AsRawFd;
 
+use crate::pagemap_scan as scan;
+
 const PAGE: usize = 4096;
 
 /// An anonymous private mapping, unmapped on drop.
@@ -99,35 +101,25 @@ pub fn soft_dirty() -> ProbeResult {
     Ok(())
 }
 
-/// struct pm_scan_arg of the PAGEMAP_SCAN ioctl.
-#[repr(C)]
-#[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
-const PAGEMAP_SCAN: libc::c_ulong = 0xc060_6610; // _IOWR('f', 16, struct pm_scan_arg)
-const PAGE_IS_PRESENT: u64 = 1 << 3;
 const PAGE_IS_GUARD: u64 = 1 << 8;
+
+fn open_pagemap() -> Result<std::fs::File, ProbeError> {
+    std::fs::File::open("/proc/self/pagemap").map_err(|e| {
+        sys("open /proc/self/pagemap")(Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+    })
+}
+
+/// The regions PAGEMAP_SCAN reports in `m` for `q`, as (start, end).
+fn scan_regions(m: &Mapping, q: scan::Query) -> Result<Vec<(u64, u64)>, ProbeError> {
+    let f = open_pagemap()?;
+    match scan::scan(&f, m.addr as u64, (m.addr + m.len) as u64, q) {
+        Ok(found) => Ok(found.iter().map(|r| (r.start, r.end)).collect()),
+        Err(Errno::EINVAL) | Err(Errno::ENOTTY) => {
+            Err(missing("ioctl(PAGEMAP_SCAN) isn't supported"))
+        }
+        Err(e) => Err(sys("ioctl(PAGEMAP_SCAN)")(e)),
+    }
+}
 
 /// Scans 4 pages, one of them written, for present pages with `return_mask` extra bits asked.
 fn pagemap_scan_with(extra_return: u64) -> ProbeResult {
@@ -137,37 +129,63 @@ fn pagemap_scan_with(extra_return: u64) -> ProbeResult {
         libc::MAP_PRIVATE,
     )?;
     m.touch(2 * PAGE);
-    let f = std::fs::File::open("/proc/self/pagemap").map_err(|e| {
-        sys("open /proc/self/pagemap")(Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-    })?;
-    let mut regions = [PageRegion::default(); 4];
-    let mut arg = PmScanArg {
-        size: std::mem::size_of::<PmScanArg>() as u64,
-        start: m.addr as u64,
-        end: (m.addr + m.len) as u64,
-        vec: regions.as_mut_ptr() as u64,
-        vec_len: regions.len() as u64,
-        category_anyof_mask: PAGE_IS_PRESENT,
-        return_mask: PAGE_IS_PRESENT | extra_return,
-        ..Default::default()
+    let q = scan::Query {
+        flags: 0,
+        all: 0,
+        any: scan::PAGE_IS_PRESENT | extra_return,
     };
-    // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points to `regions`, live and
-    // `vec_len` entries long.
-    let ret = unsafe { libc::ioctl(f.as_raw_fd(), PAGEMAP_SCAN, &mut arg as *mut PmScanArg) };
-    let n = match check_ret(ret as libc::c_long) {
-        Ok(n) => n as usize,
-        Err(Errno::EINVAL) | Err(Errno::ENOTTY) => {
-            return Err(missing("ioctl(PAGEMAP_SCAN) isn't supported"))
-        }
-        Err(e) => return Err(sys("ioctl(PAGEMAP_SCAN)")(e)),
-    };
+    let found = scan_regions(&m, q)?;
     let want = (m.addr + 2 * PAGE) as u64;
-    if n != 1 || regions[0].start != want || regions[0].end != want + PAGE as u64 {
+    if found != [(want, want + PAGE as u64)] {
         return Err(missing(format!(
-            "ioctl(PAGEMAP_SCAN) reported {n} regions, not the one written page"
+            "ioctl(PAGEMAP_SCAN) reported {} regions, not the one written page",
+            found.len()
         )));
     }
     Ok(())
+}
+
+/// Memory tracking without soft-dirty: a userfaultfd with WP_ASYNC write-protects our own
+/// populated pages, and PAGEMAP_SCAN then reports exactly the one page written since.
+pub fn uffd_wp_tracking() -> ProbeResult {
+    let m = Mapping::anon(
+        4 * PAGE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE,
+    )?;
+    for page in 0..4 {
+        m.touch(page * PAGE);
+    }
+    let uffd = crate::uffd::Userfault::for_this_process_with(crate::uffd::UFFD_FEATURE_WP_ASYNC)
+        .map_err(|e| missing(format!("userfaultfd with WP_ASYNC: {e}")))?;
+    uffd.register_wp(m.addr as u64, m.len as u64)
+        .map_err(sys("UFFDIO_REGISTER in write-protect mode"))?;
+    let protect = scan::Query {
+        flags: scan::PM_SCAN_WP_MATCHING,
+        all: 0,
+        any: scan::PAGE_IS_PRESENT | scan::PAGE_IS_SWAPPED,
+    };
+    scan_regions(&m, protect)?;
+    m.touch(PAGE);
+    let written = scan::Query {
+        flags: 0,
+        all: scan::PAGE_IS_WRITTEN,
+        any: 0,
+    };
+    let want = (m.addr + PAGE) as u64;
+    let found = scan_regions(&m, written)?;
+    if found != [(want, want + PAGE as u64)] {
+        return Err(missing(format!(
+            "PAGEMAP_SCAN after a write-protect reported {found:x?}, not the one written page"
+        )));
+    }
+    Ok(())
+}
+
+/// Some way to track memory changes between dumps: soft-dirty, or userfaultfd WP_ASYNC with
+/// PAGEMAP_SCAN.
+pub fn dirty_track() -> ProbeResult {
+    soft_dirty().or_else(|soft| uffd_wp_tracking().map_err(|_| soft))
 }
 
 /// The PAGEMAP_SCAN ioctl on /proc/self/pagemap finds exactly the one page we wrote.
