@@ -24,6 +24,7 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
             }
         },
         Command::Dump => commands::dump::run(o, dirs),
+        Command::PreDump => commands::dump::run_pre(o, dirs),
         Command::Restore { .. } => commands::restore::run(o, dirs),
         Command::CpuinfoDump => commands::cpuinfo::dump(&dirs.images),
         Command::CpuinfoCheck => commands::cpuinfo::check(&dirs.images, o.cpu_cap),
@@ -35,7 +36,7 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
         Command::Swrk { fd } => crate::rpc::swrk(*fd),
         Command::Service => crate::rpc::serve(o, dirs),
         // Refused above, with the options they were given.
-        Command::PreDump | Command::LazyPages | Command::PageServer | Command::Dedup => {
+        Command::LazyPages | Command::PageServer | Command::Dedup => {
             tracing::error!("{}: not supported yet by this criu", inv.command.name());
             1
         }

@@ -14,7 +14,8 @@ use criu_proto::{ImageKind, ImageWriter};
 
 use crate::dump_vmas::DumpVma;
 use crate::vma::{
-    PAGE_SIZE, PE_PRESENT, VMA_AREA_AIORING, VMA_AREA_REGULAR, VMA_AREA_VDSO, VMA_FILE_PRIVATE,
+    PAGE_SIZE, PE_PARENT, PE_PRESENT, VMA_AREA_AIORING, VMA_AREA_REGULAR, VMA_AREA_VDSO,
+    VMA_FILE_PRIVATE,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,8 @@ const PME_PFRAME_MASK: u64 = (1 << 55) - 1;
 pub struct PageCounts {
     pub scanned: u64,
     pub written: u64,
+    /// Pages left to the parent dump.
+    pub skipped_parent: u64,
     /// Microseconds spent reading the pagemap and the memory, and writing it.
     pub scan_us: u64,
     pub write_us: u64,
@@ -93,10 +96,29 @@ fn wants_page(pme: u64, vma: &DumpVma, zero_pfn: Option<u64>) -> bool {
     present && !zero
 }
 
+/// A dump with a parent: pages its tracker saw unwritten since the parent are the parent's,
+/// where the parent has them.
+pub struct Incremental {
+    pub delta: crate::track::Delta,
+    /// What the parent's pagemap covers (its own pages and its parents').
+    pub parent: crate::track::Ranges,
+}
+
+impl Incremental {
+    /// `None`: look at the page; `Some(in_parent)`: the tracker vouches for it.
+    fn unchanged(&self, vaddr: u64) -> Option<bool> {
+        (self.delta.tracked.contains(vaddr) && !self.delta.written.contains(vaddr))
+            .then(|| self.parent.contains(vaddr))
+    }
+}
+
 /// What one pass over the task's pagemap finds.
+#[derive(Debug, Clone, Default)]
 pub struct Scanned {
     /// Runs of pages to dump, in the private VMAs; a run never crosses a VMA.
     pub runs: Vec<Run>,
+    /// Runs of pages the parent dump has (vaddr, pages).
+    pub parent_runs: Vec<(u64, u64)>,
     /// Pages of the private VMAs looked at.
     pub scanned: u64,
     /// Ranges made guards with MADV_GUARD_INSTALL, in any area.
@@ -104,7 +126,12 @@ pub struct Scanned {
 }
 
 /// Reads the pagemap of every area once: the pages to dump and the guard ranges.
-pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<Scanned, PagesDumpError> {
+pub fn scan(
+    pid: i32,
+    vmas: &[DumpVma],
+    zero_pfn: Option<u64>,
+    inc: Option<&Incremental>,
+) -> Result<Scanned, PagesDumpError> {
     let path = format!("/proc/{pid}/pagemap");
     let pm = File::open(&path).map_err(|source| PagesDumpError::Read {
         pid,
@@ -112,11 +139,7 @@ pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<Scanned
         addr: 0,
         source,
     })?;
-    let mut out = Scanned {
-        runs: Vec::new(),
-        scanned: 0,
-        guards: Vec::new(),
-    };
+    let mut out = Scanned::default();
     let mut offset = 0u64;
     let mut buf = Vec::new();
     const CHUNK: u64 = 1 << 16; // pages per pagemap read
@@ -158,7 +181,22 @@ pub fn scan(pid: i32, vmas: &[DumpVma], zero_pfn: Option<u64>) -> Result<Scanned
                         _ => out.guards.push((vaddr, vaddr + PAGE_SIZE)),
                     }
                 }
-                if !kept || !(whole || wants_page(pme, vma, zero_pfn)) {
+                if !kept {
+                    continue;
+                }
+                match inc.and_then(|i| i.unchanged(vaddr)) {
+                    Some(true) => {
+                        match out.parent_runs.last_mut() {
+                            Some((v, n)) if *v + *n * PAGE_SIZE == vaddr => *n += 1,
+                            _ => out.parent_runs.push((vaddr, 1)),
+                        }
+                        continue;
+                    }
+                    // Not written since the parent, which did not have it: still empty.
+                    Some(false) => continue,
+                    None => {}
+                }
+                if !(whole || wants_page(pme, vma, zero_pfn)) {
                     continue;
                 }
                 match out.runs.last_mut() {
@@ -266,6 +304,7 @@ pub fn copy_runs(
     pages: &File,
     pages_path: &str,
     threads: usize,
+    running: bool,
 ) -> Result<Option<u128>, PagesDumpError> {
     let mem_path = format!("/proc/{pid}/mem");
     let mem = File::open(&mem_path).map_err(|source| PagesDumpError::Read {
@@ -278,13 +317,21 @@ pub fn copy_runs(
     let next = AtomicUsize::new(0);
     let hash = OrderedHash::new();
     let copy = |b: &mut [u8], p: &Piece| -> Result<(), PagesDumpError> {
-        mem.read_exact_at(b, p.vaddr)
-            .map_err(|source| PagesDumpError::Read {
-                pid,
-                path: mem_path.clone(),
-                addr: p.vaddr,
-                source,
-            })?;
+        match mem.read_exact_at(b, p.vaddr) {
+            Ok(()) => {}
+            Err(e) if running => {
+                tracing::debug!("pid {pid}: {:#x}: {e}: gone since the freeze", p.vaddr);
+                b.fill(0);
+            }
+            Err(source) => {
+                return Err(PagesDumpError::Read {
+                    pid,
+                    path: mem_path.clone(),
+                    addr: p.vaddr,
+                    source,
+                })
+            }
+        }
         pages
             .write_all_at(b, p.offset)
             .map_err(|source| PagesDumpError::Write {
@@ -324,23 +371,31 @@ pub fn copy_runs(
     copied.map(|()| hash.digest())
 }
 
-/// Writes `pagemap-PID.img` (head with `pages_id`, then one entry per run).
+/// Writes `pagemap-PID.img`: head with `pages_id`, then one entry per run, in address
+/// order, those of the parent dump flagged PE_PARENT.
 pub fn write_pagemap(
     dir: &Path,
     pid: i32,
     pages_id: u32,
     runs: &[Run],
+    parent_runs: &[(u64, u64)],
 ) -> Result<(), PagesDumpError> {
     let img = |source| PagesDumpError::Image { pid, source };
+    let mut entries: Vec<(u64, u64, u32)> = runs
+        .iter()
+        .map(|r| (r.vaddr, r.pages, PE_PRESENT))
+        .chain(parent_runs.iter().map(|&(v, n)| (v, n, PE_PARENT)))
+        .collect();
+    entries.sort_unstable_by_key(|e| e.0);
     let mut w = ImageWriter::create(dir, &ImageKind::PAGEMAP, Some(pid as u64)).map_err(img)?;
     w.write(&PagemapHead { pages_id }).map_err(img)?;
-    for r in runs {
+    for (vaddr, pages, flags) in entries {
         w.write(&PagemapEntry {
-            vaddr: r.vaddr,
+            vaddr,
             compat_nr_pages: 0,
             in_parent: None,
-            flags: Some(PE_PRESENT),
-            nr_pages: Some(r.pages),
+            flags: Some(flags),
+            nr_pages: Some(pages),
         })
         .map_err(img)?;
     }
@@ -348,24 +403,41 @@ pub fn write_pagemap(
     Ok(())
 }
 
-/// Dumps the private memory of a stopped task: pagemap-NAME.img (NAME: the pid the task
-/// sees, which differs from `pid` in a pid namespace) and pages-PAGES_ID.img.
-pub fn dump_pages(
-    dir: &Path,
+/// The pages of a stopped task to dump, found (and the tracker's delta applied) while it is
+/// stopped; copied by [`write_pages`] then or, for a pre-dump, once it runs again.
+#[derive(Debug, Clone)]
+pub struct PagesPlan {
+    pub scanned: Scanned,
+    pub scan_us: u64,
+}
+
+pub fn plan_pages(
     pid: i32,
-    name: i32,
-    pages_id: u32,
     vmas: &[DumpVma],
     zero_pfn: Option<u64>,
-    threads: usize,
-) -> Result<(PageCounts, Vec<(u64, u64)>), PagesDumpError> {
+    inc: Option<&Incremental>,
+) -> Result<PagesPlan, PagesDumpError> {
     let t0 = std::time::Instant::now();
-    let Scanned {
-        runs,
+    let scanned = scan(pid, vmas, zero_pfn, inc)?;
+    Ok(PagesPlan {
         scanned,
-        guards,
-    } = scan(pid, vmas, zero_pfn)?;
-    let scan_us = t0.elapsed().as_micros() as u64;
+        scan_us: t0.elapsed().as_micros() as u64,
+    })
+}
+
+/// Copies the planned pages into pages-PAGES_ID.img and writes pagemap-NAME.img (NAME: the
+/// pid the task sees, which differs from `pid` in a pid namespace). `running`: the task runs
+/// again (pre-dump), so pages it unmapped meanwhile read as zeros (its tracker saw the
+/// change, and no later dump takes them from this one).
+pub fn write_pages(
+    dir: &Path,
+    (pid, name): (i32, i32),
+    pages_id: u32,
+    plan: &PagesPlan,
+    threads: usize,
+    running: bool,
+) -> Result<PageCounts, PagesDumpError> {
+    let runs = &plan.scanned.runs;
     let t1 = std::time::Instant::now();
     let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
     let shown = pages_path.display().to_string();
@@ -384,16 +456,16 @@ pub fn dump_pages(
             path: shown.clone(),
             source,
         })?;
-    let hash = copy_runs(pid, &runs, &pages, &shown, threads)?;
-    write_pagemap(dir, name, pages_id, &runs)?;
-    let counts = PageCounts {
-        scanned,
+    let hash = copy_runs(pid, runs, &pages, &shown, threads, running)?;
+    write_pagemap(dir, name, pages_id, runs, &plan.scanned.parent_runs)?;
+    Ok(PageCounts {
+        scanned: plan.scanned.scanned,
         written,
-        scan_us,
+        skipped_parent: plan.scanned.parent_runs.iter().map(|r| r.1).sum(),
+        scan_us: plan.scan_us,
         write_us: t1.elapsed().as_micros() as u64,
         hash,
-    };
-    Ok((counts, guards))
+    })
 }
 
 #[cfg(test)]

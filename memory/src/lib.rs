@@ -1,6 +1,7 @@
 //! Memory: VMAs, the pagemap and page images. `dump` reads a stopped task's present pages into
 //! `pagemap-*.img`/`pages-*.img`; `restore` maps the VMAs back and fills them.
 pub mod aio;
+pub mod chain;
 pub mod dump_mm;
 pub mod dump_pages;
 pub mod dump_shmem;
@@ -8,6 +9,6 @@ pub mod dump_vmas;
 pub mod fill;
 pub mod inherited;
 pub mod rebuild;
-pub mod track;
 pub mod restore;
+pub mod track;
 pub mod vma;

@@ -41,6 +41,8 @@ pub enum RestoreMemError {
     Vma { start: u64, end: u64, what: String },
     #[error(transparent)]
     Tracee(#[from] criu_tracee::TraceeError),
+    #[error("{dir}: {what}")]
+    Chain { dir: String, what: String },
     /// The pid is named by the caller's message.
     #[error("{what}")]
     Task { pid: i32, what: String },
@@ -231,7 +233,18 @@ fn read_pagemap_of(
     while let Some(e) = img.read::<PagemapEntry>()? {
         let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
         let flags = e.flags.unwrap_or(PE_PRESENT);
-        if flags & PE_PRESENT == 0 || e.in_parent == Some(true) || flags & PE_PARENT != 0 {
+        if e.in_parent == Some(true) || flags & PE_PARENT != 0 {
+            // Tasks' pages are read along the chain (chain.rs); shared memory is dumped whole.
+            return Err(RestoreMemError::Chain {
+                dir: dir.display().to_string(),
+                what: format!(
+                    "{}: pages at {:#x} are in a parent dump, which is not read for this image",
+                    img.path(),
+                    e.vaddr
+                ),
+            });
+        }
+        if flags & PE_PRESENT == 0 {
             continue;
         }
         runs.push(PageRun {

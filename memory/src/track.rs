@@ -39,6 +39,8 @@ pub enum TrackError {
     },
     #[error("memory tracking: {0}")]
     Image(#[from] criu_proto::Error),
+    #[error("memory tracking: parent dump: {0}")]
+    Parent(String),
 }
 
 /// Sorted, disjoint address ranges `[start, end)`.
@@ -163,7 +165,7 @@ fn adopt(pid: i32, fd: i32) -> Option<Userfault> {
 
 /// Makes a tracker in the stopped task (injected `userfaultfd`), moved to a high fd number
 /// out of the program's way.
-fn create(pid: i32, r: &mut Remote) -> Result<(Userfault, i32), TrackError> {
+fn make(pid: i32, r: &mut Remote) -> Result<(Userfault, i32), TrackError> {
     let terr = |source| TrackError::Tracee { pid, source };
     const UFFD_USER_MODE_ONLY: u64 = 1;
     let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
@@ -193,7 +195,11 @@ fn create(pid: i32, r: &mut Remote) -> Result<(Userfault, i32), TrackError> {
     let high = r
         .try_call(
             libc::SYS_fcntl,
-            &[fd as u64, libc::F_DUPFD_CLOEXEC as u64, nofile.saturating_sub(1)],
+            &[
+                fd as u64,
+                libc::F_DUPFD_CLOEXEC as u64,
+                nofile.saturating_sub(1),
+            ],
         )
         .map_err(terr)?;
     if high >= 0 {
@@ -214,13 +220,14 @@ fn create(pid: i32, r: &mut Remote) -> Result<(Userfault, i32), TrackError> {
 }
 
 impl Tracker {
-    /// Takes over the tracker `prev` left in the stopped task, or makes one (then there is
-    /// no delta: every page is new to it).
+    /// Takes over the tracker `prev` left in the stopped task (then `true`), or makes one if
+    /// `create` (then there is no delta: every page is new to it).
     pub fn open(
         pid: i32,
         r: &mut Remote,
         prev: Option<&Record>,
-    ) -> Result<(Tracker, bool), TrackError> {
+        create: bool,
+    ) -> Result<Option<(Tracker, bool)>, TrackError> {
         let pagemap_path = format!("/proc/{pid}/pagemap");
         let pagemap = File::open(&pagemap_path).map_err(|e| TrackError::Sys {
             pid,
@@ -235,23 +242,24 @@ impl Tracker {
                     pid,
                     fd: p.fd,
                 };
-                return Ok((t, true));
+                return Ok(Some((t, true)));
             }
             tracing::info!(
                 "pid {pid}: the tracker at fd {} is gone: every page is dumped again",
                 p.fd
             );
         }
-        let (uffd, fd) = create(pid, r)?;
-        Ok((
-            Tracker {
-                uffd,
-                pagemap,
-                pid,
-                fd,
-            },
-            false,
-        ))
+        if !create {
+            return Ok(None);
+        }
+        let (uffd, fd) = make(pid, r)?;
+        let t = Tracker {
+            uffd,
+            pagemap,
+            pid,
+            fd,
+        };
+        Ok(Some((t, false)))
     }
 
     /// One round, the task stopped: the pages written since `prev` in the areas it tracked
@@ -270,9 +278,9 @@ impl Tracker {
             source,
         })?;
         let watched = |start: u64| {
-            smaps.iter().any(|s| {
-                s.vma.start == start && s.vm_flags.contains(criu_procfs::VmFlags::UFFD_WP)
-            })
+            smaps
+                .iter()
+                .any(|s| s.vma.start == start && s.vm_flags.contains(criu_procfs::VmFlags::UFFD_WP))
         };
         let sys = |what: String| move |source| TrackError::Sys { pid, what, source };
         let mut tracked = Vec::new();

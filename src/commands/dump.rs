@@ -50,8 +50,28 @@ pub fn run(o: &Options, dirs: &Dirs) -> i32 {
     }
 }
 
+/// `criu pre-dump`: the tree's memory while it runs on (see `iterative`).
+pub fn run_pre(o: &Options, dirs: &Dirs) -> i32 {
+    match pre_dump(o, dirs) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            tracing::error!("Pre-dumping FAILED.");
+            1
+        }
+    }
+}
+
 /// Dumps the tree of `-t` into the images dir.
 pub fn dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
+    dump_as(o, dirs, false)
+}
+
+pub fn pre_dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
+    dump_as(o, dirs, true)
+}
+
+fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
     let _armed = criu_actors::interrupt::arm();
     let images = dirs.images.as_path();
     let Some(pid) = o.tree else {
@@ -68,6 +88,7 @@ pub fn dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
         return Err("cannot write the cpuinfo image".into());
     }
     let release = match o.final_state {
+        _ if pre_dump => Release::Run,
         FinalState::Dead => Release::Kill,
         FinalState::Running => Release::Run,
         FinalState::Stopped => Release::Stop,
@@ -83,11 +104,14 @@ pub fn dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
         work_dir: dirs.work.clone(),
         release,
         timeout: Duration::from_secs(u64::from(o.timeout.max(1))),
-        post_dump: Some(Box::new(move || {
-            scripts
-                .run(Action::PostDump, Some(pid))
-                .map_err(|e| e.to_string())
-        })),
+        // A pre-dump runs the pre-dump script only, as CRIU's.
+        post_dump: (!pre_dump).then(|| -> dump::PostDumpHook {
+            Box::new(move || {
+                scripts
+                    .run(Action::PostDump, Some(pid))
+                    .map_err(|e| e.to_string())
+            })
+        }),
         network,
         ns: criu_ns::DumpOptions {
             empty_net: o.empty_ns_net,
@@ -124,15 +148,21 @@ pub fn dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
             freezer_state: None,
         },
         freeze_cgroup: o.freeze_cgroup.as_ref().map(std::path::PathBuf::from),
+        iterative: dump::iterative::Iterative {
+            pre_dump,
+            parent: o.prev_images_dir.as_ref().map(std::path::PathBuf::from),
+            track_mem: o.track_mem,
+        },
     };
     match dump::run(req) {
         Ok(report) => {
             let s = &report.stats;
             tracing::info!(
-                "Dumped {} task(s): {} pages written of {} scanned; frozen {} us",
+                "Dumped {} task(s): {} pages written of {} scanned, {} left to the parent; frozen {} us",
                 report.tasks.len(),
                 s.pages_written,
                 s.pages_scanned,
+                s.pages_skipped_parent,
                 s.frozen_time
             );
             if o.display_stats {
@@ -150,7 +180,11 @@ pub fn dump(o: &Options, dirs: &Dirs) -> Result<(), String> {
                     s.pages_written, s.pages_written
                 );
             }
-            tracing::info!("Dumping finished successfully");
+            if pre_dump {
+                tracing::info!("Pre-dumping finished successfully");
+            } else {
+                tracing::info!("Dumping finished successfully");
+            }
             Ok(())
         }
         Err(e) => Err(e.to_string()),

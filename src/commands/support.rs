@@ -82,10 +82,7 @@ impl Kind {
 
     /// Commands this criu does not implement; `show` answers on its own (it is deprecated).
     pub fn implemented(self) -> bool {
-        !matches!(
-            self,
-            Kind::PreDump | Kind::LazyPages | Kind::PageServer | Kind::Dedup
-        )
+        !matches!(self, Kind::LazyPages | Kind::PageServer | Kind::Dedup)
     }
 }
 
@@ -100,10 +97,11 @@ pub enum Scope {
     Nowhere,
 }
 
-use Kind::{Check, CpuinfoCheck, Dump, Exec, Restore, Service};
+use Kind::{Check, CpuinfoCheck, Dump, Exec, PreDump, Restore, Service};
 
 /// The commands that honour `opt`. Options CRIU's restore reads only at dump time (and so
-/// ignores on restore, as zdtm passes a test's options to both) are listed for restore too.
+/// ignores on restore, as zdtm passes a test's options to both) are listed for restore too;
+/// a pre-dump takes every option of a dump, as CRIU's (it dumps memory only).
 pub fn scope(opt: Opt) -> Scope {
     use Scope::{Every, Nowhere, Only};
     match opt {
@@ -120,26 +118,26 @@ pub fn scope(opt: Opt) -> Scope {
         // Only permits deprecated features; this criu has none to permit.
         | Opt::Deprecated => Every,
 
-        Opt::Tree => Only(&[Dump, Exec]),
-        Opt::LeaveStopped => Only(&[Dump]),
+        Opt::Tree => Only(&[Dump, PreDump, Exec]),
+        Opt::LeaveStopped => Only(&[Dump, PreDump]),
         // Restore always leaves the tree running.
-        Opt::LeaveRunning => Only(&[Dump, Restore]),
+        Opt::LeaveRunning => Only(&[Dump, PreDump, Restore]),
         // `criu service -d` runs in the background.
         Opt::RestoreDetached | Opt::Daemon => Only(&[Restore, Service]),
         Opt::RestoreSibling => Only(&[Restore]),
         // CRIU's dump ignores --pidfile (zdtm sends it); restore writes it.
-        Opt::Pidfile => Only(&[Dump, Restore, Service]),
+        Opt::Pidfile => Only(&[Dump, PreDump, Restore, Service]),
         // The service's socket and readiness.
         Opt::Address | Opt::StatusFd => Only(&[Service]),
-        Opt::Timeout => Only(&[Dump, Restore]),
-        Opt::ActionScript => Only(&[Dump, Restore]),
-        Opt::ShellJob | Opt::FileLocks | Opt::ExtUnixSk => Only(&[Dump, Restore]),
+        Opt::Timeout => Only(&[Dump, PreDump, Restore]),
+        Opt::ActionScript => Only(&[Dump, PreDump, Restore]),
+        Opt::ShellJob | Opt::FileLocks | Opt::ExtUnixSk => Only(&[Dump, PreDump, Restore]),
         // Dump: unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY; restore: mnt[KEY]:PATH
         // (checked by `refusals`).
-        Opt::External => Only(&[Dump, Restore]),
-        Opt::ExtMountMap => Only(&[Dump, Restore]),
+        Opt::External => Only(&[Dump, PreDump, Restore]),
+        Opt::ExtMountMap => Only(&[Dump, PreDump, Restore]),
         // Restore: the new root of the mount tree; CRIU's dump ignores it (zdtm sends it).
-        Opt::Root => Only(&[Dump, Restore]),
+        Opt::Root => Only(&[Dump, PreDump, Restore]),
         // One mount engine (mount-v2's: MOVE_MOUNT_SET_GROUP): the older one is not kept.
         Opt::MntnsCompatMode => Only(&[Restore]),
         Opt::InheritFd | Opt::SkipFileRwxCheck => Only(&[Restore]),
@@ -151,34 +149,37 @@ pub fn scope(opt: Opt) -> Scope {
         // Ghost files are always copied as data runs (SEEK_DATA/SEEK_HOLE).
         | Opt::GhostFiemap
         | Opt::EvasiveDevices
-        | Opt::ForceIrmap => Only(&[Dump, Restore]),
+        | Opt::ForceIrmap => Only(&[Dump, PreDump, Restore]),
         // Restore takes the method from the inventory dump wrote.
-        Opt::NetworkLock => Only(&[Dump, Restore]),
-        // Only pre-dump uses the mode; zdtm sends `splice` to every dump.
-        Opt::PreDumpMode => Only(&[Dump, Restore]),
+        Opt::NetworkLock => Only(&[Dump, PreDump, Restore]),
+        // Pages are always read while the tree runs again (`read`); `splice` takes the same
+        // pages (zdtm sends it to every dump).
+        Opt::PreDumpMode => Only(&[Dump, PreDump, Restore]),
+        // The parent dump and the trackers left for the next one (see memory/src/track.rs).
+        Opt::PrevImagesDir | Opt::TrackMem => Only(&[Dump, PreDump]),
         // TCP connections: dumped through repair mode, made again at restore.
-        Opt::TcpClose | Opt::TcpEstablished => Only(&[Dump, Restore]),
+        Opt::TcpClose | Opt::TcpEstablished => Only(&[Dump, PreDump, Restore]),
         // Restore accepts it, as CRIU does; the dump acts on it.
-        Opt::SkipInFlight => Only(&[Dump, Restore]),
+        Opt::SkipInFlight => Only(&[Dump, PreDump, Restore]),
         // Network namespace sysctls the kernel refuses are only warned about (a dump ignores it).
-        Opt::WeakSysctls => Only(&[Dump, Restore]),
+        Opt::WeakSysctls => Only(&[Dump, PreDump, Restore]),
         // Restore only checks it against the inventory.
         Opt::AllowUprobes => Only(&[Restore]),
         // Only `net` (the parser refuses other kinds).
-        Opt::EmptyNs => Only(&[Dump, Restore]),
+        Opt::EmptyNs => Only(&[Dump, PreDump, Restore]),
         // net, ipc, uts and time (checked when the restore reads it).
         Opt::JoinNs => Only(&[Restore]),
-        Opt::DisplayStats => Only(&[Dump]),
+        Opt::DisplayStats => Only(&[Dump, PreDump]),
         // Cgroups: the mode, new roots and the yard act at both ends (dump walks from
         // --cgroup-root); the properties to save and the controllers to dump at dump only,
         // restore ignores them (zdtm passes a test's options to both); the freezer is a
         // dump's.
-        Opt::ManageCgroups | Opt::CgroupRoot | Opt::CgroupYard => Only(&[Dump, Restore]),
+        Opt::ManageCgroups | Opt::CgroupRoot | Opt::CgroupYard => Only(&[Dump, PreDump, Restore]),
         Opt::CgroupProps | Opt::CgroupPropsFile | Opt::CgroupDumpController => {
-            Only(&[Dump, Restore])
+            Only(&[Dump, PreDump, Restore])
         }
-        Opt::FreezeCgroup => Only(&[Dump]),
-        Opt::CpuCap => Only(&[Dump, CpuinfoCheck]),
+        Opt::FreezeCgroup => Only(&[Dump, PreDump]),
+        Opt::CpuCap => Only(&[Dump, PreDump, CpuinfoCheck]),
         Opt::Feature | Opt::Extra | Opt::Experimental | Opt::All => Only(&[Check]),
         // --exec-cmd after restore is not done yet.
         Opt::ExecCmd
@@ -196,8 +197,6 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::PageServer
         | Opt::Port
         | Opt::PsSocket
-        | Opt::PrevImagesDir
-        | Opt::TrackMem
         | Opt::LazyPages
         | Opt::AutoDedup
         | Opt::Stream

@@ -8,6 +8,7 @@
 //! and `inventory.img` is removed so that the directory does not claim a complete dump.
 
 pub mod images;
+pub mod iterative;
 pub mod task;
 
 use crate::fault::Point;
@@ -49,6 +50,8 @@ pub struct DumpRequest {
     /// `--freeze-cgroup`: freeze this cgroup before seizing, thaw it once every task is
     /// seized (it is frozen again at the end if it was frozen before).
     pub freeze_cgroup: Option<PathBuf>,
+    /// `pre-dump`, `--prev-images-dir`, `--track-mem`.
+    pub iterative: iterative::Iterative,
 }
 
 #[derive(Debug)]
@@ -95,6 +98,12 @@ pub enum DumpError {
     Cgroups(#[from] criu_cgroups::dump::CgroupDumpError),
     #[error("dump: --freeze-cgroup: {0}")]
     Freezer(#[from] criu_cgroups::freezer::FreezerError),
+    #[error("dump: --prev-images-dir: {0}")]
+    Chain(String),
+    #[error("dump: {0}")]
+    Track(#[from] criu_memory::track::TrackError),
+    #[error("dump: {0}")]
+    Pages(#[from] criu_memory::dump_pages::PagesDumpError),
 }
 
 /// Dumps the tree rooted at `req.pid`. Needs no actix system of its own: it runs one.
@@ -252,6 +261,9 @@ async fn supervise(
     }
     if let Ok(report) = &mut result {
         report.stats.frozen_time = t_freeze.elapsed().as_micros() as u32;
+        if req.iterative.pre_dump {
+            copy_deferred(&req.dir, report)?;
+        }
         images::write_stats(&req.work_dir, &report.stats)?;
     }
     result
@@ -360,7 +372,9 @@ async fn dump_phases(
     if ns.owns(criu_procfs::NsKind::Mnt) {
         files.root = Some(format!("/proc/{}/root", ns.root_pid()).into());
     }
-    if ns.owns(criu_procfs::NsKind::Net) {
+    // A pre-dump takes memory only, and the tree keeps its network.
+    if req.iterative.pre_dump {
+    } else if ns.owns(criu_procfs::NsKind::Net) {
         net.lock_netns(ns.root_pid()).map_err(DumpError::Network)?;
     } else if req.files.tcp.established {
         net.lock_tree(&order).map_err(DumpError::Network)?;
@@ -378,6 +392,8 @@ async fn dump_phases(
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),
         seccomp: Default::default(),
+        chain: iterative::Chain::prepare(&req.dir, req.iterative.clone())
+            .map_err(DumpError::Chain)?,
     });
     tree.shared = Some(shared.clone());
     let mut asked = Vec::with_capacity(order.len());
@@ -450,6 +466,15 @@ async fn dump_phases(
         ));
     }
     let done: Vec<TaskDone> = answers(asked).await?.into_iter().map(|(_, d)| d).collect();
+    shared.chain.write_records(&req.dir)?;
+    if req.iterative.pre_dump {
+        // The pages are copied once the tree runs again (see `copy_deferred`).
+        let stats = DumpStatsEntry {
+            freezing_time,
+            ..Default::default()
+        };
+        return Ok(DumpReport { tasks: done, stats });
+    }
 
     crate::fault::boundary(Point::DumpCollected).map_err(DumpError::Interrupted)?;
     // 3. Shared memory, once per object.
@@ -508,13 +533,47 @@ async fn dump_phases(
         shpages_written: Some(shpages),
         ..Default::default()
     };
-    for d in &done {
+    add_page_counts(&mut stats, &done);
+    Ok(DumpReport { tasks: done, stats })
+}
+
+fn add_page_counts(stats: &mut DumpStatsEntry, done: &[TaskDone]) {
+    for d in done {
         stats.pages_scanned += d.pages.scanned;
         stats.pages_written += d.pages.written;
+        stats.pages_skipped_parent += d.pages.skipped_parent;
         stats.memdump_time += d.pages.scan_us as u32;
         stats.memwrite_time += d.pages.write_us as u32;
     }
-    Ok(DumpReport { tasks: done, stats })
+}
+
+/// A pre-dump, once the tree runs again: every task's planned pages copied (a page changed
+/// meanwhile is one its tracker saw written: the next dump takes it again), then the
+/// manifest.
+fn copy_deferred(dir: &std::path::Path, report: &mut DumpReport) -> Result<(), DumpError> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tracing::info!(target: "progress", phase = "writing");
+    let mut hashed = BTreeMap::new();
+    for d in report.tasks.iter_mut() {
+        let Some(deferred) = d.deferred.take() else {
+            continue;
+        };
+        d.pages = criu_memory::dump_pages::write_pages(
+            dir,
+            (d.host_pid, d.pid),
+            deferred.pages_id,
+            &deferred.plan,
+            threads,
+            true,
+        )?;
+        if let Some(h) = d.pages.hash {
+            let name = criu_proto::ImageKind::PAGES.file_name(Some(u64::from(deferred.pages_id)));
+            hashed.insert(name, h);
+        }
+    }
+    add_page_counts(&mut report.stats, &report.tasks);
+    criu_proto::manifest::write(dir, &hashed)?;
+    Ok(())
 }
 
 /// `/proc/PID/task/TID/cgroup` read by a thread of criu that joined the task's cgroup

@@ -38,6 +38,8 @@ pub enum TaskError {
     #[error(transparent)]
     Pages(#[from] dump_pages::PagesDumpError),
     #[error(transparent)]
+    Track(#[from] criu_memory::track::TrackError),
+    #[error(transparent)]
     Mm(#[from] dump_mm::MmError),
     #[error(transparent)]
     Files(#[from] criu_files::FilesError),
@@ -58,6 +60,8 @@ pub struct DumpShared {
     pub copy_threads: usize,
     /// Every thread's seccomp filters, for seccomp.img.
     pub seccomp: criu_process::seccomp::SeccompImage,
+    /// The parent dump and the memory trackers (pre-dump, --track-mem).
+    pub chain: super::iterative::Chain,
 }
 
 /// The result of dumping one task, for the supervisor's global images. Ids are the ones the
@@ -73,6 +77,15 @@ pub struct TaskDone {
     pub pages: PageCounts,
     /// `pages-<id>.img` with its hash, taken while it was written (none for a zombie).
     pub pages_image: Option<(String, u128)>,
+    /// A pre-dump's pages, copied once the task runs again.
+    pub deferred: Option<Deferred>,
+}
+
+/// A pre-dump's plan for one task's pages.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    pub pages_id: u32,
+    pub plan: dump_pages::PagesPlan,
 }
 
 pub struct TaskActor {
@@ -346,12 +359,19 @@ impl Handler<Collect> for TaskActor {
     fn handle(&mut self, msg: Collect, _: &mut Context<Self>) -> Self::Result {
         let pid = self.pid;
         let state_before = self.state_before;
+        let pre_dump = msg.shared.chain.asked.pre_dump;
         if let Some(stat) = &self.zombie {
             let ids = TaskIds::read(pid, msg.own_pid_ns, stat)?;
+            if pre_dump {
+                return Ok(TaskDone::memory_only(ids.host, &ids, None));
+            }
             return dump_zombie(&ids, stat, &msg.shared.dir);
         }
         let stop_signo = self.stop_signo;
         let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
+        if pre_dump {
+            return pre_collect(pid, process, &msg);
+        }
         collect(pid, (state_before, stop_signo), process, &msg)
     }
 }
@@ -482,13 +502,8 @@ fn dump_zombie(
         &dump_core::zombie_core(stat)
     );
     Ok(TaskDone {
-        host_pid: ids.host,
-        pid: ids.pid,
-        pgid: ids.pgid,
-        sid: ids.sid,
         threads: vec![ids.pid],
-        pages: PageCounts::default(),
-        pages_image: None,
+        ..TaskDone::memory_only(ids.host, ids, None)
     })
 }
 
@@ -559,10 +574,12 @@ fn collect(
         }
     }
 
+    // Before the fds: the tracker is one of them, and not the program's.
+    let tracking = super::iterative::start(&shared.chain, (pid, name), process, &vmas)?;
     let fdinfo = if msg.parent_dumps_fds {
         Vec::new()
     } else {
-        files::dump_fds(pid, &shared.files)?
+        files::dump_fds(pid, &shared.files, tracking.as_ref().map(|t| t.fd))?
     };
     // A socket's ring names the socket by its file id, known once the fds are dumped.
     for v in vmas.iter_mut() {
@@ -594,15 +611,18 @@ fn collect(
     let misc = dump_task::dump_task_misc(pid, leader)?;
     let rlimits = dump_task::dump_rlimits(pid).map_err(proc_err("limits"))?;
 
-    let (pages, guards) = dump_pages::dump_pages(
+    let inc = tracking.as_ref().and_then(|t| t.inc.as_ref());
+    let plan = dump_pages::plan_pages(pid, &vmas, shared.zero_pfn, inc)?;
+    let pages = dump_pages::write_pages(
         dir,
-        pid,
-        name,
+        (pid, name),
         msg.pages_id,
-        &vmas,
-        shared.zero_pfn,
+        &plan,
         shared.copy_threads,
+        false,
     )?;
+    drop(tracking);
+    let guards = plan.scanned.guards;
 
     // Core images: the leader's carries the task-wide part.
     let stopped = (state_before == 'T').then(|| stop_signo.unwrap_or(libc::SIGSTOP as u32));
@@ -674,7 +694,49 @@ fn collect(
             (name, h)
         }),
         pages,
+        deferred: None,
     })
+}
+
+/// A pre-dump of one stopped task: its memory map, its tracker's round, and the pages to
+/// copy once it runs again. No other image.
+fn pre_collect(
+    pid: i32,
+    process: &mut SeizedProcess,
+    msg: &Collect,
+) -> Result<TaskDone, TaskError> {
+    let shared = &msg.shared;
+    let stat = criu_procfs::read_stat(pid).map_err(|source| TaskError::Proc {
+        pid,
+        what: "stat",
+        source,
+    })?;
+    let ids = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
+    let vmas = dump_vmas::collect_vmas(pid)?;
+    let tracking = super::iterative::start(&shared.chain, (pid, ids.pid), process, &vmas)?;
+    let inc = tracking.as_ref().and_then(|t| t.inc.as_ref());
+    let plan = dump_pages::plan_pages(pid, &vmas, shared.zero_pfn, inc)?;
+    let deferred = Deferred {
+        pages_id: msg.pages_id,
+        plan,
+    };
+    Ok(TaskDone::memory_only(ids.host, &ids, Some(deferred)))
+}
+
+impl TaskDone {
+    /// A task that gets no image of its own here (its memory comes later, if at all).
+    fn memory_only(host_pid: i32, ids: &TaskIds, deferred: Option<Deferred>) -> TaskDone {
+        TaskDone {
+            host_pid,
+            pid: ids.pid,
+            pgid: ids.pgid,
+            sid: ids.sid,
+            threads: Vec::new(),
+            pages: PageCounts::default(),
+            pages_image: None,
+            deferred,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,30 @@ pub enum RestoreError {
     Cgroups(#[from] criu_cgroups::restore::CgroupRestoreError),
 }
 
+/// Before any task is touched: the dumps this one takes pages from (pre-dumps, through the
+/// `parent` links) are checked against their manifests, and every page a task takes from them
+/// is there.
+fn check_page_chain(
+    dir: &std::path::Path,
+    images: &criu_proto::dump_images::DumpImages,
+) -> Result<(), RestoreError> {
+    let mut at = dir.join(criu_memory::chain::PARENT_LINK);
+    for _ in 0..1024 {
+        if !at.is_dir() {
+            break;
+        }
+        if let criu_proto::manifest::Verified::Checked(n) = criu_proto::manifest::verify(&at)? {
+            tracing::info!("{}: {n} images match their checksums", at.display());
+        }
+        at = at.join(criu_memory::chain::PARENT_LINK);
+    }
+    for t in images.tasks.iter().filter(|t| t.zombie.is_none()) {
+        criu_memory::chain::read_chain(dir, t.pid() as u64)
+            .map_err(|e| RestoreError::Unsupported(format!("pid {}: {e}", t.pid())))?;
+    }
+    Ok(())
+}
+
 /// Restores the tree in `req.images_dir`. `at_ns` runs at each [`NsStage`] of a tree that had
 /// namespaces of its own; `before_release` runs (with the root pid) when every task is
 /// rebuilt and still stopped, e.g. the post-restore scripts. Either one's error aborts the
@@ -92,6 +116,7 @@ pub fn run(
         ),
     }
     let mut images = criu_proto::dump_images::read(&req.images_dir)?;
+    check_page_chain(&req.images_dir, &images)?;
     let ns = criu_ns::Owned::of_images(&images, &req.ns)?;
     let own_root = ns.lives_in_other(criu_procfs::NsKind::Mnt);
     let mut files = criu_files::prepare(&mut images, req.shell_job, own_root)?;

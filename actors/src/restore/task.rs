@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use criu_memory::inherited;
 use criu_memory::restore as mem;
+use criu_memory::{chain, inherited};
 use criu_process::regs::entry_to_gpregs;
 use criu_process::restore_signals;
 use criu_tracee::remote::{words, Remote, DATA_LEN};
@@ -428,10 +428,11 @@ impl RestoreTask {
         };
         rebuild::map_vmas(&mut r, &all, &objects, t, &channel, &inherited)?;
         channel.close(&mut r)?;
-        let (pages_id, runs) = mem::read_pagemap(&all.dir, pid as u64)?;
-        let (inside, outside) = inherited::split_runs(&runs, &inherited);
+        // The task's pages, from this dump and its parents (pre-dumps).
+        let sources = chain::read_chain(&all.dir, pid as u64)?;
+        let runs = chain::all_runs(&sources);
         if let Some(p) = parent.filter(|_| !inherited.is_empty()) {
-            let (_, parent_runs) = mem::read_pagemap(&all.dir, p.pid() as u64)?;
+            let parent_runs = chain::all_runs(&chain::read_chain(&all.dir, p.pid() as u64)?);
             for (start, end) in inherited::stale_ranges(&parent_runs, &runs, &inherited) {
                 r.call(
                     "madvise(MADV_DONTNEED)",
@@ -445,15 +446,26 @@ impl RestoreTask {
             .as_ref()
             .map(|(uffd, areas)| mem::UffdAreas { uffd, areas });
         let host = t.host_pid();
-        let bytes = mem::fill(host, &all.dir, pages_id, &outside, uffd.as_ref())?;
+        let mut bytes = 0;
+        let mut same = inherited::InheritedFill::default();
+        for s in &sources {
+            let (_, outside) = inherited::split_runs(&s.runs, &inherited);
+            bytes += mem::fill(host, &s.dir, s.pages_id, &outside, uffd.as_ref())?;
+        }
         if let Some((uffd, areas)) = &watched {
             for (start, end) in areas {
                 let _ = uffd.unregister(*start, end - start);
             }
         }
-        let same = inherited::fill_differing(host, &all.dir, pages_id, &inside)?;
+        for s in &sources {
+            let (inside, _) = inherited::split_runs(&s.runs, &inherited);
+            let f = inherited::fill_differing(host, &s.dir, s.pages_id, &inside)?;
+            same.written += f.written;
+            same.kept += f.kept;
+        }
         tracing::debug!(
-            "pid {pid}: private memory: {bytes} bytes written, {} inherited bytes rewritten, {} still shared with the parent",
+            "pid {pid}: private memory: {bytes} bytes written from {} dump(s), {} inherited bytes rewritten, {} still shared with the parent",
+            sources.len(),
             same.written,
             same.kept
         );

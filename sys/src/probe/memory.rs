@@ -104,9 +104,8 @@ pub fn soft_dirty() -> ProbeResult {
 const PAGE_IS_GUARD: u64 = 1 << 8;
 
 fn open_pagemap() -> Result<std::fs::File, ProbeError> {
-    std::fs::File::open("/proc/self/pagemap").map_err(|e| {
-        sys("open /proc/self/pagemap")(Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-    })
+    std::fs::File::open("/proc/self/pagemap")
+        .map_err(|e| sys("open /proc/self/pagemap")(Errno::from_raw(e.raw_os_error().unwrap_or(0))))
 }
 
 /// The regions PAGEMAP_SCAN reports in `m` for `q`, as (start, end).

@@ -123,7 +123,11 @@ fn put(dir: &Path, name: &str, text: &str) {
 }
 
 fn announce(dir: &Path, role: &str) {
-    put(dir, &format!("{role}.pid"), &format!("{}\n", std::process::id()));
+    put(
+        dir,
+        &format!("{role}.pid"),
+        &format!("{}\n", std::process::id()),
+    );
     put(dir, role, "READY\n");
 }
 
@@ -135,7 +139,10 @@ fn main() {
     // A session of its own, as the root of a dumped tree must lead one (or be a shell job).
     nix::unistd::setsid().expect("setsid");
     for (sig, f) in [
-        (nix::sys::signal::Signal::SIGUSR1, on_usr1 as extern "C" fn(libc::c_int)),
+        (
+            nix::sys::signal::Signal::SIGUSR1,
+            on_usr1 as extern "C" fn(libc::c_int),
+        ),
         (nix::sys::signal::Signal::SIGUSR2, on_usr2),
     ] {
         // SAFETY: the handlers only store to atomics.

@@ -1,0 +1,150 @@
+//! Iterative dumps (`pre-dump`, `--prev-images-dir`, `--track-mem`): what a dump builds on and
+//! what it leaves for the next one. The memory tracker itself is `criu_memory::track`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use criu_memory::chain::PARENT_LINK;
+use criu_memory::dump_pages::Incremental;
+use criu_memory::dump_vmas::DumpVma;
+use criu_memory::track::{self, Record, TrackError, Tracker};
+use criu_tracee::remote::Remote;
+use criu_tracee::{Injector, SeizedProcess};
+
+/// What the command asked.
+#[derive(Debug, Clone, Default)]
+pub struct Iterative {
+    /// `pre-dump`: memory only, copied once the tree runs again.
+    pub pre_dump: bool,
+    /// `--prev-images-dir`, as given: relative to the images dir (CRIU's `parent` link).
+    pub parent: Option<PathBuf>,
+    /// Leave a tracker in each task for the next dump (a pre-dump always does).
+    pub track_mem: bool,
+}
+
+/// What the tasks of one dump share about it.
+#[derive(Debug, Default)]
+pub struct Chain {
+    pub asked: Iterative,
+    /// The parent dump, when `--prev-images-dir` names one that exists.
+    pub parent_dir: Option<PathBuf>,
+    /// The trackers the parent left, by the pid the images name.
+    pub prev: BTreeMap<i32, Record>,
+    /// The trackers this dump leaves, for `mem-track.img`.
+    pub left: Mutex<Vec<Record>>,
+}
+
+impl Chain {
+    /// Links `dir/parent` to the parent dump as CRIU does, and reads what the parent left. A
+    /// parent that does not exist makes a whole dump (CRIU does the same).
+    pub fn prepare(dir: &Path, asked: Iterative) -> Result<Chain, String> {
+        let mut chain = Chain {
+            asked,
+            ..Default::default()
+        };
+        let Some(parent) = chain.asked.parent.clone() else {
+            return Ok(chain);
+        };
+        let link = dir.join(PARENT_LINK);
+        if link.symlink_metadata().is_ok() {
+            std::fs::remove_file(&link)
+                .map_err(|e| format!("cannot replace {}: {e}", link.display()))?;
+        }
+        std::os::unix::fs::symlink(&parent, &link).map_err(|e| {
+            format!(
+                "cannot link {} to {}: {e}",
+                link.display(),
+                parent.display()
+            )
+        })?;
+        if !link.is_dir() {
+            tracing::warn!(
+                "no parent dump at {} ({}): every page is dumped",
+                parent.display(),
+                link.display()
+            );
+            return Ok(chain);
+        }
+        chain.prev = track::read_records(&link)
+            .map_err(|e| format!("{}: {e}", link.display()))?
+            .into_iter()
+            .map(|r| (r.pid, r))
+            .collect();
+        chain.parent_dir = Some(link);
+        Ok(chain)
+    }
+
+    /// Whether the dump leaves trackers behind.
+    fn keeps(&self) -> bool {
+        self.asked.pre_dump || self.asked.track_mem
+    }
+
+    pub fn write_records(&self, dir: &Path) -> Result<(), TrackError> {
+        let left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        if left.is_empty() {
+            return Ok(());
+        }
+        track::write_records(dir, &left)
+    }
+}
+
+/// One task's tracker during its dump: its number in the task (not dumped as a file), and
+/// what the pages may take from the parent.
+pub struct Tracking {
+    pub fd: i32,
+    pub inc: Option<Incremental>,
+    /// Held until the pages are read: the last copy closing would end the tracking.
+    _tracker: Tracker,
+}
+
+/// Takes over the tracker the parent left in the stopped task `pid` (NAME in the images), or
+/// makes one if this dump keeps them; runs its round. `None`: no tracking asked or left.
+pub fn start(
+    chain: &Chain,
+    (pid, name): (i32, i32),
+    process: &mut SeizedProcess,
+    vmas: &[DumpVma],
+) -> Result<Option<Tracking>, TrackError> {
+    let prev = chain.prev.get(&name);
+    if prev.is_none() && !chain.keeps() {
+        return Ok(None);
+    }
+    let terr = |source| TrackError::Tracee { pid, source };
+    let leader = process.thread_mut(pid).ok_or(TrackError::Tracee {
+        pid,
+        source: criu_tracee::TraceeError::Unexpected {
+            tid: pid,
+            what: "no leader thread".into(),
+        },
+    })?;
+    let mut inj = Injector::new(leader, 64).map_err(terr)?;
+    let mut r = Remote::new(&mut inj);
+    let Some((tracker, continued)) = Tracker::open(pid, &mut r, prev, chain.keeps())? else {
+        inj.finish().map_err(terr)?;
+        return Ok(None);
+    };
+    let (delta, record) = tracker.round(name, vmas, prev.filter(|_| continued))?;
+    let fd = tracker.fd;
+    if chain.keeps() {
+        chain
+            .left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+    } else {
+        // Our copy keeps it alive for this dump; the task is rid of it.
+        r.close(fd as u64).map_err(terr)?;
+    }
+    inj.finish().map_err(terr)?;
+    let parent = match (&chain.parent_dir, continued) {
+        (Some(dir), true) => criu_memory::chain::covered(dir, name as u64)
+            .map_err(|e| TrackError::Parent(e.to_string()))?,
+        _ => None,
+    };
+    Ok(Some(Tracking {
+        fd,
+        inc: parent.map(|parent| Incremental { delta, parent }),
+        _tracker: tracker,
+    }))
+}

@@ -1,0 +1,288 @@
+//! Page images across a chain of dumps (pre-dump, `--prev-images-dir`): a pagemap entry with
+//! PE_PARENT says its pages are in the parent dump, the directory the `parent` symlink names,
+//! whose own entries may point further up.
+
+use std::path::{Path, PathBuf};
+
+use criu_proto::images::{PagemapEntry, PagemapHead};
+use criu_proto::{ImageKind, ImageReader};
+
+use crate::restore::{PageRun, RestoreMemError};
+use crate::track::Ranges;
+use crate::vma::{PAGE_SIZE, PE_PARENT, PE_PRESENT};
+
+/// The name of the link to the parent dump in an images directory, as CRIU names it.
+pub const PARENT_LINK: &str = "parent";
+
+/// Longest chain followed (a loop of links must not hang the restore).
+const MAX_DEPTH: usize = 1024;
+
+/// One pagemap entry: its pages are in this dump's pages image at `offset`, or in the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    vaddr: u64,
+    pages: u64,
+    offset: Option<u64>,
+}
+
+fn entries(dir: &Path, pid: u64) -> Result<(u32, Vec<Entry>), RestoreMemError> {
+    let mut img = ImageReader::open(dir, &ImageKind::PAGEMAP, Some(pid))?;
+    let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead {
+        path: img.path().into(),
+    })?;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while let Some(e) = img.read::<PagemapEntry>()? {
+        let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+        let flags = e.flags.unwrap_or(PE_PRESENT);
+        if e.in_parent == Some(true) || flags & PE_PARENT != 0 {
+            out.push(Entry {
+                vaddr: e.vaddr,
+                pages,
+                offset: None,
+            });
+        } else if flags & PE_PRESENT != 0 {
+            out.push(Entry {
+                vaddr: e.vaddr,
+                pages,
+                offset: Some(offset),
+            });
+            offset += pages * PAGE_SIZE;
+        }
+    }
+    Ok((head.pages_id, out))
+}
+
+/// The pages of one dump in the chain that a task gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSource {
+    pub dir: PathBuf,
+    pub pages_id: u32,
+    pub runs: Vec<PageRun>,
+}
+
+/// The addresses `pid`'s pagemap in `dir` has pages for (its own or its parents'); `None`
+/// when the dump has no pagemap for it (a task that did not exist then).
+pub fn covered(dir: &Path, pid: u64) -> Result<Option<Ranges>, RestoreMemError> {
+    if !dir.join(ImageKind::PAGEMAP.file_name(Some(pid))).exists() {
+        return Ok(None);
+    }
+    let (_, list) = entries(dir, pid)?;
+    let ranges = list
+        .iter()
+        .map(|e| (e.vaddr, e.vaddr + e.pages * PAGE_SIZE))
+        .collect();
+    Ok(Some(Ranges::new(ranges)))
+}
+
+fn broken(dir: &Path, what: String) -> RestoreMemError {
+    RestoreMemError::Chain {
+        dir: dir.display().to_string(),
+        what,
+    }
+}
+
+/// Every page of `pid` along the chain from `dir`, grouped by the dump that holds it
+/// (`dir`'s own first). Fails, naming the dump, where an entry points at a parent that does
+/// not exist or does not have the page.
+pub fn read_chain(dir: &Path, pid: u64) -> Result<Vec<PageSource>, RestoreMemError> {
+    let mut sources = Vec::new();
+    let mut at = dir.to_path_buf();
+    // Ranges still looked for, sorted.
+    let mut wanted: Vec<(u64, u64)> = Vec::new();
+    for depth in 0..MAX_DEPTH {
+        if depth > 0 {
+            let parent = at.join(PARENT_LINK);
+            if !parent.is_dir() {
+                let (s, _) = wanted[0];
+                return Err(broken(
+                    &at,
+                    format!(
+                        "pid {pid}: pages at {s:#x} are in the parent dump, but there is no \
+                         parent directory ({} is missing)",
+                        parent.display()
+                    ),
+                ));
+            }
+            at = parent;
+            if !at.join(ImageKind::PAGEMAP.file_name(Some(pid))).exists() {
+                return Err(broken(
+                    &at,
+                    format!("pid {pid}: the child dump takes pages from it, but it has no pagemap for the task"),
+                ));
+            }
+        }
+        let (pages_id, mut list) = entries(&at, pid)?;
+        list.sort_by_key(|e| e.vaddr);
+        let mut runs = Vec::new();
+        let mut next = Vec::new();
+        if depth == 0 {
+            for e in &list {
+                match e.offset {
+                    Some(offset) => runs.push(PageRun {
+                        vaddr: e.vaddr,
+                        pages: e.pages,
+                        offset,
+                    }),
+                    None => next.push((e.vaddr, e.vaddr + e.pages * PAGE_SIZE)),
+                }
+            }
+        } else {
+            let mut found = Vec::new();
+            // Both sorted: one sweep.
+            let mut i = 0;
+            for e in &list {
+                let (es, ee) = (e.vaddr, e.vaddr + e.pages * PAGE_SIZE);
+                while i < wanted.len() && wanted[i].1 <= es {
+                    i += 1;
+                }
+                let mut j = i;
+                while j < wanted.len() && wanted[j].0 < ee {
+                    let (s, t) = (wanted[j].0.max(es), wanted[j].1.min(ee));
+                    if s < t {
+                        found.push((s, t));
+                        match e.offset {
+                            Some(offset) => runs.push(PageRun {
+                                vaddr: s,
+                                pages: (t - s) / PAGE_SIZE,
+                                offset: offset + (s - es),
+                            }),
+                            None => next.push((s, t)),
+                        }
+                    }
+                    j += 1;
+                }
+            }
+            let found = Ranges::new(found);
+            if let Some(&(s, _)) = wanted.iter().find(|(s, e)| {
+                let covered: u64 = found.clip(*s, *e).map(|(a, b)| b - a).sum();
+                covered != e - s
+            }) {
+                return Err(broken(
+                    &at,
+                    format!("pid {pid}: the child dump takes the page at {s:#x} from this one, which does not have it"),
+                ));
+            }
+        }
+        if !runs.is_empty() {
+            sources.push(PageSource {
+                dir: at.clone(),
+                pages_id,
+                runs,
+            });
+        }
+        if next.is_empty() {
+            return Ok(sources);
+        }
+        wanted = Ranges::new(next).as_slice().to_vec();
+    }
+    Err(broken(
+        dir,
+        format!("pid {pid}: the chain of parent dumps is longer than {MAX_DEPTH} (a loop?)"),
+    ))
+}
+
+/// Every run of every source (addresses only: offsets are per source).
+pub fn all_runs(sources: &[PageSource]) -> Vec<PageRun> {
+    let mut out: Vec<PageRun> = sources
+        .iter()
+        .flat_map(|s| s.runs.iter().copied())
+        .collect();
+    out.sort_by_key(|r| r.vaddr);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use criu_proto::ImageWriter;
+
+    fn write_pagemap(dir: &Path, pages_id: u32, entries: &[(u64, u64, bool)]) {
+        let mut w = ImageWriter::create(dir, &ImageKind::PAGEMAP, Some(1)).unwrap();
+        w.write(&PagemapHead { pages_id }).unwrap();
+        for &(vaddr, pages, parent) in entries {
+            w.write(&PagemapEntry {
+                vaddr,
+                compat_nr_pages: 0,
+                in_parent: None,
+                flags: Some(if parent { PE_PARENT } else { PE_PRESENT }),
+                nr_pages: Some(pages),
+            })
+            .unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn pages_are_found_up_the_chain_with_their_offsets() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            root.path().join("1"),
+            root.path().join("2"),
+            root.path().join("3"),
+        );
+        for d in [&a, &b, &c] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::os::unix::fs::symlink("../1", b.join(PARENT_LINK)).unwrap();
+        std::os::unix::fs::symlink("../2", c.join(PARENT_LINK)).unwrap();
+        let p = PAGE_SIZE;
+        // 1 has 8 pages at 0x10000; 2 rewrote pages 2-3; 3 rewrote page 5.
+        write_pagemap(&a, 1, &[(0x10000, 8, false)]);
+        write_pagemap(
+            &b,
+            1,
+            &[
+                (0x10000, 2, true),
+                (0x10000 + 2 * p, 2, false),
+                (0x10000 + 4 * p, 4, true),
+            ],
+        );
+        write_pagemap(
+            &c,
+            1,
+            &[
+                (0x10000, 5, true),
+                (0x10000 + 5 * p, 1, false),
+                (0x10000 + 6 * p, 2, true),
+            ],
+        );
+        let got = read_chain(&c, 1).unwrap();
+        let run = |vaddr: u64, pages, offset| PageRun {
+            vaddr,
+            pages,
+            offset,
+        };
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].runs, vec![run(0x10000 + 5 * p, 1, 0)]);
+        assert_eq!(got[1].runs, vec![run(0x10000 + 2 * p, 2, 0)]);
+        assert_eq!(
+            got[2].runs,
+            vec![
+                run(0x10000, 2, 0),
+                run(0x10000 + 4 * p, 1, 4 * p),
+                run(0x10000 + 6 * p, 2, 6 * p)
+            ]
+        );
+        let pages: u64 = all_runs(&got).iter().map(|r| r.pages).sum();
+        assert_eq!(pages, 8);
+    }
+
+    #[test]
+    fn a_page_the_parent_lacks_or_a_missing_parent_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("1"), root.path().join("2"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        write_pagemap(&b, 1, &[(0x10000, 4, true)]);
+        let e = read_chain(&b, 1).unwrap_err().to_string();
+        assert!(e.contains("no parent directory"), "{e}");
+        std::os::unix::fs::symlink("../1", b.join(PARENT_LINK)).unwrap();
+        write_pagemap(&a, 1, &[(0x10000, 3, false)]);
+        let e = read_chain(&b, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("0x10000") && e.contains("does not have it"),
+            "{e}"
+        );
+    }
+}
