@@ -143,21 +143,36 @@ pub struct Tracker {
     pub fd: i32,
 }
 
-/// The tracker the parent dump left in the task at `fd`, if it is still there: a userfaultfd
-/// with asynchronous write-protection (the task may have closed it, or exec'd).
-fn adopt(pid: i32, fd: i32) -> Option<Userfault> {
-    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    if link.as_os_str() != "anon_inode:[userfaultfd]" {
-        return None;
+/// Whether `pid`'s `fd` is a userfaultfd with asynchronous write-protection: a tracker.
+fn is_tracker(pid: i32, fd: i32) -> bool {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
+    if !link.is_ok_and(|l| l.as_os_str() == "anon_inode:[userfaultfd]") {
+        return false;
     }
-    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
     // "API:\t<api>:<features>:<ioctls>", in hex.
-    let features = info
-        .lines()
+    info.lines()
         .find_map(|l| l.strip_prefix("API:"))
         .and_then(|v| v.trim().split(':').nth(1))
-        .and_then(|f| u64::from_str_radix(f, 16).ok())?;
-    if features & UFFD_FEATURE_WP_ASYNC == 0 {
+        .and_then(|f| u64::from_str_radix(f, 16).ok())
+        .is_some_and(|features| features & UFFD_FEATURE_WP_ASYNC != 0)
+}
+
+/// Trackers in `pid` other than `own`: copies a task inherited by forking after an earlier
+/// round (they watch its parent's memory, not its own). criu's, not the program's.
+pub fn inherited_copies(pid: i32, own: Option<i32>) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| Some(fd) != own && is_tracker(pid, fd))
+        .collect()
+}
+
+/// The tracker the parent dump left in the task at `fd`, if it is still there (the task may
+/// have closed it, or exec'd).
+fn adopt(pid: i32, fd: i32) -> Option<Userfault> {
+    if !is_tracker(pid, fd) {
         return None;
     }
     criu_sys::pidfd::take_fd(pid, fd).ok().map(Userfault::adopt)

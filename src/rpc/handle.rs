@@ -47,10 +47,11 @@ pub fn answer(session: &Arc<Session>, req: &CriuReq) -> CriuResp {
         CriuReqType::Check => run(session, req, &["check"]).map(drop),
         CriuReqType::CpuinfoDump => run(session, req, &["cpuinfo", "dump"]).map(drop),
         CriuReqType::CpuinfoCheck => run(session, req, &["cpuinfo", "check"]).map(drop),
-        CriuReqType::PreDump
-        | CriuReqType::SinglePreDump
-        | CriuReqType::PageServer
-        | CriuReqType::PageServerChld => Err(format!(
+        // After a PRE_DUMP the session waits for the next round (swrk's loop).
+        CriuReqType::PreDump | CriuReqType::SinglePreDump => {
+            run(session, req, &["pre-dump"]).map(drop)
+        }
+        CriuReqType::PageServer | CriuReqType::PageServerChld => Err(format!(
             "{} requests are not supported yet",
             kind.as_str_name()
         )),
@@ -174,6 +175,7 @@ fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<i32, S
     let o = &inv.options;
     let result = match &inv.command {
         cli::Command::Dump => crate::commands::dump::dump(o, &dirs).map(|()| 0),
+        cli::Command::PreDump => crate::commands::dump::pre_dump(o, &dirs).map(|()| 0),
         cli::Command::Restore { .. } => crate::commands::restore::restore(o, &dirs),
         cli::Command::Check => code(crate::commands::check::run_options(o), "check"),
         cli::Command::CpuinfoDump => {

@@ -17,7 +17,7 @@ pub use service::serve;
 use session::Session;
 
 /// `criu swrk FD`: serves the requests on FD until the client closes it or a request does not
-/// ask to keep the connection open.
+/// ask to keep the connection open (a PRE_DUMP does, as CRIU's).
 pub fn swrk(fd: i32) -> i32 {
     let sock = match criu_sys::fd::own_inherited(fd) {
         Ok(sock) => sock,
@@ -54,7 +54,9 @@ pub fn swrk(fd: i32) -> i32 {
             tracing::error!("swrk: {e}");
             return 1;
         }
-        if req.keep_open != Some(true) {
+        // As CRIU: a PRE_DUMP starts a series of rounds that the final DUMP ends.
+        let series = req.r#type == CriuReqType::PreDump as i32 && resp.success;
+        if req.keep_open != Some(true) && !series {
             return if resp.success { 0 } else { 1 };
         }
     }

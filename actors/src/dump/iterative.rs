@@ -37,7 +37,7 @@ pub struct Chain {
 
 impl Chain {
     /// Links `dir/parent` to the parent dump as CRIU does, and reads what the parent left. A
-    /// parent that does not exist makes a whole dump (CRIU does the same).
+    /// parent that does not exist fails the dump, as CRIU's.
     pub fn prepare(dir: &Path, asked: Iterative) -> Result<Chain, String> {
         let mut chain = Chain {
             asked,
@@ -46,6 +46,13 @@ impl Chain {
         let Some(parent) = chain.asked.parent.clone() else {
             return Ok(chain);
         };
+        if !dir.join(&parent).is_dir() {
+            return Err(format!(
+                "Invalid parent image directory provided: {} (from {}) does not exist",
+                parent.display(),
+                dir.display()
+            ));
+        }
         let link = dir.join(PARENT_LINK);
         if link.symlink_metadata().is_ok() {
             std::fs::remove_file(&link)
@@ -58,13 +65,8 @@ impl Chain {
                 parent.display()
             )
         })?;
-        if !link.is_dir() {
-            tracing::warn!(
-                "no parent dump at {} ({}): every page is dumped",
-                parent.display(),
-                link.display()
-            );
-            return Ok(chain);
+        if parent.is_absolute() {
+            tracing::warn!("Absolute paths for parent links may not work on restore!");
         }
         chain.prev = track::read_records(&link)
             .map_err(|e| format!("{}: {e}", link.display()))?
@@ -75,7 +77,8 @@ impl Chain {
         Ok(chain)
     }
 
-    /// Whether the dump leaves trackers behind.
+    /// Whether the dump leaves trackers behind, and takes pages from the parent (CRIU takes
+    /// them only with --track-mem too).
     fn keeps(&self) -> bool {
         self.asked.pre_dump || self.asked.track_mem
     }
@@ -107,7 +110,12 @@ pub fn start(
     vmas: &[DumpVma],
 ) -> Result<Option<Tracking>, TrackError> {
     let prev = chain.prev.get(&name);
-    if prev.is_none() && !chain.keeps() {
+    // Only in a chain of dumps are trackers criu's (a plain dump refuses a userfaultfd).
+    if !chain.keeps() && chain.prev.is_empty() {
+        return Ok(None);
+    }
+    let inherited = track::inherited_copies(pid, prev.map(|p| p.fd));
+    if prev.is_none() && !chain.keeps() && inherited.is_empty() {
         return Ok(None);
     }
     let terr = |source| TrackError::Tracee { pid, source };
@@ -120,6 +128,10 @@ pub fn start(
     })?;
     let mut inj = Injector::new(leader, 64).map_err(terr)?;
     let mut r = Remote::new(&mut inj);
+    for fd in inherited {
+        tracing::info!("pid {pid}: closing fd {fd}, a tracker inherited from its parent");
+        r.close(fd as u64).map_err(terr)?;
+    }
     let Some((tracker, continued)) = Tracker::open(pid, &mut r, prev, chain.keeps())? else {
         inj.finish().map_err(terr)?;
         return Ok(None);
@@ -137,7 +149,7 @@ pub fn start(
         r.close(fd as u64).map_err(terr)?;
     }
     inj.finish().map_err(terr)?;
-    let parent = match (&chain.parent_dir, continued) {
+    let parent = match (&chain.parent_dir, continued && chain.keeps()) {
         (Some(dir), true) => criu_memory::chain::covered(dir, name as u64)
             .map_err(|e| TrackError::Parent(e.to_string()))?,
         _ => None,

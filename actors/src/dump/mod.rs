@@ -137,8 +137,11 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
     for pid in tree_from_proc(req.pid) {
         ns.check_task(pid)?;
     }
+    // The parent dump is checked before any task is touched, as CRIU does.
+    let chain =
+        iterative::Chain::prepare(&req.dir, req.iterative.clone()).map_err(DumpError::Chain)?;
     let system = actix::System::new();
-    let result = system.block_on(supervise(req, ns));
+    let result = system.block_on(supervise(req, ns, chain));
     if result.is_err() {
         let _ = std::fs::remove_file(&inventory);
     }
@@ -189,6 +192,7 @@ impl Tree {
 async fn supervise(
     req: DumpRequest,
     mut ns: criu_ns::TreeNamespaces,
+    chain: iterative::Chain,
 ) -> Result<DumpReport, DumpError> {
     let mut pool = TracerPool::for_this_machine();
     let mut tree = Tree {
@@ -206,6 +210,7 @@ async fn supervise(
     let mut was_frozen = None;
     let result = dump_phases(
         &req,
+        chain,
         &mut ns,
         &mut pool,
         &mut tree,
@@ -293,6 +298,7 @@ fn run_post_dump(hook: Option<PostDumpHook>, report: DumpReport) -> Result<DumpR
 
 async fn dump_phases(
     req: &DumpRequest,
+    chain: iterative::Chain,
     ns: &mut criu_ns::TreeNamespaces,
     pool: &mut TracerPool,
     tree: &mut Tree,
@@ -392,8 +398,7 @@ async fn dump_phases(
         zero_pfn: criu_memory::dump_pages::zero_page_pfn(),
         copy_threads: (threads / order.len().max(1)).max(1),
         seccomp: Default::default(),
-        chain: iterative::Chain::prepare(&req.dir, req.iterative.clone())
-            .map_err(DumpError::Chain)?,
+        chain,
     });
     tree.shared = Some(shared.clone());
     let mut asked = Vec::with_capacity(order.len());
