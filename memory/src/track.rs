@@ -158,14 +158,15 @@ fn is_tracker(pid: i32, fd: i32) -> bool {
         .is_some_and(|features| features & UFFD_FEATURE_WP_ASYNC != 0)
 }
 
-/// Trackers in `pid` other than `own`: copies a task inherited by forking after an earlier
-/// round (they watch its parent's memory, not its own). criu's, not the program's.
-pub fn inherited_copies(pid: i32, own: Option<i32>) -> Vec<i32> {
+/// Every tracker among `pid`'s fds: its own, those of tasks sharing its fd table, and copies
+/// inherited by forking after an earlier round (they watch the parent's memory). criu's, not
+/// the program's: they are not dumped.
+pub fn trackers_in(pid: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&fd| Some(fd) != own && is_tracker(pid, fd))
+        .filter(|&fd| is_tracker(pid, fd))
         .collect()
 }
 

@@ -77,6 +77,12 @@ impl Chain {
         Ok(chain)
     }
 
+    /// In a chain of dumps, a tracker in a task is criu's (a plain dump refuses a
+    /// userfaultfd as any other unsupported file).
+    pub fn active(&self) -> bool {
+        self.keeps() || !self.prev.is_empty()
+    }
+
     /// Whether the dump leaves trackers behind, and takes pages from the parent (CRIU takes
     /// them only with --track-mem too).
     fn keeps(&self) -> bool {
@@ -92,10 +98,8 @@ impl Chain {
     }
 }
 
-/// One task's tracker during its dump: its number in the task (not dumped as a file), and
-/// what the pages may take from the parent.
+/// One task's tracker during its dump, and what the pages may take from the parent.
 pub struct Tracking {
-    pub fd: i32,
     pub inc: Option<Incremental>,
     /// Held until the pages are read: the last copy closing would end the tracking.
     _tracker: Tracker,
@@ -110,12 +114,7 @@ pub fn start(
     vmas: &[DumpVma],
 ) -> Result<Option<Tracking>, TrackError> {
     let prev = chain.prev.get(&name);
-    // Only in a chain of dumps are trackers criu's (a plain dump refuses a userfaultfd).
-    if !chain.keeps() && chain.prev.is_empty() {
-        return Ok(None);
-    }
-    let inherited = track::inherited_copies(pid, prev.map(|p| p.fd));
-    if prev.is_none() && !chain.keeps() && inherited.is_empty() {
+    if prev.is_none() && !chain.keeps() {
         return Ok(None);
     }
     let terr = |source| TrackError::Tracee { pid, source };
@@ -128,10 +127,6 @@ pub fn start(
     })?;
     let mut inj = Injector::new(leader, 64).map_err(terr)?;
     let mut r = Remote::new(&mut inj);
-    for fd in inherited {
-        tracing::info!("pid {pid}: closing fd {fd}, a tracker inherited from its parent");
-        r.close(fd as u64).map_err(terr)?;
-    }
     let Some((tracker, continued)) = Tracker::open(pid, &mut r, prev, chain.keeps())? else {
         inj.finish().map_err(terr)?;
         return Ok(None);
@@ -155,7 +150,6 @@ pub fn start(
         _ => None,
     };
     Ok(Some(Tracking {
-        fd,
         inc: parent.map(|parent| Incremental { delta, parent }),
         _tracker: tracker,
     }))

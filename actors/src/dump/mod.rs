@@ -476,6 +476,7 @@ async fn dump_phases(
         // The pages are copied once the tree runs again (see `copy_deferred`).
         let stats = DumpStatsEntry {
             freezing_time,
+            shpages_written: Some(0),
             ..Default::default()
         };
         return Ok(DumpReport { tasks: done, stats });

@@ -576,10 +576,15 @@ fn collect(
 
     // Before the fds: the tracker is one of them, and not the program's.
     let tracking = super::iterative::start(&shared.chain, (pid, name), process, &vmas)?;
+    let trackers = if shared.chain.active() {
+        criu_memory::track::trackers_in(pid)
+    } else {
+        Vec::new()
+    };
     let fdinfo = if msg.parent_dumps_fds {
         Vec::new()
     } else {
-        files::dump_fds(pid, &shared.files, tracking.as_ref().map(|t| t.fd))?
+        files::dump_fds(pid, &shared.files, &trackers)?
     };
     // A socket's ring names the socket by its file id, known once the fds are dumped.
     for v in vmas.iter_mut() {
