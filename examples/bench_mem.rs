@@ -2,6 +2,9 @@
 //! `bench_mem hold MIB READY_FILE` dirties MIB MiB of private anonymous memory, writes
 //! READY_FILE, then waits. Whenever READY_FILE.check appears (after a restore), it checks every
 //! page of that memory and writes "PASS" or "FAIL: ..." to READY_FILE.verdict.
+//! `bench_mem writing MIB PERCENT READY_FILE` is `hold` that keeps writing PERCENT % of its
+//! pages per second (in batches every 10 ms, each page rewritten with the value it holds, so
+//! the check still holds), for the pre-dump benchmark (`scripts/bench-predump.sh`).
 //! `bench_mem uffd IMAGE THREADS` prints the seconds it takes to put the bytes of IMAGE (a
 //! pages image) into fresh anonymous memory of this process the way criu's restore does:
 //! IMAGE mapped read-only, the fresh area watched by a userfaultfd, UFFDIO_COPY split over
@@ -46,9 +49,13 @@ fn verify(mem: &[u8]) -> String {
     "PASS".into()
 }
 
-fn hold(mib: usize, ready: &str) -> ! {
+fn hold(mib: usize, ready: &str, percent: usize) -> ! {
     detach::detach();
-    let mem = dirty(mib);
+    let mut mem = dirty(mib);
+    let pages = mem.len() / PAGE;
+    // Pages per 10 ms batch, and where the next write goes (a simple LCG).
+    let batch = (pages * percent).div_ceil(100 * 100);
+    let mut at = 1usize;
     let tmp = format!("{ready}.tmp");
     let _ = std::fs::write(&tmp, "ready");
     let _ = std::fs::rename(&tmp, ready);
@@ -58,7 +65,13 @@ fn hold(mib: usize, ready: &str) -> ! {
             let _ = std::fs::write(&tmp, verify(&mem));
             let _ = std::fs::rename(&tmp, format!("{ready}.verdict"));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..batch {
+            at = at.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let page = (at >> 20) % pages;
+            let v = page_value(page).0;
+            std::hint::black_box(&mut mem[page * PAGE..])[0] = v;
+        }
+        std::thread::sleep(Duration::from_millis(if batch > 0 { 10 } else { 20 }));
     }
 }
 
@@ -136,14 +149,19 @@ fn main() {
     match (arg(1), arg(2)) {
         (Some("hold"), Some(mib)) => {
             let mib = mib.parse().expect("MIB");
-            hold(mib, arg(3).expect("READY_FILE"))
+            hold(mib, arg(3).expect("READY_FILE"), 0)
+        }
+        (Some("writing"), Some(mib)) => {
+            let mib = mib.parse().expect("MIB");
+            let percent = arg(3).and_then(|p| p.parse().ok()).expect("PERCENT");
+            hold(mib, arg(4).expect("READY_FILE"), percent)
         }
         (Some("uffd"), Some(image)) => println!("{:.3}", uffd_fill(image, threads())),
         (Some("memcpy"), Some(image)) => println!("{:.3}", plain_copy(image, threads())),
         _ => {
             eprintln!(
-                "usage: bench_mem hold MIB READY_FILE | bench_mem uffd IMAGE THREADS | \
-                 bench_mem memcpy IMAGE THREADS"
+                "usage: bench_mem hold MIB READY_FILE | bench_mem writing MIB PERCENT READY_FILE | \
+                 bench_mem uffd IMAGE THREADS | bench_mem memcpy IMAGE THREADS"
             );
             std::process::exit(2);
         }
