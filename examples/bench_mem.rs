@@ -66,7 +66,9 @@ fn hold(mib: usize, ready: &str, percent: usize) -> ! {
             let _ = std::fs::rename(&tmp, format!("{ready}.verdict"));
         }
         for _ in 0..batch {
-            at = at.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            at = at
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             let page = (at >> 20) % pages;
             let v = page_value(page).0;
             std::hint::black_box(&mut mem[page * PAGE..])[0] = v;

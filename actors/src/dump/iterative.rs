@@ -131,7 +131,16 @@ pub fn start(
         inj.finish().map_err(terr)?;
         return Ok(None);
     };
+    let t0 = std::time::Instant::now();
     let (delta, record) = tracker.round(name, vmas, prev.filter(|_| continued))?;
+    tracing::info!(
+        "pid {pid}: memory tracker at fd {}: {} range(s) tracked since the parent, {} written; {} range(s) protected, in {} us",
+        tracker.fd,
+        delta.tracked.as_slice().len(),
+        delta.written.as_slice().len(),
+        record.ranges.as_slice().len(),
+        t0.elapsed().as_micros()
+    );
     let fd = tracker.fd;
     if chain.keeps() {
         chain

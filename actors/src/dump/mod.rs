@@ -254,6 +254,9 @@ async fn supervise(
         }
     }
     drop(pool);
+    // Frozen until the tasks are let go (or killed), as CRIU counts it; a killed task's
+    // memory teardown below is not the tree's frozen time.
+    let frozen_time = t_freeze.elapsed().as_micros() as u32;
     if release == Release::Kill {
         wait_dead(tree.actors.keys().copied(), req.timeout).await;
     }
@@ -265,7 +268,7 @@ async fn supervise(
         }
     }
     if let Ok(report) = &mut result {
-        report.stats.frozen_time = t_freeze.elapsed().as_micros() as u32;
+        report.stats.frozen_time = frozen_time;
         if req.iterative.pre_dump {
             copy_deferred(&req.dir, report)?;
         }
