@@ -16,7 +16,7 @@ use criu_sys::uffd::{Userfault, UFFD_FEATURE_WP_ASYNC};
 use criu_tracee::remote::Remote;
 
 use crate::dump_vmas::DumpVma;
-use crate::vma::{VMA_AREA_AIORING, VMA_AREA_VDSO, VMA_AREA_VSYSCALL};
+use crate::vma::{VMA_ANON_PRIVATE, VMA_AREA_AIORING, VMA_AREA_VDSO, VMA_AREA_VSYSCALL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrackError {
@@ -128,10 +128,14 @@ pub fn write_records(dir: &Path, records: &[Record]) -> Result<(), TrackError> {
     Ok(())
 }
 
-/// Areas a tracker watches: private memory the task's own code writes (not the vDSO, the
-/// vsyscall page or an AIO ring, which the kernel writes).
+/// Areas a tracker watches: private anonymous memory the task's own code writes (not the
+/// vDSO, the vsyscall page or an AIO ring, which the kernel writes). Not private file
+/// mappings: a page not yet copied on write shows the file, which changes without a write
+/// to the mapping (zdtm's shmemfd-priv), so their pages are read whole every time.
 fn trackable(v: &DumpVma) -> bool {
-    v.is_private() && v.entry.status & (VMA_AREA_VDSO | VMA_AREA_VSYSCALL | VMA_AREA_AIORING) == 0
+    v.is_private()
+        && v.entry.status & VMA_ANON_PRIVATE != 0
+        && v.entry.status & (VMA_AREA_VDSO | VMA_AREA_VSYSCALL | VMA_AREA_AIORING) == 0
 }
 
 /// A live tracker of a stopped task.
