@@ -178,6 +178,67 @@ fn a_tree_is_dumped_and_restored_with_notifications_in_criu_order() {
     assert_eq!(task.verdict(), "PASS\n");
 }
 
+/// As runc and go-criu drive an iterative dump: PRE_DUMP rounds on one session, each naming
+/// the round before as its parent, then the final DUMP on the same session.
+#[test]
+fn pre_dumps_then_the_final_dump_go_over_one_session() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("uk_state")
+        .argv(Argv::ResultArgs)
+        .args(&["/tmp", "pairs"])
+        .start(dir.path());
+    let tree = harness::descendants(task.pid);
+    let mut c = Client::swrk();
+    let mut dirs = Vec::new();
+    for (round, kind) in [
+        (1, CriuReqType::PreDump),
+        (2, CriuReqType::PreDump),
+        (3, CriuReqType::Dump),
+    ] {
+        let path = dir.path().join(format!("images/{round}"));
+        std::fs::create_dir_all(&path).unwrap();
+        let images = std::fs::File::open(&path).unwrap();
+        let opts = CriuOpts {
+            images_dir_fd: images.as_raw_fd(),
+            pid: Some(task.pid),
+            log_file: Some("rpc.log".into()),
+            log_level: Some(4),
+            parent_img: (round > 1).then(|| format!("../{}", round - 1)),
+            track_mem: Some(true),
+            ..Default::default()
+        };
+        let r = c.ask(req(kind, Some(opts)));
+        let log = std::fs::read_to_string(path.join("rpc.log")).unwrap_or_default();
+        assert!(r.success, "round {round}: {:?}\n{log}", r.cr_errmsg);
+        assert_eq!(r.r#type, kind as i32, "round {round}");
+        if kind == CriuReqType::PreDump {
+            for &pid in &tree {
+                assert_eq!(
+                    harness::tracer(pid, pid),
+                    0,
+                    "pid {pid} traced after round {round}"
+                );
+            }
+        }
+        dirs.push((path, images));
+    }
+    let link = std::fs::read_link(dirs[2].0.join("parent")).expect("the final dump's parent link");
+    assert_eq!(link, std::path::Path::new("../2"));
+    task.reap_dumped(&tree);
+    let mut c = Client::swrk();
+    let opts = CriuOpts {
+        images_dir_fd: dirs[2].1.as_raw_fd(),
+        log_file: Some("rpc-restore.log".into()),
+        log_level: Some(4),
+        ..Default::default()
+    };
+    let restored = c.ask(req(CriuReqType::Restore, Some(opts)));
+    let log = std::fs::read_to_string(dirs[2].0.join("rpc-restore.log")).unwrap_or_default();
+    assert!(restored.success, "{:?}\n{log}", restored.cr_errmsg);
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
 #[test]
 fn a_client_that_hangs_up_at_post_dump_leaves_the_tree_running() {
     require_root();
@@ -241,7 +302,7 @@ fn bad_and_unsupported_requests_get_error_answers() {
     let r = c.recv();
     assert!(!r.success && r.cr_errmsg.is_some(), "{r:?}");
     let mut c = Client::swrk();
-    let r = c.ask(req(CriuReqType::PreDump, Some(CriuOpts::default())));
+    let r = c.ask(req(CriuReqType::PageServer, Some(CriuOpts::default())));
     assert!(!r.success);
     assert!(r.cr_errmsg.unwrap_or_default().contains("not supported"));
     // An option restore does not honour is refused by name, as on the command line.
