@@ -307,17 +307,31 @@ pub fn copy_runs(
     running: bool,
 ) -> Result<Option<u128>, PagesDumpError> {
     let mem_path = format!("/proc/{pid}/mem");
-    let mem = File::open(&mem_path).map_err(|source| PagesDumpError::Read {
-        pid,
-        path: mem_path.clone(),
-        addr: 0,
-        source,
-    })?;
+    // A running task (pre-dump) may exit before its pages are read: they read as zeros.
+    let mem = match File::open(&mem_path) {
+        Ok(f) => Some(f),
+        Err(e) if running => {
+            tracing::debug!("pid {pid}: {mem_path}: {e}: gone since the freeze");
+            None
+        }
+        Err(source) => {
+            return Err(PagesDumpError::Read {
+                pid,
+                path: mem_path.clone(),
+                addr: 0,
+                source,
+            })
+        }
+    };
     let work = pieces(runs);
     let next = AtomicUsize::new(0);
     let hash = OrderedHash::new();
     let copy = |b: &mut [u8], p: &Piece| -> Result<(), PagesDumpError> {
-        match mem.read_exact_at(b, p.vaddr) {
+        let read = match &mem {
+            Some(mem) => mem.read_exact_at(b, p.vaddr),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        };
+        match read {
             Ok(()) => {}
             Err(e) if running => {
                 tracing::debug!("pid {pid}: {:#x}: {e}: gone since the freeze", p.vaddr);
