@@ -321,14 +321,24 @@ impl Tracker {
                     all: PAGE_IS_WRITTEN,
                     any: 0,
                 };
-                for (s, e) in parts {
+                for &(s, e) in &parts {
                     let found = pagemap_scan::scan(&self.pagemap, s, e, q)
                         .map_err(sys(format!("PAGEMAP_SCAN of {s:#x}-{e:#x}")))?;
                     written.extend(found.iter().map(|r| (r.start, r.end)));
                     tracked.push((s, e));
                 }
-                // Pages the area gained since (a stack grown down) are new to the tracker.
-                self.protect(start, end)?;
+                // Parts the area gained since (a stack grown down) are new to the tracker; the
+                // rest was protected again by the scan.
+                let mut at = start;
+                for &(s, e) in &parts {
+                    if at < s {
+                        self.protect(at, s)?;
+                    }
+                    at = e;
+                }
+                if at < end {
+                    self.protect(at, end)?;
+                }
                 now.push((start, end));
             } else {
                 match self.uffd.register_wp(start, end - start) {
