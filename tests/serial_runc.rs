@@ -95,17 +95,22 @@ impl Container {
     }
 
     fn checkpoint(&self, extra: &[&str]) {
-        let _ = std::fs::remove_dir_all(&self.images);
-        let images = self.images.to_str().unwrap();
-        let mut args = vec!["checkpoint", "--image-path", images];
+        self.checkpoint_to(&self.images, extra);
+    }
+
+    fn checkpoint_to(&self, images: &Path, extra: &[&str]) {
+        let _ = std::fs::remove_dir_all(images);
+        let path = images.to_str().unwrap();
+        let mut args = vec!["checkpoint", "--image-path", path];
         args.extend_from_slice(extra);
         let out = self.runc().args(&args).arg(&self.id).output().unwrap();
+        let log = "dump.log";
         assert!(
             out.status.success(),
             "runc checkpoint {extra:?}: {}: {}\n{}",
             out.status,
             self.log(),
-            std::fs::read_to_string(self.images.join("dump.log")).unwrap_or_default()
+            std::fs::read_to_string(images.join(log)).unwrap_or_default()
         );
     }
 
@@ -268,4 +273,35 @@ fn runc_leave_running_checkpoint_restores_the_saved_state() {
         "the restored count {first} is not the checkpoint's (taken between {before} and {ran_on})"
     );
     assert_eq!(out.next("after restore"), first + 1);
+}
+
+/// `runc checkpoint --pre-dump` (the container runs on), then `runc checkpoint --parent-path`
+/// naming it: the restored container goes on from the final checkpoint.
+#[test]
+fn runc_pre_dump_then_checkpoint_restores_the_final_state() {
+    require_root();
+    let c = Container::new();
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let mut out = c.start(&["run", "-d", "-b", &bundle]);
+    let before = out.next("after runc run");
+    let pre = c.images.with_file_name("pre");
+    c.checkpoint_to(&pre, &["--pre-dump"]);
+    let mut ran_on = out.next("after the pre-dump");
+    while ran_on < before + 20 {
+        ran_on = out.next("after the pre-dump");
+    }
+    c.checkpoint(&["--parent-path", "../pre"]);
+    assert!(c.is_gone(), "the container runs on after checkpoint");
+    let link = std::fs::read_link(c.images.join("parent")).expect("the checkpoint's parent link");
+    assert_eq!(link, Path::new("../pre"));
+    let last = out.last_before_silence();
+    assert!(last >= ran_on, "the count went back before the checkpoint");
+    let mut out = c.restore();
+    let first = out.next("after runc restore");
+    assert_eq!(
+        first,
+        last + 1,
+        "the restored loop did not go on where it stopped"
+    );
+    assert!(out.next("after restore") > first);
 }

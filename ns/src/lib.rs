@@ -48,6 +48,9 @@ pub struct DumpOptions {
     pub ext_net: Vec<(u64, String)>,
     /// External mounts (`--external mnt[MOUNTPOINT]:KEY`, `-M`).
     pub mounts: criu_mounts::MountOptions,
+    /// A pre-dump: only memory is dumped, so what the namespaces hold (network state,
+    /// mounts) is neither read nor checked (runc sends no external mounts to a pre-dump).
+    pub memory_only: bool,
 }
 
 /// What the restore is told about namespaces.

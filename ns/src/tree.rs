@@ -102,7 +102,7 @@ impl TreeNamespaces {
                 .map(|(_, key)| key.clone())
         });
         let mut net = None;
-        if own.contains(&NsKind::Net) && !opts.empty_net && ext_net.is_none() {
+        if own.contains(&NsKind::Net) && !opts.empty_net && ext_net.is_none() && !opts.memory_only {
             let image = |source| NsError::Image {
                 pid: root_pid,
                 source,
@@ -115,7 +115,7 @@ impl TreeNamespaces {
             }
             net = Some(crate::net::snapshot(root_pid).map_err(image)?);
         }
-        if own.contains(&NsKind::Mnt) {
+        if own.contains(&NsKind::Mnt) && !opts.memory_only {
             criu_mounts::check(root_pid, &opts.mounts).map_err(|source| NsError::Mount {
                 pid: root_pid,
                 source,

@@ -117,6 +117,7 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
             empty_net: o.empty_ns_net,
             ext_net: external_nets(o),
             mounts: super::mount_opts::mount_options(o),
+            memory_only: pre_dump,
         },
         tcp_close: o.tcp_close,
         files: DumpFileOptions {

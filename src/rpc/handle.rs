@@ -28,9 +28,10 @@ pub fn answer(session: &Arc<Session>, req: &CriuReq) -> CriuResp {
             Ok(())
         }
         CriuReqType::FeatureCheck => {
-            // Nothing of these is done yet: memory tracking, lazy pages, the pidfd store.
+            // Memory tracking as `check --feature mem_dirty_track` probes it; lazy pages and
+            // the pidfd store are not done yet.
             resp.features = Some(CriuFeatures {
-                mem_track: Some(false),
+                mem_track: Some(criu_sys::probe::memory::dirty_track().is_ok()),
                 lazy_pages: Some(false),
                 pidfd_store: Some(false),
             });
