@@ -366,6 +366,8 @@ fn link_remap(
         // A filesystem of a user namespace takes new names only from ids it maps: criu's own
         // are not, the task's are. The link is made again by a thread with the task's fs ids.
         Err(nix::errno::Errno::EOVERFLOW) => as_task_fs_ids(origin.pid, link),
+        // An earlier dump of the running tree (--leave-running) linked the same file there.
+        Err(nix::errno::Errno::EEXIST) if same_file(&made, &origin.link) => Ok(()),
         other => other,
     };
     linked.map_err(|e| io_err(origin, &made, "link back")(e.into()))?;
@@ -376,6 +378,14 @@ fn link_remap(
         remap_type: Some(RemapType::Linked as i32),
     });
     Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 impl Remaps {

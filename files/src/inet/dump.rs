@@ -53,6 +53,8 @@ pub struct Repaired {
     pub sock: OwnedFd,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// Its SO_REUSEADDR before repair mode, set again when it leaves it.
+    pub reuseaddr: bool,
 }
 
 /// The inet sockets of one dump.
@@ -106,7 +108,7 @@ impl InetSockets {
         self.repaired
             .drain(..)
             .map(|r| {
-                if let Err(e) = repair::repair_off(r.sock.as_fd()) {
+                if let Err(e) = repair::leave(r.sock.as_fd(), r.reuseaddr) {
                     tracing::error!("{} -> {}: {e}", r.local, r.remote);
                 }
                 (r.local, r.remote)
@@ -167,6 +169,7 @@ pub fn socket_id(
     let diag = |proto| lock().inet.diag(family, proto, ino as u32);
     let (mut entry, stream) = describe(sock.as_fd(), family, &mut seen, flags, &tcp, &diag)?;
     entry.fown = fown;
+    let reuseaddr = entry.opts.reuseaddr == Some(true);
     let mut t = lock();
     let id = t.add(|id| FileEntry {
         r#type: FdTypes::Inetsk as i32,
@@ -181,6 +184,7 @@ pub fn socket_id(
             sock,
             local,
             remote,
+            reuseaddr,
         });
     }
     Ok(id)
@@ -349,7 +353,8 @@ fn describe(
     let stream = match stream {
         Ok(s) => s,
         Err(e) => {
-            let _ = repair::repair_off(sock);
+            let reuseaddr = entry.opts.reuseaddr == Some(true);
+            let _ = repair::leave(sock, reuseaddr);
             return Err(e);
         }
     };

@@ -69,6 +69,14 @@ pub fn repair_off(sock: BorrowedFd<'_>) -> Result<(), RepairError> {
     tcp_set(sock, "TCP_REPAIR off", TCP_REPAIR, 0)
 }
 
+/// Takes a connection out of repair mode for good. The kernel then clears SO_REUSEADDR
+/// (repair mode forced it on): `reuseaddr`, the socket's own, is set again.
+pub fn leave(sock: BorrowedFd<'_>, reuseaddr: bool) -> Result<(), RepairError> {
+    repair_off(sock)?;
+    set_int(sock, libc::SOL_SOCKET, libc::SO_REUSEADDR, i32::from(reuseaddr))
+        .map_err(err("SO_REUSEADDR after TCP repair"))
+}
+
 /// A connection as read from a socket in repair mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stream {

@@ -36,14 +36,7 @@ impl TcpRepair {
     /// again). Called once every task holds its sockets, while the network is still locked.
     pub fn leave(&self) -> Result<(), String> {
         for (sock, reuseaddr) in &self.0 {
-            repair::repair_off(sock.as_fd()).map_err(|e| e.to_string())?;
-            set_int(
-                sock.as_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_REUSEADDR,
-                i32::from(*reuseaddr),
-            )
-            .map_err(|e| format!("SO_REUSEADDR after TCP repair: {e}"))?;
+            repair::leave(sock.as_fd(), *reuseaddr).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
