@@ -70,6 +70,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
     rc
 }
 
+/// The directory criu was started in, before it entered the work dir (a command that starts
+/// criu again with the same arguments starts it there).
+pub static START_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Resolves the directories, enters the work dir and opens the log, so that the log file
 /// exists even when the command fails right away.
 pub fn setup(inv: &Invocation) -> Result<Dirs, String> {
@@ -79,6 +83,9 @@ pub fn setup(inv: &Invocation) -> Result<Dirs, String> {
         .work_dir
         .as_deref()
         .map_or_else(|| images.clone(), |w| absolute(Path::new(w)));
+    if let Ok(cwd) = std::env::current_dir() {
+        let _ = START_DIR.set(cwd);
+    }
     if let Err(e) = std::env::set_current_dir(&work) {
         crate::log::init(o.log_level, None);
         return Err(format!("Can't change directory to {}: {e}", work.display()));

@@ -75,6 +75,34 @@ pub fn covered(dir: &Path, pid: u64) -> Result<Option<Ranges>, RestoreMemError> 
     Ok(Some(Ranges::new(ranges)))
 }
 
+/// Links `dir/parent` to `parent` (relative to `dir`, as `--prev-images-dir` gives it), as
+/// CRIU does; a parent that does not exist is an error. Returns the link.
+pub fn link_parent(dir: &Path, parent: &Path) -> Result<std::path::PathBuf, String> {
+    if !dir.join(parent).is_dir() {
+        return Err(format!(
+            "Invalid parent image directory provided: {} (from {}) does not exist",
+            parent.display(),
+            dir.display()
+        ));
+    }
+    let link = dir.join(PARENT_LINK);
+    if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(&link)
+            .map_err(|e| format!("cannot replace {}: {e}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(parent, &link).map_err(|e| {
+        format!(
+            "cannot link {} to {}: {e}",
+            link.display(),
+            parent.display()
+        )
+    })?;
+    if parent.is_absolute() {
+        tracing::warn!("Absolute paths for parent links may not work on restore!");
+    }
+    Ok(link)
+}
+
 fn broken(dir: &Path, what: String) -> RestoreMemError {
     RestoreMemError::Chain {
         dir: dir.display().to_string(),

@@ -35,6 +35,19 @@ pub enum PagesDumpError {
     },
     #[error("pid {pid}: {source}")]
     Image { pid: i32, source: criu_proto::Error },
+    #[error("pid {pid}: {source}")]
+    Server {
+        pid: i32,
+        source: crate::page_server::PageServerError,
+    },
+}
+
+/// Where a dump's pages go: files in the images dir, or a page server (one connection that
+/// the tasks of a dump take in turn).
+#[derive(Clone, Copy)]
+pub enum PagesTo<'a> {
+    Dir(&'a Path),
+    Server(&'a Mutex<crate::page_server::Client>),
 }
 
 const PME_PRESENT: u64 = 1 << 63;
@@ -444,13 +457,20 @@ pub fn plan_pages(
 /// again (pre-dump), so pages it unmapped meanwhile read as zeros (its tracker saw the
 /// change, and no later dump takes them from this one).
 pub fn write_pages(
-    dir: &Path,
+    to: PagesTo<'_>,
     (pid, name): (i32, i32),
     pages_id: u32,
     plan: &PagesPlan,
     threads: usize,
     running: bool,
 ) -> Result<PageCounts, PagesDumpError> {
+    let dir = match to {
+        PagesTo::Dir(dir) => dir,
+        PagesTo::Server(client) => {
+            let mut client = client.lock().unwrap_or_else(|e| e.into_inner());
+            return send_pages(&mut client, (pid, name), plan, running);
+        }
+    };
     let runs = &plan.scanned.runs;
     let t1 = std::time::Instant::now();
     let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
@@ -479,6 +499,164 @@ pub fn write_pages(
         scan_us: plan.scan_us,
         write_us: t1.elapsed().as_micros() as u64,
         hash,
+    })
+}
+
+/// Sends the planned pages to a page server, as CRIU's dump does: the pagemap's entries in
+/// address order, each present one followed by its pages. A page server whose dir has no
+/// parent for this task gets the pages the parent would have given.
+fn send_pages(
+    client: &mut crate::page_server::Client,
+    (pid, name): (i32, i32),
+    plan: &PagesPlan,
+    running: bool,
+) -> Result<PageCounts, PagesDumpError> {
+    use crate::page_server::Target;
+    let t1 = std::time::Instant::now();
+    let server = |source| PagesDumpError::Server { pid, source };
+    let target = Target::Task(name as u64);
+    let has_parent = client.open(target).map_err(server)?;
+    let parent_pages: u64 = plan.scanned.parent_runs.iter().map(|r| r.1).sum();
+    if parent_pages > 0 && !has_parent {
+        tracing::warn!(
+            "pid {pid}: page server {} has no parent for {}: its {parent_pages} unchanged page(s) are sent too",
+            client.address(),
+            target.file_name()
+        );
+    }
+    // (vaddr, pages, flags): what the page server writes into the pagemap.
+    let mut entries: Vec<(u64, u64, u32)> = plan
+        .scanned
+        .runs
+        .iter()
+        .map(|r| (r.vaddr, r.pages, PE_PRESENT))
+        .chain(
+            plan.scanned
+                .parent_runs
+                .iter()
+                .map(|&(v, n)| (v, n, if has_parent { PE_PARENT } else { PE_PRESENT })),
+        )
+        .collect();
+    entries.sort_unstable_by_key(|e| e.0);
+    let written: u64 = entries
+        .iter()
+        .filter(|e| e.2 == PE_PRESENT)
+        .map(|e| e.1)
+        .sum();
+    tracing::info!(target: "progress", total = written * PAGE_SIZE);
+    let mem_path = format!("/proc/{pid}/mem");
+    let mem = match File::open(&mem_path) {
+        Ok(f) => Some(f),
+        Err(e) if running => {
+            tracing::debug!("pid {pid}: {mem_path}: {e}: gone since the freeze");
+            None
+        }
+        Err(source) => {
+            return Err(PagesDumpError::Read {
+                pid,
+                path: mem_path,
+                addr: 0,
+                source,
+            })
+        }
+    };
+    let present: Vec<Run> = entries
+        .iter()
+        .filter(|e| e.2 == PE_PRESENT)
+        .map(|&(vaddr, pages, _)| Run {
+            vaddr,
+            pages,
+            offset: 0,
+        })
+        .collect();
+    let work = pieces(&present);
+    // One thread reads the task's memory while this one sends what it read.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, PagesDumpError>>(2);
+    let (ret_tx, ret_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| -> Result<(), PagesDumpError> {
+        let (work, mem, mem_path) = (&work, &mem, &mem_path);
+        let reader = s.spawn(move || {
+            for p in work {
+                let mut b = ret_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(PIECE as usize));
+                b.resize(p.len as usize, 0);
+                let read = match mem {
+                    Some(mem) => mem.read_exact_at(&mut b, p.vaddr),
+                    None => Err(std::io::ErrorKind::NotFound.into()),
+                };
+                let item = match read {
+                    Ok(()) => Ok(b),
+                    Err(e) if running => {
+                        tracing::debug!("pid {pid}: {:#x}: {e}: gone since the freeze", p.vaddr);
+                        b.fill(0);
+                        Ok(b)
+                    }
+                    Err(source) => Err(PagesDumpError::Read {
+                        pid,
+                        path: mem_path.clone(),
+                        addr: p.vaddr,
+                        source,
+                    }),
+                };
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut pieces_rx = rx.iter();
+        let mut result = Ok(());
+        for &(vaddr, pages, flags) in &entries {
+            if let Err(e) = client.add(target, vaddr, pages, flags) {
+                result = Err(server(e));
+                break;
+            }
+            if flags != PE_PRESENT {
+                continue;
+            }
+            let mut left = pages * PAGE_SIZE;
+            while left > 0 {
+                let b = match pieces_rx.next() {
+                    Some(Ok(b)) => b,
+                    Some(Err(e)) => {
+                        result = Err(e);
+                        break;
+                    }
+                    None => {
+                        result = Err(PagesDumpError::Read {
+                            pid,
+                            path: mem_path.clone(),
+                            addr: vaddr,
+                            source: std::io::ErrorKind::UnexpectedEof.into(),
+                        });
+                        break;
+                    }
+                };
+                if let Err(e) = client.pages(&b) {
+                    result = Err(server(e));
+                    break;
+                }
+                tracing::info!(target: "progress", done = b.len() as u64);
+                left -= b.len() as u64;
+                let _ = ret_tx.send(b);
+            }
+            if result.is_err() {
+                break;
+            }
+        }
+        // The reader stops at its next send once nobody receives.
+        drop(rx);
+        let _ = reader.join();
+        result
+    })?;
+    Ok(PageCounts {
+        scanned: plan.scanned.scanned,
+        written,
+        skipped_parent: if has_parent { parent_pages } else { 0 },
+        scan_us: plan.scan_us,
+        write_us: t1.elapsed().as_micros() as u64,
+        hash: None,
     })
 }
 

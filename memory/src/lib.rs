@@ -8,6 +8,7 @@ pub mod dump_shmem;
 pub mod dump_vmas;
 pub mod fill;
 pub mod inherited;
+pub mod page_server;
 pub mod rebuild;
 pub mod restore;
 pub mod track;

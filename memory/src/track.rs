@@ -95,6 +95,8 @@ pub struct Record {
     /// The userfaultfd's number in the task.
     pub fd: i32,
     pub ranges: Ranges,
+    /// What the dump's pagemap covers, when its pages went to a page server.
+    pub covered: Option<Ranges>,
 }
 
 /// The trackers of a dump directory, by pid (none if the directory has no record).
@@ -106,10 +108,13 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, TrackError> {
     let mut out = Vec::new();
     while let Some(e) = img.read::<MemTrackEntry>()? {
         let pairs = e.ranges.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+        let covered = (!e.covered.is_empty())
+            .then(|| Ranges::new(e.covered.chunks_exact(2).map(|p| (p[0], p[1])).collect()));
         out.push(Record {
             pid: e.pid as i32,
             fd: e.fd,
             ranges: Ranges::new(pairs),
+            covered,
         });
     }
     Ok(out)
@@ -122,6 +127,11 @@ pub fn write_records(dir: &Path, records: &[Record]) -> Result<(), TrackError> {
             pid: r.pid as u32,
             fd: r.fd,
             ranges: r.ranges.0.iter().flat_map(|&(s, e)| [s, e]).collect(),
+            covered: r
+                .covered
+                .iter()
+                .flat_map(|c| c.0.iter().flat_map(|&(s, e)| [s, e]))
+                .collect(),
         })?;
     }
     w.finish()?;
@@ -362,6 +372,7 @@ impl Tracker {
             pid: name,
             fd: self.fd,
             ranges: Ranges::new(now),
+            covered: None,
         };
         Ok((delta, record))
     }

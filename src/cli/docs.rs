@@ -259,12 +259,12 @@ pub fn doc(id: Opt) -> OptDoc {
             Server,
             Some("PORT"),
             &["dump", "pre-dump", "page-server", "lazy-pages"],
-            "page server port",
+            "page server port (page-server: without it, a free one, logged)",
         ),
         Opt::PrevImagesDir => d(
             Memory,
             Some("DIR"),
-            DUMP,
+            &["dump", "pre-dump", "page-server"],
             "the images of the previous round, relative to the images dir",
         ),
         Opt::Ms => d(
@@ -457,7 +457,7 @@ pub fn doc(id: Opt) -> OptDoc {
         Opt::PsSocket => d(
             Server,
             Some("FD"),
-            &["dump", "pre-dump", "lazy-pages"],
+            &["dump", "pre-dump", "page-server", "lazy-pages"],
             "use this connected socket for the page server",
         ),
         Opt::Stream => d(

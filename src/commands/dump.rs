@@ -93,6 +93,7 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
         FinalState::Running => Release::Run,
         FinalState::Stopped => Release::Stop,
     };
+    let page_server = page_server_target(o)?;
     let network = NetworkOptions {
         method: lock_method(o),
         run_id: criu_actors::network::new_run_id(),
@@ -154,6 +155,7 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
             parent: o.prev_images_dir.as_ref().map(std::path::PathBuf::from),
             track_mem: o.track_mem,
         },
+        page_server,
     };
     match dump::run(req) {
         Ok(report) => {
@@ -190,6 +192,24 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `--page-server` with `--address` and `--port`, or with `--ps-socket FD`.
+fn page_server_target(o: &Options) -> Result<Option<dump::PageServerTarget>, String> {
+    if !o.page_server {
+        return Ok(None);
+    }
+    if let Some(fd) = o.ps_socket {
+        return Ok(Some(dump::PageServerTarget::Socket(fd)));
+    }
+    let address = o
+        .address
+        .clone()
+        .ok_or("--page-server needs --address (the page server's host)")?;
+    let port = o
+        .port
+        .ok_or("--page-server needs --port (the page server's port)")?;
+    Ok(Some(dump::PageServerTarget::Tcp { address, port }))
 }
 
 /// `--external net[INODE]:KEY`: network namespaces left outside the dump, by inode.

@@ -82,7 +82,7 @@ impl Kind {
 
     /// Commands this criu does not implement; `show` answers on its own (it is deprecated).
     pub fn implemented(self) -> bool {
-        !matches!(self, Kind::LazyPages | Kind::PageServer | Kind::Dedup)
+        !matches!(self, Kind::LazyPages | Kind::Dedup)
     }
 }
 
@@ -97,7 +97,7 @@ pub enum Scope {
     Nowhere,
 }
 
-use Kind::{Check, CpuinfoCheck, Dump, Exec, PreDump, Restore, Service};
+use Kind::{Check, CpuinfoCheck, Dump, Exec, PageServer, PreDump, Restore, Service};
 
 /// The commands that honour `opt`. Options CRIU's restore reads only at dump time (and so
 /// ignores on restore, as zdtm passes a test's options to both) are listed for restore too;
@@ -122,13 +122,19 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::LeaveStopped => Only(&[Dump, PreDump]),
         // Restore always leaves the tree running.
         Opt::LeaveRunning => Only(&[Dump, PreDump, Restore]),
-        // `criu service -d` runs in the background.
-        Opt::RestoreDetached | Opt::Daemon => Only(&[Restore, Service]),
+        // `criu service -d` and `criu page-server -d` run in the background.
+        Opt::RestoreDetached | Opt::Daemon => Only(&[Restore, Service, PageServer]),
         Opt::RestoreSibling => Only(&[Restore]),
         // CRIU's dump ignores --pidfile (zdtm sends it); restore writes it.
-        Opt::Pidfile => Only(&[Dump, PreDump, Restore, Service]),
-        // The service's socket and readiness.
-        Opt::Address | Opt::StatusFd => Only(&[Service]),
+        Opt::Pidfile => Only(&[Dump, PreDump, Restore, Service, PageServer]),
+        // The service's socket and readiness; the page server's address (where it listens,
+        // where a dump sends its pages).
+        Opt::Address => Only(&[Service, Dump, PreDump, PageServer]),
+        Opt::StatusFd => Only(&[Service, PageServer]),
+        // Pages sent to a page server (memory/src/page_server.rs), over TCP or a socket
+        // connected already.
+        Opt::PageServer => Only(&[Dump, PreDump]),
+        Opt::Port | Opt::PsSocket => Only(&[Dump, PreDump, PageServer]),
         Opt::Timeout => Only(&[Dump, PreDump, Restore]),
         Opt::ActionScript => Only(&[Dump, PreDump, Restore]),
         Opt::ShellJob | Opt::FileLocks | Opt::ExtUnixSk => Only(&[Dump, PreDump, Restore]),
@@ -156,7 +162,9 @@ pub fn scope(opt: Opt) -> Scope {
         // pages (zdtm sends it to every dump).
         Opt::PreDumpMode => Only(&[Dump, PreDump, Restore]),
         // The parent dump and the trackers left for the next one (see memory/src/track.rs).
-        Opt::PrevImagesDir | Opt::TrackMem => Only(&[Dump, PreDump]),
+        Opt::TrackMem => Only(&[Dump, PreDump]),
+        // A page server links its dir to the parent as a dump does.
+        Opt::PrevImagesDir => Only(&[Dump, PreDump, PageServer]),
         // TCP connections: dumped through repair mode, made again at restore.
         Opt::TcpClose | Opt::TcpEstablished => Only(&[Dump, PreDump, Restore]),
         // Restore accepts it, as CRIU does; the dump acts on it.
@@ -194,9 +202,6 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::LsmProfile
         | Opt::LsmMountContext
         // Iterative and remote memory.
-        | Opt::PageServer
-        | Opt::Port
-        | Opt::PsSocket
         | Opt::LazyPages
         | Opt::AutoDedup
         | Opt::Stream
@@ -458,9 +463,17 @@ mod tests {
         );
     }
 
+    fn refused(args: &[&str]) -> Vec<String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let Ok(crate::cli::Parsed::Run(inv)) = crate::cli::parse(&args) else {
+            panic!()
+        };
+        refusals(&inv.command, &inv.options)
+    }
+
     #[test]
-    fn page_server_dump_is_refused_naming_each_option() {
-        let args: Vec<String> = [
+    fn page_server_options_are_honoured_where_criu_reads_them() {
+        let dump = [
             "dump",
             "--no-default-config",
             "-t",
@@ -470,19 +483,29 @@ mod tests {
             "127.0.0.1",
             "--port",
             "1",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        let Ok(crate::cli::Parsed::Run(inv)) = crate::cli::parse(&args) else {
-            panic!()
-        };
+        ];
+        assert_eq!(refused(&dump), Vec::<String>::new());
+        let server = [
+            "page-server",
+            "--no-default-config",
+            "--address",
+            "::1",
+            "--port",
+            "1",
+            "-d",
+            "--pidfile",
+            "p",
+            "--status-fd",
+            "5",
+            "--prev-images-dir",
+            "../1",
+        ];
+        assert_eq!(refused(&server), Vec::<String>::new());
         assert_eq!(
-            refusals(&inv.command, &inv.options),
+            refused(&["page-server", "--page-server", "--track-mem"]),
             vec![
-                "dump: option --page-server is not supported yet",
-                "dump: option --address is not supported yet",
-                "dump: option --port is not supported yet",
+                "page-server: option --page-server is not supported yet",
+                "page-server: option --track-mem is not supported yet",
             ]
         );
     }

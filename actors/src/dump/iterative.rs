@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use criu_memory::chain::PARENT_LINK;
 use criu_memory::dump_pages::Incremental;
 use criu_memory::dump_vmas::DumpVma;
 use criu_memory::track::{self, Record, TrackError, Tracker};
@@ -46,28 +45,7 @@ impl Chain {
         let Some(parent) = chain.asked.parent.clone() else {
             return Ok(chain);
         };
-        if !dir.join(&parent).is_dir() {
-            return Err(format!(
-                "Invalid parent image directory provided: {} (from {}) does not exist",
-                parent.display(),
-                dir.display()
-            ));
-        }
-        let link = dir.join(PARENT_LINK);
-        if link.symlink_metadata().is_ok() {
-            std::fs::remove_file(&link)
-                .map_err(|e| format!("cannot replace {}: {e}", link.display()))?;
-        }
-        std::os::unix::fs::symlink(&parent, &link).map_err(|e| {
-            format!(
-                "cannot link {} to {}: {e}",
-                link.display(),
-                parent.display()
-            )
-        })?;
-        if parent.is_absolute() {
-            tracing::warn!("Absolute paths for parent links may not work on restore!");
-        }
+        let link = criu_memory::chain::link_parent(dir, &parent)?;
         chain.prev = track::read_records(&link)
             .map_err(|e| format!("{}: {e}", link.display()))?
             .into_iter()
@@ -87,6 +65,26 @@ impl Chain {
     /// them only with --track-mem too).
     fn keeps(&self) -> bool {
         self.asked.pre_dump || self.asked.track_mem
+    }
+
+    /// Keeps what task `name`'s pagemap covers in its record, for a next dump that cannot
+    /// read that pagemap (its pages went to a page server).
+    pub fn set_covered(&self, name: i32, scanned: &criu_memory::dump_pages::Scanned) {
+        let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = left.iter_mut().find(|r| r.pid == name) {
+            let ranges = scanned
+                .runs
+                .iter()
+                .map(|r| (r.vaddr, r.vaddr + r.pages * criu_memory::vma::PAGE_SIZE))
+                .chain(
+                    scanned
+                        .parent_runs
+                        .iter()
+                        .map(|&(v, n)| (v, v + n * criu_memory::vma::PAGE_SIZE)),
+                )
+                .collect();
+            r.covered = Some(track::Ranges::new(ranges));
+        }
     }
 
     pub fn write_records(&self, dir: &Path) -> Result<(), TrackError> {
@@ -153,9 +151,12 @@ pub fn start(
         r.close(fd as u64).map_err(terr)?;
     }
     inj.finish().map_err(terr)?;
+    // The parent's pagemap, or, when its pages went to a page server, what its record says
+    // the pagemap covers.
     let parent = match (&chain.parent_dir, continued && chain.keeps()) {
         (Some(dir), true) => criu_memory::chain::covered(dir, name as u64)
-            .map_err(|e| TrackError::Parent(e.to_string()))?,
+            .map_err(|e| TrackError::Parent(e.to_string()))?
+            .or_else(|| prev.and_then(|p| p.covered.clone())),
         _ => None,
     };
     Ok(Some(Tracking {

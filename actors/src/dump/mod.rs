@@ -52,6 +52,33 @@ pub struct DumpRequest {
     pub freeze_cgroup: Option<PathBuf>,
     /// `pre-dump`, `--prev-images-dir`, `--track-mem`.
     pub iterative: iterative::Iterative,
+    /// `--page-server`: where the pages go instead of the images dir.
+    pub page_server: Option<PageServerTarget>,
+}
+
+/// The page server a dump sends its pages to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageServerTarget {
+    /// `--address ADDR --port PORT`.
+    Tcp { address: String, port: u16 },
+    /// `--ps-socket FD`: a socket connected already.
+    Socket(i32),
+}
+
+impl PageServerTarget {
+    /// Connects, before any task is touched.
+    pub fn connect(&self) -> Result<criu_memory::page_server::Client, DumpError> {
+        use criu_memory::page_server::Client;
+        match self {
+            PageServerTarget::Tcp { address, port } => Ok(Client::connect(address, *port)?),
+            PageServerTarget::Socket(fd) => {
+                let owned = criu_sys::fd::own_inherited(*fd)
+                    .map_err(|e| DumpError::Start(format!("--ps-socket {fd}: {e}")))?;
+                let stream = std::net::TcpStream::from(owned);
+                Ok(Client::over(stream, format!("on --ps-socket {fd}"), true)?)
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -104,6 +131,8 @@ pub enum DumpError {
     Track(#[from] criu_memory::track::TrackError),
     #[error("dump: {0}")]
     Pages(#[from] criu_memory::dump_pages::PagesDumpError),
+    #[error("dump: {0}")]
+    PageServer(#[from] criu_memory::page_server::PageServerError),
 }
 
 /// Dumps the tree rooted at `req.pid`. Needs no actix system of its own: it runs one.
@@ -140,8 +169,13 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
     // The parent dump is checked before any task is touched, as CRIU does.
     let chain =
         iterative::Chain::prepare(&req.dir, req.iterative.clone()).map_err(DumpError::Chain)?;
+    // So is the page server: one that cannot be reached fails the dump here.
+    let page_server = match &req.page_server {
+        Some(t) => Some(t.connect()?),
+        None => None,
+    };
     let system = actix::System::new();
-    let result = system.block_on(supervise(req, ns, chain));
+    let result = system.block_on(supervise(req, ns, chain, page_server));
     if result.is_err() {
         let _ = std::fs::remove_file(&inventory);
     }
@@ -193,6 +227,7 @@ async fn supervise(
     req: DumpRequest,
     mut ns: criu_ns::TreeNamespaces,
     chain: iterative::Chain,
+    page_server: Option<criu_memory::page_server::Client>,
 ) -> Result<DumpReport, DumpError> {
     let mut pool = TracerPool::for_this_machine();
     let mut tree = Tree {
@@ -211,6 +246,7 @@ async fn supervise(
     let result = dump_phases(
         &req,
         chain,
+        page_server,
         &mut ns,
         &mut pool,
         &mut tree,
@@ -270,7 +306,8 @@ async fn supervise(
     if let Ok(report) = &mut result {
         report.stats.frozen_time = frozen_time;
         if req.iterative.pre_dump {
-            copy_deferred(&req.dir, report)?;
+            let shared = tree.shared.as_ref().ok_or(DumpError::ActorGone(req.pid))?;
+            copy_deferred(&req.dir, shared, report)?;
         }
         images::write_stats(&req.work_dir, &report.stats)?;
     }
@@ -299,9 +336,11 @@ fn run_post_dump(hook: Option<PostDumpHook>, report: DumpReport) -> Result<DumpR
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn dump_phases(
     req: &DumpRequest,
     chain: iterative::Chain,
+    page_server: Option<criu_memory::page_server::Client>,
     ns: &mut criu_ns::TreeNamespaces,
     pool: &mut TracerPool,
     tree: &mut Tree,
@@ -402,6 +441,7 @@ async fn dump_phases(
         copy_threads: (threads / order.len().max(1)).max(1),
         seccomp: Default::default(),
         chain,
+        page_server: page_server.map(Mutex::new),
     });
     tree.shared = Some(shared.clone());
     let mut asked = Vec::with_capacity(order.len());
@@ -507,6 +547,9 @@ async fn dump_phases(
             })?;
     }
 
+    // Every page is sent: the page server has written its images once it answers.
+    shared.close_page_server()?;
+
     crate::fault::boundary(Point::DumpShared).map_err(DumpError::Interrupted)?;
     // 4. Global images, the inventory last.
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
@@ -559,7 +602,11 @@ fn add_page_counts(stats: &mut DumpStatsEntry, done: &[TaskDone]) {
 /// A pre-dump, once the tree runs again: every task's planned pages copied (a page changed
 /// meanwhile is one its tracker saw written: the next dump takes it again), then the
 /// manifest.
-fn copy_deferred(dir: &std::path::Path, report: &mut DumpReport) -> Result<(), DumpError> {
+fn copy_deferred(
+    dir: &std::path::Path,
+    shared: &DumpShared,
+    report: &mut DumpReport,
+) -> Result<(), DumpError> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     tracing::info!(target: "progress", phase = "writing");
     let mut hashed = BTreeMap::new();
@@ -568,7 +615,7 @@ fn copy_deferred(dir: &std::path::Path, report: &mut DumpReport) -> Result<(), D
             continue;
         };
         d.pages = criu_memory::dump_pages::write_pages(
-            dir,
+            shared.pages_to(),
             (d.host_pid, d.pid),
             deferred.pages_id,
             &deferred.plan,
@@ -581,6 +628,7 @@ fn copy_deferred(dir: &std::path::Path, report: &mut DumpReport) -> Result<(), D
         }
     }
     add_page_counts(&mut report.stats, &report.tasks);
+    shared.close_page_server()?;
     criu_proto::manifest::write(dir, &hashed)?;
     Ok(())
 }

@@ -62,6 +62,26 @@ pub struct DumpShared {
     pub seccomp: criu_process::seccomp::SeccompImage,
     /// The parent dump and the memory trackers (pre-dump, --track-mem).
     pub chain: super::iterative::Chain,
+    /// `--page-server`: the connection the tasks send their pages over, one at a time.
+    pub page_server: Option<Mutex<criu_memory::page_server::Client>>,
+}
+
+impl DumpShared {
+    /// Where the tasks' pages go.
+    pub fn pages_to(&self) -> dump_pages::PagesTo<'_> {
+        match &self.page_server {
+            Some(c) => dump_pages::PagesTo::Server(c),
+            None => dump_pages::PagesTo::Dir(&self.dir),
+        }
+    }
+
+    /// Ends the page server's session (it answers once its images are written).
+    pub fn close_page_server(&self) -> Result<(), criu_memory::page_server::PageServerError> {
+        match &self.page_server {
+            Some(c) => c.lock().unwrap_or_else(|e| e.into_inner()).close(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The result of dumping one task, for the supervisor's global images. Ids are the ones the
@@ -618,8 +638,11 @@ fn collect(
 
     let inc = tracking.as_ref().and_then(|t| t.inc.as_ref());
     let plan = dump_pages::plan_pages(pid, &vmas, shared.zero_pfn, inc)?;
+    if shared.page_server.is_some() {
+        shared.chain.set_covered(name, &plan.scanned);
+    }
     let pages = dump_pages::write_pages(
-        dir,
+        shared.pages_to(),
         (pid, name),
         msg.pages_id,
         &plan,
@@ -721,6 +744,9 @@ fn pre_collect(
     let tracking = super::iterative::start(&shared.chain, (pid, ids.pid), process, &vmas)?;
     let inc = tracking.as_ref().and_then(|t| t.inc.as_ref());
     let plan = dump_pages::plan_pages(pid, &vmas, shared.zero_pfn, inc)?;
+    if shared.page_server.is_some() {
+        shared.chain.set_covered(ids.pid, &plan.scanned);
+    }
     let deferred = Deferred {
         pages_id: msg.pages_id,
         plan,
