@@ -96,11 +96,13 @@ fn strip_deleted(target: PathBuf) -> (PathBuf, bool) {
 }
 
 /// What a task's fd table becomes: `fdinfo` entries referring to ids in the table.
-/// Every fd of `pid` but those in `skip` (criu's memory trackers, see criu_memory::track).
+/// Every fd of `pid` but those `skip` names (criu's memory trackers, see
+/// criu_memory::track; asked as each fd is found, since a task sharing the table may make
+/// one meanwhile).
 pub fn dump_fds(
     pid: i32,
     table: &std::sync::Mutex<FileTable>,
-    skip: &[i32],
+    skip: impl Fn(i32) -> bool,
 ) -> Result<Vec<FdinfoEntry>, FilesError> {
     let fds = criu_procfs::read_fds(pid).map_err(|source| FilesError::Proc {
         pid,
@@ -108,7 +110,7 @@ pub fn dump_fds(
         source,
     })?;
     let mut out = Vec::with_capacity(fds.len());
-    for (fd, target) in fds.into_iter().filter(|(fd, _)| !skip.contains(fd)) {
+    for (fd, target) in fds.into_iter().filter(|(fd, _)| !skip(*fd)) {
         let entry = match target {
             FdTarget::Path {
                 path,

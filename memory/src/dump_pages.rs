@@ -117,14 +117,6 @@ pub struct Incremental {
     pub parent: crate::track::Ranges,
 }
 
-impl Incremental {
-    /// `None`: look at the page; `Some(in_parent)`: the tracker vouches for it.
-    fn unchanged(&self, vaddr: u64) -> Option<bool> {
-        (self.delta.tracked.contains(vaddr) && !self.delta.written.contains(vaddr))
-            .then(|| self.parent.contains(vaddr))
-    }
-}
-
 /// What one pass over the task's pagemap finds.
 #[derive(Debug, Clone, Default)]
 pub struct Scanned {
@@ -153,9 +145,14 @@ pub fn scan(
         source,
     })?;
     let mut out = Scanned::default();
-    let mut offset = 0u64;
-    let mut buf = Vec::new();
-    const CHUNK: u64 = 1 << 16; // pages per pagemap read
+    let mut walker = PagemapWalker {
+        pm: &pm,
+        path: &path,
+        pid,
+        zero_pfn,
+        buf: Vec::new(),
+        offset: 0,
+    };
     for vma in vmas
         .iter()
         .filter(|v| v.entry.status & VMA_AREA_REGULAR != 0)
@@ -164,70 +161,127 @@ pub fn scan(
         // MAP_DROPPABLE memory may be dropped by the kernel at any time: its pages are not
         // kept, as CRIU does.
         let kept = vma.is_private() && e.flags & MAP_DROPPABLE == 0;
-        let npages = (e.end - e.start) / PAGE_SIZE;
         if kept {
-            out.scanned += npages;
+            out.scanned += (e.end - e.start) / PAGE_SIZE;
         }
         // An AIO ring's pages are written by the kernel, not faulted in by the task: pagemap
         // may show none of them.
         let whole = e.status & (VMA_AREA_VDSO | VMA_AREA_AIORING) != 0;
-        let mut first = 0;
-        while first < npages {
-            let n = CHUNK.min(npages - first);
-            buf.resize(n as usize * 8, 0);
-            let at = (e.start / PAGE_SIZE + first) * 8;
-            pm.read_exact_at(&mut buf, at)
-                .map_err(|source| PagesDumpError::Read {
-                    pid,
-                    path: path.clone(),
-                    addr: e.start + first * PAGE_SIZE,
-                    source,
-                })?;
-            for (i, w) in buf.chunks_exact(8).enumerate() {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(w);
-                let pme = u64::from_le_bytes(word);
-                let vaddr = e.start + (first + i as u64) * PAGE_SIZE;
-                if pme & PME_GUARD_REGION != 0 {
-                    match out.guards.last_mut() {
-                        Some((_, end)) if *end == vaddr => *end += PAGE_SIZE,
-                        _ => out.guards.push((vaddr, vaddr + PAGE_SIZE)),
-                    }
-                }
-                if !kept {
-                    continue;
-                }
-                match inc.and_then(|i| i.unchanged(vaddr)) {
-                    Some(true) => {
-                        match out.parent_runs.last_mut() {
-                            Some((v, n)) if *v + *n * PAGE_SIZE == vaddr => *n += 1,
-                            _ => out.parent_runs.push((vaddr, 1)),
-                        }
-                        continue;
-                    }
-                    // Not written since the parent, which did not have it: still empty.
-                    Some(false) => continue,
-                    None => {}
-                }
-                if !(whole || wants_page(pme, vma, zero_pfn)) {
-                    continue;
-                }
-                match out.runs.last_mut() {
-                    Some(Run {
-                        vaddr: v, pages, ..
-                    }) if *v + *pages * PAGE_SIZE == vaddr && vaddr != e.start => *pages += 1,
-                    _ => out.runs.push(Run {
-                        vaddr,
-                        pages: 1,
-                        offset,
-                    }),
-                }
-                offset += PAGE_SIZE;
+        // Parts the tracker saw unwritten since the parent: the parent's, where it has them,
+        // else still empty; their pagemap is not read at all.
+        let unchanged = match inc {
+            Some(i) if kept => i.delta.tracked.minus(&i.delta.written, e.start, e.end),
+            _ => Vec::new(),
+        };
+        let mut at = e.start;
+        for (s, t) in unchanged
+            .iter()
+            .copied()
+            .chain(std::iter::once((e.end, e.end)))
+        {
+            if at < s {
+                let walk = Walk {
+                    vma,
+                    start: at,
+                    end: s,
+                    kept,
+                    whole,
+                };
+                walk_pagemap(&mut walker, walk, &mut out)?;
             }
-            first += n;
+            if let Some(i) = inc.filter(|_| s < t) {
+                for (ps, pe) in i.parent.clip(s, t) {
+                    let pages = (pe - ps) / PAGE_SIZE;
+                    match out.parent_runs.last_mut() {
+                        Some((v, n)) if *v + *n * PAGE_SIZE == ps => *n += pages,
+                        _ => out.parent_runs.push((ps, pages)),
+                    }
+                }
+            }
+            at = t;
         }
     }
     Ok(out)
+}
+
+/// One stretch of a VMA whose pagemap is read.
+struct Walk<'a> {
+    vma: &'a DumpVma,
+    start: u64,
+    end: u64,
+    kept: bool,
+    whole: bool,
+}
+
+/// The task's pagemap file, and the scan's state as it goes.
+struct PagemapWalker<'a> {
+    pm: &'a File,
+    path: &'a str,
+    pid: i32,
+    zero_pfn: Option<u64>,
+    buf: Vec<u8>,
+    /// Where the next dumped page goes in the pages image.
+    offset: u64,
+}
+
+fn walk_pagemap(
+    walker: &mut PagemapWalker,
+    w: Walk,
+    out: &mut Scanned,
+) -> Result<(), PagesDumpError> {
+    let PagemapWalker {
+        pm,
+        path,
+        pid,
+        zero_pfn,
+        buf,
+        offset,
+    } = walker;
+    let (pid, zero_pfn) = (*pid, *zero_pfn);
+    const CHUNK: u64 = 1 << 16; // pages per pagemap read
+    let e = &w.vma.entry;
+    let npages = (w.end - w.start) / PAGE_SIZE;
+    let mut first = 0;
+    while first < npages {
+        let n = CHUNK.min(npages - first);
+        buf.resize(n as usize * 8, 0);
+        let at = (w.start / PAGE_SIZE + first) * 8;
+        pm.read_exact_at(buf, at)
+            .map_err(|source| PagesDumpError::Read {
+                pid,
+                path: path.to_string(),
+                addr: w.start + first * PAGE_SIZE,
+                source,
+            })?;
+        for (i, word) in buf.chunks_exact(8).enumerate() {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            let pme = u64::from_le_bytes(bytes);
+            let vaddr = w.start + (first + i as u64) * PAGE_SIZE;
+            if pme & PME_GUARD_REGION != 0 {
+                match out.guards.last_mut() {
+                    Some((_, end)) if *end == vaddr => *end += PAGE_SIZE,
+                    _ => out.guards.push((vaddr, vaddr + PAGE_SIZE)),
+                }
+            }
+            if !w.kept || !(w.whole || wants_page(pme, w.vma, zero_pfn)) {
+                continue;
+            }
+            match out.runs.last_mut() {
+                Some(Run {
+                    vaddr: v, pages, ..
+                }) if *v + *pages * PAGE_SIZE == vaddr && vaddr != e.start => *pages += 1,
+                _ => out.runs.push(Run {
+                    vaddr,
+                    pages: 1,
+                    offset: *offset,
+                }),
+            }
+            *offset += PAGE_SIZE;
+        }
+        first += n;
+    }
+    Ok(())
 }
 
 /// A piece of work for one copying thread: up to `PIECE` bytes of one run.

@@ -74,6 +74,24 @@ impl Ranges {
             .filter(|(s, e)| s < e)
     }
 
+    /// The parts of these ranges inside `[start, end)` that `other` does not cover.
+    pub fn minus(&self, other: &Ranges, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for (s, e) in self.clip(start, end) {
+            let mut at = s;
+            for (os, oe) in other.clip(s, e) {
+                if at < os {
+                    out.push((at, os));
+                }
+                at = oe;
+            }
+            if at < e {
+                out.push((at, e));
+            }
+        }
+        out
+    }
+
     pub fn as_slice(&self) -> &[(u64, u64)] {
         &self.0
     }
@@ -158,7 +176,7 @@ pub struct Tracker {
 }
 
 /// Whether `pid`'s `fd` is a userfaultfd with asynchronous write-protection: a tracker.
-fn is_tracker(pid: i32, fd: i32) -> bool {
+pub fn is_tracker(pid: i32, fd: i32) -> bool {
     let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
     if !link.is_ok_and(|l| l.as_os_str() == "anon_inode:[userfaultfd]") {
         return false;
@@ -170,18 +188,6 @@ fn is_tracker(pid: i32, fd: i32) -> bool {
         .and_then(|v| v.trim().split(':').nth(1))
         .and_then(|f| u64::from_str_radix(f, 16).ok())
         .is_some_and(|features| features & UFFD_FEATURE_WP_ASYNC != 0)
-}
-
-/// Every tracker among `pid`'s fds: its own, those of tasks sharing its fd table, and copies
-/// inherited by forking after an earlier round (they watch the parent's memory). criu's, not
-/// the program's: they are not dumped.
-pub fn trackers_in(pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&fd| is_tracker(pid, fd))
-        .collect()
 }
 
 /// The tracker the parent dump left in the task at `fd`, if it is still there (the task may
@@ -220,7 +226,7 @@ fn make(pid: i32, r: &mut Remote) -> Result<(Userfault, i32), TrackError> {
             source,
         })?
         .into_iter()
-        .find(|l| l.resource == libc::RLIMIT_NOFILE as u32)
+        .find(|l| l.resource == libc::RLIMIT_NOFILE)
         .map_or(1024, |l| l.soft.min(1 << 20));
     let high = r
         .try_call(
@@ -407,5 +413,15 @@ mod tests {
         assert!(!r.contains(0x2800) && !r.contains(0x5000) && !r.contains(0xfff));
         let clipped: Vec<_> = r.clip(0x2000, 0x4000).collect();
         assert_eq!(clipped, vec![(0x2000, 0x2800), (0x3000, 0x4000)]);
+        let holes = Ranges::new(vec![(0x1800, 0x2000), (0x3800, 0x3900)]);
+        assert_eq!(
+            r.minus(&holes, 0x1000, 0x4000),
+            vec![
+                (0x1000, 0x1800),
+                (0x2000, 0x2800),
+                (0x3000, 0x3800),
+                (0x3900, 0x4000)
+            ]
+        );
     }
 }

@@ -596,15 +596,14 @@ fn collect(
 
     // Before the fds: the tracker is one of them, and not the program's.
     let tracking = super::iterative::start(&shared.chain, (pid, name), process, &vmas)?;
-    let trackers = if shared.chain.active() {
-        criu_memory::track::trackers_in(pid)
-    } else {
-        Vec::new()
-    };
+    // In a chain of dumps every tracker in the fd table is criu's: its own, those of tasks
+    // sharing the table, copies inherited by forking after an earlier round.
+    let active = shared.chain.active();
+    let criu_s = |fd| active && criu_memory::track::is_tracker(pid, fd);
     let fdinfo = if msg.parent_dumps_fds {
         Vec::new()
     } else {
-        files::dump_fds(pid, &shared.files, &trackers)?
+        files::dump_fds(pid, &shared.files, criu_s)?
     };
     // A socket's ring names the socket by its file id, known once the fds are dumped.
     for v in vmas.iter_mut() {
