@@ -12,6 +12,7 @@ use criu_proto::images::{PagemapEntry, PagemapHead};
 use criu_proto::{ImageKind, ImageWriter};
 use nix::unistd::{lseek, Whence};
 
+use crate::dump_pages::PagesTo;
 use crate::vma::{PAGE_SIZE, PE_PRESENT};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +25,38 @@ pub enum ShmemDumpError {
         what: String,
         source: std::io::Error,
     },
+    #[error("shared memory {shmid}: {source}")]
+    Server {
+        shmid: u64,
+        source: crate::page_server::PageServerError,
+    },
 }
 
 /// Writes the pages of object `shmid` (of `size` bytes, readable through `file`) to
 /// `pages-<pages_id>.img` and its pagemap. Returns the number of pages written.
 pub fn dump_shmem(
     dir: &Path,
+    shmid: u64,
+    pages_id: u32,
+    file: &File,
+    size: u64,
+) -> Result<u64, ShmemDumpError> {
+    dump_shmem_to(PagesTo::Dir(dir), shmid, pages_id, file, size)
+}
+
+/// The pages image and pagemap of one object, written here or sent to a page server.
+enum Out<'a> {
+    Files {
+        pages: File,
+        pagemap: ImageWriter<std::io::BufWriter<File>>,
+    },
+    Server(std::sync::MutexGuard<'a, crate::page_server::Client>),
+}
+
+/// [`dump_shmem`] into the images dir or to a page server (as `pagemap-shmem-ID.img`,
+/// CRIU's shared memory type).
+pub fn dump_shmem_to(
+    to: PagesTo<'_>,
     shmid: u64,
     pages_id: u32,
     file: &File,
@@ -43,10 +70,23 @@ pub fn dump_shmem(
             source,
         }
     };
-    let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
-    let mut pages = criu_proto::create_image_file(&pages_path).map_err(io("create pages image"))?;
-    let mut pagemap = ImageWriter::create(dir, &ImageKind::SHMEM_PAGEMAP, Some(shmid))?;
-    pagemap.write(&PagemapHead { pages_id })?;
+    let server = |source| ShmemDumpError::Server { shmid, source };
+    let target = crate::page_server::Target::Shmem(shmid);
+    let mut out = match to {
+        PagesTo::Dir(dir) => {
+            let pages_path = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
+            let pages =
+                criu_proto::create_image_file(&pages_path).map_err(io("create pages image"))?;
+            let mut pagemap = ImageWriter::create(dir, &ImageKind::SHMEM_PAGEMAP, Some(shmid))?;
+            pagemap.write(&PagemapHead { pages_id })?;
+            Out::Files { pages, pagemap }
+        }
+        PagesTo::Server(client) => {
+            let mut client = client.lock().unwrap_or_else(|e| e.into_inner());
+            client.open(target).map_err(server)?;
+            Out::Server(client)
+        }
+    };
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
     let mut at = 0u64;
@@ -62,6 +102,10 @@ pub fn dump_shmem(
             start / PAGE_SIZE * PAGE_SIZE,
             end.div_ceil(PAGE_SIZE) * PAGE_SIZE,
         );
+        let nr = (end - start) / PAGE_SIZE;
+        if let Out::Server(client) = &mut out {
+            client.add(target, start, nr, PE_PRESENT).map_err(server)?;
+        }
         let mut off = start;
         while off < end {
             let n = ((end - off) as usize).min(buf.len());
@@ -71,23 +115,29 @@ pub fn dump_shmem(
             file.read_exact_at(&mut buf[..have], off)
                 .map_err(io("read"))?;
             buf[have..n].fill(0);
-            pages
-                .write_all(&buf[..n])
-                .map_err(io("write pages image"))?;
+            match &mut out {
+                Out::Files { pages, .. } => pages
+                    .write_all(&buf[..n])
+                    .map_err(io("write pages image"))?,
+                Out::Server(client) => client.pages(&buf[..n]).map_err(server)?,
+            }
             off += n as u64;
         }
-        let nr = (end - start) / PAGE_SIZE;
-        pagemap.write(&PagemapEntry {
-            vaddr: start,
-            compat_nr_pages: 0,
-            flags: Some(PE_PRESENT),
-            nr_pages: Some(nr),
-            ..Default::default()
-        })?;
+        if let Out::Files { pagemap, .. } = &mut out {
+            pagemap.write(&PagemapEntry {
+                vaddr: start,
+                compat_nr_pages: 0,
+                flags: Some(PE_PRESENT),
+                nr_pages: Some(nr),
+                ..Default::default()
+            })?;
+        }
         written += nr;
         at = end;
     }
-    pagemap.finish()?;
+    if let Out::Files { pagemap, .. } = out {
+        pagemap.finish()?;
+    }
     Ok(written)
 }
 
@@ -127,6 +177,35 @@ mod tests {
         assert_eq!(&pages[find(0)..find(0) + 5], b"first");
         let at = find(40 * PAGE_SIZE + 10);
         assert_eq!(&pages[at..at + 5], b"later");
+    }
+
+    #[test]
+    fn an_object_sent_to_a_page_server_reads_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let d = dir.path().to_path_buf();
+        let server = std::thread::spawn(move || {
+            let (mut s, peer) = listener.accept().unwrap();
+            crate::page_server::Server::new(&d, peer.to_string()).serve(&mut s, true)
+        });
+        let obj = tempfile::tempfile().unwrap();
+        obj.set_len(16 * PAGE_SIZE).unwrap();
+        obj.write_all_at(b"sent", 5 * PAGE_SIZE + 3).unwrap();
+        let client =
+            std::sync::Mutex::new(crate::page_server::Client::connect("127.0.0.1", port).unwrap());
+        let n = dump_shmem_to(PagesTo::Server(&client), 42, 1, &obj, 16 * PAGE_SIZE).unwrap();
+        client.lock().unwrap().close().unwrap();
+        server.join().unwrap().unwrap();
+        let (id, runs) = crate::restore::read_shmem_pagemap(dir.path(), 42).unwrap();
+        assert_eq!(id, crate::page_server::SERVER_PAGES_BASE);
+        assert_eq!(runs.iter().map(|r| r.pages).sum::<u64>(), n);
+        let copy = tempfile::tempfile().unwrap();
+        copy.set_len(16 * PAGE_SIZE).unwrap();
+        crate::restore::fill_file(&copy, dir.path(), id, &runs).unwrap();
+        let mut got = [0u8; 4];
+        copy.read_exact_at(&mut got, 5 * PAGE_SIZE + 3).unwrap();
+        assert_eq!(&got, b"sent");
     }
 
     #[test]

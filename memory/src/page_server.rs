@@ -279,6 +279,10 @@ impl Client {
             ..Default::default()
         })?;
         let status = i32::from_ne_bytes(self.answer::<4>("the final close")?);
+        // The server waits for the hang-up (as CRIU's, to keep TIME_WAIT on our side).
+        if !self.inherited {
+            let _ = self.out.get_ref().shutdown(std::net::Shutdown::Both);
+        }
         if status != 0 {
             return Err(PageServerError::Protocol {
                 addr: self.addr.clone(),

@@ -538,8 +538,9 @@ async fn dump_phases(
     objects.extend(memfds);
     for (k, (ino, (file, size))) in objects.into_iter().enumerate() {
         let pages_id = (order.len() + 1 + k) as u32;
-        shpages += criu_memory::dump_shmem::dump_shmem(&req.dir, ino, pages_id, &file, size)
-            .map_err(|e| {
+        shpages +=
+            criu_memory::dump_shmem::dump_shmem_to(shared.pages_to(), ino, pages_id, &file, size)
+                .map_err(|e| {
                 DumpError::Task(TaskError::Other {
                     pid: req.pid,
                     what: e.to_string(),
