@@ -228,9 +228,9 @@ pub fn honours(kind: Kind, opt: Opt) -> bool {
     }
 }
 
-/// The `--external` kinds `kind` handles: dump takes `net[INODE]:KEY` (a network namespace
-/// the restore gets from outside) and `unix[INODE]` (a socket whose peer is
-/// outside the tree); restore takes `mnt[KEY]:PATH`, `veth[IN]:OUT[@BRIDGE]`, `netdev[IN]:OUT` and
+/// The `--external` kinds `kind` handles: dump (and pre-dump, which takes a dump's options)
+/// takes `net[INODE]:KEY` (a network namespace the restore gets from outside) and
+/// `unix[INODE]` (a socket whose peer is outside the tree); restore takes `mnt[KEY]:PATH`, `veth[IN]:OUT[@BRIDGE]`, `netdev[IN]:OUT` and
 /// `macvlan[IN]:OUT`; every other kind (dev, file, tty, netdev, ...) is refused.
 fn external_ok(kind: Kind, value: &str) -> bool {
     let mnt = value
@@ -248,7 +248,7 @@ fn external_ok(kind: Kind, value: &str) -> bool {
         .strip_prefix("net[")
         .and_then(|v| v.split_once("]:"))
         .is_some_and(|(ino, key)| ino.parse::<u64>().is_ok() && !key.is_empty());
-    kind == Kind::Dump && (unix || net || mnt)
+    matches!(kind, Kind::Dump | Kind::PreDump) && (unix || net || mnt)
 }
 
 /// Why `cmd` cannot run with `o`: one message per option set that the command does not

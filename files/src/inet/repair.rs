@@ -73,8 +73,13 @@ pub fn repair_off(sock: BorrowedFd<'_>) -> Result<(), RepairError> {
 /// (repair mode forced it on): `reuseaddr`, the socket's own, is set again.
 pub fn leave(sock: BorrowedFd<'_>, reuseaddr: bool) -> Result<(), RepairError> {
     repair_off(sock)?;
-    set_int(sock, libc::SOL_SOCKET, libc::SO_REUSEADDR, i32::from(reuseaddr))
-        .map_err(err("SO_REUSEADDR after TCP repair"))
+    set_int(
+        sock,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        i32::from(reuseaddr),
+    )
+    .map_err(err("SO_REUSEADDR after TCP repair"))
 }
 
 /// A connection as read from a socket in repair mode.
