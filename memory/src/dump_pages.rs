@@ -363,6 +363,65 @@ impl OrderedHash {
     }
 }
 
+/// A task's memory as the dump reads it: through `/proc/PID/mem`, which also reads PROT_NONE
+/// and read-only areas. A running task (pre-dump) may exit or unmap areas meanwhile: what
+/// cannot be read then reads as zeros (its tracker saw the change; no later dump takes those
+/// pages from this one).
+struct TaskMemory {
+    pid: i32,
+    path: String,
+    file: Option<File>,
+    running: bool,
+}
+
+impl TaskMemory {
+    fn open(pid: i32, running: bool) -> Result<TaskMemory, PagesDumpError> {
+        let path = format!("/proc/{pid}/mem");
+        let file = match File::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if running => {
+                tracing::debug!("pid {pid}: {path}: {e}: gone since the freeze");
+                None
+            }
+            Err(source) => {
+                return Err(PagesDumpError::Read {
+                    pid,
+                    path,
+                    addr: 0,
+                    source,
+                })
+            }
+        };
+        Ok(TaskMemory {
+            pid,
+            path,
+            file,
+            running,
+        })
+    }
+
+    fn read(&self, buf: &mut [u8], vaddr: u64) -> Result<(), PagesDumpError> {
+        let read = match &self.file {
+            Some(f) => f.read_exact_at(buf, vaddr),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        };
+        match read {
+            Ok(()) => Ok(()),
+            Err(e) if self.running => {
+                tracing::debug!("pid {}: {vaddr:#x}: {e}: gone since the freeze", self.pid);
+                buf.fill(0);
+                Ok(())
+            }
+            Err(source) => Err(PagesDumpError::Read {
+                pid: self.pid,
+                path: self.path.clone(),
+                addr: vaddr,
+                source,
+            }),
+        }
+    }
+}
+
 /// Copies the runs from the task's memory into `pages` with `threads` threads; returns the
 /// image's hash.
 pub fn copy_runs(
@@ -373,46 +432,12 @@ pub fn copy_runs(
     threads: usize,
     running: bool,
 ) -> Result<Option<u128>, PagesDumpError> {
-    let mem_path = format!("/proc/{pid}/mem");
-    // A running task (pre-dump) may exit before its pages are read: they read as zeros.
-    let mem = match File::open(&mem_path) {
-        Ok(f) => Some(f),
-        Err(e) if running => {
-            tracing::debug!("pid {pid}: {mem_path}: {e}: gone since the freeze");
-            None
-        }
-        Err(source) => {
-            return Err(PagesDumpError::Read {
-                pid,
-                path: mem_path.clone(),
-                addr: 0,
-                source,
-            })
-        }
-    };
+    let mem = TaskMemory::open(pid, running)?;
     let work = pieces(runs);
     let next = AtomicUsize::new(0);
     let hash = OrderedHash::new();
     let copy = |b: &mut [u8], p: &Piece| -> Result<(), PagesDumpError> {
-        let read = match &mem {
-            Some(mem) => mem.read_exact_at(b, p.vaddr),
-            None => Err(std::io::ErrorKind::NotFound.into()),
-        };
-        match read {
-            Ok(()) => {}
-            Err(e) if running => {
-                tracing::debug!("pid {pid}: {:#x}: {e}: gone since the freeze", p.vaddr);
-                b.fill(0);
-            }
-            Err(source) => {
-                return Err(PagesDumpError::Read {
-                    pid,
-                    path: mem_path.clone(),
-                    addr: p.vaddr,
-                    source,
-                })
-            }
-        }
+        mem.read(b, p.vaddr)?;
         pages
             .write_all_at(b, p.offset)
             .map_err(|source| PagesDumpError::Write {
@@ -598,22 +623,7 @@ fn send_pages(
         .map(|e| e.1)
         .sum();
     tracing::info!(target: "progress", total = written * PAGE_SIZE);
-    let mem_path = format!("/proc/{pid}/mem");
-    let mem = match File::open(&mem_path) {
-        Ok(f) => Some(f),
-        Err(e) if running => {
-            tracing::debug!("pid {pid}: {mem_path}: {e}: gone since the freeze");
-            None
-        }
-        Err(source) => {
-            return Err(PagesDumpError::Read {
-                pid,
-                path: mem_path,
-                addr: 0,
-                source,
-            })
-        }
-    };
+    let mem = TaskMemory::open(pid, running)?;
     let present: Vec<Run> = entries
         .iter()
         .filter(|e| e.2 == PE_PRESENT)
@@ -628,31 +638,14 @@ fn send_pages(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, PagesDumpError>>(2);
     let (ret_tx, ret_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| -> Result<(), PagesDumpError> {
-        let (work, mem, mem_path) = (&work, &mem, &mem_path);
+        let (work, mem) = (&work, &mem);
         let reader = s.spawn(move || {
             for p in work {
                 let mut b = ret_rx
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(PIECE as usize));
                 b.resize(p.len as usize, 0);
-                let read = match mem {
-                    Some(mem) => mem.read_exact_at(&mut b, p.vaddr),
-                    None => Err(std::io::ErrorKind::NotFound.into()),
-                };
-                let item = match read {
-                    Ok(()) => Ok(b),
-                    Err(e) if running => {
-                        tracing::debug!("pid {pid}: {:#x}: {e}: gone since the freeze", p.vaddr);
-                        b.fill(0);
-                        Ok(b)
-                    }
-                    Err(source) => Err(PagesDumpError::Read {
-                        pid,
-                        path: mem_path.clone(),
-                        addr: p.vaddr,
-                        source,
-                    }),
-                };
+                let item = mem.read(&mut b, p.vaddr).map(|()| b);
                 let failed = item.is_err();
                 if tx.send(item).is_err() || failed {
                     return;
@@ -680,7 +673,7 @@ fn send_pages(
                     None => {
                         result = Err(PagesDumpError::Read {
                             pid,
-                            path: mem_path.clone(),
+                            path: mem.path.clone(),
                             addr: vaddr,
                             source: std::io::ErrorKind::UnexpectedEof.into(),
                         });
