@@ -13,97 +13,18 @@
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/mp_tree.rs"]
+mod mp_tree;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{bin, descendants, is_verdict, require_root, state, tracer, wait_until};
-
-const MIB: u64 = 1 << 20;
-
-fn criu(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_criu"))
-        .arg("--no-default-config")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run criu")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = read(path);
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(120);
-    format!(
-        "--- {} (last lines) ---\n{}",
-        path.display(),
-        lines[from..].join("\n")
-    )
-}
-
-fn criu_ok(args: &[&str], dir: &Path, logs: &[&str]) {
-    let out = criu(args, dir);
-    let shown: Vec<String> = logs.iter().map(|l| log_tail(&dir.join(l))).collect();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "criu {}: {out:?}\n{}",
-        args.join(" "),
-        shown.join("\n")
-    );
-}
-
-fn reap() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if st == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
-fn gone(pid: i32) -> bool {
-    reap();
-    !Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn signal(pid: i32, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-        .unwrap_or_else(|e| panic!("{sig} to {pid}: {e}"));
-}
-
-fn assert_runs(pid: i32, when: &str) {
-    let st = state(pid, pid);
-    assert!(
-        matches!(st, Some(c) if !matches!(c, 'T' | 't' | 'Z' | 'X')),
-        "{when}: pid {pid} is in state {st:?}"
-    );
-    assert_eq!(tracer(pid, pid), 0, "{when}: pid {pid} is still traced");
-}
-
-/// Files of `dir` whose name starts with `prefix` and ends with `.img`.
-fn images(dir: &Path, prefix: &str) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name.starts_with(prefix) && name.ends_with(".img"))
-                .then(|| (name, e.metadata().unwrap().len()))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn pages_bytes(dir: &Path) -> u64 {
-    images(dir, "pages-").iter().map(|(_, n)| n).sum()
-}
+use harness::{require_root, wait_until};
+use mp_tree::{
+    criu, criu_ok, gone, images, log_tail, pages_bytes, read, restore_and_check, Tree, MIB,
+};
 
 /// A port nobody listens on now.
 fn free_port() -> u16 {
@@ -174,134 +95,28 @@ fn page_server_done(d: &Path, dir: &str, pid: i32) {
     );
 }
 
-struct Tree {
-    original: Child,
-    results: PathBuf,
-    roles: Vec<(String, i32)>,
-}
-
-impl Tree {
-    fn start(dir: &Path, mib: u64) -> Tree {
-        nix::sys::prctl::set_child_subreaper(true).unwrap();
-        let results = dir.join("results");
-        std::fs::create_dir(&results).unwrap();
-        let original = Command::new(bin("mp_writer"))
-            .arg(&results)
-            .arg(mib.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut tree = Tree {
-            original,
-            results,
-            roles: Vec::new(),
-        };
-        tree.wait_ready("parent");
-        tree
-    }
-
-    fn root(&self) -> i32 {
-        self.roles[0].1
-    }
-
-    fn wait_ready(&mut self, role: &str) {
-        let ready = wait_until(Duration::from_secs(60), || {
-            read(&self.results.join(role)) == "READY\n"
-        });
-        assert!(ready, "mp_writer's {role} never got ready");
-        let pid = read(&self.results.join(format!("{role}.pid")))
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{role}.pid: {e}"));
-        self.roles.push((role.to_string(), pid));
-    }
-
-    /// SIGUSR2 to the parent: a new mapping and a new child, `n`th of them.
-    fn grow(&mut self, n: usize) {
-        signal(self.root(), nix::sys::signal::Signal::SIGUSR2);
-        let ack = self.results.join("parent.ack");
-        let want = format!("MAPPED {n}\n");
-        assert!(
-            wait_until(Duration::from_secs(30), || read(&ack) == want),
-            "mp_writer never acknowledged SIGUSR2 #{n}: {:?}",
-            read(&ack)
-        );
-        self.wait_ready(&format!("child{n}"));
-    }
-
-    fn assert_all_run(&self, when: &str) {
-        for (role, pid) in &self.roles {
-            assert_runs(*pid, &format!("{when} ({role})"));
-        }
-    }
-
-    fn verdicts(&self) -> Vec<(String, String)> {
-        for (_, pid) in &self.roles {
-            signal(*pid, nix::sys::signal::Signal::SIGUSR1);
-        }
-        let result = |role: &str| read(&self.results.join(format!("{role}.result")));
-        wait_until(Duration::from_secs(60), || {
-            self.roles.iter().all(|(role, _)| is_verdict(&result(role)))
-        });
-        self.roles
-            .iter()
-            .map(|(role, _)| (role.clone(), result(role)))
-            .collect()
-    }
-
-    fn wait_gone(&mut self) {
-        let _ = self.original.wait();
-        assert!(
-            wait_until(Duration::from_secs(10), || self
-                .roles
-                .iter()
-                .all(|&(_, p)| gone(p))),
-            "dumped tree still there: {:?}",
-            self.roles
-        );
-    }
-
-    fn pids(&self) -> Vec<i32> {
-        let mut v = descendants(self.root());
-        v.sort_unstable();
-        v
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        for (_, pid) in self.roles.iter().rev() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.original.kill();
-        let _ = self.original.wait();
-        wait_until(Duration::from_secs(5), || {
-            self.roles.iter().all(|&(_, p)| gone(p))
-        });
-    }
-}
-
-fn restore_and_check(d: &Path, dir: &str, tree: &Tree, before: &[i32]) {
-    let log = format!("{dir}/restore.log");
-    criu_ok(
-        &["restore", "-D", dir, "-d", "-o", "restore.log", "-v4"],
-        d,
-        &[&log],
-    );
-    assert_eq!(tree.pids(), before, "pids after restore");
-    tree.assert_all_run("after restore");
-    let verdicts = tree.verdicts();
-    let bad: Vec<_> = verdicts.iter().filter(|(_, v)| v != "PASS\n").collect();
-    assert!(
-        bad.is_empty(),
-        "memory after restore: {bad:?}\n{}",
-        log_tail(&d.join(&log))
-    );
+/// `ACTION -t PID -D DIR -o dump.log` sending its pages to the page server on
+/// 127.0.0.1:`port`.
+fn page_server_dump<'a>(
+    action: &'a str,
+    pid: &'a str,
+    dir: &'a str,
+    port: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        action,
+        "-t",
+        pid,
+        "-D",
+        dir,
+        "-o",
+        "dump.log",
+        "--page-server",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        port,
+    ]
 }
 
 #[test]
@@ -320,25 +135,9 @@ fn a_dump_sent_to_a_page_server_restores_from_its_dir() {
     let port = free_port();
     let ps = start_page_server(d, "ps", port, None);
     let port_s = port.to_string();
-    criu_ok(
-        &[
-            "dump",
-            "-t",
-            &pid,
-            "-D",
-            "img",
-            "-o",
-            "dump.log",
-            "-v4",
-            "--page-server",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-        ],
-        d,
-        &["img/dump.log", "ps/page-server.log"],
-    );
+    let mut args = page_server_dump("dump", &pid, "img", &port_s);
+    args.push("-v4");
+    criu_ok(&args, d, &["img/dump.log", "ps/page-server.log"]);
     tree.wait_gone();
     page_server_done(d, "ps", ps);
 
@@ -401,21 +200,8 @@ fn pre_dumps_through_a_page_server_then_a_dump_restore_exactly() {
         let images_dir = format!("img/{round}");
         let port_s = port.to_string();
         let action = if round == "final" { "dump" } else { "pre-dump" };
-        let mut args = vec![
-            action,
-            "-t",
-            &pid,
-            "-D",
-            &images_dir,
-            "-o",
-            "dump.log",
-            "-v4",
-            "--page-server",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-        ];
+        let mut args = page_server_dump(action, &pid, &images_dir, &port_s);
+        args.push("-v4");
         if let Some(p) = prev {
             args.extend(["--prev-images-dir", p, "--track-mem"]);
         }
@@ -466,23 +252,7 @@ fn a_dump_whose_page_server_does_not_listen_fails_and_the_tree_runs_on() {
     let tree = Tree::start(d, 16);
     let pid = tree.root().to_string();
     let port = free_port().to_string();
-    let out = criu(
-        &[
-            "dump",
-            "-t",
-            &pid,
-            "-D",
-            "img",
-            "-o",
-            "dump.log",
-            "--page-server",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port,
-        ],
-        d,
-    );
+    let out = criu(&page_server_dump("dump", &pid, "img", &port), d);
     let log = read(&d.join("img/dump.log"));
     assert_eq!(out.status.code(), Some(1), "{out:?}\n{log}");
     let stderr = String::from_utf8_lossy(&out.stderr);

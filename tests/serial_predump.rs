@@ -17,96 +17,17 @@
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
+#[path = "workloads/src/mp_tree.rs"]
+mod mp_tree;
+#[path = "workloads/src/state_task.rs"]
+mod state_task;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use harness::{bin, descendants, is_verdict, require_root, state, tracer, wait_until};
+use harness::require_root;
+use mp_tree::{criu, criu_ok, pages_bytes, read, restore_and_check, Tree, MIB};
 
 const AREA_MIB: u64 = 256;
-const MIB: u64 = 1 << 20;
-
-fn criu(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_criu"))
-        .arg("--no-default-config")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run criu")
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// The last 200 lines of a log file, for an assertion's message.
-fn log_tail(path: &Path) -> String {
-    let text = read(path);
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(200);
-    format!(
-        "--- {} (last lines) ---\n{}",
-        path.display(),
-        lines[from..].join("\n")
-    )
-}
-
-/// Runs criu and asserts it succeeded, showing `log` (relative to `dir`) when it did not.
-fn criu_ok(args: &[&str], dir: &Path, log: &str) {
-    let out = criu(args, dir);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "criu {}: {out:?}\n{}",
-        args.join(" "),
-        log_tail(&dir.join(log))
-    );
-}
-
-/// Reaps whatever exited among our children (orphans of the tree come to us, a subreaper).
-fn reap() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if st == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
-/// No process, not even a zombie, holds `pid` (the restore needs it free).
-fn gone(pid: i32) -> bool {
-    reap();
-    !Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn signal(pid: i32, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-        .unwrap_or_else(|e| panic!("{sig} to {pid}: {e}"));
-}
-
-/// Asserts that `pid` runs: there, neither stopped nor a zombie, and traced by nobody.
-fn assert_runs(pid: i32, when: &str) {
-    let st = state(pid, pid);
-    assert!(
-        matches!(st, Some(c) if !matches!(c, 'T' | 't' | 'Z' | 'X')),
-        "{when}: pid {pid} is in state {st:?}"
-    );
-    assert_eq!(tracer(pid, pid), 0, "{when}: pid {pid} is still traced");
-}
-
-/// Sum of the sizes of `dir`'s pages-*.img files.
-fn pages_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("pages-") && name.ends_with(".img")
-        })
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
-}
 
 /// Panics naming a kernel feature this machine lacks, and how to leave the test out.
 fn missing_feature(feature: &str, filter: &str) -> ! {
@@ -114,120 +35,6 @@ fn missing_feature(feature: &str, filter: &str) -> ! {
         "this machine lacks {feature}: the test cannot run here. To run the rest, leave it \
          out: cargo nextest run -E 'not test({filter})' (nextest counts it as skipped)"
     )
-}
-
-/// A started mp_writer tree: its results dir and the pid of each role. Dropping it kills every
-/// pid it knows (also those of a restored tree: the pids are the same) and reaps them.
-struct Tree {
-    original: Child,
-    results: PathBuf,
-    roles: Vec<(String, i32)>,
-}
-
-impl Tree {
-    fn start(dir: &Path, mib: u64) -> Tree {
-        // Orphans (the restored root once criu is gone, children of a killed parent) come to
-        // this test, which reaps them: a zombie keeps its pid taken.
-        nix::sys::prctl::set_child_subreaper(true).unwrap();
-        let results = dir.join("results");
-        std::fs::create_dir(&results).unwrap();
-        // mp_writer calls setsid itself: the root of the dumped tree leads its session.
-        let original = Command::new(bin("mp_writer"))
-            .arg(&results)
-            .arg(mib.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut tree = Tree {
-            original,
-            results,
-            roles: Vec::new(),
-        };
-        tree.wait_ready("parent");
-        tree
-    }
-
-    fn root(&self) -> i32 {
-        self.roles[0].1
-    }
-
-    /// Waits for RESULTS/<role> to say READY and records the role's pid.
-    fn wait_ready(&mut self, role: &str) {
-        let ready = wait_until(Duration::from_secs(60), || {
-            read(&self.results.join(role)) == "READY\n"
-        });
-        assert!(ready, "mp_writer's {role} never got ready");
-        let pid = read(&self.results.join(format!("{role}.pid")))
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{role}.pid: {e}"));
-        self.roles.push((role.to_string(), pid));
-    }
-
-    /// SIGUSR2 to the parent: a new mapping and a new child, `n`th of them.
-    fn grow(&mut self, n: usize) {
-        signal(self.root(), nix::sys::signal::Signal::SIGUSR2);
-        let ack = self.results.join("parent.ack");
-        let want = format!("MAPPED {n}\n");
-        assert!(
-            wait_until(Duration::from_secs(30), || read(&ack) == want),
-            "mp_writer never acknowledged SIGUSR2 #{n}: {:?}",
-            read(&ack)
-        );
-        self.wait_ready(&format!("child{n}"));
-    }
-
-    fn assert_all_run(&self, when: &str) {
-        for (role, pid) in &self.roles {
-            assert_runs(*pid, &format!("{when} ({role})"));
-        }
-    }
-
-    /// SIGUSR1 to every role, then each one's verdict.
-    fn verdicts(&self) -> Vec<(String, String)> {
-        for (_, pid) in &self.roles {
-            signal(*pid, nix::sys::signal::Signal::SIGUSR1);
-        }
-        let result = |role: &str| read(&self.results.join(format!("{role}.result")));
-        wait_until(Duration::from_secs(60), || {
-            self.roles.iter().all(|(role, _)| is_verdict(&result(role)))
-        });
-        self.roles
-            .iter()
-            .map(|(role, _)| (role.clone(), result(role)))
-            .collect()
-    }
-
-    /// Waits until the tree the dump killed is gone to the last zombie.
-    fn wait_gone(&mut self) {
-        let _ = self.original.wait();
-        assert!(
-            wait_until(Duration::from_secs(10), || self
-                .roles
-                .iter()
-                .all(|&(_, p)| gone(p))),
-            "dumped tree still there: {:?}",
-            self.roles
-        );
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        for (_, pid) in self.roles.iter().rev() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.original.kill();
-        let _ = self.original.wait();
-        wait_until(Duration::from_secs(5), || {
-            self.roles.iter().all(|&(_, p)| gone(p))
-        });
-    }
 }
 
 #[test]
@@ -263,7 +70,7 @@ fn three_pre_dumps_then_a_dump_restore_memory_exactly() {
             args.extend(["--prev-images-dir", &prev]);
         }
         args.extend(["-o", "dump.log", "-v4"]);
-        criu_ok(&args, d, &format!("{images}/dump.log"));
+        criu_ok(&args, d, &[&format!("{images}/dump.log")]);
         tree.assert_all_run(&format!("after pre-dump {round}"));
         if round > 1 {
             assert_eq!(
@@ -273,11 +80,7 @@ fn three_pre_dumps_then_a_dump_restore_memory_exactly() {
             );
         }
     }
-    let before: Vec<i32> = {
-        let mut v = descendants(tree.root());
-        v.sort_unstable();
-        v
-    };
+    let before = tree.pids();
     assert_eq!(before.len(), 3, "parent and two children: {before:?}");
 
     criu_ok(
@@ -295,7 +98,7 @@ fn three_pre_dumps_then_a_dump_restore_memory_exactly() {
             "-v4",
         ],
         d,
-        "img/final/dump.log",
+        &["img/final/dump.log"],
     );
     tree.wait_gone();
 
@@ -323,33 +126,7 @@ fn three_pre_dumps_then_a_dump_restore_memory_exactly() {
          pre-dump 3"
     );
 
-    criu_ok(
-        &[
-            "restore",
-            "-D",
-            "img/final",
-            "-d",
-            "-o",
-            "restore.log",
-            "-v4",
-        ],
-        d,
-        "img/final/restore.log",
-    );
-    let after: Vec<i32> = {
-        let mut v = descendants(tree.root());
-        v.sort_unstable();
-        v
-    };
-    assert_eq!(after, before, "pids after restore");
-    tree.assert_all_run("after restore");
-    let verdicts = tree.verdicts();
-    let bad: Vec<_> = verdicts.iter().filter(|(_, v)| v != "PASS\n").collect();
-    assert!(
-        bad.is_empty(),
-        "memory after restore: {bad:?}\n{}",
-        log_tail(&d.join("img/final/restore.log"))
-    );
+    restore_and_check(d, "img/final", &tree, &before);
 }
 
 #[test]
