@@ -284,28 +284,49 @@ fn walk_pagemap(
     Ok(())
 }
 
-/// A piece of work for one copying thread: up to `PIECE` bytes of one run.
+/// A piece of work for one copying thread: up to `PIECE` bytes of the pages image from
+/// `offset`, made of the task's memory at `segments` (address, length) in order.
 struct Piece {
-    vaddr: u64,
-    len: u64,
     offset: u64,
+    len: u64,
+    segments: Vec<(u64, u64)>,
 }
 
 const PIECE: u64 = 4 << 20;
+/// Segments per piece: scattered pages are read with one process_vm_readv each (IOV_MAX).
+const SEGMENTS: usize = 1024;
 
-fn pieces(runs: &[Run]) -> Vec<Piece> {
-    let mut out = Vec::new();
+/// The runs cut into pieces; `grouped`: consecutive runs share a piece (their bytes follow
+/// each other in the image), else each piece is part of one run.
+fn pieces(runs: &[Run], grouped: bool) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::new();
     for r in runs {
         let mut done = 0;
         let total = r.pages * PAGE_SIZE;
         while done < total {
-            let len = PIECE.min(total - done);
-            out.push(Piece {
-                vaddr: r.vaddr + done,
-                len,
-                offset: r.offset + done,
-            });
-            done += len;
+            let (vaddr, offset) = (r.vaddr + done, r.offset + done);
+            match out.last_mut() {
+                Some(p)
+                    if grouped
+                        && p.offset + p.len == offset
+                        && p.len < PIECE
+                        && p.segments.len() < SEGMENTS =>
+                {
+                    let len = (PIECE - p.len).min(total - done);
+                    p.segments.push((vaddr, len));
+                    p.len += len;
+                    done += len;
+                }
+                _ => {
+                    let len = PIECE.min(total - done);
+                    out.push(Piece {
+                        offset,
+                        len,
+                        segments: vec![(vaddr, len)],
+                    });
+                    done += len;
+                }
+            }
         }
     }
     out
@@ -400,6 +421,34 @@ impl TaskMemory {
         })
     }
 
+    /// Reads a piece's segments into `buf`, one after the other: scattered pages in one
+    /// process_vm_readv; through `/proc/PID/mem` where that does not read everything (areas
+    /// it refuses, like PROT_NONE ones).
+    fn read_piece(&self, buf: &mut [u8], p: &Piece) -> Result<(), PagesDumpError> {
+        if p.segments.len() > 1 {
+            use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+            let remote: Vec<RemoteIoVec> = p
+                .segments
+                .iter()
+                .map(|&(base, len)| RemoteIoVec {
+                    base: base as usize,
+                    len: len as usize,
+                })
+                .collect();
+            let pid = nix::unistd::Pid::from_raw(self.pid);
+            let mut local = [std::io::IoSliceMut::new(buf)];
+            if process_vm_readv(pid, &mut local, &remote).is_ok_and(|n| n as u64 == p.len) {
+                return Ok(());
+            }
+        }
+        let mut at = 0usize;
+        for &(vaddr, len) in &p.segments {
+            self.read(&mut buf[at..at + len as usize], vaddr)?;
+            at += len as usize;
+        }
+        Ok(())
+    }
+
     fn read(&self, buf: &mut [u8], vaddr: u64) -> Result<(), PagesDumpError> {
         let read = match &self.file {
             Some(f) => f.read_exact_at(buf, vaddr),
@@ -433,11 +482,11 @@ pub fn copy_runs(
     running: bool,
 ) -> Result<Option<u128>, PagesDumpError> {
     let mem = TaskMemory::open(pid, running)?;
-    let work = pieces(runs);
+    let work = pieces(runs, true);
     let next = AtomicUsize::new(0);
     let hash = OrderedHash::new();
     let copy = |b: &mut [u8], p: &Piece| -> Result<(), PagesDumpError> {
-        mem.read(b, p.vaddr)?;
+        mem.read_piece(b, p)?;
         pages
             .write_all_at(b, p.offset)
             .map_err(|source| PagesDumpError::Write {
@@ -633,7 +682,7 @@ fn send_pages(
             offset: 0,
         })
         .collect();
-    let work = pieces(&present);
+    let work = pieces(&present, false);
     // One thread reads the task's memory while this one sends what it read.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, PagesDumpError>>(2);
     let (ret_tx, ret_rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -645,7 +694,7 @@ fn send_pages(
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(PIECE as usize));
                 b.resize(p.len as usize, 0);
-                let item = mem.read(&mut b, p.vaddr).map(|()| b);
+                let item = mem.read_piece(&mut b, p).map(|()| b);
                 let failed = item.is_err();
                 if tx.send(item).is_err() || failed {
                     return;
@@ -725,13 +774,27 @@ mod tests {
                 offset: 2048 * 4096,
             },
         ];
-        let p = pieces(&runs);
+        let p = pieces(&runs, false);
         assert_eq!(p.len(), 3);
         assert_eq!(
-            (p[1].vaddr, p[1].offset, p[1].len),
-            (0x1000 + PIECE, PIECE, PIECE)
+            (p[1].segments.clone(), p[1].offset, p[1].len),
+            (vec![(0x1000 + PIECE, PIECE)], PIECE, PIECE)
         );
         assert_eq!(p[2].offset, 2048 * 4096);
+        // Grouped too: the single page starts a piece of its own, the one before is full.
+        let g = pieces(&runs, true);
+        assert_eq!(g.len(), 3);
+        let scattered: Vec<Run> = (0..3000)
+            .map(|i| Run {
+                vaddr: 0x10_0000 + i * 2 * PAGE_SIZE,
+                pages: 1,
+                offset: i * PAGE_SIZE,
+            })
+            .collect();
+        let g = pieces(&scattered, true);
+        assert_eq!(g.len(), 3, "1,024 segments at most per piece");
+        assert_eq!(g[0].segments.len(), SEGMENTS);
+        assert_eq!(g[1].offset, SEGMENTS as u64 * PAGE_SIZE);
     }
 
     #[test]
