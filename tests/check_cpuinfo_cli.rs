@@ -87,7 +87,7 @@ fn single_feature_answers_with_exit_code() {
     assert_eq!(out.status.code(), Some(i32::from(!want)), "{out:?}");
     assert_eq!(stdout(&out).contains("clone3_set_tid is supported"), want);
     let out = criu(&["check", "--feature", "mem_dirty_track"], dir.path());
-    let want = enabled("MEM_SOFT_DIRTY");
+    let want = tracks_memory();
     assert_eq!(out.status.code(), Some(i32::from(!want)), "{out:?}");
     assert_eq!(
         reported(&out).contains(&"mem_dirty_track".to_string()),
@@ -96,6 +96,12 @@ fn single_feature_answers_with_exit_code() {
     let out = criu(&["check", "--feature", "no_such_feature"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Unknown feature no_such_feature"));
+}
+
+/// Memory changes can be tracked: soft-dirty, or userfaultfd write-protection (with
+/// PAGEMAP_SCAN, which kernels with uffd-wp markers have).
+fn tracks_memory() -> bool {
+    enabled("MEM_SOFT_DIRTY") || enabled("PTE_MARKER_UFFD_WP")
 }
 
 /// The base check passes where the kernel has C/R support; `--all` names each missing feature
@@ -113,8 +119,12 @@ fn base_check_passes_and_all_reports_missing_extras() {
     assert_eq!(stdout(&out), "Looks good.\n");
     let out = criu(&["check", "--all"], dir.path());
     let missing = reported(&out);
+    assert_eq!(
+        missing.iter().any(|m| m == "mem_dirty_track"),
+        !tracks_memory(),
+        "mem_dirty_track: --all reported {missing:?}"
+    );
     for (feature, config) in [
-        ("mem_dirty_track", "MEM_SOFT_DIRTY"),
         ("net_diag_raw", "INET_RAW_DIAG"),
         ("timens", "TIME_NS"),
         ("autofs", "AUTOFS_FS"),

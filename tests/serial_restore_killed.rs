@@ -102,7 +102,13 @@ fn a_restore_killed_at_any_moment_leaves_all_or_nothing() {
         let delay = Duration::from_micros(5_000 + u64::from(i) * 7919 % 60_000);
         // A restore that made some tasks leaves the kernel's next pid right after them, where
         // the next criu's own threads would take the pids the tree needs: move it on.
-        let last = tree.iter().max().unwrap() + 1000;
+        // Past pid_max it wraps to the low pids, away from the tree too.
+        let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let last = (tree.iter().max().unwrap() + 1000).min(pid_max - 1);
         std::fs::write("/proc/sys/kernel/ns_last_pid", last.to_string()).unwrap();
         let mut restore = criu()
             .args(["restore", "-d", "-D"])
