@@ -239,6 +239,78 @@ fn pre_dumps_then_the_final_dump_go_over_one_session() {
     assert_eq!(task.verdict(), "PASS\n");
 }
 
+/// PAGE_SERVER starts a page server that runs on after the answer, which names its pid and
+/// port; a dump sends it the pages, and it exits once the dump is done.
+#[test]
+fn a_page_server_request_starts_one_that_takes_a_dump() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("uk_state")
+        .argv(Argv::ResultArgs)
+        .args(&["/tmp", "pairs"])
+        .start(dir.path());
+    let tree = harness::descendants(task.pid);
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    let served_fd = std::fs::File::open(&served).unwrap();
+    let opts = CriuOpts {
+        images_dir_fd: served_fd.as_raw_fd(),
+        log_file: Some("page-server.log".into()),
+        log_level: Some(4),
+        ps: Some(criu_proto::rpc::CriuPageServerInfo {
+            address: Some("127.0.0.1".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut c = Client::swrk();
+    let r = c.ask(req(CriuReqType::PageServer, Some(opts)));
+    let log = || std::fs::read_to_string(served.join("page-server.log")).unwrap_or_default();
+    assert!(r.success, "{:?}\n{}", r.cr_errmsg, log());
+    let ps = r.ps.expect("the answer names the page server");
+    let (pid, port) = (ps.pid.unwrap(), ps.port.unwrap());
+    assert!(pid > 0 && port > 0, "{ps:?}");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args([
+            "dump",
+            "--no-default-config",
+            "-t",
+            &task.pid.to_string(),
+            "-D",
+        ])
+        .arg(&images)
+        .args([
+            "-o",
+            "dump.log",
+            "--page-server",
+            "--address",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    let dump_log = std::fs::read_to_string(images.join("dump.log")).unwrap_or_default();
+    assert!(out.status.success(), "{dump_log}\n{}", log());
+    assert!(
+        served.join(format!("pagemap-{}.img", task.pid)).exists(),
+        "the page server wrote no pagemap for {}:\n{}",
+        task.pid,
+        log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !std::path::Path::new(&format!(
+            "/proc/{pid}/exe"
+        ))
+        .exists()),
+        "the page server {pid} runs on after the dump"
+    );
+    task.reap_dumped(&tree);
+}
+
 #[test]
 fn a_client_that_hangs_up_at_post_dump_leaves_the_tree_running() {
     require_root();
@@ -302,7 +374,7 @@ fn bad_and_unsupported_requests_get_error_answers() {
     let r = c.recv();
     assert!(!r.success && r.cr_errmsg.is_some(), "{r:?}");
     let mut c = Client::swrk();
-    let r = c.ask(req(CriuReqType::PageServer, Some(CriuOpts::default())));
+    let r = c.ask(req(CriuReqType::PageServerChld, Some(CriuOpts::default())));
     assert!(!r.success);
     assert!(r.cr_errmsg.unwrap_or_default().contains("not supported"));
     // An option restore does not honour is refused by name, as on the command line.

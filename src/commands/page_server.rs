@@ -107,6 +107,37 @@ fn daemonize(
     std::process::exit(0);
 }
 
+/// For an RPC PAGE_SERVER request: listens here (so that the port is known at once), then
+/// hands the socket to a criu of its own running `line` (the request as a command line), in
+/// its own process group. Returns that criu's pid and the port.
+pub fn start_in_background(o: &Options, line: &[String]) -> Result<(i32, u16), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let listener = listen(o)?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("page-server: getsockname: {e}"))?
+        .port();
+    let fd = listener.as_fd();
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map_err(|e| format!("page-server: cannot hand the socket on: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("page-server: own executable: {e}"))?;
+    let child = std::process::Command::new(exe)
+        .arg("--no-default-config")
+        .args(line)
+        .env(LISTEN_FD_ENV, fd.as_raw_fd().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("page-server: cannot start: {e}"))?;
+    Ok((child.id() as i32, port))
+}
+
 fn ready(o: &Options) -> Result<(), String> {
     if let Some(fd) = o.status_fd {
         let status =

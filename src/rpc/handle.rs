@@ -6,8 +6,8 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use criu_proto::rpc::{
-    CriuDumpResp, CriuFeatures, CriuOpts, CriuReq, CriuReqType, CriuResp, CriuRestoreResp,
-    CriuVersion,
+    CriuDumpResp, CriuFeatures, CriuOpts, CriuPageServerInfo, CriuReq, CriuReqType, CriuResp,
+    CriuRestoreResp, CriuVersion,
 };
 
 use super::opts::{words, ClientDirs};
@@ -44,7 +44,7 @@ pub fn answer(session: &Arc<Session>, req: &CriuReq) -> CriuResp {
             });
         }),
         CriuReqType::Restore => run(session, req, &["restore", "--restore-detached"])
-            .map(|pid| resp.restore = Some(CriuRestoreResp { pid })),
+            .map(|ran| resp.restore = Some(CriuRestoreResp { pid: ran.value })),
         CriuReqType::Check => run(session, req, &["check"]).map(drop),
         CriuReqType::CpuinfoDump => run(session, req, &["cpuinfo", "dump"]).map(drop),
         CriuReqType::CpuinfoCheck => run(session, req, &["cpuinfo", "check"]).map(drop),
@@ -52,7 +52,15 @@ pub fn answer(session: &Arc<Session>, req: &CriuReq) -> CriuResp {
         CriuReqType::PreDump | CriuReqType::SinglePreDump => {
             run(session, req, &["pre-dump"]).map(drop)
         }
-        CriuReqType::PageServer | CriuReqType::PageServerChld => Err(format!(
+        // The page server runs on in a criu of its own; the answer names it and its port.
+        CriuReqType::PageServer => run(session, req, &["page-server"]).map(|ran| {
+            resp.ps = Some(CriuPageServerInfo {
+                pid: Some(ran.value),
+                port: ran.port.map(i32::from),
+                ..Default::default()
+            });
+        }),
+        CriuReqType::PageServerChld => Err(format!(
             "{} requests are not supported yet",
             kind.as_str_name()
         )),
@@ -139,9 +147,16 @@ fn permitted(session: &Session, opts: &CriuOpts, dirs: &ClientDirs) -> Result<()
     Ok(())
 }
 
+/// What a request's command gave: an exit code or the restored root's pid (a page server's
+/// pid, with its port).
+struct Ran {
+    value: i32,
+    port: Option<u16>,
+}
+
 /// Runs `command` with the request's options as criu's own command line would; for a
-/// restore, the root's pid.
-fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<i32, String> {
+/// restore, the root's pid; for a page server, its pid.
+fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<Ran, String> {
     let mut opts = req.opts.clone().unwrap_or_default();
     // A dump without a pid dumps the client itself, as CRIU does.
     if command[0] == "dump" && opts.pid.is_none() {
@@ -174,18 +189,25 @@ fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<i32, S
         })));
     }
     let o = &inv.options;
+    let done = |value| Ran { value, port: None };
     let result = match &inv.command {
-        cli::Command::Dump => crate::commands::dump::dump(o, &dirs).map(|()| 0),
-        cli::Command::PreDump => crate::commands::dump::pre_dump(o, &dirs).map(|()| 0),
-        cli::Command::Restore { .. } => crate::commands::restore::restore(o, &dirs),
-        cli::Command::Check => code(crate::commands::check::run_options(o), "check"),
+        cli::Command::Dump => crate::commands::dump::dump(o, &dirs).map(|()| done(0)),
+        cli::Command::PreDump => crate::commands::dump::pre_dump(o, &dirs).map(|()| done(0)),
+        cli::Command::Restore { .. } => crate::commands::restore::restore(o, &dirs).map(done),
+        cli::Command::PageServer => crate::commands::page_server::start_in_background(o, &line)
+            .map(|(pid, port)| Ran {
+                value: pid,
+                port: Some(port),
+            }),
+        cli::Command::Check => code(crate::commands::check::run_options(o), "check").map(done),
         cli::Command::CpuinfoDump => {
-            code(crate::commands::cpuinfo::dump(&dirs.images), "cpuinfo dump")
+            code(crate::commands::cpuinfo::dump(&dirs.images), "cpuinfo dump").map(done)
         }
         cli::Command::CpuinfoCheck => code(
             crate::commands::cpuinfo::check(&dirs.images, o.cpu_cap),
             "cpuinfo check",
-        ),
+        )
+        .map(done),
         other => Err(format!("{} requests are not supported", other.name())),
     };
     if notifier {
