@@ -13,35 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-1024}
 rounds=${2:-3}
-cargo build --release -p criu --bins --examples -q
-out=${CARGO_TARGET_DIR:-$PWD/target}/release
-criu=$out/criu
-bench=$out/examples/bench_mem
-dir=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/bench-page-server.XXXXXX")
-pid=
-trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-now() { date +%s.%N; }
-fail() {
-    echo "bench-page-server: $*" >&2
-    exit 1
-}
-start() {
-    rm -f "$dir"/ready*
-    ("$bench" hold "$mib" "$dir/ready" </dev/null >/dev/null 2>&1 & echo $! > "$dir/pid")
-    pid=$(cat "$dir/pid")
-    for _ in $(seq 1200); do [ -e "$dir/ready" ] && break; sleep 0.05; done
-    [ -e "$dir/ready" ] || fail "the workload never got ready"
-}
-gone() {
-    for _ in $(seq 400); do [ -e /proc/"$pid" ] || break; sleep 0.025; done
-    pid=
-}
+source scripts/bench-common.sh
 port=$((20000 + RANDOM % 20000))
 for r in $(seq "$rounds"); do
     rm -rf "$dir/ps" "$dir/img" "$dir/local"
     mkdir -p "$dir/ps" "$dir/img" "$dir/local"
-    start
+    start hold "$mib"
     "$criu" page-server --no-default-config -D "$dir/ps" --address 127.0.0.1 --port "$port" \
         -d -o ps.log || fail "the page server did not start"
     sync
@@ -55,16 +32,12 @@ for r in $(seq "$rounds"); do
     cp -n "$dir"/img/*.img "$dir/ps/"
     "$criu" restore --no-default-config -D "$dir/ps" -o restore.log -d ||
         fail "restore from the page server's images failed; see $dir/ps/restore.log"
-    pid=$(cat "$dir/pid")
-    touch "$dir/ready.check"
-    for _ in $(seq 1200); do [ -e "$dir/ready.verdict" ] && break; sleep 0.05; done
-    verdict=$(cat "$dir/ready.verdict" 2>/dev/null || echo "no answer from pid $pid")
-    [ "$verdict" = PASS ] || fail "round $r: the restored process's memory is wrong: $verdict"
+    check_restored
     kill -9 "$pid"
     gone
     bytes=$(stat -c %s "$dir"/ps/pages-*.img | awk '{s += $1} END {print s}')
 
-    start
+    start hold "$mib"
     sync
     t0=$(now)
     "$criu" dump --no-default-config -t "$pid" -D "$dir/local" -o dump.log ||
@@ -84,6 +57,5 @@ for r in $(seq "$rounds"); do
         "$r" "$(last ps)" "$(last local)" "$bytes" "$(last write)"
 done
 p=$(median < "$dir/ps.txt") l=$(median < "$dir/local.txt") w=$(median < "$dir/write.txt")
-ratio() { echo "$1 / $2" | bc -l; }
 printf 'median over %s rounds, %s MiB: page server %.3f s / local dump %.3f s = %.2f; page server / writing the bytes %.3f s = %.2f (%.0f MiB/s through the page server)\n' \
     "$rounds" "$mib" "$p" "$l" "$(ratio "$p" "$l")" "$w" "$(ratio "$p" "$w")" "$(echo "$mib / $p" | bc -l)"

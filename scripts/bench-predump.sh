@@ -17,36 +17,13 @@ cd "$(dirname "$0")/.."
 mib=${1:-1024}
 rounds=${2:-3}
 percent=${3:-1}
-cargo build --release -p criu --bins --examples -q
-out=${CARGO_TARGET_DIR:-$PWD/target}/release
-criu=$out/criu
-bench=$out/examples/bench_mem
-dir=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/bench-predump.XXXXXX")
-pid=
-trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-now() { date +%s.%N; }
-fail() {
-    echo "bench-predump: $*" >&2
-    exit 1
-}
-start() {
-    rm -f "$dir"/ready*
-    ("$bench" writing "$mib" "$percent" "$dir/ready" </dev/null >/dev/null 2>&1 & echo $! > "$dir/pid")
-    pid=$(cat "$dir/pid")
-    for _ in $(seq 1200); do [ -e "$dir/ready" ] && break; sleep 0.05; done
-    [ -e "$dir/ready" ] || fail "the workload never got ready"
-}
-gone() {
-    for _ in $(seq 400); do [ -e /proc/"$pid" ] || break; sleep 0.025; done
-    pid=
-}
+source scripts/bench-common.sh
 # The frozen time (ms) a dump printed with --display-stats.
 frozen() { awk '/^Frozen time:/ {printf "%.1f\n", $3 / 1000}' "$1"; }
 for r in $(seq "$rounds"); do
     rm -rf "$dir"/img*
     mkdir -p "$dir/img/1" "$dir/img/2" "$dir/img/3" "$dir/img-whole" "$dir/img-up"
-    start
+    start writing "$mib" "$percent"
     "$criu" pre-dump --no-default-config -t "$pid" -D "$dir/img/1" -o dump.log ||
         fail "pre-dump 1 failed; see $dir/img/1/dump.log"
     sleep 1
@@ -60,11 +37,7 @@ for r in $(seq "$rounds"); do
     gone
     "$criu" restore --no-default-config -D "$dir/img/3" -o restore.log -d ||
         fail "restore failed; see $dir/img/3/restore.log"
-    pid=$(cat "$dir/pid")
-    touch "$dir/ready.check"
-    for _ in $(seq 1200); do [ -e "$dir/ready.verdict" ] && break; sleep 0.05; done
-    verdict=$(cat "$dir/ready.verdict" 2>/dev/null || echo "no answer from pid $pid")
-    [ "$verdict" = PASS ] || fail "round $r: the restored process's memory is wrong: $verdict"
+    check_restored
     kill -9 "$pid"
     gone
     bytes=$(stat -c %s "$dir"/img/3/pages-*.img | awk '{s += $1} END {print s}')
@@ -75,14 +48,14 @@ for r in $(seq "$rounds"); do
     rm -f "$dir/floor"
     echo "($t1 - $t0) * 1000" | bc -l >> "$dir/floor.txt"
 
-    start
+    start writing "$mib" "$percent"
     "$criu" dump --no-default-config -t "$pid" -D "$dir/img-whole" -o dump.log \
         --display-stats > "$dir/stats.txt" || fail "whole dump failed"
     frozen "$dir/stats.txt" >> "$dir/whole.txt"
     gone
     line="round $r: iterative final dump frozen $(tail -n1 "$dir/iterative.txt") ms ($bytes bytes of pages; writing them: $(printf %.1f "$(tail -n1 "$dir/floor.txt")") ms); whole dump frozen $(tail -n1 "$dir/whole.txt") ms"
     if [ -n "${UPSTREAM:-}" ]; then
-        start
+        start writing "$mib" "$percent"
         if "$UPSTREAM" pre-dump --no-default-config -t "$pid" -D "$dir/img-up" -o pre.log \
             2>/dev/null; then
             fail "upstream CRIU pre-dumped here: compare its iterative dump instead"
@@ -96,7 +69,6 @@ for r in $(seq "$rounds"); do
     echo "$line; restored memory checked"
 done
 i=$(median < "$dir/iterative.txt") f=$(median < "$dir/floor.txt") w=$(median < "$dir/whole.txt")
-ratio() { echo "$1 / $2" | bc -l; }
 printf 'median over %s rounds, %s MiB at %s %%/s: iterative final dump frozen %.1f ms / writing its pages %.1f ms = %.2f; whole dump frozen %.1f ms (%.1fx the iterative one)\n' \
     "$rounds" "$mib" "$percent" "$i" "$f" "$(ratio "$i" "$f")" "$w" "$(ratio "$w" "$i")"
 if [ -s "$dir/upstream.txt" ]; then

@@ -182,13 +182,7 @@ mod tests {
     #[test]
     fn an_object_sent_to_a_page_server_reads_back_the_same() {
         let dir = tempfile::tempdir().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let d = dir.path().to_path_buf();
-        let server = std::thread::spawn(move || {
-            let (mut s, peer) = listener.accept().unwrap();
-            crate::page_server::Server::new(&d, peer.to_string()).serve(&mut s, true)
-        });
+        let (port, server) = crate::page_server::serve_one(dir.path());
         let obj = tempfile::tempfile().unwrap();
         obj.set_len(16 * PAGE_SIZE).unwrap();
         obj.write_all_at(b"sent", 5 * PAGE_SIZE + 3).unwrap();

@@ -583,6 +583,22 @@ fn read_header<R: Read>(r: &mut R, h: &mut [u8; HEADER]) -> std::io::Result<bool
     Ok(true)
 }
 
+/// A page server on a free loopback port serving one session into `dir` (for tests here and
+/// in dump_shmem.rs).
+#[cfg(test)]
+pub(crate) fn serve_one(
+    dir: &Path,
+) -> (u16, std::thread::JoinHandle<Result<Served, PageServerError>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let d = dir.to_path_buf();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        Server::new(&d, peer.to_string()).serve(&mut s, true)
+    });
+    (port, server)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,13 +634,7 @@ mod tests {
     #[test]
     fn a_session_writes_the_images_a_local_dump_would() {
         let dir = tempfile::tempdir().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let d = dir.path().to_path_buf();
-        let server = std::thread::spawn(move || {
-            let (mut s, peer) = listener.accept().unwrap();
-            Server::new(&d, peer.to_string()).serve(&mut s, true)
-        });
+        let (port, server) = serve_one(dir.path());
         let mut c = Client::connect("127.0.0.1", port).unwrap();
         let t = Target::Task(7);
         assert!(!c.open(t).unwrap());
@@ -646,13 +656,7 @@ mod tests {
     #[test]
     fn a_dump_that_goes_away_fails_the_session() {
         let dir = tempfile::tempdir().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let d = dir.path().to_path_buf();
-        let server = std::thread::spawn(move || {
-            let (mut s, peer) = listener.accept().unwrap();
-            Server::new(&d, peer.to_string()).serve(&mut s, true)
-        });
+        let (port, server) = serve_one(dir.path());
         let mut c = Client::connect("127.0.0.1", port).unwrap();
         c.open(Target::Task(1)).unwrap();
         c.add(Target::Task(1), 0x1000, 4, PE_PRESENT).unwrap();
