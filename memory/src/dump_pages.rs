@@ -17,6 +17,7 @@ use crate::vma::{
     PAGE_SIZE, PE_PARENT, PE_PRESENT, VMA_AREA_AIORING, VMA_AREA_REGULAR, VMA_AREA_VDSO,
     VMA_FILE_PRIVATE,
 };
+use criu_sys::pagemap_scan::{self, Query};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PagesDumpError {
@@ -168,16 +169,30 @@ pub fn scan(
         // may show none of them.
         let whole = e.status & (VMA_AREA_VDSO | VMA_AREA_AIORING) != 0;
         // Parts the tracker saw unwritten since the parent: the parent's, where it has them,
-        // else still empty; their pagemap is not read at all.
+        // else still empty; their pagemap is not read, only their guard pages are asked for
+        // (a guard installed on an empty page is no write). Where the kernel cannot tell
+        // guards that way, the part is read as any other.
         let unchanged = match inc {
             Some(i) if kept => i.delta.tracked.minus(&i.delta.written, e.start, e.end),
             _ => Vec::new(),
         };
+        let guards = Query {
+            flags: 0,
+            all: pagemap_scan::PAGE_IS_GUARD,
+            any: 0,
+        };
+        let mut found = Vec::with_capacity(unchanged.len());
+        for &(s, t) in &unchanged {
+            match pagemap_scan::scan(&pm, s, t, guards) {
+                Ok(g) => found.push((s, t, g)),
+                Err(e) => tracing::debug!("pid {pid}: guard pages of {s:#x}-{t:#x}: {e}"),
+            }
+        }
+        let unchanged = found;
         let mut at = e.start;
-        for (s, t) in unchanged
-            .iter()
-            .copied()
-            .chain(std::iter::once((e.end, e.end)))
+        for (s, t, g) in unchanged
+            .into_iter()
+            .chain(std::iter::once((e.end, e.end, Vec::new())))
         {
             if at < s {
                 let walk = Walk {
@@ -188,6 +203,12 @@ pub fn scan(
                     whole,
                 };
                 walk_pagemap(&mut walker, walk, &mut out)?;
+            }
+            for r in g {
+                match out.guards.last_mut() {
+                    Some((_, end)) if *end == r.start => *end = r.end,
+                    _ => out.guards.push((r.start, r.end)),
+                }
             }
             if let Some(i) = inc.filter(|_| s < t) {
                 for (ps, pe) in i.parent.clip(s, t) {

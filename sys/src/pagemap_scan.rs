@@ -14,6 +14,8 @@ pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
 pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
 pub const PAGE_IS_PRESENT: u64 = 1 << 3;
 pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
+/// A guard page (MADV_GUARD_INSTALL); kernels before 6.15 refuse the bit (EINVAL).
+pub const PAGE_IS_GUARD: u64 = 1 << 8;
 
 /// One region of consecutive pages with the same categories.
 #[repr(C)]

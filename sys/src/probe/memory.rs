@@ -101,8 +101,6 @@ pub fn soft_dirty() -> ProbeResult {
     Ok(())
 }
 
-const PAGE_IS_GUARD: u64 = 1 << 8;
-
 fn open_pagemap() -> Result<std::fs::File, ProbeError> {
     std::fs::File::open("/proc/self/pagemap")
         .map_err(|e| sys("open /proc/self/pagemap")(Errno::from_raw(e.raw_os_error().unwrap_or(0))))
@@ -194,7 +192,7 @@ pub fn pagemap_scan() -> ProbeResult {
 
 /// PAGEMAP_SCAN accepts PAGE_IS_GUARD (reports guard pages made by MADV_GUARD_INSTALL).
 pub fn pagemap_scan_guard_pages() -> ProbeResult {
-    pagemap_scan_with(PAGE_IS_GUARD).map_err(|e| match e {
+    pagemap_scan_with(scan::PAGE_IS_GUARD).map_err(|e| match e {
         ProbeError::Missing(_) => missing("ioctl(PAGEMAP_SCAN) doesn't support PAGE_IS_GUARD"),
         other => other,
     })
