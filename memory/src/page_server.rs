@@ -588,7 +588,10 @@ fn read_header<R: Read>(r: &mut R, h: &mut [u8; HEADER]) -> std::io::Result<bool
 #[cfg(test)]
 pub(crate) fn serve_one(
     dir: &Path,
-) -> (u16, std::thread::JoinHandle<Result<Served, PageServerError>>) {
+) -> (
+    u16,
+    std::thread::JoinHandle<Result<Served, PageServerError>>,
+) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let d = dir.to_path_buf();
