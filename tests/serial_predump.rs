@@ -180,3 +180,49 @@ fn a_pre_dump_with_a_missing_parent_fails_and_the_tree_runs_on() {
         "memory after the failed pre-dump"
     );
 }
+
+/// A pre-dump that fails after it made its trackers (`CRIU_FAULT=2`, once every task is
+/// collected) takes them back: no userfaultfd is left in the task, which runs on with its
+/// memory.
+#[test]
+fn a_failed_pre_dump_leaves_no_tracker_behind() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("img/1")).unwrap();
+    let tree = Tree::start(d, 64);
+    let pid = tree.root();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args(["--no-default-config", "pre-dump", "-t", &pid.to_string()])
+        .args(["-D", "img/1", "-o", "dump.log", "-v4"])
+        .env("CRIU_FAULT", "2")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let log = read(&d.join("img/1/dump.log"));
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the pre-dump did not fail: {log}"
+    );
+    assert!(
+        log.contains("memory tracker at fd"),
+        "no tracker was made before the fault point: {log}"
+    );
+    let trackers: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|l| l.display().to_string())
+        .filter(|l| l.contains("userfaultfd"))
+        .collect();
+    assert!(
+        trackers.is_empty(),
+        "left in pid {pid}: {trackers:?}\n{log}"
+    );
+    tree.assert_all_run("after the failed pre-dump");
+    assert_eq!(
+        tree.verdicts(),
+        vec![("parent".to_string(), "PASS\n".to_string())],
+        "memory after the failed pre-dump"
+    );
+}

@@ -32,6 +32,8 @@ pub struct Chain {
     pub prev: BTreeMap<i32, Record>,
     /// The trackers this dump leaves, for `mem-track.img`.
     pub left: Mutex<Vec<Record>>,
+    /// The trackers this dump made, (pid, fd): closed again if it fails.
+    pub made: Mutex<Vec<(i32, i32)>>,
 }
 
 impl Chain {
@@ -140,6 +142,13 @@ pub fn start(
         t0.elapsed().as_micros()
     );
     let fd = tracker.fd;
+    if !continued {
+        chain
+            .made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pid, fd));
+    }
     if chain.keeps() {
         chain
             .left

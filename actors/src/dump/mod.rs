@@ -270,6 +270,23 @@ async fn supervise(
     } else {
         release
     };
+    // A failed dump takes back the trackers it made (those of earlier rounds stay: their
+    // dump still stands).
+    if result.is_err() {
+        if let Some(shared) = &tree.shared {
+            let made =
+                std::mem::take(&mut *shared.chain.made.lock().unwrap_or_else(|e| e.into_inner()));
+            for (pid, fd) in made {
+                if let Some(a) = tree.actors.get(&pid) {
+                    match a.send(task::CloseTracker(fd)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("pid {pid}: closing tracker fd {fd}: {e}"),
+                        Err(_) => tracing::warn!("pid {pid}: its actor is gone"),
+                    }
+                }
+            }
+        }
+    }
     // Connections stay locked for the restore unless the tree runs on here.
     if release == Release::Run {
         if let Some(shared) = &tree.shared {
@@ -514,6 +531,8 @@ async fn dump_phases(
         ));
     }
     let done: Vec<TaskDone> = answers(asked).await?.into_iter().map(|(_, d)| d).collect();
+
+    crate::fault::boundary(Point::DumpCollected).map_err(DumpError::Interrupted)?;
     shared.chain.write_records(&req.dir)?;
     if req.iterative.pre_dump {
         // The pages are copied once the tree runs again (see `copy_deferred`).
@@ -525,7 +544,6 @@ async fn dump_phases(
         return Ok(DumpReport { tasks: done, stats });
     }
 
-    crate::fault::boundary(Point::DumpCollected).map_err(DumpError::Interrupted)?;
     // 3. Shared memory, once per object.
     let mut shpages = 0u64;
     let mut objects = std::mem::take(&mut *shared.shmem.lock().unwrap_or_else(|e| e.into_inner()));

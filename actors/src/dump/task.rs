@@ -396,6 +396,29 @@ impl Handler<Collect> for TaskActor {
     }
 }
 
+/// A failed dump closes the tracker it made in the task at this fd.
+#[derive(Message)]
+#[rtype(result = "Result<(), TaskError>")]
+pub struct CloseTracker(pub i32);
+
+impl Handler<CloseTracker> for TaskActor {
+    type Result = Result<(), TaskError>;
+
+    fn handle(&mut self, msg: CloseTracker, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.pid;
+        let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
+        let leader = process
+            .thread_mut(pid)
+            .ok_or(TaskError::NotSeized { pid })?;
+        let terr = |source| TaskError::Seize { pid, source };
+        let mut inj = criu_tracee::Injector::new(leader, 64).map_err(terr)?;
+        criu_tracee::remote::Remote::new(&mut inj)
+            .close(msg.0 as u64)
+            .map_err(terr)?;
+        inj.finish().map_err(terr)
+    }
+}
+
 /// How to let go of the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
