@@ -489,6 +489,21 @@ async fn dump_phases(
         }
         cg_sets.insert(pid, sets);
     }
+    // Memory trackers first, in every task, before any fd table is listed (see `Track`).
+    if shared.chain.active() {
+        let asked: Vec<_> = order
+            .iter()
+            .filter_map(|&pid| {
+                let addr = tree.actors.get(&pid)?;
+                let track = task::Track {
+                    shared: shared.clone(),
+                    own_pid_ns,
+                };
+                Some((pid, addr.send(track)))
+            })
+            .collect();
+        answers(asked).await?;
+    }
     let mut root_task_ids = None;
     for (i, &pid) in order.iter().enumerate() {
         let mut ids = if tree.zombies.contains(&pid) {

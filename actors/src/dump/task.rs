@@ -123,6 +123,8 @@ pub struct TaskActor {
     /// Stopped inside a frozen cgroup: seized once it thaws (see `freezer::is_stopped`).
     seize_later: bool,
     timeout: Duration,
+    /// Its memory tracker for this dump (see [`Track`]), taken by the collect.
+    tracking: Option<super::iterative::Tracking>,
 }
 
 impl TaskActor {
@@ -139,6 +141,7 @@ impl TaskActor {
             interrupted: None,
             seize_later: false,
             timeout,
+            tracking: None,
         };
         if let Some(stat) = zombie_stat(pid) {
             return actor(None, None, Some(stat));
@@ -173,6 +176,7 @@ impl TaskActor {
             interrupted: None,
             seize_later: false,
             timeout,
+            tracking: None,
         };
         if let Some(stat) = zombie_stat(pid) {
             actor.zombie = Some(stat);
@@ -389,10 +393,42 @@ impl Handler<Collect> for TaskActor {
         }
         let stop_signo = self.stop_signo;
         let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
+        let tracking = self.tracking.take();
         if pre_dump {
-            return pre_collect(pid, process, &msg);
+            return pre_collect(pid, tracking, &msg);
         }
-        collect(pid, (state_before, stop_signo), process, &msg)
+        collect(pid, (state_before, stop_signo), process, tracking, &msg)
+    }
+}
+
+/// Takes over or makes the task's memory tracker and runs its round. Every task of the dump
+/// does this before any fd table is listed: a tracker being made in a task that shares its
+/// fd table with another must not be found half made there.
+#[derive(Message)]
+#[rtype(result = "Result<(), TaskError>")]
+pub struct Track {
+    pub shared: Arc<DumpShared>,
+    pub own_pid_ns: bool,
+}
+
+impl Handler<Track> for TaskActor {
+    type Result = Result<(), TaskError>;
+
+    fn handle(&mut self, msg: Track, _: &mut Context<Self>) -> Self::Result {
+        let pid = self.pid;
+        if self.zombie.is_some() {
+            return Ok(());
+        }
+        let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
+        let stat = criu_procfs::read_stat(pid).map_err(|source| TaskError::Proc {
+            pid,
+            what: "stat",
+            source,
+        })?;
+        let name = TaskIds::read(pid, msg.own_pid_ns, &stat)?.pid;
+        let vmas = dump_vmas::collect_vmas(pid)?;
+        self.tracking = super::iterative::start(&msg.shared.chain, (pid, name), process, &vmas)?;
+        Ok(())
     }
 }
 
@@ -554,6 +590,7 @@ fn collect(
     pid: i32,
     (state_before, stop_signo): (char, Option<u32>),
     process: &mut SeizedProcess,
+    tracking: Option<super::iterative::Tracking>,
     msg: &Collect,
 ) -> Result<TaskDone, TaskError> {
     let shared = &msg.shared;
@@ -617,8 +654,6 @@ fn collect(
         }
     }
 
-    // Before the fds: the tracker is one of them, and not the program's.
-    let tracking = super::iterative::start(&shared.chain, (pid, name), process, &vmas)?;
     // In a chain of dumps every tracker in the fd table is criu's: its own, those of tasks
     // sharing the table, copies inherited by forking after an earlier round.
     let active = shared.chain.active();
@@ -752,7 +787,7 @@ fn collect(
 /// copy once it runs again. No other image.
 fn pre_collect(
     pid: i32,
-    process: &mut SeizedProcess,
+    tracking: Option<super::iterative::Tracking>,
     msg: &Collect,
 ) -> Result<TaskDone, TaskError> {
     let shared = &msg.shared;
@@ -763,7 +798,6 @@ fn pre_collect(
     })?;
     let ids = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
     let vmas = dump_vmas::collect_vmas(pid)?;
-    let tracking = super::iterative::start(&shared.chain, (pid, ids.pid), process, &vmas)?;
     let inc = tracking.as_ref().and_then(|t| t.inc.as_ref());
     let plan = dump_pages::plan_pages(pid, &vmas, shared.zero_pfn, inc)?;
     if shared.page_server.is_some() {
