@@ -19,14 +19,20 @@ const MAX_DEPTH: usize = 1024;
 
 /// One pagemap entry: its pages are in this dump's pages image at `offset`, or in the parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    vaddr: u64,
-    pages: u64,
-    offset: Option<u64>,
+pub(crate) struct Entry {
+    pub vaddr: u64,
+    pub pages: u64,
+    pub offset: Option<u64>,
 }
 
-fn entries(dir: &Path, pid: u64) -> Result<(u32, Vec<Entry>), RestoreMemError> {
-    let mut img = ImageReader::open(dir, &ImageKind::PAGEMAP, Some(pid))?;
+/// A pagemap image of `kind` (a task's or a shared object's): its pages image id and its
+/// entries in image order.
+pub(crate) fn read_entries(
+    dir: &Path,
+    kind: &ImageKind,
+    id: u64,
+) -> Result<(u32, Vec<Entry>), RestoreMemError> {
+    let mut img = ImageReader::open(dir, kind, Some(id))?;
     let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead {
         path: img.path().into(),
     })?;
@@ -51,6 +57,10 @@ fn entries(dir: &Path, pid: u64) -> Result<(u32, Vec<Entry>), RestoreMemError> {
         }
     }
     Ok((head.pages_id, out))
+}
+
+fn entries(dir: &Path, pid: u64) -> Result<(u32, Vec<Entry>), RestoreMemError> {
+    read_entries(dir, &ImageKind::PAGEMAP, pid)
 }
 
 /// The pages of one dump in the chain that a task gets.

@@ -333,7 +333,6 @@ pub fn read_pages_image(dir: &Path, pages_id: u32) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::read_pagemap;
 
     #[test]
     fn runs_are_cut_at_area_bounds() {
@@ -424,7 +423,9 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         std::fs::write(dir.path().join("pages-5.img"), &data).unwrap();
-        let (id, runs) = read_pagemap(dir.path(), 1).unwrap();
+        let sources = crate::chain::read_chain(dir.path(), 1).unwrap();
+        assert_eq!(sources.len(), 1);
+        let (id, runs) = (sources[0].pages_id, sources[0].runs.clone());
         assert_eq!(id, 5);
         let n = fill(std::process::id() as i32, dir.path(), id, &runs, None).unwrap();
         assert_eq!(n, 2 * PAGE_SIZE);

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use criu_proto::images::{PagemapEntry, PagemapHead, VmaEntry};
-use criu_proto::{ImageKind, ImageReader};
+use criu_proto::images::VmaEntry;
+use criu_proto::ImageKind;
 
 use crate::vma::*;
 
@@ -209,52 +209,30 @@ pub struct PageRun {
     pub offset: u64,
 }
 
-/// Reads `pagemap-<pid>.img`: the pages image id and the runs stored in it, in image order.
-pub fn read_pagemap(dir: &Path, pid: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
-    read_pagemap_of(dir, &ImageKind::PAGEMAP, pid)
-}
-
-/// Reads `pagemap-shmem-<shmid>.img`; run addresses are offsets in the shared object.
+/// Reads `pagemap-shmem-<shmid>.img`: the pages image id and the runs stored in it, in image
+/// order; run addresses are offsets in the shared object. Shared memory is dumped whole: an
+/// entry in a parent dump is refused (tasks' pages are read along the chain, chain.rs).
 pub fn read_shmem_pagemap(dir: &Path, shmid: u64) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
-    read_pagemap_of(dir, &ImageKind::SHMEM_PAGEMAP, shmid)
-}
-
-fn read_pagemap_of(
-    dir: &Path,
-    kind: &ImageKind,
-    id: u64,
-) -> Result<(u32, Vec<PageRun>), RestoreMemError> {
-    let mut img = ImageReader::open(dir, kind, Some(id))?;
-    let head: PagemapHead = img.read()?.ok_or_else(|| RestoreMemError::NoHead {
-        path: img.path().into(),
-    })?;
-    let mut runs = Vec::new();
-    let mut offset = 0;
-    while let Some(e) = img.read::<PagemapEntry>()? {
-        let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
-        let flags = e.flags.unwrap_or(PE_PRESENT);
-        if e.in_parent == Some(true) || flags & PE_PARENT != 0 {
-            // Tasks' pages are read along the chain (chain.rs); shared memory is dumped whole.
+    let (pages_id, entries) = crate::chain::read_entries(dir, &ImageKind::SHMEM_PAGEMAP, shmid)?;
+    let mut runs = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Some(offset) = e.offset else {
             return Err(RestoreMemError::Chain {
                 dir: dir.display().to_string(),
                 what: format!(
-                    "{}: pages at {:#x} are in a parent dump, which is not read for this image",
-                    img.path(),
+                    "{}: pages at {:#x} are in a parent dump, which is not read for shared memory",
+                    ImageKind::SHMEM_PAGEMAP.file_name(Some(shmid)),
                     e.vaddr
                 ),
             });
-        }
-        if flags & PE_PRESENT == 0 {
-            continue;
-        }
+        };
         runs.push(PageRun {
             vaddr: e.vaddr,
-            pages,
+            pages: e.pages,
             offset,
         });
-        offset += pages * PAGE_SIZE;
     }
-    Ok((head.pages_id, runs))
+    Ok((pages_id, runs))
 }
 
 /// Anonymous areas watched by a userfaultfd of the task: runs inside them are put in place
