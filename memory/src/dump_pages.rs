@@ -494,7 +494,7 @@ impl TaskMemory {
 
 /// Copies the runs from the task's memory into `pages` with `threads` threads; returns the
 /// image's hash.
-pub fn copy_runs(
+fn copy_runs(
     pid: i32,
     runs: &[Run],
     pages: &File,
@@ -547,9 +547,25 @@ pub fn copy_runs(
     copied.map(|()| hash.digest())
 }
 
+/// A pagemap's entries (vaddr, pages, flags) in address order: the runs dumped here, and the
+/// parent's with `parent_flag`.
+fn pagemap_entries(
+    runs: &[Run],
+    parent_runs: &[(u64, u64)],
+    parent_flag: u32,
+) -> Vec<(u64, u64, u32)> {
+    let mut entries: Vec<(u64, u64, u32)> = runs
+        .iter()
+        .map(|r| (r.vaddr, r.pages, PE_PRESENT))
+        .chain(parent_runs.iter().map(|&(v, n)| (v, n, parent_flag)))
+        .collect();
+    entries.sort_unstable_by_key(|e| e.0);
+    entries
+}
+
 /// Writes `pagemap-PID.img`: head with `pages_id`, then one entry per run, in address
 /// order, those of the parent dump flagged PE_PARENT.
-pub fn write_pagemap(
+fn write_pagemap(
     dir: &Path,
     pid: i32,
     pages_id: u32,
@@ -557,12 +573,7 @@ pub fn write_pagemap(
     parent_runs: &[(u64, u64)],
 ) -> Result<(), PagesDumpError> {
     let img = |source| PagesDumpError::Image { pid, source };
-    let mut entries: Vec<(u64, u64, u32)> = runs
-        .iter()
-        .map(|r| (r.vaddr, r.pages, PE_PRESENT))
-        .chain(parent_runs.iter().map(|&(v, n)| (v, n, PE_PARENT)))
-        .collect();
-    entries.sort_unstable_by_key(|e| e.0);
+    let entries = pagemap_entries(runs, parent_runs, PE_PARENT);
     let mut w = ImageWriter::create(dir, &ImageKind::PAGEMAP, Some(pid as u64)).map_err(img)?;
     w.write(&PagemapHead { pages_id }).map_err(img)?;
     for (vaddr, pages, flags) in entries {
@@ -673,20 +684,9 @@ fn send_pages(
             target.file_name()
         );
     }
-    // (vaddr, pages, flags): what the page server writes into the pagemap.
-    let mut entries: Vec<(u64, u64, u32)> = plan
-        .scanned
-        .runs
-        .iter()
-        .map(|r| (r.vaddr, r.pages, PE_PRESENT))
-        .chain(
-            plan.scanned
-                .parent_runs
-                .iter()
-                .map(|&(v, n)| (v, n, if has_parent { PE_PARENT } else { PE_PRESENT })),
-        )
-        .collect();
-    entries.sort_unstable_by_key(|e| e.0);
+    // What the page server writes into the pagemap.
+    let parent_flag = if has_parent { PE_PARENT } else { PE_PRESENT };
+    let entries = pagemap_entries(&plan.scanned.runs, &plan.scanned.parent_runs, parent_flag);
     let written: u64 = entries
         .iter()
         .filter(|e| e.2 == PE_PRESENT)
