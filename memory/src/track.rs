@@ -313,11 +313,13 @@ impl Tracker {
             what: "smaps",
             source,
         })?;
-        let watched = |start: u64| {
-            smaps
-                .iter()
-                .any(|s| s.vma.start == start && s.vm_flags.contains(criu_procfs::VmFlags::UFFD_WP))
-        };
+        // Areas registered with a userfaultfd in write-protect mode, by start.
+        let registered: std::collections::HashSet<u64> = smaps
+            .iter()
+            .filter(|s| s.vm_flags.contains(criu_procfs::VmFlags::UFFD_WP))
+            .map(|s| s.vma.start)
+            .collect();
+        let watched = |start: u64| registered.contains(&start);
         let sys = |what: String| move |source| TrackError::Sys { pid, what, source };
         let mut tracked = Vec::new();
         let mut written = Vec::new();
