@@ -123,8 +123,8 @@ pub struct TaskActor {
     /// Stopped inside a frozen cgroup: seized once it thaws (see `freezer::is_stopped`).
     seize_later: bool,
     timeout: Duration,
-    /// Its memory tracker for this dump (see [`Track`]), taken by the collect.
-    tracking: Option<super::iterative::Tracking>,
+    /// Its memory map and tracker as [`Track`] found them, taken by the collect.
+    tracked: Option<Tracked>,
 }
 
 impl TaskActor {
@@ -141,7 +141,7 @@ impl TaskActor {
             interrupted: None,
             seize_later: false,
             timeout,
-            tracking: None,
+            tracked: None,
         };
         if let Some(stat) = zombie_stat(pid) {
             return actor(None, None, Some(stat));
@@ -176,7 +176,7 @@ impl TaskActor {
             interrupted: None,
             seize_later: false,
             timeout,
-            tracking: None,
+            tracked: None,
         };
         if let Some(stat) = zombie_stat(pid) {
             actor.zombie = Some(stat);
@@ -393,11 +393,31 @@ impl Handler<Collect> for TaskActor {
         }
         let stop_signo = self.stop_signo;
         let process = self.process.as_mut().ok_or(TaskError::NotSeized { pid })?;
-        let tracking = self.tracking.take();
+        let tracked = self.tracked.take();
         if pre_dump {
-            return pre_collect(pid, tracking, &msg);
+            return pre_collect(pid, tracked, &msg);
         }
-        collect(pid, (state_before, stop_signo), process, tracking, &msg)
+        collect(pid, (state_before, stop_signo), process, tracked, &msg)
+    }
+}
+
+/// The memory map a [`Track`] read (the task stays stopped: the collect uses it as it is) and
+/// the tracker it took or made.
+pub struct Tracked {
+    vmas: Vec<dump_vmas::DumpVma>,
+    tracking: Option<super::iterative::Tracking>,
+}
+
+impl Tracked {
+    /// What [`Track`] left, or the memory map read now (no tracking in this dump).
+    fn or_read(t: Option<Tracked>, pid: i32) -> Result<Tracked, TaskError> {
+        match t {
+            Some(t) => Ok(t),
+            None => Ok(Tracked {
+                vmas: dump_vmas::collect_vmas(pid)?,
+                tracking: None,
+            }),
+        }
     }
 }
 
@@ -427,7 +447,8 @@ impl Handler<Track> for TaskActor {
         })?;
         let name = TaskIds::read(pid, msg.own_pid_ns, &stat)?.pid;
         let vmas = dump_vmas::collect_vmas(pid)?;
-        self.tracking = super::iterative::start(&msg.shared.chain, (pid, name), process, &vmas)?;
+        let tracking = super::iterative::start(&msg.shared.chain, (pid, name), process, &vmas)?;
+        self.tracked = Some(Tracked { vmas, tracking });
         Ok(())
     }
 }
@@ -590,7 +611,7 @@ fn collect(
     pid: i32,
     (state_before, stop_signo): (char, Option<u32>),
     process: &mut SeizedProcess,
-    tracking: Option<super::iterative::Tracking>,
+    tracked: Option<Tracked>,
     msg: &Collect,
 ) -> Result<TaskDone, TaskError> {
     let shared = &msg.shared;
@@ -607,7 +628,7 @@ fn collect(
     let name = names.pid;
 
     // Memory map; file mappings get the file's id (socket mappings once the fds are dumped).
-    let mut vmas = dump_vmas::collect_vmas(pid)?;
+    let Tracked { mut vmas, tracking } = Tracked::or_read(tracked, pid)?;
     let sysv = criu_memory::vma::VMA_AREA_SYSVIPC;
     if let Some(v) = vmas
         .iter()
@@ -785,11 +806,7 @@ fn collect(
 
 /// A pre-dump of one stopped task: its memory map, its tracker's round, and the pages to
 /// copy once it runs again. No other image.
-fn pre_collect(
-    pid: i32,
-    tracking: Option<super::iterative::Tracking>,
-    msg: &Collect,
-) -> Result<TaskDone, TaskError> {
+fn pre_collect(pid: i32, tracked: Option<Tracked>, msg: &Collect) -> Result<TaskDone, TaskError> {
     let shared = &msg.shared;
     let stat = criu_procfs::read_stat(pid).map_err(|source| TaskError::Proc {
         pid,
@@ -797,7 +814,7 @@ fn pre_collect(
         source,
     })?;
     let ids = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
-    let vmas = dump_vmas::collect_vmas(pid)?;
+    let Tracked { vmas, tracking } = Tracked::or_read(tracked, pid)?;
     let inc = tracking.as_ref().and_then(|t| t.inc.as_ref());
     let plan = dump_pages::plan_pages(pid, &vmas, shared.zero_pfn, inc)?;
     if shared.page_server.is_some() {
