@@ -257,6 +257,18 @@ impl CgroupRestore {
     }
 
     /// The members of set `set`; criu's set at dump means criu's cgroups now.
+    /// Where the hierarchy of member `m`'s controller has its root here.
+    fn hierarchy_root(&mut self, m: &CgMemberEntry) -> Result<PathBuf> {
+        let c = self
+            .controller_of(&m.name)
+            .ok_or_else(|| CgroupRestoreError::NoController {
+                name: m.name.clone(),
+                path: m.path.clone(),
+            })?;
+        let cnames = c.cnames.clone();
+        Ok(self.hier.root(&cnames)?)
+    }
+
     fn members(&self, pid: i32, set: u32) -> Result<Vec<CgMemberEntry>> {
         if let Some(m) = self.sets.get(&set) {
             return Ok(m.clone());
@@ -284,14 +296,7 @@ impl CgroupRestore {
         }
         tracing::info!("cgroups: moving {pid} into set {set}");
         for m in self.members(pid, set)? {
-            let c =
-                self.controller_of(&m.name)
-                    .ok_or_else(|| CgroupRestoreError::NoController {
-                        name: m.name.clone(),
-                        path: m.path.clone(),
-                    })?;
-            let cnames = c.cnames.clone();
-            let base = self.hier.root(&cnames)?;
+            let base = self.hierarchy_root(&m)?;
             let file = join(&base, &m.path).join("cgroup.procs");
             write_id(&file, pid, "pid")?;
         }
@@ -313,13 +318,7 @@ impl CgroupRestore {
                 path: m.path.clone(),
                 prefix: m.cgns_prefix.unwrap_or(0),
             })?;
-            let c =
-                self.controller_of(&m.name)
-                    .ok_or_else(|| CgroupRestoreError::NoController {
-                        name: m.name.clone(),
-                        path: m.path.clone(),
-                    })?;
-            let base = self.hier.root(&c.cnames.clone())?;
+            let base = self.hierarchy_root(&m)?;
             tracing::info!("cgroups: {pid}: cgroup namespace root {}:{root}", m.name);
             write_id(&join(&base, root).join("cgroup.procs"), pid, "pid")?;
         }
