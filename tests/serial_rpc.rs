@@ -92,6 +92,14 @@ impl Drop for Client {
     }
 }
 
+/// The workload every dump here checkpoints: unix socket pairs that check their queues.
+fn uk_state(dir: &std::path::Path) -> StateTask {
+    StateTask::workload("uk_state")
+        .argv(Argv::ResultArgs)
+        .args(&["/tmp", "pairs"])
+        .start(dir)
+}
+
 fn req(kind: CriuReqType, opts: Option<CriuOpts>) -> CriuReq {
     CriuReq {
         r#type: kind as i32,
@@ -132,10 +140,7 @@ fn version_features_and_check_are_answered() {
 fn a_tree_is_dumped_and_restored_with_notifications_in_criu_order() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut task = StateTask::workload("uk_state")
-        .argv(Argv::ResultArgs)
-        .args(&["/tmp", "pairs"])
-        .start(dir.path());
+    let mut task = uk_state(dir.path());
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let images = std::fs::File::open(dir.path().join("images")).unwrap();
     let opts = CriuOpts {
@@ -184,10 +189,7 @@ fn a_tree_is_dumped_and_restored_with_notifications_in_criu_order() {
 fn pre_dumps_then_the_final_dump_go_over_one_session() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut task = StateTask::workload("uk_state")
-        .argv(Argv::ResultArgs)
-        .args(&["/tmp", "pairs"])
-        .start(dir.path());
+    let mut task = uk_state(dir.path());
     let tree = harness::descendants(task.pid);
     let mut c = Client::swrk();
     let mut dirs = Vec::new();
@@ -245,10 +247,7 @@ fn pre_dumps_then_the_final_dump_go_over_one_session() {
 fn a_page_server_request_starts_one_that_takes_a_dump() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let mut task = StateTask::workload("uk_state")
-        .argv(Argv::ResultArgs)
-        .args(&["/tmp", "pairs"])
-        .start(dir.path());
+    let mut task = uk_state(dir.path());
     let tree = harness::descendants(task.pid);
     let served = dir.path().join("served");
     std::fs::create_dir(&served).unwrap();
@@ -315,10 +314,7 @@ fn a_page_server_request_starts_one_that_takes_a_dump() {
 fn a_client_that_hangs_up_at_post_dump_leaves_the_tree_running() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let task = StateTask::workload("uk_state")
-        .argv(Argv::ResultArgs)
-        .args(&["/tmp", "pairs"])
-        .start(dir.path());
+    let task = uk_state(dir.path());
     std::fs::create_dir(dir.path().join("images")).unwrap();
     let images = std::fs::File::open(dir.path().join("images")).unwrap();
     let opts = CriuOpts {
