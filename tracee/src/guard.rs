@@ -395,7 +395,10 @@ pub(crate) fn syscall_at_ip(
     let result = raw::proc_mem(tid, ip, &mut code, true).and_then(|()| {
         let mut regs = *base;
         regs.set_syscall(nr, args);
-        run_to_trap(tid, &regs, ip + SYSCALL_INT3.len() as u64, record, deferred)
+        let trap = Until::Int3 {
+            ip: ip + SYSCALL_INT3.len() as u64,
+        };
+        run_to_trap(tid, &regs, trap, record, deferred)
     });
     let put_back = raw::proc_mem(tid, ip, &mut saved, true);
     if put_back.is_ok() {
@@ -408,7 +411,6 @@ pub(crate) fn syscall_at_ip(
     Ok(ret)
 }
 
-/// Sets `regs`, resumes the task and waits for the int3 after the syscall; returns rax.
 /// Whether the thread's SIGTRAP stop is our int3 (the kernel's trap, SI_KERNEL), not a
 /// SIGTRAP sent by a process (si_code <= 0). Unknown counts as ours.
 fn is_breakpoint(tid: i32) -> bool {
@@ -416,10 +418,22 @@ fn is_breakpoint(tid: i32) -> bool {
         .map_or(true, |info| info.si_code > 0)
 }
 
+/// Where an injected syscall ends.
+#[derive(Clone, Copy)]
+pub(crate) enum Until {
+    /// At the int3 after it (rip = `ip` past the int3); the result is in rax.
+    Int3 { ip: u64 },
+    /// At the landing's stop: signal `sig` seen with rip = `ip`; the result is in r15.
+    Landing { ip: u64, sig: i32 },
+}
+
+/// Sets `regs`, resumes the task and waits until the injected syscall is done (`until`);
+/// returns its result. Signals other than ours that stop the task meanwhile are suppressed
+/// and added to `deferred`.
 pub(crate) fn run_to_trap(
     tid: i32,
     regs: &Regs,
-    trap_ip: u64,
+    until: Until,
     record: Option<&Record>,
     deferred: &mut u64,
 ) -> Result<i64, Errno> {
@@ -428,29 +442,38 @@ pub(crate) fn run_to_trap(
         r.set(F_RUNNING);
     }
     raw::cont(tid, 0)?;
-    loop {
+    let after = loop {
         let (_, status) = raw::wait_raw(tid, 0)?;
         if !libc::WIFSTOPPED(status) {
             return Err(Errno::ESRCH);
         }
         let sig = libc::WSTOPSIG(status);
         let event = status >> 16;
-        if event == 0 && sig == libc::SIGTRAP && is_breakpoint(tid) {
-            break;
-        }
-        // Any other signal, a SIGTRAP someone sent included (the task may have one pending
-        // and blocked: the session lets SIGTRAP through), is held back and sent again after.
         if event == 0 {
+            match until {
+                Until::Int3 { .. } if sig == libc::SIGTRAP && is_breakpoint(tid) => {
+                    break raw::get_regs(tid)?;
+                }
+                Until::Landing { ip, sig: ours } if sig == ours => {
+                    let regs = raw::get_regs(tid)?;
+                    if regs.rip == ip {
+                        break regs;
+                    }
+                }
+                _ => {}
+            }
+            // Any other signal, one like ours that someone sent included (the session lets
+            // it through), is held back and sent again after.
             *deferred |= 1u64 << (sig - 1);
         }
         raw::cont(tid, 0)?;
-    }
+    };
     if let Some(r) = record {
         r.clear(F_RUNNING);
     }
-    let after = raw::get_regs(tid)?;
-    if after.rip != trap_ip {
-        return Err(Errno::EFAULT);
+    match until {
+        Until::Int3 { ip } if after.rip == ip => Ok(after.rax as i64),
+        Until::Landing { .. } => Ok(after.r15 as i64),
+        Until::Int3 { .. } => Err(Errno::EFAULT),
     }
-    Ok(after.rax as i64)
 }

@@ -2,16 +2,22 @@
 //! area mapped in the task for arguments and results. The task is left exactly as it was
 //! afterwards: registers, sigmask, memory (the scratch area is unmapped again).
 //!
-//! How: save the registers; block every signal but SIGTRAP; write `syscall; int3` over the
-//! code at rip through /proc/PID/mem, run an `mmap` of the scratch area there, put the code
-//! back; copy `syscall; int3` to the start of the scratch area; from then on each syscall sets
-//! rip to it and waits for the SIGTRAP of the int3. `orig_rax = -1` while injecting keeps the
-//! kernel from "restarting" the syscall the thread was stopped in; the saved registers, put
-//! back at the end, still carry that state, and the kernel restarts the syscall normally when
-//! the thread resumes from its signal stop.
+//! Into a live task (`Injector::new`) every syscall runs from a landing (`landing.rs`): if
+//! criu dies at any moment, the task returns to its own state by itself. Into a task criu is
+//! rebuilding (`Injector::for_restore`, whose stack and vDSO move under the injection; the
+//! restore watchdog covers criu's death there), and where a landing cannot be set up: block
+//! every signal but SIGTRAP; write `syscall; int3` over the code at rip through /proc/PID/mem,
+//! run an `mmap` of the scratch area there, put the code back; copy `syscall; int3` to the
+//! start of the scratch area; from then on each syscall sets rip to it and waits for the
+//! SIGTRAP of the int3.
+//!
+//! `orig_rax = -1` while injecting keeps the kernel from "restarting" the syscall the thread
+//! was stopped in; the saved registers, put back at the end, still carry that state, and the
+//! kernel restarts the syscall normally when the thread resumes from its signal stop.
 
 use crate::error::{ptrace_err, Result, TraceeError};
-use crate::guard::{self, Record, F_REGS, F_SCRATCH, F_SIGMASK, SYSCALL_INT3};
+use crate::guard::{self, Record, Until, F_REGS, F_SCRATCH, F_SIGMASK, SYSCALL_INT3};
+use crate::landing::Landing;
 use crate::raw;
 use crate::regs::Regs;
 use crate::tracee::Tracee;
@@ -46,6 +52,8 @@ pub struct Injector<'t> {
     finished: bool,
     /// The thread's rseq critical section pointer, cleared for the session (address, value).
     rseq_cs: Option<(u64, u64)>,
+    /// Where syscalls run from in a live task (none: the int3 way).
+    landing: Option<Landing>,
 }
 
 /// Every signal blocked but SIGTRAP (blocking it would make the kernel reset its handler when
@@ -53,8 +61,19 @@ pub struct Injector<'t> {
 const BLOCK_ALL_BUT_TRAP: u64 = !(1u64 << (libc::SIGTRAP - 1));
 
 impl<'t> Injector<'t> {
-    /// Starts injecting into a stopped thread, with `data_len` bytes of scratch for arguments.
+    /// Starts injecting into a stopped thread of a live task, with `data_len` bytes of scratch
+    /// for arguments. The task survives criu's death at any moment of the session.
     pub fn new(tracee: &'t mut Tracee, data_len: usize) -> Result<Injector<'t>> {
+        Injector::start(tracee, data_len, true)
+    }
+
+    /// Starts injecting into a thread of a task criu is rebuilding: no landing, since the
+    /// injected calls move its stack and vDSO.
+    pub fn for_restore(tracee: &'t mut Tracee, data_len: usize) -> Result<Injector<'t>> {
+        Injector::start(tracee, data_len, false)
+    }
+
+    fn start(tracee: &'t mut Tracee, data_len: usize, live: bool) -> Result<Injector<'t>> {
         let tid = tracee.tid();
         if !tracee.is_stopped() {
             return Err(TraceeError::Unexpected {
@@ -71,6 +90,14 @@ impl<'t> Injector<'t> {
         record.save_regs(&saved_regs);
         record.save_sigmask(saved_sigmask);
         let rseq_cs = hold_rseq_cs(tracee)?;
+        let landing = if live {
+            let resume = resume_regs(tracee, &saved_regs, rseq_cs);
+            Landing::prepare(tracee, &resume, saved_sigmask)
+                .inspect_err(|e| tracing::debug!("{e}: injecting the plain way"))
+                .ok()
+        } else {
+            None
+        };
         let page = 4096u64;
         let scratch_len = (CODE_SIZE + data_len as u64).div_ceil(page) * page;
         let mut inj = Injector {
@@ -83,21 +110,39 @@ impl<'t> Injector<'t> {
             record,
             finished: false,
             rseq_cs,
+            landing,
         };
-        inj.tracee.set_sigmask(BLOCK_ALL_BUT_TRAP)?;
-        inj.tracee.set_stopped(libc::SIGTRAP);
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
         let args = [0, scratch_len, prot, flags, u64::MAX, 0];
-        let addr = guard::syscall_at_ip(
-            tid,
-            &inj.saved_regs,
-            libc::SYS_mmap,
-            &args,
-            Some(&inj.record),
-            &mut inj.deferred,
-        )
-        .map_err(ptrace_err(tid, "injecting mmap of the scratch area at rip"))?;
+        let addr = match &inj.landing {
+            Some(landing) => {
+                // Registers first: from then on the thread lands back on its own state, the
+                // signal mask included, whatever happens to us.
+                let regs = landing.regs(&inj.saved_regs, libc::SYS_mmap, &args, (0, scratch_len));
+                inj.tracee.set_regs(&regs)?;
+                inj.tracee.set_sigmask(!(1u64 << (landing.signal() - 1)))?;
+                inj.tracee.set_stopped(landing.signal());
+                let until = Until::Landing {
+                    ip: landing.stop_ip(),
+                    sig: landing.signal(),
+                };
+                guard::run_to_trap(tid, &regs, until, Some(&inj.record), &mut inj.deferred)
+            }
+            None => {
+                inj.tracee.set_sigmask(BLOCK_ALL_BUT_TRAP)?;
+                inj.tracee.set_stopped(libc::SIGTRAP);
+                guard::syscall_at_ip(
+                    tid,
+                    &inj.saved_regs,
+                    libc::SYS_mmap,
+                    &args,
+                    Some(&inj.record),
+                    &mut inj.deferred,
+                )
+            }
+        }
+        .map_err(ptrace_err(tid, "injecting mmap of the scratch area"))?;
         if (-4095..0).contains(&addr) {
             return Err(TraceeError::Injected {
                 tid,
@@ -178,12 +223,32 @@ impl<'t> Injector<'t> {
         for (a, v) in all.iter_mut().zip(args) {
             *a = *v;
         }
-        let mut regs = self.saved_regs;
-        regs.raw.rip = self.scratch;
-        regs.set_syscall(nr, &all);
-        let trap = self.scratch + SYSCALL_INT3.len() as u64;
-        guard::run_to_trap(tid, &regs, trap, Some(&self.record), &mut self.deferred)
+        self.run(nr, &all)
             .map_err(ptrace_err(tid, "running an injected syscall"))
+    }
+
+    /// Runs syscall `nr` from the landing or from the scratch area's code.
+    fn run(&mut self, nr: i64, args: &[u64; 6]) -> std::result::Result<i64, Errno> {
+        let tid = self.tracee.tid();
+        let (regs, until) = match &self.landing {
+            Some(landing) => {
+                let scratch = (self.scratch, self.scratch_len);
+                let regs = landing.regs(&self.saved_regs, nr, args, scratch);
+                let until = Until::Landing {
+                    ip: landing.stop_ip(),
+                    sig: landing.signal(),
+                };
+                (regs, until)
+            }
+            None => {
+                let mut regs = self.saved_regs;
+                regs.raw.rip = self.scratch;
+                regs.set_syscall(nr, args);
+                let ip = self.scratch + SYSCALL_INT3.len() as u64;
+                (regs, Until::Int3 { ip })
+            }
+        };
+        guard::run_to_trap(tid, &regs, until, Some(&self.record), &mut self.deferred)
     }
 
     /// Runs `clone3(args, size)` in the task so that the new child (or thread) does not run
@@ -197,7 +262,9 @@ impl<'t> Injector<'t> {
         let mut regs = self.saved_regs;
         regs.raw.rip = code;
         regs.set_syscall(libc::SYS_clone3, &[args_addr, args_size, 0, 0, 0, 0]);
-        let trap = code + FORK_CODE.len() as u64;
+        let trap = Until::Int3 {
+            ip: code + FORK_CODE.len() as u64,
+        };
         guard::run_to_trap(tid, &regs, trap, Some(&self.record), &mut self.deferred)
             .map_err(ptrace_err(tid, "running an injected clone3"))
     }
@@ -337,15 +404,7 @@ impl<'t> Injector<'t> {
         }
         let mut first_error = None;
         if self.scratch != 0 {
-            let args = [self.scratch, self.scratch_len, 0, 0, 0, 0];
-            match guard::syscall_at_ip(
-                tid,
-                &self.saved_regs,
-                libc::SYS_munmap,
-                &args,
-                Some(&self.record),
-                &mut self.deferred,
-            ) {
+            match self.unmap_scratch() {
                 Ok(0) => self.record.clear(F_SCRATCH),
                 Ok(r) => {
                     first_error = Some(TraceeError::Injected {
@@ -359,12 +418,8 @@ impl<'t> Injector<'t> {
                 }
             }
         }
-        match raw::set_regs(tid, &self.saved_regs.raw) {
-            Ok(()) => self.record.clear(F_REGS),
-            Err(e) => {
-                first_error.get_or_insert(ptrace_err(tid, "PTRACE_SETREGS (restore)")(e));
-            }
-        }
+        // Registers last: until they are back, the thread would land on its own state (with
+        // this sigmask and rseq pointer) by itself if we died.
         match raw::set_sigmask(tid, self.saved_sigmask) {
             Ok(()) => self.record.clear(F_SIGMASK),
             Err(e) => {
@@ -376,6 +431,12 @@ impl<'t> Injector<'t> {
                 first_error.get_or_insert(e);
             }
         }
+        match raw::set_regs(tid, &self.saved_regs.raw) {
+            Ok(()) => self.record.clear(F_REGS),
+            Err(e) => {
+                first_error.get_or_insert(ptrace_err(tid, "PTRACE_SETREGS (restore)")(e));
+            }
+        }
         // Signals that arrived and could not be blocked (SIGSTOP and friends) go back in.
         self.resend_deferred();
         match first_error {
@@ -383,6 +444,43 @@ impl<'t> Injector<'t> {
             None => Ok(()),
         }
     }
+}
+
+impl Injector<'_> {
+    fn unmap_scratch(&mut self) -> std::result::Result<i64, Errno> {
+        let args = [self.scratch, self.scratch_len, 0, 0, 0, 0];
+        if self.landing.is_some() {
+            return self.run(libc::SYS_munmap, &args);
+        }
+        guard::syscall_at_ip(
+            self.tracee.tid(),
+            &self.saved_regs,
+            libc::SYS_munmap,
+            &args,
+            Some(&self.record),
+            &mut self.deferred,
+        )
+    }
+}
+
+/// The registers the thread goes on with if we die: its own, with an interrupted syscall
+/// restarted (or failed with EINTR, as after a signal handler, for one that needs its restart
+/// block, which `rt_sigreturn` drops) and, inside an rseq critical section, at its abort
+/// handler, as the kernel would resume it.
+fn resume_regs(tracee: &Tracee, saved: &Regs, rseq_cs: Option<(u64, u64)>) -> Regs {
+    let mut r = saved.with_restart_applied(false);
+    if let Some((_, cs)) = rseq_cs {
+        // struct rseq_cs: version, flags (u32), start_ip, post_commit_offset, abort_ip.
+        let mut raw_cs = [0u8; 32];
+        if tracee.read_mem(cs, &mut raw_cs).is_ok() {
+            let field = |i: usize| u64::from_le_bytes(raw_cs[i..i + 8].try_into().unwrap_or([0; 8]));
+            let (start, len, abort) = (field(8), field(16), field(24));
+            if r.raw.rip.wrapping_sub(start) < len {
+                r.raw.rip = abort;
+            }
+        }
+    }
+    r
 }
 
 /// A thread stopped inside an rseq critical section would be moved to the section's abort

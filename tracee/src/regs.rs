@@ -234,6 +234,12 @@ pub fn component_offset(n: u32) -> Option<usize> {
     (leaf.eax != 0).then_some(leaf.ebx as usize)
 }
 
+/// Where XSAVE state component `n` ends in the standard layout (offset + size).
+pub fn component_end(n: u32) -> Option<usize> {
+    let leaf = criu_sys::cpuid::cpuid(0xd, n);
+    (leaf.eax != 0 && leaf.ebx != 0).then_some(leaf.ebx as usize + leaf.eax as usize)
+}
+
 /// The largest XSAVE area this CPU can need (CPUID leaf 0xD, subleaf 0, ECX).
 pub fn xsave_size() -> usize {
     let leaf = criu_sys::cpuid::cpuid(0xd, 0);

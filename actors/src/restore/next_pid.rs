@@ -108,7 +108,7 @@ fn discard(inj: &mut Injector, wrong: i32, flags: u64) -> Result<(), RebuildErro
     }
     let tgid = inj.tracee().tgid();
     let mut thread = Tracee::seize_stopped(tgid, wrong, Duration::from_secs(10))?;
-    let mut stray = Injector::new(&mut thread, DATA_LEN)?;
+    let mut stray = Injector::for_restore(&mut thread, DATA_LEN)?;
     // Never returns: the thread ends inside the call.
     let _ = stray.syscall(libc::SYS_exit, &[0]);
     stray.finish_exited();

@@ -189,7 +189,7 @@ impl Handler<FillNamespaces> for RestoreTask {
                 .tracee
                 .as_mut()
                 .ok_or_else(|| task_err(host, "not created"))?;
-            let mut inj = Injector::new(tracee, DATA_LEN)?;
+            let mut inj = Injector::for_restore(tracee, DATA_LEN)?;
             msg.ns.fill(&mut Remote::new(&mut inj), host, &dir)?;
             inj.finish()?;
             Ok(())
@@ -207,7 +207,7 @@ impl Handler<EnterCgroupNs> for RestoreTask {
                 .tracee
                 .as_mut()
                 .ok_or_else(|| task_err(host, "not created"))?;
-            let mut inj = Injector::new(tracee, DATA_LEN)?;
+            let mut inj = Injector::for_restore(tracee, DATA_LEN)?;
             msg.ns.enter_cgroup_ns(&mut Remote::new(&mut inj))?;
             inj.finish()?;
             Ok(())
@@ -259,7 +259,7 @@ impl Handler<TreeOp> for RestoreTask {
             .as_mut()
             .ok_or_else(|| format!("restore: pid {pid}: not created"))?;
         let mut run = || -> Result<(), RebuildError> {
-            let mut inj = Injector::new(tracee, DATA_LEN)?;
+            let mut inj = Injector::for_restore(tracee, DATA_LEN)?;
             super::helpers::run_tree_op(&mut Remote::new(&mut inj), &images, pid, op)?;
             inj.finish()?;
             Ok(())
@@ -285,7 +285,7 @@ impl RestoreTask {
             what: "not created".into(),
         })?;
         let (sig, code) = (status & 0x7f, (status >> 8) & 0xff);
-        let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
+        let mut inj = Injector::for_restore(&mut tracee, DATA_LEN)?;
         if sig == 0 {
             // Never returns: the task exits inside the injected call.
             let _ = inj.syscall(libc::SYS_exit_group, &[u64::from(code)]);
@@ -356,7 +356,7 @@ impl RestoreTask {
         let mut tracee = Tracee::seize_stopped(pid, pid, self.timeout)?;
         crate::pool::pin_to_this_thread(pid);
         {
-            let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
+            let mut inj = Injector::for_restore(&mut tracee, DATA_LEN)?;
             rebuild::restore_session(&mut Remote::new(&mut inj), self.task(), setsid)?;
             inj.finish()?;
         }
@@ -375,7 +375,7 @@ impl RestoreTask {
             Some(t) if self.images.shares_parent_fd_table(t) => libc::CLONE_FILES as u64,
             _ => 0,
         };
-        let mut inj = Injector::new(tracee, DATA_LEN)?;
+        let mut inj = Injector::for_restore(tracee, DATA_LEN)?;
         if clone_parent {
             // clone3 wants no exit signal with CLONE_PARENT: the child gets ours.
             clone_in(&mut inj, child, files | libc::CLONE_PARENT as u64, 0)?;
@@ -414,7 +414,7 @@ impl RestoreTask {
             Some(p) => inherited::inherited_areas(&t.mm.vmas, &p.mm.vmas),
             None => Vec::new(),
         };
-        let mut inj = Injector::new(tracee, DATA_LEN)?;
+        let mut inj = Injector::for_restore(tracee, DATA_LEN)?;
         let mut r = Remote::new(&mut inj);
         let fd_table_shared = all.shares_parent_fd_table(t);
         rebuild::clear_stub(&mut r, t, rseq, &inherited, fd_table_shared)?;
@@ -490,7 +490,7 @@ impl RestoreTask {
                 what: "no thread info".into(),
             })?;
         {
-            let mut inj = Injector::new(&mut tracee, DATA_LEN)?;
+            let mut inj = Injector::for_restore(&mut tracee, DATA_LEN)?;
             let mut r = Remote::new(&mut inj);
             if let Some((at, len)) = self.parked.take() {
                 r.call("munmap(parked scratch)", libc::SYS_munmap, &[at, len])?;

@@ -63,7 +63,7 @@ pub fn rebuild_thread(
         })?;
     let mut thread = Tracee::seize_stopped(host.0, host.1, timeout)?;
     {
-        let mut inj = Injector::new(&mut thread, DATA_LEN)?;
+        let mut inj = Injector::for_restore(&mut thread, DATA_LEN)?;
         restore_thread_state(&mut Remote::new(&mut inj), tgid, tid, core, seccomp_filters)?;
         let regs = entry_to_gpregs(&info.gpregs).for_detach_at_syscall_exit();
         inj.finish_restored(&regs)?;

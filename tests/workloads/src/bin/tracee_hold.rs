@@ -6,6 +6,8 @@
 //! * `inject-idle`: an injector set up on the leader (scratch area mapped, sigmask changed).
 //! * `inject-running`: the leader runs an injected nanosleep(1000 s) when the signal comes.
 //! * `inject-thread`: like inject-running, but on a tracer thread other than the main one.
+//! * `inject-brief`, `inject-brief-thread`: the same with a nanosleep of 2 s (a holder killed
+//!   with SIGKILL cannot interrupt it: the task comes back when it ends).
 //! * `panic`: an injector set up, then a panic on the tracer thread.
 
 use criu_tracee::{Injector, SeizeOptions, SeizedTree, TracerThread};
@@ -19,7 +21,7 @@ fn hold_forever() -> ! {
 }
 
 /// Seizes the tree, maps the scratch area and, if `block`, runs a blocking syscall in it.
-fn inject(pid: i32, block: bool, announce: bool) {
+fn inject(pid: i32, block: Option<i64>, announce: bool) {
     let mut tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize");
     let leader = tree
         .process_mut(pid)
@@ -28,11 +30,11 @@ fn inject(pid: i32, block: bool, announce: bool) {
     let mut inj = Injector::new(leader, 64).expect("injector");
     let getpid = inj.syscall(libc::SYS_getpid, &[]).expect("getpid");
     assert_eq!(getpid, pid as i64);
-    if !block {
+    let Some(secs) = block else {
         hold_forever();
-    }
+    };
     let ts = libc::timespec {
-        tv_sec: 1000,
+        tv_sec: secs,
         tv_nsec: 0,
     };
     // SAFETY: timespec is plain data; viewing it as bytes is sound.
@@ -54,7 +56,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(pid)) = (args.get(1), args.get(2).and_then(|p| p.parse::<i32>().ok()))
     else {
-        eprintln!("usage: tracee_hold seize|inject-idle|inject-running|inject-thread|panic PID");
+        eprintln!(
+            "usage: tracee_hold seize|inject-idle|inject-running|inject-brief|inject-thread|\
+             inject-brief-thread|panic PID"
+        );
         std::process::exit(2);
     };
     match mode.as_str() {
@@ -62,15 +67,14 @@ fn main() {
             let _tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize");
             hold_forever();
         }
-        "inject-idle" => inject(pid, false, true),
-        "inject-running" => {
-            // Announce from a helper thread once the injected call has started.
-            inject(pid, true, true);
-        }
-        "inject-thread" => {
+        "inject-idle" => inject(pid, None, true),
+        "inject-running" => inject(pid, Some(1000), true),
+        "inject-brief" => inject(pid, Some(2), true),
+        "inject-thread" | "inject-brief-thread" => {
+            let secs = if mode == "inject-thread" { 1000 } else { 2 };
             let tracer = TracerThread::spawn("tracer", || ()).expect("tracer thread");
             std::thread::spawn(move || {
-                let _ = tracer.call(move |_| inject(pid, true, true));
+                let _ = tracer.call(move |_| inject(pid, Some(secs), true));
             });
             loop {
                 std::thread::sleep(Duration::from_secs(1000));
