@@ -1,6 +1,8 @@
 //! Every fault point of `criu_actors::fault` (`CRIU_FAULT=N` fails there, `N+1000` makes criu
 //! kill itself there): a dump that fails or dies leaves its task running, untraced, with all
-//! its state (it checks itself); a restore that fails or dies leaves no task of the tree.
+//! its state (it checks itself); a restore that fails or dies leaves no task of the tree. And
+//! criu killed during injected syscalls of a dump (`CRIU_FAULT_KILL_AT_CALL`), spread over
+//! all of them: every task comes back to its own state by itself.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use criu_actors::fault::{Point, DUMP, KILL, RESTORE};
 use harness::{descendants, require_root, wait_until};
-use state_task::StateTask;
+use state_task::{Argv, StateTask};
 
 fn criu(dir: &std::path::Path, fault: Option<u32>, args: &[&str]) -> std::process::ExitStatus {
     let mut c = Command::new(env!("CARGO_BIN_EXE_criu"));
@@ -57,6 +59,49 @@ fn a_dump_failing_or_killed_at_every_point_leaves_the_task_unharmed() {
             assert_eq!(task.verdict(), "PASS\n", "CRIU_FAULT={n} ({p:?}):\n{log}");
         }
     }
+}
+
+#[test]
+fn a_dump_killed_during_any_injected_call_leaves_the_tree_unharmed() {
+    require_root();
+    let mut kills = 0;
+    // 1 and 2: the first call (the scratch area's mmap) running and stopped; then every
+    // 13th, odd and even in turn, until the dump has fewer calls and succeeds.
+    for k in [1u32, 2].into_iter().chain((3..).step_by(13)) {
+        let dir = tempfile::tempdir().unwrap();
+        let task = StateTask::workload("kd_tree")
+            .argv(Argv::ArgsResult)
+            .start(dir.path());
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        let tree = descendants(task.pid);
+        let pid = task.pid.to_string();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_criu"));
+        c.args(["--no-default-config", "dump", "-t", &pid, "-D", "images"])
+            .current_dir(dir.path())
+            .env("CRIU_FAULT_KILL_AT_CALL", k.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let status = c.status().unwrap();
+        if status.success() {
+            break;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "call {k}: {status}");
+        kills += 1;
+        for &p in &tree {
+            assert!(
+                wait_until(Duration::from_secs(10), || harness::free_running(p)),
+                "call {k}: pid {p} still traced or stopped"
+            );
+        }
+        assert_eq!(task.verdict(), "PASS\n", "criu killed at injected call {k}");
+    }
+    eprintln!("criu killed at {kills} injected calls, every task unharmed");
+    assert!(
+        kills >= 5,
+        "only {kills} kills: the dump made too few injected calls"
+    );
 }
 
 fn alive(pid: i32) -> bool {

@@ -104,3 +104,43 @@ fn sigkill_while_injected_syscall_runs() {
 fn sigkill_while_injected_syscall_runs_on_another_thread() {
     kill_holder_midway("inject-brief-thread", Some(Signal::SIGKILL));
 }
+
+/// The landing puts back every register, the signal mask and the vector state: tw_regs holds
+/// known values in GP and YMM registers in a thread looping on pause().
+#[test]
+fn sigkill_during_injection_keeps_registers_and_vector_state() {
+    use criu_tracee::SeizedProcess;
+    require_root();
+    let w = Workload::start("tw_regs", &[]);
+    let tid: i32 = w.expect("READY", LONG)[0].parse().unwrap();
+    wait_in_syscall(w.pid, tid, libc::SYS_pause);
+    let snapshot = || {
+        let p = SeizedProcess::seize(w.pid, LONG).unwrap();
+        let t = p.thread(tid).unwrap();
+        let state = (t.regs().unwrap(), t.xsave().unwrap(), t.sigmask().unwrap());
+        p.release().unwrap();
+        state
+    };
+    let (regs, xsave, sigmask) = snapshot();
+    let mut holder = Workload::start(
+        "tracee_hold",
+        &["inject-idle", &w.pid.to_string(), &tid.to_string()],
+    );
+    holder.expect("HOLDING", LONG);
+    kill(Pid::from_raw(holder.pid), Signal::SIGKILL).unwrap();
+    assert_eq!(holder.wait_exit(LONG), Exit::Signal(libc::SIGKILL));
+    assert!(wait_until(LONG, || tracer(w.pid, tid) == 0), "still traced");
+    // Back in its pause(), restarted: the same state as before, to the byte.
+    wait_in_syscall(w.pid, tid, libc::SYS_pause);
+    let (regs_after, xsave_after, sigmask_after) = snapshot();
+    assert_eq!(regs_after, regs, "{regs_after:?} != {regs:?}");
+    assert_eq!(sigmask_after, sigmask);
+    for n in 0..16 {
+        assert_eq!(xsave_after.xmm(n), xsave.xmm(n), "xmm{n}");
+        assert_eq!(
+            xsave_after.ymm_high(n),
+            xsave.ymm_high(n),
+            "ymm{n} high half"
+        );
+    }
+}

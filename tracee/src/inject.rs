@@ -473,7 +473,8 @@ fn resume_regs(tracee: &Tracee, saved: &Regs, rseq_cs: Option<(u64, u64)>) -> Re
         // struct rseq_cs: version, flags (u32), start_ip, post_commit_offset, abort_ip.
         let mut raw_cs = [0u8; 32];
         if tracee.read_mem(cs, &mut raw_cs).is_ok() {
-            let field = |i: usize| u64::from_le_bytes(raw_cs[i..i + 8].try_into().unwrap_or([0; 8]));
+            let field =
+                |i: usize| u64::from_le_bytes(raw_cs[i..i + 8].try_into().unwrap_or([0; 8]));
             let (start, len, abort) = (field(8), field(16), field(24));
             if r.raw.rip.wrapping_sub(start) < len {
                 r.raw.rip = abort;

@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod exec;
+mod fault;
 pub mod fd_channel;
 pub mod guard;
 pub mod inject;
@@ -19,8 +20,8 @@ mod landing;
 pub mod raw;
 pub mod regs;
 pub mod remote;
-pub mod signals;
 mod sigframe;
+pub mod signals;
 pub mod syscall_table;
 pub mod thread;
 pub mod tracee;

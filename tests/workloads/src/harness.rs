@@ -241,6 +241,13 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// /proc/PID/maps as text.
+/// Every thread of `pid` untraced and not stopped: let go for good.
+pub fn free_running(pid: i32) -> bool {
+    threads(pid)
+        .iter()
+        .all(|&t| tracer(pid, t) == 0 && !matches!(state(pid, t), Some('t' | 'T')))
+}
+
 pub fn maps(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default()
 }

@@ -1,7 +1,7 @@
 //! Stands in for a criu that gets killed half-way: it seizes a process (or tree), gets as far
 //! as MODE says, prints "HOLDING", then waits to be killed (SIGTERM/SIGINT) or panics.
 //!
-//! Usage: tracee_hold MODE PID
+//! Usage: tracee_hold MODE PID [TID] (injections go into thread TID, the leader by default)
 //! * `seize`: the whole tree seized and stopped.
 //! * `inject-idle`: an injector set up on the leader (scratch area mapped, sigmask changed).
 //! * `inject-running`: the leader runs an injected nanosleep(1000 s) when the signal comes.
@@ -21,13 +21,13 @@ fn hold_forever() -> ! {
 }
 
 /// Seizes the tree, maps the scratch area and, if `block`, runs a blocking syscall in it.
-fn inject(pid: i32, block: Option<i64>, announce: bool) {
+fn inject(pid: i32, tid: i32, block: Option<i64>, announce: bool) {
     let mut tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize");
-    let leader = tree
+    let thread = tree
         .process_mut(pid)
-        .and_then(|p| p.thread_mut(pid))
-        .expect("leader");
-    let mut inj = Injector::new(leader, 64).expect("injector");
+        .and_then(|p| p.thread_mut(tid))
+        .expect("thread");
+    let mut inj = Injector::new(thread, 64).expect("injector");
     let getpid = inj.syscall(libc::SYS_getpid, &[]).expect("getpid");
     assert_eq!(getpid, pid as i64);
     let Some(secs) = block else {
@@ -62,19 +62,20 @@ fn main() {
         );
         std::process::exit(2);
     };
+    let tid = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(pid);
     match mode.as_str() {
         "seize" => {
             let _tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize");
             hold_forever();
         }
-        "inject-idle" => inject(pid, None, true),
-        "inject-running" => inject(pid, Some(1000), true),
-        "inject-brief" => inject(pid, Some(2), true),
+        "inject-idle" => inject(pid, tid, None, true),
+        "inject-running" => inject(pid, tid, Some(1000), true),
+        "inject-brief" => inject(pid, tid, Some(2), true),
         "inject-thread" | "inject-brief-thread" => {
             let secs = if mode == "inject-thread" { 1000 } else { 2 };
             let tracer = TracerThread::spawn("tracer", || ()).expect("tracer thread");
             std::thread::spawn(move || {
-                let _ = tracer.call(move |_| inject(pid, Some(secs), true));
+                let _ = tracer.call(move |_| inject(pid, tid, Some(secs), true));
             });
             loop {
                 std::thread::sleep(Duration::from_secs(1000));
