@@ -76,12 +76,21 @@ fn a_dump_killed_during_any_injected_call_leaves_the_tree_unharmed() {
         let tree = descendants(task.pid);
         let pid = task.pid.to_string();
         let mut c = Command::new(env!("CARGO_BIN_EXE_criu"));
-        c.args(["--no-default-config", "dump", "-t", &pid, "-D", "images"])
-            .current_dir(dir.path())
-            .env("CRIU_FAULT_KILL_AT_CALL", k.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        // -R: a dump that ends kills nothing, so the tree must run on whenever criu dies.
+        c.args([
+            "--no-default-config",
+            "dump",
+            "-R",
+            "-t",
+            &pid,
+            "-D",
+            "images",
+        ])
+        .current_dir(dir.path())
+        .env("CRIU_FAULT_KILL_AT_CALL", k.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         let status = c.status().unwrap();
         if status.success() {
             break;

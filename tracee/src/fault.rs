@@ -8,31 +8,29 @@ use std::sync::OnceLock;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-/// Where an injected call is when the knob may fire.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stage {
-    Running,
-    Stopped,
-}
-
 fn kill_at() -> Option<u64> {
     static AT: OnceLock<Option<u64>> = OnceLock::new();
     *AT.get_or_init(|| std::env::var("CRIU_FAULT_KILL_AT_CALL").ok()?.parse().ok())
 }
 
-/// Counts a call as it starts (`Running`); kills criu if this call and stage are the chosen.
-pub(crate) fn injected_call(stage: Stage) {
-    let Some(at) = kill_at() else { return };
-    let n = match stage {
-        Stage::Running => CALLS.fetch_add(1, SeqCst) + 1,
-        Stage::Stopped => CALLS.load(SeqCst),
-    };
-    let wanted = if at % 2 == 1 {
-        Stage::Running
-    } else {
-        Stage::Stopped
-    };
-    if n == at && stage == wanted {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+fn kill_self() {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+}
+
+/// An injected call has started (the task runs it): numbers it, and kills criu if it is the
+/// chosen one and odd. Returns the number for `call_stopped`.
+pub(crate) fn call_running() -> u64 {
+    let Some(at) = kill_at() else { return 0 };
+    let n = CALLS.fetch_add(1, SeqCst) + 1;
+    if n == at && at % 2 == 1 {
+        kill_self();
+    }
+    n
+}
+
+/// Injected call `n` has stopped: kills criu if it is the chosen one and even.
+pub(crate) fn call_stopped(n: u64) {
+    if kill_at() == Some(n) && n % 2 == 0 {
+        kill_self();
     }
 }

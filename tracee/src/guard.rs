@@ -11,7 +11,7 @@
 //!
 //! Code here that a handler runs allocates nothing and takes no locks.
 
-use crate::fault::{self, Stage};
+use crate::fault;
 use crate::raw;
 use crate::regs::{Regs, REGS_WORDS};
 use nix::errno::Errno;
@@ -443,7 +443,7 @@ pub(crate) fn run_to_trap(
         r.set(F_RUNNING);
     }
     raw::cont(tid, 0)?;
-    fault::injected_call(Stage::Running);
+    let call = fault::call_running();
     let after = loop {
         let (_, status) = raw::wait_raw(tid, 0)?;
         if !libc::WIFSTOPPED(status) {
@@ -473,7 +473,7 @@ pub(crate) fn run_to_trap(
     if let Some(r) = record {
         r.clear(F_RUNNING);
     }
-    fault::injected_call(Stage::Stopped);
+    fault::call_stopped(call);
     match until {
         Until::Int3 { ip } if after.rip == ip => Ok(after.rax as i64),
         Until::Landing { .. } => Ok(after.r15 as i64),
