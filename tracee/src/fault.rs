@@ -30,7 +30,7 @@ pub(crate) fn call_running() -> u64 {
 
 /// Injected call `n` has stopped: kills criu if it is the chosen one and even.
 pub(crate) fn call_stopped(n: u64) {
-    if kill_at() == Some(n) && n % 2 == 0 {
+    if kill_at() == Some(n) && n.is_multiple_of(2) {
         kill_self();
     }
 }
