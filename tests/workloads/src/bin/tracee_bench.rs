@@ -1,5 +1,6 @@
 //! Benchmark of the tracee engine (build with --release, run as root):
-//! * round trip of one injected syscall (getpid) into a task blocked in read(), median;
+//! * round trip of one injected syscall (getpid) into a task blocked in read(), median, from
+//!   the landing (live tasks) and from `syscall; int3` (tasks being restored), interleaved;
 //! * seize and release of a PROCS-process, THREADS-thread tree (tw_tree), median;
 //! * the machine's floor for comparison: a pipe ping-pong between two threads (one wake-up
 //!   each way, like an injection's CONT and trap) and a local getpid.
@@ -92,17 +93,34 @@ fn main() {
     let (mut blocker, _out) = spawn("tw_blocker", &["read"]);
     wait_in_syscall(blocker.id(), 0);
     let pid = blocker.id() as i32;
-    let (setup, inject, finish) = {
-        let t0 = Instant::now();
-        let mut tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize blocker");
+    // Both ways of injecting, in alternating blocks of 100 calls: from the landing (what a
+    // live task gets) and from `syscall; int3` in the scratch area (what a task being
+    // restored gets).
+    let mut landing_times = Vec::with_capacity(injections);
+    let mut int3_times = Vec::with_capacity(injections);
+    let mut setups = (Vec::new(), Vec::new());
+    let mut finishes = (Vec::new(), Vec::new());
+    let mut tree = SeizedTree::seize(pid, &SeizeOptions::default()).expect("seize blocker");
+    for block in 0..(2 * injections).div_ceil(200) {
+        let landing = block % 2 == 0;
         let leader = tree
             .process_mut(pid)
             .and_then(|p| p.thread_mut(pid))
             .expect("leader");
-        let mut inj = Injector::new(leader, 64).expect("injector");
+        let t0 = Instant::now();
+        let mut inj = if landing {
+            Injector::new(leader, 64)
+        } else {
+            Injector::for_restore(leader, 64)
+        }
+        .expect("injector");
         let setup = t0.elapsed().as_secs_f64() * 1e6;
-        let mut times = Vec::with_capacity(injections);
-        for _ in 0..injections {
+        let times = if landing {
+            &mut landing_times
+        } else {
+            &mut int3_times
+        };
+        for _ in 0..100 {
             let t = Instant::now();
             let r = inj.syscall(libc::SYS_getpid, &[]).expect("injected getpid");
             times.push(t.elapsed().as_secs_f64() * 1e6);
@@ -110,9 +128,16 @@ fn main() {
         }
         let t1 = Instant::now();
         inj.finish().expect("finish");
-        tree.release().expect("release");
-        (setup, median(times), t1.elapsed().as_secs_f64() * 1e6)
-    };
+        let finish = t1.elapsed().as_secs_f64() * 1e6;
+        let (s, f) = if landing {
+            (&mut setups.0, &mut finishes.0)
+        } else {
+            (&mut setups.1, &mut finishes.1)
+        };
+        s.push(setup);
+        f.push(finish);
+    }
+    tree.release().expect("release");
     blocker
         .stdin
         .take()
@@ -147,8 +172,21 @@ fn main() {
         median(local)
     );
     println!("pipe ping-pong between threads:    median {ping:.1} us");
-    println!("injected getpid round trip:        median {inject:.1} us over {injections}");
-    println!("injector setup (seize+mmap):       {setup:.0} us; finish+release {finish:.0} us");
+    let (landing, int3) = (median(landing_times), median(int3_times));
+    println!(
+        "injected getpid round trip:        landing median {landing:.1} us, int3 median {int3:.1} us ({:.2}x) over {injections} each",
+        landing / int3
+    );
+    println!(
+        "injector setup (mmap of scratch):  landing median {:.0} us, int3 median {:.0} us",
+        median(setups.0),
+        median(setups.1)
+    );
+    println!(
+        "injector finish (munmap, regs):    landing median {:.0} us, int3 median {:.0} us",
+        median(finishes.0),
+        median(finishes.1)
+    );
     println!(
         "tree {procs} procs x {threads} threads ({count} seized): seize median {:.1} ms, release median {:.1} ms",
         median(seize_ms),
