@@ -247,6 +247,38 @@ fn freeze_cgroup_v1_seizes_and_thaws_with_leave_running() {
     assert_eq!(task.verdict(), "PASS\n", "{}", task.log("dump.log"));
 }
 
+/// criu killed (SIGKILL: nothing of it runs) while the cgroup it froze is frozen: the thaw
+/// keeper it forked first thaws the cgroup, and the task runs on.
+#[test]
+fn freeze_cgroup_thawed_when_criu_dies_while_it_is_frozen() {
+    use std::os::unix::process::ExitStatusExt;
+    require_root();
+    let mut cg = Cgroups::new();
+    let freezer = cg.make(FREEZER);
+    let dir = tempfile::tempdir().unwrap();
+    let task = start(&dir);
+    enter(&freezer, task.pid);
+    std::fs::create_dir_all(dir.path().join("images")).unwrap();
+    let pid = task.pid.to_string();
+    let path = freezer.to_str().unwrap().to_string();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_criu"))
+        .args(["--no-default-config", "dump", "-t", &pid, "-D", "images"])
+        .args(["--freeze-cgroup", &path])
+        .env("CRIU_FAULT_KILL_FROZEN", "1")
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    assert!(
+        wait_until(Duration::from_secs(5), || read(&freezer.join("freezer.state"))
+            == "THAWED"),
+        "left {}",
+        read(&freezer.join("freezer.state"))
+    );
+    assert!(wait_until(Duration::from_secs(5), || harness::free_running(task.pid)));
+    assert_eq!(task.verdict(), "PASS\n");
+}
+
 #[test]
 fn freeze_cgroup_seizes_a_stopped_task_which_stays_stopped() {
     require_root();

@@ -2,6 +2,7 @@
 //! makes criu kill itself (SIGKILL) at the K-th injected syscall of its run, counted over
 //! every task and thread: for odd K while the task runs the call, for even K at the stop after
 //! it. A test walks K over a whole dump to prove that no moment of an injection harms a task.
+//! `CRIU_FAULT_KILL_FROZEN=1` makes criu kill itself as soon as it has frozen a cgroup.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::OnceLock;
@@ -31,6 +32,13 @@ pub(crate) fn call_running() -> u64 {
 /// Injected call `n` has stopped: kills criu if it is the chosen one and even.
 pub(crate) fn call_stopped(n: u64) {
     if kill_at() == Some(n) && n.is_multiple_of(2) {
+        kill_self();
+    }
+}
+
+/// The cgroup of the tree is frozen: kills criu if asked to die here.
+pub fn frozen() {
+    if std::env::var_os("CRIU_FAULT_KILL_FROZEN").is_some_and(|v| v == "1") {
         kill_self();
     }
 }

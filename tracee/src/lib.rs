@@ -12,7 +12,8 @@
 
 pub mod error;
 pub mod exec;
-mod fault;
+pub mod fault;
+mod thaw_keeper;
 pub mod fd_channel;
 pub mod guard;
 pub mod inject;
@@ -34,6 +35,7 @@ pub use raw::RseqConfiguration;
 pub use regs::{Regs, SyscallRestart, Xsave};
 pub use remote::Remote;
 pub use signals::{SeccompFilter, SigInfo};
+pub use thaw_keeper::ThawKeeper;
 pub use thread::TracerThread;
 pub use tracee::{Stop, Tracee, WaitOutcome};
 pub use tree::{SeizeOptions, SeizedProcess, SeizedTree};

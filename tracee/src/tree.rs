@@ -7,7 +7,9 @@
 //! frozen, then thawed: each stops on its pending interrupt before running user code again.
 
 use crate::error::{io_err, Result, TraceeError};
+use crate::fault;
 use crate::guard::FrozenCgroup;
+use crate::thaw_keeper::ThawKeeper;
 use crate::tracee::{Tracee, WaitOutcome};
 use criu_cgroups::freezer::Freezer;
 use nix::errno::Errno;
@@ -93,7 +95,6 @@ impl SeizedTree {
         };
         if let Some(dir) = &opts.freeze_cgroup {
             let freezer = Freezer::open(dir)?;
-            freezer.freeze(opts.timeout)?;
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(freezer.control_file())
@@ -101,6 +102,10 @@ impl SeizedTree {
                     root,
                     format!("cannot open {}", freezer.control_file().display()),
                 ))?;
+            // Dropped last, once the cgroup is thawed again.
+            let _keeper = ThawKeeper::start(&freezer).map_err(io_err(root, "--freeze-cgroup"))?;
+            freezer.freeze(opts.timeout)?;
+            fault::frozen();
             let thaw_guard = FrozenCgroup::register(file, freezer.thaw_value());
             let seized = seizer.seize_frozen(&mut tree);
             let thawed = freezer.thaw();

@@ -695,8 +695,14 @@ async fn seize_frozen(
 ) -> Result<(BTreeMap<i32, Addr<TaskActor>>, bool), DumpError> {
     let freezer = criu_cgroups::freezer::Freezer::open(dir)?;
     let frozen_before = freezer.is_frozen()?;
+    // Thaws the cgroup if criu dies before it does; dropped once it is thawed.
+    let mut keeper: Option<criu_tracee::ThawKeeper> = None;
     if !frozen_before {
+        keeper = Some(
+            criu_tracee::ThawKeeper::start(&freezer).map_err(|e| DumpError::Start(e.to_string()))?,
+        );
         freezer.freeze(req.timeout)?;
+        criu_tracee::fault::frozen();
     }
     tracing::info!("dump: {} frozen", dir.display());
     let mut actors = BTreeMap::new();
@@ -718,6 +724,7 @@ async fn seize_frozen(
         let _ = a.await;
     }
     let thawed = freezer.thaw();
+    drop(keeper);
     tracing::info!("dump: {} thawed", dir.display());
     if let Err(e) = thawed {
         for (pid, addr) in actors {
