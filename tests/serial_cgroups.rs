@@ -270,12 +270,16 @@ fn freeze_cgroup_thawed_when_criu_dies_while_it_is_frozen() {
         .unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
     assert!(
-        wait_until(Duration::from_secs(5), || read(&freezer.join("freezer.state"))
-            == "THAWED"),
+        wait_until(Duration::from_secs(5), || read(
+            &freezer.join("freezer.state")
+        ) == "THAWED"),
         "left {}",
         read(&freezer.join("freezer.state"))
     );
-    assert!(wait_until(Duration::from_secs(5), || harness::free_running(task.pid)));
+    assert!(wait_until(
+        Duration::from_secs(5),
+        || harness::free_running(task.pid)
+    ));
     assert_eq!(task.verdict(), "PASS\n");
 }
 

@@ -115,19 +115,18 @@ impl<'t> Injector<'t> {
         let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
         let args = [0, scratch_len, prot, flags, u64::MAX, 0];
-        let addr = match &inj.landing {
-            Some(landing) => {
+        let first = (inj.landing.as_ref()).map(|l| {
+            let regs = l.regs(&inj.saved_regs, libc::SYS_mmap, &args, (0, scratch_len));
+            (l.signal(), regs)
+        });
+        let addr = match first {
+            Some((sig, regs)) => {
                 // Registers first: from then on the thread lands back on its own state, the
                 // signal mask included, whatever happens to us.
-                let regs = landing.regs(&inj.saved_regs, libc::SYS_mmap, &args, (0, scratch_len));
                 inj.tracee.set_regs(&regs)?;
-                inj.tracee.set_sigmask(!(1u64 << (landing.signal() - 1)))?;
-                inj.tracee.set_stopped(landing.signal());
-                let until = Until::Landing {
-                    ip: landing.stop_ip(),
-                    sig: landing.signal(),
-                };
-                guard::run_to_trap(tid, &regs, until, Some(&inj.record), &mut inj.deferred)
+                inj.tracee.set_sigmask(!(1u64 << (sig - 1)))?;
+                inj.tracee.set_stopped(sig);
+                inj.run(libc::SYS_mmap, &args)
             }
             None => {
                 inj.tracee.set_sigmask(BLOCK_ALL_BUT_TRAP)?;

@@ -64,6 +64,10 @@ impl Landing {
         let status =
             std::fs::read_to_string(&path).map_err(io_err(tid, format!("cannot read {path}")))?;
         let fields = StatusFields::parse(&status).ok_or_else(|| unexpected(tid, "no NSpid"))?;
+        if fields.shadow_stack {
+            // rt_sigreturn would want a shadow stack token our frame does not have.
+            return Err(unexpected(tid, "the thread uses a shadow stack"));
+        }
         let signal = fields
             .quiet_signal()
             .ok_or_else(|| unexpected(tid, "every quiet signal is caught"))?;
@@ -169,6 +173,8 @@ struct StatusFields {
     /// The thread's ids as the task itself sees them (innermost pid namespace).
     tgid: u64,
     tid: u64,
+    /// The thread runs with a CET shadow stack.
+    shadow_stack: bool,
 }
 
 impl StatusFields {
@@ -181,6 +187,8 @@ impl StatusFields {
             caught: mask("SigCgt:")?,
             tgid: innermost("NStgid:")?,
             tid: innermost("NSpid:")?,
+            shadow_stack: field("x86_Thread_features:")
+                .is_some_and(|f| f.split_whitespace().any(|w| w == "shstk")),
         })
     }
 
@@ -216,6 +224,9 @@ mod tests {
     fn status_gives_the_innermost_ids_and_a_quiet_signal() {
         let f = StatusFields::parse(STATUS).unwrap();
         assert_eq!((f.tgid, f.tid), (7, 8));
+        assert!(!f.shadow_stack);
+        let cet = format!("{STATUS}x86_Thread_features:\tshstk wrss\n");
+        assert!(StatusFields::parse(&cet).unwrap().shadow_stack);
         // SIGURG (23) is caught: SIGWINCH is next.
         assert_eq!(f.quiet_signal(), Some(libc::SIGWINCH));
         let all_caught = StatusFields {

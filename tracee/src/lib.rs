@@ -13,7 +13,6 @@
 pub mod error;
 pub mod exec;
 pub mod fault;
-mod thaw_keeper;
 pub mod fd_channel;
 pub mod guard;
 pub mod inject;
@@ -24,6 +23,7 @@ pub mod remote;
 mod sigframe;
 pub mod signals;
 pub mod syscall_table;
+mod thaw_keeper;
 pub mod thread;
 pub mod tracee;
 pub mod tree;

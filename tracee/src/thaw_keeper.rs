@@ -22,7 +22,9 @@ impl ThawKeeper {
         let control = std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+            })?;
         let fork_err = |errno: Errno| {
             std::io::Error::other(format!(
                 "cannot fork the thaw keeper of {}: {errno}",
@@ -73,7 +75,13 @@ fn keep(read: RawFd, write: RawFd, control: RawFd, thaw: &[u8]) -> ! {
     unsafe {
         libc::close(write);
         libc::setpgid(0, 0);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGPIPE,
+        ] {
             libc::signal(sig, libc::SIG_IGN);
         }
         let mut byte = 0u8;

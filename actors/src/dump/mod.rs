@@ -699,7 +699,8 @@ async fn seize_frozen(
     let mut keeper: Option<criu_tracee::ThawKeeper> = None;
     if !frozen_before {
         keeper = Some(
-            criu_tracee::ThawKeeper::start(&freezer).map_err(|e| DumpError::Start(e.to_string()))?,
+            criu_tracee::ThawKeeper::start(&freezer)
+                .map_err(|e| DumpError::Start(e.to_string()))?,
         );
         freezer.freeze(req.timeout)?;
         criu_tracee::fault::frozen();
