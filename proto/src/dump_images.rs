@@ -20,6 +20,75 @@ pub enum ImagesError {
     NoTasks,
     #[error("pid {pid}: {what}")]
     Task { pid: u32, what: String },
+    #[error("pstree.img: {0}")]
+    Tree(String),
+}
+
+/// The most fds a process may have here (fs.nr_open; the kernel's default if unreadable).
+fn nr_open() -> u32 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+/// A task's fds each below `limit` and named once.
+fn check_fds(pid: u32, fds: &[FdinfoEntry], limit: u32) -> Result<(), ImagesError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for f in fds {
+        let what = if f.fd >= limit {
+            format!("fd {} is past the limit of {limit} (fs.nr_open)", f.fd)
+        } else if !seen.insert(f.fd) {
+            format!("fd {} is named twice", f.fd)
+        } else {
+            continue;
+        };
+        return Err(ImagesError::Task { pid, what });
+    }
+    Ok(())
+}
+
+/// The largest pid Linux can give (PID_MAX_LIMIT on 64-bit).
+const PID_MAX_LIMIT: u32 = 1 << 22;
+
+/// Every pid and thread id of the tree in the kernel's range and named once (a thread's id is
+/// a pid too), each process's own pid among its threads: a hostile or damaged pstree.img stops
+/// here, before any task exists.
+fn check_ids(pstree: &[PstreeEntry]) -> Result<(), ImagesError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in pstree {
+        let named = |id: u32| ImagesError::Tree(format!("task {}: {id} named twice", p.pid));
+        // A group or session led from outside the tree's pid namespace reads as 0.
+        for (what, id, least) in [("pid", p.pid, 1), ("pgid", p.pgid, 0), ("sid", p.sid, 0)] {
+            if id < least || id > PID_MAX_LIMIT {
+                return Err(ImagesError::Tree(format!(
+                    "task {}: {what} {id} is out of range ({least}..={PID_MAX_LIMIT})",
+                    p.pid
+                )));
+            }
+        }
+        if !p.threads.is_empty() && !p.threads.contains(&p.pid) {
+            return Err(ImagesError::Tree(format!(
+                "task {}: its threads {:?} do not include it",
+                p.pid, p.threads
+            )));
+        }
+        if p.threads.is_empty() && !seen.insert(p.pid) {
+            return Err(named(p.pid));
+        }
+        for &tid in &p.threads {
+            if tid == 0 || tid > PID_MAX_LIMIT {
+                return Err(ImagesError::Tree(format!(
+                    "task {}: thread {tid} is out of range (1..={PID_MAX_LIMIT})",
+                    p.pid
+                )));
+            }
+            if !seen.insert(tid) {
+                return Err(named(tid));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One process of the tree with its images.
@@ -158,6 +227,8 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
     if pstree.is_empty() {
         return Err(ImagesError::NoTasks);
     }
+    check_ids(&pstree)?;
+    let fd_limit = nr_open();
     let mut files = BTreeMap::new();
     if let Some(mut img) = ImageReader::open_if_exists(dir, &ImageKind::FILES, None)? {
         for f in img.read_all::<FileEntry>()? {
@@ -226,6 +297,7 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
             Some(mut img) => img.read_all::<FdinfoEntry>()?,
             None => Vec::new(),
         };
+        check_fds(p.pid, &fds, fd_limit)?;
         if cores[0].thread_info.is_none() {
             return Err(ImagesError::Task {
                 pid: p.pid,
@@ -251,4 +323,52 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         memfd_inodes,
         seccomp_filters,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(pid: u32, threads: &[u32]) -> PstreeEntry {
+        PstreeEntry {
+            pid,
+            ppid: 0,
+            pgid: pid,
+            sid: pid,
+            threads: threads.to_vec(),
+        }
+    }
+
+    #[test]
+    fn hostile_trees_are_refused_naming_what_is_wrong() {
+        assert!(check_ids(&[task(10, &[10, 11]), task(12, &[])]).is_ok());
+        let outside = PstreeEntry {
+            sid: 0,
+            pgid: 0,
+            ..task(1, &[1])
+        };
+        assert!(
+            check_ids(&[outside]).is_ok(),
+            "session led from outside the pid ns"
+        );
+        let err = |tree: &[PstreeEntry]| check_ids(tree).unwrap_err().to_string();
+        assert!(err(&[task(0, &[0])]).contains("pid 0 is out of range"));
+        assert!(err(&[task(4_000_000_000, &[])]).contains("out of range"));
+        assert!(err(&[task(10, &[10, 1 << 23])]).contains("thread 8388608 is out of range"));
+        assert!(err(&[task(10, &[10, 10])]).contains("10 named twice"));
+        assert!(err(&[task(10, &[10, 11]), task(11, &[])]).contains("11 named twice"));
+        assert!(err(&[task(10, &[11])]).contains("do not include it"));
+    }
+
+    #[test]
+    fn fds_past_the_limit_or_named_twice_are_refused() {
+        let fd = |fd: u32| FdinfoEntry {
+            fd,
+            ..Default::default()
+        };
+        assert!(check_fds(7, &[fd(0), fd(1), fd(1023)], 1024).is_ok());
+        let err = |fds: &[FdinfoEntry]| check_fds(7, fds, 1024).unwrap_err().to_string();
+        assert!(err(&[fd(0), fd(1024)]).contains("pid 7: fd 1024 is past the limit of 1024"));
+        assert!(err(&[fd(3), fd(3)]).contains("fd 3 is named twice"));
+    }
 }
