@@ -193,6 +193,8 @@ impl Drop for FrozenCgroup {
 /// Called by everything that seizes or freezes; signals whose disposition is SIG_IGN stay so.
 pub fn install() {
     INSTALL.call_once(|| {
+        // The fault knobs are read now: a handler that injects must not read the environment.
+        fault::init();
         for sig in FATAL {
             install_handler(sig, on_fatal as extern "C" fn(i32) as usize, true);
         }
