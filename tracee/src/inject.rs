@@ -19,7 +19,7 @@ use crate::error::{ptrace_err, Result, TraceeError};
 use crate::guard::{self, Record, Until, F_REGS, F_SCRATCH, F_SIGMASK, SYSCALL_INT3};
 use crate::landing::Landing;
 use crate::raw;
-use crate::regs::{Regs, ERESTARTNOHAND};
+use crate::regs::Regs;
 use crate::tracee::Tracee;
 use nix::errno::Errno;
 
@@ -462,21 +462,11 @@ impl Injector<'_> {
     }
 }
 
-/// The registers the thread goes on with if we die. `rt_sigreturn` leaves no syscall for the
-/// kernel to restart, so an interrupted one is settled here, as the kernel would if a signal
-/// handler ran (one may, as the thread lands): a call that fails with EINTR after a handler
-/// (ERESTARTNOHAND: pause, sigsuspend, select, epoll_wait...) or needs its restart block, which
-/// `rt_sigreturn` drops (nanosleep, poll...), gets EINTR; the rest start again. Inside an rseq
-/// critical section the thread goes to its abort handler, as the kernel would resume it.
+/// The registers the thread goes on with if we die: its own, with an interrupted syscall
+/// settled as `rt_sigreturn` needs it (`Regs::for_sigreturn`) and, inside an rseq critical
+/// section, at its abort handler, as the kernel would resume it.
 fn resume_regs(tracee: &Tracee, saved: &Regs, rseq_cs: Option<(u64, u64)>) -> Regs {
-    let mut r = if saved.raw.rax as i64 == ERESTARTNOHAND && (saved.raw.orig_rax as i64) >= 0 {
-        let mut r = *saved;
-        r.raw.rax = (-(libc::EINTR as i64)) as u64;
-        r.raw.orig_rax = u64::MAX;
-        r
-    } else {
-        saved.with_restart_applied(false)
-    };
+    let mut r = saved.for_sigreturn();
     if let Some((_, cs)) = rseq_cs {
         // struct rseq_cs: version, flags (u32), start_ip, post_commit_offset, abort_ip.
         let mut raw_cs = [0u8; 32];

@@ -87,6 +87,24 @@ impl Regs {
         r
     }
 
+    /// Registers for a thread that will go back to user space through `rt_sigreturn`, which
+    /// leaves nothing for the kernel to restart: an interrupted syscall is settled as the
+    /// kernel would if a signal handler ran (one may, as the thread returns). A call that fails
+    /// with EINTR after a handler (ERESTARTNOHAND: pause, sigsuspend, select...) or needs its
+    /// restart block, which `rt_sigreturn` drops (nanosleep, poll...), gets EINTR; the rest
+    /// start again.
+    pub fn for_sigreturn(&self) -> Regs {
+        if let SyscallRestart::Restart { .. } = self.syscall_restart() {
+            if self.raw.rax as i64 == ERESTARTNOHAND {
+                let mut r = *self;
+                r.raw.rax = (-(libc::EINTR as i64)) as u64;
+                r.raw.orig_rax = u64::MAX;
+                return r;
+            }
+        }
+        self.with_restart_applied(false)
+    }
+
     pub fn with_restart_applied(&self, restart_block_kept: bool) -> Regs {
         let mut r = *self;
         match self.syscall_restart() {
@@ -294,6 +312,22 @@ mod tests {
             (r.raw.rax as i64, r.raw.rip),
             (-(libc::EINTR as i64), 0x1000)
         );
+    }
+
+    #[test]
+    fn sigreturn_settles_what_the_kernel_would_after_a_handler() {
+        let eintr = (-(libc::EINTR as i64)) as u64;
+        let r = regs_in_syscall(34, ERESTARTNOHAND).for_sigreturn();
+        assert_eq!(
+            (r.raw.rax, r.raw.rip, r.raw.orig_rax as i64),
+            (eintr, 0x1000, -1)
+        );
+        let r = regs_in_syscall(0, ERESTARTSYS).for_sigreturn();
+        assert_eq!((r.raw.rax, r.raw.rip), (0, 0xffe));
+        let r = regs_in_syscall(35, ERESTART_RESTARTBLOCK).for_sigreturn();
+        assert_eq!((r.raw.rax, r.raw.rip), (eintr, 0x1000));
+        let r = regs_in_syscall(39, 77).for_sigreturn();
+        assert_eq!((r.raw.rax, r.raw.orig_rax as i64), (77, -1));
     }
 
     #[test]
