@@ -13,6 +13,12 @@ fn main() {
     {
         std::process::exit(criu::commands::restore_watchdog::main())
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == criu_actors::network::keeper::NAME)
+    {
+        std::process::exit(criu::commands::network_keeper::main())
+    }
     criu::interrupt::install();
     std::process::exit(criu::run(args));
 }

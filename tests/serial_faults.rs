@@ -2,7 +2,8 @@
 //! kill itself there): a dump that fails or dies leaves its task running, untraced, with all
 //! its state (it checks itself); a restore that fails or dies leaves no task of the tree. And
 //! criu killed during injected syscalls of a dump (`CRIU_FAULT_KILL_AT_CALL`), spread over
-//! all of them: every task comes back to its own state by itself.
+//! all of them: every task comes back to its own state by itself. A dump of TCP connections
+//! that fails or dies leaves them unlocked and out of repair mode.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -111,6 +112,74 @@ fn a_dump_killed_during_any_injected_call_leaves_the_tree_unharmed() {
         kills >= 5,
         "only {kills} kills: the dump made too few injected calls"
     );
+}
+
+#[test]
+fn a_dump_failing_or_killed_at_every_point_leaves_connections_talking() {
+    require_root();
+    use std::os::unix::process::ExitStatusExt;
+    for (own_netns, method) in [
+        (false, "iptables"),
+        (true, "iptables"),
+        (false, "nftables"),
+        (true, "nftables"),
+        // No lock: the sockets' repair mode alone.
+        (false, "skip"),
+    ] {
+        for p in DUMP {
+            for n in [p as u32, p as u32 + KILL] {
+                let dir = tempfile::tempdir().unwrap();
+                let mut launch = StateTask::workload("in_state")
+                    .argv(Argv::ResultArgs)
+                    .args(&["inside"]);
+                if own_netns {
+                    launch = launch.launcher(&[
+                        "unshare",
+                        "-n",
+                        "sh",
+                        "-c",
+                        "ip link set lo up && exec \"$0\" \"$@\"",
+                    ]);
+                }
+                let task = launch.start(dir.path());
+                std::fs::create_dir(dir.path().join("images")).unwrap();
+                let pid = task.pid.to_string();
+                let args = [
+                    "dump",
+                    "-t",
+                    &pid,
+                    "-D",
+                    "images",
+                    "-o",
+                    "dump.log",
+                    "-v4",
+                    "--tcp-established",
+                    "--network-lock",
+                    method,
+                ];
+                let status = criu(dir.path(), Some(n), &args);
+                let log = task.log("dump.log");
+                let what = format!("CRIU_FAULT={n} ({p:?}), {method}, own netns {own_netns}");
+                if n > KILL {
+                    assert_eq!(status.signal(), Some(libc::SIGKILL), "{what}: {status}");
+                } else {
+                    assert!(
+                        log.contains(&format!("fault {n} injected")),
+                        "{what}: {log}"
+                    );
+                }
+                let ns = own_netns.then_some(task.pid);
+                assert!(
+                    wait_until(Duration::from_secs(5), || harness::lock_rules(ns)
+                        .is_empty()),
+                    "{what}: lock rules left: {:?}\n{log}",
+                    harness::lock_rules(ns)
+                );
+                // Every byte queued both ways arrives, so no connection stayed in repair mode.
+                assert_eq!(task.verdict(), "PASS\n", "{what}:\n{log}");
+            }
+        }
+    }
 }
 
 fn alive(pid: i32) -> bool {

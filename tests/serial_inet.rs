@@ -12,26 +12,12 @@ mod state_task;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 use std::time::Duration;
 
-use harness::require_root;
+use harness::{lock_rules, require_root};
 use state_task::{Argv, StateTask};
 
 const TCP: &[&str] = &["--tcp-established"];
-
-/// Rules of the network lock left in the host's filter table.
-fn lock_rules() -> Vec<String> {
-    let out = Command::new("iptables")
-        .args(["-w", "-S"])
-        .output()
-        .expect("iptables -S");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("0xc114"))
-        .map(str::to_string)
-        .collect()
-}
 
 /// in_state with `args` after its result file, in `dir`.
 fn start(args: &[&str], dir: &tempfile::TempDir) -> StateTask {
@@ -48,12 +34,12 @@ fn connections_listeners_and_datagrams_inside_the_tree_come_back() {
     let mut task = start(&["inside"], &dir);
     task.dump(TCP);
     assert!(
-        !lock_rules().is_empty(),
+        !lock_rules(None).is_empty(),
         "no connection was locked during the dump"
     );
     task.restore_ok(TCP);
     assert_eq!(
-        lock_rules(),
+        lock_rules(None),
         Vec::<String>::new(),
         "the restore left lock rules"
     );
@@ -90,7 +76,7 @@ fn a_peer_outside_the_tree_never_notices() {
     let mut answer = [0u8; 6];
     peer.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"answer");
-    assert_eq!(lock_rules(), Vec::<String>::new());
+    assert_eq!(lock_rules(None), Vec::<String>::new());
 }
 
 #[test]
@@ -105,7 +91,7 @@ fn a_connection_needs_tcp_established_and_the_tree_runs_on() {
         log.contains("--tcp-established") && log.contains("ESTABLISHED"),
         "{log}"
     );
-    assert_eq!(lock_rules(), Vec::<String>::new());
+    assert_eq!(lock_rules(None), Vec::<String>::new());
     // Untouched: it still passes its own checks.
     assert_eq!(task.verdict(), "PASS\n");
 }
@@ -117,7 +103,7 @@ fn a_dump_that_leaves_the_tree_running_unlocks_its_connections() {
     let task = start(&["inside"], &dir);
     let out = task.try_dump(&["--tcp-established", "-R"]);
     assert_eq!(out.status.code(), Some(0), "{}", task.log("dump.log"));
-    assert_eq!(lock_rules(), Vec::<String>::new());
+    assert_eq!(lock_rules(None), Vec::<String>::new());
     assert_eq!(task.verdict(), "PASS\n");
 }
 

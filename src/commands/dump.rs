@@ -98,6 +98,7 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
         method: lock_method(o),
         run_id: criu_actors::network::new_run_id(),
         scripts: Some(lock_scripts(&scripts, Some(pid))),
+        keeper_exe: Some("/proc/self/exe".into()),
     };
     let req = DumpRequest {
         pid,
@@ -129,7 +130,7 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
                 established: o.tcp_established,
                 close: o.tcp_close,
                 skip_in_flight: o.skip_in_flight,
-                lock: None,
+                guard: None,
             },
             file_locks: o.file_locks,
             evasive_devices: o.evasive_devices,

@@ -5,6 +5,7 @@ pub mod dump;
 pub mod exec;
 pub mod mount_helper;
 pub mod mount_opts;
+pub mod network_keeper;
 pub mod page_server;
 pub mod restore;
 pub mod restore_watchdog;

@@ -293,6 +293,8 @@ async fn supervise(
             net.release(&mut shared.files.lock().unwrap_or_else(|e| e.into_inner()));
         }
     }
+    // From here criu's own undo is done, or the lock stays for the restore.
+    net.dismiss_keeper();
     // Release everything, also on error: every request is queued before any is awaited.
     let pending: Vec<_> = tree
         .actors
@@ -444,7 +446,7 @@ async fn dump_phases(
     } else if req.files.tcp.established {
         net.lock_tree(&order).map_err(DumpError::Network)?;
     }
-    files.tcp.lock = net.per_connection();
+    files.tcp.guard = Some(net.guard());
     let mut table = criu_files::FileTable::for_dump(files, root_ids);
     if ns.owns(criu_procfs::NsKind::Net) {
         table.unix.net_of = Some(ns.root_pid());

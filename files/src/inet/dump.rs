@@ -30,20 +30,30 @@ pub struct TcpOptions {
     pub close: bool,
     /// `--skip-in-flight`: connections not accepted yet are left behind.
     pub skip_in_flight: bool,
-    /// Locks one connection off the network before it is read (the host's network namespace);
-    /// None when the tree's whole namespace is locked or the lock is skipped.
-    pub lock: Option<ConnLock>,
+    /// Called before a connection enters repair mode; None when nothing needs to be done.
+    pub guard: Option<ConnGuard>,
 }
 
-/// The per-connection network lock, given by the orchestrator: (local, remote) ends.
+/// A connection about to enter repair mode, as the guard sees it.
+pub struct Entering<'a> {
+    /// criu's copy of the socket.
+    pub sock: BorrowedFd<'a>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Its SO_REUSEADDR, which leaving repair mode must set again.
+    pub reuseaddr: bool,
+}
+
+/// Given by the orchestrator: locks the connection off the network (unless its whole
+/// namespace is locked) and makes sure it leaves repair mode even if criu dies.
 #[derive(Clone)]
-pub struct ConnLock(pub std::sync::Arc<LockFn>);
+pub struct ConnGuard(pub std::sync::Arc<GuardFn>);
 
-pub type LockFn = dyn Fn(SocketAddr, SocketAddr) -> Result<(), String> + Send + Sync;
+pub type GuardFn = dyn Fn(&Entering<'_>) -> Result<(), String> + Send + Sync;
 
-impl std::fmt::Debug for ConnLock {
+impl std::fmt::Debug for ConnGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConnLock")
+        f.write_str("ConnGuard")
     }
 }
 
@@ -345,15 +355,21 @@ fn describe(
     let (Some(local), Some(remote)) = (local, remote) else {
         return Err(seen.fail("a connection without both addresses"));
     };
-    if let Some(lock) = &tcp.lock {
-        (lock.0)(local, remote).map_err(|e| seen.fail(format!("network lock: {e}")))?;
+    let reuseaddr = entry.opts.reuseaddr == Some(true);
+    if let Some(guard) = &tcp.guard {
+        let entering = Entering {
+            sock,
+            local,
+            remote,
+            reuseaddr,
+        };
+        (guard.0)(&entering).map_err(|e| seen.fail(e))?;
     }
     repair::repair_on(sock).map_err(|e| seen.fail(e.to_string()))?;
     let stream = repair::save(sock).map_err(|e| seen.fail(e.to_string()));
     let stream = match stream {
         Ok(s) => s,
         Err(e) => {
-            let reuseaddr = entry.opts.reuseaddr == Some(true);
             let _ = repair::leave(sock, reuseaddr);
             return Err(e);
         }

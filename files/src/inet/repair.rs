@@ -69,6 +69,13 @@ pub fn repair_off(sock: BorrowedFd<'_>) -> Result<(), RepairError> {
     tcp_set(sock, "TCP_REPAIR off", TCP_REPAIR, 0)
 }
 
+/// Whether `sock` is in repair mode.
+pub fn is_on(sock: BorrowedFd<'_>) -> Result<bool, RepairError> {
+    get_int(sock, libc::SOL_TCP, TCP_REPAIR)
+        .map(|v| v != 0)
+        .map_err(err("TCP_REPAIR"))
+}
+
 /// Takes a connection out of repair mode for good. The kernel then clears SO_REUSEADDR
 /// (repair mode forced it on): `reuseaddr`, the socket's own, is set again.
 pub fn leave(sock: BorrowedFd<'_>, reuseaddr: bool) -> Result<(), RepairError> {

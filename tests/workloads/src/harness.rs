@@ -264,3 +264,31 @@ pub const LONG: Duration = Duration::from_secs(20);
 pub fn is_verdict(text: &str) -> bool {
     text.starts_with("PASS") || text.starts_with("FAIL")
 }
+
+/// criu's network lock in the network namespace of `netns_of` (the host's for None): rules
+/// with its mark (0xc114) in the filter tables, and its nftables tables.
+pub fn lock_rules(netns_of: Option<i32>) -> Vec<String> {
+    let mut rules = Vec::new();
+    for (tool, args, needle) in [
+        ("iptables", &["-w", "-S"][..], "0xc114"),
+        ("ip6tables", &["-w", "-S"], "0xc114"),
+        ("nft", &["list", "tables"], "CRIU"),
+    ] {
+        let mut c = match netns_of {
+            Some(pid) => {
+                let mut c = Command::new("nsenter");
+                c.args(["-t", &pid.to_string(), "-n", tool]);
+                c
+            }
+            None => Command::new(tool),
+        };
+        let out = c.args(args).output().expect(tool);
+        rules.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(|l| format!("{tool}: {l}")),
+        );
+    }
+    rules
+}

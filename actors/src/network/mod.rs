@@ -2,9 +2,12 @@
 //! they are read until they are restored. A tree in the host's network namespace has each
 //! connection locked as its socket is read; a tree with its own namespace has the whole
 //! namespace locked before any socket is read (with the `network-lock` scripts). When the dump
-//! fails or the tree runs on, the connections leave repair mode and the lock goes.
+//! fails or the tree runs on, the connections leave repair mode and the lock goes; when criu
+//! dies instead, its [`keeper`] does that.
 
-use std::net::SocketAddr;
+pub mod keeper;
+
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
 use criu_netdev::lock::{self, Conn, Method};
@@ -18,6 +21,8 @@ pub struct NetworkOptions {
     /// The `network-lock`/`network-unlock` action scripts, run for a tree with its own
     /// network namespace, as CRIU does.
     pub scripts: Option<LockScripts>,
+    /// The [`keeper`] program (criu's own binary); None: no keeper.
+    pub keeper_exe: Option<std::path::PathBuf>,
 }
 
 /// Runs the `network-lock` (true) or `network-unlock` (false) action scripts.
@@ -45,6 +50,8 @@ pub struct NetworkLock {
     locked: Arc<Mutex<Vec<Conn>>>,
     /// Whether the namespace of `netns_of` was locked (it had connections).
     netns_locked: bool,
+    /// Undoes the lock and repair mode if criu dies; started at the first change.
+    keeper: Arc<keeper::KeeperSlot>,
 }
 
 /// Every TCP connection (local, remote) held by `pids` (with `whole_ns`, every one of the
@@ -89,11 +96,13 @@ fn connections_of(pids: &[i32], whole_ns: bool) -> Result<Vec<Conn>, String> {
 
 impl NetworkLock {
     pub fn new(opts: NetworkOptions) -> Self {
+        let keeper = Arc::new(keeper::KeeperSlot::new(opts.keeper_exe.clone()));
         NetworkLock {
             opts,
             netns_of: None,
             locked: Arc::default(),
             netns_locked: false,
+            keeper,
         }
     }
 
@@ -106,15 +115,27 @@ impl NetworkLock {
         // Only TCP connections need the traffic held; a namespace without any is left
         // untouched (the lock's chains would stay behind in it as empty ones).
         let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
-        let locked = criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
-            if connections_of(&[pid], true)?.is_empty() {
-                return Ok(false);
-            }
-            lock::lock_netns(method, &run_id)
-                .map(|()| true)
+        let in_netns = |work: &(dyn Fn() -> Result<bool, String> + Sync)| {
+            criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], work)
                 .map_err(|e| e.to_string())
-        })
-        .map_err(|e| format!("network lock of pid {pid}'s namespace: {e}"))??;
+                .and_then(|r| r)
+                .map_err(|e| format!("network lock of pid {pid}'s namespace: {e}"))
+        };
+        let has_connections = in_netns(&|| Ok(!connections_of(&[pid], true)?.is_empty()))?;
+        let locked = has_connections && method != Method::Skip && {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+                .map_err(|e| format!("network lock: cannot open /proc/{pid}/ns/net: {e}"))?;
+            let word = keeper::Word::Netns {
+                method,
+                run_id: run_id.clone(),
+            };
+            self.keeper.tell(&word, Some(ns.as_fd()))?;
+            in_netns(&|| {
+                lock::lock_netns(method, &run_id)
+                    .map(|()| true)
+                    .map_err(|e| e.to_string())
+            })?
+        };
         self.netns_locked = locked;
         Ok(())
     }
@@ -129,6 +150,10 @@ impl NetworkLock {
         if conns.is_empty() {
             return Ok(());
         }
+        for conn in &conns {
+            self.keeper
+                .tell(&conn_word(self.opts.method, &self.opts.run_id, conn), None)?;
+        }
         lock::lock_connections(self.opts.method, &self.opts.run_id, &conns)
             .map_err(|e| e.to_string())?;
         tracing::info!("locked {} TCP connection(s)", conns.len());
@@ -139,32 +164,41 @@ impl NetworkLock {
         Ok(())
     }
 
-    /// The per-connection lock the files domain calls before it reads a connection; None
-    /// when the namespace is locked as a whole.
-    pub fn per_connection(&self) -> Option<criu_files::inet::dump::ConnLock> {
-        if self.netns_of.is_some() || self.opts.method == Method::Skip {
-            return None;
-        }
-        let (method, run_id, locked) = (
-            self.opts.method,
-            self.opts.run_id.clone(),
-            self.locked.clone(),
-        );
-        let f = move |local: SocketAddr, remote: SocketAddr| {
-            let conn = Conn { local, remote };
-            if locked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&conn)
-            {
-                return Ok(());
+    /// What the files domain calls before a connection enters repair mode: the keeper gets a
+    /// copy of the socket and, in the host's namespace, the connection is locked.
+    pub fn guard(&self) -> criu_files::inet::dump::ConnGuard {
+        let per_connection = self.netns_of.is_none() && self.opts.method != Method::Skip;
+        let (locked, keeper) = (self.locked.clone(), self.keeper.clone());
+        let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
+        let f = move |c: &criu_files::inet::dump::Entering<'_>| {
+            let conn = Conn {
+                local: c.local,
+                remote: c.remote,
+            };
+            let seen = || {
+                locked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&conn)
+            };
+            if per_connection && !seen() {
+                keeper.tell(&conn_word(method, &run_id, &conn), None)?;
+                lock::lock_connections(method, &run_id, std::slice::from_ref(&conn))
+                    .map_err(|e| e.to_string())?;
+                locked.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
             }
-            lock::lock_connections(method, &run_id, std::slice::from_ref(&conn))
-                .map_err(|e| e.to_string())?;
-            locked.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-            Ok(())
+            let word = keeper::Word::Repair {
+                reuseaddr: c.reuseaddr,
+            };
+            keeper.tell(&word, Some(c.sock))
         };
-        Some(criu_files::inet::dump::ConnLock(Arc::new(f)))
+        criu_files::inet::dump::ConnGuard(Arc::new(f))
+    }
+
+    /// criu has undone what it had to, or the dump stands (the lock stays for the restore):
+    /// the keeper goes without undoing anything.
+    pub fn dismiss_keeper(&self) {
+        self.keeper.dismiss();
     }
 
     /// The dump failed or the tree runs on: the connections talk again, the lock goes.
@@ -217,6 +251,15 @@ pub fn method_of_inventory(n: Option<u32>) -> Method {
     }
 }
 
+/// What tells the keeper that `conn` is about to be locked.
+fn conn_word(method: Method, run_id: &str, conn: &Conn) -> keeper::Word {
+    keeper::Word::Conn {
+        method,
+        run_id: run_id.to_string(),
+        conn: conn.clone(),
+    }
+}
+
 /// A new run id, a UUID as CRIU makes one.
 pub fn new_run_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid")
@@ -251,6 +294,7 @@ impl RestoreLock {
                 method: method_of_inventory(inv.network_lock_method),
                 run_id: inv.dump_criu_run_id.clone().unwrap_or_default(),
                 scripts,
+                keeper_exe: None,
             },
             conns,
         }
