@@ -1,7 +1,8 @@
-//! SIGKILL to `criu dump -R` at random moments of a dump of kd_tree (two processes, six
-//! threads, a pipe and a socket pair in use, 64 MiB of memory): criu can clean nothing up,
-//! yet afterwards every task runs on untraced and not stopped, with the same memory map, and
-//! checks itself (memory, registers of every thread, the exchange between the processes).
+//! SIGKILL to `criu dump -R --tcp-established` at random moments of a dump of kd_tree (two
+//! processes, six threads, a pipe, a socket pair and a loopback TCP connection in use, 64 MiB
+//! of memory): criu can clean nothing up, yet afterwards every task runs on untraced and not
+//! stopped, with the same memory map, no network lock is left, and each checks itself (memory,
+//! registers of every thread, the exchange between the processes).
 //! The number of tries is `KILL_TRIES` (default 30; the note's figures come from
 //! `KILL_TRIES=1000`). Delays are spread over the time one whole dump takes here.
 
@@ -14,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{descendants, free_running, maps, require_root, threads, wait_until, LONG};
+use harness::{
+    descendants, free_running, lock_rules, maps, require_root, threads, wait_until, LONG,
+};
 use state_task::{Argv, StateTask};
 
 fn start_tree(dir: &Path) -> StateTask {
@@ -33,7 +36,7 @@ fn start_tree(dir: &Path) -> StateTask {
 fn dump(dir: &Path, pid: i32) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_criu"))
         .args(["--no-default-config", "dump", "-R", "-t", &pid.to_string()])
-        .args(["-D", "images", "-o", "dump.log", "-v4"])
+        .args(["-D", "images", "-o", "dump.log", "-v4", "--tcp-established"])
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -109,6 +112,11 @@ fn a_dump_killed_at_any_moment_leaves_the_tree_running_unharmed() {
                 panic!("try {i}: pid {pid}: memory map changed: {gone:?} -> {new:?}; log ends:\n{tail}");
             }
         }
+        assert!(
+            wait_until(LONG, || lock_rules(None).is_empty()),
+            "try {i}: lock rules left: {:?}; log ends:\n{tail}",
+            lock_rules(None)
+        );
         assert_eq!(task.verdict(), "PASS\n", "try {i}; log ends:\n{tail}");
     }
     eprintln!(

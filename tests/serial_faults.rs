@@ -86,6 +86,7 @@ fn a_dump_killed_during_any_injected_call_leaves_the_tree_unharmed() {
             &pid,
             "-D",
             "images",
+            "--tcp-established",
         ])
         .current_dir(dir.path())
         .env("CRIU_FAULT_KILL_AT_CALL", k.to_string())

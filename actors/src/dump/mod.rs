@@ -287,10 +287,22 @@ async fn supervise(
             }
         }
     }
-    // Connections stay locked for the restore unless the tree runs on here.
-    if release == Release::Run {
-        if let Some(shared) = &tree.shared {
-            net.release(&mut shared.files.lock().unwrap_or_else(|e| e.into_inner()));
+    // A tree that runs on has its connections released. One that is killed or left stopped
+    // keeps them locked for the restore, and back in repair mode, so that closing them sends
+    // nothing; if that fails, the dump fails and the tree runs on.
+    let mut release = release;
+    if let Some(shared) = &tree.shared {
+        let mut files = shared.files.lock().unwrap_or_else(|e| e.into_inner());
+        if release != Release::Run {
+            if let Err(e) = files.inet.hold() {
+                result = Err(DumpError::Network(format!(
+                    "cannot put a connection back in repair mode: {e}"
+                )));
+                release = Release::Run;
+            }
+        }
+        if release == Release::Run {
+            net.release(&mut files);
         }
     }
     // From here criu's own undo is done, or the lock stays for the restore.

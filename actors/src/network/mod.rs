@@ -205,7 +205,7 @@ impl NetworkLock {
     pub fn release(&mut self, table: &mut criu_files::FileTable) {
         let resumed = table.inet.resume();
         if !resumed.is_empty() {
-            tracing::info!("{} TCP connection(s) left repair mode", resumed.len());
+            tracing::info!("{} TCP connection(s) released", resumed.len());
         }
         let conns = std::mem::take(&mut *self.locked.lock().unwrap_or_else(|e| e.into_inner()));
         if !conns.is_empty() {

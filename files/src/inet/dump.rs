@@ -1,9 +1,11 @@
 //! Inet sockets of a dump, described from criu's copy of the task's socket (pidfd_getfd):
 //! family, type and protocol from the socket options, addresses from getsockname and
 //! getpeername, the TCP state from TCP_INFO. A TCP connection is dumped only with
-//! `--tcp-established` (or `--tcp-close`): it is locked off the network, put in repair mode and
-//! read (`repair::save`); it stays in repair mode, so that the tree's death closes it without a
-//! packet, unless the dump fails or the tree runs on (`InetSockets::resume`).
+//! `--tcp-established` (or `--tcp-close`): it is locked off the network, put in repair mode,
+//! read (`repair::save`) and taken out of repair mode at once, so that a criu that dies leaves
+//! the task's own calls on it failing for no longer than that (the lock keeps its state still
+//! meanwhile). A tree the dump kills has its connections put back in repair mode first
+//! (`InetSockets::hold`), so that its death closes them without a packet.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,7 +59,7 @@ impl std::fmt::Debug for ConnGuard {
     }
 }
 
-/// A connection criu left in repair mode, with its ends.
+/// A connection read through repair mode, with its ends.
 #[derive(Debug)]
 pub struct Repaired {
     pub sock: OwnedFd,
@@ -74,7 +76,7 @@ pub struct InetSockets {
     dumped: HashMap<u64, u32>,
     /// Connections read through repair mode, by socket inode, for tcp-stream-INO.img.
     streams: Vec<(u32, Stream)>,
-    /// criu's copies of the connections in repair mode.
+    /// criu's copies of the connections read through repair mode.
     pub repaired: Vec<Repaired>,
     /// The kernel's lists by (family, protocol), asked for when first needed.
     diag: HashMap<(i32, i32), HashMap<u32, super::diag::InetDiag>>,
@@ -112,21 +114,40 @@ impl InetSockets {
             .cloned())
     }
 
-    /// A failed dump, or one whose tree runs on: every connection leaves repair mode and
-    /// talks again. Returns the (local, remote) ends, for the caller to unlock.
+    /// A failed dump, or one whose tree runs on: every connection is out of repair mode
+    /// (one left in it by a failure is taken out). Returns the (local, remote) ends, for the
+    /// caller to unlock.
     pub fn resume(&mut self) -> Vec<(SocketAddr, SocketAddr)> {
         self.repaired
             .drain(..)
             .map(|r| {
-                if let Err(e) = repair::leave(r.sock.as_fd(), r.reuseaddr) {
-                    tracing::error!("{} -> {}: {e}", r.local, r.remote);
+                let sock = r.sock.as_fd();
+                if repair::is_on(sock).unwrap_or(true) {
+                    if let Err(e) = repair::leave(sock, r.reuseaddr) {
+                        tracing::error!("{} -> {}: {e}", r.local, r.remote);
+                    }
                 }
                 (r.local, r.remote)
             })
             .collect()
     }
 
-    /// The ends of every connection in repair mode.
+    /// The dump stands and the tree is about to be killed or left stopped: every connection
+    /// goes back into repair mode, so that closing it sends nothing (the restore makes it
+    /// again). Goes on past a failure and reports the first.
+    pub fn hold(&self) -> Result<(), String> {
+        let mut first = Ok(());
+        for r in &self.repaired {
+            if let Err(e) = repair::repair_on(r.sock.as_fd()) {
+                let e = format!("{} -> {}: {e}", r.local, r.remote);
+                tracing::error!("{e}");
+                first = first.and(Err(e));
+            }
+        }
+        first
+    }
+
+    /// The ends of every connection read through repair mode.
     pub fn connections(&self) -> Vec<(SocketAddr, SocketAddr)> {
         self.repaired.iter().map(|r| (r.local, r.remote)).collect()
     }
@@ -367,13 +388,9 @@ fn describe(
     }
     repair::repair_on(sock).map_err(|e| seen.fail(e.to_string()))?;
     let stream = repair::save(sock).map_err(|e| seen.fail(e.to_string()));
-    let stream = match stream {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = repair::leave(sock, reuseaddr);
-            return Err(e);
-        }
-    };
+    let left = repair::leave(sock, reuseaddr).map_err(|e| seen.fail(e.to_string()));
+    let stream = stream?;
+    left?;
     entry.state = stream.state;
     Ok((entry, Some((stream, local, remote))))
 }

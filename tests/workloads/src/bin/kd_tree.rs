@@ -1,7 +1,8 @@
 //! A tree that checks itself while criu dumps it and is killed half-way: `kd_tree RESULT_FILE`.
 //!
 //! The root (a session leader) maps 64 MiB filled with a pattern and forks a child; the two talk without pause
-//! (the root writes a counter into a pipe, the child answers counter + 1 on a socket pair).
+//! (the root writes a counter into a pipe, the child answers counter + 1 on a socket pair and
+//! again on a loopback TCP connection, so a dump needs `--tcp-established`).
 //! Each process has two threads that keep known values in r12-r15 and all four lanes of
 //! ymm0 across short sleeps and check them after each. The root writes "READY" to
 //! RESULT_FILE; on SIGUSR1 it checks its memory, that the exchange still runs and that no
@@ -11,6 +12,7 @@
 use criu_test_workloads::verdict;
 use std::arch::asm;
 use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -98,9 +100,9 @@ fn start_register_threads(first_seed: u64) {
     }
 }
 
-/// The child: answers each counter from the pipe with counter + 1 on the socket; exits if
+/// The child: answers each counter from the pipe with counter + 1 on both sockets; exits if
 /// a register changed or the exchange breaks.
-fn child(mut from_root: std::io::PipeReader, mut to_root: UnixStream) -> ! {
+fn child(mut from_root: std::io::PipeReader, mut to_root: UnixStream, mut tcp: TcpStream) -> ! {
     start_register_threads(0x5eed_0000_0000_0100);
     // Tell the root we are set up.
     if to_root.write_all(&[1]).is_err() {
@@ -111,22 +113,25 @@ fn child(mut from_root: std::io::PipeReader, mut to_root: UnixStream) -> ! {
         if BROKEN.load(Ordering::SeqCst) != 0 || from_root.read_exact(&mut buf).is_err() {
             std::process::exit(3);
         }
-        let n = u64::from_le_bytes(buf) + 1;
-        if to_root.write_all(&n.to_le_bytes()).is_err() {
+        let n = (u64::from_le_bytes(buf) + 1).to_le_bytes();
+        if to_root.write_all(&n).is_err() || tcp.write_all(&n).is_err() {
             std::process::exit(3);
         }
     }
 }
 
 /// The root's side of the exchange, on a thread of its own.
-fn exchange(mut to_child: std::io::PipeWriter, mut from_child: UnixStream) {
-    let mut buf = [0u8; 8];
+fn exchange(mut to_child: std::io::PipeWriter, mut from_child: UnixStream, mut tcp: TcpStream) {
+    let (mut unix_buf, mut tcp_buf) = ([0u8; 8], [0u8; 8]);
     for n in 0u64.. {
-        if to_child.write_all(&n.to_le_bytes()).is_err() || from_child.read_exact(&mut buf).is_err()
+        if to_child.write_all(&n.to_le_bytes()).is_err()
+            || from_child.read_exact(&mut unix_buf).is_err()
+            || tcp.read_exact(&mut tcp_buf).is_err()
         {
             return;
         }
-        if u64::from_le_bytes(buf) != n + 1 {
+        let want = (n + 1).to_le_bytes();
+        if unix_buf != want || tcp_buf != want {
             return;
         }
         ROUNDS.store(n + 1, Ordering::SeqCst);
@@ -142,19 +147,28 @@ fn main() {
     let memory: Vec<u64> = (0..WORDS).map(pattern).collect();
     let (pipe_r, pipe_w) = std::io::pipe().expect("pipe");
     let (sock_root, sock_child) = UnixStream::pair().expect("socketpair");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("listener address");
     // SAFETY: the process has one thread here; the child only uses what it owns after fork.
     match unsafe { libc::fork() } {
         0 => {
             drop(pipe_w);
             drop(sock_root);
+            drop(listener);
             criu_test_workloads::die_with_parent();
-            child(pipe_r, sock_child)
+            let tcp = TcpStream::connect(addr).unwrap_or_else(|_| std::process::exit(3));
+            let _ = tcp.set_nodelay(true);
+            child(pipe_r, sock_child, tcp)
         }
         pid if pid < 0 => verdict::fail(&result, "fork failed".into()),
         _ => {}
     }
     drop(pipe_r);
     drop(sock_child);
+    let Ok((tcp, _)) = listener.accept() else {
+        verdict::fail(&result, "the child did not connect".into())
+    };
+    let _ = tcp.set_nodelay(true);
     let mut sock_root = sock_root;
     let mut set_up = [0u8; 1];
     if sock_root.read_exact(&mut set_up).is_err() {
@@ -165,7 +179,7 @@ fn main() {
     let usr1 = nix::sys::signal::SigSet::from(nix::sys::signal::Signal::SIGUSR1);
     usr1.thread_block().expect("block SIGUSR1");
     start_register_threads(0x5eed_0000_0000_0000);
-    std::thread::spawn(move || exchange(pipe_w, sock_root));
+    std::thread::spawn(move || exchange(pipe_w, sock_root, tcp));
     usr1.thread_unblock().expect("unblock SIGUSR1");
     // Every thread has started (and mapped what it maps) before READY.
     while ROUNDS.load(Ordering::SeqCst) == 0 {
