@@ -37,10 +37,22 @@ pub(crate) fn read_entries(
         path: img.path().into(),
     })?;
     let mut out = Vec::new();
-    let mut offset = 0;
+    let mut offset = 0u64;
+    let bad = |what: String| broken(dir, format!("{}: {what}", img_name(kind, id)));
     while let Some(e) = img.read::<PagemapEntry>()? {
         let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
         let flags = e.flags.unwrap_or(PE_PRESENT);
+        // A damaged or hostile entry stops here, before any address sum can wrap.
+        let end = pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|len| e.vaddr.checked_add(len))
+            .filter(|&end| end <= USER_END);
+        if e.vaddr % PAGE_SIZE != 0 || end.is_none() {
+            return Err(bad(format!(
+                "page run {:#x}+{pages} pages is not in the user address space",
+                e.vaddr
+            )));
+        }
         if e.in_parent == Some(true) || flags & PE_PARENT != 0 {
             out.push(Entry {
                 vaddr: e.vaddr,
@@ -53,10 +65,26 @@ pub(crate) fn read_entries(
                 pages,
                 offset: Some(offset),
             });
-            offset += pages * PAGE_SIZE;
+            offset = offset.saturating_add(pages * PAGE_SIZE);
         }
     }
+    let pages_img = dir.join(ImageKind::PAGES.file_name(Some(u64::from(head.pages_id))));
+    let size = std::fs::metadata(&pages_img).map_or(0, |m| m.len());
+    if offset > size {
+        return Err(bad(format!(
+            "its entries hold {offset} bytes of pages, but {} has {size}",
+            pages_img.display()
+        )));
+    }
     Ok((head.pages_id, out))
+}
+
+/// The end of the user address space with 5-level page tables (57 bits): no page of a
+/// task lies past it.
+const USER_END: u64 = 1 << 56;
+
+fn img_name(kind: &ImageKind, id: u64) -> String {
+    kind.file_name(Some(id))
 }
 
 fn entries(dir: &Path, pid: u64) -> Result<(u32, Vec<Entry>), RestoreMemError> {
@@ -249,6 +277,43 @@ mod tests {
             .unwrap();
         }
         w.finish().unwrap();
+        // The pages image the entries need (zeros will do).
+        let present: u64 = entries.iter().filter(|e| !e.2).map(|e| e.1).sum();
+        let pages = dir.join(ImageKind::PAGES.file_name(Some(u64::from(pages_id))));
+        let file = std::fs::File::create(pages).unwrap();
+        file.set_len(present.saturating_mul(PAGE_SIZE).min(1 << 30))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_run_outside_the_address_space_or_past_the_pages_image_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |entries: &[(u64, u64, bool)]| {
+            write_pagemap(dir.path(), 1, entries);
+            read_chain(dir.path(), 1).unwrap_err().to_string()
+        };
+        for hostile in [
+            (0x10000, u64::MAX, false),
+            (u64::MAX - PAGE_SIZE + 1, 2, true),
+            (0x10001, 1, false),
+            (USER_END, 1, false),
+        ] {
+            let e = err(&[hostile]);
+            assert!(
+                e.contains("pagemap-1.img") && e.contains("not in the user address space"),
+                "{hostile:?}: {e}"
+            );
+        }
+        write_pagemap(dir.path(), 1, &[(0x10000, 4, false)]);
+        let pages = dir.path().join(ImageKind::PAGES.file_name(Some(1)));
+        std::fs::File::options()
+            .write(true)
+            .open(&pages)
+            .unwrap()
+            .set_len(3 * PAGE_SIZE)
+            .unwrap();
+        let e = read_chain(dir.path(), 1).unwrap_err().to_string();
+        assert!(e.contains("16384 bytes") && e.contains("12288"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum ImagesError {
     Task { pid: u32, what: String },
     #[error("pstree.img: {0}")]
     Tree(String),
+    #[error("files.img: {0}")]
+    Files(String),
 }
 
 /// The most fds a process may have here (fs.nr_open; the kernel's default if unreadable).
@@ -89,6 +91,36 @@ fn check_ids(pstree: &[PstreeEntry]) -> Result<(), ImagesError> {
         }
     }
     Ok(())
+}
+
+/// Every task but the first (the root) has its parent listed before it: a pstree.img with a
+/// cycle or a task whose parent is not in the tree stops here.
+fn check_parents(pstree: &[PstreeEntry]) -> Result<(), ImagesError> {
+    let mut listed = std::collections::BTreeSet::new();
+    for (i, p) in pstree.iter().enumerate() {
+        if i > 0 && !listed.contains(&p.ppid) {
+            return Err(ImagesError::Tree(format!(
+                "task {}: its parent {} is not listed before it",
+                p.pid, p.ppid
+            )));
+        }
+        listed.insert(p.pid);
+    }
+    Ok(())
+}
+
+/// A file's path as a dump records it: absolute, each component a real name. A path with
+/// `.` or `..` (which no dump writes) could reach past the tree's root once joined to it.
+fn check_path(id: u32, path: &str) -> Result<(), ImagesError> {
+    let plain = path.starts_with('/')
+        && !path.contains('\0')
+        && path.split('/').all(|c| c != "." && c != "..");
+    if plain {
+        return Ok(());
+    }
+    Err(ImagesError::Files(format!(
+        "file {id}: path {path:?} is not a plain absolute path"
+    )))
 }
 
 /// One process of the tree with its images.
@@ -228,10 +260,14 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         return Err(ImagesError::NoTasks);
     }
     check_ids(&pstree)?;
+    check_parents(&pstree)?;
     let fd_limit = nr_open();
     let mut files = BTreeMap::new();
     if let Some(mut img) = ImageReader::open_if_exists(dir, &ImageKind::FILES, None)? {
         for f in img.read_all::<FileEntry>()? {
+            if let Some(reg) = &f.reg {
+                check_path(f.id, &reg.name)?;
+            }
             files.insert(f.id, f);
         }
     }
@@ -358,6 +394,39 @@ mod tests {
         assert!(err(&[task(10, &[10, 10])]).contains("10 named twice"));
         assert!(err(&[task(10, &[10, 11]), task(11, &[])]).contains("11 named twice"));
         assert!(err(&[task(10, &[11])]).contains("do not include it"));
+    }
+
+    #[test]
+    fn a_tree_with_a_cycle_or_a_parent_outside_it_is_refused() {
+        let child = |pid, ppid| PstreeEntry {
+            ppid,
+            ..task(pid, &[])
+        };
+        assert!(check_parents(&[task(10, &[]), child(11, 10), child(12, 11)]).is_ok());
+        let err = |tree: &[PstreeEntry]| check_parents(tree).unwrap_err().to_string();
+        // 11 and 12 are each other's parent.
+        let cycle = err(&[task(10, &[]), child(11, 12), child(12, 11)]);
+        assert!(cycle.contains("task 11: its parent 12 is not listed before it"), "{cycle}");
+        assert!(err(&[task(10, &[]), child(11, 99)]).contains("parent 99"));
+    }
+
+    #[test]
+    fn paths_that_could_leave_the_root_are_refused() {
+        for good in ["/", "/etc/passwd", "/tmp/a..b/.hidden", "/x/...", "/dir/"] {
+            assert!(check_path(1, good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "etc/passwd",
+            "/../etc/shadow",
+            "/tmp/../../etc",
+            "/a/./b",
+            "/a/..",
+            "/a\0b",
+        ] {
+            let e = check_path(5, bad).unwrap_err().to_string();
+            assert!(e.contains("file 5") && e.contains("not a plain absolute path"), "{e}");
+        }
     }
 
     #[test]
