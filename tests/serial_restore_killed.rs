@@ -93,9 +93,6 @@ fn move_next_pid_past(tree: &[i32]) {
 #[test]
 fn a_restore_killed_at_any_moment_leaves_all_or_nothing() {
     require_root();
-    // Orphans (the restored root once criu is gone) come to this test, which reaps them at
-    // once: this machine's init reaps only now and then, and a zombie keeps its pid taken.
-    nix::sys::prctl::set_child_subreaper(true).unwrap();
     let tries: u32 = std::env::var("KILL_TRIES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -110,20 +107,41 @@ fn a_restore_killed_at_any_moment_leaves_all_or_nothing() {
     );
     let tree = descendants(task.pid);
     task.dump(&TCP);
+    // From here orphans (the restored root once criu is gone) come to this test, which reaps
+    // them at once: this machine's init reaps only now and then, and a zombie keeps its pid
+    // taken. (Set after the dump, whose tree init must reap.)
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
     let images = dir.path().join("images");
     let result = dir.path().join("result");
 
-    // One whole restore first: how long the kills must be spread over.
+    // One whole restore first: when its first task appears (before that it only reads and
+    // checks images, nothing to undo) and when it ends; the kills are spread between.
     move_next_pid_past(&tree);
     let t = Instant::now();
-    assert!(restore(&images).wait().unwrap().success());
+    let mut first = restore(&images);
+    let mut first_task = None;
+    let status = loop {
+        if first_task.is_none() && alive(tree[0]) {
+            first_task = Some(t.elapsed());
+        }
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    assert!(status.success());
     let whole_restore = t.elapsed();
+    let first_task = first_task
+        .unwrap_or_default()
+        .saturating_sub(whole_restore / 20);
     assert_eq!(task.verdict(), "PASS\n", "after a whole restore");
     kill_all(&tree);
 
     let (mut whole, mut none) = (0, 0);
     for i in 0..tries {
-        let delay = whole_restore * (i % 100 + 1) / 100;
+        // From just before the first task to just past the end, early and late moments alike.
+        let span = (whole_restore + whole_restore / 10).saturating_sub(first_task);
+        let delay = first_task + span * (i * 37 % 100 + 1) / 100;
         std::fs::write(&result, "READY\n").unwrap();
         move_next_pid_past(&tree);
         let mut criu = restore(&images);
@@ -156,7 +174,12 @@ fn a_restore_killed_at_any_moment_leaves_all_or_nothing() {
         kill_all(&tree);
     }
     eprintln!(
-        "{tries} kills over {whole_restore:?}: {whole} whole trees, {none} with nothing left"
+        "{tries} kills from {first_task:?} to {:?} (a whole restore: {whole_restore:?}): \
+         {whole} whole trees, {none} with nothing left",
+        whole_restore + whole_restore / 10
     );
-    assert!(none > 0, "no kill came during a restore: the test proves nothing");
+    assert!(
+        none > 0,
+        "no kill came during a restore: the test proves nothing"
+    );
 }

@@ -406,7 +406,10 @@ mod tests {
         let err = |tree: &[PstreeEntry]| check_parents(tree).unwrap_err().to_string();
         // 11 and 12 are each other's parent.
         let cycle = err(&[task(10, &[]), child(11, 12), child(12, 11)]);
-        assert!(cycle.contains("task 11: its parent 12 is not listed before it"), "{cycle}");
+        assert!(
+            cycle.contains("task 11: its parent 12 is not listed before it"),
+            "{cycle}"
+        );
         assert!(err(&[task(10, &[]), child(11, 99)]).contains("parent 99"));
     }
 
@@ -425,7 +428,10 @@ mod tests {
             "/a\0b",
         ] {
             let e = check_path(5, bad).unwrap_err().to_string();
-            assert!(e.contains("file 5") && e.contains("not a plain absolute path"), "{e}");
+            assert!(
+                e.contains("file 5") && e.contains("not a plain absolute path"),
+                "{e}"
+            );
         }
     }
 

@@ -141,7 +141,8 @@ fn exchange(mut to_child: std::io::PipeWriter, mut from_child: UnixStream, mut t
 
 fn main() {
     let result = std::env::args().nth(1).expect("usage: kd_tree RESULT_FILE");
-    criu_test_workloads::die_with_parent();
+    // Not bound to its parent's life (the test kills it when done): restored with `-d`, its
+    // parent is criu, which exits.
     // SAFETY: setsid takes no arguments. A session leader, as criu wants a tree's root.
     unsafe { libc::setsid() };
     let memory: Vec<u64> = (0..WORDS).map(pattern).collect();
