@@ -51,6 +51,23 @@ fn gone(pid: i32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether a restore's watchdog (`criu __restore-watchdog`) is running.
+fn watchdog_running() -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| c.split(|&b| b == 0).any(|w| w == b"__restore-watchdog"))
+            && alive(
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            )
+    })
+}
+
 fn kill_all(pids: &[i32]) {
     for &p in pids {
         let _ = nix::sys::signal::kill(
@@ -148,7 +165,15 @@ fn a_restore_killed_at_any_moment_leaves_all_or_nothing() {
         std::thread::sleep(delay);
         let _ = criu.kill();
         let _ = criu.wait();
-        // The watchdog needs a moment to see criu gone.
+        // The watchdog needs a moment to see criu gone and kill a half-made tree: the tree
+        // is judged once it has exited (this test reaps it, a subreaper).
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                reap();
+                !watchdog_running()
+            }),
+            "try {i}: the restore's watchdog is still there"
+        );
         let settled = wait_until(Duration::from_secs(5), || {
             let n = tree.iter().filter(|&&p| alive(p)).count();
             n == 0 || n == tree.len()

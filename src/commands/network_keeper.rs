@@ -2,17 +2,8 @@
 //! signals a terminal sends, so that a Ctrl-C meant for criu does not take the undo away with
 //! it, and serves criu on its stdin (a unix socket).
 
-use nix::sys::signal::Signal;
-
 pub fn main() -> i32 {
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGPIPE,
-    ] {
-        let _ = criu_sys::signals::ignore(sig);
-    }
+    criu_sys::signals::ignore_terminal_signals();
     // Nothing of criu's (an RPC socket, inherited fds) stays open through the keeper.
     let _ = criu_sys::fd::close_from(3);
     match criu_sys::fd::own_inherited(0) {

@@ -9,17 +9,9 @@ use std::io::BufRead;
 use std::os::fd::OwnedFd;
 
 use criu_actors::restore::watchdog::DONE;
-use nix::sys::signal::Signal;
 
 pub fn main() -> i32 {
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGPIPE,
-    ] {
-        let _ = criu_sys::signals::ignore(sig);
-    }
+    criu_sys::signals::ignore_terminal_signals();
     // Nothing of criu's (an RPC socket, inherited fds) stays open through the watchdog.
     let _ = criu_sys::fd::close_from(3);
     let mut watched: Vec<(i32, OwnedFd)> = Vec::new();

@@ -5,6 +5,20 @@ pub fn ignore_sigpipe() -> nix::Result<()> {
     ignore(nix::sys::signal::Signal::SIGPIPE)
 }
 
+/// Ignores what a terminal sends (SIGINT, SIGHUP), SIGTERM and SIGPIPE: for criu's helper
+/// processes, which must outlive a Ctrl-C meant for criu.
+pub fn ignore_terminal_signals() {
+    use nix::sys::signal::Signal;
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        let _ = ignore(sig);
+    }
+}
+
 /// Ignores `sig` process-wide.
 pub fn ignore(sig: nix::sys::signal::Signal) -> nix::Result<()> {
     // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety concerns arise.

@@ -1,9 +1,11 @@
 //! The network lock of a dump (CRIU's): TCP connections are kept off the network from before
-//! they are read until they are restored. A tree in the host's network namespace has each
-//! connection locked as its socket is read; a tree with its own namespace has the whole
-//! namespace locked before any socket is read (with the `network-lock` scripts). When the dump
-//! fails or the tree runs on, the connections leave repair mode and the lock goes; when criu
-//! dies instead, its [`keeper`] does that.
+//! they are read until they are restored. A tree in the host's network namespace has its
+//! connections locked in one batch before any is read (one missed then, as its socket is
+//! read); a tree with its own namespace has the whole namespace locked before any socket is
+//! read (with the `network-lock` scripts). When the dump fails or the tree runs on, the lock
+//! goes; a tree that is killed keeps it, and its connections go back into repair mode first.
+//! When criu dies instead, its [`keeper`] takes the connections out of repair mode and the
+//! lock away.
 
 pub mod keeper;
 
