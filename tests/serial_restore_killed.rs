@@ -51,6 +51,37 @@ fn gone(pid: i32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Each thread of `pids`: its state, tracer, wait channel and blocked signals.
+fn thread_states(pids: &[i32]) -> String {
+    let mut out = Vec::new();
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            let status = read("status");
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .map(|l| l[name.len()..].trim().to_string())
+                    .unwrap_or_default()
+            };
+            out.push(format!(
+                "{pid}/{} {} tracer {} wchan {} syscall {} blocked {}",
+                t.file_name().to_string_lossy(),
+                field("State:"),
+                field("TracerPid:"),
+                read("wchan"),
+                read("syscall").split(' ').next().unwrap_or("").trim(),
+                field("SigBlk:")
+            ));
+        }
+    }
+    out.join("; ")
+}
+
 /// Whether a restore's watchdog (`criu __restore-watchdog`) is running.
 fn watchdog_running() -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -194,7 +225,14 @@ fn a_restore_killed_at_any_moment_leaves_all_or_nothing() {
         } else {
             whole += 1;
             // Complete, so it must be the tree that was dumped.
-            assert_eq!(task.verdict(), "PASS\n", "try {i} (killed after {delay:?})");
+            let verdict = task.verdict();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            assert_eq!(
+                verdict,
+                "PASS\n",
+                "try {i} (killed after {delay:?}); threads: {}; restore.log ends: {tail:?}",
+                thread_states(&tree)
+            );
         }
         kill_all(&tree);
     }
