@@ -25,13 +25,23 @@ fn criu() -> Command {
     c
 }
 
+/// The kernel's PF_EXITING: the task is on its way out (a SIGKILL was taken).
+const PF_EXITING: u64 = 0x4;
+
+/// Whether `pid` is there and not dying: a task the watchdog killed can take a while to tear
+/// down 64 MiB, and must not count as a task that runs.
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
+        // After the command's closing parenthesis: state, ppid, pgrp, session, tty_nr,
+        // tpgid, flags.
+        let fields: Vec<&str> = s
+            .rsplit(')')
             .next()
             .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
+            .split_whitespace()
+            .collect();
+        let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+        fields.first().is_some_and(|st| *st != "Z" && *st != "X") && flags & PF_EXITING == 0
     })
 }
 
