@@ -38,7 +38,7 @@ pub(crate) fn read_entries(
     })?;
     let mut out = Vec::new();
     let mut offset = 0u64;
-    let bad = |what: String| broken(dir, format!("{}: {what}", img_name(kind, id)));
+    let bad = |what: String| broken(dir, format!("{}: {what}", kind.file_name(Some(id))));
     while let Some(e) = img.read::<PagemapEntry>()? {
         let pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
         let flags = e.flags.unwrap_or(PE_PRESENT);
@@ -82,10 +82,6 @@ pub(crate) fn read_entries(
 /// The end of the user address space with 5-level page tables (57 bits): no page of a
 /// task lies past it.
 const USER_END: u64 = 1 << 56;
-
-fn img_name(kind: &ImageKind, id: u64) -> String {
-    kind.file_name(Some(id))
-}
 
 fn entries(dir: &Path, pid: u64) -> Result<(u32, Vec<Entry>), RestoreMemError> {
     read_entries(dir, &ImageKind::PAGEMAP, pid)
