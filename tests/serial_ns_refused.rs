@@ -1,6 +1,6 @@
 //! What `criu dump` refuses before it touches a task, naming the pid and the namespace: a
 //! tree whose tasks do not share the root's
-//! namespaces, a pid namespace dumped from a task other than its init, a network namespace
+//! namespaces, a pid namespace dumped from a task other than its init or without one, a network namespace
 //! with a device of a kind not kept (a vxlan), and a mount namespace holding a mount that
 //! cannot be restored (naming the option that would make it external). Needs root.
 
@@ -196,7 +196,7 @@ fn a_tree_whose_child_left_the_root_uts_namespace_is_refused() {
 }
 
 #[test]
-fn a_pid_namespace_is_refused_below_its_init_and_for_its_creator() {
+fn a_pid_namespace_is_refused_below_its_init() {
     // unshare -p --fork: unshare stays in ours with pid_for_children set; sh is pid 1 of the
     // new one, and its child sleep pid 2.
     let task = Killed(
@@ -230,7 +230,21 @@ fn a_pid_namespace_is_refused_below_its_init_and_for_its_creator() {
     // The init outlives its creator: kill it, then the creator reaps it.
     checked_then_killed(task, init, || {
         assert_refused(second, "it is pid 2 in its own pid namespace");
-        // The creator's tree holds the init too; its own link names the children's.
-        assert_refused(creator, "the pid namespace of its children");
     });
+}
+
+#[test]
+fn a_task_whose_children_would_be_born_in_a_pid_namespace_without_init_is_refused() {
+    // unshare -p without --fork: sleep's children would be born in the new namespace, which
+    // has no init yet (its first child would be it).
+    let task = Killed(
+        Command::new("unshare")
+            .args(["-p", "sleep", "100"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run unshare"),
+    );
+    let pid = task.0.id() as i32;
+    wait_exec_sleep(pid, "unshare never ran sleep");
+    assert_refused(pid, "the pid namespace of its children has no init yet");
 }

@@ -4,15 +4,15 @@
 //! differs from criu's) and refuses what cannot be dumped; [`ids`] numbers them for
 //! `ids-*.img` and the inventory. One module per kind holds its dump half and restore half
 //! side by side: [`uts`], [`ipc`] (System V objects and sysctls), [`time`], [`net`] (lo),
-//! [`user`] (id maps); the mount tree is the mounts crate's; the pid namespace has no image
-//! (its pids are the ones the tasks see, in pstree.img). [`join`] takes namespaces given from
-//! outside (`--join-ns`, an external network namespace); [`enter`] runs work in a thread of
-//! criu that joined a task's namespaces. The orchestrator drives [`dump_images`] after the
-//! tasks are collected, and at restore [`Owned`]: joins and clone flags for the root,
-//! [`Owned::map_ids`] right after it exists, [`Owned::enter_cgroup_ns`] once the cgroups
-//! crate put it in its namespace's root cgroups, then [`Owned::fill`] while it is the only
-//! task. A cgroup namespace has no image of its own: its root is the `cgns_prefix` of the
-//! root task's cgroups in `cgroup.img`.
+//! [`user`] (id maps), [`pid`] (pid namespaces nested below the root's; the root's own has
+//! no image: its pids are the ones in pstree.img); the mount tree is the mounts crate's.
+//! [`join`] takes namespaces given from outside (`--join-ns`, an external network
+//! namespace); [`enter`] runs work in a thread of criu that joined a task's namespaces. The
+//! orchestrator drives [`dump_images`] after the tasks are collected, and at restore
+//! [`Owned`]: joins and clone flags for the root, [`Owned::map_ids`] right after it exists,
+//! [`Owned::enter_cgroup_ns`] once the cgroups crate put it in its namespace's root cgroups,
+//! then [`Owned::fill`] while it is the only task. A cgroup namespace has no image of its
+//! own: its root is the `cgns_prefix` of the root task's cgroups in `cgroup.img`.
 
 pub mod enter;
 pub mod error;
@@ -21,6 +21,7 @@ pub mod ipc;
 pub mod join;
 pub mod mqueue;
 pub mod net;
+pub mod pid;
 pub mod time;
 pub mod tree;
 pub mod user;

@@ -2,8 +2,10 @@
 //! task. A kind whose namespace the root shares with criu is the host's: left alone, as
 //! CRIU does. Otherwise the tree owns that namespace and it is dumped, which needs every task
 //! of the tree to share the root's (CRIU restores one namespace of each kind per tree).
+//! Pid namespaces are the exception: a task may live in one nested below the root's, as
+//! long as that namespace's init (its pid 1) is in the tree too (see [`crate::pid`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use criu_procfs::{read_ns_links, NsKind, NsLink};
 
@@ -27,6 +29,18 @@ pub enum NsError {
     },
     #[error("pid {pid}: it is pid {vpid} in its own pid namespace; CRIU dumps a pid namespace from its init (pid 1) only")]
     NotInit { pid: i32, vpid: i32 },
+    #[error("pid {pid}: its pid namespace is neither the root's nor one nested below it")]
+    PidOutside { pid: i32 },
+    #[error(
+        "pid {pid}: {what} pid:[{ino}] has no init (pid 1) in the tree; a nested pid namespace \
+         is dumped with its init"
+    )]
+    NoPidInit { pid: i32, what: String, ino: u64 },
+    #[error(
+        "pid {pid}: the pid namespace of its children has no init yet (it unshared one and has \
+         not forked since); such a namespace is not dumped"
+    )]
+    EmptyPidNs { pid: i32 },
     #[error("pid {pid}: its network namespace has {what}")]
     Net { pid: i32, what: String },
     #[error("pid {pid}: {source}")]
@@ -54,6 +68,21 @@ pub struct TreeNamespaces {
     checked: BTreeSet<i32>,
     /// Sysctls and firewall of the tree's own network namespace, read before any lock.
     net: Option<crate::net::NetState>,
+    /// Where the root's pid namespace is in the NSpid lists criu reads.
+    pid_depth: usize,
+    /// Pid namespaces nested below the root's.
+    nested: NestedPids,
+}
+
+/// Pid namespaces below the root's that tasks of the tree live in or fork into.
+#[derive(Debug, Default)]
+pub(crate) struct NestedPids {
+    /// Each namespace (inode) and its init (criu's pid), once seen.
+    pub(crate) inits: BTreeMap<u64, Option<i32>>,
+    /// Tasks in a nested namespace (criu's pid -> namespace).
+    members: BTreeMap<i32, u64>,
+    /// Tasks whose children are born in another pid namespace than their own.
+    pub(crate) children_in: BTreeMap<i32, u64>,
 }
 
 impl TreeNamespaces {
@@ -80,17 +109,15 @@ impl TreeNamespaces {
             }
             own.push(l.kind);
         }
-        if own.contains(&NsKind::Pid) {
-            let status = criu_procfs::read_status(root_pid).map_err(|source| NsError::Read {
+        let status = criu_procfs::read_status(root_pid).map_err(|source| NsError::Read {
+            pid: root_pid,
+            source,
+        })?;
+        if own.contains(&NsKind::Pid) && status.vpid() != 1 {
+            return Err(NsError::NotInit {
                 pid: root_pid,
-                source,
-            })?;
-            if status.vpid() != 1 {
-                return Err(NsError::NotInit {
-                    pid: root_pid,
-                    vpid: status.vpid(),
-                });
-            }
+                vpid: status.vpid(),
+            });
         }
         let net_ino = root
             .iter()
@@ -129,10 +156,55 @@ impl TreeNamespaces {
             own,
             checked: BTreeSet::new(),
             net,
+            pid_depth: status.ns_pid.len().saturating_sub(1),
+            nested: NestedPids::default(),
         };
-        // The root's *_for_children must be its own namespace too (nested ones are not kept).
+        // The root's *_for_children must be its own namespace too (nested ones are not kept),
+        // but for pid_for_children (see check_task).
         compare(root_pid, &tree.root, &tree.root)?;
         Ok(tree)
+    }
+
+    /// How the dump names tasks: by their ids in the root's pid namespace, and with their ids
+    /// in nested ones too where the tree has any.
+    pub fn pid_view(&self) -> crate::pid::PidView {
+        crate::pid::PidView {
+            depth: self.pid_depth,
+            nested: !self.nested.inits.is_empty(),
+        }
+    }
+
+    pub(crate) fn nested_pids(&self) -> &NestedPids {
+        &self.nested
+    }
+
+    /// Fails naming a task of a nested pid namespace (or one whose children would be born
+    /// in it) whose init is not in the tree. Called once every task was checked.
+    pub fn check_pid_inits(&self) -> Result<(), NsError> {
+        let n = &self.nested;
+        let Some((&ino, _)) = n.inits.iter().find(|(_, init)| init.is_none()) else {
+            return Ok(());
+        };
+        let member = n.members.iter().find(|(_, &i)| i == ino).map(|(&p, _)| p);
+        let (pid, what) = match member {
+            Some(pid) => (pid, "its pid namespace"),
+            None => {
+                let pid = n
+                    .children_in
+                    .iter()
+                    .find(|(_, &i)| i == ino)
+                    .map(|(&p, _)| p);
+                (
+                    pid.unwrap_or(self.root_pid),
+                    "the pid namespace of its children",
+                )
+            }
+        };
+        Err(NsError::NoPidInit {
+            pid,
+            what: what.into(),
+            ino,
+        })
     }
 
     /// The kinds whose namespace the tree owns (dumped and made again at restore).
@@ -177,8 +249,44 @@ impl TreeNamespaces {
             Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => return Ok(()),
             Err(source) => return Err(NsError::Read { pid, source }),
         };
+        self.check_pid_ns(pid, &theirs)?;
         compare(pid, &theirs, &self.root)?;
         self.checked.insert(pid);
+        Ok(())
+    }
+
+    /// A task outside the root's pid namespace must be in one nested below it; a task whose
+    /// children are born elsewhere (pid_for_children) names that namespace.
+    fn check_pid_ns(&mut self, pid: i32, theirs: &[NsLink]) -> Result<(), NsError> {
+        let ino_of = |links: &[NsLink], for_children| {
+            links
+                .iter()
+                .find(|l| l.kind == NsKind::Pid && l.for_children == for_children)
+                .map(|l| l.ino)
+        };
+        let (Some(root), Some(own)) = (ino_of(&self.root, false), ino_of(theirs, false)) else {
+            return Ok(());
+        };
+        if own != root {
+            let status =
+                criu_procfs::read_status(pid).map_err(|source| NsError::Read { pid, source })?;
+            if status.ns_pid.len() <= self.pid_depth + 1 {
+                return Err(NsError::PidOutside { pid });
+            }
+            self.nested.members.insert(pid, own);
+            let init = self.nested.inits.entry(own).or_default();
+            if status.vpid() == 1 {
+                *init = Some(pid);
+            }
+        }
+        // The kernel shows no pid_for_children link while that namespace has no init.
+        let Some(children) = ino_of(theirs, true) else {
+            return Err(NsError::EmptyPidNs { pid });
+        };
+        if children != own {
+            self.nested.children_in.insert(pid, children);
+            self.nested.inits.entry(children).or_default();
+        }
         Ok(())
     }
 }
@@ -186,7 +294,7 @@ impl TreeNamespaces {
 /// Every link of `theirs` must equal the root's own link of its kind (a `*_for_children`
 /// link too: the task's future children would live there).
 fn compare(pid: i32, theirs: &[NsLink], root: &[NsLink]) -> Result<(), NsError> {
-    for t in theirs {
+    for t in theirs.iter().filter(|t| t.kind != NsKind::Pid) {
         let Some(r) = root.iter().find(|r| r.kind == t.kind && !r.for_children) else {
             continue;
         };
@@ -233,13 +341,23 @@ mod tests {
     }
 
     #[test]
-    fn a_pid_namespace_for_children_counts() {
-        let root = [link(NsKind::Pid, false, 2)];
-        let same = [link(NsKind::Pid, false, 2), link(NsKind::Pid, true, 2)];
-        assert!(compare(7, &same, &root).is_ok());
-        let unshared = [link(NsKind::Pid, false, 2), link(NsKind::Pid, true, 5)];
-        let err = compare(7, &unshared, &root).unwrap_err().to_string();
-        assert!(err.contains("pid_for_children"), "{err}");
+    fn children_born_in_a_nested_pid_namespace_need_its_init_in_the_tree() {
+        let me = std::process::id() as i32;
+        let mut tree = TreeNamespaces::of_root(me, &Default::default()).unwrap();
+        let pid_ns = std::fs::read_link(format!("/proc/{me}/ns/pid")).unwrap();
+        let (_, ino) = criu_procfs::ns::parse_ns_link(&pid_ns).unwrap();
+        let same = [link(NsKind::Pid, false, ino), link(NsKind::Pid, true, ino)];
+        tree.check_pid_ns(7, &same).unwrap();
+        tree.check_pid_inits().unwrap();
+        assert!(!tree.pid_view().nested);
+        let unshared = [link(NsKind::Pid, false, ino), link(NsKind::Pid, true, 5)];
+        tree.check_pid_ns(7, &unshared).unwrap();
+        assert!(tree.pid_view().nested);
+        let err = tree.check_pid_inits().unwrap_err().to_string();
+        assert!(
+            err.starts_with("pid 7: the pid namespace of its children pid:[5] has no init"),
+            "{err}"
+        );
     }
 
     #[test]

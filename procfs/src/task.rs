@@ -24,9 +24,11 @@ pub fn read_children(pid: i32, tid: i32) -> Result<Vec<i32>> {
     read_parsed(tid_path(pid, tid, "children"), |b| parse_children(b))
 }
 
-/// The pid criu sees for a child of `pid` (any thread's) that sees itself as `vpid` in its
-/// own pid namespace; with `threads`, a thread of `pid` instead. `None` if there is none.
-pub fn find_by_vpid(pid: i32, vpid: i32, threads: bool) -> Result<Option<i32>> {
+/// The pid criu sees for a child of `pid` (any thread's) that `pid` sees as `id` (in the pid
+/// namespace of `pid`, which may be above the child's own); with `threads`, a thread of
+/// `pid` instead. `None` if there is none.
+pub fn find_seen_by(pid: i32, id: i32, threads: bool) -> Result<Option<i32>> {
+    let level = crate::read_status(pid)?.ns_pid.len().saturating_sub(1);
     let mut candidates = Vec::new();
     for tid in read_task_ids(pid)? {
         if threads {
@@ -39,7 +41,7 @@ pub fn find_by_vpid(pid: i32, vpid: i32, threads: bool) -> Result<Option<i32>> {
     Ok(candidates
         .into_iter()
         .rev()
-        .find(|&c| crate::read_status(c).is_ok_and(|s| s.vpid() == vpid)))
+        .find(|&c| crate::read_status(c).is_ok_and(|s| s.ns_pid.get(level) == Some(&id))))
 }
 
 /// `cmdline` and `environ`: NUL-terminated strings. A missing final NUL (a process that

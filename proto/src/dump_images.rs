@@ -51,7 +51,7 @@ fn check_fds(pid: u32, fds: &[FdinfoEntry], limit: u32) -> Result<(), ImagesErro
 }
 
 /// The largest pid Linux can give (PID_MAX_LIMIT on 64-bit).
-const PID_MAX_LIMIT: u32 = 1 << 22;
+pub(crate) const PID_MAX_LIMIT: u32 = 1 << 22;
 
 /// Every pid and thread id of the tree in the kernel's range and named once (a thread's id is
 /// a pid too), each process's own pid among its threads: a hostile or damaged pstree.img stops
@@ -180,11 +180,21 @@ pub struct DumpImages {
     pub memfd_inodes: BTreeMap<u64, MemfdInodeEntry>,
     /// seccomp.img's filters; thread cores name them by index.
     pub seccomp_filters: Vec<crate::images::SeccompFilter>,
+    /// Ids of tasks in pid namespaces nested below the root's.
+    pub pids: crate::pid_levels::PidLevels,
 }
 
 impl DumpImages {
     pub fn root(&self) -> &TaskImages {
         &self.tasks[0]
+    }
+
+    /// The id `observer` (a task of the tree) sees task or thread `id` by: the images' own
+    /// unless they live in pid namespaces nested below the root's.
+    pub fn seen_by(&self, id: i32, observer: i32) -> i32 {
+        self.pids
+            .seen_at(id, self.pids.depth(observer))
+            .unwrap_or(id)
     }
 
     /// The pid criu sees for the task or thread the images call `pid` (the same number
@@ -261,6 +271,7 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
     }
     check_ids(&pstree)?;
     check_parents(&pstree)?;
+    let pids = crate::pid_levels::PidLevels::read(dir, &pstree)?;
     let fd_limit = nr_open();
     let mut files = BTreeMap::new();
     if let Some(mut img) = ImageReader::open_if_exists(dir, &ImageKind::FILES, None)? {
@@ -358,6 +369,7 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
         files,
         memfd_inodes,
         seccomp_filters,
+        pids,
     })
 }
 

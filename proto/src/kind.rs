@@ -320,6 +320,13 @@ impl ImageKind {
     );
     /// criu-rs's own: the memory tracker each task keeps between dumps (pre-dump, --track-mem).
     pub const MEM_TRACK: Self = kind("MEM_TRACK", "mem-track.img", 0x6512_1009, "mem_track_entry");
+    /// criu-rs's own: pids of tasks in pid namespaces nested below the root's.
+    pub const PID_LEVELS: Self = kind(
+        "PID_LEVELS",
+        "pid-levels.img",
+        0x6512_100a,
+        "pid_levels_entry",
+    );
     pub const STATS_DUMP: Self = ImageKind {
         service: true,
         ..kind("STATS", "stats-dump", 0x5709_3306, "stats_entry")
@@ -424,6 +431,7 @@ impl ImageKind {
         Self::POSIX_MQ,
         Self::POSIX_MQ_FILES,
         Self::MEM_TRACK,
+        Self::PID_LEVELS,
         Self::STATS_DUMP,
         Self::STATS_RESTORE,
         Self::IRMAP_CACHE,

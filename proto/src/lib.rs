@@ -21,6 +21,7 @@ pub mod json;
 mod kind;
 mod magic;
 pub mod manifest;
+pub mod pid_levels;
 mod required;
 
 /// The generated image messages (one Rust type per CRIU protobuf message).

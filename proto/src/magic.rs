@@ -84,6 +84,8 @@ pub const MAGICS: &[(&str, u32)] = &[
     ("POSIX_MQ_FILES", 0x6512_1008),
     // criu-rs's own: memory tracking between dumps.
     ("MEM_TRACK", 0x6512_1009),
+    // criu-rs's own: pids in pid namespaces nested below the tree's.
+    ("PID_LEVELS", 0x6512_100a),
 ];
 
 /// crit's name of a magic value.

@@ -166,6 +166,7 @@ pub fn run(req: DumpRequest) -> Result<DumpReport, DumpError> {
     for pid in tree_from_proc(req.pid) {
         ns.check_task(pid)?;
     }
+    ns.check_pid_inits()?;
     // The parent dump is checked before any task is touched, as CRIU does.
     let chain =
         iterative::Chain::prepare(&req.dir, req.iterative.clone()).map_err(DumpError::Chain)?;
@@ -480,7 +481,8 @@ async fn dump_phases(
     for &pid in &order {
         ns.check_task(pid)?;
     }
-    let own_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
+    ns.check_pid_inits()?;
+    let pids = ns.pid_view();
     // Cgroup sets in pstree order, each leader before its threads (CRIU's numbering).
     let mut cg_sets = BTreeMap::new();
     for &pid in order.iter().filter(|p| !tree.zombies.contains(p)) {
@@ -511,7 +513,7 @@ async fn dump_phases(
                 let addr = tree.actors.get(&pid)?;
                 let track = task::Track {
                     shared: shared.clone(),
-                    own_pid_ns,
+                    pids,
                 };
                 Some((pid, addr.send(track)))
             })
@@ -553,7 +555,7 @@ async fn dump_phases(
                 ids,
                 pages_id: i as u32 + 1,
                 parent_dumps_fds,
-                own_pid_ns,
+                pids,
                 own_ipc_ns: ns.owns(criu_procfs::NsKind::Ipc),
                 cg_sets: cg_sets.remove(&pid).unwrap_or_default(),
             }),
@@ -614,6 +616,12 @@ async fn dump_phases(
         criu_ns::dump_images(ns, ids, &req.dir)?;
     }
     images::write_pstree(&req.dir, &done, &tree.parent)?;
+    let dumped = done.iter().map(|d| criu_ns::pid::DumpedPids {
+        host: d.host_pid,
+        pid: d.pid,
+        threads: &d.pid_levels,
+    });
+    criu_ns::pid::dump_levels(ns, dumped, &req.dir)?;
     cgroups.write(&req.dir)?;
     images::write_inventory(
         &req.dir,

@@ -94,6 +94,8 @@ pub struct TaskDone {
     pub pgid: i32,
     pub sid: i32,
     pub threads: Vec<i32>,
+    /// Each thread (leader first) with its ids in pid namespaces below the root's.
+    pub pid_levels: Vec<(i32, Vec<i32>)>,
     pub pages: PageCounts,
     /// `pages-<id>.img` with its hash, taken while it was written (none for a zombie).
     pub pages_image: Option<(String, u128)>,
@@ -369,8 +371,8 @@ pub struct Collect {
     pub pages_id: u32,
     /// The task shares its parent's fd table, whose fds the parent dumps (see fd_table).
     pub parent_dumps_fds: bool,
-    /// The tree has its own pid namespace: images name tasks by the pids they see there.
-    pub own_pid_ns: bool,
+    /// How images name tasks: by their pids in the root's pid namespace.
+    pub pids: criu_ns::pid::PidView,
     /// The tree has its own ipc namespace: its System V segments are dumped with it.
     pub own_ipc_ns: bool,
     /// The cgroup set of each thread (by the tid criu sees), for the cores' `cg_set`.
@@ -385,7 +387,7 @@ impl Handler<Collect> for TaskActor {
         let state_before = self.state_before;
         let pre_dump = msg.shared.chain.asked.pre_dump;
         if let Some(stat) = &self.zombie {
-            let ids = TaskIds::read(pid, msg.own_pid_ns, stat)?;
+            let ids = TaskIds::read(pid, msg.pids, stat)?;
             if pre_dump {
                 return Ok(TaskDone::memory_only(ids.host, &ids, None));
             }
@@ -428,7 +430,7 @@ impl Tracked {
 #[rtype(result = "Result<(), TaskError>")]
 pub struct Track {
     pub shared: Arc<DumpShared>,
-    pub own_pid_ns: bool,
+    pub pids: criu_ns::pid::PidView,
 }
 
 impl Handler<Track> for TaskActor {
@@ -445,7 +447,7 @@ impl Handler<Track> for TaskActor {
             what: "stat",
             source,
         })?;
-        let name = TaskIds::read(pid, msg.own_pid_ns, &stat)?.pid;
+        let name = TaskIds::read(pid, msg.pids, &stat)?.pid;
         let vmas = dump_vmas::collect_vmas(pid)?;
         let tracking = super::iterative::start(&msg.shared.chain, (pid, name), process, &vmas)?;
         self.tracked = Some(Tracked { vmas, tracking });
@@ -542,51 +544,60 @@ struct TaskIds {
     pid: i32,
     pgid: i32,
     sid: i32,
-    own_pid_ns: bool,
+    /// The leader's ids in pid namespaces below the root's (none in the root's).
+    inner: Vec<i32>,
+    view: criu_ns::pid::PidView,
 }
 
 impl TaskIds {
-    fn read(pid: i32, own_pid_ns: bool, stat: &criu_procfs::Stat) -> Result<TaskIds, TaskError> {
-        if !own_pid_ns {
+    fn read(
+        pid: i32,
+        view: criu_ns::pid::PidView,
+        stat: &criu_procfs::Stat,
+    ) -> Result<TaskIds, TaskError> {
+        if view.is_criu_view() {
             return Ok(TaskIds {
                 host: pid,
                 pid,
                 pgid: stat.pgrp,
                 sid: stat.session,
-                own_pid_ns,
+                inner: Vec::new(),
+                view,
             });
         }
-        let s = criu_procfs::read_status(pid).map_err(|source| TaskError::Proc {
-            pid,
-            what: "status",
-            source,
-        })?;
-        let inner = |v: &[i32]| v.last().copied().unwrap_or(0);
+        let s = read_status(pid)?;
+        let at = |v: &[i32]| v.get(view.depth).copied().unwrap_or(0);
         Ok(TaskIds {
             host: pid,
-            pid: s.vpid(),
-            pgid: inner(&s.ns_pgid),
-            sid: inner(&s.ns_sid),
-            own_pid_ns,
+            pid: at(&s.ns_pid),
+            pgid: at(&s.ns_pgid),
+            sid: at(&s.ns_sid),
+            inner: s.ns_pid.get(view.depth + 1..).unwrap_or_default().to_vec(),
+            view,
         })
     }
 
-    /// The id a thread of this task sees itself by.
-    fn tid(&self, tid: i32) -> Result<i32, TaskError> {
+    /// The id a thread of this task has in the root's pid namespace, and those below.
+    fn tid(&self, tid: i32) -> Result<(i32, Vec<i32>), TaskError> {
         if tid == self.host {
-            return Ok(self.pid);
+            return Ok((self.pid, self.inner.clone()));
         }
-        if !self.own_pid_ns {
-            return Ok(tid);
+        if self.view.is_criu_view() {
+            return Ok((tid, Vec::new()));
         }
-        criu_procfs::read_status(tid)
-            .map(|s| s.vpid())
-            .map_err(|source| TaskError::Proc {
-                pid: tid,
-                what: "status",
-                source,
-            })
+        let s = read_status(tid)?;
+        let depth = self.view.depth;
+        let pid = s.ns_pid.get(depth).copied().unwrap_or(0);
+        Ok((pid, s.ns_pid.get(depth + 1..).unwrap_or_default().to_vec()))
     }
+}
+
+fn read_status(pid: i32) -> Result<criu_procfs::Status, TaskError> {
+    criu_procfs::read_status(pid).map_err(|source| TaskError::Proc {
+        pid,
+        what: "status",
+        source,
+    })
 }
 
 /// A zombie's core image, and nothing else (as CRIU writes it).
@@ -624,7 +635,7 @@ fn collect(
             .into(),
     };
     let stat = criu_procfs::read_stat(pid).map_err(proc_err("stat"))?;
-    let names = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
+    let names = TaskIds::read(pid, msg.pids, &stat)?;
     let name = names.pid;
 
     // Memory map; file mappings get the file's id (socket mappings once the fds are dumped).
@@ -747,10 +758,12 @@ fn collect(
         }
     }
     let mut vtids = Vec::with_capacity(cores.len());
+    let mut pid_levels = Vec::with_capacity(cores.len());
     for (tid, core) in &cores {
-        let vtid = names.tid(*tid)?;
+        let (vtid, inner) = names.tid(*tid)?;
         write_one!(dir, &ImageKind::CORE, vtid, core);
         vtids.push(vtid);
+        pid_levels.push((vtid, inner));
     }
 
     let mm_state = dump_mm::MmState {
@@ -795,6 +808,7 @@ fn collect(
         pgid: names.pgid,
         sid: names.sid,
         threads: vtids,
+        pid_levels,
         pages_image: pages.hash.map(|h| {
             let name = criu_proto::ImageKind::PAGES.file_name(Some(u64::from(msg.pages_id)));
             (name, h)
@@ -813,7 +827,7 @@ fn pre_collect(pid: i32, tracked: Option<Tracked>, msg: &Collect) -> Result<Task
         what: "stat",
         source,
     })?;
-    let ids = TaskIds::read(pid, msg.own_pid_ns, &stat)?;
+    let ids = TaskIds::read(pid, msg.pids, &stat)?;
     let Tracked { vmas, tracking } = Tracked::or_read(tracked, pid)?;
     let inc = tracking.as_ref().and_then(|t| t.inc.as_ref());
     let plan = dump_pages::plan_pages(pid, &vmas, shared.zero_pfn, inc)?;
@@ -836,6 +850,7 @@ impl TaskDone {
             pgid: ids.pgid,
             sid: ids.sid,
             threads: Vec::new(),
+            pid_levels: vec![(ids.pid, ids.inner.clone())],
             pages: PageCounts::default(),
             pages_image: None,
             deferred,
@@ -888,7 +903,7 @@ mod tests {
         let pid = child.id() as i32;
         let dir = tempfile::tempdir().unwrap();
         let stat = zombie_stat(pid).unwrap();
-        let ids = TaskIds::read(pid, false, &stat).unwrap();
+        let ids = TaskIds::read(pid, Default::default(), &stat).unwrap();
         let done = dump_zombie(&ids, &stat, dir.path()).unwrap();
         assert_eq!(done.threads, [pid]);
         let names: Vec<String> = std::fs::read_dir(dir.path())

@@ -315,7 +315,7 @@ pub fn run_tree_op(
                     .map_err(|e| task_err(pid, format!("getpgid of the root: {e}")))?
                     .as_raw()
             } else {
-                pgid
+                images.seen_by(pgid, pid)
             };
             let ret = r.try_call(libc::SYS_setpgid, &[0, pgid as u64])?;
             if ret < 0 {
@@ -326,6 +326,7 @@ pub fn run_tree_op(
             }
         }
         TreeOp::Reap(child) => {
+            let child = images.seen_by(child, pid);
             let ret = r.try_call(libc::SYS_wait4, &[child as u64, 0, libc::__WALL as u64, 0])?;
             if ret != i64::from(child) {
                 return Err(task_err(

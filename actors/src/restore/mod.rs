@@ -5,6 +5,7 @@
 mod clone;
 pub mod helpers;
 pub mod next_pid;
+mod pid_ns;
 pub mod plan;
 pub mod rebuild;
 pub mod task;

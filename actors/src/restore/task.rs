@@ -15,6 +15,7 @@ use criu_tracee::{Injector, Tracee};
 
 use super::clone::{clone_in, host_id, parent_of};
 use super::helpers::TreeOp;
+use super::pid_ns;
 use super::rebuild::{self, task_err, RebuildError};
 use super::thread::{finish_thread, rebuild_thread, restore_thread_state};
 use criu_files::SharedFiles;
@@ -45,6 +46,8 @@ pub struct RestoreTask {
     /// The CPUs the task may use once released (criu's own); until then it is pinned to its
     /// tracer's CPU.
     release_cpus: Option<nix::sched::CpuSet>,
+    /// Where the task's children are born now (its `pid_for_children`).
+    children_ns: super::pid_ns::ChildrenNs,
 }
 
 impl RestoreTask {
@@ -65,6 +68,7 @@ impl RestoreTask {
             created: false,
             parked: None,
             release_cpus,
+            children_ns: None,
         }
     }
 
@@ -366,6 +370,7 @@ impl RestoreTask {
 
     fn fork(&mut self, child: i32, clone_parent: bool) -> Result<(), RebuildError> {
         let pid = self.task().pid();
+        let me = self.task().host_pid();
         let tracee = self.tracee.as_mut().ok_or_else(|| RebuildError::Task {
             pid,
             what: "not created".into(),
@@ -376,18 +381,31 @@ impl RestoreTask {
             _ => 0,
         };
         let mut inj = Injector::for_restore(tracee, DATA_LEN)?;
+        let all = &self.images;
+        let birth = pid_ns::before_birth(&mut inj, all, (pid, child), &mut self.children_ns)?;
+        let mut flags = files;
+        if birth.new_pid_ns {
+            flags |= libc::CLONE_NEWPID as u64;
+        }
         if clone_parent {
             // clone3 wants no exit signal with CLONE_PARENT: the child gets ours.
-            clone_in(&mut inj, child, files | libc::CLONE_PARENT as u64, 0)?;
+            let flags = flags | libc::CLONE_PARENT as u64;
+            clone_in(&mut inj, &birth.set_tid, birth.seen_as, flags, 0)?;
         } else {
-            clone_in(&mut inj, child, files, libc::SIGCHLD as u64)?;
+            clone_in(
+                &mut inj,
+                &birth.set_tid,
+                birth.seen_as,
+                flags,
+                libc::SIGCHLD as u64,
+            )?;
         }
-        inj.finish()?;
         if let Some(t) = child_task {
-            let me = self.task().host_pid();
             let creator = if clone_parent { parent_of(me)? } else { me };
-            t.set_host_tid(0, host_id(creator, child, false)?);
+            t.set_host_tid(0, host_id(creator, birth.seen_as, false)?);
         }
+        pid_ns::after_birth(&mut inj, all, pid, &mut self.children_ns)?;
+        inj.finish()?;
         Ok(())
     }
 
@@ -506,18 +524,20 @@ impl RestoreTask {
             rebuild::restore_aio_rings(&mut r, t.host_pid(), &t.mm)?;
             rebuild::restore_task_core(&mut r, pid, leader)?;
             rebuild::restore_attributes(&mut r, t.host_pid(), &t.mm, leader)?;
+            // Signals are queued by the ids the task sees (nested pid namespaces).
+            let own = |id| all.pids.own(id);
             if let Some(q) = leader.tc.as_ref().and_then(|tc| tc.signals_s.as_ref()) {
-                restore_signals::queue_shared(&mut r, pid, q)?;
+                restore_signals::queue_shared(&mut r, own(pid), q)?;
             }
             // Threads are cloned while the leader still has criu's privileges (set_tid needs
             // them) and before its scratch page, which their pause loop runs from, goes away.
             let host = t.host_pid();
             for (i, (tid, core)) in t.pstree.threads.iter().zip(&t.cores).enumerate().skip(1) {
                 let tid = *tid as i32;
-                clone_in(r.inj, tid, THREAD_FLAGS, 0)?;
-                t.set_host_tid(i, host_id(host, tid, true)?);
+                clone_in(r.inj, &all.pids.set_tid(tid), own(tid), THREAD_FLAGS, 0)?;
+                t.set_host_tid(i, host_id(host, own(tid), true)?);
                 self.threads.push(rebuild_thread(
-                    (pid, tid),
+                    (own(pid), own(tid)),
                     (host, t.host_tid(i)),
                     core,
                     &all.seccomp_filters,
@@ -525,7 +545,7 @@ impl RestoreTask {
                 )?);
             }
             rebuild::restore_posix_timers(&mut r, pid, leader)?;
-            restore_thread_state(&mut r, pid, pid, leader, &all.seccomp_filters)?;
+            restore_thread_state(&mut r, own(pid), own(pid), leader, &all.seccomp_filters)?;
             // After every thread's credentials: a change of uids resets the dumpable flag,
             // and a lease needs the file's owner as fsuid.
             rebuild::restore_dumpable(&mut r, &t.mm)?;

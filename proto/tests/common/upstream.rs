@@ -67,11 +67,12 @@ pub const UPSTREAM_CANNOT_DECODE: &[&str] = &[
     "BINFMT_MISC",
     "PIDFD",
     "SIGNAL",
-    // criu-rs's own images (CRIU has none for POSIX message queues, nor for memory tracking
-    // without soft-dirty).
+    // criu-rs's own images (CRIU has none for POSIX message queues, for memory tracking
+    // without soft-dirty, nor for nested pid namespaces).
     "POSIX_MQ",
     "POSIX_MQ_FILES",
     "MEM_TRACK",
+    "PID_LEVELS",
 ];
 
 /// Upstream's JSON for `path` (`crit decode`, `--pretty` if asked), or its error output.
