@@ -18,8 +18,10 @@ use harness::{descendants, kill_tree, require_root, wait_until};
 use state_task::criu;
 
 /// The nested namespace's init: a loop that counts and writes the parent pid a new child of
-/// it sees (1 if it is still its namespace's init), beside a long sleeper (pid 2).
-const INNER: &str = "sleep 1000 & i=0; while :; do sh -c 'echo $PPID' > ppid.new; \
+/// it sees (1 if it is still its namespace's init), beside a long sleeper (pid 2) and a
+/// process of threads that checks their ids from inside (tr_threads, pid 3).
+const INNER: &str =
+    "sleep 1000 & $TR threads.result 4 & i=0; while :; do sh -c 'echo $PPID' > ppid.new; \
                      mv ppid.new ppid; i=$((i+1)); echo $i > count.new; mv count.new count; \
                      sleep 0.05; done";
 
@@ -41,7 +43,8 @@ impl Drop for Tree {
 }
 
 fn start(dir: &Path, program: &[&str]) -> Tree {
-    std::fs::write(dir.join("inner.sh"), INNER).unwrap();
+    let tr = harness::bin("tr_threads").display().to_string();
+    std::fs::write(dir.join("inner.sh"), INNER.replace("$TR", &tr)).unwrap();
     let launcher = Command::new(program[0])
         .args(&program[1..])
         .current_dir(dir)
@@ -104,8 +107,23 @@ fn lasting(root: i32, skip: usize) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// The count went on past where it was, and new children of the nested init see it as pid 1.
-fn went_on(dir: &Path) {
+/// The count went on past where it was, new children of the nested init see it as pid 1, and
+/// the threads under `root` find their ids as they were.
+fn went_on(dir: &Path, root: i32) {
+    let threads = descendants(root)
+        .into_iter()
+        .find(|&p| cmdline(p).contains("tr_threads"));
+    let threads = threads.expect("tr_threads is gone");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(threads),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let result = dir.join("threads.result");
+    wait_until(Duration::from_secs(10), || {
+        harness::is_verdict(&read(&result))
+    });
+    assert_eq!(read(&result), "PASS", "tr_threads");
     let count = || read(&dir.join("count")).parse::<u64>().unwrap_or(0);
     let before = count();
     std::fs::remove_file(dir.join("ppid")).unwrap();
@@ -182,7 +200,9 @@ fn in_session(sid: &str) -> Vec<i32> {
 /// Waits until the tree under `root` has `n` lasting tasks and the loop counts.
 fn settled(dir: &Path, root: i32, skip: usize, n: usize) -> BTreeMap<String, Vec<String>> {
     let ok = wait_until(Duration::from_secs(10), || {
-        lasting(root, skip).len() == n && !read(&dir.join("count")).is_empty()
+        lasting(root, skip).len() == n
+            && !read(&dir.join("count")).is_empty()
+            && read(&dir.join("threads.result")) == "READY"
     });
     let tasks = lasting(root, skip);
     assert!(ok, "the tree did not settle: {tasks:?}");
@@ -196,8 +216,8 @@ fn an_unshare_process_and_the_pid_namespace_it_made_keep_every_pid() {
     let program = ["setsid", "unshare", "--pid", "--fork", "sh", "inner.sh"];
     let mut tree = start(dir.path(), &program);
     let root = tree.launcher.id() as i32;
-    // unshare (criu's namespace), sh (init: 1) and its sleeper (2).
-    let before = settled(dir.path(), root, 0, 3);
+    // unshare (criu's namespace), sh (init: 1), its sleeper (2) and tr_threads (3).
+    let before = settled(dir.path(), root, 0, 4);
     assert!(
         before
             .values()
@@ -213,7 +233,7 @@ fn an_unshare_process_and_the_pid_namespace_it_made_keep_every_pid() {
         links.0, links.1,
         "unshare's children are no longer born in its namespace"
     );
-    went_on(dir.path());
+    went_on(dir.path(), restored);
 }
 
 #[test]
@@ -227,13 +247,14 @@ fn a_pid_namespace_nested_in_a_containers_keeps_every_pid_below_criu() {
     let found = wait_until(Duration::from_secs(10), || descendants(launcher).len() > 1);
     assert!(found, "unshare never forked its init");
     let init = descendants(launcher)[1];
-    // The outer init (1), the inner unshare (2), its init (1 inside), the sleeper (2 inside).
-    let before = settled(dir.path(), init, 1, 4);
+    // The outer init (1), the inner unshare (2), its init (1 inside), the sleeper and
+    // tr_threads (2 and 3 inside).
+    let before = settled(dir.path(), init, 1, 5);
     assert!(
         before.values().any(|p| p.len() == 2),
         "no nested task: {before:?}"
     );
     let restored = dump_and_restore(dir.path(), init, &mut tree);
     assert_eq!(lasting(restored, 1), before);
-    went_on(dir.path());
+    went_on(dir.path(), restored);
 }

@@ -190,6 +190,26 @@ fn thread_body(i: usize, pipe_rd: i32, ready: std::sync::mpsc::Sender<i32>) -> R
     compare(i, &want)
 }
 
+/// /proc's `syscall` of our thread `tid` (its id as it sees itself), found by NSpid: the
+/// /proc mounted may be an outer pid namespace's, where the thread has another id.
+fn syscall_of(tid: i32) -> String {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return String::new();
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let own = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|ids| ids.split_whitespace().last()?.parse::<i32>().ok());
+        if own == Some(tid) {
+            return std::fs::read_to_string(path.join("syscall")).unwrap_or_default();
+        }
+    }
+    String::new()
+}
+
 fn main() {
     // A dump root leads its own session: criu, like CRIU, refuses one that does not without
     // --shell-job.
@@ -225,8 +245,7 @@ fn main() {
     let end = Instant::now() + Duration::from_secs(20);
     for tid in &tids {
         loop {
-            let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-                .unwrap_or_default();
+            let text = syscall_of(*tid);
             let nr = text.split_whitespace().next().unwrap_or("");
             if nr == "202" || nr == "0" {
                 break;
