@@ -733,3 +733,49 @@ fn in_session(sid: i32) -> Vec<i32> {
         })
         .collect()
 }
+
+#[test]
+fn a_container_with_its_own_pid_namespace_and_children_joins_a_user_namespace() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let script = "hostname box; sleep 1000 & i=0; while :; do i=$((i+1)); \
+                  echo \"$$ $i $(hostname)\" > out.new; mv out.new out; sleep 0.05; done";
+    let program = ["setsid", "sh", "-c", script];
+    let mut c = Container::start(dir.path(), &["--pid", "--fork", "--uts"], &program);
+    assert!(wait_until(Duration::from_secs(10), || loop_line(
+        dir.path()
+    )
+    .len()
+        == 3));
+    let sleeper = |root: i32| {
+        harness::descendants(root)
+            .into_iter()
+            .find(|&p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains("1000"))
+            })
+            .map(|p| {
+                status_field(p, "NSpid")
+                    .split_whitespace()
+                    .last()
+                    .unwrap_or("")
+                    .to_string()
+            })
+    };
+    let sleeper_before = sleeper(c.root);
+    let before = loop_line(dir.path());
+    c.dump();
+    let user = Holder::start(&["--user"], "true");
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", user.pid()), "0 0 4294967295").unwrap();
+    }
+    let join = format!("user:{}", user.pid());
+    c.restore_with(&["--join-ns", &join], Stdio::null());
+    assert_eq!(c.root_vpid(), "1");
+    assert_eq!(sleeper(c.root), sleeper_before);
+    assert_eq!(ns_link(c.root, "user"), ns_link(user.pid(), "user"));
+    // Its pid namespace was made inside the joined user namespace: that one owns it.
+    assert_eq!(user_ns_of_ns(c.root, "pid"), ns_link(user.pid(), "user"));
+    let after = loop_went_on(dir.path(), &before);
+    assert_eq!((&after[0], &after[2]), (&before[0], &before[2]));
+}

@@ -85,7 +85,7 @@ fn bad(kind: NsKind, what: String) -> NsImageError {
 }
 
 impl Join {
-    fn open(&self) -> Result<OwnedFd, NsImageError> {
+    pub(crate) fn open(&self) -> Result<OwnedFd, NsImageError> {
         let fd = match &self.at {
             Where::Path(p) => std::fs::File::open(p)
                 .map(OwnedFd::from)

@@ -27,6 +27,7 @@ pub mod tree;
 pub mod user;
 pub mod uts;
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use criu_procfs::NsKind;
@@ -258,6 +259,27 @@ impl Owned {
             .fold(0, |f, (k, _)| f | k.clone_flag() as u64)
     }
 
+    /// The namespaces the root must be born in when it is the init of a new pid namespace
+    /// that a joined user namespace owns (set_tid for its children needs that): time, mnt and
+    /// user, in that order, opened for [`criu_sys::clone::clone_stopped_init_in`]. None
+    /// otherwise: the root joins them itself ([`Owned::fill`]).
+    pub fn birth_joins(&self) -> Result<Option<Vec<(OwnedFd, i32)>>, NsImageError> {
+        if !self.joined_at_birth() {
+            return Ok(None);
+        }
+        let mut joins: Vec<&join::Join> = self.joins.iter().filter(|j| j.in_stub()).collect();
+        joins.sort_by_key(|j| j.kind == NsKind::User);
+        let fds = joins
+            .into_iter()
+            .map(|j| Ok((j.open()?, j.kind.clone_flag())))
+            .collect::<Result<Vec<_>, NsImageError>>()?;
+        Ok(Some(fds))
+    }
+
+    fn joined_at_birth(&self) -> bool {
+        self.joins_user() && self.owns(NsKind::Pid)
+    }
+
     fn joins_user(&self) -> bool {
         self.joins.iter().any(|j| j.kind == NsKind::User)
     }
@@ -299,8 +321,10 @@ impl Owned {
         // The user namespace last (see join.rs), then what is made inside it.
         let (user, others): (Vec<_>, Vec<_>) =
             self.joins.iter().partition(|j| j.kind == NsKind::User);
-        for j in others.into_iter().chain(user) {
-            j.join_in_stub(r)?;
+        if !self.joined_at_birth() {
+            for j in others.into_iter().chain(user) {
+                j.join_in_stub(r)?;
+            }
         }
         let flags = self.unshare_flags();
         if flags != 0 {

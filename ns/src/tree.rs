@@ -279,9 +279,15 @@ impl TreeNamespaces {
                 *init = Some(pid);
             }
         }
-        // The kernel shows no pid_for_children link while that namespace has no init.
+        // The kernel shows no pid_for_children link while that namespace has no init; nor
+        // any link but pid for a zombie (it has no namespaces left but its pid's).
+        let zombie = !theirs.iter().any(|l| l.kind == NsKind::Uts);
         let Some(children) = ino_of(theirs, true) else {
-            return Err(NsError::EmptyPidNs { pid });
+            return if zombie {
+                Ok(())
+            } else {
+                Err(NsError::EmptyPidNs { pid })
+            };
         };
         if children != own {
             self.nested.children_in.insert(pid, children);

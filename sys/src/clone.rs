@@ -118,6 +118,122 @@ pub fn clone_stopped_child(pid: i32, flags: u64) -> Result<i32, Errno> {
     Err(Errno::EEXIST)
 }
 
+/// Creates the init of a new pid namespace (CLONE_NEWPID and the other `flags`) owned by a
+/// namespace criu cannot enter itself (a user namespace: a multi-threaded process cannot
+/// join one): a first child joins each of `joins` (namespace fd, its CLONE_NEW* flag), in
+/// order, then makes the init as criu's child (CLONE_PARENT) and exits. The init is the
+/// stub of [`clone_stopped_child`]. Returns its pid as criu sees it.
+pub fn clone_stopped_init_in(flags: u64, joins: &[(i32, i32)]) -> Result<i32, Errno> {
+    let default_action = [0u64; 4];
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (ready_fd, pid_fd) = (ready_w.as_raw_fd(), pid_w.as_raw_fd());
+    let init_args = CloneArgs {
+        flags: flags | libc::CLONE_NEWPID as u64 | libc::CLONE_PARENT as u64,
+        ..CloneArgs::default()
+    };
+    let joiner_args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    let size = std::mem::size_of::<CloneArgs>();
+    // SAFETY: as in clone_once: a copy of our memory, whose `joins` and argument structs the
+    // child reads; it issues raw syscalls only.
+    let joiner = unsafe { libc::syscall(libc::SYS_clone3, &joiner_args as *const CloneArgs, size) };
+    if joiner < 0 {
+        return Err(Errno::last());
+    }
+    if joiner == 0 {
+        block_all_signals_raw();
+        // SAFETY: raw syscalls in the child on live locals; it ends in exit.
+        unsafe {
+            let mut answer: i32 = 0;
+            for &(fd, flag) in joins {
+                if libc::syscall(libc::SYS_setns, fd, flag) < 0 {
+                    answer = -*libc::__errno_location();
+                    break;
+                }
+            }
+            if answer == 0 {
+                let ret = libc::syscall(libc::SYS_clone3, &init_args as *const CloneArgs, size);
+                if ret == 0 {
+                    stub_body(ready_fd, &default_action);
+                }
+                answer = if ret < 0 {
+                    -*libc::__errno_location()
+                } else {
+                    ret as i32
+                };
+            }
+            libc::syscall(libc::SYS_write, pid_fd, &answer as *const i32, 4usize);
+            libc::syscall(libc::SYS_exit, 0);
+        }
+    }
+    drop(ready_w);
+    drop(pid_w);
+    let mut answer = [0u8; 4];
+    let got = read_retrying(&pid_r, &mut answer);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(joiner as i32), None);
+    let init = match got {
+        Ok(4) => i32::from_ne_bytes(answer),
+        Ok(_) => return Err(Errno::ECHILD),
+        Err(e) => return Err(e),
+    };
+    if init < 0 {
+        return Err(Errno::from_raw(-init));
+    }
+    let mut byte = [0u8; 1];
+    if read_retrying(&ready_r, &mut byte)? != 1 {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init), None);
+        return Err(Errno::ECHILD);
+    }
+    Ok(init)
+}
+
+fn read_retrying(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The stub's life: every signal blocked and handled by default, SIGKILL when criu's
+/// creating thread goes away, "ready" on `ready_fd`, then pause until seized.
+///
+/// # Safety
+/// Only in a freshly cloned child: it issues raw syscalls and never returns.
+unsafe fn stub_body(ready_fd: i32, default_action: &[u64; 4]) -> ! {
+    block_all_signals_raw();
+    // SAFETY: raw syscalls on live locals.
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL,
+            0,
+            0,
+            0,
+        );
+        // Every handler back to SIG_DFL (criu's own must not leak into the tree): a
+        // restore then sets only the handlers the dump saw changed.
+        for sig in 1..=64usize {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default_action.as_ptr(),
+                0usize,
+                8usize,
+            );
+        }
+        libc::syscall(libc::SYS_write, ready_fd, b"r".as_ptr(), 1usize);
+        loop {
+            libc::syscall(libc::SYS_pause);
+        }
+    }
+}
+
 fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> {
     let set_tid = [pid];
     // struct kernel_sigaction of SIG_DFL: handler, flags, restorer, mask all zero.
@@ -159,43 +275,13 @@ fn clone_once(pid: i32, flags: u64, by_ns_last_pid: bool) -> Result<i32, Errno> 
         return Err(Errno::last());
     }
     if ret == 0 {
-        block_all_signals_raw();
-        // SAFETY: raw syscalls in the child; nothing here allocates or locks.
-        unsafe {
-            libc::syscall(
-                libc::SYS_prctl,
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL,
-                0,
-                0,
-                0,
-            );
-            // Every handler back to SIG_DFL (criu's own must not leak into the tree): a
-            // restore then sets only the handlers the dump saw changed.
-            for sig in 1..=64usize {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    default_action.as_ptr(),
-                    0usize,
-                    8usize,
-                );
-            }
-            libc::syscall(libc::SYS_write, ready_fd, b"r".as_ptr(), 1usize);
-            loop {
-                libc::syscall(libc::SYS_pause);
-            }
-        }
+        // SAFETY: the freshly cloned child; nothing there allocates or locks.
+        unsafe { stub_body(ready_fd, &default_action) };
     }
     drop(next);
     drop(ready_w);
     let mut byte = [0u8; 1];
-    let ready = loop {
-        match nix::unistd::read(&ready_r, &mut byte) {
-            Err(Errno::EINTR) => continue,
-            other => break other,
-        }
-    };
+    let ready = read_retrying(&ready_r, &mut byte);
     // With set_tid the pid is the one asked for (in the new pid namespace, with CLONE_NEWPID:
     // criu sees another).
     if by_ns_last_pid && ret != i64::from(pid) {

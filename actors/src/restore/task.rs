@@ -2,6 +2,7 @@
 //! to release: the root is created by criu (clone3 with the dumped pid), every other task by
 //! its real parent (clone3 injected into the parent), threads by their leader.
 
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -343,11 +344,23 @@ impl RestoreTask {
         if sibling {
             flags |= libc::CLONE_PARENT as u64;
         }
-        let host =
-            criu_sys::clone::clone_stopped_child(pid, flags).map_err(|e| RebuildError::Task {
+        let host = match ns.birth_joins()? {
+            // The init of a pid namespace a joined user namespace owns.
+            Some(_) if sibling => Err(task_err(
                 pid,
-                what: format!("clone3 with set_tid: {e}"),
-            })?;
+                "--restore-sibling with a joined user namespace and a pid namespace of the \
+                 tree's own is not supported",
+            ))?,
+            Some(joins) => {
+                let fds: Vec<(i32, i32)> =
+                    joins.iter().map(|(fd, f)| (fd.as_raw_fd(), *f)).collect();
+                criu_sys::clone::clone_stopped_init_in(flags, &fds).map_err(|e| {
+                    task_err(pid, format!("clone3 inside the joined namespaces: {e}"))
+                })?
+            }
+            None => criu_sys::clone::clone_stopped_child(pid, flags)
+                .map_err(|e| task_err(pid, format!("clone3 with set_tid: {e}")))?,
+        };
         self.task().set_host_tid(0, host);
         self.created = true;
         ns.map_ids(host, &self.images.dir)?;
