@@ -341,7 +341,10 @@ impl Owned {
         for j in &self.joins {
             j.take_ids(r)?;
         }
-        for &(kind, id) in &self.kinds {
+        // The mount tree last: the others reach the root's /proc, which it may not have.
+        let mut kinds = self.kinds.clone();
+        kinds.sort_by_key(|(k, _)| *k == NsKind::Mnt);
+        for (kind, id) in kinds {
             match kind {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
                 NsKind::Time => time::restore(r, pid, id, dir)?,

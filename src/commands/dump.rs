@@ -7,6 +7,7 @@ use criu_actors::dump::{self, DumpRequest, Release};
 use criu_actors::network::{LockScripts, NetworkOptions};
 use criu_files::DumpFileOptions;
 use criu_netdev::lock::Method;
+use criu_process::pidfd_store::PidfdStore;
 
 use crate::app::Dirs;
 use crate::cli::options::{FinalState, NetworkLock};
@@ -34,6 +35,16 @@ pub fn lock_scripts(scripts: &std::sync::Arc<ActionScripts>, pid: Option<i32>) -
         };
         scripts.run(action, pid).map_err(|e| e.to_string())
     }))
+}
+
+/// The RPC's pidfd store (`pidfd_store_sk`) for the dumps of this request; no command-line
+/// option gives one.
+static PIDFD_STORE: std::sync::Mutex<Option<std::sync::Arc<PidfdStore>>> =
+    std::sync::Mutex::new(None);
+
+/// Sets (or, with None, clears) the pidfd store the next dumps use.
+pub fn set_pidfd_store(store: Option<PidfdStore>) {
+    *PIDFD_STORE.lock().unwrap_or_else(|e| e.into_inner()) = store.map(std::sync::Arc::new);
 }
 
 /// Reports an error (the logger copies errors to stderr when the log is a file).
@@ -94,6 +105,10 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
         FinalState::Stopped => Release::Stop,
     };
     let page_server = page_server_target(o)?;
+    let pidfd_store = PIDFD_STORE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let network = NetworkOptions {
         method: lock_method(o),
         run_id: criu_actors::network::new_run_id(),
@@ -155,11 +170,17 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
             pre_dump,
             parent: o.prev_images_dir.as_ref().map(std::path::PathBuf::from),
             track_mem: o.track_mem,
+            pidfd_store: pidfd_store.clone(),
         },
         page_server,
     };
     match dump::run(req) {
         Ok(report) => {
+            // For the next dump of the series: none follows one that killed the tree.
+            if let Some(store) = pidfd_store.as_ref().filter(|_| release != Release::Kill) {
+                let pids: Vec<i32> = report.tasks.iter().map(|t| t.host_pid).collect();
+                store.leave(&pids).map_err(|e| e.to_string())?;
+            }
             let s = &report.stats;
             tracing::info!(
                 "Dumped {} task(s): {} pages written of {} scanned, {} left to the parent; frozen {} us",

@@ -28,12 +28,12 @@ pub fn answer(session: &Arc<Session>, req: &CriuReq) -> CriuResp {
             Ok(())
         }
         CriuReqType::FeatureCheck => {
-            // Memory tracking as `check --feature mem_dirty_track` probes it; lazy pages and
-            // the pidfd store are not done yet.
+            // Memory tracking and the pidfd store as `check --feature` probes them; lazy
+            // pages are not done yet.
             resp.features = Some(CriuFeatures {
                 mem_track: Some(criu_sys::probe::memory::dirty_track().is_ok()),
                 lazy_pages: Some(false),
-                pidfd_store: Some(false),
+                pidfd_store: Some(criu_sys::probe::namespaces::pidfd_store().is_ok()),
             });
             Ok(())
         }
@@ -52,18 +52,18 @@ pub fn answer(session: &Arc<Session>, req: &CriuReq) -> CriuResp {
         CriuReqType::PreDump | CriuReqType::SinglePreDump => {
             run(session, req, &["pre-dump"]).map(drop)
         }
-        // The page server runs on in a criu of its own; the answer names it and its port.
-        CriuReqType::PageServer => run(session, req, &["page-server"]).map(|ran| {
-            resp.ps = Some(CriuPageServerInfo {
-                pid: Some(ran.value),
-                port: ran.port.map(i32::from),
-                ..Default::default()
-            });
-        }),
-        CriuReqType::PageServerChld => Err(format!(
-            "{} requests are not supported yet",
-            kind.as_str_name()
-        )),
+        // The page server runs on in a criu of its own, a child of this one (so a WAIT_PID of
+        // the session gets its exit status, which PAGE_SERVER_CHLD is for); the answer names
+        // it and its port.
+        CriuReqType::PageServer | CriuReqType::PageServerChld => {
+            run(session, req, &["page-server"]).map(|ran| {
+                resp.ps = Some(CriuPageServerInfo {
+                    pid: Some(ran.value),
+                    port: ran.port.map(i32::from),
+                    ..Default::default()
+                });
+            })
+        }
         CriuReqType::Notify | CriuReqType::Empty => Err("Invalid req".to_string()),
     };
     if let Err(e) = done {
@@ -181,6 +181,11 @@ fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<Ran, S
     if !refused.is_empty() {
         return Err(refused.join("; "));
     }
+    let store = match opts.pidfd_store_sk {
+        Some(sk) => Some(pidfd_store(session.client.0, sk)?),
+        None => None,
+    };
+    crate::commands::dump::set_pidfd_store(store);
     let notifier = opts.notify_scripts == Some(true);
     if notifier {
         let s = session.clone();
@@ -213,11 +218,21 @@ fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<Ran, S
     if notifier {
         crate::scripts::set_notifier(None);
     }
+    crate::commands::dump::set_pidfd_store(None);
     result.map_err(|e| {
         crate::log::last_error()
             .filter(|l| l.contains(&e))
             .unwrap_or(e)
     })
+}
+
+/// The client's pidfd store socket `sk` (a copy taken through a pidfd of the client), named
+/// as CRIU names it on first use.
+fn pidfd_store(client: i32, sk: i32) -> Result<criu_process::pidfd_store::PidfdStore, String> {
+    let sock = criu_sys::pidfd::take_fd(client, sk)
+        .map_err(|e| format!("pidfd_store_sk {sk} of the client: {e}"))?;
+    let name = format!("X/criu-pidfd-store-{client}-{sk}-{}", std::process::id());
+    criu_process::pidfd_store::PidfdStore::open(sock, &name).map_err(|e| e.to_string())
 }
 
 /// An exit code as a result; the log holds what went wrong.

@@ -151,10 +151,6 @@ pub fn words(opts: &CriuOpts, dirs: &ClientDirs) -> Result<Vec<String>, String> 
             arg("port", p.to_string());
         }
     }
-    // Request-only fields (no command-line option says them) that this criu does not do.
-    if opts.pidfd_store_sk.is_some() {
-        return Err("pidfd_store_sk is not supported yet".into());
-    }
     // orphan_pts_master (runc always sets it) matters only to a tree whose terminal's master
     // was outside it; such a tree is refused by the terminal code, not here.
     if opts.auto_ext_mnt == Some(true) {

@@ -20,6 +20,8 @@ pub struct Iterative {
     pub parent: Option<PathBuf>,
     /// Leave a tracker in each task for the next dump (a pre-dump always does).
     pub track_mem: bool,
+    /// The RPC's pidfd store: which tasks are the processes the parent dump saw.
+    pub pidfd_store: Option<std::sync::Arc<criu_process::pidfd_store::PidfdStore>>,
 }
 
 /// What the tasks of one dump share about it.
@@ -47,6 +49,19 @@ impl Chain {
         let Some(parent) = chain.asked.parent.clone() else {
             return Ok(chain);
         };
+        if chain
+            .asked
+            .pidfd_store
+            .as_ref()
+            .is_some_and(|s| s.is_empty())
+        {
+            // As CRIU: every task would be dumped whole, which a series is not for.
+            return Err(
+                "no pidfds found in the pidfd store: the same socket as in the \
+                        previous dump of the series should be passed"
+                    .into(),
+            );
+        }
         let link = criu_memory::chain::link_parent(dir, &parent)?;
         chain.prev = track::read_records(&link)
             .map_err(|e| format!("{}: {e}", link.display()))?
@@ -55,6 +70,22 @@ impl Chain {
             .collect();
         chain.parent_dir = Some(link);
         Ok(chain)
+    }
+
+    /// Whether `pid` is the process the parent dump saw, as far as the pidfd store tells
+    /// (without one, the tracker left in the task tells).
+    fn same_process(&self, pid: i32) -> bool {
+        let same = self
+            .asked
+            .pidfd_store
+            .as_ref()
+            .is_none_or(|s| s.same_process(pid));
+        if !same {
+            tracing::warn!(
+                "pid {pid}: pid reuse detected (pidfd store): its memory is dumped whole"
+            );
+        }
+        same
     }
 
     /// In a chain of dumps, a tracker in a task is criu's (a plain dump refuses a
@@ -113,7 +144,7 @@ pub fn start(
     process: &mut SeizedProcess,
     vmas: &[DumpVma],
 ) -> Result<Option<Tracking>, TrackError> {
-    let prev = chain.prev.get(&name);
+    let prev = chain.prev.get(&name).filter(|_| chain.same_process(pid));
     if prev.is_none() && !chain.keeps() {
         return Ok(None);
     }
