@@ -25,6 +25,8 @@ struct Client {
     criu: Option<Child>,
     /// NOTIFY scripts seen, in order.
     notified: Vec<String>,
+    /// fds that came with answers (SCM_RIGHTS), in order.
+    received: std::cell::RefCell<Vec<OwnedFd>>,
 }
 
 impl Client {
@@ -50,6 +52,7 @@ impl Client {
             sock: ours,
             criu: Some(criu),
             notified: Vec::new(),
+            received: Default::default(),
         }
     }
 
@@ -59,7 +62,24 @@ impl Client {
 
     fn recv(&self) -> CriuResp {
         let mut buf = vec![0u8; 1 << 20];
-        let n = socket::recv(self.sock.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let msg = socket::recvmsg::<()>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let n = msg.bytes;
+        for c in msg.cmsgs().unwrap() {
+            if let socket::ControlMessageOwned::ScmRights(fds) = c {
+                let owned = fds
+                    .into_iter()
+                    .map(|fd| criu_sys::fd::own_inherited(fd).unwrap());
+                self.received.borrow_mut().extend(owned);
+            }
+        }
         CriuResp::decode(&buf[..n]).expect("a criu_resp")
     }
 
@@ -361,6 +381,110 @@ fn a_page_server_child_is_waited_for_over_the_session() {
     assert_eq!(r.status, Some(1 << 8), "exit status of the page server");
 }
 
+/// Writes `word` to the terminal's master and waits until the shell on its slave answers.
+fn talks(master: &OwnedFd, word: &str) -> bool {
+    let line = format!("{word}\n");
+    nix::unistd::write(master, line.as_bytes()).unwrap();
+    let want = format!("got {word}");
+    let mut seen = String::new();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < end && !seen.contains(&want) {
+        let mut poll = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(master),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
+            let mut buf = [0u8; 256];
+            let n = nix::unistd::read(master, &mut buf).unwrap_or(0);
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    seen.contains(&want)
+}
+
+/// tty_nr of `/proc/PID/stat`: the controlling terminal.
+fn tty_nr(pid: i32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace().nth(5).unwrap_or("").to_string()
+}
+
+/// A tree on a terminal whose master the client holds (a runtime's console), dumped and
+/// restored with `orphan_pts_master`: criu makes a new master for the slave, hands it over
+/// with the `orphan-pts-master` NOTIFY, and the shell talks through it, the slave still its
+/// controlling terminal.
+#[test]
+fn a_terminal_whose_master_is_the_clients_comes_back_with_a_new_master() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    // The shell must not inherit the master: it is the client's alone.
+    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    nix::fcntl::fcntl(&pty.master, cloexec).unwrap();
+    let slave = |_| Stdio::from(pty.slave.try_clone().unwrap());
+    let mut shell = Command::new("setsid")
+        .args(["-c", "sh", "-c", "while read l; do echo \"got $l\"; done"])
+        .stdin(slave(0))
+        .stdout(slave(1))
+        .stderr(slave(2))
+        .spawn()
+        .unwrap();
+    let pid = shell.id() as i32;
+    drop(pty.slave);
+    assert!(talks(&pty.master, "one"), "the shell never answered");
+    let ctty = tty_nr(pid);
+    let images = std::fs::File::open(dir.path()).unwrap();
+    let opts = CriuOpts {
+        images_dir_fd: images.as_raw_fd(),
+        pid: Some(pid),
+        log_file: Some("dump.log".into()),
+        log_level: Some(4),
+        orphan_pts_master: Some(true),
+        ..Default::default()
+    };
+    let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let r = Client::swrk().ask(req(CriuReqType::Dump, Some(opts.clone())));
+    assert!(r.success, "{:?}\n{}", r.cr_errmsg, log("dump.log"));
+    let _ = shell.wait();
+    // The old pair goes with its master: the new one gets the same index.
+    drop(pty.master);
+    let mut c = Client::swrk();
+    let r = c.ask(req(
+        CriuReqType::Restore,
+        Some(CriuOpts {
+            pid: None,
+            log_file: Some("restore.log".into()),
+            notify_scripts: Some(true),
+            ..opts
+        }),
+    ));
+    assert!(r.success, "{:?}\n{}", r.cr_errmsg, log("restore.log"));
+    let root = r.restore.map_or(0, |r| r.pid);
+    let master = c.received.borrow_mut().pop();
+    let talked = master.as_ref().is_some_and(|m| talks(m, "two"));
+    let restored_ctty = tty_nr(root);
+    harness::kill_tree(root);
+    let said = || {
+        format!(
+            "{:?}\n{}\n{}",
+            c.notified,
+            log("dump.log"),
+            log("restore.log")
+        )
+    };
+    assert!(
+        c.notified.iter().any(|n| n == "orphan-pts-master"),
+        "{}",
+        said()
+    );
+    assert!(master.is_some(), "no master came with the NOTIFY");
+    assert!(
+        talked,
+        "the restored shell does not answer through the new master"
+    );
+    assert_eq!(restored_ctty, ctty, "its controlling terminal");
+}
+
 #[test]
 fn a_client_that_hangs_up_at_post_dump_leaves_the_tree_running() {
     require_root();
@@ -461,6 +585,7 @@ fn the_service_serves_each_client() {
             sock,
             criu: None,
             notified: Vec::new(),
+            received: Default::default(),
         };
         let v = c.ask(req(CriuReqType::Version, None));
         assert!(v.success && v.version.is_some());

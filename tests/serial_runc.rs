@@ -29,9 +29,14 @@ struct Container {
 
 impl Container {
     fn new() -> Container {
+        Container::with_process(false, &["/bin/sh", "-c", LOOP])
+    }
+
+    /// A container running `args`, on a terminal of its own with `terminal`.
+    fn with_process(terminal: bool, args: &[&str]) -> Container {
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("bundle");
-        make_bundle(&bundle);
+        make_bundle(&bundle, terminal, args);
         Container {
             id: format!("criu-rs-test-{}", std::process::id()),
             state: dir.path().join("state"),
@@ -150,8 +155,8 @@ fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not installed (apt-get install it; .ci/run does)"))
 }
 
-/// A bundle from `runc spec` and busybox-static, running [`LOOP`] without a terminal.
-fn make_bundle(bundle: &Path) {
+/// A bundle from `runc spec` and busybox-static, running `args`.
+fn make_bundle(bundle: &Path, terminal: bool, args: &[&str]) {
     let rootfs = bundle.join("rootfs");
     for d in ["bin", "dev", "proc", "sys", "tmp"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
@@ -169,8 +174,8 @@ fn make_bundle(bundle: &Path) {
     let path = bundle.join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    config["process"]["terminal"] = false.into();
-    config["process"]["args"] = serde_json::json!(["/bin/sh", "-c", LOOP]);
+    config["process"]["terminal"] = terminal.into();
+    config["process"]["args"] = serde_json::json!(args);
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
 }
 
@@ -304,4 +309,114 @@ fn runc_pre_dump_then_checkpoint_restores_the_final_state() {
         "the restored loop did not go on where it stopped"
     );
     assert!(out.next("after restore") > first);
+}
+
+/// A console socket as runc's `--console-socket` wants one: the master of the container's
+/// terminal comes over it (SCM_RIGHTS), once.
+struct ConsoleSocket {
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    fn new(path: PathBuf) -> ConsoleSocket {
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        ConsoleSocket { path, listener }
+    }
+
+    /// The master runc sends (after `runc run` or `runc restore` with this socket); None if
+    /// it hangs up without one.
+    fn master(&self) -> Option<std::os::fd::OwnedFd> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let (conn, _) = self.listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg.cmsgs().ok()?.find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })?;
+        criu_sys::fd::own_inherited(fd).ok()
+    }
+}
+
+/// Writes `word` to the terminal's master; true once the shell on it answers "got WORD".
+fn talks(master: &std::os::fd::OwnedFd, word: &str) -> bool {
+    nix::unistd::write(master, format!("{word}\n").as_bytes()).unwrap();
+    let want = format!("got {word}");
+    let mut seen = String::new();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < end && !seen.contains(&want) {
+        let fd = std::os::fd::AsFd::as_fd(master);
+        let mut poll = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+        if nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
+            let mut buf = [0u8; 256];
+            let n = nix::unistd::read(master, &mut buf).unwrap_or(0);
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    seen.contains(&want)
+}
+
+/// A container with a terminal (`terminal: true`, its master sent to a console socket):
+/// runc checkpoints it through us and restores it with a new console socket, which gets the
+/// master criu made for the terminal (`orphan_pts_master`); the shell answers through it.
+#[test]
+fn runc_restores_a_container_on_a_terminal_with_a_new_console() {
+    require_root();
+    let c = Container::with_process(
+        true,
+        &["/bin/sh", "-c", "while read l; do echo got $l; done"],
+    );
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let console = ConsoleSocket::new(c.state.with_file_name("console.sock"));
+    let socket = console.path.to_str().unwrap().to_string();
+    let runc = {
+        let args = ["run", "-d", "-b", &bundle, "--console-socket", &socket];
+        let mut cmd = c.runc();
+        cmd.args(args)
+            .arg(&c.id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::thread::spawn(move || cmd.status().unwrap())
+    };
+    let master = console.master();
+    let ran = runc.join().unwrap();
+    assert!(ran.success(), "runc run: {}", c.log());
+    let master = master.unwrap_or_else(|| panic!("runc sent no master: {}", c.log()));
+    assert!(
+        talks(&master, "one"),
+        "the container's shell never answered"
+    );
+    c.checkpoint(&[]);
+    assert!(c.is_gone(), "the container runs on after checkpoint");
+    drop(master);
+    let images = c.images.to_str().unwrap().to_string();
+    let runc = {
+        let args = ["restore", "-d", "-b", &bundle, "--image-path", &images];
+        let mut cmd = c.runc();
+        cmd.args(args)
+            .args(["--console-socket", &socket])
+            .arg(&c.id);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        std::thread::spawn(move || cmd.status().unwrap())
+    };
+    let master = console.master();
+    let restored = runc.join().unwrap();
+    let rlog = std::fs::read_to_string(c.images.join("restore.log")).unwrap_or_default();
+    assert!(restored.success(), "runc restore: {}\n{rlog}", c.log());
+    let master = master.unwrap_or_else(|| panic!("runc sent no master: {}", c.log()));
+    assert!(
+        talks(&master, "two"),
+        "the restored shell does not answer on its new console"
+    );
 }

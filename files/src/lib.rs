@@ -56,7 +56,7 @@ pub mod unix;
 mod surface;
 
 pub use fd_table::FdTables;
-pub use registry::{RestoreFileOptions, SharedError, SharedFiles};
+pub use registry::{OrphanPtsMaster, RestoreFileOptions, SharedError, SharedFiles};
 pub use root::FsRoot;
 pub use surface::{after_tasks_exist, prepare, write_images, Prepared, RestoreFilesError};
 pub use table::{DumpFileOptions, FileTable, FilesError};

@@ -79,6 +79,19 @@ pub struct RestoreFileOptions {
     /// The tree's root when it has a mount namespace of its own (`/proc/PID/root` of the
     /// restored root task): the dumped paths criu opens or makes are reached through it.
     pub root: Option<std::path::PathBuf>,
+    /// RPC `orphan_pts_master`: a pty slave whose master was outside the tree gets a new
+    /// master, handed to this (the RPC client's NOTIFY).
+    pub orphan_pts_master: Option<OrphanPtsMaster>,
+}
+
+/// Takes the master criu made for a pty slave whose master was outside the tree.
+#[derive(Clone)]
+pub struct OrphanPtsMaster(pub std::sync::Arc<dyn Fn(OwnedFd) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for OrphanPtsMaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OrphanPtsMaster")
+    }
 }
 
 /// The shared objects of one restore.
@@ -87,6 +100,8 @@ pub struct SharedFiles {
     /// Open file descriptions by files.img id, with their status flags set: every task that
     /// holds one gets a copy of the same description.
     descriptions: BTreeMap<u32, OwnedFd>,
+    /// pty masters made before the files (for slaves the mount tree binds), by index.
+    pub(crate) held_ptys: BTreeMap<u32, OwnedFd>,
     /// Descriptions that can be made only once the tasks exist (pidfds of tasks), added while
     /// the registry is already shared.
     late: std::sync::Mutex<BTreeMap<u32, OwnedFd>>,

@@ -76,6 +76,9 @@ pub struct Prepared {
     remaps: Remaps,
     /// POSIX message queues made in criu's namespace; removed unless [`Prepared::keep`].
     queues: crate::mqueue::restore::MadeQueues,
+    /// Masters the mount tree made for pty slaves it binds (a container's /dev/console), by
+    /// index: the pairs of those indexes use them.
+    held_ptys: Vec<(u32, std::os::fd::OwnedFd)>,
 }
 
 /// Restore, before any task exists: the shell job's terminal (`--shell-job`), and files whose
@@ -84,19 +87,27 @@ pub struct Prepared {
 /// by `open_shared`.
 pub fn prepare(
     images: &mut DumpImages,
+    opts: &RestoreFileOptions,
     shell_job: bool,
     own_root: bool,
 ) -> Result<Prepared, RestoreFilesError> {
-    let shell_job = crate::tty::restore::prepare(images, shell_job)?;
+    let orphans = opts.orphan_pts_master.is_some();
+    let shell_job = crate::tty::restore::prepare(images, shell_job, orphans)?;
     let remaps = crate::ghost::restore::prepare(images, own_root)?;
     Ok(Prepared {
         shell_job,
         remaps,
         queues: Default::default(),
+        held_ptys: Vec::new(),
     })
 }
 
 impl Prepared {
+    /// Masters of pty slaves the mount tree binds, made before the files (see `held_ptys`).
+    pub fn hold_ptys(&mut self, held: Vec<(u32, std::os::fd::OwnedFd)>) {
+        self.held_ptys.extend(held);
+    }
+
     /// Opens every object the tasks' fds name, once, in criu (the description registry),
     /// after making the remapped names left for the tree's own root (`opts.root`).
     pub fn open_shared(
@@ -109,8 +120,16 @@ impl Prepared {
             .make_pending(&images.dir, &root, images.root().host_pid())?;
         let mut shared = SharedFiles::create(images, opts)?;
         self.queues = std::mem::take(&mut shared.mq_made);
+        shared.held_ptys.extend(std::mem::take(&mut self.held_ptys));
         if let Some(job) = &self.shell_job {
             job.hand_out(&mut shared)?;
+        }
+        for master in std::mem::take(&mut shared.ctty.orphan_masters) {
+            let give = opts
+                .orphan_pts_master
+                .as_ref()
+                .ok_or_else(|| TtyError::Session("a pty master was made for no one".into()))?;
+            (give.0)(master).map_err(|e| TtyError::Session(format!("orphan-pts-master: {e}")))?;
         }
         crate::fown::restore::restore_tty_owners(images, &mut shared)?;
         Ok(shared)

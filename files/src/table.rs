@@ -130,6 +130,9 @@ pub struct DumpFileOptions {
     /// `--shell-job`: fds on the shell's terminal are recorded, to be given criu's terminal at
     /// restore.
     pub shell_job: bool,
+    /// RPC `orphan_pts_master`: one pty slave whose master is outside the tree (a container
+    /// runtime's console) is recorded, for the restore to make it a new master.
+    pub orphan_pts_master: bool,
     /// The tree's root when it has a mount namespace of its own (`/proc/PID/root`): the
     /// dumped paths are looked at through it.
     pub root: Option<PathBuf>,
@@ -146,6 +149,7 @@ impl Default for DumpFileOptions {
             evasive_devices: false,
             force_irmap: false,
             shell_job: false,
+            orphan_pts_master: false,
             root: None,
         }
     }
@@ -166,6 +170,7 @@ impl FileTable {
             ..Default::default()
         };
         table.ttys.shell_job = table.opts.shell_job;
+        table.ttys.orphan_pts_master = table.opts.orphan_pts_master;
         table.root = crate::root::FsRoot::new(table.opts.root.clone());
         table
     }

@@ -17,6 +17,7 @@
 
 pub mod dump;
 pub mod model;
+pub mod pty;
 pub mod restore;
 mod tmpfs;
 pub mod tree;

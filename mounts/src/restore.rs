@@ -30,7 +30,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Rebuilds the tree of `mountpoints-<mnt_ns_id>.img` and pivots into it.
-pub fn restore_tree(dir: &Path, mnt_ns_id: u32, opts: &MountOptions) -> Result<(), MountError> {
+pub fn restore_tree(
+    dir: &Path,
+    mnt_ns_id: u32,
+    opts: &MountOptions,
+) -> Result<crate::pty::HeldPtys, MountError> {
     let entries: Vec<MntEntry> =
         ImageReader::open(dir, &ImageKind::MNTS, Some(u64::from(mnt_ns_id)))?.read_all()?;
     let tree = Tree::build(entries)?;
@@ -62,7 +66,8 @@ pub fn restore_tree(dir: &Path, mnt_ns_id: u32, opts: &MountOptions) -> Result<(
         Mode::empty(),
     )
     .map_err(|e| MountError::rsys("open /tmp", e))?;
-    let built = build(&tree, &root_dir, opts, dir, &yard);
+    let mut held = Vec::new();
+    let built = build(&tree, &root_dir, opts, dir, &yard, &mut held);
     let fds = match built {
         Ok(fds) => fds,
         Err(e) => {
@@ -81,7 +86,8 @@ pub fn restore_tree(dir: &Path, mnt_ns_id: u32, opts: &MountOptions) -> Result<(
     for (i, n) in tree.nodes.iter().enumerate() {
         set_flags(n, &fds[i])?;
     }
-    propagation(&tree, &fds)
+    propagation(&tree, &fds)?;
+    Ok(held)
 }
 
 fn make_all_private() -> Result<(), MountError> {
@@ -107,12 +113,15 @@ fn beneath() -> ResolveFlags {
 }
 
 /// Mounts every node under `yard`; gives each node's mount fd.
+/// Mounts every entry in order under `yard`; a bind of a pty slave makes its pair first,
+/// whose master goes to `held`.
 fn build(
     tree: &Tree,
     root_dir: &Path,
     opts: &MountOptions,
     dir: &Path,
     yard: &Path,
+    held: &mut crate::pty::HeldPtys,
 ) -> Result<Vec<OwnedFd>, MountError> {
     let mut fds: Vec<Option<OwnedFd>> = (0..tree.nodes.len()).map(|_| None).collect();
     let order = tree.mount_order();
@@ -141,7 +150,16 @@ fn build(
                         describe(&n.e)
                     ))
                 })?;
-                bind_from(src, rel).map_err(|e| {
+                let devpts = tree.nodes[*from].e.fstype == Fstype::Devpts as u32;
+                let slave = crate::pty::index_of(rel).filter(|_| devpts);
+                let bound = match (bind_from(src, rel), slave) {
+                    (Err(rustix::io::Errno::NOENT), Some(index)) => {
+                        held.push((index, crate::pty::open_index(src, index)?));
+                        bind_from(src, rel)
+                    }
+                    (other, _) => other,
+                };
+                bound.map_err(|e| {
                     fail(
                         &format!(
                             "cannot bind {} of mount {}",
@@ -547,7 +565,7 @@ pub fn restore_in_ns(
     mnt_ns_id: u32,
     dir: &Path,
     opts: &MountOptions,
-) -> Result<(), MountError> {
+) -> Result<crate::pty::HeldPtys, MountError> {
     let exe = crate::helper_exe().ok_or_else(|| {
         MountError::Other("cannot find criu's own binary for the mount helper".into())
     })?;
@@ -564,15 +582,29 @@ pub fn restore_in_ns(
         cmd.arg("--external").arg(format!("{key}:{path}"));
     }
     let what = format!("the mount helper for pid {pid}");
+    // The masters of bind-mounted pty slaves come back over this (see pty.rs).
+    let (ours, theirs) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| MountError::Other(format!("{what}: socketpair: {e}")))?;
+    let inherit = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty());
+    nix::fcntl::fcntl(&theirs, inherit)
+        .map_err(|e| MountError::Other(format!("{what}: fcntl: {e}")))?;
+    cmd.arg("--ptys-fd")
+        .arg(std::os::fd::AsRawFd::as_raw_fd(&theirs).to_string());
     let out = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| MountError::io(what.clone(), e))?;
+    drop(theirs);
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
         return Err(MountError::Other(format!("{what}: {}", said.trim())));
     }
-    Ok(())
+    crate::pty::receive(&ours)
 }

@@ -316,8 +316,14 @@ impl Owned {
     }
 
     /// Fills the new namespaces of the root's stub `pid` (as criu sees it), driven through
-    /// `r`, before it has children.
-    pub fn fill(&self, r: &mut Remote, pid: i32, dir: &Path) -> Result<(), NsImageError> {
+    /// `r`, before it has children. Gives the masters of pty slaves the mount tree binds
+    /// (see criu_mounts::pty), for the files domain.
+    pub fn fill(
+        &self,
+        r: &mut Remote,
+        pid: i32,
+        dir: &Path,
+    ) -> Result<criu_mounts::pty::HeldPtys, NsImageError> {
         // The user namespace last (see join.rs), then what is made inside it.
         let (user, others): (Vec<_>, Vec<_>) =
             self.joins.iter().partition(|j| j.kind == NsKind::User);
@@ -344,6 +350,7 @@ impl Owned {
         // The mount tree last: the others reach the root's /proc, which it may not have.
         let mut kinds = self.kinds.clone();
         kinds.sort_by_key(|(k, _)| *k == NsKind::Mnt);
+        let mut held = Vec::new();
         for (kind, id) in kinds {
             match kind {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
@@ -357,10 +364,10 @@ impl Owned {
                     &self.net_outside,
                     &self.net_made,
                 )?,
-                NsKind::Mnt => criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?,
+                NsKind::Mnt => held = criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?,
                 _ => {}
             }
         }
-        Ok(())
+        Ok(held)
     }
 }

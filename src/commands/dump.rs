@@ -7,7 +7,6 @@ use criu_actors::dump::{self, DumpRequest, Release};
 use criu_actors::network::{LockScripts, NetworkOptions};
 use criu_files::DumpFileOptions;
 use criu_netdev::lock::Method;
-use criu_process::pidfd_store::PidfdStore;
 
 use crate::app::Dirs;
 use crate::cli::options::{FinalState, NetworkLock};
@@ -35,16 +34,6 @@ pub fn lock_scripts(scripts: &std::sync::Arc<ActionScripts>, pid: Option<i32>) -
         };
         scripts.run(action, pid).map_err(|e| e.to_string())
     }))
-}
-
-/// The RPC's pidfd store (`pidfd_store_sk`) for the dumps of this request; no command-line
-/// option gives one.
-static PIDFD_STORE: std::sync::Mutex<Option<std::sync::Arc<PidfdStore>>> =
-    std::sync::Mutex::new(None);
-
-/// Sets (or, with None, clears) the pidfd store the next dumps use.
-pub fn set_pidfd_store(store: Option<PidfdStore>) {
-    *PIDFD_STORE.lock().unwrap_or_else(|e| e.into_inner()) = store.map(std::sync::Arc::new);
 }
 
 /// Reports an error (the logger copies errors to stderr when the log is a file).
@@ -105,10 +94,8 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
         FinalState::Stopped => Release::Stop,
     };
     let page_server = page_server_target(o)?;
-    let pidfd_store = PIDFD_STORE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let asked = super::request_only::current();
+    let pidfd_store = asked.pidfd_store;
     let network = NetworkOptions {
         method: lock_method(o),
         run_id: criu_actors::network::new_run_id(),
@@ -151,6 +138,7 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
             evasive_devices: o.evasive_devices,
             force_irmap: o.force_irmap,
             shell_job: o.shell_job,
+            orphan_pts_master: asked.orphan_pts_master.is_some(),
             root: None,
         },
         cgroups: criu_cgroups::dump::DumpOptions {

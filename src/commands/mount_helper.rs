@@ -21,10 +21,12 @@ struct Args {
     mnt_ns_id: u32,
     ns_pid: i32,
     opts: MountOptions,
+    /// Where the masters of bind-mounted pty slaves go back to criu.
+    ptys_fd: Option<i32>,
 }
 
 fn parse(args: &[OsString]) -> Result<Args, String> {
-    let usage = "usage: criu __mount-helper restore IMAGES_DIR MNT_NS_ID NS_PID [--root PATH] [--external KEY:VAL ...]";
+    let usage = "usage: criu __mount-helper restore IMAGES_DIR MNT_NS_ID NS_PID [--root PATH] [--external KEY:VAL ...] [--ptys-fd FD]";
     let s: Vec<String> = args
         .iter()
         .map(|a| {
@@ -41,6 +43,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
         .map_err(|_| format!("bad MNT_NS_ID {}", s[4]))?;
     let ns_pid = s[5].parse().map_err(|_| format!("bad NS_PID {}", s[5]))?;
     let mut opts = MountOptions::default();
+    let mut ptys_fd = None;
     let mut rest = s[6..].iter();
     while let Some(a) = rest.next() {
         let val = rest.next().ok_or_else(|| format!("{a} needs a value"))?;
@@ -52,6 +55,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
                     .ok_or_else(|| format!("--external {val}: expected KEY:VAL"))?;
                 opts.external.push((k.to_owned(), v.to_owned()));
             }
+            "--ptys-fd" => ptys_fd = Some(val.parse().map_err(|_| format!("bad --ptys-fd {val}"))?),
             _ => return Err(format!("unknown argument {a}; {usage}")),
         }
     }
@@ -69,6 +73,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
         mnt_ns_id,
         ns_pid,
         opts,
+        ptys_fd,
     })
 }
 
@@ -145,8 +150,19 @@ pub fn main(args: &[OsString]) -> i32 {
         };
     }
     let res = parse(args).and_then(|a| {
+        // Taken before the namespaces change, while the number is surely ours.
+        let ptys = a
+            .ptys_fd
+            .map(|fd| criu_sys::fd::own_inherited(fd).map_err(|e| format!("--ptys-fd {fd}: {e}")))
+            .transpose()?;
         join(&a)?;
-        criu_mounts::restore_tree(&a.dir, a.mnt_ns_id, &a.opts).map_err(|e| e.to_string())
+        let held =
+            criu_mounts::restore_tree(&a.dir, a.mnt_ns_id, &a.opts).map_err(|e| e.to_string())?;
+        match &ptys {
+            Some(sock) => criu_mounts::pty::send(sock, &held).map_err(|e| e.to_string()),
+            None if held.is_empty() => Ok(()),
+            None => Err("pty masters were made for bind-mounted slaves, with no --ptys-fd".into()),
+        }
     });
     match res {
         Ok(()) => 0,

@@ -63,6 +63,7 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
             tcp_close: o.tcp_close,
             skip_file_rwx_check: o.skip_file_rwx_check,
             root: None,
+            orphan_pts_master: super::request_only::current().orphan_pts_master,
         },
         ns: criu_ns::RestoreOptions {
             empty_net: o.empty_ns_net,

@@ -181,11 +181,27 @@ fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<Ran, S
     if !refused.is_empty() {
         return Err(refused.join("; "));
     }
-    let store = match opts.pidfd_store_sk {
-        Some(sk) => Some(pidfd_store(session.client.0, sk)?),
+    let pidfd_store = match opts.pidfd_store_sk {
+        Some(sk) => Some(Arc::new(pidfd_store(session.client.0, sk)?)),
         None => None,
     };
-    crate::commands::dump::set_pidfd_store(store);
+    // As CRIU: the master goes to the client with a NOTIFY, so only to one that takes them.
+    let notifies = opts.notify_scripts == Some(true);
+    let orphan_pts_master = (opts.orphan_pts_master == Some(true)).then(|| {
+        let s = session.clone();
+        criu_files::OrphanPtsMaster(Arc::new(move |master| {
+            if !notifies {
+                return Err(
+                    "the master goes to the client with a NOTIFY: set notify_scripts".into(),
+                );
+            }
+            s.notify_with_fd("orphan-pts-master", master)
+        }))
+    });
+    crate::commands::request_only::set(Some(crate::commands::request_only::RequestOnly {
+        pidfd_store,
+        orphan_pts_master,
+    }));
     let notifier = opts.notify_scripts == Some(true);
     if notifier {
         let s = session.clone();
@@ -218,7 +234,7 @@ fn run(session: &Arc<Session>, req: &CriuReq, command: &[&str]) -> Result<Ran, S
     if notifier {
         crate::scripts::set_notifier(None);
     }
-    crate::commands::dump::set_pidfd_store(None);
+    crate::commands::request_only::set(None);
     result.map_err(|e| {
         crate::log::last_error()
             .filter(|l| l.contains(&e))

@@ -151,8 +151,8 @@ pub fn words(opts: &CriuOpts, dirs: &ClientDirs) -> Result<Vec<String>, String> 
             arg("port", p.to_string());
         }
     }
-    // orphan_pts_master (runc always sets it) matters only to a tree whose terminal's master
-    // was outside it; such a tree is refused by the terminal code, not here.
+    // pidfd_store_sk and orphan_pts_master have no command-line option: the request gives them
+    // to the command it runs itself (commands::request_only).
     if opts.auto_ext_mnt == Some(true) {
         arg("ext-mount-map", "auto".into());
     }

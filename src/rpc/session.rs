@@ -58,15 +58,29 @@ impl Session {
     /// Tells the client about `script` (with the tree's root `pid`) and waits for its
     /// answer: an error when it says no or goes away.
     pub fn notify(&self, script: &str, pid: Option<i32>) -> Result<(), String> {
-        self.send(&CriuResp {
-            r#type: CriuReqType::Notify as i32,
-            success: true,
-            notify: Some(CriuNotify {
-                script: Some(script.to_string()),
-                pid,
-            }),
-            ..Default::default()
-        })?;
+        self.send(&notify_of(script, pid))?;
+        self.answer_to(script)
+    }
+
+    /// [`Session::notify`] with `fd` passed along (SCM_RIGHTS), as CRIU sends the master of
+    /// an orphan pty: the client keeps its copy, criu closes its own.
+    pub fn notify_with_fd(&self, script: &str, fd: OwnedFd) -> Result<(), String> {
+        let bytes = notify_of(script, None).encode_to_vec();
+        let fds = [fd.as_raw_fd()];
+        socket::sendmsg::<()>(
+            self.sock.as_raw_fd(),
+            &[std::io::IoSlice::new(&bytes)],
+            &[socket::ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| format!("cannot send {script}: {e}"))?;
+        drop(fd);
+        self.answer_to(script)
+    }
+
+    /// Waits for the client's answer to the NOTIFY `script`.
+    fn answer_to(&self, script: &str) -> Result<(), String> {
         match self.recv()? {
             Some(r) if r.r#type == CriuReqType::Notify as i32 && r.notify_success == Some(true) => {
                 Ok(())
@@ -80,5 +94,17 @@ impl Session {
             )),
             None => Err(format!("the client went away during {script}")),
         }
+    }
+}
+
+fn notify_of(script: &str, pid: Option<i32>) -> CriuResp {
+    CriuResp {
+        r#type: CriuReqType::Notify as i32,
+        success: true,
+        notify: Some(CriuNotify {
+            script: Some(script.to_string()),
+            pid,
+        }),
+        ..Default::default()
     }
 }

@@ -120,7 +120,7 @@ pub fn run(
     check_page_chain(&req.images_dir, &images)?;
     let ns = criu_ns::Owned::of_images(&images, &req.ns)?;
     let own_root = ns.lives_in_other(criu_procfs::NsKind::Mnt);
-    let mut files = criu_files::prepare(&mut images, req.shell_job, own_root)?;
+    let mut files = criu_files::prepare(&mut images, &req.files, req.shell_job, own_root)?;
     let fresh_pid_ns = ns.owns(criu_procfs::NsKind::Pid);
     let plan = plan::creation_plan(&mut images, fresh_pid_ns).map_err(RestoreError::Unsupported)?;
     let net_lock = crate::network::RestoreLock::of_images(&images, req.network_scripts.clone());
@@ -206,7 +206,8 @@ pub fn run(
             // caller's two stops (CRIU's setup-namespaces scripts may set up the network).
             if ns.any() {
                 at_ns(NsStage::Made, root)?;
-                ask(&actors[0], FillNamespaces { ns: ns.clone() }).await?;
+                let held = answer(actors[0].send(FillNamespaces { ns: ns.clone() })).await?;
+                files.hold_ptys(held);
                 at_ns(NsStage::Filled, root)?;
             }
             // The tree's paths are its own root's, reached through the root task.
@@ -404,9 +405,10 @@ fn move_task(
 }
 
 /// The answer to a request already sent to a task actor; a dead actor is an error too.
-async fn answer<M>(request: actix::dev::Request<RestoreTask, M>) -> Result<(), String>
+async fn answer<M, T>(request: actix::dev::Request<RestoreTask, M>) -> Result<T, String>
 where
-    M: actix::Message<Result = Result<(), String>> + Send + 'static,
+    M: actix::Message<Result = Result<T, String>> + Send + 'static,
+    T: Send + 'static,
     RestoreTask: actix::Handler<M>,
 {
     request

@@ -102,10 +102,14 @@ pub struct CreateRoot {
 
 /// Fill the new namespaces of the root (its only task so far).
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<Filled, String>")]
 pub struct FillNamespaces {
     pub ns: criu_ns::Owned,
 }
+
+/// What filling the namespaces left for the files: masters of bind-mounted pty slaves, by
+/// index.
+pub type Filled = Vec<(u32, std::os::fd::OwnedFd)>;
 
 /// The root unshares its cgroup namespace (criu put it in the namespace's root cgroups).
 #[derive(Message)]
@@ -184,7 +188,7 @@ impl Handler<CreateRoot> for RestoreTask {
 }
 
 impl Handler<FillNamespaces> for RestoreTask {
-    type Result = Result<(), String>;
+    type Result = Result<Filled, String>;
 
     fn handle(&mut self, msg: FillNamespaces, _: &mut Context<Self>) -> Self::Result {
         self.step(|t| {
@@ -195,9 +199,9 @@ impl Handler<FillNamespaces> for RestoreTask {
                 .as_mut()
                 .ok_or_else(|| task_err(host, "not created"))?;
             let mut inj = Injector::for_restore(tracee, DATA_LEN)?;
-            msg.ns.fill(&mut Remote::new(&mut inj), host, &dir)?;
+            let held = msg.ns.fill(&mut Remote::new(&mut inj), host, &dir)?;
             inj.finish()?;
-            Ok(())
+            Ok(held)
         })
     }
 }

@@ -127,6 +127,8 @@ impl Driver {
 pub struct Terminals {
     /// `--shell-job`: terminal fds are allowed.
     pub shell_job: bool,
+    /// RPC `orphan_pts_master`: one pty slave whose master the tree does not hold is allowed.
+    pub orphan_pts_master: bool,
     /// tty-info entries by id.
     pub(crate) infos: BTreeMap<u32, TtyInfoEntry>,
     /// Descriptions already recorded: (pid, fd, file id), to find fds that share one.
@@ -303,12 +305,18 @@ pub fn dump_tty_fd(
 }
 
 /// Once every fd is seen: a pty slave whose master the tree does not hold is the shell's
-/// terminal, which needs `--shell-job`, and only one such terminal can be given back. A
-/// /dev/tty fd needs `--shell-job` too unless it stands for a pair the tree holds.
+/// terminal, which needs `--shell-job` (or, from a runtime, `orphan_pts_master`), and only
+/// one such terminal can be given back. A /dev/tty fd needs `--shell-job` too unless it
+/// stands for a pair the tree holds (or that orphan slave).
 pub fn verify(ttys: &Terminals) -> Result<(), TtyError> {
+    let held = |i: u32| {
+        ttys.ptys
+            .get(&i)
+            .is_some_and(|s| s.master || (ttys.orphan_pts_master && s.slave.is_some()))
+    };
     if !ttys.shell_job {
         for (pid, fd, path, index) in &ttys.ctty_fds {
-            if !index.is_some_and(|i| ttys.ptys.get(&i).is_some_and(|s| s.master)) {
+            if !index.is_some_and(held) {
                 return Err(TtyError::NeedsShellJob {
                     pid: *pid,
                     fd: *fd,
@@ -321,7 +329,7 @@ pub fn verify(ttys: &Terminals) -> Result<(), TtyError> {
     for seen in ttys.ptys.values().filter(|s| !s.master && !s.hung) {
         let Some(slave) = &seen.slave else { continue };
         let (pid, fd, path) = slave.clone();
-        if !ttys.shell_job {
+        if !ttys.shell_job && !ttys.orphan_pts_master {
             return Err(TtyError::NeedsShellJob { pid, fd, path });
         }
         if let Some((_, _, first)) = inherited {

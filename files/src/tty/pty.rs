@@ -50,6 +50,9 @@ pub struct Pairs {
     by_index: BTreeMap<u32, Pair>,
     /// /dev/tty files: (file id, status flags, session and pid of a task holding it).
     ctty_files: Vec<(u32, u32, i32, i32)>,
+    /// Indexes whose master was outside the tree (RPC `orphan_pts_master`): criu makes one,
+    /// for the client.
+    orphans: std::collections::BTreeSet<u32>,
 }
 
 /// Controlling terminals to give back: by session id, (slave path, foreground group).
@@ -59,6 +62,8 @@ pub struct Controlling {
     /// /dev/tty files the session leader opens again once it has its terminal, with their
     /// status flags. Until then they hold a description of the slave.
     reopen: BTreeMap<u32, u32>,
+    /// Masters made for pairs whose master was outside the tree, for the RPC client.
+    pub orphan_masters: Vec<OwnedFd>,
 }
 
 impl Pairs {
@@ -82,6 +87,12 @@ impl Pairs {
             flags,
         });
         pair.slave_info = Some(info.clone());
+    }
+
+    /// Pair `index`, whose slaves were added, had its master outside the tree: criu makes a
+    /// new one and hands it to the client ([`Controlling::orphan_masters`]).
+    pub fn add_orphan(&mut self, index: u32) {
+        self.orphans.insert(index);
     }
 
     /// A /dev/tty fd of task `pid` in session `sid`.
@@ -147,20 +158,44 @@ impl Pairs {
     pub fn open_all(&self, shared: &mut SharedFiles) -> Result<Controlling, TtyError> {
         let mut ctl = Controlling::default();
         for (&index, pair) in &self.by_index {
-            let Some((mfile, minfo)) = &pair.master else {
-                hung_slaves(index, pair, shared)?;
-                continue;
+            // The master's file and info; none for a master that was outside the tree.
+            let (mfile, minfo) = match (&pair.master, &pair.slave_info) {
+                (Some((mfile, minfo)), _) => (Some(mfile), minfo),
+                (None, Some(info)) if self.orphans.contains(&index) => (None, info),
+                (None, _) => {
+                    hung_slaves(index, pair, shared)?;
+                    continue;
+                }
             };
             let err = |what: &str| {
                 let what = format!("pty {index}: {what}");
                 move |errno: Errno| TtyError::Terminal { what, errno }
             };
             // The tree's own devpts, if it has one: through its root.
-            let ptmx = shared.root.resolve(&mfile.path);
-            let master = open_ptmx_index(index, &ptmx.to_string_lossy(), mfile.flags)?;
+            let (path, flags) = mfile.map_or(("/dev/ptmx", libc::O_RDWR as u32), |f| {
+                (f.path.as_str(), f.flags)
+            });
+            let master = match shared.held_ptys.remove(&index) {
+                Some(held) => {
+                    let status = OFlag::from_bits_truncate(flags as i32 & !CREATION_FLAGS);
+                    nix::fcntl::fcntl(&held, nix::fcntl::FcntlArg::F_SETFL(status))
+                        .map_err(err("cannot set the master's status flags"))?;
+                    held
+                }
+                None => {
+                    let ptmx = shared.root.resolve(path);
+                    open_ptmx_index(index, &ptmx.to_string_lossy(), flags)?
+                }
+            };
             // termios and window size live on the slave side; a master sets them there.
             let params = pair.slave_info.as_ref().unwrap_or(minfo);
             set_params(&master, params).map_err(|(what, errno)| err(what)(errno))?;
+            // An orphan's master-side state was never seen.
+            let minfo = if mfile.is_some() {
+                minfo
+            } else {
+                &TtyInfoEntry::default()
+            };
             if minfo.packet_mode {
                 sys::set_packet_mode(&master, true).map_err(err("cannot set packet mode"))?;
             }
@@ -209,7 +244,10 @@ impl Pairs {
             if sid > 0 {
                 ctl.by_sid.insert(sid, (format!("/dev/pts/{index}"), pgrp));
             }
-            shared.add_description(mfile.id, master);
+            match mfile {
+                Some(mfile) => shared.add_description(mfile.id, master),
+                None => ctl.orphan_masters.push(master),
+            }
             for (id, fd) in slaves {
                 shared.add_description(id, fd);
             }
@@ -222,8 +260,13 @@ impl Pairs {
 /// Slaves hung up at dump (their master was closed): opened on a new pair of the same index
 /// whose master is closed at once, which hangs them up again.
 fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), TtyError> {
-    let ptmx = shared.root.resolve("/dev/ptmx");
-    let master = open_ptmx_index(index, &ptmx.to_string_lossy(), libc::O_RDWR as u32)?;
+    let master = match shared.held_ptys.remove(&index) {
+        Some(held) => held,
+        None => {
+            let ptmx = shared.root.resolve("/dev/ptmx");
+            open_ptmx_index(index, &ptmx.to_string_lossy(), libc::O_RDWR as u32)?
+        }
+    };
     let slaves = open_slaves(index, pair, &shared.root)?;
     drop(master);
     for (id, fd) in slaves {

@@ -60,7 +60,11 @@ pub struct ShellJob {
 /// noted to be made again. Without `--shell-job` a dump with other terminals is refused; with
 /// it the tree's session and group are moved to criu's (see `join_criu_session`) and the
 /// terminal to give back is chosen. `None` when there is nothing to do.
-pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJob>, TtyError> {
+pub fn prepare(
+    images: &mut DumpImages,
+    shell_job: bool,
+    orphan_pts_master: bool,
+) -> Result<Option<ShellJob>, TtyError> {
     let mut all_infos = BTreeMap::new();
     if let Some(mut img) = ImageReader::open_if_exists(&images.dir, &ImageKind::TTY_INFO, None)? {
         for info in img.read_all::<TtyInfoEntry>()? {
@@ -108,6 +112,12 @@ pub fn prepare(images: &mut DumpImages, shell_job: bool) -> Result<Option<ShellJ
             if is_pty && !paired.contains(&index) && info.termios.is_none() {
                 // A slave hung up at dump: made again from a pair whose master is closed.
                 pairs.add_slave(index, fd.id, &path, tty.flags, info);
+                continue;
+            }
+            if is_pty && !paired.contains(&index) && orphan_pts_master {
+                // Its master was a runtime's console: criu makes one for the client.
+                pairs.add_slave(index, fd.id, &path, tty.flags, info);
+                pairs.add_orphan(index);
                 continue;
             }
             if is_pty && paired.contains(&index) {
