@@ -114,6 +114,36 @@ pub fn socket(family: i32, kind: i32, proto: i32) -> Result<std::os::fd::OwnedFd
     crate::ret::new_fd(fd)
 }
 
+/// A ping socket (datagram ICMP or ICMPv6) of the calling thread's network namespace. The
+/// kernel lets only the groups of that namespace's `net.ipv4.ping_group_range` make one: a
+/// namespace of a user namespace's tree names its own groups there, none of them criu's. The
+/// calling thread then takes the range's first group as its effective gid for the one call
+/// (a raw setresgid changes this thread alone), as the tree's own task would have it.
+pub fn ping_socket(family: i32, kind: i32, proto: i32) -> Result<std::os::fd::OwnedFd, Errno> {
+    match socket(family, kind, proto) {
+        Err(Errno::EACCES) => {}
+        other => return other,
+    }
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
+        .map_err(|_| Errno::EACCES)?;
+    let Some(low) = range
+        .split_whitespace()
+        .next()
+        .and_then(|g| g.parse::<u32>().ok())
+    else {
+        return Err(Errno::EACCES);
+    };
+    let keep = u64::from(u32::MAX); // -1: leave that id as it is
+                                    // SAFETY: getegid takes no arguments.
+    let egid = unsafe { libc::getegid() };
+    // SAFETY: setresgid takes plain integers and changes the calling thread's ids only.
+    crate::ret::check(unsafe { libc::syscall(libc::SYS_setresgid, keep, u64::from(low), keep) })?;
+    let made = socket(family, kind, proto);
+    // SAFETY: as above, back to the thread's own effective gid.
+    crate::ret::check(unsafe { libc::syscall(libc::SYS_setresgid, keep, u64::from(egid), keep) })?;
+    made
+}
+
 /// Binds a packet socket (AF_PACKET, SOCK_RAW or SOCK_DGRAM) to interface `ifindex` (0: every
 /// interface), keeping the protocol it was made with.
 pub fn bind_packet(fd: BorrowedFd<'_>, ifindex: i32) -> Result<(), Errno> {

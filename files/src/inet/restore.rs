@@ -141,8 +141,14 @@ fn make(
         return Err(format!("socket type {kind} is not supported"));
     }
     let (local, remote) = ends(e).ok_or("the image's addresses are cut short")?;
-    let sock = criu_sys::sockopt::socket(family, kind | libc::SOCK_NONBLOCK, e.proto as i32)
-        .map_err(sys("socket"))?;
+    let icmp = kind == libc::SOCK_DGRAM
+        && matches!(e.proto as i32, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6);
+    let make = if icmp {
+        criu_sys::sockopt::ping_socket
+    } else {
+        criu_sys::sockopt::socket
+    };
+    let sock = make(family, kind | libc::SOCK_NONBLOCK, e.proto as i32).map_err(sys("socket"))?;
     let fd = sock.as_fd();
     let int = |name: &'static str, level, opt, v| set_int(fd, level, opt, v).map_err(sys(name));
     if e.v6only == Some(true) {
