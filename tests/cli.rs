@@ -215,7 +215,7 @@ fn restore_refuses_external_resources() {
     assert_refused(
         &out,
         "restore: option --external tty[1:2]:y is not supported yet (only mnt[KEY]:PATH, \
-         veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+         mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
     );
     assert!(dir.path().join("r.log").exists());
 }

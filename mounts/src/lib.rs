@@ -15,6 +15,7 @@
 //! [`restore`](mod@restore); [`tree`] checks a tree and decides how each mount comes back,
 //! for both halves.
 
+pub mod auto;
 pub mod dump;
 pub mod model;
 pub mod pty;
@@ -35,8 +36,12 @@ pub struct MountOptions {
     pub external: Vec<(String, String)>,
     /// Restore: `-r/--root`, the directory that becomes the namespace's root mount.
     pub root: Option<PathBuf>,
-    /// `--ext-mount-map auto`.
-    pub ext_mount_map_auto: bool,
+    /// `--ext-mount-map auto`, `--external mnt[]`: autodetected external mounts (auto.rs).
+    pub auto_external: bool,
+    /// `--enable-external-sharing` (`mnt[]:s`): a shared mount may be autodetected.
+    pub external_sharing: bool,
+    /// `--enable-external-masters` (`mnt[]:m`): a slave mount may be autodetected.
+    pub external_masters: bool,
 }
 
 impl MountOptions {

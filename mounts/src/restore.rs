@@ -47,7 +47,9 @@ pub fn restore_tree(
     })?;
     for n in &tree.nodes {
         if let How::External(key) = &n.how {
-            if opts.external_for(key).is_none() {
+            if key == crate::auto::AUTODETECTED {
+                crate::auto::source_of(&n.e, opts)?;
+            } else if opts.external_for(key).is_none() {
                 return Err(MountError::Other(format!(
                     "{}: external mount without a path: give --external mnt[{key}]:PATH",
                     describe(&n.e)
@@ -139,9 +141,17 @@ fn build(
             How::Root => bind_root(root_dir)
                 .map_err(|e| fail(&format!("cannot bind --root {}", root_dir.display()), e))?,
             How::External(key) => {
-                let path = opts.external_for(key).unwrap_or_default();
-                rustix::mount::open_tree(CWD, path, clone_flags())
-                    .map_err(|e| fail(&format!("cannot bind external {key} from {path}"), e))?
+                let path = if key == crate::auto::AUTODETECTED {
+                    crate::auto::source_of(&n.e, opts)?
+                } else {
+                    PathBuf::from(opts.external_for(key).unwrap_or_default())
+                };
+                rustix::mount::open_tree(CWD, &path, clone_flags()).map_err(|e| {
+                    fail(
+                        &format!("cannot bind external {key} from {}", path.display()),
+                        e,
+                    )
+                })?
             }
             How::Bind { from, rel } => {
                 let src = fds[*from].as_ref().ok_or_else(|| {
@@ -580,6 +590,9 @@ pub fn restore_in_ns(
     }
     for (key, path) in &opts.external {
         cmd.arg("--external").arg(format!("{key}:{path}"));
+    }
+    if opts.auto_external {
+        cmd.arg("--auto-external").arg("yes");
     }
     let what = format!("the mount helper for pid {pid}");
     // The masters of bind-mounted pty slaves come back over this (see pty.rs).

@@ -26,7 +26,7 @@ struct Args {
 }
 
 fn parse(args: &[OsString]) -> Result<Args, String> {
-    let usage = "usage: criu __mount-helper restore IMAGES_DIR MNT_NS_ID NS_PID [--root PATH] [--external KEY:VAL ...] [--ptys-fd FD]";
+    let usage = "usage: criu __mount-helper restore IMAGES_DIR MNT_NS_ID NS_PID [--root PATH] [--external KEY:VAL ...] [--auto-external yes] [--ptys-fd FD]";
     let s: Vec<String> = args
         .iter()
         .map(|a| {
@@ -55,6 +55,7 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
                     .ok_or_else(|| format!("--external {val}: expected KEY:VAL"))?;
                 opts.external.push((k.to_owned(), v.to_owned()));
             }
+            "--auto-external" => opts.auto_external = val == "yes",
             "--ptys-fd" => ptys_fd = Some(val.parse().map_err(|_| format!("bad --ptys-fd {val}"))?),
             _ => return Err(format!("unknown argument {a}; {usage}")),
         }

@@ -142,6 +142,10 @@ pub fn scope(opt: Opt) -> Scope {
         // (checked by `refusals`).
         Opt::External => Only(&[Dump, PreDump, Restore]),
         Opt::ExtMountMap => Only(&[Dump, PreDump, Restore]),
+        // Used at dump, to autodetect external mounts; accepted at restore, as CRIU does.
+        Opt::EnableExternalSharing | Opt::EnableExternalMasters => {
+            Only(&[Dump, PreDump, Restore])
+        }
         // Restore: the new root of the mount tree; CRIU's dump ignores it (zdtm sends it).
         Opt::Root => Only(&[Dump, PreDump, Restore]),
         // One mount engine (mount-v2's: MOVE_MOUNT_SET_GROUP): the older one is not kept.
@@ -196,8 +200,6 @@ pub fn scope(opt: Opt) -> Scope {
         // Namespaces, mounts.
         | Opt::SkipMnt
         | Opt::EnableFs
-        | Opt::EnableExternalSharing
-        | Opt::EnableExternalMasters
         // LSM.
         | Opt::LsmProfile
         | Opt::LsmMountContext
@@ -236,7 +238,8 @@ fn external_ok(kind: Kind, value: &str) -> bool {
     let mnt = value
         .strip_prefix("mnt[")
         .and_then(|v| v.split_once("]:"))
-        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty());
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+        || ["mnt[]", "mnt[]:s", "mnt[]:m"].contains(&value);
     if kind == Kind::Restore {
         return mnt || criu_netdev::links::outside::Outside::is_ours(value);
     }
@@ -268,9 +271,9 @@ pub fn refusals(cmd: &Command, o: &Options) -> Vec<String> {
             ));
         } else if spec.id == Opt::External {
             let only = if kind == Kind::Restore {
-                "only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are"
+                "only mnt[KEY]:PATH, mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are"
             } else {
-                "only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are"
+                "only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are"
             };
             for value in o.external.iter().filter(|v| !external_ok(kind, v)) {
                 out.push(format!(
@@ -518,14 +521,14 @@ mod tests {
             "unix[123]".into(),
             "veth[x]:y".into(),
             "unix[abc]".into(),
-            "mnt[]:s".into(),
+            "mnt[]:x".into(),
         ];
         assert_eq!(
             refusals(&Command::Dump, &o),
             vec![
-                "dump: option --external veth[x]:y is not supported yet (only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are)",
-                "dump: option --external unix[abc] is not supported yet (only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are)",
-                "dump: option --external mnt[]:s is not supported yet (only unix[INODE], net[INODE]:KEY and mnt[MOUNTPOINT]:KEY are)",
+                "dump: option --external veth[x]:y is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are)",
+                "dump: option --external unix[abc] is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are)",
+                "dump: option --external mnt[]:x is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are)",
             ]
         );
         o.external = vec!["unix[123]".into(), "net[4026531992]:extnet".into()];
@@ -533,8 +536,8 @@ mod tests {
         assert_eq!(
             refusals(&Command::Restore { exec_cmd: vec![] }, &o),
             vec![
-                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
-                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH, mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH, mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
             ]
         );
         o.external = vec![
