@@ -685,11 +685,13 @@ fn a_tree_with_children_joins_a_user_namespace() {
     let _ = sh.wait();
     // Every dumped task gone, also from the session the root led (zombies left to init keep
     // its id in use until init reaps them).
-    let gone = wait_until(Duration::from_secs(10), || in_session(root).is_empty());
+    let gone = wait_until(Duration::from_secs(10), || {
+        harness::in_session(root).is_empty()
+    });
     assert!(
         gone,
         "the dumped tree is still there: {:?}",
-        in_session(root)
+        harness::in_session(root)
     );
     let user = Holder::start(&["--user"], "true");
     for map in ["uid_map", "gid_map"] {
@@ -717,21 +719,6 @@ fn a_tree_with_children_joins_a_user_namespace() {
     let want = ns_link(user.pid(), "user");
     assert_eq!(links, (want.clone(), want));
     assert!(went_on, "the loop stopped at {before}");
-}
-
-/// The processes of session `sid`.
-fn in_session(sid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // After "(comm)": state, ppid, pgrp, session.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            rest.split_whitespace().nth(3) == Some(&sid.to_string())
-        })
-        .collect()
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::{descendants, kill_tree, require_root, wait_until};
+use harness::{descendants, in_session, kill_tree, require_root, wait_until};
 use state_task::criu;
 
 /// The nested namespace's init: a loop that counts and writes the parent pid a new child of
@@ -143,8 +143,8 @@ fn went_on(dir: &Path, root: i32) {
 /// restored root.
 fn dump_and_restore(dir: &Path, root: i32, tree: &mut Tree) -> i32 {
     std::fs::create_dir_all(dir.join("images")).unwrap();
-    let root = root.to_string();
-    let dump = ["dump", "-t", &root, "-D", "images", "-o", "dump.log", "-v4"];
+    let pid = root.to_string();
+    let dump = ["dump", "-t", &pid, "-D", "images", "-o", "dump.log", "-v4"];
     let out = criu(&dump, dir);
     assert!(
         out.status.success(),
@@ -155,11 +155,11 @@ fn dump_and_restore(dir: &Path, root: i32, tree: &mut Tree) -> i32 {
     let _ = tree.launcher.wait();
     // The root's pid stays taken while a task of its session lives: the nested init, orphaned
     // by the dump's kill, waits for this machine's init to reap it.
-    let session_gone = wait_until(Duration::from_secs(30), || in_session(&root).is_empty());
+    let session_gone = wait_until(Duration::from_secs(30), || in_session(root).is_empty());
     assert!(
         session_gone,
         "the old tree's session lingers: {:?}",
-        in_session(&root)
+        in_session(root)
     );
     let restore = [
         "restore",
@@ -180,21 +180,6 @@ fn dump_and_restore(dir: &Path, root: i32, tree: &mut Tree) -> i32 {
     );
     tree.restored = read(&dir.join("images/pid")).parse().unwrap();
     tree.restored
-}
-
-/// The processes whose session is `sid`.
-fn in_session(sid: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = read(Path::new(&format!("/proc/{pid}/stat")));
-            // After "(comm)": state, ppid, pgrp, session.
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            rest.split_whitespace().nth(3) == Some(sid)
-        })
-        .collect()
 }
 
 /// Waits until the tree under `root` has `n` lasting tasks and the loop counts.

@@ -5,11 +5,9 @@
 //! making another. The helper hands its masters to criu over a socket: the index as data, the
 //! master as SCM_RIGHTS.
 
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use rustix::fs::{Mode, OFlags};
 
 use crate::MountError;
@@ -55,57 +53,14 @@ pub fn open_index(devpts: &OwnedFd, index: u32) -> Result<OwnedFd, MountError> {
 /// The helper's side: each master with its index.
 pub fn send(sock: &OwnedFd, held: &HeldPtys) -> Result<(), MountError> {
     for (index, fd) in held {
-        let data = index.to_ne_bytes();
-        let fds = [fd.as_raw_fd()];
-        socket::sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(&data)],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(|e| MountError::Other(format!("cannot hand pty {index} to criu: {e}")))?;
+        criu_sys::scm::send_tagged(sock, *index, fd.as_raw_fd())
+            .map_err(|e| MountError::Other(format!("cannot hand pty {index} to criu: {e}")))?;
     }
     Ok(())
 }
 
 /// criu's side, once the helper exited: every master it sent.
 pub fn receive(sock: &OwnedFd) -> Result<HeldPtys, MountError> {
-    let mut held = Vec::new();
-    loop {
-        let mut data = [0u8; 4];
-        let mut iov = [IoSliceMut::new(&mut data)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = socket::recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
-        );
-        let msg = match msg {
-            Err(nix::errno::Errno::EAGAIN) => return Ok(held),
-            Err(e) => return Err(MountError::Other(format!("ptys of the mount helper: {e}"))),
-            Ok(m) => m,
-        };
-        let fds: Vec<OwnedFd> = msg
-            .cmsgs()
-            .map_err(|e| MountError::Other(format!("ptys of the mount helper: {e}")))?
-            .filter_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => Some(fds),
-                _ => None,
-            })
-            .flatten()
-            .filter_map(|fd| criu_sys::fd::own_inherited(fd).ok())
-            .collect();
-        let bytes = msg.bytes;
-        match (bytes, fds.into_iter().next()) {
-            (4, Some(fd)) => held.push((u32::from_ne_bytes(data), fd)),
-            (0, _) => return Ok(held),
-            _ => {
-                return Err(MountError::Other(
-                    "a pty message of the mount helper is short".into(),
-                ))
-            }
-        }
-    }
+    criu_sys::scm::recv_tagged_all(sock)
+        .map_err(|e| MountError::Other(format!("ptys of the mount helper: {e}")))
 }

@@ -6,10 +6,9 @@
 //! pidfds of its own tasks there for the next.
 
 use std::collections::BTreeMap;
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use nix::sys::socket;
 
 #[derive(Debug, thiserror::Error)]
 #[error("pidfd store: {what}: {source}")]
@@ -67,36 +66,11 @@ impl PidfdStore {
 
     /// Reads every (pid, pidfd) message queued, without waiting.
     fn drain(&mut self) -> Result<(), PidfdStoreError> {
-        loop {
-            let mut pid = [0u8; 4];
-            let mut iov = [IoSliceMut::new(&mut pid)];
-            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-            let msg = socket::recvmsg::<SockaddrStorage>(
-                self.sock.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
-            );
-            let msg = match msg {
-                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
-                other => other.map_err(err("read the pidfds left"))?,
-            };
-            // SCM_RIGHTS fds are new fds of ours, owned by no one else yet.
-            let fds: Vec<OwnedFd> = msg
-                .cmsgs()
-                .map_err(err("read a pidfd's message"))?
-                .filter_map(|c| match c {
-                    ControlMessageOwned::ScmRights(fds) => Some(fds),
-                    _ => None,
-                })
-                .flatten()
-                .filter_map(|fd| criu_sys::fd::own_inherited(fd).ok())
-                .collect();
-            let bytes = msg.bytes;
-            if let (4, Some(fd)) = (bytes, fds.into_iter().next()) {
-                self.left.insert(i32::from_ne_bytes(pid), fd);
-            }
-        }
+        let left =
+            criu_sys::scm::recv_tagged_all(&self.sock).map_err(err("read the pidfds left"))?;
+        self.left
+            .extend(left.into_iter().map(|(pid, fd)| (pid as i32, fd)));
+        Ok(())
     }
 
     /// How many pidfds the last dump left.
@@ -138,16 +112,8 @@ impl PidfdStore {
                     &fresh
                 }
             };
-            let data = pid.to_ne_bytes();
-            let fds = [fd.as_raw_fd()];
-            socket::sendmsg::<()>(
-                self.sock.as_raw_fd(),
-                &[IoSlice::new(&data)],
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::empty(),
-                None,
-            )
-            .map_err(err(format!("leave the pidfd of {pid}")))?;
+            criu_sys::scm::send_tagged(&self.sock, pid as u32, fd.as_raw_fd())
+                .map_err(err(format!("leave the pidfd of {pid}")))?;
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ pub mod pagemap_scan;
 pub mod pidfd;
 pub mod probe;
 mod ret;
+pub mod scm;
 pub mod shmem;
 pub mod signals;
 pub mod sockopt;

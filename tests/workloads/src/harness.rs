@@ -292,3 +292,18 @@ pub fn lock_rules(netns_of: Option<i32>) -> Vec<String> {
     }
     rules
 }
+
+/// The processes of session `sid`.
+pub fn in_session(sid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After "(comm)": state, ppid, pgrp, session.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            rest.split_whitespace().nth(3) == Some(&sid.to_string())
+        })
+        .collect()
+}
