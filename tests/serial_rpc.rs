@@ -571,8 +571,7 @@ fn the_service_serves_each_client() {
         .stdin(Stdio::null())
         .spawn()
         .expect("start criu service");
-    assert!(wait_until(Duration::from_secs(10), || path.exists()));
-    for _ in 0..2 {
+    let connect = || {
         let sock = socket::socket(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -580,7 +579,21 @@ fn the_service_serves_each_client() {
             None,
         )
         .unwrap();
-        socket::connect(sock.as_raw_fd(), &socket::UnixAddr::new(&path).unwrap()).unwrap();
+        let addr = socket::UnixAddr::new(&path).unwrap();
+        socket::connect(sock.as_raw_fd(), &addr).ok().map(|()| sock)
+    };
+    // The socket's name exists from bind(2); it takes connections from listen(2) on.
+    let listening = wait_until(Duration::from_secs(10), || connect().is_some());
+    if !listening {
+        let _ = service.kill();
+    }
+    assert!(
+        listening,
+        "criu service never listened on {}",
+        path.display()
+    );
+    for _ in 0..2 {
+        let sock = connect().expect("connect to criu service");
         let mut c = Client {
             sock,
             criu: None,
