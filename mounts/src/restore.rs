@@ -126,6 +126,7 @@ fn build(
     held: &mut crate::pty::HeldPtys,
 ) -> Result<Vec<OwnedFd>, MountError> {
     let mut fds: Vec<Option<OwnedFd>> = (0..tree.nodes.len()).map(|_| None).collect();
+    let mut made_again = Vec::new();
     let order = tree.mount_order();
     if order.len() != tree.nodes.len() {
         return Err(MountError::BadImage(
@@ -162,10 +163,17 @@ fn build(
                 })?;
                 let devpts = tree.nodes[*from].e.fstype == Fstype::Devpts as u32;
                 let slave = crate::pty::index_of(rel).filter(|_| devpts);
+                let deleted = n.e.deleted == Some(true);
                 let bound = match (bind_from(src, rel), slave) {
                     (Err(rustix::io::Errno::NOENT), Some(index)) => {
                         held.push((index, crate::pty::open_index(src, index)?));
                         bind_from(src, rel)
+                    }
+                    (Err(rustix::io::Errno::NOENT), None) if deleted => {
+                        let dir = target_is_dir(tree, &fds, i)?;
+                        let bound = bind_deleted(src, rel, dir);
+                        made_again.push((*from, rel.clone(), dir));
+                        bound
                     }
                     (other, _) => other,
                 };
@@ -206,9 +214,70 @@ fn build(
         }
         fds[i] = Some(mnt);
     }
+    remove_made_again(&fds, &made_again)?;
     fds.into_iter()
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| MountError::BadImage("a mount was left out of the order".into()))
+}
+
+/// Whether node `i`'s mount point (in its parent, already mounted) is a directory.
+fn target_is_dir(tree: &Tree, fds: &[Option<OwnedFd>], i: usize) -> Result<bool, MountError> {
+    let n = &tree.nodes[i];
+    let p = n
+        .parent
+        .ok_or_else(|| MountError::BadImage(format!("{}: a deleted root", describe(&n.e))))?;
+    let pfd = fds[p]
+        .as_ref()
+        .ok_or_else(|| MountError::BadImage(format!("{}: parent not mounted", describe(&n.e))))?;
+    let rel =
+        n.mp.strip_prefix(&tree.nodes[p].mp)
+            .unwrap_or(Path::new(""));
+    let st = rustix::fs::statat(pfd, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| MountError::rsys(format!("{}: stat its mount point", describe(&n.e)), e))?;
+    Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+}
+
+/// A bind of `rel` inside `src` that was deleted at dump (its mountinfo root ended in
+/// "(deleted)"): made again (a directory or an empty file, as its mount point) and bound;
+/// [`remove_made_again`] removes it once the tree is mounted, so that the mount shows as
+/// deleted again, as CRIU does.
+fn bind_deleted(src: &OwnedFd, rel: &Path, dir: bool) -> rustix::io::Result<OwnedFd> {
+    if dir {
+        rustix::fs::mkdirat(src, rel, Mode::from_raw_mode(0o700))?;
+    } else {
+        let flags = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC;
+        drop(rustix::fs::openat(
+            src,
+            rel,
+            flags,
+            Mode::from_raw_mode(0o600),
+        )?);
+    }
+    bind_from(src, rel)
+}
+
+/// Removes what [`bind_deleted`] made: (source mount, path in it, a directory).
+fn remove_made_again(
+    fds: &[Option<OwnedFd>],
+    made: &[(usize, PathBuf, bool)],
+) -> Result<(), MountError> {
+    for (from, rel, dir) in made {
+        let Some(src) = fds[*from].as_ref() else {
+            continue;
+        };
+        let flags = if *dir {
+            rustix::fs::AtFlags::REMOVEDIR
+        } else {
+            rustix::fs::AtFlags::empty()
+        };
+        rustix::fs::unlinkat(src, rel, flags).map_err(|e| {
+            MountError::rsys(
+                format!("remove {} again (it was deleted)", rel.display()),
+                e,
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A detached copy of `rel` inside the mount `src` (only that mount, without its children).
