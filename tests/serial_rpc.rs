@@ -151,9 +151,56 @@ fn version_features_and_check_are_answered() {
         images_dir_fd: images.as_raw_fd(),
         ..Default::default()
     };
-    let check = c.ask(req(CriuReqType::Check, Some(opts)));
+    let check = c.ask(CriuReq {
+        keep_open: Some(true),
+        ..req(CriuReqType::Check, Some(opts.clone()))
+    });
     assert!(check.success, "{:?}", check.cr_errmsg);
     assert_eq!(check.r#type, CriuReqType::Check as i32);
+    // CPUINFO_DUMP writes cpuinfo.img into the client's images dir; CPUINFO_CHECK reads it
+    // back on the same machine.
+    let dumped = c.ask(CriuReq {
+        keep_open: Some(true),
+        ..req(CriuReqType::CpuinfoDump, Some(opts.clone()))
+    });
+    assert!(dumped.success, "{:?}", dumped.cr_errmsg);
+    assert!(dir.path().join("cpuinfo.img").exists());
+    let checked = c.ask(req(CriuReqType::CpuinfoCheck, Some(opts)));
+    assert!(checked.success, "{:?}", checked.cr_errmsg);
+    assert_eq!(checked.r#type, CriuReqType::CpuinfoCheck as i32);
+}
+
+/// SINGLE_PRE_DUMP: one pre-dump round on its own session; the tree runs on untraced and its
+/// memory is in the images.
+#[test]
+fn a_single_pre_dump_leaves_the_tree_running() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let task = uk_state(dir.path());
+    let tree = harness::descendants(task.pid);
+    std::fs::create_dir(dir.path().join("pre")).unwrap();
+    let images = std::fs::File::open(dir.path().join("pre")).unwrap();
+    let opts = CriuOpts {
+        images_dir_fd: images.as_raw_fd(),
+        pid: Some(task.pid),
+        log_file: Some("pre.log".into()),
+        log_level: Some(4),
+        ..Default::default()
+    };
+    let r = Client::swrk().ask(req(CriuReqType::SinglePreDump, Some(opts)));
+    let log = std::fs::read_to_string(dir.path().join("pre/pre.log")).unwrap_or_default();
+    assert!(r.success, "{:?}\n{log}", r.cr_errmsg);
+    assert_eq!(r.r#type, CriuReqType::SinglePreDump as i32);
+    assert!(
+        dir.path()
+            .join(format!("pre/pagemap-{}.img", task.pid))
+            .exists(),
+        "{log}"
+    );
+    for &pid in &tree {
+        assert_eq!(harness::tracer(pid, pid), 0, "pid {pid} is still traced");
+        assert!(harness::free_running(pid), "pid {pid} is not running");
+    }
 }
 
 #[test]
