@@ -19,6 +19,7 @@ pub fn restore_fds(
 ) -> Result<(), InstallError> {
     let pid = t.pid();
     let mut own_proc_files = Vec::new();
+    let mut made_fds = Vec::with_capacity(t.fds.len());
     for fd in &t.fds {
         let Some(made) = shared.description(fd.id) else {
             match all.files.get(&fd.id).and_then(|f| f.reg.as_ref()) {
@@ -37,8 +38,13 @@ pub fn restore_fds(
                 }
             }
         };
-        let opened = channel.take(r, made)?;
-        place_fd(r, opened, fd)?;
+        made_fds.push((fd, made));
+    }
+    if made_fds.len() < BATCH_MIN || !place_batched(r, t, &mut made_fds)? {
+        for (fd, made) in made_fds {
+            let opened = channel.take(r, made)?;
+            place_fd(r, opened, fd)?;
+        }
     }
     // Last, once the fds they may name are back.
     for (fd, reg) in own_proc_files {
@@ -50,6 +56,69 @@ pub fn restore_fds(
     crate::epoll::restore::register_targets(r, &shared.epolls, t)?;
     crate::fown::restore::point_async_at_fds(r, all, shared, t)?;
     Ok(())
+}
+
+/// A task with at least this many fds takes them in batches (see [`place_batched`]).
+const BATCH_MIN: usize = 16;
+
+/// Puts `made` (each fd with criu's description for it) at their numbers in batches: sent in
+/// fd order, the holes below the highest filled by stand-ins (the first description), they
+/// come in by one injected recvmsg per 253 and land on their numbers, since the kernel gives
+/// the lowest free ones; then the stand-ins go (one close_range per run of them) and
+/// close-on-exec comes back where it was set. False, with nothing changed, when the numbers
+/// are too sparse for it (more stand-ins than fds) or one did not land on its number (it was
+/// taken): the caller places them one by one then.
+fn place_batched(
+    r: &mut Remote,
+    t: &TaskImages,
+    made: &mut [(&FdinfoEntry, std::os::fd::RawFd)],
+) -> Result<bool, InstallError> {
+    made.sort_by_key(|(fd, _)| fd.fd);
+    let Some(&(last, _)) = made.last() else {
+        return Ok(true);
+    };
+    let count = last.fd as usize + 1;
+    if count - made.len() > made.len() {
+        return Ok(false);
+    }
+    let stand_in = made[0].1;
+    let mut sources = vec![stand_in; count];
+    let mut wanted = vec![None; count];
+    for &(fd, src) in made.iter() {
+        sources[fd.fd as usize] = src;
+        wanted[fd.fd as usize] = Some(fd);
+    }
+    let batch = criu_tracee::FdBatch::open(r, t.host_pid(), count as u64)?;
+    let got = batch.receive(r, &sources)?;
+    batch.close(r)?;
+    if got.iter().enumerate().any(|(i, &g)| g != i as u64) {
+        for g in got {
+            r.close(g)?;
+        }
+        return Ok(false);
+    }
+    let mut i = 0;
+    while i < count {
+        let Some(fd) = wanted[i] else {
+            let end = (i..count).find(|&j| wanted[j].is_some()).unwrap_or(count);
+            r.call(
+                "close_range",
+                libc::SYS_close_range,
+                &[i as u64, end as u64 - 1, 0],
+            )?;
+            i = end;
+            continue;
+        };
+        if fd.flags & libc::FD_CLOEXEC as u32 != 0 {
+            r.call(
+                "fcntl(F_SETFD)",
+                libc::SYS_fcntl,
+                &[i as u64, libc::F_SETFD as u64, libc::FD_CLOEXEC as u64],
+            )?;
+        }
+        i += 1;
+    }
+    Ok(true)
 }
 
 /// Moves the task's new fd `opened` (close-on-exec, as pidfd_getfd and the task's own opens

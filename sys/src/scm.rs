@@ -21,6 +21,18 @@ pub fn send_tagged(sock: &OwnedFd, tag: u32, fd: RawFd) -> Result<(), Errno> {
     .map(drop)
 }
 
+/// Sends `fds` in one message (SCM_RIGHTS, at most 253), with one byte of data.
+pub fn send_fds(sock: &OwnedFd, fds: &[RawFd]) -> Result<(), Errno> {
+    socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(&[0u8])],
+        &[ControlMessage::ScmRights(fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map(drop)
+}
+
 /// Every (tag, fd) message queued on `sock`, without waiting; a message without both is
 /// EBADMSG.
 pub fn recv_tagged_all(sock: &OwnedFd) -> Result<Vec<(u32, OwnedFd)>, Errno> {

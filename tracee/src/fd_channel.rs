@@ -137,3 +137,72 @@ fn move_above(r: &mut Remote, fd: u64, above: u64) -> Result<u64> {
     r.close(fd)?;
     Ok(high)
 }
+
+/// The most fds one SCM_RIGHTS message carries (the kernel's SCM_MAX_FD).
+pub const BATCH_MAX: usize = 253;
+
+/// Many of criu's fds into the task at once: a socket pair made in the task, whose end the
+/// task keeps above every fd it will use. Each message carries up to [`BATCH_MAX`] fds and
+/// one injected recvmsg takes them all; the kernel gives them the lowest free numbers, in
+/// order, so a batch sent in fd order lands on the numbers it had (see `files::install`).
+pub struct FdBatch {
+    remote: u64,
+    local: OwnedFd,
+}
+
+impl FdBatch {
+    /// Makes the pair in the task `host` (as criu sees it), its end at `above` or higher.
+    pub fn open(r: &mut Remote, host: i32, above: u64) -> Result<FdBatch> {
+        let (a, b) = socket_pair(r)?;
+        let local = criu_sys::pidfd::take_fd(host, a as RawFd)
+            .map_err(|e| unexpected(r, format!("pidfd_getfd of its socket: {e}")))?;
+        r.close(a)?;
+        let remote = move_above(r, b, above)?;
+        Ok(FdBatch { remote, local })
+    }
+
+    /// Gives the task copies of `fds` (not close-on-exec); returns their numbers there, in
+    /// order.
+    pub fn receive(&self, r: &mut Remote, fds: &[RawFd]) -> Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(fds.len());
+        for chunk in fds.chunks(BATCH_MAX) {
+            criu_sys::scm::send_fds(&self.local, chunk)
+                .map_err(|e| unexpected(r, format!("sendmsg of {} fds: {e}", chunk.len())))?;
+            // cmsghdr (len, level, type) then the fds, 8-byte aligned.
+            let control_len = (16 + 4 * chunk.len() as u64).next_multiple_of(8);
+            let base = r.inj.data_addr() + ARG_AT as u64;
+            let at = |off: usize| base + off as u64;
+            let control = MSG + 64;
+            let mut block = vec![0u8; control + control_len as usize];
+            block[IOV..IOV + 16].copy_from_slice(&words(&[at(DATA), 1]));
+            let hdr = words(&[0, 0, at(IOV), 1, at(control), control_len, 0]);
+            block[MSG..MSG + hdr.len()].copy_from_slice(&hdr);
+            r.inj.write_data(ARG_AT, &block)?;
+            r.call("recvmsg", libc::SYS_recvmsg, &[self.remote, at(MSG), 0])?;
+            let mut got = vec![0u8; control + control_len as usize];
+            r.inj.read_data(ARG_AT, &mut got)?;
+            let int = |i: usize| i32::from_le_bytes([got[i], got[i + 1], got[i + 2], got[i + 3]]);
+            let truncated = int(MSG + 48) & libc::MSG_CTRUNC != 0;
+            let len = u64::from_le_bytes(got[control..control + 8].try_into().unwrap_or_default());
+            if truncated
+                || int(control + 12) != libc::SCM_RIGHTS
+                || len != 16 + 4 * chunk.len() as u64
+            {
+                return Err(unexpected(
+                    r,
+                    format!(
+                        "recvmsg of {} fds brought {len} bytes of control (truncated: {truncated})",
+                        chunk.len()
+                    ),
+                ));
+            }
+            out.extend((0..chunk.len()).map(|i| int(control + 16 + 4 * i) as u32 as u64));
+        }
+        Ok(out)
+    }
+
+    /// Closes the task's end (criu's closes when dropped).
+    pub fn close(self, r: &mut Remote) -> Result<()> {
+        r.close(self.remote)
+    }
+}

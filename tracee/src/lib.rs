@@ -29,7 +29,7 @@ pub mod tracee;
 pub mod tree;
 
 pub use error::{Result, TraceeError};
-pub use fd_channel::FdChannel;
+pub use fd_channel::{FdBatch, FdChannel};
 pub use inject::Injector;
 pub use raw::RseqConfiguration;
 pub use regs::{Regs, SyscallRestart, Xsave};
