@@ -334,6 +334,15 @@ const WANTED: [(RawFd, i32, bool); 6] = [
     (FD_CLOEXEC, libc::O_RDONLY, true),
 ];
 
+/// Enough more fds for the restore to take them in batches: every other number from
+/// `SPREAD_AT`, every third close-on-exec; the numbers between stay free.
+const SPREAD_AT: RawFd = 16;
+const SPREAD: RawFd = 24;
+
+fn spread_fd(k: RawFd) -> (RawFd, bool) {
+    (SPREAD_AT + 2 * k, k % 3 == 0)
+}
+
 /// Moves `fd` to number `at` (dup3 sets close-on-exec as asked; dup2 would clear it).
 fn place(fd: RawFd, at: RawFd, cloexec: bool) {
     let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
@@ -349,6 +358,10 @@ fn setup_flags(work: &str) {
     std::fs::write(&f, vec![b'x'; 2 * PAGE]).unwrap();
     for &(at, flags, cloexec) in &WANTED {
         place(open_raw(&f, flags), at, cloexec);
+    }
+    for k in 0..SPREAD {
+        let (at, cloexec) = spread_fd(k);
+        place(open_raw(&f, libc::O_RDONLY), at, cloexec);
     }
     // SAFETY: lseek on fds just placed.
     unsafe {
@@ -369,6 +382,17 @@ fn check_flags(shared_at: i64) -> Check {
         let fdfl = getfd(fd);
         ensure((fdfl & libc::FD_CLOEXEC != 0) == cloexec, || {
             format!("fd {fd}: close-on-exec {fdfl}")
+        })?;
+    }
+    for k in 0..SPREAD {
+        let (at, cloexec) = spread_fd(k);
+        let fdfl = getfd(at);
+        ensure(
+            fdfl >= 0 && (fdfl & libc::FD_CLOEXEC != 0) == cloexec,
+            || format!("fd {at}: flags {fdfl}, close-on-exec wanted {cloexec}"),
+        )?;
+        ensure(getfd(at + 1) < 0, || {
+            format!("fd {} is open, it was not", at + 1)
         })?;
     }
     // SAFETY: lseek on fds of this process.
