@@ -1,6 +1,7 @@
 //! A container made only with Debian tools: an overlayfs root built from busybox-static,
 //! entered with `unshare --mount --pid --fork` and `pivot_root`, with its own `/proc`, a
-//! tmpfs `/dev` holding a device node, and a data directory bind-mounted from the host. It is
+//! tmpfs `/dev` holding a device node, a data directory bind-mounted from the host and a
+//! second overlay of its own (mounted anew at restore from its layers' paths). It is
 //! dumped with `--external mnt[]` (the data bind is found in criu's own mounts) and restored
 //! with `--root` on the same overlay and `--ext-mount-map auto`; it keeps running, keeps its
 //! pid 1 and sees the same mounts. Needs root; runs in the nextest `serial` group; CI installs
@@ -24,6 +25,7 @@ const INNER: &str = "set -e
 mount --make-rprivate /
 cd ROOT/merged
 mount --bind ROOT/data data
+mount -t overlay overlay -o lowerdir=ROOT/l2,upperdir=ROOT/u2,workdir=ROOT/w2 ovl
 pivot_root . old
 cd /
 mount -t proc proc /proc
@@ -31,7 +33,8 @@ mount -t tmpfs -o mode=755 tmpfs /dev
 mknod /dev/null c 1 3
 umount -l /old
 exec setsid /bin/sh -c 'exec 10>&-; i=0; while :; do i=$((i+1)); \
-echo \"$i $(cat /data/greeting) $$\" > /data/count.new; mv /data/count.new /data/count; \
+echo \"$i $(cat /data/greeting) $$ $(cat /ovl/inner)\" > /data/count.new; \
+mv /data/count.new /data/count; echo $i > /ovl/written; \
 sleep 0.05; done' </dev/null >/dev/null 2>&1 10>&-
 ";
 
@@ -83,12 +86,13 @@ fn read(path: &Path) -> String {
 impl Container {
     fn start(dir: &Path) -> Container {
         let lower = dir.join("lower");
-        for d in ["bin", "proc", "dev", "data", "old"] {
+        for d in ["bin", "proc", "dev", "data", "old", "ovl"] {
             std::fs::create_dir_all(lower.join(d)).unwrap();
         }
-        for d in ["upper", "work", "merged", "data"] {
+        for d in ["upper", "work", "merged", "data", "l2", "u2", "w2"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
+        std::fs::write(dir.join("l2/inner"), "inner\n").unwrap();
         std::fs::copy(busybox(), lower.join("bin/busybox")).unwrap();
         let applets = [
             "sh", "sleep", "cat", "mv", "mount", "umount", "mknod", "setsid",
@@ -223,11 +227,12 @@ fn an_overlay_container_made_with_unshare_and_pivot_root_comes_back() {
         went_on,
         "the container stopped counting at {start}: {after:?}"
     );
-    assert_eq!(
-        after[1..],
-        ["hello".to_string(), "1".to_string()],
-        "{after:?}"
-    );
+    assert_eq!(after[1..], ["hello", "1", "inner"], "{after:?}");
+    // The inner overlay writes to its upper layer on the host.
+    let written = || read(&dir.join("u2/written")).parse::<u64>().unwrap_or(0);
+    let now = written();
+    let writes = wait_until(Duration::from_secs(10), || written() > now);
+    assert!(writes, "the inner overlay is not written");
     let null = std::fs::metadata(format!("/proc/{}/root/dev/null", c.root)).unwrap();
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     assert!(null.file_type().is_char_device() && null.rdev() == libc::makedev(1, 3));

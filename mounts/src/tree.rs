@@ -41,7 +41,9 @@ pub struct Tree {
 }
 
 /// Filesystems mounted anew at restore (their content, where they have any, comes from an
-/// image: tmpfs) when no other mount of the tree holds them.
+/// image: tmpfs) when no other mount of the tree holds them. An overlay is mounted again
+/// with its layers' paths as the mounter gave them (the kernel shows them so), resolved in
+/// the mount helper's view: criu's mounts, before the tree's root replaces them.
 pub fn fresh_fs(code: u32) -> bool {
     matches!(
         Fstype::try_from(code as i32),
@@ -58,7 +60,8 @@ pub fn fresh_fs(code: u32) -> bool {
             | Fstype::Tracefs
             | Fstype::Securityfs
             | Fstype::Pstore
-            | Fstype::Fusectl)
+            | Fstype::Fusectl
+            | Fstype::Overlayfs)
     )
 }
 
