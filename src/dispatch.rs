@@ -36,8 +36,9 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
         Command::Swrk { fd } => crate::rpc::swrk(*fd),
         Command::Service => crate::rpc::serve(o, dirs),
         Command::PageServer => commands::page_server::run(o, dirs),
+        Command::Dedup => commands::dedup::run(&dirs.images),
         // Refused above, with the options they were given.
-        Command::LazyPages | Command::Dedup => {
+        Command::LazyPages => {
             tracing::error!("{}: not supported yet by this criu", inv.command.name());
             1
         }

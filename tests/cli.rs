@@ -244,16 +244,16 @@ fn dump_refuses_external_kinds_it_does_not_handle() {
 fn an_option_from_a_config_file_is_refused_too() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("c.conf");
-    std::fs::write(&conf, "auto-dedup\n").unwrap();
+    std::fs::write(&conf, "lazy-pages\n").unwrap();
     let cfg = format!("--config={}", conf.display());
     let out = criu(&["dump", &cfg, "-t", "999999999"], dir.path());
-    assert_refused(&out, "dump: option --auto-dedup is not supported yet");
+    assert_refused(&out, "dump: option --lazy-pages is not supported yet");
 }
 
 #[test]
 fn commands_not_implemented_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    for cmd in [&["lazy-pages"][..], &["dedup"]] {
+    for cmd in [&["lazy-pages"][..]] {
         let mut args = cmd.to_vec();
         args.push("--no-default-config");
         let out = criu(&args, dir.path());
@@ -264,6 +264,18 @@ fn commands_not_implemented_are_refused() {
             text(&out.stderr)
         );
     }
+}
+
+#[test]
+fn dedup_without_a_parent_dump_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = criu(&["dedup", "--no-default-config", "-D", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("no parent dump to deduplicate against"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -25,7 +25,10 @@ mod state_task;
 use std::path::PathBuf;
 
 use harness::require_root;
-use mp_tree::{criu, criu_ok, pages_bytes, read, restore_and_check, Tree, MIB};
+use mp_tree::{
+    criu, criu_ok, pages_allocated, pages_bytes, read, restore_and_check, restore_and_check_with,
+    Tree, MIB,
+};
 
 const AREA_MIB: u64 = 256;
 
@@ -224,5 +227,74 @@ fn a_failed_pre_dump_leaves_no_tracker_behind() {
         tree.verdicts(),
         vec![("parent".to_string(), "PASS\n".to_string())],
         "memory after the failed pre-dump"
+    );
+}
+
+/// A final dump with `--auto-dedup` after a pre-dump: the pages it holds go out of the
+/// pre-dump's images (which take less disk; `criu dedup` afterwards finds nothing more), and the
+/// chain still restores every page exactly; a restore with `--auto-dedup` then punches the
+/// pages it read out of the images too.
+#[test]
+fn dedup_frees_superseded_pages_and_the_chain_still_restores() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    if criu(&["check", "--feature", "mem_dirty_track"], d)
+        .status
+        .code()
+        != Some(0)
+    {
+        missing_feature("memory tracking, which pre-dump needs", "dedup_frees");
+    }
+    for sub in ["img/1", "img/final"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    let mut tree = Tree::start(d, 64);
+    let pid = tree.root().to_string();
+    criu_ok(
+        &[
+            "pre-dump", "-t", &pid, "-D", "img/1", "-o", "dump.log", "-v4",
+        ],
+        d,
+        &["img/1/dump.log"],
+    );
+    let before = tree.pids();
+    let parent_before = pages_allocated(&d.join("img/1"));
+    let final_args = [
+        "dump",
+        "-t",
+        &pid,
+        "-D",
+        "img/final",
+        "--prev-images-dir",
+        "../1",
+        "--track-mem",
+        "--auto-dedup",
+        "-o",
+        "dump.log",
+        "-v4",
+    ];
+    criu_ok(&final_args, d, &["img/final/dump.log"]);
+    tree.wait_gone();
+    let parent_after = pages_allocated(&d.join("img/1"));
+    let written = pages_bytes(&d.join("img/final"));
+    eprintln!("pre-dump pages: {parent_before} bytes allocated, {parent_after} after the final dump with --auto-dedup, which wrote {written}");
+    assert!(
+        parent_after < parent_before && parent_before - parent_after <= written,
+        "--auto-dedup freed {parent_before} -> {parent_after} bytes of the pre-dump's pages; the final dump holds {written}"
+    );
+    // Again by hand: nothing more to free, and it says what it did.
+    criu_ok(
+        &["dedup", "-D", "img/final", "-o", "dedup.log", "-v4"],
+        d,
+        &["img/final/dedup.log"],
+    );
+    assert_eq!(pages_allocated(&d.join("img/1")), parent_after);
+    assert!(read(&d.join("img/final/dedup.log")).contains("Deduplicated: 1 pagemap(s)"));
+    restore_and_check_with(d, "img/final", &tree, &before, &["--auto-dedup"]);
+    let left = pages_allocated(&d.join("img/final")) + pages_allocated(&d.join("img/1"));
+    assert!(
+        left < parent_after,
+        "a restore with --auto-dedup left {left} bytes of pages"
     );
 }

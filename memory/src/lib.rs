@@ -2,6 +2,7 @@
 //! `pagemap-*.img`/`pages-*.img`; `restore` maps the VMAs back and fills them.
 pub mod aio;
 pub mod chain;
+pub mod dedup;
 pub mod dump_mm;
 pub mod dump_pages;
 pub mod dump_shmem;

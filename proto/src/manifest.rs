@@ -111,6 +111,32 @@ pub fn write(dir: &Path, known: &BTreeMap<String, u128>) -> Result<usize, Manife
     Ok(names.len())
 }
 
+/// Brings the lines of `names` up to date after those images changed on purpose (dedup
+/// punched pages out of them); a dump without a manifest (CRIU's) stays without one.
+pub fn update(dir: &Path, names: &[String]) -> Result<(), ManifestError> {
+    let path = dir.join(NAME);
+    let text = match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.map_err(io(&path))?,
+    };
+    let fresh: BTreeMap<&String, String> = names.iter().zip(hash_all(dir, names)?).collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line
+            .split_once("  ")
+            .and_then(|(_, n)| fresh.get(&n.to_string()).map(|h| (n, h)))
+        {
+            Some((name, h)) => out.push_str(&format!("{h}  {name}\n")),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    let mut f = crate::create_image_file(&path).map_err(io(&path))?;
+    std::io::Write::write_all(&mut f, out.as_bytes()).map_err(io(&path))
+}
+
 /// Checks every image the manifest of `dir` lists.
 pub fn verify(dir: &Path) -> Result<Verified, ManifestError> {
     let path = dir.join(NAME);

@@ -164,6 +164,9 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
     };
     match dump::run(req) {
         Ok(report) => {
+            if o.auto_dedup && o.prev_images_dir.is_some() {
+                super::dedup::dedup(images)?;
+            }
             // For the next dump of the series: none follows one that killed the tree.
             if let Some(store) = pidfd_store.as_ref().filter(|_| release != Release::Kill) {
                 let pids: Vec<i32> = report.tasks.iter().map(|t| t.host_pid).collect();

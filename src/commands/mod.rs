@@ -1,6 +1,7 @@
 //! One module per criu command.
 pub mod check;
 pub mod cpuinfo;
+pub mod dedup;
 pub mod dump;
 pub mod exec;
 pub mod mount_helper;

@@ -104,7 +104,12 @@ pub fn restore(o: &Options, dirs: &Dirs) -> Result<i32, String> {
         other => other.to_string(),
     })?;
     tracing::info!("Restore finished successfully. Tasks resumed.");
-    // The tree runs: a failing post-resume script cannot undo the restore.
+    // The tree runs: neither a failing dedup nor a failing post-resume script undoes it.
+    if o.auto_dedup {
+        if let Err(e) = super::dedup::after_restore(&dirs.images) {
+            tracing::error!("{e}");
+        }
+    }
     if let Err(e) = scripts.run(Action::PostResume, Some(root)) {
         tracing::error!("{e}");
     }

@@ -82,7 +82,7 @@ impl Kind {
 
     /// Commands this criu does not implement; `show` answers on its own (it is deprecated).
     pub fn implemented(self) -> bool {
-        !matches!(self, Kind::LazyPages | Kind::Dedup)
+        !matches!(self, Kind::LazyPages)
     }
 }
 
@@ -142,6 +142,7 @@ pub fn scope(opt: Opt) -> Scope {
         // (checked by `refusals`).
         Opt::External => Only(&[Dump, PreDump, Restore]),
         Opt::ExtMountMap => Only(&[Dump, PreDump, Restore]),
+        Opt::AutoDedup => Only(&[Dump, PreDump, Restore]),
         // Used at dump, to autodetect external mounts; accepted at restore, as CRIU does.
         Opt::EnableExternalSharing | Opt::EnableExternalMasters => {
             Only(&[Dump, PreDump, Restore])
@@ -205,7 +206,6 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::LsmMountContext
         // Iterative and remote memory.
         | Opt::LazyPages
-        | Opt::AutoDedup
         | Opt::Stream
         | Opt::Tls
         | Opt::TlsCacert

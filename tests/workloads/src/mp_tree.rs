@@ -93,6 +93,16 @@ pub fn pages_bytes(dir: &Path) -> u64 {
     images(dir, "pages-").iter().map(|(_, n)| n).sum()
 }
 
+/// Bytes of disk `dir`'s pages-*.img files take (holes punched by dedup take none).
+pub fn pages_allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    images(dir, "pages-")
+        .iter()
+        .filter_map(|(name, _)| std::fs::metadata(dir.join(name)).ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
 /// A started mp_writer tree: its results dir and the pid of each role. Dropping it kills every
 /// pid it knows (also those of a restored tree: the pids are the same) and reaps them.
 pub struct Tree {
@@ -217,12 +227,15 @@ impl Drop for Tree {
 /// Restores the tree from `dir` (relative to `d`) and checks it has the pids `before`, runs,
 /// and every task's memory passes its check.
 pub fn restore_and_check(d: &Path, dir: &str, tree: &Tree, before: &[i32]) {
+    restore_and_check_with(d, dir, tree, before, &[])
+}
+
+/// [`restore_and_check`] with `extra` options for the restore.
+pub fn restore_and_check_with(d: &Path, dir: &str, tree: &Tree, before: &[i32], extra: &[&str]) {
     let log = format!("{dir}/restore.log");
-    criu_ok(
-        &["restore", "-D", dir, "-d", "-o", "restore.log", "-v4"],
-        d,
-        &[&log],
-    );
+    let mut args = vec!["restore", "-D", dir, "-d", "-o", "restore.log", "-v4"];
+    args.extend(extra);
+    criu_ok(&args, d, &[&log]);
     assert_eq!(tree.pids(), before, "pids after restore");
     tree.assert_all_run("after restore");
     let verdicts = tree.verdicts();
