@@ -215,7 +215,7 @@ fn restore_refuses_external_resources() {
     assert_refused(
         &out,
         "restore: option --external tty[1:2]:y is not supported yet (only mnt[KEY]:PATH, \
-         mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+         mnt[], dev[KEY]:DEVICE, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
     );
     assert!(dir.path().join("r.log").exists());
 }
@@ -230,14 +230,11 @@ fn dump_refuses_external_kinds_it_does_not_handle() {
             "-t",
             "999999999",
             "--external",
-            "dev[8/1]:disk",
+            "dev[8]:disk",
         ],
         dir.path(),
     );
-    assert_refused(
-        &out,
-        "dump: option --external dev[8/1]:disk is not supported",
-    );
+    assert_refused(&out, "dump: option --external dev[8]:disk is not supported");
 }
 
 #[test]

@@ -90,28 +90,21 @@ fn assert_refused_naming(pid: i32, named: i32, what: &str) {
 #[test]
 fn a_mount_namespace_with_a_mount_that_cannot_be_restored_is_refused_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    for d in ["lower", "upper", "work", "merged"] {
-        std::fs::create_dir(dir.path().join(d)).unwrap();
-    }
-    let p = |d: &str| dir.path().join(d).display().to_string();
-    let script = format!(
-        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {} && exec sleep 100",
-        p("lower"),
-        p("upper"),
-        p("work"),
-        p("merged")
-    );
+    let mnt = dir.path().join("ram");
+    std::fs::create_dir(&mnt).unwrap();
+    // ramfs: nothing to mount it again from, and no device to name.
+    let script = format!("mount -t ramfs ram {} && exec sleep 100", mnt.display());
     let task = unshared(
         &["-m", "--propagation", "private", "sh", "-c", &script],
         "mnt",
     );
     let pid = task.0.id() as i32;
-    wait_exec_sleep(pid, "the overlay was never mounted");
-    let merged = p("merged");
+    wait_exec_sleep(pid, "the ramfs was never mounted");
+    let mnt = mnt.display();
     assert_refused_naming(
         pid,
         pid,
-        &format!("({merged}, overlay): cannot be restored; make it external with --external mnt[{merged}]:KEY"),
+        &format!("({mnt}, unsupported, source ram): cannot be restored; make it external with --external mnt[{mnt}]:KEY"),
     );
 }
 

@@ -43,6 +43,7 @@ fn collect(pid: i32, opts: &MountOptions) -> Result<Vec<MntEntry>, MountError> {
             }
         }
     }
+    crate::device::mark(&mut entries, &infos, opts);
     crate::auto::detect(&mut entries, opts)?;
     Ok(entries)
 }

@@ -16,6 +16,7 @@
 //! for both halves.
 
 pub mod auto;
+pub mod device;
 pub mod dump;
 pub mod model;
 pub mod pty;
@@ -42,6 +43,9 @@ pub struct MountOptions {
     pub external_sharing: bool,
     /// `--enable-external-masters` (`mnt[]:m`): a slave mount may be autodetected.
     pub external_masters: bool,
+    /// `--external dev[A]:B`. Dump: (MAJOR/MINOR of a block device, its key); restore: (key,
+    /// device node to mount from).
+    pub devices: Vec<(String, String)>,
 }
 
 impl MountOptions {
@@ -64,7 +68,7 @@ pub enum MountError {
     },
     #[error(transparent)]
     Image(#[from] criu_proto::Error),
-    #[error("mount {mnt_id} ({mountpoint}, {fstype}): cannot be restored; make it external with --external mnt[{mountpoint}]:KEY")]
+    #[error("mount {mnt_id} ({mountpoint}, {fstype}): cannot be restored; make it external with --external mnt[{mountpoint}]:KEY (a filesystem on a block device: --external dev[MAJOR/MINOR]:KEY)")]
     Unsupported {
         mnt_id: u32,
         mountpoint: String,

@@ -46,6 +46,9 @@ pub fn restore_tree(
         ))
     })?;
     for n in &tree.nodes {
+        if let How::Device(key) = &n.how {
+            crate::device::device_for(&n.e, key, opts)?;
+        }
         if let How::External(key) = &n.how {
             if key == crate::auto::AUTODETECTED {
                 crate::auto::source_of(&n.e, opts)?;
@@ -187,7 +190,8 @@ fn build(
                     )
                 })?
             }
-            How::Fresh => fresh(&n.e)?,
+            How::Fresh => fresh(&n.e, None)?,
+            How::Device(key) => fresh(&n.e, Some(crate::device::device_for(&n.e, key, opts)?))?,
         };
         match n.parent {
             None => rustix::mount::move_mount(
@@ -382,8 +386,9 @@ fn attach(mnt: &OwnedFd, parent: &OwnedFd, rel: &Path) -> rustix::io::Result<()>
     rustix::mount::move_mount(mnt, "", &target, "", flags)
 }
 
-/// A new instance of the entry's filesystem, its superblock options set, detached.
-fn fresh(e: &MntEntry) -> Result<OwnedFd, MountError> {
+/// A new instance of the entry's filesystem, its superblock options set, detached; from the
+/// block device `device` when given.
+fn fresh(e: &MntEntry, device: Option<&str>) -> Result<OwnedFd, MountError> {
     let name =
         fstype_name(e.fstype, e.fsname.as_deref()).ok_or_else(|| MountError::Unsupported {
             mnt_id: e.mnt_id,
@@ -395,9 +400,10 @@ fn fresh(e: &MntEntry) -> Result<OwnedFd, MountError> {
     };
     let fs = rustix::mount::fsopen(name, FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|err| fail(format!("fsopen {name}"), err))?;
-    if !e.source.is_empty() {
-        rustix::mount::fsconfig_set_string(&fs, "source", e.source.as_str())
-            .map_err(|err| fail(format!("source {}", e.source), err))?;
+    let source = device.unwrap_or(e.source.as_str());
+    if !source.is_empty() {
+        rustix::mount::fsconfig_set_string(&fs, "source", source)
+            .map_err(|err| fail(format!("source {source}"), err))?;
     }
     let mut sb = e.sb_flags.unwrap_or(0);
     // A tmpfs gets its content first: read-only comes after (`tmpfs::seal`).
@@ -662,6 +668,9 @@ pub fn restore_in_ns(
     }
     if opts.auto_external {
         cmd.arg("--auto-external").arg("yes");
+    }
+    for (key, device) in &opts.devices {
+        cmd.arg("--device").arg(format!("{key}:{device}"));
     }
     let what = format!("the mount helper for pid {pid}");
     // The masters of bind-mounted pty slaves come back over this (see pty.rs).

@@ -18,6 +18,8 @@ pub enum How {
     External(String),
     /// A new instance of its filesystem.
     Fresh,
+    /// Its filesystem mounted again from the block device `--external dev[KEY]:DEVICE` names.
+    Device(String),
     /// A bind of `rel` inside the mount at index `from` (a primary where one holds it).
     Bind { from: usize, rel: PathBuf },
 }
@@ -188,12 +190,16 @@ impl Tree {
         // Primaries: the root, externals, and per superblock the mount with the widest root.
         nodes[root].how = How::Root;
         for n in nodes.iter_mut() {
-            if let Some(k) = n.e.ext_key.clone() {
-                n.how = How::External(k);
+            match n.e.ext_key.clone() {
+                Some(k) if k == crate::device::EXTERNAL_DEV => {
+                    n.how = How::Device(crate::device::key_of(&n.e)?);
+                }
+                Some(k) => n.how = How::External(k),
+                None => {}
             }
         }
         nodes[root].how = How::Root;
-        let is_primary = |n: &Node| matches!(n.how, How::Root | How::External(_));
+        let is_primary = |n: &Node| matches!(n.how, How::Root | How::External(_) | How::Device(_));
         let mut tree = Tree { nodes, root };
         let n = tree.nodes.len();
         for i in 0..n {

@@ -26,7 +26,7 @@ struct Args {
 }
 
 fn parse(args: &[OsString]) -> Result<Args, String> {
-    let usage = "usage: criu __mount-helper restore IMAGES_DIR MNT_NS_ID NS_PID [--root PATH] [--external KEY:VAL ...] [--auto-external yes] [--ptys-fd FD]";
+    let usage = "usage: criu __mount-helper restore IMAGES_DIR MNT_NS_ID NS_PID [--root PATH] [--external KEY:VAL ...] [--auto-external yes] [--device KEY:DEVICE ...] [--ptys-fd FD]";
     let s: Vec<String> = args
         .iter()
         .map(|a| {
@@ -56,6 +56,12 @@ fn parse(args: &[OsString]) -> Result<Args, String> {
                 opts.external.push((k.to_owned(), v.to_owned()));
             }
             "--auto-external" => opts.auto_external = val == "yes",
+            "--device" => {
+                let (k, v) = val
+                    .split_once(':')
+                    .ok_or_else(|| format!("--device {val}: expected KEY:DEVICE"))?;
+                opts.devices.push((k.to_owned(), v.to_owned()));
+            }
             "--ptys-fd" => ptys_fd = Some(val.parse().map_err(|_| format!("bad --ptys-fd {val}"))?),
             _ => return Err(format!("unknown argument {a}; {usage}")),
         }

@@ -21,6 +21,14 @@ pub fn mount_options(o: &Options) -> criu_mounts::MountOptions {
         auto_external: o.ext_mount_auto || auto("") || auto(":s") || auto(":m"),
         external_sharing: o.enable_external_sharing || auto(":s"),
         external_masters: o.enable_external_masters || auto(":m"),
+        devices: o
+            .external
+            .iter()
+            .filter_map(|e| {
+                let (a, b) = e.strip_prefix("dev[")?.split_once("]:")?;
+                Some((a.to_string(), b.to_string()))
+            })
+            .collect(),
     }
 }
 

@@ -240,8 +240,21 @@ fn external_ok(kind: Kind, value: &str) -> bool {
         .and_then(|v| v.split_once("]:"))
         .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
         || ["mnt[]", "mnt[]:s", "mnt[]:m"].contains(&value);
+    // dev[MAJOR/MINOR]:KEY at dump, dev[KEY]:DEVICE at restore.
+    let dev = value
+        .strip_prefix("dev[")
+        .and_then(|v| v.split_once("]:"))
+        .is_some_and(|(a, b)| {
+            !b.is_empty()
+                && match kind {
+                    Kind::Restore => !a.is_empty(),
+                    _ => a.split_once('/').is_some_and(|(ma, mi)| {
+                        ma.parse::<u32>().is_ok() && mi.parse::<u32>().is_ok()
+                    }),
+                }
+        });
     if kind == Kind::Restore {
-        return mnt || criu_netdev::links::outside::Outside::is_ours(value);
+        return mnt || dev || criu_netdev::links::outside::Outside::is_ours(value);
     }
     let unix = value
         .strip_prefix("unix[")
@@ -251,7 +264,7 @@ fn external_ok(kind: Kind, value: &str) -> bool {
         .strip_prefix("net[")
         .and_then(|v| v.split_once("]:"))
         .is_some_and(|(ino, key)| ino.parse::<u64>().is_ok() && !key.is_empty());
-    matches!(kind, Kind::Dump | Kind::PreDump) && (unix || net || mnt)
+    matches!(kind, Kind::Dump | Kind::PreDump) && (unix || net || mnt || dev)
 }
 
 /// Why `cmd` cannot run with `o`: one message per option set that the command does not
@@ -271,9 +284,9 @@ pub fn refusals(cmd: &Command, o: &Options) -> Vec<String> {
             ));
         } else if spec.id == Opt::External {
             let only = if kind == Kind::Restore {
-                "only mnt[KEY]:PATH, mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are"
+                "only mnt[KEY]:PATH, mnt[], dev[KEY]:DEVICE, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are"
             } else {
-                "only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are"
+                "only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY, mnt[] and dev[MAJOR/MINOR]:KEY are"
             };
             for value in o.external.iter().filter(|v| !external_ok(kind, v)) {
                 out.push(format!(
@@ -526,9 +539,9 @@ mod tests {
         assert_eq!(
             refusals(&Command::Dump, &o),
             vec![
-                "dump: option --external veth[x]:y is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are)",
-                "dump: option --external unix[abc] is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are)",
-                "dump: option --external mnt[]:x is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY and mnt[] are)",
+                "dump: option --external veth[x]:y is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY, mnt[] and dev[MAJOR/MINOR]:KEY are)",
+                "dump: option --external unix[abc] is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY, mnt[] and dev[MAJOR/MINOR]:KEY are)",
+                "dump: option --external mnt[]:x is not supported yet (only unix[INODE], net[INODE]:KEY, mnt[MOUNTPOINT]:KEY, mnt[] and dev[MAJOR/MINOR]:KEY are)",
             ]
         );
         o.external = vec!["unix[123]".into(), "net[4026531992]:extnet".into()];
@@ -536,8 +549,8 @@ mod tests {
         assert_eq!(
             refusals(&Command::Restore { exec_cmd: vec![] }, &o),
             vec![
-                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH, mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
-                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH, mnt[], veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+                "restore: option --external unix[123] is not supported yet (only mnt[KEY]:PATH, mnt[], dev[KEY]:DEVICE, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
+                "restore: option --external net[4026531992]:extnet is not supported yet (only mnt[KEY]:PATH, mnt[], dev[KEY]:DEVICE, veth[IN]:OUT[@BRIDGE], macvlan[IN]:OUT and netdev[IN]:OUT are)",
             ]
         );
         o.external = vec![
