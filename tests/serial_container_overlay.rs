@@ -17,7 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{descendants, in_session, kill_tree, require_root, wait_until};
-use state_task::criu;
 
 /// What runs in the container: set up the mounts, pivot into the overlay, then a shell that
 /// counts into the data directory with its pid as it sees it.
@@ -170,54 +169,15 @@ fn an_overlay_container_made_with_unshare_and_pivot_root_comes_back() {
         Some("1"),
         "the shell is not pid 1: {before:?}"
     );
-    std::fs::create_dir(dir.join("images")).unwrap();
-    let root = c.root.to_string();
-    let dump = [
-        "dump",
-        "-t",
-        &root,
-        "-D",
-        "images",
-        "-o",
-        "dump.log",
-        "-v4",
-        "--external",
-        "mnt[]",
-    ];
-    let out = criu(&dump, dir);
-    assert!(
-        out.status.success(),
-        "dump: {}",
-        state_task::log(dir, "dump.log")
-    );
+    state_task::dump_tree(dir, c.root, &["--external", "mnt[]"]);
     if let Some(mut u) = c.unshare.take() {
         let _ = u.wait();
     }
     let gone = wait_until(Duration::from_secs(30), || in_session(c.root).is_empty());
     assert!(gone, "the dumped container lingers");
     let merged = dir.join("merged").display().to_string();
-    let restore = [
-        "restore",
-        "-D",
-        "images",
-        "-o",
-        "restore.log",
-        "-v4",
-        "-d",
-        "--pidfile",
-        "pid",
-        "--root",
-        &merged,
-        "--ext-mount-map",
-        "auto",
-    ];
-    let out = criu(&restore, dir);
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        state_task::log(dir, "restore.log")
-    );
-    c.root = read(&dir.join("images/pid")).parse().unwrap();
+    let auto = ["--root", &merged, "--ext-mount-map", "auto"];
+    c.root = state_task::restore_tree(dir, &auto);
     assert_eq!(c.mounts(), before.0, "the container's mounts");
     let count = |v: &[String]| v.first().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
     let start = count(&c.count());

@@ -15,7 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{in_session, kill_tree, require_root, wait_until};
-use state_task::criu;
 
 /// A loop device over an image file, detached when dropped.
 struct Loop(String);
@@ -102,50 +101,13 @@ fn a_block_device_mount_comes_back_from_its_device() {
     assert!(wait_until(Duration::from_secs(10), || read(
         &d.join("seen")
     ) == "on-disk"));
-    std::fs::create_dir(d.join("images")).unwrap();
-    let root = pid.to_string();
     let dev_key = format!("dev[{major}/{minor}]:disk");
-    let dump = [
-        "dump",
-        "-t",
-        &root,
-        "-D",
-        "images",
-        "-o",
-        "dump.log",
-        "-v4",
-        "--external",
-        &dev_key,
-    ];
-    let out = criu(&dump, d);
-    assert!(
-        out.status.success(),
-        "dump: {}",
-        state_task::log(d, "dump.log")
-    );
+    state_task::dump_tree(d, pid, &["--external", &dev_key]);
     let _ = task.0.wait();
     assert!(wait_until(Duration::from_secs(30), || in_session(pid).is_empty()));
     std::fs::remove_file(d.join("seen")).unwrap();
     let device = format!("dev[disk]:{}", dev.0);
-    let restore = [
-        "restore",
-        "-D",
-        "images",
-        "-o",
-        "restore.log",
-        "-v4",
-        "-d",
-        "--root",
-        "/",
-        "--external",
-        &device,
-    ];
-    let out = criu(&restore, d);
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        state_task::log(d, "restore.log")
-    );
+    state_task::restore_tree(d, &["--root", "/", "--external", &device]);
     assert!(
         wait_until(Duration::from_secs(10), || read(&d.join("seen"))
             == "on-disk"),

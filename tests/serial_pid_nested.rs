@@ -15,7 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{descendants, in_session, kill_tree, require_root, wait_until};
-use state_task::criu;
 
 /// The nested namespace's init: a loop that counts and writes the parent pid a new child of
 /// it sees (1 if it is still its namespace's init), beside a long sleeper (pid 2) and a
@@ -142,15 +141,7 @@ fn went_on(dir: &Path, root: i32) {
 /// Dumps the tree under `root` (which dies), reaps its launcher, restores it; returns the
 /// restored root.
 fn dump_and_restore(dir: &Path, root: i32, tree: &mut Tree) -> i32 {
-    std::fs::create_dir_all(dir.join("images")).unwrap();
-    let pid = root.to_string();
-    let dump = ["dump", "-t", &pid, "-D", "images", "-o", "dump.log", "-v4"];
-    let out = criu(&dump, dir);
-    assert!(
-        out.status.success(),
-        "dump: {}",
-        state_task::log(dir, "dump.log")
-    );
+    state_task::dump_tree(dir, root, &[]);
     assert!(dir.join("images/pid-levels.img").exists());
     let _ = tree.launcher.wait();
     // The root's pid stays taken while a task of its session lives: the nested init, orphaned
@@ -161,24 +152,7 @@ fn dump_and_restore(dir: &Path, root: i32, tree: &mut Tree) -> i32 {
         "the old tree's session lingers: {:?}",
         in_session(root)
     );
-    let restore = [
-        "restore",
-        "-D",
-        "images",
-        "-o",
-        "restore.log",
-        "-v4",
-        "-d",
-        "--pidfile",
-        "pid",
-    ];
-    let out = criu(&restore, dir);
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        state_task::log(dir, "restore.log")
-    );
-    tree.restored = read(&dir.join("images/pid")).parse().unwrap();
+    tree.restored = state_task::restore_tree(dir, &[]);
     tree.restored
 }
 

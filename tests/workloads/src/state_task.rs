@@ -34,6 +34,29 @@ pub fn log(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join("images").join(name)).unwrap_or_default()
 }
 
+/// `criu dump -t ROOT -D images -o dump.log -v4 EXTRA` in `dir` (its `images` made first);
+/// panics with the log when it fails.
+pub fn dump_tree(dir: &Path, root: i32, extra: &[&str]) {
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    let root = root.to_string();
+    let mut args = vec!["dump", "-t", &root, "-D", "images", "-o", "dump.log", "-v4"];
+    args.extend(extra);
+    let out = criu(&args, dir);
+    assert!(out.status.success(), "dump: {}", log(dir, "dump.log"));
+}
+
+/// `criu restore -D images -o restore.log -v4 -d --pidfile pid EXTRA` in `dir`; the restored
+/// root (as criu sees it). Panics with the log when it fails.
+pub fn restore_tree(dir: &Path, extra: &[&str]) -> i32 {
+    let mut args = vec!["restore", "-D", "images", "-o", "restore.log", "-v4", "-d"];
+    args.extend(["--pidfile", "pid"]);
+    args.extend(extra);
+    let out = criu(&args, dir);
+    assert!(out.status.success(), "restore: {}", log(dir, "restore.log"));
+    let pid = std::fs::read_to_string(dir.join("images/pid")).unwrap_or_default();
+    pid.trim().parse().expect("the restore's pidfile")
+}
+
 /// Where a workload reads its result file (and work dir) in its argv.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Argv {
