@@ -11,8 +11,8 @@
 //! - a pre-dump whose parent images directory does not exist fails, as CRIU's does ("Invalid
 //!   parent image directory provided"), before touching the tree, which runs on intact.
 //!
-//! The first test needs soft-dirty page tracking (CONFIG_MEM_SOFT_DIRTY); on a kernel without
-//! it, it fails naming it. Leave it out with
+//! The pre-dump tests need memory tracking between dumps (soft-dirty, or userfaultfd
+//! write-protection with PAGEMAP_SCAN); on a kernel without either, they fail naming it. Leave it out with
 //! `cargo nextest run -E 'not test(three_pre_dumps)'` (nextest counts it as skipped).
 
 #[path = "workloads/src/harness.rs"]
@@ -40,21 +40,27 @@ fn missing_feature(feature: &str, filter: &str) -> ! {
     )
 }
 
-#[test]
-fn three_pre_dumps_then_a_dump_restore_memory_exactly() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Panics naming the missing feature unless criu can track memory between dumps here
+/// (soft-dirty, or userfaultfd write-protection with PAGEMAP_SCAN).
+fn require_memory_tracking(d: &std::path::Path, filter: &str) {
     if criu(&["check", "--feature", "mem_dirty_track"], d)
         .status
         .code()
         != Some(0)
     {
         missing_feature(
-            "soft-dirty page tracking (CONFIG_MEM_SOFT_DIRTY), which pre-dump needs",
-            "three_pre_dumps",
+            "memory tracking between dumps, which pre-dump needs",
+            filter,
         );
     }
+}
+
+#[test]
+fn three_pre_dumps_then_a_dump_restore_memory_exactly() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    require_memory_tracking(d, "three_pre_dumps");
     for sub in ["img/1", "img/2", "img/3", "img/final"] {
         std::fs::create_dir_all(d.join(sub)).unwrap();
     }
@@ -239,13 +245,7 @@ fn dedup_frees_superseded_pages_and_the_chain_still_restores() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    if criu(&["check", "--feature", "mem_dirty_track"], d)
-        .status
-        .code()
-        != Some(0)
-    {
-        missing_feature("memory tracking, which pre-dump needs", "dedup_frees");
-    }
+    require_memory_tracking(d, "dedup_frees");
     for sub in ["img/1", "img/final"] {
         std::fs::create_dir_all(d.join(sub)).unwrap();
     }
