@@ -12,8 +12,8 @@
 //!   parent image directory provided"), before touching the tree, which runs on intact.
 //!
 //! The pre-dump tests need memory tracking between dumps (soft-dirty, or userfaultfd
-//! write-protection with PAGEMAP_SCAN); on a kernel without either, they fail naming it. Leave it out with
-//! `cargo nextest run -E 'not test(three_pre_dumps)'` (nextest counts it as skipped).
+//! write-protection with PAGEMAP_SCAN); on a kernel without either, they fail naming it and
+//! the filter that leaves them out (`cargo nextest run -E 'not test(three_pre_dumps)'`).
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
