@@ -14,6 +14,15 @@ pub fn run(inv: &Invocation, dirs: &Dirs) -> i32 {
         }
         return 1;
     }
+    if matches!(
+        inv.command,
+        Command::Dump | Command::PreDump | Command::Restore { .. } | Command::Check
+    ) {
+        if let Err(e) = commands::privileges::check(inv.command.name(), o.unprivileged) {
+            tracing::error!("{e}");
+            return 1;
+        }
+    }
     match &inv.command {
         Command::Check => commands::check::run_options(o),
         Command::Exec { syscall } => match o.tree {

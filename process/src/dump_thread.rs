@@ -142,7 +142,13 @@ pub fn dump_thread(pid: i32, tracee: &mut Tracee) -> Result<ThreadDump> {
     let tid = tracee.tid();
     let terr = |source| ThreadDumpError::Tracee { tid, source };
     let seccomp_mode = tracee.seccomp_mode().map_err(terr)?;
-    let seccomp_filters = tracee.seccomp_filters().map_err(terr)?;
+    // Filters exist only in filter mode (2); reading them needs CAP_SYS_ADMIN, which an
+    // unprivileged criu lacks.
+    let seccomp_filters = if seccomp_mode == 2 {
+        tracee.seccomp_filters().map_err(terr)?
+    } else {
+        Vec::new()
+    };
     let regs = tracee.regs().map_err(terr)?;
     let xsave = tracee.xsave().map_err(terr)?;
     let sigmask = tracee.sigmask().map_err(terr)?;

@@ -1,7 +1,8 @@
 //! Restore half of credentials: groups, ids, capability sets, securebits, no_new_privs, run by
-//! injection inside the task while it still has criu's full privileges. Uid changes happen with
+//! injection inside the task while it still has criu's privileges. Uid changes happen with
 //! SECBIT_NO_SETUID_FIXUP so they do not touch capabilities; the sets are then cut down to the
-//! dumped ones, bounding set first (it needs CAP_SETPCAP), ambient last.
+//! dumped ones, bounding set first (it needs CAP_SETPCAP), ambient last. Steps that would
+//! change nothing are left out (an unprivileged criu may not take them).
 
 use criu_proto::images::CredsEntry;
 use criu_tracee::remote::Remote;
@@ -27,38 +28,54 @@ fn last_cap() -> u32 {
 }
 
 pub fn restore_creds(r: &mut Remote, c: &CredsEntry) -> Result<(), TraceeError> {
-    let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-    let at = r.arg(&groups)?;
-    r.call(
-        "setgroups",
-        libc::SYS_setgroups,
-        &[c.groups.len() as u64, at],
-    )?;
-    r.call(
-        "prctl(PR_SET_SECUREBITS)",
-        libc::SYS_prctl,
-        &[
-            libc::PR_SET_SECUREBITS as u64,
-            SECBIT_NO_SETUID_FIXUP,
-            0,
-            0,
-            0,
-        ],
-    )?;
-    r.call(
-        "setresgid",
-        libc::SYS_setresgid,
-        &[u64::from(c.gid), u64::from(c.egid), u64::from(c.sgid)],
-    )?;
-    r.call("setfsgid", libc::SYS_setfsgid, &[u64::from(c.fsgid)])?;
-    r.call(
-        "setresuid",
-        libc::SYS_setresuid,
-        &[u64::from(c.uid), u64::from(c.euid), u64::from(c.suid)],
-    )?;
-    r.call("setfsuid", libc::SYS_setfsuid, &[u64::from(c.fsuid)])?;
+    // What the thread has now (criu's, from its stub): a step that would change nothing is
+    // left out, so that an unprivileged criu (no CAP_SETGID, CAP_SETPCAP) restores its own
+    // user's tasks. The values are criu's view; in another user namespace they differ from
+    // the dumped ones, and every step is taken.
+    let tid = r.inj.tracee().tid();
+    let now = criu_procfs::read_status(tid).map_err(|e| TraceeError::Unexpected {
+        tid,
+        what: format!("cannot read its credentials: {e}"),
+    })?;
+    if now.groups != c.groups {
+        let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+        let at = r.arg(&groups)?;
+        r.call(
+            "setgroups",
+            libc::SYS_setgroups,
+            &[c.groups.len() as u64, at],
+        )?;
+    }
+    let ids_change =
+        now.uid != [c.uid, c.euid, c.suid, c.fsuid] || now.gid != [c.gid, c.egid, c.sgid, c.fsgid];
+    if ids_change {
+        r.call(
+            "prctl(PR_SET_SECUREBITS)",
+            libc::SYS_prctl,
+            &[
+                libc::PR_SET_SECUREBITS as u64,
+                SECBIT_NO_SETUID_FIXUP,
+                0,
+                0,
+                0,
+            ],
+        )?;
+        r.call(
+            "setresgid",
+            libc::SYS_setresgid,
+            &[u64::from(c.gid), u64::from(c.egid), u64::from(c.sgid)],
+        )?;
+        r.call("setfsgid", libc::SYS_setfsgid, &[u64::from(c.fsgid)])?;
+        r.call(
+            "setresuid",
+            libc::SYS_setresuid,
+            &[u64::from(c.uid), u64::from(c.euid), u64::from(c.suid)],
+        )?;
+        r.call("setfsuid", libc::SYS_setfsuid, &[u64::from(c.fsuid)])?;
+    }
     for cap in 0..=last_cap() {
-        if !has_cap(&c.cap_bnd, cap) {
+        let held = now.cap_bnd & (1u64 << cap) != 0;
+        if held && !has_cap(&c.cap_bnd, cap) {
             r.call(
                 "prctl(PR_CAPBSET_DROP)",
                 libc::SYS_prctl,
@@ -66,17 +83,24 @@ pub fn restore_creds(r: &mut Remote, c: &CredsEntry) -> Result<(), TraceeError> 
             )?;
         }
     }
-    r.call(
-        "prctl(PR_SET_SECUREBITS)",
+    let secbits = r.call(
+        "prctl(PR_GET_SECUREBITS)",
         libc::SYS_prctl,
-        &[
-            libc::PR_SET_SECUREBITS as u64,
-            u64::from(c.secbits),
-            0,
-            0,
-            0,
-        ],
+        &[libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0],
     )?;
+    if secbits as u64 != u64::from(c.secbits) {
+        r.call(
+            "prctl(PR_SET_SECUREBITS)",
+            libc::SYS_prctl,
+            &[
+                libc::PR_SET_SECUREBITS as u64,
+                u64::from(c.secbits),
+                0,
+                0,
+                0,
+            ],
+        )?;
+    }
     // struct __user_cap_header_struct, then two __user_cap_data_struct {eff, prm, inh}.
     let mut block = Vec::with_capacity(8 + 24);
     block.extend_from_slice(&LINUX_CAPABILITY_VERSION_3.to_le_bytes());

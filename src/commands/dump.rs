@@ -226,10 +226,14 @@ fn page_server_target(o: &Options) -> Result<Option<dump::PageServerTarget>, Str
 }
 
 /// `--external net[INODE]:KEY`: network namespaces left outside the dump, by inode.
-/// `--manage-cgroups`; CRIU's default (soft) without it.
+/// `--manage-cgroups`; CRIU's default (soft) without it; ignore with `--unprivileged`.
 pub fn cgroup_mode(o: &Options) -> criu_cgroups::Mode {
     use crate::cli::values::CgroupMode as M;
     use criu_cgroups::Mode;
+    // As CRIU: an unprivileged criu leaves cgroups alone.
+    if o.unprivileged {
+        return Mode::Ignore;
+    }
     match o.manage_cgroups {
         None | Some(M::Soft) => Mode::Soft,
         Some(M::None) => Mode::None,

@@ -8,6 +8,7 @@ pub mod mount_helper;
 pub mod mount_opts;
 pub mod network_keeper;
 pub mod page_server;
+pub mod privileges;
 pub mod request_only;
 pub mod restore;
 pub mod restore_watchdog;

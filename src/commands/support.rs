@@ -143,6 +143,7 @@ pub fn scope(opt: Opt) -> Scope {
         Opt::External => Only(&[Dump, PreDump, Restore]),
         Opt::ExtMountMap => Only(&[Dump, PreDump, Restore]),
         Opt::AutoDedup => Only(&[Dump, PreDump, Restore]),
+        Opt::Unprivileged => Only(&[Dump, PreDump, Restore, Check]),
         // Used at dump, to autodetect external mounts; accepted at restore, as CRIU does.
         Opt::EnableExternalSharing | Opt::EnableExternalMasters => {
             Only(&[Dump, PreDump, Restore])
@@ -217,7 +218,7 @@ pub fn scope(opt: Opt) -> Scope {
         | Opt::Libdir
         | Opt::IrmapScanPath
         | Opt::FileValidation
-        | Opt::Unprivileged => Nowhere,
+ => Nowhere,
     }
 }
 
