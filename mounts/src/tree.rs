@@ -376,7 +376,9 @@ mod tests {
                 .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "mount 2 (/mnt, unsupported, source /dev/vdb): cannot be restored; make it external with --external mnt[/mnt]:KEY"
+            "mount 2 (/mnt, unsupported, source /dev/vdb): cannot be restored; make it external with \
+             --external mnt[/mnt]:KEY (a filesystem on a block device: --external \
+             dev[MAJOR/MINOR]:KEY)"
         );
         // `ip netns add` leaves namespace files bind-mounted; their root is no path.
         let e = tree(
@@ -387,7 +389,7 @@ mod tests {
             e.to_string()
                 .starts_with("mount 2 (/run/netns/a, unsupported")
                 && e.to_string()
-                    .ends_with("make it external with --external mnt[/run/netns/a]:KEY"),
+                    .contains("make it external with --external mnt[/run/netns/a]:KEY"),
             "{e}"
         );
     }
