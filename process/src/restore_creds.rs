@@ -30,13 +30,23 @@ fn last_cap() -> u32 {
 pub fn restore_creds(r: &mut Remote, c: &CredsEntry) -> Result<(), TraceeError> {
     // What the thread has now (criu's, from its stub): a step that would change nothing is
     // left out, so that an unprivileged criu (no CAP_SETGID, CAP_SETPCAP) restores its own
-    // user's tasks. The values are criu's view; in another user namespace they differ from
-    // the dumped ones, and every step is taken.
+    // user's tasks. Only in criu's own user namespace: the dumped ids are the task's view,
+    // /proc shows criu's, and in another namespace equal numbers are other ids (a stub that
+    // is still root outside would stay so), so there every step is taken.
     let tid = r.inj.tracee().tid();
-    let now = criu_procfs::read_status(tid).map_err(|e| TraceeError::Unexpected {
+    let unread = |e: String| TraceeError::Unexpected {
         tid,
         what: format!("cannot read its credentials: {e}"),
-    })?;
+    };
+    let user_ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let same_ns = user_ns(&tid.to_string()).is_some_and(|ns| Some(ns) == user_ns("self"));
+    let mut now = criu_procfs::read_status(tid).map_err(|e| unread(e.to_string()))?;
+    if !same_ns {
+        // Nothing to compare with: every step differs.
+        now.groups = vec![u32::MAX];
+        now.uid = [u32::MAX; 4];
+        now.cap_bnd = u64::MAX;
+    }
     if now.groups != c.groups {
         let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
         let at = r.arg(&groups)?;
@@ -88,7 +98,7 @@ pub fn restore_creds(r: &mut Remote, c: &CredsEntry) -> Result<(), TraceeError> 
         libc::SYS_prctl,
         &[libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0],
     )?;
-    if secbits as u64 != u64::from(c.secbits) {
+    if !same_ns || secbits as u64 != u64::from(c.secbits) {
         r.call(
             "prctl(PR_SET_SECUREBITS)",
             libc::SYS_prctl,
