@@ -610,14 +610,17 @@ fn the_service_serves_each_client() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("criu.sock");
-    let mut service = Command::new(env!("CARGO_BIN_EXE_criu"))
-        .args(["service", "--address"])
-        .arg(&path)
-        .args(["-o", "service.log", "-v4"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start criu service");
+    // Killed when the test ends, however it ends.
+    let _service = Service(
+        Command::new(env!("CARGO_BIN_EXE_criu"))
+            .args(["service", "--address"])
+            .arg(&path)
+            .args(["-o", "service.log", "-v4"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start criu service"),
+    );
     let connect = || {
         let sock = socket::socket(
             AddressFamily::Unix,
@@ -631,9 +634,6 @@ fn the_service_serves_each_client() {
     };
     // The socket's name exists from bind(2); it takes connections from listen(2) on.
     let listening = wait_until(Duration::from_secs(10), || connect().is_some());
-    if !listening {
-        let _ = service.kill();
-    }
     assert!(
         listening,
         "criu service never listened on {}",
@@ -650,6 +650,14 @@ fn the_service_serves_each_client() {
         let v = c.ask(req(CriuReqType::Version, None));
         assert!(v.success && v.version.is_some());
     }
-    let _ = service.kill();
-    let _ = service.wait();
+}
+
+/// A `criu service`, killed and reaped when dropped.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
