@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::{descendants, in_session, kill_tree, require_root, wait_until};
+use harness::{descendants, in_session, kill_tree, read_trimmed as read, require_root, wait_until};
 
 /// What runs in the container: set up the mounts, pivot into the overlay, then a shell that
 /// counts into the data directory with its pid as it sees it.
@@ -73,13 +73,6 @@ fn run(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 impl Container {

@@ -11,10 +11,10 @@ mod state_task;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::{in_session, kill_tree, require_root, wait_until};
+use harness::{in_session, read_trimmed as read, require_root, wait_until, KillOnDrop};
 
 /// A loop device over an image file, detached when dropped.
 struct Loop(String);
@@ -22,17 +22,6 @@ struct Loop(String);
 impl Drop for Loop {
     fn drop(&mut self) {
         let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-    }
-}
-
-/// The task, killed when the test ends however it ends.
-struct Task(Child, i32);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        kill_tree(self.1);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -44,13 +33,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -97,13 +79,13 @@ fn a_block_device_mount_comes_back_from_its_device() {
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
-    let mut task = Task(child, pid);
+    let mut task = KillOnDrop { child, pid };
     assert!(wait_until(Duration::from_secs(10), || read(
         &d.join("seen")
     ) == "on-disk"));
     let dev_key = format!("dev[{major}/{minor}]:disk");
     state_task::dump_tree(d, pid, &["--external", &dev_key]);
-    let _ = task.0.wait();
+    let _ = task.child.wait();
     assert!(wait_until(Duration::from_secs(30), || in_session(pid).is_empty()));
     std::fs::remove_file(d.join("seen")).unwrap();
     let device = format!("dev[disk]:{}", dev.0);

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::{descendants, in_session, kill_tree, require_root, wait_until};
+use harness::{descendants, in_session, kill_tree, read_trimmed as read, require_root, wait_until};
 
 /// The nested namespace's init: a loop that counts and writes the parent pid a new child of
 /// it sees (1 if it is still its namespace's init), beside a long sleeper (pid 2) and a
@@ -56,13 +56,6 @@ fn start(dir: &Path, program: &[&str]) -> Tree {
         launcher,
         restored: 0,
     }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 fn cmdline(pid: i32) -> String {

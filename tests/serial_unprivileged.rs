@@ -10,30 +10,12 @@ mod harness;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use harness::{in_session, kill_tree, require_root, wait_until};
+use harness::{in_session, read_trimmed as read, require_root, wait_until, KillOnDrop};
 
 const NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
-
-/// The loop, killed when the test ends however it ends.
-struct Task(Child, i32);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        kill_tree(self.1);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
 
 /// Runs the capable copy of criu in `dir` as nobody.
 fn criu_as_nobody(dir: &Path, args: &[&str]) -> Output {
@@ -89,7 +71,7 @@ fn nobody_dumps_and_restores_its_own_loop_with_unprivileged() {
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
-    let mut task = Task(child, pid);
+    let mut task = KillOnDrop { child, pid };
     let n = || read(&count).parse::<u64>().unwrap_or(0);
     assert!(
         wait_until(Duration::from_secs(10), || n() > 2),
@@ -114,7 +96,7 @@ fn nobody_dumps_and_restores_its_own_loop_with_unprivileged() {
         "dump: {}",
         read(&images.join("dump.log"))
     );
-    let _ = task.0.wait();
+    let _ = task.child.wait();
     assert!(wait_until(Duration::from_secs(30), || in_session(pid).is_empty()));
     let before = n();
     let restore = [

@@ -307,3 +307,26 @@ pub fn in_session(sid: i32) -> Vec<i32> {
         })
         .collect()
 }
+
+/// A file's text without its surrounding whitespace; "" if it cannot be read.
+pub fn read_trimmed(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// A started process and the tree it leads, killed and reaped when dropped, however the test
+/// ends. `pid` may name another process than the child's (the tree a test follows).
+pub struct KillOnDrop {
+    pub child: Child,
+    pub pid: i32,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill_tree(self.pid);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
