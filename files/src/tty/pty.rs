@@ -175,18 +175,7 @@ impl Pairs {
             let (path, flags) = mfile.map_or(("/dev/ptmx", libc::O_RDWR as u32), |f| {
                 (f.path.as_str(), f.flags)
             });
-            let master = match shared.held_ptys.remove(&index) {
-                Some(held) => {
-                    let status = OFlag::from_bits_truncate(flags as i32 & !CREATION_FLAGS);
-                    nix::fcntl::fcntl(&held, nix::fcntl::FcntlArg::F_SETFL(status))
-                        .map_err(err("cannot set the master's status flags"))?;
-                    held
-                }
-                None => {
-                    let ptmx = shared.root.resolve(path);
-                    open_ptmx_index(index, &ptmx.to_string_lossy(), flags)?
-                }
-            };
+            let master = master_of(shared, index, path, flags)?;
             // termios and window size live on the slave side; a master sets them there.
             let params = pair.slave_info.as_ref().unwrap_or(minfo);
             set_params(&master, params).map_err(|(what, errno)| err(what)(errno))?;
@@ -260,13 +249,7 @@ impl Pairs {
 /// Slaves hung up at dump (their master was closed): opened on a new pair of the same index
 /// whose master is closed at once, which hangs them up again.
 fn hung_slaves(index: u32, pair: &Pair, shared: &mut SharedFiles) -> Result<(), TtyError> {
-    let master = match shared.held_ptys.remove(&index) {
-        Some(held) => held,
-        None => {
-            let ptmx = shared.root.resolve("/dev/ptmx");
-            open_ptmx_index(index, &ptmx.to_string_lossy(), libc::O_RDWR as u32)?
-        }
-    };
+    let master = master_of(shared, index, "/dev/ptmx", libc::O_RDWR as u32)?;
     let slaves = open_slaves(index, pair, &shared.root)?;
     drop(master);
     for (id, fd) in slaves {
@@ -298,6 +281,28 @@ fn open_slaves(
             Ok((s.id, fd))
         })
         .collect()
+}
+
+/// The master of pair `index`, with status `flags`: the one the mount tree made for a slave
+/// it binds (a container's /dev/console), else a new one from `ptmx` (through the tree's root).
+fn master_of(
+    shared: &mut SharedFiles,
+    index: u32,
+    ptmx: &str,
+    flags: u32,
+) -> Result<OwnedFd, TtyError> {
+    let Some(held) = shared.held_ptys.remove(&index) else {
+        let ptmx = shared.root.resolve(ptmx);
+        return open_ptmx_index(index, &ptmx.to_string_lossy(), flags);
+    };
+    let status = OFlag::from_bits_truncate(flags as i32 & !CREATION_FLAGS);
+    nix::fcntl::fcntl(&held, nix::fcntl::FcntlArg::F_SETFL(status)).map_err(|errno| {
+        TtyError::Terminal {
+            what: format!("pty {index}: cannot set the master's status flags"),
+            errno,
+        }
+    })?;
+    Ok(held)
 }
 
 /// Opens /dev/ptmx until the kernel hands out pty `index` (it gives the lowest free one);
