@@ -46,18 +46,10 @@ pub fn restore_tree(
         ))
     })?;
     for n in &tree.nodes {
-        if let How::Device(key) = &n.how {
-            crate::device::device_for(&n.e, key, opts)?;
-        }
-        if let How::External(key) = &n.how {
-            if key == crate::auto::AUTODETECTED {
-                crate::auto::source_of(&n.e, opts)?;
-            } else if opts.external_for(key).is_none() {
-                return Err(MountError::Other(format!(
-                    "{}: external mount without a path: give --external mnt[{key}]:PATH",
-                    describe(&n.e)
-                )));
-            }
+        match &n.how {
+            How::Device(key) => drop(crate::device::device_for(&n.e, key, opts)?),
+            How::External(key) => drop(external_path(&n.e, key, opts)?),
+            _ => {}
         }
     }
 
@@ -145,11 +137,7 @@ fn build(
             How::Root => bind_root(root_dir)
                 .map_err(|e| fail(&format!("cannot bind --root {}", root_dir.display()), e))?,
             How::External(key) => {
-                let path = if key == crate::auto::AUTODETECTED {
-                    crate::auto::source_of(&n.e, opts)?
-                } else {
-                    PathBuf::from(opts.external_for(key).unwrap_or_default())
-                };
+                let path = external_path(&n.e, key, opts)?;
                 rustix::mount::open_tree(CWD, &path, clone_flags()).map_err(|e| {
                     fail(
                         &format!("cannot bind external {key} from {}", path.display()),
@@ -222,6 +210,20 @@ fn build(
     fds.into_iter()
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| MountError::BadImage("a mount was left out of the order".into()))
+}
+
+/// Where external mount `e` (key `key`) is bound from: the path `--external mnt[KEY]:PATH`
+/// gives, or for an autodetected one the place in criu's mounts its image names.
+fn external_path(e: &MntEntry, key: &str, opts: &MountOptions) -> Result<PathBuf, MountError> {
+    if key == crate::auto::AUTODETECTED {
+        return crate::auto::source_of(e, opts);
+    }
+    opts.external_for(key).map(PathBuf::from).ok_or_else(|| {
+        MountError::Other(format!(
+            "{}: external mount without a path: give --external mnt[{key}]:PATH",
+            describe(e)
+        ))
+    })
 }
 
 /// Whether node `i`'s mount point (in its parent, already mounted) is a directory.
