@@ -234,6 +234,17 @@ fn memcached_keeps_its_items_and_its_client_connection() {
     assert_eq!(first_line, "VALUE k 0 5\r\n");
 }
 
+/// How many IPv4 TCP sockets listen on `port`.
+fn listeners(port: u16) -> usize {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    tcp.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[1].ends_with(&local) && f[3] == "0A")
+        .count()
+}
+
 /// One HTTP/1.1 request on a kept-alive connection; the body of the answer.
 fn http_get(s: &mut TcpStream, path: &str) -> String {
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n");
@@ -283,6 +294,9 @@ fn nginx_master_and_worker_keep_serving_a_kept_alive_connection() {
     let mut client = server.connect();
     assert_eq!(http_get(&mut client, "/"), "hello from nginx");
     server.dump_and_restore();
+    // One listening socket, shared by the master and the worker as before (with one of its
+    // own each, a new connection could wait forever in the master's).
+    assert_eq!(listeners(port), 1);
     assert_eq!(
         http_get(&mut client, "/again"),
         "hello from nginx",

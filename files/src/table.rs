@@ -308,6 +308,17 @@ impl FileTable {
         id
     }
 
+    /// A new id for a description of `kind` that the caller fills in later (`entry_mut`):
+    /// claimed before a description is read, so that a task read in parallel that shares it
+    /// gets the same id instead of reading it again.
+    pub fn claim(&mut self, kind: FdTypes) -> u32 {
+        self.add(|id| FileEntry {
+            r#type: kind as i32,
+            id,
+            ..Default::default()
+        })
+    }
+
     /// The id of `pid`'s `fd` for a kind of another module: the first fd of a description
     /// gets a new id and `make` builds its entry; later fds sharing it (dup, fork) get the same id.
     pub fn described<E>(

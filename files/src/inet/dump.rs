@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use criu_proto::images::{FdTypes, FileEntry, InetSkEntry};
+use criu_proto::images::{FdTypes, InetSkEntry};
 use criu_proto::{ImageKind, ImageWriter};
 use criu_sys::sockopt::get_int;
 use nix::sys::socket::{getsockname, SockaddrStorage};
@@ -184,9 +184,17 @@ pub fn socket_id(
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<u32, FilesError> {
     let lock = || table.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&id) = lock().inet.dumped.get(&ino) {
-        return Ok(id);
-    }
+    let id = {
+        let mut t = lock();
+        if let Some(&id) = t.inet.dumped.get(&ino) {
+            return Ok(id);
+        }
+        // Tasks are read in parallel: the socket is read (a connection locked and repaired)
+        // once, and every task holding it gets this id.
+        let id = t.claim(FdTypes::Inetsk);
+        t.inet.dumped.insert(ino, id);
+        id
+    };
     let name = if family == libc::AF_INET6 {
         "IPv6"
     } else {
@@ -202,13 +210,9 @@ pub fn socket_id(
     entry.fown = fown;
     let reuseaddr = entry.opts.reuseaddr == Some(true);
     let mut t = lock();
-    let id = t.add(|id| FileEntry {
-        r#type: FdTypes::Inetsk as i32,
-        id,
-        isk: Some(InetSkEntry { id, ..entry }),
-        ..Default::default()
-    });
-    t.inet.dumped.insert(ino, id);
+    if let Some(e) = t.entry_mut(id) {
+        e.isk = Some(InetSkEntry { id, ..entry });
+    }
     if let Some((stream, local, remote)) = stream {
         t.inet.streams.push((ino as u32, stream));
         t.inet.repaired.push(Repaired {

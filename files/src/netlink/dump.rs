@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use criu_proto::images::{FdTypes, FileEntry, NetlinkSkEntry};
+use criu_proto::images::{FdTypes, NetlinkSkEntry};
 use criu_sys::sockopt::get_int;
 
 use super::diag::{self, NetlinkDiag};
@@ -33,21 +33,23 @@ pub fn socket_id(
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<u32, FilesError> {
     let lock = || table.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&id) = lock().netlink.dumped.get(&ino) {
-        return Ok(id);
-    }
+    let id = {
+        let mut t = lock();
+        if let Some(&id) = t.netlink.dumped.get(&ino) {
+            return Ok(id);
+        }
+        // Claimed now: a task read in parallel that holds the socket too gets this id.
+        let id = t.claim(FdTypes::Netlinksk);
+        t.netlink.dumped.insert(ino, id);
+        id
+    };
     let mut seen = Seen::new(pid, fd, ino, "netlink");
     let d = diag_of(sock.as_fd(), ino, table).map_err(|w| seen.fail(w))?;
     let fown = crate::fown::dump::read(pid, fd, flags)?;
     let entry = describe(sock.as_fd(), d.as_ref(), &mut seen, flags)?;
-    let mut t = lock();
-    let id = t.add(|id| FileEntry {
-        r#type: FdTypes::Netlinksk as i32,
-        id,
-        nlsk: Some(NetlinkSkEntry { id, fown, ..entry }),
-        ..Default::default()
-    });
-    t.netlink.dumped.insert(ino, id);
+    if let Some(e) = lock().entry_mut(id) {
+        e.nlsk = Some(NetlinkSkEntry { id, fown, ..entry });
+    }
     Ok(id)
 }
 

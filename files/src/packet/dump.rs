@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use criu_proto::images::{FdTypes, FileEntry, PacketMclist, PacketRing, PacketSockEntry};
+use criu_proto::images::{FdTypes, PacketMclist, PacketRing, PacketSockEntry};
 use criu_sys::sockopt::get_int;
 use nix::errno::Errno;
 
@@ -41,26 +41,23 @@ pub fn socket_id(
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<u32, FilesError> {
     let lock = || table.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&id) = lock().packet.dumped.get(&ino) {
-        return Ok(id);
-    }
+    let id = {
+        let mut t = lock();
+        if let Some(&id) = t.packet.dumped.get(&ino) {
+            return Ok(id);
+        }
+        // Claimed now: a task read in parallel that holds the socket too gets this id.
+        let id = t.claim(FdTypes::Packetsk);
+        t.packet.dumped.insert(ino, id);
+        id
+    };
     let mut seen = Seen::new(pid, fd, ino, "packet");
     let d = diag_of(sock.as_fd(), ino, table).map_err(|w| seen.fail(w))?;
     let fown = crate::fown::dump::read(pid, fd, flags)?;
     let entry = describe(sock.as_fd(), &d, &mut seen, flags)?;
-    let mut t = lock();
-    // Another task holding the socket too (or sharing this fd table) may have described it
-    // meanwhile: one description, one id.
-    if let Some(&id) = t.packet.dumped.get(&ino) {
-        return Ok(id);
+    if let Some(e) = lock().entry_mut(id) {
+        e.psk = Some(PacketSockEntry { id, fown, ..entry });
     }
-    let id = t.add(|id| FileEntry {
-        r#type: FdTypes::Packetsk as i32,
-        id,
-        psk: Some(PacketSockEntry { id, fown, ..entry }),
-        ..Default::default()
-    });
-    t.packet.dumped.insert(ino, id);
     Ok(id)
 }
 

@@ -121,11 +121,7 @@ pub(crate) fn socket_id(
         }
         let peer = peer_of(pid, fd, &sk, t.unix.diag()?)?;
         // Claimed now so that a task sharing the socket gets the same id; filled in below.
-        let id = t.add(|id| FileEntry {
-            r#type: FdTypes::Unixsk as i32,
-            id,
-            ..Default::default()
-        });
+        let id = t.claim(FdTypes::Unixsk);
         t.unix.dumped.insert(ino32, Holder { pid, fd, id });
         (sk, peer, id)
     };
