@@ -4,7 +4,10 @@
 //! with `--veth-pair IN=OUT@BRIDGE`. Inside, `ip -o link` (index, name, MTU, MAC, flags,
 //! master), `ip -4 addr` and `ip -4 route` must read the same, and TCP must cross the veth
 //! both ways. A persistent tap device comes back with its index, MTU, MAC and tun settings
-//! (`ip -d link`). Also: a device of a kind not kept fails the dump naming it, and a restore
+//! (`ip -d link`); tun files (attached to nothing, to a tun device, to both queues of a
+//! multi-queue tap, one detached) come back attached, and a packet still comes out of them
+//! (tests/workloads/src/bin/tn_tun.rs checks from inside). Also: a device of a kind not kept
+//! fails the dump naming it, and a restore
 //! that fails after it made an outside end removes it. Every test removes the host devices it
 //! made. Runs in the nextest `serial` group.
 
@@ -300,4 +303,55 @@ fn a_persistent_tap_comes_back_with_its_settings() {
     assert_eq!(after, before, "{}", task.log("restore.log"));
     assert_eq!(tun(pid), tun_before);
     assert_eq!(task.verdict(), "PASS\n");
+}
+
+#[test]
+fn tun_files_come_back_attached_to_their_devices() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("tn_tun")
+        .launcher(&[
+            "unshare",
+            "-n",
+            "setsid",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .argv(Argv::ResultArgs)
+        .start(dir.path());
+    let pid = task.pid;
+    sh(
+        Some(pid),
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && \
+         ip addr add 10.9.9.1/24 dev tunq0 && ip link set tunq0 up && ip link set tapq1 up",
+    );
+    let details = |pid| {
+        let d = sh(
+            Some(pid),
+            "ip -d -o link show tunq0; ip -d -o link show tapq1",
+        );
+        d.lines()
+            .map(|l| l[l.find("tun type").expect("ip -d shows tun settings")..].to_string())
+            .collect::<Vec<_>>()
+    };
+    // A new tun device's operational state is UNKNOWN until its carrier first goes off, as it
+    // does when the restore lets go of the device it made and the task's file attaches:
+    // UP then. Both mean the same to the device's users; CRIU's restore does the same.
+    let show = |pid| show(pid).replace(" state UNKNOWN ", " state UP ");
+    let (before, tun_before) = (show(pid), details(pid));
+    assert!(
+        tun_before[0].contains("persist off") && tun_before[1].contains("multi_queue"),
+        "{tun_before:?}"
+    );
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    let mut after = String::new();
+    wait_until(Duration::from_secs(5), || {
+        after = show(pid);
+        after == before
+    });
+    assert_eq!(after, before, "{}", task.log("restore.log"));
+    assert_eq!(details(pid), tun_before);
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }

@@ -230,6 +230,14 @@ pub(crate) fn dump_path_fd(
         && libc::major(meta.rdev()) == MEM_MAJOR;
     let info = read_fdinfo(pid, fd)?;
     let (flags, fd_flags) = split_cloexec(&info);
+    if crate::tun::dump::is_tun(&meta) {
+        let open = OpenState {
+            flags,
+            pos: 0,
+            mnt_id: info.mnt_id,
+        };
+        return crate::tun::dump::dump_tun_fd(pid, fd, path, &meta, open, fd_flags, table);
+    }
     // A symlink itself is held only with O_PATH|O_NOFOLLOW; it is opened again the same way.
     let symlink_itself = ft.is_symlink() && flags & libc::O_PATH as u32 != 0;
     if !(ft.is_file() || ft.is_dir() || is_mem_chr || symlink_itself) {

@@ -51,6 +51,7 @@ pub mod socket;
 pub mod table;
 pub mod timerfd;
 pub mod tty;
+pub mod tun;
 pub mod unix;
 
 mod surface;

@@ -48,6 +48,8 @@ pub enum SharedError {
     Inherit(#[from] crate::inherit::InheritError),
     #[error(transparent)]
     Fown(#[from] crate::fown::restore::FownError),
+    #[error("file {id} (tun file): {what}")]
+    Tun { id: u32, what: String },
     #[error("file {id} ({kind}): {what}")]
     Notify { id: u32, kind: String, what: String },
     #[error("file {id} ({path}): {what}: {errno}")]
@@ -152,6 +154,7 @@ impl SharedFiles {
         crate::pidfd::restore::open_dead(images, &mut shared)?;
         crate::nsfile::restore::open_all(images, &mut shared)?;
         crate::mqueue::restore::open_all(images, &mut shared)?;
+        crate::tun::restore::open_all(images, &mut shared)?;
         crate::inet::restore::open_all(images, opts, &mut shared)?;
         crate::packet::restore::open_all(images, &mut shared)?;
         crate::netlink::restore::open_all(images, &mut shared)?;

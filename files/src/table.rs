@@ -96,6 +96,8 @@ pub struct FileTable {
     pub netlink: crate::netlink::dump::NetlinkSockets,
     /// POSIX message queues (see `mqueue`).
     pub mqueues: crate::mqueue::dump::Queues,
+    /// tun files and the devices they hold (see `tun`).
+    pub tun: crate::tun::dump::TunFiles,
     /// What the command line says about files.
     pub opts: DumpFileOptions,
     /// criu's own namespace ids (`ids-*.img` numbering), for namespace files (see `nsfile`).
@@ -301,11 +303,20 @@ impl FileTable {
         &self.entries
     }
 
+    pub(crate) fn entries_mut(&mut self) -> &mut [FileEntry] {
+        &mut self.entries
+    }
+
     /// A new entry of another module's kind, built from its new id.
     pub fn add(&mut self, make: impl FnOnce(u32) -> FileEntry) -> u32 {
         let id = self.take_id();
         self.entries.push(make(id));
         id
+    }
+
+    /// A second entry for an id that has one (CRIU keeps a tun file as its path and as itself).
+    pub(crate) fn push(&mut self, entry: FileEntry) {
+        self.entries.push(entry);
     }
 
     /// A new id for a description of `kind` that the caller fills in later (`entry_mut`):

@@ -73,10 +73,12 @@ pub struct RestoreOptions {
     pub net_outside: criu_netdev::links::outside::Outside,
 }
 
-/// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids.
+/// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids,
+/// `held_tuns` what the tree's tun files read of their devices.
 pub fn dump_images(
     tree: &TreeNamespaces,
     root_ids: &TaskKobjIdsEntry,
+    held_tuns: &criu_netdev::links::dump::HeldTuns,
     dir: &Path,
 ) -> Result<(), NsImageError> {
     let pid = tree.root_pid();
@@ -87,7 +89,10 @@ pub fn dump_images(
         match kind {
             NsKind::Uts => uts::dump(pid, id, dir)?,
             NsKind::Time => time::dump(pid, id, dir)?,
-            NsKind::Net => net::dump(pid, id, &tree.net_state().cloned().unwrap_or_default(), dir)?,
+            NsKind::Net => {
+                let state = tree.net_state().cloned().unwrap_or_default();
+                net::dump(pid, id, &state, held_tuns, dir)?
+            }
             NsKind::User => user::dump(pid, id, dir)?,
             NsKind::Ipc => {
                 ipc::dump(pid, id, dir)?;

@@ -61,13 +61,22 @@ pub fn check(pid: i32) -> Result<Option<String>, NsImageError> {
     }
 }
 
-pub fn dump(pid: i32, id: u32, state: &NetState, dir: &Path) -> Result<(), NsImageError> {
-    let links = in_namespaces_of(pid, &[NsKind::Net], || criu_netdev::links::dump::dump(id))
-        .map_err(enter(KIND))?
-        .map_err(|e| NsImageError::Bad {
-            kind: KIND,
-            what: format!("devices of pid {pid}'s namespace: {e}"),
-        })?;
+/// `held`: what the tree's tun files read of their devices.
+pub fn dump(
+    pid: i32,
+    id: u32,
+    state: &NetState,
+    held: &criu_netdev::links::dump::HeldTuns,
+    dir: &Path,
+) -> Result<(), NsImageError> {
+    let links = in_namespaces_of(pid, &[NsKind::Net], || {
+        criu_netdev::links::dump::dump(id, held)
+    })
+    .map_err(enter(KIND))?
+    .map_err(|e| NsImageError::Bad {
+        kind: KIND,
+        what: format!("devices of pid {pid}'s namespace: {e}"),
+    })?;
     let mut w =
         ImageWriter::create(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
     for entry in &links {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::images::{
-    CoreEntry, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MemfdInodeEntry, MmEntry,
+    CoreEntry, FdTypes, FdinfoEntry, FileEntry, FsEntry, InventoryEntry, MemfdInodeEntry, MmEntry,
     PstreeEntry, TaskKobjIdsEntry,
 };
 use crate::{ImageKind, ImageReader};
@@ -279,7 +279,22 @@ pub fn read(dir: &Path) -> Result<DumpImages, ImagesError> {
             if let Some(reg) = &f.reg {
                 check_path(f.id, &reg.name)?;
             }
-            files.insert(f.id, f);
+            match files.entry(f.id) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(f);
+                }
+                // CRIU keeps a tun file twice: as the regular file it opens and as itself.
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let e = o.get_mut();
+                    if f.r#type == FdTypes::Reg as i32 {
+                        e.reg = f.reg;
+                    } else {
+                        let reg = e.reg.take();
+                        *e = f;
+                        e.reg = reg;
+                    }
+                }
+            }
         }
     }
     let mut memfd_inodes = BTreeMap::new();

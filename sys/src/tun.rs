@@ -1,9 +1,10 @@
-//! `/dev/net/tun` ioctls for persistent tun/tap devices: attach to one to read its settings,
-//! or make one with a given index, flags, owner, group, send buffer and virtio header size.
-//! `/dev/net/tun` works in the network namespace of the thread that opens it.
+//! `/dev/net/tun` ioctls: attach to a persistent device to read its settings, make one with a
+//! given index, flags, owner, group, send buffer and virtio header size; read what a task's
+//! tun file is attached to, and attach one again. `/dev/net/tun` works in the network
+//! namespace of the thread that opens it.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::errno::Errno;
 
@@ -43,31 +44,100 @@ fn ifreq(name: &str, flags: u32) -> Result<IfReq, Errno> {
     Ok(req)
 }
 
-fn open() -> Result<File, Errno> {
+/// Opens `/dev/net/tun` (read and write) with the extra status flags `flags` (O_NONBLOCK...),
+/// close-on-exec.
+pub fn open_with(flags: i32) -> Result<File, Errno> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(flags | libc::O_CLOEXEC)
         .open("/dev/net/tun")
         .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
+fn open() -> Result<File, Errno> {
+    open_with(0)
+}
+
 /// An ioctl whose argument is a pointer to `T`.
-fn ioctl_ptr<T>(f: &File, request: libc::Ioctl, arg: &mut T) -> Result<(), Errno> {
+fn ioctl_ptr<T>(f: &impl AsFd, request: libc::Ioctl, arg: &mut T) -> Result<(), Errno> {
     // SAFETY: every caller passes a request whose argument is a pointer to a `T` (an int or
     // the repr(C) `IfReq`, as large as the kernel's `struct ifreq`), and `arg` is live and
     // writable for the call.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), request, arg as *mut T) };
+    let r = unsafe { libc::ioctl(f.as_fd().as_raw_fd(), request, arg as *mut T) };
     crate::ret::check(r)?;
     Ok(())
 }
 
-/// An ioctl whose argument is a plain value.
-fn ioctl_val(f: &File, request: libc::Ioctl, arg: libc::c_ulong) -> Result<(), Errno> {
+/// An ioctl whose argument is a plain value; returns what the kernel returns.
+fn ioctl_val(f: &impl AsFd, request: libc::Ioctl, arg: libc::c_ulong) -> Result<i32, Errno> {
     // SAFETY: every caller passes a request that takes its argument by value (TUNSETPERSIST,
     // TUNSETOWNER, TUNSETGROUP): the kernel reads no memory through it.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), request, arg) };
-    crate::ret::check(r)?;
+    let r = unsafe { libc::ioctl(f.as_fd().as_raw_fd(), request, arg) };
+    crate::ret::check(r)
+}
+
+/// What a tun file is attached to: the device's name and TUNGETIFF's flags (the device's,
+/// with IFF_DETACH_QUEUE for a detached queue); None for a file attached to nothing.
+pub fn attached_to(f: BorrowedFd<'_>) -> Result<Option<(String, u32)>, Errno> {
+    let mut req = ifreq("", 0)?;
+    match ioctl_ptr(&f, libc::TUNGETIFF, &mut req) {
+        Err(Errno::EBADFD) => return Ok(None),
+        r => r?,
+    }
+    let len = req
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(req.name.len());
+    let name = String::from_utf8_lossy(&req.name[..len]).into_owned();
+    Ok(Some((name, u32::from(req.flags as u16))))
+}
+
+/// The virtio header size and send buffer of the device `f` is attached to.
+pub fn queue_settings(f: BorrowedFd<'_>) -> Result<(i32, i32), Errno> {
+    let (mut vnethdr, mut sndbuf): (libc::c_int, libc::c_int) = (0, 0);
+    ioctl_ptr(&f, libc::TUNGETVNETHDRSZ, &mut vnethdr)?;
+    ioctl_ptr(&f, libc::TUNGETSNDBUF, &mut sndbuf)?;
+    Ok((vnethdr, sndbuf))
+}
+
+/// The length of the socket filter a tap file has (TUNGETFILTER; 0: none).
+pub fn filter_len(f: BorrowedFd<'_>) -> Result<u16, Errno> {
+    let mut prog = libc::sock_fprog {
+        len: 0,
+        filter: std::ptr::null_mut(),
+    };
+    ioctl_ptr(&f, libc::TUNGETFILTER, &mut prog)?;
+    Ok(prog.len)
+}
+
+/// Attaches the tun file `f` to the existing device `name` with the device's `flags`
+/// (IFF_PERSIST is not a TUNSETIFF flag and is left out) and send buffer (a queue that
+/// attaches keeps its own until the device's is set again), then detaches its queue if
+/// `detached`.
+pub fn attach(
+    f: BorrowedFd<'_>,
+    name: &str,
+    flags: u32,
+    sndbuf: i32,
+    detached: bool,
+) -> Result<(), (&'static str, Errno)> {
+    let mut req = ifreq(name, flags & !(libc::IFF_PERSIST as u32)).map_err(|e| ("name", e))?;
+    ioctl_ptr(&f, libc::TUNSETIFF, &mut req).map_err(|e| ("TUNSETIFF", e))?;
+    let mut sndbuf = sndbuf;
+    ioctl_ptr(&f, libc::TUNSETSNDBUF, &mut sndbuf).map_err(|e| ("TUNSETSNDBUF", e))?;
+    if detached {
+        let mut req = ifreq("", libc::IFF_DETACH_QUEUE as u32).map_err(|e| ("name", e))?;
+        ioctl_ptr(&f, libc::TUNSETQUEUE, &mut req).map_err(|e| ("TUNSETQUEUE", e))?;
+    }
     Ok(())
+}
+
+/// Makes the device `f` is attached to persistent or not.
+pub fn set_persist(f: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
+    ioctl_val(&f, libc::TUNSETPERSIST, libc::c_ulong::from(on)).map(drop)
 }
 
 /// Attaches to the existing device `name` (`flags` must be its own: TUNSETIFF sets the
@@ -77,13 +147,10 @@ pub fn read(name: &str, flags: u32) -> Result<TunSettings, Errno> {
     let f = open()?;
     let mut req = ifreq(name, flags & !(libc::IFF_PERSIST as u32))?;
     ioctl_ptr(&f, libc::TUNSETIFF, &mut req)?;
-    let mut req = ifreq("", 0)?;
-    ioctl_ptr(&f, libc::TUNGETIFF, &mut req)?;
-    let (mut vnethdr, mut sndbuf): (libc::c_int, libc::c_int) = (0, 0);
-    ioctl_ptr(&f, libc::TUNGETVNETHDRSZ, &mut vnethdr)?;
-    ioctl_ptr(&f, libc::TUNGETSNDBUF, &mut sndbuf)?;
+    let (_, flags) = attached_to(f.as_fd())?.ok_or(Errno::EBADFD)?;
+    let (vnethdr, sndbuf) = queue_settings(f.as_fd())?;
     Ok(TunSettings {
-        flags: u32::from(req.flags as u16),
+        flags,
         owner: -1,
         group: -1,
         vnethdr,
@@ -112,7 +179,7 @@ pub fn create(name: &str, index: u32, s: &TunSettings) -> Result<(), (&'static s
     ioctl_ptr(&f, libc::TUNSETSNDBUF, &mut sndbuf).map_err(|e| ("TUNSETSNDBUF", e))?;
     let mut vnethdr = s.vnethdr;
     ioctl_ptr(&f, libc::TUNSETVNETHDRSZ, &mut vnethdr).map_err(|e| ("TUNSETVNETHDRSZ", e))?;
-    ioctl_val(&f, libc::TUNSETPERSIST, 1).map_err(|e| ("TUNSETPERSIST", e))
+    set_persist(f.as_fd(), true).map_err(|e| ("TUNSETPERSIST", e))
 }
 
 #[cfg(test)]

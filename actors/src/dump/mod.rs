@@ -605,15 +605,18 @@ async fn dump_phases(
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
     let tree_pids: std::collections::BTreeSet<i32> = order.iter().copied().collect();
     shared.seccomp.write(&req.dir)?;
+    let tree_net = root_task_ids.as_ref().and_then(|ids| ids.net_ns_id);
+    criu_files::tun::dump::name_namespace(&mut table, tree_net);
     criu_files::write_images(
         &mut table,
         &req.dir,
         &tree_pids,
         req.release != Release::Kill,
     )?;
+    let held_tuns = std::mem::take(&mut table.tun.held);
     drop(table);
     if let Some(ids) = &root_task_ids {
-        criu_ns::dump_images(ns, ids, &req.dir)?;
+        criu_ns::dump_images(ns, ids, &held_tuns, &req.dir)?;
     }
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     let dumped = done.iter().map(|d| criu_ns::pid::DumpedPids {

@@ -1,7 +1,8 @@
 //! Dump half: every link of the calling thread's network namespace as CRIU's
 //! `net_device_entry`, read over rtnetlink. Kinds kept: loopback, veth, bridge, macvlan and
-//! persistent tun/tap devices (their virtio header size and send buffer read by attaching to
-//! them); any other kind fails naming the device and its kind.
+//! tun/tap devices (their virtio header size and send buffer read through a file of the tree
+//! attached to them, or by attaching to a persistent one); any other kind fails naming the
+//! device and its kind.
 
 use criu_proto::images::{MacvlanLinkEntry, NdType, NetDeviceEntry, TunLinkEntry};
 use netlink_packet_core::Nla;
@@ -12,26 +13,51 @@ use netlink_packet_route::link::{
 use super::rtnl::{name, Rtnl};
 use super::LinkError;
 
+/// The virtio header size and send buffer of tun devices that files of the tree hold, by
+/// device name, read through those files (a device held by a file cannot be attached to
+/// again unless it is multi-queue).
+pub type HeldTuns = std::collections::BTreeMap<String, (i32, i32)>;
+
 /// The links of the calling thread's namespace, whose CRIU id is `ns_id`, each with its
-/// per-device sysctls.
-pub fn dump(ns_id: u32) -> Result<Vec<NetDeviceEntry>, LinkError> {
+/// per-device sysctls. `held`: what the tree's tun files read of their devices.
+pub fn dump(ns_id: u32, held: &HeldTuns) -> Result<Vec<NetDeviceEntry>, LinkError> {
     let links = Rtnl::new()?.links()?;
     let mut out = Vec::with_capacity(links.len());
     for msg in &links {
         let mut e = entry(msg, ns_id)?;
         if let Some(tun) = &mut e.tun {
-            let s = criu_sys::tun::read(&e.name, tun.flags).map_err(|err| {
-                LinkError::Bad(format!(
-                    "tun device {}: cannot attach to read its settings: {err}",
-                    e.name
-                ))
-            })?;
-            (tun.flags, tun.vnethdr, tun.sndbuf) = (s.flags, s.vnethdr as u32, s.sndbuf as u32);
+            // The flags stay the kernel's link attributes: TUNGETIFF's own show a file
+            // without a filter as IFF_NOFILTER, the same bit as IFF_NO_PI.
+            (tun.vnethdr, tun.sndbuf) = tun_queue_settings(&e.name, tun.flags, held)?;
         }
         (e.conf4, e.conf6) = crate::netns::sysctl::dump_device(&e.name);
         out.push(e);
     }
     Ok(out)
+}
+
+/// The virtio header size and send buffer of tun device `name` with `flags`: from a file of
+/// the tree attached to it, else (a persistent device nothing holds) by attaching to it.
+fn tun_queue_settings(name: &str, flags: u32, held: &HeldTuns) -> Result<(u32, u32), LinkError> {
+    if let Some(&(vnethdr, sndbuf)) = held.get(name) {
+        return Ok((vnethdr as u32, sndbuf as u32));
+    }
+    if flags & 0x0800 == 0 {
+        // Not IFF_PERSIST.
+        return Err(LinkError::Unsupported {
+            name: name.to_string(),
+            kind: "tun".into(),
+            why: "it is not persistent and no file of the tree holds it (a process outside \
+                  the tree does)"
+                .into(),
+        });
+    }
+    let s = criu_sys::tun::read(name, flags).map_err(|err| {
+        LinkError::Bad(format!(
+            "tun device {name}: cannot attach to read its settings: {err}"
+        ))
+    })?;
+    Ok((s.vnethdr as u32, s.sndbuf as u32))
 }
 
 /// Fails naming the first link whose kind is not kept.
@@ -155,13 +181,6 @@ pub fn entry(msg: &LinkMessage, ns_id: u32) -> Result<NetDeviceEntry, LinkError>
                 let t = tun(msg).ok_or_else(|| {
                     unsupported("tun".into(), "its type is missing from the kernel's answer")
                 })?;
-                if t.flags & 0x0800 == 0 {
-                    return Err(unsupported(
-                        "tun".into(),
-                        "it is not persistent: a descriptor holds it, and tun descriptors are \
-                         not dumped yet",
-                    ));
-                }
                 e.tun = Some(t);
                 NdType::Tun
             }
@@ -295,15 +314,24 @@ mod tests {
     }
 
     #[test]
-    fn a_persistent_tap_is_kept_and_one_held_by_a_descriptor_refused() {
+    fn a_tap_held_by_a_file_of_the_tree_is_read_through_it_and_refused_otherwise() {
         let e = entry(&tap(1), 1).unwrap();
         assert_eq!(e.r#type, NdType::Tun as i32);
         let t = e.tun.unwrap();
         // IFF_TAP | IFF_NO_PI | IFF_PERSIST.
         assert_eq!((t.flags, t.owner, t.group), (0x1802, 1000, -1));
-        let err = entry(&tap(0), 1).unwrap_err().to_string();
+        let t = entry(&tap(0), 1).unwrap().tun.unwrap();
+        assert_eq!(t.flags, 0x1002);
+        let held = HeldTuns::from([("tap0".to_string(), (12, 4096))]);
+        assert_eq!(
+            tun_queue_settings("tap0", t.flags, &held).unwrap(),
+            (12, 4096)
+        );
+        let err = tun_queue_settings("tap0", t.flags, &HeldTuns::new())
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("tap0") && err.contains("not persistent"),
+            err.contains("tap0") && err.contains("no file of the tree holds it"),
             "{err}"
         );
     }
