@@ -7,9 +7,8 @@
 //! (`ip -d link`); tun files (attached to nothing, to a tun device, to both queues of a
 //! multi-queue tap, one detached) come back attached, and a packet still comes out of them
 //! (tests/workloads/src/bin/tn_tun.rs checks from inside). Also: a device of a kind not kept
-//! fails the dump naming it, and a restore
-//! that fails after it made an outside end removes it. Every test removes the host devices it
-//! made. Runs in the nextest `serial` group.
+//! fails the dump naming it, and a restore that fails after it made an outside end removes
+//! it. Every test removes the host devices it made. Runs in the nextest `serial` group.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
