@@ -72,3 +72,47 @@ fn sysctls_addresses_routes_rules_and_firewall_of_the_trees_namespace_come_back(
     assert_eq!(after, before, "{}", task.log("restore.log"));
     assert_eq!(task.verdict(), "PASS\n");
 }
+
+/// A tree spanning two network namespaces: a child unshared one of its own (what it holds
+/// is set there too), its child joined the root's again, keeping a socket of the child's.
+/// Each comes back in its own namespace, with its sockets in theirs (ns_nets checks from
+/// inside), and the child's namespace holds what it held.
+#[test]
+fn a_tree_spanning_network_namespaces_comes_back_in_each() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("ns_nets")
+        .launcher(&[
+            "unshare",
+            "-n",
+            "setsid",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .argv(Argv::ResultArgs)
+        .start(dir.path());
+    let tree = harness::descendants(task.pid);
+    assert_eq!(tree.len(), 3, "{tree:?}");
+    let (child, grandchild) = (tree[1], tree[2]);
+    let net = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_ne!(net(child), net(task.pid));
+    assert_eq!(net(grandchild), net(task.pid));
+    in_netns(
+        child,
+        "sysctl -qw net.ipv4.conf.all.forwarding=1 && ip addr add 127.0.0.9/8 dev lo && \
+         ip route add 10.5.0.0/16 dev lo && nft add table inet sub_only",
+    );
+    let show = "sysctl net.ipv4.conf.all.forwarding; ip addr show lo | grep inet; \
+                ip route show table all; nft -s list ruleset";
+    let (root_before, child_before) = (in_netns(task.pid, show), in_netns(child, show));
+    assert!(child_before.contains("127.0.0.9/8") && child_before.contains("sub_only"));
+    assert!(!root_before.contains("sub_only"));
+    task.dump(&[]);
+    task.restore_ok(&[]);
+    assert_ne!(net(child), net(task.pid), "{}", task.log("restore.log"));
+    assert_eq!(net(grandchild), net(task.pid));
+    assert_eq!(in_netns(task.pid, show), root_before);
+    assert_eq!(in_netns(child, show), child_before);
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
+}

@@ -37,6 +37,7 @@ pub mod locks;
 pub mod memfd;
 pub mod mqueue;
 pub mod netlink;
+pub mod netns;
 pub mod nsfile;
 pub mod packet;
 pub mod pidfd;

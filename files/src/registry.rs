@@ -104,6 +104,8 @@ pub struct SharedFiles {
     descriptions: BTreeMap<u32, OwnedFd>,
     /// pty masters made before the files (for slaves the mount tree binds), by index.
     pub(crate) held_ptys: BTreeMap<u32, OwnedFd>,
+    /// The tree's network namespaces, where its sockets are made and its tasks go.
+    pub netns: crate::netns::NetNamespaces,
     /// Descriptions that can be made only once the tasks exist (pidfds of tasks), added while
     /// the registry is already shared.
     late: std::sync::Mutex<BTreeMap<u32, OwnedFd>>,
@@ -133,9 +135,11 @@ impl SharedFiles {
     pub fn create(
         images: &DumpImages,
         opts: &RestoreFileOptions,
+        netns: crate::netns::NetNamespaces,
     ) -> Result<SharedFiles, SharedError> {
         let mut shared = SharedFiles {
             root: crate::root::FsRoot::new(opts.root.clone()),
+            netns,
             ..Default::default()
         };
         crate::inherit::take_all(images, opts, &mut shared)?;

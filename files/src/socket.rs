@@ -76,10 +76,12 @@ pub fn dump_socket_fd(
         pid,
         what: format!("fd {fd}: socket:[{ino}]: getsockopt(SO_DOMAIN): {e}"),
     })?;
+    let what = format!("socket:[{ino}]");
+    let ns_id = netns_id(pid, fd, &what, std::os::fd::AsFd::as_fd(&sock), table)?;
     let (id, kind) = match family {
         libc::AF_UNIX => {
-            drop(sock);
-            let id = crate::unix::dump::socket_id(pid, fd, ino, flags, table)?;
+            let at = std::os::fd::AsFd::as_fd(&sock);
+            let id = crate::unix::dump::socket_id(pid, fd, ino, flags, at, table)?;
             (id, FdTypes::Unixsk)
         }
         libc::AF_INET | libc::AF_INET6 => {
@@ -102,7 +104,49 @@ pub fn dump_socket_fd(
             })
         }
     };
+    if let Some(e) = table
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry_mut(id)
+    {
+        let slot = match kind {
+            FdTypes::Unixsk => e.usk.as_mut().map(|s| &mut s.ns_id),
+            FdTypes::Inetsk => e.isk.as_mut().map(|s| &mut s.ns_id),
+            FdTypes::Packetsk => e.psk.as_mut().map(|s| &mut s.ns_id),
+            FdTypes::Netlinksk => e.nlsk.as_mut().map(|s| &mut s.ns_id),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            *slot = Some(ns_id);
+        }
+    }
     Ok(fdinfo(id, fd, u32::from(cloexec), kind))
+}
+
+/// The id of the network namespace socket `sock` (or a tun file), `what`, lives in: one a
+/// task of the tree is in (the restore makes it there), else it is refused.
+pub(crate) fn netns_id(
+    pid: i32,
+    fd: i32,
+    what: &str,
+    sock: std::os::fd::BorrowedFd<'_>,
+    table: &std::sync::Mutex<FileTable>,
+) -> Result<u32, FilesError> {
+    let (_, net) = crate::sock_diag::netns_key(sock).map_err(|e| FilesError::Other {
+        pid,
+        what: format!("fd {fd}: {what}: its network namespace (SIOCGSKNS): {e}"),
+    })?;
+    let t = table.lock().unwrap_or_else(|e| e.into_inner());
+    t.netns_ids
+        .get(&net)
+        .copied()
+        .ok_or_else(|| FilesError::Unsupported {
+            pid,
+            fd,
+            kind: format!(
+                "{what} of network namespace net:[{net}], which no task of the tree is in"
+            ),
+        })
 }
 
 fn family_name(family: i32) -> String {

@@ -79,6 +79,8 @@ pub struct Prepared {
     /// Masters the mount tree made for pty slaves it binds (a container's /dev/console), by
     /// index: the pairs of those indexes use them.
     held_ptys: Vec<(u32, std::os::fd::OwnedFd)>,
+    /// The tree's network namespaces, made before the files (see `netns`).
+    netns: crate::netns::NetNamespaces,
 }
 
 /// Restore, before any task exists: the shell job's terminal (`--shell-job`), and files whose
@@ -99,6 +101,7 @@ pub fn prepare(
         remaps,
         queues: Default::default(),
         held_ptys: Vec::new(),
+        netns: Default::default(),
     })
 }
 
@@ -106,6 +109,12 @@ impl Prepared {
     /// Masters of pty slaves the mount tree binds, made before the files (see `held_ptys`).
     pub fn hold_ptys(&mut self, held: Vec<(u32, std::os::fd::OwnedFd)>) {
         self.held_ptys.extend(held);
+    }
+
+    /// The tree's network namespaces, for the sockets made in them and the tasks that join
+    /// them.
+    pub fn hold_netns(&mut self, netns: crate::netns::NetNamespaces) {
+        self.netns = netns;
     }
 
     /// Opens every object the tasks' fds name, once, in criu (the description registry),
@@ -118,7 +127,8 @@ impl Prepared {
         let root = crate::root::FsRoot::new(opts.root.clone());
         self.remaps
             .make_pending(&images.dir, &root, images.root().host_pid())?;
-        let mut shared = SharedFiles::create(images, opts)?;
+        let netns = std::mem::take(&mut self.netns);
+        let mut shared = SharedFiles::create(images, opts, netns)?;
         self.queues = std::mem::take(&mut shared.mq_made);
         shared.held_ptys.extend(std::mem::take(&mut self.held_ptys));
         if let Some(job) = &self.shell_job {

@@ -3,7 +3,7 @@
 //! fork) share one id, found with kcmp as CRIU does; the special files (exe, cwd, root, mapped
 //! files) share an id per inode.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -104,6 +104,9 @@ pub struct FileTable {
     pub own_ns_ids: TaskKobjIdsEntry,
     /// The namespace ids of the tree (its root's; every task shares them).
     pub tree_ns_ids: TaskKobjIdsEntry,
+    /// The ids of the network namespaces the tree's tasks are in, by inode: a socket or tun
+    /// file names its own (`ns_id`), made again there.
+    pub netns_ids: BTreeMap<u64, u32>,
     /// Live processes pidfds name (see `pidfd`).
     pub pidfds: crate::pidfd::dump::PidfdTargets,
     /// Files whose names no longer lead to them (see `ghost`).
@@ -301,10 +304,6 @@ impl FileTable {
 
     pub fn entries(&self) -> &[FileEntry] {
         &self.entries
-    }
-
-    pub(crate) fn entries_mut(&mut self) -> &mut [FileEntry] {
-        &mut self.entries
     }
 
     /// A new entry of another module's kind, built from its new id.

@@ -69,6 +69,14 @@ impl IdAllocator {
         }
     }
 
+    /// Every namespace of `kind` numbered so far: (inode, id).
+    pub fn numbered(&self, kind: NsKind) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.ns
+            .iter()
+            .filter(move |((k, _), _)| *k == kind)
+            .map(|(&(_, ino), &id)| (ino, id))
+    }
+
     /// Ids of process `pid` (criu's own pid first). A namespace /proc cannot show (time or
     /// cgroup on old kernels) is left out.
     pub fn task(&mut self, pid: i32) -> Result<TaskKobjIdsEntry, criu_procfs::ProcError> {

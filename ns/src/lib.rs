@@ -74,10 +74,12 @@ pub struct RestoreOptions {
 }
 
 /// Writes the images of every namespace the tree owns; `root_ids` are the root task's ids,
-/// `held_tuns` what the tree's tun files read of their devices.
+/// `net_ids` the ids of every network namespace a task is in (by inode), `held_tuns` what the
+/// tree's tun files read of their devices.
 pub fn dump_images(
     tree: &TreeNamespaces,
     root_ids: &TaskKobjIdsEntry,
+    net_ids: &std::collections::BTreeMap<u64, u32>,
     held_tuns: &criu_netdev::links::dump::HeldTuns,
     dir: &Path,
 ) -> Result<(), NsImageError> {
@@ -100,6 +102,16 @@ pub fn dump_images(
             NsKind::Mnt => criu_mounts::dump(pid, id, dir, tree.mount_options())?,
             _ => {}
         }
+    }
+    for (pid, ino, state) in tree.sub_nets() {
+        let id = net_ids
+            .get(&ino)
+            .copied()
+            .ok_or_else(|| NsImageError::Bad {
+                kind: "net",
+                what: format!("pid {pid}'s network namespace net:[{ino}] has no id"),
+            })?;
+        net::dump(pid, id, state, held_tuns, dir)?;
     }
     if let (Some(key), Some(id)) = (tree.ext_net(), root_ids.net_ns_id) {
         net::dump_external(id, key, dir)?;
@@ -124,6 +136,17 @@ pub struct Owned {
     net_outside: criu_netdev::links::outside::Outside,
     /// The outside veth ends the restore made, removed by [`Owned::abort`].
     net_made: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Network namespaces of tasks below the root's, by image id.
+    sub_nets: Vec<u32>,
+}
+
+/// What filling the root's namespaces leaves for the files: masters of bind-mounted pty
+/// slaves, by index, and every network namespace of the tree by image id (the root's first;
+/// none if the tree has none of its own).
+#[derive(Debug, Default)]
+pub struct Filled {
+    pub ptys: criu_mounts::pty::HeldPtys,
+    pub nets: Vec<(u32, OwnedFd)>,
 }
 
 impl Owned {
@@ -167,12 +190,31 @@ impl Owned {
         }
         // A kind joined is not made.
         kinds.retain(|(k, _)| !joins.iter().any(|j| j.kind == *k));
+        let root_net = kinds
+            .iter()
+            .find(|(k, _)| *k == NsKind::Net)
+            .map(|&(_, id)| id);
+        let mut sub_nets: Vec<u32> = images
+            .tasks
+            .iter()
+            .filter_map(|t| t.ids.net_ns_id)
+            .filter(|&id| Some(id) != root.net_ns_id)
+            .collect();
+        sub_nets.sort_unstable();
+        sub_nets.dedup();
+        if !sub_nets.is_empty() && (root_net.is_none() || opts.empty_net) {
+            return Err(NsImageError::Bad {
+                kind: "net",
+                what: "tasks are in network namespaces below one the restore does not make".into(),
+            });
+        }
         Ok(Owned {
             kinds,
             empty_net: opts.empty_net,
             weak_sysctls: opts.weak_sysctls,
             net_outside: opts.net_outside.clone(),
             net_made: Default::default(),
+            sub_nets,
             joins,
             mounts: opts.mounts.clone(),
         })
@@ -323,12 +365,7 @@ impl Owned {
     /// Fills the new namespaces of the root's stub `pid` (as criu sees it), driven through
     /// `r`, before it has children. Gives the masters of pty slaves the mount tree binds
     /// (see criu_mounts::pty), for the files domain.
-    pub fn fill(
-        &self,
-        r: &mut Remote,
-        pid: i32,
-        dir: &Path,
-    ) -> Result<criu_mounts::pty::HeldPtys, NsImageError> {
+    pub fn fill(&self, r: &mut Remote, pid: i32, dir: &Path) -> Result<Filled, NsImageError> {
         // The user namespace last (see join.rs), then what is made inside it.
         let (user, others): (Vec<_>, Vec<_>) =
             self.joins.iter().partition(|j| j.kind == NsKind::User);
@@ -355,24 +392,24 @@ impl Owned {
         // The mount tree last: the others reach the root's /proc, which it may not have.
         let mut kinds = self.kinds.clone();
         kinds.sort_by_key(|(k, _)| *k == NsKind::Mnt);
-        let mut held = Vec::new();
+        let mut filled = Filled::default();
         for (kind, id) in kinds {
             match kind {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
                 NsKind::Time => time::restore(r, pid, id, dir)?,
                 NsKind::Ipc => ipc::restore(pid, id, dir)?,
-                NsKind::Net if !self.empty_net => net::restore(
-                    pid,
-                    id,
-                    dir,
-                    self.weak_sysctls,
-                    &self.net_outside,
-                    &self.net_made,
-                )?,
-                NsKind::Mnt => held = criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?,
+                NsKind::Net if !self.empty_net => {
+                    let (weak, outside) = (self.weak_sysctls, &self.net_outside);
+                    net::restore(pid, id, dir, weak, outside, &self.net_made)?;
+                    let ids = (id, &self.sub_nets[..]);
+                    filled.nets = net::make_below(r, pid, ids, dir, weak, outside, &self.net_made)?;
+                }
+                NsKind::Mnt => {
+                    filled.ptys = criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?;
+                }
                 _ => {}
             }
         }
-        Ok(held)
+        Ok(filled)
     }
 }

@@ -238,3 +238,54 @@ pub fn abort(made: &Mutex<Vec<String>>) {
         Err(e) => tracing::error!("restore failed, and its veth ends {ours:?} stay: {e}"),
     }
 }
+
+/// The tree's network namespaces below its root's (`sub`, by image id), made by the root
+/// `pid` (driven through `r`) so that its user namespace owns them, and filled from criu like
+/// the root's; the root goes back to its own at the end. Returns every namespace of the tree
+/// by id, the root's (`root_id`) first.
+#[allow(clippy::too_many_arguments)]
+pub fn make_below(
+    r: &mut criu_tracee::remote::Remote,
+    pid: i32,
+    (root_id, sub): (u32, &[u32]),
+    dir: &Path,
+    weak_sysctls: bool,
+    outside: &Outside,
+    made: &Mutex<Vec<String>>,
+) -> Result<Vec<(u32, std::os::fd::OwnedFd)>, NsImageError> {
+    let open = || {
+        let path = format!("/proc/{pid}/ns/net");
+        std::fs::File::open(&path)
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(crate::error::io(KIND, format!("cannot open {path}")))
+    };
+    let own = open()?;
+    let mut out = Vec::with_capacity(sub.len() + 1);
+    for &id in sub {
+        r.call(
+            "unshare(CLONE_NEWNET)",
+            libc::SYS_unshare,
+            &[libc::CLONE_NEWNET as u64],
+        )
+        .map_err(crate::error::tracee(KIND))?;
+        restore(pid, id, dir, weak_sysctls, outside, made)?;
+        out.push((id, open()?));
+    }
+    if !sub.is_empty() {
+        let channel = criu_tracee::fd_channel::FdChannel::open(r, pid, 0)
+            .map_err(crate::error::tracee(KIND))?;
+        let back = channel
+            .take(r, own.as_raw_fd())
+            .map_err(crate::error::tracee(KIND))?;
+        r.call(
+            "setns(CLONE_NEWNET)",
+            libc::SYS_setns,
+            &[back, libc::CLONE_NEWNET as u64],
+        )
+        .map_err(crate::error::tracee(KIND))?;
+        r.close(back).map_err(crate::error::tracee(KIND))?;
+        channel.close(r).map_err(crate::error::tracee(KIND))?;
+    }
+    out.insert(0, (root_id, own));
+    Ok(out)
+}

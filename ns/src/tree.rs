@@ -3,7 +3,8 @@
 //! CRIU does. Otherwise the tree owns that namespace and it is dumped, which needs every task
 //! of the tree to share the root's (CRIU restores one namespace of each kind per tree).
 //! Pid namespaces are the exception: a task may live in one nested below the root's, as
-//! long as that namespace's init (its pid 1) is in the tree too (see [`crate::pid`]).
+//! long as that namespace's init (its pid 1) is in the tree too (see [`crate::pid`]); so are
+//! network namespaces when the tree's own is dumped: each one a task is in is dumped too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,6 +73,9 @@ pub struct TreeNamespaces {
     pid_depth: usize,
     /// Pid namespaces nested below the root's.
     nested: NestedPids,
+    /// Network namespaces of tasks other than the root's, below a network namespace the tree
+    /// owns: by inode, the first task seen in each and what it holds besides devices.
+    sub_nets: BTreeMap<u64, (i32, crate::net::NetState)>,
 }
 
 /// Pid namespaces below the root's that tasks of the tree live in or fork into.
@@ -158,6 +162,7 @@ impl TreeNamespaces {
             net,
             pid_depth: status.ns_pid.len().saturating_sub(1),
             nested: NestedPids::default(),
+            sub_nets: BTreeMap::new(),
         };
         // The root's *_for_children must be its own namespace too (nested ones are not kept),
         // but for pid_for_children (see check_task).
@@ -250,9 +255,52 @@ impl TreeNamespaces {
             Err(source) => return Err(NsError::Read { pid, source }),
         };
         self.check_pid_ns(pid, &theirs)?;
+        let theirs = self.check_net_ns(pid, theirs)?;
         compare(pid, &theirs, &self.root)?;
         self.checked.insert(pid);
         Ok(())
+    }
+
+    /// The network namespaces of tasks other than the root's: (first task, inode, content).
+    pub fn sub_nets(&self) -> impl Iterator<Item = (i32, u64, &crate::net::NetState)> {
+        self.sub_nets
+            .iter()
+            .map(|(&ino, (pid, state))| (*pid, ino, state))
+    }
+
+    /// A task in a network namespace other than the root's is dumped with its namespace when
+    /// the tree's own is dumped (as CRIU; otherwise `compare` refuses it): its devices are
+    /// checked and what it holds is read, once per namespace, before any lock. Returns the
+    /// links left to compare.
+    fn check_net_ns(&mut self, pid: i32, theirs: Vec<NsLink>) -> Result<Vec<NsLink>, NsError> {
+        let net = |links: &[NsLink]| {
+            links
+                .iter()
+                .find(|l| l.kind == NsKind::Net && !l.for_children)
+                .map(|l| l.ino)
+        };
+        let (Some(root), Some(own)) = (net(&self.root), net(&theirs)) else {
+            return Ok(theirs);
+        };
+        if own == root || !self.dumps(NsKind::Net) {
+            return Ok(theirs);
+        }
+        if !self.sub_nets.contains_key(&own) {
+            let state = if self.opts.memory_only {
+                crate::net::NetState::default()
+            } else {
+                let image = |source| NsError::Image { pid, source };
+                if let Some(what) = crate::net::check(pid).map_err(image)? {
+                    return Err(NsError::Net { pid, what });
+                }
+                crate::net::snapshot(pid).map_err(image)?
+            };
+            self.sub_nets.insert(own, (pid, state));
+        }
+        Ok(theirs
+            .into_iter()
+            .filter(|l| l.kind != NsKind::Net)
+            .collect())
     }
 
     /// A task outside the root's pid namespace must be in one nested below it; a task whose

@@ -520,8 +520,9 @@ async fn dump_phases(
             .collect();
         answers(asked).await?;
     }
-    let mut root_task_ids = None;
-    for (i, &pid) in order.iter().enumerate() {
+    // Every task's ids first: the files domain names the network namespace of each socket.
+    let mut all_ids = Vec::with_capacity(order.len());
+    for &pid in &order {
         let mut ids = if tree.zombies.contains(&pid) {
             Default::default()
         } else {
@@ -539,14 +540,16 @@ async fn dump_phases(
                 parent_dumps_fds = true;
             }
         }
-        if root_task_ids.is_none() {
-            root_task_ids = Some(ids);
-            shared
-                .files
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .tree_ns_ids = ids;
-        }
+        all_ids.push((ids, parent_dumps_fds));
+    }
+    let root_task_ids = all_ids.first().map(|(ids, _)| *ids);
+    let net_ids: BTreeMap<u64, u32> = alloc.numbered(criu_procfs::NsKind::Net).collect();
+    {
+        let mut t = shared.files.lock().unwrap_or_else(|e| e.into_inner());
+        t.tree_ns_ids = root_task_ids.unwrap_or_default();
+        t.netns_ids = net_ids.clone();
+    }
+    for (i, (&pid, &(ids, parent_dumps_fds))) in order.iter().zip(&all_ids).enumerate() {
         let addr = tree.actors.get(&pid).ok_or(DumpError::ActorGone(pid))?;
         asked.push((
             pid,
@@ -605,8 +608,6 @@ async fn dump_phases(
     let mut table = shared.files.lock().unwrap_or_else(|e| e.into_inner());
     let tree_pids: std::collections::BTreeSet<i32> = order.iter().copied().collect();
     shared.seccomp.write(&req.dir)?;
-    let tree_net = root_task_ids.as_ref().and_then(|ids| ids.net_ns_id);
-    criu_files::tun::dump::name_namespace(&mut table, tree_net);
     criu_files::write_images(
         &mut table,
         &req.dir,
@@ -616,7 +617,7 @@ async fn dump_phases(
     let held_tuns = std::mem::take(&mut table.tun.held);
     drop(table);
     if let Some(ids) = &root_task_ids {
-        criu_ns::dump_images(ns, ids, &held_tuns, &req.dir)?;
+        criu_ns::dump_images(ns, ids, &net_ids, &held_tuns, &req.dir)?;
     }
     images::write_pstree(&req.dir, &done, &tree.parent)?;
     let dumped = done.iter().map(|d| criu_ns::pid::DumpedPids {

@@ -4,7 +4,8 @@
 
 mod clone;
 pub mod helpers;
-pub mod next_pid;
+mod net_ns;
+mod next_pid;
 mod pid_ns;
 pub mod plan;
 pub mod rebuild;
@@ -206,8 +207,11 @@ pub fn run(
             // caller's two stops (CRIU's setup-namespaces scripts may set up the network).
             if ns.any() {
                 at_ns(NsStage::Made, root)?;
-                let held = answer(actors[0].send(FillNamespaces { ns: ns.clone() })).await?;
-                files.hold_ptys(held);
+                let filled = answer(actors[0].send(FillNamespaces { ns: ns.clone() })).await?;
+                files.hold_ptys(filled.ptys);
+                let root_net = filled.nets.first().map(|(id, _)| *id);
+                let nets = filled.nets.into_iter().collect();
+                files.hold_netns(criu_files::netns::NetNamespaces::new(root_net, nets));
                 at_ns(NsStage::Filled, root)?;
             }
             // The tree's paths are its own root's, reached through the root task.

@@ -107,9 +107,7 @@ pub struct FillNamespaces {
     pub ns: criu_ns::Owned,
 }
 
-/// What filling the namespaces left for the files: masters of bind-mounted pty slaves, by
-/// index.
-pub type Filled = Vec<(u32, std::os::fd::OwnedFd)>;
+pub use criu_ns::Filled;
 
 /// The root unshares its cgroup namespace (criu put it in the namespace's root cgroups).
 #[derive(Message)]
@@ -454,6 +452,7 @@ impl RestoreTask {
         let fd_table_shared = all.shares_parent_fd_table(t);
         rebuild::clear_stub(&mut r, t, rseq, &inherited, fd_table_shared)?;
         let channel = rebuild::open_fd_channel(&mut r, t)?;
+        super::net_ns::join_own(&mut r, &channel, t, &shared.netns)?;
         let exe_inherited =
             !inherited.is_empty() && parent.is_some_and(|p| p.mm.exe_file_id == t.mm.exe_file_id);
         rebuild::set_mm(&mut r, &all, &t.mm, pid, exe_inherited)?;

@@ -34,6 +34,9 @@ pub struct TcpOptions {
     pub skip_in_flight: bool,
     /// Called before a connection enters repair mode; None when nothing needs to be done.
     pub guard: Option<ConnGuard>,
+    /// The socket at hand is in the locked network namespace of the tree, or the tree has
+    /// none of its own (set for each socket).
+    pub in_locked_netns: bool,
 }
 
 /// A connection about to enter repair mode, as the guard sees it.
@@ -69,6 +72,9 @@ pub struct Repaired {
     pub reuseaddr: bool,
 }
 
+/// A sock_diag list: (network namespace (dev, inode), family, protocol).
+type DiagKey = ((u64, u64), i32, i32);
+
 /// The inet sockets of one dump.
 #[derive(Debug, Default)]
 pub struct InetSockets {
@@ -78,40 +84,33 @@ pub struct InetSockets {
     streams: Vec<(u32, Stream)>,
     /// criu's copies of the connections read through repair mode.
     pub repaired: Vec<Repaired>,
-    /// The kernel's lists by (family, protocol), asked for when first needed.
-    diag: HashMap<(i32, i32), HashMap<u32, super::diag::InetDiag>>,
-    /// A task of the tree's own network namespace, where sock_diag is asked; criu's if none.
+    /// The kernel's lists by (network namespace, family, protocol), asked for when first
+    /// needed.
+    diag: HashMap<DiagKey, HashMap<u32, super::diag::InetDiag>>,
+    /// A task of the tree's own network namespace, when it has one.
     pub net_of: Option<i32>,
 }
 
 impl InetSockets {
-    /// sock_diag's view of socket `ino` of `family` and `proto`.
+    /// sock_diag's view of socket `ino` (`sock`) of `family` and `proto`, asked in the
+    /// socket's own network namespace.
     fn diag(
         &mut self,
+        sock: BorrowedFd<'_>,
         family: i32,
         proto: i32,
         ino: u32,
     ) -> Result<Option<super::diag::InetDiag>, String> {
-        if !self.diag.contains_key(&(family, proto)) {
-            let list = match self.net_of {
-                Some(pid) => {
-                    criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
-                        super::diag::list(family, proto)
-                    })
-                    .map_err(|e| e.to_string())?
-                }
-                None => super::diag::list(family, proto),
-            };
-            self.diag.insert(
-                (family, proto),
-                list.map_err(|e| format!("sock_diag: {e}"))?,
-            );
-        }
-        Ok(self
-            .diag
-            .get(&(family, proto))
-            .and_then(|d| d.get(&ino))
-            .cloned())
+        let net = crate::sock_diag::netns_key(sock)
+            .map_err(|e| format!("its network namespace (SIOCGSKNS): {e}"))?;
+        let list = match self.diag.entry((net, family, proto)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                crate::sock_diag::in_netns_of(sock, || super::diag::list(family, proto))
+                    .map_err(|e| format!("sock_diag: {e}"))?,
+            ),
+        };
+        Ok(list.get(&ino).cloned())
     }
 
     /// A failed dump, or one whose tree runs on: every connection is out of repair mode
@@ -201,11 +200,25 @@ pub fn socket_id(
         "IPv4"
     };
     let mut seen = Seen::new(pid, fd, ino, name);
-    let (tcp, fown) = {
+    let (mut tcp, fown, net_of) = {
         let t = lock();
-        (t.opts.tcp.clone(), crate::fown::dump::read(pid, fd, flags)?)
+        let fown = crate::fown::dump::read(pid, fd, flags)?;
+        (t.opts.tcp.clone(), fown, t.inet.net_of)
     };
-    let diag = |proto| lock().inet.diag(family, proto, ino as u32);
+    // Only the tree's own network namespace is locked: a connection of one below it would
+    // change while it is read.
+    tcp.in_locked_netns = match net_of {
+        None => true,
+        Some(root) => {
+            use std::os::unix::fs::MetadataExt;
+            let theirs = crate::sock_diag::netns_key(sock.as_fd()).ok();
+            let ours = std::fs::metadata(format!("/proc/{root}/ns/net"))
+                .ok()
+                .map(|m| (m.dev(), m.ino()));
+            theirs.is_some() && theirs == ours
+        }
+    };
+    let diag = |proto| lock().inet.diag(sock.as_fd(), family, proto, ino as u32);
     let (mut entry, stream) = describe(sock.as_fd(), family, &mut seen, flags, &tcp, &diag)?;
     entry.fown = fown;
     let reuseaddr = entry.opts.reuseaddr == Some(true);
@@ -376,6 +389,12 @@ fn describe(
         return Err(
             seen.fail("a TCP connection is dumped only with --tcp-established (or --tcp-close)")
         );
+    }
+    if !tcp.in_locked_netns {
+        return Err(seen.fail(
+            "a TCP connection of a network namespace below the tree's own is not dumped (only \
+             the tree's namespace is locked)",
+        ));
     }
     let (Some(local), Some(remote)) = (local, remote) else {
         return Err(seen.fail("a connection without both addresses"));

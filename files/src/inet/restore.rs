@@ -71,7 +71,8 @@ pub fn open_all(
             ino: e.ino,
             what,
         };
-        let sock = make(images, e, opts, &mut shared.tcp_repair).map_err(fail)?;
+        let net = &shared.netns;
+        let sock = make(images, e, opts, net, &mut shared.tcp_repair).map_err(fail)?;
         made.push((id, e, sock));
     }
     for (id, e, sock) in made {
@@ -130,6 +131,7 @@ fn make(
     images: &DumpImages,
     e: &InetSkEntry,
     opts: &RestoreFileOptions,
+    netns: &crate::netns::NetNamespaces,
     repaired: &mut TcpRepair,
 ) -> Result<OwnedFd, String> {
     let family = e.family as i32;
@@ -148,7 +150,11 @@ fn make(
     } else {
         criu_sys::sockopt::socket
     };
-    let sock = make(family, kind | libc::SOCK_NONBLOCK, e.proto as i32).map_err(sys("socket"))?;
+    let sock = netns
+        .run(e.ns_id, || {
+            make(family, kind | libc::SOCK_NONBLOCK, e.proto as i32)
+        })?
+        .map_err(sys("socket"))?;
     let fd = sock.as_fd();
     let int = |name: &'static str, level, opt, v| set_int(fd, level, opt, v).map_err(sys(name));
     if e.v6only == Some(true) {

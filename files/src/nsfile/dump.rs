@@ -30,16 +30,22 @@ pub fn dump_ns_fd(
     // criu's namespace, or the task's own (every task of the tree shares the root's).
     let theirs = criu_procfs::read_ns(pid, kind).map(|l| l.ino).ok();
     let mut t = lock(table);
-    let ids = if own.ino == ino {
-        &t.own_ns_ids
+    // A tree may span network namespaces: each of them has its id.
+    let other_net = (kind == NsKind::Net)
+        .then(|| t.netns_ids.get(&ino).copied())
+        .flatten();
+    let ns_id = if own.ino == ino {
+        criu_ns::ns_id(&t.own_ns_ids, kind)
     } else if theirs == Some(ino) {
-        &t.tree_ns_ids
+        criu_ns::ns_id(&t.tree_ns_ids, kind)
+    } else if other_net.is_some() {
+        other_net
     } else {
         return Err(unsupported(
             "a namespace that is neither criu's nor the tree's",
         ));
     };
-    let ns_id = criu_ns::ns_id(ids, kind).ok_or_else(|| unsupported("no id for it"))?;
+    let ns_id = ns_id.ok_or_else(|| unsupported("no id for it"))?;
     let info = criu_procfs::read_fdinfo(pid, fd).map_err(|source| FilesError::Proc {
         pid,
         what: format!("fdinfo/{fd}"),

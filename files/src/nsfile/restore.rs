@@ -1,5 +1,5 @@
-//! A namespace file at restore: of the tree's own namespace (the restored root's), or of
-//! criu's, which the restored tasks share.
+//! A namespace file at restore: of the tree's own namespace (the restored root's), one of
+//! the tree's network namespaces, or of criu's, which the restored tasks share.
 
 use criu_procfs::NsKind;
 use criu_proto::dump_images::DumpImages;
@@ -22,7 +22,13 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         let host = images.inventory.root_ids.unwrap_or_default();
         let tree_own = criu_ns::ns_id(&root.ids, kind) == Some(e.ns_id)
             && criu_ns::ns_id(&host, kind) != Some(e.ns_id);
-        let path = if tree_own {
+        let held = (kind == NsKind::Net)
+            .then(|| shared.netns.get(e.ns_id))
+            .flatten();
+        let path = if let Some(ns) = held {
+            // One of the tree's network namespaces, opened anew (a description of its own).
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&ns))
+        } else if tree_own {
             format!("/proc/{}/ns/{}", root.host_pid(), kind.name())
         } else {
             format!("/proc/self/ns/{}", kind.name())

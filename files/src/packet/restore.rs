@@ -33,7 +33,11 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
             ),
             what,
         };
-        let sock = make(e).map_err(fail)?;
+        let sock = shared
+            .netns
+            .run(e.ns_id, || make(e))
+            .and_then(|r| r)
+            .map_err(fail)?;
         crate::sk_opts::restore::apply(sock.as_fd(), &e.opts)
             .map_err(|(w, err)| fail(format!("{w}: {err}")))?;
         set_status_flags(&sock, e.flags).map_err(fail)?;

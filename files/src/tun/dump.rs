@@ -26,9 +26,10 @@ pub fn is_tun(meta: &std::fs::Metadata) -> bool {
 pub struct TunFiles {
     /// files.img ids whose tun entry is written.
     dumped: BTreeSet<u32>,
-    /// Devices the files are attached to, with their virtio header size and send buffer,
-    /// for the device's dump (a device a file holds cannot be attached to again).
-    pub held: BTreeMap<String, (i32, i32)>,
+    /// Devices the files are attached to (by namespace id and name), with their virtio
+    /// header size and send buffer, for the device's dump (a device a file holds cannot be
+    /// attached to again).
+    pub held: BTreeMap<(u32, String), (i32, i32)>,
 }
 
 /// `pid`'s `fd`, a tun file at `path`; `open`: its status flags, position and mount.
@@ -51,23 +52,13 @@ pub fn dump_tun_fd(
         pid,
         what: format!("fd {fd}: tun file: cannot take a copy with pidfd_getfd: {e}"),
     })?;
-    // As CRIU: tun devices come back only in a network namespace of the tree's own.
-    let tree_net = lock().inet.net_of;
-    let Some(tree_net) = tree_net else {
+    // As CRIU: tun devices come back only in network namespaces of the tree's own.
+    if lock().inet.net_of.is_none() {
         return Err(refuse(
             "the tree has no network namespace of its own to make its device again".into(),
         ));
-    };
-    // SIOCGSKNS: the namespace the file was opened in, attached or not.
-    let theirs = crate::sock_diag::netns_key(copy.as_fd())
-        .map_err(|e| refuse(format!("its network namespace (SIOCGSKNS): {e}")))?;
-    let ours = std::fs::metadata(format!("/proc/{tree_net}/ns/net"))
-        .map_err(|e| refuse(format!("the tree's network namespace: {e}")))?;
-    if theirs != (ours.dev(), ours.ino()) {
-        return Err(refuse(
-            "opened in another network namespace than the tree's".into(),
-        ));
     }
+    let ns_id = crate::socket::netns_id(pid, fd, "tun file", copy.as_fd(), table)?;
     let attached =
         criu_sys::tun::attached_to(copy.as_fd()).map_err(|e| refuse(format!("TUNGETIFF: {e}")))?;
     if let Some((name, flags)) = &attached {
@@ -86,10 +77,11 @@ pub fn dump_tun_fd(
         // A detached queue keeps the send buffer it had when it left: an attached one
         // tells the device's.
         let mut t = lock();
+        let key = (ns_id, name.clone());
         if flags & libc::IFF_DETACH_QUEUE as u32 == 0 {
-            t.tun.held.insert(name.clone(), settings);
+            t.tun.held.insert(key, settings);
         } else {
-            t.tun.held.entry(name.clone()).or_insert(settings);
+            t.tun.held.entry(key).or_insert(settings);
         }
     }
     let fown = crate::fown::dump::read(pid, fd, open.flags)?;
@@ -109,20 +101,10 @@ pub fn dump_tun_fd(
                 id,
                 netdev: attached.map(|(name, _)| name),
                 detached: detached.filter(|&d| d),
-                ns_id: None,
+                ns_id: Some(ns_id),
             }),
             ..Default::default()
         });
     }
     Ok(fdinfo(id, fd, fd_flags, FdTypes::Tunf))
-}
-
-/// Once the root task's ids are known: every tun file names the tree's network namespace
-/// (`ns_id`), as CRIU's do.
-pub fn name_namespace(table: &mut FileTable, net_ns_id: Option<u32>) {
-    for e in table.entries_mut() {
-        if let Some(t) = e.tunf.as_mut() {
-            t.ns_id = net_ns_id;
-        }
-    }
 }

@@ -1,5 +1,5 @@
-//! tun files at restore: `/dev/net/tun` opened again in the tree's network namespace (the
-//! calling thread's, see `criu_ns::Owned::run_in_tree_ns`) and attached to its device, which
+//! tun files at restore: `/dev/net/tun` opened again in its network namespace (see
+//! `crate::netns`) and attached to its device, which
 //! the namespace's restore made before, persistent (as CRIU: a device no file held would be
 //! gone). Its own persistence comes back once a file holds it; a detached queue is detached
 //! again.
@@ -26,8 +26,13 @@ pub fn open_all(images: &DumpImages, shared: &mut SharedFiles) -> Result<(), Sha
         let err = failed(id, "tun file");
         let reg = images.files.get(&id).and_then(|f| f.reg.as_ref());
         let flags = reg.map_or(0, |r| r.flags as i32) & libc::O_NONBLOCK;
-        let file =
-            OwnedFd::from(criu_sys::tun::open_with(flags).map_err(err("open /dev/net/tun"))?);
+        // The file works in the namespace it is opened in.
+        let file = shared
+            .netns
+            .run(t.ns_id, || criu_sys::tun::open_with(flags))
+            .map_err(|what| SharedError::Tun { id, what })?
+            .map_err(err("open /dev/net/tun"))?;
+        let file = OwnedFd::from(file);
         if let Some(name) = &t.netdev {
             let ns_id = t.ns_id.or(images.root().ids.net_ns_id).unwrap_or(0);
             let known = match devices.entry(ns_id) {

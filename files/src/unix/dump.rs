@@ -91,6 +91,23 @@ impl UnixSockets {
         }
         Ok(self.diag.get_or_insert_with(HashMap::new))
     }
+
+    /// The list, with the sockets of `sock`'s network namespace added when `ino` (`sock`'s)
+    /// is not in it yet: a task of the tree may hold one of another namespace (inodes are
+    /// unique across namespaces).
+    fn diag_of(
+        &mut self,
+        ino: u32,
+        sock: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<&HashMap<u32, UnixDiag>, UnixError> {
+        if !self.diag()?.contains_key(&ino) {
+            let more = crate::sock_diag::in_netns_of(sock, diag::list).map_err(UnixError::Diag)?;
+            if let Some(list) = self.diag.as_mut() {
+                list.extend(more);
+            }
+        }
+        self.diag()
+    }
 }
 
 fn lock(table: &std::sync::Mutex<FileTable>) -> std::sync::MutexGuard<'_, FileTable> {
@@ -104,12 +121,13 @@ pub(crate) fn socket_id(
     fd: i32,
     ino: u64,
     flags: u32,
+    sock: std::os::fd::BorrowedFd<'_>,
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<u32, FilesError> {
     let ino32 = ino as u32;
     let (sk, peer, id) = {
         let mut t = lock(table);
-        let Some(sk) = t.unix.diag()?.get(&ino32).cloned() else {
+        let Some(sk) = t.unix.diag_of(ino32, sock)?.get(&ino32).cloned() else {
             return Err(FilesError::Unsupported {
                 pid,
                 fd,

@@ -19,6 +19,7 @@ use nix::sys::socket::{
     self, setsockopt, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
+use crate::netns::NetNamespaces;
 use crate::registry::{RestoreFileOptions, SharedError, SharedFiles};
 use crate::root::FsRoot;
 use criu_proto::dump_images::DumpImages;
@@ -77,14 +78,17 @@ pub fn open_all(
         .filter(|&id| shared.is_inherited(id))
         .collect();
     let root = shared.root.clone();
-    let mut made = build(
+    let netns = std::mem::take(&mut shared.netns);
+    let made = build(
         &entries,
         &queues,
         opts,
         &inherited,
-        &root,
+        (&root, &netns),
         &|id, for_id, made| inflight::open(images, shared, id, for_id, made),
-    )?;
+    );
+    shared.netns = netns;
+    let mut made = made?;
     for id in wanted {
         if inherited.contains(&id) {
             continue;
@@ -190,24 +194,42 @@ fn binds(e: &UnixSkEntry) -> bool {
     !e.name.is_empty() && !connected_stream
 }
 
-fn new_socket(e: &UnixSkEntry) -> Result<OwnedFd, UnixRestoreError> {
-    socket::socket(
-        AddressFamily::Unix,
-        sock_type(e)?,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )
-    .map_err(sys(e.ino, "socket"))
+/// Runs `make` in the network namespace of socket `e` (abstract names live there).
+fn in_netns<T: Send>(
+    e: &UnixSkEntry,
+    netns: &NetNamespaces,
+    make: impl FnOnce() -> Result<T, UnixRestoreError> + Send,
+) -> Result<T, UnixRestoreError> {
+    netns.run(e.ns_id, make).map_err(|w| fail(e.ino, w))?
 }
 
-fn new_pair(e: &UnixSkEntry) -> Result<(OwnedFd, OwnedFd), UnixRestoreError> {
-    socket::socketpair(
-        AddressFamily::Unix,
-        sock_type(e)?,
-        None,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-    )
-    .map_err(sys(e.ino, "socketpair"))
+fn new_socket(e: &UnixSkEntry, netns: &NetNamespaces) -> Result<OwnedFd, UnixRestoreError> {
+    let kind = sock_type(e)?;
+    in_netns(e, netns, || {
+        socket::socket(
+            AddressFamily::Unix,
+            kind,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .map_err(sys(e.ino, "socket"))
+    })
+}
+
+fn new_pair(
+    e: &UnixSkEntry,
+    netns: &NetNamespaces,
+) -> Result<(OwnedFd, OwnedFd), UnixRestoreError> {
+    let kind = sock_type(e)?;
+    in_netns(e, netns, || {
+        socket::socketpair(
+            AddressFamily::Unix,
+            kind,
+            None,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        )
+        .map_err(sys(e.ino, "socketpair"))
+    })
 }
 
 /// Opens a file in flight by its files.img id, for a refill of the queue of socket `for_id`;
@@ -316,17 +338,20 @@ fn listen(e: &UnixSkEntry, fd: &OwnedFd) -> Result<(), UnixRestoreError> {
 }
 
 /// Sends the queue of the named socket `e` again from a throwaway socket.
-fn refill_by_name(e: &UnixSkEntry, msgs: &[Msg], rights: Rights) -> Result<(), UnixRestoreError> {
+fn refill_by_name(
+    e: &UnixSkEntry,
+    msgs: &[Msg],
+    rights: Rights,
+    netns: &NetNamespaces,
+) -> Result<(), UnixRestoreError> {
     if msgs.is_empty() {
         return Ok(());
     }
-    let sender = socket::socket(
-        AddressFamily::Unix,
-        sock_type(e)?,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(sys(e.ino, "socket for the refill"))?;
+    let kind = sock_type(e)?;
+    let sender = in_netns(e, netns, || {
+        socket::socket(AddressFamily::Unix, kind, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(sys(e.ino, "socket for the refill"))
+    })?;
     refill(e.ino, e.id, &sender, Some(&address(e)?), msgs, rights)
 }
 
@@ -403,7 +428,7 @@ fn build(
     queues: &HashMap<u32, Vec<Msg>>,
     opts: &RestoreFileOptions,
     inherited: &BTreeSet<u32>,
-    root: &FsRoot,
+    (root, netns): (&FsRoot, &NetNamespaces),
     open: &OpenInFlight,
 ) -> Result<BTreeMap<u32, OwnedFd>, UnixRestoreError> {
     let by_ino: HashMap<u32, &UnixSkEntry> = entries.iter().map(|e| (e.ino, *e)).collect();
@@ -420,7 +445,7 @@ fn build(
         let mate_inherited = mutual.filter(|p| inherited.contains(&p.id));
         let mutual = mutual.filter(|p| !inherited.contains(&p.id));
         if let Some(p) = mutual {
-            let (fa, fb) = new_pair(e)?;
+            let (fa, fb) = new_pair(e, netns)?;
             b.place(e, &fa, false, root)?;
             b.place(p, &fb, false, root)?;
             b.made.insert(e.id, fa);
@@ -448,14 +473,14 @@ fn build(
             );
         }
         let fd = if orphan {
-            let (fa, fb) = new_pair(e)?;
+            let (fa, fb) = new_pair(e, netns)?;
             b.from_mate.push((e, fb));
             fa
         } else {
             if !queue.is_empty() && !binds(e) {
                 return Err(fail(e.ino, "queued data but no way to send it again"));
             }
-            new_socket(e)?
+            new_socket(e, netns)?
         };
         b.place(e, &fd, !orphan && !queue.is_empty(), root)?;
         if e.peer != 0 && !orphan {
@@ -497,7 +522,7 @@ fn build(
         .iter()
         .filter(|e| !b.ghosts.iter().any(|g| g.id == e.id))
     {
-        refill_by_name(e, queue_of(e), rights)?;
+        refill_by_name(e, queue_of(e), rights, netns)?;
     }
     // A removed name exists only while its socket's queue is refilled and its clients connect.
     for g in std::mem::take(&mut b.ghosts) {
@@ -511,7 +536,7 @@ fn build(
             by_name(root, g.ino, "bind", || socket::bind(fd.as_raw_fd(), &addr))?;
             listen(g, fd)?;
             if refill_now {
-                refill_by_name(g, queue_of(g), rights)?;
+                refill_by_name(g, queue_of(g), rights, netns)?;
             }
             for (e, t) in &now {
                 connect(e, &b.made[&e.id], t, root)?;

@@ -14,9 +14,9 @@ use super::rtnl::{name, Rtnl};
 use super::LinkError;
 
 /// The virtio header size and send buffer of tun devices that files of the tree hold, by
-/// device name, read through those files (a device held by a file cannot be attached to
-/// again unless it is multi-queue).
-pub type HeldTuns = std::collections::BTreeMap<String, (i32, i32)>;
+/// namespace id and device name, read through those files (a device held by a file cannot be
+/// attached to again unless it is multi-queue).
+pub type HeldTuns = std::collections::BTreeMap<(u32, String), (i32, i32)>;
 
 /// The links of the calling thread's namespace, whose CRIU id is `ns_id`, each with its
 /// per-device sysctls. `held`: what the tree's tun files read of their devices.
@@ -28,7 +28,7 @@ pub fn dump(ns_id: u32, held: &HeldTuns) -> Result<Vec<NetDeviceEntry>, LinkErro
         if let Some(tun) = &mut e.tun {
             // The flags stay the kernel's link attributes: TUNGETIFF's own show a file
             // without a filter as IFF_NOFILTER, the same bit as IFF_NO_PI.
-            (tun.vnethdr, tun.sndbuf) = tun_queue_settings(&e.name, tun.flags, held)?;
+            (tun.vnethdr, tun.sndbuf) = tun_queue_settings(ns_id, &e.name, tun.flags, held)?;
         }
         (e.conf4, e.conf6) = crate::netns::sysctl::dump_device(&e.name);
         out.push(e);
@@ -36,10 +36,16 @@ pub fn dump(ns_id: u32, held: &HeldTuns) -> Result<Vec<NetDeviceEntry>, LinkErro
     Ok(out)
 }
 
-/// The virtio header size and send buffer of tun device `name` with `flags`: from a file of
+/// The virtio header size and send buffer of tun device `name` with `flags` in namespace
+/// `ns_id`: from a file of
 /// the tree attached to it, else (a persistent device nothing holds) by attaching to it.
-fn tun_queue_settings(name: &str, flags: u32, held: &HeldTuns) -> Result<(u32, u32), LinkError> {
-    if let Some(&(vnethdr, sndbuf)) = held.get(name) {
+fn tun_queue_settings(
+    ns_id: u32,
+    name: &str,
+    flags: u32,
+    held: &HeldTuns,
+) -> Result<(u32, u32), LinkError> {
+    if let Some(&(vnethdr, sndbuf)) = held.get(&(ns_id, name.to_string())) {
         return Ok((vnethdr as u32, sndbuf as u32));
     }
     if flags & 0x0800 == 0 {
@@ -322,12 +328,13 @@ mod tests {
         assert_eq!((t.flags, t.owner, t.group), (0x1802, 1000, -1));
         let t = entry(&tap(0), 1).unwrap().tun.unwrap();
         assert_eq!(t.flags, 0x1002);
-        let held = HeldTuns::from([("tap0".to_string(), (12, 4096))]);
+        let held = HeldTuns::from([((1, "tap0".to_string()), (12, 4096))]);
         assert_eq!(
-            tun_queue_settings("tap0", t.flags, &held).unwrap(),
+            tun_queue_settings(1, "tap0", t.flags, &held).unwrap(),
             (12, 4096)
         );
-        let err = tun_queue_settings("tap0", t.flags, &HeldTuns::new())
+        // Held in another namespace: not this one's.
+        let err = tun_queue_settings(2, "tap0", t.flags, &held)
             .unwrap_err()
             .to_string();
         assert!(
