@@ -73,10 +73,35 @@ fn sysctls_addresses_routes_rules_and_firewall_of_the_trees_namespace_come_back(
     assert_eq!(task.verdict(), "PASS\n");
 }
 
+/// Runs `work` on a thread in `pid`'s network namespace.
+fn on_thread_in<T: Send>(pid: i32, work: impl FnOnce() -> T + Send) -> T {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            work()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// Whether a TCP connection from `from`'s network namespace reaches a listener on `addr` in
+/// `to`'s.
+fn tcp_crosses(from: i32, to: i32, addr: &str) -> bool {
+    let listener = on_thread_in(to, || std::net::TcpListener::bind(addr).unwrap());
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let timeout = std::time::Duration::from_secs(5);
+    on_thread_in(from, || {
+        std::net::TcpStream::connect_timeout(&addr, timeout).is_ok()
+    }) && listener.accept().is_ok()
+}
+
 /// A tree spanning two network namespaces: a child unshared one of its own (what it holds
-/// is set there too), its child joined the root's again, keeping a socket of the child's.
-/// Each comes back in its own namespace, with its sockets in theirs (ns_nets checks from
-/// inside), and the child's namespace holds what it held.
+/// is set there too, and a veth joins it to the root's), its child joined the root's again,
+/// keeping a socket of the child's. Each comes back in its own namespace, with its sockets in
+/// theirs (ns_nets checks from inside), the child's namespace holds what it held, and the
+/// veth still carries packets across.
 #[test]
 fn a_tree_spanning_network_namespaces_comes_back_in_each() {
     require_root();
@@ -103,7 +128,29 @@ fn a_tree_spanning_network_namespaces_comes_back_in_each() {
         "sysctl -qw net.ipv4.conf.all.forwarding=1 && ip addr add 127.0.0.9/8 dev lo && \
          ip route add 10.5.0.0/16 dev lo && nft add table inet sub_only",
     );
+    // A veth joining the two namespaces, an address at each end (IPv6 off: no link-local
+    // addresses appearing while the state is compared).
+    let no_v6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1";
+    in_netns(task.pid, no_v6);
+    in_netns(child, no_v6);
+    in_netns(
+        task.pid,
+        &format!(
+            "ip link add vsub0 type veth peer name vsub1 netns {child} && \
+             ip addr add 10.77.0.1/24 dev vsub0 && ip link set vsub0 up"
+        ),
+    );
+    in_netns(
+        child,
+        "ip addr add 10.77.0.2/24 dev vsub1 && ip link set vsub1 up",
+    );
+    let carrier = || !in_netns(child, "ip -o link show vsub1").contains("NO-CARRIER");
+    assert!(harness::wait_until(
+        std::time::Duration::from_secs(5),
+        carrier
+    ));
     let show = "sysctl net.ipv4.conf.all.forwarding; ip addr show lo | grep inet; \
+                ip -o link show type veth | sed 's/@.*: </: </'; ip -4 -o addr show type veth; \
                 ip route show table all; nft -s list ruleset";
     let (root_before, child_before) = (in_netns(task.pid, show), in_netns(child, show));
     assert!(child_before.contains("127.0.0.9/8") && child_before.contains("sub_only"));
@@ -112,7 +159,10 @@ fn a_tree_spanning_network_namespaces_comes_back_in_each() {
     task.restore_ok(&[]);
     assert_ne!(net(child), net(task.pid), "{}", task.log("restore.log"));
     assert_eq!(net(grandchild), net(task.pid));
+    // The carrier comes once both ends are set up.
+    harness::wait_until(std::time::Duration::from_secs(5), carrier);
     assert_eq!(in_netns(task.pid, show), root_before);
     assert_eq!(in_netns(child, show), child_before);
+    assert!(tcp_crosses(task.pid, child, "10.77.0.2:7777"));
     assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }

@@ -40,14 +40,7 @@ impl NetNamespaces {
         let Some((id, fd)) = other else {
             return Ok(work());
         };
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| format!("cannot join network namespace {id}: {e}"))?;
-                Ok(work())
-            })
-            .join()
-            .unwrap_or_else(|_| Err(format!("the thread in network namespace {id} died")))
-        })
+        criu_ns::enter::in_netns(fd.as_fd(), work)
+            .map_err(|e| format!("network namespace {id}: {e}"))
     }
 }

@@ -26,6 +26,26 @@ pub enum EnterError {
     NotPerThread(&'static str),
     #[error("the thread working in the namespaces of pid {0} died")]
     Died(i32),
+    #[error("cannot join a network namespace of the tree: {0}")]
+    SetnsNet(nix::errno::Errno),
+    #[error("the thread working in a network namespace of the tree died")]
+    DiedInNet,
+}
+
+/// Runs `work` in a new thread that first joins the network namespace `ns`.
+pub fn in_netns<T: Send>(
+    ns: std::os::fd::BorrowedFd<'_>,
+    work: impl FnOnce() -> T + Send,
+) -> Result<T, EnterError> {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(EnterError::SetnsNet)?;
+            Ok(work())
+        })
+        .join()
+        .map_err(|_| EnterError::DiedInNet)?
+    })
 }
 
 /// Runs `work` in a new thread that first joins the `kinds` namespaces of `pid` (as the

@@ -84,6 +84,25 @@ pub fn dump_images(
     dir: &Path,
 ) -> Result<(), NsImageError> {
     let pid = tree.root_pid();
+    // Every network namespace of the tree by id (a veth's peer may be in another one).
+    let mut nets = Vec::new();
+    if tree.sub_nets().next().is_some() {
+        let root = root_ids.net_ns_id.map(|id| (id, pid));
+        let subs = tree
+            .sub_nets()
+            .filter_map(|(pid, ino, _)| net_ids.get(&ino).map(|&id| (id, pid)));
+        for (id, pid) in root.into_iter().chain(subs) {
+            let path = format!("/proc/{pid}/ns/net");
+            let ns = std::fs::File::open(&path).map_err(error::io("net", path))?;
+            nets.push((id, OwnedFd::from(ns)));
+        }
+    }
+    let others_than = |me: u32| -> Vec<(u32, std::os::fd::BorrowedFd<'_>)> {
+        nets.iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(id, fd)| (*id, std::os::fd::AsFd::as_fd(fd)))
+            .collect()
+    };
     for &kind in tree.own().iter().filter(|&&k| tree.dumps(k)) {
         let Some(id) = ns_id(root_ids, kind) else {
             continue;
@@ -93,7 +112,7 @@ pub fn dump_images(
             NsKind::Time => time::dump(pid, id, dir)?,
             NsKind::Net => {
                 let state = tree.net_state().cloned().unwrap_or_default();
-                net::dump(pid, id, &state, held_tuns, dir)?
+                net::dump(pid, id, &state, (held_tuns, &others_than(id)), dir)?
             }
             NsKind::User => user::dump(pid, id, dir)?,
             NsKind::Ipc => {
@@ -111,7 +130,7 @@ pub fn dump_images(
                 kind: "net",
                 what: format!("pid {pid}'s network namespace net:[{ino}] has no id"),
             })?;
-        net::dump(pid, id, state, held_tuns, dir)?;
+        net::dump(pid, id, state, (held_tuns, &others_than(id)), dir)?;
     }
     if let (Some(key), Some(id)) = (tree.ext_net(), root_ids.net_ns_id) {
         net::dump_external(id, key, dir)?;
@@ -399,10 +418,12 @@ impl Owned {
                 NsKind::Time => time::restore(r, pid, id, dir)?,
                 NsKind::Ipc => ipc::restore(pid, id, dir)?,
                 NsKind::Net if !self.empty_net => {
-                    let (weak, outside) = (self.weak_sysctls, &self.net_outside);
-                    net::restore(pid, id, dir, weak, outside, &self.net_made)?;
-                    let ids = (id, &self.sub_nets[..]);
-                    filled.nets = net::make_below(r, pid, ids, dir, weak, outside, &self.net_made)?;
+                    let opts = net::FillOptions {
+                        weak_sysctls: self.weak_sysctls,
+                        outside: &self.net_outside,
+                        made: &self.net_made,
+                    };
+                    filled.nets = net::restore_all(r, pid, (id, &self.sub_nets), dir, &opts)?;
                 }
                 NsKind::Mnt => {
                     filled.ptys = criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?;

@@ -1,15 +1,18 @@
 //! Network namespace: its devices in `netdev-N.img` (criu_netdev::links, over rtnetlink),
 //! the namespace's sysctls in `netns-N.img`, its addresses, routes and rules and its firewall
 //! (nftables ruleset, legacy iptables rules) in raw images, the last read before the dump locks
-//! the namespace (see criu_netdev::netns). At restore the root is made in a new one (owned by
-//! the root's user namespace); from a thread that joined it criu writes the sysctls, makes the
-//! devices (outside veth ends in criu's own namespace), loads addresses, routes, rules and the
-//! firewall, and makes the tree's sockets in it too (see `Owned::run_in_tree_ns`).
+//! the namespace (see criu_netdev::netns). The same for each namespace below the tree's own
+//! that a task is in (a veth's peer there is named by that namespace's id). At restore the
+//! root is made in a new one (owned by the root's user namespace) and makes the ones below;
+//! from a thread that joined each criu writes the sysctls, makes the devices (outside veth ends
+//! in criu's own namespace, a veth between two of the tree's from the one filled first), loads
+//! addresses, routes, rules and the firewall; the tree's sockets are made in theirs (see
+//! `Owned::run_in_tree_ns` and criu_files::netns).
 
 use std::path::Path;
 
 use criu_procfs::NsKind;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
 use criu_netdev::links::{self, outside::Outside, Rtnl};
@@ -61,16 +64,20 @@ pub fn check(pid: i32) -> Result<Option<String>, NsImageError> {
     }
 }
 
-/// `held`: what the tree's tun files read of their devices.
+/// `held`: what the tree's tun files read of their devices; `others`: the tree's other
+/// network namespaces by id.
 pub fn dump(
     pid: i32,
     id: u32,
     state: &NetState,
-    held: &criu_netdev::links::dump::HeldTuns,
+    (held, others): (
+        &criu_netdev::links::dump::HeldTuns,
+        &[(u32, std::os::fd::BorrowedFd<'_>)],
+    ),
     dir: &Path,
 ) -> Result<(), NsImageError> {
     let links = in_namespaces_of(pid, &[NsKind::Net], || {
-        criu_netdev::links::dump::dump(id, held)
+        criu_netdev::links::dump::dump(id, held, others)
     })
     .map_err(enter(KIND))?
     .map_err(|e| NsImageError::Bad {
@@ -154,17 +161,16 @@ pub fn external_key(id: u32, dir: &Path) -> Result<Option<String>, NsImageError>
     Ok(e.and_then(|e| e.ext_key))
 }
 
-/// Fills the root's fresh network namespace (root `pid` as criu sees it): sysctls, devices,
-/// addresses, routes and rules, firewall. The outside veth ends made are added to `made`;
-/// if this fails they are removed at once.
-pub fn restore(
-    pid: i32,
-    id: u32,
-    dir: &Path,
-    weak_sysctls: bool,
-    outside: &Outside,
-    made: &Mutex<Vec<String>>,
-) -> Result<(), NsImageError> {
+/// What filling one network namespace needs besides its images.
+pub struct FillOptions<'a> {
+    pub weak_sysctls: bool,
+    pub outside: &'a Outside,
+    /// Outside veth ends made so far; those made here are added.
+    pub made: &'a Mutex<Vec<String>>,
+}
+
+/// One namespace's images: devices and sysctls (netdev-N.img, netns-N.img).
+fn read_devices(id: u32, dir: &Path) -> Result<(Vec<NetDeviceEntry>, NetnsEntry), NsImageError> {
     let img = ImageReader::open_if_exists(dir, &ImageKind::NETDEV, Some(id.into()))
         .map_err(image(KIND))?;
     let Some(mut img) = img else {
@@ -184,6 +190,19 @@ pub fn restore(
         .map_err(image(KIND))?
         .flatten()
         .unwrap_or_default();
+    Ok((devices, sysctls))
+}
+
+/// Fills the fresh network namespace `ns`, image id `id`: sysctls, devices, addresses,
+/// routes and rules, firewall. `tree`: the tree's other namespaces (veths between two). The
+/// outside veth ends made are added to `opts.made`; if this fails they are removed at once.
+fn fill(
+    ns: BorrowedFd<'_>,
+    (id, devices, sysctls): (u32, &[NetDeviceEntry], &NetnsEntry),
+    dir: &Path,
+    tree: &links::restore::TreeNets,
+    opts: &FillOptions,
+) -> Result<(), NsImageError> {
     let (ip, firewall) = read_raw(id, dir);
     let bad = |what: String| NsImageError::Bad { kind: KIND, what };
     // criu's own namespace, where outside ends go, reached from this thread before it joins.
@@ -191,22 +210,24 @@ pub fn restore(
         .map_err(|e| bad(format!("cannot open criu's network namespace: {e}")))?;
     let host = Rtnl::new().map_err(|e| bad(e.to_string()))?;
     let mut ours = Vec::new();
-    let result = in_namespaces_of(pid, &[NsKind::Net], || {
+    let result = crate::enter::in_netns(ns, || {
         // Sysctls first: devices made afterwards take the namespace's defaults.
-        criu_netdev::netns::sysctl::restore(&sysctls, weak_sysctls)
+        criu_netdev::netns::sysctl::restore(sysctls, opts.weak_sysctls)
             .map_err(|e| bad(e.to_string()))?;
         let host = links::restore::Host {
             rtnl: &host,
             ns: host_ns.as_raw_fd(),
         };
         tracing::debug!("net {id}: sysctls written");
+        let weak = opts.weak_sysctls;
         links::restore::restore(
-            &devices,
+            devices,
             id,
-            outside,
+            opts.outside,
             &host,
-            &sysctls,
-            weak_sysctls,
+            tree,
+            sysctls,
+            weak,
             &mut ours,
         )
         .map_err(|e| bad(format!("devices: {e}")))?;
@@ -222,7 +243,10 @@ pub fn restore(
     if result.is_err() {
         links::restore::remove_outside(&host, &ours);
     } else {
-        made.lock().unwrap_or_else(|e| e.into_inner()).extend(ours);
+        opts.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ours);
     }
     result
 }
@@ -239,53 +263,61 @@ pub fn abort(made: &Mutex<Vec<String>>) {
     }
 }
 
-/// The tree's network namespaces below its root's (`sub`, by image id), made by the root
-/// `pid` (driven through `r`) so that its user namespace owns them, and filled from criu like
-/// the root's; the root goes back to its own at the end. Returns every namespace of the tree
-/// by id, the root's (`root_id`) first.
-#[allow(clippy::too_many_arguments)]
-pub fn make_below(
+/// Fills the root's fresh network namespace (image id `root_id`) and makes and fills the
+/// tree's namespaces below it (`sub`, by image id): they are made by the root `pid` (driven
+/// through `r`) so that its user namespace owns them, all of them before any is filled (a
+/// veth may join two), and the root goes back to its own. Returns every namespace of the
+/// tree by id, the root's first.
+pub fn restore_all(
     r: &mut criu_tracee::remote::Remote,
     pid: i32,
     (root_id, sub): (u32, &[u32]),
     dir: &Path,
-    weak_sysctls: bool,
-    outside: &Outside,
-    made: &Mutex<Vec<String>>,
-) -> Result<Vec<(u32, std::os::fd::OwnedFd)>, NsImageError> {
+    opts: &FillOptions,
+) -> Result<Vec<(u32, OwnedFd)>, NsImageError> {
     let open = || {
         let path = format!("/proc/{pid}/ns/net");
         std::fs::File::open(&path)
-            .map(std::os::fd::OwnedFd::from)
+            .map(OwnedFd::from)
             .map_err(crate::error::io(KIND, format!("cannot open {path}")))
     };
-    let own = open()?;
-    let mut out = Vec::with_capacity(sub.len() + 1);
+    let tracee = crate::error::tracee(KIND);
+    let mut all = vec![(root_id, open()?)];
     for &id in sub {
         r.call(
             "unshare(CLONE_NEWNET)",
             libc::SYS_unshare,
             &[libc::CLONE_NEWNET as u64],
         )
-        .map_err(crate::error::tracee(KIND))?;
-        restore(pid, id, dir, weak_sysctls, outside, made)?;
-        out.push((id, open()?));
+        .map_err(&tracee)?;
+        all.push((id, open()?));
     }
     if !sub.is_empty() {
-        let channel = criu_tracee::fd_channel::FdChannel::open(r, pid, 0)
-            .map_err(crate::error::tracee(KIND))?;
-        let back = channel
-            .take(r, own.as_raw_fd())
-            .map_err(crate::error::tracee(KIND))?;
+        let channel = criu_tracee::fd_channel::FdChannel::open(r, pid, 0).map_err(&tracee)?;
+        let back = channel.take(r, all[0].1.as_raw_fd()).map_err(&tracee)?;
         r.call(
             "setns(CLONE_NEWNET)",
             libc::SYS_setns,
             &[back, libc::CLONE_NEWNET as u64],
         )
-        .map_err(crate::error::tracee(KIND))?;
-        r.close(back).map_err(crate::error::tracee(KIND))?;
-        channel.close(r).map_err(crate::error::tracee(KIND))?;
+        .map_err(&tracee)?;
+        r.close(back).map_err(&tracee)?;
+        channel.close(r).map_err(&tracee)?;
     }
-    out.insert(0, (root_id, own));
-    Ok(out)
+    let images = all
+        .iter()
+        .map(|(id, _)| read_devices(*id, dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, ((id, ns), (devices, sysctls))) in all.iter().zip(&images).enumerate() {
+        let tree = links::restore::TreeNets {
+            before: all[..i].iter().map(|(id, _)| *id).collect(),
+            after: all[i + 1..]
+                .iter()
+                .zip(&images[i + 1..])
+                .map(|((id, fd), (devs, _))| (*id, fd.as_raw_fd(), &devs[..]))
+                .collect(),
+        };
+        fill(ns.as_fd(), (*id, devices, sysctls), dir, &tree, opts)?;
+    }
+    Ok(all)
 }

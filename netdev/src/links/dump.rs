@@ -19,12 +19,25 @@ use super::LinkError;
 pub type HeldTuns = std::collections::BTreeMap<(u32, String), (i32, i32)>;
 
 /// The links of the calling thread's namespace, whose CRIU id is `ns_id`, each with its
-/// per-device sysctls. `held`: what the tree's tun files read of their devices.
-pub fn dump(ns_id: u32, held: &HeldTuns) -> Result<Vec<NetDeviceEntry>, LinkError> {
-    let links = Rtnl::new()?.links()?;
+/// per-device sysctls. `held`: what the tree's tun files read of their devices; `others`:
+/// the tree's other network namespaces by id, where a veth's peer may be.
+pub fn dump(
+    ns_id: u32,
+    held: &HeldTuns,
+    others: &[(u32, std::os::fd::BorrowedFd<'_>)],
+) -> Result<Vec<NetDeviceEntry>, LinkError> {
+    let rtnl = Rtnl::new()?;
+    let links = rtnl.links()?;
+    // How this namespace names the others (a veth's peer namespace is given so).
+    let mut nsids = std::collections::BTreeMap::new();
+    for &(id, fd) in others {
+        if let Some(nsid) = rtnl.nsid_of(fd)? {
+            nsids.insert(nsid, id);
+        }
+    }
     let mut out = Vec::with_capacity(links.len());
     for msg in &links {
-        let mut e = entry(msg, ns_id)?;
+        let mut e = entry(msg, ns_id, &nsids)?;
         if let Some(tun) = &mut e.tun {
             // The flags stay the kernel's link attributes: TUNGETIFF's own show a file
             // without a filter as IFF_NOFILTER, the same bit as IFF_NO_PI.
@@ -69,7 +82,7 @@ fn tun_queue_settings(
 /// Fails naming the first link whose kind is not kept.
 pub fn check() -> Result<(), LinkError> {
     for msg in Rtnl::new()?.links()? {
-        entry(&msg, 0)?;
+        entry(&msg, 0, &Default::default())?;
     }
     Ok(())
 }
@@ -150,8 +163,13 @@ fn macvlan(msg: &LinkMessage) -> Option<MacvlanLinkEntry> {
 }
 
 /// One link as CRIU's entry (without its sysctls). `ns_id`: CRIU's id of this namespace, the
-/// peer's namespace when the peer is in it.
-pub fn entry(msg: &LinkMessage, ns_id: u32) -> Result<NetDeviceEntry, LinkError> {
+/// peer's namespace when the peer is in it; `nsids`: the ids of the tree's other namespaces
+/// by the id this one gives them.
+pub fn entry(
+    msg: &LinkMessage,
+    ns_id: u32,
+    nsids: &std::collections::BTreeMap<i32, u32>,
+) -> Result<NetDeviceEntry, LinkError> {
     let index = msg.header.index;
     let name = name(msg)
         .ok_or_else(|| LinkError::Bad(format!("link {index} has no name")))?
@@ -200,21 +218,21 @@ pub fn entry(msg: &LinkMessage, ns_id: u32) -> Result<NetDeviceEntry, LinkError>
         }
     };
     e.r#type = ty as i32;
-    let (mut peer, mut peer_ns_here) = (index, true);
+    let (mut peer, mut peer_ns) = (index, Some(ns_id));
     for a in &msg.attributes {
         match a {
             LinkAttribute::Mtu(m) => e.mtu = *m,
             LinkAttribute::Address(a) if !loopback => e.address = Some(a.clone()),
             LinkAttribute::Controller(m) => e.master = Some(*m),
             LinkAttribute::Link(l) => peer = *l,
-            // The peer is in another namespace: one the tree does not own (only its own one
-            // is dumped), so it has no id here (CRIU: "in an external netns").
-            LinkAttribute::LinkNetNsId(_) => peer_ns_here = false,
+            // The peer is in another namespace: another of the tree's, or one outside it,
+            // which has no id here (CRIU: "in an external netns").
+            LinkAttribute::LinkNetNsId(n) => peer_ns = nsids.get(n).copied(),
             _ => {}
         }
     }
     e.peer_ifindex = Some(peer);
-    e.peer_nsid = peer_ns_here.then_some(ns_id);
+    e.peer_nsid = peer_ns;
     Ok(e)
 }
 
@@ -257,7 +275,7 @@ mod tests {
                 LinkAttribute::Controller(3),
             ],
         );
-        let e = entry(&m, 5).unwrap();
+        let e = entry(&m, 5, &Default::default()).unwrap();
         assert_eq!(e.r#type, NdType::Veth as i32);
         assert_eq!((e.ifindex, e.mtu, e.name.as_str()), (7, 1400, "eth0"));
         assert_eq!(e.address.as_deref(), Some(&[2, 0, 0, 0, 0, 1][..]));
@@ -266,16 +284,22 @@ mod tests {
             (e.peer_ifindex, e.peer_nsid, e.master),
             (Some(12), None, Some(3))
         );
+        // In another namespace of the tree (nsid 0 here): that one's id.
+        let tree = std::collections::BTreeMap::from([(0, 9)]);
+        assert_eq!(entry(&m, 5, &tree).unwrap().peer_nsid, Some(9));
         // Peer in the same namespace: its id.
         let m = link(8, "a", Some(InfoKind::Veth), vec![LinkAttribute::Link(9)]);
-        assert_eq!(entry(&m, 5).unwrap().peer_nsid, Some(5));
+        assert_eq!(
+            entry(&m, 5, &Default::default()).unwrap().peer_nsid,
+            Some(5)
+        );
     }
 
     #[test]
     fn loopback_has_no_address_and_macvlan_its_mode() {
         let mut m = link(1, "lo", None, vec![]);
         m.header.link_layer_type = LinkLayerType::Loopback;
-        let e = entry(&m, 1).unwrap();
+        let e = entry(&m, 1, &Default::default()).unwrap();
         assert_eq!((e.r#type, e.address), (NdType::Loopback as i32, None));
         let mut m = link(4, "mv", Some(InfoKind::MacVlan), vec![]);
         if let Some(LinkAttribute::LinkInfo(i)) = m.attributes.last_mut() {
@@ -283,22 +307,26 @@ mod tests {
                 MacVlanMode::Bridge,
             )])));
         }
-        let e = entry(&m, 1).unwrap();
+        let e = entry(&m, 1, &Default::default()).unwrap();
         assert_eq!(e.macvlan.unwrap().mode, 4);
     }
 
     #[test]
     fn unknown_kinds_are_named() {
         let m = link(3, "wg0", Some(InfoKind::Wireguard), vec![]);
-        let err = entry(&m, 1).unwrap_err().to_string();
+        let err = entry(&m, 1, &Default::default()).unwrap_err().to_string();
         assert!(err.contains("wg0") && err.contains("wireguard"), "{err}");
-        let err = entry(&link(3, "x0", None, vec![]), 1)
+        let err = entry(&link(3, "x0", None, vec![]), 1, &Default::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("x0") && err.contains("kind"), "{err}");
-        let err = entry(&link(3, "t0", Some(InfoKind::Tun), vec![]), 1)
-            .unwrap_err()
-            .to_string();
+        let err = entry(
+            &link(3, "t0", Some(InfoKind::Tun), vec![]),
+            1,
+            &Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("t0") && err.contains("tun"), "{err}");
     }
 
@@ -321,12 +349,12 @@ mod tests {
 
     #[test]
     fn a_tap_held_by_a_file_of_the_tree_is_read_through_it_and_refused_otherwise() {
-        let e = entry(&tap(1), 1).unwrap();
+        let e = entry(&tap(1), 1, &Default::default()).unwrap();
         assert_eq!(e.r#type, NdType::Tun as i32);
         let t = e.tun.unwrap();
         // IFF_TAP | IFF_NO_PI | IFF_PERSIST.
         assert_eq!((t.flags, t.owner, t.group), (0x1802, 1000, -1));
-        let t = entry(&tap(0), 1).unwrap().tun.unwrap();
+        let t = entry(&tap(0), 1, &Default::default()).unwrap().tun.unwrap();
         assert_eq!(t.flags, 0x1002);
         let held = HeldTuns::from([((1, "tap0".to_string()), (12, 4096))]);
         assert_eq!(

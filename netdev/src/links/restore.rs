@@ -28,6 +28,35 @@ pub struct Host<'a> {
     pub ns: RawFd,
 }
 
+/// The tree's other network namespaces, for veths whose ends are in two of them: the pair is
+/// made by the namespace filled first, its far end put in the other.
+#[derive(Default)]
+pub struct TreeNets<'a> {
+    /// Namespaces filled before this one (their pairs with this one exist already).
+    pub before: BTreeSet<u32>,
+    /// Namespaces filled after this one: id, descriptor and their devices.
+    pub after: Vec<(u32, RawFd, &'a [NetDeviceEntry])>,
+}
+
+impl TreeNets<'_> {
+    /// The far end of veth `d` of namespace `ns_id` when it is in one filled later, with
+    /// that namespace's descriptor.
+    fn far_end(&self, d: &NetDeviceEntry, ns_id: u32) -> Option<(RawFd, &NetDeviceEntry)> {
+        let peer_ns = d.peer_nsid.filter(|&n| n != ns_id)?;
+        let (_, fd, devs) = self.after.iter().find(|(id, _, _)| *id == peer_ns)?;
+        let end = devs.iter().find(|p| Some(p.ifindex) == d.peer_ifindex)?;
+        Some((*fd, end))
+    }
+
+    /// Whether veth `d` of namespace `ns_id` was made with its far end, from a namespace
+    /// filled before.
+    fn made_before(&self, d: &NetDeviceEntry, ns_id: u32) -> bool {
+        d.r#type == NdType::Veth as i32
+            && d.peer_nsid
+                .is_some_and(|n| n != ns_id && self.before.contains(&n))
+    }
+}
+
 /// The message that makes or sets `d` as dumped: index, name, MTU, address, flags.
 fn base(d: &NetDeviceEntry) -> LinkMessage {
     let mut m = LinkMessage::default();
@@ -50,11 +79,13 @@ fn kind_name(ty: i32) -> String {
 /// Makes every link of `devs` (the dump of namespace `ns_id`, whose sysctls `defaults` are
 /// written already) in the calling thread's namespace. Each outside end made is added to
 /// `made` as it is made; the caller removes them if anything fails (see [`remove_outside`]).
+#[allow(clippy::too_many_arguments)]
 pub fn restore(
     devs: &[NetDeviceEntry],
     ns_id: u32,
     outside: &Outside,
     host: &Host,
+    tree: &TreeNets,
     defaults: &NetnsEntry,
     weak_sysctls: bool,
     made: &mut Vec<String>,
@@ -62,8 +93,12 @@ pub fn restore(
     let inside = Rtnl::new()?;
     // lo comes with the namespace.
     let mut created: BTreeSet<u32> = BTreeSet::from([1]);
-    // Inner veth ends made with their peer, still to be set up.
-    let mut paired: BTreeSet<u32> = BTreeSet::new();
+    // Veth ends made with their peer (here or from another namespace), still to be set up.
+    let mut paired: BTreeSet<u32> = devs
+        .iter()
+        .filter(|d| tree.made_before(d, ns_id))
+        .map(|d| d.ifindex)
+        .collect();
     let mut pending: Vec<&NetDeviceEntry> = devs.iter().collect();
     while !pending.is_empty() {
         let before = pending.len();
@@ -76,7 +111,14 @@ pub fn restore(
             if paired.remove(&d.ifindex) {
                 inside.set(format!("cannot set up {}", d.name), base(d))?;
             } else if !created.contains(&d.ifindex) || d.r#type == NdType::Loopback as i32 {
-                make(d, devs, ns_id, outside, host, &inside, made, &mut paired)?;
+                let ctx = Ctx {
+                    ns_id,
+                    outside,
+                    host,
+                    tree,
+                    inside: &inside,
+                };
+                make(d, devs, &ctx, made, &mut paired)?;
             }
             created.insert(d.ifindex);
             if let Some(master) = d.master {
@@ -114,18 +156,30 @@ pub fn restore(
     Ok(())
 }
 
+/// Where links are made: this namespace's id and connection, what is outside it.
+struct Ctx<'a> {
+    ns_id: u32,
+    outside: &'a Outside,
+    host: &'a Host<'a>,
+    tree: &'a TreeNets<'a>,
+    inside: &'a Rtnl,
+}
+
 /// Makes (or for lo, sets) one link.
-#[allow(clippy::too_many_arguments)]
 fn make(
     d: &NetDeviceEntry,
     devs: &[NetDeviceEntry],
-    ns_id: u32,
-    outside: &Outside,
-    host: &Host,
-    inside: &Rtnl,
+    ctx: &Ctx,
     made: &mut Vec<String>,
     paired: &mut BTreeSet<u32>,
 ) -> Result<(), LinkError> {
+    let Ctx {
+        ns_id,
+        outside,
+        host,
+        tree,
+        inside,
+    } = *ctx;
     let name = &d.name;
     let mut m = base(d);
     let info = |kind: InfoKind, data: Option<InfoData>| {
@@ -186,6 +240,16 @@ fn make(
                 peer.attributes.push(LinkAttribute::IfName(out.clone()));
                 peer.attributes.push(LinkAttribute::NetNsFd(host.ns));
                 format!("cannot make veth {name} with its outside end {out}")
+            } else if let Some((fd, p)) = tree.far_end(d, ns_id) {
+                // Its far end in another of the tree's namespaces, set up when that one is
+                // filled.
+                peer = base(p);
+                peer.header.flags = LinkFlags::empty();
+                peer.attributes.push(LinkAttribute::NetNsFd(fd));
+                format!(
+                    "cannot make veth {name} with {} in another namespace",
+                    p.name
+                )
             } else if let Some(p) = inner_peer {
                 // Set up once made: a veth end opened before its pair is whole fails
                 // (ENOTCONN).

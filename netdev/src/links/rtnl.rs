@@ -106,6 +106,42 @@ impl Rtnl {
             .map_err(netlink(what))
     }
 
+    /// The id this namespace gives the namespace `ns` (RTM_GETNSID), if it gave it one.
+    pub fn nsid_of(&self, ns: std::os::fd::BorrowedFd<'_>) -> Result<Option<i32>, LinkError> {
+        use futures_util::StreamExt;
+        use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+        use netlink_packet_route::RouteNetlinkMessage;
+        let mut msg = NsidMessage::default();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&ns);
+        msg.attributes.push(NsidAttribute::Fd(fd as u32));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
+        req.header.flags = NLM_F_REQUEST;
+        let what = || "cannot ask the id of a network namespace (RTM_GETNSID)".to_string();
+        let mut answers = self
+            .handle
+            .clone()
+            .request(req)
+            .map_err(|source| netlink(what())(source))?;
+        let found = self.run(async move {
+            while let Some(answer) = answers.next().await {
+                match answer.payload {
+                    NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
+                        let id = m.attributes.iter().find_map(|a| match a {
+                            NsidAttribute::Id(id) => Some(*id),
+                            _ => None,
+                        });
+                        return Ok(id.filter(|&id| id >= 0));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(None)
+        });
+        found.map_err(netlink(what()))
+    }
+
     /// Deletes the link called `name`; one that is gone already is no error.
     pub fn delete(&self, name: &str) -> Result<(), LinkError> {
         let Some(index) = self.index_of(name)? else {
