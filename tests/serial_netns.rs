@@ -29,8 +29,13 @@ fn in_netns(pid: i32, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-const SET: &str = "sysctl -qw net.ipv4.ping_group_range='0 2147483647' \
-    net.ipv4.conf.all.forwarding=1 net.ipv4.conf.default.rp_filter=2 \
+/// Writing all.forwarding sets all.accept_redirects to the opposite and default.forwarding
+/// to the same: forwarding is turned from what a fresh namespace has (it copies the host's),
+/// and the two values after it set as a restore that wrote forwarding last would lose them.
+const SET: &str = "n=$((1 - $(sysctl -n net.ipv4.conf.all.forwarding))) && \
+    sysctl -qw net.ipv4.ping_group_range='0 2147483647' \
+    net.ipv4.conf.all.forwarding=$n net.ipv4.conf.all.accept_redirects=$n \
+    net.ipv4.conf.default.forwarding=$((1 - n)) net.ipv4.conf.default.rp_filter=2 \
     net.ipv6.conf.default.hop_limit=33 net.unix.max_dgram_qlen=77 && \
     iptables -A INPUT -p tcp --dport 4242 -j DROP && \
     nft add table inet t && \
@@ -40,6 +45,7 @@ const SET: &str = "sysctl -qw net.ipv4.ping_group_range='0 2147483647' \
     ip rule add from 10.1.0.0/16 table 100";
 
 const SHOW: &str = "sysctl net.ipv4.ping_group_range net.ipv4.conf.all.forwarding \
+    net.ipv4.conf.all.accept_redirects net.ipv4.conf.default.forwarding \
     net.ipv4.conf.default.rp_filter net.ipv6.conf.default.hop_limit net.unix.max_dgram_qlen; \
     iptables -S; nft -s list ruleset; ip addr show lo | grep inet; ip route show table all; ip rule";
 

@@ -223,6 +223,8 @@ fn value(e: &SysctlEntry) -> Option<String> {
     }
 }
 
+/// Writes `dev`'s values, `forwarding` first: writing `all`'s sets `all`'s accept_redirects
+/// (IPv4: to the opposite) along with it.
 fn restore_device(
     family: &str,
     dev: &str,
@@ -230,7 +232,9 @@ fn restore_device(
     conf: &[SysctlEntry],
     weak: bool,
 ) -> Result<(), SysctlError> {
-    for (name, e) in names.iter().zip(conf) {
+    let mut order: Vec<(&&str, &SysctlEntry)> = names.iter().zip(conf).collect();
+    order.sort_by_key(|(name, _)| **name != "forwarding");
+    for (name, e) in order {
         if let Some(v) = value(e) {
             write(&format!("{family}/conf/{dev}/{name}"), &v, weak)?;
         }
@@ -238,14 +242,15 @@ fn restore_device(
     Ok(())
 }
 
-/// Writes the dumped sysctls into the calling thread's (fresh) namespace: the `default`
-/// values first, then `all` (writing `all` changes every device). `weak`: `--weak-sysctls`,
-/// a value the kernel refuses is only warned about.
+/// Writes the dumped sysctls into the calling thread's (fresh) namespace: the `all` values
+/// first, then `default` (writing `all`'s forwarding or disable_ipv6 sets `default`'s too, and
+/// every device's: the devices are made afterwards). `weak`: `--weak-sysctls`, a value the
+/// kernel refuses is only warned about.
 pub fn restore(e: &NetnsEntry, weak: bool) -> Result<(), SysctlError> {
-    restore_device("ipv4", "default", DEVCONFS4, &e.def_conf4, weak)?;
     restore_device("ipv4", "all", DEVCONFS4, &e.all_conf4, weak)?;
-    restore_device("ipv6", "default", DEVCONFS6, &e.def_conf6, weak)?;
+    restore_device("ipv4", "default", DEVCONFS4, &e.def_conf4, weak)?;
     restore_device("ipv6", "all", DEVCONFS6, &e.all_conf6, weak)?;
+    restore_device("ipv6", "default", DEVCONFS6, &e.def_conf6, weak)?;
     for (name, e) in [
         ("unix/max_dgram_qlen", e.unix_conf.first()),
         ("ipv4/ping_group_range", e.ipv4_sysctl.first()),
