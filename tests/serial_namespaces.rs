@@ -462,6 +462,72 @@ fn an_external_network_namespace_and_a_joined_uts_namespace_are_entered_not_made
     assert!(went_on, "the loop says {:?}", loop_line(dir.path()));
 }
 
+/// The lock rules in the network namespace `netns` (nftables tables and iptables chains).
+fn lock_rules(netns: &str) -> String {
+    let net_arg = format!("--net={netns}");
+    let out = Command::new("nsenter")
+        .args([
+            &net_arg,
+            "sh",
+            "-c",
+            "nft list tables; iptables-save; ip6tables-save",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("CRIU"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_joined_network_namespace_the_dump_locked_is_unlocked_by_the_restore() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Holder::start(&["--net"], "ip link set lo up");
+    let netns = format!("/proc/{}/ns/net", net.pid());
+    // A connection in the namespace (outside the tree): the dump locks the whole namespace.
+    let ns = std::fs::File::open(&netns).unwrap();
+    let _conn = std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            (c, l.accept().unwrap().0)
+        })
+        .join()
+        .unwrap()
+    });
+    let script = "i=0; while :; do i=$((i+1)); \
+                  echo \"$$ $i x x\" > out.new; mv out.new out; sleep 0.05; done";
+    let net_arg = format!("--net={netns}");
+    let program = [
+        "nsenter", &net_arg, "unshare", "--pid", "--fork", "setsid", "sh", "-c", script,
+    ];
+    let mut c = Container::start_with(dir.path(), program[0], &program[1..]);
+    assert!(wait_until(Duration::from_secs(10), || loop_line(
+        dir.path()
+    )
+    .len()
+        == 4));
+    c.dump_with(&[]);
+    assert!(
+        !lock_rules(&netns).is_empty(),
+        "the dump did not lock the namespace"
+    );
+    let join = format!("net:{netns}");
+    c.restore_with(&["--join-ns", &join], Stdio::null());
+    assert_eq!(ns_link(c.root, "net"), ns_link(net.pid(), "net"));
+    assert_eq!(
+        lock_rules(&netns),
+        "",
+        "the restore left the namespace locked"
+    );
+    let before = loop_line(dir.path());
+    loop_went_on(dir.path(), &before);
+}
+
 #[test]
 fn a_restore_that_fails_after_the_namespaces_exist_leaves_nothing_behind() {
     require_root();

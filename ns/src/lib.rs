@@ -157,6 +157,8 @@ pub struct Owned {
     net_made: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Network namespaces of tasks below the root's, by image id.
     sub_nets: Vec<u32>,
+    /// Kinds the tree had a namespace of its own of at dump, joined now (`--join-ns`).
+    joined_own: Vec<NsKind>,
 }
 
 /// What filling the root's namespaces leaves for the files: masters of bind-mounted pty
@@ -208,6 +210,11 @@ impl Owned {
             }
         }
         // A kind joined is not made.
+        let joined_own = kinds
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| joins.iter().any(|j| j.kind == *k))
+            .collect();
         kinds.retain(|(k, _)| !joins.iter().any(|j| j.kind == *k));
         let root_net = kinds
             .iter()
@@ -234,6 +241,7 @@ impl Owned {
             net_outside: opts.net_outside.clone(),
             net_made: Default::default(),
             sub_nets,
+            joined_own,
             joins,
             mounts: opts.mounts.clone(),
         })
@@ -281,6 +289,12 @@ impl Owned {
     /// outside ends of its veths).
     pub fn abort(&self) {
         net::abort(&self.net_made);
+    }
+
+    /// Whether the dump found the tree in a namespace of `kind` of its own, which the
+    /// restore joins (`--join-ns`) instead of making one.
+    pub fn joins_own(&self, kind: NsKind) -> bool {
+        self.joined_own.contains(&kind)
     }
 
     pub fn owns(&self, kind: NsKind) -> bool {

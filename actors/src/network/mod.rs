@@ -277,6 +277,17 @@ pub struct RestoreLock {
     conns: Vec<Conn>,
 }
 
+/// Where the restored tree's network is, for its unlock (root pids as criu sees them).
+#[derive(Debug, Clone, Copy)]
+pub enum TreeNetns {
+    /// criu's own.
+    Host,
+    /// A namespace the restore made.
+    New(i32),
+    /// A namespace the dump locked, joined (`--join-ns net`) rather than made.
+    Joined(i32),
+}
+
 impl RestoreLock {
     /// The lock of the dump in `images`; `scripts` as at dump. The method and run id are the
     /// dump's (the inventory's), as in CRIU.
@@ -310,13 +321,19 @@ impl RestoreLock {
         lock::lock_netns(self.opts.method, &self.opts.run_id).map_err(|e| e.to_string())
     }
 
-    /// Unlocks: the new namespace of the tree (root `pid`, run in it by `in_net`), or the
+    /// Unlocks: the tree's new namespace, or one it joined that the dump may have left locked
+    /// (a lock is there whenever the namespace had connections, the tree's or not), or the
     /// dumped connections in the host's.
-    pub fn unlock(&self, own_netns: Option<i32>) -> Result<(), String> {
-        match own_netns {
-            Some(pid) => {
+    pub fn unlock(&self, netns: TreeNetns) -> Result<(), String> {
+        let in_ns = match netns {
+            TreeNetns::New(pid) => Some((pid, !self.conns.is_empty())),
+            TreeNetns::Joined(pid) => Some((pid, true)),
+            TreeNetns::Host => None,
+        };
+        match in_ns {
+            Some((pid, locked)) => {
                 let (method, run_id) = (self.opts.method, self.opts.run_id.clone());
-                if !self.conns.is_empty() {
+                if locked {
                     criu_ns::enter::in_namespaces_of(pid, &[criu_procfs::NsKind::Net], || {
                         lock::unlock_netns(method, &run_id)
                     })

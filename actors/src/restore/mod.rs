@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::network::TreeNetns;
 use crate::pool::TracerPool;
 use helpers::TreeOp;
 use plan::Step;
@@ -348,7 +349,14 @@ pub fn run(
             crate::fault::boundary(Point::RestoreRebuilt)?;
             before_release(root)?;
             // As CRIU: a rule that cannot be removed does not undo a restore.
-            if let Err(e) = net_lock.unlock(own_netns.then_some(root)) {
+            let netns = if own_netns {
+                TreeNetns::New(root)
+            } else if ns.joins_own(criu_procfs::NsKind::Net) {
+                TreeNetns::Joined(root)
+            } else {
+                TreeNetns::Host
+            };
+            if let Err(e) = net_lock.unlock(netns) {
                 tracing::error!("restore: network unlock: {e}");
             }
             // As CRIU: a freezer state that cannot be set does not undo a restore.
