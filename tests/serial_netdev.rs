@@ -8,7 +8,9 @@
 //! multi-queue tap, one detached) come back attached, and a packet still comes out of them
 //! (tests/workloads/src/bin/tn_tun.rs checks from inside). Also: a device of a kind not kept
 //! fails the dump naming it, and a restore that fails after it made an outside end removes
-//! it. Every test removes the host devices it made. Runs in the nextest `serial` group.
+//! it. A connection from the namespace to a host service across the veth survives
+//! `--tcp-established`. Every test removes the host devices it made. Runs in the nextest
+//! `serial` group.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -353,4 +355,61 @@ fn tun_files_come_back_attached_to_their_devices() {
     assert_eq!(after, before, "{}", task.log("restore.log"));
     assert_eq!(details(pid), tun_before);
     assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
+}
+
+/// A named network namespace (`ip netns add`), removed when dropped.
+struct NamedNetns(&'static str);
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", self.0]).status();
+    }
+}
+
+/// A container's connection to a service of the host, across its veth to a host bridge:
+/// kept through `--tcp-established`, the peer on the host never notices, and its bytes sent
+/// while the tree was gone arrive after the restore.
+#[test]
+fn a_connection_across_the_veth_to_the_host_survives() {
+    require_root();
+    let _links = HostLinks(vec!["crtbr0".into(), "crto0".into()]);
+    let _ = Command::new("ip")
+        .args(["netns", "del", "crt_tcp"])
+        .status();
+    let _ns = NamedNetns("crt_tcp");
+    sh(
+        None,
+        "ip netns add crt_tcp && ip link add crtbr0 type bridge && \
+         ip addr add 10.88.0.1/24 dev crtbr0 && ip link set crtbr0 up && \
+         ip link add crto0 type veth peer name crti0 netns crt_tcp && \
+         ip link set crto0 master crtbr0 up && \
+         ip -n crt_tcp link set lo up && ip -n crt_tcp addr add 10.88.0.2/24 dev crti0 && \
+         ip -n crt_tcp link set crti0 up",
+    );
+    let listener = std::net::TcpListener::bind("10.88.0.1:0").unwrap();
+    let peer_addr = listener.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut task = StateTask::workload("in_state")
+        .launcher(&["nsenter", "--net=/run/netns/crt_tcp"])
+        .argv(Argv::ResultArgs)
+        .args(&["outside", &peer_addr])
+        .start(dir.path());
+    let (mut peer, _) = listener.accept().unwrap();
+    let mut hello = [0u8; 7];
+    peer.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello, b"to-peer");
+    task.dump(&["--tcp-established"]);
+    // The namespace goes with its last holder, and the host end of its veth with it.
+    let _ = Command::new("ip")
+        .args(["netns", "del", "crt_tcp"])
+        .status();
+    assert!(wait_until(Duration::from_secs(10), || !host_has("crto0")));
+    peer.write_all(b"from-peer").unwrap();
+    task.restore_ok(&["--tcp-established", "--veth-pair", "crti0=crto0@crtbr0"]);
+    assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
+    peer.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = [0u8; 6];
+    peer.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"answer");
 }

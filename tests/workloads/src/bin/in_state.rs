@@ -1,4 +1,4 @@
-//! A self-checking process for the inet socket tests: `in_state RESULT MODE [PORT]`.
+//! A self-checking process for the inet socket tests: `in_state RESULT MODE [PORT|ADDR:PORT]`.
 //!
 //! It sets up the sockets of MODE, writes "READY" to RESULT and waits for SIGUSR1 (in
 //! sigwait); then it checks its sockets and writes "PASS" or "FAIL: reason". Modes:
@@ -7,7 +7,7 @@
 //!   acknowledged, and bytes never sent), a half-closed connection, an IPv6-only listener,
 //!   a connected UDP pair and an unbound datagram socket; after SIGUSR1 every byte must arrive
 //!   once, in order, the listeners accept new connections and the datagram sockets talk.
-//! - `outside`: connects to 127.0.0.1:PORT (the test's listener) and sends "to-peer";
+//! - `outside`: connects to 127.0.0.1:PORT (or ADDR:PORT: the test's listener) and sends "to-peer";
 //!   after SIGUSR1 it must read "from-peer" (sent by the test while this process was dumped)
 //!   and answer "answer".
 //! - `transparent`: a listener with IP_TRANSPARENT (CRIU's images have no field for it);
@@ -36,9 +36,9 @@ fn main() {
     usr1.thread_block().expect("block SIGUSR1");
     let verdict = match mode {
         "inside" => inside(result, &usr1),
-        "outside" => match args.get(3).and_then(|p| p.parse().ok()) {
-            Some(port) => outside(result, &usr1, port),
-            None => Err("outside needs a port".into()),
+        "outside" => match args.get(3).and_then(|p| peer_of(p)) {
+            Some(peer) => outside(result, &usr1, peer),
+            None => Err("outside needs a port or an address".into()),
         },
         "transparent" => transparent(result, &usr1),
         _ => Err(format!("unknown mode {mode}")),
@@ -205,8 +205,15 @@ fn transparent(result: &str, usr1: &SigSet) -> Check {
     Ok(())
 }
 
-fn outside(result: &str, usr1: &SigSet, port: u16) -> Check {
-    let peer = SocketAddr::from(([127, 0, 0, 1], port));
+/// PORT (on 127.0.0.1) or ADDR:PORT.
+fn peer_of(arg: &str) -> Option<SocketAddr> {
+    match arg.parse::<u16>() {
+        Ok(port) => Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => arg.parse().ok(),
+    }
+}
+
+fn outside(result: &str, usr1: &SigSet, peer: SocketAddr) -> Check {
     let mut s = TcpStream::connect(peer).map_err(io("connect"))?;
     s.write_all(b"to-peer").map_err(io("write"))?;
     wait_usr1(result, usr1);
