@@ -431,13 +431,16 @@ impl Owned {
                 NsKind::Uts => uts::restore(pid, id, dir)?,
                 NsKind::Time => time::restore(r, pid, id, dir)?,
                 NsKind::Ipc => ipc::restore(pid, id, dir)?,
+                // In turn: filled on a thread of their own while the others were, they
+                // measured slower on 2 cores (BENCHMARKS.md, "Namespaces filled side by side").
                 NsKind::Net if !self.empty_net => {
+                    filled.nets = net::make_all(r, pid, (id, &self.sub_nets))?;
                     let opts = net::FillOptions {
                         weak_sysctls: self.weak_sysctls,
                         outside: &self.net_outside,
                         made: &self.net_made,
                     };
-                    filled.nets = net::restore_all(r, pid, (id, &self.sub_nets), dir, &opts)?;
+                    net::fill_all(&filled.nets, dir, &opts)?;
                 }
                 NsKind::Mnt => {
                     filled.ptys = criu_mounts::restore_in_ns(pid, id, dir, &self.mounts)?;

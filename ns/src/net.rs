@@ -263,17 +263,14 @@ pub fn abort(made: &Mutex<Vec<String>>) {
     }
 }
 
-/// Fills the root's fresh network namespace (image id `root_id`) and makes and fills the
-/// tree's namespaces below it (`sub`, by image id): they are made by the root `pid` (driven
-/// through `r`) so that its user namespace owns them, all of them before any is filled (a
-/// veth may join two), and the root goes back to its own. Returns every namespace of the
-/// tree by id, the root's first.
-pub fn restore_all(
+/// The root's fresh network namespace (image id `root_id`) and the tree's namespaces below
+/// it (`sub`, by image id), made by the root `pid` (driven through `r`) so that its user
+/// namespace owns them; the root goes back to its own. Returns every namespace of the tree by
+/// id, the root's first, for [`fill_all`].
+pub fn make_all(
     r: &mut criu_tracee::remote::Remote,
     pid: i32,
     (root_id, sub): (u32, &[u32]),
-    dir: &Path,
-    opts: &FillOptions,
 ) -> Result<Vec<(u32, OwnedFd)>, NsImageError> {
     let open = || {
         let path = format!("/proc/{pid}/ns/net");
@@ -304,6 +301,15 @@ pub fn restore_all(
         r.close(back).map_err(&tracee)?;
         channel.close(r).map_err(&tracee)?;
     }
+    Ok(all)
+}
+
+/// Fills every namespace `make_all` made, all of them existing first (a veth may join two).
+pub fn fill_all(
+    all: &[(u32, OwnedFd)],
+    dir: &Path,
+    opts: &FillOptions,
+) -> Result<(), NsImageError> {
     let images = all
         .iter()
         .map(|(id, _)| read_devices(*id, dir))
@@ -319,5 +325,5 @@ pub fn restore_all(
         };
         fill(ns.as_fd(), (*id, devices, sysctls), dir, &tree, opts)?;
     }
-    Ok(all)
+    Ok(())
 }
