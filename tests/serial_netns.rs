@@ -36,7 +36,9 @@ const SET: &str = "n=$((1 - $(sysctl -n net.ipv4.conf.all.forwarding))) && \
     sysctl -qw net.ipv4.ping_group_range='0 2147483647' \
     net.ipv4.conf.all.forwarding=$n net.ipv4.conf.all.accept_redirects=$n \
     net.ipv4.conf.default.forwarding=$((1 - n)) net.ipv4.conf.default.rp_filter=2 \
-    net.ipv6.conf.default.hop_limit=33 net.unix.max_dgram_qlen=77 && \
+    net.ipv6.conf.default.hop_limit=33 net.unix.max_dgram_qlen=77 \
+    net.core.somaxconn=1234 net.ipv4.ip_local_port_range='20000 30000' \
+    net.ipv4.tcp_syncookies=0 net.ipv4.tcp_keepalive_time=77 && \
     iptables -A INPUT -p tcp --dport 4242 -j DROP && \
     nft add table inet t && \
     nft 'add chain inet t c { type filter hook input priority 0; }' && \
@@ -44,9 +46,8 @@ const SET: &str = "n=$((1 - $(sysctl -n net.ipv4.conf.all.forwarding))) && \
     ip addr add 127.0.0.5/8 dev lo && ip route add 10.9.0.0/16 dev lo && \
     ip rule add from 10.1.0.0/16 table 100";
 
-const SHOW: &str = "sysctl net.ipv4.ping_group_range net.ipv4.conf.all.forwarding \
-    net.ipv4.conf.all.accept_redirects net.ipv4.conf.default.forwarding \
-    net.ipv4.conf.default.rp_filter net.ipv6.conf.default.hop_limit net.unix.max_dgram_qlen; \
+/// Every net.* sysctl of the namespace, and what it holds.
+const SHOW: &str = "sysctl -a 2>/dev/null | grep '^net\\.'; \
     iptables -S; nft -s list ruleset; ip addr show lo | grep inet; ip route show table all; ip rule";
 
 #[test]
@@ -67,6 +68,7 @@ fn sysctls_addresses_routes_rules_and_firewall_of_the_trees_namespace_come_back(
     in_netns(task.pid, SET);
     let before = in_netns(task.pid, SHOW);
     assert!(before.contains("4242") && before.contains("4343") && before.contains("= 77"));
+    assert!(before.contains("somaxconn = 1234") && before.contains("= 20000\t30000"));
     assert!(
         before.contains("127.0.0.5/8")
             && before.contains("10.9.0.0/16")

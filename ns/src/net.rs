@@ -29,6 +29,8 @@ const KIND: &str = "net";
 #[derive(Debug, Clone, Default)]
 pub struct NetState {
     sysctls: NetnsEntry,
+    /// Sysctls beyond CRIU's lists (our own image).
+    more_sysctls: Vec<criu_proto::images::NetSysctlEntry>,
     ip: criu_netdev::netns::iproute::IpState,
     firewall: criu_netdev::netns::firewall::Firewall,
 }
@@ -42,6 +44,7 @@ pub fn snapshot(pid: i32) -> Result<NetState, NsImageError> {
         };
         Ok(NetState {
             sysctls: criu_netdev::netns::sysctl::dump(),
+            more_sysctls: criu_netdev::netns::more_sysctls::dump(),
             ip: criu_netdev::netns::iproute::dump().map_err(|e| bad("addresses and routes", e))?,
             firewall: criu_netdev::netns::firewall::dump().map_err(|e| bad("firewall", e))?,
         })
@@ -93,6 +96,12 @@ pub fn dump(
     let mut w =
         ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
     w.write(&state.sysctls).map_err(image(KIND))?;
+    w.finish().map_err(image(KIND))?;
+    let mut w =
+        ImageWriter::create(dir, &ImageKind::NET_SYSCTLS, Some(id.into())).map_err(image(KIND))?;
+    for e in &state.more_sysctls {
+        w.write(e).map_err(image(KIND))?;
+    }
     w.finish().map_err(image(KIND))?;
     let (fw, ip) = (&state.firewall, &state.ip);
     for (kind, bytes) in [
@@ -204,6 +213,14 @@ fn fill(
     opts: &FillOptions,
 ) -> Result<(), NsImageError> {
     let (ip, firewall) = read_raw(id, dir);
+    // Our own image; a dump by CRIU has none.
+    let more_sysctls: Vec<criu_proto::images::NetSysctlEntry> =
+        ImageReader::open_if_exists(dir, &ImageKind::NET_SYSCTLS, Some(id.into()))
+            .map_err(image(KIND))?
+            .map(|mut img| img.read_all())
+            .transpose()
+            .map_err(image(KIND))?
+            .unwrap_or_default();
     let bad = |what: String| NsImageError::Bad { kind: KIND, what };
     // criu's own namespace, where outside ends go, reached from this thread before it joins.
     let host_ns = std::fs::File::open("/proc/thread-self/ns/net")
@@ -213,6 +230,8 @@ fn fill(
     let result = crate::enter::in_netns(ns, || {
         // Sysctls first: devices made afterwards take the namespace's defaults.
         criu_netdev::netns::sysctl::restore(sysctls, opts.weak_sysctls)
+            .map_err(|e| bad(e.to_string()))?;
+        criu_netdev::netns::more_sysctls::restore(&more_sysctls, opts.weak_sysctls)
             .map_err(|e| bad(e.to_string()))?;
         let host = links::restore::Host {
             rtnl: &host,

@@ -327,6 +327,13 @@ impl ImageKind {
         0x6512_100a,
         "pid_levels_entry",
     );
+    /// criu-rs's own: a network namespace's sysctls beyond CRIU's lists.
+    pub const NET_SYSCTLS: Self = kind(
+        "NET_SYSCTLS",
+        "net-sysctls-%u.img",
+        0x6512_100b,
+        "net_sysctl_entry",
+    );
     pub const STATS_DUMP: Self = ImageKind {
         service: true,
         ..kind("STATS", "stats-dump", 0x5709_3306, "stats_entry")
@@ -432,6 +439,7 @@ impl ImageKind {
         Self::POSIX_MQ_FILES,
         Self::MEM_TRACK,
         Self::PID_LEVELS,
+        Self::NET_SYSCTLS,
         Self::STATS_DUMP,
         Self::STATS_RESTORE,
         Self::IRMAP_CACHE,

@@ -86,6 +86,8 @@ pub const MAGICS: &[(&str, u32)] = &[
     ("MEM_TRACK", 0x6512_1009),
     // criu-rs's own: pids in pid namespaces nested below the tree's.
     ("PID_LEVELS", 0x6512_100a),
+    // criu-rs's own: network sysctls beyond CRIU's lists.
+    ("NET_SYSCTLS", 0x6512_100b),
 ];
 
 /// crit's name of a magic value.

@@ -135,7 +135,7 @@ pub fn lock_netns(method: Method, run_id: &str) -> Result<(), LockError> {
 pub fn unlock_netns(method: Method, run_id: &str) -> Result<(), LockError> {
     match method {
         Method::Iptables => iptables::unlock_netns(),
-        Method::Nftables => nftables::unlock(run_id),
+        Method::Nftables => nftables::unlock_netns(run_id),
         Method::Skip => Ok(()),
     }
 }

@@ -101,12 +101,18 @@ pub(crate) fn lock_netns(run_id: &str) -> Result<(), LockError> {
     apply(netns_script(&table))
 }
 
-/// Both locks go with their table; none is no error (a namespace the dump may have locked).
-pub(crate) fn unlock(run_id: &str) -> Result<(), LockError> {
-    let table = table(run_id)?;
-    if !exists(&table)? {
+/// A namespace's lock goes with its table; none is no error (a namespace joined at restore,
+/// which the dump may have locked).
+pub(crate) fn unlock_netns(run_id: &str) -> Result<(), LockError> {
+    if !exists(&table(run_id)?)? {
         return Ok(());
     }
+    unlock(run_id)
+}
+
+/// Both locks go with their table.
+pub(crate) fn unlock(run_id: &str) -> Result<(), LockError> {
+    let table = table(run_id)?;
     let mut args = vec!["delete".to_string(), "table".into()];
     args.extend(table.split(' ').map(String::from));
     Cmd::new("nft", args).run().map(drop)

@@ -6,6 +6,7 @@
 
 pub mod firewall;
 pub mod iproute;
+pub mod more_sysctls;
 pub mod sysctl;
 
 use std::io::{Seek, Write};

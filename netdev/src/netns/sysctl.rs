@@ -99,6 +99,8 @@ pub enum SysctlError {
     },
     #[error("sysctl {path}: the image's value {value:?} is not a number")]
     Bad { path: String, value: String },
+    #[error("the image names sysctl {0:?}, which criu does not restore")]
+    Unknown(String),
 }
 
 fn path(name: &str) -> String {
@@ -107,7 +109,7 @@ fn path(name: &str) -> String {
 
 /// One value as the kernel shows it (trimmed); None when the file is absent or unreadable
 /// (IPv6's stable_secret reads EIO until set).
-fn read(name: &str) -> Option<String> {
+pub(crate) fn read(name: &str) -> Option<String> {
     let mut text = std::fs::read_to_string(path(name)).ok()?;
     text.truncate(text.trim_end().len());
     Some(text)
@@ -187,7 +189,7 @@ pub fn dump() -> NetnsEntry {
 }
 
 /// Writes `name` = `value` unless it holds that already.
-fn write(name: &str, value: &str, weak: bool) -> Result<(), SysctlError> {
+pub(crate) fn write(name: &str, value: &str, weak: bool) -> Result<(), SysctlError> {
     // stable_secret reads EIO until it is set: a file that cannot be read is still written.
     let now = read(name);
     if now.is_none() && !std::path::Path::new(&path(name)).exists() {

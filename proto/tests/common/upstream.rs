@@ -68,11 +68,12 @@ pub const UPSTREAM_CANNOT_DECODE: &[&str] = &[
     "PIDFD",
     "SIGNAL",
     // criu-rs's own images (CRIU has none for POSIX message queues, for memory tracking
-    // without soft-dirty, nor for nested pid namespaces).
+    // without soft-dirty, nor for nested pid namespaces, nor sysctls beyond its lists).
     "POSIX_MQ",
     "POSIX_MQ_FILES",
     "MEM_TRACK",
     "PID_LEVELS",
+    "NET_SYSCTLS",
 ];
 
 /// Upstream's JSON for `path` (`crit decode`, `--pretty` if asked), or its error output.
