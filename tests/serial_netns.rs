@@ -141,6 +141,13 @@ fn a_tree_spanning_network_namespaces_comes_back_in_each() {
     let no_v6 = "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1";
     in_netns(task.pid, no_v6);
     in_netns(child, no_v6);
+    // The root's namespace names the child's 7 (the kernel would pick 0): kept as dumped.
+    let named = format!("crtsub{child}");
+    let nsid = format!(
+        "ip netns attach {named} {child} && ip netns set {named} 7; r=$?; ip netns del {named}; \
+         exit $r"
+    );
+    in_netns(task.pid, &nsid);
     in_netns(
         task.pid,
         &format!(

@@ -89,13 +89,17 @@ pub fn dump(
     })?;
     let mut w =
         ImageWriter::create(dir, &ImageKind::NETDEV, Some(id.into())).map_err(image(KIND))?;
-    for entry in &links {
+    for entry in &links.devices {
         w.write(entry).map_err(image(KIND))?;
     }
     w.finish().map_err(image(KIND))?;
     let mut w =
         ImageWriter::create(dir, &ImageKind::NETNS, Some(id.into())).map_err(image(KIND))?;
-    w.write(&state.sysctls).map_err(image(KIND))?;
+    let netns = NetnsEntry {
+        nsids: links.nsids,
+        ..state.sysctls.clone()
+    };
+    w.write(&netns).map_err(image(KIND))?;
     w.finish().map_err(image(KIND))?;
     let mut w =
         ImageWriter::create(dir, &ImageKind::NET_SYSCTLS, Some(id.into())).map_err(image(KIND))?;
@@ -335,6 +339,7 @@ pub fn fill_all(
         .collect::<Result<Vec<_>, _>>()?;
     for (i, ((id, ns), (devices, sysctls))) in all.iter().zip(&images).enumerate() {
         let tree = links::restore::TreeNets {
+            all: all.iter().map(|(id, fd)| (*id, fd.as_fd())).collect(),
             before: all[..i].iter().map(|(id, _)| *id).collect(),
             after: all[i + 1..]
                 .iter()

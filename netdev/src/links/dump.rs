@@ -4,7 +4,7 @@
 //! attached to them, or by attaching to a persistent one); any other kind fails naming the
 //! device and its kind.
 
-use criu_proto::images::{MacvlanLinkEntry, NdType, NetDeviceEntry, TunLinkEntry};
+use criu_proto::images::{MacvlanLinkEntry, NdType, NetDeviceEntry, NetnsId, TunLinkEntry};
 use netlink_packet_core::Nla;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, InfoTun, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage,
@@ -25,7 +25,7 @@ pub fn dump(
     ns_id: u32,
     held: &HeldTuns,
     others: &[(u32, std::os::fd::BorrowedFd<'_>)],
-) -> Result<Vec<NetDeviceEntry>, LinkError> {
+) -> Result<Dumped, LinkError> {
     let rtnl = Rtnl::new()?;
     let links = rtnl.links()?;
     // How this namespace names the others (a veth's peer namespace is given so).
@@ -35,6 +35,13 @@ pub fn dump(
             nsids.insert(nsid, id);
         }
     }
+    let ids = nsids
+        .iter()
+        .map(|(&netnsid_value, &target_ns_id)| NetnsId {
+            target_ns_id,
+            netnsid_value,
+        })
+        .collect();
     let mut out = Vec::with_capacity(links.len());
     for msg in &links {
         let mut e = entry(msg, ns_id, &nsids)?;
@@ -46,7 +53,17 @@ pub fn dump(
         (e.conf4, e.conf6) = crate::netns::sysctl::dump_device(&e.name);
         out.push(e);
     }
-    Ok(out)
+    Ok(Dumped {
+        devices: out,
+        nsids: ids,
+    })
+}
+
+/// A namespace's links, and the ids it gives the tree's other namespaces (`netns_entry`'s
+/// `nsids`).
+pub struct Dumped {
+    pub devices: Vec<NetDeviceEntry>,
+    pub nsids: Vec<NetnsId>,
 }
 
 /// The virtio header size and send buffer of tun device `name` with `flags` in namespace

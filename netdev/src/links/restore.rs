@@ -36,6 +36,8 @@ pub struct TreeNets<'a> {
     pub before: BTreeSet<u32>,
     /// Namespaces filled after this one: id, descriptor and their devices.
     pub after: Vec<(u32, RawFd, &'a [NetDeviceEntry])>,
+    /// Every namespace of the tree: id and descriptor.
+    pub all: Vec<(u32, std::os::fd::BorrowedFd<'a>)>,
 }
 
 impl TreeNets<'_> {
@@ -91,6 +93,13 @@ pub fn restore(
     made: &mut Vec<String>,
 ) -> Result<(), LinkError> {
     let inside = Rtnl::new()?;
+    // The ids this namespace gives the others, before a veth between them makes one up.
+    for n in &defaults.nsids {
+        let target = tree.all.iter().find(|(id, _)| *id == n.target_ns_id);
+        if let Some(&(_, fd)) = target {
+            inside.set_nsid(fd, n.netnsid_value)?;
+        }
+    }
     // lo comes with the namespace.
     let mut created: BTreeSet<u32> = BTreeSet::from([1]);
     // Veth ends made with their peer (here or from another namespace), still to be set up.

@@ -142,6 +142,37 @@ impl Rtnl {
         found.map_err(netlink(what()))
     }
 
+    /// Gives the namespace `ns` the id `nsid` in this one (RTM_NEWNSID), as the dump found it.
+    pub fn set_nsid(&self, ns: std::os::fd::BorrowedFd<'_>, nsid: i32) -> Result<(), LinkError> {
+        use futures_util::StreamExt;
+        use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+        use netlink_packet_route::RouteNetlinkMessage;
+        let mut msg = NsidMessage::default();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&ns);
+        msg.attributes.push(NsidAttribute::Fd(fd as u32));
+        msg.attributes.push(NsidAttribute::Id(nsid));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNsId(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        let what = || format!("cannot give a network namespace the id {nsid} (RTM_NEWNSID)");
+        let mut answers = self
+            .handle
+            .clone()
+            .request(req)
+            .map_err(|source| netlink(what())(source))?;
+        let done = self.run(async move {
+            while let Some(answer) = answers.next().await {
+                if let NetlinkPayload::Error(e) = answer.payload {
+                    if e.code.is_some() {
+                        return Err(rtnetlink::Error::NetlinkError(e));
+                    }
+                }
+            }
+            Ok(())
+        });
+        done.map_err(netlink(what()))
+    }
+
     /// Deletes the link called `name`; one that is gone already is no error.
     pub fn delete(&self, name: &str) -> Result<(), LinkError> {
         let Some(index) = self.index_of(name)? else {
