@@ -9,7 +9,11 @@
 //!   `--prev-images-dir`, then a final dump, restore exactly too, and the final dump sends
 //!   only what changed since the last round;
 //! - a dump whose page server does not listen fails naming the address, before the tree is
-//!   touched, and the tree runs on intact.
+//!   touched, and the tree runs on intact;
+//! - with `--tls` both ends show certificates of one CA (made here with `openssl`): the pages
+//!   go over TLS and restore exactly; a server whose certificate names another host is
+//!   refused unless `--tls-no-cn-verify`, and a dump whose certificate another CA signed is
+//!   refused by the page server, the tree running on each time.
 
 #[path = "workloads/src/harness.rs"]
 mod harness;
@@ -50,7 +54,7 @@ fn copy_images(from: &Path, to: &Path) {
 
 /// `criu page-server -d` on 127.0.0.1:`port` into `dir` (relative to `d`): back once it
 /// listens; returns its pid (from --pidfile).
-fn start_page_server(d: &Path, dir: &str, port: u16, prev: Option<&str>) -> i32 {
+fn start_page_server(d: &Path, dir: &str, port: u16, extra: &[&str]) -> i32 {
     let pidfile = d.join(format!("{}.pid", dir.replace('/', "_")));
     let port = port.to_string();
     let pidpath = pidfile.display().to_string();
@@ -69,9 +73,7 @@ fn start_page_server(d: &Path, dir: &str, port: u16, prev: Option<&str>) -> i32 
         "--pidfile",
         &pidpath,
     ];
-    if let Some(p) = prev {
-        args.extend(["--prev-images-dir", p]);
-    }
+    args.extend(extra);
     criu_ok(&args, d, &[&format!("{dir}/page-server.log")]);
     read(&pidfile)
         .trim()
@@ -133,7 +135,7 @@ fn a_dump_sent_to_a_page_server_restores_from_its_dir() {
     assert_eq!(before.len(), 2, "parent and a child: {before:?}");
     let pid = tree.root().to_string();
     let port = free_port();
-    let ps = start_page_server(d, "ps", port, None);
+    let ps = start_page_server(d, "ps", port, &[]);
     let port_s = port.to_string();
     let mut args = page_server_dump("dump", &pid, "img", &port_s);
     args.push("-v4");
@@ -196,7 +198,10 @@ fn pre_dumps_through_a_page_server_then_a_dump_restore_exactly() {
         };
         let port = free_port();
         let ps_dir = format!("ps/{round}");
-        let ps = start_page_server(d, &ps_dir, port, prev);
+        let prev_args: Vec<&str> = prev
+            .map(|p| vec!["--prev-images-dir", p])
+            .unwrap_or_default();
+        let ps = start_page_server(d, &ps_dir, port, &prev_args);
         let images_dir = format!("img/{round}");
         let port_s = port.to_string();
         let action = if round == "final" { "dump" } else { "pre-dump" };
@@ -268,4 +273,126 @@ fn a_dump_whose_page_server_does_not_listen_fails_and_the_tree_runs_on() {
         vec![("parent".to_string(), "PASS\n".to_string())],
         "memory after the failed dump"
     );
+}
+
+/// A CA, and certificates it signs (made with `openssl` in `d`); file names are `NAME.pem`
+/// and `NAME.key`.
+struct Pki<'a>(&'a Path);
+
+impl Pki<'_> {
+    fn openssl(&self, script: &str) {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .current_dir(self.0)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ca(&self, name: &str) {
+        self.openssl(&format!(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+             -keyout {name}.key -out {name}.pem -days 2 -subj /CN={name} \
+             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+        ));
+    }
+
+    /// A certificate for `name` (subjectAltName `san`) signed by `ca`.
+    fn issue(&self, ca: &str, name: &str, san: &str) {
+        self.openssl(&format!(
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+             -keyout {name}.key -out {name}.csr -subj /CN={name} && \
+             printf 'subjectAltName={san}\\nextendedKeyUsage=serverAuth,clientAuth\\n' \
+             > {name}.ext && openssl x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key \
+             -CAcreateserial -out {name}.pem -days 2 -extfile {name}.ext"
+        ));
+    }
+
+    /// `--tls` with `ca`'s certificate and `name`'s.
+    fn args(&self, ca: &str, name: &str) -> Vec<String> {
+        let f = |n: &str, ext: &str| self.0.join(format!("{n}.{ext}")).display().to_string();
+        vec![
+            "--tls".into(),
+            "--tls-cacert".into(),
+            f(ca, "pem"),
+            "--tls-cert".into(),
+            f(name, "pem"),
+            "--tls-key".into(),
+            f(name, "key"),
+        ]
+    }
+}
+
+#[test]
+fn pages_go_over_tls_between_certificates_of_one_ca() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki(d);
+    pki.ca("ca");
+    pki.issue("ca", "server", "IP:127.0.0.1");
+    pki.issue("ca", "elsewhere", "DNS:elsewhere.example");
+    pki.issue("ca", "dumper", "DNS:dumper.example");
+    pki.ca("rogue");
+    pki.issue("rogue", "intruder", "DNS:intruder.example");
+    let mut tree = Tree::start(d, 16);
+    tree.grow(1);
+    let before = tree.pids();
+    let pid = tree.root().to_string();
+    let strs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+    // One refused session: the page server gets `server_cert`'s, the dump `dump_cert`'s.
+    let refused = |n: usize, server_cert: &str, dump_cert: &str, extra: &[&str], why: &str| {
+        let ps_dir = format!("refused{n}");
+        std::fs::create_dir_all(d.join(&ps_dir)).unwrap();
+        let port = free_port();
+        let server = pki.args("ca", server_cert);
+        let server: Vec<&str> = server.iter().map(String::as_str).collect();
+        let ps = start_page_server(d, &ps_dir, port, &server);
+        let port = port.to_string();
+        let mut args = page_server_dump("dump", &pid, "img", &port);
+        let dumper = pki.args("ca", dump_cert);
+        args.extend(dumper.iter().map(String::as_str));
+        args.extend(extra);
+        let out = criu(&args, d);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", strs(&dumper));
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(wait_until(Duration::from_secs(10), || gone(ps)));
+        tree.assert_all_run("after a refused TLS session");
+    };
+    std::fs::create_dir_all(d.join("img")).unwrap();
+    refused(
+        1,
+        "elsewhere",
+        "dumper",
+        &[],
+        "certificate not valid for name",
+    );
+    refused(
+        2,
+        "server",
+        "intruder",
+        &[],
+        "refused this criu's certificate",
+    );
+    // The right certificates (the name unchecked, as --tls-no-cn-verify asks): the dump goes.
+    std::fs::create_dir_all(d.join("ps")).unwrap();
+    let port = free_port();
+    let server = pki.args("ca", "elsewhere");
+    let server: Vec<&str> = server.iter().map(String::as_str).collect();
+    let ps = start_page_server(d, "ps", port, &server);
+    let port = port.to_string();
+    let mut args = page_server_dump("dump", &pid, "img", &port);
+    let dumper = pki.args("ca", "dumper");
+    args.extend(dumper.iter().map(String::as_str));
+    args.push("--tls-no-cn-verify");
+    criu_ok(&args, d, &["img/dump.log", "ps/page-server.log"]);
+    tree.wait_gone();
+    page_server_done(d, "ps", ps);
+    copy_images(&d.join("img"), &d.join("ps"));
+    restore_and_check(d, "ps", &tree, &before);
 }

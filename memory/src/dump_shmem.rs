@@ -186,8 +186,9 @@ mod tests {
         let obj = tempfile::tempfile().unwrap();
         obj.set_len(16 * PAGE_SIZE).unwrap();
         obj.write_all_at(b"sent", 5 * PAGE_SIZE + 3).unwrap();
-        let client =
-            std::sync::Mutex::new(crate::page_server::Client::connect("127.0.0.1", port).unwrap());
+        let client = std::sync::Mutex::new(
+            crate::page_server::Client::connect("127.0.0.1", port, None).unwrap(),
+        );
         let n = dump_shmem_to(PagesTo::Server(&client), 42, 1, &obj, 16 * PAGE_SIZE).unwrap();
         client.lock().unwrap().close().unwrap();
         server.join().unwrap().unwrap();

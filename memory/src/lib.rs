@@ -12,5 +12,6 @@ pub mod inherited;
 pub mod page_server;
 pub mod rebuild;
 pub mod restore;
+pub mod tls;
 pub mod track;
 pub mod vma;

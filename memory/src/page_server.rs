@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use criu_proto::images::{PagemapEntry, PagemapHead};
 use criu_proto::{ImageKind, ImageWriter};
 
+use crate::tls::{Conn, TlsOptions};
 use crate::vma::{PAGE_SIZE, PE_PARENT, PE_PRESENT};
 
 pub const PS_IOV_ADD: u32 = 1;
@@ -135,7 +136,7 @@ pub enum PageServerError {
 /// The dump's end: one connection for a whole dump, images opened one after the other.
 pub struct Client {
     addr: String,
-    out: BufWriter<TcpStream>,
+    out: BufWriter<Box<dyn Conn>>,
     /// `--ps-socket`: the socket may outlive us, so the server is told to stop (FORCE_CLOSE).
     inherited: bool,
     /// Pages sent, for the log.
@@ -144,8 +145,12 @@ pub struct Client {
 
 impl Client {
     /// Connects to `address:port` (a name or an IPv4/IPv6 address), trying each address the
-    /// name has.
-    pub fn connect(address: &str, port: u16) -> Result<Client, PageServerError> {
+    /// name has; with `tls`, over TLS.
+    pub fn connect(
+        address: &str,
+        port: u16,
+        tls: Option<&TlsOptions>,
+    ) -> Result<Client, PageServerError> {
         let shown = if address.contains(':') {
             format!("[{address}]:{port}")
         } else {
@@ -164,7 +169,7 @@ impl Client {
         for a in &addrs {
             tracing::info!("Connecting to page server {a}");
             match TcpStream::connect_timeout(a, std::time::Duration::from_secs(10)) {
-                Ok(s) => return Client::over(s, shown, false),
+                Ok(s) => return Client::over(s, shown, false, tls.map(|t| (t, address))),
                 Err(e) => {
                     tracing::info!("Can't connect to page server {a}: {e}");
                     last = e;
@@ -174,20 +179,47 @@ impl Client {
         Err(io("cannot connect")(last))
     }
 
-    /// Uses a socket already connected (`--ps-socket FD`).
+    /// Uses a socket already connected (`--ps-socket FD`); `tls`: TLS over it, the server
+    /// named as given.
     pub fn over(
         stream: TcpStream,
         addr: String,
         inherited: bool,
+        tls: Option<(&TlsOptions, &str)>,
     ) -> Result<Client, PageServerError> {
         // Headers that wait for an answer must go at once.
         let _ = stream.set_nodelay(true);
-        Ok(Client {
+        let conn: Box<dyn Conn> = match tls {
+            Some((t, host)) => t
+                .client(stream, host)
+                .map_err(|e| PageServerError::Protocol {
+                    addr: addr.clone(),
+                    what: e.to_string(),
+                })?,
+            None => Box::new(stream),
+        };
+        // Over TLS every command and every run of pages is written on its own, so that TLS
+        // records end where they do: CRIU's page server reads pages record by record and
+        // counts on that.
+        let buffer = if tls.is_some() { 0 } else { 256 << 10 };
+        let mut client = Client {
             addr,
-            out: BufWriter::with_capacity(256 << 10, stream),
+            out: BufWriter::with_capacity(buffer, conn),
             inherited,
             pages_sent: 0,
-        })
+        };
+        if tls.is_some() {
+            // With TLS 1.3 the server checks our certificate after our side of the handshake
+            // is over: one harmless round trip makes a refusal fail here, before any task is
+            // touched.
+            client
+                .has_parent(Target::Task(0))
+                .map_err(|e| PageServerError::Protocol {
+                    addr: client.addr.clone(),
+                    what: format!("TLS: the page server refused this criu's certificate ({e})"),
+                })?;
+        }
+        Ok(client)
     }
 
     pub fn address(&self) -> &str {
@@ -281,7 +313,7 @@ impl Client {
         let status = i32::from_ne_bytes(self.answer::<4>("the final close")?);
         // The server waits for the hang-up (as CRIU's, to keep TIME_WAIT on our side).
         if !self.inherited {
-            let _ = self.out.get_ref().shutdown(std::net::Shutdown::Both);
+            self.out.get_mut().hang_up();
         }
         if status != 0 {
             return Err(PageServerError::Protocol {
@@ -489,18 +521,10 @@ impl Server {
 
     /// Serves one dump on `sock` until it closes the session. `wait_eof`: then wait until
     /// the client hangs up (not for an inherited socket its owner keeps).
-    pub fn serve(
-        mut self,
-        sock: &mut TcpStream,
-        wait_eof: bool,
-    ) -> Result<Served, PageServerError> {
-        let _ = sock.set_nodelay(true);
+    pub fn serve(mut self, conn: &mut dyn Conn, wait_eof: bool) -> Result<Served, PageServerError> {
         let mut buf = vec![0u8; 1 << 20];
-        let mut reader = std::io::BufReader::with_capacity(
-            1 << 20,
-            sock.try_clone()
-                .map_err(self.io("cannot use the connection".into()))?,
-        );
+        // Answers go out through the reader's connection (one stream for TLS).
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, conn);
         loop {
             let mut h = [0u8; HEADER];
             match read_header(&mut reader, &mut h) {
@@ -520,7 +544,9 @@ impl Server {
                 }
                 PS_IOV_OPEN2 => {
                     let has_parent = self.open(iov.dst_id)?;
-                    sock.write_all(&[u8::from(has_parent)])
+                    reader
+                        .get_mut()
+                        .write_all(&[u8::from(has_parent)])
                         .map_err(self.io("cannot answer an open".into()))?;
                 }
                 PS_IOV_PARENT => {
@@ -528,7 +554,9 @@ impl Server {
                         self.protocol(format!("unknown pagemap type in {:#x}", iov.dst_id))
                     })?;
                     let has = i32::from(self.parent_has(target));
-                    sock.write_all(&has.to_ne_bytes())
+                    reader
+                        .get_mut()
+                        .write_all(&has.to_ne_bytes())
                         .map_err(self.io("cannot answer the parent check".into()))?;
                 }
                 PS_IOV_ADD_F | PS_IOV_ADD | PS_IOV_HOLE => {
@@ -541,7 +569,9 @@ impl Server {
                 }
                 PS_IOV_CLOSE | PS_IOV_FORCE_CLOSE => {
                     self.finish_open()?;
-                    sock.write_all(&0i32.to_ne_bytes())
+                    reader
+                        .get_mut()
+                        .write_all(&0i32.to_ne_bytes())
                         .map_err(self.io("cannot send the final answer".into()))?;
                     if wait_eof && iov.command() == PS_IOV_CLOSE {
                         let mut c = [0u8; 1];
@@ -597,6 +627,7 @@ pub(crate) fn serve_one(
     let d = dir.to_path_buf();
     let server = std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().unwrap();
+        let _ = s.set_nodelay(true);
         Server::new(&d, peer.to_string()).serve(&mut s, true)
     });
     (port, server)
@@ -638,7 +669,7 @@ mod tests {
     fn a_session_writes_the_images_a_local_dump_would() {
         let dir = tempfile::tempdir().unwrap();
         let (port, server) = serve_one(dir.path());
-        let mut c = Client::connect("127.0.0.1", port).unwrap();
+        let mut c = Client::connect("127.0.0.1", port, None).unwrap();
         let t = Target::Task(7);
         assert!(!c.open(t).unwrap());
         c.add(t, 0x1000, 2, PE_PRESENT).unwrap();
@@ -660,7 +691,7 @@ mod tests {
     fn a_dump_that_goes_away_fails_the_session() {
         let dir = tempfile::tempdir().unwrap();
         let (port, server) = serve_one(dir.path());
-        let mut c = Client::connect("127.0.0.1", port).unwrap();
+        let mut c = Client::connect("127.0.0.1", port, None).unwrap();
         c.open(Target::Task(1)).unwrap();
         c.add(Target::Task(1), 0x1000, 4, PE_PRESENT).unwrap();
         c.pages(&[0; 4096]).unwrap();

@@ -213,8 +213,14 @@ fn page_server_target(o: &Options) -> Result<Option<dump::PageServerTarget>, Str
     if !o.page_server {
         return Ok(None);
     }
+    // Over --ps-socket the server's name is --address, if given.
+    let tls = super::support::tls_options(o).map(|t| {
+        let name = o.address.clone().unwrap_or_else(|| "localhost".into());
+        (name, t)
+    });
     if let Some(fd) = o.ps_socket {
-        return Ok(Some(dump::PageServerTarget::Socket(fd)));
+        let how = dump::PageServerLink::Socket(fd);
+        return Ok(Some(dump::PageServerTarget { how, tls }));
     }
     let address = o
         .address
@@ -223,7 +229,8 @@ fn page_server_target(o: &Options) -> Result<Option<dump::PageServerTarget>, Str
     let port = o
         .port
         .ok_or("--page-server needs --port (the page server's port)")?;
-    Ok(Some(dump::PageServerTarget::Tcp { address, port }))
+    let how = dump::PageServerLink::Tcp { address, port };
+    Ok(Some(dump::PageServerTarget { how, tls }))
 }
 
 /// `--external net[INODE]:KEY`: network namespaces left outside the dump, by inode.

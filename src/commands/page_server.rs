@@ -170,7 +170,7 @@ fn serve(o: &Options, dirs: &Dirs) -> Result<(), String> {
         }
         ready(o)
     };
-    let (mut sock, peer, inherited) = match o.ps_socket {
+    let (sock, peer, inherited) = match o.ps_socket {
         Some(fd) => {
             tracing::info!("Reusing ps socket {fd}");
             if o.restore_detached && fd <= 2 {
@@ -206,8 +206,15 @@ fn serve(o: &Options, dirs: &Dirs) -> Result<(), String> {
             (sock, from.to_string(), false)
         }
     };
+    let _ = sock.set_nodelay(true);
+    let mut conn: Box<dyn criu_memory::tls::Conn> = match super::support::tls_options(o) {
+        Some(t) => t
+            .server(sock)
+            .map_err(|e| format!("page-server: connection from {peer}: {e}"))?,
+        None => Box::new(sock),
+    };
     let served = Server::new(dir, peer)
-        .serve(&mut sock, !inherited)
+        .serve(conn.as_mut(), !inherited)
         .map_err(|e| e.to_string())?;
     tracing::info!(
         "Page server: {} page(s) written into {} image(s) in {}, {} entr(ies) left to the parent",

@@ -135,6 +135,13 @@ pub fn scope(opt: Opt) -> Scope {
         // connected already.
         Opt::PageServer => Only(&[Dump, PreDump]),
         Opt::Port | Opt::PsSocket => Only(&[Dump, PreDump, PageServer]),
+        // TLS between a dump and its page server (memory/src/tls.rs).
+        Opt::Tls
+        | Opt::TlsCacert
+        | Opt::TlsCacrl
+        | Opt::TlsCert
+        | Opt::TlsKey
+        | Opt::TlsNoCnVerify => Only(&[Dump, PreDump, PageServer]),
         Opt::Timeout => Only(&[Dump, PreDump, Restore]),
         Opt::ActionScript => Only(&[Dump, PreDump, Restore]),
         Opt::ShellJob | Opt::FileLocks | Opt::ExtUnixSk => Only(&[Dump, PreDump, Restore]),
@@ -208,18 +215,34 @@ pub fn scope(opt: Opt) -> Scope {
         // Iterative and remote memory.
         | Opt::LazyPages
         | Opt::Stream
-        | Opt::Tls
-        | Opt::TlsCacert
-        | Opt::TlsCacrl
-        | Opt::TlsCert
-        | Opt::TlsKey
-        | Opt::TlsNoCnVerify
         // Daemons' readiness, plugins, misc.
         | Opt::Libdir
         | Opt::IrmapScanPath
         | Opt::FileValidation
  => Nowhere,
     }
+}
+
+/// `--tls` and its files (CRIU's default paths for those not given); None without `--tls`.
+pub fn tls_options(o: &Options) -> Option<criu_memory::tls::TlsOptions> {
+    if !o.tls {
+        return None;
+    }
+    let mut t = criu_memory::tls::TlsOptions {
+        no_cn_verify: o.tls_no_cn_verify,
+        ..Default::default()
+    };
+    for (opt, path) in &o.tls_files {
+        let slot = match opt {
+            Opt::TlsCacert => &mut t.cacert,
+            Opt::TlsCacrl => &mut t.cacrl,
+            Opt::TlsCert => &mut t.cert,
+            Opt::TlsKey => &mut t.key,
+            _ => continue,
+        };
+        *slot = path.into();
+    }
+    Some(t)
 }
 
 /// Whether `kind` honours `opt`.

@@ -57,8 +57,15 @@ pub struct DumpRequest {
 }
 
 /// The page server a dump sends its pages to.
+#[derive(Debug, Clone)]
+pub struct PageServerTarget {
+    pub how: PageServerLink,
+    /// `--tls`: the server's name to check (`--address`) and the files.
+    pub tls: Option<(String, criu_memory::tls::TlsOptions)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageServerTarget {
+pub enum PageServerLink {
     /// `--address ADDR --port PORT`.
     Tcp { address: String, port: u16 },
     /// `--ps-socket FD`: a socket connected already.
@@ -69,13 +76,21 @@ impl PageServerTarget {
     /// Connects, before any task is touched.
     pub fn connect(&self) -> Result<criu_memory::page_server::Client, DumpError> {
         use criu_memory::page_server::Client;
-        match self {
-            PageServerTarget::Tcp { address, port } => Ok(Client::connect(address, *port)?),
-            PageServerTarget::Socket(fd) => {
+        let tls = self.tls.as_ref().map(|(name, t)| (t, name.as_str()));
+        match &self.how {
+            PageServerLink::Tcp { address, port } => {
+                Ok(Client::connect(address, *port, tls.map(|(t, _)| t))?)
+            }
+            PageServerLink::Socket(fd) => {
                 let owned = criu_sys::fd::own_inherited(*fd)
                     .map_err(|e| DumpError::Start(format!("--ps-socket {fd}: {e}")))?;
                 let stream = std::net::TcpStream::from(owned);
-                Ok(Client::over(stream, format!("on --ps-socket {fd}"), true)?)
+                Ok(Client::over(
+                    stream,
+                    format!("on --ps-socket {fd}"),
+                    true,
+                    tls,
+                )?)
             }
         }
     }
