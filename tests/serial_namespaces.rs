@@ -462,25 +462,6 @@ fn an_external_network_namespace_and_a_joined_uts_namespace_are_entered_not_made
     assert!(went_on, "the loop says {:?}", loop_line(dir.path()));
 }
 
-/// The lock rules in the network namespace `netns` (nftables tables and iptables chains).
-fn lock_rules(netns: &str) -> String {
-    let net_arg = format!("--net={netns}");
-    let out = Command::new("nsenter")
-        .args([
-            &net_arg,
-            "sh",
-            "-c",
-            "nft list tables; iptables-save; ip6tables-save",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("CRIU"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn a_joined_network_namespace_the_dump_locked_is_unlocked_by_the_restore() {
     require_root();
@@ -512,16 +493,14 @@ fn a_joined_network_namespace_the_dump_locked_is_unlocked_by_the_restore() {
     .len()
         == 4));
     c.dump_with(&[]);
-    assert!(
-        !lock_rules(&netns).is_empty(),
-        "the dump did not lock the namespace"
-    );
+    let rules = || harness::lock_rules(Some(net.pid()));
+    assert!(!rules().is_empty(), "the dump did not lock the namespace");
     let join = format!("net:{netns}");
     c.restore_with(&["--join-ns", &join], Stdio::null());
     assert_eq!(ns_link(c.root, "net"), ns_link(net.pid(), "net"));
     assert_eq!(
-        lock_rules(&netns),
-        "",
+        rules(),
+        Vec::<String>::new(),
         "the restore left the namespace locked"
     );
     let before = loop_line(dir.path());

@@ -19,7 +19,6 @@ mod state_task;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::Duration;
 
@@ -99,23 +98,10 @@ fn show(pid: i32) -> String {
     out
 }
 
-/// Runs `work` on a thread in `pid`'s network namespace.
-fn in_netns<T: Send>(pid: i32, work: impl FnOnce() -> T + Send) -> T {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            work()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 /// One byte each way over a TCP connection from `from` to `to` (None: the host's namespace).
 fn tcp_works(listen_ns: Option<i32>, addr: &str, connect_ns: Option<i32>) -> bool {
     let listener = match listen_ns {
-        Some(pid) => in_netns(pid, || TcpListener::bind(addr)),
+        Some(pid) => harness::on_thread_in_netns(pid, || TcpListener::bind(addr)),
         None => TcpListener::bind(addr),
     }
     .unwrap();
@@ -129,7 +115,7 @@ fn tcp_works(listen_ns: Option<i32>, addr: &str, connect_ns: Option<i32>) -> boo
     };
     std::thread::scope(|s| {
         let client = s.spawn(|| match connect_ns {
-            Some(pid) => in_netns(pid, connect),
+            Some(pid) => harness::on_thread_in_netns(pid, connect),
             None => connect(),
         });
         let (mut c, _) = listener.accept().unwrap();

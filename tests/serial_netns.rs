@@ -81,26 +81,13 @@ fn sysctls_addresses_routes_rules_and_firewall_of_the_trees_namespace_come_back(
     assert_eq!(task.verdict(), "PASS\n");
 }
 
-/// Runs `work` on a thread in `pid`'s network namespace.
-fn on_thread_in<T: Send>(pid: i32, work: impl FnOnce() -> T + Send) -> T {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            work()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 /// Whether a TCP connection from `from`'s network namespace reaches a listener on `addr` in
 /// `to`'s.
 fn tcp_crosses(from: i32, to: i32, addr: &str) -> bool {
-    let listener = on_thread_in(to, || std::net::TcpListener::bind(addr).unwrap());
+    let listener = harness::on_thread_in_netns(to, || std::net::TcpListener::bind(addr).unwrap());
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let timeout = std::time::Duration::from_secs(5);
-    on_thread_in(from, || {
+    harness::on_thread_in_netns(from, || {
         std::net::TcpStream::connect_timeout(&addr, timeout).is_ok()
     }) && listener.accept().is_ok()
 }

@@ -329,6 +329,23 @@ impl FileTable {
         })
     }
 
+    /// The id of socket `ino` of `kind`, whose module keeps its ids in the map `ids` picks:
+    /// (id, true) when this call claimed it and the caller reads the socket, (id, false)
+    /// when another task's fd did already.
+    pub(crate) fn claim_socket(
+        &mut self,
+        ino: u64,
+        kind: FdTypes,
+        ids: impl Fn(&mut FileTable) -> &mut HashMap<u64, u32>,
+    ) -> (u32, bool) {
+        if let Some(&id) = ids(self).get(&ino) {
+            return (id, false);
+        }
+        let id = self.claim(kind);
+        ids(self).insert(ino, id);
+        (id, true)
+    }
+
     /// The id of `pid`'s `fd` for a kind of another module: the first fd of a description
     /// gets a new id and `make` builds its entry; later fds sharing it (dup, fork) get the same id.
     pub fn described<E>(

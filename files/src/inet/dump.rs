@@ -183,17 +183,12 @@ pub fn socket_id(
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<u32, FilesError> {
     let lock = || table.lock().unwrap_or_else(|e| e.into_inner());
-    let id = {
-        let mut t = lock();
-        if let Some(&id) = t.inet.dumped.get(&ino) {
-            return Ok(id);
-        }
-        // Tasks are read in parallel: the socket is read (a connection locked and repaired)
-        // once, and every task holding it gets this id.
-        let id = t.claim(FdTypes::Inetsk);
-        t.inet.dumped.insert(ino, id);
-        id
-    };
+    // Tasks are read in parallel: the socket is read (a connection locked and repaired) once,
+    // and every task holding it gets this id.
+    let (id, new) = lock().claim_socket(ino, FdTypes::Inetsk, |t| &mut t.inet.dumped);
+    if !new {
+        return Ok(id);
+    }
     let name = if family == libc::AF_INET6 {
         "IPv6"
     } else {

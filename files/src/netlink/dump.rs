@@ -33,16 +33,11 @@ pub fn socket_id(
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<u32, FilesError> {
     let lock = || table.lock().unwrap_or_else(|e| e.into_inner());
-    let id = {
-        let mut t = lock();
-        if let Some(&id) = t.netlink.dumped.get(&ino) {
-            return Ok(id);
-        }
-        // Claimed now: a task read in parallel that holds the socket too gets this id.
-        let id = t.claim(FdTypes::Netlinksk);
-        t.netlink.dumped.insert(ino, id);
-        id
-    };
+    // Claimed now: a task read in parallel that holds the socket too gets this id.
+    let (id, new) = lock().claim_socket(ino, FdTypes::Netlinksk, |t| &mut t.netlink.dumped);
+    if !new {
+        return Ok(id);
+    }
     let mut seen = Seen::new(pid, fd, ino, "netlink");
     let d = diag_of(sock.as_fd(), ino, table).map_err(|w| seen.fail(w))?;
     let fown = crate::fown::dump::read(pid, fd, flags)?;

@@ -41,16 +41,11 @@ pub fn socket_id(
     table: &std::sync::Mutex<FileTable>,
 ) -> Result<u32, FilesError> {
     let lock = || table.lock().unwrap_or_else(|e| e.into_inner());
-    let id = {
-        let mut t = lock();
-        if let Some(&id) = t.packet.dumped.get(&ino) {
-            return Ok(id);
-        }
-        // Claimed now: a task read in parallel that holds the socket too gets this id.
-        let id = t.claim(FdTypes::Packetsk);
-        t.packet.dumped.insert(ino, id);
-        id
-    };
+    // Claimed now: a task read in parallel that holds the socket too gets this id.
+    let (id, new) = lock().claim_socket(ino, FdTypes::Packetsk, |t| &mut t.packet.dumped);
+    if !new {
+        return Ok(id);
+    }
     let mut seen = Seen::new(pid, fd, ino, "packet");
     let d = diag_of(sock.as_fd(), ino, table).map_err(|w| seen.fail(w))?;
     let fown = crate::fown::dump::read(pid, fd, flags)?;

@@ -108,42 +108,29 @@ impl Rtnl {
 
     /// The id this namespace gives the namespace `ns` (RTM_GETNSID), if it gave it one.
     pub fn nsid_of(&self, ns: std::os::fd::BorrowedFd<'_>) -> Result<Option<i32>, LinkError> {
-        use futures_util::StreamExt;
-        use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
-        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-        use netlink_packet_route::RouteNetlinkMessage;
-        let mut msg = NsidMessage::default();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&ns);
-        msg.attributes.push(NsidAttribute::Fd(fd as u32));
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
-        req.header.flags = NLM_F_REQUEST;
-        let what = || "cannot ask the id of a network namespace (RTM_GETNSID)".to_string();
-        let mut answers = self
-            .handle
-            .clone()
-            .request(req)
-            .map_err(|source| netlink(what())(source))?;
-        let found = self.run(async move {
-            while let Some(answer) = answers.next().await {
-                match answer.payload {
-                    NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
-                        let id = m.attributes.iter().find_map(|a| match a {
-                            NsidAttribute::Id(id) => Some(*id),
-                            _ => None,
-                        });
-                        return Ok(id.filter(|&id| id >= 0));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(None)
-        });
-        found.map_err(netlink(what()))
+        use netlink_packet_route::RouteNetlinkMessage::GetNsId;
+        let what = "cannot ask the id of a network namespace (RTM_GETNSID)".to_string();
+        self.nsid_request(GetNsId, ns, None, what)
     }
 
     /// Gives the namespace `ns` the id `nsid` in this one (RTM_NEWNSID), as the dump found it.
     pub fn set_nsid(&self, ns: std::os::fd::BorrowedFd<'_>, nsid: i32) -> Result<(), LinkError> {
+        use netlink_packet_route::RouteNetlinkMessage::NewNsId;
+        let what = format!("cannot give a network namespace the id {nsid} (RTM_NEWNSID)");
+        self.nsid_request(NewNsId, ns, Some(nsid), what).map(drop)
+    }
+
+    /// One nsid request about namespace `ns` (with the id `nsid` to give it); the id the
+    /// kernel answers, if any.
+    fn nsid_request(
+        &self,
+        kind: fn(
+            netlink_packet_route::nsid::NsidMessage,
+        ) -> netlink_packet_route::RouteNetlinkMessage,
+        ns: std::os::fd::BorrowedFd<'_>,
+        nsid: Option<i32>,
+        what: String,
+    ) -> Result<Option<i32>, LinkError> {
         use futures_util::StreamExt;
         use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
         use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
@@ -151,26 +138,33 @@ impl Rtnl {
         let mut msg = NsidMessage::default();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&ns);
         msg.attributes.push(NsidAttribute::Fd(fd as u32));
-        msg.attributes.push(NsidAttribute::Id(nsid));
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNsId(msg));
+        msg.attributes.extend(nsid.map(NsidAttribute::Id));
+        let mut req = NetlinkMessage::from(kind(msg));
         req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
-        let what = || format!("cannot give a network namespace the id {nsid} (RTM_NEWNSID)");
         let mut answers = self
             .handle
             .clone()
             .request(req)
-            .map_err(|source| netlink(what())(source))?;
-        let done = self.run(async move {
+            .map_err(netlink(what.clone()))?;
+        let found = self.run(async move {
+            let mut id = None;
             while let Some(answer) = answers.next().await {
-                if let NetlinkPayload::Error(e) = answer.payload {
-                    if e.code.is_some() {
-                        return Err(rtnetlink::Error::NetlinkError(e));
+                match answer.payload {
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(rtnetlink::Error::NetlinkError(e))
                     }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
+                        id = m.attributes.iter().find_map(|a| match a {
+                            NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                            _ => None,
+                        });
+                    }
+                    _ => {}
                 }
             }
-            Ok(())
+            Ok(id)
         });
-        done.map_err(netlink(what()))
+        found.map_err(netlink(what))
     }
 
     /// Deletes the link called `name`; one that is gone already is no error.

@@ -265,6 +265,19 @@ pub fn is_verdict(text: &str) -> bool {
     text.starts_with("PASS") || text.starts_with("FAIL")
 }
 
+/// Runs `work` on a thread in `pid`'s network namespace.
+pub fn on_thread_in_netns<T: Send>(pid: i32, work: impl FnOnce() -> T + Send) -> T {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            work()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 /// criu's network lock in the network namespace of `netns_of` (the host's for None): rules
 /// with its mark (0xc114) in the filter tables, and its nftables tables.
 pub fn lock_rules(netns_of: Option<i32>) -> Vec<String> {
