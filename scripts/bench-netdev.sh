@@ -22,17 +22,7 @@ now() { date +%s.%N; }
 calc() { echo "scale=6; $1" | bc; }
 med() { sort -g "$dir/$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# The batch: N pairs up, an address on each first end, R routes spread over the pairs.
-for i in $(seq 0 $((n - 1))); do
-    echo "link add va$i type veth peer name vb$i"
-    echo "link set va$i up"
-    echo "link set vb$i up"
-    echo "addr add 10.$((i / 250)).$((i % 250)).1/24 dev va$i"
-done >"$dir/batch"
-for j in $(seq 0 $((r - 1))); do
-    i=$((j % n))
-    echo "route add 172.$((16 + j / 250)).$((j % 250)).0/24 via 10.$((i / 250)).$((i % 250)).2"
-done >>"$dir/batch"
+bash scripts/veth-batch.sh "$n" "$r" >"$dir/batch"
 show() { nsenter -t "$1" -n sh -c 'ip -o link; ip -o -4 addr; ip -4 route' | sed 's/@if[0-9]*//'; }
 
 round() {

@@ -13,16 +13,7 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
-for i in $(seq 0 $((n - 1))); do
-    echo "link add va$i type veth peer name vb$i"
-    echo "link set va$i up"
-    echo "link set vb$i up"
-    echo "addr add 10.$((i / 250)).$((i % 250)).1/24 dev va$i"
-done >"$dir/batch"
-for j in $(seq 0 $((r - 1))); do
-    i=$((j % n))
-    echo "route add 172.$((16 + j / 250)).$((j % 250)).0/24 via 10.$((i / 250)).$((i % 250)).2"
-done >>"$dir/batch"
+bash "$(dirname "$0")/veth-batch.sh" "$n" "$r" >"$dir/batch"
 
 round() {
     local name=$1 criu=$2 t0
