@@ -5,7 +5,7 @@
 mod clone;
 pub mod helpers;
 mod net_ns;
-mod next_pid;
+pub mod next_pid;
 mod pid_ns;
 pub mod plan;
 pub mod rebuild;
