@@ -253,3 +253,122 @@ fn mount_tree_dumped_and_restored() {
         .collect();
     assert!(yards.is_empty(), "yard left behind: {yards:?}");
 }
+
+/// A tree in a mount namespace whose mounts are slaves of criu's (`unshare --propagation
+/// slave`), dumped with `--external mnt[]:m` (every such mount external, its master allowed)
+/// and restored with `--ext-mount-map auto`: each comes back a slave of criu's mount it was
+/// bound from, so a mount made in criu's namespace under a shared one appears in the
+/// restored tree.
+#[test]
+fn external_slaves_come_back_slaves_of_criu_s_mounts() {
+    let base = tempfile::Builder::new()
+        .prefix("criu-extm-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let b = base.path();
+    let (src, sub) = (b.join("src"), b.join("src/sub"));
+    std::fs::create_dir_all(b.join("img")).unwrap();
+    std::fs::create_dir_all(&src).unwrap();
+    let sh = |script: &str| {
+        let ok = Command::new("sh").args(["-c", script]).status().unwrap();
+        assert!(ok.success(), "{script}");
+    };
+    sh(&format!(
+        "mount -t tmpfs extsrc {0} && mount --make-shared {0} && mkdir {0}/sub",
+        src.display()
+    ));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-R").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(src.clone());
+    let mut p = Proc(
+        Command::new("setsid")
+            .args([
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "sleep",
+                "1000",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_comm(&mut p, "sleep");
+    let pid = p.0.id();
+    let master_of = |pid: u32, at: &Path| {
+        criu_procfs::read_mountinfo(pid as i32)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.mount_point == at)
+            .and_then(|m| m.master)
+    };
+    assert!(
+        master_of(pid, &src).is_some(),
+        "not a slave before the dump"
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(criu())
+            .args(args)
+            .current_dir(b)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let pid_s = pid.to_string();
+    run(&[
+        "dump",
+        "-t",
+        &pid_s,
+        "-D",
+        "img",
+        "-o",
+        "d.log",
+        "--external",
+        "mnt[]:m",
+    ]);
+    let _ = p.0.wait();
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run(&[
+        "restore",
+        "-D",
+        "img",
+        "-o",
+        "r.log",
+        "-d",
+        "--ext-mount-map",
+        "auto",
+        "--root",
+        "/",
+    ]);
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _restored = Kill(pid as i32);
+    assert!(
+        master_of(pid, &src).is_some(),
+        "came back without its master"
+    );
+    sh(&format!("mount -t tmpfs late {}", sub.display()));
+    let start = Instant::now();
+    while master_of(pid, &sub).is_none() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        master_of(pid, &sub).is_some(),
+        "a mount under criu's shared mount did not reach the restored slave"
+    );
+}

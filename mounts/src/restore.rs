@@ -1,7 +1,8 @@
 //! Restore half: rebuilds a dumped mount tree in the current (fresh, single-threaded
 //! helper's) mount namespace, then makes it the namespace's root.
 //!
-//! 1. Everything in the namespace is made private, so nothing propagates back to criu's.
+//! 1. Everything in the namespace is made private, so nothing propagates back to criu's
+//!    (external slaves of a group outside the tree are bound just before, and turned slave).
 //! 2. Every mount is made detached first (`open_tree(OPEN_TREE_CLONE)` for binds, the root and
 //!    externals; `fsopen`/`fsconfig`/`fsmount` for new filesystems) and attached with
 //!    `move_mount` on a target found from its parent's mount fd (`openat2` beneath it, no
@@ -53,6 +54,32 @@ pub fn restore_tree(
         }
     }
 
+    // External slaves of a group outside the tree are bound before the namespace goes
+    // private, while its copy of criu's mount is still a peer of that group, and turned slave
+    // at once (`--enable-external-masters`: the dump took them so).
+    let mut external_slaves = BTreeMap::new();
+    for (i, n) in tree.nodes.iter().enumerate() {
+        if let (How::External(key), true) = (&n.how, slave_of_outside(&tree, i)) {
+            let path = external_path(&n.e, key, opts)?;
+            let fd = rustix::mount::open_tree(CWD, &path, clone_flags()).map_err(|e| {
+                MountError::rsys(
+                    format!(
+                        "{}: cannot bind external {key} from {}",
+                        describe(&n.e),
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
+            set_propagation(
+                n,
+                &fd,
+                sm::MS_SLAVE,
+                "a slave of the mount it is bound from",
+            )?;
+            external_slaves.insert(i, fd);
+        }
+    }
     make_all_private()?;
     let yard = PathBuf::from(format!("/tmp/.criu-mnt.{}", std::process::id()));
     std::fs::create_dir(&yard)
@@ -64,7 +91,14 @@ pub fn restore_tree(
     )
     .map_err(|e| MountError::rsys("open /tmp", e))?;
     let mut held = Vec::new();
-    let built = build(&tree, &root_dir, opts, dir, &yard, &mut held);
+    let built = build(
+        &tree,
+        (&root_dir, dir),
+        opts,
+        external_slaves,
+        &yard,
+        &mut held,
+    );
     let fds = match built {
         Ok(fds) => fds,
         Err(e) => {
@@ -114,9 +148,9 @@ fn beneath() -> ResolveFlags {
 /// whose master goes to `held`.
 fn build(
     tree: &Tree,
-    root_dir: &Path,
+    (root_dir, dir): (&Path, &Path),
     opts: &MountOptions,
-    dir: &Path,
+    mut external_slaves: BTreeMap<usize, OwnedFd>,
     yard: &Path,
     held: &mut crate::pty::HeldPtys,
 ) -> Result<Vec<OwnedFd>, MountError> {
@@ -136,15 +170,18 @@ fn build(
         let mnt = match &n.how {
             How::Root => bind_root(root_dir)
                 .map_err(|e| fail(&format!("cannot bind --root {}", root_dir.display()), e))?,
-            How::External(key) => {
-                let path = external_path(&n.e, key, opts)?;
-                rustix::mount::open_tree(CWD, &path, clone_flags()).map_err(|e| {
-                    fail(
-                        &format!("cannot bind external {key} from {}", path.display()),
-                        e,
-                    )
-                })?
-            }
+            How::External(key) => match external_slaves.remove(&i) {
+                Some(slave) => slave,
+                None => {
+                    let path = external_path(&n.e, key, opts)?;
+                    rustix::mount::open_tree(CWD, &path, clone_flags()).map_err(|e| {
+                        fail(
+                            &format!("cannot bind external {key} from {}", path.display()),
+                            e,
+                        )
+                    })?
+                }
+            },
             How::Bind { from, rel } => {
                 let src = fds[*from].as_ref().ok_or_else(|| {
                     MountError::BadImage(format!(
@@ -618,8 +655,15 @@ fn propagation(tree: &Tree, fds: &[OwnedFd]) -> Result<(), MountError> {
     Ok(())
 }
 
-/// Makes `to` a slave of peer group `master`: it joins the group, then turns slave. A master
-/// outside the tree leaves it private (the external-masters options are not done yet).
+/// Whether node `i` is a slave of a peer group no mount of the tree is in.
+fn slave_of_outside(tree: &Tree, i: usize) -> bool {
+    let master = tree.nodes[i].e.master_id.unwrap_or(0);
+    master != 0 && !tree.nodes.iter().any(|n| n.e.shared_id == Some(master))
+}
+
+/// Makes `to` a slave of peer group `master`: it joins the group, then turns slave. An
+/// external mount whose master is outside the tree is one already (see `restore_tree`); any
+/// other mount with such a master is left private.
 fn make_slave(
     tree: &Tree,
     fds: &[OwnedFd],
@@ -628,6 +672,9 @@ fn make_slave(
     master: u32,
 ) -> Result<(), MountError> {
     let Some(members) = groups.get(&master) else {
+        if matches!(tree.nodes[to].how, How::External(_)) {
+            return Ok(());
+        }
         tracing::warn!(
             "{}: its master group {master} is outside the tree; left private",
             describe(&tree.nodes[to].e)
