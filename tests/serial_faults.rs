@@ -134,13 +134,7 @@ fn a_dump_failing_or_killed_at_every_point_leaves_connections_talking() {
                     .argv(Argv::ResultArgs)
                     .args(&["inside"]);
                 if own_netns {
-                    launch = launch.launcher(&[
-                        "unshare",
-                        "-n",
-                        "sh",
-                        "-c",
-                        "ip link set lo up && exec \"$0\" \"$@\"",
-                    ]);
+                    launch = launch.in_own_netns();
                 }
                 let task = launch.start(dir.path());
                 std::fs::create_dir(dir.path().join("images")).unwrap();

@@ -63,13 +63,7 @@ impl Drop for HostLinks {
 /// autoconfiguration races in the comparisons).
 fn start(dir: &std::path::Path) -> StateTask {
     let task = StateTask::workload("uk_state")
-        .launcher(&[
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
+        .in_own_netns()
         .argv(Argv::ResultArgs)
         .args(&["/tmp", "pairs"])
         .start(dir);
@@ -297,14 +291,7 @@ fn tun_files_come_back_attached_to_their_devices() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = StateTask::workload("tn_tun")
-        .launcher(&[
-            "unshare",
-            "-n",
-            "setsid",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
+        .in_own_netns()
         .argv(Argv::ResultArgs)
         .start(dir.path());
     let pid = task.pid;

@@ -55,13 +55,7 @@ fn sysctls_addresses_routes_rules_and_firewall_of_the_trees_namespace_come_back(
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = StateTask::workload("uk_state")
-        .launcher(&[
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
+        .in_own_netns()
         .argv(Argv::ResultArgs)
         .args(&["/tmp", "pairs"])
         .start(dir.path());
@@ -102,14 +96,7 @@ fn a_tree_spanning_network_namespaces_comes_back_in_each() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let mut task = StateTask::workload("ns_nets")
-        .launcher(&[
-            "unshare",
-            "-n",
-            "setsid",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
+        .in_own_netns()
         .argv(Argv::ResultArgs)
         .start(dir.path());
     let tree = harness::descendants(task.pid);

@@ -21,13 +21,7 @@ fn start(own_net: bool, args: &[&str], dir: &tempfile::TempDir) -> StateTask {
         .argv(Argv::ResultArgs)
         .args(args);
     let launch = if own_net {
-        launch.launcher(&[
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$0\" \"$@\"",
-        ])
+        launch.in_own_netns()
     } else {
         launch
     };

@@ -89,6 +89,18 @@ impl Launch<'_> {
         self
     }
 
+    /// Runs the workload in a network namespace of its own with `lo` up (`unshare -n`, which
+    /// execs it in the same process).
+    pub fn in_own_netns(self) -> Self {
+        self.launcher(&[
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+    }
+
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|a| a.to_string()));
         self

@@ -83,6 +83,8 @@ fn child_verdict(out: OwnedFd, check: impl FnOnce() -> Check) -> ! {
 }
 
 fn main() {
+    // A dump root leads its session.
+    let _ = nix::unistd::setsid();
     let result = std::env::args().nth(1).expect("usage: ns_nets RESULT_FILE");
     let root_pid = std::process::id().to_string();
     let _name0 = bind(0);

@@ -149,6 +149,8 @@ fn checks(fds: [RawFd; 4]) -> Check {
 }
 
 fn main() {
+    // A dump root leads its session.
+    let _ = nix::unistd::setsid();
     let result = std::env::args().nth(1).expect("usage: tn_tun RESULT_FILE");
     catch_usr1();
     let plain = open_tun(libc::O_NONBLOCK);
