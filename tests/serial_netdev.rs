@@ -25,6 +25,17 @@ use std::time::Duration;
 use harness::{require_root, wait_until};
 use state_task::{Argv, StateTask};
 
+/// What `show` reads once it reads `want` (links settle a moment after a restore), or after
+/// 5 s.
+fn settled(want: &str, show: impl Fn() -> String) -> String {
+    let mut now = String::new();
+    wait_until(Duration::from_secs(5), || {
+        now = show();
+        now == want
+    });
+    now
+}
+
 /// Runs `script` with sh in the network namespace of `pid` (the host's if None); its output.
 fn sh(pid: Option<i32>, script: &str) -> String {
     let mut cmd = Command::new("nsenter");
@@ -162,13 +173,13 @@ fn veths_bridges_addresses_and_routes_come_back_and_carry_tcp() {
     assert!(wait_until(Duration::from_secs(10), || !host_has(&host_end)));
     task.restore_ok(&["--veth-pair", &format!("eth0={host_end}@{host_br}")]);
     assert!(host_has(&host_end));
-    let mut after = String::new();
     // Carrier and bridge ports settle a moment after the links are up.
-    wait_until(Duration::from_secs(5), || {
-        after = show(pid);
-        after == before
-    });
-    assert_eq!(after, before, "{}", task.log("restore.log"));
+    assert_eq!(
+        settled(&before, || show(pid)),
+        before,
+        "{}",
+        task.log("restore.log")
+    );
     assert!(tcp_works(Some(pid), &format!("{net}.2:0"), None));
     assert!(tcp_works(None, &format!("{net}.1:0"), Some(pid)));
     assert_eq!(task.verdict(), "PASS\n");
@@ -276,12 +287,12 @@ fn a_persistent_tap_comes_back_with_its_settings() {
     task.restore_ok(&[]);
     // The carrier goes off when criu lets go of the new device; the link state follows a
     // moment later.
-    let mut after = String::new();
-    wait_until(Duration::from_secs(5), || {
-        after = show(pid);
-        after == before
-    });
-    assert_eq!(after, before, "{}", task.log("restore.log"));
+    assert_eq!(
+        settled(&before, || show(pid)),
+        before,
+        "{}",
+        task.log("restore.log")
+    );
     assert_eq!(tun(pid), tun_before);
     assert_eq!(task.verdict(), "PASS\n");
 }
@@ -320,12 +331,12 @@ fn tun_files_come_back_attached_to_their_devices() {
     );
     task.dump(&[]);
     task.restore_ok(&[]);
-    let mut after = String::new();
-    wait_until(Duration::from_secs(5), || {
-        after = show(pid);
-        after == before
-    });
-    assert_eq!(after, before, "{}", task.log("restore.log"));
+    assert_eq!(
+        settled(&before, || show(pid)),
+        before,
+        "{}",
+        task.log("restore.log")
+    );
     assert_eq!(details(pid), tun_before);
     assert_eq!(task.verdict(), "PASS\n", "{}", task.log("restore.log"));
 }
