@@ -70,6 +70,16 @@ fn ready(fd: &OwnedFd) {
     nix::unistd::write(fd, b"r").unwrap();
 }
 
+/// Tells `child` to check itself and reads its verdict from `from`: an error unless it
+/// passed.
+fn verdict_of(child: nix::unistd::Pid, from: OwnedFd, who: &str) -> Check {
+    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGUSR1);
+    let mut said = String::new();
+    std::fs::File::from(from).read_to_string(&mut said).unwrap();
+    let _ = nix::sys::wait::waitpid(child, None);
+    ensure(said == "PASS", || format!("{who}: {said}"))
+}
+
 /// Runs `check` once SIGUSR1 comes and writes its verdict into `out`.
 fn child_verdict(out: OwnedFd, check: impl FnOnce() -> Check) -> ! {
     wait_usr1();
@@ -128,13 +138,7 @@ fn main() {
                             "A is in the root's network namespace".into()
                         })?;
                         check_names("A", &[1])?;
-                        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGUSR1);
-                        let mut said = String::new();
-                        std::fs::File::from(b_read)
-                            .read_to_string(&mut said)
-                            .unwrap();
-                        let _ = nix::sys::wait::waitpid(child, None);
-                        ensure(said == "PASS", || format!("B (pid {b_pid}): {said}"))?;
+                        verdict_of(child, b_read, &format!("B (pid {b_pid})"))?;
                         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
                         sender
                             .send_to(b"ping", "127.0.0.1:7001")
@@ -158,13 +162,7 @@ fn main() {
     usr1().thread_unblock().unwrap();
     ready_then_wait(&result);
     let verdict = (|| {
-        let _ = nix::sys::signal::kill(a, nix::sys::signal::Signal::SIGUSR1);
-        let mut said = String::new();
-        std::fs::File::from(a_read)
-            .read_to_string(&mut said)
-            .unwrap();
-        let _ = nix::sys::wait::waitpid(a, None);
-        ensure(said == "PASS", || format!("A: {said}"))?;
+        verdict_of(a, a_read, "A")?;
         check_names("the root", &[0])
     })();
     let text = match verdict {
