@@ -133,7 +133,6 @@ fn dump_as(o: &Options, dirs: &Dirs, pre_dump: bool) -> Result<(), String> {
                 close: o.tcp_close,
                 skip_in_flight: o.skip_in_flight,
                 guard: None,
-                in_locked_netns: true,
             },
             file_locks: o.file_locks,
             evasive_devices: o.evasive_devices,

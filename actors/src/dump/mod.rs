@@ -478,7 +478,9 @@ async fn dump_phases(
     let mut table = criu_files::FileTable::for_dump(files, root_ids);
     if ns.owns(criu_procfs::NsKind::Net) {
         table.unix.net_of = Some(ns.root_pid());
-        table.inet.net_of = Some(ns.root_pid());
+        table.inet.set_tree_netns(ns.root_pid()).map_err(|e| {
+            DumpError::Start(format!("pid {}: its network namespace: {e}", ns.root_pid()))
+        })?;
     }
     let shared = Arc::new(DumpShared {
         dir: req.dir.clone(),

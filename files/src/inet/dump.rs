@@ -34,9 +34,6 @@ pub struct TcpOptions {
     pub skip_in_flight: bool,
     /// Called before a connection enters repair mode; None when nothing needs to be done.
     pub guard: Option<ConnGuard>,
-    /// The socket at hand is in the locked network namespace of the tree, or the tree has
-    /// none of its own (set for each socket).
-    pub in_locked_netns: bool,
 }
 
 /// A connection about to enter repair mode, as the guard sees it.
@@ -87,8 +84,9 @@ pub struct InetSockets {
     /// The kernel's lists by (network namespace, family, protocol), asked for when first
     /// needed.
     diag: HashMap<DiagKey, HashMap<u32, super::diag::InetDiag>>,
-    /// A task of the tree's own network namespace, when it has one.
-    pub net_of: Option<i32>,
+    /// The tree's own network namespace (dev, inode), when it has one: the one the dump
+    /// locks (see [`InetSockets::set_tree_netns`]).
+    tree_netns: Option<(u64, u64)>,
 }
 
 impl InetSockets {
@@ -96,13 +94,11 @@ impl InetSockets {
     /// socket's own network namespace.
     fn diag(
         &mut self,
-        sock: BorrowedFd<'_>,
+        (sock, net): (BorrowedFd<'_>, (u64, u64)),
         family: i32,
         proto: i32,
         ino: u32,
     ) -> Result<Option<super::diag::InetDiag>, String> {
-        let net = crate::sock_diag::netns_key(sock)
-            .map_err(|e| format!("its network namespace (SIOCGSKNS): {e}"))?;
         let list = match self.diag.entry((net, family, proto)) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => v.insert(
@@ -111,6 +107,19 @@ impl InetSockets {
             ),
         };
         Ok(list.get(&ino).cloned())
+    }
+
+    /// The tree has a network namespace of its own, `pid`'s.
+    pub fn set_tree_netns(&mut self, pid: i32) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(format!("/proc/{pid}/ns/net"))?;
+        self.tree_netns = Some((m.dev(), m.ino()));
+        Ok(())
+    }
+
+    /// Whether the tree has a network namespace of its own.
+    pub fn tree_has_netns(&self) -> bool {
+        self.tree_netns.is_some()
     }
 
     /// A failed dump, or one whose tree runs on: every connection is out of repair mode
@@ -195,26 +204,29 @@ pub fn socket_id(
         "IPv4"
     };
     let mut seen = Seen::new(pid, fd, ino, name);
-    let (mut tcp, fown, net_of) = {
+    let (tcp, fown, tree_netns) = {
         let t = lock();
         let fown = crate::fown::dump::read(pid, fd, flags)?;
-        (t.opts.tcp.clone(), fown, t.inet.net_of)
+        (t.opts.tcp.clone(), fown, t.inet.tree_netns)
     };
+    let net = crate::sock_diag::netns_key(sock.as_fd())
+        .map_err(|e| seen.fail(format!("its network namespace (SIOCGSKNS): {e}")))?;
     // Only the tree's own network namespace is locked: a connection of one below it would
     // change while it is read.
-    tcp.in_locked_netns = match net_of {
-        None => true,
-        Some(root) => {
-            use std::os::unix::fs::MetadataExt;
-            let theirs = crate::sock_diag::netns_key(sock.as_fd()).ok();
-            let ours = std::fs::metadata(format!("/proc/{root}/ns/net"))
-                .ok()
-                .map(|m| (m.dev(), m.ino()));
-            theirs.is_some() && theirs == ours
-        }
+    let locked = tree_netns.is_none_or(|t| t == net);
+    let diag = |proto| {
+        lock()
+            .inet
+            .diag((sock.as_fd(), net), family, proto, ino as u32)
     };
-    let diag = |proto| lock().inet.diag(sock.as_fd(), family, proto, ino as u32);
-    let (mut entry, stream) = describe(sock.as_fd(), family, &mut seen, flags, &tcp, &diag)?;
+    let (mut entry, stream) = describe(
+        sock.as_fd(),
+        family,
+        &mut seen,
+        flags,
+        (&tcp, locked),
+        &diag,
+    )?;
     entry.fown = fown;
     let reuseaddr = entry.opts.reuseaddr == Some(true);
     let mut t = lock();
@@ -238,13 +250,14 @@ type Dumped = (InetSkEntry, Option<(Stream, SocketAddr, SocketAddr)>);
 /// sock_diag's view of the socket, by protocol.
 type DiagOf<'a> = dyn Fn(i32) -> Result<Option<super::diag::InetDiag>, String> + 'a;
 
-/// Describes `sock`, of `family` (AF_INET or AF_INET6).
+/// Describes `sock`, of `family` (AF_INET or AF_INET6); `locked`: it is in the network
+/// namespace the dump locked (or the tree has none of its own).
 fn describe(
     sock: BorrowedFd<'_>,
     family: i32,
     seen: &mut Seen,
     flags: u32,
-    tcp: &TcpOptions,
+    (tcp, locked): (&TcpOptions, bool),
     diag: &DiagOf<'_>,
 ) -> Result<Dumped, SocketError> {
     let opt = |name: &str, opt| {
@@ -385,7 +398,7 @@ fn describe(
             seen.fail("a TCP connection is dumped only with --tcp-established (or --tcp-close)")
         );
     }
-    if !tcp.in_locked_netns {
+    if !locked {
         return Err(seen.fail(
             "a TCP connection of a network namespace below the tree's own is not dumped (only \
              the tree's namespace is locked)",

@@ -53,7 +53,7 @@ pub fn dump_tun_fd(
         what: format!("fd {fd}: tun file: cannot take a copy with pidfd_getfd: {e}"),
     })?;
     // As CRIU: tun devices come back only in network namespaces of the tree's own.
-    if lock().inet.net_of.is_none() {
+    if !lock().inet.tree_has_netns() {
         return Err(refuse(
             "the tree has no network namespace of its own to make its device again".into(),
         ));
