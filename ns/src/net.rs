@@ -337,15 +337,15 @@ pub fn fill_all(
         .iter()
         .map(|(id, _)| read_devices(*id, dir))
         .collect::<Result<Vec<_>, _>>()?;
-    for (i, ((id, ns), (devices, sysctls))) in all.iter().zip(&images).enumerate() {
+    let tree = all
+        .iter()
+        .zip(&images)
+        .map(|((id, fd), (devs, _))| (*id, fd.as_fd(), &devs[..]))
+        .collect::<Vec<_>>();
+    for (me, ((id, ns), (devices, sysctls))) in all.iter().zip(&images).enumerate() {
         let tree = links::restore::TreeNets {
-            all: all.iter().map(|(id, fd)| (*id, fd.as_fd())).collect(),
-            before: all[..i].iter().map(|(id, _)| *id).collect(),
-            after: all[i + 1..]
-                .iter()
-                .zip(&images[i + 1..])
-                .map(|((id, fd), (devs, _))| (*id, fd.as_raw_fd(), &devs[..]))
-                .collect(),
+            all: tree.clone(),
+            me,
         };
         fill(ns.as_fd(), (*id, devices, sysctls), dir, &tree, opts)?;
     }

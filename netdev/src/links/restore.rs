@@ -28,34 +28,44 @@ pub struct Host<'a> {
     pub ns: RawFd,
 }
 
-/// The tree's other network namespaces, for veths whose ends are in two of them: the pair is
-/// made by the namespace filled first, its far end put in the other.
+/// The tree's network namespaces in the order they are filled, for veths whose ends are in
+/// two of them: the pair is made by the namespace filled first, its far end put in the other.
 #[derive(Default)]
 pub struct TreeNets<'a> {
-    /// Namespaces filled before this one (their pairs with this one exist already).
-    pub before: BTreeSet<u32>,
-    /// Namespaces filled after this one: id, descriptor and their devices.
-    pub after: Vec<(u32, RawFd, &'a [NetDeviceEntry])>,
-    /// Every namespace of the tree: id and descriptor.
-    pub all: Vec<(u32, std::os::fd::BorrowedFd<'a>)>,
+    /// Every namespace of the tree: id, descriptor and devices.
+    pub all: Vec<(u32, std::os::fd::BorrowedFd<'a>, &'a [NetDeviceEntry])>,
+    /// The one being filled, by position in `all`.
+    pub me: usize,
 }
 
 impl TreeNets<'_> {
+    /// The position of namespace `id` in the fill order.
+    fn position(&self, id: u32) -> Option<usize> {
+        self.all.iter().position(|(n, _, _)| *n == id)
+    }
+
+    /// The descriptor of namespace `id`.
+    fn fd_of(&self, id: u32) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.position(id).map(|i| self.all[i].1)
+    }
+
     /// The far end of veth `d` of namespace `ns_id` when it is in one filled later, with
     /// that namespace's descriptor.
     fn far_end(&self, d: &NetDeviceEntry, ns_id: u32) -> Option<(RawFd, &NetDeviceEntry)> {
         let peer_ns = d.peer_nsid.filter(|&n| n != ns_id)?;
-        let (_, fd, devs) = self.after.iter().find(|(id, _, _)| *id == peer_ns)?;
+        let (_, fd, devs) = self
+            .all
+            .get(self.position(peer_ns).filter(|&i| i > self.me)?)?;
         let end = devs.iter().find(|p| Some(p.ifindex) == d.peer_ifindex)?;
-        Some((*fd, end))
+        Some((fd.as_raw_fd(), end))
     }
 
     /// Whether veth `d` of namespace `ns_id` was made with its far end, from a namespace
     /// filled before.
     fn made_before(&self, d: &NetDeviceEntry, ns_id: u32) -> bool {
+        let filled_before = |n| self.position(n).is_some_and(|i| i < self.me);
         d.r#type == NdType::Veth as i32
-            && d.peer_nsid
-                .is_some_and(|n| n != ns_id && self.before.contains(&n))
+            && d.peer_nsid.is_some_and(|n| n != ns_id && filled_before(n))
     }
 }
 
@@ -95,8 +105,7 @@ pub fn restore(
     let inside = Rtnl::new()?;
     // The ids this namespace gives the others, before a veth between them makes one up.
     for n in &defaults.nsids {
-        let target = tree.all.iter().find(|(id, _)| *id == n.target_ns_id);
-        if let Some(&(_, fd)) = target {
+        if let Some(fd) = tree.fd_of(n.target_ns_id) {
             inside.set_nsid(fd, n.netnsid_value)?;
         }
     }
